@@ -1,0 +1,70 @@
+"""The `mtia-cluster` command group.
+
+Every subcommand lives in its own module under `mtia_cluster/cli/` and is registered here.
+User errors (:class:`UserError`) become one line on stderr and exit status 2, for every
+command, in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+from mtia_cluster import __version__
+from mtia_cluster.errors import UserError
+
+# (module, attribute) of each subcommand; imported lazily so `mtia-cluster chips` never pays
+# for importing Ray.
+_COMMANDS: dict[str, tuple[str, str]] = {
+    "chips": ("mtia_cluster.cli.catalog_cmds", "chips"),
+    "models": ("mtia_cluster.cli.catalog_cmds", "models"),
+    "estimate": ("mtia_cluster.cli.catalog_cmds", "estimate"),
+    "validate": ("mtia_cluster.cli.catalog_cmds", "validate"),
+    "demo": ("mtia_cluster.cli.demo", "demo"),
+    "trace": ("mtia_cluster.cli.trace", "trace"),
+    "simulate": ("mtia_cluster.cli.simulate", "simulate"),
+}
+
+
+class MainGroup(click.Group):
+    """A group that loads subcommands lazily and turns UserError into exit status 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(name for name in _COMMANDS if self._load(name) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    def _load(self, name: str) -> click.Command | None:
+        spec = _COMMANDS.get(name)
+        if spec is None:
+            return None
+        try:
+            module = importlib.import_module(spec[0])
+        except ModuleNotFoundError as exc:
+            # A command whose module is not written yet is simply not offered.
+            if exc.name == spec[0]:
+                return None
+            raise
+        command = getattr(module, spec[1], None)
+        return command if isinstance(command, click.Command) else None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mtia-cluster")
+def cli() -> None:
+    """Simulate AI-inference fleets of MTIA accelerators and GPUs."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
