@@ -1,0 +1,275 @@
+"""The cell protocol and the struct-of-arrays types that cross a cell's boundary.
+
+A *cell* (DESIGN §3) is the smallest group of hosts that is simulated exactly on its own: an
+R&R host, an LLM replica, a prefill/decode pool pair. Time advances in windows of the
+router's report interval. In each window the driver
+
+1. ``submit``s the requests the router sent to the cell (all with ``arrival_ns`` inside the
+   window, sorted by ``(arrival_ns, request_id)``),
+2. calls ``advance(until_ns)``: the cell processes every event at time ``< until_ns`` and
+   returns the requests that finished before ``until_ns``,
+3. reads ``report()`` (the router's view for the next window) and ``device_counters()``.
+
+A cell must give identical results whether it is advanced in one long call or window by
+window: events are ordered by (time, source, sequence), never by how calls were cut.
+Nothing here knows about shards, processes or Ray.
+
+All times are int64 nanoseconds. Services and regions are int32 indices into the name tables
+held by the simulation (``Simulation.services``, ``Simulation.regions``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+import numpy as np
+
+# Request status codes (DESIGN §4 `requests.status`).
+STATUS_OK = 0
+STATUS_DROPPED = 1
+STATUS_REJECTED = 2
+STATUS_FAILED = 3
+STATUS_NAMES = ("ok", "dropped", "rejected", "failed")
+
+_T = TypeVar("_T", bound="_Columns")
+
+
+def _names(cls: type) -> tuple[str, ...]:
+    """Field names of a dataclass, in declaration order."""
+    return tuple(f.name for f in fields(cls))
+
+
+class _Columns:
+    """Helpers shared by the struct-of-arrays dataclasses: length, slicing, concatenation."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, _names(type(self))[0]))
+
+    def take(self: _T, index: Any) -> _T:
+        """Rows selected by a slice, an integer index array or a boolean mask."""
+        return type(self)(**{n: getattr(self, n)[index] for n in _names(type(self))})
+
+    @classmethod
+    def concat(cls: type[_T], parts: list[_T]) -> _T:
+        """All rows of `parts`, in order."""
+        if not parts:
+            return cls.empty()
+        if len(parts) == 1:
+            return parts[0]
+        return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in _names(cls)})
+
+    @classmethod
+    def empty(cls: type[_T]) -> _T:
+        """Zero rows with the right dtypes."""
+        return cls(**{n: np.zeros(0, dtype=_DTYPES[n]) for n in _names(cls)})
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Column name -> array (no copy)."""
+        return {n: getattr(self, n) for n in _names(type(self))}
+
+
+_DTYPES: dict[str, type] = {
+    "request_id": np.int64,
+    "arrival_ns": np.int64,
+    "service": np.int32,
+    "region": np.int32,
+    "items": np.int32,
+    "input_tokens": np.int32,
+    "output_tokens": np.int32,
+    "session_id": np.int64,
+    "host_id": np.int32,
+    "accelerator_id": np.int32,
+    "start_ns": np.int64,
+    "first_token_ns": np.int64,
+    "finish_ns": np.int64,
+    "status": np.int8,
+    "batch_size": np.int32,
+    "busy_ns": np.int64,
+    "batches": np.int64,
+    "work_units": np.int64,
+    "peak_memory_bytes": np.int64,
+}
+
+
+@dataclass
+class RequestBatch(_Columns):
+    """Requests as parallel arrays (one row per request), the trace's columns as indices.
+
+    ``items`` is 0 for LLM requests; ``input_tokens``/``output_tokens`` are 0 for R&R;
+    ``session_id`` is -1 when the trace has none.
+    """
+
+    request_id: np.ndarray  # int64
+    arrival_ns: np.ndarray  # int64
+    service: np.ndarray  # int32 index into Simulation.services
+    region: np.ndarray  # int32 index into Simulation.regions
+    items: np.ndarray  # int32
+    input_tokens: np.ndarray  # int32
+    output_tokens: np.ndarray  # int32
+    session_id: np.ndarray  # int64
+
+
+@dataclass
+class Completed(_Columns):
+    """Finished (or rejected/dropped/failed) requests: DESIGN §4 `requests` columns.
+
+    ``host_id``/``accelerator_id`` are global indices (for a multi-accelerator replica, its
+    first accelerator). ``first_token_ns`` equals ``finish_ns`` for R&R. ``batch_size`` is the
+    number of requests in the batch (R&R) or in the iteration that produced the first token
+    (LLM). Latency, slo_ok and names are derived by the simulation.
+    """
+
+    request_id: np.ndarray  # int64
+    service: np.ndarray  # int32
+    region: np.ndarray  # int32
+    host_id: np.ndarray  # int32
+    accelerator_id: np.ndarray  # int32
+    arrival_ns: np.ndarray  # int64
+    start_ns: np.ndarray  # int64, service start on the accelerator
+    first_token_ns: np.ndarray  # int64
+    finish_ns: np.ndarray  # int64
+    status: np.ndarray  # int8, STATUS_*
+    batch_size: np.ndarray  # int32
+    items: np.ndarray  # int32
+    input_tokens: np.ndarray  # int32
+    output_tokens: np.ndarray  # int32
+
+
+@dataclass
+class DeviceCounters(_Columns):
+    """Cumulative per-accelerator counters, from time 0 up to the last ``advance`` bound.
+
+    ``busy_ns`` counts only the part of each busy period before ``until_ns`` (a batch running
+    across a window boundary is split between the windows), so differences between two calls
+    are exact interval figures. ``work_units`` is items (R&R) or tokens (LLM).
+    """
+
+    accelerator_id: np.ndarray  # int32, global
+    busy_ns: np.ndarray  # int64
+    batches: np.ndarray  # int64, batches/iterations started
+    work_units: np.ndarray  # int64
+    peak_memory_bytes: np.ndarray  # int64
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a cell tells the router at a window boundary."""
+
+    outstanding: int  # requests submitted and not yet completed
+    capacity_weight: float  # relative capacity (e.g. accelerators x speed), for weighting
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything a cell factory needs to build one cell (built by the simulation).
+
+    ``pool`` is the raw pool mapping from the scenario file (validated fields are read with
+    ``mtia_cluster.config.Fields(pool, file, field_prefix)``); ``catalog`` is the loaded
+    catalog; ``accelerator_ids``/``host_ids`` are global indices owned by this cell.
+    """
+
+    cell_id: int
+    region: int
+    service: int
+    model_name: str
+    platform_name: str
+    accelerator_ids: tuple[int, ...]
+    host_ids: tuple[int, ...]
+    seed: int
+    pool: dict[str, Any]
+    file: str | None
+    field_prefix: str
+    catalog: Any
+
+
+@runtime_checkable
+class Cell(Protocol):
+    """A unit simulated exactly on its own between window boundaries (see module doc)."""
+
+    def submit(self, batch: RequestBatch) -> None:
+        """Accept requests routed here; arrivals lie in the current window, sorted."""
+        ...
+
+    def advance(self, until_ns: int) -> Completed:
+        """Process every event at time < until_ns; return requests finished before it."""
+        ...
+
+    def report(self) -> LoadReport:
+        """Outstanding requests and capacity weight, as of the last advance."""
+        ...
+
+    def device_counters(self) -> DeviceCounters:
+        """Cumulative per-accelerator counters up to the last advance bound."""
+        ...
+
+
+def empty_completed() -> Completed:
+    """A Completed with no rows."""
+    return Completed.empty()
+
+
+def completed_from(
+    req: RequestBatch,
+    *,
+    host_id: np.ndarray | int,
+    accelerator_id: np.ndarray | int,
+    start_ns: np.ndarray,
+    first_token_ns: np.ndarray,
+    finish_ns: np.ndarray,
+    status: np.ndarray | int = STATUS_OK,
+    batch_size: np.ndarray | int = 1,
+) -> Completed:
+    """Build Completed rows for `req` (same order), broadcasting scalar arguments."""
+    n = len(req)
+
+    def col(v: np.ndarray | int, dtype: type) -> np.ndarray:
+        return np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
+
+    return Completed(
+        request_id=req.request_id,
+        service=req.service,
+        region=req.region,
+        host_id=col(host_id, np.int32),
+        accelerator_id=col(accelerator_id, np.int32),
+        arrival_ns=req.arrival_ns,
+        start_ns=col(start_ns, np.int64),
+        first_token_ns=col(first_token_ns, np.int64),
+        finish_ns=col(finish_ns, np.int64),
+        status=col(status, np.int8),
+        batch_size=col(batch_size, np.int32),
+        items=req.items,
+        input_tokens=req.input_tokens,
+        output_tokens=req.output_tokens,
+    )
+
+
+def make_requests(
+    arrival_ns: np.ndarray,
+    *,
+    request_id: np.ndarray | None = None,
+    service: int = 0,
+    region: int = 0,
+    items: np.ndarray | int = 1,
+    input_tokens: np.ndarray | int = 0,
+    output_tokens: np.ndarray | int = 0,
+    session_id: np.ndarray | int = -1,
+) -> RequestBatch:
+    """Convenience constructor (tests, synthetic workloads): scalars are broadcast."""
+    arrival = np.asarray(arrival_ns, dtype=np.int64)
+    n = len(arrival)
+
+    def col(v: np.ndarray | int, dtype: type) -> np.ndarray:
+        return np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
+
+    rid = np.arange(n, dtype=np.int64) if request_id is None else col(request_id, np.int64)
+    return RequestBatch(
+        request_id=rid,
+        arrival_ns=arrival,
+        service=col(service, np.int32),
+        region=col(region, np.int32),
+        items=col(items, np.int32),
+        input_tokens=col(input_tokens, np.int32),
+        output_tokens=col(output_tokens, np.int32),
+        session_id=col(session_id, np.int64),
+    )
