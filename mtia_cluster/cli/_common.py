@@ -10,7 +10,10 @@ import click
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 set_option = click.option(
-    "--set", "overrides", multiple=True, metavar="A.B=C",
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="A.B=C",
     help="Override a config field (repeatable), e.g. --set router.policy=p2c.",
 )
 
@@ -38,8 +41,12 @@ def echo_table(headers: list[str], rows: list[list[Any]]) -> None:
     cells = [[str(h) for h in headers]] + [[_fmt(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for n, row in enumerate(cells):
-        click.echo("  ".join(c.rjust(w) if n and _numeric(c) else c.ljust(w)
-                             for c, w in zip(row, widths)).rstrip())
+        click.echo(
+            "  ".join(
+                c.rjust(w) if n and _numeric(c) else c.ljust(w)
+                for c, w in zip(row, widths, strict=True)
+            ).rstrip()
+        )
         if n == 0:
             click.echo("  ".join("-" * w for w in widths))
 

@@ -8,6 +8,7 @@ reads its YAML through it, so every config error looks the same.
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,43 +22,43 @@ _MISSING = object()
 class Fields:
     """A view of one mapping inside a config file, for validated reads."""
 
-    def __init__(self, data: Any, file: str | Path | None, prefix: str = "") -> None:
+    def __init__(self, data: Any, file: str | Path | None, prefix: builtins.str = "") -> None:
         if not isinstance(data, Mapping):
-            raise UserError("expected a mapping", file=file, field=prefix or None,
-                            value=type(data).__name__)
+            raise UserError(
+                "expected a mapping", file=file, field=prefix or None, value=type(data).__name__
+            )
         self.data = data
         self.file = file
         self.prefix = prefix
 
-    def path(self, key: str) -> str:
+    def path(self, key: builtins.str) -> builtins.str:
         """Dotted path of `key` inside the file, for messages."""
         return f"{self.prefix}.{key}" if self.prefix else key
 
-    def error(self, key: str, message: str, value: Any = _MISSING) -> UserError:
+    def error(self, key: builtins.str, message: builtins.str, value: Any = _MISSING) -> UserError:
         """Build a UserError for field `key`."""
         if value is _MISSING:
             return UserError(message, file=self.file, field=self.path(key))
-        return UserError(message, file=self.file, field=self.path(key), value=value,
-                         has_value=True)
+        return UserError(message, file=self.file, field=self.path(key), value=value, has_value=True)
 
-    def has(self, key: str) -> bool:
+    def has(self, key: builtins.str) -> builtins.bool:
         return key in self.data and self.data[key] is not None
 
-    def raw(self, key: str, default: Any = _MISSING) -> Any:
+    def raw(self, key: builtins.str, default: Any = _MISSING) -> Any:
         if key not in self.data or self.data[key] is None:
             if default is _MISSING:
                 raise self.error(key, "missing required field")
             return default
         return self.data[key]
 
-    def sub(self, key: str, default: Any = _MISSING) -> Fields:
+    def sub(self, key: builtins.str, default: Any = _MISSING) -> Fields:
         """The nested mapping at `key` as Fields."""
         value = self.raw(key, default)
         if not isinstance(value, Mapping):
             raise self.error(key, "expected a mapping", type(value).__name__)
         return Fields(value, self.file, self.path(key))
 
-    def str(self, key: str, default: Any = _MISSING, choices: Any = None) -> str:
+    def str(self, key: builtins.str, default: Any = _MISSING, choices: Any = None) -> builtins.str:
         value = self.raw(key, default)
         if not isinstance(value, str):
             raise self.error(key, "expected a string", value)
@@ -65,8 +66,15 @@ class Fields:
             raise self.error(key, f"must be one of {', '.join(sorted(choices))}", value)
         return value
 
-    def number(self, key: str, default: Any = _MISSING, *, min_value: float | None = 0.0,
-               positive: bool = False, max_value: float | None = None) -> float:
+    def number(
+        self,
+        key: builtins.str,
+        default: Any = _MISSING,
+        *,
+        min_value: float | None = 0.0,
+        positive: builtins.bool = False,
+        max_value: float | None = None,
+    ) -> float:
         """A finite real number; by default non-negative, optionally strictly positive."""
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -82,8 +90,14 @@ class Fields:
             raise self.error(key, f"must be <= {max_value:g}", value)
         return x
 
-    def int(self, key: str, default: Any = _MISSING, *, min_value: int | None = 0,
-            positive: bool = False) -> int:
+    def int(
+        self,
+        key: builtins.str,
+        default: Any = _MISSING,
+        *,
+        min_value: builtins.int | None = 0,
+        positive: builtins.bool = False,
+    ) -> builtins.int:
         value = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
@@ -94,15 +108,15 @@ class Fields:
             raise self.error(key, "must be > 0", value)
         if min_value is not None and value < min_value:
             raise self.error(key, f"must be >= {min_value}", value)
-        return int(value)
+        return builtins.int(value)
 
-    def bool(self, key: str, default: Any = _MISSING) -> bool:
+    def bool(self, key: builtins.str, default: Any = _MISSING) -> builtins.bool:
         value = self.raw(key, default)
         if not isinstance(value, bool):
             raise self.error(key, "expected true or false", value)
         return value
 
-    def list(self, key: str, default: Any = _MISSING) -> list[Any]:
+    def list(self, key: builtins.str, default: Any = _MISSING) -> builtins.list[Any]:
         value = self.raw(key, default)
         if not isinstance(value, list):
             raise self.error(key, "expected a list", type(value).__name__)

@@ -52,8 +52,9 @@ def _step(node: Any, part: str, text: str, *, create: bool, depth: int) -> Any:
                 raise UserError("no such key", field="--set", value=text)
             node[part] = {}
         return node[part]
-    raise UserError(f"cannot descend into a {type(node).__name__} at '{part}'", field="--set",
-                    value=text)
+    raise UserError(
+        f"cannot descend into a {type(node).__name__} at '{part}'", field="--set", value=text
+    )
 
 
 def _assign(node: Any, part: str, value: Any, text: str) -> None:
@@ -62,8 +63,9 @@ def _assign(node: Any, part: str, value: Any, text: str) -> None:
     elif isinstance(node, dict):
         node[part] = value
     else:
-        raise UserError(f"cannot set '{part}' on a {type(node).__name__}", field="--set",
-                        value=text)
+        raise UserError(
+            f"cannot set '{part}' on a {type(node).__name__}", field="--set", value=text
+        )
 
 
 def _index(node: list[Any], part: str, text: str) -> int:
@@ -72,6 +74,7 @@ def _index(node: list[Any], part: str, text: str) -> int:
     except ValueError:
         raise UserError(f"'{part}' is not a list index", field="--set", value=text) from None
     if not -len(node) <= idx < len(node):
-        raise UserError(f"index {idx} out of range (list has {len(node)})", field="--set",
-                        value=text)
+        raise UserError(
+            f"index {idx} out of range (list has {len(node)})", field="--set", value=text
+        )
     return idx

@@ -1,0 +1,205 @@
+"""An accelerator chip, as data: peaks per dtype, memory tiers, power, links, efficiencies.
+
+One YAML file per chip under ``configs/catalog/chips/``. There is no class per chip: MTIA 2i
+and H100 are two instances of :class:`Chip`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mtia_cluster.catalog.quantity import Provenance, SourcedReader, read_sources
+from mtia_cluster.config import Fields
+from mtia_cluster.errors import UserError
+
+GB = 1e9
+MB = 1e6
+TERA = 1e12
+
+# Bytes per element of each dtype the cost model knows.
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4.0,
+    "tf32": 4.0,
+    "fp16": 2.0,
+    "bf16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "mx8": 1.0,
+    "mx4": 0.5,
+    "fp4": 0.5,
+}
+OFFCHIP_KINDS = ("lpddr5", "hbm2e", "hbm3", "hbm3e", "hbm4")
+
+
+@dataclass(frozen=True)
+class MemoryTier:
+    """One level of the memory hierarchy: capacity and achievable peak bandwidth."""
+
+    name: str  # pe_local | sram | offchip
+    kind: str  # e.g. sram, lpddr5, hbm3e
+    capacity_bytes: float
+    bandwidth_bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Achievable fractions of peak, each taken from a published fact (see docs/validation.md)."""
+
+    gemm: float  # fraction of peak GEMM FLOPS reached by large GEMMs
+    offchip_stream: float  # fraction of off-chip bandwidth reached by streaming reads
+    sram: float  # fraction of on-chip SRAM bandwidth reached
+    ecc_throughput: float  # multiplier on off-chip bandwidth with ECC on (1.0 = no cost)
+    pcie: float  # fraction of the host link's bandwidth reached by DMA
+
+
+@dataclass(frozen=True)
+class Chip:
+    """An accelerator. Peaks are dense unless the table says sparse; units in field names."""
+
+    name: str
+    display_name: str
+    vendor: str
+    file: str
+    clock_mhz: float
+    gemm_dense_flops: dict[str, float]  # dtype -> FLOP/s (or OP/s for int8)
+    gemm_sparse_flops: dict[str, float]
+    simd_flops: dict[str, float]
+    sram: MemoryTier
+    offchip: MemoryTier
+    pe_local: MemoryTier | None
+    tdp_w: float
+    typical_w: float
+    idle_w: float
+    host_link_bytes_per_s: float
+    host_link: str
+    scale_up_domain: int
+    scale_up_bytes_per_s: float
+    scale_out_bytes_per_s: float
+    launch_overhead_s: float
+    efficiency: Efficiency
+    provenance: dict[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def dtypes(self) -> list[str]:
+        """Dtypes with a GEMM peak on this chip."""
+        return list(self.gemm_dense_flops)
+
+    def gemm_peak(self, dtype: str) -> float:
+        """Dense matrix peak for `dtype` in FLOP/s.
+
+        A dtype without matrix units but with a SIMD/vector peak (FP32 on MTIA) runs on the
+        vector units at that peak; a dtype with neither is impossible (a UserError).
+        """
+        if dtype in self.gemm_dense_flops:
+            return self.gemm_dense_flops[dtype]
+        if dtype in self.simd_flops:
+            return self.simd_flops[dtype]
+        raise UserError(
+            f"chip {self.name} has no {dtype} compute (has {', '.join(self.dtypes)})",
+            file=self.file,
+            field="gemm_dense_tflops",
+            value=dtype,
+        )
+
+    def simd_peak(self, dtype: str) -> float:
+        """Vector/SIMD peak for `dtype` (falls back to the widest lower-precision entry)."""
+        if dtype in self.simd_flops:
+            return self.simd_flops[dtype]
+        for alt in ("fp16", "bf16", "fp32"):
+            if alt in self.simd_flops:
+                return self.simd_flops[alt]
+        # GPUs without a separate SIMD table: vector work runs at 1/16 of the GEMM peak, an
+        # estimate documented in docs/validation.md.
+        return self.gemm_peak(dtype) / 16.0
+
+    def power_w(self, utilization: np.ndarray | float) -> np.ndarray | float:
+        """Power as idle + (TDP - idle) * utilization (linear, CloudSim-style)."""
+        u = np.clip(utilization, 0.0, 1.0)
+        return self.idle_w + (self.tdp_w - self.idle_w) * u
+
+
+def load_chip_data(data: dict, path: Path) -> Chip:
+    """Parse one chip's YAML mapping (after `base:` resolution); `path` is for messages."""
+    f = Fields(data, path)
+    r = SourcedReader(f, read_sources(f))
+    mem = f.sub("memory")
+    sram_f = mem.sub("sram")
+    off_f = mem.sub("offchip")
+    sram = MemoryTier(
+        "sram",
+        "sram",
+        r.quantity(sram_f, "capacity_mb", positive=True) * MB,
+        r.quantity(sram_f, "bandwidth_gb_s", positive=True) * GB,
+    )
+    offchip = MemoryTier(
+        "offchip",
+        off_f.str("kind", choices=OFFCHIP_KINDS),
+        r.quantity(off_f, "capacity_gb", positive=True) * GB,
+        r.quantity(off_f, "bandwidth_gb_s", positive=True) * GB,
+    )
+    pe_local = None
+    if mem.has("pe_local"):
+        pl = mem.sub("pe_local")
+        pe_local = MemoryTier(
+            "pe_local",
+            "sram",
+            r.quantity(pl, "capacity_mb", positive=True) * MB,
+            r.quantity(pl, "bandwidth_gb_s", positive=True) * GB,
+        )
+    power = f.sub("power")
+    link = f.sub("host_link")
+    net = f.sub("network")
+    eff = f.sub("efficiency")
+    chip = Chip(
+        name=f.str("name"),
+        display_name=f.str("display_name"),
+        vendor=f.str("vendor"),
+        file=str(path),
+        clock_mhz=r.quantity(f, "clock_mhz", positive=True, default=None),
+        gemm_dense_flops={k: v * TERA for k, v in r.table(f, "gemm_dense_tflops").items()},
+        gemm_sparse_flops={k: v * TERA for k, v in r.table(f, "gemm_sparse_tflops").items()},
+        simd_flops={k: v * TERA for k, v in r.table(f, "simd_tflops").items()},
+        sram=sram,
+        offchip=offchip,
+        pe_local=pe_local,
+        tdp_w=r.quantity(power, "tdp_w", positive=True),
+        typical_w=r.quantity(power, "typical_w", positive=True),
+        idle_w=r.quantity(power, "idle_w", positive=True),
+        host_link=link.str("kind"),
+        host_link_bytes_per_s=r.quantity(link, "bandwidth_gb_s", positive=True) * GB,
+        scale_up_domain=int(r.quantity(net, "scale_up_domain", positive=True)),
+        scale_up_bytes_per_s=r.quantity(net, "scale_up_gb_s", positive=True) * GB,
+        scale_out_bytes_per_s=r.quantity(net, "scale_out_gb_s", positive=True) * GB,
+        launch_overhead_s=r.quantity(f, "launch_overhead_us", positive=True) * 1e-6,
+        efficiency=Efficiency(
+            gemm=r.quantity(eff, "gemm", positive=True),
+            offchip_stream=r.quantity(eff, "offchip_stream", positive=True),
+            sram=r.quantity(eff, "sram", positive=True),
+            ecc_throughput=r.quantity(eff, "ecc_throughput", positive=True),
+            pcie=r.quantity(eff, "pcie", positive=True),
+        ),
+        provenance=r.provenance,
+    )
+    _check_chip(chip, f)
+    return chip
+
+
+def _check_chip(chip: Chip, f: Fields) -> None:
+    """Cross-field checks: the things a single field validator cannot see."""
+    if not chip.gemm_dense_flops:
+        raise f.error("gemm_dense_tflops", "a chip needs at least one dense GEMM peak")
+    for dtype in list(chip.gemm_dense_flops) + list(chip.gemm_sparse_flops):
+        if dtype not in DTYPE_BYTES:
+            raise f.error("gemm_dense_tflops", "unknown dtype", dtype)
+    if not chip.idle_w <= chip.typical_w <= chip.tdp_w:
+        raise f.error(
+            "power", "need idle_w <= typical_w <= tdp_w", (chip.idle_w, chip.typical_w, chip.tdp_w)
+        )
+    for name in ("gemm", "offchip_stream", "sram", "ecc_throughput", "pcie"):
+        if getattr(chip.efficiency, name) > 1.0:
+            raise f.error(f"efficiency.{name}", "must be <= 1", getattr(chip.efficiency, name))
+    if chip.sram.capacity_bytes >= chip.offchip.capacity_bytes:
+        raise f.error("memory.sram.capacity_mb", "on-chip SRAM must be smaller than off-chip")

@@ -1,0 +1,164 @@
+"""The built-in validation suite: the cost model against published results.
+
+Parameters are calibrated only on efficiency facts (GEMM and DRAM efficiency, SRAM hit
+rates); the checks below are never used to tune anything. A check that fails stays visible as
+failing, and docs/validation.md explains the gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from mtia_cluster.catalog import Catalog
+from mtia_cluster.perf.estimators import llm_offline_throughput, rr_best_throughput
+from mtia_cluster.perf.llm import llm_iteration_model
+from mtia_cluster.workloads.rr import RRModel
+
+# The four representative R&R models for the chip-level MTIA 2i vs MTIA 1 check: the two ends
+# of each complexity class of ISCA'25 Fig. 6 (the blog's "four key models" are not public).
+CHIP_CHECK_MODELS = ("lc1", "lc5", "hc1", "hc3")
+# MLPerf llama2-70b (OpenOrca): ~294 output tokens per sample (published, facts §5.3); the mean
+# input length is not in our sources: 300 tokens is an estimate (docs/validation.md shows the
+# sensitivity). NVIDIA's H100 runs use FP8 weights and KV cache; TP2 is the smallest tensor
+# parallelism that holds 69 GB of FP8 weights plus a KV cache on 80 GB parts.
+LLAMA2_OSL, LLAMA2_ISL, LLAMA2_TP, LLAMA2_MAX_SEQS = 294.45, 300.0, 2, 1024
+DLRM_PAIRS_PER_SAMPLE = 270.0  # mean of the MLPerf DLRMv2 query-size distribution (facts §4.3)
+DLRM_SERVER_BOUND_S = 0.060  # p99 bound; half of it is allowed for one batch (queueing margin)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    id: str
+    description: str
+    published: float
+    unit: str
+    source: str
+    simulated: float
+    rel_error: float
+    tolerance: float
+    passed: bool
+    method: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _result(
+    id_: str,
+    description: str,
+    published: float,
+    unit: str,
+    source: str,
+    simulated: float,
+    tolerance: float,
+    method: str,
+) -> CheckResult:
+    rel = simulated / published - 1.0
+    return CheckResult(
+        id_,
+        description,
+        published,
+        unit,
+        source,
+        simulated,
+        rel,
+        tolerance,
+        bool(abs(rel) <= tolerance),
+        method,
+    )
+
+
+def _platform_host(cat: Catalog, chip: str):
+    for p in cat.platforms.values():
+        if p.chip == chip:
+            return cat.host(p.host)
+    return None
+
+
+def check_mtia2i_vs_mtia1(cat: Catalog) -> CheckResult:
+    ratios = []
+    for name in CHIP_CHECK_MODELS:
+        model = cat.model(name)
+        assert isinstance(model, RRModel)
+        new = rr_best_throughput(cat.chip("mtia-2i"), model, _platform_host(cat, "mtia-2i"))
+        old = rr_best_throughput(cat.chip("mtia-1"), model, _platform_host(cat, "mtia-1"))
+        ratios.append(new.items_per_s_per_chip / old.items_per_s_per_chip)
+    geo = float(np.exp(np.mean(np.log(ratios))))
+    detail = ", ".join(f"{m} {r:.2f}x" for m, r in zip(CHIP_CHECK_MODELS, ratios, strict=True))
+    return _result(
+        "mtia2i-vs-mtia1-chip",
+        "MTIA 2i / MTIA 1 per-chip R&R throughput",
+        3.0,
+        "x",
+        "https://ai.meta.com/blog/next-generation-meta-training-inference-accelerator-AI-MTIA/",
+        geo,
+        0.20,
+        f"geometric mean over {', '.join(CHIP_CHECK_MODELS)} of the best items/s per chip at "
+        f"batch <= max_batch, each chip fed by its own host ({detail})",
+    )
+
+
+def check_h100_llama2_offline(cat: Catalog) -> CheckResult:
+    it = llm_iteration_model(
+        cat.chip("h100"),
+        cat.model("llama-2-70b"),  # type: ignore[arg-type]
+        tp=LLAMA2_TP,
+        dtype="fp8",
+        kv_dtype="fp8",
+    )
+    est = llm_offline_throughput(it, LLAMA2_ISL, LLAMA2_OSL, LLAMA2_MAX_SEQS)
+    per_gpu = est.output_tokens_per_s / it.chips
+    return _result(
+        "h100-llama2-70b-offline",
+        "H100 tokens/s per GPU, Llama-2-70B, MLPerf Offline",
+        3066.0,
+        "tokens/s",
+        "https://github.com/mlcommons/inference_results_v4.1/blob/main/closed/NVIDIA/results/"
+        "DGX-H100_H100-SXM-80GBx8_TRT/llama2-70b-99/Offline/performance/run_1/"
+        "mlperf_log_summary.txt",
+        per_gpu,
+        0.20,
+        f"offline estimator, FP8 weights+KV, TP{LLAMA2_TP}, input {LLAMA2_ISL:.0f} (estimated) / "
+        f"output {LLAMA2_OSL} tokens, batch {est.batch}, iteration {est.iteration_s * 1e3:.1f} "
+        f"ms, {est.bound}-bound",
+    )
+
+
+def check_h100_dlrm_server(cat: Catalog) -> CheckResult:
+    model = cat.model("dlrm-dcnv2")
+    assert isinstance(model, RRModel)
+    best = rr_best_throughput(
+        cat.chip("h100"),
+        model,
+        _platform_host(cat, "h100"),
+        latency_budget_s=DLRM_SERVER_BOUND_S / 2,
+    )
+    samples = best.items_per_s_per_chip / DLRM_PAIRS_PER_SAMPLE
+    return _result(
+        "h100-dlrmv2-server",
+        "DLRM-DCNv2 samples/s per H100, MLPerf Server",
+        63769.0,
+        "samples/s",
+        "https://github.com/mlcommons/inference_results_v4.1/blob/main/closed/NVIDIA/results/"
+        "DGX-H100_H100-SXM-80GBx8_TRT/dlrm-v2-99/Server/performance/run_1/"
+        "mlperf_log_summary.txt",
+        samples,
+        0.25,
+        f"best pairs/s per GPU at FP16 with one batch <= 30 ms (batch {best.batch}, "
+        f"{best.bound}-bound) / {DLRM_PAIRS_PER_SAMPLE:.0f} pairs per sample",
+    )
+
+
+CHECKS: tuple[Callable[[Catalog], CheckResult], ...] = (
+    check_mtia2i_vs_mtia1,
+    check_h100_llama2_offline,
+    check_h100_dlrm_server,
+)
+
+
+def run_validation(cat: Catalog) -> list[CheckResult]:
+    """Run every check; extra checks (platform, capacity) register in CHECKS."""
+    return [check(cat) for check in CHECKS]

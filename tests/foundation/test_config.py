@@ -1,0 +1,60 @@
+"""Config plumbing: --set overrides, validated fields, atomic outputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from mtia_cluster.atomic import atomic_path
+from mtia_cluster.config import Fields, apply_overrides, load_yaml
+from mtia_cluster.errors import UserError
+
+
+def test_overrides_parse_types_and_paths():
+    cfg = {"router": {"policy": "rr"}, "regions": [{"racks": 2}, {"racks": 3}]}
+    out = apply_overrides(
+        cfg, ["router.policy=p2c", "regions.1.racks=10", "slo.p99_ms=100", "seed=7"]
+    )
+    assert out["router"]["policy"] == "p2c" and out["regions"][1]["racks"] == 10
+    assert out["slo"] == {"p99_ms": 100} and out["seed"] == 7
+    assert cfg["router"]["policy"] == "rr"  # input untouched
+
+
+@pytest.mark.parametrize(
+    "bad", ["novalue", "=3", "a..b=1", "regions.9.racks=1", "router.policy.x=1"]
+)
+def test_bad_overrides_are_user_errors(bad):
+    with pytest.raises(UserError, match="--set"):
+        apply_overrides({"router": {"policy": "rr"}, "regions": [{}]}, [bad])
+
+
+def test_fields_errors_name_file_field_value():
+    f = Fields({"a": {"b": -1, "s": 3}}, "x.yaml")
+    with pytest.raises(UserError, match=r"x\.yaml: a\.b: must be > 0 \(got -1\)"):
+        f.sub("a").number("b", positive=True)
+    with pytest.raises(UserError, match=r"a\.s: expected a string"):
+        f.sub("a").str("s")
+    with pytest.raises(UserError, match=r"a\.c: missing required field"):
+        f.sub("a").int("c")
+
+
+def test_load_yaml_errors(tmp_path):
+    with pytest.raises(UserError, match="file not found"):
+        load_yaml(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(UserError, match="invalid YAML"):
+        load_yaml(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="mapping"):
+        load_yaml(bad)
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.parquet"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_path(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole" and list(tmp_path.iterdir()) == [target]
