@@ -1,0 +1,202 @@
+"""`mtia-cluster trace generate | import | inspect`: thin commands over mtia_cluster.traces."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
+
+
+@click.group()
+def trace() -> None:
+    """Generate, import and inspect request traces (Parquet)."""
+
+
+@trace.command()
+@click.option(
+    "--spec",
+    "spec_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A YAML mix spec (see configs/traces/); other options then only --set.",
+)
+@set_option
+@click.option("--service", default="rr-ranking", show_default=True, help="Service name.")
+@click.option("--kind", type=click.Choice(["rr", "llm"]), default="rr", show_default=True)
+@click.option(
+    "--rate",
+    "rate_per_s",
+    type=float,
+    default=100.0,
+    show_default=True,
+    help="Mean requests per second.",
+)
+@click.option("--duration", "duration_s", type=float, help="Seconds of trace.")
+@click.option("--requests", type=int, help="Number of requests (instead of --duration).")
+@click.option(
+    "--arrivals",
+    "process",
+    default="poisson",
+    show_default=True,
+    type=click.Choice(["poisson", "gamma", "weibull", "onoff", "offline"]),
+)
+@click.option(
+    "--cv", type=float, default=2.0, show_default=True, help="Inter-arrival CV for gamma/weibull."
+)
+@click.option(
+    "--items",
+    "items_dist",
+    default="mlperf-dlrm-v2",
+    show_default=True,
+    type=click.Choice(["mlperf-dlrm-v2", "lognormal", "pareto"]),
+)
+@click.option("--items-mean", type=float, default=270.0, show_default=True)
+@click.option("--items-p99", type=float, default=700.0, show_default=True)
+@click.option(
+    "--lengths",
+    default="azure-2023-conv",
+    show_default=True,
+    type=click.Choice(["azure-2023-conv", "azure-2023-code"]),
+)
+@click.option("--region", "regions", multiple=True, help="Region name (repeatable).")
+@click.option("--peak-to-trough", type=float, help="Apply a diurnal profile with this ratio.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def generate(
+    spec_file: Path | None, overrides: tuple[str, ...], output: Path, seed: int, **opts: Any
+) -> None:
+    """Generate a synthetic trace (a single service from options, or a --spec mix)."""
+    from mtia_cluster.config import apply_overrides, load_yaml
+    from mtia_cluster.traces.generators import generate_table
+    from mtia_cluster.traces.io import write_trace
+
+    spec = load_yaml(spec_file) if spec_file else _spec_from_options(**opts)
+    if overrides:
+        spec = apply_overrides(spec, list(overrides))
+    progress: Any = click.progressbar(
+        length=2, label="generating", show_eta=False, file=sys.stderr
+    )
+    with progress as bar:
+        table, metadata = generate_table(spec, seed, spec_file)
+        bar.update(1)
+        write_trace(table, output, metadata)
+        bar.update(1)
+    click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
+
+
+def _spec_from_options(
+    *,
+    service: str,
+    kind: str,
+    rate_per_s: float,
+    duration_s: float | None,
+    requests: int | None,
+    process: str,
+    cv: float,
+    items_dist: str,
+    items_mean: float,
+    items_p99: float,
+    lengths: str,
+    regions: tuple[str, ...],
+    peak_to_trough: float | None,
+) -> dict[str, Any]:
+    """The mix spec equivalent to the single-service command-line options."""
+    svc: dict[str, Any] = {
+        "name": service,
+        "kind": kind,
+        "rate_per_s": rate_per_s,
+        "arrivals": {"process": process},
+    }
+    if process in ("gamma", "weibull"):
+        svc["arrivals"]["cv"] = cv
+    if kind == "rr":
+        svc["items"] = {"dist": items_dist}
+        if items_dist != "mlperf-dlrm-v2":
+            svc["items"].update(mean=items_mean, p99=items_p99)
+    else:
+        svc["lengths"] = {"dist": lengths}
+    if peak_to_trough is not None:
+        svc["diurnal"] = {"peak_to_trough": peak_to_trough}
+    spec: dict[str, Any] = {"services": [svc]}
+    if requests is not None:
+        spec["requests"] = requests
+    if duration_s is not None:
+        spec["duration_s"] = duration_s
+    if requests is None and duration_s is None:
+        spec["duration_s"] = 60.0
+    if regions:
+        spec["regions"] = {r: {"weight": 1.0} for r in regions}
+    return spec
+
+
+@trace.command("import")
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    metavar="FORMAT",
+    help="azure-llm | burstgpt | mooncake | splitwise",
+)
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--service", default=None, help="Service name (default: per format).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def import_(fmt: str, source: Path, service: str | None, output: Path) -> None:
+    """Convert a public trace (CSV/JSONL) into the trace format."""
+    from mtia_cluster.traces.importers import import_trace
+
+    table = import_trace(fmt, source, output, service=service)
+    click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
+
+
+@trace.command()
+@click.argument("path", type=click.Path(path_type=Path))
+@json_option
+def inspect(path: Path, as_json: bool) -> None:
+    """Summarise a trace: rows, span, rates, burstiness, mixes, size quantiles."""
+    from mtia_cluster.traces.inspect import inspect_trace
+    from mtia_cluster.traces.io import read_metadata
+
+    total = int(read_metadata(path)["rows"])
+    progress: Any = click.progressbar(
+        length=total, label="reading", show_eta=False, file=sys.stderr
+    )
+    with progress as bar:
+        summary = inspect_trace(path, progress=bar.update)
+    if as_json:
+        echo_json(summary)
+        return
+    _print_summary(summary)
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    rpm = s["rate_per_min"]
+    echo_table(
+        ["metric", "value"],
+        [
+            ["rows", s["rows"]],
+            ["span_s", s["span_s"]],
+            ["rate_per_s", s["rate_per_s"]],
+            ["rate_per_min mean/min/max", f"{rpm['mean']:.1f} / {rpm['min']} / {rpm['max']}"],
+            ["iat_cv", s["iat_cv"]],
+            ["peak_to_mean (per minute)", s["peak_to_mean"]],
+        ]
+        + ([["failed", s["failed"]]] if "failed" in s else []),
+    )
+    for key in ("services", "regions"):
+        if s.get(key):
+            click.echo("")
+            echo_table(
+                [key[:-1], "rows", "share"], [[k, v["rows"], v["share"]] for k, v in s[key].items()]
+            )
+    if s["sizes"]:
+        click.echo("")
+        echo_table(
+            ["column", "mean", "min", "p50", "p90", "p99", "max"],
+            [
+                [c, q["mean"], q["min"], q["p50"], q["p90"], q["p99"], q["max"]]
+                for c, q in s["sizes"].items()
+            ],
+        )

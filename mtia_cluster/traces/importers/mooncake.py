@@ -1,0 +1,72 @@
+"""Mooncake traces (kvcache-ai/Mooncake, e.g. mooncake_trace.jsonl).
+
+JSON Lines, one request per line: `timestamp` (ms since the trace start), `input_length`,
+`output_length`, `hash_ids` (ids of the prompt's 512-token blocks; equal ids across requests
+mean a shared prefix). The block ids are kept in `prefix_blocks` for prefix-cache modelling.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.json as pajson
+
+from mtia_cluster.errors import UserError
+from mtia_cluster.traces.importers._common import (
+    build_and_write,
+    check_file,
+    constant_service,
+    counts,
+    seconds_to_ns,
+)
+
+REQUIRED = ["timestamp", "input_length", "output_length"]
+
+
+def import_mooncake(path: Path, output: Path, service: str | None = None) -> pa.Table:
+    """Import a Mooncake JSONL trace, keeping hash_ids as prefix_blocks."""
+    check_file(path)
+    try:
+        table = pajson.read_json(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UserError(
+            f"not valid JSON Lines: {str(exc).splitlines()[0][:300]}", file=path
+        ) from None
+    for name in REQUIRED:
+        if name not in table.column_names:
+            raise UserError(
+                f"JSONL records do not match the mooncake format: missing key {name!r}",
+                file=path,
+                field="keys",
+                value=table.column_names,
+            )
+    if table.num_rows == 0:
+        raise UserError("no records", file=path)
+    t_ns = seconds_to_ns(table, "timestamp", path, scale=1e6, row_offset=1)
+    extra: dict[str, object] = {
+        "input_tokens": counts(table, "input_length", path, row_offset=1),
+        "output_tokens": counts(table, "output_length", path, row_offset=1),
+    }
+    if "hash_ids" in table.column_names:
+        col = table.column("hash_ids").combine_chunks()
+        if not pa.types.is_list(col.type) or not (
+            pa.types.is_integer(col.type.value_type) or pa.types.is_null(col.type.value_type)
+        ):
+            raise UserError(
+                "hash_ids must be lists of integers",
+                file=path,
+                field="hash_ids",
+                value=str(col.type),
+            )
+        extra["prefix_blocks"] = col.cast(pa.list_(pa.int64()))
+    meta = {
+        "source": f"Mooncake trace ({path.name}), github.com/kvcache-ai/Mooncake",
+        "licence": "see the Mooncake repository (Apache-2.0 code licence; the trace "
+        "files' own terms are not stated separately)",
+        "generator": "mtia_cluster.traces.importers.mooncake",
+        "parameters": {"format": "mooncake", "block_tokens": 512},
+    }
+    return build_and_write(
+        path, output, t_ns, constant_service(service or "llm", len(t_ns)), extra, meta
+    )

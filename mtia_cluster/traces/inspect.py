@@ -1,0 +1,179 @@
+"""Streaming summary of a trace: counts, span, rates, burstiness, mixes and size quantiles.
+
+One pass over the batches, never the whole file: inter-arrival sums carry across batches,
+per-minute counts and per-service/region counts are bincounts, and size quantiles are exact,
+computed from value histograms (integers), so memory is bounded by the largest size value,
+not the row count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from mtia_cluster.traces.io import read_metadata, read_trace_batches
+
+NS_PER_S = 1_000_000_000
+NS_PER_MIN = 60 * NS_PER_S
+QUANTILES = (0.5, 0.9, 0.99)
+SIZE_COLUMNS = ("items", "input_tokens", "output_tokens")
+
+
+class _Hist:
+    """Exact distribution of non-negative integers by counting each value."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.total = 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        if not len(values):
+            return
+        c = np.bincount(values)
+        if len(c) > len(self.counts):
+            c[: len(self.counts)] += self.counts
+            self.counts = c
+        else:
+            self.counts[: len(c)] += c
+        self.total += float(values.sum(dtype=np.float64))
+
+    def summary(self) -> dict[str, Any] | None:
+        n = int(self.counts.sum())
+        if n == 0:
+            return None
+        cum = np.cumsum(self.counts)
+        out: dict[str, Any] = {
+            "count": n,
+            "mean": self.total / n,
+            "min": int(np.flatnonzero(self.counts)[0]),
+        }
+        for q in QUANTILES:
+            out[f"p{round(q * 100):d}"] = int(np.searchsorted(cum, math.ceil(q * n)))
+        out["max"] = len(self.counts) - 1
+        return out
+
+
+class _Labels:
+    """Counts of a dictionary column across batches whose dictionaries may differ."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def add(self, col: pa.Array) -> None:
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        idx = col.indices.to_numpy(zero_copy_only=False)
+        counts = np.bincount(idx, minlength=len(col.dictionary))
+        for name, c in zip(col.dictionary.to_pylist(), counts.tolist(), strict=True):
+            if c:
+                self.counts[name] = self.counts.get(name, 0) + c
+
+    def shares(self, total: int) -> dict[str, dict[str, float]]:
+        return {k: {"rows": v, "share": v / total} for k, v in sorted(self.counts.items())}
+
+
+def inspect_trace(
+    path: str | Path, progress: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Summarise the trace at `path` in one streaming pass (validating it as it goes)."""
+    meta = read_metadata(path)
+    rows, first_ns, last_ns = 0, None, 0
+    iat_sum, iat_sumsq = 0.0, 0.0
+    minute = np.zeros(0, dtype=np.int64)
+    services, regions = _Labels(), _Labels()
+    hists = {c: _Hist() for c in SIZE_COLUMNS}
+    failed = 0
+    for batch in read_trace_batches(path, batch_rows=1 << 20):
+        t = batch.column("arrival_ns").to_numpy()
+        if first_ns is None:
+            first_ns = int(t[0])
+            prev = t[0]
+        gaps = np.diff(t, prepend=prev).astype(np.float64)
+        iat_sum += float(gaps.sum())
+        iat_sumsq += float(np.dot(gaps, gaps))
+        prev = t[-1]
+        last_ns = int(t[-1])
+        m = np.bincount((t - first_ns) // NS_PER_MIN)
+        if len(m) > len(minute):
+            m[: len(minute)] += minute
+            minute = m
+        else:
+            minute[: len(m)] += m
+        services.add(batch.column("service"))
+        names = batch.schema.names
+        if "region" in names:
+            regions.add(batch.column("region"))
+        for c in SIZE_COLUMNS:
+            if c in names:
+                col = batch.column(c)
+                hists[c].add(col.drop_null().to_numpy())
+        if "failed" in names:
+            failed += int(
+                np.count_nonzero(
+                    batch.column("failed").fill_null(False).to_numpy(zero_copy_only=False)
+                )
+            )
+        rows += batch.num_rows
+        if progress is not None:
+            progress(batch.num_rows)
+    return _summary(
+        meta,
+        rows,
+        first_ns or 0,
+        last_ns,
+        iat_sum,
+        iat_sumsq,
+        minute,
+        services,
+        regions,
+        hists,
+        failed,
+    )
+
+
+def _summary(
+    meta: dict[str, Any],
+    rows: int,
+    first_ns: int,
+    last_ns: int,
+    iat_sum: float,
+    iat_sumsq: float,
+    minute: np.ndarray,
+    services: _Labels,
+    regions: _Labels,
+    hists: dict[str, _Hist],
+    failed: int,
+) -> dict[str, Any]:
+    span_s = (last_ns - first_ns) / NS_PER_S
+    n_gaps = max(rows - 1, 0)
+    mean_gap = iat_sum / n_gaps if n_gaps else float("nan")
+    var_gap = iat_sumsq / n_gaps - mean_gap * mean_gap if n_gaps else float("nan")
+    iat_cv = math.sqrt(max(var_gap, 0.0)) / mean_gap if n_gaps and mean_gap > 0 else None
+    full = minute[:-1] if len(minute) > 1 else minute  # the last minute is partial
+    per_min = full.astype(np.float64)
+    out: dict[str, Any] = {
+        "rows": rows,
+        "span_s": span_s,
+        "rate_per_s": rows / span_s if span_s > 0 else None,
+        "iat_cv": iat_cv,
+        "rate_per_min": {
+            "mean": float(per_min.mean()),
+            "min": int(per_min.min()),
+            "p50": float(np.median(per_min)),
+            "max": int(per_min.max()),
+        },
+        "peak_to_mean": float(per_min.max() / per_min.mean()) if per_min.mean() > 0 else None,
+        "services": services.shares(rows),
+        "regions": regions.shares(rows) if regions.counts else None,
+        "sizes": {c: h.summary() for c, h in hists.items() if h.summary() is not None},
+        "per_minute_counts": minute.tolist(),
+        "metadata": {k: meta.get(k) for k in ("source", "licence", "generator")},
+    }
+    if failed:
+        out["failed"] = failed
+    return out
