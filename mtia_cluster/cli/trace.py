@@ -76,9 +76,7 @@ def generate(
     spec = load_yaml(spec_file) if spec_file else _spec_from_options(**opts)
     if overrides:
         spec = apply_overrides(spec, list(overrides))
-    progress: Any = click.progressbar(
-        length=2, label="generating", show_eta=False, file=sys.stderr
-    )
+    progress: Any = click.progressbar(length=2, label="generating", show_eta=False, file=sys.stderr)
     with progress as bar:
         table, metadata = generate_table(spec, seed, spec_file)
         bar.update(1)
@@ -148,6 +146,67 @@ def import_(fmt: str, source: Path, service: str | None, output: Path) -> None:
     from mtia_cluster.traces.importers import import_trace
 
     table = import_trace(fmt, source, output, service=service)
+    click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
+
+
+@trace.command()
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--scale-rate", type=float, help="Multiply the request rate by this factor.")
+@click.option("--start-s", type=float, help="Keep arrivals at or after this time (s).")
+@click.option("--end-s", type=float, help="Keep arrivals before this time (s).")
+@click.option("--sample", "fraction", type=float, help="Keep this fraction of requests.")
+@click.option("--remap", multiple=True, metavar="OLD=NEW", help="Rename a service.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+def transform(
+    inputs: tuple[Path, ...],
+    scale_rate: float | None,
+    start_s: float | None,
+    end_s: float | None,
+    fraction: float | None,
+    remap: tuple[str, ...],
+    seed: int,
+    output: Path,
+) -> None:
+    """Merge INPUTS (by arrival), then slice, sample, rescale and remap; write one trace."""
+    from mtia_cluster.errors import UserError
+    from mtia_cluster.traces import transforms as tf
+    from mtia_cluster.traces.io import read_metadata, read_trace, write_trace
+
+    tables = [read_trace(p) for p in inputs]
+    table = tables[0] if len(tables) == 1 else tf.merge(tables)
+    if start_s is not None or end_s is not None:
+        end_ns = int(end_s * 1e9) if end_s is not None else 2**62
+        table = tf.time_slice(table, int((start_s or 0.0) * 1e9), end_ns)
+    if fraction is not None:
+        table = tf.sample_fraction(table, fraction, seed)
+    if scale_rate is not None:
+        table = tf.scale_rate(table, scale_rate)
+    mapping = {}
+    for item in remap:
+        old, sep, new = item.partition("=")
+        if not sep or not old or not new:
+            raise UserError("expected OLD=NEW", field="--remap", value=item)
+        mapping[old] = new
+    if mapping:
+        table = tf.remap_services(table, mapping)
+    sources = [read_metadata(p) for p in inputs]
+    metadata = {
+        "source": " + ".join(str(m.get("source")) for m in sources),
+        "licence": " + ".join(sorted({str(m.get("licence")) for m in sources})),
+        "generator": "mtia-cluster trace transform",
+        "parameters": {
+            "inputs": [str(p) for p in inputs],
+            "scale_rate": scale_rate,
+            "start_s": start_s,
+            "end_s": end_s,
+            "sample": fraction,
+            "seed": seed,
+            "remap": mapping,
+            "input_parameters": [m.get("parameters") for m in sources],
+        },
+    }
+    write_trace(table, output, metadata)
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
 
 
