@@ -1,0 +1,119 @@
+"""Requests per wall-clock second of the LLM replica scheduler on the Azure conversation trace.
+
+Llama-2-7B on one H100 (tp=1, pp=1, fp16), chunked prefill, the whole Azure LLM inference
+trace 2023 (conversation, 19,366 requests), replayed at its own timestamps. Prints one line
+per configuration. Usage::
+
+    .venv/bin/python benchmarks/bench_engine_llm.py [--trace PATH] [--repeat N] [--reference]
+
+``--reference`` also times the one-iteration-at-a-time reference scheduler and checks that
+both give identical per-request timestamps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from mtia_cluster.catalog import load_catalog
+from mtia_cluster.engine.llm.costs import probe_iteration_cost
+from mtia_cluster.engine.llm.limits import ReplicaLimits, tpot_ns
+from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
+from mtia_cluster.perf import llm_iteration_model
+from mtia_cluster.workloads import LLMModel
+
+DEFAULT_TRACE = (
+    Path(__file__).resolve().parents[2]
+    / "shared/data/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
+)
+
+
+def read_azure(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(arrival_ns since the first request, input tokens, output tokens), sorted by arrival."""
+    table = pacsv.read_csv(
+        path,
+        convert_options=pacsv.ConvertOptions(
+            column_types={
+                "TIMESTAMP": pa.timestamp("ns"),
+                "ContextTokens": pa.int64(),
+                "GeneratedTokens": pa.int64(),
+            }
+        ),
+    )
+    stamps = pc.cast(table["TIMESTAMP"], pa.int64()).to_numpy()
+    order = np.argsort(stamps, kind="stable")
+    arrival = stamps[order] - stamps[order][0]
+    return (
+        arrival,
+        table["ContextTokens"].to_numpy()[order],
+        table["GeneratedTokens"].to_numpy()[order],
+    )
+
+
+def run_once(cost, limits, arrival, prompt, output):
+    """Wall seconds of one full replay, and the scheduler."""
+    t0 = time.perf_counter()
+    sched = ReplicaScheduler(cost, limits)
+    sched.add_many(arrival, prompt, output)
+    sched.run_until(None)
+    return time.perf_counter() - t0, sched
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--reference", action="store_true")
+    args = parser.parse_args()
+    arrival, prompt, output = read_azure(args.trace)
+    cat = load_catalog()
+    llama = cat.model("llama-2-7b")
+    assert isinstance(llama, LLMModel)
+    model = llm_iteration_model(cat.chip("h100"), llama, tp=1, pp=1, dtype="fp16")
+    print(
+        f"trace {args.trace.name}: {len(arrival)} requests over {arrival[-1] / 1e9:.0f} s; "
+        f"KV capacity {model.kv_capacity_tokens} tokens"
+    )
+    for budget, seqs in ((512, 256), (2048, 256), (8192, 256)):
+        limits = ReplicaLimits(budget, seqs, 16, model.kv_capacity_tokens)
+        cost = probe_iteration_cost(model, budget)
+        walls = []
+        for _ in range(args.repeat):
+            wall, sched = run_once(cost, limits, arrival, prompt, output)
+            walls.append(wall)
+        out = sched.outcome()
+        ttft = (out.first_token_ns - arrival) / 1e6
+        tpot = tpot_ns(out, output) / 1e6
+        best = min(walls)
+        print(
+            f"max_num_batched_tokens={budget} max_num_seqs={seqs}: "
+            f"{len(arrival) / best:,.0f} requests/s (best of {args.repeat}: {best:.3f} s; "
+            f"{sched.iteration:,} iterations = {sched.iteration / best:,.0f}/s); "
+            f"TTFT p50/p99 {np.percentile(ttft, 50):.1f}/{np.percentile(ttft, 99):.1f} ms, "
+            f"TPOT p50/p99 {np.nanpercentile(tpot, 50):.2f}/{np.nanpercentile(tpot, 99):.2f} "
+            f"ms, preemptions {int(out.preemptions.sum())}"
+        )
+        if args.reference:
+            from mtia_cluster.engine.llm._reference import ReferenceScheduler
+
+            t0 = time.perf_counter()
+            ref = ReferenceScheduler(cost, limits).run(arrival, prompt, output)
+            wall = time.perf_counter() - t0
+            same = all(
+                np.array_equal(getattr(ref, k), getattr(out, k))
+                for k in ("start_ns", "first_token_ns", "finish_ns", "preemptions")
+            )
+            print(
+                f"  reference: {len(arrival) / wall:,.0f} requests/s ({wall:.1f} s); "
+                f"identical: {same}"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Scheduler limits of one LLM replica, and the per-request outcome arrays.
+
+Shared by the fast scheduler (:mod:`.scheduler`) and the one-iteration-at-a-time reference
+(:mod:`._reference`), which must produce identical :class:`Outcome` arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtia_cluster.errors import UserError
+
+NOT_SET = -1  # timestamp of an event that has not happened (yet)
+
+
+@dataclass(frozen=True)
+class ReplicaLimits:
+    """vLLM-style scheduler limits.
+
+    max_num_batched_tokens: token budget of one iteration (decodes + prefill chunks).
+    max_num_seqs: most requests running (holding KV) at once.
+    block_size: KV-cache allocation unit, in tokens.
+    kv_capacity_tokens: KV tokens the replica can hold (from the cost model); the cache has
+        ``kv_capacity_tokens // block_size`` blocks.
+    """
+
+    max_num_batched_tokens: int = 2048
+    max_num_seqs: int = 256
+    block_size: int = 16
+    kv_capacity_tokens: int = 100_000
+
+    @property
+    def num_blocks(self) -> int:
+        return self.kv_capacity_tokens // self.block_size
+
+    def validate(self, file: str | None = None, prefix: str = "") -> None:
+        """Raise UserError for limits no request could be served under."""
+
+        def bad(name: str, message: str, value: int) -> UserError:
+            field = f"{prefix}.{name}" if prefix else name
+            return UserError(message, file=file, field=field, value=value)
+
+        if self.max_num_seqs < 1:
+            raise bad("max_num_seqs", "must be >= 1", self.max_num_seqs)
+        if self.block_size < 1:
+            raise bad("block_size", "must be >= 1", self.block_size)
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise bad(
+                "max_num_batched_tokens",
+                f"must be >= max_num_seqs ({self.max_num_seqs}) so that every running "
+                "request can decode in each iteration",
+                self.max_num_batched_tokens,
+            )
+        if self.num_blocks < 1:
+            raise bad(
+                "kv_capacity_tokens",
+                f"KV cache holds less than one block of {self.block_size} tokens",
+                self.kv_capacity_tokens,
+            )
+
+    def fits(self, input_tokens: int, output_tokens: int) -> bool:
+        """Whether a request can ever be served: valid lengths, KV for all its tokens."""
+        if input_tokens < 1 or output_tokens < 1:
+            return False
+        kv_tokens = input_tokens + output_tokens - 1  # the last token's KV is never written
+        return -(-kv_tokens // self.block_size) <= self.num_blocks
+
+
+@dataclass
+class Outcome:
+    """Per-request results, indexed by request position (int64 ns, NOT_SET if not yet)."""
+
+    start_ns: np.ndarray  # first scheduled in an iteration
+    first_token_ns: np.ndarray  # end of the iteration that sampled the first output token
+    finish_ns: np.ndarray  # end of the iteration that sampled the last output token
+    rejected: np.ndarray  # bool: can never fit (see ReplicaLimits.fits); times = arrival
+    batch_size: np.ndarray  # int32: requests in the iteration that sampled the first token
+    preemptions: np.ndarray  # int32: times evicted and recomputed
+
+    @classmethod
+    def empty(cls, n: int) -> Outcome:
+        return cls(
+            start_ns=np.full(n, NOT_SET, np.int64),
+            first_token_ns=np.full(n, NOT_SET, np.int64),
+            finish_ns=np.full(n, NOT_SET, np.int64),
+            rejected=np.zeros(n, bool),
+            batch_size=np.zeros(n, np.int32),
+            preemptions=np.zeros(n, np.int32),
+        )
+
+
+def tpot_ns(outcome: Outcome, output_tokens: np.ndarray) -> np.ndarray:
+    """Time per output token after the first: (finish - first_token) / (output - 1).
+
+    NaN for requests with one output token, rejected or unfinished ones.
+    """
+    out = np.asarray(output_tokens, dtype=np.float64)
+    done = (outcome.finish_ns != NOT_SET) & ~outcome.rejected & (out > 1)
+    result = np.full(len(out), np.nan)
+    span = (outcome.finish_ns - outcome.first_token_ns).astype(np.float64)
+    result[done] = span[done] / (out[done] - 1)
+    return result

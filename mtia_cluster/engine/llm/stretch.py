@@ -1,0 +1,71 @@
+"""Closed-form sums of decode-only iteration times (the fast path's arithmetic).
+
+During a run of decode-only iterations with ``n`` decoding requests holding ``C0`` KV tokens,
+iteration ``i`` reads ``C0 + n*i`` context tokens and ``C0 + n*(i+1)`` attention pairs, so its
+duration is ``max(a1 + b1*i, a2 + b2*i) + e`` with integer coefficients (see
+:class:`~mtia_cluster.engine.llm.costs.IterationCost`). The sum of the first ``j`` durations
+is two arithmetic series split where the two lines cross, computed exactly in integers.
+"""
+
+from __future__ import annotations
+
+from mtia_cluster.engine.llm.costs import IterationCost
+
+
+def _series(a: int, b: int, j0: int, j1: int) -> int:
+    """Sum of a + b*i for i in [j0, j1) (exact: (j0 + j1 - 1) * (j1 - j0) is even)."""
+    count = j1 - j0
+    if count <= 0:
+        return 0
+    return a * count + b * ((j0 + j1 - 1) * count // 2)
+
+
+class DecodeRun:
+    """Durations of decode-only iterations i = 0, 1, ... from a given state."""
+
+    __slots__ = ("a_hi", "a_lo", "b_hi", "b_lo", "cross", "e")
+
+    def __init__(self, cost: IterationCost, n: int, context0: int) -> None:
+        a1 = cost.compute_base_as[n] + cost.compute_per_pair_as * (context0 + n)
+        b1 = cost.compute_per_pair_as * n
+        a2 = cost.memory_base_as[n] + cost.memory_per_context_as * context0
+        b2 = cost.memory_per_context_as * n
+        if b1 < b2 or (b1 == b2 and a1 < a2):
+            a1, b1, a2, b2 = a2, b2, a1, b1
+        # (a_hi, b_hi) has the larger slope; it dominates from index `cross` on.
+        self.a_hi, self.b_hi, self.a_lo, self.b_lo = a1, b1, a2, b2
+        self.e = cost.other_as[n]
+        if a1 >= a2:
+            self.cross = 0
+        else:  # b1 > b2 here
+            self.cross = -((a1 - a2) // (b1 - b2))
+
+    def duration(self, i: int) -> int:
+        """Attoseconds of iteration i."""
+        return max(self.a_hi + self.b_hi * i, self.a_lo + self.b_lo * i) + self.e
+
+    def total(self, j: int) -> int:
+        """Attoseconds of iterations 0..j-1 together."""
+        x = min(self.cross, j)
+        return (
+            self.e * j + _series(self.a_lo, self.b_lo, 0, x) + _series(self.a_hi, self.b_hi, x, j)
+        )
+
+    def starts_before(self, limit: int, deadline: int) -> int:
+        """How many of iterations 0..limit-1 start before `deadline` (attoseconds from 0).
+
+        Iteration i starts at total(i); durations never decrease (both slopes are >= 0), so
+        i * duration(0) <= total(i) <= i * duration(i - 1) brackets the answer.
+        """
+        if self.total(limit - 1) < deadline:
+            return limit
+        d0 = self.duration(0)
+        hi = min(limit - 1, (deadline - 1) // d0 + 1)  # total(hi) >= deadline
+        lo = (deadline - 1) // self.duration(hi)  # total(lo) < deadline
+        while hi - lo > 1:  # invariant: total(lo) < deadline <= total(hi)
+            mid = (lo + hi) // 2
+            if self.total(mid) < deadline:
+                lo = mid
+            else:
+                hi = mid
+        return lo + 1

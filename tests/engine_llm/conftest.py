@@ -1,0 +1,43 @@
+"""Fixtures and Hypothesis strategies for the LLM replica tests."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from standin import StandInModel
+
+from mtia_cluster.engine.llm.costs import IterationCost, probe_iteration_cost
+from mtia_cluster.engine.llm.limits import ReplicaLimits
+
+
+@st.composite
+def replicas(draw: st.DrawFn) -> tuple[IterationCost, ReplicaLimits]:
+    """A small replica: cost model (memory- or compute-bound decode) and tight limits."""
+    capacity = draw(st.integers(32, 3000))
+    model = StandInModel(
+        kv_capacity_tokens=capacity,
+        flop_per_pair=draw(st.sampled_from([5e5, 5e9, 2e10])),  # crossover or not
+        kv_bytes_per_token=draw(st.sampled_from([1000, 5_000_000])),
+    )
+    budget = draw(st.integers(4, 300))
+    seqs = draw(st.integers(1, min(budget, 24)))
+    block = draw(st.sampled_from([1, 3, 16]))
+    limits = ReplicaLimits(budget, seqs, block, capacity)
+    return probe_iteration_cost(model, budget), limits
+
+
+@st.composite
+def workloads(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(arrival_ns sorted, input tokens, output tokens) of up to 40 requests."""
+    n = draw(st.integers(1, 40))
+    span = draw(st.sampled_from([1, 10**6, 10**8, 10**9, 10**10]))
+    arrival = np.sort(np.array(draw(st.lists(st.integers(0, span), min_size=n, max_size=n))))
+    prompt = np.array(draw(st.lists(st.integers(0, 700), min_size=n, max_size=n)))
+    output = np.array(draw(st.lists(st.integers(0, 300), min_size=n, max_size=n)))
+    return arrival.astype(np.int64), prompt, output
