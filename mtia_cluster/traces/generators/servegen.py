@@ -6,7 +6,8 @@ client was idle). Each window is regenerated as a renewal process with the fitte
 scale that gives the window's measured rate (so the rate is exact in expectation and the fitted
 burstiness is kept). A directory means every `chunk-*-trace.csv` in it (one client each).
 Lengths: `chunk-N-dataset.json` maps a window start (s) to token PMFs (`{tokens: probability}`
-written as Python dict literals); we sample from one window or from all windows pooled.
+written as Python dict literals); we sample from one window or from all non-empty windows pooled
+(each window weighted equally: the files hold no per-window request counts).
 """
 
 from __future__ import annotations
@@ -91,15 +92,18 @@ def servegen_arrivals(
     return np.sort(np.floor(np.concatenate(out) * NS_PER_S).astype(np.int64))
 
 
-def _pmf(text: Any, file: Path, field: str) -> tuple[np.ndarray, np.ndarray]:
+def _pmf(text: Any, file: Path, field: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """One window's PMF as (values, probabilities); None when the window is empty (idle)."""
     try:
         mapping = ast.literal_eval(text) if isinstance(text, str) else text
         values = np.array([int(k) for k in mapping], dtype=np.int64)
         probs = np.array([float(v) for v in mapping.values()], dtype=np.float64)
     except (ValueError, SyntaxError, TypeError, AttributeError):
         raise UserError("not a token PMF mapping", file=file, field=field) from None
-    if not len(values) or probs.min() < 0 or probs.sum() <= 0:
-        raise UserError("empty or negative PMF", file=file, field=field)
+    if not len(values):
+        return None
+    if probs.min() < 0 or probs.sum() <= 0:
+        raise UserError("negative or all-zero PMF", file=file, field=field)
     return values, probs / probs.sum()
 
 
@@ -121,9 +125,18 @@ def sample_servegen_lengths(
         for w in windows:
             if w not in data or column not in data[w]:
                 raise UserError("window or column not in dataset", file=path, field=f"{w}.{column}")
-            vals, probs = _pmf(data[w][column], path, f"{w}.{column}")
-            for v, p in zip(vals.tolist(), probs.tolist(), strict=True):
-                pooled[v] = pooled.get(v, 0.0) + p / len(windows)
+            pmf = _pmf(data[w][column], path, f"{w}.{column}")
+            if pmf is None:
+                continue
+            for v, p in zip(pmf[0].tolist(), pmf[1].tolist(), strict=True):
+                pooled[v] = pooled.get(v, 0.0) + p
+        if not pooled:
+            raise UserError(
+                "no requests in the selected window(s)",
+                file=path,
+                field=column,
+                value=windows[0] if len(windows) == 1 else "all",
+            )
         values = np.array(list(pooled), dtype=np.int64)
         probs = np.array(list(pooled.values()))
         drawn = values[rng.choice(len(values), size=n, p=probs / probs.sum())]

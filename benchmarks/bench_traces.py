@@ -1,0 +1,97 @@
+"""Trace speed figures (issue 3): generate 10 M R&R requests, import the Azure conversation
+trace, inspect 10 M rows. Prints figures and the machine; never asserts.
+
+    .venv/bin/python benchmarks/bench_traces.py [--rows 10000000] [--repeat 3]
+
+Each figure is the best of --repeat runs (the machine is shared). Generation is timed
+without and with writing the Parquet file; inspection reads that file back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mtia_cluster.traces.generators import generate_table
+from mtia_cluster.traces.importers import import_trace
+from mtia_cluster.traces.inspect import inspect_trace
+from mtia_cluster.traces.io import write_trace
+
+AZURE_CONV = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "data"
+    / "azure_llm_2023"
+    / "AzureLLMInferenceTrace_conv.csv"
+)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    spec = {
+        "requests": args.rows,
+        "services": [
+            {
+                "name": "rr-ranking",
+                "kind": "rr",
+                "rate_per_s": 10_000.0,
+                "arrivals": {"process": "poisson"},
+                "items": {"dist": "mlperf-dlrm-v2"},
+            }
+        ],
+    }
+    print(
+        f"machine: nproc={os.cpu_count()} cpu={_cpu_model()!r} python={platform.python_version()}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rr.parquet"
+        s_gen, (table, meta) = _best(lambda: generate_table(spec, 0), args.repeat)
+        print(f"generate {args.rows:,} R&R requests (in memory): {s_gen:.2f} s")
+        s_gen_w, _ = _best(lambda: write_trace(generate_table(spec, 0)[0], out, meta), args.repeat)
+        print(
+            f"generate {args.rows:,} R&R requests + write Parquet: {s_gen_w:.2f} s "
+            f"({out.stat().st_size / 1e6:.0f} MB)"
+        )
+        del table
+        if AZURE_CONV.exists():
+            s_imp, t = _best(
+                lambda: import_trace("azure-llm", AZURE_CONV, Path(tmp) / "conv.parquet"),
+                args.repeat,
+            )
+            print(f"import Azure conv ({t.num_rows:,} rows): {s_imp:.3f} s")
+        else:
+            print(f"import Azure conv: skipped ({AZURE_CONV} not found)")
+        s_ins, summary = _best(lambda: inspect_trace(out), args.repeat)
+        print(f"inspect {summary['rows']:,} rows: {s_ins:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
