@@ -1,0 +1,144 @@
+"""An LLM replica as an engine cell (the :class:`~mtia_cluster.engine.cell.Cell` protocol).
+
+The cell owns one :class:`~.scheduler.ReplicaScheduler` and translates between the engine's
+struct-of-arrays batches and the scheduler's request positions. ``advance(until_ns)`` runs
+every iteration that starts before ``until_ns``; an iteration that started before the bound
+may end after it, so requests it finishes are held back until a later ``advance`` passes
+their ``finish_ns``. That keeps outputs, reports and counters a function of ``until_ns`` only:
+advancing in one call or window by window gives identical rows (tested).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.engine.cell import (
+    STATUS_OK,
+    STATUS_REJECTED,
+    Completed,
+    DeviceCounters,
+    LoadReport,
+    RequestBatch,
+    completed_from,
+)
+from mtia_cluster.engine.llm.costs import AS_PER_NS
+from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
+
+
+class _Rows:
+    """Growable columns of the submitted requests (capacity doubling), by scheduler position."""
+
+    def __init__(self) -> None:
+        self._cols = RequestBatch.empty().columns()
+        self._n = 0
+
+    def append(self, batch: RequestBatch) -> None:
+        end = self._n + len(batch)
+        for name, new in batch.columns().items():
+            col = self._cols[name]
+            if end > len(col):
+                grown = np.empty(max(end, 2 * len(col), 64), dtype=col.dtype)
+                grown[: self._n] = col[: self._n]
+                self._cols[name] = col = grown
+            col[self._n : end] = new
+        self._n = end
+
+    def take(self, positions: np.ndarray) -> RequestBatch:
+        return RequestBatch(**{name: col[positions] for name, col in self._cols.items()})
+
+
+class LLMReplicaCell:
+    """One LLM replica (tp x pp accelerators) serving requests with continuous batching."""
+
+    def __init__(
+        self,
+        scheduler: ReplicaScheduler,
+        *,
+        accelerator_ids: np.ndarray,
+        host_id: int,
+        weight_bytes_per_accelerator: float = 0.0,
+        kv_bytes_per_token: int = 0,
+    ) -> None:
+        self.scheduler = scheduler
+        self.accelerator_ids = np.asarray(accelerator_ids, dtype=np.int32)
+        self.host_id = host_id
+        self.weight_bytes = weight_bytes_per_accelerator
+        self.kv_bytes_per_token = kv_bytes_per_token
+        self._rows = _Rows()
+        self._seen_finished = 0  # scheduler.finished entries already looked at
+        self._held: list[int] = []  # finished after the last bound: not yet returned
+        self._returned = 0
+        self._until_ns = 0
+
+    def submit(self, batch: RequestBatch) -> None:
+        """Queue the window's requests (sorted by arrival) on the replica."""
+        if len(batch) == 0:
+            return
+        self._rows.append(batch)
+        self.scheduler.add_many(batch.arrival_ns, batch.input_tokens, batch.output_tokens)
+
+    def advance(self, until_ns: int) -> Completed:
+        """Run iterations starting before `until_ns`; return requests finished before it."""
+        sched = self.scheduler
+        sched.run_until(until_ns)
+        self._until_ns = max(self._until_ns, until_ns)
+        fresh = sched.finished[self._seen_finished :]
+        self._seen_finished = len(sched.finished)
+        finish = sched.finish_ns
+        candidates = self._held + fresh
+        done = [r for r in candidates if finish[r] < until_ns]
+        self._held = [r for r in candidates if finish[r] >= until_ns]
+        self._returned += len(done)
+        return self._completed(done)
+
+    def _completed(self, positions: list[int]) -> Completed:
+        sched = self.scheduler
+        pos = np.array(positions, dtype=np.int64)
+        finish = np.array([sched.finish_ns[r] for r in positions], dtype=np.int64)
+        order = np.lexsort((pos, finish))
+        pos, finish = pos[order], finish[order]
+        rejected = np.array([sched.rejected[r] for r in pos.tolist()], dtype=bool)
+        return completed_from(
+            self._rows.take(pos),
+            host_id=self.host_id,
+            accelerator_id=int(self.accelerator_ids[0]),
+            start_ns=np.array([sched.start_ns[r] for r in pos.tolist()], dtype=np.int64),
+            first_token_ns=np.array([sched.first_ns[r] for r in pos.tolist()], dtype=np.int64),
+            finish_ns=finish,
+            status=np.where(rejected, STATUS_REJECTED, STATUS_OK).astype(np.int8),
+            batch_size=np.array([sched.batch_size[r] for r in pos.tolist()], dtype=np.int32),
+        )
+
+    def report(self) -> LoadReport:
+        """Outstanding = submitted and not yet returned; capacity weight = accelerators."""
+        outstanding = len(self.scheduler.prompt) - self._returned
+        return LoadReport(outstanding=outstanding, capacity_weight=float(len(self.accelerator_ids)))
+
+    def device_counters(self) -> DeviceCounters:
+        """Every accelerator of the replica works in every iteration (TP/PP in lockstep)."""
+        sched = self.scheduler
+        bound_as = self._until_ns * AS_PER_NS
+        busy_as = sched.busy_as - max(0, sched.t_as - bound_as)  # the running iteration's tail
+        n = len(self.accelerator_ids)
+        kv_bytes = sched.max_used_blocks * sched.limits.block_size * self.kv_bytes_per_token
+        peak = int(self.weight_bytes + kv_bytes / n)
+        return DeviceCounters(
+            accelerator_id=self.accelerator_ids,
+            busy_ns=np.full(n, busy_as // AS_PER_NS, np.int64),
+            batches=np.full(n, sched.iteration, np.int64),
+            work_units=np.full(n, sched.tokens_done, np.int64),
+            peak_memory_bytes=np.full(n, peak, np.int64),
+        )
+
+    def stats(self) -> dict[str, Any]:
+        """Scheduler figures for summaries and debugging."""
+        sched = self.scheduler
+        return {
+            "iterations": sched.iteration,
+            "tokens": sched.tokens_done,
+            "max_used_kv_blocks": sched.max_used_blocks,
+            "kv_blocks": sched.limits.num_blocks,
+            "preemptions": int(sum(sched.preemptions)),
+        }
