@@ -12,9 +12,9 @@ count ``T = prefill + decode`` up to the token budget, for four integers (attose
 
 Integers make every sum exact (the fast path and the one-iteration-at-a-time reference give
 bit-identical clocks) and an attosecond grid keeps the rounding error below 1e-7 (typically
-1e-10) of an iteration. Construction checks this form against ``time_s`` at random shapes and refuses a
-model that is not of this form (for example one whose cost depends on prefill and decode
-tokens differently), rather than silently simulating something else.
+1e-10) of an iteration. Construction checks this form against ``time_s`` at random shapes and
+refuses a model that is not of this form (for example one whose cost depends on prefill and
+decode tokens differently), rather than silently simulating something else.
 """
 
 from __future__ import annotations
