@@ -120,3 +120,36 @@ def test_writer_streams_batches_and_checks_across_them(tmp_path: Path, table: pa
         w.write(table)
         w.write(table.set_column(1, "arrival_ns", pa.array(np.full(20, 10**9, dtype=np.int64))))
     assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(t=traces(), data=st.data())
+def test_streaming_check_catches_faults_across_batches(
+    tmp_path: Path, t: pa.Table, data: st.DataObject
+) -> None:
+    """A duplicated id or a step back in time is found wherever it falls relative to batches."""
+    if t.num_rows < 2:
+        return
+    i = data.draw(st.integers(1, t.num_rows - 1))
+    batch_rows = data.draw(st.integers(1, 50))
+    fault = data.draw(st.sampled_from(["duplicate", "backwards"]))
+    if fault == "duplicate":
+        ids = t.column("request_id").to_numpy().copy()
+        ids[i] = ids[data.draw(st.integers(0, i - 1))]
+        bad = t.set_column(0, "request_id", pa.array(ids))
+        want = "duplicate request id"
+    else:
+        arrival = t.column("arrival_ns").to_numpy().copy()
+        if arrival[i - 1] == 0:
+            return
+        arrival[i] = arrival[i - 1] - 1
+        arrival[i + 1 :] = np.maximum(arrival[i + 1 :], arrival[i])
+        bad = t.set_column(1, "arrival_ns", pa.array(arrival))
+        want = f"row {i}, column arrival_ns"
+    path = tmp_path / "bad.parquet"
+    pq.write_table(bad, path, row_group_size=max(1, batch_rows // 2))
+    with pytest.raises(UserError, match=want):
+        for _ in read_trace_batches(path, batch_rows=batch_rows):
+            pass
