@@ -36,8 +36,11 @@ def replicas(draw: st.DrawFn) -> tuple[IterationCost, ReplicaLimits]:
 def workloads(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(arrival_ns sorted, input tokens, output tokens) of up to 40 requests."""
     n = draw(st.integers(1, 40))
-    span = draw(st.sampled_from([1, 10**6, 10**8, 10**9, 10**10]))
-    arrival = np.sort(np.array(draw(st.lists(st.integers(0, span), min_size=n, max_size=n))))
+    span = draw(st.sampled_from([1, 10**6, 10**8, 10**9, 10**10, 10**13]))
+    offset = draw(st.sampled_from([0, 4 * 10**12]))  # past int64 attoseconds
+    arrival = offset + np.sort(
+        np.array(draw(st.lists(st.integers(0, span), min_size=n, max_size=n)))
+    )
     prompt = np.array(draw(st.lists(st.integers(0, 700), min_size=n, max_size=n)))
     output = np.array(draw(st.lists(st.integers(0, 300), min_size=n, max_size=n)))
     return arrival.astype(np.int64), prompt, output
