@@ -1,0 +1,23 @@
+"""Results of a run (DESIGN §4): atomic writer, reader, summary, MLPerf-style verdicts."""
+
+from mtia_cluster.results.convert import DeviceInfo, DeviceTracker, completed_to_table
+from mtia_cluster.results.reader import Results, open_results
+from mtia_cluster.results.schema import FORMAT_VERSION
+from mtia_cluster.results.shard import RunTarget, ShardWriter
+from mtia_cluster.results.slo import ServiceSLO
+from mtia_cluster.results.verdict import VerdictRules
+from mtia_cluster.results.writer import ResultsWriter
+
+__all__ = [
+    "FORMAT_VERSION",
+    "DeviceInfo",
+    "DeviceTracker",
+    "Results",
+    "ResultsWriter",
+    "RunTarget",
+    "ServiceSLO",
+    "ShardWriter",
+    "VerdictRules",
+    "completed_to_table",
+    "open_results",
+]

@@ -1,0 +1,201 @@
+"""Engine struct-of-arrays types -> Arrow tables of the results schema.
+
+`completed_to_table` turns a :class:`~mtia_cluster.engine.cell.Completed` (int index columns)
+into `requests` rows with names, ``latency_ns`` and ``slo_ok``. `DeviceTracker` turns the
+engine's cumulative :class:`~mtia_cluster.engine.cell.DeviceCounters` into `devices` rows per
+interval, with energy from a linear power model (idle + (busy - idle) x utilization, the
+catalog's ``Chip.power_w``), so energy over an interval is
+``idle_w * interval_s + (busy_w - idle_w) * busy_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from mtia_cluster.engine.cell import STATUS_NAMES, Completed, DeviceCounters
+from mtia_cluster.errors import UserError
+from mtia_cluster.results.schema import (
+    DEVICE_SCHEMA,
+    REQUEST_COLUMNS,
+    REQUEST_FILE_SCHEMA,
+    dictionary,
+)
+from mtia_cluster.results.slo import ServiceSLO, slo_ok
+
+NS_PER_S = 1_000_000_000
+
+
+def _check_index(name: str, values: np.ndarray, size: int) -> None:
+    """Indices must point into their name table."""
+    if len(values) and (int(values.min()) < 0 or int(values.max()) >= size):
+        raise UserError(
+            f"{name} index outside the name table of {size} entries",
+            field=name,
+            value=(int(values.min()), int(values.max())),
+        )
+
+
+def _slo_flags(c: Completed, services: Sequence[str], slos: Mapping[str, ServiceSLO]) -> np.ndarray:
+    """`slo_ok` per row, each service with its own SLO."""
+    out = np.zeros(len(c), dtype=bool)
+    for index in np.unique(c.service):
+        rows = c.service == index
+        out[rows] = slo_ok(
+            slos.get(services[int(index)]),
+            status=c.status[rows],
+            arrival_ns=c.arrival_ns[rows],
+            first_token_ns=c.first_token_ns[rows],
+            finish_ns=c.finish_ns[rows],
+            output_tokens=c.output_tokens[rows],
+        )
+    return out
+
+
+def completed_to_table(
+    completed: Completed,
+    *,
+    services: Sequence[str],
+    regions: Sequence[str],
+    slos: Mapping[str, ServiceSLO],
+) -> pa.Table:
+    """`requests` rows (all DESIGN §4 columns, `region` included) for `completed`."""
+    c = completed
+    _check_index("service", c.service, len(services))
+    _check_index("region", c.region, len(regions))
+    if len(c.status) and (int(c.status.min()) < 0 or int(c.status.max()) >= len(STATUS_NAMES)):
+        raise UserError("unknown request status code", field="status", value=int(c.status.max()))
+    cols: dict[str, pa.Array] = {
+        "request_id": pa.array(c.request_id, pa.int64()),
+        "service": dictionary(services, pa.array(c.service)),
+        "region": dictionary(regions, pa.array(c.region)),
+        "host_id": pa.array(c.host_id, pa.int32()),
+        "accelerator_id": pa.array(c.accelerator_id, pa.int32()),
+        "arrival_ns": pa.array(c.arrival_ns, pa.int64()),
+        "start_ns": pa.array(c.start_ns, pa.int64()),
+        "first_token_ns": pa.array(c.first_token_ns, pa.int64()),
+        "finish_ns": pa.array(c.finish_ns, pa.int64()),
+        "latency_ns": pa.array(c.finish_ns - c.arrival_ns, pa.int64()),
+        "status": dictionary(STATUS_NAMES, pa.array(c.status)),
+        "batch_size": pa.array(c.batch_size, pa.int32()),
+        "items": pa.array(c.items, pa.int32()),
+        "input_tokens": pa.array(c.input_tokens, pa.int32()),
+        "output_tokens": pa.array(c.output_tokens, pa.int32()),
+        "slo_ok": pa.array(_slo_flags(c, services, slos), pa.bool_()),
+    }
+    return pa.table([cols[n] for n in REQUEST_COLUMNS], names=list(REQUEST_COLUMNS))
+
+
+def request_file_table(table: pa.Table) -> pa.Table:
+    """The columns stored in a `requests` part file (all but the partition key `region`)."""
+    return table.select(REQUEST_FILE_SCHEMA.names).cast(REQUEST_FILE_SCHEMA)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """Static facts about the accelerators one shard owns (parallel arrays, one per device).
+
+    `service` is the index of the service placed on the accelerator (-1: none); `chip`,
+    `region`, `service` index into the name tables. `idle_w`/`busy_w` are the power at zero
+    and full utilization (catalog idle_w and tdp_w).
+    """
+
+    accelerator_id: np.ndarray  # int32, global
+    host_id: np.ndarray  # int32
+    rack_id: np.ndarray  # int32
+    region: np.ndarray  # int32 index into regions
+    chip: np.ndarray  # int32 index into chips
+    service: np.ndarray  # int32 index into services, -1 when idle
+    idle_w: np.ndarray  # float64
+    busy_w: np.ndarray  # float64
+
+
+class DeviceTracker:
+    """Differences cumulative counters into per-interval `devices` rows."""
+
+    def __init__(
+        self,
+        info: DeviceInfo,
+        *,
+        regions: Sequence[str],
+        chips: Sequence[str],
+        services: Sequence[str],
+    ) -> None:
+        self.info = info
+        self.regions, self.chips, self.services = list(regions), list(chips), list(services)
+        n = len(info.accelerator_id)
+        self._position = {int(a): i for i, a in enumerate(info.accelerator_id)}
+        self._prev = np.zeros((3, n), dtype=np.int64)  # cumulative busy_ns, batches, work
+
+    def _align(self, counters: DeviceCounters) -> np.ndarray:
+        """Row positions of `counters` in the tracker's device order."""
+        try:
+            pos = np.array([self._position[int(a)] for a in counters.accelerator_id])
+        except KeyError as exc:
+            raise UserError(
+                "counters for an accelerator this shard does not own",
+                field="accelerator_id",
+                value=exc.args[0],
+            ) from None
+        if len(pos) != len(self._position) or len(np.unique(pos)) != len(pos):
+            raise UserError(
+                "counters must cover every accelerator of the shard",
+                field="accelerator_id",
+                value=len(pos),
+            )
+        return pos
+
+    def interval(self, counters: DeviceCounters, *, start_ns: int, end_ns: int) -> pa.Table:
+        """`devices` rows for [start_ns, end_ns) from cumulative counters at end_ns."""
+        if end_ns <= start_ns:
+            raise UserError(
+                "device interval must have end_ns > start_ns",
+                field="interval",
+                value=(start_ns, end_ns),
+            )
+        order = np.argsort(self._align(counters))
+        busy = counters.busy_ns[order].astype(np.int64) - self._prev[0]
+        batches = counters.batches[order].astype(np.int64) - self._prev[1]
+        work = counters.work_units[order].astype(np.int64) - self._prev[2]
+        self._prev[0] += busy
+        self._prev[1] += batches
+        self._prev[2] += work
+        return self._table(busy, batches, work, counters.peak_memory_bytes[order], start_ns, end_ns)
+
+    def _table(
+        self,
+        busy: np.ndarray,
+        batches: np.ndarray,
+        work: np.ndarray,
+        peak: np.ndarray,
+        start_ns: int,
+        end_ns: int,
+    ) -> pa.Table:
+        """Assemble one interval's rows."""
+        i = self.info
+        n = len(busy)
+        span_s = (end_ns - start_ns) / NS_PER_S
+        util = busy / float(end_ns - start_ns)
+        energy = i.idle_w * span_s + (i.busy_w - i.idle_w) * (busy / NS_PER_S)
+        service = pa.array(i.service.astype(np.int32), mask=i.service < 0)
+        cols = [
+            pa.array(np.full(n, start_ns, dtype=np.int64)),
+            pa.array(np.full(n, end_ns, dtype=np.int64)),
+            pa.array(i.accelerator_id, pa.int32()),
+            pa.array(i.host_id, pa.int32()),
+            pa.array(i.rack_id, pa.int32()),
+            dictionary(self.regions, pa.array(i.region)),
+            dictionary(self.chips, pa.array(i.chip)),
+            pa.DictionaryArray.from_arrays(service, pa.array(self.services, pa.string())),
+            pa.array(busy, pa.int64()),
+            pa.array(util, pa.float64()),
+            pa.array(energy, pa.float64()),
+            pa.array(energy / span_s, pa.float64()),
+            pa.array(batches, pa.int64()),
+            pa.array(work, pa.int64()),
+            pa.array(peak, pa.int64()),
+        ]
+        return pa.Table.from_arrays(cols, schema=DEVICE_SCHEMA)

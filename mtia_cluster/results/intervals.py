@@ -1,0 +1,114 @@
+"""The `regions/` table: per region per interval offered/completed/goodput, latency, power.
+
+Derived in `finalize()` from `requests/` and `devices/` rather than written by shards, so it
+does not depend on how cells were spread over shards (a region split across shards still gets
+exact interval quantiles). Offered counts arrivals in the interval; completed, goodput and the
+latency quantiles count ok requests that *finished* in it; power is the energy of the region's
+accelerators whose device interval starts in it, over the interval length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from mtia_cluster.results.schema import REGION_SCHEMA, dictionary
+
+NS_PER_S = 1_000_000_000
+_QS = {
+    "latency_p50_ns": 0.5,
+    "latency_p90_ns": 0.9,
+    "latency_p99_ns": 0.99,
+    "latency_p99_9_ns": 0.999,
+}
+
+
+def binned_quantiles(bins: np.ndarray, values: np.ndarray, n_bins: int, q: float) -> np.ndarray:
+    """Per-bin quantile with numpy's linear interpolation; NaN for empty bins."""
+    order = np.lexsort((values, bins))
+    v = values[order].astype(np.float64)
+    counts = np.bincount(bins, minlength=n_bins)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    out = np.full(n_bins, np.nan)
+    has = counts > 0
+    pos = (counts[has] - 1) * q
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, counts[has] - 1)
+    base = starts[has]
+    out[has] = v[base + lo] + (v[base + hi] - v[base + lo]) * (pos - lo)
+    return out
+
+
+def _energy_by_bin(devices: ds.Dataset | None, interval_ns: int) -> dict[str, dict[int, float]]:
+    """Energy (J) per region per interval bin of the device interval's start."""
+    out: dict[str, dict[int, float]] = {}
+    if devices is None:
+        return out
+    for batch in devices.to_batches(columns=["region", "interval_start_ns", "energy_j"]):
+        table = pa.table(
+            {
+                "region": batch["region"].cast(pa.string()),
+                "bin": pc.divide(batch["interval_start_ns"], interval_ns),
+                "energy_j": batch["energy_j"],
+            }
+        )
+        for row in table.group_by(["region", "bin"]).aggregate([("energy_j", "sum")]).to_pylist():
+            bins = out.setdefault(row["region"], {})
+            bins[row["bin"]] = bins.get(row["bin"], 0.0) + row["energy_j_sum"]
+    return out
+
+
+def _region_table(
+    region: str, requests: ds.Dataset, energy: dict[int, float], interval_ns: int, span_ns: int
+) -> pa.Table:
+    """All interval rows of one region."""
+    t = requests.to_table(
+        columns=["arrival_ns", "finish_ns", "status", "latency_ns", "slo_ok"],
+        filter=pc.field("region") == region,
+    )
+    arrival = t["arrival_ns"].to_numpy() // interval_ns
+    ok = pc.equal(t["status"].cast(pa.string()), "ok").to_numpy(zero_copy_only=False)
+    done = t["finish_ns"].to_numpy()[ok] // interval_ns
+    good = t["slo_ok"].to_numpy(zero_copy_only=False)[ok]
+    latency = t["latency_ns"].to_numpy()[ok]
+    last = [int(x.max()) for x in (arrival, done) if len(x)] + list(energy)
+    n = max([-(-span_ns // interval_ns), *(b + 1 for b in last)])
+    seconds = interval_ns / NS_PER_S
+    e = np.zeros(n)
+    for b, joules in energy.items():
+        e[b] += joules
+    cols: dict[str, object] = {
+        "region": dictionary([region], pa.array(np.zeros(n, dtype=np.int32))),
+        "interval_start_ns": np.arange(n, dtype=np.int64) * interval_ns,
+        "interval_end_ns": (np.arange(n, dtype=np.int64) + 1) * interval_ns,
+        "offered": np.bincount(arrival, minlength=n),
+        "completed": np.bincount(done, minlength=n),
+        "good": np.bincount(done[good], minlength=n),
+    }
+    cols["offered_per_s"] = cols["offered"] / seconds  # type: ignore[operator]
+    cols["completed_per_s"] = cols["completed"] / seconds  # type: ignore[operator]
+    cols["goodput_per_s"] = cols["good"] / seconds  # type: ignore[operator]
+    for name, q in _QS.items():
+        vals = binned_quantiles(done, latency, n, q)
+        cols[name] = pa.array(vals, mask=np.isnan(vals))
+    cols["energy_j"] = e
+    cols["power_w"] = e / seconds
+    return pa.table(cols, schema=REGION_SCHEMA)
+
+
+def region_intervals(
+    requests: ds.Dataset,
+    devices: ds.Dataset | None,
+    *,
+    regions: Sequence[str],
+    interval_ns: int,
+    span_ns: int,
+) -> pa.Table:
+    """The `regions/` rows of every region, intervals [k*interval_ns, (k+1)*interval_ns)."""
+    energy = _energy_by_bin(devices, interval_ns)
+    tables = [_region_table(r, requests, energy.get(r, {}), interval_ns, span_ns) for r in regions]
+    return pa.concat_tables(tables).unify_dictionaries() if tables else REGION_SCHEMA.empty_table()

@@ -1,0 +1,125 @@
+"""Arrow schemas of the results dataset (DESIGN §4): requests, devices, regions.
+
+Every time is int64 nanoseconds since the trace start; units are in the column names. The
+`region` column of `requests/` lives in the hive partition path (``region=<name>``), not in
+the files, so DuckDB, Polars and pyarrow all read it back as a column.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import pyarrow as pa
+
+from mtia_cluster.engine.cell import STATUS_NAMES
+from mtia_cluster.errors import UserError
+
+FORMAT_VERSION = "1"
+MARKER_INCOMPLETE = "_INCOMPLETE"
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+SHARDS_DIR = "_shards"
+
+_DICT = pa.dictionary(pa.int32(), pa.string())
+STATUS_TYPE = _DICT
+STATUS_DICTIONARY = pa.array(STATUS_NAMES, type=pa.string())
+
+# requests/: the files hold every column but `region` (it is the partition key).
+REQUEST_FILE_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.int64()),
+        ("service", _DICT),
+        ("host_id", pa.int32()),
+        ("accelerator_id", pa.int32()),
+        ("arrival_ns", pa.int64()),
+        ("start_ns", pa.int64()),
+        ("first_token_ns", pa.int64()),
+        ("finish_ns", pa.int64()),
+        ("latency_ns", pa.int64()),
+        ("status", STATUS_TYPE),
+        ("batch_size", pa.int32()),
+        ("items", pa.int32()),
+        ("input_tokens", pa.int32()),
+        ("output_tokens", pa.int32()),
+        ("slo_ok", pa.bool_()),
+    ]
+)
+REQUEST_COLUMNS = (
+    "request_id",
+    "service",
+    "region",
+    "host_id",
+    "accelerator_id",
+    "arrival_ns",
+    "start_ns",
+    "first_token_ns",
+    "finish_ns",
+    "latency_ns",
+    "status",
+    "batch_size",
+    "items",
+    "input_tokens",
+    "output_tokens",
+    "slo_ok",
+)
+
+DEVICE_SCHEMA = pa.schema(
+    [
+        ("interval_start_ns", pa.int64()),
+        ("interval_end_ns", pa.int64()),
+        ("accelerator_id", pa.int32()),
+        ("host_id", pa.int32()),
+        ("rack_id", pa.int32()),
+        ("region", _DICT),
+        ("chip", _DICT),
+        ("service", _DICT),
+        ("busy_ns", pa.int64()),
+        ("utilization", pa.float64()),
+        ("energy_j", pa.float64()),
+        ("avg_power_w", pa.float64()),
+        ("batches", pa.int64()),
+        ("work_units", pa.int64()),
+        ("peak_memory_bytes", pa.int64()),
+    ]
+)
+
+REGION_SCHEMA = pa.schema(
+    [
+        ("region", _DICT),
+        ("interval_start_ns", pa.int64()),
+        ("interval_end_ns", pa.int64()),
+        ("offered", pa.int64()),
+        ("completed", pa.int64()),
+        ("good", pa.int64()),
+        ("offered_per_s", pa.float64()),
+        ("completed_per_s", pa.float64()),
+        ("goodput_per_s", pa.float64()),
+        ("latency_p50_ns", pa.float64()),
+        ("latency_p90_ns", pa.float64()),
+        ("latency_p99_ns", pa.float64()),
+        ("latency_p99_9_ns", pa.float64()),
+        ("energy_j", pa.float64()),
+        ("power_w", pa.float64()),
+    ]
+)
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """A region or shard name usable in a partition path (letters, digits, '.', '_', '-')."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+        raise UserError(
+            f"{kind} name must be letters, digits, '.', '_' or '-' (it becomes a directory)",
+            field=kind,
+            value=name,
+        )
+    return name
+
+
+def dictionary(values: Sequence[str], indices: pa.Array) -> pa.DictionaryArray:
+    """A dictionary<int32, string> array over a fixed name table."""
+    return pa.DictionaryArray.from_arrays(
+        indices.cast(pa.int32()), pa.array(list(values), type=pa.string())
+    )

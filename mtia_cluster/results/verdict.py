@@ -1,0 +1,137 @@
+"""MLPerf-LoadGen-style Server verdicts: percentile, minimum duration and early stopping.
+
+The rules follow LoadGen (mlcommons/inference, loadgen/results.cc and early_stopping.cc):
+
+* **Percentile constraint.** Latencies are sorted ascending; the percentile value is the one
+  at index ``floor(n * p)`` (LoadGen's definition). It must be ``<=`` the bound. A request
+  that did not finish ok counts as infinitely late. This is computed from counts alone:
+  with ``over`` requests above the bound it holds iff ``n - over >= floor(n * p) + 1``.
+* **Minimum duration.** The last request must be scheduled (arrive) at least
+  `min_duration_ns` after the start (600 s for Server; configurable).
+* **Early stopping.** With ``t`` requests over the bound, LoadGen needs at least ``h + t``
+  queries, where ``h`` is the smallest count for which the probability of seeing ``t`` or
+  fewer overlatency queries in ``h + t`` (binomial, per-query overlatency probability
+  ``1 - p``) is below ``1 - confidence`` (confidence 0.99, tolerance 0). Then, with 99%
+  confidence, the true percentile meets the bound.
+
+The run is VALID when all three hold for every bounded metric (latency for R&R; TTFT and
+TPOT for LLM), INVALID otherwise, with the reasons listed.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+MIN_DURATION_SERVER_NS = 600 * 1_000_000_000
+EARLY_STOPPING_CONFIDENCE = 0.99
+
+
+@dataclass(frozen=True)
+class VerdictRules:
+    """Parameters of the verdict (LoadGen Server defaults)."""
+
+    min_duration_ns: int = MIN_DURATION_SERVER_NS
+    confidence: float = EARLY_STOPPING_CONFIDENCE
+    early_stopping: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (manifest.json)."""
+        return asdict(self)
+
+
+def _log_binom_cdf(t: int, n: int, q: float) -> float:
+    """log P[Binomial(n, q) <= t], summed in log space (exact up to float rounding)."""
+    if t >= n:
+        return 0.0
+    k = np.arange(1, t + 1, dtype=np.float64)
+    log_comb = np.concatenate([[0.0], np.cumsum(np.log(n - k + 1) - np.log(k))])
+    ks = np.arange(0, t + 1, dtype=np.float64)
+    terms = log_comb + ks * math.log(q) + (n - ks) * math.log1p(-q)
+    top = float(terms.max())
+    return top + math.log(float(np.exp(terms - top).sum()))
+
+
+def early_stopping_odds(h: int, t: int, p: float) -> float:
+    """Probability of ``t`` or fewer overlatency queries among ``h + t`` (rate ``1 - p``)."""
+    return math.exp(_log_binom_cdf(t, h + t, 1.0 - p))
+
+
+@functools.lru_cache(maxsize=4096)
+def min_passing_queries(t: int, p: float, confidence: float = EARLY_STOPPING_CONFIDENCE) -> int:
+    """Smallest h with ``odds(h, t, p) < 1 - confidence`` (LoadGen's MinPassingQueriesFinder)."""
+    limit = 1.0 - confidence
+    hi = max(1, math.ceil(math.log(limit) / math.log(p)))
+    while early_stopping_odds(hi, t, p) >= limit:
+        hi *= 2
+    lo = 0
+    while lo < hi:  # invariant: odds(hi) < limit
+        mid = (lo + hi) // 2
+        if early_stopping_odds(mid, t, p) < limit:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def percentile_index(n: int, p: float) -> int:
+    """LoadGen's index of the p-quantile in n sorted latencies: ``floor(n * p)``."""
+    return int(n * p)
+
+
+def metric_verdict(
+    *, name: str, n: int, over: int, bound_ns: int, p: float, rules: VerdictRules
+) -> dict[str, Any]:
+    """The percentile and early-stopping checks for one metric (counts only)."""
+    index = percentile_index(n, p)
+    percentile_met = n > 0 and n - over >= index + 1
+    out: dict[str, Any] = {
+        "metric": name,
+        "bound_ns": int(bound_ns),
+        "queries": int(n),
+        "overlatency_queries": int(over),
+        "percentile_met": bool(percentile_met),
+    }
+    if rules.early_stopping:
+        h = min_passing_queries(int(over), p, rules.confidence)
+        out["early_stopping_min_queries"] = int(h + over)
+        out["early_stopping_met"] = bool(n >= h + over)
+    return out
+
+
+def verdict(
+    metrics: list[dict[str, Any]], *, duration_ns: int, rules: VerdictRules
+) -> dict[str, Any]:
+    """Combine metric checks with the minimum-duration rule into VALID/INVALID + reasons."""
+    if not metrics:
+        return {"result": "NO_SLO", "reasons": ["service has no latency bound"], "metrics": []}
+    reasons: list[str] = []
+    for m in metrics:
+        if not m["percentile_met"]:
+            reasons.append(
+                f"{m['metric']}: {m['overlatency_queries']} of {m['queries']} requests over "
+                f"{m['bound_ns']} ns, percentile bound not met"
+            )
+        if rules.early_stopping and not m["early_stopping_met"]:
+            reasons.append(
+                f"{m['metric']}: early stopping needs {m['early_stopping_min_queries']} "
+                f"requests, run has {m['queries']}"
+            )
+    duration_met = duration_ns >= rules.min_duration_ns
+    if not duration_met:
+        reasons.append(
+            f"run shorter than min duration ({duration_ns / 1e9:.3f} s < "
+            f"{rules.min_duration_ns / 1e9:.3f} s)"
+        )
+    return {
+        "result": "INVALID" if reasons else "VALID",
+        "reasons": reasons,
+        "min_duration_met": duration_met,
+        "duration_ns": int(duration_ns),
+        "min_duration_ns": int(rules.min_duration_ns),
+        "metrics": metrics,
+    }

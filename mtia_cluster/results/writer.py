@@ -1,0 +1,246 @@
+"""The run directory of DESIGN §4, written atomically.
+
+Lifecycle::
+
+    with ResultsWriter(out, manifest={...}, services=[...], regions=[...], slos={...},
+                       interval_ns=...) as run:
+        shard = run.shard("0")            # or run.target.open_shard("0") in a Ray actor
+        shard.write_completed(completed)  # per window
+        shard.write_devices(tracker.interval(counters, start_ns=..., end_ns=...))
+        shard.close()
+        run.finalize(wall_time_s=..., simulated_span_ns=...)
+
+Everything is written into ``<out>.tmp-<run_id>/`` holding a ``_INCOMPLETE`` marker and a
+manifest with status "incomplete". `finalize()` derives `regions/` and `summary.json`,
+writes the final manifest, removes the marker and renames the directory to ``<out>``. An
+exception inside the ``with`` block (or a killed process) leaves only the temporary directory,
+marked incomplete; nothing under ``<out>`` ever looks complete before it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import pyarrow.parquet as pq
+
+import mtia_cluster
+from mtia_cluster.errors import UserError
+from mtia_cluster.results.intervals import region_intervals
+from mtia_cluster.results.schema import (
+    FORMAT_VERSION,
+    MANIFEST,
+    MARKER_INCOMPLETE,
+    SHARDS_DIR,
+    SUMMARY,
+    check_name,
+)
+from mtia_cluster.results.shard import INPROGRESS, ROW_GROUP_ROWS, RunTarget, ShardWriter
+from mtia_cluster.results.slo import ServiceSLO
+from mtia_cluster.results.summary import compute_summary
+from mtia_cluster.results.verdict import VerdictRules
+from mtia_cluster.results.writer_io import (
+    check_unique_ids,
+    dataset_or_none,
+    request_dataset,
+    write_json,
+)
+
+DEFAULT_INTERVAL_NS = 1_000_000_000
+
+
+def sha256_of(path: str | Path) -> str:
+    """sha256 of a file, or of every file under a directory in sorted path order."""
+    p = Path(path)
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    digest = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 20):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_out(out: Path) -> None:
+    """Refuse to replace anything but an earlier results directory."""
+    if out.exists() and not (out.is_dir() and (out / MANIFEST).is_file()):
+        if out.is_dir() and not any(out.iterdir()):
+            return
+        raise UserError(
+            "output exists and is not a results directory; choose another path", file=out
+        )
+
+
+class ResultsWriter:
+    """A run directory being written by any number of shard writers (see module doc)."""
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        *,
+        manifest: Mapping[str, Any],
+        services: Sequence[str],
+        regions: Sequence[str],
+        slos: Mapping[str, ServiceSLO] | None = None,
+        interval_ns: int = DEFAULT_INTERVAL_NS,
+        rules: VerdictRules | None = None,
+        trace_path: str | Path | None = None,
+        run_id: str | None = None,
+        row_group_rows: int = ROW_GROUP_ROWS,
+    ) -> None:
+        self.out = Path(out_dir)
+        _check_out(self.out)
+        for r in regions:
+            check_name("region", r)
+        if interval_ns <= 0:
+            raise UserError("interval must be positive", field="interval_ns", value=interval_ns)
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.tmp = self.out.with_name(f"{self.out.name}.tmp-{self.run_id}")
+        self.slos = dict(slos or {})
+        self.rules = rules or VerdictRules()
+        self.interval_ns = int(interval_ns)
+        self.trace_path = Path(trace_path) if trace_path is not None else None
+        self.target = RunTarget(
+            str(self.tmp), tuple(services), tuple(regions), self.slos, row_group_rows
+        )
+        self.manifest = self._initial_manifest(manifest)
+        self._started = time.monotonic()
+        self.finalized: Path | None = None
+        self._create()
+
+    def _initial_manifest(self, user: Mapping[str, Any]) -> dict[str, Any]:
+        """The manifest fields known at the start (status incomplete)."""
+        return {
+            **dict(user),
+            "format_version": FORMAT_VERSION,
+            "status": "incomplete",
+            "run_id": self.run_id,
+            "package_version": mtia_cluster.__version__,
+            "services": list(self.target.services),
+            "regions": list(self.target.regions),
+            "slos": {k: v.to_dict() for k, v in self.slos.items()},
+            "interval_ns": self.interval_ns,
+            "verdict_rules": self.rules.to_dict(),
+            "trace": {"path": str(self.trace_path)} if self.trace_path else None,
+        }
+
+    def _create(self) -> None:
+        """Make the temporary directory with its marker and incomplete manifest."""
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir()
+        for sub in ("requests", "devices", "regions"):
+            (self.tmp / sub).mkdir()
+        (self.tmp / MARKER_INCOMPLETE).write_text(f"run {self.run_id} in progress\n")
+        write_json(self.tmp / MANIFEST, self.manifest)
+
+    def shard(self, shard: str | int) -> ShardWriter:
+        """A writer for one shard in this process (elsewhere: ``self.target.open_shard``)."""
+        return self.target.open_shard(shard)
+
+    def mark_incomplete(self, reason: str) -> None:
+        """Record why the run stopped; the directory stays temporary and marked."""
+        if self.finalized is None and self.tmp.is_dir():
+            self.manifest.update(status="incomplete", error=reason)
+            write_json(self.tmp / MANIFEST, self.manifest)
+            (self.tmp / MARKER_INCOMPLETE).write_text(f"run {self.run_id} failed: {reason}\n")
+
+    def finalize(
+        self,
+        *,
+        wall_time_s: float | None = None,
+        simulated_span_ns: int | None = None,
+        extra: Mapping[str, Any] | None = None,
+        check_unique: bool = True,
+    ) -> Path:
+        """Derive regions/ and summary.json, write the final manifest, rename to `out`."""
+        if self.finalized is not None:
+            return self.finalized
+        left = list(self.tmp.rglob("*" + INPROGRESS))
+        if left:
+            raise UserError("a shard writer was not closed", file=left[0])
+        requests = request_dataset(self.tmp)
+        devices = dataset_or_none(self.tmp / "devices")
+        counts = check_unique_ids(requests, enforce=check_unique)
+        span = int(simulated_span_ns if simulated_span_ns is not None else counts.pop("span_ns"))
+        counts.pop("span_ns", None)
+        counts["shards_closed"] = len(list((self.tmp / SHARDS_DIR).glob("*.json")))
+        t = self.target
+        regions = region_intervals(
+            requests, devices, regions=t.regions, interval_ns=self.interval_ns, span_ns=span
+        )
+        pq.write_table(
+            regions, self.tmp / "regions" / "part-final-000000.parquet", compression="zstd"
+        )
+        summary = compute_summary(
+            requests,
+            devices,
+            services=t.services,
+            regions=t.regions,
+            slos=self.slos,
+            duration_ns=span,
+            rules=self.rules,
+        )
+        summary["format_version"] = FORMAT_VERSION
+        write_json(self.tmp / SUMMARY, summary)
+        wall = wall_time_s if wall_time_s is not None else time.monotonic() - self._started
+        self._final_manifest(counts, span, wall, regions.num_rows, extra)
+        return self._publish()
+
+    def _final_manifest(
+        self,
+        counts: dict[str, Any],
+        span_ns: int,
+        wall_s: float,
+        region_rows: int,
+        extra: Mapping[str, Any] | None,
+    ) -> None:
+        """Fill the counts, timings and trace hash; status complete."""
+        m = self.manifest
+        m.update(dict(extra or {}))
+        if self.trace_path is not None:
+            m["trace"] = {"path": str(self.trace_path), "sha256": sha256_of(self.trace_path)}
+        m["counts"] = {**counts, "region_interval_rows": region_rows}
+        m["simulated_span_ns"] = span_ns
+        m["wall_time_s"] = wall_s
+        m["speed"] = {
+            "simulated_s_per_wall_s": (span_ns / 1e9) / wall_s if wall_s > 0 else None,
+            "requests_per_wall_s": counts["requests"] / wall_s if wall_s > 0 else None,
+        }
+        m["status"] = "complete"
+        m.pop("error", None)
+        write_json(self.tmp / MANIFEST, m)
+
+    def _publish(self) -> Path:
+        """Remove the marker and rename the temporary directory onto `out`."""
+        (self.tmp / MARKER_INCOMPLETE).unlink()
+        old = None
+        if self.out.exists():
+            _check_out(self.out)
+            old = self.out.with_name(f"{self.out.name}.old-{self.run_id}")
+            os.replace(self.out, old)
+        os.replace(self.tmp, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self.finalized = self.out
+        return self.out
+
+    def __enter__(self) -> ResultsWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.mark_incomplete(f"{exc_type.__name__}: {exc}")
+        elif self.finalized is None:
+            self.finalize()
