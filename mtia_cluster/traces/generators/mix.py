@@ -17,6 +17,7 @@
         kind: llm
         rate_per_s: 1.0
         lengths: {dist: azure-2023-conv}
+        sessions: {mean_turns: 3, think_time_s: 30}   # optional, LLM only (sessions.py)
 
 Each (service, region) stream draws from its own generator,
 `PCG64(SeedSequence(seed, spawn_key=(crc32(service), crc32(region), purpose)))`, so adding a
@@ -39,6 +40,7 @@ from mtia_cluster.config import Fields
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.generators import arrivals as arr
 from mtia_cluster.traces.generators.diurnal import DiurnalProfile
+from mtia_cluster.traces.generators.sessions import sessionize
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 
 ARRIVALS, SIZES = 0, 1
@@ -124,6 +126,12 @@ def _stream(
     """One (service, region) stream: arrivals (diurnal-warped) and sizes."""
     rng = stream_rng(seed, name, region, ARRIVALS)
     a = svc.sub("arrivals", {"process": "poisson"})
+    kind = svc.str("kind", choices=["rr", "llm"])
+    sessions = svc.sub("sessions") if kind == "llm" and svc.has("sessions") else None
+    if sessions is not None:  # the process gives session starts; turns follow
+        mean_turns = sessions.number("mean_turns", 3.0, min_value=1.0)
+        rate = rate / mean_turns
+        n = None if n is None else max(1, round(n / mean_turns))
     profile = _diurnal(svc, region_f, start_hour)
     if profile is not None and duration_s is not None:
         op_duration = profile.operational_duration_s(duration_s)
@@ -134,9 +142,16 @@ def _stream(
         t = _arrivals(rng, a, rate, n, duration_s)
         if profile is not None:
             t = profile.warp(t)
-    out = {"arrival_ns": t}
     size_rng = stream_rng(seed, name, region, SIZES)
-    if svc.str("kind", choices=["rr", "llm"]) == "rr":
+    if sessions is not None:
+        lengths = svc.sub("lengths", {"dist": "azure-2023-conv"})
+        out = sessionize(size_rng, t, sessions, lengths)
+        if duration_s is not None:
+            keep = out["arrival_ns"] < int(duration_s * arr.NS_PER_S)
+            out = {k: v[keep] for k, v in out.items()}
+        return out
+    out = {"arrival_ns": t}
+    if kind == "rr":
         out["items"] = sample_sizes(
             size_rng,
             svc.sub("items", {"dist": "mlperf-dlrm-v2"}).data,
@@ -262,6 +277,25 @@ def _merge(
     if regions is not None:
         reg = np.repeat(np.asarray(region_idx, dtype=np.int32), sizes)
         cols["region"] = pa.DictionaryArray.from_arrays(pa.array(col(reg)), pa.array(regions))
+    if any("session_id" in p for p in parts):
+        # session ids are per stream; offset them so they are unique in the trace
+        offsets = np.cumsum(
+            [0]
+            + [
+                int(p["session_id"].max()) + 1 if "session_id" in p and len(p["session_id"]) else 0
+                for p in parts
+            ]
+        )
+        values = np.concatenate(
+            [
+                p["session_id"] + off if "session_id" in p else np.zeros(n, np.int64)
+                for p, n, off in zip(parts, sizes, offsets, strict=False)
+            ]
+        )
+        mask = np.concatenate(
+            [np.full(n, "session_id" not in p) for p, n in zip(parts, sizes, strict=True)]
+        )
+        cols["session_id"] = pa.array(col(values), mask=col(mask), type=pa.int64())
     for name in ("items", "input_tokens", "output_tokens"):
         if any(name in p for p in parts):
             values = np.concatenate(

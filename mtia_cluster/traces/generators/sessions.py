@@ -1,0 +1,54 @@
+"""Multi-turn LLM sessions: follow-up turns whose prompts carry the conversation so far.
+
+Session starts come from the service's arrival process at rate / mean_turns. Each session has
+Geometric(1/mean_turns) turns (at least one); turn k+1 arrives an Exponential(think_time_s)
+after turn k (the gap covers reading the answer and typing; generation time is not
+simulated here). The prompt of a turn is the whole context so far (every earlier new prompt
+and answer) plus its new prompt, capped at max_context_tokens, so consecutive turns share a
+prefix: what prefix caching exploits. Vectorized: group offsets and cumulative sums, no
+per-session Python loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtia_cluster.config import Fields
+from mtia_cluster.traces.generators.arrivals import NS_PER_S
+from mtia_cluster.traces.generators.sizes import sample_lengths
+
+
+def _group_exclusive_cumsum(
+    values: np.ndarray, starts: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    """Per group (contiguous runs of `counts`), the sum of the values before each element."""
+    c = np.cumsum(values) - values
+    return c - np.repeat(c[starts], counts)
+
+
+def sessionize(
+    rng: np.random.Generator, session_starts_ns: np.ndarray, s: Fields, lengths: Fields
+) -> dict[str, np.ndarray]:
+    """Expand session starts into turns: arrival_ns (sorted), session_id, token counts."""
+    mean_turns = s.number("mean_turns", 3.0, min_value=1.0)
+    think_s = s.number("think_time_s", 30.0, positive=True)
+    max_ctx = s.int("max_context_tokens", 32_768, positive=True)
+    n_sessions = len(session_starts_ns)
+    turns = rng.geometric(1.0 / mean_turns, n_sessions).astype(np.int64)
+    starts = np.cumsum(turns) - turns
+    total = int(turns.sum())
+    session = np.repeat(np.arange(n_sessions, dtype=np.int64), turns)
+    gaps = rng.exponential(think_s, total)
+    gaps[starts] = 0.0
+    offset_s = _group_exclusive_cumsum(gaps, starts, turns) + gaps
+    arrival = session_starts_ns[session] + np.floor(offset_s * NS_PER_S).astype(np.int64)
+    new_prompt, answer = sample_lengths(rng, lengths.data, total, lengths.file, lengths.prefix)
+    context = _group_exclusive_cumsum(new_prompt.astype(np.int64) + answer, starts, turns)
+    prompt = np.minimum(context + new_prompt, max_ctx).astype(np.int32)
+    order = np.argsort(arrival, kind="stable")
+    return {
+        "arrival_ns": arrival[order],
+        "session_id": session[order],
+        "input_tokens": prompt[order],
+        "output_tokens": answer[order],
+    }
