@@ -25,7 +25,9 @@ columns=None, batch_rows=65536, validate=True) -> Iterator[pa.RecordBatch]``
 ``inspect_trace(path) -> dict``
     One streaming pass: rows, span_s, rate_per_s, rate_per_min, iat_cv, peak_to_mean,
     services, regions, size quantiles.
-Transforms on in-memory tables live in :mod:`mtia_cluster.traces.transforms`.
+Transforms on in-memory tables live in :mod:`mtia_cluster.traces.transforms`;
+:func:`mtia_cluster.traces.columns.to_numpy_columns` turns a batch into the engine's numpy
+columns (service/region as indices into the config's names, nulls as 0, session -1).
 """
 
 from mtia_cluster.traces.generators import generate_demo_trace, generate_table

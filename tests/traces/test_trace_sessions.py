@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtia_cluster.traces.generators import generate_table
 
-SPEC = {
+SPEC: dict[str, Any] = {
     "duration_s": 4 * 3600,
     "regions": {"a": {}, "b": {}},
     "services": [

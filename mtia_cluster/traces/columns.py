@@ -1,0 +1,72 @@
+"""Trace batches as plain numpy columns, in the engine's conventions (engine/cell.py
+RequestBatch): service and region as int32 indices into the simulation's name lists, nulls as
+0 (items for LLM rows, tokens for R&R rows), session_id −1 when absent, region −1 when the
+trace has no region column (the config's weights then spread requests).
+
+Dictionaries may differ from batch to batch (each Parquet row group has its own), so names are
+mapped through each batch's dictionary, never by raw index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from mtia_cluster.errors import UserError
+
+
+def _indices(col: pa.Array, names: Sequence[str], column: str, file: object) -> np.ndarray:
+    """Map a dictionary<string> column onto positions in `names` (unknown name: UserError)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    lookup = {n: i for i, n in enumerate(names)}
+    dictionary = col.dictionary.to_pylist()
+    table = np.empty(len(dictionary), dtype=np.int32)
+    for j, name in enumerate(dictionary):
+        if name not in lookup:
+            used = np.any(col.indices.to_numpy(zero_copy_only=False) == j)
+            if used:
+                raise UserError(
+                    f"{column} not in the configuration ({', '.join(names)})",
+                    file=str(file) if file else None,
+                    field=column,
+                    value=name,
+                )
+            table[j] = -1
+            continue
+        table[j] = lookup[name]
+    return table[col.indices.to_numpy(zero_copy_only=False)]
+
+
+def _filled(batch: pa.RecordBatch, name: str, dtype: type, fill: int) -> np.ndarray:
+    if name not in batch.schema.names:
+        return np.full(batch.num_rows, fill, dtype=dtype)
+    col = batch.column(name)
+    if col.null_count:
+        col = col.fill_null(fill)
+    return col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def to_numpy_columns(
+    batch: pa.RecordBatch,
+    services: Sequence[str],
+    regions: Sequence[str] | None = None,
+    file: object = None,
+) -> dict[str, np.ndarray]:
+    """request_id, arrival_ns, service, region, items, input_tokens, output_tokens, session_id."""
+    if "region" in batch.schema.names and regions is not None:
+        region = _indices(batch.column("region"), regions, "region", file)
+    else:
+        region = np.full(batch.num_rows, -1, dtype=np.int32)
+    return {
+        "request_id": batch.column("request_id").to_numpy().astype(np.int64, copy=False),
+        "arrival_ns": batch.column("arrival_ns").to_numpy().astype(np.int64, copy=False),
+        "service": _indices(batch.column("service"), services, "service", file),
+        "region": region,
+        "items": _filled(batch, "items", np.int32, 0),
+        "input_tokens": _filled(batch, "input_tokens", np.int32, 0),
+        "output_tokens": _filled(batch, "output_tokens", np.int32, 0),
+        "session_id": _filled(batch, "session_id", np.int64, -1),
+    }
