@@ -70,8 +70,15 @@ def main() -> None:
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reference", action="store_true")
+    parser.add_argument(
+        "--compress",
+        type=float,
+        default=1.0,
+        help="divide inter-arrival times by this factor (heavier load, KV pressure)",
+    )
     args = parser.parse_args()
     arrival, prompt, output = read_azure(args.trace)
+    arrival = (arrival / args.compress).astype(np.int64)
     cat = load_catalog()
     llama = cat.model("llama-2-7b")
     assert isinstance(llama, LLMModel)
