@@ -10,7 +10,13 @@ from typing import Any
 import pyarrow.dataset as ds
 
 from mtia_cluster.errors import UserError
-from mtia_cluster.results.schema import FORMAT_VERSION, MANIFEST, MARKER_INCOMPLETE, SUMMARY
+from mtia_cluster.results.schema import (
+    FORMAT_VERSION,
+    MANIFEST,
+    MARKER_INCOMPLETE,
+    REGION_SCHEMA,
+    SUMMARY,
+)
 from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.writer_io import dataset_or_none, request_dataset
 
@@ -34,9 +40,9 @@ class Results:
         return dataset_or_none(self.path / "devices")
 
     @property
-    def regions(self) -> ds.Dataset | None:
-        """`regions/` interval rows."""
-        return dataset_or_none(self.path / "regions")
+    def regions(self) -> ds.Dataset:
+        """`regions/` interval rows (always written by finalize)."""
+        return ds.dataset(self.path / "regions", format="parquet", schema=REGION_SCHEMA)
 
     @property
     def slos(self) -> dict[str, ServiceSLO]:
