@@ -1,0 +1,1 @@
+"""Capacity planning: searches over replays (the highest load that meets an SLO)."""

@@ -1,0 +1,91 @@
+"""Bracketing search for the highest offered rate that meets an SLO (MLPerf Server style).
+
+`evaluate(rates) -> passed` judges several candidate rates at once (the caller runs them as
+parallel replays, e.g. Ray tasks); each round evaluates `parallel` rates spread geometrically
+inside the current bracket [highest passing, lowest failing] and shrinks it, until the
+bracket's relative width is below `rel_tol`. The answer is the highest rate seen to pass.
+
+Replays at different rates share their random streams (common random numbers), so the
+verdict is close to monotone in the rate; where noise makes it non-monotone, the search keeps
+the lowest failing rate above the highest passing one, which errs on the side of safety.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mtia_cluster.errors import UserError
+
+
+@dataclass
+class SearchResult:
+    """The answer and every evaluation made to reach it (for reports and tests)."""
+
+    best_rate: float  # highest rate that met the SLO (0.0 if none did)
+    lowest_failing: float  # lowest rate above best_rate that failed (inf if none)
+    evaluations: list[tuple[float, bool]] = field(default_factory=list)
+    rounds: int = 0
+
+    @property
+    def rel_width(self) -> float:
+        if self.best_rate <= 0 or not np.isfinite(self.lowest_failing):
+            return float("inf")
+        return self.lowest_failing / self.best_rate - 1.0
+
+
+def _spread(lo: float, hi: float, n: int) -> list[float]:
+    """`n` rates strictly inside (lo, hi), geometrically spaced."""
+    return [float(x) for x in np.geomspace(lo, hi, n + 2)[1:-1]]
+
+
+def find_max_rate(
+    evaluate: Callable[[Sequence[float]], Sequence[bool]],
+    initial_rate: float,
+    *,
+    parallel: int = 4,
+    rel_tol: float = 0.02,
+    max_rounds: int = 20,
+    min_rate: float = 1e-6,
+) -> SearchResult:
+    """Highest rate with `evaluate` True, starting from a guess `initial_rate` (> 0)."""
+    if not initial_rate > 0:
+        raise UserError("initial rate must be > 0", field="initial_rate", value=initial_rate)
+    if parallel < 1:
+        raise UserError("need at least one parallel evaluation", field="parallel", value=parallel)
+    res = SearchResult(best_rate=0.0, lowest_failing=float("inf"))
+
+    def run(rates: list[float]) -> None:
+        verdicts = list(evaluate(rates))
+        if len(verdicts) != len(rates):
+            raise ValueError("evaluate must return one verdict per rate")
+        res.rounds += 1
+        for r, ok in zip(rates, verdicts, strict=True):
+            res.evaluations.append((r, bool(ok)))
+            if ok and r > res.best_rate:
+                res.best_rate = r
+        failing = [r for r, ok in res.evaluations if not ok and r > res.best_rate]
+        res.lowest_failing = min(failing, default=float("inf"))
+
+    # Phase 1: bracket. Grow or shrink geometrically around the guess until one rate passes
+    # and a higher one fails.
+    factor = 2.0
+    rates = [initial_rate * factor**k for k in range(-(parallel // 2), parallel - parallel // 2)]
+    run(rates)
+    while res.rounds < max_rounds and (res.best_rate == 0.0 or not np.isfinite(res.lowest_failing)):
+        if res.best_rate == 0.0:  # everything failed: go lower
+            low = min(r for r, _ in res.evaluations)
+            if low <= min_rate:
+                return res
+            rates = [low / factor ** (k + 1) for k in range(parallel)]
+        else:  # everything passed: go higher
+            high = max(r for r, _ in res.evaluations)
+            rates = [high * factor ** (k + 1) for k in range(parallel)]
+        factor *= 2.0
+        run(rates)
+    # Phase 2: shrink the bracket.
+    while res.rounds < max_rounds and res.rel_width > rel_tol:
+        run(_spread(res.best_rate, res.lowest_failing, parallel))
+    return res
