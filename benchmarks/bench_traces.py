@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -49,6 +51,21 @@ def _best(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
         result = fn()
         best = min(best, time.perf_counter() - t0)
     return best, result
+
+
+def _inspect_rss_mb(path: Path, run: bool = True) -> float:
+    """Peak resident memory of a separate process that inspects `path` (streaming check);
+    with run=False, of one that only imports (the baseline)."""
+    # VmHWM, not ru_maxrss: the latter keeps the forked parent's peak across exec
+    code = (
+        "import sys; from mtia_cluster.traces.inspect import inspect_trace; "
+        + ("inspect_trace(sys.argv[1]); " if run else "")
+        + "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip()) / 1024
 
 
 def main() -> None:
@@ -91,6 +108,11 @@ def main() -> None:
             print(f"import Azure conv: skipped ({AZURE_CONV} not found)")
         s_ins, summary = _best(lambda: inspect_trace(out), args.repeat)
         print(f"inspect {summary['rows']:,} rows: {s_ins:.2f} s")
+        print(
+            f"inspect peak RSS in a fresh process: {_inspect_rss_mb(out):.0f} MB "
+            f"(imports alone: {_inspect_rss_mb(out, run=False):.0f} MB; the trace is "
+            f"{summary['rows'] * 24 / 1e6:.0f} MB decoded)"
+        )
 
 
 if __name__ == "__main__":
