@@ -42,6 +42,7 @@ OPTIONAL: dict[str, pa.DataType] = {
 COLUMN_ORDER = list(REQUIRED) + list(OPTIONAL)
 # Count columns: nulls allowed (items is null for LLM rows), negatives and NaN are not.
 COUNT_COLUMNS = ("items", "input_tokens", "output_tokens", "num_images")
+INT32_MAX = 2**31 - 1
 METADATA_KEYS = ("source", "licence", "generator", "parameters")
 
 
@@ -108,11 +109,12 @@ def _float_counts(col: pa.Array, name: str, file: str | Path | None, row0: int) 
     bad = ~np.isfinite(values) & ~col.is_null().to_numpy(zero_copy_only=False)
     bad |= np.nan_to_num(values, nan=0.0) != np.floor(np.nan_to_num(values, nan=0.0))
     bad |= np.nan_to_num(values, nan=0.0) < 0
+    bad |= np.nan_to_num(values, nan=0.0) > INT32_MAX
     idx = np.flatnonzero(bad)
     if len(idx):
         i = int(idx[0])
         raise UserError(
-            "count must be a finite non-negative integer",
+            "count must be a finite non-negative integer below 2**31",
             file=file,
             field=f"row {row0 + i}, column {name}",
             value=float(values[i]),

@@ -153,3 +153,26 @@ def test_streaming_check_catches_faults_across_batches(
     with pytest.raises(UserError, match=want):
         for _ in read_trace_batches(path, batch_rows=batch_rows):
             pass
+
+
+@pytest.mark.parametrize("value", [1.5, 3e9, float("inf"), -1.0])
+def test_float_counts_must_be_int32_integers(tmp_path: Path, table: pa.Table, value: float) -> None:
+    tokens = [float(x) if x is not None else None for x in table.column("input_tokens").to_pylist()]
+    tokens[1] = value
+    bad = table.set_column(
+        table.schema.get_field_index("input_tokens"), "input_tokens", pa.array(tokens, pa.float64())
+    )
+    pq.write_table(bad, tmp_path / "b.parquet")
+    with pytest.raises(UserError, match="row 1, column input_tokens"):
+        read_trace(tmp_path / "b.parquet")
+
+
+def test_float_counts_that_are_integers_are_accepted(tmp_path: Path, table: pa.Table) -> None:
+    tokens = [float(x) if x is not None else None for x in table.column("input_tokens").to_pylist()]
+    ok = table.set_column(
+        table.schema.get_field_index("input_tokens"), "input_tokens", pa.array(tokens, pa.float64())
+    )
+    pq.write_table(ok, tmp_path / "ok.parquet")
+    got = read_trace(tmp_path / "ok.parquet")
+    assert got.column("input_tokens").type == pa.int32()
+    assert got.column("input_tokens").to_pylist() == table.column("input_tokens").to_pylist()
