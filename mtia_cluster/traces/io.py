@@ -76,6 +76,8 @@ class TraceWriter:
         self.checker = StreamChecker(self.path)
         self._atomic = atomic_path(self.path)
         self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
 
     def __enter__(self) -> TraceWriter:
         tmp = self._atomic.__enter__()
@@ -94,9 +96,22 @@ class TraceWriter:
                 batch.select(self.schema.names), self.path, self.checker.rows_seen
             )
             self.checker.check(batch)
-            self._writer.write_batch(
-                batch.cast(self.schema.remove_metadata()), row_group_size=ROW_GROUP_ROWS
-            )
+            self._pending.append(batch.cast(self.schema.remove_metadata()))
+            self._pending_rows += batch.num_rows
+            if self._pending_rows >= ROW_GROUP_ROWS:
+                self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        """Write buffered rows as whole row groups (small writes never make small groups);
+        the remainder waits for more rows unless this is the final flush."""
+        if not self._pending or self._writer is None:
+            return
+        table = pa.Table.from_batches(self._pending)
+        cut = table.num_rows if final else table.num_rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+        self._writer.write_table(table.slice(0, cut), row_group_size=ROW_GROUP_ROWS)
+        rest = table.slice(cut)
+        self._pending = rest.to_batches() if rest.num_rows else []
+        self._pending_rows = rest.num_rows
 
     def __exit__(
         self,
@@ -105,6 +120,8 @@ class TraceWriter:
         tb: TracebackType | None,
     ) -> None:
         if self._writer is not None:
+            if exc_type is None:
+                self._flush(final=True)
             self._writer.close()
         if exc_type is None:
             try:

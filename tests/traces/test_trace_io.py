@@ -176,3 +176,24 @@ def test_float_counts_that_are_integers_are_accepted(tmp_path: Path, table: pa.T
     got = read_trace(tmp_path / "ok.parquet")
     assert got.column("input_tokens").type == pa.int32()
     assert got.column("input_tokens").to_pylist() == table.column("input_tokens").to_pylist()
+
+
+def test_small_writes_still_make_full_row_groups(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    n, step = 300_000, 1000
+    with TraceWriter(path, META, ["request_id", "arrival_ns", "service"]) as w:
+        for start in range(0, n, step):
+            ids = np.arange(start, start + step, dtype=np.int64)
+            w.write(
+                pa.record_batch(
+                    {
+                        "request_id": ids,
+                        "arrival_ns": ids * 10,
+                        "service": pa.array(["s"] * step).dictionary_encode(),
+                    }
+                )
+            )
+    md = pq.ParquetFile(path).metadata
+    assert md.num_rows == n
+    assert md.num_row_groups <= 2
+    assert read_trace(path).column("request_id").to_pylist() == list(range(n))
