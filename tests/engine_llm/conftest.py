@@ -28,13 +28,14 @@ def replicas(draw: st.DrawFn) -> tuple[IterationCost, ReplicaLimits]:
     budget = draw(st.integers(4, 300))
     seqs = draw(st.integers(1, min(budget, 24)))
     block = draw(st.sampled_from([1, 3, 16]))
-    limits = ReplicaLimits(budget, seqs, block, capacity)
+    caching = draw(st.booleans())
+    limits = ReplicaLimits(budget, seqs, block, capacity, prefix_caching=caching)
     return probe_iteration_cost(model, budget), limits
 
 
 @st.composite
-def workloads(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(arrival_ns sorted, input tokens, output tokens) of up to 40 requests."""
+def workloads(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(arrival_ns sorted, input tokens, output tokens, session ids) of up to 40 requests."""
     n = draw(st.integers(1, 40))
     span = draw(st.sampled_from([1, 10**6, 10**8, 10**9, 10**10, 10**13]))
     offset = draw(st.sampled_from([0, 4 * 10**12]))  # past int64 attoseconds
@@ -43,4 +44,5 @@ def workloads(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
     prompt = np.array(draw(st.lists(st.integers(0, 700), min_size=n, max_size=n)))
     output = np.array(draw(st.lists(st.integers(0, 300), min_size=n, max_size=n)))
-    return arrival.astype(np.int64), prompt, output
+    sessions = np.array(draw(st.lists(st.integers(-1, 4), min_size=n, max_size=n)))
+    return arrival.astype(np.int64), prompt, output, sessions

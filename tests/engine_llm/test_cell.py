@@ -35,12 +35,13 @@ def make_cell(cost, limits) -> LLMReplicaCell:
 
 def drive(cell: LLMReplicaCell, work, edges: list[int]) -> tuple[Completed, list]:
     """Submit each window's arrivals, advance to its end; return all rows and counters."""
-    arrival, prompt, output = work
+    arrival, prompt, output, session = work
     batch = make_requests(
         arrival,
         input_tokens=prompt,
         output_tokens=output,
         items=0,
+        session_id=session,
         request_id=np.arange(len(arrival)) + 100,
     )
     parts, counters, start = [], [], 0

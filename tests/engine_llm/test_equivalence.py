@@ -11,7 +11,15 @@ from mtia_cluster.engine.llm._reference import ReferenceScheduler
 from mtia_cluster.engine.llm.limits import Outcome
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
-FIELDS = ("start_ns", "first_token_ns", "finish_ns", "rejected", "batch_size", "preemptions")
+FIELDS = (
+    "start_ns",
+    "first_token_ns",
+    "finish_ns",
+    "rejected",
+    "batch_size",
+    "preemptions",
+    "cached_tokens",
+)
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -38,7 +46,8 @@ def test_fast_equals_reference(replica, work) -> None:
     fast = run_fast(cost, limits, work)
     assert_same(fast.outcome(), expected)
     assert fast.max_used_blocks == ref.max_used_blocks
-    assert fast.free_blocks == limits.num_blocks == ref.free_blocks
+    assert fast.free_blocks == limits.num_blocks == ref.free_blocks + ref.cached_blocks
+    assert list(fast.kv.cache.items()) == list(ref.cache.items())
 
 
 @SETTINGS
@@ -58,11 +67,13 @@ def test_incremental_submission(replica, work, cuts) -> None:
     cost, limits = replica
     whole = run_fast(cost, limits, work)
     sched = ReplicaScheduler(cost, limits)
-    arrival, prompt, output = work
+    arrival, prompt, output, session = work
     start = 0
     for until in [*sorted(cuts), None]:
         stop = len(arrival) if until is None else int(np.searchsorted(arrival, until))
-        sched.add_many(arrival[start:stop], prompt[start:stop], output[start:stop])
+        sched.add_many(
+            arrival[start:stop], prompt[start:stop], output[start:stop], session[start:stop]
+        )
         start = max(start, stop)
         sched.run_until(until)
     assert_same(sched.outcome(), whole.outcome())

@@ -7,6 +7,7 @@ from conftest import replicas, workloads
 from hypothesis import HealthCheck, given, settings
 
 from mtia_cluster.engine.llm.limits import NOT_SET, tpot_ns
+from mtia_cluster.engine.llm.requests import DECODE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -19,7 +20,7 @@ class CheckedScheduler(ReplicaScheduler):
         bs = self.limits.block_size
         total = 0
         for r in self.running:
-            held = self.iteration + self.offset[r] if self.state[r] == 1 else self.computed[r]
+            held = self.iteration + self.offset[r] if self.state[r] == DECODE else self.computed[r]
             total += -(-held // bs)
         return total
 
@@ -50,9 +51,9 @@ class CheckedScheduler(ReplicaScheduler):
 @given(replicas(), workloads())
 def test_kv_never_exceeds_capacity_and_all_finish(replica, work) -> None:
     cost, limits = replica
-    arrival, prompt, output = work
+    arrival, prompt, output, session = work
     sched = CheckedScheduler(cost, limits)
-    sched.add_many(arrival, prompt, output)
+    sched.add_many(arrival, prompt, output, session)
     sched.run_until(None)
     out = sched.outcome()
     assert sched.max_used_blocks <= limits.num_blocks
@@ -77,13 +78,13 @@ def test_kv_never_exceeds_capacity_and_all_finish(replica, work) -> None:
 def test_work_conservation(replica, work) -> None:
     """Tokens computed = every admitted request's tokens once, plus what preemption redid."""
     cost, limits = replica
-    arrival, prompt, output = work
+    arrival, prompt, output, session = work
     sched = ReplicaScheduler(cost, limits)
-    sched.add_many(arrival, prompt, output)
+    sched.add_many(arrival, prompt, output, session)
     sched.run_until(None)
     out = sched.outcome()
     ok = ~out.rejected
-    needed = int(np.sum(prompt[ok] + output[ok] - 1))
+    needed = int(np.sum(prompt[ok] + output[ok] - 1)) - int(out.cached_tokens.sum())
     if out.preemptions.sum() == 0:
         assert sched.tokens_done == needed
     else:

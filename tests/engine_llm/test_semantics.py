@@ -132,3 +132,46 @@ def test_probe_refuses_a_model_of_another_shape() -> None:
 def test_bad_limits_are_user_errors(kwargs, field) -> None:
     with pytest.raises(UserError, match=field):
         ReplicaLimits(**kwargs).validate(file="scenario.yaml", prefix="pools.llm")
+
+
+def run_sessions(limits: ReplicaLimits, arrival, prompt, output, session):
+    cost = probe_iteration_cost(
+        StandInModel(kv_capacity_tokens=limits.kv_capacity_tokens), limits.max_num_batched_tokens
+    )
+    fast = ReplicaScheduler(cost, limits)
+    fast.add_many(np.array(arrival), np.array(prompt), np.array(output), np.array(session))
+    fast.run_until(None)
+    ref = ReferenceScheduler(cost, limits)
+    expected = ref.run(np.array(arrival), np.array(prompt), np.array(output), np.array(session))
+    got = fast.outcome()
+    for name in ("first_token_ns", "finish_ns", "cached_tokens"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(expected, name))
+    return got, fast
+
+
+def test_prefix_cache_reuses_previous_turn() -> None:
+    """Turn 2 of a session reuses turn 1's full blocks; a session-less request does not."""
+    base = ReplicaLimits(256, 4, 16, 4096)
+    arrival, prompt, output = [0, 10**9, 2 * 10**9], [100, 300, 300], [20, 5, 5]
+    cached, _ = run_sessions(
+        ReplicaLimits(256, 4, 16, 4096, prefix_caching=True), arrival, prompt, output, [7, 7, -1]
+    )
+    plain, _ = run_sessions(base, arrival, prompt, output, [7, 7, -1])
+    assert cached.cached_tokens.tolist() == [0, (100 + 20 - 1) // 16 * 16, 0]
+    assert plain.cached_tokens.tolist() == [0, 0, 0]
+    ttft = lambda out, i: out.first_token_ns[i] - arrival[i]  # noqa: E731
+    assert ttft(cached, 1) < ttft(plain, 1)
+    assert ttft(cached, 2) == ttft(plain, 2)
+
+
+def test_prefix_cache_evicts_least_recently_cached_session() -> None:
+    """With room for one cached session only, the older session's entry is evicted."""
+    limits = ReplicaLimits(256, 4, 16, 160, prefix_caching=True)  # 10 blocks
+    # sessions 1 and 2 each leave 4 full blocks (2 free); session 3 needs 5 blocks: evicts
+    # session 1 only. The next turns: session 1's is gone, session 2's is reused.
+    arrival = [0, 10**9, 2 * 10**9, 3 * 10**9, 4 * 10**9]
+    out, sched = run_sessions(
+        limits, arrival, [60, 60, 70, 20, 80], [5, 5, 10, 2, 2], [1, 2, 3, 1, 2]
+    )
+    assert out.cached_tokens.tolist()[3:] == [0, 64]
+    assert sched.kv.used == 0 and sched.free_blocks == 10

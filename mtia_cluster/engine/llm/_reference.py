@@ -24,11 +24,20 @@ KV tokens already held by the scheduled requests and pairs the causal attention 
 end each scheduled request's computed tokens grow by its chunk; a request whose tokens are
 all computed samples one token (the first one sets first_token_ns); the last one finishes it
 and frees its blocks.
+
+With prefix caching (``ReplicaLimits.prefix_caching``), a finished request of a session
+leaves its full KV blocks cached under its ``session_id`` (replacing that session's older
+entry); cached blocks count as free for every allocation but are evicted least recently
+cached first when truly free blocks run out (requests finishing together are cached in
+request order). A waiting request of the same session admitted later reuses
+``min(cached tokens, whole blocks of its tokens but the last)`` tokens as already computed
+and takes the entry's blocks; admission then needs its chunk's new blocks plus the reused
+ones to be free or cached.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 
 import numpy as np
 
@@ -46,125 +55,183 @@ class ReferenceScheduler:
     def __init__(self, cost: IterationCost, limits: ReplicaLimits) -> None:
         self.cost = cost
         self.limits = limits
+        self.bs = limits.block_size
         self.free_blocks = limits.num_blocks
+        self.cached_blocks = 0
+        self.cache: OrderedDict[int, int] = OrderedDict()  # session -> cached blocks, LRU first
         self.max_used_blocks = 0
+        self.running: list[int] = []
+        self.waiting: deque[int] = deque()
 
+    # ------------------------------------------------------------------ KV blocks
+    def _available(self) -> int:
+        return self.free_blocks + self.cached_blocks
+
+    def _alloc(self, need: int) -> None:
+        """Take `need` blocks, evicting least recently cached sessions if needed."""
+        while self.free_blocks < need:
+            _, size = self.cache.popitem(last=False)
+            self.cached_blocks -= size
+            self.free_blocks += size
+        self.free_blocks -= need
+
+    def _hit_tokens(self, r: int) -> int:
+        """Tokens of waiting request r found in its session's cache entry."""
+        session = self.session[r]
+        if not self.limits.prefix_caching or session < 0 or session not in self.cache:
+            return 0
+        usable = (self.prompt[r] + self.generated[r] - 1) // self.bs
+        return min(self.cache[session], usable) * self.bs
+
+    def _release(self, r: int) -> None:
+        """A finished request's blocks: cached under its session, or freed."""
+        held = _blocks(self.computed[r], self.bs)
+        session = self.session[r]
+        if not self.limits.prefix_caching or session < 0:
+            self.free_blocks += held
+            return
+        full = self.computed[r] // self.bs
+        old = self.cache.pop(session, 0)
+        self.cached_blocks += full - old
+        self.free_blocks += old + held - full
+        if full:
+            self.cache[session] = full
+
+    # ------------------------------------------------------------------ run
     def run(
-        self, arrival_ns: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray
+        self,
+        arrival_ns: np.ndarray,
+        input_tokens: np.ndarray,
+        output_tokens: np.ndarray,
+        session_id: np.ndarray | None = None,
     ) -> Outcome:
         """Simulate all requests (arrivals sorted) to completion."""
-        lim = self.limits
         n = len(arrival_ns)
-        out = Outcome.empty(n)
-        prompt = [int(x) for x in input_tokens]
-        outputs = [int(x) for x in output_tokens]
+        self.out = out = Outcome.empty(n)
+        self.prompt = [int(x) for x in input_tokens]
+        self.outputs = [int(x) for x in output_tokens]
+        self.session = [-1] * n if session_id is None else [int(x) for x in session_id]
+        self.computed = [0] * n
+        self.generated = [0] * n
         arrivals = [int(a) * AS_PER_NS for a in arrival_ns]
-        computed = [0] * n
-        generated = [0] * n
         order = []
         for i in range(n):
-            if lim.fits(prompt[i], outputs[i]):
+            if self.limits.fits(self.prompt[i], self.outputs[i]):
                 order.append(i)
             else:
                 out.rejected[i] = True
                 out.start_ns[i] = out.first_token_ns[i] = out.finish_ns[i] = arrival_ns[i]
-        running: list[int] = []
-        waiting: deque[int] = deque()
-        nxt = 0
-        t = 0
-        bs = lim.block_size
-
-        def preempt(victim: int) -> None:
-            running.remove(victim)
-            self.free_blocks += _blocks(computed[victim], bs)
-            computed[victim] = 0
-            waiting.appendleft(victim)
-            out.preemptions[victim] += 1
-
-        while nxt < len(order) or running or waiting:
-            if not running and not waiting:
+        nxt, t = 0, 0
+        while nxt < len(order) or self.running or self.waiting:
+            if not self.running and not self.waiting:
                 t = max(t, arrivals[order[nxt]])
             while nxt < len(order) and arrivals[order[nxt]] <= t:
-                waiting.append(order[nxt])
+                self.waiting.append(order[nxt])
                 nxt += 1
-            plan = self._plan(running, waiting, prompt, computed, generated, preempt)
+            plan = self._plan()
             for r, _ in plan:
                 if out.start_ns[r] == NOT_SET:
                     out.start_ns[r] = t // AS_PER_NS
-            t = self._finish_iteration(t, plan, prompt, outputs, computed, generated, running, out)
+            t = self._finish_iteration(t, plan)
         return out
 
-    def _plan(self, running, waiting, prompt, computed, generated, preempt):
+    def _preempt(self, victim: int) -> None:
+        self.running.remove(victim)
+        self.free_blocks += _blocks(self.computed[victim], self.bs)
+        self.computed[victim] = 0
+        self.waiting.appendleft(victim)
+        self.out.preemptions[victim] += 1
+
+    def _plan(self) -> list[tuple[int, int]]:
         """Choose (request, tokens) pairs for the next iteration (steps 1-4 of module doc)."""
-        lim, bs = self.limits, self.limits.block_size
         evicted = False
         while True:
             plan: list[tuple[int, int]] = []
-            budget = lim.max_num_batched_tokens
-            decodes = [
-                r
-                for r in running
-                if generated[r] >= 1 and prompt[r] + generated[r] - computed[r] == 1
-            ]
-            for r in decodes:
-                if r not in running:
-                    continue
-                need = 1 if computed[r] % bs == 0 else 0
-                while need > self.free_blocks and r in running:
-                    preempt(running[-1])
-                    evicted = True
-                if r not in running:
-                    break
-                self.free_blocks -= need
-                plan.append((r, 1))
-                budget -= 1
-            scheduled = {r for r, _ in plan}
-            for r in list(running):
-                if r in scheduled or budget == 0:
-                    continue
-                have = _blocks(computed[r], bs)
-                room = (have + self.free_blocks) * bs - computed[r]
-                chunk = min(prompt[r] + generated[r] - computed[r], budget, room)
-                if chunk <= 0:
-                    continue
-                self.free_blocks -= _blocks(computed[r] + chunk, bs) - have
-                plan.append((r, chunk))
-                budget -= chunk
-            if not evicted or not running:
-                while waiting and len(running) < lim.max_num_seqs and budget > 0:
-                    r = waiting[0]
-                    chunk = min(prompt[r] + generated[r], budget)
-                    if _blocks(chunk, bs) > self.free_blocks:
-                        break
-                    waiting.popleft()
-                    running.append(r)
-                    self.free_blocks -= _blocks(chunk, bs)
-                    plan.append((r, chunk))
-                    budget -= chunk
+            evicted = self._plan_decodes(plan) or evicted
+            budget = self.limits.max_num_batched_tokens - len(plan)
+            budget = self._plan_prefills(plan, budget)
+            if not evicted or not self.running:
+                self._plan_admissions(plan, budget)
             if plan:
-                used = lim.num_blocks - self.free_blocks
+                used = self.limits.num_blocks - self._available()
                 self.max_used_blocks = max(self.max_used_blocks, used)
                 return plan
-            preempt(running[-1])
+            self._preempt(self.running[-1])
             evicted = True
 
-    def _finish_iteration(self, t, plan, prompt, outputs, computed, generated, running, out):
+    def _plan_decodes(self, plan: list[tuple[int, int]]) -> bool:
+        prompt, gen, comp, running = self.prompt, self.generated, self.computed, self.running
+        decodes = [r for r in running if gen[r] >= 1 and prompt[r] + gen[r] - comp[r] == 1]
+        evicted = False
+        for r in decodes:
+            if r not in running:
+                continue
+            need = 1 if comp[r] % self.bs == 0 else 0
+            while need > self._available() and r in running:
+                self._preempt(running[-1])
+                evicted = True
+            if r not in running:
+                break
+            self._alloc(need)
+            plan.append((r, 1))
+        return evicted
+
+    def _plan_prefills(self, plan: list[tuple[int, int]], budget: int) -> int:
+        scheduled = {r for r, _ in plan}
+        comp = self.computed
+        for r in list(self.running):
+            if r in scheduled or budget == 0:
+                continue
+            have = _blocks(comp[r], self.bs)
+            room = (have + self._available()) * self.bs - comp[r]
+            chunk = min(self.prompt[r] + self.generated[r] - comp[r], budget, room)
+            if chunk <= 0:
+                continue
+            self._alloc(_blocks(comp[r] + chunk, self.bs) - have)
+            plan.append((r, chunk))
+            budget -= chunk
+        return budget
+
+    def _plan_admissions(self, plan: list[tuple[int, int]], budget: int) -> None:
+        while self.waiting and len(self.running) < self.limits.max_num_seqs and budget > 0:
+            r = self.waiting[0]
+            hit = self._hit_tokens(r)
+            chunk = min(self.prompt[r] + self.generated[r] - hit, budget)
+            total = _blocks(hit + chunk, self.bs)
+            if total > self._available():
+                break
+            self.waiting.popleft()
+            self.running.append(r)
+            if hit:
+                size = self.cache.pop(self.session[r])
+                self.cached_blocks -= size
+                self.free_blocks += size - hit // self.bs
+            self.computed[r] = hit
+            self.out.cached_tokens[r] += hit
+            self._alloc(total - hit // self.bs)
+            plan.append((r, chunk))
+            budget -= chunk
+
+    def _finish_iteration(self, t: int, plan: list[tuple[int, int]]) -> int:
         """Advance the clock by the iteration's duration and apply its effects."""
-        bs = self.limits.block_size
+        prompt, comp, gen, out = self.prompt, self.computed, self.generated, self.out
         tokens = sum(n for _, n in plan)
-        context = sum(computed[r] for r, _ in plan)
-        pairs = sum(n * computed[r] + n * (n + 1) // 2 for r, n in plan)
+        context = sum(comp[r] for r, _ in plan)
+        pairs = sum(n * comp[r] + n * (n + 1) // 2 for r, n in plan)
         t_end = t + self.cost.duration_as(tokens, context, pairs)
         end_ns = t_end // AS_PER_NS
+        finished = []
         for r, n in plan:
-            computed[r] += n
-            if computed[r] == prompt[r] + generated[r]:
-                generated[r] += 1
+            comp[r] += n
+            if comp[r] == prompt[r] + gen[r]:
+                gen[r] += 1
                 if out.first_token_ns[r] == NOT_SET:
                     out.first_token_ns[r] = end_ns
                     out.batch_size[r] = len(plan)
-                if generated[r] == outputs[r]:
+                if gen[r] == self.outputs[r]:
                     out.finish_ns[r] = end_ns
-                    running.remove(r)
-                    self.free_blocks += _blocks(computed[r], bs)
+                    self.running.remove(r)
+                    finished.append(r)
+        for r in sorted(finished):
+            self._release(r)
         return t_end

@@ -77,7 +77,9 @@ class LLMReplicaCell:
         if len(batch) == 0:
             return
         self._rows.append(batch)
-        self.scheduler.add_many(batch.arrival_ns, batch.input_tokens, batch.output_tokens)
+        self.scheduler.add_many(
+            batch.arrival_ns, batch.input_tokens, batch.output_tokens, batch.session_id
+        )
 
     def advance(self, until_ns: int) -> Completed:
         """Run iterations starting before `until_ns`; return requests finished before it."""
@@ -141,4 +143,5 @@ class LLMReplicaCell:
             "max_used_kv_blocks": sched.max_used_blocks,
             "kv_blocks": sched.limits.num_blocks,
             "preemptions": int(sum(sched.preemptions)),
+            "cached_tokens": int(sum(sched.cached_tokens)),
         }

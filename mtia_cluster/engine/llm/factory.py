@@ -11,6 +11,7 @@ dtype                  model's weight/compute dtype for the cost model
 max_num_batched_tokens 2048    token budget of one iteration (chunked prefill)
 max_num_seqs           256     most running requests
 block_size             16      KV-cache block, tokens
+prefix_caching         false   reuse a session's cached KV blocks (``session_id``)
 ====================== ======= ==========================================================
 """
 
@@ -55,6 +56,7 @@ def build_llm_cell(
         max_num_seqs=f.int("max_num_seqs", 256, positive=True),
         block_size=f.int("block_size", 16, positive=True),
         kv_capacity_tokens=it.kv_capacity_tokens,
+        prefix_caching=f.bool("prefix_caching", False),
     )
     limits.validate(spec.file, spec.field_prefix)
     key = (chip.name, model.name, tp, pp, dtype, limits.max_num_batched_tokens)

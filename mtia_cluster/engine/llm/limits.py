@@ -24,12 +24,15 @@ class ReplicaLimits:
     block_size: KV-cache allocation unit, in tokens.
     kv_capacity_tokens: KV tokens the replica can hold (from the cost model); the cache has
         ``kv_capacity_tokens // block_size`` blocks.
+    prefix_caching: keep finished requests' full KV blocks per ``session_id`` for reuse by
+        the session's later requests (LRU eviction).
     """
 
     max_num_batched_tokens: int = 2048
     max_num_seqs: int = 256
     block_size: int = 16
     kv_capacity_tokens: int = 100_000
+    prefix_caching: bool = False
 
     @property
     def num_blocks(self) -> int:
@@ -78,6 +81,7 @@ class Outcome:
     rejected: np.ndarray  # bool: can never fit (see ReplicaLimits.fits); times = arrival
     batch_size: np.ndarray  # int32: requests in the iteration that sampled the first token
     preemptions: np.ndarray  # int32: times evicted and recomputed
+    cached_tokens: np.ndarray  # int64: prompt tokens reused from the prefix cache (all admissions)
 
     @classmethod
     def empty(cls, n: int) -> Outcome:
@@ -88,6 +92,7 @@ class Outcome:
             rejected=np.zeros(n, bool),
             batch_size=np.zeros(n, np.int32),
             preemptions=np.zeros(n, np.int32),
+            cached_tokens=np.zeros(n, np.int64),
         )
 
 

@@ -17,51 +17,33 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
-import numpy as np
-
 from mtia_cluster.engine.llm.costs import AS_PER_NS, IterationCost
-from mtia_cluster.engine.llm.limits import NOT_SET, Outcome, ReplicaLimits
+from mtia_cluster.engine.llm.kvcache import BlockPool
+from mtia_cluster.engine.llm.kvcache import blocks_for as _blocks
+from mtia_cluster.engine.llm.limits import NOT_SET, ReplicaLimits
+from mtia_cluster.engine.llm.requests import DECODE as _DECODE
+from mtia_cluster.engine.llm.requests import DONE as _DONE
+from mtia_cluster.engine.llm.requests import PREFILL as _PREFILL
+from mtia_cluster.engine.llm.requests import WAITING as _WAITING
+from mtia_cluster.engine.llm.requests import RequestTable
 from mtia_cluster.engine.llm.stretch import DecodeRun
 
-_PREFILL, _DECODE, _WAITING, _DONE = 0, 1, 2, 3
 
-
-def _blocks(tokens: int, block_size: int) -> int:
-    return -(-tokens // block_size)
-
-
-class ReplicaScheduler:
-    """One replica's scheduler state; feed requests with :meth:`add`, run with :meth:`run_until`."""
+class ReplicaScheduler(RequestTable):
+    """One replica's scheduler: queue requests with ``add_many``, run with :meth:`run_until`."""
 
     def __init__(self, cost: IterationCost, limits: ReplicaLimits) -> None:
         if cost.max_tokens < limits.max_num_batched_tokens:
             raise ValueError("cost table shorter than the token budget")
-        self.cost, self.limits = cost, limits
+        super().__init__(limits)
+        self.cost = cost
+        self.kv = BlockPool(limits.num_blocks, limits.block_size, limits.prefix_caching)
         self.t_as = 0  # clock: start of the next iteration (attoseconds)
         self.iteration = 0  # I: iterations run so far
-        self.free_blocks = limits.num_blocks
         self.max_used_blocks = 0
         self.busy_as = 0  # busy time of all iterations run so far
         self.tokens_done = 0  # tokens computed by all iterations run so far
-        # per request (position = order of add)
-        self.prompt: list[int] = []
-        self.outputs: list[int] = []
-        self.arrival_ns: list[int] = []
-        self.computed: list[int] = []  # valid unless decoding (then iteration + offset)
-        self.generated: list[int] = []  # valid unless decoding
-        self.offset: list[int] = []  # decoding: computed - iteration
-        self.finish_iter: list[int] = []  # decoding: iteration count when it finishes
-        self.state: list[int] = []
-        self.start_ns: list[int] = []
-        self.first_ns: list[int] = []
-        self.finish_ns: list[int] = []
-        self.rejected: list[bool] = []
-        self.batch_size: list[int] = []
-        self.preemptions: list[int] = []
-        self.finished: list[int] = []  # positions in finishing order (incl. rejected)
-        # queues
-        self._stream: list[int] = []  # admissible requests in arrival order
-        self._stream_as: list[int] = []
+        self._released: list[int] = []  # finished in the current step, blocks not yet returned
         self._next = 0
         self.running: dict[int, None] = {}  # admission order
         self.prefilling: dict[int, None] = {}  # running and not decoding, admission order
@@ -72,99 +54,14 @@ class ReplicaScheduler:
         self.residue_count = [0] * limits.block_size
         self._heap: list[tuple[int, int]] = []
 
-    # ----------------------------------------------------------------- input / output
-    def add(self, arrival_ns: int, input_tokens: int, output_tokens: int) -> int:
-        """Queue one request (arrivals non-decreasing); returns its position."""
-        i = len(self.prompt)
-        if self._stream_as and arrival_ns * AS_PER_NS < self._stream_as[-1]:
-            raise ValueError("arrivals must be added in non-decreasing order")
-        ok = self.limits.fits(input_tokens, output_tokens)
-        for lst, v in (
-            (self.prompt, input_tokens),
-            (self.outputs, output_tokens),
-            (self.arrival_ns, arrival_ns),
-            (self.computed, 0),
-            (self.generated, 0),
-            (self.offset, 0),
-            (self.finish_iter, 0),
-            (self.state, _WAITING if ok else _DONE),
-            (self.batch_size, 0),
-            (self.preemptions, 0),
-        ):
-            lst.append(v)
-        stamp = NOT_SET if ok else arrival_ns
-        self.start_ns.append(stamp)
-        self.first_ns.append(stamp)
-        self.finish_ns.append(stamp)
-        self.rejected.append(not ok)
-        if ok:
-            self._stream.append(i)
-            self._stream_as.append(arrival_ns * AS_PER_NS)
-        else:
-            self.finished.append(i)
-        return i
-
-    def add_many(
-        self, arrival_ns: np.ndarray, input_tokens: np.ndarray, output_tokens: np.ndarray
-    ) -> None:
-        """Queue many requests at once (same effect as :meth:`add` for each, in order)."""
-        arrival = np.asarray(arrival_ns, dtype=np.int64)
-        n = len(arrival)
-        if n == 0:
-            return
-        if np.any(np.diff(arrival) < 0) or (
-            self._stream_as and int(arrival[0]) * AS_PER_NS < self._stream_as[-1]
-        ):
-            raise ValueError("arrivals must be added in non-decreasing order")
-        prompt = np.asarray(input_tokens, dtype=np.int64)
-        outputs = np.asarray(output_tokens, dtype=np.int64)
-        lim = self.limits
-        kv_blocks = -(-(prompt + outputs - 1) // lim.block_size)
-        ok = (prompt >= 1) & (outputs >= 1) & (kv_blocks <= lim.num_blocks)
-        first = len(self.prompt)
-        arrivals = arrival.tolist()
-        self.prompt += prompt.tolist()
-        self.outputs += outputs.tolist()
-        self.arrival_ns += arrivals
-        for lst in (
-            self.computed,
-            self.generated,
-            self.offset,
-            self.finish_iter,
-            self.batch_size,
-            self.preemptions,
-        ):
-            lst += [0] * n
-        self.state += np.where(ok, _WAITING, _DONE).tolist()
-        stamps = np.where(ok, NOT_SET, arrival).tolist()
-        self.start_ns += stamps
-        self.first_ns += stamps
-        self.finish_ns += stamps
-        self.rejected += (~ok).tolist()
-        positions = np.arange(first, first + n)
-        self._stream += positions[ok].tolist()
-        self._stream_as += [a * AS_PER_NS for a in arrival[ok].tolist()]  # no int64 overflow
-        self.finished += positions[~ok].tolist()
-
-    def outcome(self) -> Outcome:
-        """Per-request results so far, as arrays."""
-        return Outcome(
-            start_ns=np.array(self.start_ns, np.int64),
-            first_token_ns=np.array(self.first_ns, np.int64),
-            finish_ns=np.array(self.finish_ns, np.int64),
-            rejected=np.array(self.rejected, bool),
-            batch_size=np.array(self.batch_size, np.int32),
-            preemptions=np.array(self.preemptions, np.int32),
-        )
-
     @property
-    def outstanding(self) -> int:
-        """Requests added and not finished."""
-        return len(self.prompt) - len(self.finished)
+    def free_blocks(self) -> int:
+        """Blocks available to allocations (free + evictable cached)."""
+        return self.kv.available
 
     @property
     def used_blocks(self) -> int:
-        return self.limits.num_blocks - self.free_blocks
+        return self.kv.used
 
     # ----------------------------------------------------------------- main loop
     def run_until(self, until_ns: int | None = None) -> None:
@@ -194,15 +91,15 @@ class ReplicaScheduler:
         if not self.waiting:
             return False
         h = self.waiting[0]
-        chunk = min(
-            self.prompt[h] + self.generated[h] - self.computed[h],
-            lim.max_num_batched_tokens - self.n_dec,
-        )
-        return _blocks(chunk, lim.block_size) > self.free_blocks  # free only shrinks meanwhile
+        tokens = self.prompt[h] + self.generated[h]
+        hit = self.kv.hit_blocks(self.session[h], tokens) * lim.block_size
+        chunk = min(tokens - hit, lim.max_num_batched_tokens - self.n_dec)
+        # available blocks only shrink during the run (the hit's survival is checked apart)
+        return _blocks(hit + chunk, lim.block_size) > self.kv.available
 
-    def _kv_limit(self, want: int) -> int:
-        """Most decode-only iterations (<= want) whose new blocks fit in the free ones."""
-        n, bs, free = self.n_dec, self.limits.block_size, self.free_blocks
+    def _kv_limit(self, want: int, free: int) -> int:
+        """Most decode-only iterations (<= want) whose new blocks number at most `free`."""
+        n, bs = self.n_dec, self.limits.block_size
         if n * -(-want // bs) <= free:
             return want
         counts, base = self.residue_count, self.iteration % bs
@@ -233,8 +130,10 @@ class ReplicaScheduler:
         heap = self._heap
         while heap and not self._live(heap[0]):
             heapq.heappop(heap)
-        k = heap[0][0] - self.iteration
-        k = self._kv_limit(k)
+        k = self._kv_limit(heap[0][0] - self.iteration, self.kv.available)
+        if self.waiting and self.kv.hit_blocks(self.session[self.waiting[0]], 2**62):
+            # the blocked head has a cache entry: stop before it would be evicted
+            k = self._kv_limit(k, self.kv.free + self.kv.older_than(self.session[self.waiting[0]]))
         if k <= 0:
             return False
         n = self.n_dec
@@ -246,7 +145,7 @@ class ReplicaScheduler:
         )
         if deadline is not None:
             k = run.starts_before(k, deadline - self.t_as)
-        self.free_blocks -= self._blocks_in(k)
+        self.kv.alloc(self._blocks_in(k))
         self.max_used_blocks = max(self.max_used_blocks, self.used_blocks)
         span = run.total(k)
         self.t_as += span
@@ -254,6 +153,7 @@ class ReplicaScheduler:
         self.tokens_done += n * k
         self.iteration += k
         self._pop_finished()
+        self._release_finished()
         return True
 
     # ----------------------------------------------------------------- decoder bookkeeping
@@ -285,8 +185,17 @@ class ReplicaScheduler:
         self.finish_ns[r] = end_ns
         self.state[r] = _DONE
         del self.running[r]
-        self.free_blocks += _blocks(self.prompt[r] + self.outputs[r] - 1, self.limits.block_size)
+        self._released.append(r)
         self.finished.append(r)
+
+    def _release_finished(self) -> None:
+        """Return the blocks of requests finished together, in request order (prefix cache)."""
+        released = self._released
+        if len(released) > 1:
+            released.sort()
+        for r in released:
+            self.kv.release(self.session[r], self.prompt[r] + self.outputs[r] - 1)
+        released.clear()
 
     def _pop_finished(self) -> None:
         """Finish the decoders whose last token was sampled by the iteration just ended."""
@@ -305,7 +214,7 @@ class ReplicaScheduler:
         else:
             del self.prefilling[victim]
         del self.running[victim]
-        self.free_blocks += _blocks(self.computed[victim], self.limits.block_size)
+        self.kv.free += _blocks(self.computed[victim], self.limits.block_size)
         self.computed[victim] = 0
         self.state[victim] = _WAITING
         self.waiting.appendleft(victim)
@@ -317,13 +226,13 @@ class ReplicaScheduler:
         bs = self.limits.block_size
         need = self.residue_count[self.iteration % bs]
         evicted = False
-        while need > self.free_blocks:
+        while need > self.kv.available:
             victim = next(reversed(self.running))
             if self.state[victim] == _DECODE and (self.iteration + self.offset[victim]) % bs == 0:
                 need -= 1
             self._preempt(victim)
             evicted = True
-        self.free_blocks -= need
+        self.kv.alloc(need)
         return evicted
 
     def _plan_chunks(self, budget: int, evicted: bool) -> list[tuple[int, int]]:
@@ -335,10 +244,10 @@ class ReplicaScheduler:
             if budget == 0:
                 break
             have = _blocks(comp[r], bs)
-            room = (have + self.free_blocks) * bs - comp[r]
+            room = (have + self.kv.available) * bs - comp[r]
             chunk = min(prompt[r] + gen[r] - comp[r], budget, room)
             if chunk > 0:
-                self.free_blocks -= _blocks(comp[r] + chunk, bs) - have
+                self.kv.alloc(_blocks(comp[r] + chunk, bs) - have)
                 chunks.append((r, chunk))
                 budget -= chunk
         if evicted and self.running:
@@ -346,15 +255,20 @@ class ReplicaScheduler:
         waiting = self.waiting
         while waiting and len(self.running) < lim.max_num_seqs and budget > 0:
             r = waiting[0]
-            chunk = min(prompt[r] + gen[r], budget)
-            need = _blocks(chunk, bs)
-            if need > self.free_blocks:
+            hit = self.kv.hit_blocks(self.session[r], prompt[r] + gen[r])
+            chunk = min(prompt[r] + gen[r] - hit * bs, budget)
+            total = _blocks(hit * bs + chunk, bs)
+            if total > self.kv.available:
                 break
             waiting.popleft()
+            if hit:
+                self.kv.take(self.session[r], hit)
+                comp[r] = hit * bs
+                self.cached_tokens[r] += hit * bs
             self.running[r] = None
             self.prefilling[r] = None
             self.state[r] = _PREFILL
-            self.free_blocks -= need
+            self.kv.alloc(total - hit)
             chunks.append((r, chunk))
             budget -= chunk
             if self.start_ns[r] == NOT_SET:
@@ -365,10 +279,11 @@ class ReplicaScheduler:
         """Plan the next iteration (decoders implicit); evicts until something can run."""
         evicted = False
         while True:
-            if self.residue_count[self.iteration % self.limits.block_size] > self.free_blocks:
+            need = self.residue_count[self.iteration % self.limits.block_size]
+            if need > self.kv.available:
                 evicted = self._evict_for_decodes() or evicted
             else:
-                self.free_blocks -= self.residue_count[self.iteration % self.limits.block_size]
+                self.kv.alloc(need)
             chunks = self._plan_chunks(self.limits.max_num_batched_tokens - self.n_dec, evicted)
             if chunks or self.n_dec:
                 return chunks
@@ -394,6 +309,7 @@ class ReplicaScheduler:
         self.iteration += 1
         self._pop_finished()
         self._apply_chunks(chunks, n + len(chunks))
+        self._release_finished()
 
     def _apply_chunks(self, chunks: list[tuple[int, int]], batch: int) -> None:
         """End of iteration for explicitly scheduled requests."""

@@ -1,0 +1,107 @@
+"""Per-request state of a replica scheduler, stored as parallel Python lists.
+
+Python lists (not numpy arrays) because the scheduler reads and writes single elements in
+its inner loop, where list indexing is several times faster. Positions are the order in which
+requests were added; :meth:`RequestTable.outcome` converts the results to arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtia_cluster.engine.llm.costs import AS_PER_NS
+from mtia_cluster.engine.llm.limits import NOT_SET, Outcome, ReplicaLimits
+
+WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
+
+
+class RequestTable:
+    """Inputs, progress and results of every request added so far."""
+
+    def __init__(self, limits: ReplicaLimits) -> None:
+        self.limits = limits
+        self.prompt: list[int] = []
+        self.outputs: list[int] = []
+        self.session: list[int] = []
+        self.computed: list[int] = []  # valid unless decoding (then iteration + offset)
+        self.generated: list[int] = []  # valid unless decoding
+        self.offset: list[int] = []  # decoding: computed - iteration
+        self.finish_iter: list[int] = []  # decoding: iteration count when it finishes
+        self.state: list[int] = []
+        self.start_ns: list[int] = []
+        self.first_ns: list[int] = []
+        self.finish_ns: list[int] = []
+        self.rejected: list[bool] = []
+        self.batch_size: list[int] = []
+        self.preemptions: list[int] = []
+        self.cached_tokens: list[int] = []
+        self.finished: list[int] = []  # positions in finishing order (rejected at arrival)
+        self._stream: list[int] = []  # admissible requests, arrival order
+        self._stream_as: list[int] = []  # their arrival times, attoseconds
+
+    def add_many(
+        self,
+        arrival_ns: np.ndarray,
+        input_tokens: np.ndarray,
+        output_tokens: np.ndarray,
+        session_id: np.ndarray | None = None,
+    ) -> None:
+        """Queue requests (arrivals non-decreasing, and not before earlier ones).
+
+        Requests that can never fit (see ``ReplicaLimits.fits``) are rejected at arrival.
+        """
+        arrival = np.asarray(arrival_ns, dtype=np.int64)
+        n = len(arrival)
+        if n == 0:
+            return
+        if np.any(np.diff(arrival) < 0) or (
+            self._stream_as and int(arrival[0]) * AS_PER_NS < self._stream_as[-1]
+        ):
+            raise ValueError("arrivals must be added in non-decreasing order")
+        prompt = np.asarray(input_tokens, dtype=np.int64)
+        outputs = np.asarray(output_tokens, dtype=np.int64)
+        lim = self.limits
+        kv_blocks = -(-(prompt + outputs - 1) // lim.block_size)
+        ok = (prompt >= 1) & (outputs >= 1) & (kv_blocks <= lim.num_blocks)
+        first = len(self.prompt)
+        self.prompt += prompt.tolist()
+        self.outputs += outputs.tolist()
+        sessions = [-1] * n if session_id is None else np.asarray(session_id).tolist()
+        self.session += sessions
+        for lst in (
+            self.computed,
+            self.generated,
+            self.offset,
+            self.finish_iter,
+            self.batch_size,
+            self.preemptions,
+            self.cached_tokens,
+        ):
+            lst += [0] * n
+        self.state += np.where(ok, WAITING, DONE).tolist()
+        stamps = np.where(ok, NOT_SET, arrival).tolist()
+        self.start_ns += stamps
+        self.first_ns += stamps
+        self.finish_ns += stamps
+        self.rejected += (~ok).tolist()
+        positions = np.arange(first, first + n)
+        self._stream += positions[ok].tolist()
+        self._stream_as += [a * AS_PER_NS for a in arrival[ok].tolist()]  # no int64 overflow
+        self.finished += positions[~ok].tolist()
+
+    def outcome(self) -> Outcome:
+        """Per-request results so far, as arrays."""
+        return Outcome(
+            start_ns=np.array(self.start_ns, np.int64),
+            first_token_ns=np.array(self.first_ns, np.int64),
+            finish_ns=np.array(self.finish_ns, np.int64),
+            rejected=np.array(self.rejected, bool),
+            batch_size=np.array(self.batch_size, np.int32),
+            preemptions=np.array(self.preemptions, np.int32),
+            cached_tokens=np.array(self.cached_tokens, np.int64),
+        )
+
+    @property
+    def outstanding(self) -> int:
+        """Requests added and not finished."""
+        return len(self.prompt) - len(self.finished)
