@@ -35,9 +35,15 @@ STATUS_NAMES = ("ok", "dropped", "rejected", "failed")
 _T = TypeVar("_T", bound="_Columns")
 
 
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 def _names(cls: type) -> tuple[str, ...]:
-    """Field names of a dataclass, in declaration order."""
-    return tuple(f.name for f in fields(cls))
+    """Field names of a dataclass, in declaration order (memoized per class)."""
+    names = _NAMES.get(cls)
+    if names is None:
+        names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 class _Columns:
@@ -204,6 +210,13 @@ class Cell(Protocol):
         ...
 
 
+def _column(v: np.ndarray | int, dtype: type, n: int) -> np.ndarray:
+    """`v` as a length-n array of `dtype` (a scalar is repeated; an array is not copied)."""
+    if isinstance(v, np.ndarray) and v.ndim == 1:
+        return v if v.dtype == dtype else v.astype(dtype)
+    return np.full(n, v, dtype=dtype)
+
+
 def empty_completed() -> Completed:
     """A Completed with no rows."""
     return Completed.empty()
@@ -224,7 +237,7 @@ def completed_from(
     n = len(req)
 
     def col(v: np.ndarray | int, dtype: type) -> np.ndarray:
-        return np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
+        return _column(v, dtype, n)
 
     return Completed(
         request_id=req.request_id,
@@ -260,7 +273,7 @@ def make_requests(
     n = len(arrival)
 
     def col(v: np.ndarray | int, dtype: type) -> np.ndarray:
-        return np.broadcast_to(np.asarray(v, dtype=dtype), (n,)).copy()
+        return _column(v, dtype, n)
 
     rid = np.arange(n, dtype=np.int64) if request_id is None else col(request_id, np.int64)
     return RequestBatch(

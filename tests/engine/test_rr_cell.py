@@ -1,0 +1,122 @@
+"""The vectorized R&R host cell against an event-by-event oracle, on random inputs.
+
+Hypothesis draws arrivals (with ties), items, CPU cost, batching limits, server occupancy
+tables and window cuts; every request must get exactly the oracle's start, finish, server and
+batch size, whatever the window cuts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtia_cluster.engine.batching import form_batches
+from mtia_cluster.engine.cell import RequestBatch, make_requests
+from mtia_cluster.engine.rr import RRHostCell, RRHostParams, ServiceTable
+from tests.engine.reference_rr import simulate_socket
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict:
+    n = draw(st.integers(1, 60))
+    gaps = draw(st.lists(st.integers(0, 400), min_size=n, max_size=n))
+    items = draw(st.lists(st.integers(1, 12), min_size=n, max_size=n))
+    return {
+        "arrival": np.cumsum(gaps).astype(np.int64),
+        "items": np.array(items, dtype=np.int32),
+        "sockets": draw(st.integers(1, 2)),
+        "cores": draw(st.integers(1, 4)),
+        "servers": draw(st.integers(1, 3)),
+        "group": draw(st.sampled_from([1, 2])),
+        "cpu_ns": draw(st.sampled_from([0.0, 3.0, 17.5, 90.0])),
+        "max_items": draw(st.integers(1, 20)),
+        "max_wait": draw(st.integers(0, 600)),
+        "svc_base": draw(st.integers(1, 500)),
+        "svc_per_item": draw(st.integers(0, 60)),
+        "cuts": sorted(draw(st.lists(st.integers(1, 30_000), max_size=8))),
+    }
+
+
+def run_cell(sc: dict) -> tuple[RequestBatch, dict[int, tuple[int, int, int, int]]]:
+    g = sc["group"]
+    params = RRHostParams(
+        sockets=sc["sockets"],
+        cores_per_socket=sc["cores"],
+        accelerators_per_socket=sc["servers"] * g,
+        group=g,
+        max_items=sc["max_items"],
+        max_wait_ns=sc["max_wait"],
+        cpu_s_per_item=sc["cpu_ns"] / 1e9,
+    )
+    table = ServiceTable.build(lambda b: (sc["svc_base"] + sc["svc_per_item"] * b) / 1e9, 4)
+    n_acc = sc["sockets"] * sc["servers"] * g
+    cell = RRHostCell(
+        params=params, table=table, host_id=5, accelerator_ids=np.arange(100, 100 + n_acc)
+    )
+    req = make_requests(sc["arrival"], items=sc["items"])
+    out = []
+    lo = 0
+    for cut in [*sc["cuts"], 10**12]:
+        hi = int(np.searchsorted(req.arrival_ns, cut, side="left"))
+        cell.submit(req.take(slice(lo, hi)))
+        lo = hi
+        done = cell.advance(cut)
+        assert np.all(done.finish_ns < cut)
+        out.append(done)
+    res = {}
+    for d in out:
+        for k in range(len(d)):
+            acc = int(d.accelerator_id[k]) - 100
+            local_server = (acc % (sc["servers"] * g)) // g
+            res[int(d.request_id[k])] = (
+                int(d.start_ns[k]),
+                int(d.finish_ns[k]),
+                local_server,
+                int(d.batch_size[k]),
+            )
+    assert cell.report().outstanding == 0
+    return req, res
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios())
+def test_rr_cell_matches_event_oracle(sc: dict) -> None:
+    req, got = run_cell(sc)
+    assert sorted(got) == list(range(len(req)))  # every request exactly once
+    svc = {
+        b: max(1, int(np.ceil((sc["svc_base"] + sc["svc_per_item"] * b) / 1e9 * 1e9)))
+        for b in range(1, 400)
+    }
+    for s in range(sc["sockets"]):
+        mine = [
+            (int(req.arrival_ns[k]), k, int(req.items[k]))
+            for k in range(len(req))
+            if k % sc["sockets"] == s
+        ]
+        ref = simulate_socket(
+            mine, sc["cores"], sc["servers"], sc["cpu_ns"], svc, sc["max_items"], sc["max_wait"]
+        )
+        for _, k, _ in mine:
+            want = (ref.start[k], ref.finish[k], ref.server[k], ref.batch_size[k])
+            assert got[k] == want, (k, got[k], want)
+
+
+def test_batches_close_on_size_and_deadline() -> None:
+    ready = np.array([0, 10, 20, 30, 100, 105], dtype=np.int64)
+    items = np.array([2, 2, 3, 1, 9, 1], dtype=np.int32)
+    first, end, close = form_batches(ready, items, max_items=5, max_wait_ns=50, until_ns=200)
+    # [0,10]: 2+2, request 2 overflows at t=20 -> close 20; [20,30] deadline 70;
+    # [100] oversize alone at 100; [105] deadline 155
+    assert first.tolist() == [0, 2, 4, 5]
+    assert end.tolist() == [2, 4, 5, 6]
+    assert close.tolist() == [20, 70, 100, 155]
+
+
+def test_open_batch_waits_for_the_bound() -> None:
+    ready = np.array([0, 10], dtype=np.int64)
+    items = np.array([1, 1], dtype=np.int32)
+    first, _, _ = form_batches(ready, items, max_items=5, max_wait_ns=50, until_ns=50)
+    assert len(first) == 0  # deadline at 50 is not before the bound
+    first, end, close = form_batches(ready, items, max_items=2, max_wait_ns=50, until_ns=50)
+    assert (first.tolist(), end.tolist(), close.tolist()) == ([0], [2], [10])  # exactly full
