@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from reference_rr import simulate_socket
 
 from mtia_cluster.engine.batching import form_batches
 from mtia_cluster.engine.cell import RequestBatch, make_requests
 from mtia_cluster.engine.rr import RRHostCell, RRHostParams, ServiceTable
-from tests.engine.reference_rr import simulate_socket
 
 
 @st.composite
