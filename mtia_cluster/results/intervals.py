@@ -9,8 +9,6 @@ accelerators whose device interval starts in it, over the interval length.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,23 +25,28 @@ _QS = {
 }
 
 
-def binned_quantiles(bins: np.ndarray, values: np.ndarray, n_bins: int, q: float) -> np.ndarray:
-    """Per-bin quantile with numpy's linear interpolation; NaN for empty bins."""
+def binned_quantiles(
+    bins: np.ndarray, values: np.ndarray, n_bins: int, qs: list[float]
+) -> list[np.ndarray]:
+    """Per-bin quantiles with numpy's linear interpolation (one sort); NaN for empty bins."""
     order = np.lexsort((values, bins))
     v = values[order].astype(np.float64)
     counts = np.bincount(bins, minlength=n_bins)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    out = np.full(n_bins, np.nan)
     has = counts > 0
-    pos = (counts[has] - 1) * q
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, counts[has] - 1)
     base = starts[has]
-    out[has] = v[base + lo] + (v[base + hi] - v[base + lo]) * (pos - lo)
-    return out
+    result = []
+    for q in qs:
+        out = np.full(n_bins, np.nan)
+        pos = (counts[has] - 1) * q
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, counts[has] - 1)
+        out[has] = v[base + lo] + (v[base + hi] - v[base + lo]) * (pos - lo)
+        result.append(out)
+    return result
 
 
-def _energy_by_bin(devices: ds.Dataset | None, interval_ns: int) -> dict[str, dict[int, float]]:
+def energy_by_bin(devices: ds.Dataset | None, interval_ns: int) -> dict[str, dict[int, float]]:
     """Energy (J) per region per interval bin of the device interval's start."""
     out: dict[str, dict[int, float]] = {}
     if devices is None:
@@ -62,14 +65,10 @@ def _energy_by_bin(devices: ds.Dataset | None, interval_ns: int) -> dict[str, di
     return out
 
 
-def _region_table(
-    region: str, requests: ds.Dataset, energy: dict[int, float], interval_ns: int, span_ns: int
+def region_table(
+    region: str, t: pa.Table, energy: dict[int, float], interval_ns: int, span_ns: int
 ) -> pa.Table:
-    """All interval rows of one region."""
-    t = requests.to_table(
-        columns=["arrival_ns", "finish_ns", "status", "latency_ns", "slo_ok"],
-        filter=pc.field("region") == region,
-    )
+    """All interval rows of one region from its requests `t` and energy per bin."""
     arrival = t["arrival_ns"].to_numpy() // interval_ns
     ok = pc.equal(t["status"].cast(pa.string()), "ok").to_numpy(zero_copy_only=False)
     done = t["finish_ns"].to_numpy()[ok] // interval_ns
@@ -92,23 +91,9 @@ def _region_table(
     cols["offered_per_s"] = cols["offered"] / seconds  # type: ignore[operator]
     cols["completed_per_s"] = cols["completed"] / seconds  # type: ignore[operator]
     cols["goodput_per_s"] = cols["good"] / seconds  # type: ignore[operator]
-    for name, q in _QS.items():
-        vals = binned_quantiles(done, latency, n, q)
+    quantiles = binned_quantiles(done, latency, n, list(_QS.values()))
+    for name, vals in zip(_QS, quantiles, strict=True):
         cols[name] = pa.array(vals, mask=np.isnan(vals))
     cols["energy_j"] = e
     cols["power_w"] = e / seconds
     return pa.table(cols, schema=REGION_SCHEMA)
-
-
-def region_intervals(
-    requests: ds.Dataset,
-    devices: ds.Dataset | None,
-    *,
-    regions: Sequence[str],
-    interval_ns: int,
-    span_ns: int,
-) -> pa.Table:
-    """The `regions/` rows of every region, intervals [k*interval_ns, (k+1)*interval_ns)."""
-    energy = _energy_by_bin(devices, interval_ns)
-    tables = [_region_table(r, requests, energy.get(r, {}), interval_ns, span_ns) for r in regions]
-    return pa.concat_tables(tables).unify_dictionaries() if tables else REGION_SCHEMA.empty_table()

@@ -77,7 +77,12 @@ class _Part:
             return
         if self.writer is None:
             self.final.parent.mkdir(parents=True, exist_ok=True)
-            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+            self.writer = pq.ParquetWriter(
+                self.tmp,
+                self.schema,
+                compression="zstd",
+                use_dictionary=_dictionary_columns(self.schema),
+            )
         self.writer.write_table(pa.concat_tables(self.pending), row_group_size=self.pending_rows)
         self.pending, self.pending_rows = [], 0
 
@@ -87,6 +92,12 @@ class _Part:
         if self.writer is not None:
             self.writer.close()
             os.replace(self.tmp, self.final)
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Dictionary-encode only the name columns: on unique int64 timestamps and ids it costs
+    half the write time and makes files larger."""
+    return [f.name for f in schema if pa.types.is_dictionary(f.type)]
 
 
 _PART = re.compile(r"^part-(?P<shard>.+)-(?P<seq>\d{6})\.parquet$")

@@ -10,7 +10,7 @@ per batch (approximate) - not needed at the fleet sizes the benchmarks use.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,9 +47,10 @@ def _quantiles(values: np.ndarray, qs: Mapping[str, float]) -> dict[str, float |
 
 
 def _columns(table: pa.Table) -> dict[str, np.ndarray]:
-    """Numpy views of the request columns; status decoded to strings once."""
+    """Numpy views of the request columns; status as its index in STATUSES."""
     out = {n: table[n].to_numpy() for n in _COLUMNS if n != "status"}
-    out["status"] = table["status"].cast(pa.string()).to_numpy(zero_copy_only=False)
+    names = table["status"].cast(pa.string())
+    out["status"] = pc.index_in(names, value_set=pa.array(STATUSES)).to_numpy()
     return out
 
 
@@ -100,8 +101,9 @@ def request_stats(
     """Counts, rates, latency quantiles (and TTFT/TPOT for LLM) and verdict of one group."""
     c = _columns(table)
     seconds = max(duration_ns, 1) / NS_PER_S
-    ok = c["status"] == "ok"
-    counts = {s: int(np.count_nonzero(c["status"] == s)) for s in STATUSES}
+    ok = c["status"] == 0
+    by_code = np.bincount(c["status"], minlength=len(STATUSES))
+    counts = {s: int(by_code[i]) for i, s in enumerate(STATUSES)}
     good = int(np.count_nonzero(c["slo_ok"]))
     out: dict[str, Any] = {
         "kind": slo.kind if slo is not None else "rr",
@@ -147,7 +149,7 @@ def _with_devices(stats: dict[str, Any], dev: DeviceTotals | None) -> dict[str, 
 
 def _read(dataset: ds.Dataset, expr: ds.Expression) -> pa.Table:
     """Only the summary's columns of the rows matching `expr`."""
-    return dataset.to_table(columns=[*_COLUMNS, "service"], filter=expr)
+    return dataset.to_table(columns=[*_COLUMNS, "service", "request_id"], filter=expr)
 
 
 def compute_summary(
@@ -159,13 +161,20 @@ def compute_summary(
     slos: Mapping[str, ServiceSLO],
     duration_ns: int,
     rules: VerdictRules,
+    on_region: Callable[[str, pa.Table], None] | None = None,
 ) -> dict[str, Any]:
-    """The `summary.json` document (see docs/results.md for every field)."""
+    """The `summary.json` document (see docs/results.md for every field).
+
+    `on_region(region, table)` sees each region's requests once (the writer derives the
+    `regions/` intervals and the request_id check from the same read).
+    """
     dev = device_totals(devices)
     groups: list[dict[str, Any]] = []
     region_rows: list[dict[str, Any]] = []
     for region in regions:
         table = _read(requests, pc.field("region") == region)
+        if on_region is not None:
+            on_region(region, table)
         svc = table["service"].cast(pa.string())
         for service in services:
             part = table.filter(pc.equal(svc, service))

@@ -44,13 +44,25 @@ class VerdictRules:
         return asdict(self)
 
 
+_WINDOW_SD = 40.0  # terms further than 40 standard deviations below the mean are < e^-800
+
+
 def _log_binom_cdf(t: int, n: int, q: float) -> float:
-    """log P[Binomial(n, q) <= t], summed in log space (exact up to float rounding)."""
-    if t >= n:
+    """log P[Binomial(n, q) <= t], summed in log space.
+
+    Only the terms from ``mean - 40 sd`` up to ``t`` are summed (the others underflow
+    double precision relative to the largest term), and a ``t`` more than 40 sd above the
+    mean gives probability 1 to double precision, so the cost is O(sqrt(n)) rather than
+    O(t) for the large overlatency counts of long runs.
+    """
+    mean, sd = n * q, math.sqrt(n * q * (1.0 - q))
+    if t >= n or t > mean + _WINDOW_SD * sd + 1:
         return 0.0
-    k = np.arange(1, t + 1, dtype=np.float64)
-    log_comb = np.concatenate([[0.0], np.cumsum(np.log(n - k + 1) - np.log(k))])
-    ks = np.arange(0, t + 1, dtype=np.float64)
+    k0 = max(0, min(t, math.floor(mean - _WINDOW_SD * sd - 1)))
+    ks = np.arange(k0, t + 1, dtype=np.float64)
+    log_c0 = math.lgamma(n + 1) - math.lgamma(k0 + 1) - math.lgamma(n - k0 + 1)
+    steps = np.log(n - ks[1:] + 1) - np.log(ks[1:])
+    log_comb = log_c0 + np.concatenate([[0.0], np.cumsum(steps)])
     terms = log_comb + ks * math.log(q) + (n - ks) * math.log1p(-q)
     top = float(terms.max())
     return top + math.log(float(np.exp(terms - top).sum()))
@@ -65,7 +77,7 @@ def early_stopping_odds(h: int, t: int, p: float) -> float:
 def min_passing_queries(t: int, p: float, confidence: float = EARLY_STOPPING_CONFIDENCE) -> int:
     """Smallest h with ``odds(h, t, p) < 1 - confidence`` (LoadGen's MinPassingQueriesFinder)."""
     limit = 1.0 - confidence
-    hi = max(1, math.ceil(math.log(limit) / math.log(p)))
+    hi = max(1, math.ceil(math.log(limit) / math.log(p)), math.ceil(t * p / (1.0 - p)))
     while early_stopping_odds(hi, t, p) >= limit:
         hi *= 2
     lo = 0

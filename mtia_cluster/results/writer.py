@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 
 import mtia_cluster
 from mtia_cluster.errors import UserError
-from mtia_cluster.results.intervals import region_intervals
+from mtia_cluster.results.derive import derive
 from mtia_cluster.results.schema import (
     FORMAT_VERSION,
     MANIFEST,
@@ -44,10 +44,8 @@ from mtia_cluster.results.schema import (
 )
 from mtia_cluster.results.shard import INPROGRESS, ROW_GROUP_ROWS, RunTarget, ShardWriter
 from mtia_cluster.results.slo import ServiceSLO
-from mtia_cluster.results.summary import compute_summary
 from mtia_cluster.results.verdict import VerdictRules
 from mtia_cluster.results.writer_io import (
-    check_unique_ids,
     dataset_or_none,
     request_dataset,
     write_json,
@@ -165,32 +163,25 @@ class ResultsWriter:
         left = list(self.tmp.rglob("*" + INPROGRESS))
         if left:
             raise UserError("a shard writer was not closed", file=left[0])
-        requests = request_dataset(self.tmp)
-        devices = dataset_or_none(self.tmp / "devices")
-        counts = check_unique_ids(requests, enforce=check_unique)
-        span = int(simulated_span_ns if simulated_span_ns is not None else counts.pop("span_ns"))
-        counts.pop("span_ns", None)
-        counts["shards_closed"] = len(list((self.tmp / SHARDS_DIR).glob("*.json")))
         t = self.target
-        regions = region_intervals(
-            requests, devices, regions=t.regions, interval_ns=self.interval_ns, span_ns=span
-        )
-        pq.write_table(
-            regions, self.tmp / "regions" / "part-final-000000.parquet", compression="zstd"
-        )
-        summary = compute_summary(
-            requests,
-            devices,
+        d = derive(
+            request_dataset(self.tmp),
+            dataset_or_none(self.tmp / "devices"),
             services=t.services,
             regions=t.regions,
             slos=self.slos,
-            duration_ns=span,
             rules=self.rules,
+            interval_ns=self.interval_ns,
+            span_ns=simulated_span_ns,
+            check_unique=check_unique,
         )
-        summary["format_version"] = FORMAT_VERSION
-        write_json(self.tmp / SUMMARY, summary)
+        pq.write_table(
+            d.regions, self.tmp / "regions" / "part-final-000000.parquet", compression="zstd"
+        )
+        write_json(self.tmp / SUMMARY, {"format_version": FORMAT_VERSION, **d.summary})
+        counts = {**d.counts, "shards_closed": len(list((self.tmp / SHARDS_DIR).glob("*.json")))}
         wall = wall_time_s if wall_time_s is not None else time.monotonic() - self._started
-        self._final_manifest(counts, span, wall, regions.num_rows, extra)
+        self._final_manifest(counts, d.span_ns, wall, d.regions.num_rows, extra)
         return self._publish()
 
     def _final_manifest(

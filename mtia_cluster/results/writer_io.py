@@ -10,10 +10,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from mtia_cluster.errors import UserError
 from mtia_cluster.results.schema import DEVICE_SCHEMA, REGION_SCHEMA, REQUEST_FILE_SCHEMA
 
 REQUEST_PARTITIONING = ds.partitioning(pa.schema([("region", pa.string())]), flavor="hive")
@@ -49,31 +47,3 @@ def dataset_or_none(path: Path) -> ds.Dataset | None:
         return None
     schema = DEVICE_SCHEMA if path.name == "devices" else REGION_SCHEMA
     return ds.dataset(path, format="parquet", schema=schema)
-
-
-def check_unique_ids(requests: ds.Dataset, *, enforce: bool) -> dict[str, Any]:
-    """Row counts by status and span; with `enforce`, fail if a request_id repeats."""
-    ids: list[np.ndarray] = []
-    status_counts: dict[str, int] = {}
-    rows = 0
-    span = 0
-    cols = ["request_id", "status", "arrival_ns", "finish_ns"]
-    for batch in requests.to_batches(columns=cols):
-        rows += batch.num_rows
-        if enforce:
-            ids.append(batch["request_id"].to_numpy())
-        vc = pc.value_counts(batch["status"].cast(pa.string())).to_pylist()
-        for item in vc:
-            status_counts[item["values"]] = status_counts.get(item["values"], 0) + item["counts"]
-        if batch.num_rows:
-            span = max(
-                span,
-                int(pc.max(batch["finish_ns"]).as_py()),
-                int(pc.max(batch["arrival_ns"]).as_py()),
-            )
-    if enforce and ids:
-        all_ids = np.sort(np.concatenate(ids))
-        dup = all_ids[1:][all_ids[1:] == all_ids[:-1]]
-        if len(dup):
-            raise UserError("request written more than once", field="request_id", value=int(dup[0]))
-    return {"requests": rows, "by_status": dict(sorted(status_counts.items())), "span_ns": span}

@@ -186,7 +186,7 @@ def test_device_energy_is_idle_plus_busy_share() -> None:
 def test_binned_quantiles_equal_numpy_per_bin(values: list[tuple[int, int]], q: float) -> None:
     bins = np.array([b for b, _ in values], dtype=np.int64)
     vals = np.array([v for _, v in values], dtype=np.int64)
-    got = binned_quantiles(bins, vals, 6, q)
+    (got,) = binned_quantiles(bins, vals, 6, [q])
     for b in range(6):
         mine = vals[bins == b]
         if len(mine):

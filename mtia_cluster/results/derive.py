@@ -1,0 +1,109 @@
+"""One pass over a finished run's Parquet parts: summary, `regions/` rows, counts, id check.
+
+Each region's requests are read once (only the needed columns); the summary, the interval
+table and the request_id uniqueness check all use that read. The simulated span, needed for
+rates before any request is read, comes from the Parquet row-group statistics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from mtia_cluster.errors import UserError
+from mtia_cluster.results.intervals import energy_by_bin, region_table
+from mtia_cluster.results.schema import REGION_SCHEMA
+from mtia_cluster.results.slo import ServiceSLO
+from mtia_cluster.results.summary import compute_summary
+from mtia_cluster.results.verdict import VerdictRules
+
+
+@dataclass
+class Derived:
+    """What `finalize()` writes besides the parts themselves."""
+
+    summary: dict[str, Any]
+    regions: pa.Table
+    counts: dict[str, Any]
+    span_ns: int
+
+
+def span_from_metadata(requests: ds.Dataset) -> int:
+    """Latest arrival or finish (ns) over all parts, from row-group statistics only."""
+    span = 0
+    for fragment in requests.get_fragments():
+        md = fragment.metadata
+        names = [md.schema.column(i).name for i in range(md.num_columns)]
+        cols = [names.index(c) for c in ("arrival_ns", "finish_ns")]
+        for rg in range(md.num_row_groups):
+            for col in cols:
+                stats = md.row_group(rg).column(col).statistics
+                if stats is not None and stats.has_min_max:
+                    span = max(span, int(stats.max))
+    return span
+
+
+def _check_duplicates(ids: list[np.ndarray]) -> None:
+    """Fail when any request_id occurs twice in the run."""
+    if not ids:
+        return
+    all_ids = np.sort(np.concatenate(ids))
+    dup = all_ids[1:][all_ids[1:] == all_ids[:-1]]
+    if len(dup):
+        raise UserError("request written more than once", field="request_id", value=int(dup[0]))
+
+
+def derive(
+    requests: ds.Dataset,
+    devices: ds.Dataset | None,
+    *,
+    services: Sequence[str],
+    regions: Sequence[str],
+    slos: Mapping[str, ServiceSLO],
+    rules: VerdictRules,
+    interval_ns: int,
+    span_ns: int | None,
+    check_unique: bool,
+) -> Derived:
+    """Summary, regions table and counts of a run (see module doc)."""
+    span = int(span_ns) if span_ns is not None else span_from_metadata(requests)
+    energy = energy_by_bin(devices, interval_ns)
+    tables: list[pa.Table] = []
+    ids: list[np.ndarray] = []
+
+    def on_region(region: str, table: pa.Table) -> None:
+        tables.append(region_table(region, table, energy.get(region, {}), interval_ns, span))
+        if check_unique:
+            ids.append(table["request_id"].to_numpy())
+
+    summary = compute_summary(
+        requests,
+        devices,
+        services=services,
+        regions=regions,
+        slos=slos,
+        duration_ns=span,
+        rules=rules,
+        on_region=on_region,
+    )
+    _check_duplicates(ids)
+    fleet = summary["fleet"]
+    counts = {
+        "requests": fleet["offered"],
+        "by_status": {
+            s: fleet[k]
+            for s, k in (
+                ("ok", "completed"),
+                ("dropped", "dropped"),
+                ("rejected", "rejected"),
+                ("failed", "failed"),
+            )
+        },
+    }
+    table = pa.concat_tables(tables).unify_dictionaries() if tables else REGION_SCHEMA.empty_table()
+    return Derived(summary, table, counts, span)
