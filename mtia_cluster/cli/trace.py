@@ -21,7 +21,7 @@ def trace() -> None:
     "--spec",
     "spec_file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="A YAML mix spec (see configs/traces/); other options then only --set.",
+    help="A YAML mix spec (see configs/traces/); change it with --set, not the options below.",
 )
 @set_option
 @click.option("--service", default="rr-ranking", show_default=True, help="Service name.")
@@ -34,7 +34,9 @@ def trace() -> None:
     show_default=True,
     help="Mean requests per second.",
 )
-@click.option("--duration", "duration_s", type=float, help="Seconds of trace.")
+@click.option(
+    "--duration", "duration_s", type=float, help="Seconds of trace (60 unless --requests)."
+)
 @click.option("--requests", type=int, help="Number of requests (instead of --duration).")
 @click.option(
     "--arrivals",
@@ -70,9 +72,23 @@ def generate(
 ) -> None:
     """Generate a synthetic trace (a single service from options, or a --spec mix)."""
     from mtia_cluster.config import apply_overrides, load_yaml
+    from mtia_cluster.errors import UserError
     from mtia_cluster.traces.generators import generate_table
     from mtia_cluster.traces.io import write_trace
 
+    if spec_file:
+        ctx = click.get_current_context()
+        given = [
+            param.opts[0]
+            for param in ctx.command.params
+            if param.name in opts
+            and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise UserError(
+                "the single-service options cannot be combined with --spec (use --set)",
+                field=given[0],
+            )
     spec = load_yaml(spec_file) if spec_file else _spec_from_options(**opts)
     if overrides:
         spec = apply_overrides(spec, list(overrides))

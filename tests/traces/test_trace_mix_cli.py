@@ -247,3 +247,26 @@ def test_cli_transform_bad_remap(
         "OLD=NEW",
     )
     assert files_in(tmp_path) == ["in.parquet"]
+
+
+def test_cli_spec_with_single_service_option_is_user_error(
+    tmp_path: Path, runner, user_error, files_in
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(_spec()))
+    user_error(
+        runner,
+        [
+            "trace",
+            "generate",
+            "--spec",
+            str(spec),
+            "--rate",
+            "5",
+            "-o",
+            str(tmp_path / "o.parquet"),
+        ],
+        "--rate",
+        "--spec",
+    )
+    assert files_in(tmp_path) == ["s.yaml"]
