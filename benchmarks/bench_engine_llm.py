@@ -56,11 +56,11 @@ def read_azure(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
-def run_once(cost, limits, arrival, prompt, output):
+def run_once(cost, limits, arrival, prompt, output, session=None):
     """Wall seconds of one full replay, and the scheduler."""
     t0 = time.perf_counter()
     sched = ReplicaScheduler(cost, limits)
-    sched.add_many(arrival, prompt, output)
+    sched.add_many(arrival, prompt, output, session)
     sched.run_until(None)
     return time.perf_counter() - t0, sched
 
@@ -120,6 +120,39 @@ def main() -> None:
                 f"  reference: {len(arrival) / wall:,.0f} requests/s ({wall:.1f} s); "
                 f"identical: {same}"
             )
+    sessions_benchmark(model, arrival, args.repeat)
+
+
+def sessions_benchmark(model, arrival, repeat):
+    """Multi-turn sessions (traces' generator) started at every sixth Azure arrival."""
+    from mtia_cluster.config import Fields
+    from mtia_cluster.engine.rng import entity_rng
+    from mtia_cluster.traces.generators.sessions import sessionize
+
+    turns = sessionize(
+        entity_rng(1, 4, 0),
+        arrival[::6],
+        Fields({"mean_turns": 3, "think_time_s": 30}, None),
+        Fields({"dist": "azure-2023-conv"}, None),
+    )
+    a, p, o, sid = (turns[k] for k in ("arrival_ns", "input_tokens", "output_tokens", "session_id"))
+    print(
+        f"multi-turn sessions: {len(a)} requests, {len(arrival[::6])} sessions, "
+        f"mean prompt {p.mean():.0f} tokens"
+    )
+    for caching in (False, True):
+        limits = ReplicaLimits(2048, 256, 16, model.kv_capacity_tokens, prefix_caching=caching)
+        cost = probe_iteration_cost(model, 2048)
+        best = min(run_once(cost, limits, a, p, o, sid)[0] for _ in range(repeat))
+        _, sched = run_once(cost, limits, a, p, o, sid)
+        out = sched.outcome()
+        ttft = (out.first_token_ns - a) / 1e6
+        print(
+            f"  prefix_caching={caching}: {len(a) / best:,.0f} requests/s ({best:.3f} s); "
+            f"TTFT p50/p99 {np.percentile(ttft, 50):.1f}/{np.percentile(ttft, 99):.1f} ms; "
+            f"prompt tokens from cache {out.cached_tokens.sum() / p.sum():.1%}; "
+            f"preemptions {int(out.preemptions.sum())}"
+        )
 
 
 if __name__ == "__main__":
