@@ -246,9 +246,9 @@ def _estimate_llm(
 @json_option
 def validate(as_json: bool) -> None:
     """Compare the cost model with published results (never tuned to them)."""
-    from mtia_cluster.perf.validation import run_validation
+    from mtia_cluster.planning.validation import run_all
 
-    results = run_validation(load_catalog())
+    results = run_all(load_catalog())
     if as_json:
         echo_json([r.as_dict() for r in results])
         return

@@ -9,10 +9,11 @@ import pytest
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.cli.main import cli
 from mtia_cluster.perf.estimators import rr_best_throughput
-from mtia_cluster.perf.validation import CHIP_CHECK_MODELS, run_validation
+from mtia_cluster.perf.validation import CHIP_CHECK_MODELS
+from mtia_cluster.planning.validation import run_all
 
 CAT = load_catalog()
-RESULTS = {r.id: r for r in run_validation(CAT)}
+RESULTS = {r.id: r for r in run_all(CAT)}
 
 
 def test_all_required_checks_present():
