@@ -264,7 +264,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         if s.get(key):
             click.echo("")
             echo_table(
-                [key[:-1], "rows", "share"], [[k, v["rows"], v["share"]] for k, v in s[key].items()]
+                [key[:-1], "rows", "share", "rate_per_s"],
+                [[k, v["rows"], v["share"], v["rate_per_s"]] for k, v in s[key].items()],
             )
     if s["sizes"]:
         click.echo("")

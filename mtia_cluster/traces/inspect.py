@@ -73,8 +73,12 @@ class _Labels:
             if c:
                 self.counts[name] = self.counts.get(name, 0) + c
 
-    def shares(self, total: int) -> dict[str, dict[str, float]]:
-        return {k: {"rows": v, "share": v / total} for k, v in sorted(self.counts.items())}
+    def shares(self, total: int, span_s: float) -> dict[str, dict[str, float | None]]:
+        """rows, share of all rows and mean rate per label."""
+        return {
+            k: {"rows": v, "share": v / total, "rate_per_s": v / span_s if span_s > 0 else None}
+            for k, v in sorted(self.counts.items())
+        }
 
 
 def inspect_trace(
@@ -168,8 +172,8 @@ def _summary(
             "max": int(per_min.max()),
         },
         "peak_to_mean": float(per_min.max() / per_min.mean()) if per_min.mean() > 0 else None,
-        "services": services.shares(rows),
-        "regions": regions.shares(rows) if regions.counts else None,
+        "services": services.shares(rows, span_s),
+        "regions": regions.shares(rows, span_s) if regions.counts else None,
         "sizes": {c: h.summary() for c, h in hists.items() if h.summary() is not None},
         "per_minute_counts": minute.tolist(),
         "metadata": {k: meta.get(k) for k in ("source", "licence", "generator")},

@@ -270,3 +270,29 @@ def test_cli_spec_with_single_service_option_is_user_error(
         "--spec",
     )
     assert files_in(tmp_path) == ["s.yaml"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**20),
+    k=st.floats(0.1, 10),
+    lo=st.floats(0, 50),
+    width=st.floats(1, 100),
+    frac=st.floats(0.05, 1.0),
+)
+def test_transforms_keep_traces_valid(
+    seed: int, k: float, lo: float, width: float, frac: float
+) -> None:
+    a, _ = generate_table(_spec(duration_s=60), seed)
+    b, _ = generate_table(_spec(duration_s=30, regions={"c": {}}), seed + 1)
+    merged = tf.merge([a, b])
+    assert merged.num_rows == a.num_rows + b.num_rows
+    out = tf.sample_fraction(
+        tf.scale_rate(tf.time_slice(merged, int(lo * 1e9), int((lo + width) * 1e9)), k), frac, seed
+    )
+    t = out.column("arrival_ns").to_numpy()
+    assert np.all(np.diff(t) >= 0) and (len(t) == 0 or t.min() >= 0)
+    assert len(t) == 0 or t.max() < width * 1e9 / k + 1
+    ids = out.column("request_id").to_numpy()
+    assert len(np.unique(ids)) == len(ids)
+    assert set(out.column("service").to_pylist()) <= {"rr", "chat"}
