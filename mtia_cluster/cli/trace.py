@@ -161,7 +161,12 @@ def import_(fmt: str, source: Path, service: str | None, output: Path) -> None:
     """Convert a public trace (CSV/JSONL) into the trace format."""
     from mtia_cluster.traces.importers import import_trace
 
-    table = import_trace(fmt, source, output, service=service)
+    size = source.stat().st_size if source.is_file() else 0
+    progress: Any = click.progressbar(
+        length=max(size, 1), label="importing", show_eta=False, file=sys.stderr
+    )
+    with progress as bar:
+        table = import_trace(fmt, source, output, service=service, progress=bar.update)
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
 
 

@@ -163,3 +163,14 @@ def test_azure_timestamps_match_independent_parse(shared_data: Path, tmp_path: P
     )
     ref = np.array([s.replace(" ", "T") for s in raw], dtype="datetime64[ns]").astype(np.int64)
     assert np.array_equal(got, np.sort(ref - ref.min()))
+
+
+def test_streamed_import_matches_one_shot(shared_data: Path, tmp_path: Path) -> None:
+    """The CLI path (streamed, with progress) and the library path give the same trace."""
+    src = shared_data / "azure_llm_2023" / "AzureLLMInferenceTrace_code.csv"
+    seen: list[int] = []
+    a = import_trace("azure-llm", src, tmp_path / "a.parquet", progress=seen.append)
+    b = import_trace("azure-llm", src, tmp_path / "b.parquet")
+    assert a.equals(b)
+    assert read_trace(tmp_path / "a.parquet").equals(read_trace(tmp_path / "b.parquet"))
+    assert sum(seen) == src.stat().st_size and all(n >= 0 for n in seen)

@@ -8,12 +8,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from mtia_cluster.errors import UserError
+from mtia_cluster.traces.importers._common import Progress
 from mtia_cluster.traces.importers.azure import import_azure
 from mtia_cluster.traces.importers.burstgpt import import_burstgpt
 from mtia_cluster.traces.importers.mooncake import import_mooncake
 from mtia_cluster.traces.importers.splitwise import import_splitwise
 
-FORMATS: dict[str, Callable[[Path, Path, str | None], pa.Table]] = {
+FORMATS: dict[str, Callable[[Path, Path, str | None, Progress | None], pa.Table]] = {
     "azure-llm": import_azure,
     "burstgpt": import_burstgpt,
     "mooncake": import_mooncake,
@@ -22,9 +23,16 @@ FORMATS: dict[str, Callable[[Path, Path, str | None], pa.Table]] = {
 
 
 def import_trace(
-    fmt: str, source: str | Path, output: str | Path, service: str | None = None
+    fmt: str,
+    source: str | Path,
+    output: str | Path,
+    service: str | None = None,
+    progress: Progress | None = None,
 ) -> pa.Table:
-    """Import `source` in format `fmt` and write the trace to `output` (atomically)."""
+    """Import `source` in format `fmt` and write the trace to `output` (atomically).
+
+    `progress(n_bytes)` is called as the input is read (the CLI's progress bar).
+    """
     importer = FORMATS.get(fmt)
     if importer is None:
         raise UserError(
@@ -32,4 +40,4 @@ def import_trace(
             field="--format",
             value=fmt,
         )
-    return importer(Path(source), Path(output), service)
+    return importer(Path(source), Path(output), service, progress)

@@ -3,6 +3,7 @@ write the trace (sorted by arrival, ids 0..n-1, rebased to the first arrival).""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from mtia_cluster.errors import UserError
 from mtia_cluster.traces.io import write_trace
 
 NS_PER_S = 1_000_000_000
+Progress = Callable[[int], None]  # called with the number of input bytes just consumed
 
 
 def check_file(path: Path) -> None:
@@ -46,20 +48,42 @@ def require_header(path: Path, header: list[str], required: list[str], fmt: str)
             )
 
 
-def read_csv(path: Path, columns: list[str], types: dict[str, pa.DataType]) -> pa.Table:
-    """Read the given columns with pyarrow.csv; conversion errors become UserErrors."""
+def read_csv(
+    path: Path,
+    columns: list[str],
+    types: dict[str, pa.DataType],
+    progress: Progress | None = None,
+) -> pa.Table:
+    """Read the given columns with pyarrow.csv; conversion errors become UserErrors.
+
+    With `progress`, the file is streamed block by block and progress(bytes) is called after
+    each block (for the CLI's progress bar); otherwise pyarrow reads it in one call.
+    """
+    convert = pacsv.ConvertOptions(
+        include_columns=columns, column_types=types, strings_can_be_null=True
+    )
     try:
-        table = pacsv.read_csv(
-            path,
-            convert_options=pacsv.ConvertOptions(
-                include_columns=columns, column_types=types, strings_can_be_null=True
-            ),
-        )
+        if progress is None:
+            table = pacsv.read_csv(path, convert_options=convert)
+        else:
+            table = _streamed(path, convert, progress)
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"cannot parse CSV: {str(exc).splitlines()[0][:300]}", file=path) from None
     if table.num_rows == 0:
         raise UserError("no data rows after the header", file=path)
     return table
+
+
+def _streamed(path: Path, convert: pacsv.ConvertOptions, progress: Progress) -> pa.Table:
+    with path.open("rb") as fh:
+        reader = pacsv.open_csv(fh, convert_options=convert)
+        batches, done = [], 0
+        for batch in reader:
+            batches.append(batch)
+            position = fh.tell()
+            progress(position - done)
+            done = position
+        return pa.Table.from_batches(batches, schema=reader.schema)
 
 
 def counts(table: pa.Table, column: str, path: Path, row_offset: int = 2) -> np.ndarray:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.importers._common import (
+    Progress,
     build_and_write,
     check_file,
     constant_service,
@@ -39,7 +40,9 @@ def _first_timestamp(path: Path) -> str:
     return line.split(",")[0].strip().strip('"')
 
 
-def import_azure(path: Path, output: Path, service: str | None = None) -> pa.Table:
+def import_azure(
+    path: Path, output: Path, service: str | None = None, progress: Progress | None = None
+) -> pa.Table:
     """Import a 2023, 2024 or 2025 Azure LLM trace CSV."""
     check_file(path)
     header = csv_header(path)
@@ -56,6 +59,7 @@ def import_azure(path: Path, output: Path, service: str | None = None) -> pa.Tab
             "GeneratedTokens": pa.float64(),
             "NumImages": pa.float64(),
         },
+        progress=progress,
     )
     ts = table.column("TIMESTAMP")
     if ts.null_count:

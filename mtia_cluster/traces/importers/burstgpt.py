@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtia_cluster.traces.importers._common import (
+    Progress,
     build_and_write,
     check_file,
     constant_service,
@@ -27,7 +28,9 @@ from mtia_cluster.traces.importers._common import (
 REQUIRED = ["Timestamp", "Model", "Request tokens", "Response tokens", "Total tokens", "Log Type"]
 
 
-def import_burstgpt(path: Path, output: Path, service: str | None = None) -> pa.Table:
+def import_burstgpt(
+    path: Path, output: Path, service: str | None = None, progress: Progress | None = None
+) -> pa.Table:
     """Import a BurstGPT CSV (failed requests flagged, not dropped)."""
     check_file(path)
     require_header(path, csv_header(path), REQUIRED, "burstgpt")
@@ -42,6 +45,7 @@ def import_burstgpt(path: Path, output: Path, service: str | None = None) -> pa.
             "Total tokens": pa.float64(),
             "Log Type": pa.string(),
         },
+        progress=progress,
     )
     t_ns = seconds_to_ns(table, "Timestamp", path)
     out_tokens = counts(table, "Response tokens", path)

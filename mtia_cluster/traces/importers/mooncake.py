@@ -14,6 +14,7 @@ import pyarrow.json as pajson
 
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.importers._common import (
+    Progress,
     build_and_write,
     check_file,
     constant_service,
@@ -24,7 +25,9 @@ from mtia_cluster.traces.importers._common import (
 REQUIRED = ["timestamp", "input_length", "output_length"]
 
 
-def import_mooncake(path: Path, output: Path, service: str | None = None) -> pa.Table:
+def import_mooncake(
+    path: Path, output: Path, service: str | None = None, progress: Progress | None = None
+) -> pa.Table:
     """Import a Mooncake JSONL trace, keeping hash_ids as prefix_blocks."""
     check_file(path)
     try:
@@ -43,6 +46,8 @@ def import_mooncake(path: Path, output: Path, service: str | None = None) -> pa.
             )
     if table.num_rows == 0:
         raise UserError("no records", file=path)
+    if progress is not None:
+        progress(path.stat().st_size)
     t_ns = seconds_to_ns(table, "timestamp", path, scale=1e6, row_offset=1)
     extra: dict[str, object] = {
         "input_tokens": counts(table, "input_length", path, row_offset=1),

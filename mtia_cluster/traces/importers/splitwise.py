@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.importers._common import (
+    Progress,
     build_and_write,
     check_file,
     constant_service,
@@ -30,7 +31,9 @@ VARIANTS = {
 }
 
 
-def import_splitwise(path: Path, output: Path, service: str | None = None) -> pa.Table:
+def import_splitwise(
+    path: Path, output: Path, service: str | None = None, progress: Progress | None = None
+) -> pa.Table:
     """Import a splitwise-sim or Vidur trace CSV."""
     check_file(path)
     header = csv_header(path)
@@ -49,6 +52,7 @@ def import_splitwise(path: Path, output: Path, service: str | None = None) -> pa
         path,
         [t_col, in_col, out_col],
         {t_col: pa.float64(), in_col: pa.float64(), out_col: pa.float64()},
+        progress=progress,
     )
     t_ns = seconds_to_ns(table, t_col, path)
     extra = {
