@@ -12,7 +12,7 @@ columns=None, batch_rows=65536, validate=True) -> Iterator[pa.RecordBatch]``
     the stream ends) and a problem raises :class:`UserError` naming file, row, column, value.
 ``read_trace(path, **same) -> pa.Table``
     The same, collected into one table (small or filtered traces).
-``read_metadata(path) -> dict``
+``read_trace_schema(path) -> pa.Schema`` (checked) and ``read_metadata(path) -> dict``
     source, licence, generator, parameters (decoded JSON) and rows.
 ``write_trace(table, path, metadata) -> Path`` and ``TraceWriter(path, metadata, columns)``
     Validate and write zstd Parquet (row groups of 262,144 rows) atomically.
@@ -37,6 +37,7 @@ from mtia_cluster.traces.io import (
     read_metadata,
     read_trace,
     read_trace_batches,
+    read_trace_schema,
     write_trace,
 )
 
@@ -49,6 +50,7 @@ __all__ = [
     "read_metadata",
     "read_trace",
     "read_trace_batches",
+    "read_trace_schema",
     "write_trace",
 ]
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mtia_cluster.traces.io import read_metadata, read_trace_batches
+from mtia_cluster.traces.io import read_metadata, read_trace_batches, read_trace_schema
 
 NS_PER_S = 1_000_000_000
 NS_PER_MIN = 60 * NS_PER_S
@@ -92,7 +92,9 @@ def inspect_trace(
     services, regions = _Labels(), _Labels()
     hists = {c: _Hist() for c in SIZE_COLUMNS}
     failed = 0
-    for batch in read_trace_batches(path, batch_rows=1 << 20):
+    wanted = ["region", *SIZE_COLUMNS, "failed"]
+    present = [c for c in wanted if c in read_trace_schema(path).names]
+    for batch in read_trace_batches(path, columns=present, batch_rows=1 << 20):
         t = batch.column("arrival_ns").to_numpy()
         if first_ns is None:
             first_ns = int(t[0])

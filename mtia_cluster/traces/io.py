@@ -163,6 +163,11 @@ def _short(exc: BaseException) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
 
 
+def read_trace_schema(path: str | Path) -> pa.Schema:
+    """The trace's Arrow schema (checked: required columns present, known types valid)."""
+    return _open(path).schema_arrow
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """The trace's metadata: source, licence, generator, parameters (decoded JSON), rows."""
     pf = _open(path)
