@@ -2,8 +2,9 @@
 
 MLPERF_DLRM_V2_QUANTILES: the 20 query sizes (user-item pairs per query) of MLPerf Inference
 DLRM-v2, from mlcommons/inference recommendation/dlrm_v2/pytorch/tools/dist_quantile.txt
-(Apache-2.0). LoadGen's harness picks one of the 20 values uniformly per query: mean 270,
-range 100-700.
+(Apache-2.0). The reference harness (recommendation/dlrm_v2/pytorch/python/multihot_criteo.py,
+MultihotCriteo) draws `quantile[np.random.randint(0, 20)]` per query, i.e. one of the 20
+values uniformly: mean 270, range 100-700.
 
 AZURE_2023_*: quantile tables of the Azure LLM inference traces of November 2023
 (Azure/AzurePublicDataset @ b469a113, data/AzureLLMInferenceTrace_{code,conv}.csv),
