@@ -1,0 +1,228 @@
+"""Scenario files: regions, pools of accelerators serving services, router, SLOs.
+
+Shape (documented with examples in docs/engine.md)::
+
+    name: rr-small
+    seed: 1
+    report_interval_ms: 5          # window length (router load reports)
+    metrics_interval_ms: 1000      # device/region interval metrics; multiple of the above
+    router: {policy: least_outstanding}
+    regions:
+      - name: us-east
+        weight: 1.0                # share of trace requests without a region column
+        pools:
+          - service: feed-ranking
+            model: lc1             # catalog model (rr, llm or synthetic)
+            platform: mtia-2i-rack
+            racks: 1               # or hosts: N, or accelerators: N
+            batching: {max_items: 1024, max_wait_us: 500}      # R&R
+            accelerators_per_replica: 1                        # synthetic/LLM cell size
+            # LLM: tp, pp, max_num_batched_tokens, ... (read by engine/llm/factory.py)
+    slo:
+      feed-ranking: {p99_ms: 50}
+      chat: {ttft_p99_ms: 2000, tpot_p99_ms: 100}
+
+Every mistake is a UserError naming the file, the dotted field and the value, raised here
+(before any simulation starts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtia_cluster.catalog import load_catalog
+from mtia_cluster.config import Fields, apply_overrides, load_yaml
+from mtia_cluster.errors import UserError
+
+POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Accelerators of one platform serving one service with one model."""
+
+    service: str
+    model: str
+    kind: str  # rr | llm | synthetic
+    platform: str
+    accelerators: int
+    replica_size: int  # accelerators per cell (synthetic/LLM); per host for R&R
+    max_items: int
+    max_wait_ns: int
+    raw: dict[str, Any]
+    field_prefix: str
+
+
+@dataclass(frozen=True)
+class RegionSpec:
+    name: str
+    weight: float
+    pools: tuple[PoolSpec, ...]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario; `raw` is the resolved mapping (after --set overrides)."""
+
+    name: str
+    seed: int
+    report_interval_ns: int
+    metrics_interval_ns: int
+    policy: str
+    regions: tuple[RegionSpec, ...]
+    slo: dict[str, dict[str, float]]
+    file: str | None
+    raw: dict[str, Any]
+
+    @property
+    def services(self) -> list[str]:
+        """Service names in first-seen order (the simulation's service indices)."""
+        out: list[str] = []
+        for r in self.regions:
+            for p in r.pools:
+                if p.service not in out:
+                    out.append(p.service)
+        return out
+
+
+def load_scenario(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    seed: int | None = None,
+    catalog: Any = None,
+) -> Scenario:
+    """Read, override and validate a scenario file."""
+    data = apply_overrides(load_yaml(path), list(overrides))
+    if seed is not None:
+        data["seed"] = seed
+    return parse_scenario(data, str(path), catalog)
+
+
+def parse_scenario(data: dict[str, Any], file: str | None = None, catalog: Any = None) -> Scenario:
+    """Validate a scenario mapping against the catalog."""
+    cat = catalog if catalog is not None else load_catalog()
+    f = Fields(data, file)
+    report_ms = f.number("report_interval_ms", 5.0, positive=True)
+    report_ns = round(report_ms * 1e6)
+    if report_ns < 1:
+        raise f.error("report_interval_ms", "must be at least 1 ns", report_ms)
+    metrics_ms = f.number("metrics_interval_ms", 1000.0, positive=True)
+    metrics_ns = round(metrics_ms * 1e6)
+    if metrics_ns % report_ns:
+        raise f.error("metrics_interval_ms", "must be a multiple of report_interval_ms", metrics_ms)
+    policy = f.sub("router", {}).str("policy", "least_outstanding", choices=POLICIES)
+    regions = f.list("regions")
+    if not regions:
+        raise f.error("regions", "needs at least one region", regions)
+    parsed = tuple(_region(Fields(r, file, f"regions.{i}"), cat) for i, r in enumerate(regions))
+    names = [r.name for r in parsed]
+    if len(set(names)) != len(names):
+        raise f.error("regions", "region names must be unique", names)
+    scenario = Scenario(
+        name=f.str("name", Path(file).stem if file else "scenario"),
+        seed=f.int("seed", 0),
+        report_interval_ns=report_ns,
+        metrics_interval_ns=metrics_ns,
+        policy=policy,
+        regions=parsed,
+        slo=_slo(f, parsed),
+        file=file,
+        raw=data,
+    )
+    return scenario
+
+
+def _region(f: Fields, cat: Any) -> RegionSpec:
+    pools = f.list("pools")
+    if not pools:
+        raise f.error("pools", "needs at least one pool", pools)
+    return RegionSpec(
+        name=f.str("name"),
+        weight=f.number("weight", 1.0),
+        pools=tuple(
+            _pool(Fields(p, f.file, f.path(f"pools.{i}")), cat) for i, p in enumerate(pools)
+        ),
+    )
+
+
+def _catalog_item(f: Fields, key: str, lookup: Any) -> Any:
+    name = f.str(key)
+    try:
+        return lookup(name)
+    except UserError as exc:
+        raise UserError(exc.reason, file=f.file, field=f.path(key), value=name) from None
+
+
+def _pool(f: Fields, cat: Any) -> PoolSpec:
+    model = _catalog_item(f, "model", cat.model)
+    platform = _catalog_item(f, "platform", cat.platform)
+    host = cat.host(platform.host)
+    counts = [k for k in ("racks", "hosts", "accelerators") if f.has(k)]
+    if len(counts) != 1:
+        raise f.error("racks", "give exactly one of racks, hosts, accelerators", counts or None)
+    n = f.int(counts[0], positive=True)
+    per_host = platform.accelerators_per_host
+    accelerators = {
+        "racks": n * platform.hosts * per_host,
+        "hosts": n * per_host,
+        "accelerators": n,
+    }[counts[0]]
+    kind = model.kind
+    max_items, max_wait_ns = 1, 0
+    if kind == "rr":
+        if accelerators % per_host:
+            raise f.error(counts[0], f"R&R pools use whole hosts of {per_host} accelerators", n)
+        b = f.sub("batching", {})
+        max_items = b.int("max_items", 1024, positive=True)
+        max_wait_ns = round(b.number("max_wait_us", 1000.0) * 1e3)
+        group = model.accelerators
+        if host.accelerators_per_socket % group:
+            raise f.error(
+                "model",
+                f"shard group of {group} does not divide a socket's "
+                f"{host.accelerators_per_socket} accelerators",
+                model.name,
+            )
+        size = per_host
+    else:
+        default = f.int("tp", 1, positive=True) * f.int("pp", 1, positive=True)
+        size = f.int("accelerators_per_replica", default, positive=True)
+        if accelerators % size:
+            raise f.error(
+                "accelerators_per_replica",
+                f"must divide the pool's {accelerators} accelerators",
+                size,
+            )
+    return PoolSpec(
+        service=f.str("service"),
+        model=model.name,
+        kind=kind,
+        platform=platform.name,
+        accelerators=accelerators,
+        replica_size=size,
+        max_items=max_items,
+        max_wait_ns=max_wait_ns,
+        raw=dict(f.data),
+        field_prefix=f.prefix,
+    )
+
+
+def _slo(f: Fields, regions: tuple[RegionSpec, ...]) -> dict[str, dict[str, float]]:
+    known = {p.service for r in regions for p in r.pools}
+    s = f.sub("slo", {})
+    out: dict[str, dict[str, float]] = {}
+    for service in s.data:
+        if service not in known:
+            raise s.error(str(service), "SLO for a service no pool serves", service)
+        entry = s.sub(str(service))
+        targets = {}
+        for key in entry.data:
+            if key not in ("p99_ms", "ttft_p99_ms", "tpot_p99_ms"):
+                raise entry.error(
+                    str(key), "unknown SLO target (p99_ms, ttft_p99_ms, tpot_p99_ms)", key
+                )
+            targets[str(key)] = entry.number(str(key), positive=True)
+        out[str(service)] = targets
+    return out

@@ -1,0 +1,131 @@
+"""Region routers: small policy functions over stale load reports plus own counts.
+
+A router serves one (region, service): its candidates are the cells of the pools serving
+that service in that region. At each window boundary it receives fresh reports (outstanding
+requests, capacity weight); inside the window it only adds what it sent itself. Each policy
+maps the window's arrivals (in order) to candidate indices, vectorized, with the same result
+as choosing request by request:
+
+* ``round_robin``: candidates in turn, continuing across windows;
+* ``random``: uniform, from the router's own stream;
+* ``weighted``: random with probability proportional to capacity;
+* ``least_outstanding``: each request to the candidate with the fewest outstanding + sent
+  (ties: lowest index); request by request this is water filling, computed by sorting the
+  (load level, index) pairs;
+* ``p2c``: power of two choices: two distinct random candidates, the less loaded one
+  (outstanding + sent; ties: the first drawn). Sequential by nature: one loop step per
+  request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
+
+
+@dataclass
+class RouterState:
+    """What one router knows: last reports and its own position and stream."""
+
+    rng: np.random.Generator
+    outstanding: np.ndarray  # int64 per candidate, from the last reports
+    capacity: np.ndarray  # float64 per candidate
+    next_rr: int = 0
+    sent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+Policy = Callable[[RouterState, int], np.ndarray]
+
+
+def round_robin(state: RouterState, n: int) -> np.ndarray:
+    k = len(state.outstanding)
+    out = (state.next_rr + np.arange(n)) % k
+    state.next_rr = int((state.next_rr + n) % k)
+    return out
+
+
+def uniform_random(state: RouterState, n: int) -> np.ndarray:
+    return state.rng.integers(0, len(state.outstanding), size=n)
+
+
+def weighted(state: RouterState, n: int) -> np.ndarray:
+    cum = np.cumsum(state.capacity)
+    u = state.rng.random(n) * cum[-1]
+    return np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1)
+
+
+def least_outstanding(state: RouterState, n: int) -> np.ndarray:
+    """Water filling over outstanding + sent; equals the request-by-request argmin."""
+    load = state.outstanding + state.sent
+    k = len(load)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(load.min()), int(load.min()) + n  # level after which n requests are placed
+    while lo < hi:  # smallest level L with sum(max(0, L + 1 - load)) >= n
+        mid = (lo + hi) // 2
+        if int(np.maximum(0, mid + 1 - load).sum()) >= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    counts = np.maximum(0, lo + 1 - load)  # slots at levels <= L per candidate
+    cand = np.repeat(np.arange(k), counts)
+    level = load[cand] + (np.arange(len(cand)) - np.repeat(np.cumsum(counts) - counts, counts))
+    order = np.lexsort((cand, level))[:n]
+    return cand[order]
+
+
+def p2c(state: RouterState, n: int) -> np.ndarray:
+    k = len(state.outstanding)
+    if k == 1:
+        return np.zeros(n, dtype=np.int64)
+    first = state.rng.integers(0, k, size=n)
+    second = (first + state.rng.integers(1, k, size=n)) % k  # distinct from first
+    load = (state.outstanding + state.sent).tolist()
+    out = [0] * n
+    for i, (a, b) in enumerate(zip(first.tolist(), second.tolist(), strict=True)):
+        c = b if load[b] < load[a] else a
+        load[c] += 1
+        out[i] = c
+    return np.array(out, dtype=np.int64)
+
+
+POLICY_FUNCTIONS: dict[str, Policy] = {
+    "round_robin": round_robin,
+    "random": uniform_random,
+    "weighted": weighted,
+    "least_outstanding": least_outstanding,
+    "p2c": p2c,
+}
+
+
+class Router:
+    """One (region, service) router over `cells` (global cell ids)."""
+
+    def __init__(
+        self, policy: str, cells: np.ndarray, capacity: np.ndarray, rng: np.random.Generator
+    ) -> None:
+        self.policy = POLICY_FUNCTIONS[policy]
+        self.cells = np.asarray(cells, dtype=np.int64)
+        k = len(self.cells)
+        self.state = RouterState(
+            rng=rng,
+            outstanding=np.zeros(k, dtype=np.int64),
+            capacity=np.asarray(capacity, dtype=np.float64),
+            sent=np.zeros(k, dtype=np.int64),
+        )
+
+    def refresh(self, outstanding: np.ndarray, capacity: np.ndarray) -> None:
+        """New reports (one per candidate, in `cells` order); own counts restart."""
+        self.state.outstanding = np.asarray(outstanding, dtype=np.int64)
+        self.state.capacity = np.asarray(capacity, dtype=np.float64)
+        self.state.sent = np.zeros(len(self.cells), dtype=np.int64)
+
+    def route(self, n: int) -> np.ndarray:
+        """Global cell ids for the next `n` requests, in arrival order."""
+        local = self.policy(self.state, n)
+        self.state.sent += np.bincount(local, minlength=len(self.cells))
+        return self.cells[local]

@@ -1,0 +1,204 @@
+"""Single-process runner: drives every shard window by window over a trace.
+
+Per window ``[t, t + report_interval)``: each (region, service) router sends the window's
+arrivals to its cells using the reports from the previous boundary plus its own counts;
+each shard advances to the window's end; the new reports refresh the routers. Device
+counters are sampled every ``metrics_interval``. After the last arrival, windows continue
+until every request has finished.
+
+Requests without a region (trace region -1) are spread over the regions that serve their
+service, in proportion to the regions' weights, from one seeded stream in trace order. A
+request whose region has no pool for its service is returned with status ``rejected``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.catalog import load_catalog
+from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.engine.build import Fleet, build_fleet
+from mtia_cluster.engine.cell import (
+    STATUS_REJECTED,
+    Completed,
+    DeviceCounters,
+    RequestBatch,
+    completed_from,
+)
+from mtia_cluster.engine.metrics import Results, device_intervals
+from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
+from mtia_cluster.engine.router import Router
+from mtia_cluster.engine.shard import Shard
+
+
+class Simulation:
+    """A scenario's fleet split into shards (default one); `run(trace)` replays a trace."""
+
+    def __init__(
+        self, scenario: Scenario, catalog: Any = None, shards: int | list[list[int]] = 1
+    ) -> None:
+        self.scenario = scenario
+        self.catalog = catalog if catalog is not None else load_catalog()
+        self.services = scenario.services
+        self.regions = [r.name for r in scenario.regions]
+        self.fleet: Fleet = build_fleet(scenario, self.catalog)
+        groups = _groups(len(self.fleet.cells), shards)
+        self.shards = [Shard({c: self.fleet.cells[c] for c in g}) for g in groups]
+        self.routers = self._routers()
+
+    def _routers(self) -> dict[tuple[int, int], Router]:
+        keys = sorted(set(zip(self.fleet.cell_region, self.fleet.cell_service, strict=True)))
+        routers = {}
+        for r, s in keys:
+            cells = np.array(
+                [
+                    c
+                    for c in range(len(self.fleet.cells))
+                    if self.fleet.cell_region[c] == r and self.fleet.cell_service[c] == s
+                ]
+            )
+            cap = np.array([self.fleet.cells[c].report().capacity_weight for c in cells])
+            routers[(r, s)] = Router(
+                self.scenario.policy, cells, cap, entity_rng(self.scenario.seed, KIND_ROUTER, r, s)
+            )
+        return routers
+
+    def assign_regions(self, trace: RequestBatch) -> RequestBatch:
+        """Fill region -1 by the regions' weights among those serving the service."""
+        missing = trace.region < 0
+        if not missing.any():
+            return trace
+        region = trace.region.copy()
+        rng = entity_rng(self.scenario.seed, KIND_WORKLOAD, 0)
+        u = rng.random(int(missing.sum()))
+        svc = trace.service[missing]
+        out = np.full(len(svc), -1, dtype=np.int32)
+        for s in range(len(self.services)):
+            weights = np.array(
+                [
+                    r.weight if any(p.service == self.services[s] for p in r.pools) else 0.0
+                    for r in self.scenario.regions
+                ]
+            )
+            if weights.sum() <= 0:
+                continue
+            cum = np.cumsum(weights) / weights.sum()
+            rows = svc == s
+            out[rows] = np.minimum(np.searchsorted(cum, u[rows], side="right"), len(cum) - 1)
+        region[missing] = out
+        return RequestBatch(**{**trace.columns(), "region": region})
+
+    def run(
+        self, trace: RequestBatch, progress: Callable[[int, int], None] | None = None
+    ) -> Results:
+        """Replay `trace` (sorted by arrival) and return per-request and interval results."""
+        if len(trace) and np.any(np.diff(trace.arrival_ns) < 0):
+            raise ValueError("trace must be sorted by arrival_ns")
+        trace = self.assign_regions(trace)
+        served = self._served(trace)
+        rejected = trace.take(~served)
+        trace = trace.take(served)
+        step = self.scenario.report_interval_ns
+        every = self.scenario.metrics_interval_ns // step
+        t = 0
+        outputs = [
+            completed_from(
+                rejected,
+                host_id=-1,
+                accelerator_id=-1,
+                start_ns=rejected.arrival_ns,
+                first_token_ns=rejected.arrival_ns,
+                finish_ns=rejected.arrival_ns,
+                status=STATUS_REJECTED,
+                batch_size=0,
+            )
+        ]
+        samples: list[tuple[int, DeviceCounters]] = [(0, self._counters())]
+        lo, window, outstanding = 0, 0, 0
+        n = len(trace)
+        while lo < n or outstanding > 0:
+            until = t + step
+            hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))
+            inbox = self._route(trace.take(slice(lo, hi)))
+            outstanding = 0
+            for shard in self.shards:
+                done, reports = shard.advance(
+                    {c: b for c, b in inbox.items() if c in shard.cells}, until
+                )
+                outputs.append(done)
+                outstanding += sum(rep.outstanding for rep in reports.values())
+                self._refresh(reports)
+            lo, t, window = hi, until, window + 1
+            if window % every == 0:
+                samples.append((t, self._counters()))
+            if progress is not None:
+                progress(lo, n)
+        if samples[-1][0] != t:
+            samples.append((t, self._counters()))
+        requests = Completed.concat(outputs)
+        requests = requests.take(np.argsort(requests.request_id, kind="stable"))
+        devices = device_intervals(samples, self.fleet, self.catalog)
+        return Results(
+            scenario=self.scenario,
+            services=self.services,
+            regions=self.regions,
+            requests=requests,
+            devices=devices,
+            fleet=self.fleet,
+            end_ns=t,
+        )
+
+    def _served(self, trace: RequestBatch) -> np.ndarray:
+        keys = np.array([r * len(self.services) + s for r, s in self.routers])
+        return np.isin(trace.region.astype(np.int64) * len(self.services) + trace.service, keys)
+
+    def _route(self, window: RequestBatch) -> dict[int, RequestBatch]:
+        """Cell id -> requests routed to it in this window (arrival order kept)."""
+        if len(window) == 0:
+            return {}
+        key = window.region.astype(np.int64) * len(self.services) + window.service
+        cell = np.empty(len(window), dtype=np.int64)
+        for k in np.unique(key).tolist():
+            rows = np.flatnonzero(key == k)
+            router = self.routers[(k // len(self.services), k % len(self.services))]
+            cell[rows] = router.route(len(rows))
+        order = np.argsort(cell, kind="stable")
+        cells_sorted = cell[order]
+        bounds = np.flatnonzero(np.diff(cells_sorted)) + 1
+        starts = np.concatenate([[0], bounds])
+        ends = np.concatenate([bounds, [len(cell)]])
+        return {
+            int(cells_sorted[a]): window.take(order[a:b])
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        }
+
+    def _refresh(self, reports: dict[int, Any]) -> None:
+        """Store reports; routers read them at the next window (all shards reported)."""
+        for router in self.routers.values():
+            mine = [c for c in router.cells.tolist() if c in reports]
+            if not mine:
+                continue
+            idx = np.searchsorted(router.cells, mine)
+            out = router.state.outstanding.copy()
+            cap = router.state.capacity.copy()
+            out[idx] = [reports[c].outstanding for c in mine]
+            cap[idx] = [reports[c].capacity_weight for c in mine]
+            router.refresh(out, cap)
+
+    def _counters(self) -> DeviceCounters:
+        parts = DeviceCounters.concat([s.device_counters() for s in self.shards])
+        return parts.take(np.argsort(parts.accelerator_id, kind="stable"))
+
+
+def _groups(n_cells: int, shards: int | list[list[int]]) -> list[list[int]]:
+    """Cell ids per shard: `shards` round-robin groups, or an explicit partition."""
+    if isinstance(shards, int):
+        k = max(1, min(shards, n_cells))
+        return [list(range(i, n_cells, k)) for i in range(k)]
+    flat = sorted(c for g in shards for c in g)
+    if flat != list(range(n_cells)):
+        raise ValueError("shards must partition the cell ids")
+    return [list(g) for g in shards if g]

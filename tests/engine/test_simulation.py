@@ -1,0 +1,139 @@
+"""Simulation invariants: placement independence, exactly-once, no overlapping batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.engine.cell import STATUS_OK, STATUS_REJECTED, RequestBatch, make_requests
+from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.simulation import Simulation
+
+
+def scenario(policy: str, seed: int = 1) -> Any:
+    return parse_scenario(
+        {
+            "name": "mixed",
+            "seed": seed,
+            "report_interval_ms": 1,
+            "metrics_interval_ms": 2,
+            "router": {"policy": policy},
+            "regions": [
+                {
+                    "name": "a",
+                    "weight": 2,
+                    "pools": [
+                        {
+                            "service": "rank",
+                            "model": "lc1",
+                            "platform": "mtia-2i-rack",
+                            "hosts": 2,
+                            "batching": {"max_items": 256, "max_wait_us": 200},
+                        },
+                        {
+                            "service": "syn",
+                            "model": "svc-exp-1ms",
+                            "platform": "mtia-2i-rack",
+                            "accelerators": 4,
+                            "accelerators_per_replica": 2,
+                        },
+                    ],
+                },
+                {
+                    "name": "b",
+                    "weight": 1,
+                    "pools": [
+                        {
+                            "service": "rank",
+                            "model": "hc1",
+                            "platform": "mtia-2i-rack",
+                            "hosts": 1,
+                            "batching": {"max_items": 128, "max_wait_us": 100},
+                        },
+                    ],
+                },
+            ],
+        }
+    )
+
+
+def trace(seed: int, n: int) -> RequestBatch:
+    rng = entity_rng(seed, 99)
+    arrival = np.cumsum(rng.integers(0, 40_000, n)).astype(np.int64)
+    return make_requests(arrival, items=rng.integers(1, 300, n)).__class__(
+        **{
+            **make_requests(arrival, items=rng.integers(1, 300, n)).columns(),
+            "service": rng.integers(0, 2, n).astype(np.int32),
+            "region": rng.integers(-1, 2, n).astype(np.int32),
+        }
+    )
+
+
+def run(policy: str, shards: Any, seed: int, n: int) -> Any:
+    return Simulation(scenario(policy), shards=shards).run(trace(seed, n))
+
+
+def same(a: Any, b: Any) -> None:
+    for name, col in a.requests.columns().items():
+        assert np.array_equal(col, b.requests.columns()[name]), name
+    for name in ("busy_ns", "batches", "work_units", "energy_j"):
+        assert np.array_equal(getattr(a.devices, name), getattr(b.devices, name)), name
+
+
+POLICIES = ["round_robin", "random", "weighted", "least_outstanding", "p2c"]
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(POLICIES),
+    st.integers(0, 1000),
+    st.integers(1, 400),
+    st.permutations(list(range(8))),
+    st.integers(1, 7),
+)
+def test_results_do_not_depend_on_sharding(
+    policy: str, seed: int, n: int, perm: list[int], cut: int
+) -> None:
+    one = run(policy, 1, seed, n)
+    cells = len(one.fleet.cells)
+    order = [c for c in perm if c < cells]
+    split = [order[:cut], order[cut:]]
+    same(one, run(policy, [g for g in split if g], seed, n))
+    same(one, run(policy, cells, seed, n))
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from(POLICIES), st.integers(0, 1000), st.integers(1, 600))
+def test_every_request_once_and_no_overlap(policy: str, seed: int, n: int) -> None:
+    res = run(policy, 2, seed, n)
+    req = res.requests
+    assert np.array_equal(req.request_id, np.arange(n))
+    assert np.all(req.finish_ns >= req.arrival_ns)
+    ok = req.status == STATUS_OK
+    assert np.all(req.start_ns[ok] >= req.arrival_ns[ok])
+    assert np.all(req.status[~ok] == STATUS_REJECTED)
+    # region b has no 'syn' pool: exactly those requests are rejected
+    assert np.array_equal(~ok, (req.region == 1) & (req.service == 1))
+    batches = np.unique(
+        np.stack([req.accelerator_id[ok], req.start_ns[ok], req.finish_ns[ok]], axis=1), axis=0
+    )
+    for acc in np.unique(batches[:, 0]):
+        b = batches[batches[:, 0] == acc]
+        assert np.all(b[1:, 1] >= b[:-1, 2]), f"accelerator {acc} runs two batches at once"
+    busy = res.devices.busy_ns.reshape(-1, res.fleet.accelerators)
+    assert np.all(busy <= res.devices.interval_end_ns[0] - res.devices.interval_start_ns[0])
+
+
+def test_summary_and_energy_are_consistent() -> None:
+    res = run("least_outstanding", 1, 5, 500)
+    rows = {(r["region"], r["service"]): r for r in res.summary()}
+    assert rows[("a", "rank")]["completed"] + rows[("b", "rank")]["completed"] == int(
+        np.sum((res.requests.service == 0) & (res.requests.status == STATUS_OK))
+    )
+    span_s = (res.devices.interval_end_ns - res.devices.interval_start_ns) / 1e9
+    assert np.all(res.devices.energy_j >= 20 * span_s - 1e-9)  # at least idle power
+    assert np.all(res.devices.energy_j <= 85 * span_s + 1e-9)  # at most TDP
