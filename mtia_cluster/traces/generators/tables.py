@@ -12,8 +12,9 @@ licensed CC-BY-4.0: "Azure LLM inference trace 2023, Microsoft Azure, from Patel
 Splitwise: Efficient generative LLM inference using phase splitting, ISCA 2024". Each table
 holds the linear-interpolated quantiles at `QUANTILE_LEVELS` of one column, made by
 :func:`fit_quantile_table` (tests refit them from ../shared/data and compare). Sampling
-inverts the piecewise-linear CDF through these points; marginals only (input/output
-correlation is not kept).
+inverts the piecewise-linear CDF through these points; marginals only, input and output
+drawn independently (in the traces they are nearly uncorrelated: Spearman -0.02 code,
+0.07 conv).
 """
 
 from __future__ import annotations
