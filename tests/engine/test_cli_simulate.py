@@ -1,0 +1,155 @@
+"""`mtia-cluster simulate`: end to end on a generated trace, and bad input -> exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+RR_SMALL = ROOT / "configs" / "scenarios" / "rr-small.yaml"
+
+
+@pytest.fixture(scope="module")
+def rr_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from click.testing import CliRunner
+
+    from mtia_cluster.cli.main import cli
+
+    path = tmp_path_factory.mktemp("trace") / "rr.parquet"
+    res = CliRunner().invoke(
+        cli,
+        [
+            "trace",
+            "generate",
+            "--service",
+            "feed-ranking",
+            "--rate",
+            "5000",
+            "--duration",
+            "1",
+            "--seed",
+            "3",
+            "-o",
+            str(path),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    return path
+
+
+def test_simulate_prints_summary_and_writes_results(runner, rr_trace: Path, tmp_path: Path) -> None:
+    from mtia_cluster.cli.main import cli
+
+    out = tmp_path / "run"
+    res = runner.invoke(
+        cli,
+        [
+            "simulate",
+            str(RR_SMALL),
+            "--trace",
+            str(rr_trace),
+            "--json",
+            "-o",
+            str(out),
+            "--shards",
+            "2",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    (row,) = data["summary"]
+    assert row["region"] == "us-east" and row["service"] == "feed-ranking"
+    assert row["completed"] == data["requests"] > 4000
+    assert 0 < row["latency_p50_ms"] <= row["latency_p99_ms"]
+    assert 0 < row["utilization"] < 1
+    assert (
+        json.loads((out / "summary.json").read_text())["summary"][0]["completed"]
+        == (row["completed"])
+    )
+    table = runner.invoke(cli, ["simulate", str(RR_SMALL), "--trace", str(rr_trace)])
+    assert table.exit_code == 0 and "feed-ranking" in table.output
+
+
+def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
+    data = yaml.safe_load(RR_SMALL.read_text())
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+BAD = [
+    (lambda d: d["regions"][0]["pools"][0].update(model="nope"), "regions.0.pools.0.model"),
+    (
+        lambda d: d["regions"][0]["pools"][0]["batching"].update(max_items=0),
+        "regions.0.pools.0.batching.max_items",
+    ),
+    (lambda d: d["router"].update(policy="fastest"), "router.policy"),
+    (
+        lambda d: d["regions"][0]["pools"][0].update(platform="tpu-pod"),
+        "regions.0.pools.0.platform",
+    ),
+    (lambda d: d.update(metrics_interval_ms=7), "metrics_interval_ms"),
+    (lambda d: d["regions"][0]["pools"][0].update(service="other"), "service"),
+    (lambda d: d["slo"].update(ghost={"p99_ms": 1}), "slo.ghost"),
+    (lambda d: d["regions"][0]["pools"][0].update(hosts=2), "regions.0.pools.0.racks"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), BAD, ids=[f for _, f in BAD])
+def test_bad_input_is_one_line_exit_2(
+    runner, rr_trace: Path, tmp_path: Path, mutate, field: str
+) -> None:
+    from mtia_cluster.cli.main import cli
+
+    res = runner.invoke(cli, ["simulate", str(_write(tmp_path, mutate)), "--trace", str(rr_trace)])
+    assert res.exit_code == 2, res.output
+    assert field in res.output
+    assert "Traceback" not in res.output
+
+
+def test_llm_kv_cache_too_small_is_a_user_error(runner, tmp_path: Path) -> None:
+    from mtia_cluster.cli.main import cli
+
+    cfg = {
+        "name": "llm",
+        "regions": [
+            {
+                "name": "r",
+                "pools": [
+                    {
+                        "service": "chat",
+                        "model": "llama-2-70b",
+                        "platform": "hgx-h100",
+                        "accelerators": 1,
+                        "accelerators_per_replica": 1,
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "llm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    trace = tmp_path / "chat.parquet"
+    gen = runner.invoke(
+        cli,
+        [
+            "trace",
+            "generate",
+            "--service",
+            "chat",
+            "--kind",
+            "llm",
+            "--requests",
+            "10",
+            "-o",
+            str(trace),
+        ],
+    )
+    assert gen.exit_code == 0, gen.output
+    res = runner.invoke(cli, ["simulate", str(path), "--trace", str(trace)])
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output

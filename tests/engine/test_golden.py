@@ -1,0 +1,80 @@
+"""Golden scenarios: fixed seeds, checked-in summaries (tests/engine/golden/*.json).
+
+The expected files were produced by this code (``python tests/engine/test_golden.py``
+rewrites them) and reviewed for plausibility (see docs/engine.md). Every figure of every
+summary row is compared: integers exactly, floats to 1e-9 relative.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from mtia_cluster.config.scenario import load_scenario
+from mtia_cluster.engine.cell import RequestBatch, make_requests
+from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.simulation import Simulation
+
+ROOT = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def rr_trace() -> RequestBatch:
+    """2 s of Poisson arrivals at 40,000/s, items lognormal (mean ~270, as MLPerf DLRM)."""
+    rng = entity_rng(2024, 1)
+    n = 80_000
+    arrival = np.cumsum(np.ceil(rng.standard_exponential(n) * 25_000)).astype(np.int64)
+    items = np.clip(np.round(rng.lognormal(np.log(230), 0.55, n)), 1, 2000).astype(np.int32)
+    return make_requests(arrival, items=items)
+
+
+def llm_trace() -> RequestBatch:
+    """60 s of Poisson arrivals at 2/s, prompt and output lengths lognormal."""
+    rng = entity_rng(2024, 2)
+    n = 120
+    arrival = np.cumsum(np.ceil(rng.standard_exponential(n) * 5e8)).astype(np.int64)
+    inp = np.clip(np.round(rng.lognormal(np.log(900), 0.8, n)), 1, 8000).astype(np.int32)
+    out = np.clip(np.round(rng.lognormal(np.log(200), 0.7, n)), 1, 2000).astype(np.int32)
+    return make_requests(arrival, items=0, input_tokens=inp, output_tokens=out)
+
+
+CASES: dict[str, Any] = {"rr-small": rr_trace}
+
+
+def summary(name: str) -> list[dict[str, Any]]:
+    scenario = load_scenario(ROOT / "configs" / "scenarios" / f"{name}.yaml")
+    return Simulation(scenario).run(CASES[name]()).summary()
+
+
+def close(a: Any, b: Any) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is b
+        return math.isclose(a, b, rel_tol=1e-9) or (math.isnan(a) and math.isnan(b))
+    return bool(a == b)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden_summary(name: str) -> None:
+    path = GOLDEN / f"{name}.json"
+    if not (ROOT / "configs" / "scenarios" / f"{name}.yaml").exists():
+        pytest.fail(f"scenario {name} missing")
+    expected = json.loads(path.read_text())
+    got = json.loads(json.dumps(summary(name)))
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert sorted(g) == sorted(e)
+        bad = {k: (g[k], e[k]) for k in e if not close(g[k], e[k])}
+        assert not bad, bad
+
+
+if __name__ == "__main__":  # regenerate: python tests/engine/test_golden.py [name...]
+    for case in sys.argv[1:] or sorted(CASES):
+        (GOLDEN / f"{case}.json").write_text(json.dumps(summary(case), indent=1) + "\n")
+        print(f"wrote {case}")
