@@ -93,7 +93,8 @@ class ResultsWriter:
         run_id: str | None = None,
         row_group_rows: int = ROW_GROUP_ROWS,
     ) -> None:
-        self.out = Path(out_dir)
+        # absolute: shard writers in other processes (Ray actors) may run in another cwd
+        self.out = Path(out_dir).absolute()
         _check_out(self.out)
         for r in regions:
             check_name("region", r)
@@ -104,7 +105,7 @@ class ResultsWriter:
         self.slos = dict(slos or {})
         self.rules = rules or VerdictRules()
         self.interval_ns = int(interval_ns)
-        self.trace_path = Path(trace_path) if trace_path is not None else None
+        self.trace_path = Path(trace_path).absolute() if trace_path is not None else None
         self.target = RunTarget(
             str(self.tmp), tuple(services), tuple(regions), self.slos, row_group_rows
         )

@@ -155,3 +155,16 @@ def test_open_results_refuses_with_the_dir_and_reason(
     with pytest.raises(UserError, match=message) as err:
         open_results(target)
     assert str(target) in str(err.value)
+
+
+def test_relative_output_path_is_made_absolute_for_other_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = _writer(Path("rel") / "out")
+    assert Path(run.target.tmp_dir).is_absolute()
+    monkeypatch.chdir("/")
+    with run.shard(0) as shard:
+        shard.write_completed(make_completed(5, seed=1))
+    assert run.finalize() == tmp_path / "rel" / "out"
+    assert open_results(tmp_path / "rel" / "out").manifest["counts"]["requests"] == 5
