@@ -4,7 +4,7 @@ from mtia_cluster.results.convert import DeviceInfo, DeviceTracker, completed_to
 from mtia_cluster.results.reader import Results, open_results
 from mtia_cluster.results.schema import FORMAT_VERSION
 from mtia_cluster.results.shard import RunTarget, ShardWriter
-from mtia_cluster.results.slo import ServiceSLO
+from mtia_cluster.results.slo import ServiceSLO, slos_from_scenario
 from mtia_cluster.results.verdict import VerdictRules
 from mtia_cluster.results.writer import ResultsWriter
 
@@ -20,4 +20,5 @@ __all__ = [
     "VerdictRules",
     "completed_to_table",
     "open_results",
+    "slos_from_scenario",
 ]

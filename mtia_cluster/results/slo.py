@@ -11,6 +11,7 @@ single output token has no TPOT and passes that bound.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -86,3 +87,28 @@ def slo_ok(
         steps = output_tokens.astype(np.int64) - 1
         ok &= (steps <= 0) | ((finish_ns - first_token_ns) <= slo.tpot_ns * steps)
     return ok
+
+
+_SCENARIO_KEYS = {"p99_ms": "latency_ns", "ttft_p99_ms": "ttft_ns", "tpot_p99_ms": "tpot_ns"}
+
+
+def slos_from_scenario(slo: Mapping[str, Mapping[str, float]]) -> dict[str, ServiceSLO]:
+    """ServiceSLOs from a scenario's ``slo:`` section (``Scenario.slo``).
+
+    ``{service: {p99_ms, ttft_p99_ms, tpot_p99_ms}}``, all at the 99th percentile; a service
+    with a TTFT or TPOT target is an LLM service. Milliseconds become integer nanoseconds
+    (rounded to the nearest ns).
+    """
+    out: dict[str, ServiceSLO] = {}
+    for service, targets in slo.items():
+        unknown = [k for k in targets if k not in _SCENARIO_KEYS]
+        if unknown:
+            raise UserError(
+                "unknown SLO target (p99_ms, ttft_p99_ms, tpot_p99_ms)",
+                field=f"slo.{service}.{unknown[0]}",
+                value=unknown[0],
+            )
+        bounds = {_SCENARIO_KEYS[k]: round(float(v) * 1_000_000) for k, v in targets.items()}
+        llm = "ttft_ns" in bounds or "tpot_ns" in bounds
+        out[str(service)] = ServiceSLO(kind="llm" if llm else "rr", percentile=99.0, **bounds)
+    return out

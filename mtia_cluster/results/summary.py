@@ -95,6 +95,13 @@ def _verdict(
     return verdict(metrics, duration_ns=last_arrival, rules=rules)
 
 
+def _kind(slo: ServiceSLO | None, c: dict[str, np.ndarray]) -> str:
+    """The SLO's kind; without one, LLM when any request has output tokens."""
+    if slo is not None:
+        return slo.kind
+    return "llm" if len(c["output_tokens"]) and int(c["output_tokens"].max()) > 0 else "rr"
+
+
 def request_stats(
     table: pa.Table, *, slo: ServiceSLO | None, duration_ns: int, rules: VerdictRules
 ) -> dict[str, Any]:
@@ -106,7 +113,7 @@ def request_stats(
     counts = {s: int(by_code[i]) for i, s in enumerate(STATUSES)}
     good = int(np.count_nonzero(c["slo_ok"]))
     out: dict[str, Any] = {
-        "kind": slo.kind if slo is not None else "rr",
+        "kind": _kind(slo, c),
         "offered": len(ok),
         "completed": counts["ok"],
         "good": good,

@@ -173,3 +173,19 @@ def test_summary_energy_and_utilization_come_from_devices(tmp_path: Path) -> Non
     regions = res.regions.to_table()
     assert pc.sum(regions["energy_j"]).as_py() == pytest.approx(energy.sum())
     assert res.summary["fleet"]["avg_power_w"] == pytest.approx(energy.sum() / 2.0)
+
+
+def test_services_without_slo_are_not_judged(tmp_path: Path) -> None:
+    from mtia_cluster.results import ResultsWriter
+
+    c = make_completed(300, seed=4)
+    run = ResultsWriter(tmp_path / "o", manifest={}, services=SERVICES, regions=REGIONS)
+    with run, run.shard(0) as shard:
+        shard.write_completed(c)
+    res = open_results(tmp_path / "o")
+    table = res.requests.to_table(columns=["slo_ok", "status"])
+    assert table["slo_ok"].to_pylist() == [s == "ok" for s in table["status"].to_pylist()]
+    for g in res.summary["groups"]:
+        assert g["verdict"]["result"] == "NO_SLO"
+        assert ("ttft_ns" in g) == (g["service"] == "chat")  # LLM by its output tokens
+    assert res.summary["fleet"]["verdict"]["result"] == "NO_SLO"

@@ -193,3 +193,15 @@ def test_binned_quantiles_equal_numpy_per_bin(values: list[tuple[int, int]], q: 
             assert got[b] == pytest.approx(np.quantile(mine, q), rel=1e-12)
         else:
             assert np.isnan(got[b])
+
+
+def test_slos_from_scenario_section() -> None:
+    from mtia_cluster.results import slos_from_scenario
+
+    got = slos_from_scenario(
+        {"feed": {"p99_ms": 10}, "chat": {"ttft_p99_ms": 2000, "tpot_p99_ms": 0.2}}
+    )
+    assert got["feed"] == ServiceSLO(kind="rr", latency_ns=10_000_000)
+    assert got["chat"] == ServiceSLO(kind="llm", ttft_ns=2_000_000_000, tpot_ns=200_000)
+    with pytest.raises(UserError, match="unknown SLO target"):
+        slos_from_scenario({"feed": {"p95_ms": 10}})
