@@ -75,3 +75,66 @@ def form_batches(
         i = end_l[i]
     f = np.array(firsts, dtype=np.int64)
     return f, end[f], close[f]
+
+
+def close_times_segmented(
+    ready_ns: np.ndarray,
+    items: np.ndarray,
+    seg_end: np.ndarray,
+    max_items: int,
+    max_wait_ns: int,
+    until_ns: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`close_times` for many queues at once.
+
+    Rows are sorted by (queue, ready_ns); ``seg_end[i]`` is the end (exclusive) of row i's
+    queue. Batches never cross a queue boundary. Close times at or after `until_ns` are only
+    known to be "not before until_ns" (the caller needs no more).
+    """
+    n = len(ready_ns)
+    idx = np.arange(n)
+    cum = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(items, out=cum[1:])
+    e = np.searchsorted(cum, cum[:-1] + max_items, side="right") - 1  # first excluded by size
+    in_seg = e <= seg_end
+    e_c = np.minimum(e, seg_end)
+    exact = (e > idx) & in_seg & (cum[e_c] == cum[:-1] + max_items)
+    overflow = (e > idx) & (e < seg_end) & ~exact
+    padded = np.append(ready_ns, _NEVER)
+    size_close = np.where(overflow, padded[e_c], _NEVER)
+    size_close = np.where(exact, ready_ns[np.maximum(e_c - 1, 0)], size_close)
+    oversize = e == idx
+    size_close = np.where(oversize, ready_ns, size_close)
+    size_end = np.where(oversize, idx + 1, e_c)
+    # timeout: first row of the same queue ready at or after the deadline; compare within
+    # the queue with a composite key (queue rank x span + time clipped to until_ns).
+    deadline = ready_ns + max_wait_ns
+    if n:
+        base = int(ready_ns.min())
+        span = max(until_ns - base, 0) + 1
+        seg_rank = np.cumsum(np.r_[True, seg_end[1:] != seg_end[:-1]]) - 1
+        key = seg_rank * span + (np.minimum(ready_ns, until_ns) - base)
+        dkey = seg_rank * span + (np.minimum(deadline, until_ns) - base)
+        time_end = np.searchsorted(key, dkey, side="left")
+    else:
+        time_end = idx
+    time_end = np.clip(time_end, idx + 1, seg_end)
+    by_size = size_close < deadline
+    return np.where(by_size, size_end, time_end), np.where(by_size, size_close, deadline)
+
+
+def chain_segments(
+    seg_starts: list[int], seg_ends: list[int], end: np.ndarray, closed: np.ndarray
+) -> tuple[list[int], list[int]]:
+    """Batch openers per queue, following ``end`` from each queue's first row while the
+    batch is closed. Returns (openers, first still-waiting row of each queue)."""
+    end_l = end.tolist()
+    closed_l = closed.tolist()
+    firsts: list[int] = []
+    stops: list[int] = []
+    for i, stop in zip(seg_starts, seg_ends, strict=True):
+        while i < stop and closed_l[i]:
+            firsts.append(i)
+            i = end_l[i]
+        stops.append(i)
+    return firsts, stops

@@ -1,9 +1,10 @@
-"""Cells from a scenario: global cell, host and accelerator ids, and their cost tables.
+"""Cells from a scenario: global cell, host and accelerator ids, and cell groups per shard.
 
 Ids are assigned in config order (region, pool, cell), so they never depend on sharding.
-R&R pools become one :class:`RRHostCell` per host; synthetic pools one
-:class:`SyntheticCell` per ``accelerators_per_replica`` accelerators; LLM pools one replica
-cell per ``tp x pp`` accelerators, built by ``engine/llm/factory.py``.
+R&R pools have one cell per host (simulated together per pool and shard by
+:class:`RRHostGroup`); synthetic pools one :class:`SyntheticCell` per
+``accelerators_per_replica`` accelerators; LLM pools one replica cell per ``tp x pp``
+accelerators, built by ``engine/llm/factory.py``.
 """
 
 from __future__ import annotations
@@ -15,91 +16,105 @@ import numpy as np
 
 from mtia_cluster.config.scenario import PoolSpec, Scenario
 from mtia_cluster.engine.cell import Cell, CellSpec
+from mtia_cluster.engine.group import CellGroup, SingleCell
 from mtia_cluster.engine.rng import KIND_CELL, entity_rng
-from mtia_cluster.engine.rr import RRHostCell, RRHostParams, ServiceTable
+from mtia_cluster.engine.rr import RRHostGroup, RRHostParams, ServiceTable
 from mtia_cluster.engine.synthetic import SyntheticCell
 
 
 @dataclass
 class Fleet:
-    """The cells of a scenario and what each id belongs to (struct of arrays)."""
+    """What every cell, host and accelerator id belongs to (struct of arrays)."""
 
-    cells: list[Cell] = field(default_factory=list)
+    scenario: Scenario
+    catalog: Any
     cell_region: list[int] = field(default_factory=list)
     cell_service: list[int] = field(default_factory=list)
     cell_pool: list[int] = field(default_factory=list)
+    cell_host0: list[int] = field(default_factory=list)
+    cell_acc0: list[int] = field(default_factory=list)
     acc_region: list[int] = field(default_factory=list)
     acc_pool: list[int] = field(default_factory=list)
     acc_chip: list[str] = field(default_factory=list)
     pools: list[PoolSpec] = field(default_factory=list)
     pool_region: list[int] = field(default_factory=list)
     hosts: int = 0
+    _rr: dict[int, tuple[RRHostParams, ServiceTable, float]] = field(default_factory=dict)
+    _llm_costs: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
     @property
     def accelerators(self) -> int:
         return len(self.acc_region)
 
+    @property
+    def cells(self) -> int:
+        return len(self.cell_region)
+
 
 def build_fleet(scenario: Scenario, catalog: Any) -> Fleet:
-    """Every cell of `scenario` (raises UserError for settings a cell cannot serve)."""
-    fleet = Fleet()
+    """Ids for every cell, host and accelerator of `scenario` (no cell state yet)."""
+    fleet = Fleet(scenario=scenario, catalog=catalog)
     services = scenario.services
-    llm_costs: dict[tuple[Any, ...], Any] = {}
     for r, region in enumerate(scenario.regions):
         for pool in region.pools:
             fleet.pools.append(pool)
             fleet.pool_region.append(r)
-            _add_pool(fleet, scenario, catalog, r, services.index(pool.service), pool, llm_costs)
+            _add_pool(fleet, r, services.index(pool.service), pool)
     return fleet
 
 
-def _add_pool(
-    fleet: Fleet,
-    sc: Scenario,
-    cat: Any,
-    region: int,
-    service: int,
-    pool: PoolSpec,
-    llm_costs: dict[tuple[Any, ...], Any],
-) -> None:
+def _add_pool(fleet: Fleet, region: int, service: int, pool: PoolSpec) -> None:
+    cat = fleet.catalog
     platform = cat.platform(pool.platform)
     chip = cat.chip(platform.chip)
     p = len(fleet.pools) - 1
-    make = _rr_maker(cat, pool) if pool.kind == "rr" else None
+    if pool.kind == "rr":
+        fleet._rr[p] = _rr_tables(cat, pool)
     per_host = platform.accelerators_per_host
     host0 = fleet.hosts
     for first in range(0, pool.accelerators, pool.replica_size):
-        cell_id = len(fleet.cells)
-        acc_ids = np.arange(fleet.accelerators, fleet.accelerators + pool.replica_size)
-        last = first + pool.replica_size - 1
-        host_ids = tuple(range(host0 + first // per_host, host0 + last // per_host + 1))
-        if pool.kind == "rr":
-            assert make is not None
-            cell: Cell = make(host_ids[0], acc_ids)
-        elif pool.kind == "synthetic":
-            model = cat.model(pool.model)
-            cell = SyntheticCell(
-                accelerator_ids=acc_ids,
-                host_id=host_ids[0],
-                rng=entity_rng(sc.seed, KIND_CELL, cell_id),
-                distribution=model.distribution,
-                mean_s=model.mean_s,
-                cv=model.cv,
-            )
-        else:
-            cell = _llm_cell(sc, cat, cell_id, region, service, pool, acc_ids, host_ids, llm_costs)
-        fleet.cells.append(cell)
         fleet.cell_region.append(region)
         fleet.cell_service.append(service)
         fleet.cell_pool.append(p)
-        fleet.acc_region.extend([region] * len(acc_ids))
-        fleet.acc_pool.extend([p] * len(acc_ids))
-        fleet.acc_chip.extend([chip.name] * len(acc_ids))
+        fleet.cell_host0.append(host0 + first // per_host)
+        fleet.cell_acc0.append(fleet.accelerators)
+        fleet.acc_region.extend([region] * pool.replica_size)
+        fleet.acc_pool.extend([p] * pool.replica_size)
+        fleet.acc_chip.extend([chip.name] * pool.replica_size)
     fleet.hosts += -(-pool.accelerators // per_host)
 
 
-def _rr_maker(cat: Any, pool: PoolSpec) -> Any:
-    """A function (host_id, accelerator ids) -> RRHostCell sharing one service table."""
+def make_groups(fleet: Fleet, cell_ids: list[int]) -> list[CellGroup]:
+    """Fresh cell groups for `cell_ids`: one RRHostGroup per R&R pool, SingleCell otherwise."""
+    groups: list[CellGroup] = []
+    by_pool: dict[int, list[int]] = {}
+    for c in sorted(cell_ids):
+        p = fleet.cell_pool[c]
+        if fleet.pools[p].kind == "rr":
+            by_pool.setdefault(p, []).append(c)
+        else:
+            groups.append(SingleCell(c, _single_cell(fleet, c)))
+    for p, cells in sorted(by_pool.items()):
+        params, table, weight = fleet._rr[p]
+        size = fleet.pools[p].replica_size
+        acc = np.concatenate(
+            [np.arange(fleet.cell_acc0[c], fleet.cell_acc0[c] + size) for c in cells]
+        )
+        groups.append(
+            RRHostGroup(
+                params=params,
+                table=table,
+                host_ids=np.array([fleet.cell_host0[c] for c in cells]),
+                accelerator_ids=acc,
+                cell_ids=np.array(cells),
+                capacity_weight=weight,
+            )
+        )
+    return groups
+
+
+def _rr_tables(cat: Any, pool: PoolSpec) -> tuple[RRHostParams, ServiceTable, float]:
+    """Host parameters, occupancy table and router weight shared by a pool's hosts."""
     from mtia_cluster.perf import rr_batch_cost
 
     platform = cat.platform(pool.platform)
@@ -121,46 +136,42 @@ def _rr_maker(cat: Any, pool: PoolSpec) -> Any:
         cpu_s_per_item=cpu,
     )
     servers = host.sockets * host.accelerators_per_socket // model.accelerators
-    # capacity: items per second of the host at full batches
-    weight = servers * pool.max_items / (table.table_ns[pool.max_items] / 1e9)
+    weight = servers * pool.max_items / (table.table_ns[pool.max_items] / 1e9)  # items/s
+    return params, table, weight
 
-    def make(host_id: int, acc_ids: np.ndarray) -> RRHostCell:
-        return RRHostCell(
-            params=params,
-            table=table,
-            host_id=host_id,
+
+def _single_cell(fleet: Fleet, c: int) -> Cell:
+    pool = fleet.pools[fleet.cell_pool[c]]
+    sc, cat = fleet.scenario, fleet.catalog
+    acc_ids = np.arange(fleet.cell_acc0[c], fleet.cell_acc0[c] + pool.replica_size)
+    if pool.kind == "synthetic":
+        model = cat.model(pool.model)
+        return SyntheticCell(
             accelerator_ids=acc_ids,
-            capacity_weight=weight,
+            host_id=fleet.cell_host0[c],
+            rng=entity_rng(sc.seed, KIND_CELL, c),
+            distribution=model.distribution,
+            mean_s=model.mean_s,
+            cv=model.cv,
         )
-
-    return make
-
-
-def _llm_cell(
-    sc: Scenario,
-    cat: Any,
-    cell_id: int,
-    region: int,
-    service: int,
-    pool: PoolSpec,
-    acc_ids: np.ndarray,
-    host_ids: tuple[int, ...],
-    llm_costs: dict[tuple[Any, ...], Any],
-) -> Cell:
     from mtia_cluster.engine.llm.factory import build_llm_cell
 
+    per_host = cat.platform(pool.platform).accelerators_per_host
+    hosts = tuple(
+        range(fleet.cell_host0[c], fleet.cell_host0[c] + max(1, -(-pool.replica_size // per_host)))
+    )
     spec = CellSpec(
-        cell_id=cell_id,
-        region=region,
-        service=service,
+        cell_id=c,
+        region=fleet.cell_region[c],
+        service=fleet.cell_service[c],
         model_name=pool.model,
         platform_name=pool.platform,
         accelerator_ids=tuple(int(a) for a in acc_ids),
-        host_ids=host_ids,
+        host_ids=hosts,
         seed=sc.seed,
         pool=pool.raw,
         file=sc.file,
         field_prefix=pool.field_prefix,
         catalog=cat,
     )
-    return build_llm_cell(spec, llm_costs)
+    return build_llm_cell(spec, fleet._llm_costs)

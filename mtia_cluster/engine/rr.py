@@ -1,55 +1,40 @@
-"""R&R host cell: preprocessing on CPU cores -> dynamic batching -> accelerators.
+"""R&R hosts: preprocessing on CPU cores -> dynamic batching -> accelerators.
 
-One host has ``sockets`` sockets; each socket is an independent scheduling unit with its own
-cores and accelerators (DESIGN §2). Requests routed to the host alternate between sockets
-(the host's k-th request goes to socket ``k % sockets``). On a socket:
+Each host is a cell; :class:`RRHostGroup` simulates any number of hosts of one pool at once
+(struct-of-arrays, every step vectorized across hosts) with exactly the per-host semantics:
 
-1. preprocessing: each request takes one core for ``items x cpu_s_per_item`` (FCFS over the
-   socket's cores, :func:`~mtia_cluster.engine.queueing.fcfs_pool`);
-2. dynamic batching per model (:mod:`~mtia_cluster.engine.batching`);
-3. dispatch: closed batches queue FCFS for the socket's servers; a server is one accelerator,
-   or a shard group of ``group`` accelerators under the socket's PCIe switch (a model whose
-   embeddings are split); the server free the longest takes the batch, or a custom
-   :class:`~mtia_cluster.engine.queueing.DispatchPolicy` chooses;
-4. the server is occupied for PCIe in + device compute + PCIe out of the batch (no overlap
-   between batches on one server), after which every request of the batch completes.
+* a host has ``sockets`` sockets, each an independent scheduling unit with its own cores and
+  accelerators (DESIGN §2); the host's k-th request goes to socket ``k % sockets``;
+* preprocessing: each request takes one core of its socket for ``items x cpu_s_per_item``,
+  FCFS over the socket's cores;
+* dynamic batching per socket (:mod:`~mtia_cluster.engine.batching`);
+* dispatch: closed batches queue FCFS for the socket's servers; a server is one accelerator
+  or a shard group of ``group`` accelerators under the socket's PCIe switch; the server free
+  the longest takes the batch (or a custom :class:`DispatchPolicy` chooses);
+* the server is occupied for PCIe in + device compute + PCIe out (no overlap between
+  batches on one server); then every request of the batch completes.
 
-All times of a request are fixed as soon as its batch closes; completions are released when
-simulated time passes them, so any window cut gives the same results.
+A request's times are fixed when its batch closes; completions are released once simulated
+time passes them, so window cuts and the grouping of hosts never change a result.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from mtia_cluster.engine.batching import form_batches
-from mtia_cluster.engine.cell import (
-    Completed,
-    DeviceCounters,
-    LoadReport,
-    RequestBatch,
-    completed_from,
-)
-from mtia_cluster.engine.ledger import BusyLedger, CompletionBuffer
-from mtia_cluster.engine.queueing import (
-    DispatchPolicy,
-    fcfs_pool,
-    fcfs_servers,
-    fcfs_servers_policy,
-    heap_from_free,
-)
+from mtia_cluster.engine.batching import chain_segments, close_times_segmented
+from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch, completed_from
+from mtia_cluster.engine.ledger import BusyLedger
+from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_pool, heap_from_free
 
 
 @dataclass
 class ServiceTable:
-    """Server occupancy per batch size in ns, computed on demand from a cost function.
-
-    ``cost_s(sizes)`` returns seconds per batch for an array of batch sizes (items); the
-    table grows by doubling when a larger batch appears, so it stays exact for any size.
-    """
+    """Server occupancy per batch size in ns, from a cost function (grows on demand)."""
 
     cost_s: Callable[[np.ndarray], np.ndarray]
     table_ns: np.ndarray
@@ -72,7 +57,7 @@ class ServiceTable:
 
 @dataclass(frozen=True)
 class RRHostParams:
-    """Static description of one R&R host (shared by the hosts of a pool)."""
+    """Static description of the hosts of one pool."""
 
     sockets: int
     cores_per_socket: int
@@ -83,120 +68,199 @@ class RRHostParams:
     cpu_s_per_item: float
 
 
-class _Socket:
-    """State of one socket: cores, waiting requests, servers."""
-
-    def __init__(self, params: RRHostParams) -> None:
-        self.core_free = np.zeros(params.cores_per_socket, dtype=np.int64)
-        servers = params.accelerators_per_socket // params.group
-        self.server_free = np.zeros(servers, dtype=np.int64)
-        self.heap = heap_from_free(self.server_free)
-        self.waiting = RequestBatch.empty()
-        self.waiting_ready = np.zeros(0, dtype=np.int64)
-
-
-class RRHostCell:
-    """One R&R host (implements the Cell protocol)."""
+class RRHostGroup:
+    """Hosts of one pool, simulated together; host i is cell ``cell_ids[i]``."""
 
     def __init__(
         self,
         *,
         params: RRHostParams,
         table: ServiceTable,
-        host_id: int,
+        host_ids: np.ndarray,
         accelerator_ids: np.ndarray,
+        cell_ids: np.ndarray | None = None,
         capacity_weight: float = 1.0,
         policy: DispatchPolicy | None = None,
     ) -> None:
-        self.p = params
+        p = self.p = params
         self.table = table
-        self.host_id = host_id
-        self.accelerator_ids = np.asarray(accelerator_ids, dtype=np.int32)
-        expected = params.sockets * params.accelerators_per_socket
-        if len(self.accelerator_ids) != expected:
-            raise ValueError(f"host needs {expected} accelerator ids")
-        self.policy = policy
+        self.host_ids = np.asarray(host_ids, dtype=np.int32)
+        h = len(self.host_ids)
+        self.cell_ids = np.asarray(np.arange(h) if cell_ids is None else cell_ids, dtype=np.int64)
+        self.acc = np.asarray(accelerator_ids, dtype=np.int32).reshape(-1)
+        if len(self.acc) != h * p.sockets * p.accelerators_per_socket:
+            raise ValueError("accelerator_ids must list every accelerator of every host")
         self.capacity_weight = capacity_weight
-        self.sockets = [_Socket(params) for _ in range(params.sockets)]
-        self._ledger = BusyLedger(self.accelerator_ids)
-        self._buffer = CompletionBuffer()
-        self.submitted = 0
+        self.policy = policy
+        units = h * p.sockets
+        self.servers = p.accelerators_per_socket // p.group
+        self.core_free = np.zeros((units, p.cores_per_socket), dtype=np.int64)
+        self.server_free = np.zeros((units, self.servers), dtype=np.int64)
+        self.heaps = [heap_from_free(self.server_free[u]) for u in range(units)]
+        self.submitted = np.zeros(h, dtype=np.int64)
+        self.released = np.zeros(h, dtype=np.int64)
+        self.waiting = RequestBatch.empty()
+        self.w_ready = np.zeros(0, dtype=np.int64)
+        self.w_unit = np.zeros(0, dtype=np.int64)
+        self.buffer = Completed.empty()
+        self.buf_host = np.zeros(0, dtype=np.int64)
+        self.ledger = BusyLedger(self.acc)
 
-    # -- Cell protocol -------------------------------------------------------------------
-    def submit(self, batch: RequestBatch) -> None:
-        """Spread requests over sockets and run their preprocessing (fixed at arrival)."""
+    # -- cell-group protocol ---------------------------------------------------------------
+    def submit(self, host: np.ndarray, batch: RequestBatch) -> None:
+        """Requests (sorted by arrival) for local hosts `host`; preprocessing is fixed now."""
         n = len(batch)
         if n == 0:
             return
-        which = (self.submitted + np.arange(n)) % self.p.sockets
-        self.submitted += n
-        for s, sock in enumerate(self.sockets):
-            mine = batch.take(which == s) if self.p.sockets > 1 else batch
-            if len(mine):
-                self._preprocess(sock, mine)
+        h = len(self.host_ids)
+        order = np.argsort(host, kind="stable")
+        counts = np.bincount(host, minlength=h)
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+        unit = host * self.p.sockets + (self.submitted[host] + rank) % self.p.sockets
+        self.submitted += counts
+        by_unit = np.argsort(unit, kind="stable")  # per socket, arrival order
+        req = batch.take(by_unit)
+        unit = unit[by_unit]
+        ready = self._preprocess(req, unit)
+        waiting = RequestBatch.concat([self.waiting, req])
+        w_ready = np.concatenate([self.w_ready, ready])
+        w_unit = np.concatenate([self.w_unit, unit])
+        order = np.lexsort((w_ready, w_unit))
+        self.waiting = waiting.take(order)
+        self.w_ready, self.w_unit = w_ready[order], w_unit[order]
 
     def advance(self, until_ns: int) -> Completed:
-        for s, sock in enumerate(self.sockets):
-            self._batch_and_dispatch(s, sock, until_ns)
-        self._ledger.close(until_ns)
-        return self._buffer.release(until_ns)
+        """Close and dispatch batches before `until_ns`; release finished requests."""
+        if len(self.waiting):
+            self._batch_and_dispatch(until_ns)
+        self.ledger.close(until_ns)
+        if not len(self.buffer):
+            return self.buffer
+        due = self.buffer.finish_ns < until_ns
+        out = self.buffer.take(due)
+        self.released += np.bincount(self.buf_host[due], minlength=len(self.host_ids))
+        keep = ~due
+        self.buffer, self.buf_host = self.buffer.take(keep), self.buf_host[keep]
+        return out
 
-    def report(self) -> LoadReport:
-        return LoadReport(
-            outstanding=self.submitted - self._buffer.released, capacity_weight=self.capacity_weight
-        )
+    def outstanding(self) -> np.ndarray:
+        """Per local host: requests submitted and not yet released."""
+        return self.submitted - self.released
+
+    def capacity(self) -> np.ndarray:
+        """Per local host: the router's capacity weight."""
+        return np.full(len(self.host_ids), self.capacity_weight)
 
     def device_counters(self) -> DeviceCounters:
-        return self._ledger.counters()
+        return self.ledger.counters()
 
     # -- stages ----------------------------------------------------------------------------
-    def _preprocess(self, sock: _Socket, req: RequestBatch) -> None:
-        if self.p.cpu_s_per_item > 0:
-            cpu_ns = np.maximum(np.ceil(req.items * (self.p.cpu_s_per_item * 1e9)), 1)
-            start, sock.core_free = fcfs_pool(
-                req.arrival_ns, cpu_ns.astype(np.int64), sock.core_free
-            )
-            ready = start + cpu_ns.astype(np.int64)
-        else:
-            ready = req.arrival_ns
-        waiting = RequestBatch.concat([sock.waiting, req])
-        ready_all = np.concatenate([sock.waiting_ready, ready])
-        order = np.argsort(ready_all, kind="stable")
-        sock.waiting = waiting.take(order)
-        sock.waiting_ready = ready_all[order]
+    def _preprocess(self, req: RequestBatch, unit: np.ndarray) -> np.ndarray:
+        """Ready times after FCFS preprocessing on each socket's cores (rows sorted by unit)."""
+        if self.p.cpu_s_per_item <= 0:
+            return req.arrival_ns.copy()
+        cpu = np.maximum(np.ceil(req.items * (self.p.cpu_s_per_item * 1e9)), 1).astype(np.int64)
+        n = len(req)
+        starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])
+        ends = np.r_[starts[1:], n]
+        units = unit[starts]
+        counts = ends - starts
+        first_arrival = req.arrival_ns[starts]
+        busy0 = (self.core_free[units] > first_arrival[:, None]).sum(axis=1)
+        easy = counts + busy0 < self.p.cores_per_socket  # nobody can wait: exact shortcut
+        ready = req.arrival_ns + cpu
+        if easy.any():
+            rank = np.arange(n) - np.repeat(starts, counts)
+            rows = np.repeat(easy, counts)
+            self.core_free[unit[rows], rank[rows]] = ready[rows]
+            touched = units[easy]
+            self.core_free[touched] = np.sort(self.core_free[touched], axis=1)
+        for k in np.flatnonzero(~easy).tolist():
+            a, b, u = int(starts[k]), int(ends[k]), int(units[k])
+            start, self.core_free[u] = fcfs_pool(req.arrival_ns[a:b], cpu[a:b], self.core_free[u])
+            ready[a:b] = start + cpu[a:b]
+        return ready
 
-    def _batch_and_dispatch(self, s: int, sock: _Socket, until_ns: int) -> None:
-        first, end, close = form_batches(
-            sock.waiting_ready, sock.waiting.items, self.p.max_items, self.p.max_wait_ns, until_ns
+    def _batch_and_dispatch(self, until_ns: int) -> None:
+        n = len(self.waiting)
+        unit = self.w_unit
+        seg_starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])
+        seg_ends = np.r_[seg_starts[1:], n]
+        seg_end = np.repeat(seg_ends, seg_ends - seg_starts)
+        end, close = close_times_segmented(
+            self.w_ready,
+            self.waiting.items,
+            seg_end,
+            self.p.max_items,
+            self.p.max_wait_ns,
+            until_ns,
         )
-        if len(first) == 0:
+        firsts, stops = chain_segments(
+            seg_starts.tolist(), seg_ends.tolist(), end, close < until_ns
+        )
+        if not firsts:
             return
-        stop = int(end[-1])
-        members = sock.waiting.take(slice(0, stop))
-        sock.waiting = sock.waiting.take(slice(stop, None))
-        sock.waiting_ready = sock.waiting_ready[stop:]
-        cum = np.concatenate([[0], np.cumsum(members.items, dtype=np.int64)])
-        batch_items = cum[end] - cum[first]
-        service = self.table.lookup(batch_items)
-        if self.policy is None:
-            start, server = fcfs_servers(close, service, sock.heap)
-        else:
-            start, server = fcfs_servers_policy(close, service, sock.server_free, self.policy)
+        first = np.array(firsts, dtype=np.int64)
+        b_end, b_close, b_unit = end[first], close[first], unit[first]
+        taken = np.zeros(n + 1, dtype=np.int64)
+        np.add.at(taken, seg_starts, 1)
+        np.add.at(taken, np.array(stops), -1)
+        member = np.cumsum(taken[:-1]) > 0
+        cum = np.concatenate([[0], np.cumsum(self.waiting.items, dtype=np.int64)])
+        b_items = cum[b_end] - cum[first]
+        service = self.table.lookup(b_items)
+        start, server = self._dispatch(b_unit, b_close, service)
         finish = start + service
-        sizes = end - first
-        per_req = np.repeat(np.arange(len(first)), sizes)
+        sizes = b_end - first
         g = self.p.group
-        local0 = s * self.p.accelerators_per_socket + server * g  # first accelerator of group
+        local0 = b_unit * self.p.accelerators_per_socket + server * g
         for m in range(g):
-            self._ledger.add(start, finish, (local0 + m).astype(np.int32), batch_items)
-        self._buffer.add(
-            completed_from(
-                members,
-                host_id=self.host_id,
-                accelerator_id=self.accelerator_ids[local0][per_req],
-                start_ns=start[per_req],
-                first_token_ns=finish[per_req],
-                finish_ns=finish[per_req],
-                batch_size=sizes[per_req],
-            )
+            self.ledger.add(start, finish, local0 + m, b_items)
+        members = self.waiting.take(member)
+        per_req = np.repeat(np.arange(len(first)), sizes)
+        host = b_unit[per_req] // self.p.sockets
+        rows = completed_from(
+            members,
+            host_id=self.host_ids[host],
+            accelerator_id=self.acc[local0[per_req]],
+            start_ns=start[per_req],
+            first_token_ns=finish[per_req],
+            finish_ns=finish[per_req],
+            batch_size=sizes[per_req],
         )
+        self.buffer = Completed.concat([self.buffer, rows])
+        self.buf_host = np.concatenate([self.buf_host, host])
+        keep = ~member
+        self.waiting = self.waiting.take(keep)
+        self.w_ready, self.w_unit = self.w_ready[keep], self.w_unit[keep]
+
+    def _dispatch(
+        self, unit: np.ndarray, close: np.ndarray, service: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """FCFS per socket in close order: (start_ns, server) per batch."""
+        n = len(unit)
+        starts = [0] * n
+        servers = [0] * n
+        if self.policy is None:
+            heaps = self.heaps
+            replace = heapq.heapreplace
+            for i, (u, c, s) in enumerate(
+                zip(unit.tolist(), close.tolist(), service.tolist(), strict=True)
+            ):
+                heap = heaps[u]
+                free, k = heap[0]
+                t = c if c > free else free
+                replace(heap, (t + s, k))
+                starts[i] = t
+                servers[i] = k
+        else:
+            for i in range(n):
+                u = int(unit[i])
+                t = max(int(close[i]), int(self.server_free[u].min()))
+                k = int(self.policy.choose(self.server_free[u], t))
+                if self.server_free[u, k] > t:
+                    raise ValueError(f"dispatch policy chose busy server {k}")
+                self.server_free[u, k] = t + int(service[i])
+                starts[i], servers[i] = t, k
+        return np.array(starts, dtype=np.int64), np.array(servers, dtype=np.int64)

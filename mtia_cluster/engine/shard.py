@@ -1,43 +1,70 @@
 """A shard: many cells advanced together, window by window (plain Python, no Ray).
 
-``Shard(cells).advance(inbox, until_ns) -> (outbox, reports)``: `inbox` maps cell id to the
-requests routed to it in the window; `outbox` is every request that finished before
-`until_ns`; `reports` maps cell id to its load report. The Ray layer puts one shard in one
-actor; the results never depend on how cells are grouped into shards.
+``Shard(groups).advance(inbox, until_ns) -> (outbox, reports)``: `inbox` holds the requests
+routed to the shard's cells in the window (one RequestBatch sorted by arrival plus the
+global cell id of each row); `outbox` is every request that finished before `until_ns`;
+`reports` are the cells' load reports. Everything crossing the boundary is numpy arrays, so
+the Ray layer can move a shard into an actor; results never depend on the grouping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass
 
-from mtia_cluster.engine.cell import Cell, Completed, DeviceCounters, LoadReport, RequestBatch
+import numpy as np
+
+from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch
+from mtia_cluster.engine.group import CellGroup
+
+
+@dataclass
+class Inbox:
+    """Requests for a shard's cells: rows sorted by arrival, `cell` = global cell id."""
+
+    requests: RequestBatch
+    cell: np.ndarray  # int64
+
+
+@dataclass
+class LoadReports:
+    """One row per cell: global id, outstanding requests, capacity weight."""
+
+    cell_id: np.ndarray
+    outstanding: np.ndarray
+    capacity_weight: np.ndarray
 
 
 class Shard:
-    """Cells by global cell id."""
+    """Cell groups; every global cell id belongs to exactly one group."""
 
-    def __init__(self, cells: Mapping[int, Cell]) -> None:
-        self.cells = dict(cells)
+    def __init__(self, groups: list[CellGroup]) -> None:
+        self.groups = list(groups)
+        ids = np.concatenate([g.cell_ids for g in self.groups]) if self.groups else np.zeros(0)
+        self.cell_ids = np.sort(ids.astype(np.int64))
+        size = int(ids.max()) + 1 if len(ids) else 0
+        self._group = np.full(size, -1, dtype=np.int64)
+        self._local = np.full(size, -1, dtype=np.int64)
+        for gi, g in enumerate(self.groups):
+            self._group[g.cell_ids] = gi
+            self._local[g.cell_ids] = np.arange(len(g.cell_ids))
 
-    def advance(
-        self, inbox: Mapping[int, RequestBatch], until_ns: int
-    ) -> tuple[Completed, dict[int, LoadReport]]:
+    def advance(self, inbox: Inbox | None, until_ns: int) -> tuple[Completed, LoadReports]:
         """Submit the window's requests, simulate up to `until_ns`, collect outputs."""
-        unknown = set(inbox) - set(self.cells)
-        if unknown:
-            raise KeyError(f"cells not in this shard: {sorted(unknown)}")
-        outputs = []
-        reports = {}
-        for cell_id, cell in self.cells.items():
-            batch = inbox.get(cell_id)
-            if batch is not None and len(batch):
-                cell.submit(batch)
-            done = cell.advance(until_ns)
-            if len(done):
-                outputs.append(done)
-            reports[cell_id] = cell.report()
-        return Completed.concat(outputs), reports
+        if inbox is not None and len(inbox.requests):
+            which = self._group[inbox.cell]
+            if np.any(which < 0):
+                raise KeyError("inbox has requests for cells not in this shard")
+            for gi in np.unique(which).tolist():
+                rows = np.flatnonzero(which == gi)
+                self.groups[gi].submit(self._local[inbox.cell[rows]], inbox.requests.take(rows))
+        outputs = [g.advance(until_ns) for g in self.groups]
+        reports = LoadReports(
+            cell_id=np.concatenate([g.cell_ids for g in self.groups]),
+            outstanding=np.concatenate([g.outstanding() for g in self.groups]),
+            capacity_weight=np.concatenate([g.capacity() for g in self.groups]),
+        )
+        return Completed.concat([o for o in outputs if len(o)]), reports
 
     def device_counters(self) -> DeviceCounters:
         """Cumulative counters of every accelerator in the shard (as of the last advance)."""
-        return DeviceCounters.concat([c.device_counters() for c in self.cells.values()])
+        return DeviceCounters.concat([g.device_counters() for g in self.groups])

@@ -20,7 +20,7 @@ import numpy as np
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import Scenario
-from mtia_cluster.engine.build import Fleet, build_fleet
+from mtia_cluster.engine.build import Fleet, build_fleet, make_groups
 from mtia_cluster.engine.cell import (
     STATUS_REJECTED,
     Completed,
@@ -31,7 +31,7 @@ from mtia_cluster.engine.cell import (
 from mtia_cluster.engine.metrics import Results, device_intervals
 from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
 from mtia_cluster.engine.router import Router
-from mtia_cluster.engine.shard import Shard
+from mtia_cluster.engine.shard import Inbox, Shard
 
 
 class Simulation:
@@ -45,24 +45,29 @@ class Simulation:
         self.services = scenario.services
         self.regions = [r.name for r in scenario.regions]
         self.fleet: Fleet = build_fleet(scenario, self.catalog)
-        groups = _groups(len(self.fleet.cells), shards)
-        self.shards = [Shard({c: self.fleet.cells[c] for c in g}) for g in groups]
+        self.partition = _groups(self.fleet.cells, shards)
+        self.shards = [Shard(make_groups(self.fleet, g)) for g in self.partition]
+        self.shard_of_cell = np.zeros(self.fleet.cells, dtype=np.int64)
+        for i, g in enumerate(self.partition):
+            self.shard_of_cell[g] = i
+        self.outstanding = np.zeros(self.fleet.cells, dtype=np.int64)
+        self.capacity = np.zeros(self.fleet.cells, dtype=np.float64)
+        for shard in self.shards:
+            for group in shard.groups:
+                self.capacity[group.cell_ids] = group.capacity()
         self.routers = self._routers()
 
     def _routers(self) -> dict[tuple[int, int], Router]:
-        keys = sorted(set(zip(self.fleet.cell_region, self.fleet.cell_service, strict=True)))
+        region = np.asarray(self.fleet.cell_region)
+        service = np.asarray(self.fleet.cell_service)
         routers = {}
-        for r, s in keys:
-            cells = np.array(
-                [
-                    c
-                    for c in range(len(self.fleet.cells))
-                    if self.fleet.cell_region[c] == r and self.fleet.cell_service[c] == s
-                ]
-            )
-            cap = np.array([self.fleet.cells[c].report().capacity_weight for c in cells])
+        for r, s in sorted(set(zip(region.tolist(), service.tolist(), strict=True))):
+            cells = np.flatnonzero((region == r) & (service == s))
             routers[(r, s)] = Router(
-                self.scenario.policy, cells, cap, entity_rng(self.scenario.seed, KIND_ROUTER, r, s)
+                self.scenario.policy,
+                cells,
+                self.capacity[cells],
+                entity_rng(self.scenario.seed, KIND_ROUTER, r, s),
             )
         return routers
 
@@ -102,8 +107,7 @@ class Simulation:
         rejected = trace.take(~served)
         trace = trace.take(served)
         step = self.scenario.report_interval_ns
-        every = self.scenario.metrics_interval_ns // step
-        t = 0
+        metrics_ns = self.scenario.metrics_interval_ns
         outputs = [
             completed_from(
                 rejected,
@@ -117,22 +121,25 @@ class Simulation:
             )
         ]
         samples: list[tuple[int, DeviceCounters]] = [(0, self._counters())]
-        lo, window, outstanding = 0, 0, 0
-        n = len(trace)
-        while lo < n or outstanding > 0:
+        t, lo, n = 0, 0, len(trace)
+        while lo < n or self.outstanding.any():
             until = t + step
             hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))
-            inbox = self._route(trace.take(slice(lo, hi)))
-            outstanding = 0
-            for shard in self.shards:
-                done, reports = shard.advance(
-                    {c: b for c, b in inbox.items() if c in shard.cells}, until
-                )
+            if hi == lo and not self.outstanding.any():  # idle gap: skip to the next arrival
+                t = int(trace.arrival_ns[lo]) // step * step
+                continue
+            arrivals = trace.take(slice(lo, hi))
+            cell = self._route(arrivals)
+            for i, shard in enumerate(self.shards):
+                mine = np.flatnonzero(self.shard_of_cell[cell] == i)
+                done, reports = shard.advance(Inbox(arrivals.take(mine), cell[mine]), until)
                 outputs.append(done)
-                outstanding += sum(rep.outstanding for rep in reports.values())
-                self._refresh(reports)
-            lo, t, window = hi, until, window + 1
-            if window % every == 0:
+                self.outstanding[reports.cell_id] = reports.outstanding
+                self.capacity[reports.cell_id] = reports.capacity_weight
+            for router in self.routers.values():
+                router.refresh(self.outstanding[router.cells], self.capacity[router.cells])
+            lo, t = hi, until
+            if t % metrics_ns == 0:
                 samples.append((t, self._counters()))
             if progress is not None:
                 progress(lo, n)
@@ -155,38 +162,21 @@ class Simulation:
         keys = np.array([r * len(self.services) + s for r, s in self.routers])
         return np.isin(trace.region.astype(np.int64) * len(self.services) + trace.service, keys)
 
-    def _route(self, window: RequestBatch) -> dict[int, RequestBatch]:
-        """Cell id -> requests routed to it in this window (arrival order kept)."""
-        if len(window) == 0:
-            return {}
-        key = window.region.astype(np.int64) * len(self.services) + window.service
+    def _route(self, window: RequestBatch) -> np.ndarray:
+        """Global cell id for each request of the window (arrival order)."""
         cell = np.empty(len(window), dtype=np.int64)
+        if len(window) == 0:
+            return cell
+        key = window.region.astype(np.int64) * len(self.services) + window.service
+        if len(self.routers) == 1:
+            (router,) = self.routers.values()
+            cell[:] = router.route(len(window))
+            return cell
         for k in np.unique(key).tolist():
             rows = np.flatnonzero(key == k)
             router = self.routers[(k // len(self.services), k % len(self.services))]
             cell[rows] = router.route(len(rows))
-        order = np.argsort(cell, kind="stable")
-        cells_sorted = cell[order]
-        bounds = np.flatnonzero(np.diff(cells_sorted)) + 1
-        starts = np.concatenate([[0], bounds])
-        ends = np.concatenate([bounds, [len(cell)]])
-        return {
-            int(cells_sorted[a]): window.take(order[a:b])
-            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
-        }
-
-    def _refresh(self, reports: dict[int, Any]) -> None:
-        """Store reports; routers read them at the next window (all shards reported)."""
-        for router in self.routers.values():
-            mine = [c for c in router.cells.tolist() if c in reports]
-            if not mine:
-                continue
-            idx = np.searchsorted(router.cells, mine)
-            out = router.state.outstanding.copy()
-            cap = router.state.capacity.copy()
-            out[idx] = [reports[c].outstanding for c in mine]
-            cap[idx] = [reports[c].capacity_weight for c in mine]
-            router.refresh(out, cap)
+        return cell
 
     def _counters(self) -> DeviceCounters:
         parts = DeviceCounters.concat([s.device_counters() for s in self.shards])

@@ -1,8 +1,9 @@
-"""The vectorized R&R host cell against an event-by-event oracle, on random inputs.
+"""The vectorized R&R hosts against an event-by-event oracle, on random inputs.
 
-Hypothesis draws arrivals (with ties), items, CPU cost, batching limits, server occupancy
-tables and window cuts; every request must get exactly the oracle's start, finish, server and
-batch size, whatever the window cuts.
+Hypothesis draws several hosts simulated together, arrivals (with ties), items, CPU cost,
+batching limits, server occupancy tables and window cuts; every request must get exactly the
+oracle's start, finish, server and batch size (the oracle runs each socket alone), whatever
+the window cuts and however many hosts share the group.
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ from reference_rr import simulate_socket
 
 from mtia_cluster.engine.batching import form_batches
 from mtia_cluster.engine.cell import RequestBatch, make_requests
-from mtia_cluster.engine.rr import RRHostCell, RRHostParams, ServiceTable
+from mtia_cluster.engine.rr import RRHostGroup, RRHostParams, ServiceTable
 
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> dict:
-    n = draw(st.integers(1, 60))
+    n = draw(st.integers(1, 80))
     gaps = draw(st.lists(st.integers(0, 400), min_size=n, max_size=n))
     items = draw(st.lists(st.integers(1, 12), min_size=n, max_size=n))
+    hosts = draw(st.integers(1, 3))
     return {
+        "hosts": hosts,
+        "host": np.array(draw(st.lists(st.integers(0, hosts - 1), min_size=n, max_size=n))),
         "arrival": np.cumsum(gaps).astype(np.int64),
         "items": np.array(items, dtype=np.int32),
         "sockets": draw(st.integers(1, 2)),
@@ -50,16 +54,19 @@ def run_cell(sc: dict) -> tuple[RequestBatch, dict[int, tuple[int, int, int, int
         cpu_s_per_item=sc["cpu_ns"] / 1e9,
     )
     table = ServiceTable.build(lambda b: (sc["svc_base"] + sc["svc_per_item"] * b) / 1e9, 4)
-    n_acc = sc["sockets"] * sc["servers"] * g
-    cell = RRHostCell(
-        params=params, table=table, host_id=5, accelerator_ids=np.arange(100, 100 + n_acc)
+    per_host = sc["sockets"] * sc["servers"] * g
+    cell = RRHostGroup(
+        params=params,
+        table=table,
+        host_ids=np.arange(sc["hosts"]) + 5,
+        accelerator_ids=np.arange(100, 100 + per_host * sc["hosts"]),
     )
     req = make_requests(sc["arrival"], items=sc["items"])
     out = []
     lo = 0
     for cut in [*sc["cuts"], 10**12]:
         hi = int(np.searchsorted(req.arrival_ns, cut, side="left"))
-        cell.submit(req.take(slice(lo, hi)))
+        cell.submit(sc["host"][lo:hi], req.take(slice(lo, hi)))
         lo = hi
         done = cell.advance(cut)
         assert np.all(done.finish_ns < cut)
@@ -68,6 +75,7 @@ def run_cell(sc: dict) -> tuple[RequestBatch, dict[int, tuple[int, int, int, int
     for d in out:
         for k in range(len(d)):
             acc = int(d.accelerator_id[k]) - 100
+            assert acc // per_host == int(d.host_id[k]) - 5
             local_server = (acc % (sc["servers"] * g)) // g
             res[int(d.request_id[k])] = (
                 int(d.start_ns[k]),
@@ -75,7 +83,7 @@ def run_cell(sc: dict) -> tuple[RequestBatch, dict[int, tuple[int, int, int, int
                 local_server,
                 int(d.batch_size[k]),
             )
-    assert cell.report().outstanding == 0
+    assert not cell.outstanding().any()
     return req, res
 
 
@@ -88,18 +96,20 @@ def test_rr_cell_matches_event_oracle(sc: dict) -> None:
         b: max(1, int(np.ceil((sc["svc_base"] + sc["svc_per_item"] * b) / 1e9 * 1e9)))
         for b in range(1, 400)
     }
-    for s in range(sc["sockets"]):
-        mine = [
-            (int(req.arrival_ns[k]), k, int(req.items[k]))
-            for k in range(len(req))
-            if k % sc["sockets"] == s
-        ]
-        ref = simulate_socket(
-            mine, sc["cores"], sc["servers"], sc["cpu_ns"], svc, sc["max_items"], sc["max_wait"]
-        )
-        for _, k, _ in mine:
-            want = (ref.start[k], ref.finish[k], ref.server[k], ref.batch_size[k])
-            assert got[k] == want, (k, got[k], want)
+    for h in range(sc["hosts"]):
+        on_host = [k for k in range(len(req)) if sc["host"][k] == h]
+        for s in range(sc["sockets"]):
+            mine = [
+                (int(req.arrival_ns[k]), k, int(req.items[k]))
+                for j, k in enumerate(on_host)
+                if j % sc["sockets"] == s
+            ]
+            ref = simulate_socket(
+                mine, sc["cores"], sc["servers"], sc["cpu_ns"], svc, sc["max_items"], sc["max_wait"]
+            )
+            for _, k, _ in mine:
+                want = (ref.start[k], ref.finish[k], ref.server[k], ref.batch_size[k])
+                assert got[k] == want, (k, got[k], want)
 
 
 def test_batches_close_on_size_and_deadline() -> None:

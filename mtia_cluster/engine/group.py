@@ -1,0 +1,63 @@
+"""Cell groups: how a shard holds cells as struct-of-arrays state.
+
+A group simulates several cells at once (e.g. :class:`~mtia_cluster.engine.rr.RRHostGroup`,
+all R&R hosts of one pool in a shard) and must give each cell exactly the results it would
+get alone. Cells that are simulated one by one (synthetic servers, LLM replicas) are wrapped
+in :class:`SingleCell`. Local index i of a group is global cell ``cell_ids[i]``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from mtia_cluster.engine.cell import Cell, Completed, DeviceCounters, RequestBatch
+
+
+class CellGroup(Protocol):
+    cell_ids: np.ndarray
+
+    def submit(self, local: np.ndarray, batch: RequestBatch) -> None:
+        """Requests (sorted by arrival) routed to local cells `local`."""
+        ...
+
+    def advance(self, until_ns: int) -> Completed:
+        """Process every event before `until_ns`; requests finished before it."""
+        ...
+
+    def outstanding(self) -> np.ndarray:
+        """Per local cell: requests submitted and not finished, as of the last advance."""
+        ...
+
+    def capacity(self) -> np.ndarray:
+        """Per local cell: capacity weight for the router."""
+        ...
+
+    def device_counters(self) -> DeviceCounters:
+        """Cumulative per-accelerator counters up to the last advance bound."""
+        ...
+
+
+class SingleCell:
+    """A group of one :class:`~mtia_cluster.engine.cell.Cell`."""
+
+    def __init__(self, cell_id: int, cell: Cell) -> None:
+        self.cell_ids = np.array([cell_id], dtype=np.int64)
+        self.cell = cell
+
+    def submit(self, local: np.ndarray, batch: RequestBatch) -> None:
+        if len(batch):
+            self.cell.submit(batch)
+
+    def advance(self, until_ns: int) -> Completed:
+        return self.cell.advance(until_ns)
+
+    def outstanding(self) -> np.ndarray:
+        return np.array([self.cell.report().outstanding], dtype=np.int64)
+
+    def capacity(self) -> np.ndarray:
+        return np.array([self.cell.report().capacity_weight], dtype=np.float64)
+
+    def device_counters(self) -> DeviceCounters:
+        return self.cell.device_counters()
