@@ -1,0 +1,239 @@
+"""The two streaming passes over `requests/`: counts, sums and histograms, then exact quantiles.
+
+Both passes read the dataset as record batches of a few columns, so memory is bounded by the
+batch size, the group accumulators and the histograms, never by the run. Conventions follow
+`regions/` (docs/results.md): a request is *offered* in the window of its arrival; completed,
+good, latency/TTFT/TPOT and the other statuses count in the window of its finish. Without
+``--window`` there is one window and the conventions coincide with `summary.json`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow.dataset as ds
+
+from mtia_cluster.results.analysis.groups import Keys, Level, name_codes
+from mtia_cluster.results.analysis.hist import (
+    N_BUCKETS,
+    SparseCounts,
+    ValueCollector,
+    bucket_of,
+    rank_targets,
+    resolve,
+)
+from mtia_cluster.results.slo import ServiceSLO
+from mtia_cluster.results.summary import QUANTILES, STATUSES, TOKEN_QUANTILES
+
+BATCH_ROWS = 262_144
+COUNTS = ("offered", "completed", "good", "dropped", "rejected", "failed", "items", "tokens")
+METRICS = {"latency": QUANTILES, "ttft": TOKEN_QUANTILES, "tpot": TOKEN_QUANTILES}
+_DENSE_LIMIT = 1 << 16
+
+
+@dataclass
+class LevelAcc:
+    """Accumulators of one level: flat arrays indexed by group id, histograms per metric."""
+
+    level: Level
+    services: int
+    judged: bool
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    latency_sum: np.ndarray = field(default_factory=lambda: np.empty(0))
+    latency_max: np.ndarray = field(default_factory=lambda: np.empty(0))
+    # per (group, service): requests, over-bound counts per metric, last arrival
+    verdict: dict[str, np.ndarray] = field(default_factory=dict)
+    hist: dict[str, SparseCounts] = field(default_factory=dict)
+    quantiles: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        g = self.level.groups
+        self.counts = {k: np.zeros(g, dtype=np.int64) for k in COUNTS}
+        self.latency_sum = np.zeros(g, dtype=np.int64)
+        self.latency_max = np.full(g, -1, dtype=np.int64)
+        gs = g * self.services if self.judged else 0
+        self.verdict = {k: np.zeros(gs, dtype=np.int64) for k in ("n", *METRICS, "last")}
+        self.verdict["last"][:] = -1
+        self.hist = {m: SparseCounts() for m in METRICS}
+
+
+def _add(target: np.ndarray, idx: np.ndarray, weights: np.ndarray | None = None) -> None:
+    """target[idx] += weights (or 1), dense bincount for small targets, sparse otherwise."""
+    if len(idx) == 0:
+        return
+    if len(target) <= _DENSE_LIMIT:
+        target += np.bincount(idx, weights=weights, minlength=len(target)).astype(target.dtype)
+        return
+    uniq, inverse = np.unique(idx, return_inverse=True)
+    target[uniq] += np.bincount(inverse, weights=weights).astype(target.dtype)
+
+
+@dataclass
+class Batch:
+    """One record batch as numpy columns, with its per-dimension codes and windows."""
+
+    codes: dict[str, np.ndarray]
+    status: np.ndarray
+    ok: np.ndarray
+    arrival_ns: np.ndarray
+    finish_ns: np.ndarray
+    first_token_ns: np.ndarray
+    output_tokens: np.ndarray
+    items: np.ndarray
+    slo_ok: np.ndarray
+    win_arrival: np.ndarray
+    win_finish: np.ndarray
+
+    def metric(self, name: str, llm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row mask, values) of latency, TTFT or TPOT (as summary.py defines them)."""
+        if name == "latency":
+            return self.ok, (self.finish_ns - self.arrival_ns)[self.ok]
+        is_llm = self.ok & llm[self.codes["service"]]
+        if name == "ttft":
+            return is_llm, (self.first_token_ns - self.arrival_ns)[is_llm]
+        steps = self.output_tokens - 1
+        multi = is_llm & (steps > 0)
+        return multi, (self.finish_ns - self.first_token_ns)[multi] / steps[multi]
+
+
+_COLUMNS = [
+    "region",
+    "service",
+    "accelerator_id",
+    "status",
+    "arrival_ns",
+    "first_token_ns",
+    "finish_ns",
+    "output_tokens",
+    "items",
+    "slo_ok",
+]
+
+
+def batches(
+    requests: ds.Dataset, keys: Keys, window_ns: int | None, windows: int
+) -> Iterator[Batch]:
+    """The dataset as :class:`Batch` es, streamed (bounded read-ahead)."""
+    scanner = requests.scanner(
+        columns=_COLUMNS, batch_size=BATCH_ROWS, batch_readahead=2, fragment_readahead=1
+    )
+    for rb in scanner.to_batches():
+        if rb.num_rows == 0:
+            continue
+        col = {n: rb[n].to_numpy(zero_copy_only=False) for n in _COLUMNS[3:] if n != "status"}
+        codes = {
+            "region": name_codes(rb["region"], keys.labels["region"]),
+            "service": name_codes(rb["service"], keys.labels["service"]),
+        }
+        accel = rb["accelerator_id"].to_numpy(zero_copy_only=False)
+        for dim in ("generation", "rack"):
+            codes[dim] = keys.from_accelerator(dim, accel)
+        status = name_codes(rb["status"], [*STATUSES, "-"])
+        arrival, finish = col["arrival_ns"], col["finish_ns"]
+        yield Batch(
+            codes=codes,
+            status=status,
+            ok=status == 0,
+            arrival_ns=arrival,
+            finish_ns=finish,
+            first_token_ns=col["first_token_ns"],
+            output_tokens=col["output_tokens"].astype(np.int64),
+            items=col["items"].astype(np.int64),
+            slo_ok=np.asarray(col["slo_ok"], dtype=bool),
+            win_arrival=_window(arrival, window_ns, windows),
+            win_finish=_window(finish, window_ns, windows),
+        )
+
+
+def _window(t_ns: np.ndarray, window_ns: int | None, windows: int) -> np.ndarray:
+    if window_ns is None:
+        return np.zeros(len(t_ns), dtype=np.int64)
+    return np.clip(t_ns // window_ns, 0, windows - 1).astype(np.int64)
+
+
+def bounds_by_service(
+    services: Sequence[str], slos: Mapping[str, ServiceSLO]
+) -> dict[str, np.ndarray]:
+    """Per service code: each metric's bound in ns (-1: not bounded); the ``-`` code unbounded."""
+    out = {m: np.full(len(services) + 1, -1, dtype=np.int64) for m in METRICS}
+    for i, s in enumerate(services):
+        slo = slos.get(s)
+        if slo is not None:
+            for m in METRICS:
+                bound = getattr(slo, f"{m}_ns")
+                out[m][i] = -1 if bound is None else int(bound)
+    return out
+
+
+def _over(b: Batch, bounds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Per row and bounded metric: counts as over the bound (LoadGen: not ok = infinitely late).
+
+    Same rule as summary.py's verdict: latency/TTFT above the bound; TPOT compared in integers
+    (``finish - first > bound * (tokens - 1)``), single-token requests never late on TPOT.
+    """
+    svc = b.codes["service"]
+    steps = b.output_tokens - 1
+    late = {
+        "latency": (b.finish_ns - b.arrival_ns) > bounds["latency"][svc],
+        "ttft": (b.first_token_ns - b.arrival_ns) > bounds["ttft"][svc],
+        "tpot": (steps > 0) & (b.finish_ns - b.first_token_ns > bounds["tpot"][svc] * steps),
+    }
+    return {m: (bounds[m][svc] >= 0) & (~b.ok | late[m]) for m in METRICS}
+
+
+def first_pass(
+    acc: LevelAcc, b: Batch, llm: np.ndarray, bounds: dict[str, np.ndarray] | None
+) -> None:
+    """Counts, sums, maxima, verdict counters and histograms of one batch."""
+    lv = acc.level
+    ga, gf = lv.gid(b.codes, b.win_arrival), lv.gid(b.codes, b.win_finish)
+    c = acc.counts
+    _add(c["offered"], ga)
+    for code, name in enumerate(STATUSES):
+        mask = b.status == code
+        _add(c["completed" if code == 0 else name], gf[mask])
+    _add(c["good"], gf[b.slo_ok & b.ok])
+    gok = gf[b.ok]
+    _add(c["items"], gok, b.items[b.ok].astype(np.float64))
+    _add(c["tokens"], gok, b.output_tokens[b.ok].astype(np.float64))
+    latency = (b.finish_ns - b.arrival_ns)[b.ok]
+    _add(acc.latency_sum, gok, latency.astype(np.float64))
+    np.maximum.at(acc.latency_max, gok, latency)
+    if acc.judged and bounds is not None:
+        gs = ga * acc.services + b.codes["service"]
+        _add(acc.verdict["n"], gs)
+        for m, flag in _over(b, bounds).items():
+            _add(acc.verdict[m], gs[flag])
+        np.maximum.at(acc.verdict["last"], gs, b.arrival_ns)
+    for m in METRICS:
+        mask, values = b.metric(m, llm)
+        acc.hist[m].add(gf[mask] * N_BUCKETS + bucket_of(values))
+
+
+def second_pass(accs: list[LevelAcc], stream: Iterator[Batch], llm: np.ndarray) -> None:
+    """Collect the values of the target buckets and fill ``acc.quantiles`` exactly."""
+    plan = []
+    for acc in accs:
+        for m, qs in METRICS.items():
+            targets = rank_targets(acc.hist[m], N_BUCKETS, qs)
+            keys = np.array([t[1] for ts in targets.values() for t in ts], dtype=np.int64)
+            plan.append((acc, m, targets, ValueCollector(keys)))
+    if all(len(p[3].targets) == 0 for p in plan):
+        for acc, m, _, _ in plan:
+            acc.quantiles[m] = {}
+        return
+    for b in stream:
+        for acc, m, _, collector in plan:
+            if len(collector.targets):
+                mask, values = b.metric(m, llm)
+                gf = acc.level.gid(b.codes, b.win_finish)[mask]
+                collector.add(gf * N_BUCKETS + bucket_of(values), values)
+    for acc, m, targets, collector in plan:
+        acc.quantiles[m] = resolve(targets, collector.value_at())
+
+
+def llm_mask(services: Sequence[str], kinds: Mapping[str, str]) -> np.ndarray:
+    """Per service code: True for LLM services (TTFT/TPOT are computed for them)."""
+    return np.array([kinds.get(s) == "llm" for s in services] + [False], dtype=bool)
