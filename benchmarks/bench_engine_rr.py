@@ -90,9 +90,10 @@ def main() -> None:
     build_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     accelerators = sim.fleet.accelerators
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     res = sim.run(tr)
     wall = time.perf_counter() - started
+    cpu_s = time.process_time() - cpu_started
     row = res.summary()[0]
     cpu = _cpu_model()
     print(f"machine: {os.cpu_count()} cpus, {cpu}, Python {platform.python_version()}")
@@ -103,6 +104,10 @@ def main() -> None:
         f"p99 {row['latency_p99_ms']:.3f} ms"
     )
     print(f"wall {wall:.2f} s -> {len(tr) / wall:,.0f} requests per wall-clock second")
+    print(
+        f"cpu {cpu_s:.2f} s -> {len(tr) / cpu_s:,.0f} requests per CPU second "
+        "(the machine may be shared; wall/cpu > 1 means other load)"
+    )
     print(f"engine state after build: {build_bytes / accelerators / 1024:.1f} KiB per accelerator")
 
 

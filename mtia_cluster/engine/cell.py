@@ -95,6 +95,8 @@ _DTYPES: dict[str, type] = {
     "batches": np.int64,
     "work_units": np.int64,
     "peak_memory_bytes": np.int64,
+    "ready_ns": np.int64,
+    "unit": np.int64,
 }
 
 

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtia_cluster.engine.batching import chain_segments, close_times_segmented
-from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch, completed_from
+from mtia_cluster.engine.cell import (
+    Completed,
+    DeviceCounters,
+    RequestBatch,
+    _Columns,
+    completed_from,
+)
 from mtia_cluster.engine.ledger import BusyLedger
 from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_pool, heap_from_free
 
@@ -68,6 +74,17 @@ class RRHostParams:
     cpu_s_per_item: float
 
 
+@dataclass
+class _Waiting(_Columns):
+    """Requests between preprocessing and dispatch, sorted by (socket unit, ready_ns)."""
+
+    request_id: np.ndarray
+    arrival_ns: np.ndarray
+    items: np.ndarray
+    ready_ns: np.ndarray
+    unit: np.ndarray
+
+
 class RRHostGroup:
     """Hosts of one pool, simulated together; host i is cell ``cell_ids[i]``."""
 
@@ -99,11 +116,9 @@ class RRHostGroup:
         self.heaps = [heap_from_free(self.server_free[u]) for u in range(units)]
         self.submitted = np.zeros(h, dtype=np.int64)
         self.released = np.zeros(h, dtype=np.int64)
-        self.waiting = RequestBatch.empty()
-        self.w_ready = np.zeros(0, dtype=np.int64)
-        self.w_unit = np.zeros(0, dtype=np.int64)
-        self.buffer = Completed.empty()
-        self.buf_host = np.zeros(0, dtype=np.int64)
+        self.waiting = _Waiting.empty()
+        self.service = self.region = -1  # a pool serves one service in one region
+        self.buffer: list[tuple[Completed, np.ndarray]] = []  # (rows by finish, local host)
         self.ledger = BusyLedger(self.acc)
 
     # -- cell-group protocol ---------------------------------------------------------------
@@ -120,29 +135,37 @@ class RRHostGroup:
         unit = host * self.p.sockets + (self.submitted[host] + rank) % self.p.sockets
         self.submitted += counts
         by_unit = np.argsort(unit, kind="stable")  # per socket, arrival order
-        req = batch.take(by_unit)
-        unit = unit[by_unit]
-        ready = self._preprocess(req, unit)
-        waiting = RequestBatch.concat([self.waiting, req])
-        w_ready = np.concatenate([self.w_ready, ready])
-        w_unit = np.concatenate([self.w_unit, unit])
-        order = np.lexsort((w_ready, w_unit))
-        self.waiting = waiting.take(order)
-        self.w_ready, self.w_unit = w_ready[order], w_unit[order]
+        ready = np.empty(n, dtype=np.int64)
+        ready[by_unit] = self._preprocess(
+            batch.arrival_ns[by_unit], batch.items[by_unit], unit[by_unit]
+        )
+        self.service, self.region = int(batch.service[0]), int(batch.region[0])
+        new = _Waiting(
+            request_id=batch.request_id,
+            arrival_ns=batch.arrival_ns,
+            items=batch.items,
+            ready_ns=ready,
+            unit=unit,
+        )
+        waiting = _Waiting.concat([self.waiting, new]) if len(self.waiting) else new
+        self.waiting = waiting.take(np.lexsort((waiting.ready_ns, waiting.unit)))
 
     def advance(self, until_ns: int) -> Completed:
         """Close and dispatch batches before `until_ns`; release finished requests."""
         if len(self.waiting):
             self._batch_and_dispatch(until_ns)
         self.ledger.close(until_ns)
-        if not len(self.buffer):
-            return self.buffer
-        due = self.buffer.finish_ns < until_ns
-        out = self.buffer.take(due)
-        self.released += np.bincount(self.buf_host[due], minlength=len(self.host_ids))
-        keep = ~due
-        self.buffer, self.buf_host = self.buffer.take(keep), self.buf_host[keep]
-        return out
+        out: list[Completed] = []
+        chunks: list[tuple[Completed, np.ndarray]] = []
+        for rows, host in self.buffer:  # each chunk sorted by finish: release a prefix
+            k = int(np.searchsorted(rows.finish_ns, until_ns, side="left"))
+            if k:
+                out.append(rows.take(slice(0, k)))
+                self.released += np.bincount(host[:k], minlength=len(self.host_ids))
+            if k < len(rows):
+                chunks.append((rows.take(slice(k, None)), host[k:]))
+        self.buffer = chunks
+        return Completed.concat(out)
 
     def outstanding(self) -> np.ndarray:
         """Per local host: requests submitted and not yet released."""
@@ -156,20 +179,20 @@ class RRHostGroup:
         return self.ledger.counters()
 
     # -- stages ----------------------------------------------------------------------------
-    def _preprocess(self, req: RequestBatch, unit: np.ndarray) -> np.ndarray:
+    def _preprocess(self, arrival: np.ndarray, items: np.ndarray, unit: np.ndarray) -> np.ndarray:
         """Ready times after FCFS preprocessing on each socket's cores (rows sorted by unit)."""
         if self.p.cpu_s_per_item <= 0:
-            return req.arrival_ns.copy()
-        cpu = np.maximum(np.ceil(req.items * (self.p.cpu_s_per_item * 1e9)), 1).astype(np.int64)
-        n = len(req)
+            return arrival.copy()
+        cpu = np.maximum(np.ceil(items * (self.p.cpu_s_per_item * 1e9)), 1).astype(np.int64)
+        n = len(arrival)
         starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])
         ends = np.r_[starts[1:], n]
         units = unit[starts]
         counts = ends - starts
-        first_arrival = req.arrival_ns[starts]
+        first_arrival = arrival[starts]
         busy0 = (self.core_free[units] > first_arrival[:, None]).sum(axis=1)
         easy = counts + busy0 < self.p.cores_per_socket  # nobody can wait: exact shortcut
-        ready = req.arrival_ns + cpu
+        ready = arrival + cpu
         if easy.any():
             rank = np.arange(n) - np.repeat(starts, counts)
             rows = np.repeat(easy, counts)
@@ -178,18 +201,18 @@ class RRHostGroup:
             self.core_free[touched] = np.sort(self.core_free[touched], axis=1)
         for k in np.flatnonzero(~easy).tolist():
             a, b, u = int(starts[k]), int(ends[k]), int(units[k])
-            start, self.core_free[u] = fcfs_pool(req.arrival_ns[a:b], cpu[a:b], self.core_free[u])
+            start, self.core_free[u] = fcfs_pool(arrival[a:b], cpu[a:b], self.core_free[u])
             ready[a:b] = start + cpu[a:b]
         return ready
 
     def _batch_and_dispatch(self, until_ns: int) -> None:
         n = len(self.waiting)
-        unit = self.w_unit
+        unit = self.waiting.unit
         seg_starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])
         seg_ends = np.r_[seg_starts[1:], n]
         seg_end = np.repeat(seg_ends, seg_ends - seg_starts)
         end, close = close_times_segmented(
-            self.w_ready,
+            self.waiting.ready_ns,
             self.waiting.items,
             seg_end,
             self.p.max_items,
@@ -217,11 +240,14 @@ class RRHostGroup:
         local0 = b_unit * self.p.accelerators_per_socket + server * g
         for m in range(g):
             self.ledger.add(start, finish, local0 + m, b_items)
-        members = self.waiting.take(member)
+        # member rows in batch order, then sorted by finish so release takes a prefix
         per_req = np.repeat(np.arange(len(first)), sizes)
+        by_finish = np.argsort(finish[per_req], kind="stable")
+        per_req = per_req[by_finish]
+        members = self.waiting.take(np.flatnonzero(member)[by_finish])
         host = b_unit[per_req] // self.p.sockets
         rows = completed_from(
-            members,
+            self._requests(members),
             host_id=self.host_ids[host],
             accelerator_id=self.acc[local0[per_req]],
             start_ns=start[per_req],
@@ -229,11 +255,24 @@ class RRHostGroup:
             finish_ns=finish[per_req],
             batch_size=sizes[per_req],
         )
-        self.buffer = Completed.concat([self.buffer, rows])
-        self.buf_host = np.concatenate([self.buf_host, host])
+        self.buffer.append((rows, host))
         keep = ~member
         self.waiting = self.waiting.take(keep)
-        self.w_ready, self.w_unit = self.w_ready[keep], self.w_unit[keep]
+
+    def _requests(self, w: _Waiting) -> RequestBatch:
+        """Request columns of waiting rows (R&R requests carry no tokens or session)."""
+        n = len(w)
+        zeros = np.zeros(n, dtype=np.int32)
+        return RequestBatch(
+            request_id=w.request_id,
+            arrival_ns=w.arrival_ns,
+            service=np.full(n, self.service, dtype=np.int32),
+            region=np.full(n, self.region, dtype=np.int32),
+            items=w.items,
+            input_tokens=zeros,
+            output_tokens=zeros,
+            session_id=np.full(n, -1, dtype=np.int64),
+        )
 
     def _dispatch(
         self, unit: np.ndarray, close: np.ndarray, service: np.ndarray

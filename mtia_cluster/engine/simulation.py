@@ -131,8 +131,12 @@ class Simulation:
             arrivals = trace.take(slice(lo, hi))
             cell = self._route(arrivals)
             for i, shard in enumerate(self.shards):
-                mine = np.flatnonzero(self.shard_of_cell[cell] == i)
-                done, reports = shard.advance(Inbox(arrivals.take(mine), cell[mine]), until)
+                if len(self.shards) == 1:
+                    inbox = Inbox(arrivals, cell)
+                else:
+                    mine = np.flatnonzero(self.shard_of_cell[cell] == i)
+                    inbox = Inbox(arrivals.take(mine), cell[mine])
+                done, reports = shard.advance(inbox, until)
                 outputs.append(done)
                 self.outstanding[reports.cell_id] = reports.outstanding
                 self.capacity[reports.cell_id] = reports.capacity_weight
