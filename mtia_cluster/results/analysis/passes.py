@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow.dataset as ds
@@ -56,7 +57,7 @@ class LevelAcc:
         gs = g * self.services if self.judged else 0
         self.verdict = {k: np.zeros(gs, dtype=np.int64) for k in ("n", *METRICS, "last")}
         self.verdict["last"][:] = -1
-        self.hist = {m: SparseCounts() for m in METRICS}
+        self.hist = {m: SparseCounts(g * N_BUCKETS) for m in METRICS}
 
 
 def _add(target: np.ndarray, idx: np.ndarray, weights: np.ndarray | None = None) -> None:
@@ -85,9 +86,20 @@ class Batch:
     slo_ok: np.ndarray
     win_arrival: np.ndarray
     win_finish: np.ndarray
+    cache: dict[str, Any] = field(default_factory=dict)
 
-    def metric(self, name: str, llm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row mask, values) of latency, TTFT or TPOT (as summary.py defines them)."""
+    def metric(self, name: str, llm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(row mask, values, buckets) of latency, TTFT or TPOT (as summary.py defines them).
+
+        Computed once per batch and shared by every level.
+        """
+        got = self.cache.get(name)
+        if got is None:
+            mask, values = self._metric(name, llm)
+            got = self.cache[name] = (mask, values, bucket_of(values))
+        return got
+
+    def _metric(self, name: str, llm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if name == "latency":
             return self.ok, (self.finish_ns - self.arrival_ns)[self.ok]
         is_llm = self.ok & llm[self.codes["service"]]
@@ -204,12 +216,15 @@ def first_pass(
     if acc.judged and bounds is not None:
         gs = ga * acc.services + b.codes["service"]
         _add(acc.verdict["n"], gs)
-        for m, flag in _over(b, bounds).items():
+        over = b.cache.get("over")
+        if over is None:
+            over = b.cache["over"] = _over(b, bounds)
+        for m, flag in over.items():
             _add(acc.verdict[m], gs[flag])
         np.maximum.at(acc.verdict["last"], gs, b.arrival_ns)
     for m in METRICS:
-        mask, values = b.metric(m, llm)
-        acc.hist[m].add(gf[mask] * N_BUCKETS + bucket_of(values))
+        mask, _, buckets = b.metric(m, llm)
+        acc.hist[m].add(gf[mask] * N_BUCKETS + buckets)
 
 
 def second_pass(accs: list[LevelAcc], stream: Iterator[Batch], llm: np.ndarray) -> None:
@@ -227,9 +242,9 @@ def second_pass(accs: list[LevelAcc], stream: Iterator[Batch], llm: np.ndarray) 
     for b in stream:
         for acc, m, _, collector in plan:
             if len(collector.targets):
-                mask, values = b.metric(m, llm)
+                mask, values, buckets = b.metric(m, llm)
                 gf = acc.level.gid(b.codes, b.win_finish)[mask]
-                collector.add(gf * N_BUCKETS + bucket_of(values), values)
+                collector.add(gf * N_BUCKETS + buckets, values)
     for acc, m, targets, collector in plan:
         acc.quantiles[m] = resolve(targets, collector.value_at())
 
