@@ -44,7 +44,7 @@ def llm_trace() -> RequestBatch:
     return make_requests(arrival, items=0, input_tokens=inp, output_tokens=out)
 
 
-CASES: dict[str, Any] = {"rr-small": rr_trace}
+CASES: dict[str, Any] = {"rr-small": rr_trace, "llm-small": llm_trace}
 
 
 def summary(name: str) -> list[dict[str, Any]]:
