@@ -205,3 +205,20 @@ def test_slos_from_scenario_section() -> None:
     assert got["chat"] == ServiceSLO(kind="llm", ttft_ns=2_000_000_000, tpot_ns=200_000)
     with pytest.raises(UserError, match="unknown SLO target"):
         slos_from_scenario({"feed": {"p95_ms": 10}})
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(st.integers(0, 3), st.sampled_from([0, 1, 10**6, 2**40 - 1, 2**40, 2**50])),
+        max_size=60,
+    )
+)
+def test_binned_quantiles_both_sort_paths(values: list[tuple[int, int]]) -> None:
+    bins = np.array([b for b, _ in values], dtype=np.int64)
+    vals = np.array([v for _, v in values], dtype=np.int64)
+    (got,) = binned_quantiles(bins, vals, 4, [0.9])
+    for b in range(4):
+        mine = vals[bins == b]
+        if len(mine):
+            assert got[b] == pytest.approx(np.quantile(mine, 0.9), rel=1e-12)
