@@ -237,6 +237,8 @@ def completed_from(
 ) -> Completed:
     """Build Completed rows for `req` (same order), broadcasting scalar arguments."""
     n = len(req)
+    if n == 0:
+        return Completed.empty()
 
     def col(v: np.ndarray | int, dtype: type) -> np.ndarray:
         return _column(v, dtype, n)
