@@ -210,13 +210,17 @@ class ResultsWriter:
         write_json(self.tmp / MANIFEST, m)
 
     def _publish(self) -> Path:
-        """Remove the marker and rename the temporary directory onto `out`."""
-        (self.tmp / MARKER_INCOMPLETE).unlink()
+        """Move an earlier result aside, remove the marker, rename onto `out`.
+
+        The marker goes last, just before the rename, so a failure anywhere earlier leaves
+        the run marked incomplete.
+        """
         old = None
         if self.out.exists():
             _check_out(self.out)
             old = self.out.with_name(f"{self.out.name}.old-{self.run_id}")
             os.replace(self.out, old)
+        (self.tmp / MARKER_INCOMPLETE).unlink()
         os.replace(self.tmp, self.out)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)

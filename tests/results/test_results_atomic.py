@@ -168,3 +168,16 @@ def test_relative_output_path_is_made_absolute_for_other_processes(
         shard.write_completed(make_completed(5, seed=1))
     assert run.finalize() == tmp_path / "rel" / "out"
     assert open_results(tmp_path / "rel" / "out").manifest["counts"]["requests"] == 5
+
+
+def test_output_taken_during_the_run_keeps_the_run_marked(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    run = _writer(out)
+    with run.shard(0) as shard:
+        shard.write_completed(make_completed(5, seed=1))
+    out.mkdir()
+    (out / "notes.txt").write_text("someone else's")
+    with pytest.raises(UserError, match="not a results directory"):
+        run.finalize()
+    assert (run.tmp / "_INCOMPLETE").exists()
+    assert (out / "notes.txt").exists()
