@@ -222,3 +222,26 @@ def test_binned_quantiles_both_sort_paths(values: list[tuple[int, int]]) -> None
         mine = vals[bins == b]
         if len(mine):
             assert got[b] == pytest.approx(np.quantile(mine, 0.9), rel=1e-12)
+
+
+def test_idle_accelerators_count_in_region_power_not_in_groups(tmp_path: Path) -> None:
+    info = device_info()
+    info.service[:] = [0, -1, 0, -1, 0, -1]  # odd accelerators idle
+    regions = ["a", "b", "c"]
+    slo = {"s": ServiceSLO(kind="rr", latency_ns=100_000_000)}
+    with ResultsWriter(
+        tmp_path / "o", manifest={}, services=["s"], regions=regions, slos=slo
+    ) as run:
+        tracker = DeviceTracker(info, regions=regions, chips=["x"], services=["s"])
+        with run.shard(0) as shard:
+            shard.write_completed(_completed(np.arange(10, dtype=np.int64), np.ones(10, np.int64)))
+            table = tracker.interval(counters(0, info.accelerator_id), start_ns=0, end_ns=10**9)
+            assert table["service"].null_count == 3
+            shard.write_devices(table)
+    summary = open_results(tmp_path / "o").summary
+    energy = table["energy_j"].to_numpy()
+    (group,) = [g for g in summary["groups"] if g["region"] == "a"]
+    assert group["accelerators"] == 1 and group["energy_j"] == pytest.approx(energy[0])
+    (region_a,) = [r for r in summary["regions"] if r["region"] == "a"]
+    assert region_a["accelerators"] == 2
+    assert region_a["energy_j"] == pytest.approx(energy[0] + energy[1])
