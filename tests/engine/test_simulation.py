@@ -137,3 +137,33 @@ def test_summary_and_energy_are_consistent() -> None:
     span_s = (res.devices.interval_end_ns - res.devices.interval_start_ns) / 1e9
     assert np.all(res.devices.energy_j >= 20 * span_s - 1e-9)  # at least idle power
     assert np.all(res.devices.energy_j <= 85 * span_s + 1e-9)  # at most TDP
+
+
+def test_region_intervals_count_every_request() -> None:
+    res = run("p2c", 2, 11, 800)
+    rows = res.region_intervals()
+    span = {(r["interval_start_ns"], r["interval_end_ns"]) for r in rows}
+    assert len(rows) == len(span) * len(res.regions)
+    offered = sum(
+        r["offered_per_s"] * (r["interval_end_ns"] - r["interval_start_ns"]) / 1e9 for r in rows
+    )
+    served = res.requests.status == STATUS_OK
+    assert round(offered) == int(served.sum()) + int((~served).sum())
+    assert all(r["power_w"] > 0 for r in rows)
+
+
+def test_mm1_scenario_through_the_full_path() -> None:
+    """configs/scenarios/mm1.yaml (router, shard, windows) at rho 0.5: mean wait ~ 1 ms."""
+    from pathlib import Path
+
+    from mtia_cluster.config.scenario import load_scenario
+
+    path = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "mm1.yaml"
+    rng = entity_rng(4, 4)
+    n = 200_000
+    arrival = np.cumsum(np.ceil(rng.standard_exponential(n) * 2e6)).astype(np.int64)
+    scenario = load_scenario(path, ["report_interval_ms=100", "metrics_interval_ms=1000"])
+    res = Simulation(scenario).run(make_requests(arrival))
+    wait_ms = float(np.mean(res.requests.start_ns - res.requests.arrival_ns)) / 1e6
+    assert abs(wait_ms - 1.0) < 0.05  # M/M/1, rho 0.5: Wq = 1 ms (SE here ~1.2%)
+    assert abs(res.summary()[0]["utilization"] - 0.5) < 0.01
