@@ -51,6 +51,26 @@ def test_fast_equals_reference(replica, work) -> None:
 
 
 @SETTINGS
+@given(replicas(), workloads(), st.data())
+def test_prefilled_requests_equal_reference(replica, work, data) -> None:
+    """Requests arriving with their prompt's KV (disaggregated decode side)."""
+    cost, limits = replica
+    wants = np.array(
+        data.draw(st.lists(st.booleans(), min_size=len(work[0]), max_size=len(work[0]))), dtype=bool
+    )
+    flags = wants & (work[2] >= 2)  # a prefilled request has its first token already
+    ref = ReferenceScheduler(cost, limits)
+    expected = ref.run(*work, flags)
+    fast = ReplicaScheduler(cost, limits)
+    fast.add_many(*work, flags)
+    fast.run_until(None)
+    assert_same(fast.outcome(), expected)
+    assert fast.max_used_blocks == ref.max_used_blocks
+    assert fast.free_blocks == limits.num_blocks == ref.free_blocks + ref.cached_blocks
+    assert list(fast.kv.cache.items()) == list(ref.cache.items())
+
+
+@SETTINGS
 @given(replicas(), workloads(), st.lists(st.integers(0, 2 * 10**10), max_size=8))
 def test_windows_do_not_change_results(replica, work, cuts) -> None:
     cost, limits = replica

@@ -104,6 +104,7 @@ class ReferenceScheduler:
         input_tokens: np.ndarray,
         output_tokens: np.ndarray,
         session_id: np.ndarray | None = None,
+        prefilled: np.ndarray | None = None,
     ) -> Outcome:
         """Simulate all requests (arrivals sorted) to completion."""
         n = len(arrival_ns)
@@ -111,8 +112,9 @@ class ReferenceScheduler:
         self.prompt = [int(x) for x in input_tokens]
         self.outputs = [int(x) for x in output_tokens]
         self.session = [-1] * n if session_id is None else [int(x) for x in session_id]
-        self.computed = [0] * n
-        self.generated = [0] * n
+        done = [False] * n if prefilled is None else [bool(x) for x in prefilled]
+        self.computed = [p if d else 0 for p, d in zip(self.prompt, done, strict=True)]
+        self.generated = [1 if d else 0 for d in done]
         arrivals = [int(a) * AS_PER_NS for a in arrival_ns]
         order = []
         for i in range(n):
@@ -195,9 +197,10 @@ class ReferenceScheduler:
     def _plan_admissions(self, plan: list[tuple[int, int]], budget: int) -> None:
         while self.waiting and len(self.running) < self.limits.max_num_seqs and budget > 0:
             r = self.waiting[0]
-            hit = self._hit_tokens(r)
-            chunk = min(self.prompt[r] + self.generated[r] - hit, budget)
-            total = _blocks(hit + chunk, self.bs)
+            prefilled = self.computed[r]  # > 0 only for a request prefilled elsewhere
+            hit = 0 if prefilled else self._hit_tokens(r)
+            chunk = min(self.prompt[r] + self.generated[r] - prefilled - hit, budget)
+            total = _blocks(prefilled + hit + chunk, self.bs)
             if total > self._available():
                 break
             self.waiting.popleft()
@@ -206,7 +209,7 @@ class ReferenceScheduler:
                 size = self.cache.pop(self.session[r])
                 self.cached_blocks -= size
                 self.free_blocks += size - hit // self.bs
-            self.computed[r] = hit
+            self.computed[r] = prefilled + hit
             self.out.cached_tokens[r] += hit
             self._alloc(total - hit // self.bs)
             plan.append((r, chunk))
@@ -225,7 +228,7 @@ class ReferenceScheduler:
             comp[r] += n
             if comp[r] == prompt[r] + gen[r]:
                 gen[r] += 1
-                if out.first_token_ns[r] == NOT_SET:
+                if gen[r] == 1:
                     out.first_token_ns[r] = end_ns
                     out.batch_size[r] = len(plan)
                 if gen[r] == self.outputs[r]:

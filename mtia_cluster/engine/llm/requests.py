@@ -45,10 +45,13 @@ class RequestTable:
         input_tokens: np.ndarray,
         output_tokens: np.ndarray,
         session_id: np.ndarray | None = None,
+        prefilled: np.ndarray | None = None,
     ) -> None:
         """Queue requests (arrivals non-decreasing, and not before earlier ones).
 
         Requests that can never fit (see ``ReplicaLimits.fits``) are rejected at arrival.
+        `prefilled` marks requests whose prompt KV was computed elsewhere (prefill/decode
+        disaggregation): they arrive with the prompt computed and the first token sampled.
         """
         arrival = np.asarray(arrival_ns, dtype=np.int64)
         n = len(arrival)
@@ -68,9 +71,12 @@ class RequestTable:
         self.outputs += outputs.tolist()
         sessions = [-1] * n if session_id is None else np.asarray(session_id).tolist()
         self.session += sessions
+        done = np.zeros(n, bool) if prefilled is None else np.asarray(prefilled, dtype=bool)
+        if np.any(done & (outputs < 2)):
+            raise ValueError("a prefilled request must have at least 2 output tokens")
+        self.computed += np.where(done, prompt, 0).tolist()
+        self.generated += done.astype(np.int64).tolist()
         for lst in (
-            self.computed,
-            self.generated,
             self.offset,
             self.finish_iter,
             self.batch_size,

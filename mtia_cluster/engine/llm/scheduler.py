@@ -92,10 +92,10 @@ class ReplicaScheduler(RequestTable):
             return False
         h = self.waiting[0]
         tokens = self.prompt[h] + self.generated[h]
-        hit = self.kv.hit_blocks(self.session[h], tokens) * lim.block_size
-        chunk = min(tokens - hit, lim.max_num_batched_tokens - self.n_dec)
+        base = self.computed[h] or self.kv.hit_blocks(self.session[h], tokens) * lim.block_size
+        chunk = min(tokens - base, lim.max_num_batched_tokens - self.n_dec)
         # available blocks only shrink during the run (the hit's survival is checked apart)
-        return _blocks(hit + chunk, lim.block_size) > self.kv.available
+        return _blocks(base + chunk, lim.block_size) > self.kv.available
 
     def _kv_limit(self, want: int, free: int) -> int:
         """Most decode-only iterations (<= want) whose new blocks number at most `free`."""
@@ -131,7 +131,8 @@ class ReplicaScheduler(RequestTable):
         while heap and not self._live(heap[0]):
             heapq.heappop(heap)
         k = self._kv_limit(heap[0][0] - self.iteration, self.kv.available)
-        if self.waiting and self.kv.hit_blocks(self.session[self.waiting[0]], 2**62):
+        head = self.waiting[0] if self.waiting else -1
+        if head >= 0 and not self.computed[head] and self.kv.hit_blocks(self.session[head], 2**62):
             # the blocked head has a cache entry: stop before it would be evicted
             k = self._kv_limit(k, self.kv.free + self.kv.older_than(self.session[self.waiting[0]]))
         if k <= 0:
@@ -255,9 +256,11 @@ class ReplicaScheduler(RequestTable):
         waiting = self.waiting
         while waiting and len(self.running) < lim.max_num_seqs and budget > 0:
             r = waiting[0]
-            hit = self.kv.hit_blocks(self.session[r], prompt[r] + gen[r])
-            chunk = min(prompt[r] + gen[r] - hit * bs, budget)
-            total = _blocks(hit * bs + chunk, bs)
+            base = comp[r]  # 0, or the prompt for a prefilled (disaggregated) request
+            hit = 0 if base else self.kv.hit_blocks(self.session[r], prompt[r] + gen[r])
+            base = base or hit * bs
+            chunk = min(prompt[r] + gen[r] - base, budget)
+            total = _blocks(base + chunk, bs)
             if total > self.kv.available:
                 break
             waiting.popleft()
@@ -320,7 +323,7 @@ class ReplicaScheduler(RequestTable):
             total = prompt[r] + gen[r]
             if comp[r] == total:
                 gen[r] += 1
-                if self.first_ns[r] == NOT_SET:
+                if gen[r] == 1:
                     self.first_ns[r] = end_ns
                     self.batch_size[r] = batch
                 if gen[r] == self.outputs[r]:
