@@ -60,9 +60,10 @@ def test_prefilled_requests_equal_reference(replica, work, data) -> None:
     )
     flags = wants & (work[2] >= 2)  # a prefilled request has its first token already
     ref = ReferenceScheduler(cost, limits)
-    expected = ref.run(*work, flags)
+    arrival, prompt, output, session = work
+    expected = ref.run(arrival, prompt, output, session, flags)
     fast = ReplicaScheduler(cost, limits)
-    fast.add_many(*work, flags)
+    fast.add_many(arrival, prompt, output, session, flags)
     fast.run_until(None)
     assert_same(fast.outcome(), expected)
     assert fast.max_used_blocks == ref.max_used_blocks
