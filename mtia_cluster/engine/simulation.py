@@ -105,7 +105,8 @@ class Simulation:
         trace = self.assign_regions(trace)
         served = self._served(trace)
         rejected = trace.take(~served)
-        trace = trace.take(served)
+        if not served.all():
+            trace = trace.take(served)
         step = self.scenario.report_interval_ns
         metrics_ns = self.scenario.metrics_interval_ns
         outputs = [
@@ -150,7 +151,7 @@ class Simulation:
         if samples[-1][0] != t:
             samples.append((t, self._counters()))
         requests = Completed.concat(outputs)
-        requests = requests.take(np.argsort(requests.request_id, kind="stable"))
+        requests = requests.take(np.argsort(requests.request_id))  # ids are unique
         devices = device_intervals(samples, self.fleet, self.catalog)
         return Results(
             scenario=self.scenario,
@@ -171,11 +172,11 @@ class Simulation:
         cell = np.empty(len(window), dtype=np.int64)
         if len(window) == 0:
             return cell
-        key = window.region.astype(np.int64) * len(self.services) + window.service
         if len(self.routers) == 1:
             (router,) = self.routers.values()
             cell[:] = router.route(len(window))
             return cell
+        key = window.region.astype(np.int64) * len(self.services) + window.service
         for k in np.unique(key).tolist():
             rows = np.flatnonzero(key == k)
             router = self.routers[(k // len(self.services), k % len(self.services))]

@@ -83,7 +83,9 @@ class Run:
     count: int
 
 
-def simulate(distribution: str, c: int, rho: float, n: int, seed: int = 7) -> Run:
+def simulate(
+    distribution: str, c: int, rho: float, n: int, seed: int = 7, window_ns: int = WINDOW_NS
+) -> Run:
     """Drive one SyntheticCell with n Poisson arrivals in 1 s windows."""
     cell = SyntheticCell(
         accelerator_ids=np.arange(c),
@@ -95,7 +97,7 @@ def simulate(distribution: str, c: int, rho: float, n: int, seed: int = 7) -> Ru
     arrivals = entity_rng(seed, 4, 0)
     lam_per_ns = rho * c / MEAN_S / 1e9
     chunk = 1 << 20
-    t_ns, done_n, window_end = 0, 0, WINDOW_NS
+    t_ns, done_n, window_end = 0, 0, window_ns
     waits, sojourns, outstanding = [], [], []
     for first in range(0, n, chunk):
         m = min(chunk, n - first)
@@ -103,7 +105,7 @@ def simulate(distribution: str, c: int, rho: float, n: int, seed: int = 7) -> Ru
         arr = t_ns + np.cumsum(gaps)
         t_ns = int(arr[-1])
         ids = np.arange(first, first + m, dtype=np.int64)
-        edges = np.arange(window_end, t_ns + WINDOW_NS, WINDOW_NS, dtype=np.int64)
+        edges = np.arange(window_end, t_ns + window_ns, window_ns, dtype=np.int64)
         cuts = np.searchsorted(arr, edges, side="left")
         lo = 0
         for edge, hi in zip(edges.tolist(), cuts.tolist(), strict=True):
@@ -113,14 +115,14 @@ def simulate(distribution: str, c: int, rho: float, n: int, seed: int = 7) -> Ru
                 window_end = edge  # this window continues with the next chunk
                 break
             out = cell.advance(edge)
-            assert np.all(out.finish_ns < edge) and np.all(out.finish_ns >= edge - WINDOW_NS)
+            assert np.all(out.finish_ns < edge) and np.all(out.finish_ns >= edge - window_ns)
             waits.append(out.start_ns - out.arrival_ns)
             sojourns.append(out.finish_ns - out.arrival_ns)
             done_n += len(out)
             outstanding.append(cell.report().outstanding)
             lo = hi
-            window_end = edge + WINDOW_NS
-    span_ns = len(outstanding) * WINDOW_NS
+            window_end = edge + window_ns
+    span_ns = len(outstanding) * window_ns
     out = cell.advance(1 << 62)
     waits.append(out.start_ns - out.arrival_ns)
     sojourns.append(out.finish_ns - out.arrival_ns)
@@ -179,6 +181,6 @@ def test_erlang_c_reduces_to_mm1() -> None:
 
 
 def test_little_law_small_run() -> None:
-    run = simulate("lognormal", 2, 0.7, 200_000, seed=3)
+    run = simulate("lognormal", 2, 0.7, 200_000, seed=3, window_ns=10_000_000)
     assert run.little_se < 0.1 * run.little_lw  # enough samples to mean something
     assert_little(run)
