@@ -100,11 +100,12 @@ def write_run(out: Path, n: int, seconds: int) -> float:
 
 
 _CHILD = """
-import resource, sys, time
+import sys, time
 from mtia_cluster.results.analysis import analyze
 t = time.perf_counter()
 doc = {body}
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+# VmHWM: this process' peak resident set (ru_maxrss would include the parent's before exec)
+rss = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
 print(time.perf_counter() - t, len(doc["rows"]) if doc else 0, rss)
 """
 

@@ -74,6 +74,8 @@ class Keys:
         table = self.accel_chip if dim == "generation" else self.accel_rack
         none = self.size(dim) - 1
         a = accel.astype(np.int64)
+        if len(table) == 0:
+            return np.full(len(a), none, dtype=np.int64)
         known = (a >= 0) & (a < len(table))
         return np.where(known, table[np.clip(a, 0, max(len(table) - 1, 0))], none)
 

@@ -1,0 +1,78 @@
+"""`mtia-cluster analyze DIR`: tables, run comparison and plots from a results directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mtia_cluster.cli._common import echo_json, echo_table, json_option
+from mtia_cluster.results import open_results
+from mtia_cluster.results.analysis import analyze as run_analysis
+from mtia_cluster.results.analysis import parse_by, parse_window
+from mtia_cluster.results.analysis.compare import compare as compare_docs
+from mtia_cluster.results.analysis.report import analysis_table, comparison_table, verdict_reasons
+
+
+@click.command()
+@click.argument("run_dir", metavar="DIR", type=click.Path(path_type=Path))
+@json_option
+@click.option(
+    "--by",
+    default="region,service",
+    show_default=True,
+    help="Group by region, service, generation, rack (comma-separated).",
+)
+@click.option("--window", default=None, help="Time series with this window, e.g. 1m, 30s.")
+@click.option(
+    "--compare",
+    "compare_dir",
+    metavar="DIR2",
+    type=click.Path(path_type=Path),
+    help="Compare with another run: deltas and which run meets the SLO where.",
+)
+@click.option(
+    "--plot",
+    "plot_file",
+    metavar="FILE",
+    type=click.Path(path_type=Path),
+    help="Write plots: FILE.html (self-contained) or FILE.png (needs matplotlib).",
+)
+def analyze(
+    run_dir: Path,
+    as_json: bool,
+    by: str,
+    window: str | None,
+    compare_dir: Path | None,
+    plot_file: Path | None,
+) -> None:
+    """Rates, goodput, latency quantiles, power and MLPerf-style verdicts of a run."""
+    level = parse_by(by)
+    window_ns = parse_window(window) if window is not None else None
+    if plot_file is not None:
+        from mtia_cluster.results.analysis.plots import check_plot_target
+
+        check_plot_target(plot_file)
+    run = open_results(run_dir)
+    other = open_results(compare_dir) if compare_dir is not None else None
+    doc = run_analysis(run, by=level, window_ns=window_ns)
+    if plot_file is not None:
+        from mtia_cluster.results.analysis.plots import write_plots
+
+        write_plots(plot_file, run, window_ns=window_ns, doc=doc)
+        click.echo(f"wrote {plot_file}", err=True)
+    if other is not None:
+        result = compare_docs(doc, run_analysis(other, by=level, window_ns=window_ns))
+        if as_json:
+            echo_json(result)
+        else:
+            click.echo(f"A: {result['a']['run']}\nB: {result['b']['run']}")
+            echo_table(*comparison_table(result))
+        return
+    if as_json:
+        echo_json(doc)
+        return
+    click.echo(f"run: {doc['run']}  duration {doc['duration_ns'] / 1e9:g} s")
+    echo_table(*analysis_table(doc))
+    for line in verdict_reasons(doc):
+        click.echo(f"INVALID {line}")

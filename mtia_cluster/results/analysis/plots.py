@@ -1,0 +1,263 @@
+"""`analyze --plot FILE`: latency CDF per service, throughput/p99/power per region over time,
+and a rack x time utilization heatmap, as a self-contained HTML page or a PNG.
+
+The HTML embeds inline SVG made by svg.py (no scripts, fonts or URLs), so it opens offline.
+The PNG uses matplotlib, an optional extra (``pip install 'mtia-cluster[plot]'``). Data come
+from streaming reads: the CDF from a one-pass histogram (0.8% resolution, hist.py), the time
+series from `regions/` (or the ``--window`` analysis), the heatmap from `devices/`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mtia_cluster.atomic import atomic_path
+from mtia_cluster.errors import UserError
+from mtia_cluster.results.analysis import svg
+from mtia_cluster.results.analysis.core import analyze
+from mtia_cluster.results.analysis.groups import Level, build_keys
+from mtia_cluster.results.analysis.hist import N_BUCKETS, bucket_lower_bound
+from mtia_cluster.results.analysis.passes import LevelAcc, batches, first_pass, llm_mask
+from mtia_cluster.results.reader import Results
+
+SUFFIXES = (".html", ".htm", ".png")
+MAX_COLUMNS = 120
+MAX_RACK_ROWS = 64
+
+
+def check_plot_target(path: Path) -> None:
+    """Refuse an unknown suffix, or PNG without matplotlib, before any work is done."""
+    if path.suffix.lower() not in SUFFIXES:
+        raise UserError("plot file must end in .html or .png", field="--plot", value=str(path))
+    if path.suffix.lower() == ".png" and importlib.util.find_spec("matplotlib") is None:
+        raise UserError(
+            "PNG plots need matplotlib (pip install 'mtia-cluster[plot]'); or write .html",
+            field="--plot",
+            value=str(path),
+        )
+
+
+@dataclass
+class PlotData:
+    """Everything the four plots show."""
+
+    title: str
+    cdf: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # ms, frac
+    times_s: dict[str, list[float]] = field(default_factory=dict)
+    throughput: dict[str, list[float | None]] = field(default_factory=dict)
+    p99_ms: dict[str, list[float | None]] = field(default_factory=dict)
+    power_w: dict[str, list[float | None]] = field(default_factory=dict)
+    heat: list[list[float | None]] = field(default_factory=list)
+    heat_rows: list[str] = field(default_factory=list)
+    heat_edges_s: list[float] = field(default_factory=list)
+
+
+def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
+    """Per service: (latency ms at bucket upper edges, fraction of ok requests at or below)."""
+    services = list(run.manifest.get("services", []))
+    keys = build_keys(run.manifest.get("regions", []), services, None)
+    acc = LevelAcc(Level(("service",), (keys.size("service"),), 1), len(services) + 1, False)
+    llm = llm_mask(services, {})
+    for b in batches(run.requests, keys, None, 1):
+        first_pass(acc, b, llm, None)
+    hkeys, counts = acc.hist["latency"].items()
+    out = {}
+    for code, name in enumerate(services):
+        mine = hkeys // N_BUCKETS == code
+        if mine.any():
+            upper = bucket_lower_bound(hkeys[mine] % N_BUCKETS + 1) / 1e6
+            frac = np.cumsum(counts[mine]) / counts[mine].sum()
+            out[name] = ([0.0, *upper.tolist()], [0.0, *frac.tolist()])
+    return out
+
+
+def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
+    """Throughput, p99 and power per region over time (regions/, or the window analysis)."""
+    if window_ns is not None:
+        doc = analyze(run, by=("region",), window_ns=window_ns)
+        for r in doc["rows"]:
+            name = r["region"] if r["level"] == "region" else "fleet"
+            data.times_s.setdefault(name, []).append(r["window_start_ns"] / 1e9)
+            data.throughput.setdefault(name, []).append(r["completed_per_s"])
+            p99 = r["latency_ns"]["p99"]
+            data.p99_ms.setdefault(name, []).append(None if p99 is None else p99 / 1e6)
+            data.power_w.setdefault(name, []).append(r.get("avg_power_w"))
+        return
+    table = run.regions.to_table()
+    names = table["region"].cast(pa.string())
+    for name in run.manifest.get("regions", []):
+        t = table.filter(pc.equal(names, name)).sort_by("interval_start_ns")
+        data.times_s[name] = (t["interval_start_ns"].to_numpy() / 1e9).tolist()
+        data.throughput[name] = t["completed_per_s"].to_pylist()
+        data.p99_ms[name] = [
+            None if v is None else v / 1e6 for v in t["latency_p99_ns"].to_pylist()
+        ]
+        data.power_w[name] = t["power_w"].to_pylist()
+
+
+def utilization_heatmap(run: Results, data: PlotData) -> None:
+    """Rack x time utilization (busy / device time) from devices/, at most 120 columns."""
+    devices = run.devices
+    if devices is None:
+        return
+    span = max(int(run.summary.get("duration_ns", 0)), 1)
+    interval_ns = _device_interval(devices)
+    # whole device intervals per column, so no column falls between two intervals' starts
+    bin_ns = interval_ns * max(1, -(-span // (interval_ns * MAX_COLUMNS)))
+    parts = []
+    for batch in devices.to_batches(
+        columns=["rack_id", "interval_start_ns", "interval_end_ns", "busy_ns"]
+    ):
+        t = pa.table(
+            {
+                "rack": batch["rack_id"],
+                "bin": pc.divide(batch["interval_start_ns"], bin_ns),
+                "busy": batch["busy_ns"],
+                "dev": pc.subtract(batch["interval_end_ns"], batch["interval_start_ns"]),
+            }
+        )
+        parts.append(t.group_by(["rack", "bin"]).aggregate([("busy", "sum"), ("dev", "sum")]))
+    if not parts:
+        return
+    agg = (
+        pa.concat_tables(parts)
+        .group_by(["rack", "bin"])
+        .aggregate([("busy_sum", "sum"), ("dev_sum", "sum")])
+    )
+    rack = agg["rack"].to_numpy()
+    racks = np.unique(rack)
+    per_row = -(-len(racks) // MAX_RACK_ROWS)
+    row = np.searchsorted(racks, rack) // per_row
+    col = np.minimum(agg["bin"].to_numpy(), MAX_COLUMNS - 1)
+    n_rows, n_cols = int(row.max()) + 1, int(col.max()) + 1
+    busy, dev = np.zeros((n_rows, n_cols)), np.zeros((n_rows, n_cols))
+    np.add.at(busy, (row, col), agg["busy_sum_sum"].to_numpy())
+    np.add.at(dev, (row, col), agg["dev_sum_sum"].to_numpy())
+    util = np.where(dev > 0, busy / np.maximum(dev, 1), np.nan)
+    data.heat = [[None if np.isnan(v) else float(v) for v in r] for r in util]
+    data.heat_rows = [
+        f"rack {racks[i * per_row]}"
+        + (f"-{racks[min((i + 1) * per_row, len(racks)) - 1]}" if per_row > 1 else "")
+        for i in range(n_rows)
+    ]
+    data.heat_edges_s = [k * bin_ns / 1e9 for k in range(n_cols + 1)]
+
+
+def _device_interval(devices: Any) -> int:
+    """The shortest device interval (ns) in the run."""
+    shortest = None
+    for batch in devices.to_batches(columns=["interval_start_ns", "interval_end_ns"]):
+        if batch.num_rows:
+            d = pc.min(pc.subtract(batch["interval_end_ns"], batch["interval_start_ns"])).as_py()
+            shortest = d if shortest is None else min(shortest, d)
+    return max(int(shortest or 1), 1)
+
+
+def collect(run: Results, window_ns: int | None) -> PlotData:
+    """All plot data of a run."""
+    data = PlotData(title=f"mtia-cluster run {run.manifest.get('run_id', '')} ({run.path.name})")
+    data.cdf = latency_cdfs(run)
+    region_series(run, data, window_ns)
+    utilization_heatmap(run, data)
+    return data
+
+
+def svgs(data: PlotData) -> list[str]:
+    """The four charts as SVG strings."""
+    xs = data.times_s
+    charts = [
+        svg.line_chart(
+            [(s, x, y) for s, (x, y) in data.cdf.items()],
+            title="Latency CDF per service (requests with status ok)",
+            xlabel="latency (ms, log scale)",
+            ylabel="fraction of requests",
+            log_x=True,
+        ),
+        svg.line_chart(
+            [(r, xs[r], data.throughput[r]) for r in xs],
+            title="Throughput per region",
+            xlabel="time (s)",
+            ylabel="completed requests/s",
+        ),
+        svg.line_chart(
+            [(r, xs[r], data.p99_ms[r]) for r in xs],
+            title="p99 latency per region",
+            xlabel="time (s)",
+            ylabel="p99 latency (ms)",
+        ),
+    ]
+    if data.heat:
+        charts.append(
+            svg.heatmap(
+                data.heat,
+                row_labels=data.heat_rows,
+                x_edges=data.heat_edges_s,
+                title="Accelerator utilization per rack",
+                xlabel="time (s)",
+                ylabel="rack",
+            )
+        )
+    charts.append(
+        svg.line_chart(
+            [(r, xs[r], data.power_w[r]) for r in xs],
+            title="Power per region",
+            xlabel="time (s)",
+            ylabel="power (W)",
+        )
+    )
+    return charts
+
+
+def html_page(data: PlotData, table_html: str = "") -> str:
+    """A self-contained page: inline CSS and SVG only."""
+    body = "\n".join(f'<div class="plot">{s}</div>' for s in svgs(data))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(data.title)}</title>"
+        "<style>body{font-family:sans-serif;margin:24px;background:#fafafa}"
+        ".plot{background:white;margin:12px 0;display:inline-block;border:1px solid #ddd}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+        "padding:2px 6px;text-align:right}</style></head><body>"
+        f"<h1>{escape(data.title)}</h1>{table_html}\n{body}\n</body></html>\n"
+    )
+
+
+def summary_table_html(doc: dict[str, Any]) -> str:
+    """The analysis table as HTML."""
+    from mtia_cluster.results.analysis.report import analysis_table
+
+    headers, rows = analysis_table(doc)
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{escape(svg.fmt(v) if isinstance(v, float) else str(v))}</td>" for v in r)
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_plots(
+    path: Path, run: Results, *, window_ns: int | None = None, doc: dict[str, Any] | None = None
+) -> Path:
+    """Write the plots to `path` (.html or .png), atomically; `doc`: the table to show."""
+    check_plot_target(path)
+    data = collect(run, window_ns)
+    if path.suffix.lower() == ".png":
+        from mtia_cluster.results.analysis.plots_png import write_png
+
+        with atomic_path(path) as tmp:
+            write_png(tmp, data)
+        return path
+    page = html_page(data, summary_table_html(doc if doc is not None else analyze(run)))
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,88 @@
+"""Human-readable tables of an analysis and of a comparison (headers + rows for echo_table)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mtia_cluster.results.analysis.compare import FIGURES
+
+_LATENCY = (("p50", "p50 ms"), ("p90", "p90 ms"), ("p99", "p99 ms"), ("p99_9", "p99.9 ms"))
+
+
+def _ms(value: float | None) -> float | str:
+    return "-" if value is None else value / 1e6
+
+
+def _num(value: float | None, scale: float = 1.0) -> float | str:
+    return "-" if value is None else value * scale
+
+
+def analysis_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """One line per row: keys, rates, latency/TTFT/TPOT quantiles, power, perf/W, verdict."""
+    windowed = doc["window_ns"] is not None
+    headers = [*doc["by"], *(["t s"] if windowed else [])]
+    headers += ["offered/s", "done/s", "good/s", *(h for _, h in _LATENCY)]
+    headers += ["ttft p99 ms", "tpot p99 ms", "util %", "power W", "J/req", "req/J"]
+    headers += [] if windowed else ["verdict"]
+    rows = []
+    for r in doc["rows"]:
+        line: list[Any] = [r[k] for k in doc["by"]]
+        if windowed:
+            line.append(r["window_start_ns"] / 1e9)
+        line += [r["offered_per_s"], r["completed_per_s"], r["goodput_per_s"]]
+        line += [_ms(r["latency_ns"][q]) for q, _ in _LATENCY]
+        line += [_ms((r.get("ttft_ns") or {}).get("p99")), _ms((r.get("tpot_ns") or {}).get("p99"))]
+        line += [_num(r.get("utilization"), 100.0), _num(r.get("avg_power_w"))]
+        line += [_num(r.get("energy_per_request_j")), _num(r.get("requests_per_j"))]
+        if not windowed:
+            line.append((r.get("verdict") or {}).get("result", "-"))
+        rows.append(line)
+    return headers, rows
+
+
+def verdict_reasons(doc: dict[str, Any], limit: int = 3) -> list[str]:
+    """First reasons of the INVALID rows of the finest level, one line each."""
+    level = doc["rows"][0]["level"] if doc["rows"] else None
+    out = []
+    for r in doc["rows"]:
+        v = r.get("verdict") or {}
+        if r["level"] == level and v.get("result") == "INVALID":
+            name = "/".join(str(r[k]) for k in doc["by"])
+            out += [f"{name}: {reason}" for reason in v["reasons"][:limit]]
+    return out
+
+
+def comparison_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Long format: one line per row and figure with a, b, delta and relative delta.
+
+    Only the requested level and the total are shown (the JSON has every level).
+    """
+    first = doc["rows"][0]["level"] if doc["rows"] else None
+    windowed = doc["window_ns"] is not None
+    headers = [*doc["by"], *(["t s"] if windowed else []), "figure", "A", "B", "B-A", "B/A-1"]
+    rows: list[list[Any]] = []
+    for r in doc["rows"]:
+        if r["level"] not in (first, "*"):
+            continue
+        keys = [r[k] for k in doc["by"]] + ([r["window_start_ns"] / 1e9] if windowed else [])
+        for name, unit, _ in FIGURES:
+            f = r["figures"][name]
+            if f["a"] is None and f["b"] is None:
+                continue
+            rel = "-" if f["relative"] is None else f"{f['relative']:+.1%}"
+            label = f"{name} ({unit})" if unit else name
+            rows.append([*keys, label, _num(f["a"]), _num(f["b"]), _num(f["delta"]), rel])
+        if not windowed:
+            v = r["verdict"]
+            rows.append([*keys, "verdict", v["a"] or "-", v["b"] or "-", "", _meets(r)])
+    return headers, rows
+
+
+def _meets(row: dict[str, Any]) -> str:
+    return {
+        "both": "both meet SLO",
+        "a": "only A meets SLO",
+        "b": "only B meets SLO",
+        "neither": "neither meets SLO",
+        "no_slo": "no SLO",
+    }.get(row.get("meets_slo") or "", "-")
