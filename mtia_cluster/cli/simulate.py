@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,15 @@ def simulate(
     trace = load_trace(trace_path, scenario)
     sim = Simulation(scenario, shards=shards)
     started = time.perf_counter()
-    results = sim.run(trace)
+    bar_cm: Any = click.progressbar(length=len(trace), label="replaying", file=sys.stderr)
+    with bar_cm as bar:
+        done = [0]
+
+        def progress(routed: int, total: int) -> None:
+            bar.update(routed - done[0])
+            done[0] = routed
+
+        results = sim.run(trace, progress=progress)
     wall_s = time.perf_counter() - started
     rows = results.summary()
     info = {
