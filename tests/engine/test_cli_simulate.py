@@ -59,7 +59,7 @@ def test_simulate_prints_summary_and_writes_results(runner, rr_trace: Path, tmp_
         ],
     )
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output)
+    data = json.loads(res.stdout)
     (row,) = data["summary"]
     assert row["region"] == "us-east" and row["service"] == "feed-ranking"
     assert row["completed"] == data["requests"] > 4000
