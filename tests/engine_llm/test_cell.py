@@ -131,6 +131,7 @@ def test_factory_builds_a_working_replica() -> None:
     cache: dict = {}
     cell = build_llm_cell(spec({"max_num_batched_tokens": 512}, chips=2), cache)
     again = build_llm_cell(spec({"max_num_batched_tokens": 512}, chips=2), cache)
+    assert isinstance(cell, LLMReplicaCell) and isinstance(again, LLMReplicaCell)
     assert again.scheduler.cost is cell.scheduler.cost
     cell.submit(
         make_requests(

@@ -27,7 +27,28 @@ from mtia_cluster.engine.llm.costs import AS_PER_NS
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
 
-class _Rows:
+def replica_counters(
+    sched: ReplicaScheduler,
+    accelerator_ids: np.ndarray,
+    until_ns: int,
+    weight_bytes_per_accelerator: float,
+    kv_bytes_per_token: int,
+) -> DeviceCounters:
+    """Counters of one replica's accelerators up to `until_ns` (all busy in each iteration)."""
+    busy_as = sched.busy_as - max(0, sched.t_as - until_ns * AS_PER_NS)  # running tail
+    n = len(accelerator_ids)
+    kv_bytes = sched.max_used_blocks * sched.limits.block_size * kv_bytes_per_token
+    peak = int(weight_bytes_per_accelerator + kv_bytes / n)
+    return DeviceCounters(
+        accelerator_id=np.asarray(accelerator_ids, dtype=np.int32),
+        busy_ns=np.full(n, busy_as // AS_PER_NS, np.int64),
+        batches=np.full(n, sched.iteration, np.int64),
+        work_units=np.full(n, sched.tokens_done, np.int64),
+        peak_memory_bytes=np.full(n, peak, np.int64),
+    )
+
+
+class Rows:
     """Growable columns of the submitted requests (capacity doubling), by scheduler position."""
 
     def __init__(self) -> None:
@@ -66,7 +87,7 @@ class LLMReplicaCell:
         self.host_id = host_id
         self.weight_bytes = weight_bytes_per_accelerator
         self.kv_bytes_per_token = kv_bytes_per_token
-        self._rows = _Rows()
+        self._rows = Rows()
         self._seen_finished = 0  # scheduler.finished entries already looked at
         self._held: list[int] = []  # finished after the last bound: not yet returned
         self._returned = 0
@@ -120,18 +141,12 @@ class LLMReplicaCell:
 
     def device_counters(self) -> DeviceCounters:
         """Every accelerator of the replica works in every iteration (TP/PP in lockstep)."""
-        sched = self.scheduler
-        bound_as = self._until_ns * AS_PER_NS
-        busy_as = sched.busy_as - max(0, sched.t_as - bound_as)  # the running iteration's tail
-        n = len(self.accelerator_ids)
-        kv_bytes = sched.max_used_blocks * sched.limits.block_size * self.kv_bytes_per_token
-        peak = int(self.weight_bytes + kv_bytes / n)
-        return DeviceCounters(
-            accelerator_id=self.accelerator_ids,
-            busy_ns=np.full(n, busy_as // AS_PER_NS, np.int64),
-            batches=np.full(n, sched.iteration, np.int64),
-            work_units=np.full(n, sched.tokens_done, np.int64),
-            peak_memory_bytes=np.full(n, peak, np.int64),
+        return replica_counters(
+            self.scheduler,
+            self.accelerator_ids,
+            self._until_ns,
+            self.weight_bytes,
+            self.kv_bytes_per_token,
         )
 
     def stats(self) -> dict[str, Any]:

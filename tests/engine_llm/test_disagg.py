@@ -1,0 +1,155 @@
+"""Prefill/decode disaggregation: window independence, composition of two exact instances."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import replicas, workloads
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtia_cluster.engine.cell import STATUS_OK, STATUS_REJECTED, Completed, make_requests
+from mtia_cluster.engine.llm._reference import ReferenceScheduler
+from mtia_cluster.engine.llm.disagg import DisaggregatedCell
+from mtia_cluster.engine.llm.limits import ReplicaLimits
+from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
+
+SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+KV_BYTES = 1000
+
+
+def make_cell(cost, limits, link_bytes_per_s: float) -> DisaggregatedCell:
+    decode_limits = ReplicaLimits(
+        limits.max_num_batched_tokens,
+        limits.max_num_seqs,
+        limits.block_size,
+        limits.kv_capacity_tokens * 2,
+        limits.prefix_caching,
+    )
+    return DisaggregatedCell(
+        ReplicaScheduler(cost, limits),
+        ReplicaScheduler(cost, decode_limits),
+        prefill_ids=np.array([0]),
+        decode_ids=np.array([1, 2]),
+        host_id=0,
+        kv_bytes_per_token=KV_BYTES,
+        link_bytes_per_s=link_bytes_per_s,
+    )
+
+
+def drive(cell: DisaggregatedCell, work, edges: list[int]) -> Completed:
+    arrival, prompt, output, session = work
+    batch = make_requests(
+        arrival, input_tokens=prompt, output_tokens=output, items=0, session_id=session
+    )
+    parts, start = [], 0
+    for until in edges:
+        stop = int(np.searchsorted(arrival, until))
+        cell.submit(batch.take(slice(start, stop)))
+        start = stop
+        got = cell.advance(until)
+        assert np.all(got.finish_ns < until)
+        parts.append(got)
+    out = Completed.concat(parts)
+    return out.take(np.argsort(out.request_id, kind="stable"))
+
+
+@SETTINGS
+@given(
+    replicas(),
+    workloads(),
+    st.lists(st.integers(1, 3 * 10**10), max_size=8),
+    st.sampled_from([1e6, 1e9, 1e12]),
+)
+def test_disaggregated_cell_is_window_independent(replica, work, cuts, link) -> None:
+    cost, limits = replica
+    end = 10**16
+    one = drive(make_cell(cost, limits, link), work, [end])
+    many = drive(make_cell(cost, limits, link), work, [*sorted(set(cuts)), end])
+    assert len(one) == len(work[0])
+    for name, col in one.columns().items():
+        np.testing.assert_array_equal(col, getattr(many, name), err_msg=name)
+    ok = one.status == STATUS_OK
+    assert np.all(one.first_token_ns[ok] > one.start_ns[ok])
+    assert np.all(one.finish_ns[ok] >= one.first_token_ns[ok])
+
+
+@SETTINGS
+@given(replicas(), workloads(), st.sampled_from([1e6, 1e9, 1e12]))
+def test_disaggregated_equals_composed_references(replica, work, link) -> None:
+    """Prefill reference (one output token each), FIFO link, decode reference (prefilled)."""
+    cost, limits = replica
+    arrival, prompt, output, session = work
+    cell = make_cell(cost, limits, link)
+    got = drive(cell, work, [10**16])
+    dec_lim = cell.decode.limits
+    decodable = (output == 1) | (
+        -(-(prompt + output - 1) // dec_lim.block_size) <= dec_lim.num_blocks
+    )
+    pre = ReferenceScheduler(cost, limits).run(
+        arrival, np.where(decodable, prompt, 0), np.where(output >= 1, 1, 0), session
+    )
+    np.testing.assert_array_equal(got.first_token_ns, pre.first_token_ns)
+    np.testing.assert_array_equal(got.status == STATUS_REJECTED, pre.rejected)
+    send = [
+        i
+        for i in np.lexsort((np.arange(len(arrival)), pre.finish_ns))
+        if not pre.rejected[i] and output[i] > 1
+    ]
+    free, dec_arrival = 0, []
+    for i in send:
+        free = max(int(pre.finish_ns[i]), free) + -(-int(prompt[i]) * KV_BYTES * 10**9 // int(link))
+        dec_arrival.append(free)
+    expected = pre.finish_ns.copy()
+    if send:
+        dec = ReferenceScheduler(cost, dec_lim).run(
+            np.array(dec_arrival),
+            prompt[send],
+            output[send],
+            np.full(len(send), -1),
+            np.ones(len(send), bool),
+        )
+        expected[send] = dec.finish_ns
+    np.testing.assert_array_equal(got.finish_ns, expected)
+
+
+def test_factory_builds_disaggregated_cell() -> None:
+    from mtia_cluster.catalog import load_catalog
+    from mtia_cluster.engine.cell import CellSpec
+    from mtia_cluster.engine.llm.factory import build_llm_cell
+    from mtia_cluster.errors import UserError
+
+    def spec(pool: dict) -> CellSpec:
+        return CellSpec(
+            cell_id=0,
+            region=0,
+            service=0,
+            model_name="llama-2-7b",
+            platform_name="hgx-h100",
+            accelerator_ids=tuple(range(8)),
+            host_ids=(0,),
+            seed=1,
+            pool=pool,
+            file="s.yaml",
+            field_prefix="pools.chat",
+            catalog=load_catalog(),
+        )
+
+    cell = build_llm_cell(spec({"disaggregation": {"prefill_accelerators": 2}}))
+    assert isinstance(cell, DisaggregatedCell)
+    cell.submit(
+        make_requests(
+            np.array([0, 10**6]),
+            input_tokens=np.array([3000, 500]),
+            output_tokens=np.array([50, 1]),
+            items=0,
+        )
+    )
+    done = cell.advance(10**11)
+    assert done.status.tolist() == [STATUS_OK, STATUS_OK]
+    assert cell.transfer_ns_total > 0
+    counters = cell.device_counters()
+    assert counters.accelerator_id.tolist() == list(range(8))
+    assert counters.work_units[0] == 3500 and counters.work_units[-1] > 0
+    with pytest.raises(UserError, match=r"pools\.chat\.disaggregation\.prefill_accelerators"):
+        build_llm_cell(spec({"disaggregation": {"prefill_accelerators": 8}}))
