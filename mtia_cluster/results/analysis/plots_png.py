@@ -20,7 +20,8 @@ def write_png(path: Path, data: PlotData) -> None:
     fig.suptitle(data.title)
     ax = axes[0]
     for name, (xs, y) in data.cdf.items():
-        ax.step(np.maximum(np.asarray(xs), 1e-6), y, where="post", label=name)
+        x = np.asarray(xs)
+        ax.step(x[x > 0], np.asarray(y)[x > 0], where="post", label=name)
     ax.set(
         xscale="log",
         title="Latency CDF per service (requests with status ok)",
@@ -36,6 +37,7 @@ def write_png(path: Path, data: PlotData) -> None:
             series = np.array([np.nan if v is None else v for v in ys], dtype=float)
             ax.plot(data.times_s[name], series, label=name)
         ax.set(title=title, xlabel="time (s)", ylabel=ylabel)
+        ax.set_ylim(bottom=0)
     ax = axes[3]
     if data.heat:
         grid = np.array([[np.nan if v is None else v for v in r] for r in data.heat], dtype=float)
