@@ -99,9 +99,15 @@ class Simulation:
         return RequestBatch(**{**trace.columns(), "region": region})
 
     def run(
-        self, trace: RequestBatch, progress: Callable[[int, int], None] | None = None
+        self,
+        trace: RequestBatch,
+        progress: Callable[[int, int], None] | None = None,
+        coalesce_idle: bool = True,
     ) -> Results:
-        """Replay `trace` (sorted by arrival) and return per-request and interval results."""
+        """Replay `trace` (sorted by arrival) and return per-request and interval results.
+
+        `coalesce_idle=False` steps through every window (a check: results are the same).
+        """
         if len(trace) and np.any(np.diff(trace.arrival_ns) < 0):
             raise ValueError("trace must be sorted by arrival_ns")
         trace = self.assign_regions(trace)
@@ -128,15 +134,17 @@ class Simulation:
         while lo < n or self.outstanding.any():
             until = t + step
             hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))
-            if hi == lo and lo < n:
+            if hi == lo and lo < n and coalesce_idle:
                 # No arrival in this window, so no routing decision needs its reports: jump
                 # to the window of the next arrival (or the next metrics boundary). Cells give
                 # the same results for any cut, so this changes nothing but speed.
                 next_window = int(trace.arrival_ns[lo]) // step * step
-                if not self.outstanding.any():
-                    t = next_window  # nothing in flight: nothing to simulate
-                    continue
                 until = min(next_window, (t // metrics_ns + 1) * metrics_ns)
+                if not self.outstanding.any():  # nothing in flight: nothing to simulate
+                    t = until
+                    if t % metrics_ns == 0:
+                        samples.append((t, self._counters()))
+                    continue
             arrivals = trace.take(slice(lo, hi))
             cell = self._route(arrivals)
             for i, shard in enumerate(self.shards):

@@ -167,3 +167,58 @@ def test_mm1_scenario_through_the_full_path() -> None:
     wait_ms = float(np.mean(res.requests.start_ns - res.requests.arrival_ns)) / 1e6
     assert abs(wait_ms - 1.0) < 0.05  # M/M/1, rho 0.5: Wq = 1 ms (SE here ~1.2%)
     assert abs(res.summary()[0]["utilization"] - 0.5) < 0.01
+
+
+def test_coalescing_idle_windows_changes_nothing() -> None:
+    """Sparse traffic (LLM, R&R, synthetic): jumping over arrival-free windows is exact."""
+    sc = parse_scenario(
+        {
+            "name": "sparse",
+            "seed": 3,
+            "report_interval_ms": 5,
+            "metrics_interval_ms": 50,
+            "regions": [
+                {
+                    "name": "a",
+                    "pools": [
+                        {"service": "rank", "model": "hc1", "platform": "mtia-2i-rack", "hosts": 1},
+                        {
+                            "service": "chat",
+                            "model": "llama-2-7b",
+                            "platform": "hgx-h100",
+                            "accelerators": 2,
+                            "tp": 1,
+                        },
+                        {
+                            "service": "syn",
+                            "model": "svc-lognormal-1ms",
+                            "platform": "mtia-2i-rack",
+                            "accelerators": 2,
+                            "accelerators_per_replica": 1,
+                        },
+                    ],
+                }
+            ],
+        }
+    )
+    rng = entity_rng(8, 1)
+    n = 60
+    arrival = np.cumsum(rng.integers(1, 80_000_000, n)).astype(np.int64)
+    service = rng.integers(0, 3, n).astype(np.int32)
+    base = make_requests(
+        arrival,
+        items=rng.integers(1, 500, n),
+        input_tokens=rng.integers(10, 600, n),
+        output_tokens=rng.integers(1, 60, n),
+    )
+    cols = base.columns()
+    cols["service"] = service
+    cols["items"] = np.where(service == 0, cols["items"], 0).astype(np.int32)
+    cols["input_tokens"] = np.where(service == 1, cols["input_tokens"], 0).astype(np.int32)
+    cols["output_tokens"] = np.where(service == 1, cols["output_tokens"], 0).astype(np.int32)
+    trace = RequestBatch(**cols)
+    fast = Simulation(sc).run(trace)
+    slow = Simulation(sc).run(trace, coalesce_idle=False)
+    same(fast, slow)
+    assert fast.end_ns == slow.end_ns
+    assert np.all(fast.requests.status == STATUS_OK)
