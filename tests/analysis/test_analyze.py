@@ -22,7 +22,7 @@ from analysis_synth import (
 )
 
 from mtia_cluster.results import open_results
-from mtia_cluster.results.analysis import analyze
+from mtia_cluster.results.analysis import analyze, refine
 
 
 def _rows(doc: dict[str, Any], level: str) -> dict[tuple[str, ...], dict[str, Any]]:
@@ -47,8 +47,23 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write(tmp_path_factory.mktemp("a") / "run", Spec(per_group=1500, drop_every=50))
 
 
-def test_region_service_rows_match_summary_json(run: Path) -> None:
+@pytest.mark.parametrize("refine_limit", [1 << 16, 0, 3])
+def test_region_service_rows_match_summary_json(
+    run: Path, refine_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # limits 0 and 3 force the sub-bin refinement pass for every (or nearly every) target
+    monkeypatch.setattr(refine, "REFINE_LIMIT", refine_limit)
+    monkeypatch.setattr(refine, "SUB_BINS", 7)
+    refined: list[int] = []
+    real = refine._retarget
+
+    def spy(plan: refine.Plan) -> None:
+        refined.append(len(plan.big))
+        real(plan)
+
+    monkeypatch.setattr(refine, "_retarget", spy)
     doc = analyze(run)
+    assert (sum(refined) > 0) == (refine_limit < 1000)
     summary = open_results(run).summary
     rows = _rows(doc, "region,service")
     assert len(rows) == len(summary["groups"]) == 4
@@ -110,7 +125,11 @@ def test_valid_when_bounds_hold(tmp_path: Path) -> None:
     assert rows[("eu-west", "ranker")]["latency_ns"]["max"] <= 50 * MS
 
 
-def test_window_matches_regions_dataset(run: Path) -> None:
+@pytest.mark.parametrize("refine_limit", [1 << 16, 2])
+def test_window_matches_regions_dataset(
+    run: Path, refine_limit: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(refine, "REFINE_LIMIT", refine_limit)
     doc = analyze(run, by=("region",), window_ns=INTERVAL_NS)
     res = open_results(run)
     table = res.regions.to_table()
@@ -150,3 +169,39 @@ def test_by_rack_and_generation_utilization(run: Path) -> None:
     gens = _rows(analyze(run, by=("generation",)), "generation")
     assert set(gens) == {("mtia-1",), ("mtia-2i",), ("-",)}
     assert sum(g["completed"] for g in gens.values()) == 4 * 1500 - 30
+
+
+def test_empty_run_has_a_zero_total(tmp_path: Path) -> None:
+    from mtia_cluster.results import ResultsWriter
+
+    with ResultsWriter(
+        tmp_path / "empty", manifest={}, services=SERVICES, regions=["r"], slos=SLOS
+    ) as w:
+        w.shard(0).close()
+        out = w.finalize(simulated_span_ns=0)
+    doc = analyze(out)
+    assert [r["level"] for r in doc["rows"]] == ["*"]
+    total = doc["rows"][0]
+    assert total["offered"] == 0 and total["latency_ns"]["p99"] is None
+    assert total["verdict"]["result"] == "NO_SLO"
+
+
+def test_run_without_devices(tmp_path: Path) -> None:
+    from mtia_cluster.results import ResultsWriter
+
+    c = make_completed(Spec(per_group=40))
+    with ResultsWriter(
+        tmp_path / "nodev",
+        manifest={},
+        services=SERVICES,
+        regions=["us-east", "eu-west"],
+        slos=SLOS,
+    ) as w:
+        with w.shard(0) as shard:
+            shard.write_completed(c)
+        out = w.finalize(simulated_span_ns=SPAN_NS)
+    doc = analyze(out, by=("rack",))
+    rows = _rows(doc, "rack")
+    assert set(rows) == {("-",)}
+    assert rows[("-",)]["offered"] == 160 and rows[("-",)]["utilization"] is None
+    assert _rows(doc, "*")[("*",)]["offered"] == 160

@@ -74,7 +74,7 @@ def analyze(
     for b in batches(res.requests, keys, window_ns, levels[0].windows):
         for acc in accs:
             first_pass(acc, b, llm, bounds)
-    second_pass(accs, batches(res.requests, keys, window_ns, levels[0].windows), llm)
+    second_pass(accs, lambda: batches(res.requests, keys, window_ns, levels[0].windows), llm)
     devs = device_groups(res.devices, keys, levels, window_ns)
     ctx = _Context(keys, by, services, kinds, res.slos, rules, duration_ns, window_ns)
     rows = [row for acc, dev in zip(accs, devs, strict=True) for row in ctx.rows(acc, dev)]
@@ -112,7 +112,7 @@ class _Context:
         """One row per active group of the level (every window of an active key combination)."""
         lv = acc.level
         active = {int(g) for g in np.flatnonzero(sum(acc.counts.values()))} | set(dev)
-        combos = sorted({g // lv.windows for g in active})
+        combos = sorted({g // lv.windows for g in active} | ({0} if not lv.dims else set()))
         out = []
         for combo in combos:
             codes, _ = lv.decode(combo * lv.windows)

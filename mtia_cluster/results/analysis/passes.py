@@ -9,7 +9,7 @@ good, latency/TTFT/TPOT and the other statuses count in the window of its finish
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,14 +19,8 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from mtia_cluster.results.analysis.groups import Keys, Level, name_codes
-from mtia_cluster.results.analysis.hist import (
-    N_BUCKETS,
-    SparseCounts,
-    ValueCollector,
-    bucket_of,
-    rank_targets,
-    resolve,
-)
+from mtia_cluster.results.analysis.hist import N_BUCKETS, SparseCounts, bucket_of
+from mtia_cluster.results.analysis.refine import exact_quantiles, make_plans
 from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.summary import QUANTILES, STATUSES, TOKEN_QUANTILES
 
@@ -240,26 +234,11 @@ def first_pass(
         acc.hist[m].add(gf[mask] * N_BUCKETS + buckets)
 
 
-def second_pass(accs: list[LevelAcc], stream: Iterator[Batch], llm: np.ndarray) -> None:
-    """Collect the values of the target buckets and fill ``acc.quantiles`` exactly."""
-    plan = []
-    for acc in accs:
-        for m, qs in METRICS.items():
-            targets = rank_targets(acc.hist[m], N_BUCKETS, qs)
-            keys = np.array([t[1] for ts in targets.values() for t in ts], dtype=np.int64)
-            plan.append((acc, m, targets, ValueCollector(keys)))
-    if all(len(p[3].targets) == 0 for p in plan):
-        for acc, m, _, _ in plan:
-            acc.quantiles[m] = {}
-        return
-    for b in stream:
-        for acc, m, _, collector in plan:
-            if len(collector.targets):
-                mask, values, buckets = b.metric(m, llm)
-                gf = acc.level.gid(b.codes, b.win_finish)[mask]
-                collector.add(gf * N_BUCKETS + buckets, values)
-    for acc, m, targets, collector in plan:
-        acc.quantiles[m] = resolve(targets, collector.value_at())
+def second_pass(
+    accs: list[LevelAcc], stream: Callable[[], Iterator[Batch]], llm: np.ndarray
+) -> None:
+    """Exact quantiles of every level and metric (refine.py: one or two more passes)."""
+    exact_quantiles(make_plans(accs, METRICS), stream, llm)
 
 
 def llm_mask(services: Sequence[str], kinds: Mapping[str, str]) -> np.ndarray:
