@@ -121,6 +121,7 @@ def main() -> None:
                 f"identical: {same}"
             )
     sessions_benchmark(model, arrival, args.repeat)
+    cells_benchmark(cat, arrival, prompt, output, args.repeat)
 
 
 def sessions_benchmark(model, arrival, repeat):
@@ -152,6 +153,75 @@ def sessions_benchmark(model, arrival, repeat):
             f"TTFT p50/p99 {np.percentile(ttft, 50):.1f}/{np.percentile(ttft, 99):.1f} ms; "
             f"prompt tokens from cache {out.cached_tokens.sum() / p.sum():.1%}; "
             f"preemptions {int(out.preemptions.sum())}"
+        )
+
+
+def _spec(cat, chips: int, pool: dict):
+    from mtia_cluster.engine.cell import CellSpec
+
+    return CellSpec(
+        cell_id=0,
+        region=0,
+        service=0,
+        model_name="llama-2-7b",
+        platform_name="hgx-h100",
+        accelerator_ids=tuple(range(chips)),
+        host_ids=(0,),
+        seed=0,
+        pool=pool,
+        file=None,
+        field_prefix="pool",
+        catalog=cat,
+    )
+
+
+def _drive(cell, batch, windowed: bool) -> list:
+    """Submit and advance like the engine: 10 ms windows, or one call."""
+    if not windowed:
+        cell.submit(batch)
+        return [cell.advance(2**62)]
+    arrival = batch.arrival_ns
+    window_ns = 10_000_000
+    edges = np.arange(window_ns, int(arrival[-1]) + 10**12, window_ns)
+    cuts = np.searchsorted(arrival, edges)
+    parts, start = [], 0
+    for until, stop in zip(edges.tolist(), cuts.tolist(), strict=True):
+        if stop > start:
+            cell.submit(batch.take(slice(start, stop)))
+            start = stop
+        parts.append(cell.advance(until))
+        if start == len(arrival) and cell.report().outstanding == 0:
+            break
+    return parts
+
+
+def cells_benchmark(cat, arrival, prompt, output, repeat):
+    """The engine cells: windows of 10 ms, and a 2-H100 replica vs 1+1 disaggregated."""
+    from mtia_cluster.engine.cell import Completed, make_requests
+    from mtia_cluster.engine.llm.factory import build_llm_cell
+
+    batch = make_requests(arrival, input_tokens=prompt, output_tokens=output, items=0)
+    for name, chips, pool, windowed in (
+        ("1 H100 replica, 10 ms windows", 1, {}, True),
+        ("2 H100, tp=2 replica", 2, {}, False),
+        ("2 H100, 1 prefill + 1 decode", 2, {"disaggregation": {"prefill_accelerators": 1}}, False),
+    ):
+        walls = []
+        for _ in range(repeat):
+            cell = build_llm_cell(_spec(cat, chips, pool))
+            t0 = time.perf_counter()
+            parts = _drive(cell, batch, windowed)
+            walls.append(time.perf_counter() - t0)
+        wall = min(walls)
+        done = Completed.concat(parts)
+        ttft = (done.first_token_ns - done.arrival_ns) / 1e6
+        tpot = (done.finish_ns - done.first_token_ns) / np.maximum(done.output_tokens - 1, 1) / 1e6
+        multi = done.output_tokens > 1
+        print(
+            f"cell {name}: {len(done) / wall:,.0f} requests/s (best of {repeat}: {wall:.2f} s); "
+            f"TTFT p50/p99 {np.percentile(ttft, 50):.1f}/{np.percentile(ttft, 99):.1f} ms, "
+            f"TPOT p50/p99 {np.percentile(tpot[multi], 50):.2f}/"
+            f"{np.percentile(tpot[multi], 99):.2f} ms"
         )
 
 

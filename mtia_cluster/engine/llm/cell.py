@@ -92,6 +92,7 @@ class LLMReplicaCell:
         self._held: list[int] = []  # finished after the last bound: not yet returned
         self._returned = 0
         self._until_ns = 0
+        self._none = Completed.empty()  # returned (never mutated) by windows finishing nothing
 
     def submit(self, batch: RequestBatch) -> None:
         """Queue the window's requests (sorted by arrival) on the replica."""
@@ -114,7 +115,7 @@ class LLMReplicaCell:
         done = [r for r in candidates if finish[r] < until_ns]
         self._held = [r for r in candidates if finish[r] >= until_ns]
         self._returned += len(done)
-        return self._completed(done)
+        return self._completed(done) if done else self._none
 
     def _completed(self, positions: list[int]) -> Completed:
         sched = self.scheduler

@@ -66,6 +66,7 @@ class DisaggregatedCell:
         self._held: list[int] = []
         self._returned = 0
         self._until_ns = 0
+        self._none = Completed.empty()  # returned (never mutated) by windows finishing nothing
 
     def submit(self, batch: RequestBatch) -> None:
         """Queue the window's requests on the prefill instance."""
@@ -109,7 +110,7 @@ class DisaggregatedCell:
         out = [r for r in candidates if finish[r] < until_ns]
         self._held = [r for r in candidates if finish[r] >= until_ns]
         self._returned += len(out)
-        return self._completed(out)
+        return self._completed(out) if out else self._none
 
     def _handoff(self, finished: list[int]) -> list[int]:
         """Prefill completions: finish 1-token requests, send the rest's KV over the link."""
