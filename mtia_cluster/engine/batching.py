@@ -112,7 +112,7 @@ def close_times_segmented(
     if n:
         base = int(ready_ns.min())
         span = max(until_ns - base, 0) + 1
-        seg_rank = np.cumsum(np.r_[True, seg_end[1:] != seg_end[:-1]]) - 1
+        seg_rank = np.cumsum(np.concatenate(([True], seg_end[1:] != seg_end[:-1]))) - 1
         key = seg_rank * span + (np.minimum(ready_ns, until_ns) - base)
         dkey = seg_rank * span + (np.minimum(deadline, until_ns) - base)
         time_end = np.searchsorted(key, dkey, side="left")

@@ -185,8 +185,8 @@ class RRHostGroup:
             return arrival.copy()
         cpu = np.maximum(np.ceil(items * (self.p.cpu_s_per_item * 1e9)), 1).astype(np.int64)
         n = len(arrival)
-        starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])
-        ends = np.r_[starts[1:], n]
+        starts = np.flatnonzero(np.concatenate(([True], unit[1:] != unit[:-1])))
+        ends = np.append(starts[1:], n)
         units = unit[starts]
         counts = ends - starts
         first_arrival = arrival[starts]
@@ -208,8 +208,8 @@ class RRHostGroup:
     def _batch_and_dispatch(self, until_ns: int) -> None:
         n = len(self.waiting)
         unit = self.waiting.unit
-        seg_starts = np.flatnonzero(np.r_[True, unit[1:] != unit[:-1]])
-        seg_ends = np.r_[seg_starts[1:], n]
+        seg_starts = np.flatnonzero(np.concatenate(([True], unit[1:] != unit[:-1])))
+        seg_ends = np.append(seg_starts[1:], n)
         seg_end = np.repeat(seg_ends, seg_ends - seg_starts)
         end, close = close_times_segmented(
             self.waiting.ready_ns,
@@ -226,9 +226,7 @@ class RRHostGroup:
             return
         first = np.array(firsts, dtype=np.int64)
         b_end, b_close, b_unit = end[first], close[first], unit[first]
-        taken = np.zeros(n + 1, dtype=np.int64)
-        np.add.at(taken, seg_starts, 1)
-        np.add.at(taken, np.array(stops), -1)
+        taken = np.bincount(seg_starts, minlength=n + 1) - np.bincount(stops, minlength=n + 1)
         member = np.cumsum(taken[:-1]) > 0
         cum = np.concatenate([[0], np.cumsum(self.waiting.items, dtype=np.int64)])
         b_items = cum[b_end] - cum[first]
@@ -242,7 +240,7 @@ class RRHostGroup:
             self.ledger.add(start, finish, local0 + m, b_items)
         # member rows in batch order, then sorted by finish so release takes a prefix
         per_req = np.repeat(np.arange(len(first)), sizes)
-        by_finish = np.argsort(finish[per_req], kind="stable")
+        by_finish = np.argsort(finish[per_req])  # any tie order: rows are released as sets
         per_req = per_req[by_finish]
         members = self.waiting.take(np.flatnonzero(member)[by_finish])
         host = b_unit[per_req] // self.p.sockets
