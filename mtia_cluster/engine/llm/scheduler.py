@@ -117,7 +117,10 @@ class ReplicaScheduler(RequestTable):
         bs = self.limits.block_size
         counts, base = self.residue_count, self.iteration % bs
         full, part = divmod(k, bs)
-        return full * self.n_dec + sum(counts[(base + x) % bs] for x in range(part))
+        end = base + part
+        if end <= bs:
+            return full * self.n_dec + sum(counts[base:end])
+        return full * self.n_dec + sum(counts[base:]) + sum(counts[: end - bs])
 
     def _try_decode_run(self, until_as: int | None) -> bool:
         """Advance k >= 1 decode-only iterations at once if the next one is decode-only."""
