@@ -74,6 +74,15 @@ class RRHostParams:
     cpu_s_per_item: float
 
 
+def _order(unit: np.ndarray, ready_ns: np.ndarray) -> np.ndarray:
+    """Stable order by (unit, ready_ns): one composite int64 key when it cannot overflow."""
+    base = int(ready_ns.min())
+    span = int(ready_ns.max()) - base + 1
+    if (int(unit.max()) + 1) * span < 2**62:
+        return np.argsort(unit * span + (ready_ns - base), kind="stable")
+    return np.lexsort((ready_ns, unit))
+
+
 @dataclass
 class _Waiting(_Columns):
     """Requests between preprocessing and dispatch, sorted by (socket unit, ready_ns)."""
@@ -148,7 +157,7 @@ class RRHostGroup:
             unit=unit,
         )
         waiting = _Waiting.concat([self.waiting, new]) if len(self.waiting) else new
-        self.waiting = waiting.take(np.lexsort((waiting.ready_ns, waiting.unit)))
+        self.waiting = waiting.take(_order(waiting.unit, waiting.ready_ns))
 
     def advance(self, until_ns: int) -> Completed:
         """Close and dispatch batches before `until_ns`; release finished requests."""
