@@ -38,7 +38,7 @@ COLUMNS = [
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Write summary.json and requests.parquet here (atomic).",
+    help="Write the results directory (DESIGN §4) here, atomically.",
 )
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option(
@@ -88,7 +88,7 @@ def simulate(
         "requests_per_wall_s": len(trace) / wall_s if wall_s > 0 else None,
     }
     if output is not None:
-        _write(output, results, rows, info)
+        _write(output, results, info, trace_path)
     if as_json:
         echo_json({**info, "summary": rows})
         return
@@ -99,20 +99,65 @@ def simulate(
     echo_table([h for _, h in COLUMNS], [[r.get(k, "") for k, _ in COLUMNS] for r in rows])
 
 
-def _write(output: Path, results: Any, rows: list[dict[str, Any]], info: dict[str, Any]) -> None:
-    """summary.json and requests.parquet, into a temporary directory renamed on success."""
-    import json
+def _write(output: Path, results: Any, info: dict[str, Any], trace_path: Path) -> None:
+    """The DESIGN §4 results directory (manifest, requests/, devices/, regions/, summary),
+    written by mtia_cluster.results into a temporary directory renamed on success."""
+    import numpy as np
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    from mtia_cluster.engine.cell import DeviceCounters
+    from mtia_cluster.results.convert import DeviceInfo, DeviceTracker
+    from mtia_cluster.results.slo import slos_from_scenario
+    from mtia_cluster.results.writer import ResultsWriter
 
-    from mtia_cluster.atomic import atomic_path
-    from mtia_cluster.cli._common import _clean
-
-    with atomic_path(output, directory=True) as tmp:
-        cols = results.requests.columns()
-        table = pa.table({**cols, "latency_ns": cols["finish_ns"] - cols["arrival_ns"]})
-        pq.write_table(table, tmp / "requests.parquet")
-        (tmp / "summary.json").write_text(
-            json.dumps(_clean({**info, "summary": rows}), indent=2), encoding="utf-8"
+    sc, fleet, dev = results.scenario, results.fleet, results.devices
+    chips = sorted(set(fleet.acc_chip))
+    cat = fleet.catalog
+    acc_service = [sc.services.index(fleet.pools[p].service) for p in fleet.acc_pool]
+    device_info = DeviceInfo(
+        accelerator_id=np.arange(fleet.accelerators, dtype=np.int32),
+        host_id=np.asarray(fleet.acc_host, dtype=np.int32),
+        rack_id=np.asarray(fleet.acc_rack, dtype=np.int32),
+        region=np.asarray(fleet.acc_region, dtype=np.int32),
+        chip=np.array([chips.index(c) for c in fleet.acc_chip], dtype=np.int32),
+        service=np.asarray(acc_service, dtype=np.int32),
+        idle_w=np.array([cat.chip(c).idle_w for c in fleet.acc_chip], dtype=np.float64),
+        busy_w=np.array([cat.chip(c).tdp_w for c in fleet.acc_chip], dtype=np.float64),
+    )
+    manifest = {
+        "command": "simulate",
+        "scenario": sc.name,
+        "seed": sc.seed,
+        "config": sc.raw,
+        "placement": "single-process",
+        **info,
+    }
+    with ResultsWriter(
+        output,
+        manifest=manifest,
+        services=results.services,
+        regions=results.regions,
+        slos=slos_from_scenario(sc.slo),
+        interval_ns=sc.metrics_interval_ns,
+        trace_path=trace_path,
+    ) as run:
+        shard = run.shard(0)
+        shard.write_completed(results.requests)
+        tracker = DeviceTracker(
+            device_info, regions=results.regions, chips=chips, services=results.services
         )
+        n = fleet.accelerators
+        cols = ("busy_ns", "batches", "work_units")
+        cum = {k: np.cumsum(getattr(dev, k).reshape(-1, n), axis=0) for k in cols}
+        starts = dev.interval_start_ns.reshape(-1, n)[:, 0]
+        ends = dev.interval_end_ns.reshape(-1, n)[:, 0]
+        for i, (t0, t1) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+            counters = DeviceCounters(
+                accelerator_id=device_info.accelerator_id,
+                busy_ns=cum["busy_ns"][i],
+                batches=cum["batches"][i],
+                work_units=cum["work_units"][i],
+                peak_memory_bytes=np.zeros(n, dtype=np.int64),
+            )
+            shard.write_devices(tracker.interval(counters, start_ns=t0, end_ns=t1))
+        shard.close()
+        run.finalize(wall_time_s=info["wall_s"], simulated_span_ns=results.end_ns)

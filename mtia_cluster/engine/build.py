@@ -36,9 +36,12 @@ class Fleet:
     acc_region: list[int] = field(default_factory=list)
     acc_pool: list[int] = field(default_factory=list)
     acc_chip: list[str] = field(default_factory=list)
+    acc_host: list[int] = field(default_factory=list)
+    acc_rack: list[int] = field(default_factory=list)
     pools: list[PoolSpec] = field(default_factory=list)
     pool_region: list[int] = field(default_factory=list)
     hosts: int = 0
+    racks: int = 0
     _rr: dict[int, tuple[RRHostParams, ServiceTable, float]] = field(default_factory=dict)
     _llm_costs: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 
@@ -81,7 +84,12 @@ def _add_pool(fleet: Fleet, region: int, service: int, pool: PoolSpec) -> None:
         fleet.acc_region.extend([region] * pool.replica_size)
         fleet.acc_pool.extend([p] * pool.replica_size)
         fleet.acc_chip.extend([chip.name] * pool.replica_size)
-    fleet.hosts += -(-pool.accelerators // per_host)
+        local_host = (first + np.arange(pool.replica_size)) // per_host
+        fleet.acc_host.extend((host0 + local_host).tolist())
+        fleet.acc_rack.extend((fleet.racks + local_host // platform.hosts).tolist())
+    hosts = -(-pool.accelerators // per_host)
+    fleet.hosts += hosts
+    fleet.racks += -(-hosts // platform.hosts)
 
 
 def make_groups(fleet: Fleet, cell_ids: list[int]) -> list[CellGroup]:
