@@ -101,12 +101,15 @@ def write_run(out: Path, n: int, seconds: int) -> float:
 
 _CHILD = """
 import sys, time
+from pathlib import Path
+from mtia_cluster.results import open_results
 from mtia_cluster.results.analysis import analyze
+from mtia_cluster.results.analysis.plots import write_plots
 t = time.perf_counter()
 doc = {body}
 # VmHWM: this process' peak resident set (ru_maxrss would include the parent's before exec)
 rss = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
-print(time.perf_counter() - t, len(doc["rows"]) if doc else 0, rss)
+print(time.perf_counter() - t, len(doc["rows"]) if isinstance(doc, dict) else 0, rss)
 """
 
 
@@ -144,6 +147,10 @@ def main() -> None:
     print(f"import only: peak RSS {base[2]:.0f} MiB")
     for label, body in [
         ("analyze (region x service)", f"analyze({str(args.out)!r})"),
+        (
+            "analyze --plot report.html (table + CDF pass + regions/ + devices/)",
+            f"write_plots(Path({str(args.out) + '.html'!r}), open_results({str(args.out)!r}), )",
+        ),
         (
             "analyze --by rack --window 1m",
             f"analyze({str(args.out)!r}, by=('rack',), window_ns=60_000_000_000)",

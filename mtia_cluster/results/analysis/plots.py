@@ -93,6 +93,7 @@ def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
         return
     table = run.regions.to_table()
     names = table["region"].cast(pa.string())
+    covered_ns = _devices_end(run)  # no device data after this: power unknown, not 0 W
     for name in run.manifest.get("regions", []):
         t = table.filter(pc.equal(names, name)).sort_by("interval_start_ns")
         data.times_s[name] = (t["interval_start_ns"].to_numpy() / 1e9).tolist()
@@ -100,7 +101,24 @@ def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
         data.p99_ms[name] = [
             None if v is None else v / 1e6 for v in t["latency_p99_ns"].to_pylist()
         ]
-        data.power_w[name] = t["power_w"].to_pylist()
+        data.power_w[name] = [
+            p if start < covered_ns else None
+            for p, start in zip(
+                t["power_w"].to_pylist(), t["interval_start_ns"].to_pylist(), strict=True
+            )
+        ]
+
+
+def _devices_end(run: Results) -> int:
+    """End (ns) of the last device interval; 0 without devices."""
+    if run.devices is None:
+        return 0
+    ends = [
+        pc.max(b["interval_end_ns"]).as_py() or 0
+        for b in run.devices.to_batches(columns=["interval_end_ns"])
+        if b.num_rows
+    ]
+    return max(ends, default=0)
 
 
 def utilization_heatmap(run: Results, data: PlotData) -> None:
