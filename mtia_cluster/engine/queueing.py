@@ -4,8 +4,8 @@
   Unrolled, ``finish_i = S_i + max(free, max_{j<=i}(arrival_j - S_{j-1}))`` with ``S`` the
   cumulative service, so a cumulative maximum vectorizes it exactly.
 * :func:`fcfs_servers` — c identical servers with identities (accelerators): a heap of
-  ``(free_ns, server)``; a job takes the server that has been free the longest (lowest index
-  on ties). One tight Python step per job, used per *batch* in R&R.
+  ``(free_ns, server)`` keys packed in one int; a job takes the server that has been free the
+  longest (lowest index on ties). One tight Python step per job, used per *batch* in R&R.
 * :func:`fcfs_pool` — c anonymous servers (CPU cores): a vectorized exact fast path when no
   job ever waits (checked exactly), otherwise the heap.
 
@@ -43,22 +43,31 @@ class DispatchPolicy(Protocol):
         ...
 
 
-def fcfs_servers(
-    arrival_ns: np.ndarray, service_ns: np.ndarray, heap: list[tuple[int, int]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """FCFS on identified servers; `heap` of (free_ns, server) is updated in place.
+def server_bits(servers: int) -> int:
+    """Bits that hold a server index in a heap key (see :func:`heap_from_free`)."""
+    return max(1, (servers - 1).bit_length())
 
-    A job starts at ``max(arrival, earliest free time)`` on the server free the longest.
-    Returns (start_ns, server) per job.
+
+def fcfs_servers(
+    arrival_ns: np.ndarray, service_ns: np.ndarray, heap: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """FCFS on identified servers; `heap` (from :func:`heap_from_free`) is updated in place.
+
+    A job starts at ``max(arrival, earliest free time)`` on the server free the longest
+    (lowest index on ties). Returns (start_ns, server) per job.
     """
     n = len(arrival_ns)
     starts = [0] * n
     servers = [0] * n
+    bits = server_bits(len(heap))
+    mask = (1 << bits) - 1
     pop_push = heapq.heapreplace
     for i, (a, s) in enumerate(zip(arrival_ns.tolist(), service_ns.tolist(), strict=True)):
-        free, k = heap[0]
+        key = heap[0]
+        free = key >> bits
         t = a if a > free else free
-        pop_push(heap, (t + s, k))
+        k = key & mask
+        pop_push(heap, ((t + s) << bits) | k)
         starts[i] = t
         servers[i] = k
     return np.array(starts, dtype=np.int64), np.array(servers, dtype=np.int32)
@@ -82,9 +91,14 @@ def fcfs_servers_policy(
     return starts, servers
 
 
-def heap_from_free(free_ns: np.ndarray) -> list[tuple[int, int]]:
-    """A (free_ns, server) heap for :func:`fcfs_servers` from per-server free times."""
-    heap = [(int(f), k) for k, f in enumerate(free_ns)]
+def heap_from_free(free_ns: np.ndarray) -> list[int]:
+    """A heap of server keys ``free_ns << bits | server`` from per-server free times.
+
+    One int per server orders like the tuple (free_ns, server) but compares and allocates
+    much faster in the dispatch loop (about 3x).
+    """
+    bits = server_bits(len(free_ns))
+    heap = [(int(f) << bits) | k for k, f in enumerate(free_ns)]
     heapq.heapify(heap)
     return heap
 

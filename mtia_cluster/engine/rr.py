@@ -35,7 +35,7 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.ledger import BusyLedger
-from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_pool, heap_from_free
+from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_pool, heap_from_free, server_bits
 
 
 @dataclass
@@ -291,13 +291,17 @@ class RRHostGroup:
         if self.policy is None:
             heaps = self.heaps
             replace = heapq.heapreplace
+            bits = server_bits(self.servers)
+            mask = (1 << bits) - 1
             for i, (u, c, s) in enumerate(
                 zip(unit.tolist(), close.tolist(), service.tolist(), strict=True)
             ):
                 heap = heaps[u]
-                free, k = heap[0]
+                key = heap[0]
+                free = key >> bits
                 t = c if c > free else free
-                replace(heap, (t + s, k))
+                k = key & mask
+                replace(heap, ((t + s) << bits) | k)
                 starts[i] = t
                 servers[i] = k
         else:
