@@ -8,4 +8,4 @@ PY=${PYTHON:-python3}
 echo "== ruff check"; .venv/bin/ruff check .
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy
-echo "== pytest"; .venv/bin/python -m pytest -q -n 2 "$@"
+echo "== pytest"; .venv/bin/python -m pytest -q -n 2 --dist loadfile "$@"

@@ -25,6 +25,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("mtia_cluster.cli.demo", "demo"),
     "trace": ("mtia_cluster.cli.trace", "trace"),
     "simulate": ("mtia_cluster.cli.simulate", "simulate"),
+    "replay": ("mtia_cluster.cli.replay", "replay"),
     "analyze": ("mtia_cluster.cli.analyze", "analyze"),
 }
 

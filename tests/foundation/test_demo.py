@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from mtia_cluster.cli.demo import DEMO_CHIPS, DEMO_RR
+from mtia_cluster.cli.estimate_table import DEMO_CHIPS, DEMO_RR
 from mtia_cluster.cli.main import cli
 
 
-def test_demo_json_covers_every_chip_and_rr_workload(runner):
-    res = runner.invoke(cli, ["demo", "--json"])
+def test_demo_estimate_covers_every_chip_and_rr_workload(runner):
+    res = runner.invoke(cli, ["demo", "--estimate", "--json"])
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     pairs = {(r["workload"], r["chip"]) for r in rows}

@@ -1,0 +1,180 @@
+"""`replay`: launch shard actors on Ray, replay a trace, write the results directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
+from mtia_cluster.distributed.placement import PLACEMENTS
+
+
+def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """One table row per (region, service) of a summary.json."""
+    rows = []
+    for g in summary["groups"]:
+        llm = g.get("kind") == "llm"
+        lat = g.get("ttft_ns" if llm else "latency_ns") or {}
+        tput = g.get("output_tokens_per_s") if llm else g.get("items_per_s")
+        per_j = g.get("output_tokens_per_j") if llm else g.get("items_per_j")
+        rows.append(
+            [
+                g["region"],
+                g["service"],
+                g["completed_per_s"],
+                tput,
+                "tok/s" if llm else "items/s",
+                _ms(lat.get("p50")),
+                _ms(lat.get("p99")),
+                _ms((g.get("tpot_ns") or {}).get("p99")) if llm else "-",
+                g.get("utilization"),
+                g.get("avg_power_w"),
+                per_j,
+                g["verdict"]["result"],
+            ]
+        )
+    return rows
+
+
+def _ms(ns: float | None) -> float:
+    return float("nan") if ns is None else ns / 1e6
+
+
+def echo_summary(out: Path) -> None:
+    """Print the run's summary table (what `replay` and `demo` end with)."""
+    from mtia_cluster.results import open_results
+
+    res = open_results(out)
+    m = res.manifest
+    click.echo(
+        f"\n{out}: {m['counts']['requests']:,} requests, "
+        f"{m['simulated_span_ns'] / 1e9:,.0f} s simulated in {m['wall_time_s']:.1f} s "
+        f"({m['shards']} shards, {m.get('mode')}, {m.get('nodes')} node(s))\n"
+    )
+    echo_table(
+        [
+            "region",
+            "service",
+            "req/s",
+            "throughput",
+            "unit",
+            "p50 ms",
+            "p99 ms",
+            "TPOT p99 ms",
+            "util",
+            "power W",
+            "per J",
+            "verdict",
+        ],
+        summary_rows(res.summary),
+    )
+    click.echo(
+        "\n(p50/p99: latency for R&R, TTFT for LLM; verdict: MLPerf-LoadGen-style "
+        "against the scenario's SLO)"
+    )
+
+
+def run_replay(
+    config: str,
+    trace: str,
+    out: str,
+    *,
+    placement: str,
+    shards: int | None,
+    seed: int | None,
+    overrides: tuple[str, ...],
+    address: str | None,
+) -> Path:
+    """Start or join Ray, replay with a progress bar, return the results directory."""
+    from mtia_cluster.distributed.ray_env import ray_session
+    from mtia_cluster.distributed.runner import ReplayOptions, replay
+
+    opt = ReplayOptions(
+        placement=placement, shards=shards, address=address, overrides=overrides, seed=seed
+    )
+    bar: Any = click.progressbar(
+        length=1, label="replaying", file=sys.stderr, show_eta=False, show_percent=True
+    )
+
+    def progress(done: int, total: int, t_ns: int) -> None:
+        bar.length = max(total, 1)
+        bar.update(done - bar.pos)
+        bar.label = f"replaying (simulated {t_ns / 1e9:,.0f} s)"
+
+    with bar:
+        if address == "inprocess":
+            return replay(config, trace, out, opt, progress)
+        with ray_session(address, namespace="mtia-cluster-replay"):
+            return replay(config, trace, out, opt, progress)
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--trace",
+    "trace",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Trace (Parquet) to replay.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Results directory to write (atomically).",
+)
+@click.option(
+    "--placement",
+    type=click.Choice(PLACEMENTS),
+    default="region",
+    show_default=True,
+    help="One Ray actor per region, rack or host.",
+)
+@click.option(
+    "--shards",
+    type=click.IntRange(min=1),
+    default=None,
+    help="N shard actors instead of a placement.",
+)
+@click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@set_option
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: start "
+    "an embedded local Ray; 'inprocess': no Ray.",
+)
+@json_option
+def replay(
+    config: str,
+    trace: str,
+    out: str,
+    placement: str,
+    shards: int | None,
+    seed: int | None,
+    overrides: tuple[str, ...],
+    address: str | None,
+    as_json: bool,
+) -> None:
+    """Replay TRACE on the fleet of CONFIG and write the results directory."""
+    path = run_replay(
+        config,
+        trace,
+        out,
+        placement=placement,
+        shards=shards,
+        seed=seed,
+        overrides=overrides,
+        address=address,
+    )
+    if as_json:
+        from mtia_cluster.results import open_results
+
+        echo_json(open_results(path).summary)
+    else:
+        echo_summary(path)

@@ -1,0 +1,87 @@
+"""A shard that owns whole regions: it reads its regions' trace slice and routes them itself.
+
+Regions never interact (each has its own routers and cells), so a shard holding all cells of
+its regions runs the window loop locally for a whole epoch per call, instead of one Ray call
+per window. The loop is the shared :func:`~mtia_cluster.distributed.windows.run_windows`, so
+the results equal the coordinator-driven path and the single-process engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.catalog import load_catalog
+from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.distributed.windows import LoopState, finish, run_windows
+from mtia_cluster.distributed.worker import ShardWorker
+from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.trace_input import check_items
+from mtia_cluster.traces.columns import to_numpy_columns
+from mtia_cluster.traces.io import read_trace_batches, read_trace_schema
+
+Progress = tuple[int, int, int, bool]  # window start t, rows done, rows, finished
+
+
+class RegionWorker(ShardWorker):
+    """A shard worker that also routes: cells, routers and trace rows of its regions."""
+
+    def __init__(
+        self,
+        scenario_raw: dict[str, Any],
+        scenario_file: str | None,
+        cell_ids: list[int],
+        target: Any,
+        name: str,
+        trace_path: str,
+        regions: list[int],
+    ) -> None:
+        self._pending_extra: Any = None
+        super().__init__(scenario_raw, scenario_file, cell_ids, target, name)
+        scenario = parse_scenario(scenario_raw, scenario_file)
+        self.sim = Simulation(scenario, load_catalog())  # routers and region assignment
+        self.sim.shards = []  # the cells live in self.shard; free the simulation's copies
+        self.trace = _region_slice(self.sim, trace_path, regions)
+        self.state = LoopState()
+        if self._pending_extra is not None:
+            self._set_extra_state(self._pending_extra)
+
+    def _extra_state(self) -> Any:
+        return (self.state, self.sim.routers, self.sim.outstanding, self.sim.capacity)
+
+    def _set_extra_state(self, extra: Any) -> None:
+        self.state, self.sim.routers, self.sim.outstanding, self.sim.capacity = extra
+
+    def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> None:
+        cell_id, outstanding, capacity = self.advance(arrivals.columns(), cell, until_ns)
+        self.sim.outstanding[cell_id] = outstanding
+        self.sim.capacity[cell_id] = capacity
+
+    def run_epoch(self, stop_ns: int) -> Progress:
+        """Run this shard's windows that start before `stop_ns`."""
+        run_windows(self.sim, self.trace, self.state, self._advance, self.sample, stop_ns)
+        done = self.state.finished(self.sim, len(self.trace))
+        return self.state.t, self.state.lo, len(self.trace), done
+
+    def finish_run(self, end_ns: int) -> None:
+        """Pad device samples to the run's global end."""
+        finish(self.state, end_ns, self.sim.scenario.metrics_interval_ns, self.sample)
+
+
+def _region_slice(sim: Simulation, trace_path: str, regions: list[int]) -> RequestBatch:
+    """The served requests of `regions`, read with a region filter when the trace has one."""
+    names = [sim.regions[r] for r in regions]
+    has_region = "region" in read_trace_schema(trace_path).names
+    batches = read_trace_batches(trace_path, regions=names if has_region else None)
+    parts = [
+        RequestBatch(**to_numpy_columns(b, sim.services, sim.regions, file=trace_path))
+        for b in batches
+    ]
+    trace = RequestBatch.concat(parts)
+    check_items(trace, sim.scenario, trace_path)
+    if not has_region or np.any(trace.region < 0):
+        trace = sim.assign_regions(trace)  # the global stream in trace order: read all rows
+    keep = np.isin(trace.region, regions) & sim._served(trace)
+    return trace.take(keep)

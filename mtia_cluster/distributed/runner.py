@@ -1,0 +1,327 @@
+"""The distributed replay: a coordinator drives windows over shard workers in Ray actors.
+
+Per window ``[t, t + report_interval)`` the coordinator routes the window's arrivals with
+the region routers (the engine's own :class:`~mtia_cluster.engine.simulation.Simulation`
+routing, reports from the previous boundary plus own counts), sends each shard with work
+one call carrying its requests as numpy arrays, and gets back only load reports; shards
+write finished requests and device intervals to their own Parquet parts. This is the same
+loop as ``Simulation.run``, so results are identical to the single-process engine for every
+placement. A shard with nothing routed and nothing outstanding is not called (its cells are
+idle and its counters unchanged).
+
+Resilience: every ``checkpoint_windows`` windows each shard saves its state and commits its
+parts; the coordinator keeps the calls made since. A shard actor that dies is restarted by
+Ray, reloads its checkpoint and is sent those calls again, so no request is lost or written
+twice. If a shard cannot be restarted, the run fails and its directory stays marked
+incomplete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.catalog import load_catalog
+from mtia_cluster.config.scenario import Scenario, load_scenario
+from mtia_cluster.distributed.placement import partition
+from mtia_cluster.distributed.region_worker import RegionWorker
+from mtia_cluster.distributed.windows import LoopState, finish, run_windows
+from mtia_cluster.distributed.worker import ShardWorker
+from mtia_cluster.engine.cell import STATUS_REJECTED, RequestBatch, completed_from
+from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.trace_input import load_trace
+from mtia_cluster.errors import UserError
+from mtia_cluster.results import ResultsWriter, slos_from_scenario
+
+CHECKPOINT_WINDOWS = 2000
+RESTART_TIMEOUT_S = 120.0
+
+
+@dataclass
+class ReplayOptions:
+    placement: str = "region"
+    shards: int | None = None
+    address: str | None = None  # None: embedded local Ray; "inprocess": no Ray at all
+    checkpoint_windows: int = CHECKPOINT_WINDOWS
+    epoch_ns: int = 30 * 10**9  # simulated time per call for region-owning shards
+    overrides: tuple[str, ...] = ()
+    seed: int | None = None
+    fail_shard_at_window: tuple[int, int] | None = None  # (shard, window): test hook
+    extra_manifest: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Shard:
+    """The coordinator's handle on one shard: the worker, its cells, calls since checkpoint."""
+
+    handle: Any
+    cells: np.ndarray
+    log: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    busy: bool = False
+
+
+class _Calls:
+    """Run the same method on several shards: Ray actors in parallel, or in-process."""
+
+    def __init__(self, use_ray: bool) -> None:
+        self.use_ray = use_ray
+        self.recoveries = 0  # shard actors restarted from a checkpoint
+
+    def __call__(self, shards: list[_Shard], method: str, args: list[tuple[Any, ...]]) -> list[Any]:
+        for s, a in zip(shards, args, strict=True):
+            s.log.append((method, a))
+        if not self.use_ray:
+            return [getattr(s.handle, method)(*a) for s, a in zip(shards, args, strict=True)]
+        import ray
+
+        refs = [getattr(s.handle, method).remote(*a) for s, a in zip(shards, args, strict=True)]
+        out = []
+        for s, ref in zip(shards, refs, strict=True):
+            try:
+                out.append(ray.get(ref))
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+                out.append(self._recover(s))
+        return out
+
+    def _recover(self, s: _Shard) -> Any:
+        """The actor died: Ray restarts it from its checkpoint; resend the logged calls."""
+        import ray
+
+        self.recoveries += 1
+        deadline = time.monotonic() + RESTART_TIMEOUT_S
+        while True:  # wait until the restarted actor answers (it reloads its checkpoint)
+            try:
+                ray.get(s.handle.windows_done.remote())
+                break
+            except ray.exceptions.ActorUnavailableError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        result = None
+        for method, a in s.log:
+            result = ray.get(getattr(s.handle, method).remote(*a))
+        return result
+
+
+def replay(
+    scenario_path: str | Path,
+    trace_path: str | Path,
+    out_dir: str | Path,
+    options: ReplayOptions | None = None,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> Path:
+    """Replay `trace_path` on the fleet of `scenario_path`; write the results directory."""
+    opt = options or ReplayOptions()
+    scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
+    trace = load_trace(trace_path, scenario)  # validated before any Ray or output exists
+    sim = Simulation(scenario, load_catalog())
+    regions = region_groups(sim, opt)
+    cells = (
+        [[c for r in g for c in _cells_of_region(sim, r)] for g in regions]
+        if regions is not None
+        else partition(sim.fleet, opt.placement, opt.shards)
+    )
+    use_ray = opt.address != "inprocess"
+    manifest = {
+        "scenario": scenario.name,
+        "config": scenario.raw,
+        "seed": scenario.seed,
+        "placement": opt.placement if opt.shards is None else f"shards={opt.shards}",
+        "shards": len(cells),
+        "mode": "region-epochs" if regions else "windows",
+        **opt.extra_manifest,
+    }
+    started = time.monotonic()
+    with ResultsWriter(
+        out_dir,
+        manifest=manifest,
+        services=sim.services,
+        regions=sim.regions,
+        slos=slos_from_scenario(scenario.slo),
+        interval_ns=scenario.metrics_interval_ns,
+        trace_path=trace_path,
+    ) as run:
+        trace = sim.assign_regions(trace)
+        served = sim._served(trace)
+        _write_rejected(run, trace.take(~served))
+        calls = _Calls(use_ray)
+        if regions is not None:
+            shards = _start_shards(
+                scenario,
+                cells,
+                run,
+                use_ray,
+                opt,
+                extra=[(str(Path(trace_path).absolute()), g) for g in regions],
+            )
+            end_ns = _drive_regions(shards, calls, scenario, int(served.sum()), opt, progress)
+        else:
+            shards = _start_shards(scenario, cells, run, use_ray, opt)
+            end_ns = _drive_windows(sim, trace.take(served), shards, calls, opt, progress)
+        shard_nodes = calls(shards, "node", [()] * len(shards))
+        calls(shards, "close", [()] * len(shards))
+        run.finalize(
+            wall_time_s=time.monotonic() - started,
+            simulated_span_ns=end_ns,
+            extra={
+                "nodes": _nodes(use_ray),
+                "shard_nodes": len(set(shard_nodes)),
+                "shard_restarts": calls.recoveries,
+            },
+        )
+    return Path(out_dir)
+
+
+def region_groups(sim: Simulation, opt: ReplayOptions) -> list[list[int]] | None:
+    """Regions per shard when every shard can own whole regions, else None."""
+    n = len(sim.regions)
+    if opt.shards is None:
+        return [[r] for r in range(n)] if opt.placement == "region" else None
+    if opt.shards < 1:
+        raise UserError("must be >= 1", field="--shards", value=opt.shards)
+    if opt.shards > n:
+        return None
+    return [list(range(i, n, opt.shards)) for i in range(opt.shards)]
+
+
+def _cells_of_region(sim: Simulation, region: int) -> list[int]:
+    return np.flatnonzero(np.asarray(sim.fleet.cell_region) == region).tolist()
+
+
+def _start_shards(
+    scenario: Scenario,
+    cells: list[list[int]],
+    run: ResultsWriter,
+    use_ray: bool,
+    opt: ReplayOptions,
+    extra: list[tuple[Any, ...]] | None = None,
+) -> list[_Shard]:
+    cls: type[ShardWorker] = ShardWorker if extra is None else RegionWorker
+    args = [
+        (scenario.raw, scenario.file, c, run.target, f"shard-{i:04d}", *(extra[i] if extra else ()))
+        for i, c in enumerate(cells)
+    ]
+    if not use_ray:
+        return [_Shard(cls(*a), np.asarray(c)) for a, c in zip(args, cells, strict=True)]
+    import ray
+
+    actor = ray.remote(cls).options(num_cpus=0, max_restarts=3, scheduling_strategy="SPREAD")
+    return [_Shard(actor.remote(*a), np.asarray(c)) for a, c in zip(args, cells, strict=True)]
+
+
+def _drive_windows(
+    sim: Simulation,
+    trace: RequestBatch,
+    shards: list[_Shard],
+    calls: _Calls,
+    opt: ReplayOptions,
+    progress: Callable[[int, int, int], None] | None,
+) -> int:
+    """Coordinator-driven windows: one parallel call per window to the shards with work."""
+    shard_of_cell = np.zeros(sim.fleet.cells, dtype=np.int64)
+    for i, s in enumerate(shards):
+        shard_of_cell[s.cells] = i
+    state, window = LoopState(), 0
+
+    def advance(arrivals: RequestBatch, cell: np.ndarray, until: int) -> None:
+        nonlocal window
+        owner = shard_of_cell[cell]
+        active, args = [], []
+        for i, s in enumerate(shards):
+            mine = np.flatnonzero(owner == i)
+            if len(mine) or s.busy:
+                active.append(s)
+                args.append(
+                    (arrivals.take(mine).columns() if len(mine) else None, cell[mine], until)
+                )
+        _maybe_fail(opt, shards, window)
+        for s, (cell_id, outstanding, capacity) in zip(
+            active, calls(active, "advance", args), strict=True
+        ):
+            sim.outstanding[cell_id] = outstanding
+            sim.capacity[cell_id] = capacity
+            s.busy = bool(np.any(outstanding))
+        window += 1
+        if window % opt.checkpoint_windows == 0:
+            _checkpoint(shards, calls)
+        if progress is not None:
+            progress(state.lo, len(trace), until)
+
+    def sample(t_ns: int) -> None:
+        calls(shards, "sample", [(t_ns,)] * len(shards))
+
+    run_windows(sim, trace, state, advance, sample)
+    finish(state, state.t, sim.scenario.metrics_interval_ns, sample)
+    return state.t
+
+
+def _drive_regions(
+    shards: list[_Shard],
+    calls: _Calls,
+    scenario: Scenario,
+    rows: int,
+    opt: ReplayOptions,
+    progress: Callable[[int, int, int], None] | None,
+) -> int:
+    """Region-owning shards run whole epochs; the coordinator only paces and checkpoints."""
+    epoch_ns = opt.epoch_ns
+    stop, epoch = epoch_ns, 0
+    while True:
+        _maybe_fail(opt, shards, epoch)
+        states = calls(shards, "run_epoch", [(stop,)] * len(shards))
+        epoch += 1
+        _checkpoint(shards, calls)
+        if progress is not None:
+            progress(sum(st[1] for st in states), rows, stop)
+        if all(st[3] for st in states):
+            break
+        stop += epoch_ns
+    end_ns = max(st[0] for st in states)
+    calls(shards, "finish_run", [(end_ns,)] * len(shards))
+    return end_ns
+
+
+def _checkpoint(shards: list[_Shard], calls: _Calls) -> None:
+    calls(shards, "checkpoint", [()] * len(shards))
+    for s in shards:
+        s.log.clear()
+
+
+def _write_rejected(run: ResultsWriter, rejected: RequestBatch) -> None:
+    """Requests whose region has no pool for their service: status rejected, by the driver."""
+    with run.shard("coordinator") as writer:
+        if len(rejected):
+            writer.write_completed(
+                completed_from(
+                    rejected,
+                    host_id=-1,
+                    accelerator_id=-1,
+                    start_ns=rejected.arrival_ns,
+                    first_token_ns=rejected.arrival_ns,
+                    finish_ns=rejected.arrival_ns,
+                    status=STATUS_REJECTED,
+                    batch_size=0,
+                )
+            )
+
+
+def _maybe_fail(opt: ReplayOptions, shards: list[_Shard], step: int) -> None:
+    """Test hook: kill one shard's actor process at a given window/epoch (resilience)."""
+    if opt.fail_shard_at_window is None or opt.fail_shard_at_window[1] != step:
+        return
+    import ray
+
+    ray.kill(shards[opt.fail_shard_at_window[0]].handle, no_restart=False)
+
+
+def _nodes(use_ray: bool) -> int:
+    if not use_ray:
+        return 1
+    import ray
+
+    return len({n["NodeID"] for n in ray.nodes() if n.get("Alive")})

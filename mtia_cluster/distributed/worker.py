@@ -1,0 +1,151 @@
+"""A shard worker: the cells of one shard, advanced window by window, writing its own parts.
+
+A plain class so it runs in-process for tests and inside a Ray actor for real runs
+(`runner.py` wraps it with ``ray.remote``). It rebuilds its cells from the scenario (ids are
+deterministic), writes finished requests and device intervals through its own
+:class:`~mtia_cluster.results.ShardWriter`, and returns only load reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.catalog import load_catalog
+from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.distributed.placement import topology
+from mtia_cluster.engine.build import build_fleet, make_groups
+from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.shard import Inbox, Shard
+from mtia_cluster.results import DeviceInfo, DeviceTracker, RunTarget
+
+Reports = tuple[np.ndarray, np.ndarray, np.ndarray]  # cell id, outstanding, capacity
+
+
+class ShardWorker:
+    """One shard of a replay (see module docstring)."""
+
+    def __init__(
+        self,
+        scenario_raw: dict[str, Any],
+        scenario_file: str | None,
+        cell_ids: list[int],
+        target: RunTarget,
+        name: str,
+    ) -> None:
+        self.name = name
+        self.target = target
+        self.checkpoint_path = Path(target.tmp_dir) / "_checkpoints" / f"{name}.pkl"
+        scenario = parse_scenario(scenario_raw, scenario_file)
+        catalog = load_catalog()
+        fleet = build_fleet(scenario, catalog)
+        self.shard = Shard(make_groups(fleet, cell_ids))
+        self.tracker = DeviceTracker(
+            _device_info(fleet, self.shard, scenario, catalog),
+            regions=[r.name for r in scenario.regions],
+            chips=sorted(catalog.chips),
+            services=scenario.services,
+        )
+        self.last_sample_ns = 0
+        self.window = 0  # windows advanced so far (for restarts)
+        self.restored = self._restore()
+        self.writer = target.open_shard(name)  # drops parts written after the checkpoint
+
+    def advance(
+        self, requests: dict[str, np.ndarray] | None, cell: np.ndarray | None, until_ns: int
+    ) -> Reports:
+        """Advance to `until_ns` with the window's routed requests; write what finished."""
+        inbox = None if requests is None or cell is None else Inbox(RequestBatch(**requests), cell)
+        done, reports = self.shard.advance(inbox, until_ns)
+        if len(done):
+            self.writer.write_completed(done)
+        self.window += 1
+        return reports.cell_id, reports.outstanding, reports.capacity_weight
+
+    def sample(self, t_ns: int) -> None:
+        """Write the devices rows of [last sample, t_ns)."""
+        if t_ns > self.last_sample_ns:
+            counters = self.shard.device_counters()
+            self.writer.write_devices(
+                self.tracker.interval(counters, start_ns=self.last_sample_ns, end_ns=t_ns)
+            )
+            self.last_sample_ns = t_ns
+
+    def _extra_state(self) -> Any:
+        """What a subclass adds to a checkpoint."""
+        return None
+
+    def _set_extra_state(self, extra: Any) -> None:
+        """Restore what `_extra_state` saved."""
+
+    def checkpoint(self) -> int:
+        """Commit written parts and save the shard's state; returns the window count."""
+        seq = self.writer.checkpoint()
+        state = (
+            self.shard,
+            self.tracker,
+            self.last_sample_ns,
+            self.window,
+            seq,
+            self._extra_state(),
+        )
+        self.checkpoint_path.parent.mkdir(exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        tmp.write_bytes(_pickler().dumps(state))
+        tmp.replace(self.checkpoint_path)
+        return self.window
+
+    def _restore(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = _pickler().loads(self.checkpoint_path.read_bytes())
+        self.shard, self.tracker, self.last_sample_ns, self.window, _, extra = state
+        self._pending_extra = extra
+        return True
+
+    def windows_done(self) -> int:
+        return self.window
+
+    def close(self) -> int:
+        """Close the shard's files; returns the number of windows advanced."""
+        self.writer.close()
+        return self.window
+
+    def node(self) -> str:
+        """The Ray node this shard runs on ("local" outside Ray)."""
+        try:
+            import ray
+
+            if ray.is_initialized():
+                return str(ray.get_runtime_context().get_node_id())
+        except ImportError:
+            pass
+        return "local"
+
+
+def _pickler() -> Any:
+    """cloudpickle (shipped with Ray): cell state holds closures plain pickle refuses."""
+    from ray import cloudpickle
+
+    return cloudpickle
+
+
+def _device_info(fleet: Any, shard: Shard, scenario: Any, catalog: Any) -> DeviceInfo:
+    """Static facts about the shard's accelerators, for its devices rows."""
+    topo = topology(fleet)
+    acc = np.sort(shard.device_counters().accelerator_id.astype(np.int64))
+    chip_names = sorted(catalog.chips)
+    chips = [fleet.acc_chip[a] for a in acc.tolist()]
+    pool_service = [scenario.services.index(p.service) for p in fleet.pools]
+    return DeviceInfo(
+        accelerator_id=acc.astype(np.int32),
+        host_id=topo.acc_host[acc].astype(np.int32),
+        rack_id=topo.acc_rack[acc].astype(np.int32),
+        region=np.asarray(fleet.acc_region, dtype=np.int32)[acc],
+        chip=np.array([chip_names.index(c) for c in chips], dtype=np.int32),
+        service=np.array([pool_service[fleet.acc_pool[a]] for a in acc.tolist()], np.int32),
+        idle_w=np.array([catalog.chip(c).idle_w for c in chips], dtype=np.float64),
+        busy_w=np.array([catalog.chip(c).tdp_w for c in chips], dtype=np.float64),
+    )

@@ -1,0 +1,61 @@
+"""Placement independence without Ray: every placement equals the single-process engine."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mtia_cluster.config.scenario import load_scenario
+from mtia_cluster.distributed.runner import ReplayOptions, replay
+from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.trace_input import load_trace
+
+from .conftest import SCENARIO, assert_same_run, requests_of
+
+PLACEMENTS = {
+    "region": ReplayOptions(address="inprocess"),
+    "host": ReplayOptions(address="inprocess", placement="host"),
+    "rack": ReplayOptions(address="inprocess", placement="rack"),
+    "shards1": ReplayOptions(address="inprocess", shards=1),
+    "shards3": ReplayOptions(address="inprocess", shards=3),
+}
+
+
+@pytest.fixture(scope="module")
+def runs(short_trace, tmp_path_factory):
+    base = tmp_path_factory.mktemp("runs")
+    return {
+        name: replay(SCENARIO, short_trace, base / name, opt) for name, opt in PLACEMENTS.items()
+    }
+
+
+@pytest.mark.parametrize("name", [p for p in PLACEMENTS if p != "region"])
+def test_every_placement_gives_identical_results(runs, name):
+    assert_same_run(runs["region"], runs[name])
+
+
+def test_equals_the_single_process_engine(runs, short_trace):
+    scenario = load_scenario(SCENARIO)
+    engine = Simulation(scenario).run(load_trace(short_trace, scenario)).requests
+    ours = requests_of(runs["region"])
+    assert ours["request_id"] == engine.request_id.tolist()
+    for col in (
+        "accelerator_id",
+        "host_id",
+        "start_ns",
+        "first_token_ns",
+        "finish_ns",
+        "batch_size",
+    ):
+        assert ours[col] == getattr(engine, col).tolist(), col
+
+
+def test_every_request_exactly_once_and_time_forward(runs, short_trace):
+    from mtia_cluster.traces.io import read_trace
+
+    ids = read_trace(short_trace).column("request_id").to_pylist()
+    got = requests_of(runs["shards3"])
+    assert sorted(got["request_id"]) == sorted(ids) and len(set(got["request_id"])) == len(ids)
+    arrival, start = np.array(got["arrival_ns"]), np.array(got["start_ns"])
+    first, finish = np.array(got["first_token_ns"]), np.array(got["finish_ns"])
+    assert np.all(arrival <= start) and np.all(start <= first) and np.all(first <= finish)
