@@ -247,11 +247,13 @@ class RRHostGroup:
         local0 = b_unit * self.p.accelerators_per_socket + server * g
         for m in range(g):
             self.ledger.add(start, finish, local0 + m, b_items)
-        # member rows in batch order, then sorted by finish so release takes a prefix
-        per_req = np.repeat(np.arange(len(first)), sizes)
-        by_finish = np.argsort(finish[per_req])  # any tie order: rows are released as sets
-        per_req = per_req[by_finish]
-        members = self.waiting.take(np.flatnonzero(member)[by_finish])
+        # member rows ordered by their batch's finish, so that release takes a prefix
+        order = np.argsort(finish, kind="stable")
+        counts = sizes[order]
+        offsets = np.cumsum(counts) - counts
+        per_req = np.repeat(order, counts)
+        rows_idx = np.repeat(first[order] - offsets, counts) + np.arange(int(counts.sum()))
+        members = self.waiting.take(rows_idx)
         host = b_unit[per_req] // self.p.sockets
         rows = completed_from(
             self._requests(members),
