@@ -17,13 +17,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.results.analysis.device_groups import device_groups, max_interval_start
-from mtia_cluster.results.analysis.groups import (
-    NONE_LABEL,
-    Keys,
-    Level,
-    build_keys,
-    make_levels,
-)
+from mtia_cluster.results.analysis.groups import Keys, build_keys, make_levels
 from mtia_cluster.results.analysis.passes import (
     METRICS,
     LevelAcc,
@@ -216,11 +210,3 @@ class _Context:
 def _quantile_fields(values: dict[str, float], qs: dict[str, float]) -> dict[str, float | None]:
     """Quantile dict with None for an empty group (as summary.json)."""
     return {k: (values[k] if k in values and math.isfinite(values[k]) else None) for k in qs}
-
-
-def level_of(row: dict[str, Any]) -> str:
-    """The level a row belongs to (``*`` for the whole run)."""
-    return str(row.get("level", "*"))
-
-
-__all__ = ["NONE_LABEL", "Level", "analyze", "level_of"]

@@ -92,13 +92,6 @@ class SparseCounts:
         self._compact()
         return self._keys, self._counts
 
-    def merged(self, other: SparseCounts) -> SparseCounts:
-        """A new counter holding both."""
-        out = SparseCounts()
-        out.add(*self.items())
-        out.add(*other.items())
-        return out
-
 
 def rank_targets(
     hist: SparseCounts, buckets: int, qs: Mapping[str, float]

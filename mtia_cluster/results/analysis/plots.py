@@ -191,6 +191,8 @@ def collect(run: Results, window_ns: int | None) -> PlotData:
 def svgs(data: PlotData) -> list[str]:
     """The four charts as SVG strings."""
     xs = data.times_s
+    ends = [t[-1] for t in xs.values() if t] + data.heat_edges_s[-1:]
+    x_range = (0.0, max(ends)) if ends else None
     charts = [
         svg.line_chart(
             [(s, x, y) for s, (x, y) in data.cdf.items()],
@@ -204,12 +206,14 @@ def svgs(data: PlotData) -> list[str]:
             title="Throughput per region",
             xlabel="time (s)",
             ylabel="completed requests/s",
+            x_range=x_range,
         ),
         svg.line_chart(
             [(r, xs[r], data.p99_ms[r]) for r in xs],
             title="p99 latency per region",
             xlabel="time (s)",
             ylabel="p99 latency (ms)",
+            x_range=x_range,
         ),
     ]
     if data.heat:
@@ -218,6 +222,7 @@ def svgs(data: PlotData) -> list[str]:
                 data.heat,
                 row_labels=data.heat_rows,
                 x_edges=data.heat_edges_s,
+                x_range=x_range,
                 title="Accelerator utilization per rack",
                 xlabel="time (s)",
                 ylabel="rack",
@@ -229,6 +234,7 @@ def svgs(data: PlotData) -> list[str]:
             title="Power per region",
             xlabel="time (s)",
             ylabel="power (W)",
+            x_range=x_range,
         )
     )
     return charts

@@ -108,8 +108,13 @@ def line_chart(
     ylabel: str,
     log_x: bool = False,
     y_min: float | None = 0.0,
+    x_range: tuple[float, float] | None = None,
 ) -> str:
-    """A line chart with a legend on the right; one polyline per contiguous run of values."""
+    """A line chart with a legend on the right; one polyline per contiguous run of values.
+
+    `x_range` fixes the x axis (charts sharing a time axis line up); by default it is the
+    data's range widened to round ticks.
+    """
     xs = [x for _, sx, _ in series for x in _finite(sx) if not log_x or x > 0]
     ys = [y for _, _, sy in series for y in _finite(sy)]
     if not xs or not ys:
@@ -118,10 +123,15 @@ def line_chart(
     if log_x:
         lo_exp, hi_exp = math.floor(math.log10(min(xs))), math.ceil(math.log10(max(xs)))
         xticks = [10.0**e for e in range(lo_exp, max(hi_exp, lo_exp + 1) + 1)]
+    elif x_range is not None:
+        xs += list(x_range)
+        xticks = nice_ticks(min(xs), max(xs))
     else:
         xticks = nice_ticks(min(xs), max(xs))
     yticks = nice_ticks(y_lo, max(ys))
-    ax = _Axes((xticks[0], xticks[-1]), (yticks[0], yticks[-1]), log_x)
+    x_lo, x_hi = (xticks[0], xticks[-1]) if x_range is None or log_x else (min(xs), max(xs))
+    ax = _Axes((x_lo, x_hi), (yticks[0], yticks[-1]), log_x)
+    xticks = [t for t in xticks if x_lo - 1e-9 * abs(x_hi - x_lo) <= t <= x_hi + 1e-9 * abs(x_hi)]
     out = _frame(title, xlabel, ylabel) + _grid(ax, xticks, yticks)
     for i, (label, sx, sy) in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
@@ -169,9 +179,11 @@ def heatmap(
     title: str,
     xlabel: str,
     ylabel: str,
+    x_range: tuple[float, float] | None = None,
 ) -> str:
     """Rows x columns of values in [0, 1] (None: no data, grey), with a colour scale."""
-    ax = _Axes((x_edges[0], x_edges[-1]), (0.0, float(len(row_labels))), False)
+    lo, hi = x_range if x_range is not None else (x_edges[0], x_edges[-1])
+    ax = _Axes((lo, hi), (0.0, float(len(row_labels))), False)
     out = _frame(title, xlabel, ylabel)
     height = (HEIGHT - TOP - BOTTOM) / max(len(row_labels), 1)
     step = max(1, len(row_labels) // 12)
@@ -189,8 +201,8 @@ def heatmap(
                 f'<text x="{LEFT - 6}" y="{y + height / 2 + 4:.1f}" text-anchor="end">'
                 f"{escape(row_labels[i])}</text>"
             )
-    for t in nice_ticks(x_edges[0], x_edges[-1]):
-        if x_edges[0] <= t <= x_edges[-1]:
+    for t in nice_ticks(lo, hi):
+        if lo - 1e-9 * abs(hi - lo) <= t <= hi + 1e-9 * abs(hi):
             x = ax.px(t)
             out.append(
                 f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{fmt(t)}</text>'
