@@ -228,16 +228,13 @@ class RRHostGroup:
             self.p.max_wait_ns,
             until_ns,
         )
-        firsts, stops = chain_segments(
-            seg_starts.tolist(), seg_ends.tolist(), end, close < until_ns
-        )
+        firsts, _ = chain_segments(seg_starts.tolist(), seg_ends.tolist(), end, close < until_ns)
         if not firsts:
             return
         first = np.array(firsts, dtype=np.int64)
         b_end, b_close, b_unit = end[first], close[first], unit[first]
-        taken = np.bincount(seg_starts, minlength=n + 1) - np.bincount(stops, minlength=n + 1)
-        member = np.cumsum(taken[:-1]) > 0
-        cum = np.concatenate([[0], np.cumsum(self.waiting.items, dtype=np.int64)])
+        cum = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(self.waiting.items, out=cum[1:])
         b_items = cum[b_end] - cum[first]
         service = self.table.lookup(b_items)
         start, server = self._dispatch(b_unit, b_close, service)
@@ -265,7 +262,8 @@ class RRHostGroup:
             batch_size=sizes[per_req],
         )
         self.buffer.append((rows, host))
-        keep = ~member
+        keep = np.ones(n, dtype=bool)
+        keep[rows_idx] = False
         self.waiting = self.waiting.take(keep)
 
     def _requests(self, w: _Waiting) -> RequestBatch:
