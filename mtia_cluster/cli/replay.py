@@ -75,6 +75,13 @@ def echo_summary(out: Path) -> None:
         "\n(p50/p99: latency for R&R, TTFT for LLM; verdict: MLPerf-LoadGen-style "
         "against the scenario's SLO)"
     )
+    for g in res.summary["groups"]:
+        reasons = g["verdict"].get("reasons") or []
+        if g["verdict"]["result"] != "VALID" and reasons:
+            click.echo(
+                f"  {g['region']}/{g['service']} {g['verdict']['result']}: "
+                + "; ".join(map(str, reasons))
+            )
 
 
 def run_replay(

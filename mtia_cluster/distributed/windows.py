@@ -1,10 +1,10 @@
 """The window loop shared by the coordinator and region-owning shard workers.
 
 It is ``Simulation.run``'s loop (route the window's arrivals with the stale-report routers,
-advance the shards, refresh the routers) with two additions that make every placement give
-the same results: it can stop at an epoch bound and resume, and device counters are sampled
-at *every* multiple of the metrics interval, including those inside an idle gap that the
-loop skips (the counters cannot change while nothing is outstanding).
+advance the shards, refresh the routers; windows without arrivals coalesced up to the next
+arrival or metrics boundary) made resumable: it stops at an epoch bound and continues, and
+:func:`finish` pads device samples to the run's global end, so shards that own different
+regions (and finish at different times) still cover the same intervals.
 """
 
 from __future__ import annotations
@@ -51,11 +51,18 @@ def run_windows(
             break
         until = state.t + step
         hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))
-        if hi == state.lo and not sim.outstanding.any():  # idle gap: skip to the next arrival
-            nxt = int(trace.arrival_ns[state.lo]) // step * step
-            sample_through(state, nxt, metrics_ns, sample)
-            state.t = nxt
-            continue
+        if hi == state.lo and state.lo < n:
+            # No arrival in this window, so no routing decision needs its reports: advance to
+            # the next arrival's window or the next metrics boundary in one step (cells give
+            # the same results for any cut), as Simulation.run does.
+            next_window = int(trace.arrival_ns[state.lo]) // step * step
+            until = min(next_window, (state.t // metrics_ns + 1) * metrics_ns)
+            if not sim.outstanding.any():  # nothing in flight: nothing to simulate
+                state.t = until
+                if until % metrics_ns == 0:
+                    sample(until)
+                    state.sampled_ns = until
+                continue
         arrivals = trace.take(slice(state.lo, hi))
         advance(arrivals, sim._route(arrivals), until)
         for router in sim.routers.values():
