@@ -72,6 +72,7 @@ def test_region_service_rows_match_summary_json(
     services = _rows(doc, "service")
     for g in summary["services"]:
         _close(g | {"region": "*"}, services[("*", g["service"])], g["service"])
+    assert _rows(doc, "*")[("*", "*")]["verdict"]["result"] == summary["fleet"]["verdict"]["result"]
     regions = _rows(doc, "region")
     for g in summary["regions"]:
         mine = regions[(g["region"], "*")]
@@ -113,7 +114,9 @@ def test_verdict_follows_the_percentile_rule(run: Path) -> None:
     assert rows[("eu-west", "chat")]["verdict"]["result"] == "INVALID"
     total = _rows(analyze(run), "*")[("*", "*")]
     assert total["verdict"]["result"] == "INVALID"
-    assert set(total["verdict"]["services"]) == set(SERVICES)
+    assert set(total["verdict"]["groups"]) == {
+        f"{r}/{s}" for r in ("us-east", "eu-west") for s in SERVICES
+    }
 
 
 def test_valid_when_bounds_hold(tmp_path: Path) -> None:

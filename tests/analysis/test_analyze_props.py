@@ -49,11 +49,11 @@ def test_every_partition_adds_up_to_the_total(
 def test_groups_equal_summary_json(tmp_path_factory: pytest.TempPathFactory, spec: Spec) -> None:
     run = write(tmp_path_factory.mktemp("s") / "run", spec)
     summary = open_results(run).summary
-    rows = {
-        (r["region"], r["service"]): r
-        for r in analyze(run)["rows"]
-        if r["level"] == "region,service"
-    }
+    doc = analyze(run)
+    rows = {(r["region"], r["service"]): r for r in doc["rows"] if r["level"] == "region,service"}
+    totals = {r["region"]: r for r in doc["rows"] if r["service"] == "*"}
+    for g in [*summary["regions"], summary["fleet"]]:
+        assert totals[g["region"]]["verdict"]["result"] == g["verdict"]["result"]
     assert len(rows) == len(summary["groups"])
     for g in summary["groups"]:
         mine = rows[(g["region"], g["service"])]

@@ -63,7 +63,7 @@ def analyze(
     keys = build_keys(regions, services, res.devices)
     levels = make_levels(by, keys, _windows(res, window_ns, duration_ns))
     judged = window_ns is None
-    accs = [LevelAcc(level, len(services) + 1, judged) for level in levels]
+    accs = [LevelAcc(level, len(services) + 1, judged, len(regions) + 1) for level in levels]
     bounds, llm = bounds_by_service(services, res.slos), llm_mask(services, kinds)
     for b in batches(res.requests, keys, window_ns, levels[0].windows):
         for acc in accs:
@@ -163,10 +163,13 @@ class _Context:
             out["tpot_ns"] = _quantile_fields(q["tpot"], METRICS["tpot"])
         return out
 
-    def _service_verdict(self, acc: LevelAcc, gid: int, s: int) -> dict[str, Any] | None:
-        """The LoadGen verdict of service code `s` within group `gid` (None: no requests)."""
-        i = gid * acc.services + s
-        n = int(acc.verdict["n"][i])
+    def _service_verdict(
+        self, acc: LevelAcc, gid: int, s: int, region: int | None
+    ) -> dict[str, Any] | None:
+        """LoadGen verdict of service code `s` in group `gid` (one region, or all of them)."""
+        regions = range(acc.regions) if region is None else [region]
+        idx = [(gid * acc.regions + r) * acc.services + s for r in regions]
+        n = int(acc.verdict["n"][idx].sum())
         if n == 0:
             return None
         slo = self.slos.get(self.services[s]) if s < len(self.services) else None
@@ -175,35 +178,42 @@ class _Context:
             for m in METRICS:
                 bound = getattr(slo, f"{m}_ns")
                 if bound is not None:
-                    over = int(acc.verdict[m][i])
                     metrics.append(
                         metric_verdict(
                             name=m,
                             n=n,
-                            over=over,
+                            over=int(acc.verdict[m][idx].sum()),
                             bound_ns=bound,
                             p=slo.percentile / 100.0,
                             rules=self.rules,
                         )
                     )
-        return verdict(metrics, duration_ns=int(acc.verdict["last"][i]), rules=self.rules)
+        last = int(acc.verdict["last"][idx].max())
+        return verdict(metrics, duration_ns=last, rules=self.rules)
 
     def _verdict(self, acc: LevelAcc, gid: int, service: str | None) -> dict[str, Any]:
-        """Full verdict for a one-service row; otherwise VALID only if each service is."""
-        per = {
-            self.keys.labels["service"][s]: v
-            for s in range(acc.services)
-            if (v := self._service_verdict(acc, gid, s)) is not None
-        }
+        """A one-service row: that service's verdict over the row (as summary.json's groups
+        and services). Other rows: VALID only when each region/service slice is (as its
+        regions and fleet)."""
+        names = self.keys.labels
         if service is not None:
-            return per.get(service) or verdict([], duration_ns=0, rules=self.rules)
-        judged = {s: v for s, v in per.items() if v["result"] != "NO_SLO"}
-        failing = [s for s, v in judged.items() if v["result"] != "VALID"]
+            s = names["service"].index(service)
+            return self._service_verdict(acc, gid, s, None) or verdict(
+                [], duration_ns=0, rules=self.rules
+            )
+        per = {
+            f"{names['region'][r]}/{names['service'][s]}": v
+            for r in range(acc.regions)
+            for s in range(acc.services)
+            if (v := self._service_verdict(acc, gid, s, r)) is not None
+        }
+        judged = {k: v for k, v in per.items() if v["result"] != "NO_SLO"}
+        failing = [k for k, v in judged.items() if v["result"] != "VALID"]
         result = "NO_SLO" if not judged else ("INVALID" if failing else "VALID")
         return {
             "result": result,
-            "reasons": [f"{s}: {r}" for s in failing for r in judged[s]["reasons"]],
-            "services": {s: v["result"] for s, v in per.items()},
+            "reasons": [f"{k}: {r}" for k in failing for r in judged[k]["reasons"]],
+            "groups": {k: v["result"] for k, v in per.items()},
         }
 
 

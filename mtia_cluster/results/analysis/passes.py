@@ -37,10 +37,11 @@ class LevelAcc:
     level: Level
     services: int
     judged: bool
+    regions: int = 1
     counts: dict[str, np.ndarray] = field(default_factory=dict)
     latency_sum: np.ndarray = field(default_factory=lambda: np.empty(0))
     latency_max: np.ndarray = field(default_factory=lambda: np.empty(0))
-    # per (group, service): requests, over-bound counts per metric, last arrival
+    # per (group, region, service): requests, over-bound counts per metric, last arrival
     verdict: dict[str, np.ndarray] = field(default_factory=dict)
     hist: dict[str, SparseCounts] = field(default_factory=dict)
     quantiles: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
@@ -50,7 +51,7 @@ class LevelAcc:
         self.counts = {k: np.zeros(g, dtype=np.int64) for k in COUNTS}
         self.latency_sum = np.zeros(g, dtype=np.int64)
         self.latency_max = np.full(g, -1, dtype=np.int64)
-        gs = g * self.services if self.judged else 0
+        gs = g * self.regions * self.services if self.judged else 0
         self.verdict = {k: np.zeros(gs, dtype=np.int64) for k in ("n", *METRICS, "last")}
         self.verdict["last"][:] = -1
         self.hist = {m: SparseCounts(g * N_BUCKETS) for m in METRICS}
@@ -225,7 +226,7 @@ def first_pass(
     _add(acc.latency_sum, gok, latency.astype(np.float64))
     np.maximum.at(acc.latency_max, gok, latency)
     if acc.judged and bounds is not None:
-        gs = ga * acc.services + b.codes["service"]
+        gs = (ga * acc.regions + b.codes["region"]) * acc.services + b.codes["service"]
         _add(acc.verdict["n"], gs)
         over = b.cache.get("over")
         if over is None:
