@@ -121,6 +121,25 @@ def make_groups(fleet: Fleet, cell_ids: list[int]) -> list[CellGroup]:
     return groups
 
 
+@dataclass(frozen=True)
+class _Occupancy:
+    """Server occupancy (PCIe in + device + PCIe out) in seconds per batch size.
+
+    A module-level callable rather than a closure so that cell state pickles (Ray actors,
+    checkpoints).
+    """
+
+    chip: Any
+    model: Any
+    host: Any
+
+    def __call__(self, sizes: np.ndarray) -> np.ndarray:
+        from mtia_cluster.perf import rr_batch_cost
+
+        c = rr_batch_cost(self.chip, self.model, sizes, host=self.host)
+        return np.asarray(c.pcie_in_s + c.device_s + c.pcie_out_s)
+
+
 def _rr_tables(cat: Any, pool: PoolSpec) -> tuple[RRHostParams, ServiceTable, float]:
     """Host parameters, occupancy table and router weight shared by a pool's hosts."""
     from mtia_cluster.perf import rr_batch_cost
@@ -128,11 +147,7 @@ def _rr_tables(cat: Any, pool: PoolSpec) -> tuple[RRHostParams, ServiceTable, fl
     platform = cat.platform(pool.platform)
     chip, host, model = cat.chip(platform.chip), cat.host(platform.host), cat.model(pool.model)
 
-    def occupancy_s(sizes: np.ndarray) -> np.ndarray:
-        c = rr_batch_cost(chip, model, sizes, host=host)
-        return np.asarray(c.pcie_in_s + c.device_s + c.pcie_out_s)
-
-    table = ServiceTable.build(occupancy_s, pool.max_items)
+    table = ServiceTable.build(_Occupancy(chip, model, host), pool.max_items)
     cpu = float(rr_batch_cost(chip, model, 1, host=host).host_cpu_s_per_item)
     params = RRHostParams(
         sockets=host.sockets,
