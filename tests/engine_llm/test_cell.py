@@ -23,13 +23,14 @@ from mtia_cluster.errors import UserError
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def make_cell(cost, limits) -> LLMReplicaCell:
+def make_cell(cost, limits, compact_after: int | None = None) -> LLMReplicaCell:
     return LLMReplicaCell(
         ReplicaScheduler(cost, limits),
         accelerator_ids=np.array([4, 5]),
         host_id=2,
         weight_bytes_per_accelerator=1e9,
         kv_bytes_per_token=100,
+        compact_after=compact_after,
     )
 
 
@@ -73,6 +74,30 @@ def test_window_by_window_equals_one_call(replica, work, cuts) -> None:
         np.testing.assert_array_equal(col, getattr(c_many[-1], name), err_msg=name)
     busy = [int(c.busy_ns[0]) for c in c_many]
     assert busy == sorted(busy)  # cumulative, never going back
+
+
+@SETTINGS
+@given(
+    replicas(),
+    workloads(),
+    st.lists(st.integers(1, 3 * 10**10), min_size=1, max_size=12),
+    st.sampled_from([0, 1, 3]),
+)
+def test_forgetting_returned_requests_changes_nothing(replica, work, cuts, every) -> None:
+    """Compaction (dropping finished, returned requests) keeps rows, counters and reports."""
+    cost, limits = replica
+    edges = [*sorted(set(cuts)), 10**16]
+    keep, c_keep = drive(make_cell(cost, limits), work, edges)
+    cell = make_cell(cost, limits, compact_after=every)
+    drop, c_drop = drive(cell, work, edges)
+    for name, col in keep.columns().items():
+        np.testing.assert_array_equal(col, getattr(drop, name), err_msg=name)
+    for a, b in zip(c_keep, c_drop, strict=True):
+        for name, col in a.columns().items():
+            np.testing.assert_array_equal(col, getattr(b, name), err_msg=name)
+    assert cell.report().outstanding == 0
+    if every == 0:  # compaction after every window: at the end nothing is left
+        assert len(cell.scheduler.prompt) == len(cell.scheduler.finished) == 0
 
 
 def test_protocol_statuses_and_counters() -> None:

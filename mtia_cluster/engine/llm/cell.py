@@ -24,6 +24,7 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.llm.costs import AS_PER_NS
+from mtia_cluster.engine.llm.requests import DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
 
@@ -69,6 +70,12 @@ class Rows:
     def take(self, positions: np.ndarray) -> RequestBatch:
         return RequestBatch(**{name: col[positions] for name, col in self._cols.items()})
 
+    def drop_prefix(self, cut: int) -> None:
+        """Forget the first `cut` rows (later rows shift down)."""
+        for col in self._cols.values():
+            col[: self._n - cut] = col[cut : self._n].copy()
+        self._n -= cut
+
 
 class LLMReplicaCell:
     """One LLM replica (tp x pp accelerators) serving requests with continuous batching."""
@@ -81,8 +88,15 @@ class LLMReplicaCell:
         host_id: int,
         weight_bytes_per_accelerator: float = 0.0,
         kv_bytes_per_token: int = 0,
+        compact_after: int | None = 4096,
     ) -> None:
+        """`compact_after`: forget returned requests once this many have piled up (None:
+        keep all, e.g. to inspect the scheduler afterwards)."""
         self.scheduler = scheduler
+        self.compact_after = compact_after
+        self._next_compact = compact_after or 0
+        self._forgotten = {"preemptions": 0, "cached_tokens": 0}  # of dropped requests
+        self._submitted = 0
         self.accelerator_ids = np.asarray(accelerator_ids, dtype=np.int32)
         self.host_id = host_id
         self.weight_bytes = weight_bytes_per_accelerator
@@ -99,6 +113,7 @@ class LLMReplicaCell:
         if len(batch) == 0:
             return
         self._rows.append(batch)
+        self._submitted += len(batch)
         self.scheduler.add_many(
             batch.arrival_ns, batch.input_tokens, batch.output_tokens, batch.session_id
         )
@@ -115,7 +130,25 @@ class LLMReplicaCell:
         done = [r for r in candidates if finish[r] < until_ns]
         self._held = [r for r in candidates if finish[r] >= until_ns]
         self._returned += len(done)
-        return self._completed(done) if done else self._none
+        rows = self._completed(done) if done else self._none
+        if self.compact_after is not None and len(sched.finished) >= self._next_compact:
+            self._compact()
+        return rows
+
+    def _compact(self) -> None:
+        """Drop the longest prefix of positions that are finished and already returned."""
+        sched = self.scheduler
+        held, state, cut = set(self._held), sched.state, 0
+        while cut < len(state) and state[cut] == DONE and cut not in held:
+            cut += 1
+        assert self.compact_after is not None
+        self._forgotten["preemptions"] += sum(sched.preemptions[:cut])
+        self._forgotten["cached_tokens"] += sum(sched.cached_tokens[:cut])
+        sched.drop_prefix(cut)
+        self._rows.drop_prefix(cut)
+        self._held = [r - cut for r in self._held]
+        self._seen_finished = len(sched.finished)
+        self._next_compact = len(sched.finished) + self.compact_after
 
     def _completed(self, positions: list[int]) -> Completed:
         sched = self.scheduler
@@ -137,7 +170,7 @@ class LLMReplicaCell:
 
     def report(self) -> LoadReport:
         """Outstanding = submitted and not yet returned; capacity weight = accelerators."""
-        outstanding = len(self.scheduler.prompt) - self._returned
+        outstanding = self._submitted - self._returned
         return LoadReport(outstanding=outstanding, capacity_weight=float(len(self.accelerator_ids)))
 
     def device_counters(self) -> DeviceCounters:
@@ -158,6 +191,6 @@ class LLMReplicaCell:
             "tokens": sched.tokens_done,
             "max_used_kv_blocks": sched.max_used_blocks,
             "kv_blocks": sched.limits.num_blocks,
-            "preemptions": int(sum(sched.preemptions)),
-            "cached_tokens": int(sum(sched.cached_tokens)),
+            "preemptions": int(sum(sched.preemptions)) + self._forgotten["preemptions"],
+            "cached_tokens": int(sum(sched.cached_tokens)) + self._forgotten["cached_tokens"],
         }

@@ -111,3 +111,27 @@ class RequestTable:
     def outstanding(self) -> int:
         """Requests added and not finished."""
         return len(self.prompt) - len(self.finished)
+
+    def _drop_rows(self, cut: int) -> None:
+        """Forget the first `cut` positions (all finished): later ones shift down by `cut`."""
+        if any(s != DONE for s in self.state[:cut]):
+            raise ValueError("only finished requests can be dropped")
+        for lst in (
+            self.prompt,
+            self.outputs,
+            self.session,
+            self.computed,
+            self.generated,
+            self.offset,
+            self.finish_iter,
+            self.state,
+            self.start_ns,
+            self.first_ns,
+            self.finish_ns,
+            self.rejected,
+            self.batch_size,
+            self.preemptions,
+            self.cached_tokens,
+        ):
+            del lst[:cut]
+        self.finished = [r - cut for r in self.finished if r >= cut]

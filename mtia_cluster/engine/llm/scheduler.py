@@ -54,6 +54,21 @@ class ReplicaScheduler(RequestTable):
         self.residue_count = [0] * limits.block_size
         self._heap: list[tuple[int, int]] = []
 
+    def drop_prefix(self, cut: int) -> None:
+        """Forget requests at positions < cut, all finished (memory stays bounded by the
+        requests in flight); every later position, here and in the caller, shifts by -cut."""
+        if cut <= 0:
+            return
+        self._drop_rows(cut)
+        self._stream = [r - cut for r in self._stream[self._next :]]
+        self._stream_as = self._stream_as[self._next :]
+        self._next = 0
+        self.running = {r - cut: None for r in self.running}
+        self.prefilling = {r - cut: None for r in self.prefilling}
+        self.waiting = deque(r - cut for r in self.waiting)
+        self._heap = [(f, r - cut) for f, r in self._heap if r >= cut]
+        heapq.heapify(self._heap)
+
     @property
     def free_blocks(self) -> int:
         """Blocks available to allocations (free + evictable cached)."""
