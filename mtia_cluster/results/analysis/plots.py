@@ -61,7 +61,8 @@ class PlotData:
 
 
 def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
-    """Per service: (latency ms at bucket upper edges, fraction of ok requests at or below)."""
+    """Per service: (latency ms at bucket upper edges, fraction of ok requests at or below),
+    starting at (lower edge of the first occupied bucket, 0)."""
     services = list(run.manifest.get("services", []))
     keys = build_keys(run.manifest.get("regions", []), services, None)
     acc = LevelAcc(Level(("service",), (keys.size("service"),), 1), len(services) + 1, False)
@@ -73,9 +74,11 @@ def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
     for code, name in enumerate(services):
         mine = hkeys // N_BUCKETS == code
         if mine.any():
-            upper = bucket_lower_bound(hkeys[mine] % N_BUCKETS + 1) / 1e6
+            buckets = hkeys[mine] % N_BUCKETS
+            upper = bucket_lower_bound(buckets + 1) / 1e6
+            start = float(bucket_lower_bound(buckets[:1])[0]) / 1e6  # the CDF rises from 0 here
             frac = np.cumsum(counts[mine]) / counts[mine].sum()
-            out[name] = ([0.0, *upper.tolist()], [0.0, *frac.tolist()])
+            out[name] = ([start, *upper.tolist()], [0.0, *frac.tolist()])
     return out
 
 
@@ -249,7 +252,7 @@ def html_page(data: PlotData, table_html: str = "") -> str:
         "<style>body{font-family:sans-serif;margin:24px;background:#fafafa}"
         ".plot{background:white;margin:12px 0;display:inline-block;border:1px solid #ddd}"
         "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-        "padding:2px 6px;text-align:right}</style></head><body>"
+        "padding:2px 6px;text-align:right;white-space:nowrap}</style></head><body>"
         f"<h1>{escape(data.title)}</h1>{table_html}\n{body}\n</body></html>\n"
     )
 
