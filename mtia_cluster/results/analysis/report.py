@@ -41,14 +41,18 @@ def analysis_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 
 def verdict_reasons(doc: dict[str, Any], limit: int = 3) -> list[str]:
-    """First reasons of the INVALID rows of the finest level, one line each."""
+    """First reasons of the INVALID rows of the finest level, one line each; the total's when
+    no row of that level is INVALID (its slices may still be)."""
     level = doc["rows"][0]["level"] if doc["rows"] else None
-    out = []
-    for r in doc["rows"]:
-        v = r.get("verdict") or {}
-        if r["level"] == level and v.get("result") == "INVALID":
-            name = "/".join(str(r[k]) for k in doc["by"])
-            out += [f"{name}: {reason}" for reason in v["reasons"][:limit]]
+    out: list[str] = []
+    for wanted in (level, "*"):
+        for r in doc["rows"]:
+            v = r.get("verdict") or {}
+            if r["level"] == wanted and v.get("result") == "INVALID":
+                name = "/".join(str(r[k]) for k in doc["by"])
+                out += [f"{name}: {reason}" for reason in v["reasons"][:limit]]
+        if out:
+            break
     return out
 
 
