@@ -17,11 +17,12 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.placement import topology
 from mtia_cluster.engine.build import build_fleet, make_groups
-from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.cell import Completed, RequestBatch
 from mtia_cluster.engine.shard import Inbox, Shard
 from mtia_cluster.results import DeviceInfo, DeviceTracker, RunTarget
 
 Reports = tuple[np.ndarray, np.ndarray, np.ndarray]  # cell id, outstanding, capacity
+FLUSH_ROWS = 131_072  # finished requests buffered before one Parquet write
 
 
 class ShardWorker:
@@ -50,6 +51,8 @@ class ShardWorker:
         )
         self.last_sample_ns = 0
         self.window = 0  # windows advanced so far (for restarts)
+        self._pending: list[Completed] = []  # finished requests not yet written
+        self._pending_rows = 0
         self.restored = self._restore()
         self.writer = target.open_shard(name)  # drops parts written after the checkpoint
 
@@ -60,9 +63,18 @@ class ShardWorker:
         inbox = None if requests is None or cell is None else Inbox(RequestBatch(**requests), cell)
         done, reports = self.shard.advance(inbox, until_ns)
         if len(done):
-            self.writer.write_completed(done)
+            self._pending.append(done)
+            self._pending_rows += len(done)
+            if self._pending_rows >= FLUSH_ROWS:
+                self._flush()
         self.window += 1
         return reports.cell_id, reports.outstanding, reports.capacity_weight
+
+    def _flush(self) -> None:
+        """Write buffered finished requests (few large writes instead of one per window)."""
+        if self._pending:
+            self.writer.write_completed(Completed.concat(self._pending))
+            self._pending, self._pending_rows = [], 0
 
     def sample(self, t_ns: int) -> None:
         """Write the devices rows of [last sample, t_ns)."""
@@ -82,6 +94,7 @@ class ShardWorker:
 
     def checkpoint(self) -> int:
         """Commit written parts and save the shard's state; returns the window count."""
+        self._flush()  # everything before the checkpoint is committed with it
         seq = self.writer.checkpoint()
         state = (
             self.shard,
@@ -110,6 +123,7 @@ class ShardWorker:
 
     def close(self) -> int:
         """Close the shard's files; returns the number of windows advanced."""
+        self._flush()
         self.writer.close()
         return self.window
 
