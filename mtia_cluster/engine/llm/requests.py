@@ -66,14 +66,14 @@ class RequestTable:
         lim = self.limits
         kv_blocks = -(-(prompt + outputs - 1) // lim.block_size)
         ok = (prompt >= 1) & (outputs >= 1) & (kv_blocks <= lim.num_blocks)
+        done = np.zeros(n, bool) if prefilled is None else np.asarray(prefilled, dtype=bool)
+        if np.any(done & (outputs < 2)):  # checked before any state changes
+            raise ValueError("a prefilled request must have at least 2 output tokens")
         first = len(self.prompt)
         self.prompt += prompt.tolist()
         self.outputs += outputs.tolist()
         sessions = [-1] * n if session_id is None else np.asarray(session_id).tolist()
         self.session += sessions
-        done = np.zeros(n, bool) if prefilled is None else np.asarray(prefilled, dtype=bool)
-        if np.any(done & (outputs < 2)):
-            raise ValueError("a prefilled request must have at least 2 output tokens")
         self.computed += np.where(done, prompt, 0).tolist()
         self.generated += done.astype(np.int64).tolist()
         for lst in (

@@ -1,0 +1,49 @@
+"""Closed-form decode runs against plain sums (Hypothesis), and input checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import replicas
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
+from mtia_cluster.engine.llm.stretch import DecodeRun
+
+
+@settings(max_examples=300, deadline=None)
+@given(replicas(), st.integers(1, 24), st.integers(0, 10**6), st.integers(1, 400), st.data())
+def test_decode_run_sums_and_deadline_search(replica, n, context0, limit, data) -> None:
+    cost, _ = replica
+    n = min(n, cost.max_tokens)
+    run = DecodeRun(cost, n, context0)
+    durations = [
+        cost.duration_as(n, context0 + n * i, context0 + n * (i + 1)) for i in range(limit)
+    ]
+    assert [run.duration(i) for i in range(limit)] == durations
+    starts = np.concatenate([[0], np.cumsum(durations, dtype=object)])
+    assert all(run.total(j) == starts[j] for j in range(limit + 1))
+    deadline = data.draw(st.integers(1, int(starts[-1]) + 10))
+    assert run.starts_before(limit, deadline) == sum(1 for s in starts[:limit] if s < deadline)
+
+
+def test_arrivals_out_of_order_are_refused() -> None:
+    from standin import StandInModel
+
+    from mtia_cluster.engine.llm.costs import probe_iteration_cost
+    from mtia_cluster.engine.llm.limits import ReplicaLimits
+
+    sched = ReplicaScheduler(
+        probe_iteration_cost(StandInModel(), 64), ReplicaLimits(64, 8, 16, 4096)
+    )
+    with pytest.raises(ValueError, match="non-decreasing"):
+        sched.add_many(np.array([5, 3]), np.array([10, 10]), np.array([2, 2]))
+    sched.add_many(np.array([5]), np.array([10]), np.array([2]))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        sched.add_many(np.array([4]), np.array([10]), np.array([2]))
+    with pytest.raises(ValueError, match="prefilled"):
+        sched.add_many(np.array([6]), np.array([10]), np.array([1]), None, np.array([True]))
+    assert len(sched.prompt) == 1  # refused batches leave no trace
+    sched.run_until(None)
+    assert sched.outcome().finish_ns[0] > 5
