@@ -42,6 +42,8 @@ def test_fcfs_kernels_match_the_loop(job: tuple[list[int], list[int]], free: lis
     want = loop_starts(arrival.tolist(), service, free)
     start, new_free = fcfs_pool(arrival, s, np.array(free, dtype=np.int64))
     assert start.tolist() == want
+    for chunk in (1, 3):  # retry the vectorized shortcut after every few waiting jobs
+        assert fcfs_pool(arrival, s, np.array(free, dtype=np.int64), chunk)[0].tolist() == want
     heap = heap_from_free(np.array(free, dtype=np.int64))
     start2, _ = fcfs_servers(arrival, s, heap)
     assert start2.tolist() == want
