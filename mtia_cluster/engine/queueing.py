@@ -6,8 +6,8 @@
 * :func:`fcfs_servers` — c identical servers with identities (accelerators): a heap of
   ``(free_ns, server)`` keys packed in one int; a job takes the server that has been free the
   longest (lowest index on ties). One tight Python step per job, used per *batch* in R&R.
-* :func:`fcfs_pool` — c anonymous servers (CPU cores): a vectorized exact fast path when no
-  job ever waits (checked exactly), otherwise the heap.
+* :func:`fcfs_pool` — c anonymous servers (CPU cores): vectorized up to the first job that
+  must wait (checked exactly), a heap for a chunk of jobs from there, then vectorized again.
 
 All take and return the servers' state so a caller can cut the job stream anywhere (window
 boundaries) and get the same numbers as one long call.
