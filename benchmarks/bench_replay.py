@@ -101,6 +101,9 @@ def main() -> None:
     ap.add_argument("--racks", type=int, default=2)
     ap.add_argument("--requests", type=int, default=500_000)
     ap.add_argument("--utilization", type=float, default=0.7)
+    ap.add_argument(
+        "--shards", type=int, default=None, help="shard actors (default: one per region)"
+    )
     ap.add_argument("--skip-inprocess", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
@@ -123,7 +126,7 @@ def main() -> None:
     with ray_session(None, namespace="bench", num_cpus=os.cpu_count()):
         t_ray = time.perf_counter() - t0
         t0 = time.perf_counter()
-        replay(cfg, work / "trace.parquet", work / "ray-run", ReplayOptions())
+        replay(cfg, work / "trace.parquet", work / "ray-run", ReplayOptions(shards=args.shards))
         t_replay = time.perf_counter() - t0
     watch.stop = True
     print(f"ray start: {t_ray:.2f} s")

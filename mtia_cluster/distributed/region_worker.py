@@ -40,9 +40,7 @@ class RegionWorker(ShardWorker):
     ) -> None:
         self._pending_extra: Any = None
         super().__init__(scenario_raw, scenario_file, cell_ids, target, name)
-        scenario = parse_scenario(scenario_raw, scenario_file)
-        self.sim = Simulation(scenario, load_catalog())  # routers and region assignment
-        self.sim.shards = []  # the cells live in self.shard; free the simulation's copies
+        self.sim = _routing_only(parse_scenario(scenario_raw, scenario_file), self)
         self.trace = _region_slice(self.sim, trace_path, regions)
         self.state = LoopState()
         if self._pending_extra is not None:
@@ -68,6 +66,23 @@ class RegionWorker(ShardWorker):
     def finish_run(self, end_ns: int) -> None:
         """Pad device samples to the run's global end."""
         finish(self.state, end_ns, self.sim.scenario.metrics_interval_ns, self.sample)
+
+
+def _routing_only(scenario: Any, worker: ShardWorker) -> Simulation:
+    """A Simulation used only for routing and region assignment: routers, fleet ids and
+    report arrays, but no cells (building every region's cells in every region's actor
+    would multiply memory and start-up by the number of regions)."""
+    sim = Simulation.__new__(Simulation)
+    sim.scenario, sim.catalog, sim.fleet = scenario, load_catalog(), worker.fleet
+    sim.services = scenario.services
+    sim.regions = [r.name for r in scenario.regions]
+    sim.shards = []
+    sim.outstanding = np.zeros(sim.fleet.cells, dtype=np.int64)
+    sim.capacity = np.zeros(sim.fleet.cells, dtype=np.float64)
+    for group in worker.shard.groups:
+        sim.capacity[group.cell_ids] = group.capacity()
+    sim.routers = sim._routers()
+    return sim
 
 
 def _region_slice(sim: Simulation, trace_path: str, regions: list[int]) -> RequestBatch:

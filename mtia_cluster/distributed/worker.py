@@ -42,6 +42,7 @@ class ShardWorker:
         scenario = parse_scenario(scenario_raw, scenario_file)
         catalog = load_catalog()
         fleet = build_fleet(scenario, catalog)
+        self.fleet = fleet
         self.shard = Shard(make_groups(fleet, cell_ids))
         self.tracker = DeviceTracker(
             _device_info(fleet, self.shard, scenario, catalog),
