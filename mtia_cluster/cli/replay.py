@@ -85,7 +85,7 @@ def echo_summary(out: Path) -> None:
 
 
 def run_replay(
-    config: str,
+    config: str | None,
     trace: str,
     out: str,
     *,
@@ -94,13 +94,25 @@ def run_replay(
     seed: int | None,
     overrides: tuple[str, ...],
     address: str | None,
+    fleet: str | None = None,
 ) -> Path:
     """Start or join Ray, replay with a progress bar, return the results directory."""
     from mtia_cluster.distributed.ray_env import ray_session
     from mtia_cluster.distributed.runner import ReplayOptions, replay
 
+    if fleet is not None:
+        from mtia_cluster.distributed.fleet import load_record
+
+        address = load_record(fleet)["address"]  # refuses an unknown fleet, exit 2
+    elif config is None:
+        raise click.UsageError("give CONFIG, or --fleet FLEET to replay on a launched fleet")
     opt = ReplayOptions(
-        placement=placement, shards=shards, address=address, overrides=overrides, seed=seed
+        placement=placement,
+        shards=shards,
+        address=address,
+        overrides=overrides,
+        seed=seed,
+        fleet=fleet,
     )
     bar: Any = click.progressbar(
         length=1, label="replaying", file=sys.stderr, show_eta=False, show_percent=True
@@ -113,13 +125,19 @@ def run_replay(
 
     with bar:
         if address == "inprocess":
-            return replay(config, trace, out, opt, progress)
-        with ray_session(address, namespace="mtia-cluster-replay"):
-            return replay(config, trace, out, opt, progress)
+            return replay(config or "", trace, out, opt, progress)
+        namespace = "mtia-cluster-replay"
+        if fleet is not None:
+            from mtia_cluster.distributed.ray_env import fleet_namespace
+
+            namespace = fleet_namespace(fleet)
+        with ray_session(address, namespace=namespace):
+            return replay(config or "", trace, out, opt, progress)
 
 
 @click.command()
-@click.argument("config", type=click.Path(dir_okay=False))
+@click.argument("config", type=click.Path(dir_okay=False), required=False)
+@click.option("--fleet", default=None, help="Replay on a launched fleet (see `launch`).")
 @click.option(
     "--trace",
     "trace",
@@ -158,7 +176,8 @@ def run_replay(
 )
 @json_option
 def replay(
-    config: str,
+    config: str | None,
+    fleet: str | None,
     trace: str,
     out: str,
     placement: str,
@@ -168,7 +187,7 @@ def replay(
     address: str | None,
     as_json: bool,
 ) -> None:
-    """Replay TRACE on the fleet of CONFIG and write the results directory."""
+    """Replay TRACE on the fleet of CONFIG (or a launched --fleet); write the results."""
     path = run_replay(
         config,
         trace,
@@ -178,6 +197,7 @@ def replay(
         seed=seed,
         overrides=overrides,
         address=address,
+        fleet=fleet,
     )
     if as_json:
         from mtia_cluster.results import open_results

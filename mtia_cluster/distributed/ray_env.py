@@ -60,7 +60,31 @@ def connect(address: str | None, *, namespace: str, num_cpus: int | None = None)
         )
     if address != "auto":
         _probe(address)
+        host = address.removeprefix("ray://").rpartition(":")[0]
+        if host in ("127.0.0.1", "localhost"):  # join as a loopback node, as the head is
+            loopback_only()
+            quiet["_node_ip_address"] = "127.0.0.1"
     return ray.init(address=address, namespace=namespace, **quiet)
+
+
+def loopback_only() -> None:
+    """Keep a single-machine Ray on 127.0.0.1.
+
+    Ray rewrites a loopback address to the machine's outward IP unless its single-machine
+    mode is on (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``); set it for this process (Ray reads
+    the constant at call time) and for the processes it starts (through the environment).
+    Only for clusters on loopback: a driver joining a remote cluster must not do this (its
+    token comes from the user's environment, see ops/README.md).
+    """
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    import ray._private.ray_constants as ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    # A head started by `launch` uses token authentication (~/.ray/auth_token); a driver
+    # joining an existing cluster only presents the token when token mode is on.
+    from ray._private.authentication import authentication_token_setup as auth
+
+    auth.maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 @contextlib.contextmanager

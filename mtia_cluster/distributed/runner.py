@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.catalog import load_catalog
-from mtia_cluster.config.scenario import Scenario, load_scenario
+from mtia_cluster.config.scenario import Scenario, load_scenario, parse_scenario
+from mtia_cluster.distributed.fleet import load_record
 from mtia_cluster.distributed.placement import partition
 from mtia_cluster.distributed.region_worker import RegionWorker
 from mtia_cluster.distributed.windows import LoopState, finish, run_windows
@@ -52,6 +53,7 @@ class ReplayOptions:
     overrides: tuple[str, ...] = ()
     seed: int | None = None
     fail_shard_at_window: tuple[int, int] | None = None  # (shard, window): test hook
+    fleet: str | None = None  # replay on a launched fleet (its plan and actors)
     extra_manifest: dict[str, Any] = field(default_factory=dict)
 
 
@@ -63,6 +65,13 @@ class _Shard:
     cells: np.ndarray
     log: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     busy: bool = False
+    start: tuple[Any, ...] | None = None  # hosted in a launched fleet: ShardHost.start args
+
+    def remote(self, method: str, args: tuple[Any, ...]) -> Any:
+        """Call `method` on the shard's worker (directly, or through its ShardHost)."""
+        if self.start is not None:
+            return self.handle.call.remote(method, *args)
+        return getattr(self.handle, method).remote(*args)
 
 
 class _Calls:
@@ -79,7 +88,7 @@ class _Calls:
             return [getattr(s.handle, method)(*a) for s, a in zip(shards, args, strict=True)]
         import ray
 
-        refs = [getattr(s.handle, method).remote(*a) for s, a in zip(shards, args, strict=True)]
+        refs = [s.remote(method, a) for s, a in zip(shards, args, strict=True)]
         out = []
         for s, ref in zip(shards, refs, strict=True):
             try:
@@ -96,15 +105,17 @@ class _Calls:
         deadline = time.monotonic() + RESTART_TIMEOUT_S
         while True:  # wait until the restarted actor answers (it reloads its checkpoint)
             try:
-                ray.get(s.handle.windows_done.remote())
+                ray.get(s.handle.ping.remote() if s.start else s.handle.windows_done.remote())
                 break
             except ray.exceptions.ActorUnavailableError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+        if s.start is not None:  # a restarted host lost its worker: rebuild it from checkpoint
+            ray.get(s.handle.start.remote(*s.start))
         result = None
         for method, a in s.log:
-            result = ray.get(getattr(s.handle, method).remote(*a))
+            result = ray.get(s.remote(method, a))
         return result
 
 
@@ -117,21 +128,24 @@ def replay(
 ) -> Path:
     """Replay `trace_path` on the fleet of `scenario_path`; write the results directory."""
     opt = options or ReplayOptions()
-    scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
+    record = load_record(opt.fleet) if opt.fleet else None
+    if record is not None:
+        scenario = parse_scenario(record["config"], record["file"])
+        if opt.seed is not None:
+            scenario = parse_scenario({**record["config"], "seed": opt.seed}, record["file"])
+    else:
+        scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
     trace = load_trace(trace_path, scenario)  # validated before any Ray or output exists
     sim = Simulation(scenario, load_catalog())
-    regions = region_groups(sim, opt)
-    cells = (
-        [[c for r in g for c in _cells_of_region(sim, r)] for g in regions]
-        if regions is not None
-        else partition(sim.fleet, opt.placement, opt.shards)
-    )
+    regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
     use_ray = opt.address != "inprocess"
     manifest = {
         "scenario": scenario.name,
         "config": scenario.raw,
         "seed": scenario.seed,
-        "placement": opt.placement if opt.shards is None else f"shards={opt.shards}",
+        "placement": (record or {}).get("placement")
+        or (opt.placement if opt.shards is None else f"shards={opt.shards}"),
+        "fleet": opt.fleet,
         "shards": len(cells),
         "mode": "region-epochs" if regions else "windows",
         **opt.extra_manifest,
@@ -150,6 +164,7 @@ def replay(
         served = sim._served(trace)
         _write_rejected(run, trace.take(~served))
         calls = _Calls(use_ray)
+        hosts = _fleet_hosts(opt.fleet, len(cells)) if opt.fleet else None
         if regions is not None:
             shards = _start_shards(
                 scenario,
@@ -158,10 +173,11 @@ def replay(
                 use_ray,
                 opt,
                 extra=[(str(Path(trace_path).absolute()), g) for g in regions],
+                hosts=hosts,
             )
             end_ns = _drive_regions(shards, calls, scenario, int(served.sum()), opt, progress)
         else:
-            shards = _start_shards(scenario, cells, run, use_ray, opt)
+            shards = _start_shards(scenario, cells, run, use_ray, opt, hosts=hosts)
             end_ns = _drive_windows(sim, trace.take(served), shards, calls, opt, progress)
         shard_nodes = calls(shards, "node", [()] * len(shards))
         calls(shards, "close", [()] * len(shards))
@@ -175,6 +191,30 @@ def replay(
             },
         )
     return Path(out_dir)
+
+
+def plan(sim: Simulation, opt: ReplayOptions) -> tuple[list[list[int]] | None, list[list[int]]]:
+    """(regions per shard or None, cells per shard) for the options' placement."""
+    regions = region_groups(sim, opt)
+    if regions is not None:
+        return regions, [[c for r in g for c in _cells_of_region(sim, r)] for g in regions]
+    return None, partition(sim.fleet, opt.placement, opt.shards)
+
+
+def _fleet_hosts(fleet: str, n: int) -> list[Any]:
+    """The ShardHost actors of a launched fleet (refuses a fleet whose actors are gone)."""
+    import ray
+
+    from mtia_cluster.distributed.ray_env import fleet_namespace
+
+    try:
+        return [ray.get_actor(f"shard-{i:04d}", namespace=fleet_namespace(fleet)) for i in range(n)]
+    except ValueError:
+        raise UserError(
+            "the fleet's actors are gone (Ray restarted?); run `down` and `launch` again",
+            field="--fleet",
+            value=fleet,
+        ) from None
 
 
 def region_groups(sim: Simulation, opt: ReplayOptions) -> list[list[int]] | None:
@@ -200,12 +240,22 @@ def _start_shards(
     use_ray: bool,
     opt: ReplayOptions,
     extra: list[tuple[Any, ...]] | None = None,
+    hosts: list[Any] | None = None,
 ) -> list[_Shard]:
     cls: type[ShardWorker] = ShardWorker if extra is None else RegionWorker
     args = [
         (scenario.raw, scenario.file, c, run.target, f"shard-{i:04d}", *(extra[i] if extra else ()))
         for i, c in enumerate(cells)
     ]
+    if hosts is not None:
+        import ray
+
+        kind = "shard" if extra is None else "region"
+        ray.get([h.start.remote(kind, *a) for h, a in zip(hosts, args, strict=True)])
+        return [
+            _Shard(h, np.asarray(c), start=(kind, *a))
+            for h, a, c in zip(hosts, args, cells, strict=True)
+        ]
     if not use_ray:
         return [_Shard(cls(*a), np.asarray(c)) for a, c in zip(args, cells, strict=True)]
     import ray

@@ -1,0 +1,179 @@
+"""`launch`, `status`, `down`: simulated fleets as detached actors on a Ray cluster."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import click
+
+from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
+from mtia_cluster.distributed.placement import PLACEMENTS
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--name", "name", default=None, help="Fleet name (default: the scenario's).")
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join (HOST:PORT or auto); default: start a persistent "
+    "local Ray head on 127.0.0.1.",
+)
+@click.option("--placement", type=click.Choice(PLACEMENTS), default="region", show_default=True)
+@click.option("--shards", type=click.IntRange(min=1), default=None)
+@set_option
+@json_option
+def launch(
+    config: str,
+    name: str | None,
+    address: str | None,
+    placement: str,
+    shards: int | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Create the fleet of CONFIG as detached, named actors (one per shard)."""
+    import ray
+
+    from mtia_cluster.catalog import load_catalog
+    from mtia_cluster.config.scenario import load_scenario
+    from mtia_cluster.distributed import fleet as fl
+    from mtia_cluster.distributed.ray_env import connect, fleet_namespace
+    from mtia_cluster.distributed.runner import ReplayOptions, plan
+    from mtia_cluster.engine.simulation import Simulation
+
+    started = time.monotonic()
+    scenario = load_scenario(config, overrides)
+    fleet = fl.check_name(name or scenario.name.lower().replace("_", "-"))
+    if fl.record_path(fleet).exists():
+        raise fl.UserError(
+            "a fleet of that name is launched; `down` it first", field="--name", value=fleet
+        )
+    sim = Simulation(scenario, load_catalog())  # validates everything before any actor
+    regions, cells = plan(sim, ReplayOptions(placement=placement, shards=shards))
+    started_head = address is None
+    addr = fl.start_local_head(None) if started_head else address
+    connect(addr, namespace=fleet_namespace(fleet))
+    info = {
+        "name": fleet,
+        "address": addr,
+        "started_local_head": started_head,
+        "config": scenario.raw,
+        "file": scenario.file,
+        "placement": placement if shards is None else f"shards={shards}",
+        "region_groups": regions,
+        "cells": cells,
+        **fl.describe(sim, len(cells)),
+    }
+    opts: dict[str, Any] = {"lifetime": "detached", "num_cpus": 0}
+    ray.remote(fl.FleetInfo).options(name=fl.INFO_ACTOR, **opts).remote(info)
+    hosts = [
+        ray.remote(fl.ShardHost)
+        .options(name=f"shard-{i:04d}", max_restarts=-1, scheduling_strategy="SPREAD", **opts)
+        .remote()
+        for i in range(len(cells))
+    ]
+    nodes = set(ray.get([h.ping.remote() for h in hosts]))  # type: ignore[attr-defined]
+    info["nodes_used"] = len(nodes)
+    info["launch_s"] = round(time.monotonic() - started, 2)
+    fl.save_record(fleet, info)
+    _print_fleet(info, as_json)
+
+
+def _print_fleet(info: dict[str, Any], as_json: bool, alive: int | None = None) -> None:
+    keys = (
+        "name",
+        "address",
+        "placement",
+        "regions",
+        "racks",
+        "hosts",
+        "accelerators",
+        "accelerators_by_chip",
+        "shards",
+        "nodes_used",
+        "launch_s",
+    )
+    row = {k: info.get(k) for k in keys}
+    if alive is not None:
+        row["shards_alive"] = alive
+    if as_json:
+        echo_json(row)
+        return
+    echo_table(["field", "value"], [[k, v] for k, v in row.items()])
+
+
+@click.command()
+@click.argument("fleet", required=False)
+@json_option
+def status(fleet: str | None, as_json: bool) -> None:
+    """Show launched fleets (or one) and how many of their shard actors answer."""
+    from mtia_cluster.distributed import fleet as fl
+
+    names = [fleet] if fleet else sorted(p.stem for p in (fl.home() / "fleets").glob("*.json"))
+    out = []
+    for name in names:
+        info = fl.load_record(name)
+        info["shards_alive"] = _alive(info)
+        out.append(info)
+    if as_json:
+        drop = ("config", "cells", "region_groups")
+        echo_json([{k: v for k, v in i.items() if k not in drop} for i in out])
+        return
+    if not out:
+        click.echo("no launched fleets")
+    for info in out:
+        _print_fleet(info, False, alive=info["shards_alive"])
+
+
+def _alive(info: dict[str, Any]) -> int:
+    """Shard actors of the fleet that answer a ping within a few seconds (0 if unreachable)."""
+    import ray
+
+    from mtia_cluster.distributed.ray_env import connect, fleet_namespace
+    from mtia_cluster.errors import UserError
+
+    try:
+        connect(info["address"], namespace=fleet_namespace(info["name"]))
+    except UserError:
+        return 0
+    alive = 0
+    for i in range(info["shards"]):
+        try:
+            h = ray.get_actor(f"shard-{i:04d}", namespace=fleet_namespace(info["name"]))
+            ray.get(h.ping.remote(), timeout=10)
+            alive += 1
+        except Exception:  # any failure means "not alive"
+            pass
+    return alive
+
+
+@click.command()
+@click.argument("fleet")
+def down(fleet: str) -> None:
+    """Remove a launched fleet's actors (and the local Ray head `launch` started for it)."""
+    import ray
+
+    from mtia_cluster.distributed import fleet as fl
+    from mtia_cluster.distributed.ray_env import connect, fleet_namespace
+    from mtia_cluster.errors import UserError
+
+    info = fl.load_record(fleet)
+    ns = fleet_namespace(fleet)
+    try:
+        connect(info["address"], namespace=ns)
+        for name in [fl.INFO_ACTOR] + [f"shard-{i:04d}" for i in range(info["shards"])]:
+            with contextlib.suppress(ValueError):  # already gone
+                ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
+        ray.shutdown()
+    except UserError:
+        pass  # the cluster is gone already; forget the record
+    others = [p for p in (fl.home() / "fleets").glob("*.json") if p.stem != fleet]
+    if info.get("started_local_head") and not any(
+        fl.load_record(p.stem).get("address") == info["address"] for p in others
+    ):
+        fl.stop_local_head()
+    fl.record_path(fleet).unlink()
+    click.echo(f"fleet {fleet} is down")
