@@ -49,8 +49,13 @@ def find_max_rate(
     rel_tol: float = 0.02,
     max_rounds: int = 20,
     min_rate: float = 1e-6,
+    max_rate: float = float("inf"),
 ) -> SearchResult:
-    """Highest rate with `evaluate` True, starting from a guess `initial_rate` (> 0)."""
+    """Highest rate with `evaluate` True, starting from a guess `initial_rate` (> 0).
+
+    Rates above `max_rate` are never tried; when every rate up to it passes, the search stops
+    with `best_rate == max_rate` and no failing rate (the caller decides what that means).
+    """
     if not initial_rate > 0:
         raise UserError("initial rate must be > 0", field="initial_rate", value=initial_rate)
     if parallel < 1:
@@ -58,6 +63,7 @@ def find_max_rate(
     res = SearchResult(best_rate=0.0, lowest_failing=float("inf"))
 
     def run(rates: list[float]) -> None:
+        rates = sorted({min(r, max_rate) for r in rates})
         verdicts = list(evaluate(rates))
         if len(verdicts) != len(rates):
             raise ValueError("evaluate must return one verdict per rate")
@@ -82,6 +88,8 @@ def find_max_rate(
             rates = [low / factor ** (k + 1) for k in range(parallel)]
         else:  # everything passed: go higher
             high = max(r for r, _ in res.evaluations)
+            if high >= max_rate:
+                return res
             rates = [high * factor ** (k + 1) for k in range(parallel)]
         factor *= 2.0
         run(rates)

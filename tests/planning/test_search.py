@@ -68,3 +68,9 @@ def test_bad_arguments():
         find_max_rate(lambda rs: [True] * len(rs), 0.0)
     with pytest.raises(UserError, match="parallel"):
         find_max_rate(lambda rs: [True] * len(rs), 1.0, parallel=0)
+
+
+def test_max_rate_caps_the_search():
+    res = find_max_rate(lambda rs: [True] * len(rs), 1.0, parallel=3, max_rate=50.0)
+    assert res.best_rate == 50.0 and res.lowest_failing == float("inf")
+    assert max(r for r, _ in res.evaluations) <= 50.0
