@@ -26,6 +26,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("mtia_cluster.cli.trace", "trace"),
     "simulate": ("mtia_cluster.cli.simulate", "simulate"),
     "replay": ("mtia_cluster.cli.replay", "replay"),
+    "capacity": ("mtia_cluster.cli.capacity_cmd", "capacity"),
     "launch": ("mtia_cluster.cli.fleet_cmds", "launch"),
     "status": ("mtia_cluster.cli.fleet_cmds", "status"),
     "down": ("mtia_cluster.cli.fleet_cmds", "down"),

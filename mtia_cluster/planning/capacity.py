@@ -78,13 +78,15 @@ def platform_for(cat: Catalog, chip: str) -> str:
     raise UserError("no platform in the catalog deploys this chip", field="--chips", value=chip)
 
 
-def _pool(cat: Catalog, model: RRModel | LLMModel, platform: str) -> dict[str, Any]:
+def _pool(
+    cat: Catalog, model: RRModel | LLMModel, platform: str, hosts: int | None = None
+) -> dict[str, Any]:
     p = cat.platform(platform)
     pool: dict[str, Any] = {
         "service": "svc",
         "model": model.name,
         "platform": platform,
-        "hosts": p.hosts,
+        "hosts": hosts or p.hosts,
     }
     if isinstance(model, RRModel):
         pool["batching"] = {"max_items": model.max_batch, "max_wait_us": 2000}
@@ -174,6 +176,7 @@ def capacity(
     seed: int = 0,
     rel_tol: float = 0.03,
     min_span_s: float = 2.0,
+    hosts: int | None = None,
     catalog: Catalog | None = None,
 ) -> CapacityResult:
     """Capacity of one platform unit of `chip` serving `model_name` (see module doc)."""
@@ -182,7 +185,7 @@ def capacity(
     if not isinstance(model, (RRModel, LLMModel)):
         raise UserError("capacity needs an R&R or LLM model", field="model", value=model_name)
     platform = platform_for(cat, chip)
-    pool = _pool(cat, model, platform)
+    pool = _pool(cat, model, platform, hosts)
     slo_cfg = {}
     if slo.p99_s is not None:
         slo_cfg["p99_ms"] = slo.p99_s * 1e3
@@ -196,13 +199,13 @@ def capacity(
         None,
         cat,
     )
-    guess = _guess_rate(cat, model, chip, platform, _workload(model, requests, seed))
+    guess = _guess_rate(cat, model, chip, platform, _workload(model, requests, seed), hosts)
     if offline:
         # enough requests to keep every accelerator busy for min_span_s at the guessed rate
         work = _workload(model, max(requests, int(guess * min_span_s)), seed)
         res = _replay(scenario, work, None)
         rate = len(res.requests) / (res.requests.finish_ns.max() / 1e9)
-        return _result(cat, model, chip, platform, work, rate, res, offline, 1)
+        return _result(cat, model, chip, platform, work, rate, res, offline, 1, hosts)
     replays = 0
     for _ in range(4):
         # The trace must span min_span_s at the rate it is judged at: a run too short never
@@ -218,17 +221,23 @@ def capacity(
             break
         guess = 2 * rate  # everything up to the cap passed: longer trace, higher rates
     res = _replay(scenario, work, rate) if rate > 0 else None
-    return _result(cat, model, chip, platform, work, rate, res, offline, replays)
+    return _result(cat, model, chip, platform, work, rate, res, offline, replays, hosts)
 
 
 def _guess_rate(
-    cat: Catalog, model: RRModel | LLMModel, chip: str, platform: str, work: dict[str, np.ndarray]
+    cat: Catalog,
+    model: RRModel | LLMModel,
+    chip: str,
+    platform: str,
+    work: dict[str, np.ndarray],
+    hosts: int | None = None,
 ) -> float:
     p = cat.platform(platform)
+    accelerators = (hosts or p.hosts) * p.accelerators_per_host
     if isinstance(model, RRModel):
         best = rr_best_throughput(cat.chip(chip), model, cat.host(p.host))
-        return 0.5 * best.items_per_s_per_chip * p.accelerators / float(work["items"].mean())
-    return 1.0 * p.accelerators
+        return 0.5 * best.items_per_s_per_chip * accelerators / float(work["items"].mean())
+    return 1.0 * accelerators
 
 
 def _result(
@@ -241,8 +250,11 @@ def _result(
     res: Any,
     offline: bool,
     replays: int,
+    hosts: int | None = None,
 ) -> CapacityResult:
     p = cat.platform(platform)
+    n_hosts = hosts or p.hosts
+    n_acc = n_hosts * p.accelerators_per_host
     rr = isinstance(model, RRModel)
     per_req = float(work["items"].mean() if rr else work["output_tokens"].mean())
     work_per_s = rate * per_req
@@ -250,7 +262,7 @@ def _result(
     if res is not None and len(res.devices.energy_j):
         span_s = (res.devices.interval_end_ns.max() - res.devices.interval_start_ns.min()) / 1e9
         acc_w = float(res.devices.energy_j.sum()) / span_s if span_s > 0 else 0.0
-    host_w = p.hosts * cat.host(p.host).power_w
+    host_w = n_hosts * cat.host(p.host).power_w
     if isinstance(model, RRModel):
         bound = rr_best_throughput(cat.chip(chip), model, cat.host(p.host)).bound
     else:
@@ -262,13 +274,13 @@ def _result(
         platform=platform,
         service_model=model.name,
         scenario="offline" if offline else "server",
-        accelerators=p.accelerators,
-        hosts=p.hosts,
+        accelerators=n_acc,
+        hosts=n_hosts,
         requests_per_s=rate,
         work_per_s=work_per_s,
         work_unit="items/s" if rr else "tokens/s",
-        per_accelerator=work_per_s / p.accelerators,
-        per_host=work_per_s / p.hosts,
+        per_accelerator=work_per_s / n_acc,
+        per_host=work_per_s / n_hosts,
         accelerator_power_w=acc_w,
         host_power_w=host_w,
         perf_per_w=work_per_s / total_w if total_w > 0 else math.nan,

@@ -1,0 +1,124 @@
+"""`capacity`: the highest offered rate that meets the SLO, per chip, side by side."""
+
+from __future__ import annotations
+
+import click
+
+from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
+from mtia_cluster.planning.capacity import SLO, CapacityResult
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--service", required=True, help="Service of CONFIG to size.")
+@click.option(
+    "--slo",
+    "slo_text",
+    default=None,
+    help="p99=100ms, or ttft_p99=2s,tpot_p99=200ms (default: CONFIG's slo).",
+)
+@click.option(
+    "--chips",
+    default=None,
+    help="Comma-separated chips to compare (default: the chip serving it in CONFIG).",
+)
+@click.option(
+    "--scenario",
+    "mode",
+    type=click.Choice(["server", "offline"]),
+    default="server",
+    show_default=True,
+    help="server: under the SLO; offline: no latency bound.",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster for the parallel replays (default: local Ray; 'inprocess').",
+)
+@set_option
+@json_option
+def capacity(
+    config: str,
+    service: str,
+    slo_text: str | None,
+    chips: str | None,
+    mode: str,
+    address: str | None,
+    overrides: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Throughput at SLO per accelerator, host and platform unit, perf/W and the bottleneck."""
+    from mtia_cluster.config.scenario import load_scenario
+    from mtia_cluster.errors import UserError
+    from mtia_cluster.planning.capacity import parse_slo, slo_from_scenario
+
+    scenario = load_scenario(config, overrides)
+    pools = [p for r in scenario.regions for p in r.pools if p.service == service]
+    if not pools:
+        raise UserError(
+            f"no pool serves it (services: {', '.join(scenario.services)})",
+            file=config,
+            field="--service",
+            value=service,
+        )
+    slo = parse_slo(slo_text) if slo_text else slo_from_scenario(scenario.slo.get(service, {}))
+    if mode == "server" and slo == type(slo)():
+        raise UserError(
+            "no SLO for this service in the config; give --slo", field="--slo", value=service
+        )
+    from mtia_cluster.catalog import load_catalog
+
+    cat = load_catalog()
+    names = chips.split(",") if chips else [cat.platform(pools[0].platform).chip]
+    for name in names:
+        cat.chip(name)  # unknown chips fail before any replay
+    results = _run(names, pools[0].model, slo, mode == "offline", address)
+    rows = [r.as_dict() for r in results]
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(
+        [
+            "chip",
+            "platform",
+            "req/s",
+            "throughput",
+            "unit",
+            "per accel",
+            "per host",
+            "accel W",
+            "host W",
+            "per J",
+            "bound",
+        ],
+        [
+            [
+                r["chip"],
+                r["platform"],
+                r["requests_per_s"],
+                r["work_per_s"],
+                r["work_unit"],
+                r["per_accelerator"],
+                r["per_host"],
+                r["accelerator_power_w"],
+                r["host_power_w"],
+                r["perf_per_w"],
+                r["bound"],
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _run(
+    names: list[str], model: str, slo: SLO, offline: bool, address: str | None
+) -> list[CapacityResult]:
+    """Each chip's search; its candidate rates replay as parallel Ray tasks."""
+    from mtia_cluster.planning.capacity import capacity as run_capacity
+
+    if address == "inprocess":
+        return [run_capacity(model, n, slo, offline=offline) for n in names]
+    from mtia_cluster.distributed.ray_env import ray_session
+
+    with ray_session(address, namespace="mtia-cluster-capacity"):
+        return [run_capacity(model, n, slo, offline=offline) for n in names]

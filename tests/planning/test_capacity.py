@@ -1,0 +1,132 @@
+"""`capacity`: the answer meets the SLO, a faster chip serves more, bad input exits 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mtia_cluster.cli.main import cli
+from mtia_cluster.errors import UserError
+from mtia_cluster.planning.capacity import SLO, _meets, capacity, parse_slo
+
+CONFIG = """
+name: cap
+regions:
+  - name: r
+    pools:
+      - {service: ranking, model: hc3, platform: mtia-1-server, hosts: 1}
+slo:
+  ranking: {p99_ms: 100}
+"""
+
+
+@pytest.fixture()
+def config(tmp_path: Path) -> Path:
+    p = tmp_path / "cap.yaml"
+    p.write_text(CONFIG)
+    return p
+
+
+def test_capacity_rate_meets_the_slo_and_a_higher_one_does_not():
+    res = capacity("hc3", "mtia-1", SLO(p99_s=0.1), rel_tol=0.05, min_span_s=1.0)
+    assert res.requests_per_s > 0 and res.bound == "compute"
+    assert res.per_accelerator * res.accelerators == pytest.approx(res.work_per_s)
+    assert res.perf_per_w == pytest.approx(
+        res.work_per_s / (res.accelerator_power_w + res.host_power_w)
+    )
+    # per accelerator it cannot beat the cost model's best steady state (compute-bound)
+    from mtia_cluster.catalog import load_catalog
+    from mtia_cluster.perf.estimators import rr_best_throughput
+
+    cat = load_catalog()
+    best = rr_best_throughput(cat.chip("mtia-1"), cat.model("hc3"), cat.host("yosemite-v3-mtia1"))
+    assert res.per_accelerator <= best.items_per_s_per_chip * 1.001
+
+
+def test_offline_is_at_least_server():
+    server = capacity("hc3", "mtia-1", SLO(p99_s=0.1), rel_tol=0.05, min_span_s=1.0)
+    offline = capacity("hc3", "mtia-1", SLO(), offline=True, min_span_s=1.0)
+    assert offline.requests_per_s >= server.requests_per_s * 0.95
+
+
+def test_more_compute_more_capacity():
+    m1 = capacity("hc3", "mtia-1", SLO(p99_s=0.1), rel_tol=0.05, min_span_s=1.0, hosts=1)
+    m2 = capacity("hc3", "mtia-2i", SLO(p99_s=0.1), rel_tol=0.05, min_span_s=1.0, hosts=1)
+    assert m2.per_accelerator > 2 * m1.per_accelerator  # 3.5x the FP16 peak
+
+
+@pytest.mark.parametrize(
+    ("text", "expect"),
+    [
+        ("p99=100ms", SLO(p99_s=0.1)),
+        ("ttft_p99=2s,tpot_p99=200ms", SLO(ttft_p99_s=2.0, tpot_p99_s=0.2)),
+    ],
+)
+def test_parse_slo(text, expect):
+    got = parse_slo(text)
+    for k in ("p99_s", "ttft_p99_s", "tpot_p99_s"):
+        a, b = getattr(got, k), getattr(expect, k)
+        assert (a is None and b is None) or np.isclose(a, b)
+
+
+@pytest.mark.parametrize("bad", ["p99=fast", "p42=1ms", "p99", "p99=10 parsecs"])
+def test_parse_slo_rejects(bad):
+    with pytest.raises(UserError, match="--slo"):
+        parse_slo(bad)
+
+
+def test_capacity_cli_json(runner, config):
+    res = runner.invoke(
+        cli, ["capacity", str(config), "--service", "ranking", "--address", "inprocess", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.output)
+    assert rows[0]["chip"] == "mtia-1" and rows[0]["requests_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--service", "search"], "no pool serves it"),
+        (["--service", "ranking", "--slo", "p99=soon"], "--slo"),
+        (["--service", "ranking", "--chips", "tpu-v9"], "unknown chip"),
+    ],
+)
+def test_capacity_cli_bad_input(runner, config, args, needle):
+    res = runner.invoke(cli, ["capacity", str(config), *args, "--address", "inprocess"])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and "Traceback" not in res.output
+
+
+def test_meets_fails_on_rejections():
+    """A request the fleet cannot serve at all fails the verdict whatever the latency."""
+    from mtia_cluster.config.scenario import parse_scenario
+
+    scenario = parse_scenario(
+        {
+            "regions": [
+                {
+                    "name": "r",
+                    "pools": [
+                        {
+                            "service": "svc",
+                            "model": "llama-3.1-8b",
+                            "platform": "hgx-h100",
+                            "hosts": 1,
+                            "tp": 1,
+                            "accelerators_per_replica": 1,
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    work = {
+        "gaps": np.ones(3),
+        "input_tokens": np.array([10, 10_000_000, 10]),
+        "output_tokens": np.array([5, 5, 5]),
+    }
+    assert not _meets(scenario, work, 1.0, SLO(ttft_p99_s=100.0))
