@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("mtia_cluster.cli.fleet_cmds", "status"),
     "down": ("mtia_cluster.cli.fleet_cmds", "down"),
     "analyze": ("mtia_cluster.cli.analyze", "analyze"),
+    "rollout": ("mtia_cluster.cli.rollout", "rollout"),
 }
 
 

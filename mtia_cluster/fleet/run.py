@@ -1,0 +1,174 @@
+"""Run a rollout plan end to end: per-rack capacities, the timeline, outputs and summary.
+
+Outputs (one directory, written atomically): `timeline/part-0.parquet` (region x time),
+`events/part-0.parquet` (every drain, install, burn-in, serve, failure, repair, wave and gate
+event) and `summary.json`. Column meanings are in docs/rollout.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mtia_cluster.atomic import atomic_path
+from mtia_cluster.catalog import Catalog, load_catalog
+from mtia_cluster.fleet.plan import Plan
+from mtia_cluster.fleet.rack_capacity import CacheKey, RackCapacity, rack_capacity
+from mtia_cluster.fleet.simulate import NS_PER_DAY, Cohort, Result, simulate
+
+REFERENCE_NOTE = "Meta: MTIA 2i from first silicon to production in 16 regions in < 9 months"
+
+
+def cohorts_for(
+    plan: Plan, cat: Catalog, mode: str, cache: dict[CacheKey, RackCapacity] | None = None
+) -> dict[str, Cohort]:
+    """Per-rack capacity, power and health of the old and the new version."""
+    cache = {} if cache is None else cache
+    t = plan.target
+
+    def rack(chip: str) -> RackCapacity:
+        units = plan.units_per_rack.get(chip, 1)
+        return rack_capacity(cat, plan.model, chip, plan.slo_p99_s, mode, units, cache)
+
+    old = rack(t.from_generation)
+    base = plan.baseline_p99_s
+    if t.kind == "generation":
+        new = rack(t.to_generation)
+        return {
+            "old": Cohort(
+                t.from_generation, old.requests_per_s, old.power_w, base, 0.0, old.source
+            ),
+            "new": Cohort(t.to_generation, new.requests_per_s, new.power_w, base, 0.0, new.source),
+        }
+    return {
+        "old": Cohort(
+            f"{plan.model}@current", old.requests_per_s, old.power_w, base, 0.0, old.source
+        ),
+        "new": Cohort(
+            f"{plan.model}@new",
+            old.requests_per_s * t.perf_multiplier,
+            old.power_w,
+            base * t.latency_multiplier,
+            t.error_rate,
+            old.source,
+        ),
+    }
+
+
+def run_rollout(
+    plan: Plan, fast: bool = False, catalog: Catalog | None = None
+) -> tuple[Result, dict[str, Any]]:
+    """Simulate `plan` (capacity from the cost model when `fast` or the plan says so)."""
+    mode = "fast" if fast else plan.capacity_mode
+    cohorts = cohorts_for(plan, catalog or load_catalog(), mode)
+    res = simulate(plan, cohorts)
+    sources = sorted({c.source for c in cohorts.values()})
+    return res, summarize(plan, res, "+".join(sources))
+
+
+def summarize(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
+    """The summary.json document (see docs/rollout.md)."""
+    tl = res.timeline
+    t_ns = np.asarray(tl["time_ns"], dtype=np.int64)
+    region = np.asarray(tl["region"])
+    head = np.asarray(tl["headroom"], dtype=np.float64)
+    ok = np.asarray(tl["slo_ok"], dtype=bool)
+    cap = np.asarray(tl["capacity_rps"], dtype=np.float64)
+    power = np.asarray(tl["power_w"], dtype=np.float64)
+    step_min = plan.step_h * 60.0
+    regions: list[dict[str, Any]] = []
+    for r in plan.regions:
+        m = region == r.name
+        j = int(np.argmin(np.where(m, head, np.inf)))
+        regions.append(
+            {
+                "region": r.name,
+                "min_headroom": float(head[j]),
+                "min_headroom_day": float(t_ns[j] / NS_PER_DAY),
+                "slo_violation_minutes": float((~ok[m]).sum() * step_min),
+            }
+        )
+    first, last = t_ns == t_ns.min(), t_ns == t_ns.max()
+    done = all(w.state == "done" for w in res.waves)
+    days = [w.swapped_ns / NS_PER_DAY for w in res.waves if w.swapped_ns >= 0]
+    return {
+        "plan": plan.name,
+        "capacity_source": mode,
+        "cohorts": {k: vars(c) for k, c in res.cohorts.items()},
+        "completed": done,
+        "time_to_full_rollout_days": max(days) if done and days else None,
+        "time_to_rollout_done_days": res.waves[-1].end_ns / NS_PER_DAY if done else None,
+        "final_states": [w.state for w in res.waves],
+        "waves": [_wave(w) for w in res.waves],
+        "rollbacks": sum(w.state in ("rolling_back", "rolled_back") for w in res.waves),
+        "pauses": sum(w.state == "paused" for w in res.waves),
+        "slo_violation_minutes": float((~ok).sum() * step_min),
+        "min_headroom": min(float(x["min_headroom"]) for x in regions),
+        "regions": regions,
+        "energy_mwh": float(power.sum() * plan.step_h / 1e6),
+        "perf_per_w_before": _ratio(cap[first].sum(), power[first].sum()),
+        "perf_per_w_after": _ratio(cap[last].sum(), power[last].sum()),
+        "horizon_days": plan.horizon_days,
+        "step_h": plan.step_h,
+    }
+
+
+def _wave(w: Any) -> dict[str, Any]:
+    def day(ns: int) -> float | None:
+        return ns / NS_PER_DAY if ns >= 0 else None
+
+    return {
+        "regions": list(w.regions),
+        "state": w.state,
+        "start_day": day(w.start_ns),
+        "swapped_day": day(w.swapped_ns),
+        "end_day": day(w.end_ns),
+    }
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b > 0 else math.nan
+
+
+def write_outputs(out_dir: str | Path, res: Result, summary: dict[str, Any]) -> Path:
+    """Write timeline/, events/ and summary.json into `out_dir`, atomically."""
+    out = Path(out_dir)
+    with atomic_path(out, directory=True) as tmp:
+        (tmp / "timeline").mkdir()
+        (tmp / "events").mkdir()
+        pq.write_table(pa.table(res.timeline), tmp / "timeline" / "part-0.parquet")
+        cols = ["time_ns", "region", "wave", "event", "version", "racks", "detail"]
+        events = {c: [e[c] for e in res.events] for c in cols}
+        schema = pa.schema(
+            [
+                ("time_ns", pa.int64()),
+                ("region", pa.string()),
+                ("wave", pa.int64()),
+                ("event", pa.string()),
+                ("version", pa.string()),
+                ("racks", pa.int64()),
+                ("detail", pa.string()),
+            ]
+        )
+        pq.write_table(pa.table(events, schema=schema), tmp / "events" / "part-0.parquet")
+        text = json.dumps(_json_safe(summary), indent=2)
+        (tmp / "summary.json").write_text(text + "\n", encoding="utf-8")
+    return out
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "item"):
+        return _json_safe(x.item())
+    return x

@@ -1,0 +1,244 @@
+"""Time-stepped rollout simulation at region level (see docs/rollout.md).
+
+Each step (plan.timeline.step_h) and each region: swaps in flight advance, failed racks are
+repaired, new failures are drawn from the region's own seeded stream, the wave state machine
+moves (a wave starts when the previous one has passed its gate; it is "swapped" when all its
+regions hold only new racks; after bake_days its health gate is judged on the last window_h
+of timeline metrics; a failed gate pauses or rolls the wave back), the active wave's regions
+start swaps at the install rate within the drain budget, and one timeline row is recorded:
+capacity = sum of serving racks' capacities, demand from the diurnal/growth profile.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.fleet.plan import Plan, Region
+from mtia_cluster.fleet.region import NS_PER_H, STATES, VERSIONS, RegionState
+
+KIND_FLEET_FAILURES = 952  # spawn-key namespace: per-region failure streams
+NS_PER_DAY = 24 * NS_PER_H
+
+
+@dataclass
+class Cohort:
+    """Per-rack figures of one version: capacity, power and the gate's health metrics."""
+
+    label: str
+    rps: float
+    power_w: float
+    p99_s: float
+    error_rate: float
+    source: str = "fast"  # where rps came from: fast (cost model) | replay
+
+
+@dataclass
+class Wave:
+    regions: tuple[str, ...]
+    state: str = "pending"  # pending|swapping|baking|done|paused|rolling_back|rolled_back|cancelled
+    start_ns: int = -1
+    swapped_ns: int = -1
+    end_ns: int = -1
+
+
+@dataclass
+class Result:
+    """Timeline columns, event rows and the facts the summary needs."""
+
+    timeline: dict[str, list[Any]]
+    events: list[dict[str, Any]]
+    waves: list[Wave]
+    cohorts: dict[str, Cohort]
+    step_ns: int
+    gate_results: list[dict[str, Any]] = field(default_factory=list)
+
+
+def demand_rps(region: Region, t_ns: np.ndarray | int) -> np.ndarray:
+    """Requests/s of `region` at UTC time t: peak x weekly growth x diurnal shape (a cosine
+    between 1 at the local peak hour and 1/peak_to_trough twelve hours away)."""
+    d = region.demand
+    t_h = np.asarray(t_ns, dtype=np.float64) / NS_PER_H
+    local_h = t_h + d.tz_offset_h
+    low = 1.0 / d.peak_to_trough
+    shape = low + (1.0 - low) * 0.5 * (1.0 + np.cos(2 * np.pi * (local_h - d.peak_hour_local) / 24))
+    growth = (1.0 + d.weekly_growth_pct / 100.0) ** (t_h / (24.0 * 7.0))
+    return np.asarray(d.peak_rps * growth * shape)
+
+
+def simulate(plan: Plan, cohorts: dict[str, Cohort]) -> Result:
+    """Run the plan's timeline with per-rack figures `cohorts` ({"old": .., "new": ..})."""
+    step_ns = round(plan.step_h * NS_PER_H)
+    steps = math.ceil(plan.horizon_days * 24.0 / plan.step_h)
+    src, dst = plan.target.from_generation, plan.target.to_generation
+    regions = {
+        r.name: RegionState.new(
+            r.name,
+            r.racks.get(src, 0),
+            r.racks.get(dst, 0) if dst != src else 0,
+            plan.drain_h,
+            plan.install_h,
+            plan.burnin_h,
+        )
+        for r in plan.regions
+    }
+    rngs = {
+        r.name: entity_rng(plan.failures.seed if plan.failures else 0, KIND_FLEET_FAILURES, i)
+        for i, r in enumerate(plan.regions)
+    }
+    res = Result(_empty_timeline(), [], [Wave(w) for w in plan.waves], cohorts, step_ns)
+    region_wave = {name: i for i, w in enumerate(plan.waves) for name in w}
+    for k in range(steps):
+        now = k * step_ns
+        for r in plan.regions:
+            st = regions[r.name]
+            st.advance(now)
+            st.repair(now)
+            if plan.failures is not None:
+                _draw_failures(plan, st, rngs[r.name], now)
+        _waves_step(plan, res, regions, now)
+        for r in plan.regions:
+            _start_swaps(plan, res, regions[r.name], region_wave.get(r.name), now)
+            _record(res, r, regions[r.name], region_wave.get(r.name), now)
+    for st in regions.values():
+        for t, kind, version, n in st.events:
+            ev = _event(t, st.name, kind, version, n, cohorts)
+            ev["wave"] = region_wave.get(st.name, -1)
+            res.events.append(ev)
+    res.events.sort(key=lambda e: (e["time_ns"], e["region"], e["event"]))
+    return res
+
+
+def _draw_failures(plan: Plan, st: RegionState, rng: np.random.Generator, now: int) -> None:
+    f = plan.failures
+    assert f is not None
+    p_fail = 1.0 - math.exp(-plan.step_h / f.mtbf_h)
+    p_event = 1.0 - (1.0 - f.correlated_prob_per_day) ** (plan.step_h / 24.0)
+    extra = f.correlated_racks if rng.random() < p_event else 0
+    st.fail(now, rng, p_fail, f.mttr_h, extra)
+
+
+def _waves_step(plan: Plan, res: Result, regions: dict[str, RegionState], now: int) -> None:
+    """Advance the wave state machine by one step (at most one transition per wave)."""
+    for i, w in enumerate(res.waves):
+        if w.state == "pending":
+            prev = res.waves[i - 1] if i else None
+            if prev is None or prev.state == "done":
+                w.state, w.start_ns = "swapping", now
+                res.events.append(_wave_event(now, i, "wave_start", ""))
+            return
+        if w.state == "swapping" and all(regions[n].settled("new") for n in w.regions):
+            w.state, w.swapped_ns = "baking", now
+            res.events.append(_wave_event(now, i, "wave_swapped", ""))
+        elif w.state == "baking" and now - w.swapped_ns >= round(plan.bake_days * NS_PER_DAY):
+            _judge(plan, res, i, now)
+        elif w.state == "rolling_back" and all(regions[n].settled("old") for n in w.regions):
+            w.state, w.end_ns = "rolled_back", now
+            res.events.append(_wave_event(now, i, "rollback_done", ""))
+            _cancel_rest(res, i)
+        if w.state != "done":
+            return
+
+
+def _judge(plan: Plan, res: Result, i: int, now: int) -> None:
+    """Health gate of wave i over the last window_h: the new cohort's p99 vs SLO, its error
+    rate and its per-rack throughput vs the old cohort, on steps where it served."""
+    w = res.waves[i]
+    g = plan.gates
+    tl = res.timeline
+    since = now - round(g.window_h * NS_PER_H)
+    rows: list[int] = []
+    for j in range(len(tl["time_ns"]) - 1, -1, -1):
+        if tl["time_ns"][j] < since:
+            break
+        if tl["region"][j] in w.regions and tl["racks_new_serving"][j] > 0:
+            rows.append(j)
+    new, old = res.cohorts["new"], res.cohorts["old"]
+    p99 = max((tl["new_p99_s"][j] for j in rows), default=math.nan)
+    err = float(np.mean([tl["new_error_rate"][j] for j in rows])) if rows else math.nan
+    ratio = new.rps / old.rps if old.rps > 0 else math.inf
+    checks = {
+        "p99_vs_slo": (p99 / plan.slo_p99_s, p99 / plan.slo_p99_s <= g.p99_vs_slo_max),
+        "error_rate": (err, err <= g.error_rate_max),
+        "throughput_vs_baseline": (ratio, ratio >= g.throughput_vs_baseline_min),
+    }
+    passed = bool(rows) and all(ok for _, ok in checks.values())
+    detail = ", ".join(f"{k}={v:.4g}{'' if ok else ' FAIL'}" for k, (v, ok) in checks.items())
+    res.gate_results.append({"wave": i, "time_ns": now, "passed": passed, "checks": checks})
+    if passed:
+        w.state, w.end_ns = "done", now
+        res.events.append(_wave_event(now, i, "gate_pass", detail))
+        return
+    res.events.append(_wave_event(now, i, "gate_fail", detail))
+    if plan.on_gate_failure == "pause":
+        w.state, w.end_ns = "paused", now
+        res.events.append(_wave_event(now, i, "pause", ""))
+        _cancel_rest(res, i)
+    else:
+        w.state = "rolling_back"
+        res.events.append(_wave_event(now, i, "rollback_start", ""))
+
+
+def _cancel_rest(res: Result, i: int) -> None:
+    """After a pause or a finished rollback no later wave starts."""
+    for w in res.waves[i + 1 :]:
+        w.state = "cancelled"
+
+
+def _start_swaps(plan: Plan, res: Result, st: RegionState, wave: int | None, now: int) -> None:
+    """In the region's active wave, start swaps at the install rate within the drain budget."""
+    if wave is None or res.waves[wave].state not in ("swapping", "rolling_back"):
+        st.tokens = 0.0
+        return
+    src, dst = ("old", "new") if res.waves[wave].state == "swapping" else ("new", "old")
+    per_step = plan.install_racks_per_day * plan.step_h / 24.0
+    st.tokens = min(st.tokens + per_step, per_step + 1.0)
+    room = math.floor(plan.drain_budget * st.total + 1e-9) - st.out_of_service()
+    n = min(math.floor(st.tokens + 1e-9), max(room, 0), st.counts[(src, "serving")])
+    st.tokens -= st.start_swaps(now, src, dst, n)
+
+
+def _empty_timeline() -> dict[str, list[Any]]:
+    cols = ["time_ns", "region", "wave", "rollout_state"]
+    cols += [f"racks_{v}_{s}" for v in VERSIONS for s in STATES]
+    cols += ["racks_total", "capacity_rps", "demand_rps", "headroom", "slo_ok", "power_w"]
+    cols += ["new_p99_s", "new_error_rate"]
+    return {c: [] for c in cols}
+
+
+def _record(res: Result, r: Region, st: RegionState, wave: int | None, now: int) -> None:
+    tl = res.timeline
+    old, new = res.cohorts["old"], res.cohorts["new"]
+    serving_old, serving_new = st.counts[("old", "serving")], st.counts[("new", "serving")]
+    cap = serving_old * old.rps + serving_new * new.rps
+    dem = float(demand_rps(r, now))
+    tl["time_ns"].append(now)
+    tl["region"].append(r.name)
+    tl["wave"].append(-1 if wave is None else wave)
+    tl["rollout_state"].append("none" if wave is None else res.waves[wave].state)
+    for v in VERSIONS:
+        for s in STATES:
+            tl[f"racks_{v}_{s}"].append(st.counts[(v, s)])
+    tl["racks_total"].append(st.total)
+    tl["capacity_rps"].append(cap)
+    tl["demand_rps"].append(dem)
+    tl["headroom"].append(cap / dem - 1.0)
+    tl["slo_ok"].append(dem <= cap)
+    tl["power_w"].append(serving_old * old.power_w + serving_new * new.power_w)
+    tl["new_p99_s"].append(new.p99_s if serving_new else math.nan)
+    tl["new_error_rate"].append(new.error_rate if serving_new else math.nan)
+
+
+def _event(t: int, region: str, kind: str, version: str, n: int, cohorts: dict[str, Cohort]):
+    label = cohorts[version].label if version in cohorts else ""
+    return {"time_ns": t, "region": region, "wave": -1, "event": kind, "version": label,
+            "racks": n, "detail": ""}  # fmt: skip
+
+
+def _wave_event(t: int, wave: int, kind: str, detail: str) -> dict[str, Any]:
+    return {"time_ns": t, "region": "", "wave": wave, "event": kind, "version": "",
+            "racks": 0, "detail": detail}  # fmt: skip
