@@ -121,7 +121,7 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
     waves = _waves(f, {r.name for r in regions})
     roll = f.sub("rollout")
     swap = roll.sub("swap_time_h")
-    gates_f = roll.sub("gates")
+    gates_f = roll.sub("gates", {})
     timeline = f.sub("timeline", {})
     plan = Plan(
         name=f.str("name"),

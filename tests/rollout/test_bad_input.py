@@ -1,0 +1,54 @@
+"""Bad rollout plans: one line naming file/field/value, exit status 2, no output written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from mtia_cluster.cli.main import cli
+from rollout.plans import plan_dict
+
+CASES: dict[str, tuple[dict[str, Any], str]] = {
+    "unknown-region": ({"waves": [["a"], ["zz"]]}, "unknown region"),
+    "unknown-generation": (
+        {"fleet.regions": [{"name": "a", "racks": {"mtia-9": 4}, "demand": {"peak_rps": 1}}]},
+        "unknown generation",
+    ),
+    "unknown-target": ({"target.generation": "tpu-v9"}, "unknown generation"),
+    "overlapping-waves": ({"waves": [["a", "b"], ["b"]]}, "overlapping waves"),
+    "zero-drain-budget": ({"rollout.drain_budget": 0}, "drain_budget"),
+    "too-long": ({"timeline.horizon_days": 2000, "timeline.max_steps": 1000}, "coarser step_h"),
+    "bad-type": ({"rollout.install_racks_per_day": "fast"}, "expected a number"),
+    "bad-action": ({"rollout.on_gate_failure": "panic"}, "on_gate_failure"),
+    "no-waves": ({"waves": []}, "waves"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_plan_exits_2(name: str, runner, tmp_path: Path) -> None:
+    changes, needle = CASES[name]
+    plan = tmp_path / f"{name}.yaml"
+    plan.write_text(yaml.safe_dump(plan_dict(**changes)))
+    out = tmp_path / "out"
+    r = runner.invoke(cli, ["rollout", str(plan), "-o", str(out), "--fast"])
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and str(plan) in lines[0]
+    assert needle in lines[0]
+    assert not out.exists()
+
+
+def test_missing_plan_file(runner, tmp_path: Path) -> None:
+    r = runner.invoke(cli, ["rollout", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "file not found" in r.output
+
+
+def test_coarser_step_accepts_long_timeline(runner, tmp_path: Path) -> None:
+    changes = {"timeline.horizon_days": 2000, "timeline.max_steps": 1000, "timeline.step_h": 48}
+    plan = tmp_path / "ok.yaml"
+    plan.write_text(yaml.safe_dump(plan_dict(**changes)))
+    r = runner.invoke(cli, ["rollout", str(plan), "-o", str(tmp_path / "o"), "--fast"])
+    assert r.exit_code == 0, r.output
