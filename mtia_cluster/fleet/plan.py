@@ -254,7 +254,17 @@ def _failures(x: Fields) -> Failures:
 
 def _check_work(plan: Plan, roll: Fields, timeline: Fields) -> None:
     """Refuse plans that cannot make progress or whose timeline is too long for its step."""
-    for region in plan.regions:
+    allowed = {plan.target.from_generation, plan.target.to_generation}
+    for i, region in enumerate(plan.regions):
+        for gen in region.racks:
+            if gen not in allowed:
+                raise UserError(
+                    "racks of a generation this rollout neither swaps from nor to "
+                    f"({', '.join(sorted(allowed))})",
+                    file=plan.file,
+                    field=f"fleet.regions[{i}].racks.{gen}",
+                    value=gen,
+                )
         racks = region.racks.get(plan.target.from_generation, 0)
         in_wave = any(region.name in w for w in plan.waves)
         if racks and in_wave and math.floor(plan.drain_budget * sum(region.racks.values())) < 1:

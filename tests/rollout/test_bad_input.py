@@ -17,6 +17,13 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         {"fleet.regions": [{"name": "a", "racks": {"mtia-9": 4}, "demand": {"peak_rps": 1}}]},
         "unknown generation",
     ),
+    "other-generation": (
+        {
+            "fleet.regions": [{"name": "a", "racks": {"h100": 4}, "demand": {"peak_rps": 1}}],
+            "waves": [["a"]],
+        },
+        "neither swaps from nor to",
+    ),
     "unknown-target": ({"target.generation": "tpu-v9"}, "unknown generation"),
     "overlapping-waves": ({"waves": [["a", "b"], ["b"]]}, "overlapping waves"),
     "zero-drain-budget": ({"rollout.drain_budget": 0}, "drain_budget"),
