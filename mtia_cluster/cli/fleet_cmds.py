@@ -174,6 +174,6 @@ def down(fleet: str) -> None:
     if info.get("started_local_head") and not any(
         fl.load_record(p.stem).get("address") == info["address"] for p in others
     ):
-        fl.stop_local_head()
+        fl.stop_local_head(info["address"])
     fl.record_path(fleet).unlink()
     click.echo(f"fleet {fleet} is down")

@@ -11,13 +11,16 @@ the fleet by name. Fleet records live in ``$MTIA_CLUSTER_HOME/fleets/<name>.json
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -123,9 +126,31 @@ def start_local_head(num_cpus: int | None) -> str:
     return f"127.0.0.1:{port}"
 
 
-def stop_local_head() -> None:
-    ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
-    subprocess.run([ray_bin, "stop", "--force"], capture_output=True, text=True)
+def stop_local_head(address: str) -> None:
+    """Stop only the Ray head that `launch` started at `address` (never `ray stop`, which
+    kills every Ray process of the machine, other users' and other runs' included).
+
+    Its processes carry the GCS port on their command line; the workers exit with their
+    raylet. SIGTERM first, SIGKILL for what is left after a few seconds."""
+    port = address.rpartition(":")[2]
+    marks = (f"127.0.0.1:{port}", f"gcs_server_port={port}")
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(m in cmd for m in marks):
+            pids.append(int(proc.name))
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+            time.sleep(0.1)
 
 
 def describe(sim: Any, shards: int) -> dict[str, Any]:
