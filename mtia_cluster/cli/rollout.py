@@ -13,16 +13,37 @@ from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_opt
 @click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path))
 @click.option("--fast", is_flag=True, help="Per-rack capacity from the cost model, not replay.")
+@click.option(
+    "--optimize",
+    "do_optimize",
+    is_flag=True,
+    help="Also search wave order/size and install rate (plan's optimize: section).",
+)
 @json_option
 @set_option
 def rollout(
-    plan_path: Path, out_dir: Path, fast: bool, as_json: bool, overrides: tuple[str, ...]
+    plan_path: Path,
+    out_dir: Path,
+    fast: bool,
+    do_optimize: bool,
+    as_json: bool,
+    overrides: tuple[str, ...],
 ) -> None:
     """Simulate the rollout PLAN hour by hour; write timeline/, events/, summary.json to DIR."""
     from mtia_cluster.fleet import load_plan, run_rollout, write_outputs
 
     plan = load_plan(plan_path, list(overrides))
     res, summary = run_rollout(plan, fast=fast)
+    if do_optimize:
+        from mtia_cluster.fleet.optimize import optimize
+
+        given, best, tried = optimize(plan, res.cohorts)
+        summary["optimize"] = {
+            "headroom_margin": plan.optimize.headroom_margin if plan.optimize else 0.0,
+            "given": given.as_dict(),
+            "best": best.as_dict() if best else None,
+            "candidates": len(tried),
+        }
     write_outputs(out_dir, res, summary)
     if as_json:
         echo_json(summary)
@@ -44,6 +65,27 @@ def rollout(
         f"{summary['perf_per_w_before']:.4g} -> {summary['perf_per_w_after']:.4g}; "
         f"output {out_dir}"
     )
+    if "optimize" in summary:
+        _echo_optimize(summary["optimize"])
+
+
+def _echo_optimize(opt: dict) -> None:
+    """Print the given plan next to the best feasible one."""
+    click.echo(
+        f"optimize: {opt['candidates']} candidates, headroom margin {opt['headroom_margin']:g}"
+    )
+    rows = []
+    for label in ("given", "best"):
+        c = opt[label]
+        if c is None:
+            rows.append([label, "no feasible candidate", "-", "-", "-", "-"])
+            continue
+        waves = " | ".join(",".join(w) for w in c["waves"])
+        done = "not done" if c["done_days"] is None else f"{c['done_days']:.1f}"
+        rows.append(
+            [label, waves, c["install_racks_per_day"], done, c["min_headroom"], c["feasible"]]
+        )
+    echo_table(["plan", "waves", "racks/day", "done_days", "min_headroom", "feasible"], rows)
 
 
 def _days(x: float | None) -> str:

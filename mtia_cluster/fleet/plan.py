@@ -64,6 +64,15 @@ class Failures:
 
 
 @dataclass(frozen=True)
+class OptimizeSpec:
+    """What `--optimize` may change and the headroom it must keep."""
+
+    headroom_margin: float  # capacity must stay >= demand x (1 + margin) at every step
+    install_rates: tuple[float, ...]  # candidate install_racks_per_day
+    wave_sizes: tuple[int, ...]  # candidate regions per wave after a one-region first wave
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str
     file: str
@@ -87,6 +96,7 @@ class Plan:
     horizon_days: float
     max_steps: int
     failures: Failures | None = None
+    optimize: OptimizeSpec | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -151,6 +161,7 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
         horizon_days=timeline.number("horizon_days", 365.0, positive=True),
         max_steps=timeline.int("max_steps", 20000, positive=True),
         failures=_failures(f.sub("failures")) if f.has("failures") else None,
+        optimize=_optimize(f.sub("optimize", {}), roll.number("install_racks_per_day")),
     )
     _check_work(plan, roll, timeline)
     return plan
@@ -249,6 +260,24 @@ def _failures(x: Fields) -> Failures:
         seed=x.int("seed", 0),
         correlated_prob_per_day=x.number("correlated_prob_per_day", 0.0, max_value=1.0),
         correlated_racks=x.int("correlated_racks", 0),
+    )
+
+
+def _optimize(o: Fields, rate: float) -> OptimizeSpec:
+    rates = o.list("install_racks_per_day", [rate])
+    sizes = o.list("wave_sizes", [1, 2, 4, 8])
+    if not rates or not sizes:
+        raise o.error("install_racks_per_day", "candidate lists must not be empty", rates)
+    for i, _ in enumerate(rates):
+        Fields({"v": rates[i]}, o.file, o.path(f"install_racks_per_day[{i}]")).number(
+            "v", positive=True
+        )
+    for i, _ in enumerate(sizes):
+        Fields({"v": sizes[i]}, o.file, o.path(f"wave_sizes[{i}]")).int("v", positive=True)
+    return OptimizeSpec(
+        headroom_margin=o.number("headroom_margin", 0.0, min_value=-1.0),
+        install_rates=tuple(float(r) for r in rates),
+        wave_sizes=tuple(int(s) for s in sizes),
     )
 
 
