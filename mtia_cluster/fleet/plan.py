@@ -11,7 +11,7 @@ problem is one UserError naming file, field and value (read through `Fields`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,6 @@ class Plan:
     max_steps: int
     failures: Failures | None = None
     optimize: OptimizeSpec | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def swap_h(self) -> float:
