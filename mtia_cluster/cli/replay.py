@@ -98,7 +98,7 @@ def run_replay(
 ) -> Path:
     """Start or join Ray, replay with a progress bar, return the results directory."""
     from mtia_cluster.distributed.ray_env import ray_session
-    from mtia_cluster.distributed.runner import ReplayOptions, replay
+    from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
 
     if fleet is not None:
         from mtia_cluster.distributed.fleet import load_record
@@ -123,16 +123,17 @@ def run_replay(
         bar.update(done - bar.pos)
         bar.label = f"replaying (simulated {t_ns / 1e9:,.0f} s)"
 
+    ready = prepare(config or "", trace, opt)  # bad input fails here, before Ray starts
     with bar:
         if address == "inprocess":
-            return replay(config or "", trace, out, opt, progress)
+            return replay(config or "", trace, out, opt, progress, prepared=ready)
         namespace = "mtia-cluster-replay"
         if fleet is not None:
             from mtia_cluster.distributed.ray_env import fleet_namespace
 
             namespace = fleet_namespace(fleet)
         with ray_session(address, namespace=namespace):
-            return replay(config or "", trace, out, opt, progress)
+            return replay(config or "", trace, out, opt, progress, prepared=ready)
 
 
 @click.command()

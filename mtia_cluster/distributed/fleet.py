@@ -56,6 +56,10 @@ class ShardHost:
         return self.worker.node()
 
     def call(self, method: str, *args: Any) -> Any:
+        if self.worker is None:  # this host was restarted: its worker is gone
+            from mtia_cluster.distributed.worker import StaleShard
+
+            raise StaleShard("shard host restarted; its worker must be rebuilt")
         return getattr(self.worker, method)(*args)
 
     def ping(self) -> str:

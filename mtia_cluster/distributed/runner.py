@@ -32,7 +32,7 @@ from mtia_cluster.distributed.fleet import load_record
 from mtia_cluster.distributed.placement import partition
 from mtia_cluster.distributed.region_worker import RegionWorker
 from mtia_cluster.distributed.windows import LoopState, finish, run_windows
-from mtia_cluster.distributed.worker import ShardWorker
+from mtia_cluster.distributed.worker import ShardWorker, StaleShard
 from mtia_cluster.engine.cell import STATUS_REJECTED, RequestBatch, completed_from
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import load_trace
@@ -59,19 +59,30 @@ class ReplayOptions:
 
 @dataclass
 class _Shard:
-    """The coordinator's handle on one shard: the worker, its cells, calls since checkpoint."""
+    """The coordinator's handle on one shard: the worker, its cells, calls since checkpoint.
+
+    Calls are numbered; the worker refuses a call whose number is not the next one it expects
+    (StaleShard), which is how a shard that Ray restarted from its checkpoint between two
+    calls is caught even though no call failed."""
 
     handle: Any
     cells: np.ndarray
-    log: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    log: list[tuple[int, str, tuple[Any, ...]]] = field(default_factory=list)
     busy: bool = False
     start: tuple[Any, ...] | None = None  # hosted in a launched fleet: ShardHost.start args
+    next_seq: int = 0
 
-    def remote(self, method: str, args: tuple[Any, ...]) -> Any:
-        """Call `method` on the shard's worker (directly, or through its ShardHost)."""
+    def submit(self, method: str, args: tuple[Any, ...]) -> Any:
+        """Log and send the next call (a Ray ObjectRef)."""
+        seq = self.next_seq
+        self.next_seq += 1
+        self.log.append((seq, method, args))
+        return self.send(seq, method, args)
+
+    def send(self, seq: int, method: str, args: tuple[Any, ...]) -> Any:
         if self.start is not None:
-            return self.handle.call.remote(method, *args)
-        return getattr(self.handle, method).remote(*args)
+            return self.handle.call.remote("guarded", seq, method, args)
+        return self.handle.guarded.remote(seq, method, args)
 
 
 class _Calls:
@@ -82,23 +93,25 @@ class _Calls:
         self.recoveries = 0  # shard actors restarted from a checkpoint
 
     def __call__(self, shards: list[_Shard], method: str, args: list[tuple[Any, ...]]) -> list[Any]:
-        for s, a in zip(shards, args, strict=True):
-            s.log.append((method, a))
         if not self.use_ray:
             return [getattr(s.handle, method)(*a) for s, a in zip(shards, args, strict=True)]
         import ray
 
-        refs = [s.remote(method, a) for s, a in zip(shards, args, strict=True)]
+        refs = [s.submit(method, a) for s, a in zip(shards, args, strict=True)]
         out = []
         for s, ref in zip(shards, refs, strict=True):
             try:
                 out.append(ray.get(ref))
             except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
                 out.append(self._recover(s))
+            except ray.exceptions.RayTaskError as exc:
+                if not isinstance(exc.cause, StaleShard):
+                    raise
+                out.append(self._recover(s))
         return out
 
     def _recover(self, s: _Shard) -> Any:
-        """The actor died: Ray restarts it from its checkpoint; resend the logged calls."""
+        """The actor was restarted from its checkpoint: resend the calls logged since."""
         import ray
 
         self.recoveries += 1
@@ -114,9 +127,39 @@ class _Calls:
         if s.start is not None:  # a restarted host lost its worker: rebuild it from checkpoint
             ray.get(s.handle.start.remote(*s.start))
         result = None
-        for method, a in s.log:
-            result = ray.get(s.remote(method, a))
+        for seq, method, a in s.log:
+            result = ray.get(s.send(seq, method, a))
         return result
+
+
+@dataclass
+class Prepared:
+    """A replay's validated inputs: everything that can be wrong is checked here, before any
+    Ray cluster is started or joined and before any output exists."""
+
+    scenario: Scenario
+    trace: RequestBatch
+    sim: Simulation
+    regions: list[list[int]] | None
+    cells: list[list[int]]
+    record: dict[str, Any] | None
+
+
+def prepare(
+    scenario_path: str | Path, trace_path: str | Path, options: ReplayOptions | None = None
+) -> Prepared:
+    """Load and validate scenario, trace and plan (UserError on any bad input)."""
+    opt = options or ReplayOptions()
+    record = load_record(opt.fleet) if opt.fleet else None
+    if record is not None:
+        raw = {**record["config"], **({"seed": opt.seed} if opt.seed is not None else {})}
+        scenario = parse_scenario(raw, record["file"])
+    else:
+        scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
+    trace = load_trace(trace_path, scenario)
+    sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
+    regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
+    return Prepared(scenario, trace, sim, regions, cells, record)
 
 
 def replay(
@@ -125,19 +168,19 @@ def replay(
     out_dir: str | Path,
     options: ReplayOptions | None = None,
     progress: Callable[[int, int, int], None] | None = None,
+    prepared: Prepared | None = None,
 ) -> Path:
     """Replay `trace_path` on the fleet of `scenario_path`; write the results directory."""
     opt = options or ReplayOptions()
-    record = load_record(opt.fleet) if opt.fleet else None
-    if record is not None:
-        scenario = parse_scenario(record["config"], record["file"])
-        if opt.seed is not None:
-            scenario = parse_scenario({**record["config"], "seed": opt.seed}, record["file"])
-    else:
-        scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
-    trace = load_trace(trace_path, scenario)  # validated before any Ray or output exists
-    sim = Simulation(scenario, load_catalog())
-    regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
+    p = prepared or prepare(scenario_path, trace_path, opt)
+    scenario, trace, sim, regions, cells, record = (
+        p.scenario,
+        p.trace,
+        p.sim,
+        p.regions,
+        p.cells,
+        p.record,
+    )
     use_ray = opt.address != "inprocess"
     manifest = {
         "scenario": scenario.name,

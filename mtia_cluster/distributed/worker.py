@@ -25,6 +25,11 @@ Reports = tuple[np.ndarray, np.ndarray, np.ndarray]  # cell id, outstanding, cap
 FLUSH_ROWS = 131_072  # finished requests buffered before one Parquet write
 
 
+class StaleShard(RuntimeError):
+    """A call reached a shard whose state is older than the coordinator expects (Ray restarted
+    the actor from its checkpoint between two calls, without any call failing)."""
+
+
 class ShardWorker:
     """One shard of a replay (see module docstring)."""
 
@@ -52,6 +57,7 @@ class ShardWorker:
         )
         self.last_sample_ns = 0
         self.window = 0  # windows advanced so far (for restarts)
+        self.calls = 0  # guarded calls executed (restored with the checkpoint)
         self._pending: list[Completed] = []  # finished requests not yet written
         self._pending_rows = 0
         self.restored = self._restore()
@@ -70,6 +76,14 @@ class ShardWorker:
                 self._flush()
         self.window += 1
         return reports.cell_id, reports.outstanding, reports.capacity_weight
+
+    def guarded(self, seq: int, method: str, args: tuple[Any, ...]) -> Any:
+        """Run call number `seq` of the coordinator; refuse it if this state is not at `seq`."""
+        if seq != self.calls:
+            raise StaleShard(f"{self.name}: state at call {self.calls}, coordinator sent {seq}")
+        out = getattr(self, method)(*args)
+        self.calls += 1
+        return out
 
     def _flush(self) -> None:
         """Write buffered finished requests (few large writes instead of one per window)."""
@@ -96,13 +110,14 @@ class ShardWorker:
     def checkpoint(self) -> int:
         """Commit written parts and save the shard's state; returns the window count."""
         self._flush()  # everything before the checkpoint is committed with it
-        seq = self.writer.checkpoint()
+        self.writer.checkpoint()  # commits the open parts; numbering continues after restart
+        # the checkpoint call itself counts: a restored shard resumes at the next call
         state = (
             self.shard,
             self.tracker,
             self.last_sample_ns,
             self.window,
-            seq,
+            self.calls + 1,
             self._extra_state(),
         )
         self.checkpoint_path.parent.mkdir(exist_ok=True)
@@ -115,7 +130,7 @@ class ShardWorker:
         if not self.checkpoint_path.exists():
             return False
         state = _pickler().loads(self.checkpoint_path.read_bytes())
-        self.shard, self.tracker, self.last_sample_ns, self.window, _, extra = state
+        self.shard, self.tracker, self.last_sample_ns, self.window, self.calls, extra = state
         self._pending_extra = extra
         return True
 
