@@ -33,7 +33,7 @@ from mtia_cluster.distributed.placement import partition
 from mtia_cluster.distributed.region_worker import RegionWorker
 from mtia_cluster.distributed.windows import LoopState, finish, run_windows
 from mtia_cluster.distributed.worker import ShardWorker, StaleShard
-from mtia_cluster.engine.cell import STATUS_REJECTED, RequestBatch, completed_from
+from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import load_trace
 from mtia_cluster.errors import UserError
@@ -389,18 +389,7 @@ def _write_rejected(run: ResultsWriter, rejected: RequestBatch) -> None:
     """Requests whose region has no pool for their service: status rejected, by the driver."""
     with run.shard("coordinator") as writer:
         if len(rejected):
-            writer.write_completed(
-                completed_from(
-                    rejected,
-                    host_id=-1,
-                    accelerator_id=-1,
-                    start_ns=rejected.arrival_ns,
-                    first_token_ns=rejected.arrival_ns,
-                    finish_ns=rejected.arrival_ns,
-                    status=STATUS_REJECTED,
-                    batch_size=0,
-                )
-            )
+            writer.write_completed(rejected_at_arrival(rejected))
 
 
 def _maybe_fail(opt: ReplayOptions, shards: list[_Shard], step: int) -> None:

@@ -290,3 +290,17 @@ def make_requests(
         output_tokens=col(output_tokens, np.int32),
         session_id=col(session_id, np.int64),
     )
+
+
+def rejected_at_arrival(batch: RequestBatch) -> Completed:
+    """`batch` as requests rejected on arrival (no pool serves them): every time = arrival."""
+    return completed_from(
+        batch,
+        host_id=-1,
+        accelerator_id=-1,
+        start_ns=batch.arrival_ns,
+        first_token_ns=batch.arrival_ns,
+        finish_ns=batch.arrival_ns,
+        status=STATUS_REJECTED,
+        batch_size=0,
+    )

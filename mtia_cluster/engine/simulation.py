@@ -24,11 +24,10 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import Scenario
 from mtia_cluster.engine.build import Fleet, build_fleet, make_groups
 from mtia_cluster.engine.cell import (
-    STATUS_REJECTED,
     Completed,
     DeviceCounters,
     RequestBatch,
-    completed_from,
+    rejected_at_arrival,
 )
 from mtia_cluster.engine.metrics import Results, device_intervals
 from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
@@ -117,18 +116,7 @@ class Simulation:
             trace = trace.take(served)
         step = self.scenario.report_interval_ns
         metrics_ns = self.scenario.metrics_interval_ns
-        outputs = [
-            completed_from(
-                rejected,
-                host_id=-1,
-                accelerator_id=-1,
-                start_ns=rejected.arrival_ns,
-                first_token_ns=rejected.arrival_ns,
-                finish_ns=rejected.arrival_ns,
-                status=STATUS_REJECTED,
-                batch_size=0,
-            )
-        ]
+        outputs = [rejected_at_arrival(rejected)]
         samples: list[tuple[int, DeviceCounters]] = [(0, self._counters())]
         t, lo, n = 0, 0, len(trace)
         while lo < n or self.outstanding.any():

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
+from mtia_cluster.results.schema import REQUEST_COLUMNS
 from mtia_cluster.traces.io import read_trace, write_trace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,26 +23,6 @@ def short_trace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("trace") / "short.parquet"
     write_trace(table, out, {"source": "slice of traces/demo.parquet"})
     return out
-
-
-REQUEST_COLUMNS = [
-    "request_id",
-    "service",
-    "region",
-    "host_id",
-    "accelerator_id",
-    "arrival_ns",
-    "start_ns",
-    "first_token_ns",
-    "finish_ns",
-    "latency_ns",
-    "status",
-    "batch_size",
-    "items",
-    "input_tokens",
-    "output_tokens",
-    "slo_ok",
-]
 
 
 def requests_of(run: Path):
