@@ -126,9 +126,14 @@ class _Calls:
                 time.sleep(0.2)
         if s.start is not None:  # a restarted host lost its worker: rebuild it from checkpoint
             ray.get(s.handle.start.remote(*s.start))
+        # Resend what the restored state has not done. Calls before its checkpoint are done
+        # (a checkpoint whose reply was lost with the node is the only such call in the log).
+        ask = s.handle.call.remote("next_call") if s.start else s.handle.next_call.remote()
+        done = ray.get(ask)
         result = None
         for seq, method, a in s.log:
-            result = ray.get(s.send(seq, method, a))
+            if seq >= done:
+                result = ray.get(s.send(seq, method, a))
         return result
 
 

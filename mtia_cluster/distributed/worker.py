@@ -85,6 +85,10 @@ class ShardWorker:
         self.calls += 1
         return out
 
+    def next_call(self) -> int:
+        """The call number this shard expects next (after a restart: its checkpoint's)."""
+        return self.calls
+
     def _flush(self) -> None:
         """Write buffered finished requests (few large writes instead of one per window)."""
         if self._pending:
