@@ -34,7 +34,7 @@ def demo(out: str, estimate: bool, address: str | None, as_json: bool) -> None:
         rows = estimate_rows()
         echo_json(rows) if as_json else echo_estimate_table(rows)
         return
-    from mtia_cluster.cli.replay import echo_summary, run_replay
+    from mtia_cluster.cli.replay import echo_run, run_replay
 
     trace = shipped_traces_dir() / "demo.parquet"
     if not trace.exists():
@@ -53,9 +53,4 @@ def demo(out: str, estimate: bool, address: str | None, as_json: bool) -> None:
         overrides=(),
         address=address,
     )
-    if as_json:
-        from mtia_cluster.results import open_results
-
-        echo_json(open_results(path).summary)
-    else:
-        echo_summary(path)
+    echo_run(path, as_json)

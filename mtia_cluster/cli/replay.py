@@ -84,6 +84,16 @@ def echo_summary(out: Path) -> None:
             )
 
 
+def echo_run(path: Path, as_json: bool) -> None:
+    """A finished run: its summary.json (--json) or the summary table."""
+    if as_json:
+        from mtia_cluster.results import open_results
+
+        echo_json(open_results(path).summary)
+    else:
+        echo_summary(path)
+
+
 def run_replay(
     config: str | None,
     trace: str,
@@ -200,9 +210,4 @@ def replay(
         address=address,
         fleet=fleet,
     )
-    if as_json:
-        from mtia_cluster.results import open_results
-
-        echo_json(open_results(path).summary)
-    else:
-        echo_summary(path)
+    echo_run(path, as_json)

@@ -105,24 +105,12 @@ def _write(output: Path, results: Any, info: dict[str, Any], trace_path: Path) -
     import numpy as np
 
     from mtia_cluster.engine.cell import DeviceCounters
-    from mtia_cluster.results.convert import DeviceInfo, DeviceTracker
+    from mtia_cluster.results.convert import DeviceTracker, fleet_device_info
     from mtia_cluster.results.slo import slos_from_scenario
     from mtia_cluster.results.writer import ResultsWriter
 
     sc, fleet, dev = results.scenario, results.fleet, results.devices
-    chips = sorted(set(fleet.acc_chip))
-    cat = fleet.catalog
-    acc_service = [sc.services.index(fleet.pools[p].service) for p in fleet.acc_pool]
-    device_info = DeviceInfo(
-        accelerator_id=np.arange(fleet.accelerators, dtype=np.int32),
-        host_id=np.asarray(fleet.acc_host, dtype=np.int32),
-        rack_id=np.asarray(fleet.acc_rack, dtype=np.int32),
-        region=np.asarray(fleet.acc_region, dtype=np.int32),
-        chip=np.array([chips.index(c) for c in fleet.acc_chip], dtype=np.int32),
-        service=np.asarray(acc_service, dtype=np.int32),
-        idle_w=np.array([cat.chip(c).idle_w for c in fleet.acc_chip], dtype=np.float64),
-        busy_w=np.array([cat.chip(c).tdp_w for c in fleet.acc_chip], dtype=np.float64),
-    )
+    device_info, chips = fleet_device_info(fleet, np.arange(fleet.accelerators))
     manifest = {
         "command": "simulate",
         "scenario": sc.name,

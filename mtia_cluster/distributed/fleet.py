@@ -159,12 +159,9 @@ def stop_local_head(address: str) -> None:
 
 def describe(sim: Any, shards: int) -> dict[str, Any]:
     """Regions, racks, hosts and accelerators by generation of a fleet."""
-    from mtia_cluster.distributed.placement import topology
-
-    topo = topology(sim.fleet)
     return {
         "regions": len(sim.regions),
-        "racks": int(topo.racks),
+        "racks": sim.fleet.racks,
         "hosts": sim.fleet.hosts,
         "accelerators": sim.fleet.accelerators,
         "accelerators_by_chip": dict(Counter(sim.fleet.acc_chip)),

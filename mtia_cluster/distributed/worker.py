@@ -15,11 +15,11 @@ import numpy as np
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
-from mtia_cluster.distributed.placement import topology
 from mtia_cluster.engine.build import build_fleet, make_groups
 from mtia_cluster.engine.cell import Completed, RequestBatch
 from mtia_cluster.engine.shard import Inbox, Shard
-from mtia_cluster.results import DeviceInfo, DeviceTracker, RunTarget
+from mtia_cluster.results import DeviceTracker, RunTarget
+from mtia_cluster.results.convert import fleet_device_info
 
 Reports = tuple[np.ndarray, np.ndarray, np.ndarray]  # cell id, outstanding, capacity
 FLUSH_ROWS = 131_072  # finished requests buffered before one Parquet write
@@ -49,10 +49,11 @@ class ShardWorker:
         fleet = build_fleet(scenario, catalog)
         self.fleet = fleet
         self.shard = Shard(make_groups(fleet, cell_ids))
+        info, chips = fleet_device_info(fleet, np.sort(self.shard.device_counters().accelerator_id))
         self.tracker = DeviceTracker(
-            _device_info(fleet, self.shard, scenario, catalog),
+            info,
             regions=[r.name for r in scenario.regions],
-            chips=sorted(catalog.chips),
+            chips=chips,
             services=scenario.services,
         )
         self.last_sample_ns = 0
@@ -164,22 +165,3 @@ def _pickler() -> Any:
     from ray import cloudpickle
 
     return cloudpickle
-
-
-def _device_info(fleet: Any, shard: Shard, scenario: Any, catalog: Any) -> DeviceInfo:
-    """Static facts about the shard's accelerators, for its devices rows."""
-    topo = topology(fleet)
-    acc = np.sort(shard.device_counters().accelerator_id.astype(np.int64))
-    chip_names = sorted(catalog.chips)
-    chips = [fleet.acc_chip[a] for a in acc.tolist()]
-    pool_service = [scenario.services.index(p.service) for p in fleet.pools]
-    return DeviceInfo(
-        accelerator_id=acc.astype(np.int32),
-        host_id=topo.acc_host[acc].astype(np.int32),
-        rack_id=topo.acc_rack[acc].astype(np.int32),
-        region=np.asarray(fleet.acc_region, dtype=np.int32)[acc],
-        chip=np.array([chip_names.index(c) for c in chips], dtype=np.int32),
-        service=np.array([pool_service[fleet.acc_pool[a]] for a in acc.tolist()], np.int32),
-        idle_w=np.array([catalog.chip(c).idle_w for c in chips], dtype=np.float64),
-        busy_w=np.array([catalog.chip(c).tdp_w for c in chips], dtype=np.float64),
-    )

@@ -46,7 +46,7 @@ class CheckResult:
         return asdict(self)
 
 
-def _result(
+def check_result(
     id_: str,
     description: str,
     published: float,
@@ -88,7 +88,7 @@ def check_mtia2i_vs_mtia1(cat: Catalog) -> CheckResult:
         ratios.append(new.items_per_s_per_chip / old.items_per_s_per_chip)
     geo = float(np.exp(np.mean(np.log(ratios))))
     detail = ", ".join(f"{m} {r:.2f}x" for m, r in zip(CHIP_CHECK_MODELS, ratios, strict=True))
-    return _result(
+    return check_result(
         "mtia2i-vs-mtia1-chip",
         "MTIA 2i / MTIA 1 per-chip R&R throughput",
         3.0,
@@ -111,7 +111,7 @@ def check_h100_llama2_offline(cat: Catalog) -> CheckResult:
     )
     est = llm_offline_throughput(it, LLAMA2_ISL, LLAMA2_OSL, LLAMA2_MAX_SEQS)
     per_gpu = est.output_tokens_per_s / it.chips
-    return _result(
+    return check_result(
         "h100-llama2-70b-offline",
         "H100 tokens/s per GPU, Llama-2-70B, MLPerf Offline",
         3066.0,
@@ -137,7 +137,7 @@ def check_h100_dlrm_server(cat: Catalog) -> CheckResult:
         latency_budget_s=DLRM_SERVER_BOUND_S / 2,
     )
     samples = best.items_per_s_per_chip / DLRM_PAIRS_PER_SAMPLE
-    return _result(
+    return check_result(
         "h100-dlrmv2-server",
         "DLRM-DCNv2 samples/s per H100, MLPerf Server",
         63769.0,

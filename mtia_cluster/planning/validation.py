@@ -17,7 +17,7 @@ from mtia_cluster.perf.validation import (
     LLAMA2_OSL,
     LLAMA2_TP,
     CheckResult,
-    _result,
+    check_result,
     run_validation,
 )
 from mtia_cluster.planning.capacity import SLO, capacity
@@ -47,7 +47,7 @@ def check_h100_llama2_server(cat: Catalog) -> CheckResult:
         n_requests=SERVER_REQUESTS,
     )
     per_gpu = res.output_tokens_per_s / res.chips
-    return _result(
+    return check_result(
         "h100-llama2-70b-server",
         "H100 tokens/s per GPU, Llama-2-70B, MLPerf Server (p99 TTFT 2 s, TPOT 200 ms)",
         2701.0,
@@ -103,7 +103,7 @@ def check_platform(cat: Catalog) -> list[CheckResult]:
     blog = "https://ai.meta.com/blog/next-generation-meta-training-inference-accelerator-AI-MTIA/"
     geo = [float(np.exp(np.mean(np.log(x)))) for x in (thr, ppw)]
     return [
-        _result(
+        check_result(
             "mtia2i-vs-mtia1-platform-throughput",
             "MTIA 2i / MTIA 1 model-serving throughput per server (platform level)",
             6.0,
@@ -113,7 +113,7 @@ def check_platform(cat: Catalog) -> list[CheckResult]:
             0.20,
             method,
         ),
-        _result(
+        check_result(
             "mtia2i-vs-mtia1-platform-perf-per-watt",
             "MTIA 2i / MTIA 1 perf/W per server (platform level)",
             1.5,

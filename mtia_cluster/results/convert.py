@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -199,3 +200,25 @@ class DeviceTracker:
             pa.array(peak, pa.int64()),
         ]
         return pa.Table.from_arrays(cols, schema=DEVICE_SCHEMA)
+
+
+def fleet_device_info(fleet: Any, accelerator_ids: np.ndarray) -> tuple[DeviceInfo, list[str]]:
+    """DeviceInfo of `accelerator_ids` of an engine fleet, and the chip names it indexes
+    (the fleet's chips, sorted: the same table for every shard of a run)."""
+    acc = np.asarray(accelerator_ids, dtype=np.int64)
+    chips = sorted(set(fleet.acc_chip))
+    names = [fleet.acc_chip[a] for a in acc.tolist()]
+    services = fleet.scenario.services
+    pool_service = [services.index(p.service) for p in fleet.pools]
+    cat = fleet.catalog
+    info = DeviceInfo(
+        accelerator_id=acc.astype(np.int32),
+        host_id=np.asarray(fleet.acc_host, dtype=np.int32)[acc],
+        rack_id=np.asarray(fleet.acc_rack, dtype=np.int32)[acc],
+        region=np.asarray(fleet.acc_region, dtype=np.int32)[acc],
+        chip=np.array([chips.index(c) for c in names], dtype=np.int32),
+        service=np.array([pool_service[fleet.acc_pool[a]] for a in acc.tolist()], np.int32),
+        idle_w=np.array([cat.chip(c).idle_w for c in names], dtype=np.float64),
+        busy_w=np.array([cat.chip(c).tdp_w for c in names], dtype=np.float64),
+    )
+    return info, chips

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-_COLUMNS = [
+DEVICE_COLUMNS = [
     "region",
     "service",
     "accelerator_id",
@@ -106,7 +106,7 @@ def device_totals(dataset: ds.Dataset | None) -> dict[tuple[str, str | None], De
     totals: dict[tuple[str, str | None], DeviceTotals] = {}
     if dataset is None:
         return totals
-    for batch in dataset.to_batches(columns=_COLUMNS):
+    for batch in dataset.to_batches(columns=DEVICE_COLUMNS):
         for key, part in _batch_totals(batch).items():
             totals.setdefault(key, DeviceTotals()).add(part)
     return totals

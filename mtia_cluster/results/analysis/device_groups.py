@@ -12,17 +12,7 @@ import numpy as np
 import pyarrow.dataset as ds
 
 from mtia_cluster.results.analysis.groups import Keys, Level, name_codes
-from mtia_cluster.results.devices import DeviceTotals
-
-_COLUMNS = [
-    "region",
-    "service",
-    "accelerator_id",
-    "interval_start_ns",
-    "interval_end_ns",
-    "busy_ns",
-    "energy_j",
-]
+from mtia_cluster.results.devices import DEVICE_COLUMNS, DeviceTotals
 
 
 def max_interval_start(devices: ds.Dataset | None) -> int:
@@ -43,7 +33,7 @@ def device_groups(
     out: list[dict[int, DeviceTotals]] = [{} for _ in levels]
     if devices is None:
         return out
-    for batch in devices.to_batches(columns=_COLUMNS):
+    for batch in devices.to_batches(columns=DEVICE_COLUMNS):
         if batch.num_rows == 0:
             continue
         accel = batch["accelerator_id"].to_numpy().astype(np.int64)
