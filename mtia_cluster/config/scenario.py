@@ -17,6 +17,9 @@ Shape (documented with examples in docs/engine.md)::
             racks: 1               # or hosts: N, or accelerators: N
             batching: {max_items: 1024, max_wait_us: 500}      # R&R
             accelerators_per_replica: 1                        # synthetic/LLM cell size
+            service_time_multiplier: 1.0   # R&R/synthetic: x every service time (a model
+                                           # version's performance delta or regression)
+            error_rate: 0.0                # seeded fraction of served requests marked failed
             # LLM: tp, pp, max_num_batched_tokens, ... (read by engine/llm/factory.py)
     slo:
       feed-ranking: {p99_ms: 50}
@@ -53,6 +56,8 @@ class PoolSpec:
     max_wait_ns: int
     raw: dict[str, Any]
     field_prefix: str
+    service_time_multiplier: float = 1.0  # x accelerator occupancy per batch (R&R/synthetic)
+    error_rate: float = 0.0  # fraction of served requests returned as failed (injected)
 
 
 @dataclass(frozen=True)
@@ -195,6 +200,9 @@ def _pool(f: Fields, cat: Any) -> PoolSpec:
                 f"must divide the pool's {accelerators} accelerators",
                 size,
             )
+    multiplier = f.number("service_time_multiplier", 1.0, positive=True)
+    if kind == "llm" and multiplier != 1.0:
+        raise f.error("service_time_multiplier", "not supported for LLM pools", multiplier)
     return PoolSpec(
         service=f.str("service"),
         model=model.name,
@@ -206,6 +214,8 @@ def _pool(f: Fields, cat: Any) -> PoolSpec:
         max_wait_ns=max_wait_ns,
         raw=dict(f.data),
         field_prefix=f.prefix,
+        service_time_multiplier=multiplier,
+        error_rate=f.number("error_rate", 0.0, max_value=1.0),
     )
 
 

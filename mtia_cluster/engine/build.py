@@ -5,6 +5,11 @@ R&R pools have one cell per host (simulated together per pool and shard by
 :class:`RRHostGroup`); synthetic pools one :class:`SyntheticCell` per
 ``accelerators_per_replica`` accelerators; LLM pools one replica cell per ``tp x pp``
 accelerators, built by ``engine/llm/factory.py``.
+
+Two pool fields express a model version in engine terms: ``service_time_multiplier`` scales
+every R&R batch's accelerator occupancy (PCIe in + device + PCIe out) or every synthetic
+service time, and ``error_rate`` marks a seeded fraction of the pool's finished requests as
+failed (:class:`InjectErrors`), each request's fate a function of (seed, request_id) only.
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.config.scenario import PoolSpec, Scenario
-from mtia_cluster.engine.cell import Cell, CellSpec
+from mtia_cluster.engine.cell import (
+    STATUS_FAILED,
+    STATUS_OK,
+    Cell,
+    CellSpec,
+    Completed,
+    DeviceCounters,
+    RequestBatch,
+)
 from mtia_cluster.engine.group import CellGroup, SingleCell
 from mtia_cluster.engine.rng import KIND_CELL, entity_rng
 from mtia_cluster.engine.rr import RRHostGroup, RRHostParams, ServiceTable
@@ -101,24 +114,76 @@ def make_groups(fleet: Fleet, cell_ids: list[int]) -> list[CellGroup]:
         if fleet.pools[p].kind == "rr":
             by_pool.setdefault(p, []).append(c)
         else:
-            groups.append(SingleCell(c, _single_cell(fleet, c)))
+            groups.append(_with_errors(fleet, c, SingleCell(c, _single_cell(fleet, c))))
     for p, cells in sorted(by_pool.items()):
         params, table, weight = fleet._rr[p]
         size = fleet.pools[p].replica_size
         acc = np.concatenate(
             [np.arange(fleet.cell_acc0[c], fleet.cell_acc0[c] + size) for c in cells]
         )
-        groups.append(
-            RRHostGroup(
-                params=params,
-                table=table,
-                host_ids=np.array([fleet.cell_host0[c] for c in cells]),
-                accelerator_ids=acc,
-                cell_ids=np.array(cells),
-                capacity_weight=weight,
-            )
+        group = RRHostGroup(
+            params=params,
+            table=table,
+            host_ids=np.array([fleet.cell_host0[c] for c in cells]),
+            accelerator_ids=acc,
+            cell_ids=np.array(cells),
+            capacity_weight=weight,
         )
+        groups.append(_with_errors(fleet, cells[0], group))
     return groups
+
+
+KIND_INJECTED_ERRORS = 0x5EED_E770  # mixed into the per-request error hash
+
+
+def request_uniform(seed: int, request_id: np.ndarray) -> np.ndarray:
+    """A uniform in [0, 1) per request, a function of (seed, request_id) only (splitmix64),
+    so injected errors never depend on routing, sharding or batching."""
+    x = np.asarray(request_id, dtype=np.int64).astype(np.uint64)
+    x = x + np.uint64((seed * 0x9E3779B97F4A7C15 + KIND_INJECTED_ERRORS) % 2**64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+class InjectErrors:
+    """A cell group whose finished requests fail with probability `error_rate` (status
+    failed, timing unchanged: the request was served and answered with an error)."""
+
+    def __init__(self, inner: CellGroup, error_rate: float, seed: int) -> None:
+        self.inner, self.error_rate, self.seed = inner, error_rate, seed
+        self.cell_ids = inner.cell_ids
+
+    def submit(self, local: np.ndarray, batch: RequestBatch) -> None:
+        self.inner.submit(local, batch)
+
+    def advance(self, until_ns: int) -> Completed:
+        done = self.inner.advance(until_ns)
+        if len(done):
+            hit = (done.status == STATUS_OK) & (
+                request_uniform(self.seed, done.request_id) < self.error_rate
+            )
+            if hit.any():
+                status = done.status.copy()
+                status[hit] = STATUS_FAILED
+                done = Completed(**{**done.columns(), "status": status})
+        return done
+
+    def outstanding(self) -> np.ndarray:
+        return self.inner.outstanding()
+
+    def capacity(self) -> np.ndarray:
+        return self.inner.capacity()
+
+    def device_counters(self) -> DeviceCounters:
+        return self.inner.device_counters()
+
+
+def _with_errors(fleet: Fleet, cell: int, group: CellGroup) -> CellGroup:
+    """`group` wrapped in InjectErrors when its pool injects errors."""
+    rate = fleet.pools[fleet.cell_pool[cell]].error_rate
+    return InjectErrors(group, rate, fleet.scenario.seed) if rate > 0 else group
 
 
 @dataclass(frozen=True)
@@ -132,12 +197,13 @@ class _Occupancy:
     chip: Any
     model: Any
     host: Any
+    multiplier: float = 1.0  # the pool's service_time_multiplier
 
     def __call__(self, sizes: np.ndarray) -> np.ndarray:
         from mtia_cluster.perf import rr_batch_cost
 
         c = rr_batch_cost(self.chip, self.model, sizes, host=self.host)
-        return np.asarray(c.pcie_in_s + c.device_s + c.pcie_out_s)
+        return np.asarray(c.pcie_in_s + c.device_s + c.pcie_out_s) * self.multiplier
 
 
 def _rr_tables(cat: Any, pool: PoolSpec) -> tuple[RRHostParams, ServiceTable, float]:
@@ -147,7 +213,8 @@ def _rr_tables(cat: Any, pool: PoolSpec) -> tuple[RRHostParams, ServiceTable, fl
     platform = cat.platform(pool.platform)
     chip, host, model = cat.chip(platform.chip), cat.host(platform.host), cat.model(pool.model)
 
-    table = ServiceTable.build(_Occupancy(chip, model, host), pool.max_items)
+    occupancy = _Occupancy(chip, model, host, pool.service_time_multiplier)
+    table = ServiceTable.build(occupancy, pool.max_items)
     cpu = float(rr_batch_cost(chip, model, 1, host=host).host_cpu_s_per_item)
     params = RRHostParams(
         sockets=host.sockets,
@@ -174,7 +241,7 @@ def _single_cell(fleet: Fleet, c: int) -> Cell:
             host_id=fleet.cell_host0[c],
             rng=entity_rng(sc.seed, KIND_CELL, c),
             distribution=model.distribution,
-            mean_s=model.mean_s,
+            mean_s=model.mean_s * pool.service_time_multiplier,
             cv=model.cv,
         )
     from mtia_cluster.engine.llm.factory import build_llm_cell
