@@ -12,7 +12,17 @@ from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_opt
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path))
-@click.option("--fast", is_flag=True, help="Per-rack capacity from the cost model, not replay.")
+@click.option(
+    "--fast",
+    is_flag=True,
+    help="Per-rack capacity from the cost model and no exact replays (gates on timeline figures).",
+)
+@click.option(
+    "--no-replay",
+    "no_replay",
+    is_flag=True,
+    help="No exact replays at the moments that matter (gates on timeline figures).",
+)
 @click.option(
     "--optimize",
     "do_optimize",
@@ -25,6 +35,7 @@ def rollout(
     plan_path: Path,
     out_dir: Path,
     fast: bool,
+    no_replay: bool,
     do_optimize: bool,
     as_json: bool,
     overrides: tuple[str, ...],
@@ -33,7 +44,7 @@ def rollout(
     from mtia_cluster.fleet import load_plan, run_rollout, write_outputs
 
     plan = load_plan(plan_path, list(overrides))
-    res, summary = run_rollout(plan, fast=fast)
+    res, summary = run_rollout(plan, fast=fast, replay=False if no_replay else None)
     if do_optimize:
         from mtia_cluster.fleet.optimize import optimize
 
@@ -53,7 +64,7 @@ def rollout(
         f"waves {', '.join(summary['final_states'])}; "
         f"full rollout {_days(summary['time_to_full_rollout_days'])}, "
         f"done after bake {_days(summary['time_to_rollout_done_days'])}; "
-        f"rollbacks {summary['rollbacks']}"
+        f"rollbacks {summary['rollbacks']}; gates on {summary['gate_metrics']} metrics"
     )
     rows = [
         [r["region"], r["min_headroom"], r["min_headroom_day"], r["slo_violation_minutes"]]
@@ -65,8 +76,51 @@ def rollout(
         f"{summary['perf_per_w_before']:.4g} -> {summary['perf_per_w_after']:.4g}; "
         f"output {out_dir}"
     )
+    if summary["replays"]:
+        _echo_replays(summary)
     if "optimize" in summary:
         _echo_optimize(summary["optimize"])
+
+
+def _echo_replays(summary: dict) -> None:
+    """One line per replayed moment: timeline vs exact engine, and whether they agree."""
+    rows = []
+    for r in summary["replays"]:
+        sliced = r["slice_hosts_old"] is not None and (
+            r["slice_hosts_old"] + r["slice_hosts_new"]
+            < r["region_hosts_old"] + r["region_hosts_new"]
+        )
+        hosts = (
+            "-" if r["slice_hosts_old"] is None
+            else f"{r['slice_hosts_old']}+{r['slice_hosts_new']}"
+            f"{' slice' if sliced else ''}"
+        )  # fmt: skip
+        rows.append(
+            [r["kind"], r["wave"], r["region"], round(r["day"], 2),
+             f"{r['racks_old_serving']}+{r['racks_new_serving']}", hosts,
+             f"{r['demand_rps']:.4g}", f"{r['capacity_rps']:.4g}",
+             _g(r["replayed_throughput_rps"]), _ms(r["p99_s"]), _ms(r["new_p99_s"]),
+             _g(r["new_error_rate"]), r["verdict"],
+             "yes" if r["agrees"] else "NO"]
+        )  # fmt: skip
+    click.echo(
+        f"exact replays ({summary['replay_disagreements']} disagree with the timeline; "
+        "racks old+new serving, hosts replayed old+new; a slice runs at the region's "
+        "utilization and its throughput is scaled to the region):"
+    )
+    echo_table(
+        ["moment", "wave", "region", "day", "racks", "hosts", "demand_rps", "capacity_rps",
+         "replayed_rps", "p99_ms", "new_p99_ms", "new_err", "replay_verdict", "agrees"],
+        rows,
+    )  # fmt: skip
+
+
+def _g(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x:.4g}"
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{x * 1e3:.1f}"
 
 
 def _echo_optimize(opt: dict) -> None:

@@ -64,6 +64,17 @@ class Failures:
 
 
 @dataclass(frozen=True)
+class ReplaySpec:
+    """Exact replays at the moments that matter (docs/rollout.md, "Replays")."""
+
+    enabled: bool = True
+    span_s: float = 2.0  # simulated seconds of Poisson arrivals per moment (at least)
+    max_requests: int = 400_000  # per replay; a larger region is replayed as a slice
+    max_hosts: int = 4  # hosts in a slice (at least one per serving version)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class OptimizeSpec:
     """What `--optimize` may change and the headroom it must keep."""
 
@@ -97,6 +108,7 @@ class Plan:
     max_steps: int
     failures: Failures | None = None
     optimize: OptimizeSpec | None = None
+    replay: ReplaySpec = ReplaySpec()
 
     @property
     def swap_h(self) -> float:
@@ -161,6 +173,7 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
         max_steps=timeline.int("max_steps", 20000, positive=True),
         failures=_failures(f.sub("failures")) if f.has("failures") else None,
         optimize=_optimize(f.sub("optimize", {}), roll.number("install_racks_per_day")),
+        replay=_replay(f.sub("replay", {})),
     )
     _check_work(plan, roll, timeline)
     return plan
@@ -259,6 +272,16 @@ def _failures(x: Fields) -> Failures:
         seed=x.int("seed", 0),
         correlated_prob_per_day=x.number("correlated_prob_per_day", 0.0, max_value=1.0),
         correlated_racks=x.int("correlated_racks", 0),
+    )
+
+
+def _replay(r: Fields) -> ReplaySpec:
+    return ReplaySpec(
+        enabled=r.bool("enabled", True),
+        span_s=r.number("span_s", 2.0, positive=True),
+        max_requests=r.int("max_requests", 400_000, positive=True),
+        max_hosts=r.int("max_hosts", 4, positive=True),
+        seed=r.int("seed", 0),
     )
 
 

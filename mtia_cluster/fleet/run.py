@@ -2,7 +2,8 @@
 
 Outputs (one directory, written atomically): `timeline/part-0.parquet` (region x time),
 `events/part-0.parquet` (every drain, install, burn-in, serve, failure, repair, wave and gate
-event) and `summary.json`. Column meanings are in docs/rollout.md.
+event), `replays/part-0.parquet` (one row per replayed moment; empty without replays) and
+`summary.json`. Column meanings are in docs/rollout.md.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import pyarrow.parquet as pq
 
 from mtia_cluster.atomic import atomic_path
 from mtia_cluster.catalog import Catalog, load_catalog
+from mtia_cluster.fleet.moments import Replayer, run_replays
 from mtia_cluster.fleet.plan import Plan
 from mtia_cluster.fleet.rack_capacity import CacheKey, RackCapacity, rack_capacity
+from mtia_cluster.fleet.replay import engine_cohorts
 from mtia_cluster.fleet.simulate import NS_PER_DAY, Cohort, Result, simulate
 
 REFERENCE_NOTE = "Meta: MTIA 2i from first silicon to production in 16 regions in < 9 months"
@@ -61,15 +64,58 @@ def cohorts_for(
     }
 
 
+REPLAY_SCHEMA = pa.schema(
+    [("kind", pa.string()), ("wave", pa.int64()), ("region", pa.string()),
+     ("time_ns", pa.int64()), ("day", pa.float64()),
+     ("racks_old_serving", pa.int64()), ("racks_new_serving", pa.int64()),
+     ("region_hosts_old", pa.int64()), ("region_hosts_new", pa.int64()),
+     ("slice_hosts_old", pa.int64()), ("slice_hosts_new", pa.int64()),
+     ("slice_share", pa.float64()), ("span_s", pa.float64()),
+     ("demand_rps", pa.float64()), ("capacity_rps", pa.float64()),
+     ("offered_rps", pa.float64()), ("replayed_throughput_rps", pa.float64()),
+     ("requests", pa.int64()), ("p99_s", pa.float64()), ("error_rate", pa.float64()),
+     ("old_requests", pa.int64()), ("old_p99_s", pa.float64()),
+     ("old_error_rate", pa.float64()), ("new_requests", pa.int64()),
+     ("new_p99_s", pa.float64()), ("new_error_rate", pa.float64()),
+     ("timeline_slo_ok", pa.bool_()), ("replay_slo_ok", pa.bool_()),
+     ("verdict", pa.string()), ("agrees", pa.bool_())]
+)  # fmt: skip
+
+
 def run_rollout(
-    plan: Plan, fast: bool = False, catalog: Catalog | None = None
+    plan: Plan, fast: bool = False, catalog: Catalog | None = None, replay: bool | None = None
 ) -> tuple[Result, dict[str, Any]]:
-    """Simulate `plan` (capacity from the cost model when `fast` or the plan says so)."""
+    """Simulate `plan` (capacity from the cost model when `fast` or the plan says so).
+
+    Exact replays at the moments that matter (fleet/moments.py) run unless `fast`, `replay`
+    is False or the plan's `replay.enabled` is false; with them the gates are judged on the
+    replayed new-cohort p99 and error rate, without them on the timeline's analytic figures.
+    """
+    cat = catalog or load_catalog()
     mode = "fast" if fast else plan.capacity_mode
-    cohorts = cohorts_for(plan, catalog or load_catalog(), mode)
-    res = simulate(plan, cohorts)
+    cohorts = cohorts_for(plan, cat, mode)
+    on = (not fast and plan.replay.enabled) if replay is None else replay
+    if on:
+        replayer = Replayer(plan, cat, engine_cohorts(plan, cat, cohorts))
+        res = simulate(plan, cohorts, replayer.gate_hook())
+        res.replays = run_replays(replayer, res)
+    else:
+        res = simulate(plan, cohorts)
     sources = sorted({c.source for c in cohorts.values()})
-    return res, summarize(plan, res, "+".join(sources))
+    summary = summarize(plan, res, "+".join(sources))
+    summary["gate_metrics"] = "replay" if on else "timeline"
+    summary["replays"] = [_replay_summary(r) for r in res.replays]
+    summary["replay_disagreements"] = sum(not r["agrees"] for r in res.replays)
+    return res, summary
+
+
+def _replay_summary(r: dict[str, Any]) -> dict[str, Any]:
+    keys = ("kind", "wave", "region", "day", "racks_old_serving", "racks_new_serving",
+            "demand_rps", "capacity_rps", "replayed_throughput_rps", "p99_s", "new_p99_s",
+            "error_rate", "new_error_rate", "timeline_slo_ok", "replay_slo_ok", "verdict",
+            "agrees", "slice_hosts_old", "slice_hosts_new", "region_hosts_old",
+            "region_hosts_new", "span_s", "requests")  # fmt: skip
+    return {k: r.get(k) for k in keys}
 
 
 def summarize(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
@@ -157,6 +203,10 @@ def write_outputs(out_dir: str | Path, res: Result, summary: dict[str, Any]) -> 
             ]
         )
         pq.write_table(pa.table(events, schema=schema), tmp / "events" / "part-0.parquet")
+        (tmp / "replays").mkdir()
+        rows = {f.name: [r.get(f.name) for r in res.replays] for f in REPLAY_SCHEMA}
+        replays = pa.table(rows, schema=REPLAY_SCHEMA)
+        pq.write_table(replays, tmp / "replays" / "part-0.parquet")
         text = json.dumps(_json_safe(summary), indent=2)
         (tmp / "summary.json").write_text(text + "\n", encoding="utf-8")
     return out

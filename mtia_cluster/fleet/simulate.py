@@ -4,14 +4,17 @@ Each step (plan.timeline.step_h) and each region: swaps in flight advance, faile
 repaired, new failures are drawn from the region's own seeded stream, the wave state machine
 moves (a wave starts when the previous one has passed its gate; it is "swapped" when all its
 regions hold only new racks; after bake_days its health gate is judged on the last window_h
-of timeline metrics; a failed gate pauses or rolls the wave back), the active wave's regions
-start swaps at the install rate within the drain budget, and one timeline row is recorded:
-capacity = sum of serving racks' capacities, demand from the diurnal/growth profile.
+of timeline metrics, or, when a `gate_replay` is given, on an exact replay of the window's
+highest-load hour (fleet/replay.py); a failed gate pauses or rolls the wave back), the active
+wave's regions start swaps at the install rate within the drain budget, and one timeline row
+is recorded: capacity = sum of serving racks' capacities, demand from the diurnal/growth
+profile.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,6 +59,13 @@ class Result:
     cohorts: dict[str, Cohort]
     step_ns: int
     gate_results: list[dict[str, Any]] = field(default_factory=list)
+    # (result, timeline row, wave) -> replay row with new_p99_s, new_error_rate (None: the
+    # gates use the timeline's analytic cohort metrics)
+    gate_replay: GateReplay | None = None
+    replays: list[dict[str, Any]] = field(default_factory=list)
+
+
+GateReplay = Callable[["Result", int, int], dict[str, Any]]
 
 
 def demand_rps(region: Region, t_ns: np.ndarray | int) -> np.ndarray:
@@ -70,8 +80,11 @@ def demand_rps(region: Region, t_ns: np.ndarray | int) -> np.ndarray:
     return np.asarray(d.peak_rps * growth * shape)
 
 
-def simulate(plan: Plan, cohorts: dict[str, Cohort]) -> Result:
-    """Run the plan's timeline with per-rack figures `cohorts` ({"old": .., "new": ..})."""
+def simulate(
+    plan: Plan, cohorts: dict[str, Cohort], gate_replay: GateReplay | None = None
+) -> Result:
+    """Run the plan's timeline with per-rack figures `cohorts` ({"old": .., "new": ..});
+    gates judged on `gate_replay` rows when given."""
     step_ns = round(plan.step_h * NS_PER_H)
     steps = math.ceil(plan.horizon_days * 24.0 / plan.step_h)
     src, dst = plan.target.from_generation, plan.target.to_generation
@@ -91,6 +104,7 @@ def simulate(plan: Plan, cohorts: dict[str, Cohort]) -> Result:
         for i, r in enumerate(plan.regions)
     }
     res = Result(_empty_timeline(), [], [Wave(w) for w in plan.waves], cohorts, step_ns)
+    res.gate_replay = gate_replay
     region_wave = {name: i for i, w in enumerate(plan.waves) for name in w}
     for k in range(steps):
         now = k * step_ns
@@ -158,8 +172,7 @@ def _judge(plan: Plan, res: Result, i: int, now: int) -> None:
         if tl["region"][j] in w.regions and tl["racks_new_serving"][j] > 0:
             rows.append(j)
     new, old = res.cohorts["new"], res.cohorts["old"]
-    p99 = max((tl["new_p99_s"][j] for j in rows), default=math.nan)
-    err = float(np.mean([tl["new_error_rate"][j] for j in rows])) if rows else math.nan
+    p99, err, source = _gate_metrics(res, rows, i)
     ratio = new.rps / old.rps if old.rps > 0 else math.inf
     checks = {
         "p99_vs_slo": (p99 / plan.slo_p99_s, p99 / plan.slo_p99_s <= g.p99_vs_slo_max),
@@ -168,7 +181,10 @@ def _judge(plan: Plan, res: Result, i: int, now: int) -> None:
     }
     passed = bool(rows) and all(ok for _, ok in checks.values())
     detail = ", ".join(f"{k}={v:.4g}{'' if ok else ' FAIL'}" for k, (v, ok) in checks.items())
-    res.gate_results.append({"wave": i, "time_ns": now, "passed": passed, "checks": checks})
+    detail += f" ({source})"
+    res.gate_results.append(
+        {"wave": i, "time_ns": now, "passed": passed, "checks": checks, "metrics": source}
+    )
     if passed:
         w.state, w.end_ns = "done", now
         res.events.append(_wave_event(now, i, "gate_pass", detail))
@@ -181,6 +197,21 @@ def _judge(plan: Plan, res: Result, i: int, now: int) -> None:
     else:
         w.state = "rolling_back"
         res.events.append(_wave_event(now, i, "rollback_start", ""))
+
+
+def _gate_metrics(res: Result, rows: list[int], wave: int) -> tuple[float, float, str]:
+    """New-cohort p99 and error rate for a gate: replayed at the window's highest-load row
+    (demand / capacity) when a replay is configured, else the timeline's worst p99 and mean
+    error rate over the window."""
+    tl = res.timeline
+    if res.gate_replay is not None and rows:
+        j = max(rows, key=lambda r: tl["demand_rps"][r] / max(tl["capacity_rps"][r], 1e-300))
+        row = res.gate_replay(res, j, wave)
+        res.replays.append(row)
+        return float(row["new_p99_s"]), float(row["new_error_rate"]), "replay"
+    p99 = max((tl["new_p99_s"][j] for j in rows), default=math.nan)
+    err = float(np.mean([tl["new_error_rate"][j] for j in rows])) if rows else math.nan
+    return p99, err, "timeline"
 
 
 def _cancel_rest(res: Result, i: int) -> None:

@@ -1,0 +1,71 @@
+"""Which timeline moments get an exact replay, and running them.
+
+- `gate`: when a wave's gate is judged, the highest-load row (demand / capacity) of its
+  regions within the gate window where new racks serve; the gate uses its replayed
+  new-cohort p99 and error rate (hook passed to `simulate`).
+- `wave_peak`: per wave, its peak-load row: the highest demand / capacity among its regions
+  while it is swapping, baking or rolling back (for a region whose capacity does not change,
+  its peak-demand hour; during a swap, the hour when racks out and demand together bite).
+- `worst_headroom`: the row of least headroom of the whole run.
+A row replayed once is not replayed again: a second kind reuses its figures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.catalog import Catalog
+from mtia_cluster.fleet.plan import Plan
+from mtia_cluster.fleet.replay import EngineCohort, moment_at, replay_moment
+from mtia_cluster.fleet.simulate import GateReplay, Result
+
+ACTIVE = ("swapping", "baking", "rolling_back")
+
+
+class Replayer:
+    """Replays moments of one run, caching by timeline row."""
+
+    def __init__(self, plan: Plan, cat: Catalog, ecs: dict[str, EngineCohort]) -> None:
+        self.plan, self.cat, self.ecs = plan, cat, ecs
+        self.region_index = {r.name: i for i, r in enumerate(plan.regions)}
+        self._done: dict[int, dict[str, Any]] = {}
+
+    def replay(self, res: Result, kind: str, wave: int, row: int) -> dict[str, Any]:
+        if row not in self._done:
+            m = moment_at(res, kind, wave, row)
+            self._done[row] = replay_moment(
+                self.plan, self.cat, self.ecs, m, self.region_index[m.region]
+            )
+        return {**self._done[row], "kind": kind, "wave": wave}
+
+    def gate_hook(self) -> GateReplay:
+        return lambda res, row, wave: self.replay(res, "gate", wave, row)
+
+
+def pick_moments(res: Result) -> list[tuple[str, int, int]]:
+    """(kind, wave, timeline row) of every wave's peak and the run's worst-headroom row."""
+    tl = res.timeline
+    wave = np.asarray(tl["wave"])
+    state = np.asarray(tl["rollout_state"])
+    demand = np.asarray(tl["demand_rps"], dtype=np.float64)
+    capacity = np.asarray(tl["capacity_rps"], dtype=np.float64)
+    load = np.divide(demand, capacity, out=np.full(len(demand), np.inf), where=capacity > 0)
+    out: list[tuple[str, int, int]] = []
+    for i in range(len(res.waves)):
+        rows = np.flatnonzero((wave == i) & np.isin(state, ACTIVE))
+        if len(rows):
+            out.append(("wave_peak", i, int(rows[np.argmax(load[rows])])))
+    head = np.asarray(tl["headroom"], dtype=np.float64)
+    if len(head):
+        j = int(np.argmin(head))
+        out.append(("worst_headroom", int(wave[j]), j))
+    return out
+
+
+def run_replays(replayer: Replayer, res: Result) -> list[dict[str, Any]]:
+    """Gate replays made during the timeline, then the picked moments, in that order."""
+    rows = list(res.replays)
+    rows += [replayer.replay(res, kind, w, j) for kind, w, j in pick_moments(res)]
+    return rows
