@@ -12,7 +12,7 @@ from hypothesis import settings
 # CI explores the same examples on every run (a red CI then means a regression, not luck);
 # locally Hypothesis keeps exploring. Both print a reproduction blob for any failure.
 settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
-settings.register_profile("dev", print_blob=True)
+settings.register_profile("dev", print_blob=True, deadline=None)  # no wall-clock checks
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parent.parent

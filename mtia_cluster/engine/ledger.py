@@ -10,6 +10,7 @@ at ``until_ns`` whatever the window cuts.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from mtia_cluster.engine.cell import Completed, DeviceCounters
 
@@ -49,7 +50,6 @@ class BusyLedger:
         """Update the cumulative counters to `until_ns` (busy clipped, batches started)."""
         if not self._start:
             return  # nothing running or queued: the counters are unchanged
-        n = len(self.ids)
         if len(self._start) == 1:
             start, end, server, work = self._start[0], self._end[0], self._server[0], self._work[0]
         else:
@@ -57,39 +57,79 @@ class BusyLedger:
             end = np.concatenate(self._end)
             server = np.concatenate(self._server)
             work = np.concatenate(self._work)
-        done = end <= until_ns
-        n_done = int(np.count_nonzero(done))
-        if n_done:
-            s = server[done]
-            self._busy_done += np.bincount(s, end[done] - start[done], n).astype(np.int64)
-            self._batches_done += np.bincount(s, minlength=n)
-            self._work_done += np.bincount(s, work[done], n).astype(np.int64)
-            if n_done < len(done):
-                keep = ~done
-                start, end, server, work = start[keep], end[keep], server[keep], work[keep]
-        if n_done == len(done):
-            self._start, self._end, self._server, self._work = [], [], [], []
-            busy, batches, work_units = self._busy_done, self._batches_done, self._work_done
-        else:
+        busy, batches, work_units = (
+            self._busy_done.copy(),
+            self._batches_done.copy(),
+            self._work_done.copy(),
+        )
+        keep = _close(
+            start,
+            end,
+            server,
+            work,
+            until_ns,
+            self._busy_done,
+            self._batches_done,
+            self._work_done,
+            busy,
+            batches,
+            work_units,
+        )
+        if keep.all():
             self._start, self._end, self._server, self._work = [start], [end], [server], [work]
-            began = start < until_ns
-            part = np.where(began, until_ns - start, 0)
-            busy = self._busy_done + np.bincount(server, part, n).astype(np.int64)
-            batches = self._batches_done + np.bincount(server[began], minlength=n)
-            work_units = self._work_done + np.bincount(server[began], work[began], n).astype(
-                np.int64
-            )
+        elif keep.any():
+            self._start, self._end = [start[keep]], [end[keep]]
+            self._server, self._work = [server[keep]], [work[keep]]
+        else:
+            self._start, self._end, self._server, self._work = [], [], [], []
         self._snapshot = DeviceCounters(
             accelerator_id=self.ids,
-            busy_ns=busy.copy(),
-            batches=batches.copy(),
-            work_units=work_units.copy(),
+            busy_ns=busy,
+            batches=batches,
+            work_units=work_units,
             peak_memory_bytes=self._snapshot.peak_memory_bytes,
         )
 
     def counters(self) -> DeviceCounters:
         """Cumulative counters as of the last :meth:`close`."""
         return self._snapshot
+
+
+@njit(cache=True)
+def _close(
+    start,
+    end,
+    server,
+    work,
+    until_ns,
+    busy_done,
+    batches_done,
+    work_done,
+    busy,
+    batches,
+    work_units,
+):
+    """Fold busy periods ended by `until_ns` into the *_done counters (in place); add the
+    started part of the others to the snapshot counters (`busy`, `batches`, `work_units`,
+    which start as copies of the *_done ones). Returns the mask of periods still open."""
+    keep = np.empty(start.shape[0], dtype=np.bool_)
+    for i in range(start.shape[0]):
+        s = server[i]
+        if end[i] <= until_ns:
+            keep[i] = False
+            busy_done[s] += end[i] - start[i]
+            batches_done[s] += 1
+            work_done[s] += work[i]
+            busy[s] += end[i] - start[i]
+            batches[s] += 1
+            work_units[s] += work[i]
+        else:
+            keep[i] = True
+            if start[i] < until_ns:
+                busy[s] += until_ns - start[i]
+                batches[s] += 1
+                work_units[s] += work[i]
+    return keep
 
 
 class CompletionBuffer:

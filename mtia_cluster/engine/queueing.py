@@ -6,8 +6,6 @@
 * :func:`fcfs_servers` — c identical servers with identities (accelerators): a heap of
   ``(free_ns, server)`` keys packed in one int; a job takes the server that has been free the
   longest (lowest index on ties). One tight Python step per job, used per *batch* in R&R.
-* :func:`fcfs_pool` — c anonymous servers (CPU cores): vectorized up to the first job that
-  must wait (checked exactly), a heap for a chunk of jobs from there, then vectorized again.
 
 All take and return the servers' state so a caller can cut the job stream anywhere (window
 boundaries) and get the same numbers as one long call.
@@ -101,73 +99,3 @@ def heap_from_free(free_ns: np.ndarray) -> list[int]:
     heap = [(int(f) << bits) | k for k, f in enumerate(free_ns)]
     heapq.heapify(heap)
     return heap
-
-
-HEAP_CHUNK = 64  # jobs simulated one by one after a wait, before retrying the shortcut
-
-
-def fcfs_pool(
-    arrival_ns: np.ndarray, service_ns: np.ndarray, free_ns: np.ndarray, chunk: int = HEAP_CHUNK
-) -> tuple[np.ndarray, np.ndarray]:
-    """FCFS on c anonymous servers free from `free_ns` (length c, any order).
-
-    Service times must be >= 1 ns. Returns (start_ns, new free_ns sorted ascending). Jobs
-    up to the first one that must wait start at arrival (exact check, vectorized); from
-    there a heap serves a chunk of jobs one by one, then the shortcut is tried again, so
-    rare waits cost little. Only the multiset of free times matters to later jobs, and free
-    times at or before the last arrival are all equivalent, so the state stays exact.
-    """
-    n = len(arrival_ns)
-    c = len(free_ns)
-    starts = np.empty(n, dtype=np.int64)
-    free = np.sort(free_ns)
-    i = 0
-    while i < n:
-        m = first_wait(arrival_ns[i:], service_ns[i:], free)
-        if m:
-            starts[i : i + m] = arrival_ns[i : i + m]
-            merged = np.concatenate([free, arrival_ns[i : i + m] + service_ns[i : i + m]])
-            free = np.sort(np.partition(merged, len(merged) - c)[len(merged) - c :])
-            i += m
-        if i < n:
-            stop = min(n, i + chunk)
-            starts[i:stop], free = _heap_chunk(arrival_ns[i:stop], service_ns[i:stop], free)
-            i = stop
-    return starts, free
-
-
-def _heap_chunk(
-    arrival_ns: np.ndarray, service_ns: np.ndarray, free_ns: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Jobs one by one on a heap of free times: (starts, new sorted free times)."""
-    heap = free_ns.tolist()
-    heapq.heapify(heap)
-    starts = [0] * len(arrival_ns)
-    for i, (a, s) in enumerate(zip(arrival_ns.tolist(), service_ns.tolist(), strict=True)):
-        free = heap[0]
-        t = a if a > free else free
-        heapq.heapreplace(heap, t + s)
-        starts[i] = t
-    return np.array(starts, dtype=np.int64), np.sort(np.array(heap, dtype=np.int64))
-
-
-def first_wait(arrival_ns: np.ndarray, service_ns: np.ndarray, free_ns: np.ndarray) -> int:
-    """Index of the first job that finds all c servers busy if earlier ones started at
-    arrival (len when none does): exact, since until then every job did start at arrival.
-
-    Job i finds ``#{free_ns > a_i} + #{j < i: a_j + s_j > a_i}`` servers busy; with s >= 1
-    every later job is still busy at a_i, so the second term is ``i - #{all d_j <= a_i}``.
-    """
-    c = len(free_ns)
-    n = len(arrival_ns)
-    if n + int(np.count_nonzero(free_ns > arrival_ns[0])) < c:
-        return n  # cheap sufficient condition: fewer jobs than free servers
-    data = np.sort(np.concatenate([free_ns, arrival_ns + service_ns]))
-    done = np.searchsorted(data, arrival_ns, side="right")
-    waits = np.flatnonzero(c + np.arange(n) - done >= c)
-    return int(waits[0]) if len(waits) else n
-
-
-def no_wait(arrival_ns: np.ndarray, service_ns: np.ndarray, free_ns: np.ndarray) -> bool:
-    """True when, served at arrival, no job ever finds all c servers busy (exact check)."""
-    return len(arrival_ns) == 0 or first_wait(arrival_ns, service_ns, free_ns) == len(arrival_ns)

@@ -10,11 +10,9 @@ as choosing request by request:
 * ``random``: uniform, from the router's own stream;
 * ``weighted``: random with probability proportional to capacity;
 * ``least_outstanding``: each request to the candidate with the fewest outstanding + sent
-  (ties: lowest index); request by request this is water filling, computed by sorting the
-  (load level, index) pairs;
+  (ties: lowest index), request by request on a heap (compiled);
 * ``p2c``: power of two choices: two distinct random candidates, the less loaded one
-  (outstanding + sent; ties: the first drawn). Sequential by nature: one loop step per
-  request.
+  (outstanding + sent; ties: the first drawn), request by request (compiled).
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numba import njit
 
 POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
 
@@ -59,23 +58,33 @@ def weighted(state: RouterState, n: int) -> np.ndarray:
 
 
 def least_outstanding(state: RouterState, n: int) -> np.ndarray:
-    """Water filling over outstanding + sent; equals the request-by-request argmin."""
-    load = state.outstanding + state.sent
-    k = len(load)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    lo, hi = int(load.min()), int(load.min()) + n  # level after which n requests are placed
-    while lo < hi:  # smallest level L with sum(max(0, L + 1 - load)) >= n
-        mid = (lo + hi) // 2
-        if int(np.maximum(0, mid + 1 - load).sum()) >= n:
-            hi = mid
-        else:
-            lo = mid + 1
-    counts = np.maximum(0, lo + 1 - load)  # slots at levels <= L per candidate
-    cand = np.repeat(np.arange(k), counts)
-    level = load[cand] + (np.arange(len(cand)) - np.repeat(np.cumsum(counts) - counts, counts))
-    order = np.lexsort((cand, level))[:n]
-    return cand[order]
+    """Each request to the candidate with the fewest outstanding + sent (ties: lowest index)."""
+    return _least_loaded(state.outstanding + state.sent, n)
+
+
+@njit(cache=True)
+def _least_loaded(load: np.ndarray, n: int) -> np.ndarray:
+    """Request by request argmin of (load, index), on a min-heap of ``load * k + index``."""
+    k = load.shape[0]
+    heap = np.sort(load * k + np.arange(k))  # a sorted array is a valid min-heap
+    out = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        key = heap[0]
+        out[i] = key % k
+        value = key + k  # one more outstanding on the same candidate
+        j = 0
+        while True:  # sift the root down
+            child = 2 * j + 1
+            if child >= k:
+                break
+            if child + 1 < k and heap[child + 1] < heap[child]:
+                child += 1
+            if heap[child] >= value:
+                break
+            heap[j] = heap[child]
+            j = child
+        heap[j] = value
+    return out
 
 
 def p2c(state: RouterState, n: int) -> np.ndarray:
@@ -84,13 +93,20 @@ def p2c(state: RouterState, n: int) -> np.ndarray:
         return np.zeros(n, dtype=np.int64)
     first = state.rng.integers(0, k, size=n)
     second = (first + state.rng.integers(1, k, size=n)) % k  # distinct from first
-    load = (state.outstanding + state.sent).tolist()
-    out = [0] * n
-    for i, (a, b) in enumerate(zip(first.tolist(), second.tolist(), strict=True)):
+    return _two_choices(state.outstanding + state.sent, first, second)
+
+
+@njit(cache=True)
+def _two_choices(load: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """The less loaded of each pair (ties: the first drawn), counting each choice."""
+    load = load.copy()
+    out = np.empty(first.shape[0], dtype=np.int64)
+    for i in range(first.shape[0]):
+        a, b = first[i], second[i]
         c = b if load[b] < load[a] else a
         load[c] += 1
         out[i] = c
-    return np.array(out, dtype=np.int64)
+    return out
 
 
 POLICY_FUNCTIONS: dict[str, Policy] = {

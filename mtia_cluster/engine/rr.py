@@ -1,13 +1,14 @@
 """R&R hosts: preprocessing on CPU cores -> dynamic batching -> accelerators.
 
 Each host is a cell; :class:`RRHostGroup` simulates any number of hosts of one pool at once
-(struct-of-arrays, every step vectorized across hosts) with exactly the per-host semantics:
+(struct-of-arrays state; each window is three compiled passes over all hosts, see
+:mod:`~mtia_cluster.engine.rr_kernel`) with exactly the per-host semantics:
 
 * a host has ``sockets`` sockets, each an independent scheduling unit with its own cores and
   accelerators (DESIGN §2); the host's k-th request goes to socket ``k % sockets``;
 * preprocessing: each request takes one core of its socket for ``items x cpu_s_per_item``,
   FCFS over the socket's cores;
-* dynamic batching per socket (:mod:`~mtia_cluster.engine.batching`);
+* dynamic batching per socket (the rule is in :mod:`~mtia_cluster.engine.rr_kernel`);
 * dispatch: closed batches queue FCFS for the socket's servers; a server is one accelerator
   or a shard group of ``group`` accelerators under the socket's PCIe switch; the server free
   the longest takes the batch (or a custom :class:`DispatchPolicy` chooses);
@@ -20,22 +21,20 @@ time passes them, so window cuts and the grouping of hosts never change a result
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from mtia_cluster.engine.batching import chain_segments, close_times_segmented
 from mtia_cluster.engine.cell import (
     Completed,
     DeviceCounters,
     RequestBatch,
     _Columns,
-    completed_from,
 )
 from mtia_cluster.engine.ledger import BusyLedger
-from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_pool, heap_from_free, server_bits
+from mtia_cluster.engine.queueing import DispatchPolicy
+from mtia_cluster.engine.rr_kernel import admit_and_batch, dispatch_fcfs, emit_rows
 
 
 @dataclass
@@ -72,15 +71,6 @@ class RRHostParams:
     max_items: int
     max_wait_ns: int
     cpu_s_per_item: float
-
-
-def _order(unit: np.ndarray, ready_ns: np.ndarray) -> np.ndarray:
-    """Stable order by (unit, ready_ns): one composite int64 key when it cannot overflow."""
-    base = int(ready_ns.min())
-    span = int(ready_ns.max()) - base + 1
-    if (int(unit.max()) + 1) * span < 2**62:
-        return np.argsort(unit * span + (ready_ns - base), kind="stable")
-    return np.lexsort((ready_ns, unit))
 
 
 @dataclass
@@ -120,9 +110,9 @@ class RRHostGroup:
         self.policy = policy
         units = h * p.sockets
         self.servers = p.accelerators_per_socket // p.group
-        self.core_free = np.zeros((units, p.cores_per_socket), dtype=np.int64)
+        self.core_heap = np.zeros((units, p.cores_per_socket), dtype=np.int64)  # min-heaps
         self.server_free = np.zeros((units, self.servers), dtype=np.int64)
-        self.heaps = [heap_from_free(self.server_free[u]) for u in range(units)]
+        self.pending: list[tuple[np.ndarray, RequestBatch]] = []  # submitted, not yet admitted
         self.submitted = np.zeros(h, dtype=np.int64)
         self.released = np.zeros(h, dtype=np.int64)
         self.waiting = _Waiting.empty()
@@ -132,36 +122,15 @@ class RRHostGroup:
 
     # -- cell-group protocol ---------------------------------------------------------------
     def submit(self, host: np.ndarray, batch: RequestBatch) -> None:
-        """Requests (sorted by arrival) for local hosts `host`; preprocessing is fixed now."""
-        n = len(batch)
-        if n == 0:
+        """Requests (sorted by arrival) for local hosts `host`; admitted at the next advance."""
+        if len(batch) == 0:
             return
-        h = len(self.host_ids)
-        order = np.argsort(host, kind="stable")
-        counts = np.bincount(host, minlength=h)
-        rank = np.empty(n, dtype=np.int64)
-        rank[order] = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
-        unit = host * self.p.sockets + (self.submitted[host] + rank) % self.p.sockets
-        self.submitted += counts
-        by_unit = np.argsort(unit, kind="stable")  # per socket, arrival order
-        ready = np.empty(n, dtype=np.int64)
-        ready[by_unit] = self._preprocess(
-            batch.arrival_ns[by_unit], batch.items[by_unit], unit[by_unit]
-        )
         self.service, self.region = int(batch.service[0]), int(batch.region[0])
-        new = _Waiting(
-            request_id=batch.request_id,
-            arrival_ns=batch.arrival_ns,
-            items=batch.items,
-            ready_ns=ready,
-            unit=unit,
-        )
-        waiting = _Waiting.concat([self.waiting, new]) if len(self.waiting) else new
-        self.waiting = waiting.take(_order(waiting.unit, waiting.ready_ns))
+        self.pending.append((np.asarray(host, dtype=np.int64), batch))
 
     def advance(self, until_ns: int) -> Completed:
         """Close and dispatch batches before `until_ns`; release finished requests."""
-        if len(self.waiting):
+        if self.pending or len(self.waiting):
             self._batch_and_dispatch(until_ns)
         self.ledger.close(until_ns)
         out: list[Completed] = []
@@ -188,129 +157,99 @@ class RRHostGroup:
         return self.ledger.counters()
 
     # -- stages ----------------------------------------------------------------------------
-    def _preprocess(self, arrival: np.ndarray, items: np.ndarray, unit: np.ndarray) -> np.ndarray:
-        """Ready times after FCFS preprocessing on each socket's cores (rows sorted by unit)."""
-        if self.p.cpu_s_per_item <= 0:
-            return arrival.copy()
-        cpu = np.maximum(np.ceil(items * (self.p.cpu_s_per_item * 1e9)), 1).astype(np.int64)
-        n = len(arrival)
-        starts = np.flatnonzero(np.concatenate(([True], unit[1:] != unit[:-1])))
-        ends = np.append(starts[1:], n)
-        units = unit[starts]
-        counts = ends - starts
-        first_arrival = arrival[starts]
-        busy0 = (self.core_free[units] > first_arrival[:, None]).sum(axis=1)
-        easy = counts + busy0 < self.p.cores_per_socket  # nobody can wait: exact shortcut
-        ready = arrival + cpu
-        if easy.any():
-            rank = np.arange(n) - np.repeat(starts, counts)
-            rows = np.repeat(easy, counts)
-            self.core_free[unit[rows], rank[rows]] = ready[rows]
-            touched = units[easy]
-            self.core_free[touched] = np.sort(self.core_free[touched], axis=1)
-        for k in np.flatnonzero(~easy).tolist():
-            a, b, u = int(starts[k]), int(ends[k]), int(units[k])
-            start, self.core_free[u] = fcfs_pool(arrival[a:b], cpu[a:b], self.core_free[u])
-            ready[a:b] = start + cpu[a:b]
-        return ready
+    def _admitted(self) -> tuple[np.ndarray, RequestBatch]:
+        """The requests submitted since the last advance, in arrival order."""
+        if len(self.pending) == 1:
+            host, batch = self.pending[0]
+        elif self.pending:  # several submits in one window: in submission order
+            host = np.concatenate([h for h, _ in self.pending])
+            batch = RequestBatch.concat([b for _, b in self.pending])
+        else:
+            host, batch = np.zeros(0, dtype=np.int64), RequestBatch.empty()
+        self.pending = []
+        return host, batch
 
     def _batch_and_dispatch(self, until_ns: int) -> None:
-        n = len(self.waiting)
-        unit = self.waiting.unit
-        seg_starts = np.flatnonzero(np.concatenate(([True], unit[1:] != unit[:-1])))
-        seg_ends = np.append(seg_starts[1:], n)
-        seg_end = np.repeat(seg_ends, seg_ends - seg_starts)
-        end, close = close_times_segmented(
-            self.waiting.ready_ns,
-            self.waiting.items,
-            seg_end,
-            self.p.max_items,
-            self.p.max_wait_ns,
+        p, w = self.p, self.waiting
+        host, batch = self._admitted()
+        (m_id, m_arr, m_items, m_ready, m_unit, first, end, close, size, keep) = admit_and_batch(
+            host,
+            batch.request_id,
+            batch.arrival_ns,
+            batch.items,
+            self.submitted,
+            self.core_heap,
+            p.sockets,
+            p.cpu_s_per_item * 1e9,
+            w.request_id,
+            w.arrival_ns,
+            w.items,
+            w.ready_ns,
+            w.unit,
+            p.max_items,
+            p.max_wait_ns,
             until_ns,
         )
-        firsts, _ = chain_segments(seg_starts.tolist(), seg_ends.tolist(), end, close < until_ns)
-        if not firsts:
+        self.waiting = _Waiting(m_id[keep], m_arr[keep], m_items[keep], m_ready[keep], m_unit[keep])
+        if len(first) == 0:
             return
-        first = np.array(firsts, dtype=np.int64)
-        b_end, b_close, b_unit = end[first], close[first], unit[first]
-        cum = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(self.waiting.items, out=cum[1:])
-        b_items = cum[b_end] - cum[first]
-        service = self.table.lookup(b_items)
-        start, server = self._dispatch(b_unit, b_close, service)
+        b_unit = m_unit[first]
+        service = self.table.lookup(size)
+        start, server = self._dispatch(b_unit, close, service)
         finish = start + service
-        sizes = b_end - first
-        g = self.p.group
-        local0 = b_unit * self.p.accelerators_per_socket + server * g
-        for m in range(g):
-            self.ledger.add(start, finish, local0 + m, b_items)
-        # member rows ordered by their batch's finish, so that release takes a prefix
-        order = np.argsort(finish, kind="stable")
-        counts = sizes[order]
-        offsets = np.cumsum(counts) - counts
-        per_req = np.repeat(order, counts)
-        rows_idx = np.repeat(first[order] - offsets, counts) + np.arange(int(counts.sum()))
-        members = self.waiting.take(rows_idx)
-        host = b_unit[per_req] // self.p.sockets
-        rows = completed_from(
-            self._requests(members),
-            host_id=self.host_ids[host],
-            accelerator_id=self.acc[local0[per_req]],
-            start_ns=start[per_req],
-            first_token_ns=finish[per_req],
-            finish_ns=finish[per_req],
-            batch_size=sizes[per_req],
+        local0 = b_unit * p.accelerators_per_socket + server * p.group
+        for m in range(p.group):
+            self.ledger.add(start, finish, local0 + m, size)
+        cols = emit_rows(
+            m_id,
+            m_arr,
+            m_items,
+            first,
+            end,
+            start,
+            finish,
+            local0,
+            p.sockets,
+            p.accelerators_per_socket,
+            self.host_ids,
+            self.acc,
         )
-        self.buffer.append((rows, host))
-        keep = np.ones(n, dtype=bool)
-        keep[rows_idx] = False
-        self.waiting = self.waiting.take(keep)
-
-    def _requests(self, w: _Waiting) -> RequestBatch:
-        """Request columns of waiting rows (R&R requests carry no tokens or session)."""
-        n = len(w)
+        r_id, r_arr, r_items, r_host, r_acc, r_start, r_finish, r_size, r_local = cols
+        n = len(r_id)
         zeros = np.zeros(n, dtype=np.int32)
-        return RequestBatch(
-            request_id=w.request_id,
-            arrival_ns=w.arrival_ns,
+        rows = Completed(
+            request_id=r_id,
             service=np.full(n, self.service, dtype=np.int32),
             region=np.full(n, self.region, dtype=np.int32),
-            items=w.items,
+            host_id=r_host,
+            accelerator_id=r_acc,
+            arrival_ns=r_arr,
+            start_ns=r_start,
+            first_token_ns=r_finish,
+            finish_ns=r_finish,
+            status=np.zeros(n, dtype=np.int8),
+            batch_size=r_size,
+            items=r_items,
             input_tokens=zeros,
             output_tokens=zeros,
-            session_id=np.full(n, -1, dtype=np.int64),
         )
+        self.buffer.append((rows, r_local))
 
     def _dispatch(
         self, unit: np.ndarray, close: np.ndarray, service: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """FCFS per socket in close order: (start_ns, server) per batch."""
-        n = len(unit)
-        starts = [0] * n
-        servers = [0] * n
         if self.policy is None:
-            heaps = self.heaps
-            replace = heapq.heapreplace
-            bits = server_bits(self.servers)
-            mask = (1 << bits) - 1
-            for i, (u, c, s) in enumerate(
-                zip(unit.tolist(), close.tolist(), service.tolist(), strict=True)
-            ):
-                heap = heaps[u]
-                key = heap[0]
-                free = key >> bits
-                t = c if c > free else free
-                k = key & mask
-                replace(heap, ((t + s) << bits) | k)
-                starts[i] = t
-                servers[i] = k
-        else:
-            for i in range(n):
-                u = int(unit[i])
-                t = max(int(close[i]), int(self.server_free[u].min()))
-                k = int(self.policy.choose(self.server_free[u], t))
-                if self.server_free[u, k] > t:
-                    raise ValueError(f"dispatch policy chose busy server {k}")
-                self.server_free[u, k] = t + int(service[i])
-                starts[i], servers[i] = t, k
-        return np.array(starts, dtype=np.int64), np.array(servers, dtype=np.int64)
+            return dispatch_fcfs(unit, close, service, self.server_free)
+        n = len(unit)
+        starts = np.zeros(n, dtype=np.int64)
+        servers = np.zeros(n, dtype=np.int64)
+        for i in range(n):
+            u = int(unit[i])
+            t = max(int(close[i]), int(self.server_free[u].min()))
+            k = int(self.policy.choose(self.server_free[u], t))
+            if self.server_free[u, k] > t:
+                raise ValueError(f"dispatch policy chose busy server {k}")
+            self.server_free[u, k] = t + int(service[i])
+            starts[i], servers[i] = t, k
+        return starts, servers

@@ -51,12 +51,7 @@ class Shard:
     def advance(self, inbox: Inbox | None, until_ns: int) -> tuple[Completed, LoadReports]:
         """Submit the window's requests, simulate up to `until_ns`, collect outputs."""
         if inbox is not None and len(inbox.requests):
-            which = self._group[inbox.cell]
-            if np.any(which < 0):
-                raise KeyError("inbox has requests for cells not in this shard")
-            for gi in np.unique(which).tolist():
-                rows = np.flatnonzero(which == gi)
-                self.groups[gi].submit(self._local[inbox.cell[rows]], inbox.requests.take(rows))
+            self._submit(inbox)
         outputs = [g.advance(until_ns) for g in self.groups]
         reports = LoadReports(
             cell_id=np.concatenate([g.cell_ids for g in self.groups]),
@@ -64,6 +59,20 @@ class Shard:
             capacity_weight=np.concatenate([g.capacity() for g in self.groups]),
         )
         return Completed.concat([o for o in outputs if len(o)]), reports
+
+    def _submit(self, inbox: Inbox) -> None:
+        """Hand each group its rows (arrival order kept); one group takes the inbox as is."""
+        if np.any(inbox.cell >= len(self._group)) or np.any(self._group[inbox.cell] < 0):
+            raise KeyError("inbox has requests for cells not in this shard")
+        which = self._group[inbox.cell]
+        local = self._local[inbox.cell]
+        if len(self.groups) == 1 or bool(np.all(which == which[0])):
+            self.groups[int(which[0])].submit(local, inbox.requests)
+            return
+        order = np.argsort(which, kind="stable")
+        bounds = np.flatnonzero(np.diff(which[order])) + 1
+        for rows in np.split(order, bounds):
+            self.groups[int(which[rows[0]])].submit(local[rows], inbox.requests.take(rows))
 
     def device_counters(self) -> DeviceCounters:
         """Cumulative counters of every accelerator in the shard (as of the last advance)."""

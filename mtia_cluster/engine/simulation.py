@@ -24,10 +24,10 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import Scenario
 from mtia_cluster.engine.build import Fleet, build_fleet, make_groups
 from mtia_cluster.engine.cell import (
-    Completed,
     DeviceCounters,
     RequestBatch,
     rejected_at_arrival,
+    sorted_by_request_id,
 )
 from mtia_cluster.engine.metrics import Results, device_intervals
 from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
@@ -154,8 +154,7 @@ class Simulation:
                 progress(lo, n)
         if samples[-1][0] != t:
             samples.append((t, self._counters()))
-        requests = Completed.concat(outputs)
-        requests = requests.take(np.argsort(requests.request_id))  # ids are unique
+        requests = sorted_by_request_id(outputs)
         devices = device_intervals(samples, self.fleet, self.catalog)
         return Results(
             scenario=self.scenario,

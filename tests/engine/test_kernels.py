@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtia_cluster.engine.cell import Completed, make_requests
-from mtia_cluster.engine.queueing import fcfs_pool, fcfs_servers, heap_from_free, max_plus_scan
+from mtia_cluster.engine.queueing import fcfs_servers, heap_from_free, max_plus_scan
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.synthetic import SyntheticCell
 
@@ -40,16 +40,12 @@ def test_fcfs_kernels_match_the_loop(job: tuple[list[int], list[int]], free: lis
     arrival = np.cumsum(gaps).astype(np.int64)
     s = np.array(service, dtype=np.int64)
     want = loop_starts(arrival.tolist(), service, free)
-    start, new_free = fcfs_pool(arrival, s, np.array(free, dtype=np.int64))
-    assert start.tolist() == want
-    for chunk in (1, 3):  # retry the vectorized shortcut after every few waiting jobs
-        assert fcfs_pool(arrival, s, np.array(free, dtype=np.int64), chunk)[0].tolist() == want
     heap = heap_from_free(np.array(free, dtype=np.int64))
     start2, _ = fcfs_servers(arrival, s, heap)
     assert start2.tolist() == want
-    # the pool state continues exactly: one more job after the batch
+    # the server state continues exactly: one more job after the batch
     later = int(arrival[-1]) + 1
-    nxt, _ = fcfs_pool(np.array([later]), np.array([5]), new_free)
+    nxt, _ = fcfs_servers(np.array([later]), np.array([5]), heap)
     assert nxt.tolist() == loop_starts([*arrival.tolist(), later], [*service, 5], free)[-1:]
     if len(free) == 1:
         st1, _ = max_plus_scan(arrival, s, free[0])

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_rr import simulate_socket
 
-from mtia_cluster.engine.batching import form_batches
 from mtia_cluster.engine.cell import RequestBatch, make_requests
 from mtia_cluster.engine.rr import RRHostGroup, RRHostParams, ServiceTable
+from mtia_cluster.engine.rr_kernel import form_batches
 
 
 @st.composite

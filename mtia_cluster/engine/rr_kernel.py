@@ -1,0 +1,287 @@
+"""Compiled (numba) kernels of the R&R host pipeline: one pass per window, exact.
+
+The per-host semantics are those of :mod:`mtia_cluster.engine.rr` (and of the event-by-event
+oracle in ``tests/engine/reference_rr.py``); these loops only make them fast. A window's work
+is three calls:
+
+1. :func:`admit_and_batch` — new requests get their socket (the host's k-th request goes to
+   socket ``k % sockets``) and their preprocessing (FCFS on the socket's cores, a min-heap of
+   core free times per socket); they are merged into the waiting rows, kept sorted by
+   (socket, ready_ns) with earlier arrivals first on ties; then each socket's batches are
+   chained from its first waiting row while they close before the window bound.
+2. :func:`dispatch_fcfs` — closed batches, in close order per socket, start at
+   ``max(close, earliest free server)`` on the server free the longest (lowest index on ties).
+   A custom dispatch policy replaces only this step (in Python).
+3. :func:`emit_rows` — one output row per dispatched request, ordered by finish time (batch
+   order on ties), so that the completion buffer can release a prefix per window.
+
+Batching rule (a batch opened by the first waiting row at ``ready``): later rows join while
+they are ready strictly before ``ready + max_wait_ns`` and their items fit; the batch closes
+at the deadline, at the moment it is exactly full, or when a row that does not fit becomes
+ready (that row opens the next batch); a first row of ``max_items`` or more closes at once.
+Only batches closing before ``until_ns`` are formed: every row ready before the bound is
+already waiting, so later windows cannot change them.
+
+Compiled with ``cache=True``: the first import in a fresh environment compiles for a few
+seconds and stores the machine code next to this file (``__pycache__``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def _heap_replace(heap: np.ndarray, value: int) -> None:
+    """Replace the minimum of the min-heap `heap` (a 1-D int64 view) by `value`."""
+    n = heap.shape[0]
+    i = 0
+    while True:
+        child = 2 * i + 1
+        if child >= n:
+            break
+        if child + 1 < n and heap[child + 1] < heap[child]:
+            child += 1
+        if heap[child] >= value:
+            break
+        heap[i] = heap[child]
+        i = child
+    heap[i] = value
+
+
+@njit(cache=True)
+def _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item):
+    """Socket and ready time of each new request (rows in arrival order)."""
+    n = arrival.shape[0]
+    unit = np.empty(n, dtype=np.int64)
+    ready = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        h = host[i]
+        u = h * sockets + submitted[h] % sockets
+        submitted[h] += 1
+        unit[i] = u
+        if cpu_ns_per_item > 0.0:
+            cpu = np.int64(max(np.ceil(items[i] * cpu_ns_per_item), 1.0))
+            free = core_heap[u, 0]
+            t = arrival[i] if arrival[i] > free else free
+            ready[i] = t + cpu
+            _heap_replace(core_heap[u], t + cpu)
+        else:
+            ready[i] = arrival[i]
+    return unit, ready
+
+
+_INSERTION_MAX = 64  # rows per socket per window sorted by insertion
+
+
+@njit(cache=True)
+def _sorted_order(unit, ready, units):
+    """Stable order of rows by (unit, ready): a counting sort by unit (rows keep arrival
+    order), then an insertion sort by ready inside each unit. Ready times within a socket are
+    nearly in arrival order (they differ only by preprocessing), so the insertion sort does
+    little work (a longer run is merge-sorted); both are stable, as the batching rule needs
+    (earlier arrival first on ties)."""
+    n = unit.shape[0]
+    counts = np.zeros(units + 1, dtype=np.int64)
+    for i in range(n):
+        counts[unit[i] + 1] += 1
+    for u in range(units):
+        counts[u + 1] += counts[u]
+    starts = counts[:-1].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[counts[unit[i]]] = i
+        counts[unit[i]] += 1
+    for u in range(units):
+        if counts[u] - starts[u] > _INSERTION_MAX:  # long runs: mergesort (stable), no n^2
+            seg = order[starts[u] : counts[u]].copy()
+            order[starts[u] : counts[u]] = seg[np.argsort(ready[seg], kind="mergesort")]
+            continue
+        for j in range(starts[u] + 1, counts[u]):
+            row = order[j]
+            key = ready[row]
+            k = j - 1
+            while k >= starts[u] and ready[order[k]] > key:
+                order[k + 1] = order[k]
+                k -= 1
+            order[k + 1] = row
+    return order
+
+
+@njit(cache=True)
+def admit_and_batch(
+    host,
+    request_id,
+    arrival,
+    items,
+    submitted,
+    core_heap,
+    sockets,
+    cpu_ns_per_item,
+    w_id,
+    w_arrival,
+    w_items,
+    w_ready,
+    w_unit,
+    max_items,
+    max_wait_ns,
+    until_ns,
+):
+    """Admit new rows, merge them into the waiting rows and form the closed batches.
+
+    Returns (merged columns id, arrival, items, ready, unit; batch first, end, close, items;
+    the indices of the merged rows still waiting, in order). `submitted` and `core_heap` are
+    updated in place.
+    """
+    unit, ready = _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item)
+    order = _sorted_order(unit, ready, core_heap.shape[0])
+    n_old = w_id.shape[0]
+    m = n_old + order.shape[0]
+    m_id = np.empty(m, dtype=np.int64)
+    m_arr = np.empty(m, dtype=np.int64)
+    m_items = np.empty(m, dtype=np.int32)
+    m_ready = np.empty(m, dtype=np.int64)
+    m_unit = np.empty(m, dtype=np.int64)
+    i = j = 0
+    for k in range(m):  # merge; old rows first on equal (unit, ready)
+        take_old = j >= order.shape[0]
+        if not take_old and i < n_old:
+            o = order[j]
+            take_old = w_unit[i] < unit[o] or (w_unit[i] == unit[o] and w_ready[i] <= ready[o])
+        if take_old:
+            m_id[k], m_arr[k], m_items[k] = w_id[i], w_arrival[i], w_items[i]
+            m_ready[k], m_unit[k] = w_ready[i], w_unit[i]
+            i += 1
+        else:
+            o = order[j]
+            m_id[k], m_arr[k], m_items[k] = request_id[o], arrival[o], items[o]
+            m_ready[k], m_unit[k] = ready[o], unit[o]
+            j += 1
+    first, end, close, size, keep = _chain(
+        m_ready, m_items, m_unit, max_items, max_wait_ns, until_ns
+    )
+    return m_id, m_arr, m_items, m_ready, m_unit, first, end, close, size, keep
+
+
+@njit(cache=True)
+def _chain(ready, items, unit, max_items, max_wait_ns, until_ns):
+    """Batches closed before `until_ns`, chained per unit from its first row; rows left."""
+    m = ready.shape[0]
+    first = np.empty(m, dtype=np.int64)
+    end = np.empty(m, dtype=np.int64)
+    close = np.empty(m, dtype=np.int64)
+    size = np.empty(m, dtype=np.int64)
+    keep = np.empty(m, dtype=np.int64)
+    nb = nk = 0
+    seg = 0
+    while seg < m:
+        seg_end = seg + 1
+        while seg_end < m and unit[seg_end] == unit[seg]:
+            seg_end += 1
+        k = seg
+        while k < seg_end:
+            deadline = ready[k] + max_wait_ns
+            total = np.int64(items[k])
+            e = k + 1
+            c = ready[k] if total >= max_items else deadline
+            if total < max_items:
+                while e < seg_end and ready[e] < deadline:
+                    if total + items[e] > max_items:
+                        c = ready[e]  # a row that does not fit closes the batch
+                        break
+                    total += items[e]
+                    e += 1
+                    if total == max_items:
+                        c = ready[e - 1]  # exactly full
+                        break
+            if c >= until_ns:
+                break
+            first[nb], end[nb], close[nb], size[nb] = k, e, c, total
+            nb += 1
+            k = e
+        for r in range(k, seg_end):
+            keep[nk] = r
+            nk += 1
+        seg = seg_end
+    return first[:nb], end[:nb], close[:nb], size[:nb], keep[:nk]
+
+
+def form_batches(
+    ready_ns: np.ndarray, items: np.ndarray, max_items: int, max_wait_ns: int, until_ns: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One queue's batches closed before `until_ns`: (first row, end row, close_ns) arrays.
+
+    `ready_ns` must be sorted and hold every row ready before `until_ns`.
+    """
+    unit = np.zeros(len(ready_ns), dtype=np.int64)
+    first, end, close, _, _ = _chain(ready_ns, items, unit, max_items, max_wait_ns, until_ns)
+    return first, end, close
+
+
+@njit(cache=True)
+def dispatch_fcfs(unit, close, service_ns, server_free):
+    """Start time and server of each batch (close order per unit); `server_free` in place."""
+    n = unit.shape[0]
+    start = np.empty(n, dtype=np.int64)
+    server = np.empty(n, dtype=np.int64)
+    servers = server_free.shape[1]
+    for b in range(n):
+        u = unit[b]
+        best = 0
+        for s in range(1, servers):
+            if server_free[u, s] < server_free[u, best]:
+                best = s
+        t = close[b] if close[b] > server_free[u, best] else server_free[u, best]
+        server_free[u, best] = t + service_ns[b]
+        start[b] = t
+        server[b] = best
+    return start, server
+
+
+@njit(cache=True)
+def emit_rows(
+    m_id,
+    m_arr,
+    m_items,
+    first,
+    end,
+    start,
+    finish,
+    acc_local,
+    sockets,
+    accelerators_per_socket,
+    host_ids,
+    acc_ids,
+):
+    """Per-request columns of the dispatched batches, ordered by (finish, batch order).
+
+    Returns request_id, arrival_ns, items, host_id, accelerator_id, start_ns, finish_ns,
+    batch_size and the local host index of each row.
+    """
+    order = np.argsort(finish, kind="mergesort")
+    n = 0
+    for b in range(first.shape[0]):
+        n += end[b] - first[b]
+    r_id = np.empty(n, dtype=np.int64)
+    r_arr = np.empty(n, dtype=np.int64)
+    r_items = np.empty(n, dtype=np.int32)
+    r_host = np.empty(n, dtype=np.int32)
+    r_acc = np.empty(n, dtype=np.int32)
+    r_start = np.empty(n, dtype=np.int64)
+    r_finish = np.empty(n, dtype=np.int64)
+    r_size = np.empty(n, dtype=np.int32)
+    r_local = np.empty(n, dtype=np.int64)
+    k = 0
+    per_host = sockets * accelerators_per_socket
+    for b in order:
+        local_host = acc_local[b] // per_host
+        for r in range(first[b], end[b]):
+            r_id[k], r_arr[k], r_items[k] = m_id[r], m_arr[r], m_items[r]
+            r_host[k] = host_ids[local_host]
+            r_acc[k] = acc_ids[acc_local[b]]
+            r_start[k], r_finish[k] = start[b], finish[b]
+            r_size[k] = end[b] - first[b]
+            r_local[k] = local_host
+            k += 1
+    return r_id, r_arr, r_items, r_host, r_acc, r_start, r_finish, r_size, r_local
