@@ -153,7 +153,8 @@ def replay_moment(
     versions = [v for v in VERSIONS if k.get(v, 0) > 0]
     res = Simulation(_scenario(plan, cat, ecs, k, versions), cat).run(trace)
     share = sum(k[v] * _host_rps(ecs[v]) for v in k) / m.capacity_rps
-    row.update(_metrics(plan, res, versions, share))
+    weight = {v: m.serving[v] * ecs[v].rack_rps / m.capacity_rps for v in versions}
+    row.update(_metrics(plan, res, versions, share, weight))
     row.update(
         slice_hosts_old=k.get("old", 0),
         slice_hosts_new=k.get("new", 0),
@@ -186,21 +187,29 @@ def _scenario(
     return parse_scenario(data, None, cat)
 
 
-def _metrics(plan: Plan, res: Any, versions: list[str], share: float) -> dict[str, Any]:
-    """p99, error rate (not ok / all) overall and per version; region-scaled throughput."""
+def _metrics(
+    plan: Plan, res: Any, versions: list[str], share: float, region_share: dict[str, float]
+) -> dict[str, Any]:
+    """p99 and error rate (not ok / all) per version and for the region; region-scaled
+    throughput. The region's figures weight each version's requests by its share of the
+    region's capacity over its share of the slice's requests, so a version the slice
+    over-represents (at least one host each) counts as much as it would in the region."""
     r = res.requests
     lat_s = (r.finish_ns - r.arrival_ns) / 1e9
     bad = r.status != STATUS_OK
     acc_pool = np.asarray(res.fleet.acc_pool, dtype=np.int64)
     pool = np.where(r.accelerator_id >= 0, acc_pool[np.maximum(r.accelerator_id, 0)], -1)
     out: dict[str, Any] = {"requests": len(r)}
-    out["p99_s"] = _p99(lat_s)
-    out["error_rate"] = float(bad.mean()) if len(r) else math.nan
+    w = np.ones(len(r))
     for v in VERSIONS:
         sel = pool == versions.index(v) if v in versions else np.zeros(len(r), dtype=bool)
         out[f"{v}_requests"] = int(sel.sum())
         out[f"{v}_p99_s"] = _p99(lat_s[sel])
         out[f"{v}_error_rate"] = float(bad[sel].mean()) if sel.any() else math.nan
+        if sel.any():
+            w[sel] = region_share[v] / (sel.sum() / len(r))
+    out["p99_s"] = _p99(lat_s, w)
+    out["error_rate"] = float(np.average(bad, weights=w)) if len(r) else math.nan
     # served rate: requests between the first and the last completion (about the offered rate
     # when the slice keeps up, its service rate when a backlog builds), scaled to the region
     busy_s = (int(r.finish_ns.max()) - int(r.finish_ns.min())) / 1e9 if len(r) > 1 else 0.0
@@ -213,8 +222,16 @@ def _metrics(plan: Plan, res: Any, versions: list[str], share: float) -> dict[st
     return out
 
 
-def _p99(x: np.ndarray) -> float:
-    return float(np.percentile(x, 99)) if len(x) else math.nan
+def _p99(x: np.ndarray, w: np.ndarray | None = None) -> float:
+    """99th percentile of `x` (weighted: the smallest x with >= 99% of the weight at or
+    below it; unweighted: numpy's linear interpolation)."""
+    if not len(x):
+        return math.nan
+    if w is None or np.all(w == w[0]):
+        return float(np.percentile(x, 99))
+    order = np.argsort(x, kind="stable")
+    cw = np.cumsum(w[order])
+    return float(x[order][min(int(np.searchsorted(cw, 0.99 * cw[-1])), len(x) - 1)])
 
 
 def _base_row(m: Moment, ecs: dict[str, EngineCohort]) -> dict[str, Any]:

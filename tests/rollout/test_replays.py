@@ -194,3 +194,21 @@ def test_engine_cohorts_of_generation_swap() -> None:
     ecs = engine_cohorts(plan, cat, cohorts_for(plan, cat, "fast"))
     assert ecs["old"].platform.startswith("mtia-2i") and ecs["new"].platform.startswith("mtia-400")
     assert ecs["new"].service_time_multiplier == 1.0 and ecs["new"].error_rate == 0.0
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    a=st.lists(st.floats(0, 10), min_size=1, max_size=50),
+    b=st.lists(st.floats(0, 10), min_size=1, max_size=50),
+)
+def test_weighted_p99_follows_the_weights(a: list[float], b: list[float]) -> None:
+    from mtia_cluster.fleet.replay import _p99
+
+    x = np.array(a + b)
+    ones = np.ones(len(x))
+    assert _p99(x, ones) == _p99(x) == float(np.percentile(x, 99))
+    # (almost) all weight on group a: its nearest-rank p99
+    w = np.array([1.0] * len(a) + [1e-12] * len(b))
+    sa = np.sort(np.array(a))
+    assert _p99(x, w) == sa[min(int(np.ceil(0.99 * len(a))) - 1, len(a) - 1)]
+    assert min(x) <= _p99(x, np.array([1.0] * len(a) + [3.0] * len(b))) <= max(x)
