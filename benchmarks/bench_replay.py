@@ -1,17 +1,21 @@
 """Replay speed on Ray: R regions x K MTIA 2i racks of HC1 at ~70% utilization.
 
-Prints: trace generation, Ray start, replay wall time on local Ray (one actor per region),
-the same replay in one process without Ray (the engine's own cost), requests per second, the
-Ray share estimate and the peak memory of all processes. Compare in one run: this machine is
-small and noisy.
+Prints: trace generation, Ray start, replay wall time on local Ray with where it went (the
+coordinator's phases and each shard's), the same replay in one process without Ray (same
+results directory written), requests per second, the Ray share estimate and the peak memory
+of all processes and of the coordinator. `--engine-only` adds Simulation.run alone (nothing
+written) as a second baseline. Compare in one run: this machine is small and noisy.
 
-    .venv/bin/python benchmarks/bench_replay.py --regions 16 --racks 10 --requests 10000000
+    .venv/bin/python benchmarks/bench_replay.py --regions 16 --racks 10 --requests 10000000 \
+        --shards 2
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
+import resource
 import subprocess
 import tempfile
 import threading
@@ -22,8 +26,12 @@ import numpy as np
 import pyarrow as pa
 import yaml
 
+from mtia_cluster.config.scenario import load_scenario
 from mtia_cluster.distributed.ray_env import ray_session
 from mtia_cluster.distributed.runner import ReplayOptions, replay
+from mtia_cluster.distributed.timing import Timeline, breakdown
+from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.trace_input import load_trace
 from mtia_cluster.traces.io import write_trace
 
 ITEMS_PER_S_PER_ACCEL = 300_000  # HC1 on MTIA 2i at batch ~1K (cost model), for the rate
@@ -75,24 +83,55 @@ def trace_table(regions: int, racks: int, n: int, utilization: float, seed: int)
 
 
 class MemoryWatch(threading.Thread):
-    """Peak total RSS of this process and every Ray/python process of this user."""
+    """Peak total RSS of every Ray/python process of this user, and of this process alone."""
 
     def __init__(self) -> None:
         super().__init__(daemon=True)
-        self.peak_mb, self.stop = 0.0, False
+        self.peak_mb, self.self_peak_mb, self.stop = 0.0, 0.0, False
 
     def run(self) -> None:
+        me = str(os.getpid())
         while not self.stop:
             out = subprocess.run(
-                ["ps", "-u", str(os.getuid()), "-o", "rss=,comm="], capture_output=True, text=True
+                ["ps", "-u", str(os.getuid()), "-o", "pid=,rss=,comm="],
+                capture_output=True,
+                text=True,
             ).stdout
-            total = sum(
-                int(line.split()[0])
-                for line in out.splitlines()
-                if any(k in line for k in ("ray", "python", "gcs", "raylet"))
-            )
+            total = 0
+            for line in out.splitlines():
+                pid, rss, *comm = line.split()
+                if any(k in " ".join(comm) for k in ("ray", "python", "gcs", "raylet")):
+                    total += int(rss)
+                if pid == me:
+                    self.self_peak_mb = max(self.self_peak_mb, int(rss) / 1024)
             self.peak_mb = max(self.peak_mb, total / 1024)
-            time.sleep(0.5)
+            time.sleep(0.2)
+
+
+def timed_replay(cfg: Path, trace: Path, out: Path, opt: ReplayOptions) -> float:
+    """Wall seconds of one replay; prints where they went."""
+    opt.timeline = Timeline()
+    t0 = time.perf_counter()
+    replay(cfg, trace, out, opt)
+    wall = time.perf_counter() - t0
+    for line in breakdown(opt.timeline):
+        print("    " + line)
+    return wall
+
+
+def engine_only(cfg: Path, trace: Path) -> float:
+    """Simulation.run over the whole trace in this process: no results files written."""
+    t0 = time.perf_counter()
+    scenario = load_scenario(cfg)
+    sim = Simulation(scenario)
+    sim.run(load_trace(trace, scenario))
+    return time.perf_counter() - t0
+
+
+def generate(args: argparse.Namespace, path: Path) -> None:
+    """Write the trace in a child process, so this process's peak memory is the replay's."""
+    table = trace_table(args.regions, args.racks, args.requests, args.utilization, 0)
+    write_trace(table, path, {"source": "bench_replay"})
 
 
 def main() -> None:
@@ -105,47 +144,64 @@ def main() -> None:
         "--shards", type=int, default=None, help="shard actors (default: one per region)"
     )
     ap.add_argument("--skip-inprocess", action="store_true")
+    ap.add_argument(
+        "--inprocess-shards",
+        type=int,
+        default=1,
+        help="shards of the in-process baseline (1: one worker owns every region)",
+    )
+    ap.add_argument(
+        "--engine-only",
+        action="store_true",
+        help="also time Simulation.run in one process (no results written)",
+    )
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-replay-"))
     cfg = work / "scenario.yaml"
     cfg.write_text(yaml.safe_dump(scenario(args.regions, args.racks)))
+    trace = work / "trace.parquet"
     t0 = time.perf_counter()
-    write_trace(
-        trace_table(args.regions, args.racks, args.requests, args.utilization, 0),
-        work / "trace.parquet",
-        {"source": "bench_replay"},
-    )
+    child = multiprocessing.get_context("spawn").Process(target=generate, args=(args, trace))
+    child.start()
+    child.join()
     print(
-        f"machine: nproc={os.cpu_count()}; fleet {args.regions} regions x {args.racks} racks "
-        f"= {args.regions * args.racks * 72:,} MTIA 2i; {args.requests:,} requests"
+        f"machine: nproc={os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; fleet "
+        f"{args.regions} regions x {args.racks} racks = {args.regions * args.racks * 72:,} "
+        f"MTIA 2i; {args.requests:,} requests"
     )
-    print(f"trace generation: {time.perf_counter() - t0:.2f} s")
+    print(f"trace generation: {time.perf_counter() - t0:.2f} s ({trace.stat().st_size >> 20} MB)")
     watch = MemoryWatch()
     watch.start()
     t0 = time.perf_counter()
+    shards = args.shards or args.regions
     with ray_session(None, namespace="bench", num_cpus=os.cpu_count()):
         t_ray = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        replay(cfg, work / "trace.parquet", work / "ray-run", ReplayOptions(shards=args.shards))
-        t_replay = time.perf_counter() - t0
+        print(f"ray start: {t_ray:.2f} s")
+        print(f"replay on Ray ({shards} shard actors):")
+        t_replay = timed_replay(cfg, trace, work / "ray-run", ReplayOptions(shards=args.shards))
     watch.stop = True
-    print(f"ray start: {t_ray:.2f} s")
     print(
-        f"replay on Ray ({args.regions} region actors): {t_replay:.2f} s = "
-        f"{args.requests / t_replay:,.0f} requests/s; peak memory (all processes) "
-        f"{watch.peak_mb:,.0f} MB"
+        f"replay on Ray: {t_replay:.2f} s = {args.requests / t_replay:,.0f} requests/s; "
+        f"peak memory: all processes {watch.peak_mb:,.0f} MB, coordinator "
+        f"{watch.self_peak_mb:,.0f} MB (ru_maxrss so far "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB)"
     )
+    cores = min(os.cpu_count() or 1, shards)
     if not args.skip_inprocess:
-        t0 = time.perf_counter()
-        replay(cfg, work / "trace.parquet", work / "inproc-run", ReplayOptions(address="inprocess"))
-        t_in = time.perf_counter() - t0
-        ideal = t_in / min(os.cpu_count() or 1, args.regions)
+        print(f"replay in one process, no Ray, {args.inprocess_shards} shard(s), same results:")
+        opt = ReplayOptions(address="inprocess", shards=args.inprocess_shards)
+        t_in = timed_replay(cfg, trace, work / "inproc-run", opt)
+        print(f"replay in one process: {t_in:.2f} s = {args.requests / t_in:,.0f} requests/s")
         print(
-            f"replay in one process (no Ray): {t_in:.2f} s = {args.requests / t_in:,.0f} requests/s"
+            f"Ray share (results written by both) = 1 - (in-process / {cores} cores) / Ray = "
+            f"{1 - t_in / cores / t_replay:.1%}"
         )
+    if args.engine_only:
+        t_eng = engine_only(cfg, trace)
+        print(f"Simulation.run in one process (no results written): {t_eng:.2f} s")
         print(
-            f"Ray share estimate: 1 - (in-process time / cores) / Ray time = "
-            f"{max(0.0, 1 - ideal / t_replay):.0%}"
+            f"Ray share against the engine alone = 1 - (engine / {cores} cores) / Ray = "
+            f"{1 - t_eng / cores / t_replay:.1%}"
         )
 
 

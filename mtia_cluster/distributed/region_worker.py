@@ -14,13 +14,11 @@ import numpy as np
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.distributed.trace_scan import region_slice
 from mtia_cluster.distributed.windows import LoopState, finish, run_windows
 from mtia_cluster.distributed.worker import ShardWorker
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.simulation import Simulation
-from mtia_cluster.engine.trace_input import check_items
-from mtia_cluster.traces.columns import to_numpy_columns
-from mtia_cluster.traces.io import read_trace_batches, read_trace_schema
 
 Progress = tuple[int, int, int, bool]  # window start t, rows done, rows, finished
 
@@ -40,8 +38,10 @@ class RegionWorker(ShardWorker):
     ) -> None:
         self._pending_extra: Any = None
         super().__init__(scenario_raw, scenario_file, cell_ids, target, name)
-        self.sim = _routing_only(parse_scenario(scenario_raw, scenario_file), self)
-        self.trace = _region_slice(self.sim, trace_path, regions)
+        with self.timeline.span("init.routers"):
+            self.sim = _routing_only(parse_scenario(scenario_raw, scenario_file), self)
+        with self.timeline.span("init.read_trace"):
+            self.trace = region_slice(self.sim, trace_path, regions)
         self.state = LoopState()
         if self._pending_extra is not None:
             self._set_extra_state(self._pending_extra)
@@ -59,13 +59,15 @@ class RegionWorker(ShardWorker):
 
     def run_epoch(self, stop_ns: int) -> Progress:
         """Run this shard's windows that start before `stop_ns`."""
-        run_windows(self.sim, self.trace, self.state, self._advance, self.sample, stop_ns)
+        with self.timeline.span("epochs"):
+            run_windows(self.sim, self.trace, self.state, self._advance, self.sample, stop_ns)
         done = self.state.finished(self.sim, len(self.trace))
         return self.state.t, self.state.lo, len(self.trace), done
 
     def finish_run(self, end_ns: int) -> None:
         """Pad device samples to the run's global end."""
-        finish(self.state, end_ns, self.sim.scenario.metrics_interval_ns, self.sample)
+        with self.timeline.span("finish_run"):
+            finish(self.state, end_ns, self.sim.scenario.metrics_interval_ns, self.sample)
 
 
 def _routing_only(scenario: Any, worker: ShardWorker) -> Simulation:
@@ -83,20 +85,3 @@ def _routing_only(scenario: Any, worker: ShardWorker) -> Simulation:
         sim.capacity[group.cell_ids] = group.capacity()
     sim.routers = sim._routers()
     return sim
-
-
-def _region_slice(sim: Simulation, trace_path: str, regions: list[int]) -> RequestBatch:
-    """The served requests of `regions`, read with a region filter when the trace has one."""
-    names = [sim.regions[r] for r in regions]
-    has_region = "region" in read_trace_schema(trace_path).names
-    batches = read_trace_batches(trace_path, regions=names if has_region else None)
-    parts = [
-        RequestBatch(**to_numpy_columns(b, sim.services, sim.regions, file=trace_path))
-        for b in batches
-    ]
-    trace = RequestBatch.concat(parts)
-    check_items(trace, sim.scenario, trace_path)
-    if not has_region or np.any(trace.region < 0):
-        trace = sim.assign_regions(trace)  # the global stream in trace order: read all rows
-    keep = np.isin(trace.region, regions) & sim._served(trace)
-    return trace.take(keep)

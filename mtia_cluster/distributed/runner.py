@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from mtia_cluster.config.scenario import Scenario, load_scenario, parse_scenario
 from mtia_cluster.distributed.fleet import load_record
 from mtia_cluster.distributed.placement import partition
 from mtia_cluster.distributed.region_worker import RegionWorker
+from mtia_cluster.distributed.timing import Timeline
+from mtia_cluster.distributed.trace_scan import check_trace
 from mtia_cluster.distributed.windows import LoopState, finish, run_windows
 from mtia_cluster.distributed.worker import ShardWorker, StaleShard
 from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
@@ -55,6 +57,7 @@ class ReplayOptions:
     fail_shard_at_window: tuple[int, int] | None = None  # (shard, window): test hook
     fleet: str | None = None  # replay on a launched fleet (its plan and actors)
     extra_manifest: dict[str, Any] = field(default_factory=dict)
+    timeline: Timeline | None = None  # filled with the coordinator's and shards' spans
 
 
 @dataclass
@@ -88,11 +91,16 @@ class _Shard:
 class _Calls:
     """Run the same method on several shards: Ray actors in parallel, or in-process."""
 
-    def __init__(self, use_ray: bool) -> None:
+    def __init__(self, use_ray: bool, timeline: Timeline | None = None) -> None:
         self.use_ray = use_ray
         self.recoveries = 0  # shard actors restarted from a checkpoint
+        self.timeline = timeline or Timeline()
 
     def __call__(self, shards: list[_Shard], method: str, args: list[tuple[Any, ...]]) -> list[Any]:
+        with self.timeline.span(f"calls.{method}"):
+            return self._call(shards, method, args)
+
+    def _call(self, shards: list[_Shard], method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         if not self.use_ray:
             return [getattr(s.handle, method)(*a) for s, a in zip(shards, args, strict=True)]
         import ray
@@ -143,11 +151,13 @@ class Prepared:
     Ray cluster is started or joined and before any output exists."""
 
     scenario: Scenario
-    trace: RequestBatch
     sim: Simulation
     regions: list[list[int]] | None
     cells: list[list[int]]
     record: dict[str, Any] | None
+    trace: RequestBatch | None  # served rows, only for coordinator-driven windows
+    rejected: RequestBatch  # rows no region serves (written by the coordinator)
+    served_rows: int
 
 
 def prepare(
@@ -155,16 +165,38 @@ def prepare(
 ) -> Prepared:
     """Load and validate scenario, trace and plan (UserError on any bad input)."""
     opt = options or ReplayOptions()
+    tl = opt.timeline or Timeline()
     record = load_record(opt.fleet) if opt.fleet else None
-    if record is not None:
-        raw = {**record["config"], **({"seed": opt.seed} if opt.seed is not None else {})}
-        scenario = parse_scenario(raw, record["file"])
-    else:
-        scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
-    trace = load_trace(trace_path, scenario)
-    sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
+    with tl.span("prepare.scenario"):
+        if record is not None:
+            raw = {**record["config"], **({"seed": opt.seed} if opt.seed is not None else {})}
+            scenario = parse_scenario(raw, record["file"])
+        else:
+            scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
+    with tl.span("prepare.build_fleet"):
+        sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
     regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
-    return Prepared(scenario, trace, sim, regions, cells, record)
+    with tl.span("prepare.check_trace" if regions is not None else "prepare.read_trace"):
+        trace, rejected, served_rows = _trace_inputs(trace_path, sim, regions is not None)
+    return Prepared(scenario, sim, regions, cells, record, trace, rejected, served_rows)
+
+
+def _trace_inputs(
+    path: str | Path, sim: Simulation, region_shards: bool
+) -> tuple[RequestBatch | None, RequestBatch, int]:
+    """(served rows for coordinator-driven windows, else None; rejected rows; served count).
+
+    Region-owning shards read their own slices, so the coordinator only validates the trace,
+    streaming (trace_scan.py); the coordinator-driven path routes every request itself and
+    loads the trace whole."""
+    if region_shards:
+        check = check_trace(path, sim)
+        if check is not None:
+            return None, check.rejected, check.served
+    trace = sim.assign_regions(load_trace(path, sim.scenario))
+    served = sim._served(trace)
+    rows = None if region_shards else trace.take(served)
+    return rows, trace.take(~served), int(np.count_nonzero(served))
 
 
 def replay(
@@ -177,15 +209,11 @@ def replay(
 ) -> Path:
     """Replay `trace_path` on the fleet of `scenario_path`; write the results directory."""
     opt = options or ReplayOptions()
+    if opt.timeline is None:
+        opt = replace(opt, timeline=Timeline())
+    tl = opt.timeline or Timeline()
     p = prepared or prepare(scenario_path, trace_path, opt)
-    scenario, trace, sim, regions, cells, record = (
-        p.scenario,
-        p.trace,
-        p.sim,
-        p.regions,
-        p.cells,
-        p.record,
-    )
+    scenario, sim, regions, cells, record = p.scenario, p.sim, p.regions, p.cells, p.record
     use_ray = opt.address != "inprocess"
     manifest = {
         "scenario": scenario.name,
@@ -199,6 +227,7 @@ def replay(
         **opt.extra_manifest,
     }
     started = time.monotonic()
+    t_dir = time.time()
     with ResultsWriter(
         out_dir,
         manifest=manifest,
@@ -208,10 +237,10 @@ def replay(
         interval_ns=scenario.metrics_interval_ns,
         trace_path=trace_path,
     ) as run:
-        trace = sim.assign_regions(trace)
-        served = sim._served(trace)
-        _write_rejected(run, trace.take(~served))
-        calls = _Calls(use_ray)
+        tl.mark("results_dir", t_dir)
+        with tl.span("write_rejected"):
+            _write_rejected(run, p.rejected)
+        calls = _Calls(use_ray, tl)
         hosts = _fleet_hosts(opt.fleet, len(cells)) if opt.fleet else None
         if regions is not None:
             shards = _start_shards(
@@ -223,12 +252,16 @@ def replay(
                 extra=[(str(Path(trace_path).absolute()), g) for g in regions],
                 hosts=hosts,
             )
-            end_ns = _drive_regions(shards, calls, scenario, int(served.sum()), opt, progress)
+            end_ns = _drive_regions(shards, calls, scenario, p.served_rows, opt, progress)
         else:
+            assert p.trace is not None
             shards = _start_shards(scenario, cells, run, use_ray, opt, hosts=hosts)
-            end_ns = _drive_windows(sim, trace.take(served), shards, calls, opt, progress)
+            end_ns = _drive_windows(sim, p.trace, shards, calls, opt, progress)
         shard_nodes = calls(shards, "node", [()] * len(shards))
+        for spans in calls(shards, "timings", [()] * len(shards)):
+            tl.extend(spans)
         calls(shards, "close", [()] * len(shards))
+        t_final = time.time()
         run.finalize(
             wall_time_s=time.monotonic() - started,
             simulated_span_ns=end_ns,
@@ -238,6 +271,7 @@ def replay(
                 "shard_restarts": calls.recoveries,
             },
         )
+        tl.mark("finalize (summary, regions/, manifest)", t_final)
     return Path(out_dir)
 
 
@@ -290,6 +324,7 @@ def _start_shards(
     extra: list[tuple[Any, ...]] | None = None,
     hosts: list[Any] | None = None,
 ) -> list[_Shard]:
+    (opt.timeline or Timeline()).mark("start_shards", time.time())
     cls: type[ShardWorker] = ShardWorker if extra is None else RegionWorker
     args = [
         (scenario.raw, scenario.file, c, run.target, f"shard-{i:04d}", *(extra[i] if extra else ()))

@@ -15,6 +15,7 @@ import numpy as np
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.distributed.timing import Span, Timeline
 from mtia_cluster.engine.build import build_fleet, make_groups
 from mtia_cluster.engine.cell import Completed, RequestBatch
 from mtia_cluster.engine.shard import Inbox, Shard
@@ -43,19 +44,22 @@ class ShardWorker:
     ) -> None:
         self.name = name
         self.target = target
+        self.timeline = Timeline(name)
         self.checkpoint_path = Path(target.tmp_dir) / "_checkpoints" / f"{name}.pkl"
-        scenario = parse_scenario(scenario_raw, scenario_file)
-        catalog = load_catalog()
-        fleet = build_fleet(scenario, catalog)
-        self.fleet = fleet
-        self.shard = Shard(make_groups(fleet, cell_ids))
-        info, chips = fleet_device_info(fleet, np.sort(self.shard.device_counters().accelerator_id))
-        self.tracker = DeviceTracker(
-            info,
-            regions=[r.name for r in scenario.regions],
-            chips=chips,
-            services=scenario.services,
-        )
+        with self.timeline.span("init.build"):
+            scenario = parse_scenario(scenario_raw, scenario_file)
+            catalog = load_catalog()
+            fleet = build_fleet(scenario, catalog)
+            self.fleet = fleet
+            self.shard = Shard(make_groups(fleet, cell_ids))
+            accelerators = np.sort(self.shard.device_counters().accelerator_id)
+            info, chips = fleet_device_info(fleet, accelerators)
+            self.tracker = DeviceTracker(
+                info,
+                regions=[r.name for r in scenario.regions],
+                chips=chips,
+                services=scenario.services,
+            )
         self.last_sample_ns = 0
         self.window = 0  # windows advanced so far (for restarts)
         self.calls = 0  # guarded calls executed (restored with the checkpoint)
@@ -93,16 +97,18 @@ class ShardWorker:
     def _flush(self) -> None:
         """Write buffered finished requests (few large writes instead of one per window)."""
         if self._pending:
-            self.writer.write_completed(Completed.concat(self._pending))
+            with self.timeline.span("write.requests"):
+                self.writer.write_completed(Completed.concat(self._pending))
             self._pending, self._pending_rows = [], 0
 
     def sample(self, t_ns: int) -> None:
         """Write the devices rows of [last sample, t_ns)."""
         if t_ns > self.last_sample_ns:
-            counters = self.shard.device_counters()
-            self.writer.write_devices(
-                self.tracker.interval(counters, start_ns=self.last_sample_ns, end_ns=t_ns)
-            )
+            with self.timeline.span("write.devices"):
+                counters = self.shard.device_counters()
+                self.writer.write_devices(
+                    self.tracker.interval(counters, start_ns=self.last_sample_ns, end_ns=t_ns)
+                )
             self.last_sample_ns = t_ns
 
     def _extra_state(self) -> Any:
@@ -114,6 +120,10 @@ class ShardWorker:
 
     def checkpoint(self) -> int:
         """Commit written parts and save the shard's state; returns the window count."""
+        with self.timeline.span("checkpoint"):
+            return self._checkpoint()
+
+    def _checkpoint(self) -> int:
         self._flush()  # everything before the checkpoint is committed with it
         self.writer.checkpoint()  # commits the open parts; numbering continues after restart
         # the checkpoint call itself counts: a restored shard resumes at the next call
@@ -144,9 +154,14 @@ class ShardWorker:
 
     def close(self) -> int:
         """Close the shard's files; returns the number of windows advanced."""
-        self._flush()
-        self.writer.close()
+        with self.timeline.span("close"):
+            self._flush()
+            self.writer.close()
         return self.window
+
+    def timings(self) -> list[Span]:
+        """This process's spans since it started (see distributed/timing.py)."""
+        return self.timeline.spans
 
     def node(self) -> str:
         """The Ray node this shard runs on ("local" outside Ray)."""

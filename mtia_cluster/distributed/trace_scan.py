@@ -1,0 +1,149 @@
+"""Reading the trace for a distributed replay without ever holding it whole in one process.
+
+The coordinator only *validates* the trace, streaming it batch by batch (DESIGN §3): every
+check of :func:`~mtia_cluster.engine.trace_input.load_trace` (types, nulls, arrival order,
+unique ids, counts, known services and regions, items of R&R requests), plus the count of
+served requests and the few rows no region serves (written as rejected by the coordinator).
+Each region-owning shard then reads its own slice (:func:`region_slice`).
+
+A request without a region (trace region -1) is given one by the scenario's weights from one
+seeded stream in trace order (``Simulation.assign_regions``); it is served exactly when some
+region with a positive weight serves its service, so the coordinator needs no random draw.
+A shard keeps every row without a region, in trace order, so it draws the same stream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.errors import UserError
+from mtia_cluster.traces.columns import to_numpy_columns
+from mtia_cluster.traces.io import read_trace_batches
+
+
+@dataclass
+class TraceCheck:
+    """What the coordinator learns from one validating pass over the trace."""
+
+    rows: int
+    served: int
+    rejected: RequestBatch  # rows no region serves, with region as assigned (-1 if none)
+
+
+def servable(sim: Simulation) -> np.ndarray:
+    """bool[region, service]: the region has cells (a router) for the service."""
+    table = np.zeros((len(sim.regions), len(sim.services)), dtype=bool)
+    for r, s in sim.routers:
+        table[r, s] = True
+    return table
+
+
+def _served_without_region(sim: Simulation, table: np.ndarray) -> np.ndarray | None:
+    """bool[service]: a request without a region is served; None when that depends on the
+    random draw (some region the weights can pick has no cells for the service)."""
+    out = np.zeros(len(sim.services), dtype=bool)
+    for s, name in enumerate(sim.services):
+        picks = [
+            r
+            for r, region in enumerate(sim.scenario.regions)
+            if region.weight > 0 and any(p.service == name for p in region.pools)
+        ]
+        if any(not table[r, s] for r in picks):
+            return None
+        out[s] = bool(picks)
+    return out
+
+
+def _rr_services(sim: Simulation) -> np.ndarray:
+    rr = {p.service for r in sim.scenario.regions for p in r.pools if p.kind == "rr"}
+    return np.array([name in rr for name in sim.services], dtype=bool)
+
+
+def _check_items(
+    cols: dict[str, np.ndarray], rr: np.ndarray, services: list[str], row0: int, path: Path
+) -> None:
+    """engine/trace_input.py's check_items, with the row counted from the file's start."""
+    bad = rr[cols["service"]] & (cols["items"] < 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise UserError(
+            f"R&R service {services[cols['service'][i]]!r} needs items >= 1 (row {row0 + i})",
+            file=path,
+            field="items",
+            value=int(cols["items"][i]),
+        )
+
+
+def check_trace(path: str | Path, sim: Simulation) -> TraceCheck | None:
+    """Validate the trace streaming; None when served rows depend on the region draw (the
+    caller then loads the trace whole, as the coordinator-driven path does)."""
+    p = Path(path)
+    table = servable(sim)
+    no_region = _served_without_region(sim, table)
+    if no_region is None:
+        return None
+    rr = _rr_services(sim)
+    rows, served_rows, rejected = 0, 0, []
+    for batch in read_trace_batches(p):
+        cols = to_numpy_columns(batch, sim.services, sim.regions, file=p)
+        _check_items(cols, rr, sim.services, rows, p)
+        region, service = cols["region"], cols["service"]
+        served = np.where(region >= 0, table[np.maximum(region, 0), service], no_region[service])
+        n_served = int(np.count_nonzero(served))
+        if n_served < len(served):
+            rejected.append(RequestBatch(**cols).take(~served))
+        rows += batch.num_rows
+        served_rows += n_served
+    return TraceCheck(rows, served_rows, RequestBatch.concat(rejected))
+
+
+def region_slice(sim: Simulation, path: str | Path, regions: list[int]) -> RequestBatch:
+    """The served requests of `regions`, in trace order, read batch by batch.
+
+    Rows of other regions (and rows their region does not serve) are dropped as each batch is
+    read; the kept rows are copied once, into arrays sized for the whole file whose unused
+    tail is never touched (so never resident). Rows without a region are kept, then given
+    regions by the global stream (all of them are kept, in order, so the draws are those of
+    the single-process engine) and filtered like the others. The coordinator validated the
+    file, so this read does not check it again.
+    """
+    mine = np.zeros(len(sim.regions) + 1, dtype=bool)  # index -1: rows without a region
+    mine[regions] = True
+    mine[-1] = True
+    table = servable(sim)
+    out: dict[str, np.ndarray] = {}
+    n = 0
+    for batch in read_trace_batches(path, validate=False):
+        cols = to_numpy_columns(batch, sim.services, sim.regions, file=path)
+        region = cols["region"]
+        keep = mine[region] & ((region < 0) | table[np.maximum(region, 0), cols["service"]])
+        k = int(np.count_nonzero(keep))
+        if not out:
+            rows = pq_rows(path)
+            out = {name: np.empty(rows, dtype=col.dtype) for name, col in cols.items()}
+        for name, col in cols.items():
+            if k == len(keep):
+                out[name][n : n + k] = col
+            elif k:
+                np.compress(keep, col, out=out[name][n : n + k])
+        n += k
+    if not out:
+        return RequestBatch.empty()
+    trace = RequestBatch(**{name: col[:n] for name, col in out.items()})
+    if not np.any(trace.region < 0):
+        return trace
+    trace = sim.assign_regions(trace)
+    return trace.take(
+        np.isin(trace.region, regions) & table[np.maximum(trace.region, 0), trace.service]
+    )
+
+
+def pq_rows(path: str | Path) -> int:
+    """Rows of a Parquet file, from its footer."""
+    return int(pq.ParquetFile(path).metadata.num_rows)
