@@ -87,6 +87,8 @@ def simulate(
         "wall_s": wall_s,
         "requests_per_wall_s": len(trace) / wall_s if wall_s > 0 else None,
     }
+    if results.fleet_events:
+        info["fleet_events"] = results.fleet_events  # also lands in the manifest
     if output is not None:
         _write(output, results, info, trace_path)
     if as_json:
@@ -96,6 +98,12 @@ def simulate(
         f"{scenario.name}: {len(trace):,} requests, {results.end_ns / 1e9:.3f} s "
         f"simulated in {wall_s:.2f} s wall"
     )
+    for ev in results.fleet_events:
+        click.echo(
+            f"event at {ev['at_ns'] / 1e9:.3f} s: {ev['kind']} {ev['cells']} cells in "
+            f"{ev['region']}, {ev['requests_retried']} requests retried, "
+            f"{ev['requests_failed']} failed"
+        )
     echo_table([h for _, h in COLUMNS], [[r.get(k, "") for k, _ in COLUMNS] for r in rows])
 
 

@@ -21,6 +21,8 @@ Shape (documented with examples in docs/engine.md)::
                                            # version's performance delta or regression)
             error_rate: 0.0                # seeded fraction of served requests marked failed
             # LLM: tp, pp, max_num_batched_tokens, ... (read by engine/llm/factory.py)
+    events:                        # optional fleet events inside the replay (config/events.py)
+      - {at_s: 30, kind: fail, region: us-east, hosts: [0], on_failure: retry}
     slo:
       feed-ranking: {p99_ms: 50}
       chat: {ttft_p99_ms: 2000, tpot_p99_ms: 100}
@@ -37,6 +39,7 @@ from typing import Any
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
+from mtia_cluster.config.events import EventSpec, parse_events
 from mtia_cluster.errors import UserError
 
 POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
@@ -80,6 +83,7 @@ class Scenario:
     slo: dict[str, dict[str, float]]
     file: str | None
     raw: dict[str, Any]
+    events: tuple[EventSpec, ...] = ()  # fleet events inside the replay (config/events.py)
 
     @property
     def services(self) -> list[str]:
@@ -135,6 +139,7 @@ def parse_scenario(data: dict[str, Any], file: str | None = None, catalog: Any =
         slo=_slo(f, parsed),
         file=file,
         raw=data,
+        events=parse_events(f, names),
     )
     return scenario
 

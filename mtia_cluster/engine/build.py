@@ -179,6 +179,9 @@ class InjectErrors:
     def device_counters(self) -> DeviceCounters:
         return self.inner.device_counters()
 
+    def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
+        return self.inner.evict(local, at_ns)
+
 
 def _with_errors(fleet: Fleet, cell: int, group: CellGroup) -> CellGroup:
     """`group` wrapped in InjectErrors when its pool injects errors."""

@@ -38,6 +38,11 @@ class CellGroup(Protocol):
         """Cumulative per-accelerator counters up to the last advance bound."""
         ...
 
+    def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
+        """Local cells `local` fail at `at_ns` (the last advance bound): the requests they
+        hold, in arrival order, with the local cell of each; the cells restart empty."""
+        ...
+
 
 class SingleCell:
     """A group of one :class:`~mtia_cluster.engine.cell.Cell`."""
@@ -61,3 +66,10 @@ class SingleCell:
 
     def device_counters(self) -> DeviceCounters:
         return self.cell.device_counters()
+
+    def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
+        evict = getattr(self.cell, "evict", None)
+        if evict is None:
+            raise NotImplementedError(f"{type(self.cell).__name__} cells cannot fail yet")
+        batch = evict(at_ns)
+        return batch, np.zeros(len(batch), dtype=np.int64)

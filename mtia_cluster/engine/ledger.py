@@ -90,6 +90,19 @@ class BusyLedger:
             peak_memory_bytes=self._snapshot.peak_memory_bytes,
         )
 
+    def truncate(self, servers: np.ndarray, at_ns: int) -> None:
+        """The servers `servers` (local indices) stop at `at_ns` (a failure, right after
+        :meth:`close` at `at_ns`): their busy periods end there, later ones never happen."""
+        if not self._start:
+            return
+        start, end = np.concatenate(self._start), np.concatenate(self._end)
+        server, work = np.concatenate(self._server), np.concatenate(self._work)
+        hit = np.isin(server, servers)
+        keep = ~hit | (start < at_ns)
+        end = np.where(hit, np.minimum(end, at_ns), end)
+        self._start, self._end = [start[keep]], [end[keep]]
+        self._server, self._work = [server[keep]], [work[keep]]
+
     def counters(self) -> DeviceCounters:
         """Cumulative counters as of the last :meth:`close`."""
         return self._snapshot

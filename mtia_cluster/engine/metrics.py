@@ -8,7 +8,7 @@ dynamic power proportional to busy time, the cost model's power law).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,7 @@ class Results:
     devices: DeviceIntervals
     fleet: Any
     end_ns: int
+    fleet_events: list[dict[str, Any]] = field(default_factory=list)  # applied, in order
 
     def region_intervals(self) -> list[dict[str, Any]]:
         """Per region per metrics interval: offered and completed rates, p99, power."""

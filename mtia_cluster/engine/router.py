@@ -133,6 +133,11 @@ class Router:
             capacity=np.asarray(capacity, dtype=np.float64),
             sent=np.zeros(k, dtype=np.int64),
         )
+        self.available = np.ones(k, dtype=bool)  # fleet events: failed or drained cells
+
+    def set_available(self, cells: np.ndarray, available: bool) -> None:
+        """Take cells (global ids; others ignored) out of routing or put them back."""
+        self.available[np.isin(self.cells, cells)] = available
 
     def refresh(self, outstanding: np.ndarray, capacity: np.ndarray) -> None:
         """New reports (one per candidate, in `cells` order); own counts restart."""
@@ -141,7 +146,17 @@ class Router:
         self.state.sent = np.zeros(len(self.cells), dtype=np.int64)
 
     def route(self, n: int) -> np.ndarray:
-        """Global cell ids for the next `n` requests, in arrival order."""
-        local = self.policy(self.state, n)
+        """Global cell ids for the next `n` requests, in arrival order (-1 for every request
+        when no cell is available: the caller rejects them)."""
+        if self.available.all():
+            local = self.policy(self.state, n)
+        else:
+            up = np.flatnonzero(self.available)
+            if len(up) == 0:
+                return np.full(n, -1, dtype=np.int64)
+            s = self.state  # the policy sees only the available candidates
+            sub = RouterState(s.rng, s.outstanding[up], s.capacity[up], s.next_rr, s.sent[up])
+            local = up[self.policy(sub, n)]
+            s.next_rr = sub.next_rr
         self.state.sent += np.bincount(local, minlength=len(self.cells))
         return self.cells[local]

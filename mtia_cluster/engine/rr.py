@@ -145,6 +145,56 @@ class RRHostGroup:
         self.buffer = chunks
         return Completed.concat(out)
 
+    def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
+        """Hosts `local` fail at `at_ns` (right after ``advance(at_ns)``): every request they
+        hold (waiting, in preprocessing, batched or running) leaves them, and they restart
+        empty. Returns those requests (arrival order) and the local host of each."""
+        p = self.p
+        down = np.zeros(len(self.host_ids), dtype=bool)
+        down[np.asarray(local, dtype=np.int64)] = True
+        w = self.waiting
+        gone = down[w.unit // p.sockets]
+        parts = [self._requests(w.request_id[gone], w.arrival_ns[gone], w.items[gone])]
+        where = [w.unit[gone] // p.sockets]
+        self.waiting = w.take(~gone)
+        chunks: list[tuple[Completed, np.ndarray]] = []
+        for rows, host in self.buffer:
+            hit = down[host]
+            if hit.any():
+                parts.append(
+                    self._requests(rows.request_id[hit], rows.arrival_ns[hit], rows.items[hit])
+                )
+                where.append(host[hit])
+                rows, host = rows.take(~hit), host[~hit]
+            if len(rows):
+                chunks.append((rows, host))
+        self.buffer = chunks
+        units = (np.flatnonzero(down)[:, None] * p.sockets + np.arange(p.sockets)).ravel()
+        self.core_heap[units] = at_ns
+        self.server_free[units] = at_ns
+        per_host = p.sockets * p.accelerators_per_socket
+        acc = (np.flatnonzero(down)[:, None] * per_host + np.arange(per_host)).ravel()
+        self.ledger.truncate(acc, at_ns)
+        self.released[down] = self.submitted[down]
+        batch, host = RequestBatch.concat(parts), np.concatenate(where)
+        order = np.lexsort((batch.request_id, batch.arrival_ns))
+        return batch.take(order), host[order]
+
+    def _requests(self, rid: np.ndarray, arrival: np.ndarray, items: np.ndarray) -> RequestBatch:
+        """Request columns of R&R rows of this pool (no tokens, no session)."""
+        n = len(rid)
+        zeros = np.zeros(n, dtype=np.int32)
+        return RequestBatch(
+            request_id=rid,
+            arrival_ns=arrival,
+            service=np.full(n, self.service, dtype=np.int32),
+            region=np.full(n, self.region, dtype=np.int32),
+            items=items,
+            input_tokens=zeros,
+            output_tokens=zeros,
+            session_id=np.full(n, -1, dtype=np.int64),
+        )
+
     def outstanding(self) -> np.ndarray:
         """Per local host: requests submitted and not yet released."""
         return self.submitted - self.released

@@ -74,6 +74,25 @@ class Shard:
         for rows in np.split(order, bounds):
             self.groups[int(which[rows[0]])].submit(local[rows], inbox.requests.take(rows))
 
+    def evict(self, cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
+        """Cells `cells` (global ids, some maybe elsewhere) fail at `at_ns`, the last advance
+        bound: the requests they held, in arrival order, with the global cell of each."""
+        cells = np.asarray(cells, dtype=np.int64)
+        known = cells[cells < len(self._group)]
+        mine = known[self._group[known] >= 0]
+        batches, where = [], []
+        for gi in np.unique(self._group[mine]).tolist():
+            group = self.groups[gi]
+            local = self._local[mine[self._group[mine] == gi]]
+            batch, cell_local = group.evict(local, at_ns)
+            batches.append(batch)
+            where.append(group.cell_ids[cell_local])
+        if not batches:
+            return RequestBatch.empty(), np.zeros(0, dtype=np.int64)
+        batch, cell = RequestBatch.concat(batches), np.concatenate(where)
+        order = np.lexsort((batch.request_id, batch.arrival_ns))
+        return batch.take(order), cell[order]
+
     def device_counters(self) -> DeviceCounters:
         """Cumulative counters of every accelerator in the shard (as of the last advance)."""
         return DeviceCounters.concat([g.device_counters() for g in self.groups])

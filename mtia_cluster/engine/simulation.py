@@ -29,6 +29,7 @@ from mtia_cluster.engine.cell import (
     rejected_at_arrival,
     sorted_by_request_id,
 )
+from mtia_cluster.engine.events import resolve_events
 from mtia_cluster.engine.metrics import Results, device_intervals
 from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
 from mtia_cluster.engine.router import Router
@@ -57,6 +58,7 @@ class Simulation:
             for group in shard.groups:
                 self.capacity[group.cell_ids] = group.capacity()
         self.routers = self._routers()
+        self.events = resolve_events(scenario.events, self.fleet, scenario.report_interval_ns)
 
     def _routers(self) -> dict[tuple[int, int], Router]:
         region = np.asarray(self.fleet.cell_region)
@@ -119,22 +121,37 @@ class Simulation:
         outputs = [rejected_at_arrival(rejected)]
         samples: list[tuple[int, DeviceCounters]] = [(0, self._counters())]
         t, lo, n = 0, 0, len(trace)
+        events = self.events
         while lo < n or self.outstanding.any():
+            retry = None
+            boundary = events.next_boundary()
+            if boundary is not None and boundary <= t:
+                retry, failed = events.apply_due(t, self.routers.values(), self._evict)
+                outputs.append(failed)
+                boundary = events.next_boundary()
             until = t + step
             hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))
-            if hi == lo and lo < n and coalesce_idle:
+            if hi == lo and lo < n and coalesce_idle and (retry is None or not len(retry)):
                 # No arrival in this window, so no routing decision needs its reports: jump
                 # to the window of the next arrival (or the next metrics boundary). Cells give
                 # the same results for any cut, so this changes nothing but speed.
                 next_window = int(trace.arrival_ns[lo]) // step * step
                 until = min(next_window, (t // metrics_ns + 1) * metrics_ns)
+                if boundary is not None:  # stop at the next fleet event (boundary > t)
+                    until = min(until, boundary)
                 if not self.outstanding.any():  # nothing in flight: nothing to simulate
                     t = until
                     if t % metrics_ns == 0:
                         samples.append((t, self._counters()))
                     continue
             arrivals = trace.take(slice(lo, hi))
+            if retry is not None and len(retry):  # failed cells' requests, ahead of arrivals
+                arrivals = RequestBatch.concat([retry, arrivals])
             cell = self._route(arrivals)
+            if np.any(cell < 0):  # no cell of the region available (fleet events)
+                nowhere = cell < 0
+                outputs.append(rejected_at_arrival(arrivals.take(nowhere)))
+                arrivals, cell = arrivals.take(~nowhere), cell[~nowhere]
             for i, shard in enumerate(self.shards):
                 if len(self.shards) == 1:
                     inbox = Inbox(arrivals, cell)
@@ -154,7 +171,7 @@ class Simulation:
                 progress(lo, n)
         if samples[-1][0] != t:
             samples.append((t, self._counters()))
-        requests = sorted_by_request_id(outputs)
+        requests = events.restore_arrivals(sorted_by_request_id(outputs))
         devices = device_intervals(samples, self.fleet, self.catalog)
         return Results(
             scenario=self.scenario,
@@ -164,7 +181,17 @@ class Simulation:
             devices=devices,
             fleet=self.fleet,
             end_ns=t,
+            fleet_events=list(events.log),
         )
+
+    def _evict(self, cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
+        """Cells fail at `at_ns`: the requests they held (arrival order) and their cells."""
+        parts = [shard.evict(cells, at_ns) for shard in self.shards]
+        batch = RequestBatch.concat([b for b, _ in parts])
+        cell = np.concatenate([c for _, c in parts])
+        self.outstanding[cells] = 0
+        order = np.lexsort((batch.request_id, batch.arrival_ns))
+        return batch.take(order), cell[order]
 
     def _served(self, trace: RequestBatch) -> np.ndarray:
         keys = np.array([r * len(self.services) + s for r, s in self.routers])

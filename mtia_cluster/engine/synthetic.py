@@ -100,6 +100,29 @@ class SyntheticCell:
         self._ledger.close(until_ns)
         return self._buffer.release(until_ns)
 
+    def evict(self, at_ns: int) -> RequestBatch:
+        """The cell fails at `at_ns` (right after ``advance(at_ns)``): the requests it still
+        holds leave it (arrival order) and its servers restart free."""
+        rows = self._buffer.release(np.iinfo(np.int64).max)  # everything not yet released
+        self._buffer.released -= len(rows)
+        self.submitted -= len(rows)
+        self._free_ns = at_ns
+        self._heap = heap_from_free(np.full(self.servers, at_ns, dtype=np.int64))
+        self._ledger.truncate(np.arange(self.servers), at_ns)
+        rows = rows.take(np.lexsort((rows.request_id, rows.arrival_ns)))
+        n = len(rows)
+        zeros = np.zeros(n, dtype=np.int32)
+        return RequestBatch(
+            request_id=rows.request_id,
+            arrival_ns=rows.arrival_ns,
+            service=rows.service,
+            region=rows.region,
+            items=rows.items,
+            input_tokens=zeros,
+            output_tokens=zeros,
+            session_id=np.full(n, -1, dtype=np.int64),
+        )
+
     def report(self) -> LoadReport:
         return LoadReport(
             outstanding=self.submitted - self._buffer.released,

@@ -1,0 +1,81 @@
+"""The ``events:`` section of a scenario: fleet events applied inside a replay.
+
+Shape::
+
+    events:
+      - at_s: 30                 # simulated time; applied at the first window boundary >= it
+        kind: fail               # fail | repair | drain | undrain
+        region: us-east
+        service: feed-ranking    # optional: only that service's pools (default: all)
+        hosts: [0, 3]            # region-local host indices, or
+        racks: [1]               # region-local rack indices, or neither: the whole region
+        on_failure: retry        # fail only: retry (re-route in-flight work) | fail
+
+A ``fail`` takes the parts out at once: requests queued or running on them are re-routed to
+the rest of the region (``retry``, latency counted from the original arrival) or returned
+with status ``failed``; nothing is lost. ``repair`` brings them back empty. ``drain`` stops
+routing to them and lets in-flight work finish; ``undrain`` routes to them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mtia_cluster.config.fields import Fields
+
+EVENT_KINDS = ("fail", "repair", "drain", "undrain")
+ON_FAILURE = ("retry", "fail")
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One validated event; targets are resolved against the fleet by the engine."""
+
+    at_ns: int
+    kind: str
+    region: str
+    service: str | None
+    hosts: tuple[int, ...] | None
+    racks: tuple[int, ...] | None
+    on_failure: str
+    field_prefix: str  # "events.3", for errors raised while resolving targets
+    file: str | None = None
+
+
+def parse_events(f: Fields, regions: list[str]) -> tuple[EventSpec, ...]:
+    """Validate the ``events`` list (sorted by time, stable) against the region names."""
+    out = []
+    for i, raw in enumerate(f.list("events", [])):
+        e = Fields(raw, f.file, f"events.{i}")
+        at_s = e.number("at_s")  # non-negative by default
+        region = e.str("region", choices=regions)
+        hosts = _indices(e, "hosts")
+        racks = _indices(e, "racks")
+        if hosts is not None and racks is not None:
+            raise e.error("racks", "give hosts or racks, not both", racks)
+        out.append(
+            EventSpec(
+                at_ns=round(at_s * 1e9),
+                kind=e.str("kind", choices=EVENT_KINDS),
+                region=region,
+                service=e.str("service", None) if e.has("service") else None,
+                hosts=hosts,
+                racks=racks,
+                on_failure=e.str("on_failure", "retry", choices=ON_FAILURE),
+                field_prefix=f"events.{i}",
+                file=None if f.file is None else str(f.file),
+            )
+        )
+    return tuple(sorted(out, key=lambda ev: ev.at_ns))
+
+
+def _indices(e: Fields, key: str) -> tuple[int, ...] | None:
+    if not e.has(key):
+        return None
+    values: Any = e.list(key)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise e.error(key, "must be a non-empty list of integers", values)
+    if min(values) < 0:
+        raise e.error(key, "indices must be >= 0", values)
+    return tuple(sorted(set(values)))

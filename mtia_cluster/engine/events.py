@@ -1,0 +1,183 @@
+"""Fleet events inside a replay: failures, repairs, drains and undrains of hosts and racks.
+
+Scenario syntax and meaning: :mod:`mtia_cluster.config.events`. Here the events are resolved
+to cells and applied by the window loop at window boundaries: an event at ``at_ns`` takes
+effect at the first boundary ``t >= at_ns`` (boundaries are multiples of the report interval,
+a few ms), where every cell's state is exact.
+
+* ``drain``/``undrain``: the routers stop/start sending to the cells; in-flight work goes on.
+* ``fail``: the routers stop sending; every request the cells hold (queued, in preprocessing,
+  batched or running) leaves them (``evict``). With ``retry`` these requests are routed again
+  at ``t`` to the region's other cells, ahead of the window's arrivals, and their rows keep
+  the original ``arrival_ns`` (latency includes the lost work); with ``fail`` they are
+  returned with status ``failed`` at ``t``. Busy time on the failed accelerators stops at
+  ``t``. Nothing is lost or duplicated (tested).
+* ``repair``: the cells (already empty) are routed to again, unless drained. A cell serves
+  when it is neither failed nor drained: ``undrain`` does not repair a failed cell.
+
+Requests that find no available cell in their region are rejected at arrival, as for a
+region that does not serve the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.config.events import EventSpec
+from mtia_cluster.engine.cell import (
+    STATUS_FAILED,
+    Completed,
+    RequestBatch,
+    completed_from,
+)
+from mtia_cluster.errors import UserError
+
+# evict(global cell ids, t_ns) -> (requests they held, in arrival order; cell of each)
+Evict = Callable[[np.ndarray, int], tuple[RequestBatch, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class ResolvedEvent:
+    spec: EventSpec
+    cells: np.ndarray  # global cell ids, sorted
+
+
+@dataclass
+class FleetEvents:
+    """A scenario's events resolved to cells, applied in time order, with their log."""
+
+    events: list[ResolvedEvent]
+    step_ns: int
+    failed: np.ndarray  # bool per global cell
+    drained: np.ndarray  # bool per global cell
+    applied: int = 0
+    log: list[dict[str, Any]] = field(default_factory=list)
+    original_arrival: dict[int, int] = field(default_factory=dict)  # retried request ids
+
+    def next_boundary(self) -> int | None:
+        """The window boundary at which the next event takes effect (None: no more)."""
+        if self.applied >= len(self.events):
+            return None
+        at = self.events[self.applied].spec.at_ns
+        return -(-at // self.step_ns) * self.step_ns
+
+    def apply_due(self, t_ns: int, routers: Any, evict: Evict) -> tuple[RequestBatch, Completed]:
+        """Apply every event due at boundary `t_ns`. Returns the requests to route again at
+        `t_ns` (arrival set to `t_ns`, sorted by request id) and the requests failed now."""
+        retry: list[RequestBatch] = []
+        failed: list[Completed] = []
+        while (b := self.next_boundary()) is not None and b <= t_ns:
+            ev = self.events[self.applied]
+            self.applied += 1
+            kind = ev.spec.kind
+            if kind in ("fail", "repair"):
+                self.failed[ev.cells] = kind == "fail"
+            else:
+                self.drained[ev.cells] = kind == "drain"
+            # a cell serves when it is neither failed nor drained (undrain does not repair)
+            up = ev.cells[~(self.failed[ev.cells] | self.drained[ev.cells])]
+            down = ev.cells[self.failed[ev.cells] | self.drained[ev.cells]]
+            for router in routers:
+                router.set_available(up, True)
+                router.set_available(down, False)
+            moved = np.zeros(0, dtype=np.int64)
+            batch = RequestBatch.empty()
+            if ev.spec.kind == "fail":
+                batch, _ = evict(ev.cells, t_ns)
+                moved = batch.request_id
+                if ev.spec.on_failure == "retry":
+                    retry.append(self._retried(batch, t_ns))
+                else:
+                    failed.append(_failed(batch, t_ns))
+            self.log.append(
+                {
+                    "at_ns": int(t_ns),
+                    "requested_at_ns": int(ev.spec.at_ns),
+                    "kind": ev.spec.kind,
+                    "region": ev.spec.region,
+                    "cells": len(ev.cells),
+                    "requests_retried": len(moved) if ev.spec.on_failure == "retry" else 0,
+                    "requests_failed": len(batch) if ev.spec.on_failure == "fail" else 0,
+                }
+            )
+        out = RequestBatch.concat(retry)
+        return out.take(np.argsort(out.request_id, kind="stable")), Completed.concat(failed)
+
+    def _retried(self, batch: RequestBatch, t_ns: int) -> RequestBatch:
+        for rid, arrival in zip(batch.request_id.tolist(), batch.arrival_ns.tolist(), strict=True):
+            self.original_arrival.setdefault(rid, arrival)  # a second failure keeps the first
+        cols = batch.columns()
+        cols["arrival_ns"] = np.full(len(batch), t_ns, dtype=np.int64)
+        return RequestBatch(**cols)
+
+    def restore_arrivals(self, rows: Completed) -> Completed:
+        """Rows of retried requests get their original arrival back (latency from it)."""
+        if not self.original_arrival or len(rows) == 0:
+            return rows
+        ids = np.fromiter(self.original_arrival.keys(), dtype=np.int64)
+        hit = np.isin(rows.request_id, ids)
+        if not hit.any():
+            return rows
+        arrival = rows.arrival_ns.copy()
+        arrival[hit] = [self.original_arrival[int(r)] for r in rows.request_id[hit]]
+        return Completed(**{**rows.columns(), "arrival_ns": arrival})
+
+
+def _failed(batch: RequestBatch, t_ns: int) -> Completed:
+    return completed_from(
+        batch,
+        host_id=-1,
+        accelerator_id=-1,
+        start_ns=np.full(len(batch), t_ns, dtype=np.int64),
+        first_token_ns=np.full(len(batch), t_ns, dtype=np.int64),
+        finish_ns=np.full(len(batch), t_ns, dtype=np.int64),
+        status=STATUS_FAILED,
+        batch_size=0,
+    )
+
+
+def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> FleetEvents:
+    """Cells of each event (UserError for a host or rack index out of range, or a failure
+    of an LLM pool, whose replicas cannot be evicted yet)."""
+    scenario = fleet.scenario
+    regions = [r.name for r in scenario.regions]
+    services = scenario.services
+    cell_region = np.asarray(fleet.cell_region, dtype=np.int64)
+    cell_service = np.asarray(fleet.cell_service, dtype=np.int64)
+    cell_host = np.asarray(fleet.cell_host0, dtype=np.int64)
+    acc_rack = np.asarray(fleet.acc_rack, dtype=np.int64)
+    cell_rack = acc_rack[np.asarray(fleet.cell_acc0, dtype=np.int64)] if fleet.cells else cell_host
+    out = []
+    for spec in specs:
+        in_region = cell_region == regions.index(spec.region)
+        if spec.service is not None:
+            if spec.service not in services:
+                raise _error(spec, "service", "unknown service", spec.service)
+            in_region &= cell_service == services.index(spec.service)
+        mask = in_region.copy()
+        for key, ids in (("hosts", cell_host), ("racks", cell_rack)):
+            wanted = getattr(spec, key)
+            if wanted is None:
+                continue
+            local = np.unique(ids[in_region])  # region-local numbering, in id order
+            if max(wanted) >= len(local):
+                raise _error(spec, key, f"the region has {len(local)} {key}", list(wanted))
+            mask &= np.isin(ids, local[list(wanted)])
+        cells = np.flatnonzero(mask)
+        if spec.kind == "fail":
+            kinds = {fleet.pools[fleet.cell_pool[c]].kind for c in cells.tolist()}
+            if "llm" in kinds:
+                raise _error(spec, "kind", "LLM replicas cannot fail inside a replay yet", "fail")
+        out.append(ResolvedEvent(spec, cells))
+    cells = fleet.cells
+    return FleetEvents(out, step_ns, np.zeros(cells, dtype=bool), np.zeros(cells, dtype=bool))
+
+
+def _error(spec: EventSpec, key: str, message: str, value: Any) -> UserError:
+    return UserError(
+        message, file=spec.file, field=f"{spec.field_prefix}.{key}", value=value, has_value=True
+    )

@@ -1,0 +1,207 @@
+"""Fleet events inside a replay: failures (retry or fail), repairs, drains and undrains.
+
+Invariants under random event lists: every request exactly once with its original arrival;
+nothing served on a host while it is down; no accelerator runs two batches at once; the
+same results for any sharding; the event log accounts for every moved request.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.engine.cell import (
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_REJECTED,
+    RequestBatch,
+    make_requests,
+)
+from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.errors import UserError
+
+HOSTS = 4
+STEP_NS = 1_000_000  # report interval 1 ms
+
+
+def scenario(events: list[dict[str, Any]], policy: str = "least_outstanding") -> Any:
+    return parse_scenario(
+        {
+            "name": "events",
+            "seed": 3,
+            "report_interval_ms": 1,
+            "metrics_interval_ms": 2,
+            "router": {"policy": policy},
+            "regions": [
+                {
+                    "name": "a",
+                    "pools": [
+                        {
+                            "service": "rank",
+                            "model": "hc1",
+                            "platform": "mtia-2i-rack",
+                            "hosts": HOSTS,
+                            "batching": {"max_items": 256, "max_wait_us": 300},
+                        }
+                    ],
+                }
+            ],
+            "events": events,
+        }
+    )
+
+
+def trace(seed: int, n: int, rate_per_ms: float = 30.0) -> RequestBatch:
+    rng = entity_rng(seed, 5)
+    gaps = rng.exponential(1e6 / rate_per_ms, n)
+    arrival = np.cumsum(np.ceil(gaps)).astype(np.int64)
+    return make_requests(arrival, items=rng.integers(50, 400, n))
+
+
+events_strategy = st.lists(
+    st.fixed_dictionaries(
+        {
+            "at_s": st.integers(0, 12).map(lambda ms: ms / 1000),
+            "kind": st.sampled_from(["fail", "repair", "drain", "undrain"]),
+            "region": st.just("a"),
+            "hosts": st.lists(st.integers(0, HOSTS - 1), min_size=1, max_size=3, unique=True),
+            "on_failure": st.sampled_from(["retry", "fail"]),
+        }
+    ),
+    max_size=6,
+)
+
+
+def down_intervals(sim: Simulation, log: list[dict[str, Any]], events: list[dict]) -> dict:
+    """Global host id -> list of [fail boundary, repair boundary) from the applied events."""
+    ordered = sorted(events, key=lambda e: e["at_s"])  # stable, as the engine orders them
+    out: dict[int, list[list[float]]] = {}
+    host0 = min(sim.fleet.cell_host0)
+    for entry, ev in zip(log, ordered, strict=False):
+        for h in ev["hosts"]:
+            spans = out.setdefault(host0 + h, [])
+            if ev["kind"] == "fail" and (not spans or spans[-1][1] != np.inf):
+                spans.append([entry["at_ns"], np.inf])
+            elif ev["kind"] == "repair" and spans and spans[-1][1] == np.inf:
+                spans[-1][1] = entry["at_ns"]
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events_strategy, st.integers(0, 10_000), st.sampled_from(["least_outstanding", "p2c"]))
+def test_every_request_once_and_nothing_served_while_down(
+    events: list[dict[str, Any]], seed: int, policy: str
+) -> None:
+    tr = trace(seed, 500)
+    sim = Simulation(scenario(events, policy))
+    res = sim.run(tr)
+    req = res.requests
+    assert np.array_equal(req.request_id, tr.request_id)  # exactly once, sorted by id
+    assert np.array_equal(req.arrival_ns, tr.arrival_ns)  # original arrival kept on retry
+    assert np.all(req.finish_ns >= req.arrival_ns)
+    assert set(np.unique(req.status).tolist()) <= {STATUS_OK, STATUS_FAILED, STATUS_REJECTED}
+    log = res.fleet_events
+    ordered = sorted(events, key=lambda e: e["at_s"])
+    assert [e["kind"] for e in log] == [e["kind"] for e in ordered[: len(log)]]  # in order
+    assert sum(e["requests_failed"] for e in log) == int(np.sum(req.status == STATUS_FAILED))
+    ok = req.status == STATUS_OK
+    for host, spans in down_intervals(sim, log, events).items():
+        on = ok & (req.host_id == host)
+        for lo, hi in spans:  # a served request finished before the failure or started after
+            bad = on & (req.finish_ns >= lo) & (req.start_ns < hi)
+            assert not bad.any(), (host, lo, hi)
+    # no accelerator runs two batches at once
+    acc, start, finish = req.accelerator_id[ok], req.start_ns[ok], req.finish_ns[ok]
+    batches = np.unique(np.stack([acc, start, finish]), axis=1)
+    for a in np.unique(batches[0]):
+        s, f = batches[1][batches[0] == a], batches[2][batches[0] == a]
+        order = np.argsort(s)
+        assert np.all(s[order][1:] >= f[order][:-1])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events_strategy, st.integers(0, 10_000))
+def test_events_give_the_same_results_for_any_sharding(
+    events: list[dict[str, Any]], seed: int
+) -> None:
+    tr = trace(seed, 300)
+    one = Simulation(scenario(events)).run(tr)
+    three = Simulation(scenario(events), shards=3).run(tr)
+    for k, v in one.requests.columns().items():
+        assert np.array_equal(v, getattr(three.requests, k)), k
+    assert one.fleet_events == three.fleet_events
+
+
+def test_a_failed_host_retries_its_requests_elsewhere() -> None:
+    tr = trace(1, 400, rate_per_ms=60)
+    base = Simulation(scenario([])).run(tr)
+    ev = [{"at_s": 0.002, "kind": "fail", "region": "a", "hosts": [0], "on_failure": "retry"}]
+    sim = Simulation(scenario(ev))
+    res = sim.run(tr)
+    (entry,) = res.fleet_events
+    assert entry["at_ns"] == 2 * STEP_NS and entry["requests_retried"] > 0
+    host0 = min(sim.fleet.cell_host0)
+    after = res.requests.finish_ns >= entry["at_ns"]
+    assert not np.any(after & (res.requests.host_id == host0))  # the host never serves again
+    assert np.all(res.requests.status == STATUS_OK)  # retried, none lost
+    # retried requests wait longer than in the run without the failure
+    moved = res.requests.host_id != base.requests.host_id
+    lat = res.requests.finish_ns - res.requests.arrival_ns
+    lat0 = base.requests.finish_ns - base.requests.arrival_ns
+    assert lat[moved].mean() > lat0[moved].mean()
+
+
+def test_on_failure_fail_returns_failed_rows_at_the_failure_time() -> None:
+    tr = trace(2, 400, rate_per_ms=60)
+    ev = [{"at_s": 0.003, "kind": "fail", "region": "a", "hosts": [1, 2], "on_failure": "fail"}]
+    res = Simulation(scenario(ev)).run(tr)
+    failed = res.requests.status == STATUS_FAILED
+    assert failed.sum() == res.fleet_events[0]["requests_failed"] > 0
+    assert np.all(res.requests.finish_ns[failed] == 3 * STEP_NS)
+
+
+def test_a_region_with_every_host_down_rejects_until_repair() -> None:
+    tr = trace(3, 300)
+    ev = [
+        {"at_s": 0.001, "kind": "drain", "region": "a"},
+        {"at_s": 0.004, "kind": "undrain", "region": "a"},
+    ]
+    res = Simulation(scenario(ev)).run(tr)
+    rejected = res.requests.status == STATUS_REJECTED
+    arr = res.requests.arrival_ns
+    assert np.all(rejected == ((arr >= STEP_NS) & (arr < 4 * STEP_NS)))
+
+
+def test_drained_hosts_finish_their_work_and_get_no_new_requests() -> None:
+    tr = trace(4, 400, rate_per_ms=60)
+    ev = [{"at_s": 0.002, "kind": "drain", "region": "a", "hosts": [0, 1]}]
+    sim = Simulation(scenario(ev))
+    res = sim.run(tr)
+    host0 = min(sim.fleet.cell_host0)
+    drained = np.isin(res.requests.host_id, [host0, host0 + 1])
+    assert np.all(res.requests.status == STATUS_OK)
+    assert np.all(res.requests.arrival_ns[drained] < 2 * STEP_NS)
+    assert drained.any()
+
+
+@pytest.mark.parametrize(
+    ("event", "field"),
+    [
+        ({"at_s": 0, "kind": "fail", "region": "a", "hosts": [HOSTS]}, "events.0.hosts"),
+        ({"at_s": 0, "kind": "fail", "region": "a", "racks": [5]}, "events.0.racks"),
+        ({"at_s": 0, "kind": "explode", "region": "a"}, "events.0.kind"),
+        ({"at_s": -1, "kind": "fail", "region": "a"}, "events.0.at_s"),
+        ({"at_s": 0, "kind": "fail", "region": "nowhere"}, "events.0.region"),
+        ({"at_s": 0, "kind": "fail", "region": "a", "hosts": [0], "racks": [0]}, "events.0.racks"),
+    ],
+)
+def test_bad_events_are_user_errors(event: dict[str, Any], field: str) -> None:
+    with pytest.raises(UserError) as err:
+        Simulation(scenario([event]))
+    assert field in str(err.value)
