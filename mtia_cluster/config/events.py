@@ -11,6 +11,12 @@ Shape::
         racks: [1]               # region-local rack indices, or neither: the whole region
         on_failure: retry        # fail only: retry (re-route in-flight work) | fail
 
+Failures drawn from MTBF/MTTR (each host or rack of the region alternates exponential up and
+down times from its own seeded stream; a rack-level failure takes its hosts down together)::
+
+    failures:
+      - {level: host, region: us-east, mtbf_s: 600, mttr_s: 60, horizon_s: 3600, on_failure: retry}
+
 A ``fail`` takes the parts out at once: requests queued or running on them are re-routed to
 the rest of the region (``retry``, latency counted from the original arrival) or returned
 with status ``failed``; nothing is lost. ``repair`` brings them back empty. ``drain`` stops
@@ -68,6 +74,38 @@ def parse_events(f: Fields, regions: list[str]) -> tuple[EventSpec, ...]:
             )
         )
     return tuple(sorted(out, key=lambda ev: ev.at_ns))
+
+
+@dataclass(frozen=True)
+class FailureSpec:
+    """Failures and repairs drawn per host or rack of a region (or of every region)."""
+
+    level: str  # host | rack
+    region: str | None
+    mtbf_s: float
+    mttr_s: float
+    horizon_s: float
+    on_failure: str
+    field_prefix: str
+
+
+def parse_failures(f: Fields, regions: list[str]) -> tuple[FailureSpec, ...]:
+    """Validate the ``failures`` list."""
+    out = []
+    for i, raw in enumerate(f.list("failures", [])):
+        e = Fields(raw, f.file, f"failures.{i}")
+        out.append(
+            FailureSpec(
+                level=e.str("level", "host", choices=("host", "rack")),
+                region=e.str("region", choices=regions) if e.has("region") else None,
+                mtbf_s=e.number("mtbf_s", positive=True),
+                mttr_s=e.number("mttr_s", positive=True),
+                horizon_s=e.number("horizon_s", positive=True),
+                on_failure=e.str("on_failure", "retry", choices=ON_FAILURE),
+                field_prefix=f"failures.{i}",
+            )
+        )
+    return tuple(out)
 
 
 def _indices(e: Fields, key: str) -> tuple[int, ...] | None:

@@ -39,7 +39,7 @@ from typing import Any
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
-from mtia_cluster.config.events import EventSpec, parse_events
+from mtia_cluster.config.events import EventSpec, FailureSpec, parse_events, parse_failures
 from mtia_cluster.errors import UserError
 
 POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
@@ -84,6 +84,7 @@ class Scenario:
     file: str | None
     raw: dict[str, Any]
     events: tuple[EventSpec, ...] = ()  # fleet events inside the replay (config/events.py)
+    failures: tuple[FailureSpec, ...] = ()  # failures drawn from MTBF/MTTR (config/events.py)
 
     @property
     def services(self) -> list[str]:
@@ -140,6 +141,7 @@ def parse_scenario(data: dict[str, Any], file: str | None = None, catalog: Any =
         file=file,
         raw=data,
         events=parse_events(f, names),
+        failures=parse_failures(f, names),
     )
     return scenario
 

@@ -34,6 +34,7 @@ from mtia_cluster.engine.cell import (
     RequestBatch,
     completed_from,
 )
+from mtia_cluster.engine.rng import KIND_FAILURES, entity_rng
 from mtia_cluster.errors import UserError
 
 # evict(global cell ids, t_ns) -> (requests they held, in arrival order; cell of each)
@@ -140,17 +141,67 @@ def _failed(batch: RequestBatch, t_ns: int) -> Completed:
     )
 
 
+def drawn_failures(fleet: Any) -> list[EventSpec]:
+    """Fail/repair events drawn from the scenario's ``failures`` (MTBF/MTTR, exponential):
+    each host or rack draws from its own stream (KIND_FAILURES, region, level, index), so
+    the events never depend on anything else in the scenario but its seed and topology."""
+    scenario = fleet.scenario
+    regions = [r.name for r in scenario.regions]
+    cell_region = np.asarray(fleet.cell_region, dtype=np.int64)
+    out: list[EventSpec] = []
+    for spec in scenario.failures:
+        for r, name in enumerate(regions):
+            if spec.region not in (None, name):
+                continue
+            ids = _cell_hosts(fleet) if spec.level == "host" else _cell_racks(fleet)
+            count = len(np.unique(ids[cell_region == r]))
+            for k in range(count):
+                rng = entity_rng(scenario.seed, KIND_FAILURES, r, spec.level == "rack", k)
+                t = 0.0
+                while True:
+                    t += rng.exponential(spec.mtbf_s)
+                    if t >= spec.horizon_s:
+                        break
+                    down = rng.exponential(spec.mttr_s)
+                    target = {"hosts" if spec.level == "host" else "racks": (k,)}
+                    for kind, at in (("fail", t), ("repair", t + down)):
+                        out.append(
+                            EventSpec(
+                                at_ns=round(at * 1e9),
+                                kind=kind,
+                                region=name,
+                                service=None,
+                                hosts=target.get("hosts"),
+                                racks=target.get("racks"),
+                                on_failure=spec.on_failure,
+                                field_prefix=spec.field_prefix,
+                                file=scenario.file,
+                            )
+                        )
+                    t += down
+    return out
+
+
+def _cell_hosts(fleet: Any) -> np.ndarray:
+    return np.asarray(fleet.cell_host0, dtype=np.int64)
+
+
+def _cell_racks(fleet: Any) -> np.ndarray:
+    acc_rack = np.asarray(fleet.acc_rack, dtype=np.int64)
+    return acc_rack[np.asarray(fleet.cell_acc0, dtype=np.int64)]
+
+
 def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> FleetEvents:
-    """Cells of each event (UserError for a host or rack index out of range, or a failure
-    of an LLM pool, whose replicas cannot be evicted yet)."""
+    """Cells of each event, the scenario's drawn failures included (UserError for a host or
+    rack index out of range, or a failure of an LLM pool, whose replicas cannot be evicted
+    yet). Events are applied in time order (stable: listed order on ties)."""
+    specs = tuple(sorted((*specs, *drawn_failures(fleet)), key=lambda ev: ev.at_ns))
     scenario = fleet.scenario
     regions = [r.name for r in scenario.regions]
     services = scenario.services
     cell_region = np.asarray(fleet.cell_region, dtype=np.int64)
     cell_service = np.asarray(fleet.cell_service, dtype=np.int64)
-    cell_host = np.asarray(fleet.cell_host0, dtype=np.int64)
-    acc_rack = np.asarray(fleet.acc_rack, dtype=np.int64)
-    cell_rack = acc_rack[np.asarray(fleet.cell_acc0, dtype=np.int64)] if fleet.cells else cell_host
+    cell_host, cell_rack = _cell_hosts(fleet), _cell_racks(fleet)
     out = []
     for spec in specs:
         in_region = cell_region == regions.index(spec.region)

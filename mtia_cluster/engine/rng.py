@@ -21,6 +21,7 @@ KIND_ROUTER = 1
 KIND_CELL = 2
 KIND_SYNTHETIC = 3
 KIND_WORKLOAD = 4
+KIND_FAILURES = 5  # (KIND_FAILURES, region, level, index): drawn failures and repairs
 
 
 def entity_rng(seed: int, *key: int) -> np.random.Generator:

@@ -205,3 +205,55 @@ def test_bad_events_are_user_errors(event: dict[str, Any], field: str) -> None:
     with pytest.raises(UserError) as err:
         Simulation(scenario([event]))
     assert field in str(err.value)
+
+
+def failures_scenario(seed: int, level: str = "host") -> Any:
+    sc = scenario([]).raw | {"seed": seed}
+    sc["failures"] = [
+        {"level": level, "mtbf_s": 0.004, "mttr_s": 0.002, "horizon_s": 0.015, "on_failure": "fail"}
+    ]
+    return parse_scenario(sc)
+
+
+def test_drawn_failures_are_seeded_and_lose_nothing() -> None:
+    tr = trace(6, 500)
+    a = Simulation(failures_scenario(1)).run(tr)
+    b = Simulation(failures_scenario(1), shards=2).run(tr)
+    c = Simulation(failures_scenario(2)).run(tr)
+    assert a.fleet_events == b.fleet_events and len(a.fleet_events) > 0
+    assert a.fleet_events != c.fleet_events
+    assert np.array_equal(a.requests.request_id, tr.request_id)
+    assert np.array_equal(a.requests.status, b.requests.status)
+    failed = int(np.sum(a.requests.status == STATUS_FAILED))
+    assert failed == sum(e["requests_failed"] for e in a.fleet_events)
+
+
+def test_drawn_failure_rate_matches_mtbf() -> None:
+    """Alternating renewal: over a horizon H, a part fails about H / (MTBF + MTTR) times."""
+    from mtia_cluster.engine.events import drawn_failures
+
+    sc = scenario([]).raw | {"seed": 11}
+    sc["regions"][0]["pools"][0]["hosts"] = 60
+    sc["failures"] = [{"level": "host", "mtbf_s": 10, "mttr_s": 2, "horizon_s": 1200}]
+    fails = [e for e in drawn_failures(Simulation(parse_scenario(sc)).fleet) if e.kind == "fail"]
+    expected = 60 * 1200 / 12  # 6,000
+    assert abs(len(fails) - expected) < 4 * expected**0.5  # ~4 standard deviations
+
+
+def test_rack_failures_take_whole_racks() -> None:
+    sc = scenario([]).raw | {"seed": 5}
+    sc["regions"][0]["pools"][0]["hosts"] = 6  # two racks of three hosts
+    sc["failures"] = [{"level": "rack", "mtbf_s": 0.003, "mttr_s": 0.002, "horizon_s": 0.01}]
+    sim = Simulation(parse_scenario(sc))
+    res = sim.run(trace(7, 400))
+    fails = [e for e in res.fleet_events if e["kind"] == "fail"]
+    assert fails and all(e["cells"] == 3 for e in fails)
+
+
+def test_bad_failures_are_user_errors() -> None:
+    sc = scenario([]).raw | {
+        "failures": [{"level": "host", "mtbf_s": 0, "mttr_s": 1, "horizon_s": 1}]
+    }
+    with pytest.raises(UserError) as err:
+        parse_scenario(sc)
+    assert "failures.0.mtbf_s" in str(err.value)
