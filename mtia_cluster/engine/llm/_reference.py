@@ -38,11 +38,23 @@ ones to be free or cached.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
 from mtia_cluster.engine.llm.costs import AS_PER_NS, IterationCost
 from mtia_cluster.engine.llm.limits import NOT_SET, Outcome, ReplicaLimits
+
+
+class Snapshot(NamedTuple):
+    """Scheduler state between iterations (compared with the fast scheduler's)."""
+
+    t_as: int
+    iterations: int
+    free_blocks: int
+    cached_blocks: int
+    cache: tuple[tuple[int, int], ...]  # (session, blocks), least recently cached first
 
 
 def _blocks(tokens: int, block_size: int) -> int:
@@ -105,9 +117,19 @@ class ReferenceScheduler:
         output_tokens: np.ndarray,
         session_id: np.ndarray | None = None,
         prefilled: np.ndarray | None = None,
+        snapshot_ns: Sequence[int] = (),
     ) -> Outcome:
-        """Simulate all requests (arrivals sorted) to completion."""
+        """Simulate all requests (arrivals sorted) to completion.
+
+        `snapshot_ns` (sorted): for each bound, record in ``self.snapshots`` the state
+        (:meth:`snapshot`) left by running every iteration that starts before it, as the
+        fast scheduler's ``run_until(bound)`` does, so that the two can be compared between
+        events and not only by their final results.
+        """
         n = len(arrival_ns)
+        bounds = deque(int(b) * AS_PER_NS for b in snapshot_ns)
+        self.snapshots: list[Snapshot] = []
+        self.iterations = 0
         self.out = out = Outcome.empty(n)
         self.prompt = [int(x) for x in input_tokens]
         self.outputs = [int(x) for x in output_tokens]
@@ -127,6 +149,9 @@ class ReferenceScheduler:
         while nxt < len(order) or self.running or self.waiting:
             if not self.running and not self.waiting:
                 t = max(t, arrivals[order[nxt]])
+            while bounds and t >= bounds[0]:
+                bounds.popleft()
+                self.snapshots.append(self.snapshot(t))
             while nxt < len(order) and arrivals[order[nxt]] <= t:
                 self.waiting.append(order[nxt])
                 nxt += 1
@@ -135,7 +160,14 @@ class ReferenceScheduler:
                 if out.start_ns[r] == NOT_SET:
                     out.start_ns[r] = t // AS_PER_NS
             t = self._finish_iteration(t, plan)
+            self.iterations += 1
+        self.snapshots += [self.snapshot(t) for _ in bounds]
         return out
+
+    def snapshot(self, t: int) -> Snapshot:
+        """Clock (attoseconds), iterations run, free and cached blocks, cache entries."""
+        entries = tuple(self.cache.items())
+        return Snapshot(t, self.iterations, self.free_blocks, self.cached_blocks, entries)
 
     def _preempt(self, victim: int) -> None:
         self.running.remove(victim)

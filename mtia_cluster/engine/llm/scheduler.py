@@ -241,18 +241,28 @@ class ReplicaScheduler(RequestTable):
 
     # ----------------------------------------------------------------- general iteration
     def _evict_for_decodes(self) -> bool:
-        """Pass 1 under a block shortage: evict newest running requests until it fits."""
-        bs = self.limits.block_size
-        need = self.residue_count[self.iteration % bs]
+        """Pass 1 under a block shortage, as the decoders' one-by-one allocation does it.
+
+        Decoders needing a block take them in admission order while any is available (free
+        first, then cached entries, oldest first); the first one left without a block evicts
+        the newest running request (its blocks become free) and allocation goes on. The
+        order matters with a prefix cache: blocks taken before an eviction consume cached
+        entries that blocks freed by the eviction would have spared. A victim is always at
+        least as new as the decoder waiting for a block, so decoders already served are never
+        evicted; the victim's own need leaves ``residue_count`` when it is preempted.
+        """
+        slot = self.iteration % self.limits.block_size
+        served = 0  # decoders (oldest first) that already have their block
         evicted = False
-        while need > self.kv.available:
-            victim = next(reversed(self.running))
-            if self.state[victim] == _DECODE and (self.iteration + self.offset[victim]) % bs == 0:
-                need -= 1
-            self._preempt(victim)
+        while True:
+            waiting = self.residue_count[slot] - served
+            take = min(waiting, self.kv.available)
+            self.kv.alloc(take)
+            served += take
+            if take == waiting:
+                return evicted
+            self._preempt(next(reversed(self.running)))
             evicted = True
-        self.kv.alloc(need)
-        return evicted
 
     def _plan_chunks(self, budget: int, evicted: bool) -> list[tuple[int, int]]:
         """Passes 2 and 3: chunks for prefilling requests, then FCFS admissions."""
