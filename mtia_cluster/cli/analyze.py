@@ -47,6 +47,11 @@ def analyze(
     plot_file: Path | None,
 ) -> None:
     """Rates, goodput, latency quantiles, power and MLPerf-style verdicts of a run."""
+    from mtia_cluster.results.analysis.rollout_plots import is_rollout_dir
+
+    if is_rollout_dir(run_dir):  # `mtia-cluster rollout` output: its own report and plots
+        _rollout(run_dir, plot_file, as_json, compare_dir is not None or window is not None)
+        return
     level = parse_by(by)
     window_ns = parse_window(window) if window is not None else None
     if plot_file is not None:
@@ -76,3 +81,21 @@ def analyze(
     echo_table(*analysis_table(doc))
     for line in verdict_reasons(doc):
         click.echo(f"INVALID {line}")
+
+
+def _rollout(run_dir: Path, plot_file: Path | None, as_json: bool, unsupported: bool) -> None:
+    """Summary table and, with --plot, the wave Gantt chart and capacity vs demand plots."""
+    from mtia_cluster.errors import UserError
+    from mtia_cluster.results.analysis import rollout_plots as rp
+
+    if unsupported:
+        raise UserError("--compare and --window do not apply to a rollout directory", file=run_dir)
+    if plot_file is not None:
+        rp.write_rollout_plots(plot_file, run_dir)
+        click.echo(f"wrote {plot_file}", err=True)
+    summary = rp.load_summary(run_dir)
+    if as_json:
+        echo_json(summary)
+        return
+    click.echo(rp.headline(summary))
+    echo_table(*rp.report_rows(summary))

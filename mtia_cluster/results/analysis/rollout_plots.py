@@ -1,0 +1,301 @@
+"""`analyze ROLLOUT_DIR [--plot FILE]` on a `mtia-cluster rollout` output directory.
+
+A rollout directory holds `timeline/`, `events/`, `replays/` and `summary.json` (docs/rollout.md),
+not a replay run's manifest, so it gets its own small report: the summary as a table and,
+with `--plot`, a wave Gantt chart (one row per region, grouped by wave, bars for its wave's
+swapping, baking, rolling-back and paused phases) and capacity vs demand per region over
+time. As for replay results, FILE.html is self-contained inline SVG (svg.py) and FILE.png
+needs matplotlib (the optional `plot` extra, rollout_plots_png.py).
+
+Long timelines are reduced to about MAX_POINTS points per region for drawing: each point
+shows its stretch's lowest capacity and highest demand, so a dip below demand stays visible;
+stretches are whole days (so every one holds the daily peak).
+Replayed moments (`replays/`) are marked on the region's chart in the PNG (green: the replay
+agrees with the timeline, red: it does not) and listed in the HTML page.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from mtia_cluster.atomic import atomic_path
+from mtia_cluster.errors import UserError
+from mtia_cluster.results.analysis import svg
+from mtia_cluster.results.analysis.plots import check_plot_target
+
+MAX_POINTS = 600
+NS_PER_DAY = 86_400 * 10**9
+PHASE_COLORS = {"swapping": "#1f77b4", "baking": "#ff7f0e", "rolling_back": "#d62728",
+                "paused": "#7f7f7f"}  # fmt: skip
+_PHASE_START = {"wave_start": "swapping", "wave_swapped": "baking",
+                "rollback_start": "rolling_back", "pause": "paused"}  # fmt: skip
+_PHASE_END = {"wave_swapped", "gate_pass", "gate_fail", "rollback_done"}
+
+
+def is_rollout_dir(path: Path) -> bool:
+    """True for a `mtia-cluster rollout` output directory."""
+    return (path / "summary.json").is_file() and (path / "timeline").is_dir()
+
+
+@dataclass
+class Bar:
+    row: int
+    start_day: float
+    end_day: float
+    phase: str
+
+
+@dataclass
+class RolloutPlotData:
+    title: str
+    horizon_days: float
+    regions: list[str] = field(default_factory=list)
+    days: dict[str, list[float]] = field(default_factory=dict)
+    capacity: dict[str, list[float]] = field(default_factory=dict)
+    demand: dict[str, list[float]] = field(default_factory=dict)
+    rows: list[str] = field(default_factory=list)  # Gantt rows: "w0 region"
+    bars: list[Bar] = field(default_factory=list)
+    # region -> (day, demand_rps, agrees) of each replayed moment
+    moments: dict[str, list[tuple[float, float, bool]]] = field(default_factory=dict)
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((path / "summary.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"unreadable rollout summary.json: {exc}", file=path) from None
+
+
+def collect(path: Path) -> RolloutPlotData:
+    """Timeline series per region and Gantt bars from a rollout directory."""
+    summary = load_summary(path)
+    try:
+        tl = pq.read_table(path / "timeline").to_pydict()
+        ev = pq.read_table(path / "events").to_pydict()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"unreadable rollout timeline/events: {exc}", file=path) from None
+    horizon = float(summary.get("horizon_days") or 0.0)
+    data = RolloutPlotData(title=f"rollout {summary.get('plan', path.name)}", horizon_days=horizon)
+    region = np.asarray(tl["region"])
+    t_day = np.asarray(tl["time_ns"], dtype=np.float64) / NS_PER_DAY
+    cap = np.asarray(tl["capacity_rps"], dtype=np.float64)
+    dem = np.asarray(tl["demand_rps"], dtype=np.float64)
+    step_day = float(summary.get("step_h") or 1.0) / 24.0
+    for name in dict.fromkeys(region.tolist()):
+        sel = np.flatnonzero(region == name)
+        sel = sel[np.argsort(t_day[sel], kind="stable")]
+        data.regions.append(name)
+        days, lo_cap, hi_dem = envelope(t_day[sel], cap[sel], dem[sel], MAX_POINTS, step_day)
+        data.days[name], data.capacity[name], data.demand[name] = days, lo_cap, hi_dem
+    for r in summary.get("replays", []):
+        point = (float(r["day"]), float(r["demand_rps"]), bool(r["agrees"]))
+        data.moments.setdefault(str(r["region"]), []).append(point)
+    _gantt(data, summary, ev, float(t_day.max()) if len(t_day) else horizon)
+    return data
+
+
+def envelope(
+    days: np.ndarray, cap: np.ndarray, dem: np.ndarray, max_points: int, step_day: float
+) -> tuple[list[float], list[float], list[float]]:
+    """About `max_points` points: per stretch of equal length, its first day, lowest capacity
+    and highest demand (all points when there are few). Stretches are whole days, so every
+    one holds a daily peak and trough (a stretch of half a day would alternate)."""
+    if len(days) <= max_points:
+        return days.tolist(), cap.tolist(), dem.tolist()
+    size = -(-len(days) // max_points)
+    per_day = max(1, round(1.0 / step_day))
+    size = -(-size // per_day) * per_day  # whole days: each stretch holds a daily peak
+    starts = np.arange(0, len(days), size)
+    return (
+        days[starts].tolist(),
+        np.minimum.reduceat(cap, starts).tolist(),
+        np.maximum.reduceat(dem, starts).tolist(),
+    )
+
+
+def _gantt(
+    data: RolloutPlotData, summary: dict[str, Any], ev: dict[str, list[Any]], end: float
+) -> None:
+    """One row per region of each wave; bars for the wave's phases from its events."""
+    waves = summary.get("waves", [])
+    first_row: list[int] = []
+    for i, w in enumerate(waves):
+        first_row.append(len(data.rows))
+        suffix = " (cancelled)" if w.get("state") == "cancelled" else ""
+        data.rows += [f"w{i} {r}{suffix}" for r in w.get("regions", [])]
+    open_: dict[int, tuple[str, float]] = {}
+    order = np.argsort(np.asarray(ev["time_ns"], dtype=np.int64), kind="stable")
+    for j in order.tolist():
+        wave, kind = int(ev["wave"][j]), str(ev["event"][j])
+        if ev["region"][j] != "" or not 0 <= wave < len(waves):
+            continue
+        day = int(ev["time_ns"][j]) / NS_PER_DAY
+        if kind in _PHASE_END and wave in open_:
+            _close(data, waves, first_row, wave, open_.pop(wave), day)
+        if kind in _PHASE_START:
+            if wave in open_:
+                _close(data, waves, first_row, wave, open_.pop(wave), day)
+            open_[wave] = (_PHASE_START[kind], day)
+    for wave, phase in open_.items():
+        _close(data, waves, first_row, wave, phase, max(end, phase[1]))
+
+
+def _close(
+    data: RolloutPlotData,
+    waves: list[dict[str, Any]],
+    first_row: list[int],
+    wave: int,
+    phase: tuple[str, float],
+    day: float,
+) -> None:
+    """A bar from the phase's start to `day` on every row of the wave."""
+    for k in range(len(waves[wave].get("regions", []))):
+        data.bars.append(Bar(first_row[wave] + k, phase[1], day, phase[0]))
+
+
+def gantt_svg(data: RolloutPlotData) -> str:
+    """The wave Gantt chart as inline SVG (rows top to bottom in wave order)."""
+    hi = max([data.horizon_days] + [b.end_day for b in data.bars] + [1.0])
+    n = max(len(data.rows), 1)
+    ax = svg._Axes((0.0, hi), (0.0, float(n)), False)
+    out = svg._frame("Waves (Gantt)", "day", "region by wave")
+    height = (svg.HEIGHT - svg.TOP - svg.BOTTOM) / n
+    for i, label in enumerate(data.rows):
+        y = svg.TOP + i * height
+        out.append(
+            f'<text x="{svg.LEFT - 6}" y="{y + height / 2 + 4:.1f}" text-anchor="end" '
+            f'font-size="{min(12, max(7, int(height)))}">{escape(label)}</text>'
+        )
+    for b in data.bars:
+        x0, x1 = ax.px(b.start_day), ax.px(b.end_day)
+        y = svg.TOP + b.row * height
+        out.append(
+            f'<rect class="bar {b.phase}" x="{x0:.1f}" y="{y + 1:.1f}" '
+            f'width="{max(x1 - x0, 1.0):.1f}" height="{max(height - 2, 1):.1f}" '
+            f'fill="{PHASE_COLORS[b.phase]}"/>'
+        )
+    for t in svg.nice_ticks(0.0, hi):
+        if t <= hi:
+            x = ax.px(t)
+            out.append(
+                f'<text x="{x:.1f}" y="{svg.HEIGHT - svg.BOTTOM + 16}" '
+                f'text-anchor="middle">{svg.fmt(t)}</text>'
+            )
+    out.append(
+        f'<rect x="{svg.LEFT}" y="{svg.TOP}" width="{svg.WIDTH - svg.LEFT - svg.RIGHT}" '
+        f'height="{svg.HEIGHT - svg.TOP - svg.BOTTOM}" fill="none" stroke="#333"/>'
+    )
+    for k, (phase, color) in enumerate(PHASE_COLORS.items()):
+        ly = svg.TOP + 14 + 18 * k
+        out.append(
+            f'<rect x="{svg.WIDTH - svg.RIGHT + 12}" y="{ly - 6}" width="24" height="12" '
+            f'fill="{color}"/><text x="{svg.WIDTH - svg.RIGHT + 42}" y="{ly + 4}">{phase}</text>'
+        )
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def region_svgs(data: RolloutPlotData) -> list[str]:
+    """Capacity vs demand over time, one chart per region (shared day axis)."""
+    x_range = (0.0, max(data.horizon_days, 1.0))
+    return [
+        svg.line_chart(
+            [
+                ("capacity", data.days[r], data.capacity[r]),
+                ("demand", data.days[r], data.demand[r]),
+            ],
+            title=f"{r}: capacity vs demand",
+            xlabel="day",
+            ylabel="requests/s",
+            x_range=x_range,
+        )
+        for r in data.regions
+    ]
+
+
+def report_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """Per region: minimum headroom, when, and SLO-violation minutes."""
+    rows = [
+        [r["region"], r["min_headroom"], r["min_headroom_day"], r["slo_violation_minutes"]]
+        for r in summary.get("regions", [])
+    ]
+    return ["region", "min_headroom", "at_day", "slo_violation_min"], rows
+
+
+def headline(summary: dict[str, Any]) -> str:
+    def days(x: Any) -> str:
+        return "not reached" if x is None else f"{x:.1f} days"
+
+    return (
+        f"rollout {summary.get('plan')}: waves {', '.join(summary.get('final_states', []))}; "
+        f"full rollout {days(summary.get('time_to_full_rollout_days'))}, done after bake "
+        f"{days(summary.get('time_to_rollout_done_days'))}; rollbacks {summary.get('rollbacks')}; "
+        f"gates on {summary.get('gate_metrics', 'timeline')} metrics; replays "
+        f"{len(summary.get('replays', []))} ({summary.get('replay_disagreements', 0)} disagree)"
+    )
+
+
+def html_page(data: RolloutPlotData, summary: dict[str, Any]) -> str:
+    headers, rows = report_rows(summary)
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(_cell(v))}</td>" for v in r) + "</tr>" for r in rows
+    )
+    charts = [gantt_svg(data), *region_svgs(data)]
+    replays = replay_table_html(summary)
+    plots = "\n".join(f'<div class="plot">{s}</div>' for s in charts)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(data.title)}</title>"
+        "<style>body{font-family:sans-serif;margin:24px;background:#fafafa}"
+        ".plot{background:white;margin:12px 0;display:inline-block;border:1px solid #ddd}"
+        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
+        "padding:2px 6px;text-align:right;white-space:nowrap}</style></head><body>"
+        f"<h1>{escape(data.title)}</h1><p>{escape(headline(summary))}</p>"
+        f"<table><tr>{head}</tr>{body}</table>\n{replays}{plots}\n</body></html>\n"
+    )
+
+
+REPLAY_COLUMNS = ("kind", "wave", "region", "day", "racks_old_serving", "racks_new_serving",
+                  "demand_rps", "capacity_rps", "replayed_throughput_rps", "p99_s", "new_p99_s",
+                  "new_error_rate", "verdict", "agrees")  # fmt: skip
+
+
+def replay_table_html(summary: dict[str, Any]) -> str:
+    """The replayed moments as an HTML table (empty string when there are none)."""
+    rows = summary.get("replays", [])
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(c)}</th>" for c in REPLAY_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in REPLAY_COLUMNS) + "</tr>"
+        for r in rows
+    )
+    return f"<h2>Exact replays</h2><table><tr>{head}</tr>{body}</table>\n"
+
+
+def _cell(v: Any) -> str:
+    return svg.fmt(v) if isinstance(v, float) else str(v)
+
+
+def write_rollout_plots(path: Path, run_dir: Path) -> Path:
+    """Write the rollout plots to `path` (.html or .png), atomically."""
+    check_plot_target(path)
+    data = collect(run_dir)
+    if path.suffix.lower() == ".png":
+        from mtia_cluster.results.analysis.rollout_plots_png import write_png
+
+        with atomic_path(path) as tmp:
+            write_png(tmp, data)
+        return path
+    page = html_page(data, load_summary(run_dir))
+    with atomic_path(path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return path
