@@ -2,7 +2,7 @@
 
 Regions never interact (each has its own routers and cells), so a shard holding all cells of
 its regions runs the window loop locally for a whole epoch per call, instead of one Ray call
-per window. The loop is the shared :func:`~mtia_cluster.distributed.windows.run_windows`, so
+per window. The loop is the engine's :func:`~mtia_cluster.engine.windows.run_windows`, so
 the results equal the coordinator-driven path and the single-process engine.
 """
 
@@ -15,10 +15,10 @@ import numpy as np
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.trace_scan import region_slice
-from mtia_cluster.distributed.windows import LoopState, finish, run_windows
 from mtia_cluster.distributed.worker import ShardWorker
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.windows import LoopState, finish, run_windows
 
 Progress = tuple[int, int, int, bool]  # window start t, rows done, rows, finished
 

@@ -4,9 +4,9 @@ Per window ``[t, t + report_interval)``: each (region, service) router sends the
 arrivals to its cells using the reports from the previous boundary plus its own counts;
 each shard advances to the window's end; the new reports refresh the routers. Device
 counters are sampled every ``metrics_interval``. After the last arrival, windows continue
-until every request has finished. Runs of windows without arrivals are advanced in one step
-(up to the next arrival's window or metrics boundary): no routing decision reads their
-reports, and cells give identical results for any cut of time.
+until every request has finished. The loop itself is engine/windows.py's `run_windows`
+(idle windows coalesced, fleet events applied at window boundaries), which the distributed
+runner also runs, in a coordinator or in region-owning shards.
 
 Requests without a region (trace region -1) are spread over the regions that serve their
 service, in proportion to the regions' weights, from one seeded stream in trace order. A
@@ -24,6 +24,7 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import Scenario
 from mtia_cluster.engine.build import Fleet, build_fleet, make_groups
 from mtia_cluster.engine.cell import (
+    Completed,
     DeviceCounters,
     RequestBatch,
     rejected_at_arrival,
@@ -34,6 +35,7 @@ from mtia_cluster.engine.metrics import Results, device_intervals
 from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
 from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.shard import Inbox, Shard
+from mtia_cluster.engine.windows import EventHooks, LoopState, finish, run_windows
 
 
 class Simulation:
@@ -116,61 +118,33 @@ class Simulation:
         rejected = trace.take(~served)
         if not served.all():
             trace = trace.take(served)
-        step = self.scenario.report_interval_ns
-        metrics_ns = self.scenario.metrics_interval_ns
         outputs = [rejected_at_arrival(rejected)]
         samples: list[tuple[int, DeviceCounters]] = [(0, self._counters())]
-        t, lo, n = 0, 0, len(trace)
+        state = LoopState()
         events = self.events
-        while lo < n or self.outstanding.any():
-            retry = None
-            boundary = events.next_boundary()
-            if boundary is not None and boundary <= t:
-                retry, failed = events.apply_due(t, self.routers.values(), self._evict)
-                outputs.append(failed)
-                boundary = events.next_boundary()
-            until = t + step
-            hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))
-            if hi == lo and lo < n and coalesce_idle and (retry is None or not len(retry)):
-                # No arrival in this window, so no routing decision needs its reports: jump
-                # to the window of the next arrival (or the next metrics boundary). Cells give
-                # the same results for any cut, so this changes nothing but speed.
-                next_window = int(trace.arrival_ns[lo]) // step * step
-                until = min(next_window, (t // metrics_ns + 1) * metrics_ns)
-                if boundary is not None:  # stop at the next fleet event (boundary > t)
-                    until = min(until, boundary)
-                if not self.outstanding.any():  # nothing in flight: nothing to simulate
-                    t = until
-                    if t % metrics_ns == 0:
-                        samples.append((t, self._counters()))
-                    continue
-            arrivals = trace.take(slice(lo, hi))
-            if retry is not None and len(retry):  # failed cells' requests, ahead of arrivals
-                arrivals = RequestBatch.concat([retry, arrivals])
-            cell = self._route(arrivals)
-            if np.any(cell < 0):  # no cell of the region available (fleet events)
-                nowhere = cell < 0
-                outputs.append(rejected_at_arrival(arrivals.take(nowhere)))
-                arrivals, cell = arrivals.take(~nowhere), cell[~nowhere]
-            for i, shard in enumerate(self.shards):
-                if len(self.shards) == 1:
-                    inbox = Inbox(arrivals, cell)
-                else:
-                    mine = np.flatnonzero(self.shard_of_cell[cell] == i)
-                    inbox = Inbox(arrivals.take(mine), cell[mine])
-                done, reports = shard.advance(inbox, until)
-                outputs.append(done)
-                self.outstanding[reports.cell_id] = reports.outstanding
-                self.capacity[reports.cell_id] = reports.capacity_weight
-            for router in self.routers.values():
-                router.refresh(self.outstanding[router.cells], self.capacity[router.cells])
-            lo, t = hi, until
-            if t % metrics_ns == 0:
-                samples.append((t, self._counters()))
+
+        def advance(arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> None:
+            outputs.extend(self._advance_shards(arrivals, cell, until_ns))
+
+        def sample(t_ns: int) -> None:
+            samples.append((t_ns, self._counters()))
+
+        def after_window() -> None:
             if progress is not None:
-                progress(lo, n)
-        if samples[-1][0] != t:
-            samples.append((t, self._counters()))
+                progress(state.lo, len(trace))
+
+        def apply_due(t_ns: int) -> RequestBatch:
+            retry, failed = events.apply_due(t_ns, self.routers.values(), self._evict)
+            outputs.append(failed)
+            return retry
+
+        hooks = EventHooks(
+            events.next_boundary,
+            apply_due,
+            lambda batch: outputs.append(rejected_at_arrival(batch)),
+        )
+        run_windows(self, trace, state, advance, sample, None, coalesce_idle, after_window, hooks)
+        finish(state, state.t, self.scenario.metrics_interval_ns, sample)
         requests = events.restore_arrivals(sorted_by_request_id(outputs))
         devices = device_intervals(samples, self.fleet, self.catalog)
         return Results(
@@ -180,9 +154,26 @@ class Simulation:
             requests=requests,
             devices=devices,
             fleet=self.fleet,
-            end_ns=t,
+            end_ns=state.t,
             fleet_events=list(events.log),
         )
+
+    def _advance_shards(
+        self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int
+    ) -> list[Completed]:
+        """Advance every shard to `until_ns` with its cells' share of the window's arrivals."""
+        done_parts = []
+        for i, shard in enumerate(self.shards):
+            if len(self.shards) == 1:
+                inbox = Inbox(arrivals, cell)
+            else:
+                mine = np.flatnonzero(self.shard_of_cell[cell] == i)
+                inbox = Inbox(arrivals.take(mine), cell[mine])
+            done, reports = shard.advance(inbox, until_ns)
+            done_parts.append(done)
+            self.outstanding[reports.cell_id] = reports.outstanding
+            self.capacity[reports.cell_id] = reports.capacity_weight
+        return done_parts
 
     def _evict(self, cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
         """Cells fail at `at_ns`: the requests they held (arrival order) and their cells."""

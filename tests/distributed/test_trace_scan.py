@@ -1,0 +1,102 @@
+"""The coordinator's streaming check and the shards' slices equal reading the trace whole.
+
+A scenario where one region lacks a service (its requests are rejected) and traces with and
+without a region column (rows without a region get one from the seeded stream)."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+
+from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
+from mtia_cluster.distributed.trace_scan import check_trace, region_slice
+from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.trace_input import load_trace
+from mtia_cluster.errors import UserError
+from mtia_cluster.traces.io import read_trace, write_trace
+
+from .conftest import SCENARIO, requests_of
+
+
+def _scenario_without_chat_in_eu(tmp_path):
+    raw = yaml.safe_load(SCENARIO.read_text())
+    raw = copy.deepcopy(raw)
+    eu = next(r for r in raw["regions"] if r["name"] == "eu-west")
+    eu["pools"] = [p for p in eu["pools"] if p["service"] != "llm-chat"]
+    path = tmp_path / "no-chat-in-eu.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, parse_scenario(raw, str(path))
+
+
+@pytest.fixture(params=["with-region", "without-region"])
+def trace_path(request, short_trace, tmp_path):
+    table = read_trace(short_trace)
+    if request.param == "without-region":
+        table = table.drop_columns(["region"])
+    out = tmp_path / f"{request.param}.parquet"
+    write_trace(table, out, {"source": "test"})
+    return out
+
+
+def _whole(sim, path):
+    trace = sim.assign_regions(load_trace(path, sim.scenario))
+    served = sim._served(trace)
+    return trace, served
+
+
+def _same(a, b):
+    for name, col in a.columns().items():
+        np.testing.assert_array_equal(col, getattr(b, name), err_msg=name)
+
+
+def test_check_equals_whole_read(tmp_path, trace_path):
+    _, scenario = _scenario_without_chat_in_eu(tmp_path)
+    sim = Simulation(scenario)
+    trace, served = _whole(sim, trace_path)
+    check = check_trace(trace_path, sim)
+    assert check is not None
+    assert check.rows == len(trace) and check.served == int(served.sum())
+    _same(check.rejected, trace.take(~served))
+
+
+def test_slices_partition_the_served_rows(tmp_path, trace_path):
+    _, scenario = _scenario_without_chat_in_eu(tmp_path)
+    sim = Simulation(scenario)
+    trace, served = _whole(sim, trace_path)
+    want = trace.take(served)
+    for regions in ([0], [1], [0, 1]):
+        got = region_slice(sim, trace_path, regions)
+        _same(got, want.take(np.isin(want.region, regions)))
+
+
+def test_replay_with_rejections_equals_engine(tmp_path, short_trace):
+    path, scenario = _scenario_without_chat_in_eu(tmp_path)
+    run = replay(path, short_trace, tmp_path / "run", ReplayOptions(address="inprocess"))
+    engine = Simulation(scenario).run(load_trace(short_trace, scenario)).requests
+    ours = requests_of(run)
+    assert "rejected" in ours["status"]
+    assert ours["request_id"] == engine.request_id.tolist()
+    for col in ("accelerator_id", "start_ns", "finish_ns", "batch_size"):
+        assert ours[col] == getattr(engine, col).tolist(), col
+
+
+def test_coordinator_peak_is_not_the_trace(tmp_path, short_trace):
+    """Region placement keeps no trace rows in the coordinator (only rejected ones)."""
+    ready = prepare(SCENARIO, short_trace, ReplayOptions(address="inprocess"))
+    assert ready.trace is None and ready.served_rows == read_trace(short_trace).num_rows
+    windows = prepare(SCENARIO, short_trace, ReplayOptions(address="inprocess", placement="rack"))
+    assert windows.trace is not None and len(windows.trace) == ready.served_rows
+
+
+def test_scenario_with_fleet_events_is_refused(tmp_path, short_trace):
+    raw = yaml.safe_load(SCENARIO.read_text())
+    raw["events"] = [{"at_s": 10, "kind": "fail", "region": "us-east", "hosts": [0]}]
+    path = tmp_path / "events.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert parse_scenario(raw, str(path)).events  # a valid scenario, refused by the runner
+    with pytest.raises(UserError, match="fleet events"):
+        prepare(path, short_trace, ReplayOptions(address="inprocess"))
