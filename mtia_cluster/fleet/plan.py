@@ -18,6 +18,7 @@ from typing import Any
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
 from mtia_cluster.errors import UserError
+from mtia_cluster.fleet.events import RackEvent, parse_events
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Plan:
     failures: Failures | None = None
     optimize: OptimizeSpec | None = None
     replay: ReplaySpec = ReplaySpec()
+    events: tuple[RackEvent, ...] = ()  # racks added / removed at given days (fleet/events.py)
 
     @property
     def swap_h(self) -> float:
@@ -174,6 +176,12 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
         failures=_failures(f.sub("failures")) if f.has("failures") else None,
         optimize=_optimize(f.sub("optimize", {}), roll.number("install_racks_per_day")),
         replay=_replay(f.sub("replay", {})),
+        events=parse_events(
+            f,
+            {r.name for r in regions},
+            {target.from_generation, target.to_generation},
+            timeline.number("horizon_days", 365.0, positive=True),
+        ),
     )
     _check_work(plan, roll, timeline)
     return plan

@@ -3,8 +3,10 @@
 Versions are roles: "old" (what is swapped away from) and "new" (the target). A rack is in one
 of the STATES at every step; a swap moves it draining (old, out of service) -> installing
 (new) -> burn-in (new) -> serving (new); a rollback runs the same pipeline new -> old. Failed
-racks keep their version and return to serving after their repair time. Racks are never
-created or destroyed here, which the tests check at every step.
+racks keep their version and return to serving after their repair time. Racks appear only
+through `add_racks` (installing -> burn-in -> serving) and disappear only through
+`remove_racks` (draining -> gone), each logged as an event, which the tests check at every
+step.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 STATES = ("serving", "draining", "installing", "burnin", "failed")
 VERSIONS = ("old", "new")
 NS_PER_H = 3_600_000_000_000
+REMOVED = "removed"  # a Swap's dst for a rack being decommissioned
 
 
 @dataclass
@@ -25,7 +28,9 @@ class Swap:
     phase: str  # draining | installing | burnin
     end_ns: int
     src: str
-    dst: str
+    dst: str  # a version, or REMOVED
+    install_ns: int | None = None  # phase lengths of this rack (None: the region's)
+    burnin_ns: int | None = None
 
 
 @dataclass
@@ -40,6 +45,7 @@ class RegionState:
     swaps: list[Swap] = field(default_factory=list)
     repairs: list[tuple[int, str]] = field(default_factory=list)  # (repair_ns, version)
     tokens: float = 0.0
+    arriving: int = 0  # added racks not yet serving (not "out of service": never served)
     events: list[tuple[int, str, str, int]] = field(default_factory=list)
 
     @classmethod
@@ -54,9 +60,16 @@ class RegionState:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    @property
+    def in_service_base(self) -> int:
+        """Racks the drain budget is a fraction of: all but those still arriving."""
+        return self.total - self.arriving
+
     def out_of_service(self) -> int:
-        """Racks not serving: swapping or failed (what the drain budget limits)."""
-        return self.total - self.counts[("old", "serving")] - self.counts[("new", "serving")]
+        """Racks taken out of service: swapping, being removed or failed (what the drain
+        budget limits); added racks still installing never served and do not count."""
+        serving = self.counts[("old", "serving")] + self.counts[("new", "serving")]
+        return self.total - serving - self.arriving
 
     def _move(self, version: str, src: str, dst_version: str, dst: str, n: int = 1) -> None:
         self.counts[(version, src)] -= n
@@ -67,18 +80,25 @@ class RegionState:
         pass through at once)."""
         still: list[Swap] = []
         for s in self.swaps:
+            install_ns = self.install_ns if s.install_ns is None else s.install_ns
+            burnin_ns = self.burnin_ns if s.burnin_ns is None else s.burnin_ns
             while s.end_ns <= now_ns:
+                if s.phase == "draining" and s.dst == REMOVED:
+                    self.counts[(s.src, "draining")] -= 1
+                    self.events.append((s.end_ns, "rack_gone", s.src, 1))
+                    break
                 if s.phase == "draining":
                     self._move(s.src, "draining", s.dst, "installing")
-                    s.phase, s.end_ns = "installing", s.end_ns + self.install_ns
-                    self.events.append((s.end_ns - self.install_ns, "install_start", s.dst, 1))
+                    s.phase, s.end_ns = "installing", s.end_ns + install_ns
+                    self.events.append((s.end_ns - install_ns, "install_start", s.dst, 1))
                 elif s.phase == "installing":
                     self._move(s.dst, "installing", s.dst, "burnin")
-                    s.phase, s.end_ns = "burnin", s.end_ns + self.burnin_ns
-                    self.events.append((s.end_ns - self.burnin_ns, "burnin_start", s.dst, 1))
+                    s.phase, s.end_ns = "burnin", s.end_ns + burnin_ns
+                    self.events.append((s.end_ns - burnin_ns, "burnin_start", s.dst, 1))
                 else:
                     self._move(s.dst, "burnin", s.dst, "serving")
                     self.events.append((s.end_ns, "serve", s.dst, 1))
+                    self.arriving -= s.src == s.dst  # an added rack (swaps change version)
                     break
             else:
                 still.append(s)
@@ -92,6 +112,28 @@ class RegionState:
             self.swaps.append(Swap("draining", now_ns + self.drain_ns, src, dst))
         if n:
             self.events.append((now_ns, "drain_start", src, n))
+        return n
+
+    def add_racks(
+        self, now_ns: int, version: str, n: int, install_ns: int | None, burnin_ns: int | None
+    ) -> None:
+        """`n` new racks of `version` arrive and start installing (greenfield)."""
+        self.counts[(version, "installing")] += n
+        self.arriving += n
+        end = now_ns + (self.install_ns if install_ns is None else install_ns)
+        for _ in range(n):
+            self.swaps.append(Swap("installing", end, version, version, install_ns, burnin_ns))
+        self.events.append((now_ns, "rack_add", version, n))
+
+    def remove_racks(self, now_ns: int, version: str, n: int, drain_ns: int | None) -> int:
+        """Take up to `n` serving racks of `version` out to be removed; returns how many."""
+        n = max(0, min(n, self.counts[(version, "serving")]))
+        self.events.append((now_ns, "rack_remove", version, n))  # logged even when 0
+        if n == 0:
+            return 0
+        self._move(version, "serving", version, "draining", n)
+        end = now_ns + (self.drain_ns if drain_ns is None else drain_ns)
+        self.swaps.extend(Swap("draining", end, version, REMOVED) for _ in range(n))
         return n
 
     def repair(self, now_ns: int) -> None:

@@ -153,6 +153,8 @@ def summarize(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
         "final_states": [w.state for w in res.waves],
         "waves": [_wave(w) for w in res.waves],
         "rollbacks": sum(w.state in ("rolling_back", "rolled_back") for w in res.waves),
+        "racks_added": sum(e["racks"] for e in res.events if e["event"] == "rack_add"),
+        "racks_removed": sum(e["racks"] for e in res.events if e["event"] == "rack_gone"),
         "pauses": sum(w.state == "paused" for w in res.waves),
         "slo_violation_minutes": float((~ok).sum() * step_min),
         "min_headroom": min(float(x["min_headroom"]) for x in regions),

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.fleet.events import RackEvent
 from mtia_cluster.fleet.plan import Plan, Region
 from mtia_cluster.fleet.region import NS_PER_H, STATES, VERSIONS, RegionState
 
@@ -106,8 +107,12 @@ def simulate(
     res = Result(_empty_timeline(), [], [Wave(w) for w in plan.waves], cohorts, step_ns)
     res.gate_replay = gate_replay
     region_wave = {name: i for i, w in enumerate(plan.waves) for name in w}
+    next_event = 0
     for k in range(steps):
         now = k * step_ns
+        while next_event < len(plan.events) and plan.events[next_event].at_ns <= now:
+            _rack_event(plan, res, regions, region_wave, plan.events[next_event], now)
+            next_event += 1
         for r in plan.regions:
             st = regions[r.name]
             st.advance(now)
@@ -118,6 +123,10 @@ def simulate(
         for r in plan.regions:
             _start_swaps(plan, res, regions[r.name], region_wave.get(r.name), now)
             _record(res, r, regions[r.name], region_wave.get(r.name), now)
+    for ev in plan.events[next_event:]:  # after the last step
+        late = _wave_event(ev.at_ns, region_wave.get(ev.region, -1), "rack_event_not_reached",
+                           f"{ev.kind} {ev.racks} {ev.generation}")  # fmt: skip
+        res.events.append({**late, "region": ev.region, "racks": ev.racks})
     for st in regions.values():
         for t, kind, version, n in st.events:
             ev = _event(t, st.name, kind, version, n, cohorts)
@@ -125,6 +134,35 @@ def simulate(
             res.events.append(ev)
     res.events.sort(key=lambda e: (e["time_ns"], e["region"], e["event"]))
     return res
+
+
+def _rack_event(
+    plan: Plan,
+    res: Result,
+    regions: dict[str, RegionState],
+    region_wave: dict[str, int],
+    ev: RackEvent,
+    now: int,
+) -> None:
+    """Add or remove racks (fleet/events.py). A generation's racks are its version; in a
+    model-version rollout added racks get the new version once the region's wave has started
+    (and not rolled back), and removals take old racks first."""
+    st = regions[ev.region]
+    drain, install, burnin = ev.phase_ns
+    t = plan.target
+    if t.kind == "generation":
+        versions = ["old" if ev.generation == t.from_generation else "new"]
+    else:
+        w = region_wave.get(ev.region)
+        live = ("swapping", "baking", "done", "paused")
+        deployed = w is not None and res.waves[w].state in live
+        versions = ["new" if deployed else "old"] if ev.kind == "add" else ["old", "new"]
+    if ev.kind == "add":
+        st.add_racks(now, versions[0], ev.racks, install, burnin)
+        return
+    left = ev.racks
+    for v in versions:
+        left -= st.remove_racks(now, v, left, drain)
 
 
 def _draw_failures(plan: Plan, st: RegionState, rng: np.random.Generator, now: int) -> None:
@@ -145,7 +183,7 @@ def _waves_step(plan: Plan, res: Result, regions: dict[str, RegionState], now: i
                 w.state, w.start_ns = "swapping", now
                 res.events.append(_wave_event(now, i, "wave_start", ""))
             return
-        if w.state == "swapping" and all(regions[n].settled("new") for n in w.regions):
+        if w.state == "swapping" and _swapped(plan, regions, w.regions, now):
             w.state, w.swapped_ns = "baking", now
             res.events.append(_wave_event(now, i, "wave_swapped", ""))
         elif w.state == "baking" and now - w.swapped_ns >= round(plan.bake_days * NS_PER_DAY):
@@ -156,6 +194,14 @@ def _waves_step(plan: Plan, res: Result, regions: dict[str, RegionState], now: i
             _cancel_rest(res, i)
         if w.state != "done":
             return
+
+
+def _swapped(plan: Plan, regions: dict[str, RegionState], names: tuple[str, ...], now: int):
+    """Every rack of the regions is new, nothing in flight, and no rack is still scheduled
+    to arrive there (a greenfield region's wave waits for its racks)."""
+    if not all(regions[n].settled("new") for n in names):
+        return False
+    return not any(e.kind == "add" and e.at_ns > now and e.region in names for e in plan.events)
 
 
 def _judge(plan: Plan, res: Result, i: int, now: int) -> None:
@@ -228,7 +274,7 @@ def _start_swaps(plan: Plan, res: Result, st: RegionState, wave: int | None, now
     src, dst = ("old", "new") if res.waves[wave].state == "swapping" else ("new", "old")
     per_step = plan.install_racks_per_day * plan.step_h / 24.0
     st.tokens = min(st.tokens + per_step, per_step + 1.0)
-    room = math.floor(plan.drain_budget * st.total + 1e-9) - st.out_of_service()
+    room = math.floor(plan.drain_budget * st.in_service_base + 1e-9) - st.out_of_service()
     n = min(math.floor(st.tokens + 1e-9), max(room, 0), st.counts[(src, "serving")])
     st.tokens -= st.start_swaps(now, src, dst, n)
 

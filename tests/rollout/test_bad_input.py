@@ -31,6 +31,27 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
     "bad-type": ({"rollout.install_racks_per_day": "fast"}, "expected a number"),
     "bad-action": ({"rollout.on_gate_failure": "panic"}, "on_gate_failure"),
     "no-waves": ({"waves": []}, "waves"),
+    "event-region": (
+        {"events": [{"at_day": 1, "region": "zz", "kind": "add", "racks": {"mtia-2i": 1}}]},
+        "unknown region",
+    ),
+    "event-generation": (
+        {"events": [{"at_day": 1, "region": "a", "kind": "add", "racks": {"h100": 1}}]},
+        "not a generation of this rollout",
+    ),
+    "event-after-horizon": (
+        {"events": [{"at_day": 20, "region": "a", "kind": "add", "racks": {"mtia-2i": 1}}]},
+        "horizon",
+    ),
+    "event-kind": (
+        {"events": [{"at_day": 1, "region": "a", "kind": "grow", "racks": {"mtia-2i": 1}}]},
+        "kind",
+    ),
+    "event-count": (
+        {"events": [{"at_day": 1, "region": "a", "kind": "add", "racks": {"mtia-2i": 0}}]},
+        "must be > 0",
+    ),
+    "replay-budget": ({"replay": {"max_requests": 0}}, "max_requests"),
 }
 
 

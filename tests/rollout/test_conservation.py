@@ -52,6 +52,16 @@ def random_plans(draw: st.DrawFn) -> dict:
         }
     )
     if draw(st.booleans()):
+        data["events"] = [
+            {
+                "at_day": draw(st.floats(0.0, 0.999)) * data["timeline"]["horizon_days"],
+                "region": draw(st.sampled_from(names)),
+                "kind": draw(st.sampled_from(["add", "remove"])),
+                "racks": {draw(st.sampled_from(["mtia-2i", "mtia-400"])): draw(st.integers(1, 8))},
+            }
+            for _ in range(draw(st.integers(1, 4)))
+        ]
+    if draw(st.booleans()):
         data["failures"] = {
             "mtbf_h": draw(st.floats(50.0, 5000.0)),
             "mttr_h": draw(st.floats(1.0, 72.0)),
@@ -66,20 +76,34 @@ def _column(res: Result, name: str) -> np.ndarray:
     return np.asarray(res.timeline[name])
 
 
+def _expected_racks(data: dict, res: Result) -> np.ndarray:
+    """Per timeline row: initial racks + racks added - racks gone, by the event log."""
+    racks = {r["name"]: sum(r["racks"].values()) for r in data["fleet"]["regions"]}
+    region, t = _column(res, "region"), _column(res, "time_ns")
+    expected = np.array([racks[r] for r in region], dtype=np.int64)
+    for e in res.events:
+        sign = {"rack_add": 1, "rack_gone": -1}.get(e["event"], 0)
+        if sign:
+            expected += sign * e["racks"] * ((region == e["region"]) & (t >= e["time_ns"]))
+    return expected
+
+
 def check_invariants(data: dict, res: Result) -> None:
-    racks = {r["name"]: r["racks"]["mtia-2i"] for r in data["fleet"]["regions"]}
-    region = _column(res, "region")
     counts = {(v, s): _column(res, f"racks_{v}_{s}") for v in VERSIONS for s in STATES}
     total = np.sum(list(counts.values()), axis=0)
-    expected = np.array([racks[r] for r in region])
+    expected = _expected_racks(data, res)
     assert (total == expected).all()
     assert (_column(res, "racks_total") == expected).all()
     assert all((c >= 0).all() for c in counts.values())
     cap = counts[("old", "serving")] * OLD.rps + counts[("new", "serving")] * NEW.rps
     np.testing.assert_allclose(_column(res, "capacity_rps"), cap, rtol=1e-12)
-    swapping = sum(counts[(v, s)] for v in VERSIONS for s in ("draining", "installing", "burnin"))
-    budget = np.floor(data["rollout"]["drain_budget"] * expected + 1e-9)
-    assert (swapping <= budget).all()
+    if not data.get("events"):  # with events, arriving racks are not in the timeline
+        swapping = sum(
+            counts[(v, s)] for v in VERSIONS for s in ("draining", "installing", "burnin")
+        )
+        budget = np.floor(data["rollout"]["drain_budget"] * expected + 1e-9)
+        assert (swapping <= budget).all()
+    _check_events(data, res)
     assert (_column(res, "slo_ok") == (_column(res, "demand_rps") <= cap)).all()
 
 
@@ -111,3 +135,76 @@ def test_full_swap_ends_with_every_rack_new() -> None:
     assert (_column(res, "racks_new_serving")[last] == [10, 20]).all()
     assert (_column(res, "racks_old_serving")[last] == 0).all()
     assert math.isclose(float(_column(res, "capacity_rps")[last].sum()), 30 * NEW.rps)
+
+
+def _check_events(data: dict, res: Result) -> None:
+    """Every add arrives in full (or is logged as not reached); removals take at most what
+    was asked; a rack is gone only after its removal started."""
+    asked = {}
+    for e in data.get("events", []):
+        for n in e["racks"].values():
+            key = (e["region"], e["kind"])
+            asked[key] = asked.get(key, 0) + n
+    log = {}
+    for e in res.events:
+        if e["event"] == "rack_event_not_reached" and e["detail"].startswith("add"):
+            log[(e["region"], "rack_add")] = log.get((e["region"], "rack_add"), 0) + e["racks"]
+        if e["event"] in ("rack_add", "rack_remove", "rack_gone"):
+            log[(e["region"], e["event"])] = log.get((e["region"], e["event"]), 0) + e["racks"]
+    for (region, kind), n in asked.items():
+        if kind == "add":
+            assert log.get((region, "rack_add"), 0) == n
+        else:
+            assert log.get((region, "rack_remove"), 0) <= n
+    for region in {r["name"] for r in data["fleet"]["regions"]}:
+        assert log.get((region, "rack_gone"), 0) <= log.get((region, "rack_remove"), 0)
+
+
+def test_greenfield_region_and_decommission() -> None:
+    """An empty region gets 4 new racks at day 1 (install 4 h + burn-in 2 h): they serve from
+    hour 30; 3 old racks removed at day 2 are gone after the 1 h drain."""
+    data = plan_dict(
+        **{
+            "fleet.regions": [
+                {"name": "a", "racks": {"mtia-2i": 10}, "demand": {"peak_rps": 1.0e6}},
+                {"name": "g", "racks": {}, "demand": {"peak_rps": 1.0e6}},
+            ],
+            "waves": [["g"]],
+            "events": [
+                {"at_day": 1, "region": "g", "kind": "add", "racks": {"mtia-400": 4}},
+                {"at_day": 2, "region": "a", "kind": "remove", "racks": {"mtia-2i": 3}},
+            ],
+            "timeline.horizon_days": 4,
+        }
+    )
+    res = simulate(make_plan(data), {"old": OLD, "new": NEW})
+    check_invariants(data, res)
+    t_h = _column(res, "time_ns") / 3.6e12
+    region = _column(res, "region")
+    g, a = region == "g", region == "a"
+    serving = _column(res, "racks_new_serving")
+    assert (serving[g & (t_h < 30)] == 0).all() and (serving[g & (t_h >= 30)] == 4).all()
+    assert (_column(res, "capacity_rps")[g & (t_h >= 30)] == 4 * NEW.rps).all()
+    assert not _column(res, "slo_ok")[g & (t_h < 30)].any()  # no capacity before install
+    total = _column(res, "racks_total")
+    assert (total[a & (t_h < 49)] == 10).all() and (total[a & (t_h >= 49)] == 7).all()
+    old_serving = _column(res, "racks_old_serving")
+    assert (old_serving[a & (t_h >= 48)] == 7).all()
+    # region g (a wave of new racks only) is already "swapped": its gate passes
+    assert res.waves[0].state == "done"
+
+
+def test_removal_takes_only_serving_racks() -> None:
+    data = plan_dict(
+        **{
+            "events": [{"at_day": 0, "region": "a", "kind": "remove", "racks": {"mtia-2i": 50}}],
+            "timeline.horizon_days": 2,
+        }
+    )
+    res = simulate(make_plan(data), {"old": OLD, "new": NEW})
+    check_invariants(data, res)
+    (ev,) = [e for e in res.events if e["event"] == "rack_remove"]
+    assert ev["racks"] == 10  # region a has 10 racks: all of them, not 50
+    t = _column(res, "time_ns")
+    last = (_column(res, "region") == "a") & (t == t.max())
+    assert (_column(res, "racks_total")[last] == 0).all()
