@@ -5,6 +5,8 @@ second of the simulation and of writing the outputs::
 
     .venv/bin/python benchmarks/bench_rollout.py
     .venv/bin/python benchmarks/bench_rollout.py --failures --repeat 3
+    .venv/bin/python benchmarks/bench_rollout.py --failures --parts   # + host/accelerator
+    .venv/bin/python benchmarks/bench_rollout.py --replays            # + exact replays
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from pathlib import Path
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import load_yaml
-from mtia_cluster.fleet.plan import parse_plan
-from mtia_cluster.fleet.run import cohorts_for, summarize, write_outputs
+from mtia_cluster.fleet.plan import Plan, parse_plan
+from mtia_cluster.fleet.run import cohorts_for, run_rollout, summarize, write_outputs
 from mtia_cluster.fleet.simulate import simulate
 
 PLAN = Path(__file__).resolve().parent.parent / "configs" / "rollouts" / "mtia2i-16-regions.yaml"
@@ -26,14 +28,24 @@ PLAN = Path(__file__).resolve().parent.parent / "configs" / "rollouts" / "mtia2i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--failures", action="store_true", help="add MTBF 2000 h / MTTR 24 h")
+    ap.add_argument("--parts", action="store_true", help="add host/accelerator failures")
+    ap.add_argument("--replays", action="store_true", help="time the exact replays too")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     data = load_yaml(PLAN)
     if args.failures:
         data["failures"] = {"mtbf_h": 2000, "mttr_h": 24, "seed": 1}
+    if args.parts:
+        data.setdefault("failures", {"seed": 1})["parts"] = [
+            {"part": "host", "mtbf_h": 20000, "mttr_h": 8},
+            {"part": "accelerator", "mtbf_h": 50000, "mttr_h": 48},
+        ]
     cat = load_catalog()
     plan = parse_plan(data, PLAN, cat)
     cohorts = cohorts_for(plan, cat, "fast")
+    if args.replays:
+        _bench_replays(plan, args.repeat)
+        return
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         res = simulate(plan, cohorts)
@@ -47,6 +59,20 @@ def main() -> None:
             f"{plan.name}: {rows} region-steps, {len(res.events)} events; simulate "
             f"{t1 - t0:.2f} s ({rows / (t1 - t0):,.0f} region-steps/s); "
             f"summary+write {t2 - t1:.2f} s"
+        )
+
+
+def _bench_replays(plan: Plan, repeat: int) -> None:
+    """Timeline with exact replays (cost-model capacity, so only the replays are timed)."""
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        res, summary = run_rollout(plan.__class__(**{**vars(plan), "capacity_mode": "fast"}))
+        dt = time.perf_counter() - t0
+        n = sum(r.get("requests") or 0 for r in res.replays)
+        print(
+            f"{plan.name}: timeline + {len(res.replays)} replay rows "
+            f"({len(set(r['time_ns'] for r in res.replays))} distinct moments, {n:,} requests "
+            f"replayed) {dt:.2f} s; {summary['replay_disagreements']} disagree"
         )
 
 

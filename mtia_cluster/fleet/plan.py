@@ -19,6 +19,7 @@ from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
 from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.events import RackEvent, parse_events
+from mtia_cluster.fleet.parts import PartSpec, parse_parts
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,12 @@ class Gates:
 
 @dataclass(frozen=True)
 class Failures:
-    mtbf_h: float  # per rack
-    mttr_h: float  # mean repair time
+    mtbf_h: float | None  # per rack (None: no whole-rack failures, only parts)
+    mttr_h: float  # mean repair time of a rack
     seed: int
     correlated_prob_per_day: float = 0.0  # per region: chance of a correlated event per day
     correlated_racks: int = 0  # serving racks that fail together in such an event
+    parts: tuple[PartSpec, ...] = ()  # host / accelerator failures (fleet/parts.py)
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
         step_h=timeline.number("step_h", 1.0, positive=True),
         horizon_days=timeline.number("horizon_days", 365.0, positive=True),
         max_steps=timeline.int("max_steps", 20000, positive=True),
-        failures=_failures(f.sub("failures")) if f.has("failures") else None,
+        failures=_failures(f.sub("failures"), cat, target, units) if f.has("failures") else None,
         optimize=_optimize(f.sub("optimize", {}), roll.number("install_racks_per_day")),
         replay=_replay(f.sub("replay", {})),
         events=parse_events(
@@ -273,13 +275,17 @@ def _waves(f: Fields, regions: set[str]) -> tuple[tuple[str, ...], ...]:
     return tuple(out)
 
 
-def _failures(x: Fields) -> Failures:
+def _failures(x: Fields, cat: Catalog, target: Target, units: dict[str, int]) -> Failures:
+    """Rack failures (mtbf_h, mttr_h; optional when `parts` is given) and part failures."""
+    parts = parse_parts(x, cat, target.from_generation, target.to_generation, units)
+    racks = x.has("mtbf_h") or not parts
     return Failures(
-        mtbf_h=x.number("mtbf_h", positive=True),
-        mttr_h=x.number("mttr_h", positive=True),
+        mtbf_h=x.number("mtbf_h", positive=True) if racks else None,
+        mttr_h=x.number("mttr_h", positive=True) if racks else 1.0,
         seed=x.int("seed", 0),
         correlated_prob_per_day=x.number("correlated_prob_per_day", 0.0, max_value=1.0),
         correlated_racks=x.int("correlated_racks", 0),
+        parts=parts,
     )
 
 

@@ -155,6 +155,12 @@ def summarize(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
         "rollbacks": sum(w.state in ("rolling_back", "rolled_back") for w in res.waves),
         "racks_added": sum(e["racks"] for e in res.events if e["event"] == "rack_add"),
         "racks_removed": sum(e["racks"] for e in res.events if e["event"] == "rack_gone"),
+        "rack_failures": sum(e["racks"] for e in res.events if e["event"] == "failure"),
+        "part_failures": {
+            p: sum(e["racks"] for e in res.events if e["event"] == f"{p}_failure")
+            for p in ("host", "accelerator")
+        },
+        "degraded_rps_max": max(res.timeline["degraded_rps"], default=0.0),
         "pauses": sum(w.state == "paused" for w in res.waves),
         "slo_violation_minutes": float((~ok).sum() * step_min),
         "min_headroom": min(float(x["min_headroom"]) for x in regions),

@@ -22,6 +22,7 @@ import numpy as np
 
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.fleet.events import RackEvent
+from mtia_cluster.fleet.parts import KIND_FLEET_PART_FAILURES, PartState
 from mtia_cluster.fleet.plan import Plan, Region
 from mtia_cluster.fleet.region import NS_PER_H, STATES, VERSIONS, RegionState
 
@@ -104,6 +105,9 @@ def simulate(
         r.name: entity_rng(plan.failures.seed if plan.failures else 0, KIND_FLEET_FAILURES, i)
         for i, r in enumerate(plan.regions)
     }
+    seed = plan.failures.seed if plan.failures else 0
+    part_rngs = [entity_rng(seed, KIND_FLEET_PART_FAILURES, i) for i in range(len(plan.regions))]
+    parts = {r.name: PartState() for r in plan.regions}
     res = Result(_empty_timeline(), [], [Wave(w) for w in plan.waves], cohorts, step_ns)
     res.gate_replay = gate_replay
     region_wave = {name: i for i, w in enumerate(plan.waves) for name in w}
@@ -113,16 +117,21 @@ def simulate(
         while next_event < len(plan.events) and plan.events[next_event].at_ns <= now:
             _rack_event(plan, res, regions, region_wave, plan.events[next_event], now)
             next_event += 1
-        for r in plan.regions:
+        for i, r in enumerate(plan.regions):
             st = regions[r.name]
             st.advance(now)
             st.repair(now)
             if plan.failures is not None:
                 _draw_failures(plan, st, rngs[r.name], now)
+                if plan.failures.parts:
+                    serving = {v: st.counts[(v, "serving")] for v in VERSIONS}
+                    parts[r.name].step(
+                        now, part_rngs[i], plan.failures.parts, plan.step_h, serving, st.events
+                    )
         _waves_step(plan, res, regions, now)
         for r in plan.regions:
             _start_swaps(plan, res, regions[r.name], region_wave.get(r.name), now)
-            _record(res, r, regions[r.name], region_wave.get(r.name), now)
+            _record(plan, res, r, regions[r.name], parts[r.name], region_wave.get(r.name), now)
     for ev in plan.events[next_event:]:  # after the last step
         late = _wave_event(ev.at_ns, region_wave.get(ev.region, -1), "rack_event_not_reached",
                            f"{ev.kind} {ev.racks} {ev.generation}")  # fmt: skip
@@ -168,7 +177,7 @@ def _rack_event(
 def _draw_failures(plan: Plan, st: RegionState, rng: np.random.Generator, now: int) -> None:
     f = plan.failures
     assert f is not None
-    p_fail = 1.0 - math.exp(-plan.step_h / f.mtbf_h)
+    p_fail = 0.0 if f.mtbf_h is None else 1.0 - math.exp(-plan.step_h / f.mtbf_h)
     p_event = 1.0 - (1.0 - f.correlated_prob_per_day) ** (plan.step_h / 24.0)
     extra = f.correlated_racks if rng.random() < p_event else 0
     st.fail(now, rng, p_fail, f.mttr_h, extra)
@@ -283,15 +292,21 @@ def _empty_timeline() -> dict[str, list[Any]]:
     cols = ["time_ns", "region", "wave", "rollout_state"]
     cols += [f"racks_{v}_{s}" for v in VERSIONS for s in STATES]
     cols += ["racks_total", "capacity_rps", "demand_rps", "headroom", "slo_ok", "power_w"]
-    cols += ["new_p99_s", "new_error_rate"]
+    cols += ["new_p99_s", "new_error_rate", "degraded_rps", "parts_down_old", "parts_down_new"]
     return {c: [] for c in cols}
 
 
-def _record(res: Result, r: Region, st: RegionState, wave: int | None, now: int) -> None:
+def _record(
+    plan: Plan, res: Result, r: Region, st: RegionState, ps: PartState, wave: int | None, now: int
+) -> None:
     tl = res.timeline
     old, new = res.cohorts["old"], res.cohorts["new"]
     serving_old, serving_new = st.counts[("old", "serving")], st.counts[("new", "serving")]
-    cap = serving_old * old.rps + serving_new * new.rps
+    specs = plan.failures.parts if plan.failures else ()
+    serving = {"old": serving_old, "new": serving_new}
+    degraded = sum(serving[v] * res.cohorts[v].rps * ps.lost_fraction(specs, v, serving)
+                   for v in VERSIONS)  # fmt: skip
+    cap = serving_old * old.rps + serving_new * new.rps - degraded
     dem = float(demand_rps(r, now))
     tl["time_ns"].append(now)
     tl["region"].append(r.name)
@@ -308,6 +323,9 @@ def _record(res: Result, r: Region, st: RegionState, wave: int | None, now: int)
     tl["power_w"].append(serving_old * old.power_w + serving_new * new.power_w)
     tl["new_p99_s"].append(new.p99_s if serving_new else math.nan)
     tl["new_error_rate"].append(new.error_rate if serving_new else math.nan)
+    tl["degraded_rps"].append(degraded)
+    for v in VERSIONS:
+        tl[f"parts_down_{v}"].append(sum(ps.down(p, v, serving) for p in specs))
 
 
 def _event(t: int, region: str, kind: str, version: str, n: int, cohorts: dict[str, Cohort]):

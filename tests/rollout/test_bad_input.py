@@ -52,6 +52,11 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         "must be > 0",
     ),
     "replay-budget": ({"replay": {"max_requests": 0}}, "max_requests"),
+    "failure-part": (
+        {"failures": {"parts": [{"part": "psu", "mtbf_h": 10, "mttr_h": 1}]}},
+        "must be one of accelerator, host",
+    ),
+    "failures-without-model": ({"failures": {"seed": 1}}, "mtbf_h"),
 }
 
 

@@ -69,6 +69,12 @@ def random_plans(draw: st.DrawFn) -> dict:
             "correlated_prob_per_day": draw(st.floats(0.0, 0.5)),
             "correlated_racks": draw(st.integers(0, 5)),
         }
+        if draw(st.booleans()):
+            data["failures"]["parts"] = [
+                {"part": p, "mtbf_h": draw(st.floats(20.0, 5000.0)),
+                 "mttr_h": draw(st.floats(1.0, 48.0))}
+                for p in draw(st.sets(st.sampled_from(["host", "accelerator"]), min_size=1))
+            ]  # fmt: skip
     return data
 
 
@@ -95,8 +101,14 @@ def check_invariants(data: dict, res: Result) -> None:
     assert (total == expected).all()
     assert (_column(res, "racks_total") == expected).all()
     assert all((c >= 0).all() for c in counts.values())
-    cap = counts[("old", "serving")] * OLD.rps + counts[("new", "serving")] * NEW.rps
-    np.testing.assert_allclose(_column(res, "capacity_rps"), cap, rtol=1e-12)
+    full = counts[("old", "serving")] * OLD.rps + counts[("new", "serving")] * NEW.rps
+    degraded = _column(res, "degraded_rps")
+    assert (degraded >= 0).all() and (degraded <= full * (1 + 1e-12)).all()
+    cap = full - degraded
+    np.testing.assert_allclose(_column(res, "capacity_rps"), cap, rtol=1e-12, atol=1e-6)
+    for v in VERSIONS:  # failed parts count only against serving racks
+        down = _column(res, f"parts_down_{v}")
+        assert (down >= 0).all() and (down[counts[(v, "serving")] == 0] == 0).all()
     if not data.get("events"):  # with events, arriving racks are not in the timeline
         swapping = sum(
             counts[(v, s)] for v in VERSIONS for s in ("draining", "installing", "burnin")
