@@ -28,6 +28,7 @@ from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import STATUS_OK, make_requests
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.plan import Plan
 from mtia_cluster.fleet.region import NS_PER_H, VERSIONS
 from mtia_cluster.fleet.simulate import Cohort, Result
@@ -72,6 +73,16 @@ def engine_cohorts(plan: Plan, cat: Catalog, cohorts: dict[str, Cohort]) -> dict
     service time x latency_multiplier / perf_multiplier (its throughput delta and injected
     latency regression as one slowdown of every batch) and its injected error rate."""
     t = plan.target
+    slower = t.latency_multiplier / t.perf_multiplier
+    llm = not isinstance(cat.model(plan.model), RRModel)
+    if t.kind == "model_version" and slower != 1.0 and llm:
+        raise UserError(
+            "a model version of an LLM cannot be replayed (LLM pools take no "
+            "service_time_multiplier); use --no-replay or replay.enabled: false",
+            file=plan.file,
+            field="target.perf_multiplier",
+            value=t.perf_multiplier,
+        )
     out: dict[str, EngineCohort] = {}
     for version, chip in (("old", t.from_generation), ("new", t.to_generation)):
         platform = _platform_for(cat, chip)

@@ -212,3 +212,25 @@ def test_weighted_p99_follows_the_weights(a: list[float], b: list[float]) -> Non
     sa = np.sort(np.array(a))
     assert _p99(x, w) == sa[min(int(np.ceil(0.99 * len(a))) - 1, len(a) - 1)]
     assert min(x) <= _p99(x, np.array([1.0] * len(a) + [3.0] * len(b))) <= max(x)
+
+
+def test_llm_model_version_with_slowdown_is_refused_for_replay(runner, tmp_path) -> None:
+    d = plan_dict(
+        **{
+            "service.model": "llama-3.1-70b",
+            "service.slo_p99_ms": 20000,
+            "fleet.regions": [{"name": "a", "racks": {"mtia-400": 3}, "demand": {"peak_rps": 50}}],
+            "target": {"kind": "model_version", "from_generation": "mtia-400",
+                       "perf_multiplier": 1.2},
+            "waves": [["a"]],
+            "rollout.drain_budget": 0.34,
+            "timeline.horizon_days": 2,
+        }
+    )  # fmt: skip
+    plan = tmp_path / "llm.yaml"
+    plan.write_text(yaml.safe_dump(d))
+    r = runner.invoke(cli, ["rollout", str(plan), "-o", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "cannot be replayed" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(cli, ["rollout", str(plan), "-o", str(tmp_path / "o"), "--no-replay"])
+    assert r.exit_code == 0, r.output
