@@ -7,7 +7,8 @@ per configuration. Usage::
     .venv/bin/python benchmarks/bench_engine_llm.py [--trace PATH] [--repeat N] [--reference]
 
 ``--reference`` also times the one-iteration-at-a-time reference scheduler and checks that
-both give identical per-request timestamps.
+both give identical per-request outcomes (every column), peak KV blocks and prefix-cache
+entries, for the three budgets and the multi-turn sessions with and without prefix caching.
 """
 
 from __future__ import annotations
@@ -107,24 +108,41 @@ def main() -> None:
             f"ms, preemptions {int(out.preemptions.sum())}"
         )
         if args.reference:
-            from mtia_cluster.engine.llm._reference import ReferenceScheduler
-
-            t0 = time.perf_counter()
-            ref = ReferenceScheduler(cost, limits).run(arrival, prompt, output)
-            wall = time.perf_counter() - t0
-            same = all(
-                np.array_equal(getattr(ref, k), getattr(out, k))
-                for k in ("start_ns", "first_token_ns", "finish_ns", "preemptions")
-            )
-            print(
-                f"  reference: {len(arrival) / wall:,.0f} requests/s ({wall:.1f} s); "
-                f"identical: {same}"
-            )
-    sessions_benchmark(model, arrival, args.repeat)
+            check_reference(sched, cost, limits, arrival, prompt, output)
+    sessions_benchmark(model, arrival, args.repeat, args.reference)
     cells_benchmark(cat, arrival, prompt, output, args.repeat)
 
 
-def sessions_benchmark(model, arrival, repeat):
+def check_reference(sched, cost, limits, arrival, prompt, output, session=None) -> None:
+    """Replay with the one-iteration reference; print its speed and whether every outcome
+    column, the peak KV blocks and the final prefix-cache entries are identical."""
+    from mtia_cluster.engine.llm._reference import ReferenceScheduler
+
+    t0 = time.perf_counter()
+    ref = ReferenceScheduler(cost, limits)
+    expected = ref.run(arrival, prompt, output, session)
+    wall = time.perf_counter() - t0
+    out = sched.outcome()
+    same = (
+        all(np.array_equal(getattr(expected, k), getattr(out, k)) for k in OUTCOME_COLUMNS)
+        and ref.max_used_blocks == sched.max_used_blocks
+        and list(ref.cache.items()) == list(sched.kv.cache.items())
+    )
+    print(f"  reference: {len(arrival) / wall:,.0f} requests/s ({wall:.1f} s); identical: {same}")
+
+
+OUTCOME_COLUMNS = (
+    "start_ns",
+    "first_token_ns",
+    "finish_ns",
+    "rejected",
+    "batch_size",
+    "preemptions",
+    "cached_tokens",
+)
+
+
+def sessions_benchmark(model, arrival, repeat, reference=False):
     """Multi-turn sessions (traces' generator) started at every sixth Azure arrival."""
     from mtia_cluster.config import Fields
     from mtia_cluster.engine.rng import entity_rng
@@ -154,6 +172,8 @@ def sessions_benchmark(model, arrival, repeat):
             f"prompt tokens from cache {out.cached_tokens.sum() / p.sum():.1%}; "
             f"preemptions {int(out.preemptions.sum())}"
         )
+        if reference:
+            check_reference(sched, cost, limits, a, p, o, sid)
 
 
 def _spec(cat, chips: int, pool: dict):
