@@ -6,8 +6,8 @@ blocks just freed. The reference (and vLLM) serves decoders one by one in admiss
 they take whatever is available (free blocks, then cached prefix entries, least recently
 cached first) and only the first decoder left without a block evicts. So with a prefix-cache
 entry present, the fast scheduler kept an entry the reference consumed; later a request hit
-that entry (a cache hit the reference did not have: shorter iterations, the 1 ns
-differences of case B) or it stayed cached to the end (case A's extra entry).
+that entry (a cache hit the reference did not have: other chunks, other iteration
+times, the 1 ns differences of case B) or it stayed cached to the end (case A's extra entry).
 """
 
 from __future__ import annotations
