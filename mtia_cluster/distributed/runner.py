@@ -26,38 +26,27 @@ from typing import Any
 
 import numpy as np
 
-from mtia_cluster.catalog import load_catalog
-from mtia_cluster.config.scenario import Scenario, load_scenario, parse_scenario
-from mtia_cluster.distributed.fleet import load_record
-from mtia_cluster.distributed.placement import partition
+from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.distributed.prepare import (
+    Prepared,
+    ReplayOptions,
+    checked,
+    plan,
+    prepare,
+    region_groups,
+)
 from mtia_cluster.distributed.region_worker import RegionWorker
 from mtia_cluster.distributed.timing import Timeline
-from mtia_cluster.distributed.trace_scan import check_trace
 from mtia_cluster.distributed.worker import ShardWorker, StaleShard
 from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.engine.simulation import Simulation
-from mtia_cluster.engine.trace_input import load_trace
 from mtia_cluster.engine.windows import LoopState, finish, run_windows
 from mtia_cluster.errors import UserError
 from mtia_cluster.results import ResultsWriter, slos_from_scenario
 
-CHECKPOINT_WINDOWS = 2000
+# prepare.py's names that callers import from here
+__all__ = ["Prepared", "ReplayOptions", "plan", "prepare", "region_groups", "replay"]
 RESTART_TIMEOUT_S = 120.0
-
-
-@dataclass
-class ReplayOptions:
-    placement: str = "region"
-    shards: int | None = None
-    address: str | None = None  # None: embedded local Ray; "inprocess": no Ray at all
-    checkpoint_windows: int = CHECKPOINT_WINDOWS
-    epoch_ns: int = 30 * 10**9  # simulated time per call for region-owning shards
-    overrides: tuple[str, ...] = ()
-    seed: int | None = None
-    fail_shard_at_window: tuple[int, int] | None = None  # (shard, window): test hook
-    fleet: str | None = None  # replay on a launched fleet (its plan and actors)
-    extra_manifest: dict[str, Any] = field(default_factory=dict)
-    timeline: Timeline | None = None  # filled with the coordinator's and shards' spans
 
 
 @dataclass
@@ -145,67 +134,6 @@ class _Calls:
         return result
 
 
-@dataclass
-class Prepared:
-    """A replay's validated inputs: everything that can be wrong is checked here, before any
-    Ray cluster is started or joined and before any output exists."""
-
-    scenario: Scenario
-    sim: Simulation
-    regions: list[list[int]] | None
-    cells: list[list[int]]
-    record: dict[str, Any] | None
-    trace: RequestBatch | None  # served rows, only for coordinator-driven windows
-    rejected: RequestBatch  # rows no region serves (written by the coordinator)
-    served_rows: int
-
-
-def prepare(
-    scenario_path: str | Path, trace_path: str | Path, options: ReplayOptions | None = None
-) -> Prepared:
-    """Load and validate scenario, trace and plan (UserError on any bad input)."""
-    opt = options or ReplayOptions()
-    tl = opt.timeline or Timeline()
-    record = load_record(opt.fleet) if opt.fleet else None
-    with tl.span("prepare.scenario"):
-        if record is not None:
-            raw = {**record["config"], **({"seed": opt.seed} if opt.seed is not None else {})}
-            scenario = parse_scenario(raw, record["file"])
-        else:
-            scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
-    if scenario.events or scenario.failures:
-        # shard workers neither apply nor route around them yet: refuse rather than differ
-        raise UserError(
-            "fleet events are not replayed on Ray yet; use `mtia-cluster simulate`",
-            file=scenario.file,
-            field="events" if scenario.events else "failures",
-        )
-    with tl.span("prepare.build_fleet"):
-        sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
-    regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
-    with tl.span("prepare.check_trace" if regions is not None else "prepare.read_trace"):
-        trace, rejected, served_rows = _trace_inputs(trace_path, sim, regions is not None)
-    return Prepared(scenario, sim, regions, cells, record, trace, rejected, served_rows)
-
-
-def _trace_inputs(
-    path: str | Path, sim: Simulation, region_shards: bool
-) -> tuple[RequestBatch | None, RequestBatch, int]:
-    """(served rows for coordinator-driven windows, else None; rejected rows; served count).
-
-    Region-owning shards read their own slices, so the coordinator only validates the trace,
-    streaming (trace_scan.py); the coordinator-driven path routes every request itself and
-    loads the trace whole."""
-    if region_shards:
-        check = check_trace(path, sim)
-        if check is not None:
-            return None, check.rejected, check.served
-    trace = sim.assign_regions(load_trace(path, sim.scenario))
-    served = sim._served(trace)
-    rows = None if region_shards else trace.take(served)
-    return rows, trace.take(~served), int(np.count_nonzero(served))
-
-
 def replay(
     scenario_path: str | Path,
     trace_path: str | Path,
@@ -219,7 +147,7 @@ def replay(
     if opt.timeline is None:
         opt = replace(opt, timeline=Timeline())
     tl = opt.timeline or Timeline()
-    p = prepared or prepare(scenario_path, trace_path, opt)
+    p = prepared or prepare(scenario_path, trace_path, opt, with_trace=False)
     scenario, sim, regions, cells, record = p.scenario, p.sim, p.regions, p.cells, p.record
     use_ray = opt.address != "inprocess"
     manifest = {
@@ -245,49 +173,41 @@ def replay(
         trace_path=trace_path,
     ) as run:
         tl.mark("results_dir", t_dir)
-        with tl.span("write_rejected"):
-            _write_rejected(run, p.rejected)
         calls = _Calls(use_ray, tl)
         hosts = _fleet_hosts(opt.fleet, len(cells)) if opt.fleet else None
+        path = str(Path(trace_path).absolute())
+        extra = None if regions is None else [(path, g) for g in regions]
+        shards: list[_Shard] | None = None
+        if not p.checked and use_ray and hosts is None and regions is not None:
+            # Region shards read the trace themselves: start their processes (imports, cells,
+            # their slice) while the coordinator checks the trace; bad input kills them.
+            shards = _start_shards(scenario, cells, run, use_ray, opt, extra=extra)
+        if not p.checked:
+            p = checked(p, trace_path, tl, [s.handle for s in shards or []])
+        with tl.span("write_rejected"):
+            _write_rejected(run, p.rejected)
+        if shards is None:
+            shards = _start_shards(scenario, cells, run, use_ray, opt, extra=extra, hosts=hosts)
         if regions is not None:
-            shards = _start_shards(
-                scenario,
-                cells,
-                run,
-                use_ray,
-                opt,
-                extra=[(str(Path(trace_path).absolute()), g) for g in regions],
-                hosts=hosts,
-            )
             end_ns = _drive_regions(shards, calls, scenario, p.served_rows, opt, progress)
         else:
             assert p.trace is not None
-            shards = _start_shards(scenario, cells, run, use_ray, opt, hosts=hosts)
             end_ns = _drive_windows(sim, p.trace, shards, calls, opt, progress)
         shard_nodes = calls(shards, "node", [()] * len(shards))
         for spans in calls(shards, "timings", [()] * len(shards)):
             tl.extend(spans)
         calls(shards, "close", [()] * len(shards))
-        t_final = time.time()
-        run.finalize(
-            wall_time_s=time.monotonic() - started,
-            simulated_span_ns=end_ns,
-            extra={
-                "nodes": _nodes(use_ray),
-                "shard_nodes": len(set(shard_nodes)),
-                "shard_restarts": calls.recoveries,
-            },
-        )
-        tl.mark("finalize (summary, regions/, manifest)", t_final)
+        with tl.span("finalize (summary, regions/, manifest)"):
+            run.finalize(
+                wall_time_s=time.monotonic() - started,
+                simulated_span_ns=end_ns,
+                extra={
+                    "nodes": _nodes(use_ray),
+                    "shard_nodes": len(set(shard_nodes)),
+                    "shard_restarts": calls.recoveries,
+                },
+            )
     return Path(out_dir)
-
-
-def plan(sim: Simulation, opt: ReplayOptions) -> tuple[list[list[int]] | None, list[list[int]]]:
-    """(regions per shard or None, cells per shard) for the options' placement."""
-    regions = region_groups(sim, opt)
-    if regions is not None:
-        return regions, [[c for r in g for c in _cells_of_region(sim, r)] for g in regions]
-    return None, partition(sim.fleet, opt.placement, opt.shards)
 
 
 def _fleet_hosts(fleet: str, n: int) -> list[Any]:
@@ -304,22 +224,6 @@ def _fleet_hosts(fleet: str, n: int) -> list[Any]:
             field="--fleet",
             value=fleet,
         ) from None
-
-
-def region_groups(sim: Simulation, opt: ReplayOptions) -> list[list[int]] | None:
-    """Regions per shard when every shard can own whole regions, else None."""
-    n = len(sim.regions)
-    if opt.shards is None:
-        return [[r] for r in range(n)] if opt.placement == "region" else None
-    if opt.shards < 1:
-        raise UserError("must be >= 1", field="--shards", value=opt.shards)
-    if opt.shards > n:
-        return None
-    return [list(range(i, n, opt.shards)) for i in range(opt.shards)]
-
-
-def _cells_of_region(sim: Simulation, region: int) -> list[int]:
-    return np.flatnonzero(np.asarray(sim.fleet.cell_region) == region).tolist()
 
 
 def _start_shards(
@@ -415,11 +319,11 @@ def _drive_regions(
         _maybe_fail(opt, shards, epoch)
         states = calls(shards, "run_epoch", [(stop,)] * len(shards))
         epoch += 1
-        _checkpoint(shards, calls)
         if progress is not None:
             progress(sum(st[1] for st in states), rows, stop)
         if all(st[3] for st in states):
-            break
+            break  # no checkpoint after the last epoch: close() commits everything next
+        _checkpoint(shards, calls)
         stop += epoch_ns
     end_ns = max(st[0] for st in states)
     calls(shards, "finish_run", [(end_ns,)] * len(shards))

@@ -1,9 +1,12 @@
 """Where a replay's wall time goes: named spans from the coordinator and every shard.
 
-Spans use ``time.time()`` (one clock for every process of a machine; on several nodes the
-clocks are only as close as NTP keeps them, so the cross-process gaps are estimates there).
-The coordinator asks each shard for its spans before closing it, so a breakdown costs one
-small call per shard. ``breakdown()`` turns the spans into the lines the benchmark prints.
+A span records wall time (``time.time()``: one clock for every process of a machine; on
+several nodes the clocks are only as close as NTP keeps them, so cross-process gaps are
+estimates there) and the CPU time its process used meanwhile (``time.process_time()``, all
+threads). CPU next to wall shows waiting: on a shared 2-core machine a shard whose phase took
+3 s of wall but 1.5 s of CPU was waiting for a core, not working. The coordinator asks each
+shard for its spans before closing it (one small call per shard); ``breakdown()`` turns
+them into the lines the benchmark prints.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-Span = tuple[str, str, float, float]  # who, what, start s, end s (time.time())
+Span = tuple[str, str, float, float, float]  # who, what, start s, end s, CPU s
 
 
 @dataclass
@@ -26,65 +29,72 @@ class Timeline:
     @contextmanager
     def span(self, what: str) -> Iterator[None]:
         """Record how long the block takes under `what`."""
-        start = time.time()
+        start, cpu = time.time(), time.process_time()
         try:
             yield
         finally:
-            self.spans.append((self.who, what, start, time.time()))
+            self.spans.append((self.who, what, start, time.time(), time.process_time() - cpu))
 
-    def mark(self, what: str, start: float, end: float | None = None) -> None:
-        """Record a span measured elsewhere (end: now)."""
-        self.spans.append((self.who, what, start, time.time() if end is None else end))
+    def mark(self, what: str, start: float) -> None:
+        """Record a span that began at `start` (time.time()) and ends now (CPU unknown: 0)."""
+        self.spans.append((self.who, what, start, time.time(), 0.0))
 
     def extend(self, spans: list[Span]) -> None:
-        self.spans.extend(spans)
-
-    def total(self, who: str, what: str) -> float:
-        """Seconds spent in `what` by `who` (summed over repeats)."""
-        return sum(e - s for w, n, s, e in self.spans if w == who and n == what)
+        self.spans.extend(tuple(sp) for sp in spans)  # type: ignore[misc]
 
     def first(self, who: str, what: str) -> Span | None:
         return next((sp for sp in self.spans if sp[0] == who and sp[1] == what), None)
 
 
 def _shard_names(tl: Timeline) -> list[str]:
-    return sorted({w for w, *_ in tl.spans if w != "coordinator"})
+    return sorted({sp[0] for sp in tl.spans if sp[0] != "coordinator"})
 
 
-def _inside(spans: list[Span], outer: list[Span]) -> float:
-    """Seconds of `spans` that lie within any of the `outer` spans."""
-    return sum(e - s for _, _, s, e in spans if any(o[2] <= s and e <= o[3] for o in outer))
+def _inside(spans: list[Span], outer: list[Span]) -> tuple[float, float]:
+    """(wall, CPU) seconds of `spans` that lie within any of the `outer` spans."""
+    inner = [sp for sp in spans if any(o[2] <= sp[2] and sp[3] <= o[3] for o in outer)]
+    return sum(sp[3] - sp[2] for sp in inner), sum(sp[4] for sp in inner)
 
 
-def shard_phases(tl: Timeline, name: str) -> dict[str, float]:
-    """One shard's seconds by phase; ``simulate`` is its epochs minus the writes inside them,
-    ``start`` the wait from the coordinator's start_shards to the shard's first span."""
+def shard_phases(tl: Timeline, name: str) -> dict[str, tuple[float, float]]:
+    """One shard's (wall, CPU) seconds by phase. ``simulate+route`` is its epochs minus the
+    writes inside them; ``process start`` the wait from the coordinator's start_shards to
+    the shard's first span; ``active span`` its first span's start to its last one's end."""
     mine = [sp for sp in tl.spans if sp[0] == name]
+    if not mine:
+        return {}
     epochs = [sp for sp in mine if sp[1] == "epochs"]
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     start = tl.first("coordinator", "start_shards")
-    if start is not None and mine:
-        out["process start"] = min(sp[2] for sp in mine) - start[2]
-    for _, what, s, e in mine:
+    if start is not None:
+        out["process start"] = (min(sp[2] for sp in mine) - start[2], 0.0)
+    for _, what, s, e, cpu in mine:
         if what != "epochs":
-            out[what] = out.get(what, 0.0) + (e - s)
-    writes = [sp for sp in mine if sp[1].startswith("write.")]
-    out["simulate+route"] = sum(e - s for *_, s, e in epochs) - _inside(writes, epochs)
-    out["active span"] = max(sp[3] for sp in mine) - min(sp[2] for sp in mine) if mine else 0.0
+            wall0, cpu0 = out.get(what, (0.0, 0.0))
+            out[what] = (wall0 + e - s, cpu0 + cpu)
+    w_wall, w_cpu = _inside([sp for sp in mine if sp[1].startswith("write.")], epochs)
+    out["simulate+route"] = (
+        sum(sp[3] - sp[2] for sp in epochs) - w_wall,
+        sum(sp[4] for sp in epochs) - w_cpu,
+    )
+    out["active span"] = (max(sp[3] for sp in mine) - min(sp[2] for sp in mine), 0.0)
     return out
+
+
+def _line(what: str, wall: float, cpu: float) -> str:
+    return f"  {what:<40} {wall:7.2f} s" + (f"  (CPU {cpu:6.2f} s)" if cpu else "")
 
 
 def breakdown(tl: Timeline) -> list[str]:
     """Human-readable lines: coordinator phases (summed by name), then each shard's phases."""
     lines = ["coordinator (wall, in order):"]
-    seen: dict[str, float] = {}
-    for w, what, s, e in tl.spans:
+    seen: dict[str, tuple[float, float]] = {}
+    for w, what, s, e, cpu in tl.spans:
         if w == "coordinator":
-            seen[what] = seen.get(what, 0.0) + (e - s)
-    for what, secs in seen.items():
-        lines.append(f"  {what:<40} {secs:7.2f} s")
+            wall0, cpu0 = seen.get(what, (0.0, 0.0))
+            seen[what] = (wall0 + e - s, cpu0 + cpu)
+    lines += [_line(what, wall, cpu) for what, (wall, cpu) in seen.items()]
     for name in _shard_names(tl):
         lines.append(f"{name}:")
-        for what, secs in shard_phases(tl, name).items():
-            lines.append(f"  {what:<40} {secs:7.2f} s")
+        lines += [_line(what, w, c) for what, (w, c) in shard_phases(tl, name).items()]
     return lines

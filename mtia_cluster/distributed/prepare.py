@@ -1,0 +1,153 @@
+"""A replay's inputs, validated before any shard starts: options, scenario, plan, trace.
+
+`prepare` loads the scenario, builds the fleet (models must fit), plans the shards and checks
+the trace. With region-owning shards the coordinator only validates the trace, streaming
+(trace_scan.py: it never holds the whole trace); the coordinator-driven path routes every
+request itself, so it loads the trace whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.catalog import load_catalog
+from mtia_cluster.config.scenario import Scenario, load_scenario, parse_scenario
+from mtia_cluster.distributed.fleet import load_record
+from mtia_cluster.distributed.placement import partition
+from mtia_cluster.distributed.timing import Timeline
+from mtia_cluster.distributed.trace_scan import check_trace
+from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.trace_input import load_trace
+from mtia_cluster.errors import UserError
+
+CHECKPOINT_WINDOWS = 2000
+
+
+@dataclass
+class ReplayOptions:
+    placement: str = "region"
+    shards: int | None = None
+    address: str | None = None  # None: embedded local Ray; "inprocess": no Ray at all
+    checkpoint_windows: int = CHECKPOINT_WINDOWS
+    epoch_ns: int = 30 * 10**9  # simulated time per call for region-owning shards
+    overrides: tuple[str, ...] = ()
+    seed: int | None = None
+    fail_shard_at_window: tuple[int, int] | None = None  # (shard, window): test hook
+    fleet: str | None = None  # replay on a launched fleet (its plan and actors)
+    extra_manifest: dict[str, Any] = field(default_factory=dict)
+    timeline: Timeline | None = None  # filled with the coordinator's and shards' spans
+
+
+@dataclass
+class Prepared:
+    """A replay's validated inputs. The CLI prepares everything, trace included, before it
+    starts or joins Ray (bad input exits at once, with no output); replay() called without
+    them checks the trace while the shard processes start (bad input kills them and leaves
+    the run directory marked incomplete)."""
+
+    scenario: Scenario
+    sim: Simulation
+    regions: list[list[int]] | None
+    cells: list[list[int]]
+    record: dict[str, Any] | None
+    trace: RequestBatch | None  # served rows, only for coordinator-driven windows
+    rejected: RequestBatch  # rows no region serves (written by the coordinator)
+    served_rows: int
+    checked: bool = True  # False: the trace is still to be checked (`checked`)
+
+
+def prepare(
+    scenario_path: str | Path,
+    trace_path: str | Path,
+    options: ReplayOptions | None = None,
+    with_trace: bool = True,
+) -> Prepared:
+    """Load and validate scenario, trace and plan (UserError on any bad input).
+
+    `with_trace=False` leaves the trace to `checked` (replay() then checks it while Ray
+    starts the shard processes)."""
+    opt = options or ReplayOptions()
+    tl = opt.timeline or Timeline()
+    record = load_record(opt.fleet) if opt.fleet else None
+    with tl.span("prepare.scenario"):
+        if record is not None:
+            raw = {**record["config"], **({"seed": opt.seed} if opt.seed is not None else {})}
+            scenario = parse_scenario(raw, record["file"])
+        else:
+            scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
+    if scenario.events or scenario.failures:
+        # shard workers neither apply nor route around them yet: refuse rather than differ
+        raise UserError(
+            "fleet events are not replayed on Ray yet; use `mtia-cluster simulate`",
+            file=scenario.file,
+            field="events" if scenario.events else "failures",
+        )
+    with tl.span("prepare.build_fleet"):
+        sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
+    regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
+    p = Prepared(scenario, sim, regions, cells, record, None, RequestBatch.empty(), 0, False)
+    return checked(p, trace_path, tl) if with_trace else p
+
+
+def checked(
+    p: Prepared, trace_path: str | Path, tl: Timeline, started: list[Any] | None = None
+) -> Prepared:
+    """`p` with its trace inputs; on bad input the `started` shard actors are killed."""
+    try:
+        with tl.span("check_trace" if p.regions is not None else "read_trace"):
+            trace, rejected, served = _trace_inputs(trace_path, p.sim, p.regions is not None)
+    except UserError:
+        if started:
+            import ray
+
+            for s in started:
+                ray.kill(s, no_restart=True)
+        raise
+    return replace(p, trace=trace, rejected=rejected, served_rows=served, checked=True)
+
+
+def _trace_inputs(
+    path: str | Path, sim: Simulation, region_shards: bool
+) -> tuple[RequestBatch | None, RequestBatch, int]:
+    """(served rows for coordinator-driven windows, else None; rejected rows; served count).
+
+    Region-owning shards read their own slices, so the coordinator only validates the trace,
+    streaming (trace_scan.py); the coordinator-driven path routes every request itself and
+    loads the trace whole."""
+    if region_shards:
+        check = check_trace(path, sim)
+        if check is not None:
+            return None, check.rejected, check.served
+    trace = sim.assign_regions(load_trace(path, sim.scenario))
+    served = sim._served(trace)
+    rows = None if region_shards else trace.take(served)
+    return rows, trace.take(~served), int(np.count_nonzero(served))
+
+
+def plan(sim: Simulation, opt: ReplayOptions) -> tuple[list[list[int]] | None, list[list[int]]]:
+    """(regions per shard or None, cells per shard) for the options' placement."""
+    regions = region_groups(sim, opt)
+    if regions is not None:
+        return regions, [[c for r in g for c in _cells_of_region(sim, r)] for g in regions]
+    return None, partition(sim.fleet, opt.placement, opt.shards)
+
+
+def region_groups(sim: Simulation, opt: ReplayOptions) -> list[list[int]] | None:
+    """Regions per shard when every shard can own whole regions, else None."""
+    n = len(sim.regions)
+    if opt.shards is None:
+        return [[r] for r in range(n)] if opt.placement == "region" else None
+    if opt.shards < 1:
+        raise UserError("must be >= 1", field="--shards", value=opt.shards)
+    if opt.shards > n:
+        return None
+    return [list(range(i, n, opt.shards)) for i in range(opt.shards)]
+
+
+def _cells_of_region(sim: Simulation, region: int) -> list[int]:
+    return np.flatnonzero(np.asarray(sim.fleet.cell_region) == region).tolist()
