@@ -8,9 +8,11 @@ Every iteration starts at clock ``t`` (attoseconds). Requests that arrived at or
 join the waiting queue's tail. The batch is then planned:
 
 1. Decodes (running requests whose only uncomputed token is the last sampled one), oldest
-   admission first, one token each. A decode whose KV needs a new block when none is free
-   evicts the newest running request (its KV freed, progress reset, back to the waiting
-   queue's front: preemption by recompute) until the block fits or it evicted itself.
+   admission first, one token each. A decode whose KV needs a new block takes one if any is
+   available (free, else a cached entry's); when none is, it evicts the newest running
+   request (its KV freed, progress reset, back to the waiting queue's front: preemption by
+   recompute) until the block fits or it evicted itself. So earlier decodes take their
+   blocks, cached entries included, before a later one evicts anything.
 2. Running requests still prefilling (or recomputing), oldest first, get chunks of
    ``min(remaining, budget left, room in their blocks + free blocks)`` tokens.
 3. Unless a request was evicted in this iteration (and something still runs), waiting
