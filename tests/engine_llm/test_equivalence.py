@@ -27,6 +27,7 @@ EQUIVALENCE = settings(SETTINGS, max_examples=600)
 PRESSURED = settings(SETTINGS, max_examples=1500)
 # where to cut the busy span [first arrival, last finish] and compare the states
 FRACTIONS = st.lists(st.floats(0, 1), max_size=12)
+ANY_WORKLOAD = st.one_of(st.tuples(replicas(), workloads()), pressured())
 
 
 def assert_same(a: Outcome, b: Outcome) -> None:
@@ -95,7 +96,7 @@ def test_fast_equals_reference_under_kv_pressure(drawn, fractions) -> None:
 
 
 @EQUIVALENCE
-@given(st.one_of(st.tuples(replicas(), workloads()), pressured()), FRACTIONS, st.data())
+@given(ANY_WORKLOAD, FRACTIONS, st.data())
 def test_prefilled_requests_equal_reference(drawn, fractions, data) -> None:
     """Requests arriving with their prompt's KV (disaggregated decode side)."""
     (cost, limits), work = drawn
@@ -107,9 +108,9 @@ def test_prefilled_requests_equal_reference(drawn, fractions, data) -> None:
 
 
 @SETTINGS
-@given(replicas(), workloads(), st.lists(st.integers(0, 2 * 10**10), max_size=8))
-def test_windows_do_not_change_results(replica, work, cuts) -> None:
-    cost, limits = replica
+@given(ANY_WORKLOAD, st.lists(st.integers(0, 2 * 10**10), max_size=8))
+def test_windows_do_not_change_results(drawn, cuts) -> None:
+    (cost, limits), work = drawn
     whole = run_fast(cost, limits, work)
     windowed = run_fast(cost, limits, work, sorted(cuts))
     assert_same(windowed.outcome(), whole.outcome())
@@ -117,10 +118,10 @@ def test_windows_do_not_change_results(replica, work, cuts) -> None:
 
 
 @SETTINGS
-@given(replicas(), workloads(), st.lists(st.integers(1, 2 * 10**10), min_size=1, max_size=8))
-def test_incremental_submission(replica, work, cuts) -> None:
+@given(ANY_WORKLOAD, st.lists(st.integers(1, 2 * 10**10), min_size=1, max_size=8))
+def test_incremental_submission(drawn, cuts) -> None:
     """Requests added window by window (as a cell receives them) give the same results."""
-    cost, limits = replica
+    (cost, limits), work = drawn
     whole = run_fast(cost, limits, work)
     sched = ReplicaScheduler(cost, limits)
     arrival, prompt, output, session = work

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import replicas, workloads
+from conftest import pressured, replicas, workloads
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mtia_cluster.engine.llm.limits import NOT_SET, tpot_ns
 from mtia_cluster.engine.llm.requests import DECODE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ANY_WORKLOAD = st.one_of(st.tuples(replicas(), workloads()), pressured())  # pressured: KV short
 
 
 class CheckedScheduler(ReplicaScheduler):
@@ -48,10 +50,9 @@ class CheckedScheduler(ReplicaScheduler):
 
 
 @SETTINGS
-@given(replicas(), workloads())
-def test_kv_never_exceeds_capacity_and_all_finish(replica, work) -> None:
-    cost, limits = replica
-    arrival, prompt, output, session = work
+@given(ANY_WORKLOAD)
+def test_kv_never_exceeds_capacity_and_all_finish(drawn) -> None:
+    (cost, limits), (arrival, prompt, output, session) = drawn
     sched = CheckedScheduler(cost, limits)
     sched.add_many(arrival, prompt, output, session)
     sched.run_until(None)
@@ -74,11 +75,10 @@ def test_kv_never_exceeds_capacity_and_all_finish(replica, work) -> None:
 
 
 @SETTINGS
-@given(replicas(), workloads())
-def test_work_conservation(replica, work) -> None:
+@given(ANY_WORKLOAD)
+def test_work_conservation(drawn) -> None:
     """Tokens computed = every admitted request's tokens once, plus what preemption redid."""
-    cost, limits = replica
-    arrival, prompt, output, session = work
+    (cost, limits), (arrival, prompt, output, session) = drawn
     sched = ReplicaScheduler(cost, limits)
     sched.add_many(arrival, prompt, output, session)
     sched.run_until(None)
