@@ -76,6 +76,8 @@ def rollout(
         f"{summary['perf_per_w_before']:.4g} -> {summary['perf_per_w_after']:.4g}; "
         f"output {out_dir}"
     )
+    if summary["outages"]["count"]:
+        _echo_outages(summary["outages"])
     if summary["replays"]:
         _echo_replays(summary)
     if "optimize" in summary:
@@ -113,6 +115,23 @@ def _echo_replays(summary: dict) -> None:
          "replayed_rps", "p99_ms", "new_p99_ms", "new_err", "replay_verdict", "agrees"],
         rows,
     )  # fmt: skip
+
+
+def _echo_outages(o: dict) -> None:
+    """Whole-region outages: how long, what they cost and how close the others came."""
+    worst = (
+        "no other region up"
+        if o["worst_headroom_during"] is None
+        else f"worst headroom of the other regions {o['worst_headroom_during']:.3f} "
+        f"({o['worst_headroom_region']}, day {o['worst_headroom_day']:.2f})"
+    )
+    click.echo(
+        f"region outages: {o['count']} ({o['outage_minutes']:g} region-minutes down), "
+        f"failover {o['failover']}: {worst}; SLO-violation minutes caused "
+        f"{o['slo_violation_minutes_caused']:g}; "
+        f"requests failed over {o['failover_requests']:.4g}, "
+        f"lost {o['lost_requests']:.4g}"
+    )
 
 
 def _g(x: float | None) -> str:

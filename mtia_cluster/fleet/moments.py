@@ -7,6 +7,8 @@
   while it is swapping, baking or rolling back (for a region whose capacity does not change,
   its peak-demand hour; during a swap, the hour when racks out and demand together bite).
 - `worst_headroom`: the row of least headroom of the whole run.
+Rows of a region that is down (a whole-region outage) are never picked; a region receiving
+failover demand is replayed at its offered demand (own + received).
 A row replayed once is not replayed again: a second kind reuses its figures.
 """
 
@@ -49,16 +51,17 @@ def pick_moments(res: Result) -> list[tuple[str, int, int]]:
     tl = res.timeline
     wave = np.asarray(tl["wave"])
     state = np.asarray(tl["rollout_state"])
-    demand = np.asarray(tl["demand_rps"], dtype=np.float64)
+    offered = np.asarray(tl["offered_rps"], dtype=np.float64)
     capacity = np.asarray(tl["capacity_rps"], dtype=np.float64)
-    load = np.divide(demand, capacity, out=np.full(len(demand), np.inf), where=capacity > 0)
+    up = np.asarray(tl["region_up"], dtype=bool)
+    load = np.divide(offered, capacity, out=np.full(len(offered), np.inf), where=capacity > 0)
     out: list[tuple[str, int, int]] = []
     for i in range(len(res.waves)):
-        rows = np.flatnonzero((wave == i) & np.isin(state, ACTIVE))
+        rows = np.flatnonzero((wave == i) & np.isin(state, ACTIVE) & up)
         if len(rows):
             out.append(("wave_peak", i, int(rows[np.argmax(load[rows])])))
-    head = np.asarray(tl["headroom"], dtype=np.float64)
-    if len(head):
+    head = np.where(up, np.asarray(tl["headroom"], dtype=np.float64), np.inf)
+    if up.any():
         j = int(np.argmin(head))
         out.append(("worst_headroom", int(wave[j]), j))
     return out

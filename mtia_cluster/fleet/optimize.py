@@ -8,7 +8,9 @@ A small exhaustive search, each candidate simulated with the same per-rack capac
   `optimize.wave_sizes`; plus the plan's own waves;
 - install rates: `optimize.install_racks_per_day` (default: the plan's rate).
 A candidate is feasible when every wave passes its gate and, at every step in every region,
-capacity >= demand x (1 + headroom_margin). The best is the feasible one done earliest (ties:
+capacity >= demand x (1 + headroom_margin); with whole-region outages, demand is the
+demand offered after failover, regions that are down are skipped, and no demand may be lost.
+The best is the feasible one done earliest (ties:
 more headroom, then fewer waves); None when no candidate is feasible. Failures are drawn as in
 the plan (same seed), so the verdict holds for that draw only.
 """
@@ -47,12 +49,14 @@ class Candidate:
 
 def check(plan: Plan, res: Result, margin: float) -> tuple[bool, float | None, float]:
     """(feasible, done_days, min headroom) of a simulated plan under `margin`."""
-    cap = np.asarray(res.timeline["capacity_rps"], dtype=np.float64)
-    dem = np.asarray(res.timeline["demand_rps"], dtype=np.float64)
-    min_margin = float((cap / dem - 1.0).min())
+    up = np.asarray(res.timeline["region_up"], dtype=bool)  # down regions: judged by lost_rps
+    cap = np.asarray(res.timeline["capacity_rps"], dtype=np.float64)[up]
+    dem = np.asarray(res.timeline["offered_rps"], dtype=np.float64)[up]
+    lost = np.asarray(res.timeline["lost_rps"], dtype=np.float64)
+    min_margin = float((cap / dem - 1.0).min()) if len(cap) else -1.0
     done = all(w.state == "done" for w in res.waves)
     done_days = res.waves[-1].end_ns / NS_PER_DAY if done else None
-    ok = done and bool((cap >= dem * (1.0 + margin)).all())
+    ok = done and bool((cap >= dem * (1.0 + margin)).all()) and not (lost > 0).any()
     return ok, done_days, min_margin
 
 

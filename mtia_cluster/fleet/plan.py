@@ -19,6 +19,13 @@ from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
 from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.events import RackEvent, parse_events
+from mtia_cluster.fleet.outages import (
+    FAILOVER,
+    Outage,
+    RegionFailureSpec,
+    parse_outages,
+    parse_region_failures,
+)
 from mtia_cluster.fleet.parts import PartSpec, parse_parts
 
 
@@ -64,6 +71,7 @@ class Failures:
     correlated_prob_per_day: float = 0.0  # per region: chance of a correlated event per day
     correlated_racks: int = 0  # serving racks that fail together in such an event
     parts: tuple[PartSpec, ...] = ()  # host / accelerator failures (fleet/parts.py)
+    region: RegionFailureSpec | None = None  # drawn whole-region outages (fleet/outages.py)
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,8 @@ class Plan:
     optimize: OptimizeSpec | None = None
     replay: ReplaySpec = ReplaySpec()
     events: tuple[RackEvent, ...] = ()  # racks added / removed at given days (fleet/events.py)
+    outages: tuple[Outage, ...] = ()  # scheduled whole-region outages (fleet/outages.py)
+    failover: str = "proportional"  # a down region's demand: none (lost) | proportional
 
     @property
     def swap_h(self) -> float:
@@ -184,6 +194,10 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
             {target.from_generation, target.to_generation},
             timeline.number("horizon_days", 365.0, positive=True),
         ),
+        outages=parse_outages(
+            f, {r.name for r in regions}, timeline.number("horizon_days", 365.0, positive=True)
+        ),
+        failover=f.str("failover", "proportional", choices=FAILOVER),
     )
     _check_work(plan, roll, timeline)
     return plan
@@ -276,9 +290,11 @@ def _waves(f: Fields, regions: set[str]) -> tuple[tuple[str, ...], ...]:
 
 
 def _failures(x: Fields, cat: Catalog, target: Target, units: dict[str, int]) -> Failures:
-    """Rack failures (mtbf_h, mttr_h; optional when `parts` is given) and part failures."""
+    """Rack failures (mtbf_h, mttr_h; optional when `parts` or `region` is given), part
+    failures and drawn whole-region outages."""
     parts = parse_parts(x, cat, target.from_generation, target.to_generation, units)
-    racks = x.has("mtbf_h") or not parts
+    region = parse_region_failures(x)
+    racks = x.has("mtbf_h") or not (parts or region)
     return Failures(
         mtbf_h=x.number("mtbf_h", positive=True) if racks else None,
         mttr_h=x.number("mttr_h", positive=True) if racks else 1.0,
@@ -286,6 +302,7 @@ def _failures(x: Fields, cat: Catalog, target: Target, units: dict[str, int]) ->
         correlated_prob_per_day=x.number("correlated_prob_per_day", 0.0, max_value=1.0),
         correlated_racks=x.int("correlated_racks", 0),
         parts=parts,
+        region=region,
     )
 
 

@@ -106,7 +106,7 @@ def moment_at(res: Result, kind: str, wave: int, row: int) -> Moment:
         region=tl["region"][row],
         time_ns=int(tl["time_ns"][row]),
         serving={v: int(tl[f"racks_{v}_serving"][row]) for v in VERSIONS},
-        demand_rps=float(tl["demand_rps"][row]),
+        demand_rps=float(tl["offered_rps"][row]),  # own demand +- failover
         capacity_rps=float(tl["capacity_rps"][row]),
         slo_ok=bool(tl["slo_ok"][row]),
     )

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from mtia_cluster.atomic import atomic_path
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.fleet.moments import Replayer, run_replays
+from mtia_cluster.fleet.outages import outage_summary
 from mtia_cluster.fleet.plan import Plan
 from mtia_cluster.fleet.rack_capacity import CacheKey, RackCapacity, rack_capacity
 from mtia_cluster.fleet.replay import engine_cohorts
@@ -124,6 +125,7 @@ def summarize(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
     t_ns = np.asarray(tl["time_ns"], dtype=np.int64)
     region = np.asarray(tl["region"])
     head = np.asarray(tl["headroom"], dtype=np.float64)
+    head = np.where(np.isnan(head), np.inf, head)  # a region that is down has no headroom
     ok = np.asarray(tl["slo_ok"], dtype=bool)
     cap = np.asarray(tl["capacity_rps"], dtype=np.float64)
     power = np.asarray(tl["power_w"], dtype=np.float64)
@@ -168,6 +170,7 @@ def summarize(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
         "energy_mwh": float(power.sum() * plan.step_h / 1e6),
         "perf_per_w_before": _ratio(cap[first].sum(), power[first].sum()),
         "perf_per_w_after": _ratio(cap[last].sum(), power[last].sum()),
+        "outages": outage_summary(tl, res.events, plan.step_h, plan.failover),
         "horizon_days": plan.horizon_days,
         "step_h": plan.step_h,
     }

@@ -22,6 +22,7 @@ import numpy as np
 
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.fleet.events import RackEvent
+from mtia_cluster.fleet.outages import Outage, OutageState, RegionFailureSpec, apply_failover
 from mtia_cluster.fleet.parts import KIND_FLEET_PART_FAILURES, PartState
 from mtia_cluster.fleet.plan import Plan, Region
 from mtia_cluster.fleet.region import NS_PER_H, STATES, VERSIONS, RegionState
@@ -111,12 +112,22 @@ def simulate(
     res = Result(_empty_timeline(), [], [Wave(w) for w in plan.waves], cohorts, step_ns)
     res.gate_replay = gate_replay
     region_wave = {name: i for i, w in enumerate(plan.waves) for name in w}
-    next_event = 0
+    drawn = plan.failures.region if plan.failures else None
+    outages = OutageState.new([r.name for r in plan.regions], plan.step_h, seed, drawn is not None)
+    next_event = next_outage = 0
+    last_down = {r.name: -(2**62) for r in plan.regions}  # last step a region was down
     for k in range(steps):
         now = k * step_ns
         while next_event < len(plan.events) and plan.events[next_event].at_ns <= now:
             _rack_event(plan, res, regions, region_wave, plan.events[next_event], now)
             next_event += 1
+        due = []
+        while next_outage < len(plan.outages) and plan.outages[next_outage].at_ns <= now:
+            due.append(plan.outages[next_outage])
+            next_outage += 1
+        up_list = _outages_step(res, outages, k, now, due, drawn, region_wave)
+        for r, u in zip(plan.regions, up_list, strict=True):
+            last_down[r.name] = last_down[r.name] if u else now
         for i, r in enumerate(plan.regions):
             st = regions[r.name]
             st.advance(now)
@@ -128,10 +139,14 @@ def simulate(
                     parts[r.name].step(
                         now, part_rngs[i], plan.failures.parts, plan.step_h, serving, st.events
                     )
-        _waves_step(plan, res, regions, now)
+        _waves_step(plan, res, regions, now, last_down)
+        rows = []
         for r in plan.regions:
             _start_swaps(plan, res, regions[r.name], region_wave.get(r.name), now)
-            _record(plan, res, r, regions[r.name], parts[r.name], region_wave.get(r.name), now)
+            rows.append(
+                _row(plan, res, r, regions[r.name], parts[r.name], region_wave.get(r.name), now)
+            )
+        _append(res.timeline, rows, up_list, plan.failover)
     for ev in plan.events[next_event:]:  # after the last step
         late = _wave_event(ev.at_ns, region_wave.get(ev.region, -1), "rack_event_not_reached",
                            f"{ev.kind} {ev.racks} {ev.generation}")  # fmt: skip
@@ -143,6 +158,24 @@ def simulate(
             res.events.append(ev)
     res.events.sort(key=lambda e: (e["time_ns"], e["region"], e["event"]))
     return res
+
+
+def _outages_step(
+    res: Result,
+    outages: OutageState,
+    k: int,
+    now: int,
+    due: list[Outage],
+    drawn: RegionFailureSpec | None,
+    region_wave: dict[str, int],
+) -> list[bool]:
+    """Which regions are up during step k; region_failure / region_repair events."""
+    logged: list[dict[str, Any]] = []
+    up = outages.step(k, now, due, drawn, logged)
+    for e in logged:
+        row = _wave_event(now, region_wave.get(e["region"], -1), e["event"], e["detail"])
+        res.events.append({**row, "region": e["region"]})
+    return up
 
 
 def _rack_event(
@@ -183,8 +216,13 @@ def _draw_failures(plan: Plan, st: RegionState, rng: np.random.Generator, now: i
     st.fail(now, rng, p_fail, f.mttr_h, extra)
 
 
-def _waves_step(plan: Plan, res: Result, regions: dict[str, RegionState], now: int) -> None:
-    """Advance the wave state machine by one step (at most one transition per wave)."""
+def _waves_step(
+    plan: Plan, res: Result, regions: dict[str, RegionState], now: int, last_down: dict[str, int]
+) -> None:
+    """Advance the wave state machine by one step (at most one transition per wave). A gate
+    waits until every region of its wave has been up for a whole gate window (after a
+    whole-region outage), so it is judged on a full window of serving rows."""
+    window_ns = round(plan.gates.window_h * NS_PER_H)
     for i, w in enumerate(res.waves):
         if w.state == "pending":
             prev = res.waves[i - 1] if i else None
@@ -195,7 +233,11 @@ def _waves_step(plan: Plan, res: Result, regions: dict[str, RegionState], now: i
         if w.state == "swapping" and _swapped(plan, regions, w.regions, now):
             w.state, w.swapped_ns = "baking", now
             res.events.append(_wave_event(now, i, "wave_swapped", ""))
-        elif w.state == "baking" and now - w.swapped_ns >= round(plan.bake_days * NS_PER_DAY):
+        elif (
+            w.state == "baking"
+            and now - w.swapped_ns >= round(plan.bake_days * NS_PER_DAY)
+            and all(last_down[n] < now - window_ns for n in w.regions)
+        ):
             _judge(plan, res, i, now)
         elif w.state == "rolling_back" and all(regions[n].settled("old") for n in w.regions):
             w.state, w.end_ns = "rolled_back", now
@@ -260,7 +302,7 @@ def _gate_metrics(res: Result, rows: list[int], wave: int) -> tuple[float, float
     error rate over the window."""
     tl = res.timeline
     if res.gate_replay is not None and rows:
-        j = max(rows, key=lambda r: tl["demand_rps"][r] / max(tl["capacity_rps"][r], 1e-300))
+        j = max(rows, key=lambda r: tl["offered_rps"][r] / max(tl["capacity_rps"][r], 1e-300))
         row = res.gate_replay(res, j, wave)
         res.replays.append(row)
         return float(row["new_p99_s"]), float(row["new_error_rate"]), "replay"
@@ -293,39 +335,66 @@ def _empty_timeline() -> dict[str, list[Any]]:
     cols += [f"racks_{v}_{s}" for v in VERSIONS for s in STATES]
     cols += ["racks_total", "capacity_rps", "demand_rps", "headroom", "slo_ok", "power_w"]
     cols += ["new_p99_s", "new_error_rate", "degraded_rps", "parts_down_old", "parts_down_new"]
+    cols += ["region_up", "offered_rps", "failover_in_rps", "failover_out_rps", "lost_rps"]
     return {c: [] for c in cols}
 
 
-def _record(
+def _row(
     plan: Plan, res: Result, r: Region, st: RegionState, ps: PartState, wave: int | None, now: int
-) -> None:
-    tl = res.timeline
+) -> dict[str, Any]:
+    """One region's timeline row before failover (capacity as if the region were up)."""
     old, new = res.cohorts["old"], res.cohorts["new"]
     serving_old, serving_new = st.counts[("old", "serving")], st.counts[("new", "serving")]
     specs = plan.failures.parts if plan.failures else ()
     serving = {"old": serving_old, "new": serving_new}
     degraded = sum(serving[v] * res.cohorts[v].rps * ps.lost_fraction(specs, v, serving)
                    for v in VERSIONS)  # fmt: skip
-    cap = serving_old * old.rps + serving_new * new.rps - degraded
-    dem = float(demand_rps(r, now))
-    tl["time_ns"].append(now)
-    tl["region"].append(r.name)
-    tl["wave"].append(-1 if wave is None else wave)
-    tl["rollout_state"].append("none" if wave is None else res.waves[wave].state)
+    row: dict[str, Any] = {
+        "time_ns": now,
+        "region": r.name,
+        "wave": -1 if wave is None else wave,
+        "rollout_state": "none" if wave is None else res.waves[wave].state,
+    }
     for v in VERSIONS:
         for s in STATES:
-            tl[f"racks_{v}_{s}"].append(st.counts[(v, s)])
-    tl["racks_total"].append(st.total)
-    tl["capacity_rps"].append(cap)
-    tl["demand_rps"].append(dem)
-    tl["headroom"].append(cap / dem - 1.0)
-    tl["slo_ok"].append(dem <= cap)
-    tl["power_w"].append(serving_old * old.power_w + serving_new * new.power_w)
-    tl["new_p99_s"].append(new.p99_s if serving_new else math.nan)
-    tl["new_error_rate"].append(new.error_rate if serving_new else math.nan)
-    tl["degraded_rps"].append(degraded)
+            row[f"racks_{v}_{s}"] = st.counts[(v, s)]
+    row["racks_total"] = st.total
+    row["capacity_rps"] = serving_old * old.rps + serving_new * new.rps - degraded
+    row["demand_rps"] = float(demand_rps(r, now))
+    row["power_w"] = serving_old * old.power_w + serving_new * new.power_w
+    row["new_p99_s"] = new.p99_s if serving_new else math.nan
+    row["new_error_rate"] = new.error_rate if serving_new else math.nan
+    row["degraded_rps"] = degraded
     for v in VERSIONS:
-        tl[f"parts_down_{v}"].append(sum(ps.down(p, v, serving) for p in specs))
+        row[f"parts_down_{v}"] = sum(ps.down(p, v, serving) for p in specs)
+    return row
+
+
+def _append(
+    tl: dict[str, list[Any]], rows: list[dict[str, Any]], up: list[bool], failover: str
+) -> None:
+    """Append one step's rows: a down region has capacity 0 and its demand is failed over
+    (fleet/outages.py); headroom and SLO status are judged on the demand offered to the
+    region (its own, less what it sent or lost, plus what it received). A down region's
+    headroom is NaN and its SLO holds when none of its demand was lost."""
+    for row, u in zip(rows, up, strict=True):
+        row["region_up"] = u
+        if not u:
+            row["capacity_rps"] = 0.0
+    cap = [row["capacity_rps"] for row in rows]
+    fo = apply_failover(up, [row["demand_rps"] for row in rows], cap, failover)
+    for i, row in enumerate(rows):
+        for key, values in fo.items():
+            row[key] = values[i]
+        offered = row["offered_rps"]
+        if up[i]:
+            row["headroom"] = row["capacity_rps"] / offered - 1.0 if offered > 0 else math.inf
+            row["slo_ok"] = offered <= row["capacity_rps"]
+        else:
+            row["headroom"] = math.nan
+            row["slo_ok"] = row["lost_rps"] <= 0.0
+        for key, column in tl.items():
+            column.append(row[key])
 
 
 def _event(t: int, region: str, kind: str, version: str, n: int, cohorts: dict[str, Cohort]):

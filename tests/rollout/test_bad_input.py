@@ -57,6 +57,25 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
         "must be one of accelerator, host",
     ),
     "failures-without-model": ({"failures": {"seed": 1}}, "mtbf_h"),
+    "outage-region": (
+        {"outages": [{"region": "zz", "at_day": 1, "duration_h": 4}]},
+        "unknown region",
+    ),
+    "outage-negative-duration": (
+        {"outages": [{"region": "a", "at_day": 1, "duration_h": -4}]},
+        "duration_h",
+    ),
+    "outage-zero-duration": ({"outages": [{"region": "a", "at_day": 1, "duration_h": 0}]}, "> 0"),
+    "outage-after-horizon": (
+        {"outages": [{"region": "a", "at_day": 25, "duration_h": 4}]},
+        "horizon",
+    ),
+    "outage-negative-day": (
+        {"outages": [{"region": "a", "at_day": -1, "duration_h": 4}]},
+        "at_day",
+    ),
+    "failover-mode": ({"failover": "random"}, "failover"),
+    "region-failures-mttr": ({"failures": {"region": {"mtbf_h": 100}}}, "mttr_h"),
 }
 
 

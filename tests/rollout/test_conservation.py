@@ -75,6 +75,23 @@ def random_plans(draw: st.DrawFn) -> dict:
                  "mttr_h": draw(st.floats(1.0, 48.0))}
                 for p in draw(st.sets(st.sampled_from(["host", "accelerator"]), min_size=1))
             ]  # fmt: skip
+    if draw(st.booleans()):
+        horizon = data["timeline"]["horizon_days"]
+        data["outages"] = [
+            {
+                "region": draw(st.sampled_from(names)),
+                "at_day": draw(st.floats(0.0, 0.999)) * horizon,
+                "duration_h": draw(st.floats(0.1, 72.0)),
+            }
+            for _ in range(draw(st.integers(1, 3)))
+        ]
+        data["failover"] = draw(st.sampled_from(["none", "proportional"]))
+    if draw(st.booleans()):
+        failures = data.setdefault("failures", {"seed": draw(st.integers(0, 2**31))})
+        failures["region"] = {
+            "mtbf_h": draw(st.floats(10.0, 500.0)),
+            "mttr_h": draw(st.floats(0.5, 48.0)),
+        }
     return data
 
 
@@ -104,7 +121,8 @@ def check_invariants(data: dict, res: Result) -> None:
     full = counts[("old", "serving")] * OLD.rps + counts[("new", "serving")] * NEW.rps
     degraded = _column(res, "degraded_rps")
     assert (degraded >= 0).all() and (degraded <= full * (1 + 1e-12)).all()
-    cap = full - degraded
+    up = _column(res, "region_up").astype(bool)
+    cap = np.where(up, full - degraded, 0.0)  # a region that is down has capacity 0
     np.testing.assert_allclose(_column(res, "capacity_rps"), cap, rtol=1e-12, atol=1e-6)
     for v in VERSIONS:  # failed parts count only against serving racks
         down = _column(res, f"parts_down_{v}")
@@ -116,7 +134,27 @@ def check_invariants(data: dict, res: Result) -> None:
         budget = np.floor(data["rollout"]["drain_budget"] * expected + 1e-9)
         assert (swapping <= budget).all()
     _check_events(data, res)
-    assert (_column(res, "slo_ok") == (_column(res, "demand_rps") <= cap)).all()
+    check_failover(res)
+    offered, lost = _column(res, "offered_rps"), _column(res, "lost_rps")
+    assert (_column(res, "slo_ok") == np.where(up, offered <= cap, lost <= 0)).all()
+
+
+def check_failover(res: Result) -> None:
+    """Per step, total demand before failover == demand offered after + demand lost; what
+    the regions that are down send equals what the others receive; a region that is up
+    sends and loses nothing, one that is down receives nothing and is offered nothing."""
+    t = _column(res, "time_ns")
+    up = _column(res, "region_up").astype(bool)
+    demand, offered = _column(res, "demand_rps"), _column(res, "offered_rps")
+    sent, got, lost = (_column(res, c) for c in ("failover_out_rps", "failover_in_rps", "lost_rps"))
+    for now in np.unique(t):
+        m = t == now
+        assert np.isclose(demand[m].sum(), offered[m].sum() + lost[m].sum(), rtol=1e-12)
+        assert np.isclose(sent[m].sum(), got[m].sum(), rtol=1e-12, atol=1e-9)
+    assert (sent[up] == 0).all() and (lost[up] == 0).all() and (got[~up] == 0).all()
+    assert (offered[~up] == 0).all()
+    np.testing.assert_array_equal((sent + lost)[~up], demand[~up])
+    assert (got >= 0).all() and (lost >= 0).all()
 
 
 @settings(max_examples=40, deadline=None)
