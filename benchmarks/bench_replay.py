@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,7 +29,7 @@ import yaml
 
 from mtia_cluster.config.scenario import load_scenario, parse_scenario
 from mtia_cluster.distributed.ray_env import ray_session
-from mtia_cluster.distributed.runner import ReplayOptions, replay
+from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
 from mtia_cluster.distributed.timing import Timeline, breakdown
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import load_trace
@@ -147,6 +148,31 @@ def _tiny_run() -> None:
         sim.run(load_trace(Path(tmp) / "t.parquet", sim.scenario))
 
 
+def coordinator_memory(cfg: Path, trace: Path, shards: int | None) -> tuple[float, float]:
+    """Peak RSS (MB) of a fresh process preparing the replay: (streaming check as replay
+    does now, reading the whole trace as the coordinator did before)."""
+    ctx = multiprocessing.get_context("spawn")
+    out = []
+    for whole in (False, True):
+        queue = ctx.Queue()
+        child = ctx.Process(target=_prepare_peak, args=(cfg, trace, shards, whole, queue))
+        child.start()
+        out.append(queue.get())
+        child.join()
+    return out[0], out[1]
+
+
+def _prepare_peak(cfg: Path, trace: Path, shards: int | None, whole: bool, queue: Any) -> None:
+    if whole:  # what prepare() did before: load, assign regions, split served/rejected
+        sim = Simulation(load_scenario(cfg))
+        rows = sim.assign_regions(load_trace(trace, sim.scenario))
+        served = sim._served(rows)
+        rows.take(~served), rows.take(served)
+    else:
+        prepare(cfg, trace, ReplayOptions(shards=shards))
+    queue.put(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def generate(args: argparse.Namespace, path: Path) -> None:
     """Write the trace in a child process, so this process's peak memory is the replay's."""
     table = trace_table(args.regions, args.racks, args.requests, args.utilization, 0)
@@ -190,6 +216,11 @@ def main() -> None:
     )
     print(f"trace generation: {time.perf_counter() - t0:.2f} s ({trace.stat().st_size >> 20} MB)")
     print(f"numba kernels compiled/cached by a tiny replay: {warm_up():.2f} s (not counted)")
+    now_mb, before_mb = coordinator_memory(cfg, trace, args.shards)
+    print(
+        f"coordinator peak while preparing: {now_mb:,.0f} MB streaming check "
+        f"(reading the whole trace, as before: {before_mb:,.0f} MB)"
+    )
     watch = MemoryWatch()
     watch.start()
     t0 = time.perf_counter()
