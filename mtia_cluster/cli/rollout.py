@@ -80,6 +80,8 @@ def rollout(
         _echo_outages(summary["outages"])
     if summary["replays"]:
         _echo_replays(summary)
+    if summary.get("drill"):
+        _echo_drill(summary)
     if "optimize" in summary:
         _echo_optimize(summary["optimize"])
 
@@ -113,6 +115,33 @@ def _echo_replays(summary: dict) -> None:
     echo_table(
         ["moment", "wave", "region", "day", "racks", "hosts", "demand_rps", "capacity_rps",
          "replayed_rps", "p99_ms", "new_p99_ms", "new_err", "replay_verdict", "agrees"],
+        rows,
+    )  # fmt: skip
+
+
+def _echo_drill(summary: dict) -> None:
+    """One line per replayed moment's N-1 drill: p99 before and after the racks fail."""
+    d = summary["drill"]
+    rows = []
+    for r in summary["replays"]:
+        if r.get("drill_verdict") is None:
+            continue
+        failed = (r["drill_hosts_failed_old"] or 0) + (r["drill_hosts_failed_new"] or 0)
+        rows.append(
+            [r["kind"], r["wave"], r["region"], round(r["day"], 2),
+             f"{r['drill_racks_old']}+{r['drill_racks_new']}", failed,
+             _ms(r["drill_p99_before_s"]), _ms(r["drill_p99_after_s"]),
+             _g(r["drill_error_rate_after"]), r["drill_requests_retried"],
+             r["drill_requests_failed"], "yes" if r["drill_timeline_ok"] else "NO",
+             r["drill_verdict"]]
+        )  # fmt: skip
+    click.echo(
+        f"N-1 drill ({d['racks']} rack(s) fail at {d['at_fraction']:g} of each replay, "
+        f"{d['on_failure']}; {d['n1_ok']} of {d['moments']} moments N-1 OK):"
+    )
+    echo_table(
+        ["moment", "wave", "region", "day", "racks_out", "slice_hosts_failed", "p99_before_ms",
+         "p99_after_ms", "err_after", "retried", "failed", "timeline_ok", "verdict"],
         rows,
     )  # fmt: skip
 

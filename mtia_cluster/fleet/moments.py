@@ -9,7 +9,8 @@
 - `worst_headroom`: the row of least headroom of the whole run.
 Rows of a region that is down (a whole-region outage) are never picked; a region receiving
 failover demand is replayed at its offered demand (own + received).
-A row replayed once is not replayed again: a second kind reuses its figures.
+A row replayed once is not replayed again: a second kind reuses its figures. With
+`replay.drill`, each moment also gets an N-1 drill replay (fleet/drill.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.catalog import Catalog
+from mtia_cluster.fleet.drill import run_drill
 from mtia_cluster.fleet.plan import Plan
 from mtia_cluster.fleet.replay import EngineCohort, moment_at, replay_moment
 from mtia_cluster.fleet.simulate import GateReplay, Result
@@ -37,9 +39,10 @@ class Replayer:
     def replay(self, res: Result, kind: str, wave: int, row: int) -> dict[str, Any]:
         if row not in self._done:
             m = moment_at(res, kind, wave, row)
-            self._done[row] = replay_moment(
-                self.plan, self.cat, self.ecs, m, self.region_index[m.region]
-            )
+            index = self.region_index[m.region]
+            self._done[row] = replay_moment(self.plan, self.cat, self.ecs, m, index)
+            if self.plan.replay.drill is not None:  # N-1: a second replay with racks failing
+                self._done[row].update(run_drill(self.plan, self.cat, self.ecs, m, index)[0])
         return {**self._done[row], "kind": kind, "wave": wave}
 
     def gate_hook(self) -> GateReplay:

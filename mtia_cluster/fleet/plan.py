@@ -18,6 +18,7 @@ from typing import Any
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
 from mtia_cluster.errors import UserError
+from mtia_cluster.fleet.drill import DrillSpec, parse_drill
 from mtia_cluster.fleet.events import RackEvent, parse_events
 from mtia_cluster.fleet.outages import (
     FAILOVER,
@@ -27,6 +28,7 @@ from mtia_cluster.fleet.outages import (
     parse_region_failures,
 )
 from mtia_cluster.fleet.parts import PartSpec, parse_parts
+from mtia_cluster.workloads import RRModel
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class ReplaySpec:
     max_requests: int = 400_000  # per replay; a larger region is replayed as a slice
     max_hosts: int = 4  # hosts in a slice (at least one per serving version)
     seed: int = 0
+    drill: DrillSpec | None = None  # N-1 failure drill in every replayed moment (fleet/drill.py)
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
         max_steps=timeline.int("max_steps", 20000, positive=True),
         failures=_failures(f.sub("failures"), cat, target, units) if f.has("failures") else None,
         optimize=_optimize(f.sub("optimize", {}), roll.number("install_racks_per_day")),
-        replay=_replay(f.sub("replay", {})),
+        replay=_replay(f.sub("replay", {}), not isinstance(cat.model(model), RRModel)),
         events=parse_events(
             f,
             {r.name for r in regions},
@@ -306,8 +309,9 @@ def _failures(x: Fields, cat: Catalog, target: Target, units: dict[str, int]) ->
     )
 
 
-def _replay(r: Fields) -> ReplaySpec:
+def _replay(r: Fields, llm: bool) -> ReplaySpec:
     return ReplaySpec(
+        drill=parse_drill(r, llm),
         enabled=r.bool("enabled", True),
         span_s=r.number("span_s", 2.0, positive=True),
         max_requests=r.int("max_requests", 400_000, positive=True),

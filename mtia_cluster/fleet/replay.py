@@ -25,7 +25,7 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog
 from mtia_cluster.config.scenario import parse_scenario
-from mtia_cluster.engine.cell import STATUS_OK, make_requests
+from mtia_cluster.engine.cell import STATUS_OK, RequestBatch, make_requests
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
@@ -154,13 +154,7 @@ def replay_moment(
     span_s = max(min(_span(plan), plan.replay.max_requests / rate), 5.0 * plan.slo_p99_s)
     step = round(m.time_ns / NS_PER_H)
     rng = entity_rng(plan.replay.seed, KIND_ROLLOUT_REPLAY, region_index, step)
-    arrival = poisson(rng, rate, duration_s=span_s)
-    model = cat.model(plan.model)
-    if isinstance(model, RRModel):
-        trace = make_requests(arrival, items=sample_sizes(rng, RR_SIZES, len(arrival)))
-    else:
-        inp, out = sample_lengths(rng, LLM_LENGTHS, len(arrival))
-        trace = make_requests(arrival, input_tokens=inp, output_tokens=out)
+    trace = sized_trace(plan, cat, rng, poisson(rng, rate, duration_s=span_s))
     versions = [v for v in VERSIONS if k.get(v, 0) > 0]
     res = Simulation(_scenario(plan, cat, ecs, k, versions), cat).run(trace)
     share = sum(k[v] * _host_rps(ecs[v]) for v in k) / m.capacity_rps
@@ -177,9 +171,27 @@ def replay_moment(
     return row
 
 
+def sized_trace(
+    plan: Plan, cat: Catalog, rng: np.random.Generator, arrival: np.ndarray
+) -> RequestBatch:
+    """Requests at `arrival` with sizes drawn as the capacity search does (R&R: MLPerf
+    DLRM-v2 query sizes; LLM: Azure 2023 conversation lengths)."""
+    if isinstance(cat.model(plan.model), RRModel):
+        return make_requests(arrival, items=sample_sizes(rng, RR_SIZES, len(arrival)))
+    inp, out = sample_lengths(rng, LLM_LENGTHS, len(arrival))
+    return make_requests(arrival, input_tokens=inp, output_tokens=out)
+
+
 def _scenario(
     plan: Plan, cat: Catalog, ecs: dict[str, EngineCohort], k: dict[str, int], versions: list[str]
 ) -> Any:
+    return parse_scenario(_scenario_data(plan, cat, ecs, k, versions), None, cat)
+
+
+def _scenario_data(
+    plan: Plan, cat: Catalog, ecs: dict[str, EngineCohort], k: dict[str, int], versions: list[str]
+) -> dict[str, Any]:
+    """The scenario mapping of a slice: one region, one pool per serving version."""
     model = cat.model(plan.model)
     pools = []
     for v in versions:
@@ -195,7 +207,7 @@ def _scenario(
         "regions": [{"name": "r", "pools": pools}],
         "slo": {"svc": {"p99_ms": plan.slo_p99_s * 1e3}},
     }
-    return parse_scenario(data, None, cat)
+    return data
 
 
 def _metrics(

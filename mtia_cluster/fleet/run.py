@@ -79,8 +79,27 @@ REPLAY_SCHEMA = pa.schema(
      ("old_error_rate", pa.float64()), ("new_requests", pa.int64()),
      ("new_p99_s", pa.float64()), ("new_error_rate", pa.float64()),
      ("timeline_slo_ok", pa.bool_()), ("replay_slo_ok", pa.bool_()),
-     ("verdict", pa.string()), ("agrees", pa.bool_())]
+     ("verdict", pa.string()), ("agrees", pa.bool_()),
+     # N-1 drill (fleet/drill.py; null without replay.drill)
+     ("drill_racks_old", pa.int64()), ("drill_racks_new", pa.int64()),
+     ("drill_slice_hosts_old", pa.int64()), ("drill_slice_hosts_new", pa.int64()),
+     ("drill_hosts_failed_old", pa.int64()), ("drill_hosts_failed_new", pa.int64()),
+     ("drill_span_s", pa.float64()), ("drill_at_s", pa.float64()),
+     ("drill_failed_at_ns", pa.int64()),
+     ("drill_offered_rps_before", pa.float64()), ("drill_offered_rps_after", pa.float64()),
+     ("drill_requests", pa.int64()), ("drill_every_request_once", pa.bool_()),
+     ("drill_p99_before_s", pa.float64()), ("drill_p99_after_s", pa.float64()),
+     ("drill_error_rate_before", pa.float64()), ("drill_error_rate_after", pa.float64()),
+     ("drill_requests_retried", pa.int64()), ("drill_requests_failed", pa.int64()),
+     ("drill_retried_region_est", pa.float64()), ("drill_capacity_after_rps", pa.float64()),
+     ("drill_timeline_ok", pa.bool_()), ("drill_n1_ok", pa.bool_()),
+     ("drill_verdict", pa.string())]
 )  # fmt: skip
+DRILL_SUMMARY = ("drill_racks_old", "drill_racks_new", "drill_hosts_failed_old",
+                 "drill_hosts_failed_new", "drill_p99_before_s", "drill_p99_after_s",
+                 "drill_error_rate_after", "drill_requests_retried", "drill_requests_failed",
+                 "drill_retried_region_est", "drill_capacity_after_rps", "drill_timeline_ok",
+                 "drill_n1_ok", "drill_verdict", "drill_every_request_once")  # fmt: skip
 
 
 def run_rollout(
@@ -107,7 +126,24 @@ def run_rollout(
     summary["gate_metrics"] = "replay" if on else "timeline"
     summary["replays"] = [_replay_summary(r) for r in res.replays]
     summary["replay_disagreements"] = sum(not r["agrees"] for r in res.replays)
+    summary["drill"] = _drill_summary(plan, res.replays) if on else None
     return res, summary
+
+
+def _drill_summary(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The N-1 drill's spec and how many replayed moments kept the SLO with the racks out."""
+    spec = plan.replay.drill
+    if spec is None:
+        return None
+    done = [r for r in rows if "drill_n1_ok" in r]
+    return {
+        "racks": spec.racks,
+        "at_fraction": spec.at_fraction,
+        "on_failure": spec.on_failure,
+        "moments": len(done),
+        "n1_ok": sum(bool(r["drill_n1_ok"]) for r in done),
+        "n1_fail": sum(not r["drill_n1_ok"] for r in done),
+    }
 
 
 def _replay_summary(r: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +152,7 @@ def _replay_summary(r: dict[str, Any]) -> dict[str, Any]:
             "error_rate", "new_error_rate", "timeline_slo_ok", "replay_slo_ok", "verdict",
             "agrees", "slice_hosts_old", "slice_hosts_new", "region_hosts_old",
             "region_hosts_new", "span_s", "requests")  # fmt: skip
-    return {k: r.get(k) for k in keys}
+    return {k: r.get(k) for k in (*keys, *DRILL_SUMMARY)}
 
 
 def summarize(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
