@@ -6,7 +6,9 @@ second of the simulation and of writing the outputs::
     .venv/bin/python benchmarks/bench_rollout.py
     .venv/bin/python benchmarks/bench_rollout.py --failures --repeat 3
     .venv/bin/python benchmarks/bench_rollout.py --failures --parts   # + host/accelerator
-    .venv/bin/python benchmarks/bench_rollout.py --replays            # + exact replays
+    .venv/bin/python benchmarks/bench_rollout.py --replays            # + exact replays, N-1 drills
+    .venv/bin/python benchmarks/bench_rollout.py --replays --no-drill # exact replays only
+    .venv/bin/python benchmarks/bench_rollout.py --outages            # + drawn region outages
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main() -> None:
     ap.add_argument("--failures", action="store_true", help="add MTBF 2000 h / MTTR 24 h")
     ap.add_argument("--parts", action="store_true", help="add host/accelerator failures")
     ap.add_argument("--replays", action="store_true", help="time the exact replays too")
+    ap.add_argument("--outages", action="store_true", help="add region MTBF 2000 h / MTTR 6 h")
+    ap.add_argument("--no-drill", action="store_true", help="drop the plan's replay.drill")
     ap.add_argument("--repeat", type=int, default=1)
     args = ap.parse_args()
     data = load_yaml(PLAN)
@@ -40,6 +44,10 @@ def main() -> None:
             {"part": "host", "mtbf_h": 20000, "mttr_h": 8},
             {"part": "accelerator", "mtbf_h": 50000, "mttr_h": 48},
         ]
+    if args.outages:
+        data.setdefault("failures", {"seed": 1})["region"] = {"mtbf_h": 2000, "mttr_h": 6}
+    if args.no_drill:
+        data.get("replay", {}).pop("drill", None)
     cat = load_catalog()
     plan = parse_plan(data, PLAN, cat)
     cohorts = cohorts_for(plan, cat, "fast")
@@ -58,7 +66,7 @@ def main() -> None:
         print(
             f"{plan.name}: {rows} region-steps, {len(res.events)} events; simulate "
             f"{t1 - t0:.2f} s ({rows / (t1 - t0):,.0f} region-steps/s); "
-            f"summary+write {t2 - t1:.2f} s"
+            f"summary+write {t2 - t1:.2f} s; region outages {summary['outages']['count']}"
         )
 
 
@@ -69,10 +77,12 @@ def _bench_replays(plan: Plan, repeat: int) -> None:
         res, summary = run_rollout(plan.__class__(**{**vars(plan), "capacity_mode": "fast"}))
         dt = time.perf_counter() - t0
         n = sum(r.get("requests") or 0 for r in res.replays)
+        moments = {r["time_ns"]: r for r in res.replays}  # a moment replayed once
+        drilled = sum(r.get("drill_requests") or 0 for r in moments.values())
         print(
             f"{plan.name}: timeline + {len(res.replays)} replay rows "
-            f"({len(set(r['time_ns'] for r in res.replays))} distinct moments, {n:,} requests "
-            f"replayed) {dt:.2f} s; {summary['replay_disagreements']} disagree"
+            f"({len(moments)} distinct moments, {n:,} requests replayed, {drilled:,} in "
+            f"N-1 drills) {dt:.2f} s; {summary['replay_disagreements']} disagree"
         )
 
 

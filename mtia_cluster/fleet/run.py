@@ -143,6 +143,8 @@ def _drill_summary(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, Any] | N
         "moments": len(done),
         "n1_ok": sum(bool(r["drill_n1_ok"]) for r in done),
         "n1_fail": sum(not r["drill_n1_ok"] for r in done),
+        "over_capacity_left": sum(not r["drill_timeline_ok"] for r in done),
+        "requests_lost": sum(not r.get("drill_every_request_once", True) for r in done),
     }
 
 

@@ -140,13 +140,10 @@ def simulate(
                         now, part_rngs[i], plan.failures.parts, plan.step_h, serving, st.events
                     )
         _waves_step(plan, res, regions, now, last_down)
-        rows = []
         for r in plan.regions:
             _start_swaps(plan, res, regions[r.name], region_wave.get(r.name), now)
-            rows.append(
-                _row(plan, res, r, regions[r.name], parts[r.name], region_wave.get(r.name), now)
-            )
-        _append(res.timeline, rows, up_list, plan.failover)
+            _record(plan, res, r, regions[r.name], parts[r.name], region_wave.get(r.name), now)
+        _failover(res.timeline, up_list, plan.failover)
     for ev in plan.events[next_event:]:  # after the last step
         late = _wave_event(ev.at_ns, region_wave.get(ev.region, -1), "rack_event_not_reached",
                            f"{ev.kind} {ev.racks} {ev.generation}")  # fmt: skip
@@ -339,62 +336,66 @@ def _empty_timeline() -> dict[str, list[Any]]:
     return {c: [] for c in cols}
 
 
-def _row(
+def _record(
     plan: Plan, res: Result, r: Region, st: RegionState, ps: PartState, wave: int | None, now: int
-) -> dict[str, Any]:
-    """One region's timeline row before failover (capacity as if the region were up)."""
+) -> None:
+    """One region's timeline row as if the region were up (failover columns: `_failover`)."""
+    tl = res.timeline
     old, new = res.cohorts["old"], res.cohorts["new"]
     serving_old, serving_new = st.counts[("old", "serving")], st.counts[("new", "serving")]
     specs = plan.failures.parts if plan.failures else ()
     serving = {"old": serving_old, "new": serving_new}
     degraded = sum(serving[v] * res.cohorts[v].rps * ps.lost_fraction(specs, v, serving)
                    for v in VERSIONS)  # fmt: skip
-    row: dict[str, Any] = {
-        "time_ns": now,
-        "region": r.name,
-        "wave": -1 if wave is None else wave,
-        "rollout_state": "none" if wave is None else res.waves[wave].state,
-    }
+    cap = serving_old * old.rps + serving_new * new.rps - degraded
+    dem = float(demand_rps(r, now))
+    tl["time_ns"].append(now)
+    tl["region"].append(r.name)
+    tl["wave"].append(-1 if wave is None else wave)
+    tl["rollout_state"].append("none" if wave is None else res.waves[wave].state)
     for v in VERSIONS:
         for s in STATES:
-            row[f"racks_{v}_{s}"] = st.counts[(v, s)]
-    row["racks_total"] = st.total
-    row["capacity_rps"] = serving_old * old.rps + serving_new * new.rps - degraded
-    row["demand_rps"] = float(demand_rps(r, now))
-    row["power_w"] = serving_old * old.power_w + serving_new * new.power_w
-    row["new_p99_s"] = new.p99_s if serving_new else math.nan
-    row["new_error_rate"] = new.error_rate if serving_new else math.nan
-    row["degraded_rps"] = degraded
+            tl[f"racks_{v}_{s}"].append(st.counts[(v, s)])
+    tl["racks_total"].append(st.total)
+    tl["capacity_rps"].append(cap)
+    tl["demand_rps"].append(dem)
+    tl["headroom"].append(cap / dem - 1.0)
+    tl["slo_ok"].append(dem <= cap)
+    tl["power_w"].append(serving_old * old.power_w + serving_new * new.power_w)
+    tl["new_p99_s"].append(new.p99_s if serving_new else math.nan)
+    tl["new_error_rate"].append(new.error_rate if serving_new else math.nan)
+    tl["degraded_rps"].append(degraded)
     for v in VERSIONS:
-        row[f"parts_down_{v}"] = sum(ps.down(p, v, serving) for p in specs)
-    return row
+        tl[f"parts_down_{v}"].append(sum(ps.down(p, v, serving) for p in specs))
 
 
-def _append(
-    tl: dict[str, list[Any]], rows: list[dict[str, Any]], up: list[bool], failover: str
-) -> None:
-    """Append one step's rows: a down region has capacity 0 and its demand is failed over
-    (fleet/outages.py); headroom and SLO status are judged on the demand offered to the
-    region (its own, less what it sent or lost, plus what it received). A down region's
-    headroom is NaN and its SLO holds when none of its demand was lost."""
-    for row, u in zip(rows, up, strict=True):
-        row["region_up"] = u
-        if not u:
-            row["capacity_rps"] = 0.0
-    cap = [row["capacity_rps"] for row in rows]
-    fo = apply_failover(up, [row["demand_rps"] for row in rows], cap, failover)
-    for i, row in enumerate(rows):
-        for key, values in fo.items():
-            row[key] = values[i]
-        offered = row["offered_rps"]
+def _failover(tl: dict[str, list[Any]], up: list[bool], failover: str) -> None:
+    """Complete the step's last len(up) rows: a down region has capacity 0 and its demand is
+    failed over (fleet/outages.py); headroom and SLO status are judged on the demand offered
+    to the region (its own, less what it sent or lost, plus what it received). A down
+    region's headroom is NaN and its SLO holds when none of its demand was lost."""
+    n = len(up)
+    demand = tl["demand_rps"][-n:]
+    tl["region_up"].extend(up)
+    if all(up):  # the rows as recorded are right: nothing sent, received or lost
+        tl["offered_rps"].extend(demand)
+        for key in ("failover_in_rps", "failover_out_rps", "lost_rps"):
+            tl[key].extend([0.0] * n)
+        return
+    cap = [c if u else 0.0 for c, u in zip(tl["capacity_rps"][-n:], up, strict=True)]
+    fo = apply_failover(up, demand, cap, failover)
+    for key, values in fo.items():
+        tl[key].extend(values)
+    for i in range(n):
+        j = len(tl["time_ns"]) - n + i
+        tl["capacity_rps"][j] = cap[i]
+        offered = fo["offered_rps"][i]
         if up[i]:
-            row["headroom"] = row["capacity_rps"] / offered - 1.0 if offered > 0 else math.inf
-            row["slo_ok"] = offered <= row["capacity_rps"]
+            tl["headroom"][j] = cap[i] / offered - 1.0 if offered > 0 else math.inf
+            tl["slo_ok"][j] = offered <= cap[i]
         else:
-            row["headroom"] = math.nan
-            row["slo_ok"] = row["lost_rps"] <= 0.0
-        for key, column in tl.items():
-            column.append(row[key])
+            tl["headroom"][j] = math.nan
+            tl["slo_ok"][j] = fo["lost_rps"][i] <= 0.0
 
 
 def _event(t: int, region: str, kind: str, version: str, n: int, cohorts: dict[str, Cohort]):

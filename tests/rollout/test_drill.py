@@ -95,6 +95,13 @@ def test_overloaded_after_the_failure_is_not_n1_ok() -> None:
     assert row["drill_p99_before_s"] <= plan.slo_p99_s < row["drill_p99_after_s"]
     assert not row["drill_n1_ok"] and row["drill_verdict"].startswith("N-1 FAIL")
     assert not row["drill_timeline_ok"]
+    # the timeline's capacity left is part of the verdict: over it, not N-1 OK even when the
+    # replayed p99 holds (a short window does not see a slowly growing backlog)
+    assert "demand > capacity left" in row["drill_verdict"]
+    _, (mid, _, _) = _drill(DRILL, {"old": 3, "new": 0}, 0.7)  # 105% of the 2 racks left
+    assert not mid["drill_timeline_ok"] and not mid["drill_n1_ok"]
+    if mid["drill_p99_after_s"] <= plan.slo_p99_s:
+        assert mid["drill_verdict"] == "N-1 FAIL: demand > capacity left (replayed p99 holds)"
     _, (low, _, _) = _drill(DRILL, {"old": 3, "new": 0}, 0.3)
     assert low["drill_n1_ok"] and low["drill_verdict"] == "N-1 OK" and low["drill_timeline_ok"]
 
