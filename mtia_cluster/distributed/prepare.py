@@ -41,6 +41,7 @@ class ReplayOptions:
     fleet: str | None = None  # replay on a launched fleet (its plan and actors)
     extra_manifest: dict[str, Any] = field(default_factory=dict)
     timeline: Timeline | None = None  # filled with the coordinator's and shards' spans
+    trace_chunk_rows: int = 1_000_000  # rows the coordinator-driven windows hold at a time
 
 
 @dataclass
@@ -55,7 +56,7 @@ class Prepared:
     regions: list[list[int]] | None
     cells: list[list[int]]
     record: dict[str, Any] | None
-    trace: RequestBatch | None  # served rows, only for coordinator-driven windows
+    trace: RequestBatch | None  # served rows, when they are not streamed (see _trace_inputs)
     rejected: RequestBatch  # rows no region serves (written by the coordinator)
     served_rows: int
     checked: bool = True  # False: the trace is still to be checked (`checked`)
@@ -99,7 +100,7 @@ def checked(
 ) -> Prepared:
     """`p` with its trace inputs; on bad input the `started` shard actors are killed."""
     try:
-        with tl.span("check_trace" if p.regions is not None else "read_trace"):
+        with tl.span("check_trace"):
             trace, rejected, served = _trace_inputs(trace_path, p.sim, p.regions is not None)
     except UserError:
         if started:
@@ -114,15 +115,16 @@ def checked(
 def _trace_inputs(
     path: str | Path, sim: Simulation, region_shards: bool
 ) -> tuple[RequestBatch | None, RequestBatch, int]:
-    """(served rows for coordinator-driven windows, else None; rejected rows; served count).
+    """(served rows, or None when they are streamed; rejected rows; served count).
 
-    Region-owning shards read their own slices, so the coordinator only validates the trace,
-    streaming (trace_scan.py); the coordinator-driven path routes every request itself and
-    loads the trace whole."""
-    if region_shards:
-        check = check_trace(path, sim)
-        if check is not None:
-            return None, check.rejected, check.served
+    The coordinator validates the trace streaming (trace_scan.py). Region-owning shards then
+    read their own slices; the coordinator-driven windows stream the served rows in chunks
+    (`served_chunks`). Only a trace whose rows without a region feed the coordinator-driven
+    windows (their regions come from one draw in trace order), or whose served rows depend on
+    that draw, is loaded whole."""
+    check = check_trace(path, sim)
+    if check is not None and (region_shards or not check.missing_region):
+        return None, check.rejected, check.served
     trace = sim.assign_regions(load_trace(path, sim.scenario))
     served = sim._served(trace)
     rows = None if region_shards else trace.take(served)

@@ -19,7 +19,7 @@ incomplete.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from mtia_cluster.distributed.prepare import (
 )
 from mtia_cluster.distributed.region_worker import RegionWorker
 from mtia_cluster.distributed.timing import Timeline
+from mtia_cluster.distributed.trace_scan import served_chunks
 from mtia_cluster.distributed.worker import ShardWorker, StaleShard
 from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.engine.simulation import Simulation
@@ -191,8 +192,13 @@ def replay(
         if regions is not None:
             end_ns = _drive_regions(shards, calls, scenario, p.served_rows, opt, progress)
         else:
-            assert p.trace is not None
-            end_ns = _drive_windows(sim, p.trace, shards, calls, opt, progress)
+            step_ns, size = scenario.report_interval_ns, opt.trace_chunk_rows
+            chunks: Iterable[tuple[RequestBatch, int | None]] = (
+                [(p.trace, None)]
+                if p.trace is not None
+                else served_chunks(sim, trace_path, step_ns, size)
+            )
+            end_ns = _drive_windows(sim, chunks, p.served_rows, shards, calls, opt, progress)
         shard_nodes = calls(shards, "node", [()] * len(shards))
         for spans in calls(shards, "timings", [()] * len(shards)):
             tl.extend(spans)
@@ -260,17 +266,22 @@ def _start_shards(
 
 def _drive_windows(
     sim: Simulation,
-    trace: RequestBatch,
+    chunks: Iterable[tuple[RequestBatch, int | None]],
+    rows: int,
     shards: list[_Shard],
     calls: _Calls,
     opt: ReplayOptions,
     progress: Callable[[int, int, int], None] | None,
 ) -> int:
-    """Coordinator-driven windows: one parallel call per window to the shards with work."""
+    """Coordinator-driven windows: one parallel call per window to the shards with work.
+
+    The served rows come in chunks that end at window boundaries: the loop runs up to each
+    chunk's end, then continues on the next chunk from the same state (cells give the same
+    results for any cut of time, so this equals one pass over the whole trace)."""
     shard_of_cell = np.zeros(sim.fleet.cells, dtype=np.int64)
     for i, s in enumerate(shards):
         shard_of_cell[s.cells] = i
-    state, window = LoopState(), 0
+    state, window, before = LoopState(), 0, 0  # before: rows of the chunks already done
 
     def advance(arrivals: RequestBatch, cell: np.ndarray, until: int) -> None:
         nonlocal window
@@ -294,12 +305,15 @@ def _drive_windows(
         if window % opt.checkpoint_windows == 0:
             _checkpoint(shards, calls)
         if progress is not None:
-            progress(state.lo, len(trace), until)
+            progress(before + state.lo, rows, until)
 
     def sample(t_ns: int) -> None:
         calls(shards, "sample", [(t_ns,)] * len(shards))
 
-    run_windows(sim, trace, state, advance, sample)
+    for chunk, end_ns in chunks:
+        state.lo = 0
+        run_windows(sim, chunk, state, advance, sample, end_ns)
+        before += len(chunk)
     finish(state, state.t, sim.scenario.metrics_interval_ns, sample)
     return state.t
 

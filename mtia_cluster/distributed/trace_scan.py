@@ -14,6 +14,7 @@ A shard keeps every row without a region, in trace order, so it draws the same s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class TraceCheck:
     rows: int
     served: int
     rejected: RequestBatch  # rows no region serves, with region as assigned (-1 if none)
+    missing_region: bool  # some rows have no region (they need the global draw, in order)
 
 
 def servable(sim: Simulation) -> np.ndarray:
@@ -89,18 +91,50 @@ def check_trace(path: str | Path, sim: Simulation) -> TraceCheck | None:
     if no_region is None:
         return None
     rr = _rr_services(sim)
-    rows, served_rows, rejected = 0, 0, []
+    rows, served_rows, rejected, missing = 0, 0, [], False
     for batch in read_trace_batches(p):
         cols = to_numpy_columns(batch, sim.services, sim.regions, file=p)
         _check_items(cols, rr, sim.services, rows, p)
         region, service = cols["region"], cols["service"]
+        missing = missing or bool(np.any(region < 0))
         served = np.where(region >= 0, table[np.maximum(region, 0), service], no_region[service])
         n_served = int(np.count_nonzero(served))
         if n_served < len(served):
             rejected.append(RequestBatch(**cols).take(~served))
         rows += batch.num_rows
         served_rows += n_served
-    return TraceCheck(rows, served_rows, RequestBatch.concat(rejected))
+    return TraceCheck(rows, served_rows, RequestBatch.concat(rejected), missing)
+
+
+def served_chunks(
+    sim: Simulation, path: str | Path, step_ns: int, chunk_rows: int
+) -> Iterator[tuple[RequestBatch, int | None]]:
+    """The served rows in trace order, in chunks of about `chunk_rows` that end at a window
+    boundary: (rows, end_ns), every row of the chunk arriving before end_ns (None: the last
+    chunk). For the coordinator-driven windows, which route every request: it holds one
+    chunk at a time, never the whole trace. Every row must have a region (the caller loads a
+    trace with rows without one whole: their regions come from one draw in trace order)."""
+    table = servable(sim)
+    pending: list[RequestBatch] = []
+    pending_rows = 0
+    for batch in read_trace_batches(path, validate=False):
+        rows = RequestBatch(**to_numpy_columns(batch, sim.services, sim.regions, file=path))
+        keep = table[np.maximum(rows.region, 0), rows.service] & (rows.region >= 0)
+        rows = rows if keep.all() else rows.take(keep)
+        pending.append(rows)
+        pending_rows += len(rows)
+        if pending_rows < chunk_rows:
+            continue
+        chunk = RequestBatch.concat(pending)
+        end_ns = int(chunk.arrival_ns[-1]) // step_ns * step_ns  # the last row's window
+        cut = int(np.searchsorted(chunk.arrival_ns, end_ns, side="left"))
+        if cut == 0:  # every row in one window so far: keep reading
+            pending = [chunk]
+            continue
+        yield chunk.take(slice(0, cut)), end_ns
+        pending = [chunk.take(slice(cut, None))]
+        pending_rows = len(pending[0])
+    yield RequestBatch.concat(pending), None
 
 
 def region_slice(sim: Simulation, path: str | Path, regions: list[int]) -> RequestBatch:

@@ -6,6 +6,7 @@ without a region column (rows without a region get one from the seeded stream)."
 from __future__ import annotations
 
 import copy
+import itertools
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ import yaml
 
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
-from mtia_cluster.distributed.trace_scan import check_trace, region_slice
+from mtia_cluster.distributed.trace_scan import check_trace, region_slice, served_chunks
+from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import load_trace
 from mtia_cluster.errors import UserError
@@ -84,12 +86,42 @@ def test_replay_with_rejections_equals_engine(tmp_path, short_trace):
         assert ours[col] == getattr(engine, col).tolist(), col
 
 
-def test_coordinator_peak_is_not_the_trace(tmp_path, short_trace):
-    """Region placement keeps no trace rows in the coordinator (only rejected ones)."""
+def test_coordinator_holds_no_trace(tmp_path, short_trace):
+    """Neither placement keeps trace rows in the coordinator after the check (only rejected
+    ones): region shards read their slices, coordinator-driven windows stream chunks."""
     ready = prepare(SCENARIO, short_trace, ReplayOptions(address="inprocess"))
     assert ready.trace is None and ready.served_rows == read_trace(short_trace).num_rows
     windows = prepare(SCENARIO, short_trace, ReplayOptions(address="inprocess", placement="rack"))
-    assert windows.trace is not None and len(windows.trace) == ready.served_rows
+    assert windows.trace is None and windows.served_rows == ready.served_rows
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 37, 500])
+def test_chunks_cut_at_window_boundaries(tmp_path, short_trace, chunk_rows):
+    """(Rows without a region are never chunked: such a trace is loaded whole.)"""
+    _, scenario = _scenario_without_chat_in_eu(tmp_path)
+    sim = Simulation(scenario)
+    trace, served = _whole(sim, short_trace)
+    assert not served.all()  # the rejected rows are left out of the chunks
+    step = scenario.report_interval_ns
+    chunks = list(served_chunks(sim, short_trace, step, chunk_rows))
+    assert len(chunks) > 1 and chunks[-1][1] is None
+    assert all(end is not None for _, end in chunks[:-1])
+    for (rows, end), (after, _) in itertools.pairwise(chunks):
+        assert end % step == 0 and np.all(rows.arrival_ns < end)
+        assert np.all(after.arrival_ns >= end)
+    _same(RequestBatch.concat([rows for rows, _ in chunks]), trace.take(served))
+
+
+def test_chunked_windows_equal_the_engine(tmp_path, short_trace):
+    """Rack placement (coordinator-driven windows) over many small chunks."""
+    path, scenario = _scenario_without_chat_in_eu(tmp_path)
+    opt = ReplayOptions(address="inprocess", placement="rack", trace_chunk_rows=40)
+    run = replay(path, short_trace, tmp_path / "run", opt)
+    engine = Simulation(scenario).run(load_trace(short_trace, scenario)).requests
+    ours = requests_of(run)
+    assert ours["request_id"] == engine.request_id.tolist()
+    for col in ("accelerator_id", "start_ns", "first_token_ns", "finish_ns", "batch_size"):
+        assert ours[col] == getattr(engine, col).tolist(), col
 
 
 def test_scenario_with_fleet_events_is_refused(tmp_path, short_trace):
