@@ -18,11 +18,16 @@ from rollout.test_conservation import NEW, OLD, random_plans
 
 
 def _holds(plan, waves, rate, margin: float) -> bool:
+    """The constraint, recomputed from the timeline independently of optimize.check."""
     variant = dataclasses.replace(plan, waves=waves, install_racks_per_day=rate)
     res = simulate(variant, {"old": OLD, "new": NEW})
-    cap = np.asarray(res.timeline["capacity_rps"])
-    dem = np.asarray(res.timeline["demand_rps"])
-    return all(w.state == "done" for w in res.waves) and bool((cap >= dem * (1 + margin)).all())
+    tl = res.timeline
+    up = np.asarray(tl["region_up"], dtype=bool)  # whole-region outages: the regions that are
+    cap = np.asarray(tl["capacity_rps"])[up]  # up must hold the demand offered to them
+    dem = np.asarray(tl["offered_rps"])[up]  # (own + failover) and no demand may be lost
+    lost = np.asarray(tl["lost_rps"])
+    held = bool((cap >= dem * (1 + margin)).all()) and not (lost > 0).any()
+    return all(w.state == "done" for w in res.waves) and held
 
 
 @st.composite
@@ -112,3 +117,16 @@ def test_cli_optimize_reports_given_and_best(runner, tmp_path) -> None:
     assert best is not None and best["feasible"]
     assert best["done_days"] <= opt["given"]["done_days"]
     assert best["min_headroom"] >= opt["headroom_margin"]
+
+
+def test_outage_with_lost_demand_is_never_feasible() -> None:
+    """failover none: a region outage loses demand, so no candidate is feasible; with
+    proportional failover and ample headroom the same plan has a feasible best."""
+    outage = [{"region": "a", "at_day": 1, "duration_h": 6}]
+    regions = [{"name": n, "racks": {"mtia-2i": 10}, "demand": {"peak_rps": 3.0e6}} for n in "ab"]
+    base = plan_dict(**{"fleet.regions": regions}, outages=outage)
+    _, best, _ = optimize(make_plan({**base, "failover": "none"}), {"old": OLD, "new": NEW})
+    assert best is None
+    _, best, _ = optimize(make_plan(base), {"old": OLD, "new": NEW})
+    assert best is not None and best.feasible
+    assert _holds(make_plan(base), best.waves, best.install_racks_per_day, 0.0)

@@ -166,3 +166,22 @@ def test_no_outage_changes_nothing(failover: str) -> None:
     assert a.timeline == b.timeline
     np.testing.assert_array_equal(_col(a, "offered_rps"), _col(a, "demand_rps"))
     check_failover(a)
+
+
+def test_drawn_outages_change_no_rack_or_part_draw() -> None:
+    """With no gate inside the horizon (bake longer than it) outages cannot move the waves, so
+    the rack and part failures drawn from their own streams are the same with and without
+    drawn region outages; only capacity, failover and the region events differ."""
+    parts = [{"part": "host", "mtbf_h": 500, "mttr_h": 8}]
+    rack_faults = {"seed": 5, "mtbf_h": 300, "mttr_h": 12, "parts": parts}
+    common = {"rollout.bake_days": 100, "timeline.horizon_days": 30}
+    base = simulate(make_plan(_plan(failures=rack_faults, **common)), COHORTS)
+    regions = {**rack_faults, "region": {"mtbf_h": 50, "mttr_h": 5}}
+    data = _plan(failures=regions, **common)
+    res = simulate(make_plan(data), COHORTS)
+    check_invariants(data, res)
+    assert _region_events(res) and not _region_events(base)
+    keep = [e for e in res.events if not e["event"].startswith("region_")]
+    assert keep == base.events
+    for col in [c for c in base.timeline if c.startswith(("racks_", "parts_down"))]:
+        assert res.timeline[col] == base.timeline[col]
