@@ -141,3 +141,27 @@ def test_envelope_keeps_every_dip_and_peak(
         assert a == c[s:e].min() and b == d[s:e].max()
         if len(c) > max_points and e < len(c):
             assert (e - s) % per_day == 0  # whole days
+
+
+def test_outage_plot_shows_offered_demand_and_headline(runner, tmp_path: Path) -> None:
+    """Region b down for 6 h: region a's plotted demand includes the failover it received
+    (above its own), b's capacity drops to 0; the headline names the outage."""
+    import yaml
+
+    from rollout.plans import plan_dict
+
+    data = plan_dict(
+        **{"timeline.horizon_days": 2, "timeline.step_h": 1},
+        outages=[{"region": "b", "at_day": 1, "duration_h": 6}],
+    )
+    plan = tmp_path / "p.yaml"
+    plan.write_text(yaml.safe_dump(data))
+    out = tmp_path / "o"
+    assert runner.invoke(cli, ["rollout", str(plan), "-o", str(out), "--fast"]).exit_code == 0
+    d = collect(out)
+    a_dem, b_cap = np.asarray(d.demand["a"]), np.asarray(d.capacity["b"])
+    own = 1.0e7  # flat demand of region a
+    assert a_dem.max() > own * 2 and np.isclose(np.median(a_dem), own)
+    assert b_cap.min() == 0 and b_cap.max() > 0
+    r = runner.invoke(cli, ["analyze", str(out)])
+    assert r.exit_code == 0 and "region outages 1 (360 region-minutes" in r.output

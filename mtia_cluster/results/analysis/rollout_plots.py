@@ -4,7 +4,8 @@ A rollout directory holds `timeline/`, `events/`, `replays/` and `summary.json` 
 not a replay run's manifest, so it gets its own small report: the summary as a table and,
 with `--plot`, a wave Gantt chart (one row per region, grouped by wave, bars for its wave's
 swapping, baking, rolling-back and paused phases) and capacity vs demand per region over
-time. As for replay results, FILE.html is self-contained inline SVG (svg.py) and FILE.png
+time (the demand offered to the region: with whole-region outages, own demand +- failover).
+As for replay results, FILE.html is self-contained inline SVG (svg.py) and FILE.png
 needs matplotlib (the optional `plot` extra, rollout_plots_png.py).
 
 Long timelines are reduced to about MAX_POINTS points per region for drawing: each point
@@ -86,7 +87,9 @@ def collect(path: Path) -> RolloutPlotData:
     region = np.asarray(tl["region"])
     t_day = np.asarray(tl["time_ns"], dtype=np.float64) / NS_PER_DAY
     cap = np.asarray(tl["capacity_rps"], dtype=np.float64)
-    dem = np.asarray(tl["demand_rps"], dtype=np.float64)
+    # the demand offered to the region: its own, less what a down region sent away, plus the
+    # failover it received (docs/rollout.md, whole-region outages); older outputs: own demand
+    dem = np.asarray(tl.get("offered_rps", tl["demand_rps"]), dtype=np.float64)
     step_day = float(summary.get("step_h") or 1.0) / 24.0
     for name in dict.fromkeys(region.tolist()):
         sel = np.flatnonzero(region == name)
@@ -239,7 +242,26 @@ def headline(summary: dict[str, Any]) -> str:
         f"{days(summary.get('time_to_rollout_done_days'))}; rollbacks {summary.get('rollbacks')}; "
         f"gates on {summary.get('gate_metrics', 'timeline')} metrics; replays "
         f"{len(summary.get('replays', []))} ({summary.get('replay_disagreements', 0)} disagree)"
+        + _drill_and_outages(summary)
     )
+
+
+def _drill_and_outages(summary: dict[str, Any]) -> str:
+    """N-1 drill and whole-region outage figures, when the run had them."""
+    out = ""
+    d = summary.get("drill")
+    if d:
+        out += f"; N-1 drill ({d['racks']} rack(s)) OK in {d['n1_ok']} of {d['moments']} moments"
+    o = summary.get("outages") or {}
+    if o.get("count"):
+        worst = o.get("worst_headroom_during")
+        out += (
+            f"; region outages {o['count']} ({o['outage_minutes']:g} region-minutes, failover "
+            f"{o['failover']}, worst headroom elsewhere "
+            f"{'-' if worst is None else f'{worst:.3f}'}, SLO-violation minutes caused "
+            f"{o['slo_violation_minutes_caused']:g})"
+        )
+    return out
 
 
 def html_page(data: RolloutPlotData, summary: dict[str, Any]) -> str:
@@ -273,9 +295,12 @@ def replay_table_html(summary: dict[str, Any]) -> str:
     rows = summary.get("replays", [])
     if not rows:
         return ""
-    head = "".join(f"<th>{escape(c)}</th>" for c in REPLAY_COLUMNS)
+    cols = REPLAY_COLUMNS
+    if any(r.get("drill_verdict") for r in rows):
+        cols = (*cols, "drill_p99_before_s", "drill_p99_after_s", "drill_verdict")
+    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in REPLAY_COLUMNS) + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
         for r in rows
     )
     return f"<h2>Exact replays</h2><table><tr>{head}</tr>{body}</table>\n"
