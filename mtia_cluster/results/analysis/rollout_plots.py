@@ -295,7 +295,7 @@ def replay_table_html(summary: dict[str, Any]) -> str:
     rows = summary.get("replays", [])
     if not rows:
         return ""
-    cols = REPLAY_COLUMNS
+    cols: tuple[str, ...] = REPLAY_COLUMNS
     if any(r.get("drill_verdict") for r in rows):
         cols = (*cols, "drill_p99_before_s", "drill_p99_after_s", "drill_verdict")
     head = "".join(f"<th>{escape(c)}</th>" for c in cols)
