@@ -193,8 +193,9 @@ def _cell_racks(fleet: Any) -> np.ndarray:
 
 def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> FleetEvents:
     """Cells of each event, the scenario's drawn failures included (UserError for a host or
-    rack index out of range, or a failure of an LLM pool, whose replicas cannot be evicted
-    yet). Events are applied in time order (stable: listed order on ties)."""
+    rack index out of range). Every cell kind can fail (R&R hosts, synthetic servers, LLM
+    replicas, disaggregated or not). Events are applied in time order (stable: listed order
+    on ties)."""
     specs = tuple(sorted((*specs, *drawn_failures(fleet)), key=lambda ev: ev.at_ns))
     scenario = fleet.scenario
     regions = [r.name for r in scenario.regions]
@@ -218,12 +219,7 @@ def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> Fl
             if max(wanted) >= len(local):
                 raise _error(spec, key, f"the region has {len(local)} {key}", list(wanted))
             mask &= np.isin(ids, local[list(wanted)])
-        cells = np.flatnonzero(mask)
-        if spec.kind == "fail":
-            kinds = {fleet.pools[fleet.cell_pool[c]].kind for c in cells.tolist()}
-            if "llm" in kinds:
-                raise _error(spec, "kind", "LLM replicas cannot fail inside a replay yet", "fail")
-        out.append(ResolvedEvent(spec, cells))
+        out.append(ResolvedEvent(spec, np.flatnonzero(mask)))
     cells = fleet.cells
     return FleetEvents(out, step_ns, np.zeros(cells, dtype=bool), np.zeros(cells, dtype=bool))
 

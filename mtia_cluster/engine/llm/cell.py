@@ -135,6 +135,30 @@ class LLMReplicaCell:
             self._compact()
         return rows
 
+    def evict(self, at_ns: int) -> RequestBatch:
+        """The replica fails at `at_ns` (right after ``advance(at_ns)``): every request it
+        holds and has not returned (queued, prefilling, decoding, preempted, or finished at or
+        after `at_ns` and held back) leaves it with its original columns, in arrival order
+        (ties by request id). The replica restarts empty and idle at `at_ns` (no KV blocks,
+        no prefix-cache entries); its cumulative counters carry over, busy time up to `at_ns`.
+        """
+        sched = self.scheduler
+        unseen = sched.finished[self._seen_finished :]  # only if advance was not called
+        live = [r for r, s in enumerate(sched.state) if s != DONE]
+        positions = np.array(sorted({*self._held, *unseen, *live}), dtype=np.int64)
+        out = self._rows.take(positions)
+        out = out.take(np.lexsort((out.request_id, out.arrival_ns)))
+        self._forgotten["preemptions"] += sum(sched.preemptions)
+        self._forgotten["cached_tokens"] += sum(sched.cached_tokens)
+        self.scheduler = sched.restarted(at_ns)
+        self._rows = Rows()
+        self._seen_finished = 0
+        self._held = []
+        self._submitted = self._returned  # outstanding drops to zero
+        self._next_compact = self.compact_after or 0
+        self._until_ns = max(self._until_ns, at_ns)
+        return out
+
     def _compact(self) -> None:
         """Drop the longest prefix of positions that are finished and already returned."""
         sched = self.scheduler

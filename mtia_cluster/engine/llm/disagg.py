@@ -62,6 +62,7 @@ class DisaggregatedCell:
         self._outputs: list[int] = []
         self._finish: list[int] = []  # per cell position (= prefill position)
         self._decode_pos: list[int] = []  # decode position -> cell position
+        self._link: list[tuple[int, int]] = []  # per decode position: transfer (start, end)
         self._seen = [0, 0]  # prefill / decode `finished` entries already handled
         self._held: list[int] = []
         self._returned = 0
@@ -112,6 +113,36 @@ class DisaggregatedCell:
         self._returned += len(out)
         return self._completed(out) if out else self._none
 
+    def evict(self, at_ns: int) -> RequestBatch:
+        """The cell fails at `at_ns` (right after ``advance(at_ns)``): every request it holds
+        and has not returned (at the prefill instance, on the link, at the decode instance,
+        or finished at or after `at_ns` and held back) leaves it with its original columns,
+        in arrival order (ties by request id). Both instances restart empty and idle at
+        `at_ns` (:meth:`~.scheduler.ReplicaScheduler.restarted`), the link is free from
+        `at_ns` (a transfer in flight is lost: its time past `at_ns` is not counted)."""
+        pending = [r for r, f in enumerate(self._finish) if f == NOT_SET]
+        positions = np.array(sorted({*self._held, *pending}), dtype=np.int64)
+        out = self._rows.take(positions)
+        out = out.take(np.lexsort((out.request_id, out.arrival_ns)))
+        self.prefill = self.prefill.restarted(at_ns)
+        self.decode = self.decode.restarted(at_ns)
+        self.transfer_ns_total -= sum(
+            end - max(start, at_ns) for start, end in self._link_after(at_ns)
+        )
+        self.link_free_ns = at_ns
+        self._rows = Rows()
+        self._outputs, self._finish, self._decode_pos, self._link = [], [], [], []
+        self._seen, self._held, self._returned = [0, 0], [], 0
+        self._until_ns = max(self._until_ns, at_ns)
+        return out
+
+    def _link_after(self, at_ns: int) -> list[tuple[int, int]]:
+        """Transfers still on the link at `at_ns` (the link is FIFO: the last ones)."""
+        k = len(self._link)
+        while k and self._link[k - 1][1] > at_ns:
+            k -= 1
+        return self._link[k:]
+
     def _handoff(self, finished: list[int]) -> list[int]:
         """Prefill completions: finish 1-token requests, send the rest's KV over the link."""
         pre = self.prefill
@@ -126,6 +157,7 @@ class DisaggregatedCell:
             self.link_free_ns = start + took
             self.transfer_ns_total += took
             self._decode_pos.append(r)
+            self._link.append((start, self.link_free_ns))
             arrival.append(self.link_free_ns)
             prompt.append(pre.prompt[r])
             outputs.append(self._outputs[r])

@@ -69,6 +69,25 @@ class ReplicaScheduler(RequestTable):
         self._heap = [(f, r - cut) for f, r in self._heap if r >= cut]
         heapq.heapify(self._heap)
 
+    def restarted(self, at_ns: int) -> ReplicaScheduler:
+        """An empty scheduler idle from `at_ns`, with this one's cost, limits and cumulative
+        counters: the replica failed at `at_ns` (its requests, KV blocks and prefix-cache
+        entries are gone). The iteration running at `at_ns` is cut short there, so busy time
+        stops at `at_ns`; its iteration and tokens stay counted (they were counted when it
+        started, and counters never go back). Later requests start no earlier than `at_ns`.
+
+        Results do not depend on the carried iteration count (decoders' block needs depend
+        on their computed tokens only), so the restarted replica serves like a fresh one.
+        """
+        new = type(self)(self.cost, self.limits)
+        at_as = at_ns * AS_PER_NS
+        new.t_as = at_as
+        new.busy_as = self.busy_as - max(0, self.t_as - at_as)
+        new.iteration = self.iteration
+        new.tokens_done = self.tokens_done
+        new.max_used_blocks = self.max_used_blocks
+        return new
+
     @property
     def free_blocks(self) -> int:
         """Blocks available to allocations (free + evictable cached)."""
