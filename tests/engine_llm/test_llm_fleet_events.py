@@ -108,22 +108,39 @@ def counters_equal(a: DeviceCounters, b: DeviceCounters) -> bool:
     return all(np.array_equal(v, getattr(b, k)) for k, v in a.columns().items())
 
 
+# the failure: anywhere, or just before (or at) a finish of the uninterrupted run, so that
+# the iteration running at the failure often finishes requests (held back, then evicted)
+FAILURE_TIMES = st.one_of(
+    st.tuples(st.just("anywhere"), st.integers(0, 10**10), st.just(0)),
+    st.tuples(st.just("finish"), st.integers(0, 39), st.sampled_from([0, 1, 10**3, 10**6])),
+)
+
+
+def failure_time(when: tuple[str, int, int], whole: Completed, first_arrival_ns: int) -> int:
+    how, a, b = when
+    if how == "anywhere":
+        return first_arrival_ns + a
+    finish = np.sort(whole.finish_ns)
+    return max(first_arrival_ns, int(finish[a % len(finish)]) - b)
+
+
 @CELL_SETTINGS
 @given(
     st.sampled_from(["plain", "disaggregated"]),
     replicas(),
     workloads(),
-    st.integers(0, 10**10),
+    FAILURE_TIMES,
     st.lists(st.integers(0, 10**10), max_size=4),
     st.integers(1, 10**10),
 )
 def test_evict_returns_exactly_what_the_replica_holds(
-    kind: str, replica: Any, work: Any, at_offset: int, cuts: list[int], down_ns: int
+    kind: str, replica: Any, work: Any, when: tuple[str, int, int], cuts: list[int], down_ns: int
 ) -> None:
     cost, limits = replica
     batch = batch_of(work)
-    at = int(work[0][0]) + at_offset
     whole = drive(make_cell(kind, cost, limits), batch, [END_NS])
+    at = failure_time(when, whole, int(work[0][0]))
+    at_offset = at - int(work[0][0])
     cell = make_cell(kind, cost, limits)
     edges = sorted({int(work[0][0]) + c for c in cuts if c < at_offset} | {at})
     before = drive(cell, batch, edges)
@@ -206,8 +223,8 @@ def scenario(pool: dict[str, Any], events: list[dict[str, Any]], policy: str) ->
     )
 
 
-def llm_trace(seed: int, n: int = 120) -> RequestBatch:
-    """About 1.5 s of chat requests (bursty enough to queue), two-turn sessions."""
+def llm_trace(seed: int, n: int = 150) -> RequestBatch:
+    """About 1.8 s of chat requests (bursty enough to queue), two-turn sessions."""
     rng = entity_rng(seed, 9)
     arrival = np.cumsum(np.ceil(rng.standard_exponential(n) * 1.2e7)).astype(np.int64)
     prompt = np.clip(np.round(rng.lognormal(np.log(800), 0.9, n)), 1, 8000).astype(np.int32)
@@ -223,19 +240,28 @@ def hosts_of(pool: dict[str, Any]) -> int:
 
 
 def events_strategy(hosts: int) -> st.SearchStrategy[list[dict[str, Any]]]:
-    """Up to 6 events over the trace's first 1.5 s, on 1-2 of the pool's `hosts` hosts."""
-    return st.lists(
-        st.fixed_dictionaries(
-            {
-                "at_s": st.integers(0, 20).map(lambda k: k * 0.075),
-                "kind": st.sampled_from(["fail", "repair", "drain", "undrain"]),
-                "region": st.just("a"),
-                "hosts": st.lists(st.integers(0, hosts - 1), min_size=1, max_size=2, unique=True),
-                "on_failure": st.sampled_from(["retry", "fail"]),
-            }
-        ),
-        max_size=6,
+    """Up to 6 events over the trace's first second, on 1-2 of the pool's `hosts` hosts;
+    a failure is often followed by its repair (so repaired replicas serve again)."""
+    event = st.fixed_dictionaries(
+        {
+            "at_s": st.integers(0, 20).map(lambda k: k * 0.05),
+            "kind": st.sampled_from(["fail", "repair", "drain", "undrain"]),
+            "region": st.just("a"),
+            "hosts": st.lists(st.integers(0, hosts - 1), min_size=1, max_size=2, unique=True),
+            "on_failure": st.sampled_from(["retry", "fail"]),
+        }
     )
+    repair_after = st.one_of(st.none(), st.integers(1, 10).map(lambda k: k * 0.05))
+
+    def with_repairs(drawn: list[tuple[dict[str, Any], float | None]]) -> list[dict[str, Any]]:
+        out = []
+        for ev, after in drawn:
+            out.append(ev)
+            if ev["kind"] == "fail" and after is not None:
+                out.append({**ev, "kind": "repair", "at_s": ev["at_s"] + after})
+        return out
+
+    return st.lists(st.tuples(event, repair_after), max_size=4).map(with_repairs)
 
 
 @st.composite
@@ -275,7 +301,7 @@ def check_down_hosts(sim: Simulation, res: Any, events: list[dict]) -> None:
             assert np.all(dev.batches[inside] == 0), (host, lo, hi)
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     pool_and_events(),
     st.integers(0, 10_000),
