@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numba import njit
 
+from mtia_cluster.engine.rr_kernel import heap_replace
+
 POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
 
 
@@ -71,19 +73,7 @@ def _least_loaded(load: np.ndarray, n: int) -> np.ndarray:
     for i in range(n):
         key = heap[0]
         out[i] = key % k
-        value = key + k  # one more outstanding on the same candidate
-        j = 0
-        while True:  # sift the root down
-            child = 2 * j + 1
-            if child >= k:
-                break
-            if child + 1 < k and heap[child + 1] < heap[child]:
-                child += 1
-            if heap[child] >= value:
-                break
-            heap[j] = heap[child]
-            j = child
-        heap[j] = value
+        heap_replace(heap, key + k)  # one more outstanding on the same candidate
     return out
 
 

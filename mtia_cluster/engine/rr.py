@@ -31,6 +31,7 @@ from mtia_cluster.engine.cell import (
     DeviceCounters,
     RequestBatch,
     _Columns,
+    make_requests,
 )
 from mtia_cluster.engine.ledger import BusyLedger
 from mtia_cluster.engine.queueing import DispatchPolicy
@@ -182,17 +183,8 @@ class RRHostGroup:
 
     def _requests(self, rid: np.ndarray, arrival: np.ndarray, items: np.ndarray) -> RequestBatch:
         """Request columns of R&R rows of this pool (no tokens, no session)."""
-        n = len(rid)
-        zeros = np.zeros(n, dtype=np.int32)
-        return RequestBatch(
-            request_id=rid,
-            arrival_ns=arrival,
-            service=np.full(n, self.service, dtype=np.int32),
-            region=np.full(n, self.region, dtype=np.int32),
-            items=items,
-            input_tokens=zeros,
-            output_tokens=zeros,
-            session_id=np.full(n, -1, dtype=np.int64),
+        return make_requests(
+            arrival, request_id=rid, service=self.service, region=self.region, items=items
         )
 
     def outstanding(self) -> np.ndarray:

@@ -33,7 +33,7 @@ from numba import njit
 
 
 @njit(cache=True)
-def _heap_replace(heap: np.ndarray, value: int) -> None:
+def heap_replace(heap: np.ndarray, value: int) -> None:
     """Replace the minimum of the min-heap `heap` (a 1-D int64 view) by `value`."""
     n = heap.shape[0]
     i = 0
@@ -66,7 +66,7 @@ def _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item)
             free = core_heap[u, 0]
             t = arrival[i] if arrival[i] > free else free
             ready[i] = t + cpu
-            _heap_replace(core_heap[u], t + cpu)
+            heap_replace(core_heap[u], t + cpu)
         else:
             ready[i] = arrival[i]
     return unit, ready

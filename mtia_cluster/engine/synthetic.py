@@ -17,6 +17,7 @@ from mtia_cluster.engine.cell import (
     LoadReport,
     RequestBatch,
     completed_from,
+    make_requests,
 )
 from mtia_cluster.engine.ledger import BusyLedger, CompletionBuffer
 from mtia_cluster.engine.queueing import fcfs_servers, heap_from_free, max_plus_scan
@@ -110,17 +111,12 @@ class SyntheticCell:
         self._heap = heap_from_free(np.full(self.servers, at_ns, dtype=np.int64))
         self._ledger.truncate(np.arange(self.servers), at_ns)
         rows = rows.take(np.lexsort((rows.request_id, rows.arrival_ns)))
-        n = len(rows)
-        zeros = np.zeros(n, dtype=np.int32)
-        return RequestBatch(
+        return make_requests(
+            rows.arrival_ns,
             request_id=rows.request_id,
-            arrival_ns=rows.arrival_ns,
             service=rows.service,
             region=rows.region,
             items=rows.items,
-            input_tokens=zeros,
-            output_tokens=zeros,
-            session_id=np.full(n, -1, dtype=np.int64),
         )
 
     def report(self) -> LoadReport:
