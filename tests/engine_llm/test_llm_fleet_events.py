@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import replicas, workloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -108,6 +109,10 @@ def counters_equal(a: DeviceCounters, b: DeviceCounters) -> bool:
     return all(np.array_equal(v, getattr(b, k)) for k, v in a.columns().items())
 
 
+def schedulers(cell: Any) -> list[ReplicaScheduler]:
+    return [cell.scheduler] if isinstance(cell, LLMReplicaCell) else [cell.prefill, cell.decode]
+
+
 # the failure: anywhere, or just before (or at) a finish of the uninterrupted run, so that
 # the iteration running at the failure often finishes requests (held back, then evicted)
 FAILURE_TIMES = st.one_of(
@@ -159,6 +164,10 @@ def test_evict_returns_exactly_what_the_replica_holds(
     for name, col in original.columns().items():
         np.testing.assert_array_equal(col, getattr(evicted, name), err_msg=name)
     assert cell.report().outstanding == 0
+    for sched in schedulers(cell):  # empty: no requests, no KV blocks, no prefix cache
+        assert sched.kv.used == 0 and sched.kv.cached == 0 and not sched.kv.cache
+        assert not sched.running and not sched.waiting and sched.outstanding == 0
+        assert sched.t_as == at * 10**9  # idle from the failure on
     # down: counters frozen, busy time never past the failure
     assert counters_equal(cell.device_counters(), held_counters)
     assert np.all(held_counters.busy_ns <= at)
@@ -179,6 +188,40 @@ def test_evict_returns_exactly_what_the_replica_holds(
     extra_ns = got.busy_ns - (held_counters.busy_ns + new.busy_ns)
     assert np.all((extra_ns >= 0) & (extra_ns <= 1)), extra_ns
     assert cell.report().outstanding == 0
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [{"tp": 2}, {"disaggregation": {"prefill_accelerators": 1}}],
+    ids=["tp2", "disaggregated"],
+)
+def test_a_repaired_7b_replica_serves_like_a_fresh_one(pool: dict[str, Any]) -> None:
+    """A factory-built Llama-2-7B replica (real cost model) failed under load, repaired
+    100 ms later: requests after the repair get a fresh replica's rows and the counters add
+    up; nothing is counted while it is down."""
+    from test_cell import spec
+
+    from mtia_cluster.engine.llm.factory import build_llm_cell
+
+    tr = llm_trace(3, 60)
+    at = int(tr.arrival_ns[40])  # mid-run: requests queued and running
+    cell = build_llm_cell(spec(pool, chips=2))
+    done = drive(cell, tr.take(np.arange(40)), [at // 2, at])
+    down = cell.device_counters()
+    evicted = cell.evict(at)
+    assert len(evicted) > 0 and len(done) + len(evicted) == 40
+    assert np.all(down.busy_ns <= at) and np.all(down.busy_ns > 0)
+    repair = at + 100_000_000
+    assert len(cell.advance(repair)) == 0
+    assert counters_equal(cell.device_counters(), down)
+    later = tr.take(np.arange(40, 60))
+    later = RequestBatch(**{**later.columns(), "arrival_ns": later.arrival_ns - at + repair})
+    fresh_cell = build_llm_cell(spec(pool, chips=2))
+    assert_rows_equal(drive(cell, later, [END_NS]), drive(fresh_cell, later, [END_NS]))
+    fresh = fresh_cell.device_counters()
+    np.testing.assert_array_equal(
+        cell.device_counters().work_units, down.work_units + fresh.work_units
+    )
 
 
 # ---------------------------------------------------------------------------- simulation
