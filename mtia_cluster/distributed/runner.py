@@ -200,13 +200,15 @@ def replay(
             )
             end_ns = _drive_windows(sim, chunks, p.served_rows, shards, calls, opt, progress)
         shard_nodes = calls(shards, "node", [()] * len(shards))
+        stats = calls(shards, "close", [()] * len(shards))
         for spans in calls(shards, "timings", [()] * len(shards)):
             tl.extend(spans)
-        calls(shards, "close", [()] * len(shards))
         with tl.span("finalize (summary, regions/, manifest)"):
             run.finalize(
                 wall_time_s=time.monotonic() - started,
                 simulated_span_ns=end_ns,
+                shard_stats={f"shard-{i:04d}": st for i, st in enumerate(stats)},
+                expected_requests=p.served_rows + len(p.rejected),
                 extra={
                     "nodes": _nodes(use_ray),
                     "shard_nodes": len(set(shard_nodes)),

@@ -21,6 +21,7 @@ from mtia_cluster.engine.cell import Completed, RequestBatch
 from mtia_cluster.engine.shard import Inbox, Shard
 from mtia_cluster.results import DeviceTracker, RunTarget
 from mtia_cluster.results.convert import fleet_device_info
+from mtia_cluster.results.partials import ShardStats
 
 Reports = tuple[np.ndarray, np.ndarray, np.ndarray]  # cell id, outstanding, capacity
 FLUSH_ROWS = 131_072  # finished requests buffered before one Parquet write
@@ -86,7 +87,8 @@ class ShardWorker:
         """Run call number `seq` of the coordinator; refuse it if this state is not at `seq`."""
         if seq != self.calls:
             raise StaleShard(f"{self.name}: state at call {self.calls}, coordinator sent {seq}")
-        out = getattr(self, method)(*args)
+        with self.timeline.span(f"call.{method}"):  # the shard's own part of the round
+            out = getattr(self, method)(*args)
         self.calls += 1
         return out
 
@@ -152,12 +154,12 @@ class ShardWorker:
     def windows_done(self) -> int:
         return self.window
 
-    def close(self) -> int:
-        """Close the shard's files; returns the number of windows advanced."""
+    def close(self) -> ShardStats:
+        """Close the shard's files; returns the summary statistics of the requests it wrote
+        (results/partials.py: the coordinator merges them instead of reading requests back)."""
         with self.timeline.span("close"):
             self._flush()
-            self.writer.close()
-        return self.window
+            return self.writer.close()
 
     def timings(self) -> list[Span]:
         """This process's spans since it started (see distributed/timing.py)."""

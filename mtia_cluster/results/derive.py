@@ -16,11 +16,22 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from mtia_cluster.errors import UserError
-from mtia_cluster.results.intervals import energy_by_bin, region_table
+from mtia_cluster.results.devices import device_totals
+from mtia_cluster.results.groupstats import Partial
+from mtia_cluster.results.intervals import (
+    RegionIntervals,
+    energy_by_bin,
+    intervals_table,
+    region_table,
+)
+from mtia_cluster.results.partials import ShardStats
 from mtia_cluster.results.schema import REGION_SCHEMA
 from mtia_cluster.results.slo import ServiceSLO
-from mtia_cluster.results.summary import compute_summary
+from mtia_cluster.results.summary import compute_summary, summary_from_partials
 from mtia_cluster.results.verdict import VerdictRules
+
+_NONE = np.zeros(0, dtype=np.int64)
+EMPTY_INTERVALS = RegionIntervals(_NONE, _NONE, _NONE, _NONE)
 
 
 @dataclass
@@ -92,6 +103,53 @@ def derive(
         on_region=on_region,
     )
     _check_duplicates(ids)
+    table = pa.concat_tables(tables).unify_dictionaries() if tables else REGION_SCHEMA.empty_table()
+    return Derived(summary, table, _counts(summary), span)
+
+
+def derive_from_stats(
+    stats: ShardStats,
+    devices: ds.Dataset | None,
+    *,
+    services: Sequence[str],
+    regions: Sequence[str],
+    slos: Mapping[str, ServiceSLO],
+    rules: VerdictRules,
+    interval_ns: int,
+    span_ns: int | None,
+) -> Derived:
+    """The same as `derive`, from the shards' merged statistics: no request is read (the
+    devices, a few rows per accelerator and interval, still are)."""
+    span = int(span_ns) if span_ns is not None else stats.max_ns
+    energy = energy_by_bin(devices, interval_ns)
+    by_region: dict[str, dict[str, Partial]] = {}
+    for (region, service), p in stats.groups.items():
+        by_region.setdefault(region, {})[service] = p
+    summary = summary_from_partials(
+        lambda region: by_region.get(region, {}),
+        device_totals(devices),
+        services=services,
+        regions=regions,
+        slos=slos,
+        duration_ns=span,
+        rules=rules,
+    )
+    tables = [
+        intervals_table(
+            region,
+            stats.intervals.get(region) or EMPTY_INTERVALS,
+            energy.get(region, {}),
+            interval_ns,
+            span,
+        )
+        for region in regions
+    ]
+    table = pa.concat_tables(tables).unify_dictionaries() if tables else REGION_SCHEMA.empty_table()
+    return Derived(summary, table, _counts(summary), span)
+
+
+def _counts(summary: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's request counts, from the summary's fleet row."""
     fleet = summary["fleet"]
     counts = {
         "requests": fleet["offered"],
@@ -105,5 +163,4 @@ def derive(
             )
         },
     }
-    table = pa.concat_tables(tables).unify_dictionaries() if tables else REGION_SCHEMA.empty_table()
-    return Derived(summary, table, counts, span)
+    return counts

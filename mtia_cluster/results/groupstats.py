@@ -78,8 +78,12 @@ def _over(c: dict[str, np.ndarray], ok: np.ndarray, slo: ServiceSLO) -> dict[str
     return out
 
 
-def partial(table: pa.Table, slo: ServiceSLO | None) -> Partial:
-    """The partial statistics of `table`'s requests (all of one service)."""
+def partial(table: pa.Table, slo: ServiceSLO | None, keep_tokens: bool = False) -> Partial:
+    """The partial statistics of `table`'s requests (all of one service).
+
+    `keep_tokens`: keep TTFT/TPOT values even when this piece alone looks R&R (no SLO and no
+    output tokens): a piece of a larger set must not decide the set's kind (`finish` ignores
+    them when the merged set is R&R)."""
     c = _columns(table)
     ok = c["status"] == 0
     p = Partial(
@@ -92,7 +96,7 @@ def partial(table: pa.Table, slo: ServiceSLO | None) -> Partial:
         over=_over(c, ok, slo) if slo is not None else {},
         latency=[c["latency_ns"][ok]],
     )
-    if _kind(slo, p) == "llm":
+    if _kind(slo, p) == "llm" or (keep_tokens and slo is None):
         p.ttft = [(c["first_token_ns"] - c["arrival_ns"])[ok]]
         steps = c["output_tokens"].astype(np.int64) - 1
         multi = ok & (steps > 0)

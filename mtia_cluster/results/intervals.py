@@ -9,6 +9,8 @@ accelerators whose device interval starts in it, over the interval length.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,8 +46,14 @@ def binned_quantiles(
     bins: np.ndarray, values: np.ndarray, n_bins: int, qs: list[float]
 ) -> list[np.ndarray]:
     """Per-bin quantiles with numpy's linear interpolation (one sort); NaN for empty bins."""
-    v = _sorted_by_bin_then_value(bins, values).astype(np.float64)
     counts = np.bincount(bins, minlength=n_bins)
+    return sorted_quantiles(_sorted_by_bin_then_value(bins, values), counts, qs)
+
+
+def sorted_quantiles(ordered: np.ndarray, counts: np.ndarray, qs: list[float]) -> list[np.ndarray]:
+    """Per-bin quantiles of values already ordered by (bin, value), `counts` values per bin."""
+    v = ordered.astype(np.float64)
+    n_bins = len(counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     has = counts > 0
     base = starts[has]
@@ -79,33 +87,92 @@ def energy_by_bin(devices: ds.Dataset | None, interval_ns: int) -> dict[str, dic
     return out
 
 
-def region_table(
-    region: str, t: pa.Table, energy: dict[int, float], interval_ns: int, span_ns: int
-) -> pa.Table:
-    """All interval rows of one region from its requests `t` and energy per bin."""
+@dataclass
+class RegionIntervals:
+    """Mergeable per-interval statistics of a set of one region's requests.
+
+    Counts per bin (arrays as long as the last non-empty bin + 1) and the ok requests'
+    latencies ordered by (finish bin, latency), which is all the exact quantiles need."""
+
+    offered: np.ndarray  # int64 arrivals per arrival bin
+    completed: np.ndarray  # int64 ok requests per finish bin
+    good: np.ndarray  # int64 ok requests within SLO per finish bin
+    latency_sorted: np.ndarray  # int64 ok latencies ordered by (finish bin, value)
+
+
+def region_intervals(t: pa.Table, interval_ns: int) -> RegionIntervals:
+    """The interval statistics of requests `t` (one region; request columns)."""
     arrival = t["arrival_ns"].to_numpy() // interval_ns
     ok = pc.equal(t["status"].cast(pa.string()), "ok").to_numpy(zero_copy_only=False)
     done = t["finish_ns"].to_numpy()[ok] // interval_ns
     good = t["slo_ok"].to_numpy(zero_copy_only=False)[ok]
     latency = t["latency_ns"].to_numpy()[ok]
-    last = [int(x.max()) for x in (arrival, done) if len(x)] + list(energy)
-    n = max([-(-span_ns // interval_ns), *(b + 1 for b in last)])
+    return RegionIntervals(
+        offered=np.bincount(arrival).astype(np.int64),
+        completed=np.bincount(done).astype(np.int64),
+        good=np.bincount(done[good]).astype(np.int64),
+        latency_sorted=_sorted_by_bin_then_value(done, latency).astype(np.int64),
+    )
+
+
+def _padded_sum(arrays: list[np.ndarray]) -> np.ndarray:
+    out = np.zeros(max((len(a) for a in arrays), default=0), dtype=np.int64)
+    for a in arrays:
+        out[: len(a)] += a
+    return out
+
+
+def merge_intervals(parts: list[RegionIntervals]) -> RegionIntervals:
+    """One RegionIntervals for the union of disjoint request sets of one region."""
+    if len(parts) == 1:
+        return parts[0]
+    completed = _padded_sum([p.completed for p in parts])
+    bins = np.concatenate([np.repeat(np.arange(len(p.completed)), p.completed) for p in parts])
+    values = np.concatenate([p.latency_sorted for p in parts])
+    return RegionIntervals(
+        offered=_padded_sum([p.offered for p in parts]),
+        completed=completed,
+        good=_padded_sum([p.good for p in parts]),
+        latency_sorted=_sorted_by_bin_then_value(bins, values).astype(np.int64),
+    )
+
+
+def _fit(counts: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=np.int64)
+    out[: len(counts)] = counts
+    return out
+
+
+def region_table(
+    region: str, t: pa.Table, energy: dict[int, float], interval_ns: int, span_ns: int
+) -> pa.Table:
+    """All interval rows of one region from its requests `t` and energy per bin."""
+    return intervals_table(region, region_intervals(t, interval_ns), energy, interval_ns, span_ns)
+
+
+def intervals_table(
+    region: str, ri: RegionIntervals, energy: dict[int, float], interval_ns: int, span_ns: int
+) -> pa.Table:
+    """All interval rows of one region from its interval statistics and energy per bin."""
+    last = [len(ri.offered), len(ri.completed)] + [b + 1 for b in energy]
+    n = max([-(-span_ns // interval_ns), *last])
     seconds = interval_ns / NS_PER_S
     e = np.zeros(n)
     for b, joules in energy.items():
         e[b] += joules
+    completed = _fit(ri.completed, n)
     cols: dict[str, object] = {
         "region": dictionary([region], pa.array(np.zeros(n, dtype=np.int32))),
         "interval_start_ns": np.arange(n, dtype=np.int64) * interval_ns,
         "interval_end_ns": (np.arange(n, dtype=np.int64) + 1) * interval_ns,
-        "offered": np.bincount(arrival, minlength=n),
-        "completed": np.bincount(done, minlength=n),
-        "good": np.bincount(done[good], minlength=n),
+        "offered": _fit(ri.offered, n),
+        "completed": completed,
+        "good": _fit(ri.good, n),
     }
     cols["offered_per_s"] = cols["offered"] / seconds  # type: ignore[operator]
     cols["completed_per_s"] = cols["completed"] / seconds  # type: ignore[operator]
     cols["goodput_per_s"] = cols["good"] / seconds  # type: ignore[operator]
-    quantiles = binned_quantiles(done, latency, n, list(_QS.values()))
+    quantiles = sorted_quantiles(ri.latency_sorted, completed, list(_QS.values()))
     for name, vals in zip(_QS, quantiles, strict=True):
         cols[name] = pa.array(vals, mask=np.isnan(vals))
     cols["energy_j"] = e

@@ -11,6 +11,10 @@ the distributed runner checkpoints the writer together with the shard's state. A
 is restarted opens a new ShardWriter with the same name: it deletes that shard's
 in-progress files (rows after the last checkpoint, which the restarted shard writes again)
 and continues numbering after the last committed part, so no row is lost or duplicated.
+
+Each writer also accumulates the summary statistics of the rows it writes
+(`results/partials.py`); a restarted writer re-reads only its own committed parts to
+rebuild them, so they always match the rows its parts hold.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pyarrow.parquet as pq
 from mtia_cluster.engine.cell import Completed
 from mtia_cluster.errors import UserError
 from mtia_cluster.results.convert import completed_to_table, request_file_table
+from mtia_cluster.results.partials import ShardStats, StatsBuilder
 from mtia_cluster.results.schema import DEVICE_SCHEMA, REQUEST_FILE_SCHEMA, SHARDS_DIR, check_name
 from mtia_cluster.results.slo import ServiceSLO
 
@@ -46,6 +51,7 @@ class RunTarget:
     regions: tuple[str, ...]
     slos: Mapping[str, ServiceSLO] = field(default_factory=dict)
     row_group_rows: int = ROW_GROUP_ROWS
+    interval_ns: int = 1_000_000_000  # the `regions/` interval (the shard's statistics)
 
     def open_shard(self, shard: str | int) -> ShardWriter:
         """A writer for shard `shard` (cleans up that shard's uncommitted parts)."""
@@ -112,6 +118,8 @@ class ShardWriter:
         self.root = Path(target.tmp_dir)
         if not (self.root / "requests").is_dir():
             raise UserError("not an open results run directory", file=self.root)
+        self.builder = StatsBuilder(target.slos, target.interval_ns)
+        self.stats: ShardStats | None = None  # set by close()
         self.seq = self._recover()
         self._requests: dict[str, _Part] = {}
         self._devices: _Part | None = None
@@ -131,6 +139,8 @@ class ShardWriter:
             match = _PART.match(name)
             if match and match["shard"] == self.shard:
                 last = max(last, int(match["seq"]))
+                if path.parent.name.startswith("region="):  # committed before a restart
+                    self.builder.add(path.parent.name[len("region=") :], pq.read_table(path))
         return last + 1
 
     def _file(self, directory: Path) -> Path:
@@ -155,7 +165,9 @@ class ShardWriter:
                 directory = self.root / "requests" / f"region={check_name('region', name)}"
                 part = _Part(self._file(directory), REQUEST_FILE_SCHEMA, self.target.row_group_rows)
                 self._requests[name] = part
-            part.add(request_file_table(rows))
+            file_rows = request_file_table(rows)
+            part.add(file_rows)
+            self.builder.add(name, file_rows)
         self.rows_written += table.num_rows
 
     def write_devices(self, table: pa.Table) -> None:
@@ -174,12 +186,15 @@ class ShardWriter:
         self.seq += 1
         return self.seq
 
-    def close(self) -> None:
-        """Commit and record that this shard finished (``_shards/<shard>.json``)."""
+    def close(self) -> ShardStats:
+        """Commit and record that this shard finished (``_shards/<shard>.json``); returns the
+        summary statistics of every row it wrote (raises if it wrote a request_id twice)."""
         self.checkpoint()
+        self.stats = self.builder.result()
         marker = self.root / SHARDS_DIR / f"{self.shard}.json"
         marker.parent.mkdir(exist_ok=True)
         marker.write_text(json.dumps({"shard": self.shard, "next_seq": self.seq}))
+        return self.stats
 
     def abort(self) -> None:
         """Drop uncommitted rows (the shard failed); committed parts stay."""

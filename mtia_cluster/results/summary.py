@@ -29,6 +29,7 @@ from mtia_cluster.results.groupstats import (
     merge,
     partial,
 )
+from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
 from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.verdict import VerdictRules
 
@@ -73,20 +74,59 @@ def compute_summary(
     `on_region(region, table)` sees each region's requests once (the writer derives the
     `regions/` intervals and the request_id check from the same read).
     """
-    dev = device_totals(devices)
-    groups: list[dict[str, Any]] = []
-    region_rows: list[dict[str, Any]] = []
-    partials: dict[str, list[Partial]] = {s: [] for s in services}
-    for region in regions:
+
+    def region_partials(region: str) -> dict[str, Partial]:
         table = _read(requests, pc.field("region") == region)
         if on_region is not None:
             on_region(region, table)
         svc = table["service"].cast(pa.string())
+        out = {}
         for service in services:
             part = table.filter(pc.equal(svc, service))
-            if part.num_rows == 0 and (region, service) not in dev:
-                continue
-            p = partial(part, slos.get(service))
+            if part.num_rows:
+                out[service] = partial(part, slos.get(service))
+        return out
+
+    return summary_from_partials(
+        region_partials,
+        device_totals(devices),
+        services=services,
+        regions=regions,
+        slos=slos,
+        duration_ns=duration_ns,
+        rules=rules,
+    )
+
+
+def empty_partial(slo: ServiceSLO | None) -> Partial:
+    """The Partial of no requests (bounds counted at zero, as for an empty table)."""
+    return partial(REQUEST_FILE_SCHEMA.empty_table(), slo)
+
+
+def summary_from_partials(
+    region_partials: Callable[[str], Mapping[str, Partial]],
+    dev: Mapping[tuple[str, str | None], DeviceTotals],
+    *,
+    services: Sequence[str],
+    regions: Sequence[str],
+    slos: Mapping[str, ServiceSLO],
+    duration_ns: int,
+    rules: VerdictRules,
+) -> dict[str, Any]:
+    """The `summary.json` document from each region's per-service partials (a service
+    without requests in a region is absent) and the device totals. Both paths (reading the
+    requests back, or partials computed by the shards) end here."""
+    groups: list[dict[str, Any]] = []
+    region_rows: list[dict[str, Any]] = []
+    partials: dict[str, list[Partial]] = {s: [] for s in services}
+    for region in regions:
+        mine = region_partials(region)
+        for service in services:
+            p = mine.get(service)
+            if p is None:
+                if (region, service) not in dev:
+                    continue
+                p = empty_partial(slos.get(service))
             partials[service].append(p)
             stats = finish(p, slo=slos.get(service), duration_ns=duration_ns, rules=rules)
             groups.append(

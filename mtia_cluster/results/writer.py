@@ -33,7 +33,8 @@ import pyarrow.parquet as pq
 
 import mtia_cluster
 from mtia_cluster.errors import UserError
-from mtia_cluster.results.derive import derive
+from mtia_cluster.results.derive import Derived, derive, derive_from_stats
+from mtia_cluster.results.partials import ShardStats, merge_stats
 from mtia_cluster.results.schema import (
     FORMAT_VERSION,
     MANIFEST,
@@ -107,11 +108,13 @@ class ResultsWriter:
         self.interval_ns = int(interval_ns)
         self.trace_path = Path(trace_path).absolute() if trace_path is not None else None
         self.target = RunTarget(
-            str(self.tmp), tuple(services), tuple(regions), self.slos, row_group_rows
+            str(self.tmp), tuple(services), tuple(regions), self.slos, row_group_rows, interval_ns
         )
+        self._local: list[ShardWriter] = []  # writers opened in this process by shard()
         self.manifest = self._initial_manifest(manifest)
         self._started = time.monotonic()
         self.finalized: Path | None = None
+        self.derived_from = ""  # how finalize() computed summary.json (tests, benchmarks)
         self._create()
 
     def _initial_manifest(self, user: Mapping[str, Any]) -> dict[str, Any]:
@@ -141,7 +144,9 @@ class ResultsWriter:
 
     def shard(self, shard: str | int) -> ShardWriter:
         """A writer for one shard in this process (elsewhere: ``self.target.open_shard``)."""
-        return self.target.open_shard(shard)
+        writer = self.target.open_shard(shard)
+        self._local.append(writer)
+        return writer
 
     def mark_incomplete(self, reason: str) -> None:
         """Record why the run stopped; the directory stays temporary and marked."""
@@ -157,25 +162,24 @@ class ResultsWriter:
         simulated_span_ns: int | None = None,
         extra: Mapping[str, Any] | None = None,
         check_unique: bool = True,
+        shard_stats: Mapping[str, ShardStats] | None = None,
+        expected_requests: int | None = None,
     ) -> Path:
-        """Derive regions/ and summary.json, write the final manifest, rename to `out`."""
+        """Derive regions/ and summary.json, write the final manifest, rename to `out`.
+
+        `shard_stats`: what other processes' shard writers returned from ``close()`` (by
+        shard name); shards opened here with `shard()` add their own. When they cover every
+        closed shard, the summary and `regions/` are merged from them without reading the
+        requests back (results/partials.py); the id check is then each shard's own plus
+        `expected_requests` (the rows the run was given) against the rows written, so it
+        is needed when more than one shard wrote. Otherwise everything is derived from the
+        Parquet parts (results/derive.py)."""
         if self.finalized is not None:
             return self.finalized
         left = list(self.tmp.rglob("*" + INPROGRESS))
         if left:
             raise UserError("a shard writer was not closed", file=left[0])
-        t = self.target
-        d = derive(
-            request_dataset(self.tmp),
-            dataset_or_none(self.tmp / "devices"),
-            services=t.services,
-            regions=t.regions,
-            slos=self.slos,
-            rules=self.rules,
-            interval_ns=self.interval_ns,
-            span_ns=simulated_span_ns,
-            check_unique=check_unique,
-        )
+        d = self._derive(simulated_span_ns, check_unique, shard_stats, expected_requests)
         pq.write_table(
             d.regions, self.tmp / "regions" / "part-final-000000.parquet", compression="zstd"
         )
@@ -184,6 +188,34 @@ class ResultsWriter:
         wall = wall_time_s if wall_time_s is not None else time.monotonic() - self._started
         self._final_manifest(counts, d.span_ns, wall, d.regions.num_rows, extra)
         return self._publish()
+
+    def _derive(
+        self,
+        span_ns: int | None,
+        check_unique: bool,
+        shard_stats: Mapping[str, ShardStats] | None,
+        expected: int | None,
+    ) -> Derived:
+        """From the shards' statistics when they cover every closed shard, else from disk."""
+        t = self.target
+        stats = dict(shard_stats or {})
+        stats.update({w.shard: w.stats for w in self._local if w.stats is not None})
+        closed = {p.stem for p in (self.tmp / SHARDS_DIR).glob("*.json")}
+        devices = dataset_or_none(self.tmp / "devices")
+        common: dict[str, Any] = {"services": t.services, "regions": t.regions}
+        common.update(slos=self.slos, rules=self.rules, interval_ns=self.interval_ns)
+        common.update(span_ns=span_ns)
+        if set(stats) == closed and (expected is not None or len(closed) <= 1 or not check_unique):
+            merged = merge_stats(list(stats.values()))
+            if check_unique and expected is not None and merged.rows != expected:
+                raise UserError(
+                    f"the shards wrote {merged.rows} requests for {expected} in the trace",
+                    field="request_id",
+                )
+            self.derived_from = "shard statistics"
+            return derive_from_stats(merged, devices, **common)
+        self.derived_from = "requests read back"
+        return derive(request_dataset(self.tmp), devices, check_unique=check_unique, **common)
 
     def _final_manifest(
         self,
