@@ -50,7 +50,10 @@ def round_robin(state: RouterState, n: int) -> np.ndarray:
 
 
 def uniform_random(state: RouterState, n: int) -> np.ndarray:
-    return state.rng.integers(0, len(state.outstanding), size=n)
+    # one float per request: the stream does not depend on how requests are grouped into
+    # calls (Generator.integers buffers 32-bit halves within a call)
+    k = len(state.outstanding)
+    return np.minimum((state.rng.random(n) * k).astype(np.int64), k - 1)
 
 
 def weighted(state: RouterState, n: int) -> np.ndarray:
@@ -124,6 +127,8 @@ class Router:
             sent=np.zeros(k, dtype=np.int64),
         )
         self.available = np.ones(k, dtype=bool)  # fleet events: failed or drained cells
+        # policies reading load reports depend on the window cuts; the others do not
+        self.needs_reports = policy in ("least_outstanding", "p2c") and k > 1
 
     def set_available(self, cells: np.ndarray, available: bool) -> None:
         """Take cells (global ids; others ignored) out of routing or put them back."""

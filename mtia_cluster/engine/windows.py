@@ -79,13 +79,28 @@ def run_windows(
     """
     step, metrics_ns = sim.scenario.report_interval_ns, sim.scenario.metrics_interval_ns
     n = len(trace)
+    # Routers that never read load reports (round robin, random, weighted, or one candidate)
+    # make the same choices whatever the window length, and cells give the same results for
+    # any cut: windows then run from one metrics (or fleet-event, or epoch) boundary to the
+    # next instead of one report interval at a time.
+    # After the window of the last arrival the loop steps by the report interval again, so
+    # the run ends at the same boundary as when stepping (the first idle one).
+    blind = coalesce_idle and not any(r.needs_reports for r in sim.routers.values())
+    last_ns = (int(trace.arrival_ns[-1]) // step + 1) * step if n else 0
     while not state.finished(sim, n):
         if stop_ns is not None and state.t >= stop_ns:
             break
         retry, boundary = _due_events(events, state.t)
         until = state.t + step
+        wide = blind and state.lo < n
+        if wide:
+            until = min(_blind_until(state.t, step, metrics_ns, boundary, stop_ns), last_ns)
         hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))
-        if hi == state.lo and state.lo < n and coalesce_idle and not len(retry):
+        if wide and hi == state.lo and not len(retry) and not sim.outstanding.any():
+            state.t = until  # nothing arrives and nothing is in flight
+            _sample_at_boundary(state, metrics_ns, sample)
+            continue
+        if not wide and hi == state.lo and state.lo < n and coalesce_idle and not len(retry):
             # No arrival in this window, so no routing decision needs its reports: jump to the
             # window of the next arrival (or the next metrics boundary, or the next fleet
             # event) in one step.
@@ -115,6 +130,19 @@ def run_windows(
         if after_window is not None:
             after_window()
     return state
+
+
+def _blind_until(
+    t_ns: int, step_ns: int, metrics_ns: int, event_ns: int | None, stop_ns: int | None
+) -> int:
+    """End of a window when routing reads no reports: the next metrics boundary, cut at the
+    next fleet event and at the epoch bound (each a multiple of the report interval)."""
+    until = (t_ns // metrics_ns + 1) * metrics_ns
+    if event_ns is not None:
+        until = min(until, event_ns)
+    if stop_ns is not None:
+        until = min(until, max(stop_ns, t_ns + step_ns))
+    return until
 
 
 def _due_events(events: EventHooks | None, t_ns: int) -> tuple[RequestBatch, int | None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -169,19 +170,22 @@ def test_mm1_scenario_through_the_full_path() -> None:
     assert abs(res.summary()[0]["utilization"] - 0.5) < 0.01
 
 
-def test_coalescing_idle_windows_changes_nothing() -> None:
-    """Sparse traffic (LLM, R&R, synthetic): jumping over arrival-free windows is exact."""
+@pytest.mark.parametrize("policy", ["least_outstanding", "round_robin", "random", "weighted"])
+def test_coalescing_idle_windows_changes_nothing(policy: str) -> None:
+    """Sparse traffic (LLM, R&R, synthetic): jumping over arrival-free windows is exact, and
+    so are the metrics-interval windows used when routing reads no load reports."""
     sc = parse_scenario(
         {
             "name": "sparse",
             "seed": 3,
             "report_interval_ms": 5,
             "metrics_interval_ms": 50,
+            "router": {"policy": policy},
             "regions": [
                 {
                     "name": "a",
                     "pools": [
-                        {"service": "rank", "model": "hc1", "platform": "mtia-2i-rack", "hosts": 1},
+                        {"service": "rank", "model": "hc1", "platform": "mtia-2i-rack", "hosts": 3},
                         {
                             "service": "chat",
                             "model": "llama-2-7b",
@@ -222,6 +226,21 @@ def test_coalescing_idle_windows_changes_nothing() -> None:
     same(fast, slow)
     assert fast.end_ns == slow.end_ns
     assert np.all(fast.requests.status == STATUS_OK)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["round_robin", "random", "weighted"]), st.integers(0, 1000))
+def test_wide_windows_equal_stepping_under_load(policy: str, seed: int) -> None:
+    """Dense mixed traffic with report-free routing: metrics-interval windows (the default)
+    give exactly the results of stepping every report interval, for any sharding."""
+    raw = scenario(policy, seed).raw | {"metrics_interval_ms": 40}  # 40 windows of 1 ms
+    sc = parse_scenario(raw)
+    dense = trace(seed, 800)
+    tr = RequestBatch(**{**dense.columns(), "arrival_ns": dense.arrival_ns * 3})  # lighter
+    wide = Simulation(sc).run(tr)
+    same(wide, Simulation(sc).run(tr, coalesce_idle=False))
+    same(wide, Simulation(sc, shards=3).run(tr))
+    assert wide.end_ns == Simulation(sc).run(tr, coalesce_idle=False).end_ns
 
 
 def test_shards_pickle_at_a_window_boundary_and_resume_identically() -> None:
