@@ -52,6 +52,9 @@ def connect(address: str | None, *, namespace: str, num_cpus: int | None = None)
     if address in (None, "local"):
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         return ray.init(
+            # "local": always a new embedded instance (with None Ray joins a head that
+            # `launch` or `ray start` left running on this machine, refusing num_cpus)
+            address="local",
             num_cpus=num_cpus,
             include_dashboard=False,
             namespace=namespace,

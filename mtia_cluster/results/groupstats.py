@@ -84,7 +84,35 @@ def partial(table: pa.Table, slo: ServiceSLO | None, keep_tokens: bool = False) 
     `keep_tokens`: keep TTFT/TPOT values even when this piece alone looks R&R (no SLO and no
     output tokens): a piece of a larger set must not decide the set's kind (`finish` ignores
     them when the merged set is R&R)."""
-    c = _columns(table)
+    return partial_of_columns(_columns(table), slo, keep_tokens)
+
+
+def codes(column: pa.ChunkedArray | pa.Array, names: tuple[str, ...]) -> np.ndarray:
+    """Index of each value in `names` (-1: not there), from a dictionary column's indices
+    without casting every value to a string."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_dictionary(arr.type):
+        found = pc.index_in(arr.cast(pa.string()), value_set=pa.array(names))
+        return found.fill_null(-1).to_numpy().astype(np.int64)
+    lut = np.array(
+        [names.index(v) if v in names else -1 for v in arr.dictionary.to_pylist()] + [-1],
+        dtype=np.int64,
+    )
+    return lut[arr.indices.fill_null(len(lut) - 1).to_numpy()]
+
+
+def fast_columns(table: pa.Table) -> dict[str, np.ndarray]:
+    """`_columns` for tables whose status is a dictionary column (the writer's own rows):
+    the same arrays, status codes taken from the dictionary indices."""
+    out = {n: table[n].to_numpy() for n in COLUMNS if n != "status"}
+    out["status"] = codes(table["status"], STATUSES)
+    return out
+
+
+def partial_of_columns(
+    c: dict[str, np.ndarray], slo: ServiceSLO | None, keep_tokens: bool = False
+) -> Partial:
+    """`partial` of requests given as numpy columns (see `_columns`)."""
     ok = c["status"] == 0
     p = Partial(
         counts=np.bincount(c["status"], minlength=len(STATUSES)).astype(np.int64),

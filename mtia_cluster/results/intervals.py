@@ -27,6 +27,7 @@ _QS = {
 }
 
 
+_NEEDED = ("arrival_ns", "finish_ns", "slo_ok", "latency_ns")
 _VALUE_BITS = 40  # values below 2**40 (ns: about 18 minutes) take the one-key fast path
 
 
@@ -102,20 +103,52 @@ class RegionIntervals:
 
 def region_intervals(t: pa.Table, interval_ns: int) -> RegionIntervals:
     """The interval statistics of requests `t` (one region; request columns)."""
-    arrival = t["arrival_ns"].to_numpy() // interval_ns
-    ok = pc.equal(t["status"].cast(pa.string()), "ok").to_numpy(zero_copy_only=False)
-    done = t["finish_ns"].to_numpy()[ok] // interval_ns
-    good = t["slo_ok"].to_numpy(zero_copy_only=False)[ok]
-    latency = t["latency_ns"].to_numpy()[ok]
-    return RegionIntervals(
-        offered=np.bincount(arrival).astype(np.int64),
-        completed=np.bincount(done).astype(np.int64),
-        good=np.bincount(done[good]).astype(np.int64),
-        latency_sorted=_sorted_by_bin_then_value(done, latency).astype(np.int64),
-    )
+    acc = IntervalsBuilder(interval_ns)
+    acc.add(t)
+    return acc.result()
 
 
-def _padded_sum(arrays: list[np.ndarray]) -> np.ndarray:
+class IntervalsBuilder:
+    """Accumulates one region's RegionIntervals over pieces of its requests; the latencies
+    are sorted once, in `result()`."""
+
+    def __init__(self, interval_ns: int) -> None:
+        self.interval_ns = interval_ns
+        self.counts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.done: list[np.ndarray] = []
+        self.latency: list[np.ndarray] = []
+
+    def add(self, t: pa.Table) -> None:
+        """Requests `t` (request columns) of the region."""
+        ok = pc.equal(t["status"].cast(pa.string()), "ok").to_numpy(zero_copy_only=False)
+        cols = {n: t[n].to_numpy(zero_copy_only=False) for n in _NEEDED}
+        self._add(ok, cols)
+
+    def add_columns(self, c: dict[str, np.ndarray]) -> None:
+        """Requests as groupstats columns (status as its index in STATUSES: ok is 0)."""
+        self._add(c["status"] == 0, c)
+
+    def _add(self, ok: np.ndarray, c: dict[str, np.ndarray]) -> None:
+        arrival = c["arrival_ns"] // self.interval_ns
+        done = c["finish_ns"][ok] // self.interval_ns
+        good = c["slo_ok"][ok]
+        self.counts.append((np.bincount(arrival), np.bincount(done), np.bincount(done[good])))
+        self.done.append(done)
+        self.latency.append(c["latency_ns"][ok])
+
+    def result(self) -> RegionIntervals:
+        done = np.concatenate(self.done) if self.done else np.zeros(0, dtype=np.int64)
+        latency = np.concatenate(self.latency) if self.latency else np.zeros(0, dtype=np.int64)
+        return RegionIntervals(
+            offered=padded_sum([c[0] for c in self.counts]),
+            completed=padded_sum([c[1] for c in self.counts]),
+            good=padded_sum([c[2] for c in self.counts]),
+            latency_sorted=_sorted_by_bin_then_value(done, latency).astype(np.int64),
+        )
+
+
+def padded_sum(arrays: list[np.ndarray]) -> np.ndarray:
+    """Element-wise sum of per-bin count arrays of different lengths."""
     out = np.zeros(max((len(a) for a in arrays), default=0), dtype=np.int64)
     for a in arrays:
         out[: len(a)] += a
@@ -126,13 +159,13 @@ def merge_intervals(parts: list[RegionIntervals]) -> RegionIntervals:
     """One RegionIntervals for the union of disjoint request sets of one region."""
     if len(parts) == 1:
         return parts[0]
-    completed = _padded_sum([p.completed for p in parts])
+    completed = padded_sum([p.completed for p in parts])
     bins = np.concatenate([np.repeat(np.arange(len(p.completed)), p.completed) for p in parts])
     values = np.concatenate([p.latency_sorted for p in parts])
     return RegionIntervals(
-        offered=_padded_sum([p.offered for p in parts]),
+        offered=padded_sum([p.offered for p in parts]),
         completed=completed,
-        good=_padded_sum([p.good for p in parts]),
+        good=padded_sum([p.good for p in parts]),
         latency_sorted=_sorted_by_bin_then_value(bins, values).astype(np.int64),
     )
 

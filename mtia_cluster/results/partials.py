@@ -24,8 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtia_cluster.errors import UserError
-from mtia_cluster.results.groupstats import Partial, merge, partial
-from mtia_cluster.results.intervals import RegionIntervals, merge_intervals, region_intervals
+from mtia_cluster.results.groupstats import (
+    Partial,
+    codes,
+    fast_columns,
+    merge,
+    partial_of_columns,
+)
+from mtia_cluster.results.intervals import IntervalsBuilder, RegionIntervals, merge_intervals
 from mtia_cluster.results.slo import ServiceSLO
 
 
@@ -43,15 +49,20 @@ class StatsBuilder:
     """Accumulates a ShardStats from the request rows a shard writes, piece by piece."""
 
     def __init__(
-        self, slos: Mapping[str, ServiceSLO], interval_ns: int, check_unique: bool = True
+        self,
+        services: Sequence[str],
+        slos: Mapping[str, ServiceSLO],
+        interval_ns: int,
+        check_unique: bool = True,
     ) -> None:
+        self.services = tuple(services)
         self.slos = slos
         self.interval_ns = interval_ns
         self.check_unique = check_unique
         self.rows = 0
         self.max_ns = 0
         self._groups: dict[tuple[str, str], list[Partial]] = {}
-        self._intervals: dict[str, list[RegionIntervals]] = {}
+        self._intervals: dict[str, IntervalsBuilder] = {}
         self._ids: list[np.ndarray] = []
 
     def add(self, region: str, table: pa.Table) -> None:
@@ -61,12 +72,25 @@ class StatsBuilder:
         self.rows += table.num_rows
         for col in ("arrival_ns", "finish_ns"):
             self.max_ns = max(self.max_ns, int(pc.max(table[col]).as_py()))
-        svc = table["service"].cast(pa.string())
-        for service in pc.unique(svc).to_pylist():
-            rows = table.filter(pc.equal(svc, service))
-            piece = partial(rows, self.slos.get(service), keep_tokens=True)
-            self._groups.setdefault((region, service), []).append(piece)
-        self._intervals.setdefault(region, []).append(region_intervals(table, self.interval_ns))
+        c = fast_columns(table)
+        service = codes(table["service"], self.services)
+        counts = np.bincount(service + 1, minlength=len(self.services) + 1)
+        if counts[0]:
+            raise UserError("unknown service in written rows", field="service")
+        present = np.flatnonzero(counts[1:])
+        grouped, starts = c, np.concatenate([[0], np.cumsum(counts[1:])])
+        if len(present) > 1:  # one gather per column, then a slice per service
+            order = np.argsort(service, kind="stable")
+            grouped = {k: v[order] for k, v in c.items()}
+        for code in present:
+            lo, hi = (0, len(service)) if len(present) == 1 else (starts[code], starts[code + 1])
+            mine = {k: v[lo:hi] for k, v in grouped.items()}
+            name = self.services[code]
+            piece = partial_of_columns(mine, self.slos.get(name), keep_tokens=True)
+            self._groups.setdefault((region, name), []).append(piece)
+        if region not in self._intervals:
+            self._intervals[region] = IntervalsBuilder(self.interval_ns)
+        self._intervals[region].add_columns(c)
         if self.check_unique:
             self._ids.append(table["request_id"].to_numpy())
 
@@ -75,7 +99,7 @@ class StatsBuilder:
         if self._ids:
             check_unique_ids(self._ids)
         groups = {k: _compact(merge(v)) for k, v in self._groups.items()}
-        intervals = {r: merge_intervals(v) for r, v in self._intervals.items()}
+        intervals = {r: v.result() for r, v in self._intervals.items()}
         return ShardStats(self.rows, self.max_ns, groups, intervals)
 
 
