@@ -133,3 +133,12 @@ def test_wrong_row_count_or_duplicate_in_a_shard_fails(tmp_path: Path) -> None:
     w.write_completed(c.take(slice(5, 10)))
     with pytest.raises(UserError, match="more than once"):
         w.close()
+
+
+@pytest.mark.parametrize("ids", [[5, 6, 7, 5], [0, 10**12, 3, 10**12], [-(10**15), 4, 10**15, 4]])
+def test_duplicate_found_for_dense_and_sparse_ids(ids) -> None:
+    from mtia_cluster.results.partials import check_unique_ids
+
+    with pytest.raises(UserError, match="more than once"):
+        check_unique_ids([np.array(ids[:2], dtype=np.int64), np.array(ids[2:], dtype=np.int64)])
+    check_unique_ids([np.array(sorted(set(ids)), dtype=np.int64)])  # no duplicate: passes
