@@ -66,6 +66,7 @@ def rollout(
         f"done after bake {_days(summary['time_to_rollout_done_days'])}; "
         f"rollbacks {summary['rollbacks']}; gates on {summary['gate_metrics']} metrics"
     )
+    _echo_cohorts(summary["cohorts"])
     rows = [
         [r["region"], r["min_headroom"], r["min_headroom_day"], r["slo_violation_minutes"]]
         for r in summary["regions"]
@@ -84,6 +85,16 @@ def rollout(
         _echo_drill(summary)
     if "optimize" in summary:
         _echo_optimize(summary["optimize"])
+
+
+def _echo_cohorts(cohorts: dict) -> None:
+    """Per-rack capacity of each cohort, where it came from and its search's bracket."""
+    for version, c in cohorts.items():
+        bracket = "" if c["rps_upper"] is None else f", fails at {c['rps_upper']:.4g}"
+        click.echo(
+            f"capacity {version} {c['label']}: {c['rps']:.4g} req/s per rack, "
+            f"{c['power_w'] / 1e3:.4g} kW ({c['source']}: {c['capacity_detail']}{bracket})"
+        )
 
 
 def _echo_replays(summary: dict) -> None:

@@ -20,6 +20,7 @@ from mtia_cluster.config import Fields, apply_overrides, load_yaml
 from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.drill import DrillSpec, parse_drill
 from mtia_cluster.fleet.events import RackEvent, parse_events
+from mtia_cluster.fleet.llm_capacity import DEFAULT_SEARCH, CapacitySearch, parse_llm_slo
 from mtia_cluster.fleet.outages import (
     FAILOVER,
     Outage,
@@ -126,6 +127,9 @@ class Plan:
     events: tuple[RackEvent, ...] = ()  # racks added / removed at given days (fleet/events.py)
     outages: tuple[Outage, ...] = ()  # scheduled whole-region outages (fleet/outages.py)
     failover: str = "proportional"  # a down region's demand: none (lost) | proportional
+    ttft_p99_s: float | None = None  # LLM: p99 TTFT bound of the capacity search (optional)
+    tpot_p99_s: float | None = None  # LLM: p99 TPOT bound of the capacity search (optional)
+    capacity_search: CapacitySearch = DEFAULT_SEARCH  # LLM replay capacity search config
 
     @property
     def swap_h(self) -> float:
@@ -152,6 +156,8 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
     slo_p99_s = svc.number("slo_p99_ms", positive=True) / 1e3
     base_p99_s = svc.number("baseline_p99_ms", slo_p99_s * 1e3 * 0.5, positive=True) / 1e3
     mode = svc.str("capacity", "replay", choices=("fast", "replay"))
+    llm = not isinstance(cat.model(model), RRModel)
+    ttft_p99_s, tpot_p99_s, search = parse_llm_slo(svc, slo_p99_s, llm)
     fleet = f.sub("fleet")
     regions = _regions(fleet, cat)
     units = _units(fleet, cat)
@@ -201,6 +207,9 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
             f, {r.name for r in regions}, timeline.number("horizon_days", 365.0, positive=True)
         ),
         failover=f.str("failover", "proportional", choices=FAILOVER),
+        ttft_p99_s=ttft_p99_s,
+        tpot_p99_s=tpot_p99_s,
+        capacity_search=search,
     )
     _check_work(plan, roll, timeline)
     return plan

@@ -1,32 +1,41 @@
 """Requests/s and power of one rack of a generation serving a model under the plan's SLO.
 
 Two sources, named in every summary:
-- replay: `mtia_cluster.planning.capacity.capacity` (exact replay search, seconds per chip);
-  per rack = its requests/s per platform unit x platform units per rack.
+- replay: R&R: `mtia_cluster.planning.capacity.capacity` (exact replay search, seconds per
+  chip); per rack = its requests/s per platform unit x platform units per rack. LLM:
+  `fleet.llm_capacity.llm_unit_capacity` (the same search on windows of many SLOs, for a
+  group of hosts, under p99 end-to-end and optional TTFT/TPOT SLOs), x groups per unit x units
+  per rack; the bisection bracket is kept as the figure's uncertainty.
 - fast: the cost model's steady state. R&R: `rr_best_throughput` with the SLO's p99 as the
   single-batch latency budget, items/s per chip x accelerators / mean items per request
   (MLPerf DLRM-v2 query sizes, the capacity search's workload). LLM: `llm_offline_throughput`
   of one replica (smallest TP that fits, as the capacity search) at the Azure 2023
   conversation trace's mean lengths, x replicas / mean output tokens; an offline (all slots
   busy) figure, so it bounds throughput and does not check TTFT/TPOT.
-Results are cached per run in a dict keyed by (model, chip, slo_p99_s, mode).
+Results are cached per run in a dict keyed by (model, chip, SLO, mode, search config).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mtia_cluster.catalog import Catalog
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.errors import UserError
+from mtia_cluster.fleet.llm_capacity import llm_unit_capacity
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.estimators import llm_offline_throughput, rr_best_throughput
 from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES, SLO, _pool, capacity
 from mtia_cluster.planning.capacity import platform_for as _platform_for
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
+
+if TYPE_CHECKING:
+    from mtia_cluster.fleet.plan import Plan
 
 KIND_FLEET_LENGTHS = 951  # spawn-key namespace: mean request sizes for the fast estimate
 MAX_NUM_SEQS = 256  # the engine's default continuous-batching limit
@@ -42,44 +51,61 @@ class RackCapacity:
     requests_per_s: float
     power_w: float
     source: str  # fast | replay
+    # replay search's lowest failing rate per rack (inf: none seen; NaN: not searched)
+    lowest_failing_rps: float = math.nan
+    detail: str = ""  # how the figure was obtained (LLM replay: group, window, SLO)
 
 
-CacheKey = tuple[str, str, float, str]
+CacheKey = tuple[object, ...]
 
 
 def rack_capacity(
     cat: Catalog,
-    model_name: str,
+    plan: Plan,
     chip: str,
-    slo_p99_s: float,
     mode: str,
     units: int,
     cache: dict[CacheKey, RackCapacity],
 ) -> RackCapacity:
-    """Capacity of one rack (`units` platform units of `chip`), cached by (model, chip, slo)."""
-    key = (model_name, chip, slo_p99_s, mode)
+    """Capacity of one rack (`units` platform units of `chip`), cached per run by (model,
+    chip, SLO, mode, LLM search config): a repeated cohort is measured once."""
+    slo = SLO(p99_s=plan.slo_p99_s, ttft_p99_s=plan.ttft_p99_s, tpot_p99_s=plan.tpot_p99_s)
+    key: CacheKey = (plan.model, chip, slo, mode, plan.capacity_search.key(plan.slo_p99_s))
     if key not in cache:
-        unit = _replay(cat, model_name, chip, slo_p99_s) if mode == "replay" else None
-        if unit is None:
-            unit = _fast(cat, model_name, chip, slo_p99_s)
-        cache[key] = unit
+        fast = _fast(cat, plan.model, chip, plan.slo_p99_s)
+        cache[key] = _replay(cat, plan, chip, slo, fast) if mode == "replay" else fast
     one = cache[key]
-    return RackCapacity(
-        chip=one.chip,
-        platform=one.platform,
+    return replace(
+        one,
         units=units,
         requests_per_s=one.requests_per_s * units,
         power_w=one.power_w * units,
-        source=one.source,
+        lowest_failing_rps=one.lowest_failing_rps * units,
     )
 
 
-def _replay(cat: Catalog, model_name: str, chip: str, slo_p99_s: float) -> RackCapacity | None:
-    """Replay-based capacity of one platform unit (None for LLMs: use the cost model)."""
-    model = cat.model(model_name)
-    if not isinstance(model, RRModel):
-        return None
-    res = capacity(model_name, chip, SLO(p99_s=slo_p99_s), catalog=cat)
+def _replay(cat: Catalog, plan: Plan, chip: str, slo: SLO, fast: RackCapacity) -> RackCapacity:
+    """Replay-based capacity of one platform unit (R&R: `capacity`; LLM: llm_capacity)."""
+    model = cat.model(plan.model)
+    if isinstance(model, LLMModel):
+        u = llm_unit_capacity(cat, model, chip, slo, plan.capacity_search, fast.requests_per_s)
+        slos = f"p99 {slo.p99_s:g} s" + "".join(
+            f", {name} p99 {v:g} s"
+            for name, v in (("TTFT", slo.ttft_p99_s), ("TPOT", slo.tpot_p99_s))
+            if v is not None
+        )
+        return RackCapacity(
+            chip=chip,
+            platform=fast.platform,
+            units=1,
+            requests_per_s=u.requests_per_s,
+            power_w=u.power_w,
+            source="replay",
+            lowest_failing_rps=u.lowest_failing_rps,
+            detail=f"{u.group_hosts}-host group, {u.window_s:g} s windows, {slos}, "
+            f"rel_tol {plan.capacity_search.rel_tol:g}, {u.replays} replays",
+        )
+    res = capacity(plan.model, chip, SLO(p99_s=slo.p99_s), catalog=cat)
     return RackCapacity(
         chip=chip,
         platform=res.platform,
@@ -87,6 +113,7 @@ def _replay(cat: Catalog, model_name: str, chip: str, slo_p99_s: float) -> RackC
         requests_per_s=float(res.requests_per_s),
         power_w=float(res.accelerator_power_w + res.host_power_w),
         source="replay",
+        detail="capacity search (planning/capacity.py defaults)",
     )
 
 
@@ -115,5 +142,11 @@ def _fast(cat: Catalog, model_name: str, chip: str, slo_p99_s: float) -> RackCap
             "rollouts need an R&R or LLM model", field="service.model", value=model_name
         )
     return RackCapacity(
-        chip=chip, platform=platform, units=1, requests_per_s=rps, power_w=power_w, source="fast"
+        chip=chip,
+        platform=platform,
+        units=1,
+        requests_per_s=rps,
+        power_w=power_w,
+        source="fast",
+        detail="cost model",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,31 +39,44 @@ def cohorts_for(
 
     def rack(chip: str) -> RackCapacity:
         units = plan.units_per_rack.get(chip, 1)
-        return rack_capacity(cat, plan.model, chip, plan.slo_p99_s, mode, units, cache)
+        return rack_capacity(cat, plan, chip, mode, units, cache)
 
     old = rack(t.from_generation)
     base = plan.baseline_p99_s
     if t.kind == "generation":
         new = rack(t.to_generation)
         return {
-            "old": Cohort(
-                t.from_generation, old.requests_per_s, old.power_w, base, 0.0, old.source
-            ),
-            "new": Cohort(t.to_generation, new.requests_per_s, new.power_w, base, 0.0, new.source),
+            "old": _cohort(t.from_generation, old, base),
+            "new": _cohort(t.to_generation, new, base),
         }
+    scaled = replace(
+        old,
+        requests_per_s=old.requests_per_s * t.perf_multiplier,
+        lowest_failing_rps=old.lowest_failing_rps * t.perf_multiplier,
+        detail=f"current version x perf_multiplier {t.perf_multiplier:g} ({old.detail})",
+    )
     return {
-        "old": Cohort(
-            f"{plan.model}@current", old.requests_per_s, old.power_w, base, 0.0, old.source
-        ),
-        "new": Cohort(
-            f"{plan.model}@new",
-            old.requests_per_s * t.perf_multiplier,
-            old.power_w,
-            base * t.latency_multiplier,
-            t.error_rate,
-            old.source,
+        "old": _cohort(f"{plan.model}@current", old, base),
+        "new": replace(
+            _cohort(f"{plan.model}@new", scaled, base * t.latency_multiplier),
+            error_rate=t.error_rate,
         ),
     }
+
+
+def _cohort(label: str, rack: RackCapacity, p99_s: float) -> Cohort:
+    """A timeline cohort from one rack's capacity (the search's bracket kept when finite)."""
+    upper = rack.lowest_failing_rps
+    return Cohort(
+        label,
+        rack.requests_per_s,
+        rack.power_w,
+        p99_s,
+        0.0,
+        rack.source,
+        rps_upper=float(upper) if math.isfinite(upper) else None,
+        capacity_detail=rack.detail,
+    )
 
 
 REPLAY_SCHEMA = pa.schema(
@@ -103,7 +117,11 @@ DRILL_SUMMARY = ("drill_racks_old", "drill_racks_new", "drill_hosts_failed_old",
 
 
 def run_rollout(
-    plan: Plan, fast: bool = False, catalog: Catalog | None = None, replay: bool | None = None
+    plan: Plan,
+    fast: bool = False,
+    catalog: Catalog | None = None,
+    replay: bool | None = None,
+    cache: dict[CacheKey, RackCapacity] | None = None,
 ) -> tuple[Result, dict[str, Any]]:
     """Simulate `plan` (capacity from the cost model when `fast` or the plan says so).
 
@@ -113,7 +131,7 @@ def run_rollout(
     """
     cat = catalog or load_catalog()
     mode = "fast" if fast else plan.capacity_mode
-    cohorts = cohorts_for(plan, cat, mode)
+    cohorts = cohorts_for(plan, cat, mode, cache)
     on = (not fast and plan.replay.enabled) if replay is None else replay
     if on:
         replayer = Replayer(plan, cat, engine_cohorts(plan, cat, cohorts))

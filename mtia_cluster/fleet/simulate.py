@@ -41,6 +41,8 @@ class Cohort:
     p99_s: float
     error_rate: float
     source: str = "fast"  # where rps came from: fast (cost model) | replay
+    rps_upper: float | None = None  # replay search: lowest failing rate per rack (None: n/a)
+    capacity_detail: str = ""  # how rps was obtained (search group, window, SLO)
 
 
 @dataclass

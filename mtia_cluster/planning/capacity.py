@@ -29,7 +29,7 @@ from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.estimators import rr_best_throughput
-from mtia_cluster.planning.search import find_max_rate
+from mtia_cluster.planning.search import SearchResult, find_max_rate
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
 
@@ -314,3 +314,64 @@ def slo_from_scenario(entry: Sequence[Any] | dict[str, float]) -> SLO:
         ttft_p99_s=e["ttft_p99_ms"] / 1e3 if "ttft_p99_ms" in e else None,
         tpot_p99_s=e["tpot_p99_ms"] / 1e3 if "tpot_p99_ms" in e else None,
     )
+
+
+def capacity_over_span(
+    model_name: str,
+    chip: str,
+    slo: SLO,
+    *,
+    span_s: float,
+    guess_rps: float,
+    rel_tol: float = 0.05,
+    hosts: int | None = None,
+    seed: int = 0,
+    catalog: Catalog | None = None,
+) -> tuple[CapacityResult, SearchResult]:
+    """Server-mode capacity judged on traces spanning at least `span_s` at every rate tried.
+
+    The same search as `capacity` (same scenario, workload streams and SLO judgement), but
+    the trace length follows the judged time instead of a request count: an SLO of seconds
+    (LLM end-to-end p99) needs a window of many SLOs to show the backlog of an overloaded
+    replica, and a fixed count of requests would span too little at high rates. Starts from
+    `guess_rps` (per platform unit, or per `hosts` hosts); rates up to 2 x guess are tried
+    on one trace, longer traces if all of them pass. Returns the result and the search
+    (its bracket [best_rate, lowest_failing] is the figure's uncertainty).
+    """
+    if not (span_s > 0 and guess_rps > 0 and 0 < rel_tol < 1):
+        raise UserError(
+            "span_s, guess_rps and rel_tol must be > 0 (rel_tol < 1)",
+            field="capacity_search",
+            value=(span_s, guess_rps, rel_tol),
+        )
+    cat = catalog or load_catalog()
+    model = cat.model(model_name)
+    if not isinstance(model, (RRModel, LLMModel)):
+        raise UserError("capacity needs an R&R or LLM model", field="model", value=model_name)
+    platform = platform_for(cat, chip)
+    slo_cfg = {} if slo.p99_s is None else {"p99_ms": slo.p99_s * 1e3}
+    scenario = parse_scenario(
+        {
+            "name": f"capacity-{model_name}-{chip}",
+            "seed": seed,
+            "regions": [{"name": "r", "pools": [_pool(cat, model, platform, hosts)]}],
+            "slo": {"svc": slo_cfg} if slo_cfg else {},
+        },
+        None,
+        cat,
+    )
+    replays, guess = 0, guess_rps
+    for _ in range(4):
+        work = _workload(model, max(1, math.ceil(2 * guess * span_s)), seed)
+        cap = len(work["gaps"]) / span_s  # every rate tried spans >= span_s
+        search = find_max_rate(
+            _evaluate(scenario, work, slo), guess, parallel=2, rel_tol=rel_tol, max_rate=cap
+        )
+        replays += len(search.evaluations)
+        if search.best_rate < cap * 0.999:
+            break
+        guess = 2 * search.best_rate
+    rate = search.best_rate
+    res = _replay(scenario, work, rate) if rate > 0 else None
+    out = _result(cat, model, chip, platform, work, rate, res, False, replays, hosts)
+    return out, search

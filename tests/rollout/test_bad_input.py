@@ -11,6 +11,18 @@ import yaml
 from mtia_cluster.cli.main import cli
 from rollout.plans import plan_dict
 
+LLM: dict[str, Any] = {  # the LLM swap plan's service and racks (SLO 20 s)
+    "service.model": "llama-3.1-70b",
+    "service.slo_p99_ms": 20000,
+    "service.baseline_p99_ms": 12000,
+    "fleet.regions": [
+        {"name": "a", "racks": {"mtia-400": 4}, "demand": {"peak_rps": 1}},
+        {"name": "b", "racks": {"mtia-400": 4}, "demand": {"peak_rps": 1}},
+    ],
+    "target.from_generation": "mtia-400",
+    "target.generation": "mtia-450",
+}
+
 CASES: dict[str, tuple[dict[str, Any], str]] = {
     "unknown-region": ({"waves": [["a"], ["zz"]]}, "unknown region"),
     "unknown-generation": (
@@ -76,6 +88,14 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "failover-mode": ({"failover": "random"}, "failover"),
     "region-failures-mttr": ({"failures": {"region": {"mtbf_h": 100}}}, "mttr_h"),
+    "ttft-on-rr": ({"service.ttft_p99_ms": 500}, "LLM services only"),
+    "search-on-rr": ({"service.capacity_search": {"rel_tol": 0.1}}, "LLM services only"),
+    "llm-ttft-negative": ({**LLM, "service.ttft_p99_ms": -5}, "must be > 0"),
+    "llm-tpot-type": ({**LLM, "service.tpot_p99_ms": "fast"}, "expected a number"),
+    "llm-window-short": ({**LLM, "service.capacity_search": {"window_s": 60}}, ">= 5 x"),
+    "llm-rel-tol": ({**LLM, "service.capacity_search": {"rel_tol": 0.9}}, "must be <= 0.5"),
+    "llm-search-field": ({**LLM, "service.capacity_search": {"bins": 3}}, "unknown field"),
+    "llm-hosts": ({**LLM, "service.capacity_search": {"hosts": 0}}, "must be > 0"),
 }
 
 
