@@ -34,6 +34,8 @@ from mtia_cluster.results.groupstats import (
 from mtia_cluster.results.intervals import IntervalsBuilder, RegionIntervals, merge_intervals
 from mtia_cluster.results.slo import ServiceSLO
 
+PIECE_ROWS = 65_536  # rows of one region processed at once
+
 
 @dataclass
 class ShardStats:
@@ -64,11 +66,19 @@ class StatsBuilder:
         self._groups: dict[tuple[str, str], list[Partial]] = {}
         self._intervals: dict[str, IntervalsBuilder] = {}
         self._ids: list[np.ndarray] = []
+        self._pending: dict[str, list[pa.Table]] = {}
 
     def add(self, region: str, table: pa.Table) -> None:
-        """Rows of one region (request file columns: service, status, times, ...)."""
+        """Rows of one region (request file columns: service, status, times, ...); buffered
+        up to PIECE_ROWS per region (per-piece costs dominate small pieces)."""
         if table.num_rows == 0:
             return
+        pending = self._pending.setdefault(region, [])
+        pending.append(table)
+        if sum(t.num_rows for t in pending) >= PIECE_ROWS:
+            self._add(region, pa.concat_tables(self._pending.pop(region)))
+
+    def _add(self, region: str, table: pa.Table) -> None:
         self.rows += table.num_rows
         for col in ("arrival_ns", "finish_ns"):
             self.max_ns = max(self.max_ns, int(pc.max(table[col]).as_py()))
@@ -96,6 +106,8 @@ class StatsBuilder:
 
     def result(self) -> ShardStats:
         """The merged statistics; raises UserError when a request_id was written twice."""
+        for region in list(self._pending):
+            self._add(region, pa.concat_tables(self._pending.pop(region)))
         if self._ids:
             check_unique_ids(self._ids)
         groups = {k: _compact(merge(v)) for k, v in self._groups.items()}
