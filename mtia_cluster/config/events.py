@@ -8,7 +8,11 @@ Shape::
         region: us-east
         service: feed-ranking    # optional: only that service's pools (default: all)
         hosts: [0, 3]            # region-local host indices, or
-        racks: [1]               # region-local rack indices, or neither: the whole region
+        racks: [1]               # region-local rack indices, or
+        links: [2]               # hosts whose RDMA (scale-out) NIC fails: only the cells that
+                                 # need scale-out there (LLM replicas spanning scale-up
+                                 # domains, P/D pairs linked over RDMA); or none of the three:
+                                 # the whole region
         on_failure: retry        # fail only: retry (re-route in-flight work) | fail
 
 Failures drawn from MTBF/MTTR (each host or rack of the region alternates exponential up and
@@ -46,6 +50,7 @@ class EventSpec:
     racks: tuple[int, ...] | None
     on_failure: str
     field_prefix: str  # "events.3", for errors raised while resolving targets
+    links: tuple[int, ...] | None = None  # hosts whose RDMA (scale-out) NICs are affected
     file: str | None = None
 
 
@@ -58,8 +63,10 @@ def parse_events(f: Fields, regions: list[str]) -> tuple[EventSpec, ...]:
         region = e.str("region", choices=regions)
         hosts = _indices(e, "hosts")
         racks = _indices(e, "racks")
-        if hosts is not None and racks is not None:
-            raise e.error("racks", "give hosts or racks, not both", racks)
+        links = _indices(e, "links")
+        given = [k for k, v in (("hosts", hosts), ("racks", racks), ("links", links)) if v]
+        if len(given) > 1:
+            raise e.error(given[1], "give one of hosts, racks or links", given)
         out.append(
             EventSpec(
                 at_ns=round(at_s * 1e9),
@@ -68,6 +75,7 @@ def parse_events(f: Fields, regions: list[str]) -> tuple[EventSpec, ...]:
                 service=e.str("service", None) if e.has("service") else None,
                 hosts=hosts,
                 racks=racks,
+                links=links,
                 on_failure=e.str("on_failure", "retry", choices=ON_FAILURE),
                 field_prefix=f"events.{i}",
                 file=None if f.file is None else str(f.file),

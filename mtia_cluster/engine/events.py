@@ -147,14 +147,14 @@ def drawn_failures(fleet: Any) -> list[EventSpec]:
     the events never depend on anything else in the scenario but its seed and topology."""
     scenario = fleet.scenario
     regions = [r.name for r in scenario.regions]
-    cell_region = np.asarray(fleet.cell_region, dtype=np.int64)
+    acc_region = np.asarray(fleet.acc_region, dtype=np.int64)
     out: list[EventSpec] = []
     for spec in scenario.failures:
         for r, name in enumerate(regions):
             if spec.region not in (None, name):
                 continue
-            ids = _cell_hosts(fleet) if spec.level == "host" else _cell_racks(fleet)
-            count = len(np.unique(ids[cell_region == r]))
+            ids = fleet.acc_host if spec.level == "host" else fleet.acc_rack
+            count = len(np.unique(np.asarray(ids, dtype=np.int64)[acc_region == r]))
             for k in range(count):
                 rng = entity_rng(scenario.seed, KIND_FAILURES, r, spec.level == "rack", k)
                 t = 0.0
@@ -182,13 +182,26 @@ def drawn_failures(fleet: Any) -> list[EventSpec]:
     return out
 
 
-def _cell_hosts(fleet: Any) -> np.ndarray:
-    return np.asarray(fleet.cell_host0, dtype=np.int64)
+def _acc_cells(fleet: Any) -> np.ndarray:
+    """The cell of every accelerator (cells own contiguous accelerator ranges)."""
+    acc0 = np.asarray(fleet.cell_acc0, dtype=np.int64)
+    return np.repeat(np.arange(fleet.cells), np.diff(np.append(acc0, fleet.accelerators)))
 
 
-def _cell_racks(fleet: Any) -> np.ndarray:
-    acc_rack = np.asarray(fleet.acc_rack, dtype=np.int64)
-    return acc_rack[np.asarray(fleet.cell_acc0, dtype=np.int64)]
+def _scale_out_cells(fleet: Any) -> np.ndarray:
+    """Cells whose work crosses the RDMA (scale-out) network: LLM replicas larger than the
+    chip's scale-up domain, and prefill/decode pairs linked over scale-out (as the LLM
+    factory decides the link)."""
+    out = np.zeros(fleet.cells, dtype=bool)
+    for c in range(fleet.cells):
+        pool = fleet.pools[fleet.cell_pool[c]]
+        if pool.kind != "llm":
+            continue
+        domain = fleet.catalog.chip(fleet.acc_chip[fleet.cell_acc0[c]]).scale_up_domain
+        disagg = pool.raw.get("disaggregation") or {}
+        link = disagg.get("link", "scale_up" if pool.replica_size <= domain else "scale_out")
+        out[c] = pool.replica_size > domain or (bool(disagg) and link == "scale_out")
+    return out
 
 
 def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> FleetEvents:
@@ -202,7 +215,13 @@ def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> Fl
     services = scenario.services
     cell_region = np.asarray(fleet.cell_region, dtype=np.int64)
     cell_service = np.asarray(fleet.cell_service, dtype=np.int64)
-    cell_host, cell_rack = _cell_hosts(fleet), _cell_racks(fleet)
+    acc_cell = _acc_cells(fleet)
+    acc_ids = {
+        "hosts": np.asarray(fleet.acc_host, dtype=np.int64),
+        "racks": np.asarray(fleet.acc_rack, dtype=np.int64),
+    }
+    acc_ids["links"] = acc_ids["hosts"]
+    scale_out = _scale_out_cells(fleet)
     out = []
     for spec in specs:
         in_region = cell_region == regions.index(spec.region)
@@ -211,14 +230,17 @@ def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> Fl
                 raise _error(spec, "service", "unknown service", spec.service)
             in_region &= cell_service == services.index(spec.service)
         mask = in_region.copy()
-        for key, ids in (("hosts", cell_host), ("racks", cell_rack)):
+        for key in ("hosts", "racks", "links"):
             wanted = getattr(spec, key)
             if wanted is None:
                 continue
-            local = np.unique(ids[in_region])  # region-local numbering, in id order
+            ids = acc_ids[key]
+            local = np.unique(ids[in_region[acc_cell]])  # region-local numbering, id order
             if max(wanted) >= len(local):
-                raise _error(spec, key, f"the region has {len(local)} {key}", list(wanted))
-            mask &= np.isin(ids, local[list(wanted)])
+                raise _error(spec, key, f"the region has {len(local)} hosts/racks", list(wanted))
+            hit = np.zeros(len(mask), dtype=bool)  # cells with any accelerator there
+            hit[acc_cell[np.isin(ids, local[list(wanted)])]] = True
+            mask &= hit & (scale_out if key == "links" else True)
         out.append(ResolvedEvent(spec, np.flatnonzero(mask)))
     cells = fleet.cells
     return FleetEvents(out, step_ns, np.zeros(cells, dtype=bool), np.zeros(cells, dtype=bool))

@@ -257,3 +257,81 @@ def test_bad_failures_are_user_errors() -> None:
     with pytest.raises(UserError) as err:
         parse_scenario(sc)
     assert "failures.0.mtbf_s" in str(err.value)
+
+
+def links_scenario(events: list[dict[str, Any]]) -> Any:
+    """One region: an R&R host pool, P/D pairs linked over RDMA (scale-out) and plain
+    replicas inside the scale-up domain, all on the same kinds of hosts."""
+    llm = {"model": "llama-2-7b", "platform": "hgx-h100", "max_num_batched_tokens": 2048}
+    return parse_scenario(
+        {
+            "name": "links",
+            "seed": 2,
+            "report_interval_ms": 5,
+            "metrics_interval_ms": 1000,
+            "regions": [
+                {
+                    "name": "a",
+                    "pools": [
+                        {"service": "rank", "model": "hc1", "platform": "mtia-2i-rack", "hosts": 1},
+                        {
+                            **llm,
+                            "service": "pd",
+                            "accelerators": 8,
+                            "accelerators_per_replica": 2,
+                            "disaggregation": {"prefill_accelerators": 1, "link": "scale_out"},
+                        },
+                        {**llm, "service": "chat", "accelerators": 8, "tp": 1},
+                    ],
+                }
+            ],
+            "events": events,
+        }
+    )
+
+
+def test_an_rdma_link_failure_takes_only_the_cells_that_need_scale_out() -> None:
+    sim = Simulation(links_scenario([]))
+    fleet = sim.fleet
+    hosts = sorted(set(fleet.acc_host))  # region-local host index = position here
+    pd_host = fleet.acc_host[fleet.cell_acc0[fleet.cell_service.index(1)]]
+    k = hosts.index(pd_host)
+    for target, cells in (({"links": [k]}, 4), ({"hosts": [k]}, 4)):
+        ev = {"at_s": 0, "kind": "fail", "region": "a", **target}
+        (resolved,) = Simulation(links_scenario([ev])).events.events
+        services = {fleet.cell_service[c] for c in resolved.cells.tolist()}
+        assert len(resolved.cells) == cells and services == {1}  # the 4 P/D pairs of the host
+    chat_host = fleet.acc_host[fleet.cell_acc0[fleet.cell_service.index(2)]]
+    for host, kind, cells in (
+        (fleet.cell_host0[0], "links", 0),  # R&R hosts do not use the RDMA network
+        (chat_host, "links", 0),  # tp=1 replicas stay inside the host
+        (chat_host, "hosts", 8),  # but the host failing takes its 8 replicas
+    ):
+        ev = {"at_s": 0, "kind": "fail", "region": "a", kind: [hosts.index(host)]}
+        (resolved,) = Simulation(links_scenario([ev])).events.events
+        assert len(resolved.cells) == cells, (kind, host)
+
+
+def test_a_link_failure_inside_a_replay_loses_nothing() -> None:
+    rng = entity_rng(4, 9)
+    n = 300
+    arrival = np.cumsum(rng.integers(1, 20_000_000, n)).astype(np.int64)
+    service = (np.arange(n) % 3).astype(np.int32)
+    base = make_requests(
+        arrival,
+        items=np.where(service == 0, 200, 0),
+        input_tokens=np.where(service == 0, 0, 300),
+        output_tokens=np.where(service == 0, 0, 40),
+    )
+    tr = RequestBatch(**{**base.columns(), "service": service})
+    sim0 = Simulation(links_scenario([]))
+    pd_host = sim0.fleet.acc_host[sim0.fleet.cell_acc0[sim0.fleet.cell_service.index(1)]]
+    k = sorted(set(sim0.fleet.acc_host)).index(pd_host)
+    ev = {"at_s": 1.0, "kind": "fail", "region": "a", "links": [k], "on_failure": "fail"}
+    res = Simulation(links_scenario([ev])).run(tr)
+    assert np.array_equal(res.requests.request_id, tr.request_id)
+    failed = res.requests.status == STATUS_FAILED
+    assert failed.sum() == res.fleet_events[0]["requests_failed"]
+    assert set(res.requests.service[failed].tolist()) <= {1}  # only P/D requests fail
+    later = res.requests.arrival_ns >= res.fleet_events[0]["at_ns"]
+    assert np.all(res.requests.status[later & (service == 1)] == STATUS_REJECTED)  # no pair left
