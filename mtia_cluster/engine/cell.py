@@ -211,6 +211,11 @@ class Cell(Protocol):
         """Cumulative per-accelerator counters up to the last advance bound."""
         ...
 
+    def evict(self, at_ns: int) -> RequestBatch:
+        """The cell fails at `at_ns` (right after ``advance(at_ns)``): every request it holds
+        and has not returned leaves it (arrival order); it restarts empty (fleet events)."""
+        ...
+
 
 def _column(v: np.ndarray | int, dtype: type, n: int) -> np.ndarray:
     """`v` as a length-n array of `dtype` (a scalar is repeated; an array is not copied)."""

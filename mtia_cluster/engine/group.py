@@ -68,8 +68,5 @@ class SingleCell:
         return self.cell.device_counters()
 
     def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
-        evict = getattr(self.cell, "evict", None)
-        if evict is None:
-            raise NotImplementedError(f"{type(self.cell).__name__} cells cannot fail yet")
-        batch = evict(at_ns)
+        batch = self.cell.evict(at_ns)
         return batch, np.zeros(len(batch), dtype=np.int64)

@@ -61,13 +61,14 @@ class DrillSpec:
 
 
 def parse_drill(r: Fields, llm: bool) -> DrillSpec | None:
-    """`replay.drill`, or None. Refused for LLM plans (the engine cannot fail an LLM replica
-    inside a replay yet)."""
+    """`replay.drill`, or None. Refused for LLM plans: the engine fails LLM replicas, but the
+    drill's slice scaling counts one engine host per rack share, which an LLM replica
+    spanning several hosts breaks."""
     if not r.has("drill"):
         return None
     d = r.sub("drill")
     if llm:
-        raise r.error("drill", "LLM replicas cannot fail inside a replay yet (engine)", d.data)
+        raise r.error("drill", "LLM replicas cannot fail in a drill yet (slice scaling)", d.data)
     at = d.number("at_fraction", 0.5, positive=True)
     if at >= 1.0:
         raise d.error("at_fraction", "must be < 1 (a fraction of the replay window)", at)
