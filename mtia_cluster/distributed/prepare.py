@@ -81,16 +81,17 @@ def prepare(
             scenario = parse_scenario(raw, record["file"])
         else:
             scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
-    if scenario.events or scenario.failures:
-        # shard workers neither apply nor route around them yet: refuse rather than differ
-        raise UserError(
-            "fleet events are not replayed on Ray yet; use `mtia-cluster simulate`",
-            file=scenario.file,
-            field="events" if scenario.events else "failures",
-        )
     with tl.span("prepare.build_fleet"):
         sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
     regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
+    if (scenario.events or scenario.failures) and not regions:
+        # region shards apply fleet events themselves; coordinator-driven windows do not yet
+        raise UserError(
+            "fleet events need shards that own whole regions (placement region, or --shards "
+            "up to the number of regions); or use `mtia-cluster simulate`",
+            file=scenario.file,
+            field="events" if scenario.events else "failures",
+        )
     p = Prepared(scenario, sim, regions, cells, record, None, RequestBatch.empty(), 0, False)
     return checked(p, trace_path, tl) if with_trace else p
 

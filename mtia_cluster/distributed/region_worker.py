@@ -16,9 +16,10 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.trace_scan import region_slice
 from mtia_cluster.distributed.worker import ShardWorker
-from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.cell import Completed, RequestBatch, rejected_at_arrival
+from mtia_cluster.engine.events import FleetEvents, resolve_events
 from mtia_cluster.engine.simulation import Simulation
-from mtia_cluster.engine.windows import LoopState, finish, run_windows
+from mtia_cluster.engine.windows import EventHooks, LoopState, finish, run_windows
 
 Progress = tuple[int, int, int, bool]  # window start t, rows done, rows, finished
 
@@ -43,14 +44,42 @@ class RegionWorker(ShardWorker):
         with self.timeline.span("init.read_trace"):
             self.trace = region_slice(self.sim, trace_path, regions)
         self.state = LoopState()
+        self.events = _region_events(self.sim, regions)
+        self.hooks = EventHooks(self.events.next_boundary, self._apply_due, self._unroutable)
         if self._pending_extra is not None:
             self._set_extra_state(self._pending_extra)
 
     def _extra_state(self) -> Any:
-        return (self.state, self.sim.routers, self.sim.outstanding, self.sim.capacity)
+        return (self.state, self.sim.routers, self.sim.outstanding, self.sim.capacity, self.events)
 
     def _set_extra_state(self, extra: Any) -> None:
-        self.state, self.sim.routers, self.sim.outstanding, self.sim.capacity = extra
+        self.state, self.sim.routers, self.sim.outstanding, self.sim.capacity, self.events = extra
+        self.hooks = EventHooks(self.events.next_boundary, self._apply_due, self._unroutable)
+
+    # -- fleet events of this shard's regions (the engine's semantics, engine/events.py) ---
+    def _apply_due(self, t_ns: int) -> RequestBatch:
+        retry, failed = self.events.apply_due(t_ns, self.sim.routers.values(), self._evict)
+        self._emit(failed)
+        return retry
+
+    def _evict(self, cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
+        batch, cell = self.shard.evict(cells, at_ns)
+        self.sim.outstanding[cells] = 0
+        return batch, cell
+
+    def _unroutable(self, batch: RequestBatch) -> None:
+        self._emit(rejected_at_arrival(batch))
+
+    def _emit(self, rows: Completed) -> None:
+        if len(rows):
+            self._pending.append(rows)
+            self._pending_rows += len(rows)
+
+    def _flush(self) -> None:
+        """Retried requests' rows get their original arrival back before they are written."""
+        if self._pending and self.events.original_arrival:
+            self._pending = [self.events.restore_arrivals(Completed.concat(self._pending))]
+        super()._flush()
 
     def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> None:
         cell_id, outstanding, capacity = self.advance(arrivals.columns(), cell, until_ns)
@@ -60,7 +89,15 @@ class RegionWorker(ShardWorker):
     def run_epoch(self, stop_ns: int) -> Progress:
         """Run this shard's windows that start before `stop_ns`."""
         with self.timeline.span("epochs"):
-            run_windows(self.sim, self.trace, self.state, self._advance, self.sample, stop_ns)
+            run_windows(
+                self.sim,
+                self.trace,
+                self.state,
+                self._advance,
+                self.sample,
+                stop_ns,
+                events=self.hooks,
+            )
         done = self.state.finished(self.sim, len(self.trace))
         return self.state.t, self.state.lo, len(self.trace), done
 
@@ -68,6 +105,16 @@ class RegionWorker(ShardWorker):
         """Pad device samples to the run's global end."""
         with self.timeline.span("finish_run"):
             finish(self.state, end_ns, self.sim.scenario.metrics_interval_ns, self.sample)
+
+
+def _region_events(sim: Simulation, regions: list[int]) -> FleetEvents:
+    """The scenario's fleet events (drawn failures included) of these regions only: regions
+    never interact, so each region's shard applies its own events."""
+    sc = sim.scenario
+    every = resolve_events(sc.events, sim.fleet, sc.report_interval_ns)
+    names = {sim.regions[r] for r in regions}
+    every.events = [e for e in every.events if e.spec.region in names]
+    return every
 
 
 def _routing_only(scenario: Any, worker: ShardWorker) -> Simulation:

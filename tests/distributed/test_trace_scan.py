@@ -124,11 +124,12 @@ def test_chunked_windows_equal_the_engine(tmp_path, short_trace):
         assert ours[col] == getattr(engine, col).tolist(), col
 
 
-def test_scenario_with_fleet_events_is_refused(tmp_path, short_trace):
+def test_fleet_events_need_region_shards(tmp_path, short_trace):
     raw = yaml.safe_load(SCENARIO.read_text())
     raw["events"] = [{"at_s": 10, "kind": "fail", "region": "us-east", "hosts": [0]}]
     path = tmp_path / "events.yaml"
     path.write_text(yaml.safe_dump(raw))
-    assert parse_scenario(raw, str(path)).events  # a valid scenario, refused by the runner
-    with pytest.raises(UserError, match="fleet events"):
-        prepare(path, short_trace, ReplayOptions(address="inprocess"))
+    assert parse_scenario(raw, str(path)).events  # a valid scenario
+    assert prepare(path, short_trace, ReplayOptions(address="inprocess")).regions  # accepted
+    with pytest.raises(UserError, match="fleet events"):  # coordinator-driven: refused
+        prepare(path, short_trace, ReplayOptions(address="inprocess", placement="rack"))
