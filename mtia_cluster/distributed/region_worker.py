@@ -70,11 +70,6 @@ class RegionWorker(ShardWorker):
     def _unroutable(self, batch: RequestBatch) -> None:
         self._emit(rejected_at_arrival(batch))
 
-    def _emit(self, rows: Completed) -> None:
-        if len(rows):
-            self._pending.append(rows)
-            self._pending_rows += len(rows)
-
     def _flush(self) -> None:
         """Retried requests' rows get their original arrival back before they are written."""
         if self._pending and self.events.original_arrival:

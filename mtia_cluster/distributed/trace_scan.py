@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.simulation import Simulation
-from mtia_cluster.errors import UserError
+from mtia_cluster.engine.trace_input import check_items
 from mtia_cluster.traces.columns import to_numpy_columns
 from mtia_cluster.traces.io import read_trace_batches
 
@@ -62,26 +62,6 @@ def _served_without_region(sim: Simulation, table: np.ndarray) -> np.ndarray | N
     return out
 
 
-def _rr_services(sim: Simulation) -> np.ndarray:
-    rr = {p.service for r in sim.scenario.regions for p in r.pools if p.kind == "rr"}
-    return np.array([name in rr for name in sim.services], dtype=bool)
-
-
-def _check_items(
-    cols: dict[str, np.ndarray], rr: np.ndarray, services: list[str], row0: int, path: Path
-) -> None:
-    """engine/trace_input.py's check_items, with the row counted from the file's start."""
-    bad = rr[cols["service"]] & (cols["items"] < 1)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise UserError(
-            f"R&R service {services[cols['service'][i]]!r} needs items >= 1 (row {row0 + i})",
-            file=path,
-            field="items",
-            value=int(cols["items"][i]),
-        )
-
-
 def check_trace(path: str | Path, sim: Simulation) -> TraceCheck | None:
     """Validate the trace streaming; None when served rows depend on the region draw (the
     caller then loads the trace whole, as the coordinator-driven path does)."""
@@ -90,11 +70,10 @@ def check_trace(path: str | Path, sim: Simulation) -> TraceCheck | None:
     no_region = _served_without_region(sim, table)
     if no_region is None:
         return None
-    rr = _rr_services(sim)
     rows, served_rows, rejected, missing = 0, 0, [], False
     for batch in read_trace_batches(p):
         cols = to_numpy_columns(batch, sim.services, sim.regions, file=p)
-        _check_items(cols, rr, sim.services, rows, p)
+        check_items(RequestBatch(**cols), sim.scenario, p, rows)
         region, service = cols["region"], cols["service"]
         missing = missing or bool(np.any(region < 0))
         served = np.where(region >= 0, table[np.maximum(region, 0), service], no_region[service])

@@ -75,11 +75,7 @@ class ShardWorker:
         """Advance to `until_ns` with the window's routed requests; write what finished."""
         inbox = None if requests is None or cell is None else Inbox(RequestBatch(**requests), cell)
         done, reports = self.shard.advance(inbox, until_ns)
-        if len(done):
-            self._pending.append(done)
-            self._pending_rows += len(done)
-            if self._pending_rows >= FLUSH_ROWS:
-                self._flush()
+        self._emit(done)
         self.window += 1
         return reports.cell_id, reports.outstanding, reports.capacity_weight
 
@@ -95,6 +91,14 @@ class ShardWorker:
     def next_call(self) -> int:
         """The call number this shard expects next (after a restart: its checkpoint's)."""
         return self.calls
+
+    def _emit(self, rows: Completed) -> None:
+        """Buffer finished rows for writing (flushed in large pieces)."""
+        if len(rows):
+            self._pending.append(rows)
+            self._pending_rows += len(rows)
+            if self._pending_rows >= FLUSH_ROWS:
+                self._flush()
 
     def _flush(self) -> None:
         """Write buffered finished requests (few large writes instead of one per window)."""

@@ -224,11 +224,6 @@ def _column(v: np.ndarray | int, dtype: type, n: int) -> np.ndarray:
     return np.full(n, v, dtype=dtype)
 
 
-def empty_completed() -> Completed:
-    """A Completed with no rows."""
-    return Completed.empty()
-
-
 def completed_from(
     req: RequestBatch,
     *,

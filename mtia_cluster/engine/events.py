@@ -80,28 +80,23 @@ class FleetEvents:
             else:
                 self.drained[ev.cells] = kind == "drain"
             # a cell serves when it is neither failed nor drained (undrain does not repair)
-            up = ev.cells[~(self.failed[ev.cells] | self.drained[ev.cells])]
-            down = ev.cells[self.failed[ev.cells] | self.drained[ev.cells]]
+            out_of_service = self.failed[ev.cells] | self.drained[ev.cells]
             for router in routers:
-                router.set_available(up, True)
-                router.set_available(down, False)
-            moved = np.zeros(0, dtype=np.int64)
-            batch = RequestBatch.empty()
-            if ev.spec.kind == "fail":
-                batch, _ = evict(ev.cells, t_ns)
-                moved = batch.request_id
-                if ev.spec.on_failure == "retry":
-                    retry.append(self._retried(batch, t_ns))
-                else:
-                    failed.append(_failed(batch, t_ns))
+                router.set_available(ev.cells[~out_of_service], True)
+                router.set_available(ev.cells[out_of_service], False)
+            batch = evict(ev.cells, t_ns)[0] if kind == "fail" else RequestBatch.empty()
+            if kind == "fail" and ev.spec.on_failure == "retry":
+                retry.append(self._retried(batch, t_ns))
+            elif kind == "fail":
+                failed.append(_failed(batch, t_ns))
             self.log.append(
                 {
                     "at_ns": int(t_ns),
                     "requested_at_ns": int(ev.spec.at_ns),
-                    "kind": ev.spec.kind,
+                    "kind": kind,
                     "region": ev.spec.region,
                     "cells": len(ev.cells),
-                    "requests_retried": len(moved) if ev.spec.on_failure == "retry" else 0,
+                    "requests_retried": len(batch) if ev.spec.on_failure == "retry" else 0,
                     "requests_failed": len(batch) if ev.spec.on_failure == "fail" else 0,
                 }
             )
@@ -163,7 +158,7 @@ def drawn_failures(fleet: Any) -> list[EventSpec]:
                     if t >= spec.horizon_s:
                         break
                     down = rng.exponential(spec.mttr_s)
-                    target = {"hosts" if spec.level == "host" else "racks": (k,)}
+                    part = (k,)
                     for kind, at in (("fail", t), ("repair", t + down)):
                         out.append(
                             EventSpec(
@@ -171,8 +166,8 @@ def drawn_failures(fleet: Any) -> list[EventSpec]:
                                 kind=kind,
                                 region=name,
                                 service=None,
-                                hosts=target.get("hosts"),
-                                racks=target.get("racks"),
+                                hosts=part if spec.level == "host" else None,
+                                racks=part if spec.level == "rack" else None,
                                 on_failure=spec.on_failure,
                                 field_prefix=spec.field_prefix,
                                 file=scenario.file,
@@ -210,40 +205,41 @@ def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> Fl
     replicas, disaggregated or not). Events are applied in time order (stable: listed order
     on ties)."""
     specs = tuple(sorted((*specs, *drawn_failures(fleet)), key=lambda ev: ev.at_ns))
+    cells = fleet.cells
+    events = FleetEvents([], step_ns, np.zeros(cells, dtype=bool), np.zeros(cells, dtype=bool))
+    if not specs:  # the common case: no topology arrays to build
+        return events
     scenario = fleet.scenario
-    regions = [r.name for r in scenario.regions]
-    services = scenario.services
+    regions, services = [r.name for r in scenario.regions], scenario.services
     cell_region = np.asarray(fleet.cell_region, dtype=np.int64)
     cell_service = np.asarray(fleet.cell_service, dtype=np.int64)
     acc_cell = _acc_cells(fleet)
-    acc_ids = {
-        "hosts": np.asarray(fleet.acc_host, dtype=np.int64),
-        "racks": np.asarray(fleet.acc_rack, dtype=np.int64),
-    }
-    acc_ids["links"] = acc_ids["hosts"]
-    scale_out = _scale_out_cells(fleet)
-    out = []
     for spec in specs:
-        in_region = cell_region == regions.index(spec.region)
+        mask = cell_region == regions.index(spec.region)
         if spec.service is not None:
             if spec.service not in services:
                 raise _error(spec, "service", "unknown service", spec.service)
-            in_region &= cell_service == services.index(spec.service)
-        mask = in_region.copy()
+            mask &= cell_service == services.index(spec.service)
         for key in ("hosts", "racks", "links"):
-            wanted = getattr(spec, key)
-            if wanted is None:
-                continue
-            ids = acc_ids[key]
-            local = np.unique(ids[in_region[acc_cell]])  # region-local numbering, id order
-            if max(wanted) >= len(local):
-                raise _error(spec, key, f"the region has {len(local)} hosts/racks", list(wanted))
-            hit = np.zeros(len(mask), dtype=bool)  # cells with any accelerator there
-            hit[acc_cell[np.isin(ids, local[list(wanted)])]] = True
-            mask &= hit & (scale_out if key == "links" else True)
-        out.append(ResolvedEvent(spec, np.flatnonzero(mask)))
-    cells = fleet.cells
-    return FleetEvents(out, step_ns, np.zeros(cells, dtype=bool), np.zeros(cells, dtype=bool))
+            if getattr(spec, key) is not None:
+                mask = mask & _hit(spec, key, fleet, mask, acc_cell)
+        events.events.append(ResolvedEvent(spec, np.flatnonzero(mask)))
+    return events
+
+
+def _hit(
+    spec: EventSpec, key: str, fleet: Any, in_region: np.ndarray, acc_cell: np.ndarray
+) -> np.ndarray:
+    """Cells with any accelerator on the event's hosts or racks (region-local numbering, in
+    id order); for links, only those of them that cross the scale-out network."""
+    ids = np.asarray(fleet.acc_rack if key == "racks" else fleet.acc_host, dtype=np.int64)
+    local = np.unique(ids[in_region[acc_cell]])
+    wanted = list(getattr(spec, key))
+    if max(wanted) >= len(local):
+        raise _error(spec, key, f"the region has {len(local)} hosts/racks", wanted)
+    hit = np.zeros(len(in_region), dtype=bool)
+    hit[acc_cell[np.isin(ids, local[wanted])]] = True
+    return hit & _scale_out_cells(fleet) if key == "links" else hit
 
 
 def _error(spec: EventSpec, key: str, message: str, value: Any) -> UserError:

@@ -34,7 +34,7 @@ from mtia_cluster.engine.cell import (
     make_requests,
 )
 from mtia_cluster.engine.ledger import BusyLedger
-from mtia_cluster.engine.queueing import DispatchPolicy
+from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_servers_policy
 from mtia_cluster.engine.rr_kernel import admit_and_batch, dispatch_fcfs, emit_rows
 
 
@@ -283,15 +283,11 @@ class RRHostGroup:
         """FCFS per socket in close order: (start_ns, server) per batch."""
         if self.policy is None:
             return dispatch_fcfs(unit, close, service, self.server_free)
-        n = len(unit)
-        starts = np.zeros(n, dtype=np.int64)
-        servers = np.zeros(n, dtype=np.int64)
-        for i in range(n):
-            u = int(unit[i])
-            t = max(int(close[i]), int(self.server_free[u].min()))
-            k = int(self.policy.choose(self.server_free[u], t))
-            if self.server_free[u, k] > t:
-                raise ValueError(f"dispatch policy chose busy server {k}")
-            self.server_free[u, k] = t + int(service[i])
-            starts[i], servers[i] = t, k
+        starts = np.zeros(len(unit), dtype=np.int64)
+        servers = np.zeros(len(unit), dtype=np.int64)
+        for u in np.unique(unit).tolist():  # sockets are independent queues
+            rows = np.flatnonzero(unit == u)
+            starts[rows], servers[rows] = fcfs_servers_policy(
+                close[rows], service[rows], self.server_free[u], self.policy
+            )
         return starts, servers

@@ -76,7 +76,8 @@ class Shard:
 
     def evict(self, cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
         """Cells `cells` (global ids, some maybe elsewhere) fail at `at_ns`, the last advance
-        bound: the requests they held, in arrival order, with the global cell of each."""
+        bound: the requests they held, with the global cell of each (group by group; the
+        fleet events order the requests they route again)."""
         cells = np.asarray(cells, dtype=np.int64)
         known = cells[cells < len(self._group)]
         mine = known[self._group[known] >= 0]
@@ -89,9 +90,7 @@ class Shard:
             where.append(group.cell_ids[cell_local])
         if not batches:
             return RequestBatch.empty(), np.zeros(0, dtype=np.int64)
-        batch, cell = RequestBatch.concat(batches), np.concatenate(where)
-        order = np.lexsort((batch.request_id, batch.arrival_ns))
-        return batch.take(order), cell[order]
+        return RequestBatch.concat(batches), np.concatenate(where)
 
     def device_counters(self) -> DeviceCounters:
         """Cumulative counters of every accelerator in the shard (as of the last advance)."""

@@ -176,13 +176,10 @@ class Simulation:
         return done_parts
 
     def _evict(self, cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
-        """Cells fail at `at_ns`: the requests they held (arrival order) and their cells."""
+        """Cells fail at `at_ns`: the requests they held and the cell of each."""
         parts = [shard.evict(cells, at_ns) for shard in self.shards]
-        batch = RequestBatch.concat([b for b, _ in parts])
-        cell = np.concatenate([c for _, c in parts])
         self.outstanding[cells] = 0
-        order = np.lexsort((batch.request_id, batch.arrival_ns))
-        return batch.take(order), cell[order]
+        return RequestBatch.concat([b for b, _ in parts]), np.concatenate([c for _, c in parts])
 
     def _served(self, trace: RequestBatch) -> np.ndarray:
         keys = np.array([r * len(self.services) + s for r, s in self.routers])

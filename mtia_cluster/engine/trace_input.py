@@ -31,8 +31,11 @@ def load_trace(path: str | Path, scenario: Scenario) -> RequestBatch:
     return trace
 
 
-def check_items(trace: RequestBatch, scenario: Scenario, file: str | Path | None) -> None:
-    """R&R requests need items >= 1 (an R&R service is one served by an R&R pool)."""
+def check_items(
+    trace: RequestBatch, scenario: Scenario, file: str | Path | None, row0: int = 0
+) -> None:
+    """R&R requests need items >= 1 (an R&R service is one served by an R&R pool); `row0`
+    numbers rows from the file's start when `trace` is one batch of a streamed file."""
     rr = {p.service for r in scenario.regions for p in r.pools if p.kind == "rr"}
     for s, name in enumerate(scenario.services):
         if name not in rr:
@@ -41,7 +44,7 @@ def check_items(trace: RequestBatch, scenario: Scenario, file: str | Path | None
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise UserError(
-                f"R&R service {name!r} needs items >= 1 (row {row})",
+                f"R&R service {name!r} needs items >= 1 (row {row0 + row})",
                 file=file,
                 field="items",
                 value=int(trace.items[row]),

@@ -8,6 +8,8 @@ the window cuts and however many hosts share the group.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,7 +44,8 @@ def scenarios(draw: st.DrawFn) -> dict:
     }
 
 
-def run_cell(sc: dict) -> tuple[RequestBatch, dict[int, tuple[int, int, int, int]]]:
+def make_group(sc: dict, policy: Any = None) -> RRHostGroup:
+    """The scenario's hosts (global host ids from 5, accelerator ids from 100)."""
     g = sc["group"]
     params = RRHostParams(
         sockets=sc["sockets"],
@@ -55,12 +58,19 @@ def run_cell(sc: dict) -> tuple[RequestBatch, dict[int, tuple[int, int, int, int
     )
     table = ServiceTable.build(lambda b: (sc["svc_base"] + sc["svc_per_item"] * b) / 1e9, 4)
     per_host = sc["sockets"] * sc["servers"] * g
-    cell = RRHostGroup(
+    return RRHostGroup(
         params=params,
         table=table,
         host_ids=np.arange(sc["hosts"]) + 5,
         accelerator_ids=np.arange(100, 100 + per_host * sc["hosts"]),
+        policy=policy,
     )
+
+
+def run_cell(sc: dict) -> tuple[RequestBatch, dict[int, tuple[int, int, int, int]]]:
+    g = sc["group"]
+    per_host = sc["sockets"] * sc["servers"] * g
+    cell = make_group(sc)
     req = make_requests(sc["arrival"], items=sc["items"])
     out = []
     lo = 0
@@ -130,3 +140,22 @@ def test_open_batch_waits_for_the_bound() -> None:
     assert len(first) == 0  # deadline at 50 is not before the bound
     first, end, close = form_batches(ready, items, max_items=2, max_wait_ns=50, until_ns=50)
     assert (first.tolist(), end.tolist(), close.tolist()) == ([0], [2], [10])  # exactly full
+
+
+class LongestFree:
+    """The default rule as a dispatch policy: the server free the longest, lowest index."""
+
+    def choose(self, free_ns: np.ndarray, start_ns: int) -> int:
+        return int(np.argmin(free_ns))
+
+
+@settings(max_examples=60, deadline=None)
+@given(scenarios())
+def test_dispatch_policy_hook_with_the_default_rule_changes_nothing(sc: dict) -> None:
+    req = make_requests(sc["arrival"], items=sc["items"])
+    runs = []
+    for cell in (make_group(sc), make_group(sc, LongestFree())):
+        cell.submit(sc["host"], req)
+        runs.append(cell.advance(10**12))
+    for name, col in runs[0].columns().items():
+        assert np.array_equal(col, getattr(runs[1], name)), name

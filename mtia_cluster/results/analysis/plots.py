@@ -243,18 +243,23 @@ def svgs(data: PlotData) -> list[str]:
     return charts
 
 
-def html_page(data: PlotData, table_html: str = "") -> str:
-    """A self-contained page: inline CSS and SVG only."""
-    body = "\n".join(f'<div class="plot">{s}</div>' for s in svgs(data))
+def page_html(title: str, header_html: str, charts: list[str]) -> str:
+    """A self-contained page (inline CSS and SVG only): title, header, one box per chart."""
+    body = "\n".join(f'<div class="plot">{s}</div>' for s in charts)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(data.title)}</title>"
+        f"<title>{escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:24px;background:#fafafa}"
         ".plot{background:white;margin:12px 0;display:inline-block;border:1px solid #ddd}"
         "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
         "padding:2px 6px;text-align:right;white-space:nowrap}</style></head><body>"
-        f"<h1>{escape(data.title)}</h1>{table_html}\n{body}\n</body></html>\n"
+        f"<h1>{escape(title)}</h1>{header_html}\n{body}\n</body></html>\n"
     )
+
+
+def html_page(data: PlotData, table_html: str = "") -> str:
+    """The run's report page: the summary table, then the charts."""
+    return page_html(data.title, table_html, svgs(data))
 
 
 def summary_table_html(doc: dict[str, Any]) -> str:

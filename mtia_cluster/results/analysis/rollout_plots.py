@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from mtia_cluster.atomic import atomic_path
 from mtia_cluster.errors import UserError
 from mtia_cluster.results.analysis import svg
-from mtia_cluster.results.analysis.plots import check_plot_target
+from mtia_cluster.results.analysis.plots import check_plot_target, page_html
 
 MAX_POINTS = 600
 NS_PER_DAY = 86_400 * 10**9
@@ -270,19 +270,11 @@ def html_page(data: RolloutPlotData, summary: dict[str, Any]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(_cell(v))}</td>" for v in r) + "</tr>" for r in rows
     )
-    charts = [gantt_svg(data), *region_svgs(data)]
-    replays = replay_table_html(summary)
-    plots = "\n".join(f'<div class="plot">{s}</div>' for s in charts)
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{escape(data.title)}</title>"
-        "<style>body{font-family:sans-serif;margin:24px;background:#fafafa}"
-        ".plot{background:white;margin:12px 0;display:inline-block;border:1px solid #ddd}"
-        "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-        "padding:2px 6px;text-align:right;white-space:nowrap}</style></head><body>"
-        f"<h1>{escape(data.title)}</h1><p>{escape(headline(summary))}</p>"
-        f"<table><tr>{head}</tr>{body}</table>\n{replays}{plots}\n</body></html>\n"
+    header = (
+        f"<p>{escape(headline(summary))}</p><table><tr>{head}</tr>{body}</table>\n"
+        f"{replay_table_html(summary)}"
     )
+    return page_html(data.title, header, [gantt_svg(data), *region_svgs(data)])
 
 
 REPLAY_COLUMNS = ("kind", "wave", "region", "day", "racks_old_serving", "racks_new_serving",
