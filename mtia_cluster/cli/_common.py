@@ -1,13 +1,22 @@
-"""Helpers shared by CLI commands: JSON output, --set options, atomic output paths."""
+"""Helpers shared by CLI commands: JSON output, --set options, the -o check."""
 
 from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+if TYPE_CHECKING:
+    from mtia_cluster.output import Claim, OutputKind
+
+overwrite_option = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier output of mtia-cluster at -o (anything else there is refused).",
+)
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 set_option = click.option(
     "--set",
@@ -66,3 +75,14 @@ def _fmt(v: Any) -> str:
 
 def _numeric(s: str) -> bool:
     return bool(s) and (s[0].isdigit() or (s[0] in "-+" and len(s) > 1 and s[1].isdigit()))
+
+
+def claim_output(path: str | Path, kind: OutputKind, overwrite: bool) -> Claim:
+    """Check -o before any work (mtia_cluster.output decides for every command) and report
+    the temporaries of interrupted earlier runs that it removed or left alone."""
+    from mtia_cluster import output
+
+    claim = output.claim_output(path, kind, overwrite=overwrite)
+    for note in claim.notes:
+        click.echo(f"note: {note}", err=True)
+    return claim

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from mtia_cluster.cli._common import echo_json, echo_table, json_option
+from mtia_cluster.cli._common import (
+    claim_output,
+    echo_json,
+    echo_table,
+    json_option,
+    overwrite_option,
+)
 from mtia_cluster.results import open_results
 from mtia_cluster.results.analysis import analyze as run_analysis
 from mtia_cluster.results.analysis import parse_by, parse_window
@@ -38,6 +44,7 @@ from mtia_cluster.results.analysis.report import analysis_table, comparison_tabl
     type=click.Path(path_type=Path),
     help="Write plots: FILE.html (self-contained) or FILE.png (needs matplotlib).",
 )
+@overwrite_option
 def analyze(
     run_dir: Path,
     as_json: bool,
@@ -45,26 +52,29 @@ def analyze(
     window: str | None,
     compare_dir: Path | None,
     plot_file: Path | None,
+    overwrite: bool,
 ) -> None:
     """Rates, goodput, latency quantiles, power and MLPerf-style verdicts of a run."""
+    from mtia_cluster.output import PLOT_FILE
+    from mtia_cluster.results.analysis.plots import check_plot_target
     from mtia_cluster.results.analysis.rollout_plots import is_rollout_dir
 
+    if plot_file is not None:  # refused before any work
+        check_plot_target(plot_file)
+        claim_output(plot_file, PLOT_FILE, overwrite)
     if is_rollout_dir(run_dir):  # `mtia-cluster rollout` output: its own report and plots
-        _rollout(run_dir, plot_file, as_json, compare_dir is not None or window is not None)
+        unsupported = compare_dir is not None or window is not None
+        _rollout(run_dir, plot_file, as_json, unsupported, overwrite)
         return
     level = parse_by(by)
     window_ns = parse_window(window) if window is not None else None
-    if plot_file is not None:
-        from mtia_cluster.results.analysis.plots import check_plot_target
-
-        check_plot_target(plot_file)
     run = open_results(run_dir)
     other = open_results(compare_dir) if compare_dir is not None else None
     doc = run_analysis(run, by=level, window_ns=window_ns)
     if plot_file is not None:
         from mtia_cluster.results.analysis.plots import write_plots
 
-        write_plots(plot_file, run, window_ns=window_ns, doc=doc)
+        write_plots(plot_file, run, window_ns=window_ns, doc=doc, overwrite=overwrite)
         click.echo(f"wrote {plot_file}", err=True)
     if other is not None:
         result = compare_docs(doc, run_analysis(other, by=level, window_ns=window_ns))
@@ -83,7 +93,9 @@ def analyze(
         click.echo(f"INVALID {line}")
 
 
-def _rollout(run_dir: Path, plot_file: Path | None, as_json: bool, unsupported: bool) -> None:
+def _rollout(
+    run_dir: Path, plot_file: Path | None, as_json: bool, unsupported: bool, overwrite: bool
+) -> None:
     """Summary table and, with --plot, the wave Gantt chart and capacity vs demand plots."""
     from mtia_cluster.errors import UserError
     from mtia_cluster.results.analysis import rollout_plots as rp
@@ -91,7 +103,7 @@ def _rollout(run_dir: Path, plot_file: Path | None, as_json: bool, unsupported: 
     if unsupported:
         raise UserError("--compare and --window do not apply to a rollout directory", file=run_dir)
     if plot_file is not None:
-        rp.write_rollout_plots(plot_file, run_dir)
+        rp.write_rollout_plots(plot_file, run_dir, overwrite=overwrite)
         click.echo(f"wrote {plot_file}", err=True)
     summary = rp.load_summary(run_dir)
     if as_json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from mtia_cluster.cli._common import echo_json, json_option
+from mtia_cluster.cli._common import echo_json, json_option, overwrite_option
 from mtia_cluster.cli.estimate_table import echo_estimate_table, estimate_rows
 from mtia_cluster.paths import configs_dir, shipped_traces_dir
 
@@ -25,10 +25,11 @@ from mtia_cluster.paths import configs_dir, shipped_traces_dir
     type=click.Path(file_okay=False),
     help="Results directory.",
 )
+@overwrite_option
 @click.option("--estimate", is_flag=True, help="Print the cost-model table instead (no replay).")
 @click.option("--address", default=None, help="Ray cluster to join (default: local Ray).")
 @json_option
-def demo(out: str, estimate: bool, address: str | None, as_json: bool) -> None:
+def demo(out: str, overwrite: bool, estimate: bool, address: str | None, as_json: bool) -> None:
     """Replay a two-region MTIA 2i + H100 fleet on local Ray and summarize it."""
     if estimate:
         rows = estimate_rows()
@@ -52,5 +53,6 @@ def demo(out: str, estimate: bool, address: str | None, as_json: bool) -> None:
         seed=None,
         overrides=(),
         address=address,
+        overwrite=overwrite,
     )
     echo_run(path, as_json)

@@ -1,8 +1,9 @@
 """The `mtia-cluster` command group.
 
 Every subcommand lives in its own module under `mtia_cluster/cli/` and is registered here.
-User errors (:class:`UserError`) become one line on stderr and exit status 2, for every
-command, in one place.
+User errors (:class:`UserError`) become one line on stderr and exit status 2, and
+operating-system errors (disk full, permission, read-only file system: :class:`OutputIOError`
+or any OSError that reaches here) one line and exit status 1, for every command, in one place.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import click
 
 from mtia_cluster import __version__
-from mtia_cluster.errors import UserError
+from mtia_cluster.errors import OutputIOError, UserError
 
 # (module, attribute) of each subcommand; imported lazily so `mtia-cluster chips` never pays
 # for importing Ray.
@@ -32,6 +33,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "down": ("mtia_cluster.cli.fleet_cmds", "down"),
     "analyze": ("mtia_cluster.cli.analyze", "analyze"),
     "rollout": ("mtia_cluster.cli.rollout", "rollout"),
+    "clean": ("mtia_cluster.cli.clean", "clean"),
 }
 
 
@@ -64,6 +66,16 @@ class MainGroup(click.Group):
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except OutputIOError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+        except OSError as exc:
+            from mtia_cluster.output import os_error_of
+
+            err = os_error_of(exc) or exc
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or str(err).splitlines()[0]}", err=True)
+            ctx.exit(1)
 
 
 @click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
+from mtia_cluster.cli._common import (
+    claim_output,
+    echo_json,
+    echo_table,
+    json_option,
+    overwrite_option,
+    set_option,
+)
 from mtia_cluster.distributed.placement import PLACEMENTS
 
 
@@ -105,10 +112,14 @@ def run_replay(
     overrides: tuple[str, ...],
     address: str | None,
     fleet: str | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Start or join Ray, replay with a progress bar, return the results directory."""
     from mtia_cluster.distributed.ray_env import ray_session
     from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
+    from mtia_cluster.output import RESULTS_DIR
+
+    claim_output(out, RESULTS_DIR, overwrite)  # refused before any work
 
     if fleet is not None:
         from mtia_cluster.distributed.fleet import load_record
@@ -123,6 +134,7 @@ def run_replay(
         overrides=overrides,
         seed=seed,
         fleet=fleet,
+        overwrite=overwrite,
     )
     bar: Any = click.progressbar(
         length=1, label="replaying", file=sys.stderr, show_eta=False, show_percent=True
@@ -164,6 +176,7 @@ def run_replay(
     type=click.Path(file_okay=False),
     help="Results directory to write (atomically).",
 )
+@overwrite_option
 @click.option(
     "--placement",
     type=click.Choice(PLACEMENTS),
@@ -191,6 +204,7 @@ def replay(
     fleet: str | None,
     trace: str,
     out: str,
+    overwrite: bool,
     placement: str,
     shards: int | None,
     seed: int | None,
@@ -209,5 +223,6 @@ def replay(
         overrides=overrides,
         address=address,
         fleet=fleet,
+        overwrite=overwrite,
     )
     echo_run(path, as_json)

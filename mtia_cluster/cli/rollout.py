@@ -6,12 +6,20 @@ from pathlib import Path
 
 import click
 
-from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
+from mtia_cluster.cli._common import (
+    claim_output,
+    echo_json,
+    echo_table,
+    json_option,
+    overwrite_option,
+    set_option,
+)
 
 
 @click.command()
 @click.argument("plan_path", metavar="PLAN", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "out_dir", required=True, type=click.Path(path_type=Path))
+@overwrite_option
 @click.option(
     "--fast",
     is_flag=True,
@@ -34,6 +42,7 @@ from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_opt
 def rollout(
     plan_path: Path,
     out_dir: Path,
+    overwrite: bool,
     fast: bool,
     no_replay: bool,
     do_optimize: bool,
@@ -42,7 +51,9 @@ def rollout(
 ) -> None:
     """Simulate the rollout PLAN hour by hour; write timeline/, events/, summary.json to DIR."""
     from mtia_cluster.fleet import load_plan, run_rollout, write_outputs
+    from mtia_cluster.output import ROLLOUT_DIR
 
+    claim_output(out_dir, ROLLOUT_DIR, overwrite)  # refused before any work
     plan = load_plan(plan_path, list(overrides))
     res, summary = run_rollout(plan, fast=fast, replay=False if no_replay else None)
     if do_optimize:
@@ -55,7 +66,7 @@ def rollout(
             "best": best.as_dict() if best else None,
             "candidates": len(tried),
         }
-    write_outputs(out_dir, res, summary)
+    write_outputs(out_dir, res, summary, overwrite=overwrite)
     if as_json:
         echo_json(summary)
         return

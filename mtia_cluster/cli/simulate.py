@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
+from mtia_cluster.cli._common import (
+    claim_output,
+    echo_json,
+    echo_table,
+    json_option,
+    overwrite_option,
+    set_option,
+)
 
 COLUMNS = [
     ("region", "region"),
@@ -40,6 +47,7 @@ COLUMNS = [
     default=None,
     help="Write the results directory (DESIGN §4) here, atomically.",
 )
+@overwrite_option
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option(
     "--shards",
@@ -54,6 +62,7 @@ def simulate(
     config: Path,
     trace_path: Path,
     output: Path | None,
+    overwrite: bool,
     seed: int | None,
     shards: int,
     overrides: tuple[str, ...],
@@ -63,7 +72,10 @@ def simulate(
     from mtia_cluster.config.scenario import load_scenario
     from mtia_cluster.engine.simulation import Simulation
     from mtia_cluster.engine.trace_input import load_trace
+    from mtia_cluster.output import RESULTS_DIR
 
+    if output is not None:  # refused before any work
+        claim_output(output, RESULTS_DIR, overwrite)
     scenario = load_scenario(config, overrides, seed=seed)
     trace = load_trace(trace_path, scenario)
     sim = Simulation(scenario, shards=shards)
@@ -90,7 +102,7 @@ def simulate(
     if results.fleet_events:
         info["fleet_events"] = results.fleet_events  # also lands in the manifest
     if output is not None:
-        _write(output, results, info, trace_path)
+        _write(output, results, info, trace_path, overwrite)
     if as_json:
         echo_json({**info, "summary": rows})
         return
@@ -107,7 +119,9 @@ def simulate(
     echo_table([h for _, h in COLUMNS], [[r.get(k, "") for k, _ in COLUMNS] for r in rows])
 
 
-def _write(output: Path, results: Any, info: dict[str, Any], trace_path: Path) -> None:
+def _write(
+    output: Path, results: Any, info: dict[str, Any], trace_path: Path, overwrite: bool
+) -> None:
     """The DESIGN §4 results directory (manifest, requests/, devices/, regions/, summary),
     written by mtia_cluster.results into a temporary directory renamed on success."""
     import numpy as np
@@ -135,6 +149,7 @@ def _write(output: Path, results: Any, info: dict[str, Any], trace_path: Path) -
         slos=slos_from_scenario(sc.slo),
         interval_ns=sc.metrics_interval_ns,
         trace_path=trace_path,
+        overwrite=overwrite,
     ) as run:
         shard = run.shard(0)
         shard.write_completed(results.requests)

@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
+from mtia_cluster.cli._common import (
+    claim_output,
+    echo_json,
+    echo_table,
+    json_option,
+    overwrite_option,
+    set_option,
+)
 
 
 @click.group()
@@ -67,15 +74,23 @@ def trace() -> None:
 @click.option("--peak-to-trough", type=float, help="Apply a diurnal profile with this ratio.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@overwrite_option
 def generate(
-    spec_file: Path | None, overrides: tuple[str, ...], output: Path, seed: int, **opts: Any
+    spec_file: Path | None,
+    overrides: tuple[str, ...],
+    output: Path,
+    overwrite: bool,
+    seed: int,
+    **opts: Any,
 ) -> None:
     """Generate a synthetic trace (a single service from options, or a --spec mix)."""
     from mtia_cluster.config import apply_overrides, load_yaml
     from mtia_cluster.errors import UserError
+    from mtia_cluster.output import TRACE_FILE
     from mtia_cluster.traces.generators import generate_table
     from mtia_cluster.traces.io import write_trace
 
+    claim_output(output, TRACE_FILE, overwrite)  # refused before any work
     if spec_file:
         ctx = click.get_current_context()
         given = [
@@ -96,7 +111,7 @@ def generate(
     with progress as bar:
         table, metadata = generate_table(spec, seed, spec_file)
         bar.update(1)
-        write_trace(table, output, metadata)
+        write_trace(table, output, metadata, overwrite=overwrite)
         bar.update(1)
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
 
@@ -157,16 +172,21 @@ def _spec_from_options(
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--service", default=None, help="Service name (default: per format).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def import_(fmt: str, source: Path, service: str | None, output: Path) -> None:
+@overwrite_option
+def import_(fmt: str, source: Path, service: str | None, output: Path, overwrite: bool) -> None:
     """Convert a public trace (CSV/JSONL) into the trace format."""
+    from mtia_cluster.output import TRACE_FILE
     from mtia_cluster.traces.importers import import_trace
 
+    claim_output(output, TRACE_FILE, overwrite)  # refused before any work
     size = source.stat().st_size if source.is_file() else 0
     progress: Any = click.progressbar(
         length=max(size, 1), label="importing", show_eta=False, file=sys.stderr
     )
     with progress as bar:
-        table = import_trace(fmt, source, output, service=service, progress=bar.update)
+        table = import_trace(
+            fmt, source, output, service=service, progress=bar.update, overwrite=overwrite
+        )
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
 
 
@@ -179,6 +199,7 @@ def import_(fmt: str, source: Path, service: str | None, output: Path) -> None:
 @click.option("--remap", multiple=True, metavar="OLD=NEW", help="Rename a service.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@overwrite_option
 def transform(
     inputs: tuple[Path, ...],
     scale_rate: float | None,
@@ -188,12 +209,15 @@ def transform(
     remap: tuple[str, ...],
     seed: int,
     output: Path,
+    overwrite: bool,
 ) -> None:
     """Merge INPUTS (by arrival), then slice, sample, rescale and remap; write one trace."""
     from mtia_cluster.errors import UserError
+    from mtia_cluster.output import TRACE_FILE
     from mtia_cluster.traces import transforms as tf
     from mtia_cluster.traces.io import read_metadata, read_trace, write_trace
 
+    claim_output(output, TRACE_FILE, overwrite)  # refused before any work
     tables = [read_trace(p) for p in inputs]
     table = tables[0] if len(tables) == 1 else tf.merge(tables)
     if start_s is not None or end_s is not None:
@@ -227,7 +251,7 @@ def transform(
             "input_parameters": [m.get("parameters") for m in sources],
         },
     }
-    write_trace(table, output, metadata)
+    write_trace(table, output, metadata, overwrite=overwrite)
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
 
 

@@ -172,6 +172,7 @@ def replay(
         slos=slos_from_scenario(scenario.slo),
         interval_ns=scenario.metrics_interval_ns,
         trace_path=trace_path,
+        overwrite=opt.overwrite,
     ) as run:
         tl.mark("results_dir", t_dir)
         calls = _Calls(use_ray, tl)

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mtia_cluster.atomic import atomic_path
+import mtia_cluster
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.fleet.moments import Replayer, run_replays
 from mtia_cluster.fleet.outages import outage_summary
@@ -26,6 +26,7 @@ from mtia_cluster.fleet.plan import Plan
 from mtia_cluster.fleet.rack_capacity import CacheKey, RackCapacity, rack_capacity
 from mtia_cluster.fleet.replay import engine_cohorts
 from mtia_cluster.fleet.simulate import NS_PER_DAY, Cohort, Result, simulate
+from mtia_cluster.output import ROLLOUT_DIR, claim_output, contents_of, staged
 
 REFERENCE_NOTE = "Meta: MTIA 2i from first silicon to production in 16 regions in < 9 months"
 
@@ -249,10 +250,14 @@ def _ratio(a: float, b: float) -> float:
     return float(a / b) if b > 0 else math.nan
 
 
-def write_outputs(out_dir: str | Path, res: Result, summary: dict[str, Any]) -> Path:
-    """Write timeline/, events/ and summary.json into `out_dir`, atomically."""
+def write_outputs(
+    out_dir: str | Path, res: Result, summary: dict[str, Any], *, overwrite: bool = False
+) -> Path:
+    """Write timeline/, events/, replays/, summary.json and manifest.json into `out_dir`,
+    atomically. Only an absent or empty directory, or (with `overwrite`) an earlier rollout
+    or results directory of the tool, is replaced (mtia_cluster.output)."""
     out = Path(out_dir)
-    with atomic_path(out, directory=True) as tmp:
+    with staged(claim_output(out, ROLLOUT_DIR, overwrite=overwrite)) as tmp:
         (tmp / "timeline").mkdir()
         (tmp / "events").mkdir()
         pq.write_table(pa.table(res.timeline), tmp / "timeline" / "part-0.parquet")
@@ -276,6 +281,15 @@ def write_outputs(out_dir: str | Path, res: Result, summary: dict[str, Any]) -> 
         pq.write_table(replays, tmp / "replays" / "part-0.parquet")
         text = json.dumps(_json_safe(summary), indent=2)
         (tmp / "summary.json").write_text(text + "\n", encoding="utf-8")
+        manifest = {
+            "format": ROLLOUT_DIR.format,
+            "format_version": "1",
+            "command": "rollout",
+            "plan": summary.get("plan"),
+            "package_version": mtia_cluster.__version__,
+            "contents": contents_of(tmp),
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
 
 

@@ -52,9 +52,9 @@ class Results:
 
 def _incomplete_sibling(path: Path) -> Path | None:
     """A temporary directory of an unfinished run that would have become `path`."""
-    if not path.parent.is_dir():
-        return None
-    found = sorted(path.parent.glob(f"{path.name}.tmp-*"))
+    from mtia_cluster.output import temporaries_of
+
+    found = temporaries_of(path.absolute())
     return found[-1] if found else None
 
 

@@ -14,10 +14,11 @@ import pyarrow as pa
 
 from mtia_cluster.engine.cell import STATUS_NAMES
 from mtia_cluster.errors import UserError
+from mtia_cluster.output import MANIFEST as MANIFEST
+from mtia_cluster.output import MARKER
 
 FORMAT_VERSION = "1"
-MARKER_INCOMPLETE = "_INCOMPLETE"
-MANIFEST = "manifest.json"
+MARKER_INCOMPLETE = MARKER
 SUMMARY = "summary.json"
 SHARDS_DIR = "_shards"
 

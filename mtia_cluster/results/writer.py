@@ -10,18 +10,19 @@ Lifecycle::
         shard.close()
         run.finalize(wall_time_s=..., simulated_span_ns=...)
 
-Everything is written into ``<out>.tmp-<run_id>/`` holding a ``_INCOMPLETE`` marker and a
-manifest with status "incomplete". `finalize()` derives `regions/` and `summary.json`,
-writes the final manifest, removes the marker and renames the directory to ``<out>``. An
-exception inside the ``with`` block (or a killed process) leaves only the temporary directory,
-marked incomplete; nothing under ``<out>`` ever looks complete before it is.
+Everything is written into ``.<out>.tmp-<run_id>/`` beside ``<out>`` (mtia_cluster.output
+owns the target: what may be replaced, the lock, the rename) holding a ``_INCOMPLETE`` marker
+and a manifest with status "incomplete". `finalize()` derives `regions/` and `summary.json`,
+writes the final manifest (with the list of every file it wrote), removes the marker and
+renames the directory to ``<out>``. An exception inside the ``with`` block (or a killed
+process) leaves only the temporary directory, marked incomplete, which the next run into
+``<out>`` removes; an OS error (disk full...) removes it at once. Nothing under ``<out>``
+ever looks complete before it is.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -32,13 +33,13 @@ from typing import Any
 import pyarrow.parquet as pq
 
 import mtia_cluster
-from mtia_cluster.errors import UserError
+from mtia_cluster.errors import OutputIOError, UserError
+from mtia_cluster.output import RESULTS_DIR, Staging, claim_output, contents_of, os_error_of
 from mtia_cluster.results.derive import Derived, derive, derive_from_stats
 from mtia_cluster.results.partials import ShardStats, merge_stats
 from mtia_cluster.results.schema import (
     FORMAT_VERSION,
     MANIFEST,
-    MARKER_INCOMPLETE,
     SHARDS_DIR,
     SUMMARY,
     check_name,
@@ -67,16 +68,6 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _check_out(out: Path) -> None:
-    """Refuse to replace anything but an earlier results directory."""
-    if out.exists() and not (out.is_dir() and (out / MANIFEST).is_file()):
-        if out.is_dir() and not any(out.iterdir()):
-            return
-        raise UserError(
-            "output exists and is not a results directory; choose another path", file=out
-        )
-
-
 class ResultsWriter:
     """A run directory being written by any number of shard writers (see module doc)."""
 
@@ -93,16 +84,19 @@ class ResultsWriter:
         trace_path: str | Path | None = None,
         run_id: str | None = None,
         row_group_rows: int = ROW_GROUP_ROWS,
+        overwrite: bool = False,
     ) -> None:
         # absolute: shard writers in other processes (Ray actors) may run in another cwd
         self.out = Path(out_dir).absolute()
-        _check_out(self.out)
+        # who may write there is decided by mtia_cluster.output (refuses before any work)
+        self.claim = claim_output(self.out, RESULTS_DIR, overwrite=overwrite)
         for r in regions:
             check_name("region", r)
         if interval_ns <= 0:
             raise UserError("interval must be positive", field="interval_ns", value=interval_ns)
         self.run_id = run_id or uuid.uuid4().hex[:12]
-        self.tmp = self.out.with_name(f"{self.out.name}.tmp-{self.run_id}")
+        self.stage: Staging | None = None
+        self.tmp = self.claim.target.with_name(f".{self.claim.target.name}.tmp-{self.run_id}")
         self.slos = dict(slos or {})
         self.rules = rules or VerdictRules()
         self.interval_ns = int(interval_ns)
@@ -121,6 +115,7 @@ class ResultsWriter:
         """The manifest fields known at the start (status incomplete)."""
         return {
             **dict(user),
+            "format": RESULTS_DIR.format,
             "format_version": FORMAT_VERSION,
             "status": "incomplete",
             "run_id": self.run_id,
@@ -134,13 +129,20 @@ class ResultsWriter:
         }
 
     def _create(self) -> None:
-        """Make the temporary directory with its marker and incomplete manifest."""
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp.mkdir()
-        for sub in ("requests", "devices", "regions"):
-            (self.tmp / sub).mkdir()
-        (self.tmp / MARKER_INCOMPLETE).write_text(f"run {self.run_id} in progress\n")
-        write_json(self.tmp / MANIFEST, self.manifest)
+        """Make the temporary directory (locked, with its marker) and incomplete manifest."""
+        self.stage = Staging(self.claim, token=self.run_id)
+        assert self.stage.path == self.tmp
+        try:
+            for sub in ("requests", "devices", "regions"):
+                (self.tmp / sub).mkdir()
+            write_json(self.tmp / MANIFEST, self.manifest)
+        except OSError as exc:
+            raise self._io_failure(exc) from None
+
+    def _io_failure(self, exc: BaseException) -> OutputIOError | BaseException:
+        """An OS error: remove the temporary (frees the space), return the one-line error."""
+        assert self.stage is not None
+        return self.stage.fail(exc) or exc
 
     def shard(self, shard: str | int) -> ShardWriter:
         """A writer for one shard in this process (elsewhere: ``self.target.open_shard``)."""
@@ -149,11 +151,17 @@ class ResultsWriter:
         return writer
 
     def mark_incomplete(self, reason: str) -> None:
-        """Record why the run stopped; the directory stays temporary and marked."""
-        if self.finalized is None and self.tmp.is_dir():
+        """Record why the run stopped; the directory stays temporary, marked and unlocked
+        (the next run into the same output, or `clean`, removes it). When even the marking
+        fails (disk full), the temporary is removed instead."""
+        if self.finalized is None and self.stage is not None and self.tmp.is_dir():
             self.manifest.update(status="incomplete", error=reason)
-            write_json(self.tmp / MANIFEST, self.manifest)
-            (self.tmp / MARKER_INCOMPLETE).write_text(f"run {self.run_id} failed: {reason}\n")
+            try:
+                write_json(self.tmp / MANIFEST, self.manifest)
+            except OSError:
+                self.stage.discard()
+                return
+            self.stage.fail(RuntimeError(reason))
 
     def finalize(
         self,
@@ -176,6 +184,22 @@ class ResultsWriter:
         Parquet parts (results/derive.py)."""
         if self.finalized is not None:
             return self.finalized
+        try:
+            return self._finalize(
+                wall_time_s, simulated_span_ns, extra, check_unique, shard_stats, expected_requests
+            )
+        except OSError as exc:
+            raise self._io_failure(exc) from None
+
+    def _finalize(
+        self,
+        wall_time_s: float | None,
+        simulated_span_ns: int | None,
+        extra: Mapping[str, Any] | None,
+        check_unique: bool,
+        shard_stats: Mapping[str, ShardStats] | None,
+        expected_requests: int | None,
+    ) -> Path:
         left = list(self.tmp.rglob("*" + INPROGRESS))
         if left:
             raise UserError("a shard writer was not closed", file=left[0])
@@ -239,23 +263,14 @@ class ResultsWriter:
         }
         m["status"] = "complete"
         m.pop("error", None)
+        m["contents"] = contents_of(self.tmp)  # what makes the directory recognisably ours
         write_json(self.tmp / MANIFEST, m)
 
     def _publish(self) -> Path:
-        """Move an earlier result aside, remove the marker, rename onto `out`.
-
-        The marker goes last, just before the rename, so a failure anywhere earlier leaves
-        the run marked incomplete.
-        """
-        old = None
-        if self.out.exists():
-            _check_out(self.out)
-            old = self.out.with_name(f"{self.out.name}.old-{self.run_id}")
-            os.replace(self.out, old)
-        (self.tmp / MARKER_INCOMPLETE).unlink()
-        os.replace(self.tmp, self.out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        """Rename onto `out` (mtia_cluster.output: re-checks the target, removes the marker
+        last, replaces an earlier run only when --overwrite allowed it)."""
+        assert self.stage is not None
+        self.stage.publish()
         self.finalized = self.out
         return self.out
 
@@ -268,7 +283,12 @@ class ResultsWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is not None:
-            self.mark_incomplete(f"{exc_type.__name__}: {exc}")
-        elif self.finalized is None:
-            self.finalize()
+        if exc_type is None:
+            if self.finalized is None:
+                self.finalize()
+            return
+        if self.finalized is not None or isinstance(exc, OutputIOError) or exc is None:
+            return
+        if os_error_of(exc) is not None:
+            raise self._io_failure(exc) from None
+        self.mark_incomplete(f"{exc_type.__name__}: {exc}")

@@ -2,12 +2,15 @@
 
 Files are zstd-compressed Parquet with row groups of `ROW_GROUP_ROWS` rows, so a reader holds
 one row group at a time, and the trace metadata (source, licence, generator, parameters as
-JSON) in the Parquet key-value metadata. Writes go through :func:`atomic_path`: a failed or
-interrupted write never leaves a file under the target name.
+JSON) in the Parquet key-value metadata (the format key also marks the file as the tool's, so
+``--overwrite`` may replace it; mtia_cluster.output). Writes go to a locked temporary beside
+the target, renamed when complete: a failed or interrupted write never leaves a file under the
+target name, and a disk-full error removes the temporary (one line, exit 1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -19,8 +22,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from mtia_cluster.atomic import atomic_path
 from mtia_cluster.errors import UserError
+from mtia_cluster.output import TRACE_FILE, TRACE_METADATA_KEY, Staging, claim_output
 from mtia_cluster.traces.schema import (
     COLUMN_ORDER,
     METADATA_KEYS,
@@ -40,7 +43,7 @@ FORMAT_VERSION = "1"
 
 def _encode_metadata(metadata: Mapping[str, Any]) -> dict[bytes, bytes]:
     """Trace metadata as Parquet key-value pairs: strings as-is, parameters as JSON."""
-    out = {b"mtia_cluster.trace_format": FORMAT_VERSION.encode()}
+    out = {TRACE_METADATA_KEY: FORMAT_VERSION.encode()}
     for key in METADATA_KEYS:
         value = metadata.get(key, {} if key == "parameters" else "unknown")
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
@@ -56,9 +59,17 @@ class TraceWriter:
     """Streams validated record batches into one trace file, atomically.
 
     Use as a context manager; the file appears under `path` only when the block ends cleanly.
+    An existing file at `path` is replaced only when it is a trace the tool wrote and
+    `overwrite` is set (mtia_cluster.output decides, before anything is written).
     """
 
-    def __init__(self, path: str | Path, metadata: Mapping[str, Any], columns: list[str]) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        metadata: Mapping[str, Any],
+        columns: list[str],
+        overwrite: bool = False,
+    ) -> None:
         self.path = Path(path)
         unknown = [c for c in columns if c not in COLUMN_ORDER]
         if unknown:
@@ -74,16 +85,25 @@ class TraceWriter:
                 )
         self.schema = trace_schema(columns).with_metadata(_encode_metadata(metadata))
         self.checker = StreamChecker(self.path)
-        self._atomic = atomic_path(self.path)
+        self._claim = claim_output(self.path, TRACE_FILE, overwrite=overwrite)
+        self._stage: Staging | None = None
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
 
     def __enter__(self) -> TraceWriter:
-        tmp = self._atomic.__enter__()
-        self._writer = pq.ParquetWriter(
-            tmp, self.schema, compression="zstd", compression_level=3, write_statistics=True
-        )
+        self._stage = Staging(self._claim)
+        try:
+            self._writer = pq.ParquetWriter(
+                self._stage.path,
+                self.schema,
+                compression="zstd",
+                compression_level=3,
+                write_statistics=True,
+            )
+        except BaseException as exc:
+            self._abandon(exc)
+            raise
         return self
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
@@ -119,24 +139,41 @@ class TraceWriter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._writer is not None:
-            if exc_type is None:
+        assert self._stage is not None
+        if exc is not None:
+            self._abandon(exc)
+            return
+        try:
+            if self._writer is not None:
                 self._flush(final=True)
-            self._writer.close()
-        if exc_type is None:
-            try:
-                self.checker.finish()
-                if self.checker.rows_seen == 0:
-                    raise UserError("refusing to write a trace with no requests", file=self.path)
-            except UserError as err:
-                self._atomic.__exit__(type(err), err, err.__traceback__)
-                raise
-        self._atomic.__exit__(exc_type, exc, tb)
+                self._writer.close()
+            self.checker.finish()
+            if self.checker.rows_seen == 0:
+                raise UserError("refusing to write a trace with no requests", file=self.path)
+        except BaseException as err:
+            self._abandon(err)
+            raise
+        self._stage.publish()
+
+    def _abandon(self, exc: BaseException) -> None:
+        """Remove the temporary; an OS error (disk full...) is raised as one line."""
+        assert self._stage is not None
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        io = self._stage.fail(exc)
+        self._stage.discard()
+        if io is not None:
+            raise io from None
 
 
-def write_trace(table: pa.Table, path: str | Path, metadata: Mapping[str, Any]) -> Path:
-    """Validate `table` and write it to `path` (zstd Parquet, atomic). Returns the path."""
-    with TraceWriter(path, metadata, [c for c in table.column_names]) as w:
+def write_trace(
+    table: pa.Table, path: str | Path, metadata: Mapping[str, Any], *, overwrite: bool = False
+) -> Path:
+    """Validate `table` and write it to `path` (zstd Parquet, atomic). Returns the path.
+    `overwrite`: replace an earlier trace of the tool at `path` (nothing else is replaced)."""
+    with TraceWriter(path, metadata, list(table.column_names), overwrite=overwrite) as w:
         for batch in table.to_batches(max_chunksize=ROW_GROUP_ROWS):
             w.write(batch)
     return Path(path)

@@ -49,7 +49,7 @@ def test_replay_bad_input(runner, short_trace, tmp_path, args, needle):
     )
     assert res.exit_code == 2, res.output
     assert needle in res.output and "Traceback" not in res.output
-    assert not out.exists() and not list(tmp_path.glob("run.tmp-*"))
+    assert not out.exists() and not list(tmp_path.glob(".run.tmp-*"))
 
 
 def test_replay_trace_with_unknown_service(runner, tmp_path):

@@ -88,7 +88,7 @@ def test_worker_node_removed_mid_run(short_trace, tmp_path):
 
         warnings.warn(f"node removal failed the run (allowed): {outcome['error']!r}", stacklevel=1)
         assert not (tmp_path / "run").exists()
-        leftovers = list(tmp_path.glob("run.tmp-*"))
+        leftovers = list(tmp_path.glob(".run.tmp-*"))
         assert leftovers and (leftovers[0] / "_INCOMPLETE").exists()
         manifest = json.loads((leftovers[0] / "manifest.json").read_text())
         assert manifest["status"] == "incomplete" and manifest.get("error")

@@ -71,7 +71,7 @@ def test_simulate_prints_summary_and_writes_results(runner, rr_trace: Path, tmp_
     assert group["utilization"] == pytest.approx(row["utilization"], rel=1e-9)
     assert group["energy_j"] == pytest.approx(row["energy_j"], rel=1e-9)
     assert (out / "manifest.json").is_file() and (out / "requests").is_dir()
-    assert not list(tmp_path.glob("run.tmp-*"))  # renamed into place
+    assert not list(tmp_path.glob(".run.tmp-*"))  # renamed into place
     table = runner.invoke(cli, ["simulate", str(RR_SMALL), "--trace", str(rr_trace)])
     assert table.exit_code == 0 and "feed-ranking" in table.output
 

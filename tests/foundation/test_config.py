@@ -1,10 +1,9 @@
-"""Config plumbing: --set overrides, validated fields, atomic outputs."""
+"""Config plumbing: --set overrides, validated fields."""
 
 from __future__ import annotations
 
 import pytest
 
-from mtia_cluster.atomic import atomic_path
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
 from mtia_cluster.errors import UserError
 
@@ -47,30 +46,3 @@ def test_load_yaml_errors(tmp_path):
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(UserError, match="mapping"):
         load_yaml(bad)
-
-
-def test_atomic_path_leaves_nothing_on_failure(tmp_path):
-    target = tmp_path / "out.parquet"
-    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("boom")
-    assert list(tmp_path.iterdir()) == []
-    with atomic_path(target) as tmp:
-        tmp.write_text("whole")
-    assert target.read_text() == "whole" and list(tmp_path.iterdir()) == [target]
-
-
-def test_atomic_outputs_get_normal_permissions(tmp_path):
-    import os
-    import stat
-
-    umask = os.umask(0o022)
-    try:
-        with atomic_path(tmp_path / "f.txt") as tmp:
-            tmp.write_text("x")
-        with atomic_path(tmp_path / "d", directory=True) as tmp:
-            (tmp / "inner").write_text("y")
-    finally:
-        os.umask(umask)
-    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o644
-    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

@@ -83,6 +83,7 @@ def write_run(
     device_windows: int = 8,
     row_group_rows: int = 64,
     span_ns: int = 2_000_000_000,
+    overwrite: bool = False,
 ) -> Path:
     """Write `completed` split over shards (row index arrays), each in `windows` chunks."""
     with ResultsWriter(
@@ -93,6 +94,7 @@ def write_run(
         slos=SLOS,
         interval_ns=INTERVAL_NS,
         row_group_rows=row_group_rows,
+        overwrite=overwrite,
     ) as run:
         info = device_info()
         owners = np.array_split(np.arange(N_ACCEL), len(shards))

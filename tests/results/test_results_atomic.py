@@ -31,7 +31,7 @@ def test_exception_inside_the_run_leaves_only_a_marked_tmp_dir(tmp_path: Path) -
             shard.write_completed(make_completed(100, seed=1))
         raise RuntimeError("boom")
     assert not out.exists()
-    (tmp,) = tmp_path.glob("out.tmp-*")
+    (tmp,) = tmp_path.glob(".out.tmp-*")
     assert (tmp / "_INCOMPLETE").is_file()
     manifest = json.loads((tmp / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and "boom" in manifest["error"]
@@ -93,9 +93,12 @@ def test_duplicate_request_fails_finalize(tmp_path: Path) -> None:
         run.finalize()
 
 
-def test_rerun_replaces_an_earlier_results_dir(tmp_path: Path) -> None:
+def test_rerun_replaces_an_earlier_results_dir_only_with_overwrite(tmp_path: Path) -> None:
     out = write_run(tmp_path / "out", make_completed(30, seed=1), shards=[np.arange(30)])
-    write_run(out, make_completed(40, seed=2), shards=[np.arange(40)])
+    with pytest.raises(UserError, match="pass --overwrite"):
+        write_run(out, make_completed(40, seed=2), shards=[np.arange(40)])
+    assert open_results(out).manifest["counts"]["requests"] == 30
+    write_run(out, make_completed(40, seed=2), shards=[np.arange(40)], overwrite=True)
     assert open_results(out).manifest["counts"]["requests"] == 40
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -103,8 +106,8 @@ def test_rerun_replaces_an_earlier_results_dir(tmp_path: Path) -> None:
 def test_output_that_is_not_a_results_dir_is_refused(tmp_path: Path) -> None:
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("do not delete")
-    with pytest.raises(UserError, match="not a results directory"):
-        _writer(tmp_path / "precious")
+    with pytest.raises(UserError, match="did not write .e.g. thesis.tex"):
+        _writer(tmp_path / "precious", overwrite=True)
     assert (tmp_path / "precious" / "thesis.tex").exists()
 
 
@@ -177,7 +180,7 @@ def test_output_taken_during_the_run_keeps_the_run_marked(tmp_path: Path) -> Non
         shard.write_completed(make_completed(5, seed=1))
     out.mkdir()
     (out / "notes.txt").write_text("someone else's")
-    with pytest.raises(UserError, match="not a results directory"):
+    with pytest.raises(UserError, match="did not write .e.g. notes.txt"):
         run.finalize()
     assert (run.tmp / "_INCOMPLETE").exists()
     assert (out / "notes.txt").exists()

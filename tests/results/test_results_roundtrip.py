@@ -149,7 +149,7 @@ def test_manifest_records_run_facts(tmp_path: Path) -> None:
     assert m["speed"]["simulated_s_per_wall_s"] == pytest.approx(2.0)
     assert m["counts"]["requests"] == 10 and m["counts"]["shards_closed"] == 1
     assert m["slos"]["chat"]["ttft_ns"] == SLOS["chat"].ttft_ns
-    assert not list(tmp_path.glob("out.tmp-*"))
+    assert not list(tmp_path.glob(".out.tmp-*"))
 
 
 def test_summary_energy_and_utilization_come_from_devices(tmp_path: Path) -> None:

@@ -53,7 +53,7 @@ def traces(draw: st.DrawFn) -> pa.Table:
 @given(t=traces())
 def test_round_trip_is_identical(tmp_path: Path, t: pa.Table) -> None:
     path = tmp_path / "t.parquet"
-    write_trace(t, path, META)
+    write_trace(t, path, META, overwrite=True)  # examples share tmp_path
     back = read_trace(path, batch_rows=7)
     assert back.column_names == t.column_names
     for name in t.column_names:

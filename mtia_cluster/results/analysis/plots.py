@@ -19,8 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtia_cluster.atomic import atomic_path
 from mtia_cluster.errors import UserError
+from mtia_cluster.output import HTML_GENERATOR, PLOT_FILE, claim_output, staged
 from mtia_cluster.results.analysis import svg
 from mtia_cluster.results.analysis.core import analyze
 from mtia_cluster.results.analysis.groups import Level, build_keys
@@ -247,7 +247,7 @@ def page_html(title: str, header_html: str, charts: list[str]) -> str:
     """A self-contained page (inline CSS and SVG only): title, header, one box per chart."""
     body = "\n".join(f'<div class="plot">{s}</div>' for s in charts)
     return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{HTML_GENERATOR}'
         f"<title>{escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:24px;background:#fafafa}"
         ".plot{background:white;margin:12px 0;display:inline-block;border:1px solid #ddd}"
@@ -278,18 +278,25 @@ def summary_table_html(doc: dict[str, Any]) -> str:
 
 
 def write_plots(
-    path: Path, run: Results, *, window_ns: int | None = None, doc: dict[str, Any] | None = None
+    path: Path,
+    run: Results,
+    *,
+    window_ns: int | None = None,
+    doc: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write the plots to `path` (.html or .png), atomically; `doc`: the table to show."""
+    """Write the plots to `path` (.html or .png), atomically; `doc`: the table to show.
+    `overwrite`: replace an earlier plot of the tool (mtia_cluster.output)."""
     check_plot_target(path)
+    claim = claim_output(path, PLOT_FILE, overwrite=overwrite)
     data = collect(run, window_ns)
     if path.suffix.lower() == ".png":
         from mtia_cluster.results.analysis.plots_png import write_png
 
-        with atomic_path(path) as tmp:
+        with staged(claim) as tmp:
             write_png(tmp, data)
         return path
     page = html_page(data, summary_table_html(doc if doc is not None else analyze(run)))
-    with atomic_path(path) as tmp:
+    with staged(claim) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtia_cluster.output import PNG_SOFTWARE
 from mtia_cluster.results.analysis.plots import PlotData
 
 
@@ -57,5 +58,5 @@ def write_png(path: Path, data: PlotData) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best")
-    fig.savefig(path, format="png", dpi=80)
+    fig.savefig(path, format="png", dpi=80, metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from mtia_cluster.atomic import atomic_path
 from mtia_cluster.errors import UserError
+from mtia_cluster.output import PLOT_FILE, claim_output, staged
 from mtia_cluster.results.analysis import svg
 from mtia_cluster.results.analysis.plots import check_plot_target, page_html
 
@@ -302,17 +302,19 @@ def _cell(v: Any) -> str:
     return svg.fmt(v) if isinstance(v, float) else str(v)
 
 
-def write_rollout_plots(path: Path, run_dir: Path) -> Path:
-    """Write the rollout plots to `path` (.html or .png), atomically."""
+def write_rollout_plots(path: Path, run_dir: Path, *, overwrite: bool = False) -> Path:
+    """Write the rollout plots to `path` (.html or .png), atomically (`overwrite`: replace
+    an earlier plot of the tool)."""
     check_plot_target(path)
+    claim = claim_output(path, PLOT_FILE, overwrite=overwrite)
     data = collect(run_dir)
     if path.suffix.lower() == ".png":
         from mtia_cluster.results.analysis.rollout_plots_png import write_png
 
-        with atomic_path(path) as tmp:
+        with staged(claim) as tmp:
             write_png(tmp, data)
         return path
     page = html_page(data, load_summary(run_dir))
-    with atomic_path(path) as tmp:
+    with staged(claim) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

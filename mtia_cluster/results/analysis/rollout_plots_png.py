@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from mtia_cluster.output import PNG_SOFTWARE
 from mtia_cluster.results.analysis.rollout_plots import PHASE_COLORS, RolloutPlotData
 
 COLUMNS = 4
@@ -41,5 +42,5 @@ def write_png(path: Path, data: RolloutPlotData) -> None:
         a.grid(alpha=0.3)
         if i == 0:
             a.legend(loc="lower left")
-    fig.savefig(path, format="png", dpi=80)
+    fig.savefig(path, format="png", dpi=80, metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)

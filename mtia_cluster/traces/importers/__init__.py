@@ -14,7 +14,7 @@ from mtia_cluster.traces.importers.burstgpt import import_burstgpt
 from mtia_cluster.traces.importers.mooncake import import_mooncake
 from mtia_cluster.traces.importers.splitwise import import_splitwise
 
-FORMATS: dict[str, Callable[[Path, Path, str | None, Progress | None], pa.Table]] = {
+FORMATS: dict[str, Callable[[Path, Path, str | None, Progress | None, bool], pa.Table]] = {
     "azure-llm": import_azure,
     "burstgpt": import_burstgpt,
     "mooncake": import_mooncake,
@@ -28,8 +28,10 @@ def import_trace(
     output: str | Path,
     service: str | None = None,
     progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> pa.Table:
-    """Import `source` in format `fmt` and write the trace to `output` (atomically).
+    """Import `source` in format `fmt` and write the trace to `output` (atomically;
+    `overwrite`: replace an earlier trace of the tool there).
 
     `progress(n_bytes)` is called as the input is read (the CLI's progress bar).
     """
@@ -40,4 +42,4 @@ def import_trace(
             field="--format",
             value=fmt,
         )
-    return importer(Path(source), Path(output), service, progress)
+    return importer(Path(source), Path(output), service, progress, overwrite)

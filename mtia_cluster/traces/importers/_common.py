@@ -164,8 +164,10 @@ def build_and_write(
     service: pa.Array,
     extra: dict[str, Any],
     metadata: dict[str, Any],
+    overwrite: bool = False,
 ) -> pa.Table:
-    """Sort rows by arrival (stable), number them, write the trace atomically."""
+    """Sort rows by arrival (stable), number them, write the trace atomically (`overwrite`:
+    replace an earlier trace of the tool at `output`)."""
     order = np.argsort(arrival, kind="stable")
     out_of_order = int(np.count_nonzero(np.diff(arrival) < 0))
     arrival = arrival[order] - arrival[order][0]
@@ -180,7 +182,7 @@ def build_and_write(
     table = pa.table(cols)
     params = dict(metadata.get("parameters", {}))
     params.update(source_file=str(path), rows=len(arrival), rows_out_of_order=out_of_order)
-    write_trace(table, output, {**metadata, "parameters": params})
+    write_trace(table, output, {**metadata, "parameters": params}, overwrite=overwrite)
     return table
 
 

@@ -41,7 +41,11 @@ def _first_timestamp(path: Path) -> str:
 
 
 def import_azure(
-    path: Path, output: Path, service: str | None = None, progress: Progress | None = None
+    path: Path,
+    output: Path,
+    service: str | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> pa.Table:
     """Import a 2023, 2024 or 2025 Azure LLM trace CSV."""
     check_file(path)
@@ -85,5 +89,11 @@ def import_azure(
         },
     }
     return build_and_write(
-        path, output, t_ns, constant_service(service or "llm", len(t_ns)), extra, meta
+        path,
+        output,
+        t_ns,
+        constant_service(service or "llm", len(t_ns)),
+        extra,
+        meta,
+        overwrite=overwrite,
     )

@@ -29,7 +29,11 @@ REQUIRED = ["Timestamp", "Model", "Request tokens", "Response tokens", "Total to
 
 
 def import_burstgpt(
-    path: Path, output: Path, service: str | None = None, progress: Progress | None = None
+    path: Path,
+    output: Path,
+    service: str | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> pa.Table:
     """Import a BurstGPT CSV (failed requests flagged, not dropped)."""
     check_file(path)
@@ -67,4 +71,4 @@ def import_burstgpt(
         "generator": "mtia_cluster.traces.importers.burstgpt",
         "parameters": {"format": "burstgpt", "failed_rows": int((out_tokens == 0).sum())},
     }
-    return build_and_write(path, output, t_ns, svc, extra, meta)
+    return build_and_write(path, output, t_ns, svc, extra, meta, overwrite=overwrite)

@@ -26,7 +26,11 @@ REQUIRED = ["timestamp", "input_length", "output_length"]
 
 
 def import_mooncake(
-    path: Path, output: Path, service: str | None = None, progress: Progress | None = None
+    path: Path,
+    output: Path,
+    service: str | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> pa.Table:
     """Import a Mooncake JSONL trace, keeping hash_ids as prefix_blocks."""
     check_file(path)
@@ -73,5 +77,11 @@ def import_mooncake(
         "parameters": {"format": "mooncake", "block_tokens": 512},
     }
     return build_and_write(
-        path, output, t_ns, constant_service(service or "llm", len(t_ns)), extra, meta
+        path,
+        output,
+        t_ns,
+        constant_service(service or "llm", len(t_ns)),
+        extra,
+        meta,
+        overwrite=overwrite,
     )

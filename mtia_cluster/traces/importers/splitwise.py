@@ -32,7 +32,11 @@ VARIANTS = {
 
 
 def import_splitwise(
-    path: Path, output: Path, service: str | None = None, progress: Progress | None = None
+    path: Path,
+    output: Path,
+    service: str | None = None,
+    progress: Progress | None = None,
+    overwrite: bool = False,
 ) -> pa.Table:
     """Import a splitwise-sim or Vidur trace CSV."""
     check_file(path)
@@ -67,5 +71,11 @@ def import_splitwise(
         "parameters": {"format": "splitwise", "variant": variant},
     }
     return build_and_write(
-        path, output, t_ns, constant_service(service or "llm", len(t_ns)), extra, meta
+        path,
+        output,
+        t_ns,
+        constant_service(service or "llm", len(t_ns)),
+        extra,
+        meta,
+        overwrite=overwrite,
     )
