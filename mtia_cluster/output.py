@@ -109,7 +109,7 @@ def claim_output(path: str | Path, kind: OutputKind, *, overwrite: bool = False)
     target = _resolve(requested)
     _check_not_cwd(requested, target)
     replaces = _check_target(target, kind, overwrite, requested)
-    _check_parent_writable(target)
+    _check_parent_writable(target, requested)
     notes = _clean_temporaries(target, refuse_live=True)
     return Claim(requested, target, kind, overwrite, replaces, tuple(notes))
 
@@ -160,8 +160,7 @@ def _check_target(target: Path, kind: OutputKind, overwrite: bool, shown: Path) 
         why = foreign_reason(target)
         if why is not None:
             raise UserError(
-                f"holds files mtia-cluster did not write ({why}); nothing was changed: "
-                "choose another -o, or move them away yourself",
+                f"{why}; nothing was changed: choose another -o, or move them away yourself",
                 file=shown,
             )
     else:
@@ -181,7 +180,7 @@ def _check_target(target: Path, kind: OutputKind, overwrite: bool, shown: Path) 
     return True
 
 
-def _check_parent_writable(target: Path) -> None:
+def _check_parent_writable(target: Path, shown: Path) -> None:
     """Fail before any work when the directory the output goes into cannot be written."""
     parent = target.parent
     while not parent.exists():
@@ -190,7 +189,7 @@ def _check_parent_writable(target: Path) -> None:
         err = OSError(errno.EACCES, os.strerror(errno.EACCES), str(parent))
         if os.access(parent, os.R_OK) and _read_only_fs(parent):
             err = OSError(errno.EROFS, os.strerror(errno.EROFS), str(parent))
-        raise OutputIOError.from_os_error(err, target)
+        raise OutputIOError.from_os_error(err, shown)
 
 
 def _read_only_fs(path: Path) -> bool:
@@ -215,17 +214,19 @@ def _load_manifest(directory: Path) -> dict[str, Any] | None:
 
 
 def foreign_reason(directory: Path) -> str | None:
-    """None when `directory` is a complete output of the tool, else why it is not (short)."""
+    """None when `directory` is a complete output of the tool, else why not ("holds ...")."""
     data = _load_manifest(directory)
     if data is None or data.get("format") not in DIR_FORMATS:
         if data is not None and "format_version" in data and "status" in data:
-            return "a run of an older mtia-cluster, without a contents list"
+            return "holds a run of an older mtia-cluster, without the list of its files"
         names = sorted(os.listdir(directory))
-        first = next((n for n in names if n != MANIFEST), names[0])
-        return f"e.g. {first}" if first != MANIFEST else "a manifest.json that is not its own"
+        first = next((n for n in names if n != MANIFEST), None)
+        if first is None:
+            return "holds a manifest.json that mtia-cluster did not write"
+        return f"holds files mtia-cluster did not write (e.g. {first})"
     contents = data.get("contents")
     if not isinstance(contents, dict):
-        return "its manifest.json has no contents list"
+        return "holds a manifest.json without the list of its files"
     files, dirs = contents.get("files") or {}, set(contents.get("dirs") or [])
     for root, dirnames, filenames in os.walk(directory):
         rel_root = os.path.relpath(root, directory)
@@ -242,7 +243,7 @@ def foreign_reason(directory: Path) -> str | None:
             else:
                 ok = files.get(rel) == st.st_size and os.path.isfile(full)
             if not ok:
-                return f"e.g. {rel}"
+                return f"holds files added or changed since mtia-cluster wrote it (e.g. {rel})"
     return None
 
 
@@ -438,8 +439,9 @@ class Staging:
             self.discard()
             return io
         if self.claim.kind.directory and self.path.is_dir():
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             try:
-                self.write_marker("failed", f"{type(exc).__name__}: {exc}")
+                self.write_marker("failed", reason)
             except OSError:
                 self.discard()  # cannot even mark it: do not keep the space
                 return None

@@ -89,7 +89,7 @@ class ResultsWriter:
         # absolute: shard writers in other processes (Ray actors) may run in another cwd
         self.out = Path(out_dir).absolute()
         # who may write there is decided by mtia_cluster.output (refuses before any work)
-        self.claim = claim_output(self.out, RESULTS_DIR, overwrite=overwrite)
+        self.claim = claim_output(Path(out_dir), RESULTS_DIR, overwrite=overwrite)
         for r in regions:
             check_name("region", r)
         if interval_ns <= 0:
@@ -161,7 +161,12 @@ class ResultsWriter:
             except OSError:
                 self.stage.discard()
                 return
-            self.stage.fail(RuntimeError(reason))
+            try:
+                self.stage.write_marker("failed", reason)
+            except OSError:
+                self.stage.discard()
+                return
+            self.stage.release()
 
     def finalize(
         self,
@@ -291,4 +296,4 @@ class ResultsWriter:
             return
         if os_error_of(exc) is not None:
             raise self._io_failure(exc) from None
-        self.mark_incomplete(f"{exc_type.__name__}: {exc}")
+        self.mark_incomplete(f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__)

@@ -80,5 +80,8 @@ def test_cli_writes_outputs(runner, tmp_path) -> None:
     )
     kinds = set(ev.column("event").to_pylist())
     assert {"drain_start", "install_start", "serve", "gate_fail", "rollback_done"} <= kinds
-    r2 = runner.invoke(cli, ["rollout", str(REGRESSION), "-o", str(out), "--fast"])
+    again = ["rollout", str(REGRESSION), "-o", str(out), "--fast"]
+    refused = runner.invoke(cli, again)  # an earlier rollout: replaced only when asked
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    r2 = runner.invoke(cli, [*again, "--overwrite"])
     assert r2.exit_code == 0 and "rolled_back" in r2.output
