@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -270,6 +271,17 @@ def _temp_name(target: Path, token: str) -> Path:
     return target.with_name(f".{target.name}.tmp-{token}")
 
 
+def _file_token(name: str, rand: str | None = None) -> str:
+    """A file temporary's token: random hex plus a check over the output name, so a file
+    the tool did not make is not taken for one of its temporaries by its name alone."""
+    rand = rand or secrets.token_hex(4)
+    return rand + hashlib.sha256(f"{TOOL}:{name}:{rand}".encode()).hexdigest()[:8]
+
+
+def _is_file_token(name: str, token: str) -> bool:
+    return len(token) == 16 and _file_token(name, token[:8]) == token
+
+
 def temporaries_of(target: Path) -> list[Path]:
     """Entries beside `target` named like its temporaries (``.<name>.tmp-<token>``)."""
     parent, prefix = target.parent, f".{target.name}.tmp-"
@@ -309,6 +321,10 @@ def _temp_state(entry: Path) -> tuple[str, str]:
         detail = str(info.get("error") or "interrupted")
     elif not entry.is_file():
         return "foreign", "not a file"
+    else:
+        target_name, _, token = entry.name[1:].rpartition(".tmp-")
+        if not _is_file_token(target_name, token):
+            return "foreign", "not a name the tool makes"
     try:
         with open(lock_file, "rb") as fh:
             free = _lock(fh)
@@ -390,7 +406,8 @@ class Staging:
 
     def __init__(self, claim: Claim, token: str | None = None) -> None:
         self.claim = claim
-        self.token = token or secrets.token_hex(6)
+        directory = claim.kind.directory
+        self.token = token if directory and token else _file_token(claim.target.name)
         self.path = _temp_name(claim.target, self.token)
         self._lock_fh: BinaryIO | None = None
         try:

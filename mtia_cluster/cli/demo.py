@@ -22,7 +22,7 @@ from mtia_cluster.paths import configs_dir, shipped_traces_dir
     "out",
     default="results/demo",
     show_default=True,
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="Results directory.",
 )
 @overwrite_option

@@ -173,7 +173,7 @@ def run_replay(
     "--output",
     "out",
     required=True,
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     help="Results directory to write (atomically).",
 )
 @overwrite_option

@@ -43,7 +43,7 @@ COLUMNS = [
 @click.option(
     "-o",
     "--output",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
     help="Write the results directory (DESIGN §4) here, atomically.",
 )

@@ -73,7 +73,7 @@ def trace() -> None:
 @click.option("--region", "regions", multiple=True, help="Region name (repeatable).")
 @click.option("--peak-to-trough", type=float, help="Apply a diurnal profile with this ratio.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @overwrite_option
 def generate(
     spec_file: Path | None,
@@ -171,7 +171,7 @@ def _spec_from_options(
 )
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--service", default=None, help="Service name (default: per format).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @overwrite_option
 def import_(fmt: str, source: Path, service: str | None, output: Path, overwrite: bool) -> None:
     """Convert a public trace (CSV/JSONL) into the trace format."""
@@ -198,7 +198,7 @@ def import_(fmt: str, source: Path, service: str | None, output: Path, overwrite
 @click.option("--sample", "fraction", type=float, help="Keep this fraction of requests.")
 @click.option("--remap", multiple=True, metavar="OLD=NEW", help="Rename a service.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --sample.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True)
 @overwrite_option
 def transform(
     inputs: tuple[Path, ...],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import stat
@@ -108,7 +107,7 @@ def test_current_directory_and_its_parents_are_refused(
 
 def test_symlinks_dangling_refused_and_followed(tmp_path: Path) -> None:
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
-    with pytest.raises(UserError, match="symlink to .* which does not exist"):
+    with pytest.raises(UserError, match=r"symlink to .* which does not exist"):
         out.claim_output(tmp_path / "dangling", out.RESULTS_DIR)
     real = _write_dir_output(tmp_path / "real")
     (tmp_path / "link").symlink_to("real")
@@ -165,20 +164,23 @@ def test_stale_temporaries_are_removed_and_reported_live_ones_refuse(tmp_path: P
 
 def test_clean_removes_only_unlocked_tool_temporaries(tmp_path: Path) -> None:
     stale = _stale_dir_temp(tmp_path / "a")
-    file_tmp = tmp_path / ".t.parquet.tmp-0a0b0c0d0e0f"
-    file_tmp.write_bytes(b"PAR1 half")
-    held = open(tmp_path / ".u.parquet.tmp-aaaaaaaaaaaa", "wb")  # noqa: SIM115
-    fcntl.flock(held.fileno(), fcntl.LOCK_EX)
-    precious = tmp_path / ".notes.tmp-x"  # token too short: not a temporary name
+    interrupted = out.Staging(out.claim_output(tmp_path / "t.parquet", out.TRACE_FILE))
+    interrupted.path.write_bytes(b"PAR1 half")
+    interrupted.release()  # as when its process died
+    held = out.Staging(out.claim_output(tmp_path / "u.parquet", out.TRACE_FILE))
+    lookalike = tmp_path / ".v.parquet.tmp-0123456789abcdef"  # right shape, not the tool's
+    lookalike.write_text("keep")
+    precious = tmp_path / ".notes.tmp-x"  # not even a temporary's name
     precious.write_text("keep")
     dry = out.clean(tmp_path, dry_run=True)
-    assert stale.exists() and file_tmp.exists() and len(dry) == 3
+    assert stale.exists() and interrupted.path.exists() and len(dry) == 4
     lines = out.clean(tmp_path)
-    assert not stale.exists() and not file_tmp.exists()
-    assert (tmp_path / ".u.parquet.tmp-aaaaaaaaaaaa").exists() and precious.exists()
+    assert not stale.exists() and not interrupted.path.exists()
+    assert held.path.exists() and lookalike.exists() and precious.exists()
     assert sum("removed" in line for line in lines) == 2
     assert any("running mtia-cluster process" in line for line in lines)
-    held.close()
+    assert any("not a name the tool makes" in line for line in lines)
+    held.discard()
 
 
 def test_os_error_removes_the_temporary_and_is_one_line(tmp_path: Path) -> None:
