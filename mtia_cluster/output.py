@@ -111,7 +111,7 @@ def claim_output(path: str | Path, kind: OutputKind, *, overwrite: bool = False)
     _check_not_cwd(requested, target)
     replaces = _check_target(target, kind, overwrite, requested)
     _check_parent_writable(target, requested)
-    notes = _clean_temporaries(target, refuse_live=True)
+    notes = _clean_temporaries(target, requested)
     return Claim(requested, target, kind, overwrite, replaces, tuple(notes))
 
 
@@ -174,8 +174,9 @@ def _check_target(target: Path, kind: OutputKind, overwrite: bool, shown: Path) 
                 file=shown,
             )
     if not overwrite:
+        verb = "holds" if kind.directory else "is"
         raise UserError(
-            f"holds an earlier {what} of mtia-cluster; pass --overwrite to replace it",
+            f"{verb} an earlier {what} of mtia-cluster; pass --overwrite to replace it",
             file=shown,
         )
     return True
@@ -349,16 +350,16 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _clean_temporaries(target: Path, *, refuse_live: bool) -> list[str]:
+def _clean_temporaries(target: Path, shown: Path) -> list[str]:
     """Remove the stale temporaries of `target`; describe each one seen."""
     notes = []
     for entry in temporaries_of(target):
         state, detail = _temp_state(entry)
-        if state == "live" and refuse_live:
+        if state == "live":
             raise UserError(
                 f"another mtia-cluster run is writing here (its temporary {entry.name} is "
                 "locked); wait for it or choose another -o",
-                file=target,
+                file=shown,
             )
         if state == "stale":
             _remove(entry)

@@ -6,4 +6,5 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e .
 .venv/bin/python -m mtia_cluster.engine.warm  # compile the numba kernels once
-exec .venv/bin/mtia-cluster demo "$@"
+# --overwrite: a rerun replaces the earlier results/demo (only a directory the tool wrote)
+exec .venv/bin/mtia-cluster demo --overwrite "$@"

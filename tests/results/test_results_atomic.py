@@ -180,7 +180,7 @@ def test_output_taken_during_the_run_keeps_the_run_marked(tmp_path: Path) -> Non
         shard.write_completed(make_completed(5, seed=1))
     out.mkdir()
     (out / "notes.txt").write_text("someone else's")
-    with pytest.raises(UserError, match=r"changed since mtia-cluster wrote it \(e.g. notes.txt\)"):
+    with pytest.raises(UserError, match=r"did not write \(e.g. notes.txt\)"):
         run.finalize()
     assert (run.tmp / "_INCOMPLETE").exists()
     assert (out / "notes.txt").exists()

@@ -174,10 +174,12 @@ def test_cli_replays_output_and_fast_fallback(runner, tmp_path) -> None:
     assert table.num_rows == len(summary["replays"]) >= 2
     assert set(table.column("kind").to_pylist()) >= {"gate", "wave_peak"}
     assert np.all(np.asarray(table.column("agrees").to_pylist()))
-    r = runner.invoke(cli, ["rollout", str(plan), "-o", str(out)])
+    r = runner.invoke(cli, ["rollout", str(plan), "-o", str(out), "--overwrite"])
     assert r.exit_code == 0 and "exact replays" in r.output and "gates on replay" in r.output
     for flag in ("--fast", "--no-replay"):
-        r = runner.invoke(cli, ["rollout", str(plan), "-o", str(out), flag, "--json"])
+        r = runner.invoke(
+            cli, ["rollout", str(plan), "-o", str(out), flag, "--json", "--overwrite"]
+        )
         assert r.exit_code == 0, r.output
         s = json.loads(r.output)
         assert s["gate_metrics"] == "timeline" and s["replays"] == []
