@@ -68,8 +68,8 @@ def write_run(out: Path, n: int, seconds: int) -> float:
     )
     rng = np.random.default_rng(np.random.SeedSequence(7))
     span = seconds * 1_000_000_000
-    with ResultsWriter(
-        out, manifest={"seed": 7}, services=SERVICES, regions=REGIONS, slos=SLOS
+    with ResultsWriter(  # overwrite: replaces only an earlier run of the tool at --out
+        out, manifest={"seed": 7}, services=SERVICES, regions=REGIONS, slos=SLOS, overwrite=True
     ) as run:
         shard = run.shard(0)
         tracker = DeviceTracker(

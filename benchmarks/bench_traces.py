@@ -92,7 +92,9 @@ def main() -> None:
         out = Path(tmp) / "rr.parquet"
         s_gen, (table, meta) = _best(lambda: generate_table(spec, 0), args.repeat)
         print(f"generate {args.rows:,} R&R requests (in memory): {s_gen:.2f} s")
-        s_gen_w, _ = _best(lambda: write_trace(generate_table(spec, 0)[0], out, meta), args.repeat)
+        s_gen_w, _ = _best(
+            lambda: write_trace(generate_table(spec, 0)[0], out, meta, overwrite=True), args.repeat
+        )
         print(
             f"generate {args.rows:,} R&R requests + write Parquet: {s_gen_w:.2f} s "
             f"({out.stat().st_size / 1e6:.0f} MB)"
