@@ -188,10 +188,8 @@ def _check_parent_writable(target: Path, shown: Path) -> None:
     while not parent.exists():
         parent = parent.parent
     if not os.access(parent, os.W_OK | os.X_OK):
-        err = OSError(errno.EACCES, os.strerror(errno.EACCES), str(parent))
-        if os.access(parent, os.R_OK) and _read_only_fs(parent):
-            err = OSError(errno.EROFS, os.strerror(errno.EROFS), str(parent))
-        raise OutputIOError.from_os_error(err, shown)
+        code = errno.EROFS if _read_only_fs(parent) else errno.EACCES
+        raise OutputIOError.from_os_error(OSError(code, os.strerror(code), str(parent)), shown)
 
 
 def _read_only_fs(path: Path) -> bool:
@@ -413,16 +411,26 @@ class Staging:
         self._lock_fh: BinaryIO | None = None
         try:
             claim.target.parent.mkdir(parents=True, exist_ok=True)
+            # Locked before anyone can take it for a temporary (no window in which another
+            # run's claim would see it unlocked): a directory's marker is locked before it
+            # holds the tool's JSON; a file is locked under a name that is no temporary's,
+            # then renamed (the lock stays with the file).
             if claim.kind.directory:
                 self.path.mkdir()
+                fd = os.open(self.path / MARKER, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+                self._lock_fh = os.fdopen(fd, "r+b")
+                _lock(self._lock_fh)
                 self.write_marker("running")
-                self._lock_fh = open(self.path / MARKER, "rb")  # noqa: SIM115 (held to the end)
             else:
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                fresh = self.path.with_name(self.path.name + ".new")
+                fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
                 self._lock_fh = os.fdopen(fd, "wb")
-            _lock(self._lock_fh)
+                _lock(self._lock_fh)
+                os.replace(fresh, self.path)
         except OSError as exc:
             self.discard()
+            with contextlib.suppress(OSError):
+                self.path.with_name(self.path.name + ".new").unlink()
             raise OutputIOError.from_os_error(exc, claim.requested) from None
 
     def write_marker(self, state: str, error: str | None = None) -> None:
