@@ -522,18 +522,20 @@ def staged(claim: Claim) -> Iterator[Path]:
 
 
 def os_error_of(exc: BaseException) -> OSError | None:
-    """The OSError behind `exc` (itself, or the cause of a Ray task error), if any."""
+    """The OSError behind `exc`: itself, the cause of a Ray task error, or its explicit
+    ``raise ... from`` cause. A UserError is never one (even when raised while handling an
+    OSError: that context is not followed)."""
     seen: set[int] = set()
     cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
+    while cur is not None and id(cur) not in seen and not isinstance(cur, UserError):
         seen.add(id(cur))
-        cause = getattr(cur, "cause", None)  # ray.exceptions.RayTaskError
-        if isinstance(cause, BaseException) and cause is not cur:
+        cause = getattr(cur, "cause", None)  # ray.exceptions.RayTaskError (even when it is
+        if isinstance(cause, BaseException):  # also an OSError: its text is a traceback)
             cur = cause
-            continue
-        if isinstance(cur, OSError) and not isinstance(cur, OutputIOError):
+        elif isinstance(cur, OSError):
             return cur
-        cur = cur.__cause__ or cur.__context__
+        else:
+            cur = cur.__cause__
     return None
 
 

@@ -208,6 +208,13 @@ def test_errno_is_found_in_pyarrow_style_messages_and_ray_causes() -> None:
     cause = OSError(errno.EROFS, "Read-only file system")
     assert out.os_error_of(TaskError(cause)) is cause
     assert out.os_error_of(RuntimeError("no")) is None
+    try:  # a user error raised while handling an OSError stays a user error (exit 2)
+        try:
+            raise OSError(errno.EIO, "unreadable")
+        except OSError:
+            raise UserError("not a readable Parquet file") from None
+    except UserError as user:
+        assert out.os_error_of(user) is None
 
 
 def test_parent_that_cannot_be_written_fails_before_work(
