@@ -7,11 +7,8 @@ from typing import Any
 
 import yaml
 
+from mtia_cluster.config.yaml_limits import YamlLimitError, load_limited
 from mtia_cluster.errors import UserError
-
-# libyaml's C parser when PyYAML was built with it (the wheels are): ~10x faster, and every
-# shard actor loads the whole catalog.
-_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -26,12 +23,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read: {exc}", file=p) from None
     try:
-        data = yaml.load(text, Loader=_Loader)
+        data = load_limited(text)  # safe, with depth/alias-expansion limits
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"invalid YAML: {problem}", file=p, field=where) from None
+        kind = "" if isinstance(exc, YamlLimitError) else "invalid YAML: "
+        raise UserError(f"{kind}{problem}", file=p, field=where) from None
     if not isinstance(data, dict):
         raise UserError("expected a mapping at the top level", file=p, value=type(data).__name__)
     return data

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from mtia_cluster.config.yaml_limits import YamlLimitError, load_limited
 from mtia_cluster.errors import UserError
 
 
@@ -24,7 +25,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if any(not part for part in path):
         raise UserError("empty path component", field="--set", value=text)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_limited(raw) if raw.strip() else ""
+    except YamlLimitError as exc:
+        raise UserError(str(exc.problem), field="--set", value=key) from None
     except yaml.YAMLError:
         value = raw
     return path, value

@@ -40,6 +40,7 @@ from typing import Any
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
 from mtia_cluster.config.events import EventSpec, FailureSpec, parse_events, parse_failures
+from mtia_cluster.config.limits import check_scenario
 from mtia_cluster.errors import UserError
 
 POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
@@ -143,6 +144,7 @@ def parse_scenario(data: dict[str, Any], file: str | None = None, catalog: Any =
         events=parse_events(f, names),
         failures=parse_failures(f, names),
     )
+    check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario
 
 

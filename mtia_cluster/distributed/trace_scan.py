@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from mtia_cluster.config.limits import check_run
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import check_items
 from mtia_cluster.traces.columns import to_numpy_columns
-from mtia_cluster.traces.io import read_trace_batches
+from mtia_cluster.traces.io import read_span_ns, read_trace_batches
 
 
 @dataclass
@@ -66,6 +67,7 @@ def check_trace(path: str | Path, sim: Simulation) -> TraceCheck | None:
     """Validate the trace streaming; None when served rows depend on the region draw (the
     caller then loads the trace whole, as the coordinator-driven path does)."""
     p = Path(path)
+    check_run(sim.scenario, read_span_ns(p))  # windows and device intervals (limits)
     table = servable(sim)
     no_region = _served_without_region(sim, table)
     if no_region is None:

@@ -40,25 +40,33 @@ from mtia_cluster.engine.rr_kernel import admit_and_batch, dispatch_fcfs, emit_r
 
 @dataclass
 class ServiceTable:
-    """Server occupancy per batch size in ns, from a cost function (grows on demand)."""
+    """Server occupancy per batch size in ns, from a cost function: tabulated up to the
+    pool's max_items; a larger batch (one request with more items than max_items) is costed
+    directly, so memory follows the configuration, never the largest request."""
 
     cost_s: Callable[[np.ndarray], np.ndarray]
     table_ns: np.ndarray
 
     @classmethod
     def build(cls, cost_s: Callable[[np.ndarray], np.ndarray], max_items: int) -> ServiceTable:
-        sizes = np.arange(1, max_items + 1)
         table = np.zeros(max_items + 1, dtype=np.int64)
-        table[1:] = np.maximum(np.ceil(np.asarray(cost_s(sizes)) * 1e9), 1)
+        table[1:] = _occupancy_ns(cost_s, np.arange(1, max_items + 1))
         return cls(cost_s=cost_s, table_ns=table)
 
     def lookup(self, sizes: np.ndarray) -> np.ndarray:
         """Occupancy in ns of batches of `sizes` items."""
-        top = int(sizes.max()) if len(sizes) else 0
-        if top >= len(self.table_ns):
-            grown = ServiceTable.build(self.cost_s, max(top, 2 * (len(self.table_ns) - 1)))
-            self.table_ns = grown.table_ns
-        return self.table_ns[sizes]
+        inside = sizes < len(self.table_ns)
+        if inside.all():
+            return self.table_ns[sizes]
+        out = np.empty(len(sizes), dtype=np.int64)
+        out[inside] = self.table_ns[sizes[inside]]
+        out[~inside] = _occupancy_ns(self.cost_s, sizes[~inside])
+        return out
+
+
+def _occupancy_ns(cost_s: Callable[[np.ndarray], np.ndarray], sizes: np.ndarray) -> np.ndarray:
+    """Occupancy in whole ns (at least 1) of batches of `sizes` items."""
+    return np.maximum(np.ceil(np.asarray(cost_s(sizes)) * 1e9), 1).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+from mtia_cluster.config.limits import check_run
 from mtia_cluster.config.scenario import Scenario
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.columns import to_numpy_columns
-from mtia_cluster.traces.io import read_trace_batches
+from mtia_cluster.traces.io import read_span_ns, read_trace_batches
 
 
 def load_trace(path: str | Path, scenario: Scenario) -> RequestBatch:
-    """The whole trace at `path`, validated against `scenario`."""
+    """The whole trace at `path`, validated against `scenario` (sizes first)."""
+    check_run(scenario, read_span_ns(path))
     services = scenario.services
     regions = [r.name for r in scenario.regions]
     parts = [

@@ -1,7 +1,8 @@
 """Trace batches as plain numpy columns, in the engine's conventions (engine/cell.py
 RequestBatch): service and region as int32 indices into the simulation's name lists, nulls as
 0 (items for LLM rows, tokens for R&R rows), session_id −1 when absent, region −1 when the
-trace has no region column (the config's weights then spread requests).
+trace has no region column or the row's region is null (the config's weights then spread
+those requests, docs/traces.md).
 
 Dictionaries may differ from batch to batch (each Parquet row group has its own), so names are
 mapped through each batch's dictionary, never by raw index.
@@ -18,15 +19,20 @@ from mtia_cluster.errors import UserError
 
 
 def _indices(col: pa.Array, names: Sequence[str], column: str, file: object) -> np.ndarray:
-    """Map a dictionary<string> column onto positions in `names` (unknown name: UserError)."""
+    """Map a dictionary<string> column onto positions in `names` (unknown name: UserError);
+    a null maps to −1, like a missing column (required columns never hold nulls)."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     lookup = {n: i for i, n in enumerate(names)}
     dictionary = col.dictionary.to_pylist()
-    table = np.empty(len(dictionary), dtype=np.int32)
+    # one slot past the dictionary stands for null
+    codes = col.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)
+    table = np.full(len(dictionary) + 1, -1, dtype=np.int32)
     for j, name in enumerate(dictionary):
+        if name is None:  # a null stored in the dictionary itself
+            continue
         if name not in lookup:
-            used = np.any(col.indices.to_numpy(zero_copy_only=False) == j)
+            used = np.any(codes == j)
             if used:
                 raise UserError(
                     f"{column} not in the configuration ({', '.join(names)})",
@@ -34,10 +40,9 @@ def _indices(col: pa.Array, names: Sequence[str], column: str, file: object) -> 
                     field=column,
                     value=name,
                 )
-            table[j] = -1
             continue
         table[j] = lookup[name]
-    return table[col.indices.to_numpy(zero_copy_only=False)]
+    return table[codes]
 
 
 def _filled(batch: pa.RecordBatch, name: str, dtype: type, fill: int) -> np.ndarray:

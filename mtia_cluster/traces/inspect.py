@@ -2,8 +2,8 @@
 
 One pass over the batches, never the whole file: inter-arrival sums carry across batches,
 per-minute counts and per-service/region counts are bincounts, and size quantiles are exact,
-computed from value histograms (integers), so memory is bounded by the largest size value,
-not the row count.
+computed from sparse value histograms (sorted distinct values and their counts), so memory
+follows the rows, never the largest value or the span (trace limits bound the span).
 """
 
 from __future__ import annotations
@@ -25,22 +25,29 @@ SIZE_COLUMNS = ("items", "input_tokens", "output_tokens")
 
 
 class _Hist:
-    """Exact distribution of non-negative integers by counting each value."""
+    """Exact distribution of non-negative integers as sorted (value, count) pairs: memory
+    grows with the number of distinct values (at most the rows), never with the largest."""
 
     def __init__(self) -> None:
+        self.values = np.zeros(0, dtype=np.int64)
         self.counts = np.zeros(0, dtype=np.int64)
         self.total = 0.0
 
     def add(self, values: np.ndarray) -> None:
         if not len(values):
             return
-        c = np.bincount(values)
-        if len(c) > len(self.counts):
-            c[: len(self.counts)] += self.counts
-            self.counts = c
-        else:
-            self.counts[: len(c)] += c
+        v, c = np.unique(values.astype(np.int64, copy=False), return_counts=True)
+        merged, where = np.unique(np.concatenate([self.values, v]), return_inverse=True)
+        weights = np.concatenate([self.counts, c]).astype(np.float64)
+        self.values = merged
+        self.counts = np.bincount(where, weights=weights, minlength=len(merged)).astype(np.int64)
         self.total += float(values.sum(dtype=np.float64))
+
+    def dense(self) -> np.ndarray:
+        """Counts of 0, 1, ..., max (for bounded values: minutes of a checked span)."""
+        out = np.zeros(int(self.values[-1]) + 1 if len(self.values) else 0, dtype=np.int64)
+        out[self.values] = self.counts
+        return out
 
     def summary(self) -> dict[str, Any] | None:
         n = int(self.counts.sum())
@@ -50,11 +57,11 @@ class _Hist:
         out: dict[str, Any] = {
             "count": n,
             "mean": self.total / n,
-            "min": int(np.flatnonzero(self.counts)[0]),
+            "min": int(self.values[0]),
         }
         for q in QUANTILES:
-            out[f"p{round(q * 100):d}"] = int(np.searchsorted(cum, math.ceil(q * n)))
-        out["max"] = len(self.counts) - 1
+            out[f"p{round(q * 100):d}"] = int(self.values[np.searchsorted(cum, math.ceil(q * n))])
+        out["max"] = int(self.values[-1])
         return out
 
 
@@ -63,11 +70,13 @@ class _Labels:
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
+        self.nulls = 0  # rows without a label (an optional column's null)
 
     def add(self, col: pa.Array) -> None:
         if isinstance(col, pa.ChunkedArray):
             col = col.combine_chunks()
-        idx = col.indices.to_numpy(zero_copy_only=False)
+        self.nulls += col.null_count
+        idx = col.indices.drop_null().to_numpy(zero_copy_only=False)
         counts = np.bincount(idx, minlength=len(col.dictionary))
         for name, c in zip(col.dictionary.to_pylist(), counts.tolist(), strict=True):
             if c:
@@ -88,7 +97,7 @@ def inspect_trace(
     meta = read_metadata(path)
     rows, first_ns, last_ns = 0, None, 0
     iat_sum, iat_sumsq = 0.0, 0.0
-    minute = np.zeros(0, dtype=np.int64)
+    minutes = _Hist()  # rows per minute index (sparse: memory follows rows, not the span)
     services, regions = _Labels(), _Labels()
     hists = {c: _Hist() for c in SIZE_COLUMNS}
     failed = 0
@@ -104,12 +113,7 @@ def inspect_trace(
         iat_sumsq += float(np.dot(gaps, gaps))
         prev = t[-1]
         last_ns = int(t[-1])
-        m = np.bincount((t - first_ns) // NS_PER_MIN)
-        if len(m) > len(minute):
-            m[: len(minute)] += minute
-            minute = m
-        else:
-            minute[: len(m)] += m
+        minutes.add((t - first_ns) // NS_PER_MIN)
         services.add(batch.column("service"))
         names = batch.schema.names
         if "region" in names:
@@ -134,7 +138,7 @@ def inspect_trace(
         last_ns,
         iat_sum,
         iat_sumsq,
-        minute,
+        minutes.dense(),
         services,
         regions,
         hists,
@@ -176,6 +180,7 @@ def _summary(
         "peak_to_mean": float(per_min.max() / per_min.mean()) if per_min.mean() > 0 else None,
         "services": services.shares(rows, span_s),
         "regions": regions.shares(rows, span_s) if regions.counts else None,
+        "rows_without_region": regions.nulls,
         "sizes": {c: h.summary() for c, h in hists.items() if h.summary() is not None},
         "per_minute_counts": minute.tolist(),
         "metadata": {k: meta.get(k) for k in ("source", "licence", "generator")},

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from mtia_cluster.errors import UserError
 from mtia_cluster.output import TRACE_FILE, TRACE_METADATA_KEY, Staging, claim_output
+from mtia_cluster.traces.limits import check_trace_limits, trace_span_ns
 from mtia_cluster.traces.schema import (
     COLUMN_ORDER,
     METADATA_KEYS,
@@ -193,6 +194,7 @@ def _open(path: str | Path) -> pq.ParquetFile:
     except (pa.ArrowInvalid, OSError) as exc:
         raise UserError(f"not a readable Parquet file ({_short(exc)})", file=p) from None
     check_schema(pf.schema_arrow, p)
+    check_trace_limits(pf, p)  # span and per-request sizes, from the statistics
     return pf
 
 
@@ -203,6 +205,11 @@ def _short(exc: BaseException) -> str:
 def read_trace_schema(path: str | Path) -> pa.Schema:
     """The trace's Arrow schema (checked: required columns present, known types valid)."""
     return _open(path).schema_arrow
+
+
+def read_span_ns(path: str | Path) -> int:
+    """Last minus first arrival of the (checked) trace, from its statistics."""
+    return trace_span_ns(_open(path))
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mtia_cluster.config.limits import ENV
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.io import (
     ROW_GROUP_ROWS,
@@ -22,6 +24,15 @@ from mtia_cluster.traces.io import (
 )
 
 META = {"source": "test", "licence": "CC0", "generator": "tests", "parameters": {"a": [1, 2]}}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _format_range_limits() -> Iterator[None]:
+    """These properties cover the format's whole int32 count range, so the size limits
+    (config/limits.py, tested in test_trace_limits.py) are raised to the format's bounds."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV, "items_per_request=2147483647,tokens_per_request=2147483647")
+        yield
 
 
 @st.composite

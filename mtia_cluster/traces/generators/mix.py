@@ -42,6 +42,7 @@ from mtia_cluster.traces.generators import arrivals as arr
 from mtia_cluster.traces.generators.diurnal import DiurnalProfile
 from mtia_cluster.traces.generators.sessions import sessionize
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
+from mtia_cluster.traces.limits import check_generation
 
 ARRIVALS, SIZES = 0, 1
 
@@ -209,6 +210,7 @@ def generate_table(
     duration_s = f.number("duration_s", positive=True) if f.has("duration_s") else None
     start_hour = f.number("start_hour_utc", 0.0, max_value=168.0)
     streams, total_rate = _plan(f)
+    check_generation(total_n or total_rate * (duration_s or 0.0), duration_s, file)
     parts = []
     for svc, name, region, rf, rate in streams:
         n = None if total_n is None else round(total_n * rate / total_rate)
