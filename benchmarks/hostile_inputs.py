@@ -206,7 +206,7 @@ def cases() -> list[Case]:
             sim_cfg(_rr_yaml(racks="null", accelerators="1000000008")),
         ),
         Case(
-            "report-1e-6ms", "--set report_interval_ms=0.000001", sim_set("report_interval_ms=1e-6")
+            "report-1e-6ms", "--set report_interval_ms=0.000001", sim_set("report_interval_ms=0.000001")
         ),
         Case(
             "metrics-1ns",

@@ -97,10 +97,12 @@ def limit_error(
 
 
 def _fmt(x: float) -> str:
-    """12,345 for sizes up to 10**15, 1.2e+23 beyond."""
+    """12,345 (or 12,345.678) for sizes up to 10**15, 1.2e+23 beyond."""
     if abs(x) >= 1e15:
         return f"{float(x):.3g}"
-    return f"{x:,}" if isinstance(x, int) else f"{x:,.6g}"
+    if float(x).is_integer():
+        return f"{int(x):,}"
+    return f"{x:,.3f}".rstrip("0")
 
 
 def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
