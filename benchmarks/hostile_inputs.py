@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 RR = "configs/scenarios/rr-small.yaml"  # service feed-ranking, one region us-east
 LLM = "configs/scenarios/llm-small.yaml"  # service chat, one region us-east
+DEMO_CFG, DEMO = "configs/scenarios/multi-region.yaml", "traces/demo.parquet"
 DAY_NS = 86_400 * 10**9
 INT64_MAX = 2**63 - 1
 ENV = "MTIA_CLUSTER_LIMITS"
@@ -206,12 +207,26 @@ def cases() -> list[Case]:
             sim_cfg(_rr_yaml(racks="null", accelerators="1000000008")),
         ),
         Case(
-            "report-1e-6ms", "--set report_interval_ms=0.000001", sim_set("report_interval_ms=0.000001")
+            "report-1e-6ms",
+            "--set report_interval_ms=0.000001",
+            sim_set("report_interval_ms=0.000001"),
         ),
         Case(
             "metrics-1ns",
             "report and metrics intervals 1 ns",
             sim_set("report_interval_ms=0.000001", "metrics_interval_ms=0.000001"),
+        ),
+        Case(
+            "windows-1us-demo",
+            "1 µs windows over the 15-minute demo trace",
+            lambda d: _sim(DEMO_CFG, DEMO, "--set", "report_interval_ms=0.001"),
+        ),
+        Case(
+            "device-intervals",
+            "5,000 racks, 1 ms metrics intervals",
+            sim_set(
+                "regions.0.pools.0.racks=5000", "report_interval_ms=1", "metrics_interval_ms=1"
+            ),
         ),
         Case("metrics-1e300", "metrics_interval_ms=1e300", sim_set("metrics_interval_ms=1.0e+300")),
         Case(
@@ -324,9 +339,9 @@ def cases() -> list[Case]:
             raised("items_per_request=3e9"),
         ),
         Case(
-            "raised-items-1e9",
-            "simulate items 10**9, items_per_request=1e9",
-            sim_trace(t_items_1e9),
+            "raised-items-1e8",
+            "simulate items 10**8, items_per_request=1e9",
+            sim_trace(lambda d: _trace(d / "i8.parquet", [0, 1000], items=[100, 10**8])),
             0,
             raised("items_per_request=1e9"),
         ),
