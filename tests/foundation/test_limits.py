@@ -114,10 +114,10 @@ def test_billion_laughs_and_recursive_alias_refused(tmp_path: Path, trace: Path)
     cfg = tmp_path / "l.yaml"
     cfg.write_text(laughs(9))
     out = tmp_path / "out"
-    one_line_error(simulate(cfg, trace) + ["-o", str(out)], "l.yaml", "yaml_nodes=1,000,000")
+    one_line_error([*simulate(cfg, trace), "-o", str(out)], "l.yaml", "yaml_nodes=1,000,000")
     rec = tmp_path / "r.yaml"
     rec.write_text(RR_POOL + "a: &a [*a]\n")
-    one_line_error(simulate(rec, trace) + ["-o", str(out)], "r.yaml: line 11", "recursive alias")
+    one_line_error([*simulate(rec, trace), "-o", str(out)], "r.yaml: line 11", "recursive alias")
     assert not out.exists()
 
 

@@ -124,7 +124,7 @@ def test_generation_size_refused_before_drawing() -> None:
     spec = {"duration_s": 1e6, "services": [{"name": "s", "kind": "rr", "rate_per_s": 1e12}]}
     with pytest.raises(UserError, match="generated_requests=100,000,000"):
         generate_table(spec)
-    with pytest.raises(UserError, match="duration_s.*trace_span_s"):
+    with pytest.raises(UserError, match=r"duration_s.*trace_span_s"):
         generate_table({**spec, "duration_s": 1e8})
 
 
