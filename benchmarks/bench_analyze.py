@@ -148,7 +148,7 @@ def main() -> None:
     for label, body in [
         ("analyze (region x service)", f"analyze({str(args.out)!r})"),
         (
-            "analyze --plot report.html (table + CDF pass + regions/ + devices/)",
+            "analyze --plot report.html (per-service panels + CDF pass + heat map + power)",
             f"write_plots(Path({str(args.out) + '.html'!r}), open_results({str(args.out)!r}), )",
         ),
         (

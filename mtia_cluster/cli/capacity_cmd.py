@@ -72,7 +72,7 @@ def capacity(
     names = chips.split(",") if chips else [cat.platform(pools[0].platform).chip]
     for name in names:
         cat.chip(name)  # unknown chips fail before any replay
-    results = _run(names, pools[0].model, slo, mode == "offline", address)
+    results = _run(names, pools[0].model, slo, mode == "offline", address, as_json)
     rows = [r.as_dict() for r in results]
     if as_json:
         echo_json(rows)
@@ -111,14 +111,22 @@ def capacity(
 
 
 def _run(
-    names: list[str], model: str, slo: SLO, offline: bool, address: str | None
+    names: list[str], model: str, slo: SLO, offline: bool, address: str | None, quiet: bool
 ) -> list[CapacityResult]:
     """Each chip's search; its candidate rates replay as parallel Ray tasks."""
+    from mtia_cluster.cli.progress import progress
     from mtia_cluster.planning.capacity import capacity as run_capacity
 
+    def each() -> list[CapacityResult]:
+        out = []
+        for n in names:
+            with progress(f"capacity {n}", "replays", as_json=quiet) as bar:
+                out.append(run_capacity(model, n, slo, offline=offline, progress=bar.update))
+        return out
+
     if address == "inprocess":
-        return [run_capacity(model, n, slo, offline=offline) for n in names]
+        return each()
     from mtia_cluster.distributed.ray_env import ray_session
 
     with ray_session(address, namespace="mtia-cluster-capacity"):
-        return [run_capacity(model, n, slo, offline=offline) for n in names]
+        return each()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,13 @@ from mtia_cluster.cli._common import (
     set_option,
 )
 from mtia_cluster.distributed.placement import PLACEMENTS
+
+keep_checkpoints_option = click.option(
+    "--keep-checkpoints",
+    is_flag=True,
+    help="Keep the shards' checkpoints (DIR/_checkpoints/, cloudpickle) after success; "
+    "by default they are removed once the run is complete.",
+)
 
 
 def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
@@ -113,8 +119,14 @@ def run_replay(
     address: str | None,
     fleet: str | None = None,
     overwrite: bool = False,
+    keep_checkpoints: bool = False,
+    quiet: bool = False,
+    check_trace_first: bool = True,
 ) -> Path:
-    """Start or join Ray, replay with a progress bar, return the results directory."""
+    """Start or join Ray, replay with a progress bar, return the results directory.
+
+    `check_trace_first=False` (the demo, whose trace this package generated) checks the trace
+    while Ray starts the shards instead of before Ray starts."""
     from mtia_cluster.distributed.ray_env import ray_session
     from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
     from mtia_cluster.output import RESULTS_DIR
@@ -135,27 +147,27 @@ def run_replay(
         seed=seed,
         fleet=fleet,
         overwrite=overwrite,
+        keep_checkpoints=keep_checkpoints,
     )
-    bar: Any = click.progressbar(
-        length=1, label="replaying", file=sys.stderr, show_eta=False, show_percent=True
-    )
+    from mtia_cluster.cli.progress import progress
 
-    def progress(done: int, total: int, t_ns: int) -> None:
-        bar.length = max(total, 1)
-        bar.update(done - bar.pos)
-        bar.label = f"replaying (simulated {t_ns / 1e9:,.0f} s)"
+    # bad input fails here, before Ray starts; a trace the caller just generated itself may be
+    # checked while the shard processes start instead (replay() does that without it)
+    ready = prepare(config or "", trace, opt, with_trace=check_trace_first)
+    with progress("replaying", "requests", as_json=quiet) as bar:
 
-    ready = prepare(config or "", trace, opt)  # bad input fails here, before Ray starts
-    with bar:
+        def report(done: int, total: int, t_ns: int) -> None:
+            bar.update(done, total, f"simulated {t_ns / 1e9:,.0f} s")
+
         if address == "inprocess":
-            return replay(config or "", trace, out, opt, progress, prepared=ready)
+            return replay(config or "", trace, out, opt, report, prepared=ready)
         namespace = "mtia-cluster-replay"
         if fleet is not None:
             from mtia_cluster.distributed.ray_env import fleet_namespace
 
             namespace = fleet_namespace(fleet)
         with ray_session(address, namespace=namespace):
-            return replay(config or "", trace, out, opt, progress, prepared=ready)
+            return replay(config or "", trace, out, opt, report, prepared=ready)
 
 
 @click.command()
@@ -198,6 +210,7 @@ def run_replay(
     help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: start "
     "an embedded local Ray; 'inprocess': no Ray.",
 )
+@keep_checkpoints_option
 @json_option
 def replay(
     config: str | None,
@@ -210,6 +223,7 @@ def replay(
     seed: int | None,
     overrides: tuple[str, ...],
     address: str | None,
+    keep_checkpoints: bool,
     as_json: bool,
 ) -> None:
     """Replay TRACE on the fleet of CONFIG (or a launched --fleet); write the results."""
@@ -224,5 +238,7 @@ def replay(
         address=address,
         fleet=fleet,
         overwrite=overwrite,
+        keep_checkpoints=keep_checkpoints,
+        quiet=as_json,
     )
     echo_run(path, as_json)

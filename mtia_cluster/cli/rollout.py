@@ -50,12 +50,16 @@ def rollout(
     overrides: tuple[str, ...],
 ) -> None:
     """Simulate the rollout PLAN hour by hour; write timeline/, events/, summary.json to DIR."""
+    from mtia_cluster.cli.progress import progress
     from mtia_cluster.fleet import load_plan, run_rollout, write_outputs
     from mtia_cluster.output import ROLLOUT_DIR
 
     claim_output(out_dir, ROLLOUT_DIR, overwrite)  # refused before any work
     plan = load_plan(plan_path, list(overrides))
-    res, summary = run_rollout(plan, fast=fast, replay=False if no_replay else None)
+    with progress("rollout", "steps", as_json=as_json) as bar:
+        res, summary = run_rollout(
+            plan, fast=fast, replay=False if no_replay else None, progress=bar.update
+        )
     if do_optimize:
         from mtia_cluster.fleet.optimize import optimize
 
@@ -109,8 +113,10 @@ def _echo_cohorts(cohorts: dict) -> None:
 
 
 def _echo_replays(summary: dict) -> None:
-    """One line per replayed moment: timeline vs exact engine, and whether they agree."""
-    rows = []
+    """The replayed moments: timeline vs exact engine, and whether they agree. Two tables of
+    at most ~90 columns (what happened, then the figures) in the units people read: rates in
+    k/M requests/s, p99 in ms, error rate in %."""
+    who, figures = [], []
     for r in summary["replays"]:
         sliced = r["slice_hosts_old"] is not None and (
             r["slice_hosts_old"] + r["slice_hosts_new"]
@@ -121,23 +127,29 @@ def _echo_replays(summary: dict) -> None:
             else f"{r['slice_hosts_old']}+{r['slice_hosts_new']}"
             f"{' slice' if sliced else ''}"
         )  # fmt: skip
-        rows.append(
-            [r["kind"], r["wave"], r["region"], round(r["day"], 2),
-             f"{r['racks_old_serving']}+{r['racks_new_serving']}", hosts,
-             f"{r['demand_rps']:.4g}", f"{r['capacity_rps']:.4g}",
-             _g(r["replayed_throughput_rps"]), _ms(r["p99_s"]), _ms(r["new_p99_s"]),
-             _g(r["new_error_rate"]), r["verdict"],
-             "yes" if r["agrees"] else "NO"]
+        where = [r["kind"], r["wave"], r["region"], f"{r['day']:.2f}"]
+        who.append(
+            [*where, f"{r['racks_old_serving']}+{r['racks_new_serving']}", hosts,
+             r["verdict"] or "-", "yes" if r["agrees"] else "NO"]
+        )  # fmt: skip
+        figures.append(
+            [*where, _rate(r["demand_rps"]), _rate(r["capacity_rps"]),
+             _rate(r["replayed_throughput_rps"]), _ms(r["p99_s"]), _ms(r["new_p99_s"]),
+             _pct(r["new_error_rate"])]
         )  # fmt: skip
     click.echo(
         f"exact replays ({summary['replay_disagreements']} disagree with the timeline; "
-        "racks old+new serving, hosts replayed old+new; a slice runs at the region's "
+        "racks old+new serving, hosts replayed old+new;\na slice runs at the region's "
         "utilization and its throughput is scaled to the region):"
     )
     echo_table(
-        ["moment", "wave", "region", "day", "racks", "hosts", "demand_rps", "capacity_rps",
-         "replayed_rps", "p99_ms", "new_p99_ms", "new_err", "replay_verdict", "agrees"],
-        rows,
+        ["moment", "wave", "region", "day", "racks", "hosts", "replay_verdict", "agrees"], who
+    )
+    click.echo("")
+    echo_table(
+        ["moment", "wave", "region", "day", "demand/s", "capacity/s", "replayed/s", "p99 ms",
+         "new p99 ms", "new err"],
+        figures,
     )  # fmt: skip
 
 
@@ -187,6 +199,20 @@ def _echo_outages(o: dict) -> None:
 
 def _g(x: float | None) -> str:
     return "-" if x is None or x != x else f"{x:.4g}"
+
+
+def _rate(x: float | None) -> str:
+    """Requests/s as 18.0M, 512k, 37.5."""
+    if x is None or x != x:
+        return "-"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{suffix}"
+    return f"{x:.3g}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or x != x else f"{100 * x:.2g}%"
 
 
 def _ms(x: float | None) -> str:

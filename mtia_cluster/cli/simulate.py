@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mtia_cluster.cli._common import (
     overwrite_option,
     set_option,
 )
+from mtia_cluster.cli.progress import progress
 
 COLUMNS = [
     ("region", "region"),
@@ -80,15 +80,8 @@ def simulate(
     trace = load_trace(trace_path, scenario)
     sim = Simulation(scenario, shards=shards)
     started = time.perf_counter()
-    bar_cm: Any = click.progressbar(length=len(trace), label="replaying", file=sys.stderr)
-    with bar_cm as bar:
-        done = [0]
-
-        def progress(routed: int, total: int) -> None:
-            bar.update(routed - done[0])
-            done[0] = routed
-
-        results = sim.run(trace, progress=progress)
+    with progress("simulating", "requests", as_json=as_json) as bar:
+        results = sim.run(trace, progress=bar.update)
     wall_s = time.perf_counter() - started
     rows = results.summary()
     info = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from mtia_cluster.cli._common import (
     overwrite_option,
     set_option,
 )
+from mtia_cluster.cli.progress import progress
 
 
 @click.group()
@@ -107,12 +107,10 @@ def generate(
     spec = load_yaml(spec_file) if spec_file else _spec_from_options(**opts)
     if overrides:
         spec = apply_overrides(spec, list(overrides))
-    progress: Any = click.progressbar(length=2, label="generating", show_eta=False, file=sys.stderr)
-    with progress as bar:
-        table, metadata = generate_table(spec, seed, spec_file)
-        bar.update(1)
+    with progress("generating", "streams") as bar:
+        table, metadata = generate_table(spec, seed, spec_file, progress=bar.update)
+        bar.note = "writing"
         write_trace(table, output, metadata, overwrite=overwrite)
-        bar.update(1)
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
 
 
@@ -180,12 +178,14 @@ def import_(fmt: str, source: Path, service: str | None, output: Path, overwrite
 
     claim_output(output, TRACE_FILE, overwrite)  # refused before any work
     size = source.stat().st_size if source.is_file() else 0
-    progress: Any = click.progressbar(
-        length=max(size, 1), label="importing", show_eta=False, file=sys.stderr
-    )
-    with progress as bar:
+    with progress("importing", "B") as bar:
         table = import_trace(
-            fmt, source, output, service=service, progress=bar.update, overwrite=overwrite
+            fmt,
+            source,
+            output,
+            service=service,
+            progress=lambda n: bar.update(bar.done + n, size),
+            overwrite=overwrite,
         )
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
 
@@ -264,11 +264,8 @@ def inspect(path: Path, as_json: bool) -> None:
     from mtia_cluster.traces.io import read_metadata
 
     total = int(read_metadata(path)["rows"])
-    progress: Any = click.progressbar(
-        length=total, label="reading", show_eta=False, file=sys.stderr
-    )
-    with progress as bar:
-        summary = inspect_trace(path, progress=bar.update)
+    with progress("reading", "rows", as_json=as_json) as bar:
+        summary = inspect_trace(path, progress=lambda n: bar.update(bar.done + n, total))
     if as_json:
         echo_json(summary)
         return

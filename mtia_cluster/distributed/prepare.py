@@ -43,6 +43,7 @@ class ReplayOptions:
     timeline: Timeline | None = None  # filled with the coordinator's and shards' spans
     trace_chunk_rows: int = 1_000_000  # rows the coordinator-driven windows hold at a time
     overwrite: bool = False  # replace an earlier results directory at -o (mtia_cluster.output)
+    keep_checkpoints: bool = False  # keep <out>/_checkpoints/ (shard states) after success
 
 
 @dataclass

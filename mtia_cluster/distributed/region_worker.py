@@ -96,6 +96,10 @@ class RegionWorker(ShardWorker):
         done = self.state.finished(self.sim, len(self.trace))
         return self.state.t, self.state.lo, len(self.trace), done
 
+    def fleet_events(self) -> list[dict[str, Any]]:
+        """The fleet events this shard applied, in order (engine/events.py's log)."""
+        return list(self.events.log)
+
     def finish_run(self, end_ns: int) -> None:
         """Pad device samples to the run's global end."""
         with self.timeline.span("finish_run"):

@@ -18,6 +18,7 @@ incomplete.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ from mtia_cluster.distributed.prepare import (
 from mtia_cluster.distributed.region_worker import RegionWorker
 from mtia_cluster.distributed.timing import Timeline
 from mtia_cluster.distributed.trace_scan import served_chunks
-from mtia_cluster.distributed.worker import ShardWorker, StaleShard
+from mtia_cluster.distributed.worker import CHECKPOINTS_DIR, ShardWorker, StaleShard
 from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.windows import LoopState, finish, run_windows
@@ -201,9 +202,12 @@ def replay(
             )
             end_ns = _drive_windows(sim, chunks, p.served_rows, shards, calls, opt, progress)
         shard_nodes = calls(shards, "node", [()] * len(shards))
+        events = _fleet_events(shards, calls) if regions is not None else []
         stats = calls(shards, "close", [()] * len(shards))
         for spans in calls(shards, "timings", [()] * len(shards)):
             tl.extend(spans)
+        if not opt.keep_checkpoints:  # shard states only matter while the run can fail
+            shutil.rmtree(Path(run.tmp) / CHECKPOINTS_DIR, ignore_errors=True)
         with tl.span("finalize (summary, regions/, manifest)"):
             run.finalize(
                 wall_time_s=time.monotonic() - started,
@@ -214,9 +218,16 @@ def replay(
                     "nodes": _nodes(use_ray),
                     "shard_nodes": len(set(shard_nodes)),
                     "shard_restarts": calls.recoveries,
+                    **({"fleet_events": events} if events else {}),
                 },
             )
     return Path(out_dir)
+
+
+def _fleet_events(shards: list[_Shard], calls: _Calls) -> list[dict[str, Any]]:
+    """Every region shard's applied fleet events, in time order (the manifest's list)."""
+    logs = calls(shards, "fleet_events", [()] * len(shards))
+    return sorted((e for log in logs for e in log), key=lambda e: (e["at_ns"], e["region"]))
 
 
 def _fleet_hosts(fleet: str, n: int) -> list[Any]:

@@ -25,6 +25,7 @@ from mtia_cluster.results.partials import ShardStats
 
 Reports = tuple[np.ndarray, np.ndarray, np.ndarray]  # cell id, outstanding, capacity
 FLUSH_ROWS = 131_072  # finished requests buffered before one Parquet write
+CHECKPOINTS_DIR = "_checkpoints"  # shard states (cloudpickle) in the run's temporary directory
 
 
 class StaleShard(RuntimeError):
@@ -46,7 +47,7 @@ class ShardWorker:
         self.name = name
         self.target = target
         self.timeline = Timeline(name)
-        self.checkpoint_path = Path(target.tmp_dir) / "_checkpoints" / f"{name}.pkl"
+        self.checkpoint_path = Path(target.tmp_dir) / CHECKPOINTS_DIR / f"{name}.pkl"
         with self.timeline.span("init.build"):
             scenario = parse_scenario(scenario_raw, scenario_file)
             catalog = load_catalog()

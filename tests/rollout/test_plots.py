@@ -165,3 +165,45 @@ def test_outage_plot_shows_offered_demand_and_headline(runner, tmp_path: Path) -
     assert b_cap.min() == 0 and b_cap.max() > 0
     r = runner.invoke(cli, ["analyze", str(out)])
     assert r.exit_code == 0 and "region outages 1 (360 region-minutes" in r.output
+
+
+def test_gates_and_rollbacks_are_marked_and_tables_read_as_text(
+    rolled_back: Path, tmp_path: Path
+) -> None:
+    """Capacity vs demand shows the canary's failed gate and its rollback; the replay table
+    has no Python None/True/False; Gantt labels start right of the plot's left edge."""
+    from click.testing import CliRunner
+
+    data = collect(rolled_back)
+    assert data.marks["canary"] == [(4.0, "gate FAIL w0"), (4.0, "rollback w0"),
+                                    (6.0, "rolled back w0")]  # fmt: skip
+    assert "us-east" not in data.marks  # its wave was cancelled: no gate, no rollback
+    out = tmp_path / "r.html"
+    r = CliRunner().invoke(cli, ["analyze", str(rolled_back), "--plot", str(out)])
+    assert r.exit_code == 0, r.output
+    page = _Tags()
+    page.feed(out.read_text())
+    assert {"gate FAIL w0", "rollback w0", "rolled back w0"} <= set(page.text)
+    cells = [t for t in page.text if t in ("None", "True", "False")]
+    assert not cells
+    text = out.read_text()
+    gantt = text[text.index("Waves (Gantt)") :]
+    left = float(re.search(r'<rect x="([0-9.]+)" y="40" width="[0-9.]+" height="250"', gantt)[1])
+    longest = max(len(r) for r in data.rows)  # "w1 us-east (cancelled)"
+    assert left >= 0.6 * 12 * longest
+
+
+def test_many_regions_are_small_multiples(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    out = tmp_path / "r16"
+    plan = EXAMPLES / "mtia2i-16-regions.yaml"
+    r = CliRunner().invoke(cli, ["rollout", str(plan), "-o", str(out), "--fast"])
+    assert r.exit_code == 0, r.output
+    html = tmp_path / "r16.html"
+    r = CliRunner().invoke(cli, ["analyze", str(out), "--plot", str(html)])
+    assert r.exit_code == 0, r.output
+    text = html.read_text()
+    grid = text[text.index('<div class="multiples">') :]
+    assert grid.count("capacity vs demand</text>") == 16
+    assert "gate pass w4" in grid

@@ -93,6 +93,25 @@ def test_diurnal_hourly_rates_follow_profile() -> None:
     assert 3.0 < hourly[:24].max() / hourly[:24].min() < 4.5
 
 
+def test_compressed_day_is_the_real_day_rescaled() -> None:
+    """day_s=600 plays the 24-hour profile in 600 s: same multiplier at the same day fraction."""
+    real = DiurnalProfile(peak_to_trough=3.0, peak_hour_local=20, tz_offset_h=1, start_hour_utc=6)
+    fast = DiurnalProfile(
+        peak_to_trough=3.0, peak_hour_local=20, tz_offset_h=1, start_hour_utc=6, day_s=600.0
+    )
+    frac = np.linspace(0.0, 2.0, 97)
+    assert np.allclose(fast.multiplier(frac * 600.0), real.multiplier(frac * 86400.0))
+    dur = 1200.0  # two compressed days at 200 requests/s
+    base = arr.poisson(_rng(3), 200.0, duration_s=fast.operational_duration_s(dur))
+    t = fast.warp(base, dur)
+    per_hour = np.bincount((t // (25 * NS)).astype(np.int64), minlength=48)[:48]  # 25 s = 1 h
+    expected = 200.0 * 25.0 * fast.multiplier(np.arange(48) * 25.0 + 12.5)
+    assert np.all(np.abs(per_hour - expected) < 5 * np.sqrt(expected) + 0.02 * expected)
+    assert 2.5 < per_hour[:24].max() / per_hour[:24].min() < 3.5
+    with pytest.raises(UserError, match="day_s"):
+        DiurnalProfile(day_s=0.0)
+
+
 def test_diurnal_weekly_shape_and_bursty_base() -> None:
     weekly = (1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5)
     prof = DiurnalProfile(peak_to_trough=1.0, weekly=weekly)

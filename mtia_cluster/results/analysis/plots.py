@@ -1,5 +1,7 @@
-"""`analyze --plot FILE`: latency CDF per service, throughput/p99/power per region over time,
-and a rack x time utilization heatmap, as a self-contained HTML page or a PNG.
+"""`analyze --plot FILE`: per-service panels (throughput, the service's own latency metrics at
+p99 with the SLO, utilization; fleet events marked), latency CDF per service, a rack x time
+utilization heatmap (rows region/rack/chip) and power per region, as a self-contained HTML
+page or a PNG.
 
 The HTML embeds inline SVG made by svg.py (no scripts, fonts or URLs), so it opens offline.
 The PNG uses matplotlib, an optional extra (``pip install 'mtia-cluster[plot]'``). Data come
@@ -26,6 +28,12 @@ from mtia_cluster.results.analysis.core import analyze
 from mtia_cluster.results.analysis.groups import Level, build_keys
 from mtia_cluster.results.analysis.hist import N_BUCKETS, bucket_lower_bound
 from mtia_cluster.results.analysis.passes import LevelAcc, batches, first_pass, llm_mask
+from mtia_cluster.results.analysis.service_panels import (
+    ServicePanel,
+    collect_panels,
+    fleet_event_markers,
+    panel_svgs,
+)
 from mtia_cluster.results.reader import Results
 
 SUFFIXES = (".html", ".htm", ".png")
@@ -51,13 +59,13 @@ class PlotData:
 
     title: str
     cdf: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # ms, frac
-    times_s: dict[str, list[float]] = field(default_factory=dict)
-    throughput: dict[str, list[float | None]] = field(default_factory=dict)
-    p99_ms: dict[str, list[float | None]] = field(default_factory=dict)
+    times_s: dict[str, list[float]] = field(default_factory=dict)  # power series, per region
     power_w: dict[str, list[float | None]] = field(default_factory=dict)
     heat: list[list[float | None]] = field(default_factory=list)
     heat_rows: list[str] = field(default_factory=list)
     heat_edges_s: list[float] = field(default_factory=list)
+    panels: list[ServicePanel] = field(default_factory=list)
+    markers: list[tuple[float, str]] = field(default_factory=list)  # fleet events (s, label)
 
 
 def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
@@ -83,15 +91,13 @@ def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
 
 
 def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
-    """Throughput, p99 and power per region over time (regions/, or the window analysis)."""
+    """Accelerator power per region over time (regions/, or the window analysis); the
+    services' own series are the per-service panels (service_panels.py)."""
     if window_ns is not None:
         doc = analyze(run, by=("region",), window_ns=window_ns)
         for r in doc["rows"]:
             name = r["region"] if r["level"] == "region" else "fleet"
             data.times_s.setdefault(name, []).append(r["window_start_ns"] / 1e9)
-            data.throughput.setdefault(name, []).append(r["completed_per_s"])
-            p99 = r["latency_ns"]["p99"]
-            data.p99_ms.setdefault(name, []).append(None if p99 is None else p99 / 1e6)
             data.power_w.setdefault(name, []).append(r.get("avg_power_w"))
         return
     table = run.regions.to_table()
@@ -100,10 +106,6 @@ def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
     for name in run.manifest.get("regions", []):
         t = table.filter(pc.equal(names, name)).sort_by("interval_start_ns")
         data.times_s[name] = (t["interval_start_ns"].to_numpy() / 1e9).tolist()
-        data.throughput[name] = t["completed_per_s"].to_pylist()
-        data.p99_ms[name] = [
-            None if v is None else v / 1e6 for v in t["latency_p99_ns"].to_pylist()
-        ]
         data.power_w[name] = [
             p if start < covered_ns else None
             for p, start in zip(
@@ -133,10 +135,12 @@ def utilization_heatmap(run: Results, data: PlotData) -> None:
     interval_ns = _device_interval(devices)
     # whole device intervals per column, so no column falls between two intervals' starts
     bin_ns = interval_ns * max(1, -(-span // (interval_ns * MAX_COLUMNS)))
-    parts = []
+    parts: list[pa.Table] = []
+    names: dict[int, tuple[str, set[str]]] = {}
     for batch in devices.to_batches(
-        columns=["rack_id", "interval_start_ns", "interval_end_ns", "busy_ns"]
+        columns=["rack_id", "region", "chip", "interval_start_ns", "interval_end_ns", "busy_ns"]
     ):
+        _rack_names(batch, names)
         t = pa.table(
             {
                 "rack": batch["rack_id"],
@@ -165,21 +169,47 @@ def utilization_heatmap(run: Results, data: PlotData) -> None:
     util = np.where(dev > 0, busy / np.maximum(dev, 1), np.nan)
     data.heat = [[None if np.isnan(v) else float(v) for v in r] for r in util]
     data.heat_rows = [
-        f"rack {racks[i * per_row]}"
-        + (f"-{racks[min((i + 1) * per_row, len(racks)) - 1]}" if per_row > 1 else "")
-        for i in range(n_rows)
+        _row_label(racks[i * per_row : (i + 1) * per_row].tolist(), names) for i in range(n_rows)
     ]
     data.heat_edges_s = [k * bin_ns / 1e9 for k in range(n_cols + 1)]
 
 
+def _rack_names(batch: pa.RecordBatch, names: dict[int, tuple[str, set[str]]]) -> None:
+    """Add rack_id -> (region, chips) of the racks in a devices/ batch to `names`."""
+    t = (
+        pa.table(
+            {
+                "rack": batch["rack_id"],
+                "region": batch["region"].cast(pa.string()),
+                "chip": batch["chip"].cast(pa.string()),
+            }
+        )
+        .group_by(["rack", "region", "chip"])
+        .aggregate([])
+    )
+    cols = (t["rack"].to_pylist(), t["region"].to_pylist(), t["chip"].to_pylist())
+    for rack, region, chip in zip(*cols, strict=True):
+        names.setdefault(int(rack), (str(region), set()))[1].add(str(chip))
+
+
+def _row_label(racks: list[int], names: dict[int, tuple[str, set[str]]]) -> str:
+    """region/rack N/chip (region/racks A-B/chip when a row merges racks; chips joined by +
+    when a rack holds several generations, e.g. mid-rollout)."""
+    region, chips = names.get(racks[0], ("?", {"?"}))
+    which = f"rack {racks[0]}" if len(racks) == 1 else f"racks {racks[0]}-{racks[-1]}"
+    return f"{region}/{which}/{'+'.join(sorted(chips))}"
+
+
 def _device_interval(devices: Any) -> int:
-    """The shortest device interval (ns) in the run."""
-    shortest = None
+    """The longest device interval (ns) in the run: the regular sampling step. (The last
+    interval is cut at the run's end; binning by that shorter length left every other column
+    without a row starting in it, grey stripes across the heat map.)"""
+    longest = 0
     for batch in devices.to_batches(columns=["interval_start_ns", "interval_end_ns"]):
         if batch.num_rows:
-            d = pc.min(pc.subtract(batch["interval_end_ns"], batch["interval_start_ns"])).as_py()
-            shortest = d if shortest is None else min(shortest, d)
-    return max(int(shortest or 1), 1)
+            d = pc.max(pc.subtract(batch["interval_end_ns"], batch["interval_start_ns"])).as_py()
+            longest = max(longest, int(d or 0))
+    return max(longest, 1)
 
 
 def collect(run: Results, window_ns: int | None) -> PlotData:
@@ -188,35 +218,31 @@ def collect(run: Results, window_ns: int | None) -> PlotData:
     data.cdf = latency_cdfs(run)
     region_series(run, data, window_ns)
     utilization_heatmap(run, data)
+    data.panels = collect_panels(run, window_ns)
+    data.markers = fleet_event_markers(run.manifest)
     return data
 
 
 def svgs(data: PlotData) -> list[str]:
-    """The four charts as SVG strings."""
+    """The charts as SVG strings, with an ``<h2>`` heading before each section."""
     xs = data.times_s
     ends = [t[-1] for t in xs.values() if t] + data.heat_edges_s[-1:]
     x_range = (0.0, max(ends)) if ends else None
-    charts = [
+    charts: list[str] = []
+    for panel in data.panels:  # one section per service, its charts side by side
+        charts.append(f"<h2>{escape(panel.service)} ({escape(panel.kind)})</h2>")
+        grid = "".join(
+            f'<div class="plot">{c}</div>' for c in panel_svgs(panel, x_range, data.markers)
+        )
+        charts.append(f'<div class="multiples">{grid}</div>')
+    charts += [
+        "<h2>Fleet</h2>",
         svg.line_chart(
             [(s, x, y) for s, (x, y) in data.cdf.items()],
-            title="Latency CDF per service (requests with status ok)",
+            title="End-to-end latency CDF per service (requests with status ok)",
             xlabel="latency (ms, log scale)",
             ylabel="fraction of requests",
             log_x=True,
-        ),
-        svg.line_chart(
-            [(r, xs[r], data.throughput[r]) for r in xs],
-            title="Throughput per region",
-            xlabel="time (s)",
-            ylabel="completed requests/s",
-            x_range=x_range,
-        ),
-        svg.line_chart(
-            [(r, xs[r], data.p99_ms[r]) for r in xs],
-            title="p99 latency per region",
-            xlabel="time (s)",
-            ylabel="p99 latency (ms)",
-            x_range=x_range,
         ),
     ]
     if data.heat:
@@ -228,16 +254,17 @@ def svgs(data: PlotData) -> list[str]:
                 x_range=x_range,
                 title="Accelerator utilization per rack",
                 xlabel="time (s)",
-                ylabel="rack",
+                ylabel="region/rack/chip",
             )
         )
     charts.append(
         svg.line_chart(
             [(r, xs[r], data.power_w[r]) for r in xs],
-            title="Power per region",
+            title="Accelerator power per region (all services)",
             xlabel="time (s)",
             ylabel="power (W)",
             x_range=x_range,
+            markers=data.markers,
         )
     )
     return charts
@@ -245,12 +272,16 @@ def svgs(data: PlotData) -> list[str]:
 
 def page_html(title: str, header_html: str, charts: list[str]) -> str:
     """A self-contained page (inline CSS and SVG only): title, header, one box per chart."""
-    body = "\n".join(f'<div class="plot">{s}</div>' for s in charts)
+    body = "\n".join(
+        s if s.startswith(("<h2", "<div")) else f'<div class="plot">{s}</div>' for s in charts
+    )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">{HTML_GENERATOR}'
         f"<title>{escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:24px;background:#fafafa}"
         ".plot{background:white;margin:12px 0;display:inline-block;border:1px solid #ddd}"
+        ".multiples{display:grid;grid-template-columns:repeat(auto-fill,minmax(600px,1fr));"
+        "gap:8px}.multiples .plot{margin:0}.multiples svg{width:100%;height:auto}"
         "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
         "padding:2px 6px;text-align:right;white-space:nowrap}</style></head><body>"
         f"<h1>{escape(title)}</h1>{header_html}\n{body}\n</body></html>\n"
@@ -277,6 +308,54 @@ def summary_table_html(doc: dict[str, Any]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+_GROUP_COLUMNS = (
+    "region",
+    "service",
+    "kind",
+    "req/s",
+    "latency p50 ms",
+    "latency p99 ms",
+    "TTFT p99 ms",
+    "TPOT p99 ms",
+    "util %",
+    "power W",
+    "verdict",
+)
+
+
+def groups_table_html(summary: dict[str, Any]) -> str:
+    """summary.json's (region, service) groups as an HTML table (the console's figures)."""
+
+    def ms(q: dict[str, Any] | None, key: str) -> str:
+        v = (q or {}).get(key)
+        return "-" if v is None else svg.fmt(v / 1e6)
+
+    rows = []
+    for g in summary.get("groups", []):
+        util = g.get("utilization")
+        power = g.get("avg_power_w")
+        rows.append(
+            [
+                g["region"],
+                g["service"],
+                g.get("kind", ""),
+                svg.fmt(g["completed_per_s"]),
+                ms(g.get("latency_ns"), "p50"),
+                ms(g.get("latency_ns"), "p99"),
+                ms(g.get("ttft_ns"), "p99"),
+                ms(g.get("tpot_ns"), "p99"),
+                "-" if util is None else f"{100 * util:.1f}",
+                "-" if power is None else svg.fmt(power),
+                g["verdict"]["result"],
+            ]
+        )
+    head = "".join(f"<th>{escape(h)}</th>" for h in _GROUP_COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r) + "</tr>" for r in rows
+    )
+    return f'<table class="groups"><tr>{head}</tr>{body}</table>'
+
+
 def write_plots(
     path: Path,
     run: Results,
@@ -284,19 +363,22 @@ def write_plots(
     window_ns: int | None = None,
     doc: dict[str, Any] | None = None,
     overwrite: bool = False,
+    data: PlotData | None = None,
 ) -> Path:
-    """Write the plots to `path` (.html or .png), atomically; `doc`: the table to show.
+    """Write the plots to `path` (.html or .png), atomically; `doc`: the table to show
+    (default: summary.json's region x service groups); `data`: already collected plot data.
     `overwrite`: replace an earlier plot of the tool (mtia_cluster.output)."""
     check_plot_target(path)
     claim = claim_output(path, PLOT_FILE, overwrite=overwrite)
-    data = collect(run, window_ns)
+    data = data if data is not None else collect(run, window_ns)
     if path.suffix.lower() == ".png":
         from mtia_cluster.results.analysis.plots_png import write_png
 
         with staged(claim) as tmp:
             write_png(tmp, data)
         return path
-    page = html_page(data, summary_table_html(doc if doc is not None else analyze(run)))
+    table = summary_table_html(doc) if doc is not None else groups_table_html(run.summary)
+    page = html_page(data, table)
     with staged(claim) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

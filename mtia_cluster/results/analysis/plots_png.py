@@ -8,16 +8,21 @@ import numpy as np
 
 from mtia_cluster.output import PNG_SOFTWARE
 from mtia_cluster.results.analysis.plots import PlotData
+from mtia_cluster.results.analysis.service_panels import METRICS
 
 
 def write_png(path: Path, data: PlotData) -> None:
-    """Five panels stacked vertically, written as PNG to `path`."""
+    """The HTML report's charts stacked vertically (latency CDF, each service's panel
+    metrics, heat map, power), written as PNG to `path`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(5, 1, figsize=(11, 22), constrained_layout=True)
+    metrics = [(p, m) for p in data.panels for m in METRICS[p.kind]]
+    n = 3 + len(metrics)
+    fig, axes = plt.subplots(n, 1, figsize=(11, 4.4 * n), constrained_layout=True, squeeze=False)
+    axes = axes[:, 0]
     fig.suptitle(data.title)
     ax = axes[0]
     for name, (xs, y) in data.cdf.items():
@@ -25,21 +30,28 @@ def write_png(path: Path, data: PlotData) -> None:
         ax.step(x[x > 0], np.asarray(y)[x > 0], where="post", label=name)
     ax.set(
         xscale="log",
-        title="Latency CDF per service (requests with status ok)",
+        title="End-to-end latency CDF per service (requests with status ok)",
         xlabel="latency (ms, log scale)",
         ylabel="fraction of requests",
     )
-    for ax, values, title, ylabel in (
-        (axes[1], data.throughput, "Throughput per region", "completed requests/s"),
-        (axes[2], data.p99_ms, "p99 latency per region", "p99 latency (ms)"),
-        (axes[4], data.power_w, "Power per region", "power (W)"),
-    ):
-        for name, ys in values.items():
-            series = np.array([np.nan if v is None else v for v in ys], dtype=float)
-            ax.plot(data.times_s[name], series, label=name)
-        ax.set(title=title, xlabel="time (s)", ylabel=ylabel)
+    for ax, (panel, (key, title, ylabel)) in zip(axes[1:], metrics, strict=False):
+        for region, times in panel.times_s.items():
+            ax.plot(times, _floats(panel.values[key][region]), label=region)
+        if key in panel.bounds_ms:
+            ax.axhline(panel.bounds_ms[key], color="#d62728", ls="--", label="SLO")
+        ax.set(title=f"{panel.service} ({panel.kind}): {title}", xlabel="time (s)", ylabel=ylabel)
         ax.set_ylim(bottom=0)
-    ax = axes[3]
+    ax = axes[-1]
+    for name, ys in data.power_w.items():
+        ax.plot(data.times_s[name], _floats(ys), label=name)
+    ax.set(title="Accelerator power per region (all services)", xlabel="time (s)")
+    ax.set(ylabel="power (W)")
+    ax.set_ylim(bottom=0)
+    for ax in [*axes[1 : 1 + len(metrics)], axes[-1]]:
+        for t, label in data.markers:
+            ax.axvline(t, color="#555", ls=":", lw=1)
+            ax.annotate(label, (t, 1), xycoords=("data", "axes fraction"), fontsize=7, va="top")
+    ax = axes[-2]
     if data.heat:
         grid = np.array([[np.nan if v is None else v for v in r] for r in data.heat], dtype=float)
         mesh = ax.pcolormesh(
@@ -53,10 +65,14 @@ def write_png(path: Path, data: PlotData) -> None:
         ax.set_yticks(np.arange(len(data.heat_rows)) + 0.5, data.heat_rows)
         ax.invert_yaxis()
         fig.colorbar(mesh, ax=ax, label="utilization")
-    ax.set(title="Accelerator utilization per rack", xlabel="time (s)", ylabel="rack")
-    for ax in (axes[0], axes[1], axes[2], axes[4]):
+    ax.set(title="Accelerator utilization per rack", xlabel="time (s)", ylabel="region/rack/chip")
+    for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best")
     fig.savefig(path, format="png", dpi=80, metadata={"Software": PNG_SOFTWARE})
     plt.close(fig)
+
+
+def _floats(values: list[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=float)

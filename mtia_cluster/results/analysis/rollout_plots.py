@@ -32,6 +32,7 @@ from mtia_cluster.results.analysis import svg
 from mtia_cluster.results.analysis.plots import check_plot_target, page_html
 
 MAX_POINTS = 600
+SMALL_MULTIPLES_OVER = 4  # regions: more than this get a grid of reduced charts
 NS_PER_DAY = 86_400 * 10**9
 PHASE_COLORS = {"swapping": "#1f77b4", "baking": "#ff7f0e", "rolling_back": "#d62728",
                 "paused": "#7f7f7f"}  # fmt: skip
@@ -65,6 +66,8 @@ class RolloutPlotData:
     bars: list[Bar] = field(default_factory=list)
     # region -> (day, demand_rps, agrees) of each replayed moment
     moments: dict[str, list[tuple[float, float, bool]]] = field(default_factory=dict)
+    # region -> (day, label) of its wave's gates and rollbacks (dashed lines on its chart)
+    marks: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
 
 
 def load_summary(path: Path) -> dict[str, Any]:
@@ -101,7 +104,25 @@ def collect(path: Path) -> RolloutPlotData:
         point = (float(r["day"]), float(r["demand_rps"]), bool(r["agrees"]))
         data.moments.setdefault(str(r["region"]), []).append(point)
     _gantt(data, summary, ev, float(t_day.max()) if len(t_day) else horizon)
+    _marks(data, summary, ev)
     return data
+
+
+_MARKED = {"gate_pass": "gate pass", "gate_fail": "gate FAIL", "rollback_start": "rollback",
+           "rollback_done": "rolled back"}  # fmt: skip
+
+
+def _marks(data: RolloutPlotData, summary: dict[str, Any], ev: dict[str, list[Any]]) -> None:
+    """Gates and rollbacks of each wave, on the charts of the wave's regions."""
+    waves = summary.get("waves", [])
+    for t, wave, region, kind in zip(
+        ev["time_ns"], ev["wave"], ev["region"], ev["event"], strict=True
+    ):
+        if kind not in _MARKED or not 0 <= int(wave) < len(waves):
+            continue
+        label = f"{_MARKED[kind]} w{int(wave)}"
+        for name in [region] if region else waves[int(wave)].get("regions", []):
+            data.marks.setdefault(str(name), []).append((int(t) / NS_PER_DAY, label))
 
 
 def envelope(
@@ -167,14 +188,18 @@ def gantt_svg(data: RolloutPlotData) -> str:
     """The wave Gantt chart as inline SVG (rows top to bottom in wave order)."""
     hi = max([data.horizon_days] + [b.end_day for b in data.bars] + [1.0])
     n = max(len(data.rows), 1)
-    ax = svg._Axes((0.0, hi), (0.0, float(n)), False)
-    out = svg._frame("Waves (Gantt)", "day", "region by wave")
     height = (svg.HEIGHT - svg.TOP - svg.BOTTOM) / n
+    font = min(12, max(7, int(height)))
+    # the plot starts right of the longest label (~0.6 em a character): never clipped
+    left = max(svg.LEFT, int(0.62 * font * max((len(r) for r in data.rows), default=0)) + 14)
+    ax = svg._Axes((0.0, hi), (0.0, float(n)), False, left=left)
+    out = svg._frame("Waves (Gantt)", "day", "")
+    out.append(f'<text x="{left - 6}" y="{svg.TOP - 6}" text-anchor="end">wave region</text>')
     for i, label in enumerate(data.rows):
         y = svg.TOP + i * height
         out.append(
-            f'<text x="{svg.LEFT - 6}" y="{y + height / 2 + 4:.1f}" text-anchor="end" '
-            f'font-size="{min(12, max(7, int(height)))}">{escape(label)}</text>'
+            f'<text x="{left - 6}" y="{y + height / 2 + 4:.1f}" text-anchor="end" '
+            f'font-size="{font}">{escape(label)}</text>'
         )
     for b in data.bars:
         x0, x1 = ax.px(b.start_day), ax.px(b.end_day)
@@ -192,7 +217,7 @@ def gantt_svg(data: RolloutPlotData) -> str:
                 f'text-anchor="middle">{svg.fmt(t)}</text>'
             )
     out.append(
-        f'<rect x="{svg.LEFT}" y="{svg.TOP}" width="{svg.WIDTH - svg.LEFT - svg.RIGHT}" '
+        f'<rect x="{left}" y="{svg.TOP}" width="{svg.WIDTH - left - svg.RIGHT}" '
         f'height="{svg.HEIGHT - svg.TOP - svg.BOTTOM}" fill="none" stroke="#333"/>'
     )
     for k, (phase, color) in enumerate(PHASE_COLORS.items()):
@@ -206,7 +231,8 @@ def gantt_svg(data: RolloutPlotData) -> str:
 
 
 def region_svgs(data: RolloutPlotData) -> list[str]:
-    """Capacity vs demand over time, one chart per region (shared day axis)."""
+    """Capacity vs demand over time, one chart per region (shared day axis), with the
+    region's gates and rollbacks as dashed lines."""
     x_range = (0.0, max(data.horizon_days, 1.0))
     return [
         svg.line_chart(
@@ -218,6 +244,7 @@ def region_svgs(data: RolloutPlotData) -> list[str]:
             xlabel="day",
             ylabel="requests/s",
             x_range=x_range,
+            markers=data.marks.get(r, []),
         )
         for r in data.regions
     ]
@@ -274,7 +301,11 @@ def html_page(data: RolloutPlotData, summary: dict[str, Any]) -> str:
         f"<p>{escape(headline(summary))}</p><table><tr>{head}</tr>{body}</table>\n"
         f"{replay_table_html(summary)}"
     )
-    return page_html(data.title, header, [gantt_svg(data), *region_svgs(data)])
+    regions = region_svgs(data)
+    if len(regions) > SMALL_MULTIPLES_OVER:  # small multiples: a grid of reduced charts
+        grid = "".join(f'<div class="plot">{c}</div>' for c in regions)
+        regions = [f'<div class="multiples">{grid}</div>']
+    return page_html(data.title, header, [gantt_svg(data), *regions])
 
 
 REPLAY_COLUMNS = ("kind", "wave", "region", "day", "racks_old_serving", "racks_new_serving",
@@ -299,6 +330,11 @@ def replay_table_html(summary: dict[str, Any]) -> str:
 
 
 def _cell(v: Any) -> str:
+    """A table cell as people read it: no Python None/True/False."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     return svg.fmt(v) if isinstance(v, float) else str(v)
 
 

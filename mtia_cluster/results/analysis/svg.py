@@ -44,8 +44,10 @@ def fmt(v: float) -> str:
 class _Axes:
     """Maps data to pixel coordinates inside the plot area."""
 
-    def __init__(self, x: tuple[float, float], y: tuple[float, float], log_x: bool) -> None:
-        self.log_x = log_x
+    def __init__(
+        self, x: tuple[float, float], y: tuple[float, float], log_x: bool, left: float = LEFT
+    ) -> None:
+        self.log_x, self.left = log_x, left
         self.x0, self.x1 = (math.log10(x[0]), math.log10(x[1])) if log_x else x
         self.y0, self.y1 = y
         if self.x1 <= self.x0:
@@ -55,7 +57,7 @@ class _Axes:
 
     def px(self, x: float) -> float:
         v = math.log10(x) if self.log_x else x
-        return LEFT + (v - self.x0) / (self.x1 - self.x0) * (WIDTH - LEFT - RIGHT)
+        return self.left + (v - self.x0) / (self.x1 - self.x0) * (WIDTH - self.left - RIGHT)
 
     def py(self, y: float) -> float:
         return HEIGHT - BOTTOM - (y - self.y0) / (self.y1 - self.y0) * (HEIGHT - TOP - BOTTOM)
@@ -109,14 +111,17 @@ def line_chart(
     log_x: bool = False,
     y_min: float | None = 0.0,
     x_range: tuple[float, float] | None = None,
+    markers: Sequence[tuple[float, str]] = (),
+    bound: tuple[float, str] | None = None,
 ) -> str:
     """A line chart with a legend on the right; one polyline per contiguous run of values.
 
     `x_range` fixes the x axis (charts sharing a time axis line up); by default it is the
-    data's range widened to round ticks.
+    data's range widened to round ticks. `markers`: (x, label) vertical dashed lines (fleet
+    events); `bound`: (y, label) a horizontal dashed line (an SLO), always inside the axis.
     """
     xs = [x for _, sx, _ in series for x in _finite(sx) if not log_x or x > 0]
-    ys = [y for _, _, sy in series for y in _finite(sy)]
+    ys = [y for _, _, sy in series for y in _finite(sy)] + ([bound[0]] if bound else [])
     if not xs or not ys:
         xs, ys = [1.0, 10.0], [0.0, 1.0]
     y_lo = min(ys) if y_min is None else min(y_min, min(ys))
@@ -146,8 +151,44 @@ def line_chart(
             f'stroke="{color}" stroke-width="3"/>'
         )
         out.append(f'<text x="{WIDTH - RIGHT + 42}" y="{ly + 4}">{escape(label)}</text>')
+    out += _annotations(ax, markers, bound, (x_lo, x_hi))
     out.append("</svg>")
     return "\n".join(out)
+
+
+def _annotations(
+    ax: _Axes,
+    markers: Sequence[tuple[float, str]],
+    bound: tuple[float, str] | None,
+    x_span: tuple[float, float],
+) -> list[str]:
+    """Dashed event lines (labels stacked at the top) and a dashed bound line."""
+    out = []
+    for k, (x, label) in enumerate(markers):
+        if not x_span[0] <= x <= x_span[1]:
+            continue
+        px = ax.px(x)
+        out.append(
+            f'<line class="marker" x1="{px:.1f}" x2="{px:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" '
+            'stroke="#555" stroke-dasharray="4 3"/>'
+        )
+        anchor = "start" if px < (LEFT + WIDTH - RIGHT) / 2 else "end"
+        dx = 4 if anchor == "start" else -4
+        out.append(
+            f'<text class="marker" x="{px + dx:.1f}" y="{TOP + 12 + 13 * (k % 4)}" '
+            f'text-anchor="{anchor}" fill="#555" font-size="11">{escape(label)}</text>'
+        )
+    if bound is not None:
+        py = ax.py(bound[0])
+        out.append(
+            f'<line class="bound" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py:.1f}" y2="{py:.1f}" '
+            'stroke="#d62728" stroke-dasharray="6 4"/>'
+        )
+        out.append(
+            f'<text class="bound" x="{WIDTH - RIGHT - 4}" y="{py - 4:.1f}" text-anchor="end" '
+            f'fill="#d62728" font-size="11">{escape(bound[1])}</text>'
+        )
+    return out
 
 
 def _runs(
@@ -181,10 +222,15 @@ def heatmap(
     ylabel: str,
     x_range: tuple[float, float] | None = None,
 ) -> str:
-    """Rows x columns of values in [0, 1] (None: no data, grey), with a colour scale."""
+    """Rows x columns of values in [0, 1] (None: no data, grey), with a colour scale.
+
+    The plot area starts right of the longest row label (7 px a character), so labels such
+    as ``us-east/rack 0/mtia-2i`` are never clipped; the y label goes above the labels."""
     lo, hi = x_range if x_range is not None else (x_edges[0], x_edges[-1])
-    ax = _Axes((lo, hi), (0.0, float(len(row_labels))), False)
-    out = _frame(title, xlabel, ylabel)
+    left = max(LEFT, 7 * max((len(r) for r in row_labels), default=0) + 16)
+    ax = _Axes((lo, hi), (0.0, float(len(row_labels))), False, left=left)
+    out = _frame(title, xlabel, "")
+    out.append(f'<text x="{left - 6}" y="{TOP - 6}" text-anchor="end">{escape(ylabel)}</text>')
     height = (HEIGHT - TOP - BOTTOM) / max(len(row_labels), 1)
     step = max(1, len(row_labels) // 12)
     for i, values in enumerate(matrix):
@@ -198,7 +244,7 @@ def heatmap(
             )
         if i % step == 0:
             out.append(
-                f'<text x="{LEFT - 6}" y="{y + height / 2 + 4:.1f}" text-anchor="end">'
+                f'<text x="{left - 6}" y="{y + height / 2 + 4:.1f}" text-anchor="end">'
                 f"{escape(row_labels[i])}</text>"
             )
     for t in nice_ticks(lo, hi):
@@ -208,7 +254,7 @@ def heatmap(
                 f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{fmt(t)}</text>'
             )
     out.append(
-        f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
+        f'<rect x="{left}" y="{TOP}" width="{WIDTH - left - RIGHT}" '
         f'height="{HEIGHT - TOP - BOTTOM}" fill="none" stroke="#333"/>'
     )
     for k in range(11):

@@ -11,7 +11,7 @@
         kind: rr               # rr: items; llm: input_tokens/output_tokens
         rate_per_s: 4.0        # total over regions, split by region weight
         arrivals: {process: poisson}   # gamma|weibull (cv), onoff, offline, servegen
-        diurnal: {peak_to_trough: 3, peak_hour_local: 20}
+        diurnal: {peak_to_trough: 3, peak_hour_local: 20}   # day_s: 600 plays a day in 10 min
         items: {dist: mlperf-dlrm-v2}
       - name: llm-chat
         kind: llm
@@ -28,7 +28,7 @@ ids are assigned 0..n-1 in arrival order.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,7 @@ def _diurnal(svc: Fields, region: Fields | None, start_hour: float) -> DiurnalPr
         tz_offset_h=tz,
         start_hour_utc=start_hour,
         weekly=weekly_t,
+        day_s=d.number("day_s", 86_400.0, positive=True),
     )
 
 
@@ -198,9 +199,14 @@ def _plan(f: Fields) -> tuple[list[tuple[Fields, str, str, Fields | None, float]
 
 
 def generate_table(
-    spec: Mapping[str, Any], seed: int = 0, file: str | Path | None = None
+    spec: Mapping[str, Any],
+    seed: int = 0,
+    file: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """Generate the trace described by `spec`; returns (table, metadata)."""
+    """Generate the trace described by `spec`; returns (table, metadata).
+
+    `progress(done, total)` is called after each (service, region) stream and the merge."""
     f = Fields(spec, file)
     if f.has("requests") == f.has("duration_s"):
         raise UserError(
@@ -215,6 +221,8 @@ def generate_table(
     for svc, name, region, rf, rate in streams:
         n = None if total_n is None else round(total_n * rate / total_rate)
         parts.append(_stream(seed, svc, name, region, rf, rate, n, duration_s, start_hour))
+        if progress is not None:
+            progress(len(parts), len(streams) + 1)
     service_names = list(dict.fromkeys(s[1] for s in streams))
     region_names = list(dict.fromkeys(s[2] for s in streams))
     table = _merge(
@@ -224,6 +232,8 @@ def generate_table(
         service_names,
         region_names if f.has("regions") else None,
     )
+    if progress is not None:
+        progress(len(streams) + 1, len(streams) + 1)
     if len(table) == 0:
         raise UserError(
             "the spec generates no requests (rate × duration too small)",
