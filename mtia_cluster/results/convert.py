@@ -25,7 +25,8 @@ from mtia_cluster.results.schema import (
     REQUEST_FILE_SCHEMA,
     dictionary,
 )
-from mtia_cluster.results.slo import ServiceSLO, slo_ok
+from mtia_cluster.results.slo import slo_ok
+from mtia_cluster.slo import ServiceSLO
 
 NS_PER_S = 1_000_000_000
 

@@ -26,9 +26,9 @@ from mtia_cluster.results.intervals import (
 )
 from mtia_cluster.results.partials import ShardStats
 from mtia_cluster.results.schema import REGION_SCHEMA
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.summary import compute_summary, summary_from_partials
 from mtia_cluster.results.verdict import VerdictRules
+from mtia_cluster.slo import ServiceSLO
 
 _NONE = np.zeros(0, dtype=np.int64)
 EMPTY_INTERVALS = RegionIntervals(_NONE, _NONE, _NONE, _NONE)

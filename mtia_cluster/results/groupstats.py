@@ -16,8 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
+from mtia_cluster.slo import ServiceSLO
 
 NS_PER_S = 1_000_000_000
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p99_9": 0.999}

@@ -30,8 +30,8 @@ from mtia_cluster.results.groupstats import (
     partial,
 )
 from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.verdict import VerdictRules
+from mtia_cluster.slo import ServiceSLO
 
 NS_PER_S = 1_000_000_000
 # QUANTILES, STATUSES, TOKEN_QUANTILES live in groupstats; other modules import them from here.

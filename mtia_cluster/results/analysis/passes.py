@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from mtia_cluster.results.analysis.groups import Keys, Level, name_codes
 from mtia_cluster.results.analysis.hist import N_BUCKETS, SparseCounts, bucket_of
 from mtia_cluster.results.analysis.refine import exact_quantiles, make_plans
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.summary import QUANTILES, STATUSES, TOKEN_QUANTILES
+from mtia_cluster.slo import ServiceSLO
 
 BATCH_ROWS = 262_144
 COUNTS = ("offered", "completed", "good", "dropped", "rejected", "failed", "items", "tokens")
