@@ -187,7 +187,8 @@ def _verdict(p: Partial, slo: ServiceSLO | None, rules: VerdictRules) -> dict[st
                     rules=rules,
                 )
             )
-    return verdict(metrics, duration_ns=p.last_arrival_ns, rules=rules)
+    not_ok = p.offered - int(p.counts[0])
+    return verdict(metrics, duration_ns=p.last_arrival_ns, rules=rules, not_ok=not_ok)
 
 
 def finish(

@@ -17,7 +17,7 @@ second judge).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,19 @@ def summarize(
     *,
     rules: VerdictRules | None = None,
     slos: Mapping[str, ServiceSLO] | None = None,
+    arrivals_from_ns: int | None = None,
 ) -> RunSummary:
-    """The summary of an in-process run or of a results directory (see module doc)."""
+    """The summary of an in-process run or of a results directory (see module doc).
+
+    `arrivals_from_ns` (in-process runs): summarize only the requests arriving at or after
+    it (a drill judges the requests after its failure); devices are not filtered."""
     if isinstance(source, RunOutput):
+        if arrivals_from_ns is not None:
+            keep = source.requests.arrival_ns >= arrivals_from_ns
+            source = replace(source, requests=source.requests.take(keep))
         return _summarize_memory(source, rules or VerdictRules(), slos)
+    if arrivals_from_ns is not None:
+        raise ValueError("arrivals_from_ns applies to in-process runs")
     res = open_results(source)
     m = res.manifest
     d = derive(

@@ -196,7 +196,7 @@ def test_binned_quantiles_equal_numpy_per_bin(values: list[tuple[int, int]], q: 
 
 
 def test_slos_from_scenario_section() -> None:
-    from mtia_cluster.results import slos_from_scenario
+    from mtia_cluster.slo import slos_from_scenario
 
     got = slos_from_scenario(
         {"feed": {"p99_ms": 10}, "chat": {"ttft_p99_ms": 2000, "tpot_p99_ms": 0.2}}
