@@ -154,7 +154,7 @@ def test_source_and_search_recorded_in_summary(searched: Any) -> None:
     for v in ("old", "new"):
         r, f = replayed["cohorts"][v], fast["cohorts"][v]
         assert r["source"] == "replay" and f["source"] == "fast"
-        assert "host group" in r["capacity_detail"] and "p99 20 s" in r["capacity_detail"]
+        assert "host group" in r["capacity_detail"] and "e2e p99 20,000 ms" in r["capacity_detail"]
         assert f["capacity_detail"] == "cost model" and f["rps_upper"] is None
         assert 0 < r["rps"] < f["rps"]
         assert r["rps"] < r["rps_upper"] <= r["rps"] * 1.2 + 1e-9
