@@ -161,3 +161,23 @@ def test_llm_kv_cache_too_small_is_a_user_error(runner, tmp_path: Path) -> None:
     res = runner.invoke(cli, ["simulate", str(path), "--trace", str(trace)])
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
+
+
+def test_ctrl_c_exits_130_and_leaves_the_run_incomplete(
+    runner, rr_trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mtia_cluster.cli.main import cli
+    from mtia_cluster.results.shard import ShardWriter
+
+    def interrupted(self, table):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ShardWriter, "write_devices", interrupted)
+    out = tmp_path / "run"
+    res = runner.invoke(cli, ["simulate", str(RR_SMALL), "--trace", str(rr_trace), "-o", str(out)])
+    assert res.exit_code == 130, res.output
+    assert not out.exists()
+    (tmp,) = tmp_path.glob("run.tmp-*")
+    assert (tmp / "_INCOMPLETE").is_file()
+    manifest = json.loads((tmp / "manifest.json").read_text())
+    assert manifest["status"] == "incomplete" and "KeyboardInterrupt" in manifest["error"]

@@ -99,6 +99,8 @@ def _completed(arrival_ns: np.ndarray, latency_ns: np.ndarray) -> Completed:
         items=z32 + 10,
         input_tokens=z32,
         output_tokens=z32,
+        preemptions=z32,
+        cached_tokens=z32.astype(np.int64),
     )
 
 

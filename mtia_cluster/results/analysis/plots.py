@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtia_cluster import fmt
 from mtia_cluster.errors import UserError
 from mtia_cluster.output import HTML_GENERATOR, PLOT_FILE, claim_output, staged
 from mtia_cluster.results.analysis import svg
@@ -27,6 +28,7 @@ from mtia_cluster.results.analysis.groups import Level, build_keys
 from mtia_cluster.results.analysis.hist import N_BUCKETS, bucket_lower_bound
 from mtia_cluster.results.analysis.passes import LevelAcc, batches, first_pass, llm_mask
 from mtia_cluster.results.reader import Results
+from mtia_cluster.results.summary import region_kinds
 
 SUFFIXES = (".html", ".htm", ".png")
 MAX_COLUMNS = 120
@@ -54,6 +56,7 @@ class PlotData:
     times_s: dict[str, list[float]] = field(default_factory=dict)
     throughput: dict[str, list[float | None]] = field(default_factory=dict)
     p99_ms: dict[str, list[float | None]] = field(default_factory=dict)
+    p99_times_s: dict[str, list[float]] = field(default_factory=dict)  # x of each p99 series
     power_w: dict[str, list[float | None]] = field(default_factory=dict)
     heat: list[list[float | None]] = field(default_factory=list)
     heat_rows: list[str] = field(default_factory=list)
@@ -83,16 +86,22 @@ def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
 
 
 def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
-    """Throughput, p99 and power per region over time (regions/, or the window analysis)."""
+    """Throughput, p99 and power per region over time (regions/, or the window analysis).
+
+    The p99 of a region serving both R&R and LLM services is not one figure (regions/ leaves
+    it null): such a region gets one p99 series per service (`region/service`), from the
+    window analysis by region and service."""
+    mixed = {r for r, kinds in region_kinds(run.summary).items() if len(kinds) > 1}
     if window_ns is not None:
-        doc = analyze(run, by=("region",), window_ns=window_ns)
+        doc = analyze(run, by=("region", "service"), window_ns=window_ns)
         for r in doc["rows"]:
+            if r["level"] not in ("region", "*"):
+                continue
             name = r["region"] if r["level"] == "region" else "fleet"
             data.times_s.setdefault(name, []).append(r["window_start_ns"] / 1e9)
             data.throughput.setdefault(name, []).append(r["completed_per_s"])
-            p99 = r["latency_ns"]["p99"]
-            data.p99_ms.setdefault(name, []).append(None if p99 is None else p99 / 1e6)
             data.power_w.setdefault(name, []).append(r.get("avg_power_w"))
+        _p99_series(data, doc, mixed)
         return
     table = run.regions.to_table()
     names = table["region"].cast(pa.string())
@@ -101,15 +110,35 @@ def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
         t = table.filter(pc.equal(names, name)).sort_by("interval_start_ns")
         data.times_s[name] = (t["interval_start_ns"].to_numpy() / 1e9).tolist()
         data.throughput[name] = t["completed_per_s"].to_pylist()
-        data.p99_ms[name] = [
-            None if v is None else v / 1e6 for v in t["latency_p99_ns"].to_pylist()
-        ]
+        if name not in mixed:
+            data.p99_times_s[name] = data.times_s[name]
+            data.p99_ms[name] = [fmt.ms(v) for v in t["latency_p99_ns"].to_pylist()]
         data.power_w[name] = [
             p if start < covered_ns else None
             for p, start in zip(
                 t["power_w"].to_pylist(), t["interval_start_ns"].to_pylist(), strict=True
             )
         ]
+    if mixed:
+        interval = int(run.manifest.get("interval_ns", 1_000_000_000))
+        _p99_series(data, analyze(run, by=("region", "service"), window_ns=interval), mixed)
+
+
+def _p99_series(data: PlotData, doc: dict[str, Any], mixed: set[str]) -> None:
+    """p99 over time from window-analysis rows: per region, or per region and service for
+    the `mixed` regions; the fleet's only when no region is mixed."""
+    for r in doc["rows"]:
+        level = r["level"]
+        if level == "region" and r["region"] not in mixed:
+            name = r["region"]
+        elif level == "*" and not mixed:
+            name = "fleet"
+        elif level == "region,service" and r["region"] in mixed:
+            name = f"{r['region']}/{r['service']}"
+        else:
+            continue
+        data.p99_times_s.setdefault(name, []).append(r["window_start_ns"] / 1e9)
+        data.p99_ms.setdefault(name, []).append(fmt.ms(r["latency_ns"]["p99"]))
 
 
 def _devices_end(run: Results) -> int:
@@ -212,8 +241,8 @@ def svgs(data: PlotData) -> list[str]:
             x_range=x_range,
         ),
         svg.line_chart(
-            [(r, xs[r], data.p99_ms[r]) for r in xs],
-            title="p99 latency per region",
+            [(r, data.p99_times_s[r], data.p99_ms[r]) for r in data.p99_ms],
+            title="p99 latency per region (per service where a region mixes R&R and LLM)",
             xlabel="time (s)",
             ylabel="p99 latency (ms)",
             x_range=x_range,

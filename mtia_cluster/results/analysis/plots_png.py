@@ -34,9 +34,10 @@ def write_png(path: Path, data: PlotData) -> None:
         (axes[2], data.p99_ms, "p99 latency per region", "p99 latency (ms)"),
         (axes[4], data.power_w, "Power per region", "power (W)"),
     ):
+        x_of = data.p99_times_s if values is data.p99_ms else data.times_s
         for name, ys in values.items():
             series = np.array([np.nan if v is None else v for v in ys], dtype=float)
-            ax.plot(data.times_s[name], series, label=name)
+            ax.plot(x_of[name], series, label=name)
         ax.set(title=title, xlabel="time (s)", ylabel=ylabel)
         ax.set_ylim(bottom=0)
     ax = axes[3]
