@@ -182,10 +182,11 @@ def _region_row(
 
 
 def region_kinds(summary: Mapping[str, Any]) -> dict[str, set[str]]:
-    """The service kinds (rr, llm) each region serves, from a summary's groups: a figure over
-    a region's services (its `regions/` latency quantiles, an analysis row) is not pooled
-    across R&R and LLM services."""
+    """The service kinds (rr, llm) each region was offered requests of, from a summary's
+    groups: a figure over a region's services (its `regions/` latency quantiles, an analysis
+    row) is not pooled across R&R and LLM services."""
     out: dict[str, set[str]] = {}
     for g in summary.get("groups", []):
-        out.setdefault(g["region"], set()).add(g["kind"])
+        if g.get("offered"):
+            out.setdefault(g["region"], set()).add(g["kind"])
     return out
