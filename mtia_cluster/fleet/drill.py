@@ -167,7 +167,7 @@ def n1_outcome(
     row: dict[str, Any], slo_ok: bool, error_max: float, timeline_ok: bool
 ) -> tuple[bool, str]:
     """`N-1 OK` when the requests arriving after the failure meet the SLO (`slo_ok`: the one
-    verdict, `fleet.replay.slo_verdict`), their error rate <= the gate's maximum and the
+    verdict, `fleet.replay.meets_slo`), their error rate <= the gate's maximum and the
     demand fits the timeline's capacity left: a replay window of about a second does not
     see a backlog that grows slowly, so a region over its remaining capacity is not N-1 safe
     even when the replayed p99 still holds."""
@@ -198,9 +198,9 @@ def run_drill(
         _host_rps,
         _scenario_data,
         _span,
+        meets_slo,
         sized_trace,
         slice_hosts,
-        slo_verdict,
     )
 
     spec = plan.replay.drill
@@ -255,7 +255,7 @@ def run_drill(
         drill_capacity_after_rps=cap_after,
         drill_timeline_ok=m.demand_rps <= cap_after,
     )
-    slo_ok, _ = slo_verdict(res, plan, arrivals_from_ns=at_ns)
+    slo_ok, _ = meets_slo(res, plan, arrivals_from_ns=at_ns)
     row["drill_n1_ok"], row["drill_verdict"] = n1_outcome(
         row, slo_ok, plan.gates.error_rate_max, row["drill_timeline_ok"]
     )

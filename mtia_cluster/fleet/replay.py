@@ -217,7 +217,7 @@ def _metrics(
     plan: Plan, res: Any, versions: list[str], share: float, region_share: dict[str, float]
 ) -> dict[str, Any]:
     """p99 and error rate (not ok / all) per version and for the region; region-scaled
-    throughput; the slice's SLO verdict (`slo_verdict`) and the error-rate gate. The
+    throughput; the slice's SLO verdict (`meets_slo`) and the error-rate gate. The
     region's figures weight each version's requests by its share of the region's capacity
     over its share of the slice's requests, so a version the slice over-represents (at least
     one host each) counts as much as it would in the region."""
@@ -241,7 +241,7 @@ def _metrics(
     # when the slice keeps up, its service rate when a backlog builds), scaled to the region
     busy_s = (int(r.finish_ns.max()) - int(r.finish_ns.min())) / 1e9 if len(r) > 1 else 0.0
     out["replayed_throughput_rps"] = (len(r) - 1) / busy_s / share if busy_s > 0 else math.nan
-    slo_ok, why = slo_verdict(res, plan)
+    slo_ok, why = meets_slo(res, plan)
     out["replay_slo_ok"] = slo_ok
     reasons = [] if slo_ok else [why]
     if out["error_rate"] > plan.gates.error_rate_max:
@@ -250,9 +250,7 @@ def _metrics(
     return out
 
 
-def slo_verdict(
-    res: RunOutput, plan: Plan, arrivals_from_ns: int | None = None
-) -> tuple[bool, str]:
+def meets_slo(res: RunOutput, plan: Plan, arrivals_from_ns: int | None = None) -> tuple[bool, str]:
     """The one verdict (results.summarize, WINDOW_RULES: a window of seconds has no minimum
     duration or early stopping) of the slice's requests against the plan's SLO; the
     reason when it is INVALID."""
