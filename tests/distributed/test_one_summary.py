@@ -73,3 +73,13 @@ def test_simulate_replay_ray_and_analyze_agree_exactly(runner, trace, tmp_path):
             assert mine == {q: r[metric][q] for q in mine}, (key, metric)
         for figure in ("utilization", "energy_j", "avg_power_w"):
             assert r[figure] == pytest.approx(g[figure], rel=1e-12), (key, figure)
+
+
+def test_replay_fail_on_invalid_exits_1_after_printing(runner, trace, tmp_path):
+    out = tmp_path / "run"
+    args = ["replay", str(SCENARIO), "--trace", str(trace), "-o", str(out)]
+    res = runner.invoke(cli, [*args, "--address", "inprocess", "--fail-on-invalid"])
+    assert res.exit_code == 1, res.output
+    invalid = [f"{g['region']}/{g['service']}" for g in _file(out)["groups"]]
+    assert all(name in res.stderr for name in invalid)  # 20 s < 600 s: all INVALID
+    assert "INVALID" in res.stdout and (out / "summary.json").is_file()  # printed, written
