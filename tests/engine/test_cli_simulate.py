@@ -177,7 +177,7 @@ def test_ctrl_c_exits_130_and_leaves_the_run_incomplete(
     res = runner.invoke(cli, ["simulate", str(RR_SMALL), "--trace", str(rr_trace), "-o", str(out)])
     assert res.exit_code == 130, res.output
     assert not out.exists()
-    (tmp,) = tmp_path.glob("run.tmp-*")
+    (tmp,) = tmp_path.glob(".run.tmp-*")
     assert (tmp / "_INCOMPLETE").is_file()
     manifest = json.loads((tmp / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and "KeyboardInterrupt" in manifest["error"]
