@@ -56,6 +56,8 @@ def _chunk(rng: np.random.Generator, start_id: int, n: int, t0: int, t1: int) ->
         items=np.where(service == 0, 100, 0).astype(np.int32),
         input_tokens=np.where(service == 1, 500, 0).astype(np.int32),
         output_tokens=tokens,
+        preemptions=np.zeros(n, np.int32),
+        cached_tokens=np.zeros(n, np.int64),
     )
 
 

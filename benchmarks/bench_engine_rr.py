@@ -22,6 +22,7 @@ from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import RequestBatch, make_requests
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.results import summarize
 
 
 def scenario(model: str, racks: int, policy: str) -> dict:
@@ -59,7 +60,7 @@ def trace(rate_per_s: float, seconds: float, seed: int = 0) -> RequestBatch:
 
 def utilization(cfg: dict, rate: float, seconds: float) -> float:
     res = Simulation(parse_scenario(cfg)).run(trace(rate, seconds))
-    return float(res.summary()[0]["utilization"])
+    return float(summarize(res).summary["groups"][0]["utilization"])
 
 
 def calibrate(cfg: dict, target: float) -> tuple[float, float]:
@@ -94,14 +95,14 @@ def main() -> None:
     res = sim.run(tr)
     wall = time.perf_counter() - started
     cpu_s = time.process_time() - cpu_started
-    row = res.summary()[0]
+    row = summarize(res).summary["groups"][0]
     cpu = _cpu_model()
     print(f"machine: {os.cpu_count()} cpus, {cpu}, Python {platform.python_version()}")
     print(f"fleet: {args.racks} racks MTIA 2i = {accelerators} accelerators, model {args.model}")
     print(f"offered {rate:,.0f} req/s for {args.seconds} s simulated: {len(tr):,} requests")
     print(
-        f"utilization {row['utilization']:.3f}, p50 {row['latency_p50_ms']:.3f} ms, "
-        f"p99 {row['latency_p99_ms']:.3f} ms"
+        f"utilization {row['utilization']:.3f}, latency p50 {row['latency_ns']['p50'] / 1e6:.3f} "
+        f"ms, p99 {row['latency_ns']['p99'] / 1e6:.3f} ms"
     )
     print(f"wall {wall:.2f} s -> {len(tr) / wall:,.0f} requests per wall-clock second")
     print(

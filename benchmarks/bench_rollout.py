@@ -21,7 +21,7 @@ from pathlib import Path
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import load_yaml
 from mtia_cluster.fleet.plan import Plan, parse_plan
-from mtia_cluster.fleet.run import cohorts_for, run_rollout, summarize, write_outputs
+from mtia_cluster.fleet.run import cohorts_for, rollout_summary, run_rollout, write_outputs
 from mtia_cluster.fleet.simulate import simulate
 
 PLAN = Path(__file__).resolve().parent.parent / "configs" / "rollouts" / "mtia2i-16-regions.yaml"
@@ -58,7 +58,7 @@ def main() -> None:
         t0 = time.perf_counter()
         res = simulate(plan, cohorts)
         t1 = time.perf_counter()
-        summary = summarize(plan, res, "fast")
+        summary = rollout_summary(plan, res, "fast")
         with tempfile.TemporaryDirectory() as tmp:
             write_outputs(Path(tmp) / "out", res, summary)
         t2 = time.perf_counter()

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from mtia_cluster import fmt
+
 if TYPE_CHECKING:
     from mtia_cluster.output import Claim, OutputKind
 
@@ -17,6 +19,7 @@ overwrite_option = click.option(
     is_flag=True,
     help="Replace an earlier output of mtia-cluster at -o (anything else there is refused).",
 )
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 set_option = click.option(
     "--set",
@@ -61,16 +64,7 @@ def echo_table(headers: list[str], rows: list[list[Any]]) -> None:
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        if v != v:
-            return "-"
-        if v == 0:
-            return "0"
-        a = abs(v)
-        if a >= 1e5 or a < 1e-3:
-            return f"{v:.3g}"
-        return f"{v:,.3f}".rstrip("0").rstrip(".") if a < 100 else f"{v:,.0f}"
-    return str(v)
+    return fmt.number(v)
 
 
 def _numeric(s: str) -> bool:

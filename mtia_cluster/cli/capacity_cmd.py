@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
-from mtia_cluster.planning.capacity import SLO, CapacityResult
+from mtia_cluster.planning.capacity import CapacityResult
+from mtia_cluster.slo import ServiceSLO
 
 
 @click.command()
@@ -50,7 +51,7 @@ def capacity(
     """Throughput at SLO per accelerator, host and platform unit, perf/W and the bottleneck."""
     from mtia_cluster.config.scenario import load_scenario
     from mtia_cluster.errors import UserError
-    from mtia_cluster.planning.capacity import parse_slo, slo_from_scenario
+    from mtia_cluster.planning.capacity import parse_slo
 
     scenario = load_scenario(config, overrides)
     pools = [p for r in scenario.regions for p in r.pools if p.service == service]
@@ -61,8 +62,8 @@ def capacity(
             field="--service",
             value=service,
         )
-    slo = parse_slo(slo_text) if slo_text else slo_from_scenario(scenario.slo.get(service, {}))
-    if mode == "server" and slo == type(slo)():
+    slo = parse_slo(slo_text) if slo_text else scenario.slo.get(service, ServiceSLO())
+    if mode == "server" and not slo.bounded:
         raise UserError(
             "no SLO for this service in the config; give --slo", field="--slo", value=service
         )
@@ -111,7 +112,7 @@ def capacity(
 
 
 def _run(
-    names: list[str], model: str, slo: SLO, offline: bool, address: str | None, quiet: bool
+    names: list[str], model: str, slo: ServiceSLO, offline: bool, address: str | None, quiet: bool
 ) -> list[CapacityResult]:
     """Each chip's search; its candidate rates replay as parallel Ray tasks."""
     from mtia_cluster.cli.progress import progress

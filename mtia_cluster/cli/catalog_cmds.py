@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -245,12 +246,15 @@ def _estimate_llm(
 @click.command()
 @json_option
 def validate(as_json: bool) -> None:
-    """Compare the cost model with published results (never tuned to them)."""
+    """Compare the cost model with published results (never tuned to them). Exits 1 when
+    any check fails (for CI)."""
     from mtia_cluster.planning.validation import run_all
 
     results = run_all(load_catalog())
+    failed = [r.id for r in results if not r.passed]
     if as_json:
         echo_json([r.as_dict() for r in results])
+        _exit_if_failed(failed)
         return
     echo_table(
         ["id", "published", "simulated", "rel_error", "tolerance", "result"],
@@ -268,3 +272,11 @@ def validate(as_json: bool) -> None:
     )
     for r in results:
         click.echo(f"\n{r.id}: {r.description}\n  source: {r.source}\n  method: {r.method}")
+    _exit_if_failed(failed)
+
+
+def _exit_if_failed(failed: list[str]) -> None:
+    """Exit status 1 naming the failed checks (a CI gate), after the report is printed."""
+    if failed:
+        click.echo(f"validate: {len(failed)} check(s) failed: {', '.join(failed)}", err=True)
+        sys.exit(1)

@@ -4,6 +4,7 @@ Every subcommand lives in its own module under `mtia_cluster/cli/` and is regist
 User errors (:class:`UserError`) become one line on stderr and exit status 2, and
 operating-system errors (disk full, permission, read-only file system: :class:`OutputIOError`
 or any OSError that reaches here) one line and exit status 1, for every command, in one place.
+Ctrl-C exits 130.
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ class MainGroup(click.Group):
             where = f"{err.filename}: " if err.filename else ""
             click.echo(f"error: {where}{err.strerror or str(err).splitlines()[0]}", err=True)
             ctx.exit(1)
+        except KeyboardInterrupt:
+            # 128 + SIGINT, as a shell reports it; a results run being written stays in its
+            # temporary directory, marked incomplete (ResultsWriter.__exit__)
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from mtia_cluster.cli._common import (
-    claim_output,
-    echo_json,
-    echo_table,
-    json_option,
-    overwrite_option,
-    set_option,
-)
+from mtia_cluster import fmt
+from mtia_cluster.cli._common import claim_output, json_option, overwrite_option, set_option
+from mtia_cluster.cli.summary_view import echo_summary, fail_on_invalid_option
 from mtia_cluster.distributed.placement import PLACEMENTS
 
 keep_checkpoints_option = click.option(
@@ -25,86 +19,20 @@ keep_checkpoints_option = click.option(
 )
 
 
-def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
-    """One table row per (region, service) of a summary.json."""
-    rows = []
-    for g in summary["groups"]:
-        llm = g.get("kind") == "llm"
-        lat = g.get("ttft_ns" if llm else "latency_ns") or {}
-        tput = g.get("output_tokens_per_s") if llm else g.get("items_per_s")
-        per_j = g.get("output_tokens_per_j") if llm else g.get("items_per_j")
-        rows.append(
-            [
-                g["region"],
-                g["service"],
-                g["completed_per_s"],
-                tput,
-                "tok/s" if llm else "items/s",
-                _ms(lat.get("p50")),
-                _ms(lat.get("p99")),
-                _ms((g.get("tpot_ns") or {}).get("p99")) if llm else "-",
-                g.get("utilization"),
-                g.get("avg_power_w"),
-                per_j,
-                g["verdict"]["result"],
-            ]
-        )
-    return rows
-
-
-def _ms(ns: float | None) -> float:
-    return float("nan") if ns is None else ns / 1e6
-
-
-def echo_summary(out: Path) -> None:
-    """Print the run's summary table (what `replay` and `demo` end with)."""
+def echo_run(path: Path, as_json: bool, fail_on_invalid: bool = False) -> None:
+    """A finished run: its summary.json (--json) or a header line and the summary table."""
     from mtia_cluster.results import open_results
 
-    res = open_results(out)
-    m = res.manifest
-    click.echo(
-        f"\n{out}: {m['counts']['requests']:,} requests, "
-        f"{m['simulated_span_ns'] / 1e9:,.0f} s simulated in {m['wall_time_s']:.1f} s "
-        f"({m['shards']} shards, {m.get('mode')}, {m.get('nodes')} node(s))\n"
-    )
-    echo_table(
-        [
-            "region",
-            "service",
-            "req/s",
-            "throughput",
-            "unit",
-            "p50 ms",
-            "p99 ms",
-            "TPOT p99 ms",
-            "util",
-            "power W",
-            "per J",
-            "verdict",
-        ],
-        summary_rows(res.summary),
-    )
-    click.echo(
-        "\n(p50/p99: latency for R&R, TTFT for LLM; verdict: MLPerf-LoadGen-style "
-        "against the scenario's SLO)"
-    )
-    for g in res.summary["groups"]:
-        reasons = g["verdict"].get("reasons") or []
-        if g["verdict"]["result"] != "VALID" and reasons:
-            click.echo(
-                f"  {g['region']}/{g['service']} {g['verdict']['result']}: "
-                + "; ".join(map(str, reasons))
-            )
-
-
-def echo_run(path: Path, as_json: bool) -> None:
-    """A finished run: its summary.json (--json) or the summary table."""
-    if as_json:
-        from mtia_cluster.results import open_results
-
-        echo_json(open_results(path).summary)
-    else:
-        echo_summary(path)
+    res = open_results(path)
+    if not as_json:
+        m = res.manifest
+        click.echo(
+            f"\n{path}: {m['counts']['requests']:,} requests, "
+            f"{fmt.number(m['simulated_span_ns'] / 1e9)} s simulated in "
+            f"{m['wall_time_s']:.1f} s ({m['shards']} shards, {m.get('mode')}, "
+            f"{m.get('nodes')} node(s))\n"
+        )
+    echo_summary(res.summary, as_json, fail_on_invalid)
 
 
 def run_replay(
@@ -212,6 +140,7 @@ def run_replay(
 )
 @keep_checkpoints_option
 @json_option
+@fail_on_invalid_option
 def replay(
     config: str | None,
     fleet: str | None,
@@ -225,6 +154,7 @@ def replay(
     address: str | None,
     keep_checkpoints: bool,
     as_json: bool,
+    fail_on_invalid: bool,
 ) -> None:
     """Replay TRACE on the fleet of CONFIG (or a launched --fleet); write the results."""
     path = run_replay(
@@ -241,4 +171,4 @@ def replay(
         keep_checkpoints=keep_checkpoints,
         quiet=as_json,
     )
-    echo_run(path, as_json)
+    echo_run(path, as_json, fail_on_invalid)

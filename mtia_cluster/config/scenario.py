@@ -42,6 +42,7 @@ from mtia_cluster.config import Fields, apply_overrides, load_yaml
 from mtia_cluster.config.events import EventSpec, FailureSpec, parse_events, parse_failures
 from mtia_cluster.config.limits import check_scenario
 from mtia_cluster.errors import UserError
+from mtia_cluster.slo import ServiceSLO, slo_from_targets
 
 POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
 
@@ -81,7 +82,7 @@ class Scenario:
     metrics_interval_ns: int
     policy: str
     regions: tuple[RegionSpec, ...]
-    slo: dict[str, dict[str, float]]
+    slo: dict[str, ServiceSLO]  # the one SLO type (mtia_cluster/slo.py), parsed here once
     file: str | None
     raw: dict[str, Any]
     events: tuple[EventSpec, ...] = ()  # fleet events inside the replay (config/events.py)
@@ -228,12 +229,13 @@ def _pool(f: Fields, cat: Any) -> PoolSpec:
     )
 
 
-def _slo(f: Fields, regions: tuple[RegionSpec, ...]) -> dict[str, dict[str, float]]:
-    known = {p.service for r in regions for p in r.pools}
+def _slo(f: Fields, regions: tuple[RegionSpec, ...]) -> dict[str, ServiceSLO]:
+    """`slo:` as ServiceSLOs (ms -> ns); the kind is the serving pools' (LLM or R&R)."""
+    kinds = {p.service: ("llm" if p.kind == "llm" else "rr") for r in regions for p in r.pools}
     s = f.sub("slo", {})
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, ServiceSLO] = {}
     for service in s.data:
-        if service not in known:
+        if service not in kinds:
             raise s.error(str(service), "SLO for a service no pool serves", service)
         entry = s.sub(str(service))
         targets = {}
@@ -243,5 +245,6 @@ def _slo(f: Fields, regions: tuple[RegionSpec, ...]) -> dict[str, dict[str, floa
                     str(key), "unknown SLO target (p99_ms, ttft_p99_ms, tpot_p99_ms)", key
                 )
             targets[str(key)] = entry.number(str(key), positive=True)
-        out[str(service)] = targets
+        slo = slo_from_targets(targets, f"slo.{service}")
+        out[str(service)] = slo.with_kind(kinds[str(service)])
     return out

@@ -44,7 +44,7 @@ from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.windows import LoopState, finish, run_windows
 from mtia_cluster.errors import UserError
-from mtia_cluster.results import ResultsWriter, slos_from_scenario
+from mtia_cluster.results import ResultsWriter
 
 # prepare.py's names that callers import from here
 __all__ = ["Prepared", "ReplayOptions", "plan", "prepare", "region_groups", "replay"]
@@ -170,7 +170,7 @@ def replay(
         manifest=manifest,
         services=sim.services,
         regions=sim.regions,
-        slos=slos_from_scenario(scenario.slo),
+        slos=scenario.slo,
         interval_ns=scenario.metrics_interval_ns,
         trace_path=trace_path,
         overwrite=opt.overwrite,

@@ -95,6 +95,8 @@ _DTYPES: dict[str, type] = {
     "batches": np.int64,
     "work_units": np.int64,
     "peak_memory_bytes": np.int64,
+    "preemptions": np.int32,
+    "cached_tokens": np.int64,
     "ready_ns": np.int64,
     "unit": np.int64,
 }
@@ -125,7 +127,9 @@ class Completed(_Columns):
     ``host_id``/``accelerator_id`` are global indices (for a multi-accelerator replica, its
     first accelerator). ``first_token_ns`` equals ``finish_ns`` for R&R. ``batch_size`` is the
     number of requests in the batch (R&R) or in the iteration that produced the first token
-    (LLM). Latency, slo_ok and names are derived by the simulation.
+    (LLM). ``preemptions`` counts the times an LLM request was evicted and recomputed,
+    ``cached_tokens`` its prompt tokens reused from the prefix cache (0 for R&R). Latency,
+    TTFT/TPOT/queue times, slo_ok and names are derived by `results` from these.
     """
 
     request_id: np.ndarray  # int64
@@ -142,6 +146,8 @@ class Completed(_Columns):
     items: np.ndarray  # int32
     input_tokens: np.ndarray  # int32
     output_tokens: np.ndarray  # int32
+    preemptions: np.ndarray  # int32
+    cached_tokens: np.ndarray  # int64
 
 
 @dataclass
@@ -234,6 +240,8 @@ def completed_from(
     finish_ns: np.ndarray,
     status: np.ndarray | int = STATUS_OK,
     batch_size: np.ndarray | int = 1,
+    preemptions: np.ndarray | int = 0,
+    cached_tokens: np.ndarray | int = 0,
 ) -> Completed:
     """Build Completed rows for `req` (same order), broadcasting scalar arguments."""
     n = len(req)
@@ -258,6 +266,8 @@ def completed_from(
         items=req.items,
         input_tokens=req.input_tokens,
         output_tokens=req.output_tokens,
+        preemptions=col(preemptions, np.int32),
+        cached_tokens=col(cached_tokens, np.int64),
     )
 
 

@@ -282,6 +282,8 @@ class RRHostGroup:
             items=r_items,
             input_tokens=zeros,
             output_tokens=zeros,
+            preemptions=zeros,
+            cached_tokens=np.zeros(n, dtype=np.int64),
         )
         self.buffer.append((rows, r_local))
 

@@ -31,7 +31,7 @@ from mtia_cluster.engine.cell import (
     sorted_by_request_id,
 )
 from mtia_cluster.engine.events import resolve_events
-from mtia_cluster.engine.metrics import Results, device_intervals
+from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
 from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.shard import Inbox, Shard
@@ -106,8 +106,9 @@ class Simulation:
         trace: RequestBatch,
         progress: Callable[[int, int], None] | None = None,
         coalesce_idle: bool = True,
-    ) -> Results:
-        """Replay `trace` (sorted by arrival) and return per-request and interval results.
+    ) -> RunOutput:
+        """Replay `trace` (sorted by arrival): every request's row and the device counters
+        sampled every metrics interval (`mtia_cluster.results.summarize` makes the figures).
 
         `coalesce_idle=False` steps through every window (a check: results are the same).
         """
@@ -146,13 +147,12 @@ class Simulation:
         run_windows(self, trace, state, advance, sample, None, coalesce_idle, after_window, hooks)
         finish(state, state.t, self.scenario.metrics_interval_ns, sample)
         requests = events.restore_arrivals(sorted_by_request_id(outputs))
-        devices = device_intervals(samples, self.fleet, self.catalog)
-        return Results(
+        return RunOutput(
             scenario=self.scenario,
             services=self.services,
             regions=self.regions,
             requests=requests,
-            devices=devices,
+            samples=samples,
             fleet=self.fleet,
             end_ns=state.t,
             fleet_events=list(events.log),

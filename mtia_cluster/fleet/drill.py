@@ -40,7 +40,7 @@ from mtia_cluster.catalog import Catalog
 from mtia_cluster.config import Fields
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import STATUS_OK, RequestBatch
-from mtia_cluster.engine.metrics import Results
+from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.fleet.region import NS_PER_H, VERSIONS
@@ -128,7 +128,7 @@ def fail_event(spec: DrillSpec, hosts: list[int], at_ns: int) -> dict[str, Any]:
 
 
 def drill_metrics(
-    res: Results,
+    res: RunOutput,
     trace: RequestBatch,
     at_ns: int,
     versions: list[str],
@@ -163,16 +163,17 @@ def drill_metrics(
     return out
 
 
-def verdict(
-    row: dict[str, Any], slo_p99_s: float, error_max: float, timeline_ok: bool
+def n1_outcome(
+    row: dict[str, Any], slo_ok: bool, error_max: float, timeline_ok: bool
 ) -> tuple[bool, str]:
-    """`N-1 OK` when the after-failure p99 <= SLO, its error rate <= the gate's maximum and
-    the demand fits the timeline's capacity left: a replay window of about a second does not
+    """`N-1 OK` when the requests arriving after the failure meet the SLO (`slo_ok`: the one
+    verdict, `fleet.replay.meets_slo`), their error rate <= the gate's maximum and the
+    demand fits the timeline's capacity left: a replay window of about a second does not
     see a backlog that grows slowly, so a region over its remaining capacity is not N-1 safe
     even when the replayed p99 still holds."""
     reasons = []
-    p99, err = row.get("drill_p99_after_s", math.nan), row.get("drill_error_rate_after", math.nan)
-    if not p99 <= slo_p99_s:
+    err = row.get("drill_error_rate_after", math.nan)
+    if not slo_ok:
         reasons.append("p99 > SLO")
     if not err <= error_max:
         reasons.append("error rate > gate")
@@ -190,10 +191,17 @@ def no_capacity_row(failed: dict[str, int], cap_after: float) -> dict[str, Any]:
 
 def run_drill(
     plan: Plan, cat: Catalog, ecs: dict[str, EngineCohort], m: Moment, region_index: int
-) -> tuple[dict[str, Any], RequestBatch | None, Results | None]:
+) -> tuple[dict[str, Any], RequestBatch | None, RunOutput | None]:
     """The drill of moment `m`: its row fields, the trace and the engine's results (None
     when the drill leaves no capacity)."""
-    from mtia_cluster.fleet.replay import _host_rps, _scenario_data, _span, sized_trace, slice_hosts
+    from mtia_cluster.fleet.replay import (
+        _host_rps,
+        _scenario_data,
+        _span,
+        meets_slo,
+        sized_trace,
+        slice_hosts,
+    )
 
     spec = plan.replay.drill
     assert spec is not None
@@ -247,7 +255,8 @@ def run_drill(
         drill_capacity_after_rps=cap_after,
         drill_timeline_ok=m.demand_rps <= cap_after,
     )
-    row["drill_n1_ok"], row["drill_verdict"] = verdict(
-        row, plan.slo_p99_s, plan.gates.error_rate_max, row["drill_timeline_ok"]
+    slo_ok, _ = meets_slo(res, plan, arrivals_from_ns=at_ns)
+    row["drill_n1_ok"], row["drill_verdict"] = n1_outcome(
+        row, slo_ok, plan.gates.error_rate_max, row["drill_timeline_ok"]
     )
     return row, trace, res

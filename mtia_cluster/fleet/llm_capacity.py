@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from mtia_cluster.catalog import Catalog
 from mtia_cluster.config import Fields
 from mtia_cluster.errors import UserError
-from mtia_cluster.planning.capacity import SLO, _pool, capacity_over_span
+from mtia_cluster.planning.capacity import _pool, capacity_over_span
 from mtia_cluster.planning.capacity import platform_for as _platform_for
+from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import LLMModel
 
 MIN_WINDOW_SLOS = 5.0  # shortest judged window, in p99 SLOs
@@ -105,16 +106,16 @@ def llm_unit_capacity(
     cat: Catalog,
     model: LLMModel,
     chip: str,
-    slo: SLO,
+    slo: ServiceSLO,
     search: CapacitySearch,
     offline_rps_per_unit: float,
 ) -> UnitCapacity:
     """Replay capacity of one platform unit of `chip` (see module doc)."""
-    assert slo.p99_s is not None
+    assert slo.latency_ns is not None
     platform = _platform_for(cat, chip)
     units_hosts = cat.platform(platform).hosts
     k = group_hosts(cat, model, platform, search.hosts)
-    window_s = search.window(slo.p99_s)
+    window_s = search.window(slo.latency_ns / 1e9)
     res, s = capacity_over_span(
         model.name,
         chip,

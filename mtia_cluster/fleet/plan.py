@@ -29,6 +29,7 @@ from mtia_cluster.fleet.outages import (
     parse_region_failures,
 )
 from mtia_cluster.fleet.parts import PartSpec, parse_parts
+from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import RRModel
 
 
@@ -134,6 +135,18 @@ class Plan:
     @property
     def swap_h(self) -> float:
         return self.drain_h + self.install_h + self.burnin_h
+
+    @property
+    def slo(self) -> ServiceSLO:
+        """The service's SLO as the one SLO type (p99 end to end; TTFT/TPOT for LLM plans):
+        what capacity searches, moment replays and drills judge with."""
+        ttft, tpot = self.ttft_p99_s, self.tpot_p99_s
+        return ServiceSLO(
+            kind="rr" if ttft is None and tpot is None else "llm",
+            latency_ns=round(self.slo_p99_s * 1e9),
+            ttft_ns=None if ttft is None else round(ttft * 1e9),
+            tpot_ns=None if tpot is None else round(tpot * 1e9),
+        )
 
 
 def load_plan(

@@ -23,14 +23,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mtia_cluster import fmt
 from mtia_cluster.catalog import Catalog
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.llm_capacity import llm_unit_capacity
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.estimators import llm_offline_throughput, rr_best_throughput
-from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES, SLO, _pool, capacity
+from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES, _pool, capacity
 from mtia_cluster.planning.capacity import platform_for as _platform_for
+from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
 
@@ -69,7 +71,7 @@ def rack_capacity(
 ) -> RackCapacity:
     """Capacity of one rack (`units` platform units of `chip`), cached per run by (model,
     chip, SLO, mode, LLM search config): a repeated cohort is measured once."""
-    slo = SLO(p99_s=plan.slo_p99_s, ttft_p99_s=plan.ttft_p99_s, tpot_p99_s=plan.tpot_p99_s)
+    slo = plan.slo
     key: CacheKey = (plan.model, chip, slo, mode, plan.capacity_search.key(plan.slo_p99_s))
     if key not in cache:
         fast = _fast(cat, plan.model, chip, plan.slo_p99_s)
@@ -84,14 +86,16 @@ def rack_capacity(
     )
 
 
-def _replay(cat: Catalog, plan: Plan, chip: str, slo: SLO, fast: RackCapacity) -> RackCapacity:
+def _replay(
+    cat: Catalog, plan: Plan, chip: str, slo: ServiceSLO, fast: RackCapacity
+) -> RackCapacity:
     """Replay-based capacity of one platform unit (R&R: `capacity`; LLM: llm_capacity)."""
     model = cat.model(plan.model)
     if isinstance(model, LLMModel):
         u = llm_unit_capacity(cat, model, chip, slo, plan.capacity_search, fast.requests_per_s)
-        slos = f"p99 {slo.p99_s:g} s" + "".join(
-            f", {name} p99 {v:g} s"
-            for name, v in (("TTFT", slo.ttft_p99_s), ("TPOT", slo.tpot_p99_s))
+        slos = ", ".join(
+            f"{name} p99 {fmt.number(fmt.ms(v))} ms"
+            for name, v in (("e2e", slo.latency_ns), ("TTFT", slo.ttft_ns), ("TPOT", slo.tpot_ns))
             if v is not None
         )
         return RackCapacity(
@@ -105,7 +109,7 @@ def _replay(cat: Catalog, plan: Plan, chip: str, slo: SLO, fast: RackCapacity) -
             detail=f"{u.group_hosts}-host group, {u.window_s:g} s windows, {slos}, "
             f"rel_tol {plan.capacity_search.rel_tol:g}, {u.replays} replays",
         )
-    res = capacity(plan.model, chip, SLO(p99_s=slo.p99_s), catalog=cat)
+    res = capacity(plan.model, chip, ServiceSLO(latency_ns=slo.latency_ns), catalog=cat)
     return RackCapacity(
         chip=chip,
         platform=res.platform,

@@ -26,6 +26,7 @@ import numpy as np
 from mtia_cluster.catalog import Catalog
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import STATUS_OK, RequestBatch, make_requests
+from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
@@ -34,6 +35,8 @@ from mtia_cluster.fleet.region import NS_PER_H, VERSIONS
 from mtia_cluster.fleet.simulate import Cohort, Result
 from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES, _pool
 from mtia_cluster.planning.capacity import platform_for as _platform_for
+from mtia_cluster.results.run import summarize
+from mtia_cluster.results.verdict import WINDOW_RULES
 from mtia_cluster.traces.generators.arrivals import poisson
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import RRModel
@@ -214,9 +217,10 @@ def _metrics(
     plan: Plan, res: Any, versions: list[str], share: float, region_share: dict[str, float]
 ) -> dict[str, Any]:
     """p99 and error rate (not ok / all) per version and for the region; region-scaled
-    throughput. The region's figures weight each version's requests by its share of the
-    region's capacity over its share of the slice's requests, so a version the slice
-    over-represents (at least one host each) counts as much as it would in the region."""
+    throughput; the slice's SLO verdict (`meets_slo`) and the error-rate gate. The
+    region's figures weight each version's requests by its share of the region's capacity
+    over its share of the slice's requests, so a version the slice over-represents (at least
+    one host each) counts as much as it would in the region."""
     r = res.requests
     lat_s = (r.finish_ns - r.arrival_ns) / 1e9
     bad = r.status != STATUS_OK
@@ -237,12 +241,25 @@ def _metrics(
     # when the slice keeps up, its service rate when a backlog builds), scaled to the region
     busy_s = (int(r.finish_ns.max()) - int(r.finish_ns.min())) / 1e9 if len(r) > 1 else 0.0
     out["replayed_throughput_rps"] = (len(r) - 1) / busy_s / share if busy_s > 0 else math.nan
-    out["replay_slo_ok"] = bool(out["p99_s"] <= plan.slo_p99_s)
-    reasons = [] if out["replay_slo_ok"] else ["p99 > SLO"]
+    slo_ok, why = meets_slo(res, plan)
+    out["replay_slo_ok"] = slo_ok
+    reasons = [] if slo_ok else [why]
     if out["error_rate"] > plan.gates.error_rate_max:
         reasons.append("error rate > gate")
     out["verdict"] = "ok" if not reasons else ", ".join(reasons)
     return out
+
+
+def meets_slo(res: RunOutput, plan: Plan, arrivals_from_ns: int | None = None) -> tuple[bool, str]:
+    """The one verdict (results.summarize, WINDOW_RULES: a window of seconds has no minimum
+    duration or early stopping) of the slice's requests against the plan's SLO; the
+    reason when it is INVALID."""
+    judged = summarize(
+        res, rules=WINDOW_RULES, slos={"svc": plan.slo}, arrivals_from_ns=arrivals_from_ns
+    ).summary["services"][0]["verdict"]
+    if judged["result"] == "VALID":
+        return True, ""
+    return False, "SLO INVALID: " + "; ".join(judged["reasons"][:1])
 
 
 def _p99(x: np.ndarray, w: np.ndarray | None = None) -> float:

@@ -151,7 +151,7 @@ def run_rollout(
         res = simulate(plan, cohorts)
         step(2, 2, "timeline done")
     sources = sorted({c.source for c in cohorts.values()})
-    summary = summarize(plan, res, "+".join(sources))
+    summary = rollout_summary(plan, res, "+".join(sources))
     summary["gate_metrics"] = "replay" if on else "timeline"
     summary["replays"] = [_replay_summary(r) for r in res.replays]
     summary["replay_disagreements"] = sum(not r["agrees"] for r in res.replays)
@@ -186,7 +186,7 @@ def _replay_summary(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r.get(k) for k in (*keys, *DRILL_SUMMARY)}
 
 
-def summarize(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
+def rollout_summary(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
     """The summary.json document (see docs/rollout.md)."""
     tl = res.timeline
     t_ns = np.asarray(tl["time_ns"], dtype=np.int64)

@@ -3,8 +3,10 @@
 For one chip and one service: a one-pool scenario of one platform unit (a rack or server of
 that chip, e.g. an MTIA 2i rack, an MTIA 1 server, an HGX H100 node) serving the service's
 model; Poisson traces at candidate rates that share their random streams (unit gaps scaled by
-1/rate, the same request sizes); each candidate replayed through the engine and judged by the
-SLO percentile (p99 latency for R&R; p99 TTFT and TPOT for LLM; any rejected request fails).
+1/rate, the same request sizes); each candidate replayed through the engine, summarized by
+`results.summarize` and judged by the one verdict (`results.verdict`) against the
+`ServiceSLO` with the search options `SEARCH_RULES`: the SLO percentile of every bounded
+metric (LoadGen's percentile), no minimum duration or early stopping, every request ok.
 The bracketing search (`planning/search.py`) evaluates several rates per round, as parallel
 Ray tasks when Ray is up. Offline mode: every request at t=0, throughput = requests / makespan.
 Reported per accelerator, per host, per platform unit, with power (accelerators from the
@@ -14,8 +16,7 @@ replay's device energy, plus the hosts' non-accelerator power) and performance p
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -23,28 +24,23 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.scenario import parse_scenario
-from mtia_cluster.engine.cell import STATUS_OK, make_requests
+from mtia_cluster.engine.cell import make_requests
+from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.estimators import rr_best_throughput
 from mtia_cluster.planning.search import SearchResult, find_max_rate
+from mtia_cluster.results.run import summarize
+from mtia_cluster.results.verdict import SEARCH_RULES
+from mtia_cluster.slo import ServiceSLO, parse_slo_text
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
 
 KIND_CAPACITY_WORKLOAD = 902  # spawn-key namespace of the capacity traces
 RR_SIZES = {"dist": "mlperf-dlrm-v2"}
 LLM_LENGTHS = {"dist": "azure-2023-conv"}
-
-
-@dataclass(frozen=True)
-class SLO:
-    """p99 bounds in seconds (None: not bounded)."""
-
-    p99_s: float | None = None
-    ttft_p99_s: float | None = None
-    tpot_p99_s: float | None = None
 
 
 @dataclass
@@ -115,7 +111,7 @@ def _workload(model: RRModel | LLMModel, n: int, seed: int) -> dict[str, np.ndar
     return {"gaps": gaps, "input_tokens": inp, "output_tokens": out}
 
 
-def _replay(scenario: Any, work: dict[str, np.ndarray], rate: float | None) -> Any:
+def _replay(scenario: Any, work: dict[str, np.ndarray], rate: float | None) -> RunOutput:
     """Replay the workload at `rate` (None: offline, all at t=0)."""
     n = len(work["gaps"])
     arrival = (
@@ -132,27 +128,13 @@ def _replay(scenario: Any, work: dict[str, np.ndarray], rate: float | None) -> A
     return Simulation(scenario).run(requests)
 
 
-def _meets(scenario: Any, work: dict[str, np.ndarray], rate: float, slo: SLO) -> bool:
-    res = _replay(scenario, work, rate)
-    r = res.requests
-    if np.any(r.status != STATUS_OK):
-        return False
-    if slo.p99_s is not None:
-        lat = (r.finish_ns - r.arrival_ns) / 1e9
-        if np.percentile(lat, 99) > slo.p99_s:
-            return False
-    ttft = (r.first_token_ns - r.arrival_ns) / 1e9
-    if slo.ttft_p99_s is not None and np.percentile(ttft, 99) > slo.ttft_p99_s:
-        return False
-    if slo.tpot_p99_s is not None:
-        many = r.output_tokens > 1
-        tpot = (r.finish_ns - r.first_token_ns)[many] / (r.output_tokens[many] - 1) / 1e9
-        if len(tpot) and np.percentile(tpot, 99) > slo.tpot_p99_s:
-            return False
-    return True
+def _meets(scenario: Any, work: dict[str, np.ndarray], rate: float, slo: ServiceSLO) -> bool:
+    """The one verdict, with the search's options, of a replay at `rate`."""
+    judged = summarize(_replay(scenario, work, rate), rules=SEARCH_RULES, slos={"svc": slo})
+    return all(v == "VALID" for v in judged.verdicts.values())
 
 
-def _evaluate(scenario: Any, work: dict[str, np.ndarray], slo: SLO) -> Any:
+def _evaluate(scenario: Any, work: dict[str, np.ndarray], slo: ServiceSLO) -> Any:
     """`evaluate(rates)` for the search: Ray tasks in parallel when Ray is up."""
     try:
         import ray
@@ -169,7 +151,7 @@ def _evaluate(scenario: Any, work: dict[str, np.ndarray], slo: SLO) -> Any:
 def capacity(
     model_name: str,
     chip: str,
-    slo: SLO,
+    slo: ServiceSLO,
     *,
     offline: bool = False,
     requests: int = 6000,
@@ -188,27 +170,15 @@ def capacity(
     if not isinstance(model, (RRModel, LLMModel)):
         raise UserError("capacity needs an R&R or LLM model", field="model", value=model_name)
     platform = platform_for(cat, chip)
-    pool = _pool(cat, model, platform, hosts)
-    slo_cfg = {}
-    if slo.p99_s is not None:
-        slo_cfg["p99_ms"] = slo.p99_s * 1e3
-    scenario = parse_scenario(
-        {
-            "name": f"capacity-{model_name}-{chip}",
-            "seed": seed,
-            "regions": [{"name": "r", "pools": [pool]}],
-            "slo": {"svc": slo_cfg} if slo_cfg else {},
-        },
-        None,
-        cat,
-    )
+    scenario = _scenario(cat, model, chip, platform, hosts, seed)
+    slo = _for_model(slo, model, offline)
     guess = _guess_rate(cat, model, chip, platform, _workload(model, requests, seed), hosts)
     if offline:
         # enough requests to keep every accelerator busy for min_span_s at the guessed rate
         work = _workload(model, max(requests, int(guess * min_span_s)), seed)
-        res = _replay(scenario, work, None)
-        rate = len(res.requests) / (res.requests.finish_ns.max() / 1e9)
-        return _result(cat, model, chip, platform, work, rate, res, offline, 1, hosts)
+        done = _replay(scenario, work, None)
+        rate = len(done.requests) / (done.requests.finish_ns.max() / 1e9)
+        return _result(cat, model, chip, platform, work, rate, done, offline, 1, hosts)
     replays = 0
     for _ in range(4):
         # The trace must span min_span_s at the rate it is judged at: a run too short never
@@ -282,9 +252,8 @@ def _result(
     per_req = float(work["items"].mean() if rr else work["output_tokens"].mean())
     work_per_s = rate * per_req
     acc_w = 0.0
-    if res is not None and len(res.devices.energy_j):
-        span_s = (res.devices.interval_end_ns.max() - res.devices.interval_start_ns.min()) / 1e9
-        acc_w = float(res.devices.energy_j.sum()) / span_s if span_s > 0 else 0.0
+    if res is not None:  # the accelerators' average power over the run, from its summary
+        acc_w = summarize(res).summary["fleet"]["avg_power_w"] or 0.0
     host_w = n_hosts * cat.host(p.host).power_w
     if isinstance(model, RRModel):
         bound = rr_best_throughput(cat.chip(chip), model, cat.host(p.host)).bound
@@ -312,37 +281,43 @@ def _result(
     )
 
 
-def parse_slo(text: str | None) -> SLO:
-    """`p99=100ms` or `ttft_p99=2s,tpot_p99=200ms` (units ns, us, ms, s)."""
-    if not text:
-        return SLO()
-    units = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
-    out: dict[str, float] = {}
-    for part in text.split(","):
-        key, sep, value = part.strip().partition("=")
-        m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*(ns|us|ms|s)", value.strip())
-        if not sep or key not in ("p99", "ttft_p99", "tpot_p99") or m is None:
-            raise UserError(
-                "expected p99=100ms or ttft_p99=2s,tpot_p99=200ms", field="--slo", value=text
-            )
-        out[f"{key}_s"] = float(m.group(1)) * units[m.group(2)]
-    return SLO(**out)
-
-
-def slo_from_scenario(entry: Sequence[Any] | dict[str, float]) -> SLO:
-    """A scenario `slo:` entry ({p99_ms} or {ttft_p99_ms, tpot_p99_ms}) as an SLO."""
-    e = dict(entry)
-    return SLO(
-        p99_s=e["p99_ms"] / 1e3 if "p99_ms" in e else None,
-        ttft_p99_s=e["ttft_p99_ms"] / 1e3 if "ttft_p99_ms" in e else None,
-        tpot_p99_s=e["tpot_p99_ms"] / 1e3 if "tpot_p99_ms" in e else None,
+def _scenario(
+    cat: Catalog,
+    model: RRModel | LLMModel,
+    chip: str,
+    platform: str,
+    hosts: int | None,
+    seed: int,
+) -> Any:
+    """One region of one pool of `platform` serving `model` as service `svc` (the SLO is
+    passed to the verdict, not written into the scenario)."""
+    return parse_scenario(
+        {
+            "name": f"capacity-{model.name}-{chip}",
+            "seed": seed,
+            "regions": [{"name": "r", "pools": [_pool(cat, model, platform, hosts)]}],
+        },
+        None,
+        cat,
     )
+
+
+def _for_model(slo: ServiceSLO, model: RRModel | LLMModel, offline: bool) -> ServiceSLO:
+    """`slo` with the model's kind; a server search needs at least one bound."""
+    if not offline and not slo.bounded:
+        raise UserError("a server capacity search needs a latency bound", field="--slo")
+    return slo.with_kind("llm" if isinstance(model, LLMModel) else "rr")
+
+
+def parse_slo(text: str | None) -> ServiceSLO:
+    """`p99=100ms` or `ttft_p99=2s,tpot_p99=200ms` (units ns, us, ms, s); empty: unbounded."""
+    return parse_slo_text(text) if text else ServiceSLO()
 
 
 def capacity_over_span(
     model_name: str,
     chip: str,
-    slo: SLO,
+    slo: ServiceSLO,
     *,
     span_s: float,
     guess_rps: float,
@@ -372,17 +347,8 @@ def capacity_over_span(
     if not isinstance(model, (RRModel, LLMModel)):
         raise UserError("capacity needs an R&R or LLM model", field="model", value=model_name)
     platform = platform_for(cat, chip)
-    slo_cfg = {} if slo.p99_s is None else {"p99_ms": slo.p99_s * 1e3}
-    scenario = parse_scenario(
-        {
-            "name": f"capacity-{model_name}-{chip}",
-            "seed": seed,
-            "regions": [{"name": "r", "pools": [_pool(cat, model, platform, hosts)]}],
-            "slo": {"svc": slo_cfg} if slo_cfg else {},
-        },
-        None,
-        cat,
-    )
+    scenario = _scenario(cat, model, chip, platform, hosts, seed)
+    slo = _for_model(slo, model, False)
     replays, guess = 0, guess_rps
     for _ in range(4):
         work = _workload(model, max(1, math.ceil(2 * guess * span_s)), seed)

@@ -20,8 +20,9 @@ from mtia_cluster.perf.validation import (
     check_result,
     run_validation,
 )
-from mtia_cluster.planning.capacity import SLO, capacity
+from mtia_cluster.planning.capacity import capacity
 from mtia_cluster.planning.llm_server import LengthDist, llm_server_capacity
+from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import LLMModel
 
 # Enough requests that the run lasts LoadGen's 600 s minimum at the published rate
@@ -77,7 +78,7 @@ def _platform_figures(cat: Catalog) -> tuple[list[float], list[float], str]:
             capacity(
                 name,
                 chip,
-                SLO(p99_s=PLATFORM_SLO_S),
+                ServiceSLO(latency_ns=round(PLATFORM_SLO_S * 1e9)),
                 hosts=1,
                 min_span_s=PLATFORM_SPAN_S,
                 rel_tol=0.05,

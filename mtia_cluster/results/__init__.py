@@ -2,11 +2,12 @@
 
 from mtia_cluster.results.convert import DeviceInfo, DeviceTracker, completed_to_table
 from mtia_cluster.results.reader import Results, open_results
+from mtia_cluster.results.run import RunSummary, summarize, write_run
 from mtia_cluster.results.schema import FORMAT_VERSION
 from mtia_cluster.results.shard import RunTarget, ShardWriter
-from mtia_cluster.results.slo import ServiceSLO, slos_from_scenario
 from mtia_cluster.results.verdict import VerdictRules
 from mtia_cluster.results.writer import ResultsWriter
+from mtia_cluster.slo import ServiceSLO
 
 __all__ = [
     "FORMAT_VERSION",
@@ -14,11 +15,13 @@ __all__ = [
     "DeviceTracker",
     "Results",
     "ResultsWriter",
+    "RunSummary",
     "RunTarget",
     "ServiceSLO",
     "ShardWriter",
     "VerdictRules",
     "completed_to_table",
     "open_results",
-    "slos_from_scenario",
+    "summarize",
+    "write_run",
 ]

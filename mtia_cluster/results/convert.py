@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from mtia_cluster.engine.cell import STATUS_NAMES, Completed, DeviceCounters
+from mtia_cluster.engine.cell import STATUS_NAMES, STATUS_OK, Completed, DeviceCounters
 from mtia_cluster.errors import UserError
 from mtia_cluster.results.schema import (
     DEVICE_SCHEMA,
@@ -25,7 +25,8 @@ from mtia_cluster.results.schema import (
     REQUEST_FILE_SCHEMA,
     dictionary,
 )
-from mtia_cluster.results.slo import ServiceSLO, slo_ok
+from mtia_cluster.results.slo import slo_ok
+from mtia_cluster.slo import ServiceSLO
 
 NS_PER_S = 1_000_000_000
 
@@ -80,14 +81,32 @@ def completed_to_table(
         "first_token_ns": pa.array(c.first_token_ns, pa.int64()),
         "finish_ns": pa.array(c.finish_ns, pa.int64()),
         "latency_ns": pa.array(c.finish_ns - c.arrival_ns, pa.int64()),
+        **_llm_times(c),
         "status": dictionary(STATUS_NAMES, pa.array(c.status)),
         "batch_size": pa.array(c.batch_size, pa.int32()),
         "items": pa.array(c.items, pa.int32()),
         "input_tokens": pa.array(c.input_tokens, pa.int32()),
         "output_tokens": pa.array(c.output_tokens, pa.int32()),
+        "preemptions": pa.array(c.preemptions, pa.int32()),
+        "cached_tokens": pa.array(c.cached_tokens, pa.int64()),
         "slo_ok": pa.array(_slo_flags(c, services, slos), pa.bool_()),
     }
     return pa.table([cols[n] for n in REQUEST_COLUMNS], names=list(REQUEST_COLUMNS))
+
+
+def _llm_times(c: Completed) -> dict[str, pa.Array]:
+    """`ttft_ns`, `tpot_ns` (LLM requests finished ok; TPOT needs 2+ output tokens) and
+    `queue_ns` (requests finished ok: arrival to service start); null elsewhere."""
+    ok = c.status == STATUS_OK
+    llm = ok & (c.output_tokens > 0)
+    steps = c.output_tokens.astype(np.int64) - 1
+    decoded = llm & (steps > 0)
+    tpot = (c.finish_ns - c.first_token_ns) / np.maximum(steps, 1)
+    return {
+        "ttft_ns": pa.array(c.first_token_ns - c.arrival_ns, pa.int64(), mask=~llm),
+        "tpot_ns": pa.array(tpot, pa.float64(), mask=~decoded),
+        "queue_ns": pa.array(c.start_ns - c.arrival_ns, pa.int64(), mask=~ok),
+    }
 
 
 def request_file_table(table: pa.Table) -> pa.Table:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mtia_cluster.errors import UserError
@@ -26,9 +27,9 @@ from mtia_cluster.results.intervals import (
 )
 from mtia_cluster.results.partials import ShardStats
 from mtia_cluster.results.schema import REGION_SCHEMA
-from mtia_cluster.results.slo import ServiceSLO
-from mtia_cluster.results.summary import compute_summary, summary_from_partials
+from mtia_cluster.results.summary import compute_summary, region_kinds, summary_from_partials
 from mtia_cluster.results.verdict import VerdictRules
+from mtia_cluster.slo import ServiceSLO
 
 _NONE = np.zeros(0, dtype=np.int64)
 EMPTY_INTERVALS = RegionIntervals(_NONE, _NONE, _NONE, _NONE)
@@ -104,7 +105,7 @@ def derive(
     )
     _check_duplicates(ids)
     table = pa.concat_tables(tables).unify_dictionaries() if tables else REGION_SCHEMA.empty_table()
-    return Derived(summary, table, _counts(summary), span)
+    return Derived(summary, unpooled(table, summary), _counts(summary), span)
 
 
 def derive_from_stats(
@@ -145,7 +146,20 @@ def derive_from_stats(
         for region in regions
     ]
     table = pa.concat_tables(tables).unify_dictionaries() if tables else REGION_SCHEMA.empty_table()
-    return Derived(summary, table, _counts(summary), span)
+    return Derived(summary, unpooled(table, summary), _counts(summary), span)
+
+
+def unpooled(table: pa.Table, summary: dict[str, Any]) -> pa.Table:
+    """`regions/` rows with null latency quantiles for regions serving both R&R and LLM
+    services (ms- and s-scale latencies are not one distribution; docs/results.md)."""
+    mixed = [r for r, kinds in region_kinds(summary).items() if len(kinds) > 1]
+    if not mixed or table.num_rows == 0:
+        return table
+    keep = pc.invert(pc.is_in(table["region"].cast(pa.string()), pa.array(mixed)))
+    for name in [n for n in table.column_names if n.startswith("latency_")]:
+        col = pc.if_else(keep, table[name], pa.scalar(None, table.schema.field(name).type))
+        table = table.set_column(table.column_names.index(name), name, col)
+    return table
 
 
 def _counts(summary: dict[str, Any]) -> dict[str, Any]:

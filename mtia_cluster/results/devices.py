@@ -1,4 +1,4 @@
-"""Accelerator totals per (region, service) from the `devices/` dataset, read in batches."""
+"""Accelerator totals per (region, service) from the `devices/` dataset."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
@@ -64,49 +65,48 @@ class DeviceTotals:
         }
 
 
-def _batch_totals(batch: pa.RecordBatch) -> dict[tuple[str, str | None], DeviceTotals]:
-    """Totals per (region, service) of one record batch (pyarrow group_by)."""
-    table = pa.table(
-        {
-            "region": batch["region"].cast(pa.string()),
-            "service": batch["service"].cast(pa.string()),
-            "accelerator_id": batch["accelerator_id"],
-            "start": batch["interval_start_ns"],
-            "end": batch["interval_end_ns"],
-            "device_ns": pc.subtract(batch["interval_end_ns"], batch["interval_start_ns"]),
-            "busy_ns": batch["busy_ns"],
-            "energy_j": batch["energy_j"],
-        }
-    )
-    agg = table.group_by(["region", "service"]).aggregate(
-        [
-            ("busy_ns", "sum"),
-            ("device_ns", "sum"),
-            ("energy_j", "sum"),
-            ("start", "min"),
-            ("end", "max"),
-            ("accelerator_id", "distinct"),
-        ]
-    )
-    out: dict[tuple[str, str | None], DeviceTotals] = {}
-    for row in agg.to_pylist():
-        out[(row["region"], row["service"])] = DeviceTotals(
-            busy_ns=int(row["busy_ns_sum"]),
-            device_ns=int(row["device_ns_sum"]),
-            energy_j=float(row["energy_j_sum"]),
-            start_ns=int(row["start_min"]),
-            end_ns=int(row["end_max"]),
-            accelerators=set(row["accelerator_id_distinct"]),
-        )
+def canonical_columns(dataset: ds.Dataset, columns: list[str]) -> dict[str, np.ndarray]:
+    """`columns` of every device row as numpy arrays in one canonical order, by
+    (accelerator_id, interval_start_ns), a unique key: sums over them are then the same bits
+    however the rows were split into files, row groups or shards (`region` and `service`
+    come back as int codes into ``<name>_names``; a null service is -1)."""
+    wanted = sorted({*columns, "accelerator_id", "interval_start_ns"})
+    t = dataset.to_table(columns=wanted)
+    order = np.lexsort((t["interval_start_ns"].to_numpy(), t["accelerator_id"].to_numpy()))
+    out: dict[str, np.ndarray] = {}
+    for name in wanted:
+        col = t[name]
+        if name in ("region", "service"):
+            enc = pc.dictionary_encode(col.cast(pa.string())).combine_chunks()
+            out[name] = enc.indices.fill_null(-1).to_numpy()[order]
+            out[f"{name}_names"] = np.array(enc.dictionary.to_pylist(), dtype=object)
+        else:
+            out[name] = col.to_numpy()[order]
     return out
 
 
 def device_totals(dataset: ds.Dataset | None) -> dict[tuple[str, str | None], DeviceTotals]:
-    """Totals per (region, service or None for idle accelerators) over the whole dataset."""
+    """Totals per (region, service or None for idle accelerators) over the whole dataset,
+    summed in the canonical row order (`canonical_columns`), keys sorted."""
     totals: dict[tuple[str, str | None], DeviceTotals] = {}
     if dataset is None:
         return totals
-    for batch in dataset.to_batches(columns=DEVICE_COLUMNS):
-        for key, part in _batch_totals(batch).items():
-            totals.setdefault(key, DeviceTotals()).add(part)
-    return totals
+    c = canonical_columns(dataset, DEVICE_COLUMNS)
+    if len(c["accelerator_id"]) == 0:
+        return totals
+    key = c["region"].astype(np.int64) * (len(c["service_names"]) + 1) + c["service"] + 1
+    for k in np.unique(key).tolist():
+        sel = key == k
+        region = str(c["region_names"][k // (len(c["service_names"]) + 1)])
+        code = k % (len(c["service_names"]) + 1) - 1
+        service = None if code < 0 else str(c["service_names"][code])
+        start, end = c["interval_start_ns"][sel], c["interval_end_ns"][sel]
+        totals[(region, service)] = DeviceTotals(
+            busy_ns=int(c["busy_ns"][sel].sum()),
+            device_ns=int((end - start).sum()),
+            energy_j=float(np.sum(c["energy_j"][sel])),
+            start_ns=int(start.min()),
+            end_ns=int(end.max()),
+            accelerators=set(np.unique(c["accelerator_id"][sel]).tolist()),
+        )
+    return dict(sorted(totals.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))

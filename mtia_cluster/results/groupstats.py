@@ -16,13 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
+from mtia_cluster.slo import ServiceSLO
 
 NS_PER_S = 1_000_000_000
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p99_9": 0.999}
 TOKEN_QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 STATUSES = ("ok", "dropped", "rejected", "failed")
+REJECTED = STATUSES.index("rejected")
 COLUMNS = [
     "status",
     "arrival_ns",
@@ -32,6 +33,10 @@ COLUMNS = [
     "slo_ok",
     "items",
     "output_tokens",
+    "input_tokens",
+    "accelerator_id",
+    "preemptions",
+    "cached_tokens",
 ]
 
 
@@ -45,6 +50,10 @@ class Partial:
     output_tokens: int = 0
     has_tokens: bool = False
     last_arrival_ns: int = 0
+    input_tokens: int = 0  # ok requests' prompt tokens
+    cached_tokens: int = 0  # ok requests' prompt tokens reused from the prefix cache
+    preemptions: int = 0  # over all requests
+    kv_failures: int = 0  # requests a replica rejected (their KV can never fit)
     over: dict[str, int] = field(default_factory=dict)  # metric -> requests over its bound
     latency: list[np.ndarray] = field(default_factory=list)  # ok requests
     ttft: list[np.ndarray] = field(default_factory=list)
@@ -121,6 +130,10 @@ def partial_of_columns(
         output_tokens=int(c["output_tokens"][ok].sum()),
         has_tokens=bool(len(ok) and int(c["output_tokens"].max()) > 0),
         last_arrival_ns=int(c["arrival_ns"].max()) if len(ok) else 0,
+        input_tokens=int(c["input_tokens"][ok].sum()),
+        cached_tokens=int(c["cached_tokens"][ok].sum()),
+        preemptions=int(c["preemptions"].sum()),
+        kv_failures=int(np.count_nonzero((c["status"] == REJECTED) & (c["accelerator_id"] >= 0))),
         over=_over(c, ok, slo) if slo is not None else {},
         latency=[c["latency_ns"][ok]],
     )
@@ -142,6 +155,10 @@ def merge(parts: Iterable[Partial]) -> Partial:
         out.output_tokens += p.output_tokens
         out.has_tokens |= p.has_tokens
         out.last_arrival_ns = max(out.last_arrival_ns, p.last_arrival_ns)
+        out.input_tokens += p.input_tokens
+        out.cached_tokens += p.cached_tokens
+        out.preemptions += p.preemptions
+        out.kv_failures += p.kv_failures
         for k, v in p.over.items():
             out.over[k] = out.over.get(k, 0) + v
         out.latency += p.latency
@@ -187,7 +204,8 @@ def _verdict(p: Partial, slo: ServiceSLO | None, rules: VerdictRules) -> dict[st
                     rules=rules,
                 )
             )
-    return verdict(metrics, duration_ns=p.last_arrival_ns, rules=rules)
+    not_ok = p.offered - int(p.counts[0])
+    return verdict(metrics, duration_ns=p.last_arrival_ns, rules=rules, not_ok=not_ok)
 
 
 def finish(
@@ -219,5 +237,9 @@ def finish(
     if out["kind"] == "llm":
         out["ttft_ns"] = _quantiles(_values(p.ttft), TOKEN_QUANTILES)
         out["tpot_ns"] = _quantiles(_values(p.tpot), TOKEN_QUANTILES)
+        out["input_tokens"] = p.input_tokens
+        out["preemptions"] = p.preemptions
+        out["kv_allocation_failures"] = p.kv_failures
+        out["prefix_cache_hit_rate"] = p.cached_tokens / p.input_tokens if p.input_tokens else None
     out["verdict"] = _verdict(p, slo, rules)
     return out

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from mtia_cluster.results.devices import canonical_columns
 from mtia_cluster.results.schema import REGION_SCHEMA, dictionary
 
 NS_PER_S = 1_000_000_000
@@ -70,21 +71,20 @@ def sorted_quantiles(ordered: np.ndarray, counts: np.ndarray, qs: list[float]) -
 
 
 def energy_by_bin(devices: ds.Dataset | None, interval_ns: int) -> dict[str, dict[int, float]]:
-    """Energy (J) per region per interval bin of the device interval's start."""
+    """Energy (J) per region per interval bin of the device interval's start, summed in the
+    canonical device-row order (the same bits for any split of the rows)."""
     out: dict[str, dict[int, float]] = {}
     if devices is None:
         return out
-    for batch in devices.to_batches(columns=["region", "interval_start_ns", "energy_j"]):
-        table = pa.table(
-            {
-                "region": batch["region"].cast(pa.string()),
-                "bin": pc.divide(batch["interval_start_ns"], interval_ns),
-                "energy_j": batch["energy_j"],
-            }
-        )
-        for row in table.group_by(["region", "bin"]).aggregate([("energy_j", "sum")]).to_pylist():
-            bins = out.setdefault(row["region"], {})
-            bins[row["bin"]] = bins.get(row["bin"], 0.0) + row["energy_j_sum"]
+    c = canonical_columns(devices, ["region", "interval_start_ns", "energy_j"])
+    bins = c["interval_start_ns"] // interval_ns
+    for code, name in enumerate(c["region_names"].tolist()):
+        sel = c["region"] == code
+        if not sel.any():
+            continue
+        sums = np.bincount(bins[sel], weights=c["energy_j"][sel])
+        present = np.unique(bins[sel]).tolist()
+        out[str(name)] = {int(b): float(sums[b]) for b in present}
     return out
 
 

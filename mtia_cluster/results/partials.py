@@ -32,7 +32,7 @@ from mtia_cluster.results.groupstats import (
     partial_of_columns,
 )
 from mtia_cluster.results.intervals import IntervalsBuilder, RegionIntervals, merge_intervals
-from mtia_cluster.results.slo import ServiceSLO
+from mtia_cluster.slo import ServiceSLO
 
 PIECE_ROWS = 65_536  # rows of one region processed at once
 

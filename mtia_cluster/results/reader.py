@@ -17,8 +17,8 @@ from mtia_cluster.results.schema import (
     REGION_SCHEMA,
     SUMMARY,
 )
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.writer_io import dataset_or_none, request_dataset
+from mtia_cluster.slo import ServiceSLO
 
 
 @dataclass(frozen=True)

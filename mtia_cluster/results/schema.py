@@ -38,11 +38,16 @@ REQUEST_FILE_SCHEMA = pa.schema(
         ("first_token_ns", pa.int64()),
         ("finish_ns", pa.int64()),
         ("latency_ns", pa.int64()),
+        ("ttft_ns", pa.int64()),  # LLM, ok: first_token_ns - arrival_ns; else null
+        ("tpot_ns", pa.float64()),  # LLM, ok, > 1 output token: decode time / (tokens - 1)
+        ("queue_ns", pa.int64()),  # ok: start_ns - arrival_ns; else null
         ("status", STATUS_TYPE),
         ("batch_size", pa.int32()),
         ("items", pa.int32()),
         ("input_tokens", pa.int32()),
         ("output_tokens", pa.int32()),
+        ("preemptions", pa.int32()),  # LLM: times evicted and recomputed (0 for R&R)
+        ("cached_tokens", pa.int64()),  # LLM: prompt tokens reused from the prefix cache
         ("slo_ok", pa.bool_()),
     ]
 )
@@ -57,11 +62,16 @@ REQUEST_COLUMNS = (
     "first_token_ns",
     "finish_ns",
     "latency_ns",
+    "ttft_ns",
+    "tpot_ns",
+    "queue_ns",
     "status",
     "batch_size",
     "items",
     "input_tokens",
     "output_tokens",
+    "preemptions",
+    "cached_tokens",
     "slo_ok",
 )
 

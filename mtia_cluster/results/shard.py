@@ -36,7 +36,7 @@ from mtia_cluster.errors import UserError
 from mtia_cluster.results.convert import completed_to_table, request_file_table
 from mtia_cluster.results.partials import ShardStats, StatsBuilder
 from mtia_cluster.results.schema import DEVICE_SCHEMA, REQUEST_FILE_SCHEMA, SHARDS_DIR, check_name
-from mtia_cluster.results.slo import ServiceSLO
+from mtia_cluster.slo import ServiceSLO
 
 ROW_GROUP_ROWS = 131_072
 INPROGRESS = ".inprogress"

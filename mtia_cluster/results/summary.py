@@ -30,8 +30,8 @@ from mtia_cluster.results.groupstats import (
     partial,
 )
 from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.verdict import VerdictRules
+from mtia_cluster.slo import ServiceSLO
 
 NS_PER_S = 1_000_000_000
 # QUANTILES, STATUSES, TOKEN_QUANTILES live in groupstats; other modules import them from here.
@@ -179,3 +179,14 @@ def _region_row(
     }
     total = DeviceTotals.sum(v for (r, _), v in dev.items() if region in ("*", r))
     return _with_devices(row, total)
+
+
+def region_kinds(summary: Mapping[str, Any]) -> dict[str, set[str]]:
+    """The service kinds (rr, llm) each region was offered requests of, from a summary's
+    groups: a figure over a region's services (its `regions/` latency quantiles, an analysis
+    row) is not pooled across R&R and LLM services."""
+    out: dict[str, set[str]] = {}
+    for g in summary.get("groups", []):
+        if g.get("offered"):
+            out.setdefault(g["region"], set()).add(g["kind"])
+    return out

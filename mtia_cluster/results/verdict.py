@@ -14,6 +14,12 @@ The rules follow LoadGen (mlcommons/inference, loadgen/results.cc and early_stop
   ``1 - p``) is below ``1 - confidence`` (confidence 0.99, tolerance 0). Then, with 99%
   confidence, the true percentile meets the bound.
 
+* **All ok** (an option, off for runs; capacity searches turn it on): every request must
+  finish ok.
+
+Searches pass options (``VerdictRules(min_duration_ns=0, early_stopping=False, all_ok=True)``)
+to this one verdict rather than judging on their own.
+
 The run is VALID when all three hold for every bounded metric (latency for R&R; TTFT and
 TPOT for LLM), INVALID otherwise, with the reasons listed.
 """
@@ -38,6 +44,7 @@ class VerdictRules:
     min_duration_ns: int = MIN_DURATION_SERVER_NS
     confidence: float = EARLY_STOPPING_CONFIDENCE
     early_stopping: bool = True
+    all_ok: bool = False  # every request must finish ok (capacity searches)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (manifest.json)."""
@@ -116,12 +123,16 @@ def metric_verdict(
 
 
 def verdict(
-    metrics: list[dict[str, Any]], *, duration_ns: int, rules: VerdictRules
+    metrics: list[dict[str, Any]], *, duration_ns: int, rules: VerdictRules, not_ok: int = 0
 ) -> dict[str, Any]:
-    """Combine metric checks with the minimum-duration rule into VALID/INVALID + reasons."""
+    """Combine metric checks with the minimum-duration rule (and, with `rules.all_ok`, the
+    `not_ok` count of requests that did not finish ok) into VALID/INVALID + reasons. The one
+    verdict function: every command and search judges through it."""
     if not metrics:
         return {"result": "NO_SLO", "reasons": ["service has no latency bound"], "metrics": []}
     reasons: list[str] = []
+    if rules.all_ok and not_ok:
+        reasons.append(f"{not_ok} requests did not finish ok (every request must)")
     for m in metrics:
         if not m["percentile_met"]:
             reasons.append(
@@ -147,3 +158,10 @@ def verdict(
         "min_duration_ns": int(rules.min_duration_ns),
         "metrics": metrics,
     }
+
+
+# Options of the one verdict for searches and short what-if replays (not second judges):
+# a capacity search judges each candidate rate on a short trace, every request must finish
+# ok; a rollout moment replay or drill is a window of seconds, judged on its percentile only.
+SEARCH_RULES = VerdictRules(min_duration_ns=0, early_stopping=False, all_ok=True)
+WINDOW_RULES = VerdictRules(min_duration_ns=0, early_stopping=False)

@@ -45,13 +45,13 @@ from mtia_cluster.results.schema import (
     check_name,
 )
 from mtia_cluster.results.shard import INPROGRESS, ROW_GROUP_ROWS, RunTarget, ShardWriter
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.verdict import VerdictRules
 from mtia_cluster.results.writer_io import (
     dataset_or_none,
     request_dataset,
     write_json,
 )
+from mtia_cluster.slo import ServiceSLO
 
 DEFAULT_INTERVAL_NS = 1_000_000_000
 

@@ -79,6 +79,8 @@ def make_completed(spec: Spec) -> Completed:
                     items=np.where(s == 0, 100, 0).astype(np.int32) * np.ones(n, np.int32),
                     input_tokens=np.where(s == 1, 50, 0).astype(np.int32) * np.ones(n, np.int32),
                     output_tokens=tokens,
+                    preemptions=np.zeros(n, np.int32),
+                    cached_tokens=np.zeros(n, np.int64),
                 )
             )
             rid += n

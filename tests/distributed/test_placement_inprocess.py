@@ -69,7 +69,6 @@ def test_summary_from_shard_statistics_equals_reading_back(runs, name):
 
     import pyarrow.parquet as pq
 
-    from mtia_cluster.results import slos_from_scenario
     from mtia_cluster.results.derive import derive
     from mtia_cluster.results.schema import FORMAT_VERSION
     from mtia_cluster.results.verdict import VerdictRules
@@ -82,7 +81,7 @@ def test_summary_from_shard_statistics_equals_reading_back(runs, name):
         dataset_or_none(run / "devices"),
         services=m["services"],
         regions=m["regions"],
-        slos=slos_from_scenario(load_scenario(SCENARIO).slo),
+        slos=load_scenario(SCENARIO).slo,
         rules=VerdictRules(),
         interval_ns=m["interval_ns"],
         span_ns=m["simulated_span_ns"],

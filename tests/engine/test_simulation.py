@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,6 +14,7 @@ from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import STATUS_OK, STATUS_REJECTED, RequestBatch, make_requests
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.results import summarize
 
 
 def scenario(policy: str, seed: int = 1) -> Any:
@@ -78,11 +80,18 @@ def run(policy: str, shards: Any, seed: int, n: int) -> Any:
     return Simulation(scenario(policy), shards=shards).run(trace(seed, n))
 
 
+def devices(res: Any) -> Any:
+    """The run's `devices` rows (results.summarize) as numpy columns."""
+    table = summarize(res).devices
+    return SimpleNamespace(**{n: table[n].to_numpy() for n in table.column_names})
+
+
 def same(a: Any, b: Any) -> None:
     for name, col in a.requests.columns().items():
         assert np.array_equal(col, b.requests.columns()[name]), name
-    for name in ("busy_ns", "batches", "work_units", "energy_j"):
-        assert np.array_equal(getattr(a.devices, name), getattr(b.devices, name)), name
+    da, db = devices(a), devices(b)
+    for name in ("busy_ns", "batches", "work_units", "energy_j", "peak_memory_bytes"):
+        assert np.array_equal(getattr(da, name), getattr(db, name)), name
 
 
 POLICIES = ["round_robin", "random", "weighted", "least_outstanding", "p2c"]
@@ -125,31 +134,28 @@ def test_every_request_once_and_no_overlap(policy: str, seed: int, n: int) -> No
     for acc in np.unique(batches[:, 0]):
         b = batches[batches[:, 0] == acc]
         assert np.all(b[1:, 1] >= b[:-1, 2]), f"accelerator {acc} runs two batches at once"
-    span = res.devices.interval_end_ns - res.devices.interval_start_ns
-    assert np.all(res.devices.busy_ns <= span)
+    dev = devices(res)
+    assert np.all(dev.busy_ns <= dev.interval_end_ns - dev.interval_start_ns)
 
 
 def test_summary_and_energy_are_consistent() -> None:
     res = run("least_outstanding", 1, 5, 500)
-    rows = {(r["region"], r["service"]): r for r in res.summary()}
+    rows = {(r["region"], r["service"]): r for r in summarize(res).summary["groups"]}
     assert rows[("a", "rank")]["completed"] + rows[("b", "rank")]["completed"] == int(
         np.sum((res.requests.service == 0) & (res.requests.status == STATUS_OK))
     )
-    span_s = (res.devices.interval_end_ns - res.devices.interval_start_ns) / 1e9
-    assert np.all(res.devices.energy_j >= 20 * span_s - 1e-9)  # at least idle power
-    assert np.all(res.devices.energy_j <= 85 * span_s + 1e-9)  # at most TDP
+    dev = devices(res)
+    span_s = (dev.interval_end_ns - dev.interval_start_ns) / 1e9
+    assert np.all(dev.energy_j >= 20 * span_s - 1e-9)  # at least idle power
+    assert np.all(dev.energy_j <= 85 * span_s + 1e-9)  # at most TDP
 
 
 def test_region_intervals_count_every_request() -> None:
     res = run("p2c", 2, 11, 800)
-    rows = res.region_intervals()
+    rows = summarize(res).regions.to_pylist()
     span = {(r["interval_start_ns"], r["interval_end_ns"]) for r in rows}
     assert len(rows) == len(span) * len(res.regions)
-    offered = sum(
-        r["offered_per_s"] * (r["interval_end_ns"] - r["interval_start_ns"]) / 1e9 for r in rows
-    )
-    served = res.requests.status == STATUS_OK
-    assert round(offered) == int(served.sum()) + int((~served).sum())
+    assert sum(r["offered"] for r in rows) == len(res.requests)
     assert all(r["power_w"] > 0 for r in rows)
 
 
@@ -167,7 +173,7 @@ def test_mm1_scenario_through_the_full_path() -> None:
     res = Simulation(scenario).run(make_requests(arrival))
     wait_ms = float(np.mean(res.requests.start_ns - res.requests.arrival_ns)) / 1e6
     assert abs(wait_ms - 1.0) < 0.05  # M/M/1, rho 0.5: Wq = 1 ms (SE here ~1.2%)
-    assert abs(res.summary()[0]["utilization"] - 0.5) < 0.01
+    assert abs(summarize(res).summary["groups"][0]["utilization"] - 0.5) < 0.01
 
 
 @pytest.mark.parametrize("policy", ["least_outstanding", "round_robin", "random", "weighted"])

@@ -15,6 +15,7 @@ several shards, and the failed accelerators' busy time does not grow while they 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,7 @@ from mtia_cluster.engine.llm.limits import ReplicaLimits
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.results import summarize
 
 CELL_SETTINGS = settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -330,7 +332,8 @@ def down_intervals(sim: Simulation, log: list[dict[str, Any]], events: list[dict
 
 def check_down_hosts(sim: Simulation, res: Any, events: list[dict]) -> None:
     """No row served on a host while it is down; its accelerators' busy time stays put."""
-    req, dev = res.requests, res.devices
+    table = summarize(res).devices
+    req, dev = res.requests, SimpleNamespace(**{n: table[n].to_numpy() for n in table.column_names})
     ok = req.status == STATUS_OK
     acc_host = np.asarray(sim.fleet.acc_host)
     for host, spans in down_intervals(sim, res.fleet_events, events).items():

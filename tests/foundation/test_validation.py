@@ -75,8 +75,9 @@ def computed(monkeypatch, RESULTS):
 
 def test_validate_cli_json(runner, computed, RESULTS):
     res = runner.invoke(cli, ["validate", "--json"])
-    assert res.exit_code == 0, res.output
-    rows = json.loads(res.output)
+    failed = [r.id for r in RESULTS.values() if not r.passed]
+    assert res.exit_code == (1 if failed else 0), res.output  # CI gate: 1 when a check fails
+    rows = json.loads(res.stdout)
     assert {row["id"] for row in rows} == set(RESULTS)
     for row in rows:
         assert {"id", "published", "simulated", "rel_error", "tolerance", "passed"} <= set(row)
@@ -84,8 +85,23 @@ def test_validate_cli_json(runner, computed, RESULTS):
 
 def test_validate_cli_table_shows_failures(runner, computed, RESULTS):
     res = runner.invoke(cli, ["validate"])
-    assert res.exit_code == 0
+    failed = [r.id for r in RESULTS.values() if not r.passed]
+    assert res.exit_code == (1 if failed else 0)
+    assert all(f in res.stderr for f in failed)
     for r in RESULTS.values():
         assert r.id in res.output
         line = next(ln for ln in res.output.splitlines() if ln.startswith(r.id + " "))
         assert ("PASS" if r.passed else "FAIL") in line
+
+
+def test_validate_exits_1_when_a_check_fails(runner, monkeypatch, RESULTS):
+    import dataclasses
+
+    import mtia_cluster.planning.validation as v
+
+    first = next(iter(RESULTS.values()))
+    broken = dataclasses.replace(first, passed=False)
+    monkeypatch.setattr(v, "run_all", lambda cat: [broken])
+    for args in (["validate"], ["validate", "--json"]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 1 and first.id in res.stderr, res.output

@@ -10,7 +10,8 @@ import pytest
 
 from mtia_cluster.cli.main import cli
 from mtia_cluster.errors import UserError
-from mtia_cluster.planning.capacity import SLO, _meets, capacity, parse_slo
+from mtia_cluster.planning.capacity import _meets, capacity, parse_slo
+from mtia_cluster.slo import ServiceSLO
 
 CONFIG = """
 name: cap
@@ -31,7 +32,9 @@ def config(tmp_path: Path) -> Path:
 
 
 def test_capacity_rate_meets_the_slo_and_a_higher_one_does_not():
-    res = capacity("hc3", "mtia-1", SLO(p99_s=0.1), rel_tol=0.05, min_span_s=1.0)
+    res = capacity(
+        "hc3", "mtia-1", ServiceSLO(latency_ns=100_000_000), rel_tol=0.05, min_span_s=1.0
+    )
     assert res.requests_per_s > 0 and res.bound == "compute"
     assert res.per_accelerator * res.accelerators == pytest.approx(res.work_per_s)
     assert res.perf_per_w == pytest.approx(
@@ -47,29 +50,36 @@ def test_capacity_rate_meets_the_slo_and_a_higher_one_does_not():
 
 
 def test_offline_is_at_least_server():
-    server = capacity("hc3", "mtia-1", SLO(p99_s=0.1), rel_tol=0.05, min_span_s=1.0)
-    offline = capacity("hc3", "mtia-1", SLO(), offline=True, min_span_s=1.0)
+    server = capacity(
+        "hc3", "mtia-1", ServiceSLO(latency_ns=100_000_000), rel_tol=0.05, min_span_s=1.0
+    )
+    offline = capacity("hc3", "mtia-1", ServiceSLO(), offline=True, min_span_s=1.0)
     assert offline.requests_per_s >= server.requests_per_s * 0.95
 
 
 def test_more_compute_more_capacity():
-    m1 = capacity("hc3", "mtia-1", SLO(p99_s=0.1), rel_tol=0.05, min_span_s=1.0, hosts=1)
-    m2 = capacity("hc3", "mtia-2i", SLO(p99_s=0.1), rel_tol=0.05, min_span_s=1.0, hosts=1)
+    m1 = capacity(
+        "hc3", "mtia-1", ServiceSLO(latency_ns=100_000_000), rel_tol=0.05, min_span_s=1.0, hosts=1
+    )
+    m2 = capacity(
+        "hc3", "mtia-2i", ServiceSLO(latency_ns=100_000_000), rel_tol=0.05, min_span_s=1.0, hosts=1
+    )
     assert m2.per_accelerator > 2 * m1.per_accelerator  # 3.5x the FP16 peak
 
 
 @pytest.mark.parametrize(
     ("text", "expect"),
     [
-        ("p99=100ms", SLO(p99_s=0.1)),
-        ("ttft_p99=2s,tpot_p99=200ms", SLO(ttft_p99_s=2.0, tpot_p99_s=0.2)),
+        ("p99=100ms", ServiceSLO(latency_ns=100_000_000)),
+        (
+            "ttft_p99=2s,tpot_p99=200ms",
+            ServiceSLO(kind="llm", ttft_ns=2_000_000_000, tpot_ns=200_000_000),
+        ),
+        ("p99=250us", ServiceSLO(latency_ns=250_000)),
     ],
 )
 def test_parse_slo(text, expect):
-    got = parse_slo(text)
-    for k in ("p99_s", "ttft_p99_s", "tpot_p99_s"):
-        a, b = getattr(got, k), getattr(expect, k)
-        assert (a is None and b is None) or np.isclose(a, b)
+    assert parse_slo(text) == expect
 
 
 @pytest.mark.parametrize("bad", ["p99=fast", "p42=1ms", "p99", "p99=10 parsecs"])
@@ -129,4 +139,4 @@ def test_meets_fails_on_rejections():
         "input_tokens": np.array([10, 10_000_000, 10]),
         "output_tokens": np.array([5, 5, 5]),
     }
-    assert not _meets(scenario, work, 1.0, SLO(ttft_p99_s=100.0))
+    assert not _meets(scenario, work, 1.0, ServiceSLO(kind="llm", ttft_ns=100_000_000_000))

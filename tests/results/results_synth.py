@@ -44,6 +44,8 @@ def make_completed(n: int, seed: int, span_ns: int = 2_000_000_000) -> Completed
         items=np.where(service == 0, rng.integers(1, 500, n), 0).astype(np.int32),
         input_tokens=np.where(service == 1, rng.integers(1, 2000, n), 0).astype(np.int32),
         output_tokens=np.where(service == 1, rng.integers(1, 40, n), 0).astype(np.int32),
+        preemptions=np.where(service == 1, rng.integers(0, 3, n), 0).astype(np.int32),
+        cached_tokens=np.where(service == 1, rng.integers(0, 500, n), 0).astype(np.int64),
     )
 
 

@@ -109,12 +109,18 @@ def test_placement_independence_of_the_writer(tmp_path: Path) -> None:
     )
 
 
-def test_regions_intervals_count_every_request(tmp_path: Path) -> None:
+@pytest.mark.parametrize("services", ["both", "ranker only"])
+def test_regions_intervals_count_every_request(tmp_path: Path, services: str) -> None:
     c = make_completed(2000, seed=3)
-    out = write_run(tmp_path / "out", c, shards=[np.arange(2000)])
+    if services != "both":
+        c = c.take(c.service == 0)
+    out = write_run(tmp_path / "out", c, shards=[np.arange(len(c))])
     regions = open_results(out).regions.to_table()
-    assert pc.sum(regions["offered"]).as_py() == 2000
+    assert pc.sum(regions["offered"]).as_py() == len(c)
     assert pc.sum(regions["completed"]).as_py() == int((c.status == 0).sum())
+    if services == "both":  # R&R and LLM latencies are never pooled into one quantile
+        assert regions["latency_p99_ns"].null_count == regions.num_rows
+        return
     for region in REGIONS:
         mine = regions.filter(pc.equal(regions["region"].cast("string"), region))
         ok = (c.region == REGIONS.index(region)) & (c.status == 0)

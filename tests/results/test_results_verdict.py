@@ -99,6 +99,8 @@ def _completed(arrival_ns: np.ndarray, latency_ns: np.ndarray) -> Completed:
         items=z32 + 10,
         input_tokens=z32,
         output_tokens=z32,
+        preemptions=z32,
+        cached_tokens=z32.astype(np.int64),
     )
 
 
@@ -196,7 +198,7 @@ def test_binned_quantiles_equal_numpy_per_bin(values: list[tuple[int, int]], q: 
 
 
 def test_slos_from_scenario_section() -> None:
-    from mtia_cluster.results import slos_from_scenario
+    from mtia_cluster.slo import slos_from_scenario
 
     got = slos_from_scenario(
         {"feed": {"p99_ms": 10}, "chat": {"ttft_p99_ms": 2000, "tpot_p99_ms": 0.2}}

@@ -20,7 +20,7 @@ from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.llm_capacity import CapacitySearch, llm_unit_capacity
 from mtia_cluster.fleet.rack_capacity import CacheKey, RackCapacity, rack_capacity
 from mtia_cluster.fleet.run import cohorts_for, run_rollout
-from mtia_cluster.planning.capacity import SLO
+from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import LLMModel
 from rollout.plans import make_plan, plan_dict
 
@@ -53,7 +53,9 @@ def _search(slo_s: float) -> llm_capacity.UnitCapacity:
     model = cat.model(LLM)
     assert isinstance(model, LLMModel)
     spec = CapacitySearch(window_s=75.0, rel_tol=0.3)  # same trace for every SLO
-    return llm_unit_capacity(cat, model, "mtia-400", SLO(p99_s=slo_s), spec, OFFLINE_RPS)
+    return llm_unit_capacity(
+        cat, model, "mtia-400", ServiceSLO(latency_ns=round(slo_s * 1e9)), spec, OFFLINE_RPS
+    )
 
 
 @settings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -76,9 +78,16 @@ def test_ttft_bound_can_only_lower_capacity() -> None:
     model = cat.model(LLM)
     assert isinstance(model, LLMModel)
     spec = CapacitySearch(window_s=40.0, rel_tol=0.3)
-    e2e = llm_unit_capacity(cat, model, "mtia-400", SLO(p99_s=20.0), spec, OFFLINE_RPS)
+    e2e = llm_unit_capacity(
+        cat, model, "mtia-400", ServiceSLO(latency_ns=20_000_000_000), spec, OFFLINE_RPS
+    )
     both = llm_unit_capacity(
-        cat, model, "mtia-400", SLO(p99_s=20.0, ttft_p99_s=0.5), spec, OFFLINE_RPS
+        cat,
+        model,
+        "mtia-400",
+        ServiceSLO(latency_ns=20_000_000_000, ttft_ns=500_000_000),
+        spec,
+        OFFLINE_RPS,
     )
     assert both.requests_per_s <= e2e.requests_per_s
 
@@ -145,7 +154,7 @@ def test_source_and_search_recorded_in_summary(searched: Any) -> None:
     for v in ("old", "new"):
         r, f = replayed["cohorts"][v], fast["cohorts"][v]
         assert r["source"] == "replay" and f["source"] == "fast"
-        assert "host group" in r["capacity_detail"] and "p99 20 s" in r["capacity_detail"]
+        assert "host group" in r["capacity_detail"] and "e2e p99 20,000 ms" in r["capacity_detail"]
         assert f["capacity_detail"] == "cost model" and f["rps_upper"] is None
         assert 0 < r["rps"] < f["rps"]
         assert r["rps"] < r["rps_upper"] <= r["rps"] * 1.2 + 1e-9

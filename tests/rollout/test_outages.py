@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mtia_cluster.fleet.moments import pick_moments
-from mtia_cluster.fleet.run import summarize
+from mtia_cluster.fleet.run import rollout_summary
 from mtia_cluster.fleet.simulate import Result, simulate
 from rollout.plans import make_plan, plan_dict
 from rollout.test_conservation import NEW, OLD, check_failover, check_invariants
@@ -64,7 +64,7 @@ def test_scheduled_outage_fails_over_in_proportion_to_capacity() -> None:
     ev = [(e["event"], e["region"], e["time_ns"] / 3.6e12) for e in res.events
           if e["event"].startswith("region_")]  # fmt: skip
     assert ev == [("region_failure", "a", 48.0), ("region_repair", "a", 58.0)]
-    s = summarize(make_plan(data), res, "fast")["outages"]
+    s = rollout_summary(make_plan(data), res, "fast")["outages"]
     assert s["count"] == 1 and s["outage_minutes"] == 600.0
     assert s["lost_requests"] == 0 and np.isclose(s["failover_requests"], 5.0e6 * 10 * 3600)
     assert s["slo_violation_minutes_caused"] == 0  # b and c had 50% headroom
@@ -81,7 +81,7 @@ def test_failover_none_loses_demand_and_counts_violation_minutes() -> None:
     np.testing.assert_array_equal(_col(res, "lost_rps")[down], _col(res, "demand_rps")[down])
     assert (_col(res, "failover_in_rps") == 0).all()
     assert not _col(res, "slo_ok")[down].any()
-    s = summarize(plan, res, "fast")
+    s = rollout_summary(plan, res, "fast")
     assert s["outages"]["slo_violation_minutes_caused"] == 360.0
     assert s["regions"][2]["slo_violation_minutes"] >= 360.0
     assert np.isclose(s["outages"]["lost_requests"], 5.0e6 * 6 * 3600)
@@ -96,12 +96,12 @@ def test_remaining_regions_cannot_absorb_while_a_wave_drains() -> None:
     plan = make_plan(data)
     res = simulate(plan, COHORTS)
     check_invariants(data, res)
-    s = summarize(plan, res, "fast")
+    s = rollout_summary(plan, res, "fast")
     assert s["outages"]["worst_headroom_during"] < 0
     assert s["outages"]["slo_violation_minutes_caused"] > 0
     assert s["slo_violation_minutes"] >= s["outages"]["slo_violation_minutes_caused"]
     with_none = simulate(make_plan({**data, "failover": "none"}), COHORTS)
-    s_none = summarize(make_plan({**data, "failover": "none"}), with_none, "fast")["outages"]
+    s_none = rollout_summary(make_plan({**data, "failover": "none"}), with_none, "fast")["outages"]
     assert s_none["slo_violation_minutes_caused"] == 240.0  # only b's own minutes
 
 

@@ -190,6 +190,8 @@ class LLMReplicaCell:
             finish_ns=finish,
             status=np.where(rejected, STATUS_REJECTED, STATUS_OK).astype(np.int8),
             batch_size=np.array([sched.batch_size[r] for r in pos.tolist()], dtype=np.int32),
+            preemptions=np.array([sched.preemptions[r] for r in pos.tolist()], dtype=np.int32),
+            cached_tokens=np.array([sched.cached_tokens[r] for r in pos.tolist()], np.int64),
         )
 
     def report(self) -> LoadReport:

@@ -62,6 +62,7 @@ class DisaggregatedCell:
         self._outputs: list[int] = []
         self._finish: list[int] = []  # per cell position (= prefill position)
         self._decode_pos: list[int] = []  # decode position -> cell position
+        self._decode_of: dict[int, int] = {}  # cell position -> decode position
         self._link: list[tuple[int, int]] = []  # per decode position: transfer (start, end)
         self._seen = [0, 0]  # prefill / decode `finished` entries already handled
         self._held: list[int] = []
@@ -132,6 +133,7 @@ class DisaggregatedCell:
         self.link_free_ns = at_ns
         self._rows = Rows()
         self._outputs, self._finish, self._decode_pos, self._link = [], [], [], []
+        self._decode_of = {}
         self._seen, self._held, self._returned = [0, 0], [], 0
         self._until_ns = max(self._until_ns, at_ns)
         return out
@@ -156,6 +158,7 @@ class DisaggregatedCell:
             took = self.transfer_ns(pre.prompt[r])
             self.link_free_ns = start + took
             self.transfer_ns_total += took
+            self._decode_of[r] = len(self._decode_pos)
             self._decode_pos.append(r)
             self._link.append((start, self.link_free_ns))
             arrival.append(self.link_free_ns)
@@ -189,7 +192,14 @@ class DisaggregatedCell:
             finish_ns=finish,
             status=np.where(rejected, STATUS_REJECTED, STATUS_OK).astype(np.int8),
             batch_size=np.array([pre.batch_size[r] for r in idx], dtype=np.int32),
+            preemptions=np.array([self._preemptions(r) for r in idx], dtype=np.int32),
+            cached_tokens=np.array([pre.cached_tokens[r] for r in idx], dtype=np.int64),
         )
+
+    def _preemptions(self, r: int) -> int:
+        """Times cell request `r` was preempted, on the prefill and the decode instance."""
+        q = self._decode_of.get(r)
+        return self.prefill.preemptions[r] + (0 if q is None else self.decode.preemptions[q])
 
     def report(self) -> LoadReport:
         """Outstanding = submitted and not yet returned; capacity weight = accelerators."""

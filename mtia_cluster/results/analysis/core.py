@@ -30,9 +30,9 @@ from mtia_cluster.results.analysis.passes import (
 from mtia_cluster.results.derive import span_from_metadata
 from mtia_cluster.results.devices import DeviceTotals
 from mtia_cluster.results.reader import Results, open_results
-from mtia_cluster.results.slo import ServiceSLO
-from mtia_cluster.results.summary import NS_PER_S, _with_devices
+from mtia_cluster.results.summary import NS_PER_S, _with_devices, region_kinds
 from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
+from mtia_cluster.slo import ServiceSLO
 
 QUANTILE_METHOD = (
     "exact; numpy linear interpolation over requests with status ok (two streaming passes)"
@@ -71,6 +71,7 @@ def analyze(
     second_pass(accs, lambda: batches(res.requests, keys, window_ns, levels[0].windows), llm)
     devs = device_groups(res.devices, keys, levels, window_ns)
     ctx = _Context(keys, by, services, kinds, res.slos, rules, duration_ns, window_ns)
+    ctx.region_kinds = region_kinds(res.summary)
     rows = [row for acc, dev in zip(accs, devs, strict=True) for row in ctx.rows(acc, dev)]
     return {
         "run": str(res.path),
@@ -86,6 +87,8 @@ def analyze(
 
 class _Context:
     """What turning accumulators into rows needs (labels, SLOs, rules, time base)."""
+
+    region_kinds: dict[str, set[str]]  # kinds served per region (rows over mixed kinds)
 
     def __init__(
         self,
@@ -127,13 +130,14 @@ class _Context:
             row["window_start_ns"] = window * self.window_ns
             row["window_end_ns"] = (window + 1) * self.window_ns
         service = self.keys.labels["service"][codes["service"]] if "service" in codes else None
-        row.update(self._stats(acc, gid, seconds, service))
+        region = self.keys.labels["region"][codes["region"]] if "region" in codes else None
+        row.update(self._stats(acc, gid, seconds, service, region))
         _with_devices(row, dev.get(gid))
         row["verdict"] = self._verdict(acc, gid, service) if acc.judged else None
         return row
 
     def _stats(
-        self, acc: LevelAcc, gid: int, seconds: float, service: str | None
+        self, acc: LevelAcc, gid: int, seconds: float, service: str | None, region: str | None
     ) -> dict[str, Any]:
         c = {k: int(v[gid]) for k, v in acc.counts.items()}
         q = {m: acc.quantiles.get(m, {}).get(gid, {}) for m in METRICS}
@@ -158,10 +162,28 @@ class _Context:
                 **_quantile_fields(q["latency"], METRICS["latency"]),
             },
         }
+        if kind is None and self._mixed(region):
+            # a row over R&R and LLM services: end-to-end latencies of ms and of s are not one
+            # distribution; no pooled figure (each service's row has its own)
+            out["latency_ns"] = dict.fromkeys(out["latency_ns"])
         if kind == "llm" or (kind is None and q["ttft"]):
             out["ttft_ns"] = _quantile_fields(q["ttft"], METRICS["ttft"])
             out["tpot_ns"] = _quantile_fields(q["tpot"], METRICS["tpot"])
+        if kind == "llm":
+            out["input_tokens"] = c["input_tokens"]
+            out["preemptions"] = c["preemptions"]
+            out["kv_allocation_failures"] = c["kv_failures"]
+            out["prefix_cache_hit_rate"] = (
+                c["cached_tokens"] / c["input_tokens"] if c["input_tokens"] else None
+            )
         return out
+
+    def _mixed(self, region: str | None) -> bool:
+        """Whether a row over every service of `region` (None: of the fleet, or a rack or
+        generation, judged fleet-wide) mixes R&R and LLM services."""
+        every = set(self.kinds.values())
+        kinds = getattr(self, "region_kinds", {}).get(region, every) if region else every
+        return len(kinds) > 1
 
     def _service_verdict(
         self, acc: LevelAcc, gid: int, s: int, region: int | None

@@ -21,11 +21,12 @@ import pyarrow.parquet as pq
 from mtia_cluster.results.analysis.groups import Keys, Level, name_codes
 from mtia_cluster.results.analysis.hist import N_BUCKETS, SparseCounts, bucket_of
 from mtia_cluster.results.analysis.refine import exact_quantiles, make_plans
-from mtia_cluster.results.slo import ServiceSLO
 from mtia_cluster.results.summary import QUANTILES, STATUSES, TOKEN_QUANTILES
+from mtia_cluster.slo import ServiceSLO
 
 BATCH_ROWS = 262_144
 COUNTS = ("offered", "completed", "good", "dropped", "rejected", "failed", "items", "tokens")
+LLM_COUNTS = ("input_tokens", "cached_tokens", "preemptions", "kv_failures")  # as groupstats
 METRICS = {"latency": QUANTILES, "ttft": TOKEN_QUANTILES, "tpot": TOKEN_QUANTILES}
 _DENSE_LIMIT = 1 << 16
 
@@ -48,7 +49,7 @@ class LevelAcc:
 
     def __post_init__(self) -> None:
         g = self.level.groups
-        self.counts = {k: np.zeros(g, dtype=np.int64) for k in COUNTS}
+        self.counts = {k: np.zeros(g, dtype=np.int64) for k in (*COUNTS, *LLM_COUNTS)}
         self.latency_sum = np.zeros(g, dtype=np.int64)
         self.latency_max = np.full(g, -1, dtype=np.int64)
         gs = g * self.regions * self.services if self.judged else 0
@@ -82,6 +83,7 @@ class Batch:
     items: np.ndarray
     slo_ok: np.ndarray
     win_arrival: np.ndarray
+    llm: dict[str, np.ndarray]  # input_tokens, cached_tokens, preemptions, accelerator_id
     win_finish: np.ndarray
     cache: dict[str, Any] = field(default_factory=dict)
 
@@ -118,7 +120,11 @@ _COLUMNS = [
     "output_tokens",
     "items",
     "slo_ok",
+    "input_tokens",
+    "preemptions",
+    "cached_tokens",
 ]
+_OPTIONAL = ("input_tokens", "preemptions", "cached_tokens")  # runs written before: zeros
 
 
 def _record_batches(requests: ds.Dataset, columns: list[str]) -> Iterator[pa.RecordBatch]:
@@ -132,8 +138,10 @@ def _record_batches(requests: ds.Dataset, columns: list[str]) -> Iterator[pa.Rec
         region = ds.get_partition_keys(fragment.partition_expression).get("region")
         with fragment.filesystem.open_input_file(fragment.path) as f:
             parquet = pq.ParquetFile(f, pre_buffer=False)
+            present = set(parquet.schema_arrow.names)
+            wanted = [c for c in columns if c in present or c not in _OPTIONAL]
             for rb in parquet.iter_batches(
-                batch_size=BATCH_ROWS, columns=columns, use_threads=False
+                batch_size=BATCH_ROWS, columns=wanted, use_threads=False
             ):
                 names = pa.repeat(pa.scalar(region, pa.string()), rb.num_rows)
                 yield rb.append_column("region", names)
@@ -146,7 +154,9 @@ def batches(
     for rb in _record_batches(requests, [c for c in _COLUMNS if c != "region"]):
         if rb.num_rows == 0:
             continue
-        col = {n: rb[n].to_numpy(zero_copy_only=False) for n in _COLUMNS[3:] if n != "status"}
+        names = [n for n in _COLUMNS[3:] if n != "status" and n in rb.schema.names]
+        col = {n: rb[n].to_numpy(zero_copy_only=False) for n in names}
+        zeros = np.zeros(rb.num_rows, dtype=np.int64)
         codes = {
             "region": name_codes(rb["region"], keys.labels["region"]),
             "service": name_codes(rb["service"], keys.labels["service"]),
@@ -166,6 +176,7 @@ def batches(
             output_tokens=col["output_tokens"].astype(np.int64),
             items=col["items"].astype(np.int64),
             slo_ok=np.asarray(col["slo_ok"], dtype=bool),
+            llm={n: col.get(n, zeros).astype(np.int64) for n in _OPTIONAL} | {"accel": accel},
             win_arrival=_window(arrival, window_ns, windows),
             win_finish=_window(finish, window_ns, windows),
         )
@@ -222,6 +233,10 @@ def first_pass(
     gok = gf[b.ok]
     _add(c["items"], gok, b.items[b.ok].astype(np.float64))
     _add(c["tokens"], gok, b.output_tokens[b.ok].astype(np.float64))
+    _add(c["input_tokens"], gok, b.llm["input_tokens"][b.ok].astype(np.float64))
+    _add(c["cached_tokens"], gok, b.llm["cached_tokens"][b.ok].astype(np.float64))
+    _add(c["preemptions"], gf, b.llm["preemptions"].astype(np.float64))
+    _add(c["kv_failures"], gf[(b.status == STATUSES.index("rejected")) & (b.llm["accel"] >= 0)])
     latency = (b.finish_ns - b.arrival_ns)[b.ok]
     _add(acc.latency_sum, gok, latency.astype(np.float64))
     np.maximum.at(acc.latency_max, gok, latency)

@@ -96,6 +96,8 @@ def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
     if window_ns is not None:
         doc = analyze(run, by=("region",), window_ns=window_ns)
         for r in doc["rows"]:
+            if r["level"] not in ("region", "*"):
+                continue
             name = r["region"] if r["level"] == "region" else "fleet"
             data.times_s.setdefault(name, []).append(r["window_start_ns"] / 1e9)
             data.power_w.setdefault(name, []).append(r.get("avg_power_w"))

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from mtia_cluster import fmt
 from mtia_cluster.results.analysis.compare import FIGURES
 
-_LATENCY = (("p50", "p50 ms"), ("p90", "p90 ms"), ("p99", "p99 ms"), ("p99_9", "p99.9 ms"))
+_LATENCY = (
+    ("p50", "latency p50 ms"),
+    ("p90", "latency p90 ms"),
+    ("p99", "latency p99 ms"),
+    ("p99_9", "latency p99.9 ms"),
+)
 
 
 def _ms(value: float | None) -> float | str:
-    return "-" if value is None else value / 1e6
+    ms = fmt.ms(value)
+    return fmt.MISSING if ms is None else ms
 
 
-def _num(value: float | None, scale: float = 1.0) -> float | str:
-    return "-" if value is None else value * scale
+def _num(value: float | None) -> float | str:
+    return fmt.MISSING if value is None else value
 
 
 def analysis_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -32,7 +39,7 @@ def analysis_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         line += [r["offered_per_s"], r["completed_per_s"], r["goodput_per_s"]]
         line += [_ms(r["latency_ns"][q]) for q, _ in _LATENCY]
         line += [_ms((r.get("ttft_ns") or {}).get("p99")), _ms((r.get("tpot_ns") or {}).get("p99"))]
-        line += [_num(r.get("utilization"), 100.0), _num(r.get("avg_power_w"))]
+        line += [_num(fmt.pct(r.get("utilization"))), _num(r.get("avg_power_w"))]
         line += [_num(r.get("energy_per_request_j")), _num(r.get("requests_per_j"))]
         if not windowed:
             line.append((r.get("verdict") or {}).get("result", "-"))

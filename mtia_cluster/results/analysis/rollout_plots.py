@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from mtia_cluster import fmt
 from mtia_cluster.errors import UserError
 from mtia_cluster.output import PLOT_FILE, claim_output, staged
 from mtia_cluster.results.analysis import svg
@@ -321,12 +322,28 @@ def replay_table_html(summary: dict[str, Any]) -> str:
     cols: tuple[str, ...] = REPLAY_COLUMNS
     if any(r.get("drill_verdict") for r in rows):
         cols = (*cols, "drill_p99_before_s", "drill_p99_after_s", "drill_verdict")
-    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+    head = "".join(f"<th>{escape(_header(c))}</th>" for c in cols)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(_cell(r.get(c)))}</td>" for c in cols) + "</tr>"
+        "<tr>" + "".join(f"<td>{escape(_cell(_human(c, r.get(c))))}</td>" for c in cols) + "</tr>"
         for r in rows
     )
     return f"<h2>Exact replays</h2><table><tr>{head}</tr>{body}</table>\n"
+
+
+def _header(col: str) -> str:
+    """People read latencies in ms and rates in %: `p99_s` -> `p99 ms`, `x_rate` -> `x_rate %`."""
+    if "p99" in col and col.endswith("_s"):
+        return col[:-2] + " ms"
+    return col + " %" if col.endswith("error_rate") else col
+
+
+def _human(col: str, v: Any) -> Any:
+    """The value for `_header(col)` (mtia_cluster.fmt, the one formatter)."""
+    if "p99" in col and col.endswith("_s"):
+        return fmt.ms_from_s(v) if isinstance(v, (int, float)) else v
+    if col.endswith("error_rate"):
+        return fmt.pct(v) if isinstance(v, (int, float)) else v
+    return v
 
 
 def _cell(v: Any) -> str:
@@ -335,7 +352,7 @@ def _cell(v: Any) -> str:
         return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
-    return svg.fmt(v) if isinstance(v, float) else str(v)
+    return fmt.number(v) if isinstance(v, float) else str(v)
 
 
 def write_rollout_plots(path: Path, run_dir: Path, *, overwrite: bool = False) -> Path:

@@ -1,0 +1,106 @@
+"""The console view of a summary.json document, shared by `simulate`, `replay` and `demo`.
+
+Every figure printed is read from the summary document (the same dict `--json` prints and
+summary.json holds), converted for people by `mtia_cluster.fmt` only: latency figures are
+named by what they are (R&R `latency`; LLM `e2e`, `TTFT`, `TPOT`), never pooled across R&R
+and LLM services; utilization is a percent.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from mtia_cluster import fmt
+from mtia_cluster.cli._common import echo_json, echo_table
+
+HEADERS = [
+    "region",
+    "service",
+    "kind",
+    "req/s",
+    "throughput",
+    "unit",
+    "latency/e2e p50 ms",
+    "latency/e2e p99 ms",
+    "TTFT p99 ms",
+    "TPOT p99 ms",
+    "util %",
+    "power W",
+    "per J",
+    "verdict",
+]
+
+
+def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """One table row per (region, service) group of a summary document."""
+    rows = []
+    for g in summary["groups"]:
+        llm = g.get("kind") == "llm"
+        lat = g.get("latency_ns") or {}
+        rows.append(
+            [
+                g["region"],
+                g["service"],
+                g.get("kind", "-"),
+                g["completed_per_s"],
+                g.get("output_tokens_per_s") if llm else g.get("items_per_s"),
+                "tok/s" if llm else "items/s",
+                fmt.ms(lat.get("p50")),
+                fmt.ms(lat.get("p99")),
+                fmt.ms((g.get("ttft_ns") or {}).get("p99")) if llm else None,
+                fmt.ms((g.get("tpot_ns") or {}).get("p99")) if llm else None,
+                fmt.pct(g.get("utilization")),
+                g.get("avg_power_w"),
+                g.get("output_tokens_per_j") if llm else g.get("items_per_j"),
+                g["verdict"]["result"],
+            ]
+        )
+    return rows
+
+
+def echo_summary_table(summary: dict[str, Any]) -> None:
+    """The per-group table, then the reasons of every group that is not VALID."""
+    echo_table(HEADERS, summary_rows(summary))
+    click.echo(
+        "\n(latency: end to end, R&R and LLM (e2e); TTFT/TPOT: LLM only; verdict: "
+        "MLPerf-LoadGen-style against the scenario's SLO, as summary.json)"
+    )
+    for g in summary["groups"]:
+        reasons = g["verdict"].get("reasons") or []
+        if g["verdict"]["result"] != "VALID" and reasons:
+            click.echo(
+                f"  {g['region']}/{g['service']} {g['verdict']['result']}: "
+                + "; ".join(map(str, reasons))
+            )
+
+
+def invalid_groups(summary: dict[str, Any]) -> list[str]:
+    """`region/service` of every group whose verdict is INVALID."""
+    return [
+        f"{g['region']}/{g['service']}"
+        for g in summary["groups"]
+        if g["verdict"]["result"] == "INVALID"
+    ]
+
+
+def echo_summary(summary: dict[str, Any], as_json: bool, fail_on_invalid: bool) -> None:
+    """Print the summary (the document itself with --json, else the table) and, with
+    `fail_on_invalid`, exit 1 when any group's verdict is INVALID."""
+    if as_json:
+        echo_json(summary)
+    else:
+        echo_summary_table(summary)
+    bad = invalid_groups(summary)
+    if fail_on_invalid and bad:
+        click.echo(f"--fail-on-invalid: INVALID verdict for {', '.join(bad)}", err=True)
+        sys.exit(1)
+
+
+fail_on_invalid_option = click.option(
+    "--fail-on-invalid",
+    is_flag=True,
+    help="Exit with status 1 when any (region, service) verdict is INVALID (for CI).",
+)

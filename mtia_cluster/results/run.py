@@ -1,0 +1,175 @@
+"""The one way to summarize a run: `summarize(run_or_directory)` and `write_run`.
+
+An in-process run (:class:`~mtia_cluster.engine.output.RunOutput`: rows and device counter
+samples) is converted to exactly the tables a shard writer writes (`completed_to_table`,
+`DeviceTracker`), fed to the same mergeable statistics (`StatsBuilder`) and summarized by
+`derive_from_stats` -> `summary_from_partials`, the code `ResultsWriter.finalize()` runs for
+`replay`. A results directory is summarized by `derive` (its requests read back) with the
+SLOs, interval and verdict rules its manifest recorded. Every command (simulate, replay,
+capacity searches, rollout replays, drills) goes through here, so a figure printed is the
+figure written.
+
+`rules` overrides the verdict rules (searches and short replays pass
+``VerdictRules(min_duration_ns=0, early_stopping=False)``: options of the one verdict, not a
+second judge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from mtia_cluster.engine.output import RunOutput
+from mtia_cluster.results.convert import (
+    DeviceTracker,
+    completed_to_table,
+    fleet_device_info,
+    request_file_table,
+)
+from mtia_cluster.results.derive import derive, derive_from_stats
+from mtia_cluster.results.partials import StatsBuilder
+from mtia_cluster.results.reader import open_results
+from mtia_cluster.results.schema import DEVICE_SCHEMA
+from mtia_cluster.results.verdict import VerdictRules
+from mtia_cluster.results.writer import ResultsWriter
+from mtia_cluster.results.writer_io import dataset_or_none, request_dataset
+from mtia_cluster.slo import ServiceSLO
+
+
+@dataclass
+class RunSummary:
+    """The summary.json document of a run and the tables it was computed from."""
+
+    summary: dict[str, Any]
+    regions: pa.Table  # the `regions/` interval rows
+    counts: dict[str, Any]  # the manifest's counts
+    span_ns: int
+    requests: pa.Table | None = None  # `requests` rows (in memory only)
+    devices: pa.Table | None = None  # `devices` rows (in memory only)
+
+    def group(self, region: str, service: str) -> dict[str, Any]:
+        """The summary group of (region, service); KeyError when absent."""
+        for g in self.summary["groups"]:
+            if g["region"] == region and g["service"] == service:
+                return g
+        raise KeyError((region, service))
+
+    @property
+    def verdicts(self) -> dict[tuple[str, str], str]:
+        """VALID / INVALID / NO_SLO per (region, service) group."""
+        return {(g["region"], g["service"]): g["verdict"]["result"] for g in self.summary["groups"]}
+
+
+def device_tables(run: RunOutput) -> list[pa.Table]:
+    """`devices` rows per metrics interval from the run's counter samples (what a shard
+    writer writes: `DeviceTracker` over every accelerator, peak memory included)."""
+    fleet = run.fleet
+    info, chips = fleet_device_info(fleet, np.arange(fleet.accelerators))
+    tracker = DeviceTracker(info, regions=run.regions, chips=chips, services=run.services)
+    out = []
+    for (t0, _), (t1, counters) in zip(run.samples, run.samples[1:], strict=False):
+        if t1 > t0:
+            out.append(tracker.interval(counters, start_ns=t0, end_ns=t1))
+    return out
+
+
+def _by_region(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """Rows per region, in the order a shard writer splits them."""
+    region = table["region"].cast(pa.string())
+    return [(name, table.filter(pc.equal(region, name))) for name in pc.unique(region).to_pylist()]
+
+
+def summarize(
+    source: RunOutput | str | Path,
+    *,
+    rules: VerdictRules | None = None,
+    slos: Mapping[str, ServiceSLO] | None = None,
+    arrivals_from_ns: int | None = None,
+) -> RunSummary:
+    """The summary of an in-process run or of a results directory (see module doc).
+
+    `arrivals_from_ns` (in-process runs): summarize only the requests arriving at or after
+    it (a drill judges the requests after its failure); devices are not filtered."""
+    if isinstance(source, RunOutput):
+        if arrivals_from_ns is not None:
+            keep = source.requests.arrival_ns >= arrivals_from_ns
+            source = replace(source, requests=source.requests.take(keep))
+        return _summarize_memory(source, rules or VerdictRules(), slos)
+    if arrivals_from_ns is not None:
+        raise ValueError("arrivals_from_ns applies to in-process runs")
+    res = open_results(source)
+    m = res.manifest
+    d = derive(
+        request_dataset(res.path),
+        dataset_or_none(res.path / "devices"),
+        services=m["services"],
+        regions=m["regions"],
+        slos=dict(slos) if slos is not None else res.slos,
+        rules=rules or VerdictRules(**m["verdict_rules"]),
+        interval_ns=m["interval_ns"],
+        span_ns=m["simulated_span_ns"],
+        check_unique=False,
+    )
+    return RunSummary(d.summary, d.regions, d.counts, d.span_ns)
+
+
+def _summarize_memory(
+    run: RunOutput, rules: VerdictRules, slos: Mapping[str, ServiceSLO] | None
+) -> RunSummary:
+    sc = run.scenario
+    slos = dict(sc.slo if slos is None else slos)
+    table = completed_to_table(run.requests, services=run.services, regions=run.regions, slos=slos)
+    builder = StatsBuilder(run.services, slos, sc.metrics_interval_ns, check_unique=False)
+    for region, rows in _by_region(table):
+        builder.add(region, request_file_table(rows))
+    devices = device_tables(run)
+    dev_table = pa.concat_tables(devices) if devices else DEVICE_SCHEMA.empty_table()
+    d = derive_from_stats(
+        builder.result(),
+        ds.dataset(dev_table) if devices else None,
+        services=run.services,
+        regions=run.regions,
+        slos=slos,
+        rules=rules,
+        interval_ns=sc.metrics_interval_ns,
+        span_ns=run.end_ns,
+    )
+    return RunSummary(d.summary, d.regions, d.counts, d.span_ns, table, dev_table)
+
+
+def write_run(
+    run: RunOutput,
+    out: str | Path,
+    *,
+    manifest: Mapping[str, Any],
+    trace_path: str | Path | None,
+    wall_time_s: float,
+    overwrite: bool = False,
+) -> Path:
+    """Write an in-process run as a results directory through `ResultsWriter` (the writer
+    `replay` uses): one shard, its rows and device intervals, finalized atomically."""
+    sc = run.scenario
+    with ResultsWriter(
+        out,
+        manifest=manifest,
+        services=run.services,
+        regions=run.regions,
+        slos=sc.slo,
+        interval_ns=sc.metrics_interval_ns,
+        trace_path=trace_path,
+        overwrite=overwrite,
+    ) as writer:
+        shard = writer.shard(0)
+        shard.write_completed(run.requests)
+        for table in device_tables(run):
+            shard.write_devices(table)
+        shard.close()
+        extra = {"fleet_events": run.fleet_events} if run.fleet_events else None
+        return writer.finalize(wall_time_s=wall_time_s, simulated_span_ns=run.end_ns, extra=extra)
