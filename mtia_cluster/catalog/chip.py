@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtia_cluster.catalog.op_model import OpParams, load_op_params, op_model_path
 from mtia_cluster.catalog.quantity import Provenance, SourcedReader, read_sources
 from mtia_cluster.config import Fields
 from mtia_cluster.errors import UserError
@@ -48,7 +49,7 @@ class MemoryTier:
 class Efficiency:
     """Achievable fractions of peak, each taken from a published fact (see docs/validation.md)."""
 
-    gemm: float  # fraction of peak GEMM FLOPS reached by large GEMMs
+    gemm: float  # fraction of peak GEMM FLOPS reached by large GEMMs (R&R model only)
     offchip_stream: float  # fraction of off-chip bandwidth reached by streaming reads
     sram: float  # fraction of on-chip SRAM bandwidth reached
     ecc_throughput: float  # multiplier on off-chip bandwidth with ECC on (1.0 = no cost)
@@ -80,6 +81,8 @@ class Chip:
     scale_out_bytes_per_s: float
     launch_overhead_s: float
     efficiency: Efficiency
+    compute_units: int | None  # SMs / CUs / PEs that GEMM tiles are spread over (None: unknown)
+    op_params: OpParams  # the architecture family's operator-model parameters (LLM model)
     provenance: dict[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -181,6 +184,10 @@ def load_chip_data(data: dict, path: Path) -> Chip:
             ecc_throughput=r.quantity(eff, "ecc_throughput", positive=True),
             pcie=r.quantity(eff, "pcie", positive=True),
         ),
+        compute_units=(
+            int(r.quantity(f, "compute_units", positive=True)) if f.has("compute_units") else None
+        ),
+        op_params=load_op_params(op_model_path(f.str("op_model"), path)),
         provenance=r.provenance,
     )
     _check_chip(chip, f)

@@ -251,6 +251,8 @@ def validate(as_json: bool) -> None:
     results = run_all(load_catalog())
     if as_json:
         echo_json([r.as_dict() for r in results])
+        if not all(r.passed for r in results):
+            raise SystemExit(1)
         return
     echo_table(
         ["id", "published", "simulated", "rel_error", "tolerance", "result"],
@@ -268,3 +270,8 @@ def validate(as_json: bool) -> None:
     )
     for r in results:
         click.echo(f"\n{r.id}: {r.description}\n  source: {r.source}\n  method: {r.method}")
+    failed = [r.id for r in results if not r.passed]
+    if failed:
+        click.echo(f"\n{len(failed)} of {len(results)} checks FAILED: {', '.join(failed)}")
+        raise SystemExit(1)
+    click.echo(f"\nall {len(results)} checks passed")
