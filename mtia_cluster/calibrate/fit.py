@@ -9,8 +9,9 @@ Procedure (no randomness, no iteration-order dependence; the same rows give the 
   ``floor_us``. The wave-quantized FLOP time and the byte time at fraction 1 are computed
   once per row, so the search only rescales them.
 * Each elementwise kind (emb, norm, rope, act, add): ``bw_fraction`` and ``floor_us``.
-* Each collective and fabric present (all_reduce / send_recv x scale_up / scale_out):
-  ``latency_us`` and ``bw_fraction``; absent ones keep their values.
+* Each collective and fabric present (all_reduce / send_recv x scale_up / scale_out; ``part``
+  "collectives" or "all"): ``latency_us`` and ``bw_fraction``; absent ones keep their values.
+  Written to the chip's ``interconnect`` entry (and the family default on an "all" fit).
 * ``attention.decode_bw_fraction`` is set to the GEMM ``bw_fraction`` (KV pages stream like
   weights; Vidur's attention tables are not in the data). Nothing else is touched.
 """
@@ -101,16 +102,30 @@ def _fit_two(x: np.ndarray, meas: np.ndarray, additive: bool) -> tuple[float, fl
         pred = c * US + x / f if additive else np.maximum(c * US, x / f)
         return _mape(pred, meas)
 
-    axes = [np.linspace(0.02, 1.0, 50), np.linspace(0.0, 100.0, 51)]
+    top_us = 400.0 if additive else 100.0  # collective latencies reach ~100s of us
+    axes = [np.linspace(0.02, 1.0, 50), np.linspace(0.0, top_us, 51)]
     best = _grid_min(loss, axes)
     return best[0], best[1], loss(best)
 
 
-def fit_profile(prof: Profile, chip: Chip) -> FitResult:
-    """Fit the family parameters of `chip` to `prof` (see module docstring)."""
+def fit_profile(prof: Profile, chip: Chip, part: str = "all") -> FitResult:
+    """Fit the family parameters of `chip` to `prof` (see module docstring).
+
+    `part`: "ops" (GEMM and elementwise), "collectives", or "all".
+    """
     p = chip.op_params
     rows: dict[str, int] = {}
     mape: dict[str, float] = {}
+    if part in ("all", "ops"):
+        p = _fit_ops(prof, chip, p, rows, mape)
+    if part in ("all", "collectives"):
+        p = _fit_collectives(prof, chip, p, rows, mape)
+    return FitResult(p, rows, mape)
+
+
+def _fit_ops(
+    prof: Profile, chip: Chip, p: OpParams, rows: dict[str, int], mape: dict[str, float]
+) -> OpParams:
     g, n, err = _fit_gemm(prof, chip)
     if g:
         p = replace(
@@ -122,7 +137,12 @@ def fit_profile(prof: Profile, chip: Chip) -> FitResult:
             attn_decode_bw_fraction=g[1],
         )
         rows["gemm"], mape["gemm"] = n, err
-    p = replace(p, elementwise=_fit_elementwise(prof, chip, p, rows, mape))
+    return replace(p, elementwise=_fit_elementwise(prof, chip, p, rows, mape))
+
+
+def _fit_collectives(
+    prof: Profile, chip: Chip, p: OpParams, rows: dict[str, int], mape: dict[str, float]
+) -> OpParams:
     for kind, fabric in itertools.product(("all_reduce", "send_recv"), ("scale_up", "scale_out")):
         sel = [r for r in prof.collectives if r.kind == kind and r.fabric == fabric]
         if not sel:
@@ -131,12 +151,16 @@ def fit_profile(prof: Profile, chip: Chip) -> FitResult:
         scale = [2.0 * (r.ranks - 1) / r.ranks if kind == "all_reduce" else 1.0 for r in sel]
         x = np.array([s * r.size_bytes / link for s, r in zip(scale, sel, strict=True)])
         f, lat, err = _fit_two(x, np.array([r.time_s for r in sel]), additive=True)
-        attr = ("all_reduce" if kind == "all_reduce" else "send_recv") + (
-            "_up" if fabric == "scale_up" else "_out"
-        )
-        p = replace(p, **{attr: Collective(lat * US, f)})
+        p = _with_collective(p, kind, fabric, Collective(lat * US, f))
         rows[f"{kind}.{fabric}"], mape[f"{kind}.{fabric}"] = len(sel), err
-    return FitResult(p, rows, mape)
+    return p
+
+
+def _with_collective(p: OpParams, kind: str, fabric: str, c: Collective) -> OpParams:
+    up = fabric == "scale_up"
+    if kind == "all_reduce":
+        return replace(p, all_reduce_up=c) if up else replace(p, all_reduce_out=c)
+    return replace(p, send_recv_up=c) if up else replace(p, send_recv_out=c)
 
 
 def _fit_elementwise(

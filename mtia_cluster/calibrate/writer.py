@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,21 @@ from mtia_cluster.config import load_yaml
 US = 1e6  # seconds -> microseconds
 
 
-def _set(node: dict[str, Any], key: str, value: float, note: str = "") -> None:
-    q: dict[str, Any] = {"value": round(float(value), 4), "status": "calibrated", "source": "fit"}
+def _set(node: dict[str, Any], key: str, value: float, note: str = "", source: str = "fit") -> None:
+    q: dict[str, Any] = {"value": round(float(value), 4), "status": "calibrated", "source": source}
     if note:
         q["note"] = note
     node[key] = q
 
 
-def write_fit(path: Path, fit: FitResult, prof: Profile, chip: str, data_dir: str) -> None:
-    """Rewrite the fitted entries of `path` (everything else is kept as it was)."""
+def write_fit(
+    path: Path, fit: FitResult, prof: Profile, chip: str, data_dir: str, interconnect: str = ""
+) -> None:
+    """Rewrite the fitted entries of `path` (everything else is kept as it was).
+
+    Operator fits also record ``fitted_on``; collectives go to the chip's interconnect entry
+    (and to the family default when the operators were fitted on the same chip).
+    """
     data = load_yaml(path)
     p, rows = fit.params, fit.rows
     g = data.setdefault("gemm", {})
@@ -44,7 +51,13 @@ def write_fit(path: Path, fit: FitResult, prof: Profile, chip: str, data_dir: st
             ew[kind] = {}
             _set(ew[kind], "bw_fraction", e.bw_fraction)
             _set(ew[kind], "floor_us", e.floor_s * US)
-    col = data.setdefault("collectives", {})
+    key = "fit" if "gemm" in rows else f"fit_{chip}"
+    targets = []
+    if "gemm" in rows:  # the chip the family's operators are fitted on sets the default
+        targets.append(data.setdefault("collectives", {}))
+    if interconnect:
+        by = data.setdefault("collectives_by_interconnect", {})
+        targets.append(by.setdefault(interconnect, copy.deepcopy(data.get("collectives", {}))))
     for kind, fabric, c in (
         ("all_reduce", "scale_up", p.all_reduce_up),
         ("all_reduce", "scale_out", p.all_reduce_out),
@@ -52,15 +65,19 @@ def write_fit(path: Path, fit: FitResult, prof: Profile, chip: str, data_dir: st
         ("send_recv", "scale_out", p.send_recv_out),
     ):
         if f"{kind}.{fabric}" in rows:
-            node: dict[str, Any] = {}
-            _set(node, "latency_us", c.latency_s * US)
-            _set(node, "bw_fraction", c.bw_fraction)
-            col.setdefault(kind, {})[fabric] = node
+            for col in targets:
+                node: dict[str, Any] = {}
+                _set(node, "latency_us", c.latency_s * US, source=key)
+                _set(node, "bw_fraction", c.bw_fraction, source=key)
+                col.setdefault(kind, {})[fabric] = node
     models = ", ".join(prof.models)
-    data.setdefault("sources", {})["fit"] = (
+    data.setdefault("sources", {})[key] = (
         f"mtia-cluster calibrate fit of {data_dir} on chip {chip}: models [{models}], "
         f"{sum(rows.values())} rows, data sha256 {prof.digest()}"
     )
+    if key != "fit":
+        _write(path, data)
+        return
     data["fitted_on"] = {
         "chip": chip,
         "data": str(data_dir),
@@ -69,6 +86,10 @@ def write_fit(path: Path, fit: FitResult, prof: Profile, chip: str, data_dir: st
         "rows": dict(rows),
         "in_sample_mape": {k: round(v, 4) for k, v in fit.mape.items()},
     }
+    _write(path, data)
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
     text = (
         f"# Operator-model parameters of family {data.get('name')}. Entries with status: "
         "calibrated are\n# written by `mtia-cluster calibrate fit`; see docs/validation.md.\n"

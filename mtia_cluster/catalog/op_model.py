@@ -4,13 +4,15 @@ One YAML file per family under ``configs/catalog/op_models/`` (a chip names its 
 ``op_model:``). Every number is a sourced quantity; numbers fitted by ``mtia-cluster
 calibrate fit`` carry ``status: calibrated`` and the file's ``fitted_on:`` block says which
 measurements they came from. Times are in microseconds in the file, seconds in
-:class:`~mtia_cluster.perf.ops.OpParams`.
+:class:`OpParams`. Collectives depend on the interconnect more than on the compute family, so
+a family may also hold ``collectives_by_interconnect: {name: ...}``; a chip naming one with
+``interconnect:`` uses those (H100 and H200 share NVLink4/NVSwitch), others the default.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,25 @@ class OpParams:
     send_recv_up: Collective
     send_recv_out: Collective
     iteration_overhead_s: float
+    # Interconnect-specific collectives (profile name -> (ar_up, ar_out, sr_up, sr_out)); a
+    # chip naming a profile here uses it instead of the family's default collectives.
+    collective_profiles: dict[str, tuple[Collective, Collective, Collective, Collective]] = field(
+        default_factory=dict, compare=False
+    )
     provenance: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def for_interconnect(self, profile: str) -> OpParams:
+        """These parameters with `profile`'s collectives, when the family has them."""
+        if profile not in self.collective_profiles:
+            return self
+        ar_up, ar_out, sr_up, sr_out = self.collective_profiles[profile]
+        return replace(
+            self,
+            all_reduce_up=ar_up,
+            all_reduce_out=ar_out,
+            send_recv_up=sr_up,
+            send_recv_out=sr_out,
+        )
 
 
 def op_model_path(family: str, chip_file: Path | None = None) -> Path:
@@ -96,7 +116,20 @@ def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
     def coll(sub: Fields) -> Collective:
         return Collective(r.quantity(sub, "latency_us") * US, frac(sub, "bw_fraction"))
 
-    ar, sr = col.sub("all_reduce"), col.sub("send_recv")
+    def fabric_set(c: Fields) -> tuple[Collective, Collective, Collective, Collective]:
+        ar, sr = c.sub("all_reduce"), c.sub("send_recv")
+        return (
+            coll(ar.sub("scale_up")),
+            coll(ar.sub("scale_out")),
+            coll(sr.sub("scale_up")),
+            coll(sr.sub("scale_out")),
+        )
+
+    default = fabric_set(col)
+    profiles = {}
+    if f.has("collectives_by_interconnect"):
+        by = f.sub("collectives_by_interconnect")
+        profiles = {str(k): fabric_set(by.sub(str(k))) for k in by.data}
     params = OpParams(
         family=f.str("name"),
         gemm_peak_fraction=frac(g, "peak_fraction"),
@@ -109,11 +142,12 @@ def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
         },
         attn_prefill_peak_fraction=frac(att, "prefill_peak_fraction"),
         attn_decode_bw_fraction=frac(att, "decode_bw_fraction"),
-        all_reduce_up=coll(ar.sub("scale_up")),
-        all_reduce_out=coll(ar.sub("scale_out")),
-        send_recv_up=coll(sr.sub("scale_up")),
-        send_recv_out=coll(sr.sub("scale_out")),
+        all_reduce_up=default[0],
+        all_reduce_out=default[1],
+        send_recv_up=default[2],
+        send_recv_out=default[3],
         iteration_overhead_s=r.quantity(f, "iteration_overhead_us") * US,
+        collective_profiles=profiles,
         provenance={k: p.status for k, p in r.provenance.items()},
     )
     return params

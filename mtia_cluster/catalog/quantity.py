@@ -5,7 +5,8 @@ structure such as counts, a plain number inherited from the entry's ``default_so
 ``status`` is one of ``published`` (primary or a transcription of it), ``derived`` (computed
 from published numbers; ``note`` gives the formula) or ``estimated`` (no public number;
 ``note`` must give the reasoning) or ``calibrated`` (fitted to measurements by ``mtia-cluster
-calibrate fit``; ``source`` names the data). ``source`` is a key of the file's ``sources:`` map or a URL.
+calibrate fit``; ``source`` names the data). ``source`` is a key of the file's ``sources:``
+map or a URL.
 """
 
 from __future__ import annotations

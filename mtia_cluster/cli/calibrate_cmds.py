@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.cli._common import echo_json, echo_table, json_option
+from mtia_cluster.errors import UserError
 
 
 def _models(value: str | None) -> list[str] | None:
@@ -28,7 +31,13 @@ def calibrate() -> None:
 @_data
 @_chip
 @_models_opt
-def fit(data_dir: str, chip: str, models: str | None) -> None:
+@click.option(
+    "--part",
+    type=click.Choice(["all", "ops", "collectives"]),
+    default="all",
+    help="what to fit: operators (family-wide), collectives (the chip's interconnect), or all",
+)
+def fit(data_dir: str, chip: str, models: str | None, part: str) -> None:
     """Fit CHIP's family parameters to DATA_DIR and write them to the catalog."""
     from mtia_cluster.calibrate import fit_profile, read_profile, write_fit
     from mtia_cluster.catalog.op_model import op_model_path
@@ -37,9 +46,11 @@ def fit(data_dir: str, chip: str, models: str | None) -> None:
     prof = read_profile(data_dir, chip, _models(models))
     if models:  # collectives come from the whole directory, operators from the subset
         prof.collectives = read_profile(data_dir, chip).collectives
-    result = fit_profile(prof, c)
-    path = op_model_path(c.op_params.family, __import__("pathlib").Path(c.file))
-    write_fit(path, result, prof, chip, data_dir)
+    result = fit_profile(prof, c, part)
+    if not result.rows:
+        raise UserError("nothing to fit in the data for this part", field="--part", value=part)
+    path = op_model_path(c.op_params.family, Path(c.file))
+    write_fit(path, result, prof, chip, data_dir, c.interconnect)
     echo_table(
         ["group", "rows", "in-sample MAPE"],
         [[k, f"{result.rows[k]:,}", f"{v:.1%}"] for k, v in result.mape.items()],

@@ -108,9 +108,9 @@ class LLMIterationModel:
         """(GEMM seconds, memory-bound kernel seconds) of all layers for `t` tokens."""
         m = self.model
         dense = op_times_s(self._shape(m.ffn), t, self.chip, self.dtype)
-        gemm_dense = sum(dense[op] for op in GEMM_OPS)
-        elem_dense = sum(v for op, v in dense.items() if op not in GEMM_OPS and op != "emb")
-        elem_dense = elem_dense + dense["add"]  # two residual adds per layer
+        gemm_dense = np.sum([dense[op] for op in GEMM_OPS], axis=0)
+        elem_ops = [v for op, v in dense.items() if op not in GEMM_OPS and op != "emb"]
+        elem_dense = np.sum(elem_ops, axis=0) + dense["add"]  # two residual adds per layer
         n_moe = m.moe_layers
         gemm = (m.layers - n_moe) * gemm_dense
         elem = m.layers * elem_dense

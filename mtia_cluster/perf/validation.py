@@ -36,6 +36,7 @@ class CheckResult:
     tolerance: float
     passed: bool
     method: str
+    bound: str = "two-sided"  # "two-sided": |rel_error| <= tolerance; "at-most": rel <= tol
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -50,8 +51,12 @@ def check_result(
     simulated: float,
     tolerance: float,
     method: str,
+    bound: str = "two-sided",
 ) -> CheckResult:
+    """A check's verdict. "at-most" checks (MAPE bounds, server <= offline) pass when the
+    simulated figure does not exceed `published` by more than `tolerance`."""
     rel = simulated / published - 1.0
+    ok = rel <= tolerance if bound == "at-most" else abs(rel) <= tolerance
     return CheckResult(
         id_,
         description,
@@ -61,8 +66,9 @@ def check_result(
         simulated,
         rel,
         tolerance,
-        bool(abs(rel) <= tolerance),
+        bool(ok),
         method,
+        bound,
     )
 
 

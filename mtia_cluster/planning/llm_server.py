@@ -54,10 +54,22 @@ class ServerResult:
 
 @dataclass(frozen=True)
 class OfflineResult:
-    output_tokens_per_s: float  # whole replica
+    output_tokens_per_s: float  # whole replica: LoadGen's metric, tokens / last completion
     chips: int
     requests: int
     makespan_s: float
+    # Capacity while the batch is fed: output tokens made before the last query was admitted,
+    # per second of that window (the drain after it is a finite-run artefact).
+    steady_tokens_per_s: float
+
+
+def _tokens_by(t_ns: int, first_ns: np.ndarray, finish_ns: np.ndarray, osl: np.ndarray) -> float:
+    """Output tokens made by `t_ns`: whole requests, plus in-flight ones pro rata."""
+    done = finish_ns <= t_ns
+    live = (first_ns <= t_ns) & ~done
+    span = np.maximum(finish_ns[live] - first_ns[live], 1)
+    part = 1.0 + (osl[live] - 1.0) * (t_ns - first_ns[live]) / span
+    return float(osl[done].sum() + part.sum())
 
 
 def _setup(
@@ -102,7 +114,16 @@ def llm_offline_replay(
     out = sched.outcome()
     done = ~out.rejected
     makespan_s = float(out.finish_ns[done].max()) / 1e9
-    return OfflineResult(float(osl[done].sum()) / makespan_s, chips, int(done.sum()), makespan_s)
+    last_in_ns = int(out.start_ns[done].max())
+    steady = (
+        _tokens_by(last_in_ns, out.first_token_ns[done], out.finish_ns[done], osl[done])
+        / (last_in_ns / 1e9)
+        if last_in_ns > 0
+        else float(osl[done].sum()) / makespan_s
+    )
+    return OfflineResult(
+        float(osl[done].sum()) / makespan_s, chips, int(done.sum()), makespan_s, steady
+    )
 
 
 def llm_server_capacity(
