@@ -231,7 +231,8 @@ class LLMIterationModel:
     def bound(self, prefill_tokens: float, decode_tokens: float, context_tokens: float) -> str:
         """What dominates one iteration: 'compute', 'hbm'/'lpddr', 'scale-up' or 'launch'.
 
-        GEMMs count as compute-bound when their FLOP time exceeds their operand-read time.
+        GEMM time is attributed to compute and memory in proportion to their roofline demands
+        (FLOPs at peak vs weight bytes at bandwidth): near the ridge point both matter.
         """
         parts = {
             k: float(v)
@@ -242,7 +243,7 @@ class LLMIterationModel:
             2.0 * t * self._linear_params_per_token() / (self.tp * self.chip.gemm_peak(self.dtype))
         )
         weight_s = self.weight_bytes / (self.tp * self.chip.offchip.bandwidth_bytes_per_s)
-        gemm_compute = parts["gemm_s"] if flop_s >= weight_s else 0.0
+        gemm_compute = parts["gemm_s"] * flop_s / max(flop_s + weight_s, 1e-30)
         mem = "lpddr" if self.chip.offchip.kind.startswith("lpddr") else "hbm"
         totals = {
             "compute": parts["compute_s"] + gemm_compute,
