@@ -82,6 +82,7 @@ class Chip:
     launch_overhead_s: float
     efficiency: Efficiency
     compute_units: int | None  # SMs / CUs / PEs that GEMM tiles are spread over (None: unknown)
+    peak_basis: str  # what the peaks mean, e.g. "dense ... at the shipping TDP of 700 W"
     interconnect: str  # scale-up fabric generation naming its collective parameters ("": default)
     op_params: OpParams  # the architecture family's operator-model parameters (LLM model)
     provenance: dict[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
@@ -188,6 +189,7 @@ def load_chip_data(data: dict, path: Path) -> Chip:
         compute_units=(
             int(r.quantity(f, "compute_units", positive=True)) if f.has("compute_units") else None
         ),
+        peak_basis=f.str("peak_basis"),
         interconnect=f.str("interconnect", default=""),
         op_params=load_op_params(op_model_path(f.str("op_model"), path)).for_interconnect(
             f.str("interconnect", default="")
