@@ -265,7 +265,7 @@ def validate(as_json: bool) -> None:
                 f"{r.published:,.4g} {r.unit}",
                 f"{r.simulated:,.4g}",
                 f"{r.rel_error:+.1%}",
-                f"±{r.tolerance:.0%}",
+                f"≤ +{r.tolerance:.0%}" if r.bound == "at-most" else f"±{r.tolerance:.0%}",
                 "PASS" if r.passed else "FAIL",
             ]
             for r in results
