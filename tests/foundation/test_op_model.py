@@ -171,3 +171,43 @@ def test_calibrate_refuses_wrong_chip_and_missing_dir(tmp_path):
         read_profile(tmp_path / "nope", "a100")
     res = CliRunner().invoke(cli, ["calibrate", "check", str(root), "--chip", "h100"])
     assert res.exit_code == 2 and "no measurements" in res.output
+
+
+def test_calibrate_fit_cli_writes_calibrated_numbers_deterministically(tmp_path, monkeypatch):
+    import shutil
+
+    from mtia_cluster.config import load_yaml
+    from mtia_cluster.paths import configs_dir
+
+    cfg = tmp_path / "configs"
+    shutil.copytree(configs_dir(), cfg)
+    monkeypatch.setenv("MTIA_CLUSTER_CONFIGS", str(cfg))
+    data = _write_fixture(tmp_path / "data")
+    family = cfg / "catalog" / "op_models" / "nvidia-gpu.yaml"
+    texts = []
+    for _ in range(2):
+        res = CliRunner().invoke(cli, ["calibrate", "fit", str(data), "--chip", "a100"])
+        assert res.exit_code == 0, res.output
+        texts.append(family.read_text())
+    assert texts[0] == texts[1]
+    doc = load_yaml(family)
+    assert doc["gemm"]["peak_fraction"]["status"] == "calibrated"
+    assert doc["fitted_on"]["chip"] == "a100"
+    assert doc["fitted_on"]["models"] == ["tiny-a", "tiny-b"]
+    assert str(data) in doc["sources"]["fit"]
+    # A fresh load of the catalog under that root predicts with the fitted numbers (the
+    # catalog is cached per process; the CLI runs one command per process).
+    from mtia_cluster.catalog.loader import _load
+
+    _load.cache_clear()
+    chip = load_catalog(cfg).chip("a100")
+    assert chip.op_params.gemm_peak_fraction == doc["gemm"]["peak_fraction"]["value"]
+    # The H100 never fitted still loads and is checked with the family numbers.
+    h100 = load_catalog(cfg).chip("h100")
+    assert h100.op_params.gemm_peak_fraction == chip.op_params.gemm_peak_fraction
+
+
+def test_every_chip_states_its_peak_basis_and_tdp():
+    for chip in CAT.chips.values():
+        assert "dense" in chip.peak_basis, chip.name
+        assert f"{chip.tdp_w:g} W" in chip.peak_basis, chip.name
