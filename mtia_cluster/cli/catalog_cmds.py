@@ -239,6 +239,11 @@ def _estimate_llm(
         "throughput_per_s": tps,
         "throughput_unit": "tokens/s per replica",
         "bound": it.bound(*args),
+        # Operator classes of the iteration (attention's two sides overlap: the larger counts).
+        "breakdown_ms": {
+            k.removesuffix("_s"): round(float(v) * 1e3, 4)
+            for k, v in it.breakdown(*args, attn_pairs=pairs).items()
+        },
         "kv_capacity_tokens": it.kv_capacity_tokens,
         "power_w": power * it.chips,
         "energy_per_token_j": power * it.chips / tps,
