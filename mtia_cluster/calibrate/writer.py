@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mtia_cluster.atomic import atomic_path
 from mtia_cluster.calibrate.fit import FitResult
 from mtia_cluster.calibrate.profiling import Profile
 from mtia_cluster.config import load_yaml
@@ -95,5 +97,19 @@ def _write(path: Path, data: dict[str, Any]) -> None:
         "calibrated are\n# written by `mtia-cluster calibrate fit`; see docs/validation.md.\n"
         + yaml.safe_dump(data, sort_keys=False, width=200, default_flow_style=None)
     )
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    _replace_file(path, text)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write `text` beside `path` under a temporary name, then rename it onto `path`: a
+    reader never sees half a catalog file, and a failed write leaves the old one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
