@@ -127,9 +127,30 @@ def check_h100_dlrm_server(cat: Catalog) -> CheckResult:
     )
 
 
+def check_h100_dlrm_offline(cat: Catalog) -> CheckResult:
+    model = cat.model("dlrm-dcnv2")
+    assert isinstance(model, RRModel)
+    best = rr_best_throughput(cat.chip("h100"), model, _platform_host(cat, "h100"))
+    samples = best.items_per_s_per_chip / DLRM_PAIRS_PER_SAMPLE
+    return check_result(
+        "h100-dlrmv2-offline",
+        "DLRM-DCNv2 samples/s per H100, MLPerf Offline",
+        74457.0,
+        "samples/s",
+        "https://github.com/mlcommons/inference_results_v4.1/blob/main/closed/NVIDIA/results/"
+        "DGX-H100_H100-SXM-80GBx8_TRT/dlrm-v2-99/Offline/performance/run_1/"
+        "mlperf_log_summary.txt",
+        samples,
+        0.10,
+        f"best pairs/s per GPU at FP16 over batch sizes up to max_batch, no latency bound "
+        f"(batch {best.batch}, {best.bound}-bound) / {DLRM_PAIRS_PER_SAMPLE:.0f} pairs per sample",
+    )
+
+
 CHECKS: tuple[Callable[[Catalog], CheckResult], ...] = (
     check_mtia2i_vs_mtia1,
     check_h100_dlrm_server,
+    check_h100_dlrm_offline,
 )
 
 

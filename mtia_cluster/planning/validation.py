@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,84 +34,119 @@ from mtia_cluster.planning.llm_server import (
 )
 from mtia_cluster.workloads import LLMModel
 
-# MLPerf llama2-70b (OpenOrca, 24,576 samples, sequence limit 1,024): output mean 294.45
-# tokens (MLCommons reference README, facts §5.3); the mean input length is not in our
-# sources: 300 tokens is an estimate (docs/validation.md). Lengths are lognormal, clipped to
-# the 1,024 limit. NVIDIA's H100 runs use FP8 weights and KV cache; TP2 is the smallest tensor
-# parallelism that holds 69 GB of FP8 weights plus a KV cache on 80 GB parts.
-LLAMA2_OSL, LLAMA2_ISL, LLAMA2_TP, LLAMA2_MAX_SEQS = 294.45, 300.0, 2, 1024
-LLAMA2_INPUT = LengthDist(LLAMA2_ISL, 1.0)
-LLAMA2_OUTPUT = LengthDist(LLAMA2_OSL, 0.8)
 OFFLINE_REQUESTS = 24_576  # every sample of the OpenOrca set once, all issued at t = 0
-SERVER_POOL = 24_576  # the dataset size; each server replay takes ceil(600 s x rate) of it
+SERVER_POOL = 24_576  # each server replay takes ceil(600 s x rate) queries of this pool
 TOKEN_BUDGET = 4096  # max_num_batched_tokens (estimate; TRT-LLM's setting unknown)
-LLAMA2_LOG = (
-    "https://github.com/mlcommons/inference_results_v4.1/blob/main/closed/NVIDIA/results/"
-    "DGX-H100_H100-SXM-80GBx8_TRT/llama2-70b-99/"
+MAX_SEQS = 1024  # max_num_seqs (estimate)
+RESULTS_V41 = "https://github.com/mlcommons/inference_results_v4.1/"
+
+
+@dataclass(frozen=True)
+class LLMBenchmark:
+    """One MLPerf LLM benchmark on H100 as published (facts §5.3-5.4) and how we run it.
+
+    TP is the smallest that holds the FP8 weights and a KV cache on an 80 GB part (the
+    submissions' parallelism is not in our sources). Lengths are lognormal, clipped to 1,024.
+    """
+
+    id: str
+    model: str
+    tp: int
+    offline_tps: float  # published tokens/s per GPU
+    server_tps: float
+    log: str
+    input_len: LengthDist
+    output_len: LengthDist
+    lengths_note: str
+
+
+LLAMA2 = LLMBenchmark(
+    "h100-llama2-70b",
+    "llama-2-70b",
+    2,
+    3066.0,
+    2701.0,
+    RESULTS_V41 + "blob/main/closed/NVIDIA/results/DGX-H100_H100-SXM-80GBx8_TRT/llama2-70b-99/",
+    LengthDist(300.0, 1.0),
+    LengthDist(294.45, 0.8),
+    "input mean 300 (estimated: OpenOrca input statistics not found), output mean 294.45 "
+    "(published, MLCommons reference README), cv 1.0 / 0.8 (estimated)",
 )
+MIXTRAL = LLMBenchmark(
+    "h100-mixtral-8x7b",
+    "mixtral-8x7b",
+    1,
+    6566.0,
+    6350.0,
+    RESULTS_V41 + "tree/main/closed/Google/results/DGX-H100_H100-SXM-80GBx8_TRT/mixtral-8x7b",
+    LengthDist(300.0, 1.0),
+    LengthDist(294.45, 0.8),
+    "the llama2-70b OpenOrca estimates (estimated: the mixtral set mixes OpenOrca, GSM8K "
+    "and MBXP; their lengths are not in our sources)",
+)
+BENCHMARKS = (LLAMA2, MIXTRAL)
 
 
-def _llama2_args(cat: Catalog) -> dict[str, Any]:
-    model = cat.model("llama-2-70b")
+def _bench_args(cat: Catalog, b: LLMBenchmark) -> dict[str, Any]:
+    model = cat.model(b.model)
     assert isinstance(model, LLMModel)
     return {
         "chip": cat.chip("h100"),
         "model": model,
-        "tp": LLAMA2_TP,
+        "tp": b.tp,
         "dtype": "fp8",
         "kv_dtype": "fp8",
-        "limits": ReplicaLimits(TOKEN_BUDGET, LLAMA2_MAX_SEQS, 16, 1),
-        "input_len": LLAMA2_INPUT,
-        "output_len": LLAMA2_OUTPUT,
+        "limits": ReplicaLimits(TOKEN_BUDGET, MAX_SEQS, 16, 1),
+        "input_len": b.input_len,
+        "output_len": b.output_len,
     }
 
 
-def _lengths() -> str:
-    return (
-        f"lengths lognormal: input mean {LLAMA2_ISL:.0f} (estimated, cv 1.0), output mean "
-        f"{LLAMA2_OSL} (published, cv 0.8), clipped to 1..1024"
-    )
+def _llama2_args(cat: Catalog) -> dict[str, Any]:
+    return _bench_args(cat, LLAMA2)
 
 
-def check_h100_llama2_offline(off: OfflineResult) -> CheckResult:
+def check_offline(b: LLMBenchmark, off: OfflineResult) -> CheckResult:
     return check_result(
-        "h100-llama2-70b-offline",
-        "H100 tokens/s per GPU, Llama-2-70B, MLPerf Offline",
-        3066.0,
+        f"{b.id}-offline",
+        f"H100 tokens/s per GPU, {b.model}, MLPerf v4.1 Offline",
+        b.offline_tps,
         "tokens/s",
-        LLAMA2_LOG + "Offline/performance/run_1/mlperf_log_summary.txt",
+        b.log,
         off.output_tokens_per_s / off.chips,
         0.10,
         f"LoadGen Offline through the replay engine: {off.requests:,} queries at t=0 drained "
-        f"by one TP{LLAMA2_TP} FP8 replica (max_num_seqs {LLAMA2_MAX_SEQS}, token budget "
-        f"{TOKEN_BUDGET}) in {off.makespan_s:.0f} s; {_lengths()}",
+        f"by one TP{b.tp} FP8 replica (max_num_seqs {MAX_SEQS}, token budget {TOKEN_BUDGET}) "
+        f"in {off.makespan_s:.0f} s; lengths: {b.lengths_note}",
     )
 
 
-def check_h100_llama2_server(res: ServerResult) -> CheckResult:
+def check_server(b: LLMBenchmark, res: ServerResult) -> CheckResult:
     return check_result(
-        "h100-llama2-70b-server",
-        "H100 tokens/s per GPU, Llama-2-70B, MLPerf Server (p99 TTFT 2 s, TPOT 200 ms)",
-        2701.0,
+        f"{b.id}-server",
+        f"H100 tokens/s per GPU, {b.model}, MLPerf v4.1 Server (p99 TTFT 2 s, TPOT 200 ms)",
+        b.server_tps,
         "tokens/s",
-        LLAMA2_LOG + "Server",
+        b.log,
         res.output_tokens_per_s / res.chips,
         0.10,
-        f"highest Poisson rate ({res.rate_per_s:.2f} req/s per TP{LLAMA2_TP} replica) whose "
+        f"highest Poisson rate ({res.rate_per_s:.2f} req/s per TP{b.tp} replica) whose "
         f"exact replay of >= 600 s of queries meets both p99 bounds (LoadGen rules), "
-        f"bracketing search to 2% ({len(res.search.evaluations)} replays); {_lengths()}",
+        f"bracketing search to 2% ({len(res.search.evaluations)} replays); lengths: "
+        f"{b.lengths_note}",
     )
 
 
-def check_server_le_offline(off: OfflineResult, res: ServerResult) -> CheckResult:
+def check_server_le_offline(b: LLMBenchmark, off: OfflineResult, res: ServerResult) -> CheckResult:
     """Server can never beat the system's capacity (LoadGen); the bound is the offline
     run's steady capacity, its LoadGen figure (with the drain tail) is shown beside it."""
     return check_result(
-        "h100-llama2-70b-server-le-offline",
-        "Server throughput / Offline capacity, same system (must be <= 1; published 0.88)",
+        f"{b.id}-server-le-offline",
+        "Server throughput / Offline capacity, same system (must be <= 1; published "
+        f"{b.server_tps / b.offline_tps:.2f})",
         1.0,
         "x",
-        LLAMA2_LOG,
+        b.log,
         res.output_tokens_per_s / off.steady_tokens_per_s,
         0.0,
         f"server {res.output_tokens_per_s / res.chips:,.0f} vs offline capacity "
@@ -123,14 +159,13 @@ def check_server_le_offline(off: OfflineResult, res: ServerResult) -> CheckResul
 
 
 def llm_checks(cat: Catalog) -> list[CheckResult]:
-    args = _llama2_args(cat)
-    off = llm_offline_replay(**args, n_requests=OFFLINE_REQUESTS)
-    res = llm_server_capacity(**args, ttft_p99_s=2.0, tpot_p99_s=0.2, n_requests=SERVER_POOL)
-    return [
-        check_h100_llama2_offline(off),
-        check_h100_llama2_server(res),
-        check_server_le_offline(off, res),
-    ]
+    out = []
+    for b in BENCHMARKS:
+        args = _bench_args(cat, b)
+        off = llm_offline_replay(**args, n_requests=OFFLINE_REQUESTS)
+        res = llm_server_capacity(**args, ttft_p99_s=2.0, tpot_p99_s=0.2, n_requests=SERVER_POOL)
+        out += [check_offline(b, off), check_server(b, res), check_server_le_offline(b, off, res)]
+    return out
 
 
 def default_profiles_dir() -> Path | None:
