@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtia_cluster.catalog.op_model import OpParams, load_op_params, op_model_path
 from mtia_cluster.catalog.quantity import Provenance, SourcedReader, read_sources
 from mtia_cluster.config import Fields
 from mtia_cluster.errors import UserError
@@ -48,7 +49,7 @@ class MemoryTier:
 class Efficiency:
     """Achievable fractions of peak, each taken from a published fact (see docs/validation.md)."""
 
-    gemm: float  # fraction of peak GEMM FLOPS reached by large GEMMs
+    gemm: float  # fraction of peak GEMM FLOPS reached by large GEMMs (R&R model only)
     offchip_stream: float  # fraction of off-chip bandwidth reached by streaming reads
     sram: float  # fraction of on-chip SRAM bandwidth reached
     ecc_throughput: float  # multiplier on off-chip bandwidth with ECC on (1.0 = no cost)
@@ -80,6 +81,10 @@ class Chip:
     scale_out_bytes_per_s: float
     launch_overhead_s: float
     efficiency: Efficiency
+    compute_units: int | None  # SMs / CUs / PEs that GEMM tiles are spread over (None: unknown)
+    peak_basis: str  # what the peaks mean, e.g. "dense ... at the shipping TDP of 700 W"
+    interconnect: str  # scale-up fabric generation naming its collective parameters ("": default)
+    op_params: OpParams  # the architecture family's operator-model parameters (LLM model)
     provenance: dict[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -180,6 +185,14 @@ def load_chip_data(data: dict, path: Path) -> Chip:
             sram=r.quantity(eff, "sram", positive=True),
             ecc_throughput=r.quantity(eff, "ecc_throughput", positive=True),
             pcie=r.quantity(eff, "pcie", positive=True),
+        ),
+        compute_units=(
+            int(r.quantity(f, "compute_units", positive=True)) if f.has("compute_units") else None
+        ),
+        peak_basis=f.str("peak_basis"),
+        interconnect=f.str("interconnect", default=""),
+        op_params=load_op_params(op_model_path(f.str("op_model"), path)).for_interconnect(
+            f.str("interconnect", default="")
         ),
         provenance=r.provenance,
     )

@@ -4,7 +4,9 @@ In YAML a quantity is either a mapping ``{value, status, source, note}`` or, for
 structure such as counts, a plain number inherited from the entry's ``default_source``.
 ``status`` is one of ``published`` (primary or a transcription of it), ``derived`` (computed
 from published numbers; ``note`` gives the formula) or ``estimated`` (no public number;
-``note`` must give the reasoning). ``source`` is a key of the file's ``sources:`` map or a URL.
+``note`` must give the reasoning) or ``calibrated`` (fitted to measurements by ``mtia-cluster
+calibrate fit``; ``source`` names the data). ``source`` is a key of the file's ``sources:``
+map or a URL.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from mtia_cluster.config import Fields
 
-STATUSES = ("published", "derived", "estimated")
+STATUSES = ("published", "derived", "estimated", "calibrated")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class SourcedReader:
         status = q.str("status", choices=STATUSES)
         source = q.str("source", default="")
         note = q.str("note", default="")
-        if status in ("published", "derived") and not source:
+        if status in ("published", "derived", "calibrated") and not source:
             raise q.error("source", f"a {status} number needs a source")
         if status == "estimated" and not note:
             raise q.error("note", "an estimated number needs its reasoning in 'note'")

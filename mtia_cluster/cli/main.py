@@ -24,6 +24,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("mtia_cluster.cli.catalog_cmds", "models"),
     "estimate": ("mtia_cluster.cli.catalog_cmds", "estimate"),
     "validate": ("mtia_cluster.cli.catalog_cmds", "validate"),
+    "calibrate": ("mtia_cluster.cli.calibrate_cmds", "calibrate"),
     "demo": ("mtia_cluster.cli.demo", "demo"),
     "trace": ("mtia_cluster.cli.trace", "trace"),
     "simulate": ("mtia_cluster.cli.simulate", "simulate"),

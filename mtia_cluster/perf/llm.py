@@ -2,19 +2,29 @@
 
 A replica is ``tp x pp`` chips: tensor parallel inside the scale-up domain, pipeline parallel
 across stages. One iteration runs ``prefill_tokens`` new prompt tokens (chunked prefill) and
-``decode_tokens`` decoding sequences (one token each) through all layers:
+``decode_tokens`` decoding sequences (one token each), T tokens in all, through every layer,
+as the operator kernels of :mod:`mtia_cluster.perf.layer` / :mod:`mtia_cluster.perf.ops`:
 
-* compute: 2 x (active linear parameters) FLOP per token, plus attention 4 x layers x q_dim
-  FLOP per (query, key) pair, at the dtype's GEMM peak x efficiency;
-* memory: the weights touched (all dense weights; for MoE layers the expected number of
-  distinct experts hit by the iteration's tokens under uniform routing) plus the KV cache read
-  (``context_tokens`` x KV bytes/token) and written, at off-chip bandwidth x efficiency;
-* iteration time = max(compute, memory) + tensor-parallel all-reduces over the scale-up link
-  (two per layer, ring algorithm) + pipeline hand-offs + kernel launches.
+* GEMMs (QKV, output projection, MLP up/down; MoE experts per expert hit; the LM head) from
+  their shapes per TP shard, wave-quantized over the chip's compute units;
+* memory-bound kernels (embedding, norms, rotary, activation, residual adds, KV-cache write,
+  sampling) with a launch floor;
+* attention as one kernel per layer over the whole mixed batch (FlashAttention-style varlen
+  with paged KV, as vLLM and TensorRT-LLM run it): its time is the roofline of that kernel,
+  ``max(prefill FLOPs / (peak x attn_prefill_peak_fraction), KV bytes read / (BW x
+  attn_decode_bw_fraction))`` -- ``compute_s`` and ``memory_s`` of :meth:`breakdown`. Prefill
+  FLOPs are 4 x q_dim per (query, key) pair (causal pairs); KV bytes are the context tokens
+  read x KV bytes per token per shard (GQA: kv_heads split over at most kv_heads shards);
+* tensor-parallel all-reduces (two per layer and one for the vocab-parallel embedding) and
+  pipeline hand-offs as latency + size / achieved bandwidth;
+* one per-iteration host overhead (scheduler, input preparation).
 
-With ``pp`` stages and no micro-batching, one iteration passes every stage in turn, so its
-latency is the sum of the stages: the per-chip work divided by ``tp`` only. All pure and
-vectorized over the three token counts.
+Overlap rule: kernels on a GPU stream run one after another and the serving stacks modelled
+here do not overlap communication with compute, so everything except the two sides of the
+attention kernel adds up. With ``pp`` stages and no micro-batching one iteration passes every
+stage in turn, so its latency is the sum over stages. All pure and vectorized over the three
+token counts; the form ``max(a(T) + b x pairs, c(T) + d x context) + e(T)`` (with a = c = 0)
+is what the engine's integer cost tables (``engine/llm/costs.py``) require.
 """
 
 from __future__ import annotations
@@ -25,6 +35,14 @@ import numpy as np
 
 from mtia_cluster.catalog.chip import DTYPE_BYTES, Chip
 from mtia_cluster.errors import UserError
+from mtia_cluster.perf.layer import GEMM_OPS, LayerShape, op_times_s
+from mtia_cluster.perf.ops import (
+    ACT_BYTES,
+    all_reduce_time_s,
+    elementwise_time_s,
+    gemm_time_s,
+    send_recv_time_s,
+)
 from mtia_cluster.workloads.llm import LLMModel
 
 # Fraction of accelerator memory the serving engine may use (vLLM's default
@@ -32,11 +50,7 @@ from mtia_cluster.workloads.llm import LLMModel
 MEMORY_UTILIZATION = 0.9
 # Activation/workspace reserve per chip, on top of weights (estimate: vLLM profiles ~1-2 GB).
 ACTIVATION_RESERVE_BYTES = 1.5e9
-# Kernels launched per transformer layer per iteration (estimate: QKV, attention, out-proj,
-# two norms, gate/up, act, down).
-KERNELS_PER_LAYER = 8
-# Latency of one all-reduce step over the scale-up fabric (estimate: NVLink/PCIe ~5 us).
-COLLECTIVE_LATENCY_S = 5e-6
+LOGIT_BYTES = 4.0  # FP32 logits read by the sampler
 
 
 @dataclass(frozen=True)
@@ -71,23 +85,100 @@ class LLMIterationModel:
         )
         return max(0, int((usable - self.weight_bytes) // self.kv_bytes_per_token))
 
-    def _linear_params_per_token(self) -> float:
-        """Parameters multiplied per token (active, excluding the input embedding lookup)."""
-        return self.model.active_params - self.model.vocab * self.model.hidden
-
-    def _weight_bytes_touched(self, tokens: np.ndarray) -> np.ndarray:
+    def _shape(self, ffn: int) -> LayerShape:
         m = self.model
-        wbytes = DTYPE_BYTES[self.dtype]
-        if m.moe is None:
-            return np.full_like(tokens, self.weight_bytes, dtype=np.float64)
-        moe = m.moe
-        expert_bytes = m.expert_params * wbytes
-        non_expert = self.weight_bytes - m.moe_layers * (moe.experts + moe.shared_experts) * (
-            expert_bytes
+        qkv = None
+        if m.attn_params_override is not None:  # e.g. MLA: all non-output projections
+            qkv = int(m.attn_params_override / m.hidden - m.q_dim)
+        return LayerShape(m.hidden, m.heads, m.kv_heads, m.head_dim, ffn, True, self.tp, qkv)
+
+    def _gemm(self, m: np.ndarray, k: float, n: float) -> np.ndarray:
+        return gemm_time_s(
+            m,
+            k,
+            n,
+            peak_flops=self.chip.gemm_peak(self.dtype),
+            bw_bytes_per_s=self.chip.offchip.bandwidth_bytes_per_s,
+            units=self.chip.compute_units,
+            p=self.chip.op_params,
+            weight_bytes=DTYPE_BYTES[self.dtype],
         )
-        # Expected distinct routed experts hit by `tokens` tokens choosing k of E uniformly.
-        hit = moe.experts * (1.0 - (1.0 - moe.active_experts / moe.experts) ** tokens)
-        return non_expert + m.moe_layers * (hit + moe.shared_experts) * expert_bytes
+
+    def _layers_s(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(GEMM seconds, memory-bound kernel seconds) of all layers for `t` tokens."""
+        m = self.model
+        dense = op_times_s(self._shape(m.ffn), t, self.chip, self.dtype)
+        gemm_dense = np.sum([dense[op] for op in GEMM_OPS], axis=0)
+        elem_ops = [v for op, v in dense.items() if op not in GEMM_OPS and op != "emb"]
+        elem_dense = np.sum(elem_ops, axis=0) + dense["add"]  # two residual adds per layer
+        n_moe = m.moe_layers
+        gemm = (m.layers - n_moe) * gemm_dense
+        elem = m.layers * elem_dense
+        if n_moe:
+            gemm = gemm + n_moe * self._moe_layer_gemm_s(t, dense)
+        return gemm, elem
+
+    def _moe_layer_gemm_s(self, t: np.ndarray, dense: dict[str, np.ndarray]) -> np.ndarray:
+        """Attention projections + routed experts (tokens split over the experts hit)."""
+        moe = self.model.moe
+        assert moe is not None
+        h, f, tp = self.model.hidden, moe.expert_ffn, self.tp
+        hit = moe.experts * (1.0 - (1.0 - moe.active_experts / moe.experts) ** t)
+        per = np.where(hit > 0, t * moe.active_experts / np.maximum(hit, 1e-12), 0.0)
+        expert = self._gemm(per, h, 2 * f / tp) + self._gemm(per, f / tp, h)
+        shared = self._gemm(t, h, 2 * f / tp) + self._gemm(t, f / tp, h)
+        return (
+            dense["attn_pre_proj"]
+            + dense["attn_post_proj"]
+            + hit * expert
+            + moe.shared_experts * shared
+        )
+
+    def _edges_s(self, t: np.ndarray) -> np.ndarray:
+        """Embedding, final norm, LM head, KV-cache writes and sampling (once per token)."""
+        m, p = self.model, self.chip.op_params
+        bw = self.chip.offchip.bandwidth_bytes_per_s
+        emb = elementwise_time_s(2.0 * t * m.hidden * ACT_BYTES, "emb", bw, p)
+        norm = elementwise_time_s(2.0 * t * m.hidden * ACT_BYTES, "norm", bw, p)
+        head = self._gemm(t, m.hidden, m.vocab / self.tp)
+        kv_shards = min(self.tp, m.kv_heads)
+        kv_write = m.layers * elementwise_time_s(
+            t * m.kv_elements_per_token_per_layer / kv_shards * (ACT_BYTES + self.kv_elem_bytes),
+            "add",
+            bw,
+            p,
+        )
+        sample = elementwise_time_s(t * m.vocab / self.tp * LOGIT_BYTES, "add", bw, p)
+        return emb + norm + head + kv_write + sample
+
+    @property
+    def kv_elem_bytes(self) -> float:
+        return DTYPE_BYTES[self.kv_dtype]
+
+    def _comm_s(self, t: np.ndarray) -> np.ndarray:
+        chip, p = self.chip, self.chip.op_params
+        act = t * self.model.hidden * ACT_BYTES
+        comm = np.zeros_like(t)
+        if self.tp > 1:
+            per = all_reduce_time_s(act, self.tp, chip.scale_up_bytes_per_s, p.all_reduce_up)
+            comm = comm + (2 * self.model.layers + 1) * per
+        if self.pp > 1:
+            up = self.chips <= chip.scale_up_domain
+            link = chip.scale_up_bytes_per_s if up else chip.scale_out_bytes_per_s
+            c = p.send_recv_up if up else p.send_recv_out
+            comm = comm + (self.pp - 1) * send_recv_time_s(act, link, c)
+        return comm
+
+    def _attention_s(self, ctx: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        m, chip, p = self.model, self.chip, self.chip.op_params
+        flops = 4.0 * m.layers * m.q_dim / self.tp * pairs
+        compute = flops / (chip.gemm_peak(self.dtype) * p.attn_prefill_peak_fraction)
+        kv_bytes = m.layers * m.kv_elements_per_token_per_layer * self.kv_elem_bytes
+        kv_bytes_shard = kv_bytes / min(self.tp, m.kv_heads)
+        memory = (
+            ctx * kv_bytes_shard / (chip.offchip.bandwidth_bytes_per_s * p.attn_decode_bw_fraction)
+        )
+        return compute, memory
 
     def breakdown(
         self,
@@ -96,38 +187,26 @@ class LLMIterationModel:
         context_tokens: np.ndarray | float,
         attn_pairs: np.ndarray | float | None = None,
     ) -> dict[str, np.ndarray]:
-        """Per-part times (s) of one iteration; see :meth:`time_s` for the arguments."""
-        m, chip, eff = self.model, self.chip, self.chip.efficiency
+        """Per-part times (s) of one iteration; see :meth:`time_s` for the arguments.
+
+        ``compute_s`` / ``memory_s`` are the attention kernel's FLOP and KV-read sides (the
+        only parts that overlap); the rest add up.
+        """
         p = np.asarray(prefill_tokens, dtype=np.float64)
         d = np.asarray(decode_tokens, dtype=np.float64)
         ctx = np.asarray(context_tokens, dtype=np.float64)
         pairs = ctx if attn_pairs is None else np.asarray(attn_pairs, dtype=np.float64)
-        tokens = p + d
-        flops = 2.0 * self._linear_params_per_token() * tokens + 4.0 * m.layers * m.q_dim * pairs
-        compute_s = flops / (self.tp * chip.gemm_peak(self.dtype) * eff.gemm)
-        kv = self.kv_bytes_per_token
-        mem_bytes = self._weight_bytes_touched(tokens) + kv * (ctx + tokens)
-        memory_s = mem_bytes / (
-            self.tp * chip.offchip.bandwidth_bytes_per_s * eff.offchip_stream * eff.ecc_throughput
-        )
-        act_bytes = tokens * m.hidden * DTYPE_BYTES["bf16"]
-        comm_s = np.zeros_like(tokens)
-        if self.tp > 1:
-            ring = 2.0 * (self.tp - 1) / self.tp * act_bytes / chip.scale_up_bytes_per_s
-            comm_s = 2 * m.layers * (COLLECTIVE_LATENCY_S + ring)
-        if self.pp > 1:
-            link = (
-                chip.scale_up_bytes_per_s
-                if self.chips <= chip.scale_up_domain
-                else (chip.scale_out_bytes_per_s)
-            )
-            comm_s = comm_s + (self.pp - 1) * (COLLECTIVE_LATENCY_S + act_bytes / link)
-        overhead_s = np.full_like(tokens, m.layers * KERNELS_PER_LAYER * chip.launch_overhead_s)
+        t = p + d
+        gemm, elem = self._layers_s(t)
+        compute, memory = self._attention_s(ctx, pairs)
+        overhead = np.full_like(t, self.chip.op_params.iteration_overhead_s)
         return {
-            "compute_s": compute_s,
-            "memory_s": memory_s,
-            "comm_s": comm_s,
-            "overhead_s": overhead_s,
+            "compute_s": compute + 0.0 * t,
+            "memory_s": memory + 0.0 * t,
+            "gemm_s": gemm,
+            "elementwise_s": elem + self._edges_s(t),
+            "comm_s": self._comm_s(t),
+            "overhead_s": overhead,
         }
 
     def time_s(
@@ -146,26 +225,37 @@ class LLMIterationModel:
             is exact for decode; pass sum(chunk x (prior + chunk / 2)) for long prefills.
         """
         parts = self.breakdown(prefill_tokens, decode_tokens, context_tokens, attn_pairs)
-        return (
-            np.maximum(parts["compute_s"], parts["memory_s"])
-            + parts["comm_s"]
-            + parts["overhead_s"]
-        )
+        attention = np.maximum(parts.pop("compute_s"), parts.pop("memory_s"))
+        return attention + sum(parts.values())
 
     def bound(self, prefill_tokens: float, decode_tokens: float, context_tokens: float) -> str:
-        """'compute', 'hbm'/'lpddr', or 'scale-up' for one iteration shape."""
+        """What dominates one iteration: 'compute', 'hbm'/'lpddr', 'scale-up' or 'launch'.
+
+        GEMM time is attributed to compute and memory in proportion to their roofline demands
+        (FLOPs at peak vs weight bytes at bandwidth): near the ridge point both matter.
+        """
         parts = {
             k: float(v)
             for k, v in self.breakdown(prefill_tokens, decode_tokens, context_tokens).items()
         }
+        t = float(prefill_tokens) + float(decode_tokens)
+        flop_s = (
+            2.0 * t * self._linear_params_per_token() / (self.tp * self.chip.gemm_peak(self.dtype))
+        )
+        weight_s = self.weight_bytes / (self.tp * self.chip.offchip.bandwidth_bytes_per_s)
+        gemm_compute = parts["gemm_s"] * flop_s / max(flop_s + weight_s, 1e-30)
         mem = "lpddr" if self.chip.offchip.kind.startswith("lpddr") else "hbm"
-        names = {
-            "compute_s": "compute",
-            "memory_s": mem,
-            "comm_s": "scale-up",
-            "overhead_s": "launch",
+        totals = {
+            "compute": parts["compute_s"] + gemm_compute,
+            mem: parts["memory_s"] + parts["elementwise_s"] + parts["gemm_s"] - gemm_compute,
+            "scale-up": parts["comm_s"],
+            "launch": parts["overhead_s"],
         }
-        return names[max(parts, key=lambda k: parts[k])]
+        return max(totals, key=lambda k: totals[k])
+
+    def _linear_params_per_token(self) -> float:
+        """Parameters multiplied per token (active, excluding the input embedding lookup)."""
+        return self.model.active_params - self.model.vocab * self.model.hidden
 
 
 def llm_iteration_model(

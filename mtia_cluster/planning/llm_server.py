@@ -1,9 +1,12 @@
-"""MLPerf-Server-style LLM capacity of one replica, by exact replay and bracketing search.
+"""MLPerf-style LLM throughput of one replica by exact replay: Offline and Server.
 
-The highest Poisson arrival rate at which a replica's p99 TTFT and p99 TPOT stay within
-their bounds, found by replaying the same request set (common random numbers: unit
-inter-arrival gaps scaled by 1/rate) through the exact continuous-batching scheduler at each
-candidate rate. Used by `validate` (h100-llama2-70b-server) and by capacity planning.
+Offline (LoadGen's way): every query is issued at time zero and the replica's continuous-
+batching scheduler drains them; throughput = output tokens / time of the last completion.
+Server: the highest Poisson arrival rate at which p99 TTFT and p99 TPOT stay within their
+bounds, found by replaying the same request pool (common random numbers: unit inter-arrival
+gaps scaled by 1/rate) at each candidate rate; each replay issues enough queries to span
+LoadGen's 600 s minimum duration at that rate (capped by the pool). Used by `validate` and by
+capacity planning.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtia_cluster.catalog import Chip
-from mtia_cluster.engine.llm.costs import probe_iteration_cost
+from mtia_cluster.engine.llm.costs import IterationCost, probe_iteration_cost
 from mtia_cluster.engine.llm.limits import ReplicaLimits, tpot_ns
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 from mtia_cluster.engine.rng import entity_rng
@@ -23,6 +26,7 @@ from mtia_cluster.planning.search import SearchResult, find_max_rate
 from mtia_cluster.workloads import LLMModel
 
 KIND_LLM_SERVER_WORKLOAD = 901  # spawn-key namespace of this module's random stream
+LOADGEN_MIN_DURATION_S = 600.0  # LoadGen server minimum run (mlperf.conf)
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,80 @@ class ServerResult:
     search: SearchResult
 
 
+@dataclass(frozen=True)
+class OfflineResult:
+    output_tokens_per_s: float  # whole replica: LoadGen's metric, tokens / last completion
+    chips: int
+    requests: int
+    makespan_s: float
+    # Capacity while the batch is fed: output tokens made before the last query was admitted,
+    # per second of that window (the drain after it is a finite-run artefact).
+    steady_tokens_per_s: float
+
+
+def _tokens_by(t_ns: int, first_ns: np.ndarray, finish_ns: np.ndarray, osl: np.ndarray) -> float:
+    """Output tokens made by `t_ns`: whole requests, plus in-flight ones pro rata."""
+    done = finish_ns <= t_ns
+    live = (first_ns <= t_ns) & ~done
+    span = np.maximum(finish_ns[live] - first_ns[live], 1)
+    part = 1.0 + (osl[live] - 1.0) * (t_ns - first_ns[live]) / span
+    return float(osl[done].sum() + part.sum())
+
+
+def _setup(
+    chip: Chip, model: LLMModel, tp: int, dtype: str, kv_dtype: str, limits: ReplicaLimits
+) -> tuple[int, ReplicaLimits, IterationCost]:
+    it = llm_iteration_model(chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype)
+    limits = ReplicaLimits(
+        limits.max_num_batched_tokens, limits.max_num_seqs, limits.block_size, it.kv_capacity_tokens
+    )
+    return it.chips, limits, probe_iteration_cost(it, limits.max_num_batched_tokens)
+
+
+def _pool(
+    n: int, input_len: LengthDist, output_len: LengthDist, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cumulative unit gaps, input lengths, output lengths) of the request pool."""
+    rng = entity_rng(seed, KIND_LLM_SERVER_WORKLOAD)
+    gaps = rng.exponential(1.0, n)
+    isl, osl = input_len.sample(rng, n), output_len.sample(rng, n)
+    return np.cumsum(gaps), isl, osl
+
+
+def llm_offline_replay(
+    chip: Chip,
+    model: LLMModel,
+    *,
+    tp: int,
+    dtype: str,
+    kv_dtype: str,
+    limits: ReplicaLimits,
+    input_len: LengthDist,
+    output_len: LengthDist,
+    n_requests: int = 3000,
+    seed: int = 0,
+) -> OfflineResult:
+    """LoadGen Offline: all `n_requests` at t = 0, drained by the exact scheduler."""
+    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits)
+    _, isl, osl = _pool(n_requests, input_len, output_len, seed)
+    sched = ReplicaScheduler(cost, limits)
+    sched.add_many(np.zeros(n_requests, np.int64), isl, osl)
+    sched.run_until(None)
+    out = sched.outcome()
+    done = ~out.rejected
+    makespan_s = float(out.finish_ns[done].max()) / 1e9
+    last_in_ns = int(out.start_ns[done].max())
+    steady = (
+        _tokens_by(last_in_ns, out.first_token_ns[done], out.finish_ns[done], osl[done])
+        / (last_in_ns / 1e9)
+        if last_in_ns > 0
+        else float(osl[done].sum()) / makespan_s
+    )
+    return OfflineResult(
+        float(osl[done].sum()) / makespan_s, chips, int(done.sum()), makespan_s, steady
+    )
+
+
 def llm_server_capacity(
     chip: Chip,
     model: LLMModel,
@@ -65,18 +143,13 @@ def llm_server_capacity(
     rel_tol: float = 0.02,
 ) -> ServerResult:
     """Search the replica's Server capacity (see module docstring)."""
-    it = llm_iteration_model(chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype)
-    limits = ReplicaLimits(
-        limits.max_num_batched_tokens, limits.max_num_seqs, limits.block_size, it.kv_capacity_tokens
-    )
-    cost = probe_iteration_cost(it, limits.max_num_batched_tokens)
-    rng = entity_rng(seed, KIND_LLM_SERVER_WORKLOAD)
-    gaps = rng.exponential(1.0, n_requests)
-    isl, osl = input_len.sample(rng, n_requests), output_len.sample(rng, n_requests)
-    cum_gaps = np.cumsum(gaps)
+    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits)
+    cum_gaps, isl_all, osl_all = _pool(n_requests, input_len, output_len, seed)
 
     def meets(rate: float) -> bool:
-        arrival_ns = np.floor(cum_gaps / rate * 1e9).astype(np.int64)
+        n = min(n_requests, max(1, math.ceil(rate * LOADGEN_MIN_DURATION_S)))
+        arrival_ns = np.floor(cum_gaps[:n] / rate * 1e9).astype(np.int64)
+        isl, osl = isl_all[:n], osl_all[:n]
         sched = ReplicaScheduler(cost, limits)
         sched.add_many(arrival_ns, isl, osl)
         sched.run_until(None)
@@ -90,9 +163,10 @@ def llm_server_capacity(
         )
 
     # Start from the offline-style guess: a replica emitting ~1,000 tokens/s per chip.
-    guess = 1000.0 * it.chips / output_len.mean
+    guess = 1000.0 * chips / output_len.mean
     search = find_max_rate(
         lambda rates: [meets(r) for r in rates], guess, parallel=2, rel_tol=rel_tol
     )
-    mean_osl = float(osl.mean())
-    return ServerResult(search.best_rate, search.best_rate * mean_osl, it.chips, search)
+    n = min(n_requests, max(1, math.ceil(search.best_rate * LOADGEN_MIN_DURATION_S)))
+    mean_osl = float(osl_all[:n].mean())
+    return ServerResult(search.best_rate, search.best_rate * mean_osl, chips, search)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.engine.llm.limits import ReplicaLimits
-from mtia_cluster.planning.llm_server import LengthDist, llm_server_capacity
+from mtia_cluster.planning.llm_server import LengthDist, llm_offline_replay, llm_server_capacity
 
 CAT = load_catalog()
 LIMITS = ReplicaLimits(2048, 256, 16, 1)
@@ -44,8 +46,7 @@ def test_tighter_slo_means_less_capacity():
 
 
 def test_more_bandwidth_same_compute_never_less_capacity():
-    """Not H100 vs H200: their published GEMM efficiencies differ (63% vs 54%), and with
-    chunked prefill the p99 TPOT is set by compute-bound mixed iterations."""
+    """Bandwidth alone (H100 vs H200 is also in test_op_model)."""
     h100 = CAT.chip("h100")
     offchip = dataclasses.replace(
         h100.offchip, bandwidth_bytes_per_s=2 * h100.offchip.bandwidth_bytes_per_s
@@ -64,3 +65,38 @@ def test_length_dist_respects_clip_and_mean():
     x = LengthDist(300, 1.0, 1, 1024).sample(rng, 200_000)
     assert x.min() >= 1 and x.max() <= 1024
     assert x.mean() == pytest.approx(300, rel=0.08)  # clipping trims the tail a little
+
+
+# (chip, tp, dtype): Llama-2-70B replicas whose KV cache holds 256 sequences of 2,300 tokens,
+# so the offline run can never preempt (the engine's greedy admission would otherwise make a
+# thrashing offline run slower than a paced server: docs/validation.md).
+NO_PREEMPT_SYSTEMS = [("h100", 4, "fp8"), ("h200", 2, "fp8"), ("a100", 8, "fp16")]
+POOL = 16_000
+
+
+@settings(max_examples=4, deadline=None, phases=(Phase.explicit, Phase.generate))
+@given(
+    system=st.sampled_from(NO_PREEMPT_SYSTEMS),
+    seqs=st.sampled_from([64, 128, 256]),
+    isl=st.sampled_from([256, 1024]),
+    osl=st.sampled_from([256, 512]),
+)
+def test_server_never_exceeds_offline_capacity(system, seqs, isl, osl):
+    """LoadGen: no latency-bounded arrival rate beats the same system kept full."""
+    chip, tp, dtype = system
+    kwargs = dict(
+        tp=tp,
+        dtype=dtype,
+        kv_dtype=dtype,
+        limits=ReplicaLimits(4096, seqs, 16, 1),
+        input_len=LengthDist(isl, 0.8),
+        output_len=LengthDist(osl, 0.8),
+    )
+    model = CAT.model("llama-2-70b")
+    off = llm_offline_replay(CAT.chip(chip), model, n_requests=POOL, **kwargs)
+    srv = llm_server_capacity(
+        CAT.chip(chip), model, ttft_p99_s=2.0, tpot_p99_s=0.2, n_requests=POOL, **kwargs
+    )
+    assert srv.rate_per_s * 600 <= POOL  # every replay spanned LoadGen's 600 s
+    assert srv.output_tokens_per_s <= off.steady_tokens_per_s
+    assert off.steady_tokens_per_s >= off.output_tokens_per_s  # the drain only lowers it

@@ -1,0 +1,182 @@
+"""`calibrate fit`: fit a family's operator parameters to measured rows, deterministically.
+
+Procedure (no randomness, no iteration-order dependence; the same rows give the same numbers):
+
+* Every group of parameters is fitted separately, on the rows it predicts, by minimising
+  the mean absolute percentage error (MAPE) over a fixed grid, then over a finer grid
+  centred on the best coarse point (``_grid_min``); ties go to the first grid point.
+* GEMMs (all four projections together): ``peak_fraction``, ``bw_fraction``, ``overlap_p``,
+  ``floor_us``. The wave-quantized FLOP time and the byte time at fraction 1 are computed
+  once per row, so the search only rescales them.
+* Each elementwise kind (emb, norm, rope, act, add): ``bw_fraction`` and ``floor_us``.
+* Each collective and fabric present (all_reduce / send_recv x scale_up / scale_out; ``part``
+  "collectives" or "all"): ``latency_us`` and ``bw_fraction``; absent ones keep their values.
+  Written to the chip's ``interconnect`` entry (and the family default on an "all" fit).
+* ``attention.decode_bw_fraction`` is set to the GEMM ``bw_fraction`` (KV pages stream like
+  weights; Vidur's attention tables are not in the data). Nothing else is touched.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from mtia_cluster.calibrate.profiling import Profile
+from mtia_cluster.catalog.chip import DTYPE_BYTES, Chip
+from mtia_cluster.catalog.op_model import ELEMENTWISE_KINDS, Collective, Elementwise, OpParams
+from mtia_cluster.perf.layer import ELEMENTWISE_OPS, GEMM_OPS
+from mtia_cluster.perf.ops import gemm_bytes, gemm_compute_s
+
+US = 1e-6
+Loss = Callable[[tuple[float, ...]], float]
+
+
+def _grid_min(loss: Loss, axes: Sequence[np.ndarray], refine: int = 2) -> tuple[float, ...]:
+    """Best point of a grid, then of finer grids around it (`refine` times)."""
+    best: tuple[float, ...] = ()
+    for level in range(refine + 1):
+        points = list(itertools.product(*axes))
+        values = [loss(pt) for pt in points]
+        best = tuple(float(x) for x in points[int(np.argmin(values))])
+        if level == refine:
+            break
+        axes = [_around(a, b) for a, b in zip(axes, best, strict=True)]
+    return best
+
+
+def _around(axis: np.ndarray, centre: float) -> np.ndarray:
+    if len(axis) < 2:
+        return axis
+    step = float(np.min(np.diff(np.sort(axis))))
+    lo, hi = float(axis.min()), float(axis.max())
+    return np.unique(np.clip(centre + step * np.linspace(-1, 1, 9), lo, hi))
+
+
+def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred / meas - 1.0)))
+
+
+@dataclass(frozen=True)
+class FitResult:
+    params: OpParams
+    rows: dict[str, int]  # rows used per parameter group
+    mape: dict[str, float]  # in-sample MAPE per group
+
+
+def _fit_gemm(prof: Profile, chip: Chip) -> tuple[tuple[float, ...], int, float]:
+    rows = [r for r in prof.ops if r.op in GEMM_OPS]
+    if not rows:
+        return (), 0, float("nan")
+    peak, bw = chip.gemm_peak("fp16"), chip.offchip.bandwidth_bytes_per_s
+    tc1, tm1 = np.empty(len(rows)), np.empty(len(rows))
+    for i, r in enumerate(rows):
+        k, n = r.shape.gemms()[r.op]
+        m = np.array([float(r.tokens)])
+        tc1[i] = gemm_compute_s(m, k, n, peak, chip.compute_units, 1.0)[0]
+        tm1[i] = gemm_bytes(m, k, n, DTYPE_BYTES["fp16"])[0] / bw
+    meas = np.array([r.time_s for r in rows])
+
+    def loss(pt: tuple[float, ...]) -> float:
+        pf, bf, q, floor = pt
+        pred = ((tc1 / pf) ** q + (tm1 / bf) ** q) ** (1.0 / q) + floor * US
+        return _mape(pred, meas)
+
+    axes = [
+        np.linspace(0.40, 1.0, 13),
+        np.linspace(0.40, 1.0, 13),
+        np.array([1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]),
+        np.linspace(0.0, 20.0, 11),
+    ]
+    best = _grid_min(loss, axes)
+    return best, len(rows), loss(best)
+
+
+def _fit_two(x: np.ndarray, meas: np.ndarray, additive: bool) -> tuple[float, float, float]:
+    """Fit (fraction, floor_or_latency_us) for t = max(floor, x/f) or t = lat + x/f."""
+
+    def loss(pt: tuple[float, ...]) -> float:
+        f, c = pt
+        pred = c * US + x / f if additive else np.maximum(c * US, x / f)
+        return _mape(pred, meas)
+
+    top_us = 400.0 if additive else 100.0  # collective latencies reach ~100s of us
+    axes = [np.linspace(0.02, 1.0, 50), np.linspace(0.0, top_us, 51)]
+    best = _grid_min(loss, axes)
+    return best[0], best[1], loss(best)
+
+
+def fit_profile(prof: Profile, chip: Chip, part: str = "all") -> FitResult:
+    """Fit the family parameters of `chip` to `prof` (see module docstring).
+
+    `part`: "ops" (GEMM and elementwise), "collectives", or "all".
+    """
+    p = chip.op_params
+    rows: dict[str, int] = {}
+    mape: dict[str, float] = {}
+    if part in ("all", "ops"):
+        p = _fit_ops(prof, chip, p, rows, mape)
+    if part in ("all", "collectives"):
+        p = _fit_collectives(prof, chip, p, rows, mape)
+    return FitResult(p, rows, mape)
+
+
+def _fit_ops(
+    prof: Profile, chip: Chip, p: OpParams, rows: dict[str, int], mape: dict[str, float]
+) -> OpParams:
+    g, n, err = _fit_gemm(prof, chip)
+    if g:
+        p = replace(
+            p,
+            gemm_peak_fraction=g[0],
+            gemm_bw_fraction=g[1],
+            gemm_overlap_p=g[2],
+            gemm_floor_s=g[3] * US,
+            attn_decode_bw_fraction=g[1],
+        )
+        rows["gemm"], mape["gemm"] = n, err
+    return replace(p, elementwise=_fit_elementwise(prof, chip, p, rows, mape))
+
+
+def _fit_collectives(
+    prof: Profile, chip: Chip, p: OpParams, rows: dict[str, int], mape: dict[str, float]
+) -> OpParams:
+    for kind, fabric in itertools.product(("all_reduce", "send_recv"), ("scale_up", "scale_out")):
+        sel = [r for r in prof.collectives if r.kind == kind and r.fabric == fabric]
+        if not sel:
+            continue
+        link = chip.scale_up_bytes_per_s if fabric == "scale_up" else chip.scale_out_bytes_per_s
+        scale = [2.0 * (r.ranks - 1) / r.ranks if kind == "all_reduce" else 1.0 for r in sel]
+        x = np.array([s * r.size_bytes / link for s, r in zip(scale, sel, strict=True)])
+        f, lat, err = _fit_two(x, np.array([r.time_s for r in sel]), additive=True)
+        p = _with_collective(p, kind, fabric, Collective(lat * US, f))
+        rows[f"{kind}.{fabric}"], mape[f"{kind}.{fabric}"] = len(sel), err
+    return p
+
+
+def _with_collective(p: OpParams, kind: str, fabric: str, c: Collective) -> OpParams:
+    up = fabric == "scale_up"
+    if kind == "all_reduce":
+        return replace(p, all_reduce_up=c) if up else replace(p, all_reduce_out=c)
+    return replace(p, send_recv_up=c) if up else replace(p, send_recv_out=c)
+
+
+def _fit_elementwise(
+    prof: Profile, chip: Chip, p: OpParams, rows: dict[str, int], mape: dict[str, float]
+) -> dict[str, Elementwise]:
+    bw = chip.offchip.bandwidth_bytes_per_s
+    out = dict(p.elementwise)
+    for kind in ELEMENTWISE_KINDS:
+        ops = [op for op, k in ELEMENTWISE_OPS.items() if k == kind]
+        sel = [r for r in prof.ops if r.op in ops]
+        if not sel:
+            continue
+        x = np.array(
+            [r.shape.elementwise_bytes(np.array([float(r.tokens)]))[r.op][0] / bw for r in sel]
+        )
+        f, floor, err = _fit_two(x, np.array([r.time_s for r in sel]), additive=False)
+        out[kind] = Elementwise(f, floor * US)
+        rows[f"elementwise.{kind}"], mape[f"elementwise.{kind}"] = len(sel), err
+    return out

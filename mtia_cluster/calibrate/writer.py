@@ -1,0 +1,115 @@
+"""Write fitted parameters into the family's catalog file (status: calibrated, with sources)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mtia_cluster.calibrate.fit import FitResult
+from mtia_cluster.calibrate.profiling import Profile
+from mtia_cluster.config import load_yaml
+
+US = 1e6  # seconds -> microseconds
+
+
+def _set(node: dict[str, Any], key: str, value: float, note: str = "", source: str = "fit") -> None:
+    q: dict[str, Any] = {"value": round(float(value), 4), "status": "calibrated", "source": source}
+    if note:
+        q["note"] = note
+    node[key] = q
+
+
+def write_fit(
+    path: Path, fit: FitResult, prof: Profile, chip: str, data_dir: str, interconnect: str = ""
+) -> None:
+    """Rewrite the fitted entries of `path` (everything else is kept as it was).
+
+    Operator fits also record ``fitted_on``; collectives go to the chip's interconnect entry
+    (and to the family default when the operators were fitted on the same chip).
+    """
+    data = load_yaml(path)
+    p, rows = fit.params, fit.rows
+    g = data.setdefault("gemm", {})
+    if "gemm" in rows:
+        _set(g, "peak_fraction", p.gemm_peak_fraction)
+        _set(g, "bw_fraction", p.gemm_bw_fraction)
+        _set(g, "overlap_p", p.gemm_overlap_p)
+        _set(g, "floor_us", p.gemm_floor_s * US)
+        _set(
+            data.setdefault("attention", {}),
+            "decode_bw_fraction",
+            p.attn_decode_bw_fraction,
+            "= gemm.bw_fraction: paged KV blocks stream like weight tiles",
+        )
+    ew = data.setdefault("elementwise", {})
+    for kind, e in p.elementwise.items():
+        if f"elementwise.{kind}" in rows:
+            ew[kind] = {}
+            _set(ew[kind], "bw_fraction", e.bw_fraction)
+            _set(ew[kind], "floor_us", e.floor_s * US)
+    key = "fit" if "gemm" in rows else f"fit_{chip}"
+    targets = []
+    if "gemm" in rows:  # the chip the family's operators are fitted on sets the default
+        targets.append(data.setdefault("collectives", {}))
+    if interconnect:
+        by = data.setdefault("collectives_by_interconnect", {})
+        targets.append(by.setdefault(interconnect, copy.deepcopy(data.get("collectives", {}))))
+    for kind, fabric, c in (
+        ("all_reduce", "scale_up", p.all_reduce_up),
+        ("all_reduce", "scale_out", p.all_reduce_out),
+        ("send_recv", "scale_up", p.send_recv_up),
+        ("send_recv", "scale_out", p.send_recv_out),
+    ):
+        if f"{kind}.{fabric}" in rows:
+            for col in targets:
+                node: dict[str, Any] = {}
+                _set(node, "latency_us", c.latency_s * US, source=key)
+                _set(node, "bw_fraction", c.bw_fraction, source=key)
+                col.setdefault(kind, {})[fabric] = node
+    models = ", ".join(prof.models)
+    data.setdefault("sources", {})[key] = (
+        f"mtia-cluster calibrate fit of {data_dir} on chip {chip}: models [{models}], "
+        f"{sum(rows.values())} rows, data sha256 {prof.digest()}"
+    )
+    if key != "fit":
+        _write(path, data)
+        return
+    data["fitted_on"] = {
+        "chip": chip,
+        "data": str(data_dir),
+        "data_sha256": prof.digest(),
+        "models": prof.models,
+        "rows": dict(rows),
+        "in_sample_mape": {k: round(v, 4) for k, v in fit.mape.items()},
+    }
+    _write(path, data)
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    text = (
+        f"# Operator-model parameters of family {data.get('name')}. Entries with status: "
+        "calibrated are\n# written by `mtia-cluster calibrate fit`; see docs/validation.md.\n"
+        + yaml.safe_dump(data, sort_keys=False, width=200, default_flow_style=None)
+    )
+    _replace_file(path, text)
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write `text` beside `path` under a temporary name, then rename it onto `path`: a
+    reader never sees half a catalog file, and a failed write leaves the old one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

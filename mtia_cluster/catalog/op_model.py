@@ -1,0 +1,153 @@
+"""Operator-model parameters of an architecture family, as catalog data.
+
+One YAML file per family under ``configs/catalog/op_models/`` (a chip names its family with
+``op_model:``). Every number is a sourced quantity; numbers fitted by ``mtia-cluster
+calibrate fit`` carry ``status: calibrated`` and the file's ``fitted_on:`` block says which
+measurements they came from. Times are in microseconds in the file, seconds in
+:class:`OpParams`. Collectives depend on the interconnect more than on the compute family, so
+a family may also hold ``collectives_by_interconnect: {name: ...}``; a chip naming one with
+``interconnect:`` uses those (H100 and H200 share NVLink4/NVSwitch), others the default.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from mtia_cluster.catalog.quantity import SourcedReader, read_sources
+from mtia_cluster.config import Fields, load_yaml
+from mtia_cluster.errors import UserError
+from mtia_cluster.paths import configs_dir
+
+US = 1e-6
+ELEMENTWISE_KINDS = ("emb", "norm", "rope", "act", "add")
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """A memory-bound kernel kind: achieved fraction of bandwidth and a launch floor."""
+
+    bw_fraction: float
+    floor_s: float
+
+
+@dataclass(frozen=True)
+class Collective:
+    """A collective on one fabric: fixed latency and achieved fraction of link bandwidth."""
+
+    latency_s: float
+    bw_fraction: float
+
+
+@dataclass(frozen=True)
+class OpParams:
+    """Operator-model parameters of one architecture family (see module docstring)."""
+
+    family: str
+    gemm_peak_fraction: float
+    gemm_bw_fraction: float
+    gemm_overlap_p: float
+    gemm_floor_s: float
+    elementwise: dict[str, Elementwise]
+    attn_prefill_peak_fraction: float
+    attn_decode_bw_fraction: float
+    all_reduce_up: Collective
+    all_reduce_out: Collective
+    send_recv_up: Collective
+    send_recv_out: Collective
+    iteration_overhead_s: float
+    # Interconnect-specific collectives (profile name -> (ar_up, ar_out, sr_up, sr_out)); a
+    # chip naming a profile here uses it instead of the family's default collectives.
+    collective_profiles: dict[str, tuple[Collective, Collective, Collective, Collective]] = field(
+        default_factory=dict, compare=False
+    )
+    provenance: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def for_interconnect(self, profile: str) -> OpParams:
+        """These parameters with `profile`'s collectives, when the family has them."""
+        if profile not in self.collective_profiles:
+            return self
+        ar_up, ar_out, sr_up, sr_out = self.collective_profiles[profile]
+        return replace(
+            self,
+            all_reduce_up=ar_up,
+            all_reduce_out=ar_out,
+            send_recv_up=sr_up,
+            send_recv_out=sr_out,
+        )
+
+
+def op_model_path(family: str, chip_file: Path | None = None) -> Path:
+    """The family's file: beside the chip's catalog if there is one, else the shipped one."""
+    if chip_file is not None:
+        local = chip_file.parent.parent / "op_models" / f"{family}.yaml"
+        if local.exists():
+            return local
+    return configs_dir() / "catalog" / "op_models" / f"{family}.yaml"
+
+
+@functools.lru_cache(maxsize=32)
+def _load_cached(path: Path, mtime_ns: int) -> OpParams:
+    return parse_op_params(load_yaml(path), path)
+
+
+def load_op_params(path: Path) -> OpParams:
+    """Load (cached on the file's modification time, so a fresh fit is seen)."""
+    if not path.exists():
+        raise UserError("operator-model family file not found", file=path)
+    return _load_cached(path, path.stat().st_mtime_ns)
+
+
+def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
+    """Parse one family mapping; every quantity is validated with its provenance."""
+    f = Fields(data, path)
+    r = SourcedReader(f, read_sources(f))
+    g, att, col = f.sub("gemm"), f.sub("attention"), f.sub("collectives")
+    ew = f.sub("elementwise")
+    unknown = set(ew.data) - set(ELEMENTWISE_KINDS)
+    if unknown:
+        raise ew.error(sorted(unknown)[0], f"unknown kernel kind (known: {ELEMENTWISE_KINDS})")
+
+    def frac(sub: Fields, key: str) -> float:
+        return r.quantity(sub, key, positive=True, max_value=1.0)
+
+    def coll(sub: Fields) -> Collective:
+        return Collective(r.quantity(sub, "latency_us") * US, frac(sub, "bw_fraction"))
+
+    def fabric_set(c: Fields) -> tuple[Collective, Collective, Collective, Collective]:
+        ar, sr = c.sub("all_reduce"), c.sub("send_recv")
+        return (
+            coll(ar.sub("scale_up")),
+            coll(ar.sub("scale_out")),
+            coll(sr.sub("scale_up")),
+            coll(sr.sub("scale_out")),
+        )
+
+    default = fabric_set(col)
+    profiles = {}
+    if f.has("collectives_by_interconnect"):
+        by = f.sub("collectives_by_interconnect")
+        profiles = {str(k): fabric_set(by.sub(str(k))) for k in by.data}
+    params = OpParams(
+        family=f.str("name"),
+        gemm_peak_fraction=frac(g, "peak_fraction"),
+        gemm_bw_fraction=frac(g, "bw_fraction"),
+        gemm_overlap_p=r.quantity(g, "overlap_p", min_value=1.0, max_value=64.0),
+        gemm_floor_s=r.quantity(g, "floor_us") * US,
+        elementwise={
+            k: Elementwise(frac(ew.sub(k), "bw_fraction"), r.quantity(ew.sub(k), "floor_us") * US)
+            for k in ELEMENTWISE_KINDS
+        },
+        attn_prefill_peak_fraction=frac(att, "prefill_peak_fraction"),
+        attn_decode_bw_fraction=frac(att, "decode_bw_fraction"),
+        all_reduce_up=default[0],
+        all_reduce_out=default[1],
+        send_recv_up=default[2],
+        send_recv_out=default[3],
+        iteration_overhead_s=r.quantity(f, "iteration_overhead_us") * US,
+        collective_profiles=profiles,
+        provenance={k: p.status for k, p in r.provenance.items()},
+    )
+    return params
