@@ -62,9 +62,9 @@ def run_replay(
     claim_output(out, RESULTS_DIR, overwrite)  # refused before any work
 
     if fleet is not None:
-        from mtia_cluster.distributed.fleet import load_record
+        from mtia_cluster.distributed.fleet import fleet_address
 
-        address = load_record(fleet)["address"]  # refuses an unknown fleet, exit 2
+        address = fleet_address(fleet)  # refuses an unknown or dead fleet, exit 2
     elif config is None:
         raise click.UsageError("give CONFIG, or --fleet FLEET to replay on a launched fleet")
     opt = ReplayOptions(
@@ -135,8 +135,8 @@ def run_replay(
 @click.option(
     "--address",
     default=None,
-    help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: start "
-    "an embedded local Ray; 'inprocess': no Ray.",
+    help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: RAY_ADDRESS "
+    "if set, else an embedded local Ray ('local' forces it); 'inprocess': no Ray.",
 )
 @keep_checkpoints_option
 @json_option
