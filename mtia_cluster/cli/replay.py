@@ -82,20 +82,27 @@ def run_replay(
     # bad input fails here, before Ray starts; a trace the caller just generated itself may be
     # checked while the shard processes start instead (replay() does that without it)
     ready = prepare(config or "", trace, opt, with_trace=check_trace_first)
-    with progress("replaying", "requests", as_json=quiet) as bar:
 
+    def run(bar: Any) -> Path:
         def report(done: int, total: int, t_ns: int) -> None:
             bar.update(done, total, f"simulated {t_ns / 1e9:,.0f} s")
 
-        if address == "inprocess":
-            return replay(config or "", trace, out, opt, report, prepared=ready)
-        namespace = "mtia-cluster-replay"
-        if fleet is not None:
-            from mtia_cluster.distributed.ray_env import fleet_namespace
+        return replay(config or "", trace, out, opt, report, prepared=ready)
 
-            namespace = fleet_namespace(fleet)
-        with ray_session(address, namespace=namespace):
-            return replay(config or "", trace, out, opt, report, prepared=ready)
+    if address == "inprocess":
+        with progress("replaying", "requests", as_json=quiet) as bar:
+            return run(bar)
+    namespace = "mtia-cluster-replay"
+    if fleet is not None:
+        from mtia_cluster.distributed.ray_env import fleet_namespace
+
+        namespace = fleet_namespace(fleet)
+    # Ray first: a failure to start or join is its one line, not under a progress display
+    with (
+        ray_session(address, namespace=namespace),
+        progress("replaying", "requests", as_json=quiet) as bar,
+    ):
+        return run(bar)
 
 
 @click.command()
