@@ -191,6 +191,8 @@ def _ray_start_cmd(temp_dir: str, port: int, num_cpus: int | None) -> list[str]:
         f"--temp-dir={temp_dir}",
         "--include-dashboard=false",
         "--disable-usage-stats",
+        # its default (52365) is one port for every Ray on the machine
+        f"--dashboard-agent-listen-port={_free_port()}",
     ]
     return cmd + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
 
