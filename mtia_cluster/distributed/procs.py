@@ -95,7 +95,7 @@ def descendants(roots: list[Proc]) -> list[Proc]:
     return list(seen.values())
 
 
-def terminate(procs: list[Proc], grace_s: float = 10.0) -> list[Proc]:
+def terminate(procs: list[Proc], grace_s: float = 5.0) -> list[Proc]:
     """SIGTERM the processes, SIGKILL what is left after `grace_s`; wait until they are gone.
 
     Only processes that are still the recorded ones (pid and start time) are signalled.
