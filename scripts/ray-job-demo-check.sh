@@ -22,7 +22,7 @@ for s in ss: s.bind(('127.0.0.1', 0))
 print(*[s.getsockname()[1] for s in ss])")
 stop_head() { "$PY" -c "from mtia_cluster.distributed import fleet; fleet.stop_local_head({'temp_dir': '$T'})"; }
 trap stop_head EXIT
-export RAY_AUTH_MODE=token
+export RAY_AUTH_MODE=token RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 /usr/bin/time -f "ray start: %e s" "$BIN/ray" start --head --node-ip-address 127.0.0.1 --port "$G" \
   --temp-dir "$T" --dashboard-host 127.0.0.1 --dashboard-port "$D" \
   --dashboard-agent-listen-port "$A" --dashboard-agent-grpc-port "$AG" \

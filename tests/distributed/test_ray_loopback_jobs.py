@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mtia_cluster.distributed import fleet as fl
+from mtia_cluster.distributed import procs
 
 from .conftest import REPO, SCENARIO, assert_same_run
 from .test_fleet_lifecycle import clean_env
@@ -99,6 +100,7 @@ def test_ray_job_submit_equals_embedded(embedded, short_trace, tmp_path):
     venv_bin = str(Path(sys.executable).parent)
     env["PATH"] = venv_bin + os.pathsep + env["PATH"]  # the job's `python` is this one
     env["RAY_AUTH_MODE"] = "token"
+    env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # else `ray start` advertises the outward IP
     ray_bin = shutil.which("ray", path=venv_bin) or "ray"
     temp_dir = tempfile.mkdtemp(prefix="mtia-ray-", dir="/tmp")
     gcs, dashboard, agent, agent_grpc, env_agent, metrics = _free_ports(6)
@@ -123,6 +125,8 @@ def test_ray_job_submit_equals_embedded(embedded, short_trace, tmp_path):
             timeout=300,
         )
         assert start.returncode == 0, start.stderr[-2000:]
+        sockets = procs.listening_sockets(fl.head_processes(head))
+        assert sockets and {s[2] for s in sockets} == {"127.0.0.1"}, sockets
         for _attempt in range(20):  # the Jobs API answers before its agent has registered
             job = subprocess.run(
                 [
