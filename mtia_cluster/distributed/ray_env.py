@@ -263,11 +263,18 @@ def _join(address: str, namespace: str, field: str) -> Any:
     raise UserError(problem, field=field, value=address)
 
 
+def _connected() -> bool:
+    """Whether this process holds a Ray connection, without importing Ray: Ray reads its
+    environment when imported, so the CLI imports it only after `_apply_ray_env`."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
+
+
 def connect(address: str | None, *, namespace: str, num_cpus: int | None = None) -> Any:
     """Start (no address, or ``local``) or join a Ray cluster; returns Ray's context."""
-    import ray
+    if _connected():
+        import ray
 
-    if ray.is_initialized():
         return ray.get_runtime_context()
     field = "--address" if address is not None else "RAY_ADDRESS"
     address = resolve_address(address)
@@ -281,14 +288,14 @@ def ray_session(
     address: str | None, *, namespace: str, num_cpus: int | None = None
 ) -> Iterator[Any]:
     """Connect for the duration of a command; shut down only what we started."""
-    import ray
-
-    started_here = not ray.is_initialized()
+    started_here = not _connected()
     ctx = connect(address, namespace=namespace, num_cpus=num_cpus)
     try:
         yield ctx
     finally:
         if started_here:
+            import ray
+
             ray.shutdown()
 
 
