@@ -79,12 +79,12 @@ def launch(
 
 def _create_actors(info: dict[str, Any], shards: int) -> int:
     """The fleet's detached actors; returns the number of nodes their shards landed on."""
-    import ray
-
     from mtia_cluster.distributed import fleet as fl
     from mtia_cluster.distributed.ray_env import connect, fleet_namespace
 
-    connect(info["address"], namespace=fleet_namespace(info["name"]))
+    connect(info["address"], namespace=fleet_namespace(info["name"]))  # before importing Ray
+    import ray
+
     opts: dict[str, Any] = {"lifetime": "detached", "num_cpus": 0}
     ray.remote(fl.FleetInfo).options(name=fl.INFO_ACTOR, **opts).remote(info)
     hosts = [
@@ -144,8 +144,6 @@ def status(fleet: str | None, as_json: bool) -> None:
 
 def _alive(info: dict[str, Any]) -> int:
     """Shard actors of the fleet that answer a ping within a few seconds (0 if unreachable)."""
-    import ray
-
     from mtia_cluster.distributed import fleet as fl
     from mtia_cluster.distributed.ray_env import connect, fleet_namespace
     from mtia_cluster.errors import UserError
@@ -157,6 +155,8 @@ def _alive(info: dict[str, Any]) -> int:
         connect(info["address"], namespace=fleet_namespace(info["name"]))
     except UserError:
         return 0
+    import ray  # after connect: Ray reads its environment when imported
+
     alive = 0
     for i in range(info["shards"]):
         try:
@@ -197,8 +197,6 @@ def down(fleet: str) -> None:
 
 def _remove_actors(info: dict[str, Any]) -> None:
     """Kill the fleet's named actors on its cluster (nothing to do if it is unreachable)."""
-    import ray
-
     from mtia_cluster.distributed import fleet as fl
     from mtia_cluster.distributed.ray_env import connect, fleet_namespace
     from mtia_cluster.errors import UserError
@@ -208,6 +206,8 @@ def _remove_actors(info: dict[str, Any]) -> None:
         connect(info["address"], namespace=ns)
     except UserError:
         return  # the cluster is gone already
+    import ray  # after connect: Ray reads its environment when imported
+
     for name in [fl.INFO_ACTOR] + [f"shard-{i:04d}" for i in range(info["shards"])]:
         with contextlib.suppress(ValueError):  # already gone
             ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
