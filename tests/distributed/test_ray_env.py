@@ -18,6 +18,14 @@ from mtia_cluster.errors import RunFailed, UserError
 from .conftest import REPO
 
 
+def unset_after(monkeypatch, names: list[str]) -> None:
+    """Unset the variables now and give them back their values (or absence) after the test,
+    whatever the code under test sets (monkeypatch.delenv alone forgets absent ones)."""
+    for name in names:
+        monkeypatch.setenv(name, "placeholder")  # records the original value or absence
+        monkeypatch.delenv(name)
+
+
 def test_token_is_created_0600_once_and_never_replaced(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     for var in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
@@ -94,7 +102,7 @@ def test_private_ray_refresh_is_version_checked_and_works(monkeypatch):
     assert ray_env._ray_version_tested(ray.__version__), "pyproject's ray range is untested"
     if ray.is_initialized():
         pytest.skip("this test process already holds a Ray connection")
-    monkeypatch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", raising=False)
+    unset_after(monkeypatch, ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"])
     monkeypatch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", True)
     ray_env._apply_ray_env({"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
     assert ray_constants.ENABLE_RAY_CLUSTER is False
@@ -180,3 +188,26 @@ def test_run_failure_is_one_line_exit_1(runner, monkeypatch, tmp_path):
     res = runner.invoke(cli, ["replay", "c.yaml", "--trace", "t", "-o", str(tmp_path / "o")])
     assert res.exit_code == 1
     assert res.output == "error: shard shard-0001 failed 4 times, more than its 3 restarts: X\n"
+
+
+def test_embedded_start_is_retried_once_then_one_line(tmp_path, monkeypatch):
+    """Under load Ray's raylet can miss its fixed 30 s registration window: the start is
+    retried once (after cleaning up), and a second failure is one line, exit 1."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("this test process already holds a Ray connection")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    unset_after(monkeypatch, list(ray_env.local_ray_env()))
+    calls = []
+
+    def init(**kwargs):
+        calls.append(kwargs)
+        raise Exception("The current node timed out during startup. This could happen …")
+
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(RunFailed) as failed:
+        ray_env.connect(None, namespace="x")
+    assert len(calls) == 2 and calls[0]["address"] == "local"
+    assert calls[0]["include_dashboard"] is False
+    text = str(failed.value)
+    assert "\n" not in text and "tried twice" in text and "timed out during startup" in text
