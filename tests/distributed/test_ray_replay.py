@@ -79,5 +79,5 @@ def test_shard_past_its_restart_budget_fails_the_run_in_one_line(local_ray, shor
         replay(SCENARIO, short_trace, tmp_path / "run", opt)
     assert "\n" not in str(failed.value) and "shard-0001" in str(failed.value)
     assert not (tmp_path / "run").exists()
-    (partial,) = tmp_path.glob("run.tmp-*")
+    (partial,) = tmp_path.glob(".run.tmp-*")
     assert (partial / "_INCOMPLETE").exists()
