@@ -197,7 +197,9 @@ def test_embedded_start_is_retried_once_then_one_line(tmp_path, monkeypatch):
     if ray.is_initialized():
         pytest.skip("this test process already holds a Ray connection")
     monkeypatch.setenv("HOME", str(tmp_path))
-    unset_after(monkeypatch, list(ray_env.local_ray_env()))
+    # Ray's core config is process-wide and outlives monkeypatch: leave it untouched here
+    # (`_apply_ray_env` has its own test above)
+    monkeypatch.setattr(ray_env, "_apply_ray_env", lambda env: None)
     calls = []
 
     def init(**kwargs):
