@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The full demo two ways on this machine, compared: `python -m mtia_cluster demo` (embedded
-# Ray) and ops/README.md's one-machine walk-through (`ray start --head --node-ip-address
-# 127.0.0.1` + `ray job submit --working-dir . -- python -m mtia_cluster replay ...`).
+# The demo two ways on this machine, compared: `python -m mtia_cluster demo` (embedded Ray;
+# it generates its trace beside its results) and ops/README.md's one-machine walk-through
+# (`ray start --head --node-ip-address 127.0.0.1` + `ray job submit --working-dir . --
+# python -m mtia_cluster replay configs/scenarios/demo.yaml --trace <that trace> ...`).
 # Safe beside other people's Ray: an empty HOME, its own Ray temp dir and ports, and the head
 # is stopped by its own processes (never `ray stop`). Needs ray[default] (extra `cluster`).
 set -euo pipefail
@@ -30,8 +31,8 @@ export RAY_AUTH_MODE=token RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 tail -1 "$W/start.txt"
 for _ in $(seq 20); do  # the Jobs API answers before its agent has registered
   /usr/bin/time -f "ray job submit: %e s" "$BIN/ray" job submit --address "http://127.0.0.1:$D" \
-    --working-dir . -- python -m mtia_cluster replay configs/scenarios/multi-region.yaml \
-    --trace traces/demo.parquet -o "$W/job" >"$W/job.txt" 2>&1 || true
+    --working-dir . -- python -m mtia_cluster replay configs/scenarios/demo.yaml \
+    --trace "$W/embedded-trace.parquet" -o "$W/job" >"$W/job.txt" 2>&1 || true
   grep -q "No available agent" "$W/job.txt" || break
   sleep 3
 done
