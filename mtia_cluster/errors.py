@@ -101,3 +101,9 @@ def _free_text(path: Path) -> str:
         return f"; {_human(shutil.disk_usage(probe).free)} free there now"
     except OSError:
         return ""
+
+
+class RunFailed(Exception):
+    """A run that could not finish for a reason outside the user's input (a shard that
+    exhausted its restarts, Ray that would not start): printed as one line, exit status 1.
+    The run's directory stays temporary and marked incomplete."""

@@ -34,7 +34,8 @@ from mtia_cluster.slo import ServiceSLO
 @click.option(
     "--address",
     default=None,
-    help="Ray cluster for the parallel replays (default: local Ray; 'inprocess').",
+    help="Ray cluster for the parallel replays (default: RAY_ADDRESS if set, else a local "
+    "Ray; 'inprocess').",
 )
 @set_option
 @json_option

@@ -38,7 +38,11 @@ TRACE_SEED = 0
 )
 @overwrite_option
 @click.option("--estimate", is_flag=True, help="Print the cost-model table instead (no replay).")
-@click.option("--address", default=None, help="Ray cluster to join (default: local Ray).")
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join (default: RAY_ADDRESS if set, else a local Ray on 127.0.0.1).",
+)
 @keep_checkpoints_option
 @json_option
 def demo(

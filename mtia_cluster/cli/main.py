@@ -1,9 +1,11 @@
 """The `mtia-cluster` command group.
 
 Every subcommand lives in its own module under `mtia_cluster/cli/` and is registered here.
-User errors (:class:`UserError`) become one line on stderr and exit status 2, and
+User errors (:class:`UserError`) become one line on stderr and exit status 2;
 operating-system errors (disk full, permission, read-only file system: :class:`OutputIOError`
-or any OSError that reaches here) one line and exit status 1, for every command, in one place.
+or any OSError that reaches here) and runs that fail for other reasons (:class:`RunFailed`:
+a shard past its restarts, a Ray that would not start) one line and exit status 1; for every
+command, in one place.
 Ctrl-C exits 130.
 """
 
@@ -15,7 +17,7 @@ from typing import Any
 import click
 
 from mtia_cluster import __version__
-from mtia_cluster.errors import OutputIOError, UserError
+from mtia_cluster.errors import OutputIOError, RunFailed, UserError
 
 # (module, attribute) of each subcommand; imported lazily so `mtia-cluster chips` never pays
 # for importing Ray.
@@ -77,6 +79,9 @@ class MainGroup(click.Group):
             err = os_error_of(exc) or exc
             where = f"{err.filename}: " if err.filename else ""
             click.echo(f"error: {where}{err.strerror or str(err).splitlines()[0]}", err=True)
+            ctx.exit(1)
+        except RunFailed as exc:
+            click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             # 128 + SIGINT, as a shell reports it; a results run being written stays in its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -62,9 +63,9 @@ def run_replay(
     claim_output(out, RESULTS_DIR, overwrite)  # refused before any work
 
     if fleet is not None:
-        from mtia_cluster.distributed.fleet import load_record
+        from mtia_cluster.distributed.fleet import fleet_address
 
-        address = load_record(fleet)["address"]  # refuses an unknown fleet, exit 2
+        address = fleet_address(fleet)  # refuses an unknown or dead fleet, exit 2
     elif config is None:
         raise click.UsageError("give CONFIG, or --fleet FLEET to replay on a launched fleet")
     opt = ReplayOptions(
@@ -82,20 +83,27 @@ def run_replay(
     # bad input fails here, before Ray starts; a trace the caller just generated itself may be
     # checked while the shard processes start instead (replay() does that without it)
     ready = prepare(config or "", trace, opt, with_trace=check_trace_first)
-    with progress("replaying", "requests", as_json=quiet) as bar:
 
+    def run(bar: Any) -> Path:
         def report(done: int, total: int, t_ns: int) -> None:
             bar.update(done, total, f"simulated {t_ns / 1e9:,.0f} s")
 
-        if address == "inprocess":
-            return replay(config or "", trace, out, opt, report, prepared=ready)
-        namespace = "mtia-cluster-replay"
-        if fleet is not None:
-            from mtia_cluster.distributed.ray_env import fleet_namespace
+        return replay(config or "", trace, out, opt, report, prepared=ready)
 
-            namespace = fleet_namespace(fleet)
-        with ray_session(address, namespace=namespace):
-            return replay(config or "", trace, out, opt, report, prepared=ready)
+    if address == "inprocess":
+        with progress("replaying", "requests", as_json=quiet) as bar:
+            return run(bar)
+    namespace = "mtia-cluster-replay"
+    if fleet is not None:
+        from mtia_cluster.distributed.ray_env import fleet_namespace
+
+        namespace = fleet_namespace(fleet)
+    # Ray first: a failure to start or join is its one line, not under a progress display
+    with (
+        ray_session(address, namespace=namespace),
+        progress("replaying", "requests", as_json=quiet) as bar,
+    ):
+        return run(bar)
 
 
 @click.command()
@@ -135,8 +143,8 @@ def run_replay(
 @click.option(
     "--address",
     default=None,
-    help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: start "
-    "an embedded local Ray; 'inprocess': no Ray.",
+    help="Ray cluster to join (HOST:PORT, ray://HOST:PORT or auto); default: RAY_ADDRESS "
+    "if set, else an embedded local Ray ('local' forces it); 'inprocess': no Ray.",
 )
 @keep_checkpoints_option
 @json_option

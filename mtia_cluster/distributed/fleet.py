@@ -3,29 +3,33 @@
 `launch` creates, in a namespace of the fleet's own, one `FleetInfo` actor (the resolved
 scenario and the placement) and one `ShardHost` actor per shard; `replay --fleet` builds
 fresh shard workers inside those processes for each run (so process start-up is paid once);
-`status` reports them; `down` removes them. Without `--address`, `launch` starts a
-persistent local Ray head bound to 127.0.0.1 and records its address, so later commands find
-the fleet by name. Fleet records live in ``$MTIA_CLUSTER_HOME/fleets/<name>.json``
-(default ``~/.mtia-cluster``).
+`status` reports them; `down` removes them. Without an address (``--address`` or
+``RAY_ADDRESS``), `launch` starts a persistent local Ray head bound to 127.0.0.1 with a Ray
+temporary directory of its own, and records its address, that directory and its processes,
+so later commands find the fleet by name and `down` stops exactly that head. Fleet records
+live in ``$MTIA_CLUSTER_HOME/fleets/<name>.json`` (default ``~/.mtia-cluster``); a
+``<name>.lock`` beside it makes `launch` and `down` of one name exclusive.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
+import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from mtia_cluster.errors import UserError
+from mtia_cluster.distributed import procs
+from mtia_cluster.errors import RunFailed, UserError
 
 INFO_ACTOR = "fleet-info"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -96,6 +100,19 @@ def load_record(name: str) -> dict[str, Any]:
     return dict(json.loads(path.read_text()))
 
 
+def fleet_address(name: str) -> str:
+    """The Ray address of a launched fleet whose cluster is still there."""
+    info = load_record(name)
+    head = info.get("head")
+    if info.get("started_local_head") and not (head and head_alive(head)):
+        raise UserError(
+            "the fleet's Ray head is gone; run `down` and `launch` again",
+            field="--fleet",
+            value=name,
+        )
+    return str(info["address"])
+
+
 def save_record(name: str, record: dict[str, Any]) -> None:
     path = record_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,11 +121,66 @@ def save_record(name: str, record: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def start_local_head(num_cpus: int | None) -> str:
-    """`ray start --head` on 127.0.0.1 at a free port; returns its address."""
+@contextlib.contextmanager
+def name_lock(name: str) -> Iterator[None]:
+    """Hold the fleet name for `launch` or `down`: an exclusive, non-blocking lock on
+    ``fleets/<name>.lock`` (fcntl; the kernel drops it if the process dies, so a crashed
+    launch never leaves the name taken). A second command on the same name is refused
+    at once, even when both start at the same instant."""
+    path = home() / "fleets" / f"{check_name(name)}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                "another launch or down of that fleet is running", field="--name", value=name
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
+def start_local_head(num_cpus: int | None) -> dict[str, Any]:
+    """`ray start --head` on 127.0.0.1 with a Ray temporary directory of its own.
+
+    Returns what `down` needs to stop exactly this head: its address, that directory, the
+    session directory and the (pid, start time) of every process naming it. Token
+    authentication is on (the token is created, mode 0600, if absent). A start that fails
+    is cleaned up and retried once."""
+    from mtia_cluster.distributed.ray_env import ensure_token, local_ray_env
+
+    ensure_token()
+    env = {**os.environ, **local_ray_env()}
+    error = "?"
+    for _attempt in range(2):
+        # short: Ray's socket paths under it must fit in 107 bytes
+        temp_dir = tempfile.mkdtemp(prefix="mtia-ray-", dir="/tmp")
+        port = _free_port()
+        res = subprocess.run(
+            _ray_start_cmd(temp_dir, port, num_cpus), capture_output=True, text=True, env=env
+        )
+        head = {
+            "address": f"127.0.0.1:{port}",
+            "temp_dir": temp_dir,
+            "session_dir": str((Path(temp_dir) / "session_latest").resolve()),
+            "pids": [[p.pid, p.start_ticks] for p in procs.with_cmdline_containing(temp_dir)],
+        }
+        if res.returncode == 0:
+            return head
+        error = ((res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
+        stop_local_head(head)
+    raise RunFailed(f"could not start a local Ray head (tried twice): {error}")
+
+
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def _ray_start_cmd(temp_dir: str, port: int, num_cpus: int | None) -> list[str]:
     ray_bin = shutil.which("ray", path=str(Path(sys.executable).parent)) or "ray"
     cmd = [
         ray_bin,
@@ -116,45 +188,44 @@ def start_local_head(num_cpus: int | None) -> str:
         "--head",
         "--node-ip-address=127.0.0.1",
         f"--port={port}",
+        f"--temp-dir={temp_dir}",
         "--include-dashboard=false",
         "--disable-usage-stats",
+        # its default (52365) is one port for every Ray on the machine
+        f"--dashboard-agent-listen-port={_free_port()}",
     ]
-    if num_cpus:
-        cmd.append(f"--num-cpus={num_cpus}")
-    # Stay on 127.0.0.1, with token authentication on.
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        tail = (res.stderr or res.stdout).strip().splitlines()[-1:] or ["?"]
-        raise UserError(f"could not start a local Ray head: {tail[0]}", field="ray start")
-    return f"127.0.0.1:{port}"
+    return cmd + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
 
 
-def stop_local_head(address: str) -> None:
-    """Stop only the Ray head that `launch` started at `address` (never `ray stop`, which
-    kills every Ray process of the machine, other users' and other runs' included).
+def head_processes(head: dict[str, Any]) -> list[procs.Proc]:
+    """The live processes of a head `launch` started: the recorded ones that are still
+    the same processes (pid and start time), everything below them, and any process naming
+    its private temporary directory. Never matched by port: a stale record whose port
+    another Ray now uses finds nothing."""
+    roots = [procs.Proc(pid, ticks) for pid, ticks in head.get("pids", [])]
+    temp_dir = head.get("temp_dir")
+    if temp_dir and Path(temp_dir).name.startswith("mtia-ray-"):
+        roots += procs.with_cmdline_containing(temp_dir)
+    return procs.descendants(roots)
 
-    Its processes carry the GCS port on their command line; the workers exit with their
-    raylet. SIGTERM first, SIGKILL for what is left after a few seconds."""
-    port = address.rpartition(":")[2]
-    marks = (f"127.0.0.1:{port}", f"gcs_server_port={port}")
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if any(m in cmd for m in marks):
-            pids.append(int(proc.name))
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
-            time.sleep(0.1)
+
+def head_alive(head: dict[str, Any]) -> bool:
+    return bool(head_processes(head))
+
+
+def stop_local_head(head: dict[str, Any]) -> None:
+    """Stop exactly the head `launch` started (never `ray stop`, which stops every Ray of
+    the machine), wait until none of its processes is left, remove its temporary directory.
+
+    SIGTERM, then SIGKILL after a grace period; processes that appear meanwhile (a worker
+    started just before) are caught by a second pass."""
+    for _pass in range(2):
+        left = procs.terminate(head_processes(head))
+        if left:
+            raise RunFailed(f"Ray processes {[p.pid for p in left]} did not stop")
+    temp_dir = Path(head.get("temp_dir") or "")
+    if temp_dir.name.startswith("mtia-ray-") and temp_dir.is_dir():
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def describe(sim: Any, shards: int) -> dict[str, Any]:

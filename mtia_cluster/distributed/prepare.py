@@ -38,6 +38,7 @@ class ReplayOptions:
     overrides: tuple[str, ...] = ()
     seed: int | None = None
     fail_shard_at_window: tuple[int, int] | None = None  # (shard, window): test hook
+    kill_in_recovery: int = 0  # test hook: kill the recovering actor again, this many times
     fleet: str | None = None  # replay on a launched fleet (its plan and actors)
     extra_manifest: dict[str, Any] = field(default_factory=dict)
     timeline: Timeline | None = None  # filled with the coordinator's and shards' spans

@@ -12,8 +12,8 @@ idle and its counters unchanged).
 Resilience: every ``checkpoint_windows`` windows each shard saves its state and commits its
 parts; the coordinator keeps the calls made since. A shard actor that dies is restarted by
 Ray, reloads its checkpoint and is sent those calls again, so no request is lost or written
-twice. If a shard cannot be restarted, the run fails and its directory stays marked
-incomplete.
+twice; a death during that recovery starts another one. After MAX_RESTARTS recoveries of one
+shard the run fails with one line (RunFailed) and its directory stays marked incomplete.
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ from mtia_cluster.distributed.worker import CHECKPOINTS_DIR, ShardWorker, StaleS
 from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.windows import LoopState, finish, run_windows
-from mtia_cluster.errors import UserError
+from mtia_cluster.errors import RunFailed, UserError
 from mtia_cluster.results import ResultsWriter
 
 # prepare.py's names that callers import from here
 __all__ = ["Prepared", "ReplayOptions", "plan", "prepare", "region_groups", "replay"]
 RESTART_TIMEOUT_S = 120.0
+MAX_RESTARTS = 3  # per shard actor and run (also Ray's max_restarts for the actor)
 
 
 @dataclass
@@ -65,6 +66,8 @@ class _Shard:
     busy: bool = False
     start: tuple[Any, ...] | None = None  # hosted in a launched fleet: ShardHost.start args
     next_seq: int = 0
+    name: str = "shard"
+    restarts: int = 0  # recoveries so far (budget: MAX_RESTARTS)
 
     def submit(self, method: str, args: tuple[Any, ...]) -> Any:
         """Log and send the next call (a Ray ObjectRef)."""
@@ -82,10 +85,13 @@ class _Shard:
 class _Calls:
     """Run the same method on several shards: Ray actors in parallel, or in-process."""
 
-    def __init__(self, use_ray: bool, timeline: Timeline | None = None) -> None:
+    def __init__(
+        self, use_ray: bool, timeline: Timeline | None = None, kill_in_recovery: int = 0
+    ) -> None:
         self.use_ray = use_ray
         self.recoveries = 0  # shard actors restarted from a checkpoint
         self.timeline = timeline or Timeline()
+        self.kill_in_recovery = kill_in_recovery  # test hook (ReplayOptions)
 
     def __call__(self, shards: list[_Shard], method: str, args: list[tuple[Any, ...]]) -> list[Any]:
         with self.timeline.span(f"calls.{method}"):
@@ -101,19 +107,35 @@ class _Calls:
         for s, ref in zip(shards, refs, strict=True):
             try:
                 out.append(ray.get(ref))
-            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-                out.append(self._recover(s))
-            except ray.exceptions.RayTaskError as exc:
-                if not isinstance(exc.cause, StaleShard):
+            except Exception as exc:
+                if not _lost(exc):
                     raise
-                out.append(self._recover(s))
+                out.append(self._recover(s, exc))
         return out
 
-    def _recover(self, s: _Shard) -> Any:
-        """The actor was restarted from its checkpoint: resend the calls logged since."""
+    def _recover(self, s: _Shard, exc: BaseException) -> Any:
+        """The shard's actor died: once Ray has restarted it from its checkpoint, resend the
+        calls logged since. A failure during this (the actor dying again) starts another
+        recovery; each counts against the shard's budget (MAX_RESTARTS). Once it is spent,
+        the run fails with one line (RunFailed, exit 1; the directory stays incomplete)."""
+        while True:
+            s.restarts += 1
+            self.recoveries += 1
+            if s.restarts > MAX_RESTARTS:
+                raise RunFailed(
+                    f"shard {s.name} failed {s.restarts} times, more than its "
+                    f"{MAX_RESTARTS} restarts: {_first_line(exc)}"
+                ) from None
+            try:
+                return self._resume(s)
+            except Exception as again:
+                if not _lost(again):
+                    raise
+                exc = again
+
+    def _resume(self, s: _Shard) -> Any:
         import ray
 
-        self.recoveries += 1
         deadline = time.monotonic() + RESTART_TIMEOUT_S
         while True:  # wait until the restarted actor answers (it reloads its checkpoint)
             try:
@@ -121,8 +143,13 @@ class _Calls:
                 break
             except ray.exceptions.ActorUnavailableError:
                 if time.monotonic() > deadline:
-                    raise
+                    raise RunFailed(
+                        f"shard {s.name} did not come back within {RESTART_TIMEOUT_S:.0f} s"
+                    ) from None
                 time.sleep(0.2)
+        if self.kill_in_recovery > 0:  # test hook: the actor dies again during recovery
+            self.kill_in_recovery -= 1
+            ray.kill(s.handle, no_restart=False)
         if s.start is not None:  # a restarted host lost its worker: rebuild it from checkpoint
             ray.get(s.handle.start.remote(*s.start))
         # Resend what the restored state has not done. Calls before its checkpoint are done
@@ -134,6 +161,21 @@ class _Calls:
             if seq >= done:
                 result = ray.get(s.send(seq, method, a))
         return result
+
+
+def _lost(exc: BaseException) -> bool:
+    """An error that means the shard's actor process died or restarted (a recoverable
+    state): the actor died or is unavailable, or it refused a call it had lost (StaleShard)."""
+    import ray
+
+    if isinstance(exc, ray.exceptions.RayActorError | ray.exceptions.ActorUnavailableError):
+        return True
+    return isinstance(exc, ray.exceptions.RayTaskError) and isinstance(exc.cause, StaleShard)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def replay(
@@ -176,7 +218,7 @@ def replay(
         overwrite=opt.overwrite,
     ) as run:
         tl.mark("results_dir", t_dir)
-        calls = _Calls(use_ray, tl)
+        calls = _Calls(use_ray, tl, opt.kill_in_recovery)
         hosts = _fleet_hosts(opt.fleet, len(cells)) if opt.fleet else None
         path = str(Path(trace_path).absolute())
         extra = None if regions is None else [(path, g) for g in regions]
@@ -267,15 +309,19 @@ def _start_shards(
         kind = "shard" if extra is None else "region"
         ray.get([h.start.remote(kind, *a) for h, a in zip(hosts, args, strict=True)])
         return [
-            _Shard(h, np.asarray(c), start=(kind, *a))
+            _Shard(h, np.asarray(c), start=(kind, *a), name=a[4])
             for h, a, c in zip(hosts, args, cells, strict=True)
         ]
     if not use_ray:
-        return [_Shard(cls(*a), np.asarray(c)) for a, c in zip(args, cells, strict=True)]
+        return [_Shard(cls(*a), np.asarray(c), name=a[4]) for a, c in zip(args, cells, strict=True)]
     import ray
 
-    actor = ray.remote(cls).options(num_cpus=0, max_restarts=3, scheduling_strategy="SPREAD")
-    return [_Shard(actor.remote(*a), np.asarray(c)) for a, c in zip(args, cells, strict=True)]
+    actor = ray.remote(cls).options(
+        num_cpus=0, max_restarts=MAX_RESTARTS, scheduling_strategy="SPREAD"
+    )
+    return [
+        _Shard(actor.remote(*a), np.asarray(c), name=a[4]) for a, c in zip(args, cells, strict=True)
+    ]
 
 
 def _drive_windows(

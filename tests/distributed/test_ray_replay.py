@@ -53,3 +53,31 @@ def test_killed_shard_restarts_from_checkpoint(local_ray, short_trace, reference
     out = replay(SCENARIO, short_trace, tmp_path / "run", opt)
     assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 1
     assert_same_run(reference, out)  # no request lost, none duplicated, same figures
+
+
+def test_shard_killed_again_during_its_recovery_recovers(
+    local_ray, short_trace, reference, tmp_path
+):
+    """The actor dies a second time right after Ray restarted it, while the coordinator
+    resends the calls since its checkpoint: a second recovery, identical results."""
+    import json
+
+    opt = ReplayOptions(epoch_ns=20 * 10**9, fail_shard_at_window=(1, 3), kill_in_recovery=1)
+    out = replay(SCENARIO, short_trace, tmp_path / "run", opt)
+    assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 2
+    assert_same_run(reference, out)
+
+
+def test_shard_past_its_restart_budget_fails_the_run_in_one_line(local_ray, short_trace, tmp_path):
+    from mtia_cluster.distributed.runner import MAX_RESTARTS
+    from mtia_cluster.errors import RunFailed
+
+    opt = ReplayOptions(
+        epoch_ns=20 * 10**9, fail_shard_at_window=(1, 3), kill_in_recovery=MAX_RESTARTS
+    )
+    with pytest.raises(RunFailed) as failed:
+        replay(SCENARIO, short_trace, tmp_path / "run", opt)
+    assert "\n" not in str(failed.value) and "shard-0001" in str(failed.value)
+    assert not (tmp_path / "run").exists()
+    (partial,) = tmp_path.glob(".run.tmp-*")
+    assert (partial / "_INCOMPLETE").exists()
