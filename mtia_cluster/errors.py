@@ -101,3 +101,16 @@ def _free_text(path: Path) -> str:
         return f"; {_human(shutil.disk_usage(probe).free)} free there now"
     except OSError:
         return ""
+
+
+def did_you_mean(
+    word: str, choices: list[str] | tuple[str, ...], lead: str = "expected one of"
+) -> str:
+    """`` (did you mean 'x'?)`` for a near miss (difflib), else `` (lead a, b, c)``; for the
+    end of a UserError message about an unknown key or name."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" ({lead} {', '.join(map(str, choices))})" if choices else ""

@@ -76,6 +76,13 @@ def prepare(
     starts the shard processes)."""
     opt = options or ReplayOptions()
     tl = opt.timeline or Timeline()
+    if opt.fleet and opt.overrides:
+        # a launched fleet's cells are built from its config; an override cannot reach them
+        raise UserError(
+            "cannot change a launched fleet; relaunch it with `launch CONFIG --set ...`",
+            field="--set",
+            value=opt.overrides[0],
+        )
     record = load_record(opt.fleet) if opt.fleet else None
     with tl.span("prepare.scenario"):
         if record is not None:

@@ -253,6 +253,7 @@ def _single_cell(fleet: Fleet, c: int) -> Cell:
     hosts = tuple(
         range(fleet.cell_host0[c], fleet.cell_host0[c] + max(1, -(-pool.replica_size // per_host)))
     )
+    assert pool.llm is not None  # every LLM pool has its settings resolved at load
     spec = CellSpec(
         cell_id=c,
         region=fleet.cell_region[c],
@@ -262,7 +263,7 @@ def _single_cell(fleet: Fleet, c: int) -> Cell:
         accelerator_ids=tuple(int(a) for a in acc_ids),
         host_ids=hosts,
         seed=sc.seed,
-        pool=pool.raw,
+        llm=pool.llm,
         file=sc.file,
         field_prefix=pool.field_prefix,
         catalog=cat,
