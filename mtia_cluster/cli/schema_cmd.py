@@ -7,6 +7,7 @@ generated from the same typed models the loaders validate with (``config/``).
 from __future__ import annotations
 
 import click
+from pydantic import BaseModel
 
 from mtia_cluster.cli._common import echo_json
 
@@ -22,5 +23,9 @@ def schema(document: str) -> None:
     from mtia_cluster.config.schema import json_schema
     from mtia_cluster.config.trace_spec import TraceSpecFile
 
-    model = {"scenario": ScenarioFile, "rollout": RolloutPlanFile, "trace-spec": TraceSpecFile}
+    model: dict[str, type[BaseModel]] = {
+        "scenario": ScenarioFile,
+        "rollout": RolloutPlanFile,
+        "trace-spec": TraceSpecFile,
+    }
     echo_json(json_schema(model[document]))

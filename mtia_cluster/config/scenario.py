@@ -305,6 +305,9 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
     tp, pp, n_pre, link = p.tp, p.pp, None, None
     d = p.disaggregation
     if d is not None:  # tp is each instance's own: the prefill part, then the rest
+        for key in ("tp", "pp"):
+            if key in p.model_fields_set:
+                raise error(key, "does not apply to a disaggregated replica", getattr(p, key))
         n_pre = d.prefill_accelerators or max(1, size // 2)
         if n_pre >= size:
             raise error(

@@ -64,10 +64,17 @@ def validate(
 
 
 def to_user_error(
-    exc: ValidationError, model: type[BaseModel], file: str | Path | None, prefix: str = ""
+    exc: ValidationError, model: Any, file: str | Path | None, prefix: str = ""
 ) -> UserError:
-    """The first error of `exc` as a UserError naming file, dotted field and value."""
-    err = exc.errors(include_url=False)[0]
+    """The first error of `exc` (an unknown key first) as a UserError naming file, dotted
+    field and value."""
+    errors = exc.errors(include_url=False)
+    # A misspelled key is both unknown and (its real name) missing, and a misspelled tag key
+    # (``modle:``, ``proces:``) makes the other keys look like another kind's: name the
+    # key no kind knows first, then any unknown key, then the first error.
+    extra = [e for e in errors if e["type"] == "extra_forbidden"]
+    foreign = [e for e in extra if not _other_kinds_key(model, tuple(e["loc"]))]
+    err = (foreign or extra or errors)[0]
     loc = tuple(err["loc"])
     field = dotted(loc)
     if prefix:
@@ -76,9 +83,8 @@ def to_user_error(
     ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         known = sorted(field_names(_annotation_at(model, loc[:-1])))
-        tag = str(loc[-2]) if len(loc) > 1 else ""
-        if _TAG_MARK in tag and str(loc[-1]) in field_names(_annotation_at(model, loc[:-2])):
-            noun, _, kind_name = tag.partition(_TAG_MARK)
+        if _other_kinds_key(model, loc):
+            noun, _, kind_name = str(loc[-2]).partition(_TAG_MARK)
             return UserError(
                 f"not a key of {noun} kind {kind_name!r} (keys: {', '.join(known)})",
                 file=file,
@@ -98,14 +104,20 @@ def to_user_error(
         return UserError(message, file=file, field=field or None, value=value, has_value=True)
     if kind == "missing":
         return UserError("missing required field", file=file, field=field or None)
-    message = _MESSAGES.get(kind)
-    if message is None:
+    template = _MESSAGES.get(kind)
+    if template is None:
         message = str(err["msg"]).removeprefix("Value error, ")
     else:
-        message = message.format(**ctx)
+        message = template.format(**ctx)
     if isinstance(value, Mapping | list):
         value = type(value).__name__
     return UserError(message, file=file, field=field or None, value=value, has_value=True)
+
+
+def _other_kinds_key(model: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether the unknown key at `loc` is a key of another member of a tagged union."""
+    tag = str(loc[-2]) if len(loc) > 1 else ""
+    return _TAG_MARK in tag and str(loc[-1]) in field_names(_annotation_at(model, loc[:-2]))
 
 
 _MESSAGES = {
@@ -181,7 +193,7 @@ def _is_index(part: str | int) -> bool:
     return isinstance(part, int) or str(part).lstrip("-").isdigit()
 
 
-def _annotation_at(model: type[BaseModel], loc: Sequence[Any]) -> Any:
+def _annotation_at(model: Any, loc: Sequence[Any]) -> Any:
     """The annotation at `loc` inside `model` (union tags skipped)."""
     ann: Any = model
     for part in loc:
