@@ -21,7 +21,7 @@ MULTI = ROOT / "configs" / "scenarios" / "multi-region.yaml"
 
 
 def test_router_policies_and_dtypes_are_defined_once() -> None:
-    assert POLICIES == get_args(RouterPolicy) and set(POLICY_FUNCTIONS) == set(POLICIES)
+    assert get_args(RouterPolicy) == POLICIES and set(POLICY_FUNCTIONS) == set(POLICIES)
     assert set(get_args(Dtype)) == set(DTYPE_BYTES)
 
 
@@ -73,7 +73,8 @@ def test_catalog_files_refuse_unknown_keys(tmp_path: Path, edit, needle: str) ->
         ),
         (
             ["router.policy=p2"],
-            "router.policy: must be one of least_outstanding, p2c, random, round_robin, weighted (did you mean 'p2c'?) (got 'p2')",
+            "router.policy: must be one of least_outstanding, p2c, random, round_robin, "
+            "weighted (did you mean 'p2c'?) (got 'p2')",
         ),
         (["regions.0.pools.1.dtype=fp9"], "pools[1].dtype: must be one of"),
         (["regions.0.pools.1.tp=3"], "pools[1].accelerators_per_replica: must divide"),
