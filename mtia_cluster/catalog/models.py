@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag
 
 from mtia_cluster.config.models import Dtype
 from mtia_cluster.config.schema import Strict
@@ -169,21 +169,12 @@ class SyntheticModelFile(_Entry):
 
 
 def _kind_tag(value: Any) -> str:
-    kind = value.get("kind") if isinstance(value, dict) else None
-    return f"model:{kind}" if kind in ("rr", "llm", "synthetic") else "model:unknown"
-
-
-class _UnknownKind(Strict):
-    """Matches a file whose kind is missing or unknown, so only the kind is reported."""
-
-    model_config = ConfigDict(extra="ignore")
-    kind: Literal["rr", "llm", "synthetic"]
+    return f"model:{value.get('kind') if isinstance(value, dict) else None}"
 
 
 ModelFile = Annotated[
     Annotated[RRModelFile, Tag("model:rr")]
     | Annotated[LLMModelFile, Tag("model:llm")]
-    | Annotated[SyntheticModelFile, Tag("model:synthetic")]
-    | Annotated[_UnknownKind, Tag("model:unknown")],
+    | Annotated[SyntheticModelFile, Tag("model:synthetic")],
     Discriminator(_kind_tag),
 ]

@@ -8,9 +8,9 @@ checked there. ``mtia-cluster schema rollout`` prints the JSON Schema.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Discriminator, Field, Tag
 
 from mtia_cluster.config.schema import Strict
 
@@ -63,12 +63,32 @@ class Regression(Strict):
     error_rate: Fraction = 0.0
 
 
-class Target(Strict):
-    kind: Literal["generation", "model_version"]
+class GenerationTarget(Strict):
+    """Swap racks of one chip generation to another."""
+
+    kind: Literal["generation"]
     from_generation: str
-    generation: str | None = None  # generation swaps only
+    generation: str
+
+
+class ModelVersionTarget(Strict):
+    """Roll a new model version onto racks of one generation."""
+
+    kind: Literal["model_version"]
+    from_generation: str
     perf_multiplier: Positive = 1.0
     regression: Regression | None = None
+
+
+def _target_tag(value: Any) -> str:
+    return f"target:{value.get('kind') if isinstance(value, dict) else None}"
+
+
+Target = Annotated[
+    Annotated[GenerationTarget, Tag("target:generation")]
+    | Annotated[ModelVersionTarget, Tag("target:model_version")],
+    Discriminator(_target_tag),
+]
 
 
 class SwapTime(Strict):

@@ -97,11 +97,28 @@ def to_user_error(
         )
     if kind == "literal_error":
         choices = sorted(_literal_choices(_annotation_at(model, loc)))
-        hint = did_you_mean(str(value), choices, "")
         message = f"must be one of {', '.join(choices)}" if choices else "not a valid choice"
-        if "did you mean" in hint:
-            message += hint
+        message += _close(str(value), choices)
         return UserError(message, file=file, field=field or None, value=value, has_value=True)
+    if kind == "union_tag_invalid":  # an unknown kind: name the key that chooses it
+        noun, _, got = str(ctx.get("tag", "")).partition(_TAG_MARK)
+        expected = sorted(
+            t.strip(" '").partition(_TAG_MARK)[2] for t in str(ctx.get("expected_tags")).split(",")
+        )
+        key = TAG_KEYS.get(noun, "kind")
+        where = f"{field}.{key}" if field else key
+        if got == "None":  # the choosing key is absent: misspelled, most likely
+            members = sorted(field_names(_annotation_at(model, loc)))
+            unknown = [str(k) for k in value if str(k) not in members] if value else []
+            if unknown:
+                return UserError(
+                    "unknown key" + did_you_mean(unknown[0], members),
+                    file=file,
+                    field=f"{field}.{unknown[0]}" if field else unknown[0],
+                )
+            return UserError("missing required field", file=file, field=where)
+        message = f"must be one of {', '.join(expected)}" + _close(got, expected)
+        return UserError(message, file=file, field=where, value=got)
     if kind == "missing":
         return UserError("missing required field", file=file, field=field or None)
     template = _MESSAGES.get(kind)
@@ -112,6 +129,16 @@ def to_user_error(
     if isinstance(value, Mapping | list):
         value = type(value).__name__
     return UserError(message, file=file, field=field or None, value=value, has_value=True)
+
+
+# The key that chooses the member of each tagged union, by the tags' prefix.
+TAG_KEYS = {"pool": "model", "model": "kind", "target": "kind", "arrivals": "process"}
+TAG_KEYS |= {"sizes": "dist", "lengths": "dist"}
+
+
+def _close(word: str, choices: list[str]) -> str:
+    hint = did_you_mean(word, choices, "")
+    return hint if "did you mean" in hint else ""
 
 
 def _other_kinds_key(model: Any, loc: tuple[Any, ...]) -> bool:
@@ -198,7 +225,7 @@ def _annotation_at(model: Any, loc: Sequence[Any]) -> Any:
     ann: Any = model
     for part in loc:
         if _TAG_MARK in str(part):
-            ann = _tagged(ann, str(part))
+            ann = _tagged(ann, str(part)) or ann
             continue
         nxt = _step(ann, part)
         if nxt is None:
@@ -208,14 +235,15 @@ def _annotation_at(model: Any, loc: Sequence[Any]) -> Any:
 
 
 def _tagged(annotation: Any, tag: str) -> Any:
-    """The member of a tagged union (``Annotated[X, Tag(tag)]``) that `tag` names."""
-    while typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
+    """The member of a tagged union (``Annotated[X, Tag(tag)]``, anywhere inside an
+    Optional or Annotated) that `tag` names, or None."""
+    if any(isinstance(m, Tag) and m.tag == tag for m in getattr(annotation, "__metadata__", ())):
+        return typing.get_args(annotation)[0]
     for arg in typing.get_args(annotation):
-        meta = getattr(arg, "__metadata__", ())
-        if any(isinstance(m, Tag) and m.tag == tag for m in meta):
-            return typing.get_args(arg)[0]
-    return annotation
+        found = _tagged(arg, tag)
+        if found is not None:
+            return found
+    return None
 
 
 def check_path(model: type[BaseModel], path: Sequence[str], text: str) -> None:

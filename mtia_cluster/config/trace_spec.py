@@ -49,13 +49,13 @@ class ServeGen(Strict):
 
 
 def _process_tag(value: Any) -> str:
-    process = value.get("process", "poisson") if isinstance(value, dict) else "poisson"
-    return f"arrivals:{'renewal' if process in ('gamma', 'weibull') else process}"
+    return f"arrivals:{value.get('process', 'poisson') if isinstance(value, dict) else 'poisson'}"
 
 
 Arrivals = Annotated[
     Annotated[Poisson, Tag("arrivals:poisson")]
-    | Annotated[Renewal, Tag("arrivals:renewal")]
+    | Annotated[Renewal, Tag("arrivals:gamma")]
+    | Annotated[Renewal, Tag("arrivals:weibull")]
     | Annotated[OnOff, Tag("arrivals:onoff")]
     | Annotated[Offline, Tag("arrivals:offline")]
     | Annotated[ServeGen, Tag("arrivals:servegen")],
@@ -71,24 +71,69 @@ class Diurnal(Strict):
     )
 
 
-class Sizes(Strict):
-    """A size distribution (items, or one side of token lengths)."""
+class MLPerfSizes(Strict):
+    """MLPerf DLRM-v2 query sizes (an empirical table)."""
 
-    dist: Literal["mlperf-dlrm-v2", "lognormal", "pareto", "constant"]
-    mean: Positive | None = None  # lognormal, pareto
-    p99: Positive | None = None
-    value: PositiveInt | None = None  # constant
-    max: Positive | None = None  # cap (lognormal, pareto)
+    dist: Literal["mlperf-dlrm-v2"]
 
 
-class Lengths(Strict):
-    """LLM (input, output) token lengths."""
+class FittedSizes(Strict):
+    """Lognormal or Pareto sizes fitted to a mean and a p99, optionally capped."""
 
-    dist: Literal["azure-2023-code", "azure-2023-conv", "servegen", "separate"] = "separate"
-    input: Sizes | None = None  # separate
-    output: Sizes | None = None
-    path: str | None = None  # servegen dataset JSON
-    window: Annotated[int, Field(ge=0)] | None = None
+    dist: Literal["lognormal", "pareto"]
+    mean: Positive
+    p99: Positive
+    max: Positive | None = None
+
+
+class ConstantSizes(Strict):
+    dist: Literal["constant"]
+    value: PositiveInt
+
+
+def _dist_tag(noun: str, default: str | None) -> Any:
+    def tag(value: Any) -> str:
+        return f"{noun}:{value.get('dist', default) if isinstance(value, dict) else default}"
+
+    return tag
+
+
+Sizes = Annotated[
+    Annotated[MLPerfSizes, Tag("sizes:mlperf-dlrm-v2")]
+    | Annotated[FittedSizes, Tag("sizes:lognormal")]
+    | Annotated[FittedSizes, Tag("sizes:pareto")]
+    | Annotated[ConstantSizes, Tag("sizes:constant")],
+    Discriminator(_dist_tag("sizes", None)),
+]
+
+
+class TableLengths(Strict):
+    """Azure 2023 empirical (input, output) marginals."""
+
+    dist: Literal["azure-2023-code", "azure-2023-conv"]
+
+
+class ServeGenLengths(Strict):
+    dist: Literal["servegen"]
+    path: str  # a ServeGen dataset JSON
+    window: Annotated[int, Field(ge=0)] | None = None  # default: every window pooled
+
+
+class SeparateLengths(Strict):
+    """Independent size specs for input and output tokens."""
+
+    dist: Literal["separate"] = "separate"
+    input: Sizes
+    output: Sizes
+
+
+Lengths = Annotated[
+    Annotated[TableLengths, Tag("lengths:azure-2023-code")]
+    | Annotated[TableLengths, Tag("lengths:azure-2023-conv")]
+    | Annotated[ServeGenLengths, Tag("lengths:servegen")]
+    | Annotated[SeparateLengths, Tag("lengths:separate")],
+    Discriminator(_dist_tag("lengths", "separate")),
+]
 
 
 class Sessions(Strict):
