@@ -80,55 +80,58 @@ def to_user_error(
     if prefix:
         field = f"{prefix}.{field}" if field else prefix
     kind, value = err["type"], err.get("input")
-    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
-        known = sorted(field_names(_annotation_at(model, loc[:-1])))
-        if _other_kinds_key(model, loc):
-            noun, _, kind_name = str(loc[-2]).partition(_TAG_MARK)
-            return UserError(
-                f"not a key of {noun} kind {kind_name!r} (keys: {', '.join(known)})",
-                file=file,
-                field=field or None,
-            )
-        return UserError(
-            "unknown key" + did_you_mean(str(loc[-1]), known, "expected one of"),
-            file=file,
-            field=field or None,
-        )
+        return _unknown_key(model, loc, field, file)
+    if kind == "union_tag_invalid":
+        return _unknown_kind(model, loc, field, file, err.get("ctx") or {}, value)
+    if kind == "missing":
+        return UserError("missing required field", file=file, field=field or None)
     if kind == "literal_error":
         choices = sorted(_literal_choices(_annotation_at(model, loc)))
         message = f"must be one of {', '.join(choices)}" if choices else "not a valid choice"
         message += _close(str(value), choices)
-        return UserError(message, file=file, field=field or None, value=value, has_value=True)
-    if kind == "union_tag_invalid":  # an unknown kind: name the key that chooses it
-        noun, _, got = str(ctx.get("tag", "")).partition(_TAG_MARK)
-        expected = sorted(
-            t.strip(" '").partition(_TAG_MARK)[2] for t in str(ctx.get("expected_tags")).split(",")
-        )
-        key = TAG_KEYS.get(noun, "kind")
-        where = f"{field}.{key}" if field else key
-        if got == "None":  # the choosing key is absent: misspelled, most likely
-            members = sorted(field_names(_annotation_at(model, loc)))
-            unknown = [str(k) for k in value if str(k) not in members] if value else []
-            if unknown:
-                return UserError(
-                    "unknown key" + did_you_mean(unknown[0], members),
-                    file=file,
-                    field=f"{field}.{unknown[0]}" if field else unknown[0],
-                )
-            return UserError("missing required field", file=file, field=where)
-        message = f"must be one of {', '.join(expected)}" + _close(got, expected)
-        return UserError(message, file=file, field=where, value=got)
-    if kind == "missing":
-        return UserError("missing required field", file=file, field=field or None)
-    template = _MESSAGES.get(kind)
-    if template is None:
-        message = str(err["msg"]).removeprefix("Value error, ")
+    elif kind in _MESSAGES:
+        message = _MESSAGES[kind].format(**(err.get("ctx") or {}))
     else:
-        message = template.format(**ctx)
+        message = str(err["msg"]).removeprefix("Value error, ")
     if isinstance(value, Mapping | list):
         value = type(value).__name__
     return UserError(message, file=file, field=field or None, value=value, has_value=True)
+
+
+def _unknown_key(model: Any, loc: tuple[Any, ...], field: str, file: Any) -> UserError:
+    """An unknown key: another kind's ("not a key of pool kind 'rr'") or a near miss."""
+    known = sorted(field_names(_annotation_at(model, loc[:-1])))
+    if _other_kinds_key(model, loc):
+        noun, _, kind_name = str(loc[-2]).partition(_TAG_MARK)
+        message = f"not a key of {noun} kind {kind_name!r} (keys: {', '.join(known)})"
+    else:
+        message = "unknown key" + did_you_mean(str(loc[-1]), known, "expected one of")
+    return UserError(message, file=file, field=field or None)
+
+
+def _unknown_kind(
+    model: Any, loc: tuple[Any, ...], field: str, file: Any, ctx: dict[str, Any], value: Any
+) -> UserError:
+    """A tagged union whose choosing key (``kind``, ``process``, ``dist``) names no member,
+    or is absent (then a key no member knows is most likely its misspelling)."""
+    noun, _, got = str(ctx.get("tag", "")).partition(_TAG_MARK)
+    tags = str(ctx.get("expected_tags")).split(",")
+    expected = sorted(t.strip(" '").partition(_TAG_MARK)[2] for t in tags)
+    key = TAG_KEYS.get(noun, "kind")
+    where = f"{field}.{key}" if field else key
+    if got != "None":
+        message = f"must be one of {', '.join(expected)}" + _close(got, expected)
+        return UserError(message, file=file, field=where, value=got)
+    members = sorted(field_names(_annotation_at(model, loc)))
+    unknown = [str(k) for k in value if str(k) not in members] if isinstance(value, dict) else []
+    if unknown:
+        return UserError(
+            "unknown key" + did_you_mean(unknown[0], members),
+            file=file,
+            field=f"{field}.{unknown[0]}" if field else unknown[0],
+        )
+    return UserError("missing required field", file=file, field=where)
 
 
 # The key that chooses the member of each tagged union, by the tags' prefix.
