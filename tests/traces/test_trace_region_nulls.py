@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from conftest import small_table
 
 from mtia_cluster.cli.main import cli
 from mtia_cluster.traces.columns import to_numpy_columns
@@ -18,7 +17,7 @@ from mtia_cluster.traces.io import read_trace, write_trace
 META = {"source": "test", "licence": "test"}
 
 
-def _merged(tmp_path: Path, runner) -> Path:
+def _merged(tmp_path: Path, runner, small_table) -> Path:
     """`trace transform WITH WITHOUT -o mixed`: 20 rows with a region, 10 without."""
     with_region = write_trace(small_table(20), tmp_path / "with.parquet", META)
     without = small_table(10).drop_columns(["region"])
@@ -31,8 +30,8 @@ def _merged(tmp_path: Path, runner) -> Path:
     return out
 
 
-def test_merged_trace_keeps_region_less_rows_as_null(tmp_path: Path, runner) -> None:
-    t = read_trace(_merged(tmp_path, runner))
+def test_merged_trace_keeps_region_less_rows_as_null(tmp_path: Path, runner, make_table) -> None:
+    t = read_trace(_merged(tmp_path, runner, make_table))
     assert t.num_rows == 30 and t.column("region").null_count == 10
     (batch,) = t.combine_chunks().to_batches()
     cols = to_numpy_columns(batch, ["rr", "llm"], ["east", "west"])
@@ -40,8 +39,8 @@ def test_merged_trace_keeps_region_less_rows_as_null(tmp_path: Path, runner) -> 
     assert set(cols["region"][cols["region"] >= 0].tolist()) == {0, 1}
 
 
-def test_inspect_counts_region_less_rows(tmp_path: Path, runner) -> None:
-    path = _merged(tmp_path, runner)
+def test_inspect_counts_region_less_rows(tmp_path: Path, runner, make_table) -> None:
+    path = _merged(tmp_path, runner, make_table)
     regions = inspect_trace(path)["regions"]
     assert regions[NO_LABEL]["rows"] == 10
     assert regions["east"]["rows"] == 10 and regions["west"]["rows"] == 10
@@ -49,7 +48,7 @@ def test_inspect_counts_region_less_rows(tmp_path: Path, runner) -> None:
     assert r.exit_code == 0 and "Traceback" not in r.output, r.output
 
 
-def test_simulate_places_region_less_rows_by_weight(tmp_path: Path, runner) -> None:
+def test_simulate_places_region_less_rows_by_weight(tmp_path: Path, runner, make_table) -> None:
     pool = {"model": "svc-det-1ms", "platform": "mtia-2i-rack", "accelerators": 1}
     regions = [
         {
@@ -61,7 +60,7 @@ def test_simulate_places_region_less_rows_by_weight(tmp_path: Path, runner) -> N
     ]
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump({"name": "nulls", "regions": regions}))
-    path = _merged(tmp_path, runner)
+    path = _merged(tmp_path, runner, make_table)
     r = runner.invoke(cli, ["simulate", str(scenario), "--trace", str(path), "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.output[r.output.index("{") :])
