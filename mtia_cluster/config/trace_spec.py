@@ -69,6 +69,7 @@ class Diurnal(Strict):
     weekly: list[Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=lambda: [1.0] * 7, min_length=7, max_length=7
     )
+    day_s: Positive = 86_400.0  # length of the simulated "day" (600: a day in 10 minutes)
 
 
 class MLPerfSizes(Strict):

@@ -67,8 +67,9 @@ def _scenario() -> dict[str, Any]:
 
 
 def _plans() -> list[dict[str, Any]]:
-    plans = [yaml.safe_load(p.read_text()) for p in sorted((CONFIGS / "rollouts").glob("*.yaml"))]
-    rich = copy.deepcopy(plans[1])  # mtia2i-16-regions: drill, optimize
+    paths = sorted((CONFIGS / "rollouts").glob("*.yaml"))
+    plans = [yaml.safe_load(p.read_text()) for p in paths]
+    rich = copy.deepcopy(plans[[p.stem for p in paths].index("mtia2i-16-regions")])  # drill
     rich["failures"] = {
         "mtbf_h": 2000,
         "mttr_h": 24,
@@ -91,8 +92,10 @@ def _plans() -> list[dict[str, Any]]:
 
 
 def _specs() -> list[dict[str, Any]]:
-    specs = [yaml.safe_load(p.read_text()) for p in sorted((CONFIGS / "traces").glob("*.yaml"))]
-    chat = copy.deepcopy(specs[1]["services"][2])
+    paths = sorted((CONFIGS / "traces").glob("*.yaml"))
+    specs = [yaml.safe_load(p.read_text()) for p in paths]
+    day = specs[[p.stem for p in paths].index("fleet-day")]
+    chat = copy.deepcopy(next(s for s in day["services"] if s["name"] == "llm-chat"))
     chat.update(name="llm-sessions", arrivals={"process": "onoff", "on_fraction": 0.2})
     chat["sessions"] = {"mean_turns": 3, "think_time_s": 30, "max_context_tokens": 8192}
     chat["lengths"] = {
@@ -100,7 +103,7 @@ def _specs() -> list[dict[str, Any]]:
         "input": {"dist": "lognormal", "mean": 500, "p99": 4000, "max": 8000},
         "output": {"dist": "constant", "value": 50},
     }
-    specs[1]["services"].append(chat)
+    day["services"].append(chat)
     servegen = {  # shape only: a misspelling is refused before any file is opened
         "name": "g",
         "kind": "llm",

@@ -11,7 +11,7 @@ import yaml
 
 from mtia_cluster.cli.main import cli
 from mtia_cluster.traces.columns import to_numpy_columns
-from mtia_cluster.traces.inspect import NO_LABEL, inspect_trace
+from mtia_cluster.traces.inspect import inspect_trace
 from mtia_cluster.traces.io import read_trace, write_trace
 
 META = {"source": "test", "licence": "test"}
@@ -41,8 +41,9 @@ def test_merged_trace_keeps_region_less_rows_as_null(tmp_path: Path, runner, mak
 
 def test_inspect_counts_region_less_rows(tmp_path: Path, runner, make_table) -> None:
     path = _merged(tmp_path, runner, make_table)
-    regions = inspect_trace(path)["regions"]
-    assert regions[NO_LABEL]["rows"] == 10
+    summary = inspect_trace(path)
+    assert summary["rows_without_region"] == 10
+    regions = summary["regions"]
     assert regions["east"]["rows"] == 10 and regions["west"]["rows"] == 10
     r = runner.invoke(cli, ["trace", "inspect", str(path), "--json"])
     assert r.exit_code == 0 and "Traceback" not in r.output, r.output
@@ -65,7 +66,7 @@ def test_simulate_places_region_less_rows_by_weight(tmp_path: Path, runner, make
     assert r.exit_code == 0, r.output
     out = json.loads(r.output[r.output.index("{") :])
     per_region: dict[str, int] = {}
-    for row in out["summary"]:
-        per_region[row["region"]] = per_region.get(row["region"], 0) + row["requests"]
+    for group in out["groups"]:
+        per_region[group["region"]] = per_region.get(group["region"], 0) + group["offered"]
     # east: its 10 rows + all 10 without a region (west's weight is 0); west: its own 10
-    assert per_region == {"east": 20, "west": 10}, out["summary"]
+    assert per_region == {"east": 20, "west": 10}, out["groups"]
