@@ -103,6 +103,19 @@ def _free_text(path: Path) -> str:
         return ""
 
 
+def did_you_mean(
+    word: str, choices: list[str] | tuple[str, ...], lead: str = "expected one of"
+) -> str:
+    """`` (did you mean 'x'?)`` for a near miss (difflib), else `` (lead a, b, c)``; for the
+    end of a UserError message about an unknown key or name."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" ({lead} {', '.join(map(str, choices))})" if choices else ""
+
+
 class RunFailed(Exception):
     """A run that could not finish for a reason outside the user's input (a shard that
     exhausted its restarts, Ray that would not start): printed as one line, exit status 1.

@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import TypeAdapter, ValidationError
+
+from mtia_cluster.catalog import models
 from mtia_cluster.catalog.chip import Chip, load_chip_data
 from mtia_cluster.catalog.system import Host, Platform, parse_host, parse_platform
 from mtia_cluster.config import load_yaml
+from mtia_cluster.config.schema import to_user_error
 from mtia_cluster.errors import UserError
 from mtia_cluster.paths import configs_dir
 from mtia_cluster.workloads import Model, parse_model
@@ -52,14 +56,18 @@ def resolve_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     return _merge(resolve_file(base_path, (*seen, path)), data)
 
 
-def _load_dir(folder: Path, parse: Callable[[dict[str, Any], Path], T], kind: str) -> dict[str, T]:
+def _load_dir(
+    folder: Path, parse: Callable[[dict[str, Any], Path], T], kind: str, shape: Any
+) -> dict[str, T]:
     if not folder.is_dir():
         raise UserError(f"catalog folder for {kind} not found", file=folder)
     out: dict[str, T] = {}
     for path in sorted(folder.glob("*.yaml")):
         if path.name.startswith("_"):
             continue
-        item = parse(resolve_file(path), path)
+        data = resolve_file(path)
+        shape.check(data, path)  # keys, types, choices (catalog/models.py)
+        item = parse(data, path)
         name = getattr(item, "name")  # noqa: B009 - every catalog item has a name
         if name != path.stem:
             raise UserError("name must match the file name", file=path, field="name", value=name)
@@ -97,14 +105,34 @@ def _lookup(table: dict[str, T], name: str, kind: str) -> T:
     return table[name]
 
 
+class _Shape:
+    """Validates one catalog file against its typed model; errors name file and field."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.adapter: TypeAdapter[Any] = TypeAdapter(model)
+
+    def check(self, data: dict[str, Any], path: Path) -> None:
+        try:
+            self.adapter.validate_python(data)
+        except ValidationError as exc:
+            raise to_user_error(exc, self.model, path) from None
+
+
+def _shape(model: Any) -> _Shape:
+    return _Shape(model)
+
+
 @functools.lru_cache(maxsize=8)
 def _load(root: Path) -> Catalog:
     cat = root / "catalog"
     catalog = Catalog(
-        chips=_load_dir(cat / "chips", load_chip_data, "chips"),
-        hosts=_load_dir(cat / "hosts", parse_host, "hosts"),
-        platforms=_load_dir(cat / "platforms", parse_platform, "platforms"),
-        models=_load_dir(root / "models", parse_model, "models"),
+        chips=_load_dir(cat / "chips", load_chip_data, "chips", _shape(models.ChipFile)),
+        hosts=_load_dir(cat / "hosts", parse_host, "hosts", _shape(models.HostFile)),
+        platforms=_load_dir(
+            cat / "platforms", parse_platform, "platforms", _shape(models.PlatformFile)
+        ),
+        models=_load_dir(root / "models", parse_model, "models", _shape(models.ModelFile)),
     )
     for p in catalog.platforms.values():
         if p.chip not in catalog.chips:

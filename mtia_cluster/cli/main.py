@@ -38,6 +38,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("mtia_cluster.cli.analyze", "analyze"),
     "rollout": ("mtia_cluster.cli.rollout", "rollout"),
     "clean": ("mtia_cluster.cli.clean", "clean"),
+    "schema": ("mtia_cluster.cli.schema_cmd", "schema"),
 }
 
 

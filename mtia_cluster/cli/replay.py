@@ -56,10 +56,12 @@ def run_replay(
 
     `check_trace_first=False` (the demo, whose trace this package generated) checks the trace
     while Ray starts the shards instead of before Ray starts."""
+    from mtia_cluster.distributed.prepare import refuse_fleet_overrides
     from mtia_cluster.distributed.ray_env import ray_session
     from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
     from mtia_cluster.output import RESULTS_DIR
 
+    refuse_fleet_overrides(fleet, overrides)
     claim_output(out, RESULTS_DIR, overwrite)  # refused before any work
 
     if fleet is not None:

@@ -105,8 +105,11 @@ def generate(
                 field=given[0],
             )
     spec = load_yaml(spec_file) if spec_file else _spec_from_options(**opts)
-    if overrides:
-        spec = apply_overrides(spec, list(overrides))
+    from mtia_cluster.config.schema import validate
+    from mtia_cluster.config.trace_spec import TraceSpecFile
+
+    spec = apply_overrides(spec, list(overrides), TraceSpecFile)
+    validate(TraceSpecFile, spec, spec_file)  # before the progress bar: errors come first
     with progress("generating", "streams") as bar:
         table, metadata = generate_table(spec, seed, spec_file, progress=bar.update)
         bar.note = "writing"

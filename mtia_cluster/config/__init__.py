@@ -1,4 +1,4 @@
-"""Config loading: YAML files, `--set a.b=c` overrides and typed field access.
+"""Config loading: YAML files, typed models (pydantic, strict) and `--set a.b=c` overrides.
 
 Every error raised here is a :class:`mtia_cluster.errors.UserError` naming file, field, value.
 """

@@ -1,4 +1,7 @@
-"""The ``events:`` section of a scenario: fleet events applied inside a replay.
+"""The ``events:`` and ``failures:`` sections of a scenario: fleet events inside a replay.
+
+The typed shapes are ``config.models.Event`` and ``Failure`` (an unknown target key such as
+``accelerators:`` is refused at load); this module resolves them into the engine's specs.
 
 Shape::
 
@@ -29,13 +32,11 @@ routing to them and lets in-flight work finish; ``undrain`` routes to them again
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from mtia_cluster.config.fields import Fields
-
-EVENT_KINDS = ("fail", "repair", "drain", "undrain")
-ON_FAILURE = ("retry", "fail")
+from mtia_cluster.config.models import Event, Failure
+from mtia_cluster.errors import UserError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -49,36 +50,51 @@ class EventSpec:
     hosts: tuple[int, ...] | None
     racks: tuple[int, ...] | None
     on_failure: str
-    field_prefix: str  # "events.3", for errors raised while resolving targets
+    field_prefix: str  # "events[3]", for errors raised while resolving targets
     links: tuple[int, ...] | None = None  # hosts whose RDMA (scale-out) NICs are affected
     file: str | None = None
 
 
-def parse_events(f: Fields, regions: list[str]) -> tuple[EventSpec, ...]:
-    """Validate the ``events`` list (sorted by time, stable) against the region names."""
+def _known(value: str, choices: Sequence[str], file: str | None, field: str, what: str) -> str:
+    if value not in choices:
+        raise UserError(
+            f"unknown {what}" + did_you_mean(value, list(choices)),
+            file=file,
+            field=field,
+            value=value,
+        )
+    return value
+
+
+def event_specs(
+    events: Sequence[Event], regions: Sequence[str], services: Sequence[str], file: str | None
+) -> tuple[EventSpec, ...]:
+    """The events (sorted by time, stable), region and service names checked."""
     out = []
-    for i, raw in enumerate(f.list("events", [])):
-        e = Fields(raw, f.file, f"events.{i}")
-        at_s = e.number("at_s")  # non-negative by default
-        region = e.str("region", choices=regions)
-        hosts = _indices(e, "hosts")
-        racks = _indices(e, "racks")
-        links = _indices(e, "links")
-        given = [k for k, v in (("hosts", hosts), ("racks", racks), ("links", links)) if v]
+    for i, e in enumerate(events):
+        prefix = f"events[{i}]"
+        given = [k for k in ("hosts", "racks", "links") if getattr(e, k) is not None]
         if len(given) > 1:
-            raise e.error(given[1], "give one of hosts, racks or links", given)
+            raise UserError(
+                "give one of hosts, racks or links",
+                file=file,
+                field=f"{prefix}.{given[1]}",
+                value=given,
+            )
+        if e.service is not None:
+            _known(e.service, services, file, f"{prefix}.service", "service")
         out.append(
             EventSpec(
-                at_ns=round(at_s * 1e9),
-                kind=e.str("kind", choices=EVENT_KINDS),
-                region=region,
-                service=e.str("service", None) if e.has("service") else None,
-                hosts=hosts,
-                racks=racks,
-                links=links,
-                on_failure=e.str("on_failure", "retry", choices=ON_FAILURE),
-                field_prefix=f"events.{i}",
-                file=None if f.file is None else str(f.file),
+                at_ns=round(e.at_s * 1e9),
+                kind=e.kind,
+                region=_known(e.region, regions, file, f"{prefix}.region", "region"),
+                service=e.service,
+                hosts=_indices(e.hosts),
+                racks=_indices(e.racks),
+                links=_indices(e.links),
+                on_failure=e.on_failure,
+                field_prefix=prefix,
+                file=file,
             )
         )
     return tuple(sorted(out, key=lambda ev: ev.at_ns))
@@ -97,31 +113,27 @@ class FailureSpec:
     field_prefix: str
 
 
-def parse_failures(f: Fields, regions: list[str]) -> tuple[FailureSpec, ...]:
-    """Validate the ``failures`` list."""
+def failure_specs(
+    failures: Sequence[Failure], regions: Sequence[str], file: str | None
+) -> tuple[FailureSpec, ...]:
+    """The drawn-failure specs, region names checked."""
     out = []
-    for i, raw in enumerate(f.list("failures", [])):
-        e = Fields(raw, f.file, f"failures.{i}")
+    for i, x in enumerate(failures):
+        if x.region is not None:
+            _known(x.region, regions, file, f"failures[{i}].region", "region")
         out.append(
             FailureSpec(
-                level=e.str("level", "host", choices=("host", "rack")),
-                region=e.str("region", choices=regions) if e.has("region") else None,
-                mtbf_s=e.number("mtbf_s", positive=True),
-                mttr_s=e.number("mttr_s", positive=True),
-                horizon_s=e.number("horizon_s", positive=True),
-                on_failure=e.str("on_failure", "retry", choices=ON_FAILURE),
-                field_prefix=f"failures.{i}",
+                level=x.level,
+                region=x.region,
+                mtbf_s=x.mtbf_s,
+                mttr_s=x.mttr_s,
+                horizon_s=x.horizon_s,
+                on_failure=x.on_failure,
+                field_prefix=f"failures[{i}]",
             )
         )
     return tuple(out)
 
 
-def _indices(e: Fields, key: str) -> tuple[int, ...] | None:
-    if not e.has(key):
-        return None
-    values: Any = e.list(key)
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise e.error(key, "must be a non-empty list of integers", values)
-    if min(values) < 0:
-        raise e.error(key, "indices must be >= 0", values)
-    return tuple(sorted(set(values)))
+def _indices(values: list[int] | None) -> tuple[int, ...] | None:
+    return None if values is None else tuple(sorted(set(values)))

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 ENV = "MTIA_CLUSTER_LIMITS"
 NS_PER_S = 1_000_000_000
-COUNT_KEYS = ("racks", "hosts", "accelerators")
 
 
 @dataclass(frozen=True)
@@ -114,9 +113,9 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
     for i, region in enumerate(sc.regions):
         for j, pool in enumerate(region.pools):
             total += pool.accelerators
-            prefix = pool.field_prefix or f"regions.{i}.pools.{j}"
+            prefix = pool.field_prefix or f"regions[{i}].pools[{j}]"
             if total > lim.accelerators:
-                key = next((k for k in COUNT_KEYS if pool.raw.get(k) is not None), "racks")
+                key = pool.count_key
                 raise limit_error(
                     "accelerators in the fleet up to this pool:",
                     total,
@@ -151,7 +150,7 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
                 "trace_span_s",
                 lim.trace_span_s,
                 file,
-                f"events.{k}.at_s",
+                f"events[{k}].at_s",
                 " s",
             )
     _check_weights(sc)
@@ -169,7 +168,7 @@ def _check_weights(sc: Scenario) -> None:
                 f"every region serving {service!r} has weight 0, so its requests without a "
                 "region could go nowhere; give one a weight > 0",
                 file=sc.file,
-                field=f"regions.{serving[0]}.weight",
+                field=f"regions[{serving[0]}].weight",
             )
 
 

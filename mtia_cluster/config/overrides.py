@@ -1,19 +1,24 @@
 """`--set a.b=c` overrides applied to a loaded config mapping.
 
 Values are parsed as YAML scalars/flow collections (`--set router.policy=p2c`,
-`--set regions.0.racks=4`, `--set slo.p99_ms=100`), so types come out as the user wrote them.
+`--set regions.0.racks=4`, `--set slo.feed.p99_ms=100`), so types come out as the user wrote
+them. Given the document's model, every path is checked against it first: an unknown key is
+refused (exit 2, with a did-you-mean) instead of being added and ignored.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mtia_cluster.config.yaml_limits import YamlLimitError, load_limited
 from mtia_cluster.errors import UserError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -33,11 +38,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
-def apply_overrides(config: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a deep copy of `config` with every `--set` override applied in order."""
+def apply_overrides(
+    config: dict[str, Any], overrides: Iterable[str], model: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    """Return a deep copy of `config` with every `--set` override applied in order (each
+    path checked against `model` when given)."""
     out = copy.deepcopy(config)
     for text in overrides:
         path, value = parse_override(text)
+        if model is not None:
+            from mtia_cluster.config.schema import check_path
+
+            check_path(model, path, text)
         node: Any = out
         for i, part in enumerate(path[:-1]):
             node = _step(node, part, text, create=True, depth=i)

@@ -1,6 +1,7 @@
 """Scenario files: regions, pools of accelerators serving services, router, SLOs.
 
-Shape (documented with examples in docs/engine.md)::
+Shape (documented with examples in docs/engine.md; the typed models are in
+``config/models.py``, ``mtia-cluster schema scenario`` prints them as JSON Schema)::
 
     name: rr-small
     seed: 1
@@ -12,23 +13,26 @@ Shape (documented with examples in docs/engine.md)::
         weight: 1.0                # share of trace requests without a region column
         pools:
           - service: feed-ranking
-            model: lc1             # catalog model (rr, llm or synthetic)
+            model: lc1             # catalog model (rr, llm or synthetic): picks the pool kind
             platform: mtia-2i-rack
             racks: 1               # or hosts: N, or accelerators: N
-            batching: {max_items: 1024, max_wait_us: 500}      # R&R
+            batching: {max_items: 1024, max_wait_us: 500}      # R&R only
             accelerators_per_replica: 1                        # synthetic/LLM cell size
             service_time_multiplier: 1.0   # R&R/synthetic: x every service time (a model
                                            # version's performance delta or regression)
             error_rate: 0.0                # seeded fraction of served requests marked failed
-            # LLM: tp, pp, max_num_batched_tokens, ... (read by engine/llm/factory.py)
+            # LLM only: tp, pp, dtype, max_num_batched_tokens, max_num_seqs, block_size,
+            # prefix_caching, disaggregation (LLMSettings below)
     events:                        # optional fleet events inside the replay (config/events.py)
       - {at_s: 30, kind: fail, region: us-east, hosts: [0], on_failure: retry}
     slo:
       feed-ranking: {p99_ms: 50}
       chat: {ttft_p99_ms: 2000, tpot_p99_ms: 100}
 
-Every mistake is a UserError naming the file, the dotted field and the value, raised here
-(before any simulation starts).
+Validation happens once, here, before any simulation starts: the models refuse unknown keys,
+wrong types and out-of-range values; this module adds what needs the catalog (models,
+platforms, whole hosts, shard groups, replica sizes, tp x pp) and cross-references (region
+and service names). Every mistake is one UserError naming file, field path and value.
 """
 
 from __future__ import annotations
@@ -37,14 +41,31 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mtia_cluster.catalog import load_catalog
-from mtia_cluster.config import Fields, apply_overrides, load_yaml
-from mtia_cluster.config.events import EventSpec, FailureSpec, parse_events, parse_failures
+from mtia_cluster.catalog import Catalog, load_catalog
+from mtia_cluster.config.events import EventSpec, FailureSpec, event_specs, failure_specs
 from mtia_cluster.config.limits import check_scenario
-from mtia_cluster.errors import UserError
+from mtia_cluster.config.loader import load_yaml
+from mtia_cluster.config.models import LLMPool, RRPool, ScenarioFile, pool_kinds
+from mtia_cluster.config.overrides import apply_overrides
+from mtia_cluster.config.schema import validate
+from mtia_cluster.errors import UserError, did_you_mean
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
 
-POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """An LLM pool's serving settings, resolved at load (engine/llm/factory.py builds with
+    them): tp x pp = the replica's accelerators unless the replica is disaggregated."""
+
+    tp: int
+    pp: int
+    dtype: str
+    max_num_batched_tokens: int = 2048
+    max_num_seqs: int = 256
+    block_size: int = 16
+    prefix_caching: bool = False
+    prefill_accelerators: int | None = None  # disaggregated: prefill instance size
+    kv_link: str | None = None  # disaggregated: scale_up | scale_out
 
 
 @dataclass(frozen=True)
@@ -59,10 +80,11 @@ class PoolSpec:
     replica_size: int  # accelerators per cell (synthetic/LLM); per host for R&R
     max_items: int
     max_wait_ns: int
-    raw: dict[str, Any]
     field_prefix: str
+    count_key: str = "racks"  # which of racks | hosts | accelerators sized the pool
     service_time_multiplier: float = 1.0  # x accelerator occupancy per batch (R&R/synthetic)
     error_rate: float = 0.0  # fraction of served requests returned as failed (injected)
+    llm: LLMSettings | None = None  # LLM pools only
 
 
 @dataclass(frozen=True)
@@ -74,7 +96,8 @@ class RegionSpec:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A validated scenario; `raw` is the resolved mapping (after --set overrides)."""
+    """A validated scenario; `raw` is the resolved document (after --set overrides), kept
+    for manifests and for shards that re-validate it."""
 
     name: str
     seed: int
@@ -103,148 +126,209 @@ def load_scenario(
     path: str | Path,
     overrides: list[str] | tuple[str, ...] = (),
     seed: int | None = None,
-    catalog: Any = None,
+    catalog: Catalog | None = None,
 ) -> Scenario:
-    """Read, override and validate a scenario file."""
-    data = apply_overrides(load_yaml(path), list(overrides))
+    """Read, override (paths checked against the scenario model) and validate a file."""
+    data = apply_overrides(load_yaml(path), list(overrides), ScenarioFile)
     if seed is not None:
         data["seed"] = seed
     return parse_scenario(data, str(path), catalog)
 
 
-def parse_scenario(data: dict[str, Any], file: str | None = None, catalog: Any = None) -> Scenario:
-    """Validate a scenario mapping against the catalog."""
+def validate_scenario_file(data: dict[str, Any], file: str | None, cat: Catalog) -> ScenarioFile:
+    """The typed document (shape, types, ranges; pool kinds from the catalog's models)."""
+
+    def kind(name: str) -> str | None:
+        model = cat.models.get(name)
+        return None if model is None else model.kind
+
+    with pool_kinds(kind):
+        return validate(ScenarioFile, data, file)
+
+
+def parse_scenario(
+    data: dict[str, Any], file: str | None = None, catalog: Catalog | None = None
+) -> Scenario:
+    """Validate a scenario mapping against the models and the catalog."""
     cat = catalog if catalog is not None else load_catalog()
-    f = Fields(data, file)
-    report_ms = f.number("report_interval_ms", 5.0, positive=True)
-    report_ns = round(report_ms * 1e6)
+    doc = validate_scenario_file(data, file, cat)
+    report_ns = round(doc.report_interval_ms * 1e6)
     if report_ns < 1:
-        raise f.error("report_interval_ms", "must be at least 1 ns", report_ms)
-    metrics_ms = f.number("metrics_interval_ms", 1000.0, positive=True)
-    metrics_ns = round(metrics_ms * 1e6)
+        raise UserError(
+            "must be at least 1 ns",
+            file=file,
+            field="report_interval_ms",
+            value=doc.report_interval_ms,
+        )
+    metrics_ns = round(doc.metrics_interval_ms * 1e6)
     if metrics_ns % report_ns:
-        raise f.error("metrics_interval_ms", "must be a multiple of report_interval_ms", metrics_ms)
-    policy = f.sub("router", {}).str("policy", "least_outstanding", choices=POLICIES)
-    regions = f.list("regions")
-    if not regions:
-        raise f.error("regions", "needs at least one region", regions)
-    parsed = tuple(_region(Fields(r, file, f"regions.{i}"), cat) for i, r in enumerate(regions))
-    names = [r.name for r in parsed]
+        raise UserError(
+            "must be a multiple of report_interval_ms",
+            file=file,
+            field="metrics_interval_ms",
+            value=doc.metrics_interval_ms,
+        )
+    regions = tuple(
+        RegionSpec(
+            name=r.name,
+            weight=r.weight,
+            pools=tuple(
+                _pool(p, cat, file, f"regions[{i}].pools[{j}]") for j, p in enumerate(r.pools)
+            ),
+        )
+        for i, r in enumerate(doc.regions)
+    )
+    names = [r.name for r in regions]
     if len(set(names)) != len(names):
-        raise f.error("regions", "region names must be unique", names)
+        raise UserError("region names must be unique", file=file, field="regions", value=names)
+    services = list(dict.fromkeys(p.service for r in regions for p in r.pools))
     scenario = Scenario(
-        name=f.str("name", Path(file).stem if file else "scenario"),
-        seed=f.int("seed", 0),
+        name=doc.name if doc.name is not None else (Path(file).stem if file else "scenario"),
+        seed=doc.seed,
         report_interval_ns=report_ns,
         metrics_interval_ns=metrics_ns,
-        policy=policy,
-        regions=parsed,
-        slo=_slo(f, parsed),
+        policy=doc.router.policy,
+        regions=regions,
+        slo=_slo(doc, regions, file),
         file=file,
         raw=data,
-        events=parse_events(f, names),
-        failures=parse_failures(f, names),
+        events=event_specs(doc.events, names, services, file),
+        failures=failure_specs(doc.failures, names, file),
     )
     check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario
 
 
-def _region(f: Fields, cat: Any) -> RegionSpec:
-    pools = f.list("pools")
-    if not pools:
-        raise f.error("pools", "needs at least one pool", pools)
-    return RegionSpec(
-        name=f.str("name"),
-        weight=f.number("weight", 1.0),
-        pools=tuple(
-            _pool(Fields(p, f.file, f.path(f"pools.{i}")), cat) for i, p in enumerate(pools)
-        ),
-    )
+def _slo(
+    doc: ScenarioFile, regions: tuple[RegionSpec, ...], file: str | None
+) -> dict[str, ServiceSLO]:
+    """`slo:` as ServiceSLOs (ms -> ns); the kind is the serving pools' (LLM or R&R)."""
+    kinds = {p.service: ("llm" if p.kind == "llm" else "rr") for r in regions for p in r.pools}
+    out: dict[str, ServiceSLO] = {}
+    for service, targets in doc.slo.items():
+        if service not in kinds:
+            raise UserError(
+                "SLO for a service no pool serves" + did_you_mean(service, list(kinds)),
+                file=file,
+                field=f"slo.{service}",
+                value=service,
+            )
+        slo = slo_from_targets(targets.model_dump(exclude_none=True), f"slo.{service}")
+        out[service] = slo.with_kind(kinds[service])
+    return out
 
 
-def _catalog_item(f: Fields, key: str, lookup: Any) -> Any:
-    name = f.str(key)
+def _catalog_item(lookup: Any, name: str, file: str | None, field: str, known: Any) -> Any:
     try:
         return lookup(name)
-    except UserError as exc:
-        raise UserError(exc.reason, file=f.file, field=f.path(key), value=name) from None
+    except UserError:
+        what = field.rpartition(".")[2]
+        raise UserError(
+            f"unknown {what}" + did_you_mean(name, sorted(known), "known:"),
+            file=file,
+            field=field,
+            value=name,
+        ) from None
 
 
-def _pool(f: Fields, cat: Any) -> PoolSpec:
-    model = _catalog_item(f, "model", cat.model)
-    platform = _catalog_item(f, "platform", cat.platform)
+def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
+    """A validated pool model resolved against the catalog."""
+    model = _catalog_item(cat.model, p.model, file, f"{prefix}.model", cat.models)
+    platform = _catalog_item(cat.platform, p.platform, file, f"{prefix}.platform", cat.platforms)
     host = cat.host(platform.host)
-    counts = [k for k in ("racks", "hosts", "accelerators") if f.has(k)]
+
+    def error(key: str, message: str, value: Any) -> UserError:
+        return UserError(message, file=file, field=f"{prefix}.{key}", value=value, has_value=True)
+
+    counts = [k for k in ("racks", "hosts", "accelerators") if getattr(p, k) is not None]
     if len(counts) != 1:
-        raise f.error("racks", "give exactly one of racks, hosts, accelerators", counts or None)
-    n = f.int(counts[0], positive=True)
+        raise error("racks", "give exactly one of racks, hosts, accelerators", counts or None)
+    n = getattr(p, counts[0])
     per_host = platform.accelerators_per_host
     accelerators = {
         "racks": n * platform.hosts * per_host,
         "hosts": n * per_host,
         "accelerators": n,
     }[counts[0]]
-    kind = model.kind
-    max_items, max_wait_ns = 1, 0
-    if kind == "rr":
+    max_items, max_wait_ns, llm = 1, 0, None
+    if isinstance(p, RRPool):
         if accelerators % per_host:
-            raise f.error(counts[0], f"R&R pools use whole hosts of {per_host} accelerators", n)
-        b = f.sub("batching", {})
-        max_items = b.int("max_items", 1024, positive=True)
-        max_wait_ns = round(b.number("max_wait_us", 1000.0) * 1e3)
-        group = model.accelerators
-        if host.accelerators_per_socket % group:
-            raise f.error(
+            raise error(counts[0], f"R&R pools use whole hosts of {per_host} accelerators", n)
+        max_items = p.batching.max_items
+        max_wait_ns = round(p.batching.max_wait_us * 1e3)
+        if host.accelerators_per_socket % model.accelerators:
+            raise error(
                 "model",
-                f"shard group of {group} does not divide a socket's "
+                f"shard group of {model.accelerators} does not divide a socket's "
                 f"{host.accelerators_per_socket} accelerators",
                 model.name,
             )
         size = per_host
+    elif isinstance(p, LLMPool):
+        size = p.accelerators_per_replica or (p.tp or 1) * p.pp
+        llm = _llm_settings(p, size, model, cat.chip(platform.chip), error)
     else:
-        default = f.int("tp", 1, positive=True) * f.int("pp", 1, positive=True)
-        size = f.int("accelerators_per_replica", default, positive=True)
-        if accelerators % size:
-            raise f.error(
-                "accelerators_per_replica",
-                f"must divide the pool's {accelerators} accelerators",
-                size,
-            )
-    multiplier = f.number("service_time_multiplier", 1.0, positive=True)
-    if kind == "llm" and multiplier != 1.0:
-        raise f.error("service_time_multiplier", "not supported for LLM pools", multiplier)
+        size = p.accelerators_per_replica
+    if not isinstance(p, RRPool) and accelerators % size:
+        raise error(
+            "accelerators_per_replica", f"must divide the pool's {accelerators} accelerators", size
+        )
     return PoolSpec(
-        service=f.str("service"),
+        service=p.service,
         model=model.name,
-        kind=kind,
+        kind=model.kind,
         platform=platform.name,
         accelerators=accelerators,
         replica_size=size,
         max_items=max_items,
         max_wait_ns=max_wait_ns,
-        raw=dict(f.data),
-        field_prefix=f.prefix,
-        service_time_multiplier=multiplier,
-        error_rate=f.number("error_rate", 0.0, max_value=1.0),
+        field_prefix=prefix,
+        count_key=counts[0],
+        service_time_multiplier=getattr(p, "service_time_multiplier", 1.0),
+        error_rate=p.error_rate,
+        llm=llm,
     )
 
 
-def _slo(f: Fields, regions: tuple[RegionSpec, ...]) -> dict[str, ServiceSLO]:
-    """`slo:` as ServiceSLOs (ms -> ns); the kind is the serving pools' (LLM or R&R)."""
-    kinds = {p.service: ("llm" if p.kind == "llm" else "rr") for r in regions for p in r.pools}
-    s = f.sub("slo", {})
-    out: dict[str, ServiceSLO] = {}
-    for service in s.data:
-        if service not in kinds:
-            raise s.error(str(service), "SLO for a service no pool serves", service)
-        entry = s.sub(str(service))
-        targets = {}
-        for key in entry.data:
-            if key not in ("p99_ms", "ttft_p99_ms", "tpot_p99_ms"):
-                raise entry.error(
-                    str(key), "unknown SLO target (p99_ms, ttft_p99_ms, tpot_p99_ms)", key
-                )
-            targets[str(key)] = entry.number(str(key), positive=True)
-        slo = slo_from_targets(targets, f"slo.{service}")
-        out[str(service)] = slo.with_kind(kinds[str(service)])
-    return out
+def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> LLMSettings:
+    """One default for tp (the replica over pp), checked against the replica and the chip."""
+    if p.max_num_batched_tokens < p.max_num_seqs:
+        raise error(
+            "max_num_batched_tokens",
+            f"must be >= max_num_seqs ({p.max_num_seqs}) so that every running request can "
+            "decode in each iteration",
+            p.max_num_batched_tokens,
+        )
+    dtype = p.dtype or model.dtype
+    if dtype not in chip.gemm_dense_flops and dtype not in chip.simd_flops:
+        raise error("dtype", f"chip {chip.name} has no {dtype} compute", dtype)
+    tp, pp, n_pre, link = p.tp, p.pp, None, None
+    d = p.disaggregation
+    if d is not None:  # tp is each instance's own: the prefill part, then the rest
+        for key in ("tp", "pp"):
+            if key in p.model_fields_set:
+                raise error(key, "does not apply to a disaggregated replica", getattr(p, key))
+        n_pre = d.prefill_accelerators or max(1, size // 2)
+        if n_pre >= size:
+            raise error(
+                "disaggregation.prefill_accelerators",
+                f"must leave decode accelerators of {size}",
+                n_pre,
+            )
+        tp, pp = n_pre, 1
+        link = d.link or ("scale_up" if size <= chip.scale_up_domain else "scale_out")
+    else:
+        tp = tp if tp is not None else max(1, size // pp)
+        if tp * pp != size:
+            raise error("tp", f"tp x pp must equal the replica's {size} accelerators", tp)
+    return LLMSettings(
+        tp=tp,
+        pp=pp,
+        dtype=dtype,
+        max_num_batched_tokens=p.max_num_batched_tokens,
+        max_num_seqs=p.max_num_seqs,
+        block_size=p.block_size,
+        prefix_caching=p.prefix_caching,
+        prefill_accelerators=n_pre,
+        kv_link=link,
+    )

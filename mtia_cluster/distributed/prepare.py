@@ -65,6 +65,17 @@ class Prepared:
     checked: bool = True  # False: the trace is still to be checked (`checked`)
 
 
+def refuse_fleet_overrides(fleet: str | None, overrides: tuple[str, ...]) -> None:
+    """`--set` cannot change a launched fleet: its cells were built from its config at
+    `launch` (refused with one line rather than silently ignored)."""
+    if fleet and overrides:
+        raise UserError(
+            "cannot change a launched fleet; relaunch it with `launch CONFIG --set ...`",
+            field="--set",
+            value=overrides[0],
+        )
+
+
 def prepare(
     scenario_path: str | Path,
     trace_path: str | Path,
@@ -77,6 +88,7 @@ def prepare(
     starts the shard processes)."""
     opt = options or ReplayOptions()
     tl = opt.timeline or Timeline()
+    refuse_fleet_overrides(opt.fleet, opt.overrides)
     record = load_record(opt.fleet) if opt.fleet else None
     with tl.span("prepare.scenario"):
         if record is not None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mtia_cluster.catalog import Catalog, Chip, Host
 from mtia_cluster.config.scenario import PoolSpec, Scenario
 from mtia_cluster.engine.cell import (
     STATUS_FAILED,
@@ -33,6 +34,7 @@ from mtia_cluster.engine.group import CellGroup, SingleCell
 from mtia_cluster.engine.rng import KIND_CELL, entity_rng
 from mtia_cluster.engine.rr import RRHostGroup, RRHostParams, ServiceTable
 from mtia_cluster.engine.synthetic import SyntheticCell
+from mtia_cluster.workloads import RRModel, SyntheticModel
 
 
 @dataclass
@@ -40,7 +42,7 @@ class Fleet:
     """What every cell, host and accelerator id belongs to (struct of arrays)."""
 
     scenario: Scenario
-    catalog: Any
+    catalog: Catalog
     cell_region: list[int] = field(default_factory=list)
     cell_service: list[int] = field(default_factory=list)
     cell_pool: list[int] = field(default_factory=list)
@@ -67,7 +69,7 @@ class Fleet:
         return len(self.cell_region)
 
 
-def build_fleet(scenario: Scenario, catalog: Any) -> Fleet:
+def build_fleet(scenario: Scenario, catalog: Catalog) -> Fleet:
     """Ids for every cell, host and accelerator of `scenario` (no cell state yet)."""
     fleet = Fleet(scenario=scenario, catalog=catalog)
     services = scenario.services
@@ -197,9 +199,9 @@ class _Occupancy:
     checkpoints).
     """
 
-    chip: Any
-    model: Any
-    host: Any
+    chip: Chip
+    model: RRModel
+    host: Host
     multiplier: float = 1.0  # the pool's service_time_multiplier
 
     def __call__(self, sizes: np.ndarray) -> np.ndarray:
@@ -209,13 +211,13 @@ class _Occupancy:
         return np.asarray(c.pcie_in_s + c.device_s + c.pcie_out_s) * self.multiplier
 
 
-def _rr_tables(cat: Any, pool: PoolSpec) -> tuple[RRHostParams, ServiceTable, float]:
+def _rr_tables(cat: Catalog, pool: PoolSpec) -> tuple[RRHostParams, ServiceTable, float]:
     """Host parameters, occupancy table and router weight shared by a pool's hosts."""
     from mtia_cluster.perf import rr_batch_cost
 
     platform = cat.platform(pool.platform)
     chip, host, model = cat.chip(platform.chip), cat.host(platform.host), cat.model(pool.model)
-
+    assert isinstance(model, RRModel)  # the pool's kind is its model's (config/scenario.py)
     occupancy = _Occupancy(chip, model, host, pool.service_time_multiplier)
     table = ServiceTable.build(occupancy, pool.max_items)
     cpu = float(rr_batch_cost(chip, model, 1, host=host).host_cpu_s_per_item)
@@ -239,6 +241,7 @@ def _single_cell(fleet: Fleet, c: int) -> Cell:
     acc_ids = np.arange(fleet.cell_acc0[c], fleet.cell_acc0[c] + pool.replica_size)
     if pool.kind == "synthetic":
         model = cat.model(pool.model)
+        assert isinstance(model, SyntheticModel)
         return SyntheticCell(
             accelerator_ids=acc_ids,
             host_id=fleet.cell_host0[c],
@@ -253,6 +256,7 @@ def _single_cell(fleet: Fleet, c: int) -> Cell:
     hosts = tuple(
         range(fleet.cell_host0[c], fleet.cell_host0[c] + max(1, -(-pool.replica_size // per_host)))
     )
+    assert pool.llm is not None  # every LLM pool has its settings resolved at load
     spec = CellSpec(
         cell_id=c,
         region=fleet.cell_region[c],
@@ -262,7 +266,7 @@ def _single_cell(fleet: Fleet, c: int) -> Cell:
         accelerator_ids=tuple(int(a) for a in acc_ids),
         host_ids=hosts,
         seed=sc.seed,
-        pool=pool.raw,
+        llm=pool.llm,
         file=sc.file,
         field_prefix=pool.field_prefix,
         catalog=cat,

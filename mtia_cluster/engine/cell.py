@@ -21,9 +21,13 @@ held by the simulation (``Simulation.services``, ``Simulation.regions``).
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from mtia_cluster.catalog import Catalog
+    from mtia_cluster.config.scenario import LLMSettings
 
 # Request status codes (DESIGN §4 `requests.status`).
 STATUS_OK = 0
@@ -178,9 +182,9 @@ class LoadReport:
 class CellSpec:
     """Everything a cell factory needs to build one cell (built by the simulation).
 
-    ``pool`` is the raw pool mapping from the scenario file (validated fields are read with
-    ``mtia_cluster.config.Fields(pool, file, field_prefix)``); ``catalog`` is the loaded
-    catalog; ``accelerator_ids``/``host_ids`` are global indices owned by this cell.
+    ``llm`` is the pool's typed, load-time-validated serving settings (LLM cells only);
+    ``catalog`` is the loaded catalog; ``accelerator_ids``/``host_ids`` are global indices
+    owned by this cell.
     """
 
     cell_id: int
@@ -191,10 +195,10 @@ class CellSpec:
     accelerator_ids: tuple[int, ...]
     host_ids: tuple[int, ...]
     seed: int
-    pool: dict[str, Any]
+    llm: LLMSettings
     file: str | None
     field_prefix: str
-    catalog: Any
+    catalog: Catalog
 
 
 @runtime_checkable

@@ -193,9 +193,9 @@ def _scale_out_cells(fleet: Any) -> np.ndarray:
         if pool.kind != "llm":
             continue
         domain = fleet.catalog.chip(fleet.acc_chip[fleet.cell_acc0[c]]).scale_up_domain
-        disagg = pool.raw.get("disaggregation") or {}
-        link = disagg.get("link", "scale_up" if pool.replica_size <= domain else "scale_out")
-        out[c] = pool.replica_size > domain or (bool(disagg) and link == "scale_out")
+        out[c] = pool.replica_size > domain or (
+            pool.llm is not None and pool.llm.kv_link == "scale_out"
+        )
     return out
 
 

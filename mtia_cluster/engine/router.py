@@ -19,13 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import get_args
 
 import numpy as np
 from numba import njit
 
+from mtia_cluster.config.models import RouterPolicy
 from mtia_cluster.engine.rr_kernel import heap_replace
 
-POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
+POLICIES: tuple[str, ...] = get_args(RouterPolicy)  # the names, defined once (config/models.py)
 
 
 @dataclass

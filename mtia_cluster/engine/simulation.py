@@ -16,11 +16,10 @@ request whose region has no pool for its service is returned with status ``rejec
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
-from mtia_cluster.catalog import load_catalog
+from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.scenario import Scenario
 from mtia_cluster.engine.build import Fleet, build_fleet, make_groups
 from mtia_cluster.engine.cell import (
@@ -42,7 +41,7 @@ class Simulation:
     """A scenario's fleet split into shards (default one); `run(trace)` replays a trace."""
 
     def __init__(
-        self, scenario: Scenario, catalog: Any = None, shards: int | list[list[int]] = 1
+        self, scenario: Scenario, catalog: Catalog | None = None, shards: int | list[list[int]] = 1
     ) -> None:
         self.scenario = scenario
         self.catalog = catalog if catalog is not None else load_catalog()

@@ -5,7 +5,8 @@ baseline p99), demand per region (peak, diurnal peak:trough ratio, timezone, wee
 the target (a chip generation to swap racks to, or a model version with a performance
 multiplier and an optional injected regression), the waves, the install rate, the per-rack
 swap time, the drain budget, bake time, health gates and what a failed gate does. Every
-problem is one UserError naming file, field and value (read through `Fields`).
+problem is one UserError naming file, field and value: the shape is checked first against
+`config.rollout_plan.RolloutPlanFile` (unknown keys refused), then read here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
+from mtia_cluster.config.rollout_plan import RolloutPlanFile
+from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.drill import DrillSpec, parse_drill
 from mtia_cluster.fleet.events import RackEvent, parse_events
@@ -155,12 +158,13 @@ def load_plan(
     """Read and validate the plan at `path` (with `--set` overrides applied)."""
     data = load_yaml(path)
     if overrides:
-        data = apply_overrides(data, list(overrides))
+        data = apply_overrides(data, list(overrides), RolloutPlanFile)
     return parse_plan(data, path, catalog or load_catalog())
 
 
 def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> Plan:
     """Validate a plan mapping; raises UserError naming file/field/value on any problem."""
+    validate(RolloutPlanFile, data, file)  # shape, types, ranges; cross-references below
     f = Fields(data, file)
     svc = f.sub("service")
     model = svc.str("model")

@@ -90,20 +90,20 @@ def _write(tmp_path: Path, mutate) -> Path:  # type: ignore[no-untyped-def]
 
 
 BAD = [
-    (lambda d: d["regions"][0]["pools"][0].update(model="nope"), "regions.0.pools.0.model"),
+    (lambda d: d["regions"][0]["pools"][0].update(model="nope"), "regions[0].pools[0].model"),
     (
         lambda d: d["regions"][0]["pools"][0]["batching"].update(max_items=0),
-        "regions.0.pools.0.batching.max_items",
+        "regions[0].pools[0].batching.max_items",
     ),
     (lambda d: d["router"].update(policy="fastest"), "router.policy"),
     (
         lambda d: d["regions"][0]["pools"][0].update(platform="tpu-pod"),
-        "regions.0.pools.0.platform",
+        "regions[0].pools[0].platform",
     ),
     (lambda d: d.update(metrics_interval_ms=7), "metrics_interval_ms"),
     (lambda d: d["regions"][0]["pools"][0].update(service="other"), "service"),
     (lambda d: d["slo"].update(ghost={"p99_ms": 1}), "slo.ghost"),
-    (lambda d: d["regions"][0]["pools"][0].update(hosts=2), "regions.0.pools.0.racks"),
+    (lambda d: d["regions"][0]["pools"][0].update(hosts=2), "regions[0].pools[0].racks"),
 ]
 
 

@@ -193,12 +193,12 @@ def test_drained_hosts_finish_their_work_and_get_no_new_requests() -> None:
 @pytest.mark.parametrize(
     ("event", "field"),
     [
-        ({"at_s": 0, "kind": "fail", "region": "a", "hosts": [HOSTS]}, "events.0.hosts"),
-        ({"at_s": 0, "kind": "fail", "region": "a", "racks": [5]}, "events.0.racks"),
-        ({"at_s": 0, "kind": "explode", "region": "a"}, "events.0.kind"),
-        ({"at_s": -1, "kind": "fail", "region": "a"}, "events.0.at_s"),
-        ({"at_s": 0, "kind": "fail", "region": "nowhere"}, "events.0.region"),
-        ({"at_s": 0, "kind": "fail", "region": "a", "hosts": [0], "racks": [0]}, "events.0.racks"),
+        ({"at_s": 0, "kind": "fail", "region": "a", "hosts": [HOSTS]}, "events[0].hosts"),
+        ({"at_s": 0, "kind": "fail", "region": "a", "racks": [5]}, "events[0].racks"),
+        ({"at_s": 0, "kind": "explode", "region": "a"}, "events[0].kind"),
+        ({"at_s": -1, "kind": "fail", "region": "a"}, "events[0].at_s"),
+        ({"at_s": 0, "kind": "fail", "region": "nowhere"}, "events[0].region"),
+        ({"at_s": 0, "kind": "fail", "region": "a", "hosts": [0], "racks": [0]}, "events[0].racks"),
     ],
 )
 def test_bad_events_are_user_errors(event: dict[str, Any], field: str) -> None:
@@ -256,7 +256,7 @@ def test_bad_failures_are_user_errors() -> None:
     }
     with pytest.raises(UserError) as err:
         parse_scenario(sc)
-    assert "failures.0.mtbf_s" in str(err.value)
+    assert "failures[0].mtbf_s" in str(err.value)
 
 
 def links_scenario(events: list[dict[str, Any]]) -> Any:

@@ -131,9 +131,20 @@ def test_protocol_statuses_and_counters() -> None:
     assert counters.peak_memory_bytes[0] >= 1e9 + 6 * 16 * 100 / 2
 
 
+def _scenario(pool: dict, model: str, chips: int):
+    from mtia_cluster.config.scenario import parse_scenario
+
+    p = {"service": "chat", "model": model, "platform": "hgx-h100", "accelerators": chips}
+    p.setdefault("accelerators_per_replica", chips)
+    return parse_scenario({"regions": [{"name": "r", "pools": [p | pool]}]}, "scenario.yaml")
+
+
 def spec(pool: dict, model: str = "llama-2-7b", chips: int = 1) -> CellSpec:
+    """The CellSpec of a one-replica pool with `pool`'s settings (validated at load)."""
     from mtia_cluster.catalog import load_catalog
 
+    p = _scenario(pool, model, chips).regions[0].pools[0]
+    assert p.llm is not None
     return CellSpec(
         cell_id=0,
         region=0,
@@ -143,9 +154,9 @@ def spec(pool: dict, model: str = "llama-2-7b", chips: int = 1) -> CellSpec:
         accelerator_ids=tuple(range(chips)),
         host_ids=(0,),
         seed=1,
-        pool=pool,
+        llm=p.llm,
         file="scenario.yaml",
-        field_prefix="pools.chat",
+        field_prefix=p.field_prefix,
         catalog=load_catalog(),
     )
 
@@ -173,17 +184,25 @@ def test_factory_builds_a_working_replica() -> None:
 
 
 @pytest.mark.parametrize(
-    ("pool", "model", "chips", "field"),
+    ("pool", "chips", "field"),
     [
-        ({"tp": 2}, "llama-2-7b", 1, "pools.chat.tp"),
-        ({"max_num_seqs": 0}, "llama-2-7b", 1, "pools.chat.max_num_seqs"),
-        ({"max_num_batched_tokens": 8}, "llama-2-7b", 1, "pools.chat.max_num_batched_tokens"),
-        ({}, "lc1", 1, "pools.chat.model"),
-        ({"block_size": "x"}, "llama-2-7b", 1, "pools.chat.block_size"),
+        ({"tp": 2}, 1, "tp"),
+        ({"max_num_seqs": 0}, 1, "max_num_seqs"),
+        ({"max_num_batched_tokens": 8}, 1, "max_num_batched_tokens"),
+        ({"block_size": "x"}, 1, "block_size"),
+        ({"dtype": "fp4"}, 1, "dtype"),  # H100 has no FP4 compute
     ],
 )
-def test_factory_user_errors(pool, model, chips, field) -> None:
+def test_llm_settings_are_refused_at_load(pool, chips, field) -> None:
+    """Impossible serving settings fail when the scenario is read, not when cells are built."""
+    with pytest.raises(UserError, match=rf"regions\[0\]\.pools\[0\]\.{field}"):
+        _scenario(pool, "llama-2-7b", chips)
+
+
+def test_factory_refuses_a_non_llm_model() -> None:
+    from dataclasses import replace
+
     from mtia_cluster.engine.llm.factory import build_llm_cell
 
-    with pytest.raises(UserError, match=field.replace(".", r"\.")):
-        build_llm_cell(spec(pool, model, chips))
+    with pytest.raises(UserError, match=r"pools\[0\]\.model: not an LLM"):
+        build_llm_cell(replace(spec({}), model_name="lc1"))

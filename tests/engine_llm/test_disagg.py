@@ -114,26 +114,14 @@ def test_disaggregated_equals_composed_references(replica, work, link) -> None:
 
 
 def test_factory_builds_disaggregated_cell() -> None:
-    from mtia_cluster.catalog import load_catalog
     from mtia_cluster.engine.cell import CellSpec
     from mtia_cluster.engine.llm.factory import build_llm_cell
     from mtia_cluster.errors import UserError
 
     def spec(pool: dict) -> CellSpec:
-        return CellSpec(
-            cell_id=0,
-            region=0,
-            service=0,
-            model_name="llama-2-7b",
-            platform_name="hgx-h100",
-            accelerator_ids=tuple(range(8)),
-            host_ids=(0,),
-            seed=1,
-            pool=pool,
-            file="s.yaml",
-            field_prefix="pools.chat",
-            catalog=load_catalog(),
-        )
+        from test_cell import spec as cell_spec
+
+        return cell_spec(pool, chips=8)
 
     cell = build_llm_cell(spec({"disaggregation": {"prefill_accelerators": 2}}))
     assert isinstance(cell, DisaggregatedCell)
@@ -151,5 +139,5 @@ def test_factory_builds_disaggregated_cell() -> None:
     counters = cell.device_counters()
     assert counters.accelerator_id.tolist() == list(range(8))
     assert counters.work_units[0] == 3500 and counters.work_units[-1] > 0
-    with pytest.raises(UserError, match=r"pools\.chat\.disaggregation\.prefill_accelerators"):
+    with pytest.raises(UserError, match=r"pools\[0\]\.disaggregation\.prefill_accelerators"):
         build_llm_cell(spec({"disaggregation": {"prefill_accelerators": 8}}))

@@ -76,9 +76,9 @@ def simulate(cfg: str | Path, trace: Path, *sets: str) -> list[str]:
     [
         (
             ["regions.0.pools.0.racks=1000000"],
-            ["regions.0.pools.0.racks", "accelerators=1,000,000"],
+            ["regions[0].pools[0].racks", "accelerators=1,000,000"],
         ),
-        ([f"regions.0.pools.0.racks={10**23}"], ["regions.0.pools.0.racks", "7.2e+24"]),
+        ([f"regions.0.pools.0.racks={10**23}"], ["regions[0].pools[0].racks", "7.2e+24"]),
         (
             [f"regions.0.pools.0.batching.max_items={10**12}"],
             ["batching.max_items", "items_per_request=1,000,000"],
@@ -86,9 +86,9 @@ def simulate(cfg: str | Path, trace: Path, *sets: str) -> list[str]:
         (["report_interval_ms=0.000001"], ["report_interval_ms", "report_interval_min_ns=1,000"]),
         (
             ["events=[{at_s: 1.0e+30, kind: fail, region: us-east, hosts: [0]}]"],
-            ["events.0.at_s", "trace_span_s="],
+            ["events[0].at_s", "trace_span_s="],
         ),
-        (["regions.0.weight=0"], ["regions.0.weight", "weight 0"]),
+        (["regions.0.weight=0"], ["regions[0].weight", "weight 0"]),
         (["x=" + "[" * 100 + "]" * 100], ["--set", "yaml_depth=64"]),
     ],
 )

@@ -94,7 +94,7 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
     "llm-tpot-type": ({**LLM, "service.tpot_p99_ms": "fast"}, "expected a number"),
     "llm-window-short": ({**LLM, "service.capacity_search": {"window_s": 60}}, ">= 5 x"),
     "llm-rel-tol": ({**LLM, "service.capacity_search": {"rel_tol": 0.9}}, "must be <= 0.5"),
-    "llm-search-field": ({**LLM, "service.capacity_search": {"bins": 3}}, "unknown field"),
+    "llm-search-field": ({**LLM, "service.capacity_search": {"bins": 3}}, "unknown key"),
     "llm-hosts": ({**LLM, "service.capacity_search": {"hosts": 0}}, "must be > 0"),
 }
 

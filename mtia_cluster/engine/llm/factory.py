@@ -1,22 +1,10 @@
 """Build an LLM replica cell from a :class:`~mtia_cluster.engine.cell.CellSpec`.
 
-Pool fields (all optional, read with ``config.Fields`` so errors name file and field):
-
-====================== ======= ==========================================================
-field                  default meaning
-====================== ======= ==========================================================
-tp                     chips   tensor-parallel degree (inside the scale-up domain)
-pp                     1       pipeline stages; ``tp * pp`` = the cell's accelerators
-dtype                  model's weight/compute dtype for the cost model
-max_num_batched_tokens 2048    token budget of one iteration (chunked prefill)
-max_num_seqs           256     most running requests
-block_size             16      KV-cache block, tokens
-prefix_caching         false   reuse a session's cached KV blocks (``session_id``)
-disaggregation         none    ``{prefill_accelerators: n, link: scale_up|scale_out}``:
-                               a prefill instance on the first n accelerators (tp = n), a
-                               decode instance on the rest, KV sent over the link (default:
-                               scale_up when the cell fits in the chip's scale-up domain)
-====================== ======= ==========================================================
+The pool's serving settings arrive typed and resolved (``config.scenario.LLMSettings``,
+validated at load): ``tp``/``pp`` (tp x pp = the replica), ``dtype``, the iteration token
+budget ``max_num_batched_tokens``, ``max_num_seqs``, ``block_size``, ``prefix_caching`` and,
+for a disaggregated replica, ``prefill_accelerators`` and the KV link. What is left to check
+here needs the cost model: that the KV cache holds a block (``ReplicaLimits.validate``).
 """
 
 from __future__ import annotations
@@ -25,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from mtia_cluster.config import Fields
+from mtia_cluster.catalog import Chip
+from mtia_cluster.config.scenario import LLMSettings
 from mtia_cluster.engine.cell import CellSpec
 from mtia_cluster.engine.llm.cell import LLMReplicaCell
 from mtia_cluster.engine.llm.costs import IterationCost, probe_iteration_cost
@@ -35,20 +24,21 @@ from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.llm import LLMIterationModel
+from mtia_cluster.workloads import LLMModel
 
 CostCache = dict[tuple[Any, ...], IterationCost]
 
 
 def _instance(
-    it: LLMIterationModel, f: Fields, spec: CellSpec, cache: CostCache | None
+    it: LLMIterationModel, s: LLMSettings, spec: CellSpec, cache: CostCache | None
 ) -> ReplicaScheduler:
     """A scheduler for iteration model `it` with the pool's limits."""
     limits = ReplicaLimits(
-        max_num_batched_tokens=f.int("max_num_batched_tokens", 2048, positive=True),
-        max_num_seqs=f.int("max_num_seqs", 256, positive=True),
-        block_size=f.int("block_size", 16, positive=True),
+        max_num_batched_tokens=s.max_num_batched_tokens,
+        max_num_seqs=s.max_num_seqs,
+        block_size=s.block_size,
         kv_capacity_tokens=it.kv_capacity_tokens,
-        prefix_caching=f.bool("prefix_caching", False),
+        prefix_caching=s.prefix_caching,
     )
     limits.validate(spec.file, spec.field_prefix)
     key = (it.chip.name, it.model.name, it.tp, it.pp, it.dtype, limits.max_num_batched_tokens)
@@ -67,25 +57,29 @@ def build_llm_cell(
 
     `cost_cache` lets many identical replicas share one probed cost table.
     """
-    f = Fields(spec.pool, spec.file, spec.field_prefix)
+    s = spec.llm
     chips = len(spec.accelerator_ids)
     catalog = spec.catalog
     model = catalog.model(spec.model_name)
-    if getattr(model, "kind", None) != "llm":
-        raise UserError("not an LLM", file=spec.file, field=f.path("model"), value=spec.model_name)
+    if not isinstance(model, LLMModel):
+        raise UserError(
+            "not an LLM", file=spec.file, field=f"{spec.field_prefix}.model", value=spec.model_name
+        )
     chip = catalog.chip(catalog.platform(spec.platform_name).chip)
-    dtype = f.str("dtype", model.dtype)
     ids = np.asarray(spec.accelerator_ids, dtype=np.int32)
     host = spec.host_ids[0] if spec.host_ids else -1
-    if f.has("disaggregation"):
-        return _disaggregated(f, spec, chip, model, dtype, ids, host, cost_cache)
-    pp = f.int("pp", 1, positive=True)
-    tp = f.int("tp", max(1, chips // pp), positive=True)
-    if tp * pp != chips:
-        raise f.error("tp", f"tp x pp must equal the replica's {chips} accelerators", tp)
-    it = llm_iteration_model(chip, model, tp=tp, pp=pp, dtype=dtype)
+    if s.prefill_accelerators is not None:
+        return _disaggregated(s, spec, chip, model, ids, host, cost_cache)
+    if s.tp * s.pp != chips:  # resolved at load; a hand-built CellSpec can still disagree
+        raise UserError(
+            f"tp x pp must equal the replica's {chips} accelerators",
+            file=spec.file,
+            field=f"{spec.field_prefix}.tp",
+            value=s.tp,
+        )
+    it = llm_iteration_model(chip, model, tp=s.tp, pp=s.pp, dtype=s.dtype)
     return LLMReplicaCell(
-        _instance(it, f, spec, cost_cache),
+        _instance(it, s, spec, cost_cache),
         accelerator_ids=ids,
         host_id=host,
         weight_bytes_per_accelerator=it.weight_bytes / chips,
@@ -94,29 +88,32 @@ def build_llm_cell(
 
 
 def _disaggregated(
-    f: Fields,
+    s: LLMSettings,
     spec: CellSpec,
-    chip: Any,
-    model: Any,
-    dtype: str,
+    chip: Chip,
+    model: LLMModel,
     ids: np.ndarray,
     host: int,
     cache: CostCache | None,
 ) -> DisaggregatedCell:
     """A prefill instance on the first accelerators, a decode instance on the rest."""
-    d = f.sub("disaggregation")
     chips = len(ids)
-    n_pre = d.int("prefill_accelerators", max(1, chips // 2), positive=True)
+    n_pre = s.prefill_accelerators or max(1, chips // 2)
     if n_pre >= chips:
-        raise d.error("prefill_accelerators", f"must leave decode accelerators of {chips}", n_pre)
-    default_link = "scale_up" if chips <= chip.scale_up_domain else "scale_out"
-    link = d.str("link", default_link, choices=("scale_up", "scale_out"))
+        raise UserError(
+            f"must leave decode accelerators of {chips}",
+            file=spec.file,
+            field=f"{spec.field_prefix}.disaggregation.prefill_accelerators",
+            value=n_pre,
+        )
+    link = s.kv_link or ("scale_up" if chips <= chip.scale_up_domain else "scale_out")
+    dtype = s.dtype
     bandwidth = chip.scale_up_bytes_per_s if link == "scale_up" else chip.scale_out_bytes_per_s
     it_pre = llm_iteration_model(chip, model, tp=n_pre, pp=1, dtype=dtype)
     it_dec = llm_iteration_model(chip, model, tp=chips - n_pre, pp=1, dtype=dtype)
     return DisaggregatedCell(
-        _instance(it_pre, f, spec, cache),
-        _instance(it_dec, f, spec, cache),
+        _instance(it_pre, s, spec, cache),
+        _instance(it_dec, s, spec, cache),
         prefill_ids=ids[:n_pre],
         decode_ids=ids[n_pre:],
         host_id=host,

@@ -207,6 +207,10 @@ def generate_table(
     """Generate the trace described by `spec`; returns (table, metadata).
 
     `progress(done, total)` is called after each (service, region) stream and the merge."""
+    from mtia_cluster.config.schema import validate
+    from mtia_cluster.config.trace_spec import TraceSpecFile
+
+    validate(TraceSpecFile, spec, file)  # every key, type and range, before any draw
     f = Fields(spec, file)
     if f.has("requests") == f.has("duration_s"):
         raise UserError(

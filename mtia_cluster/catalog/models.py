@@ -1,0 +1,180 @@
+"""Catalog files (configs/catalog/{chips,hosts,platforms}, configs/models) as typed models.
+
+The loader validates every file (after its ``base:`` chain) against its model before reading
+it, so an unknown or misspelled key (``tdp:`` for ``tdp_w:``, ``kv_head:``) is refused with
+one line and a did-you-mean instead of silently falling back to a default. A sourced number
+is a :class:`Quantity`; its range and provenance (source keys, notes for estimates) are then
+checked by ``catalog/quantity.py`` as the catalog dataclasses are built.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag
+
+from mtia_cluster.config.models import Dtype
+from mtia_cluster.config.schema import Strict
+
+OffchipKind = Literal["lpddr5", "hbm2e", "hbm3", "hbm3e", "hbm4"]
+
+
+class Quantity(Strict):
+    """A sourced number: ``{value, status, source, note}``."""
+
+    value: float | int
+    status: Literal["published", "derived", "estimated"]
+    source: str = ""
+    note: str = ""
+
+
+class _Entry(Strict):
+    name: str = Field(min_length=1)
+    display_name: str
+    sources: dict[str, str] = Field(default_factory=dict)
+
+
+class Tier(Strict):
+    capacity_mb: Quantity
+    bandwidth_gb_s: Quantity
+
+
+class Offchip(Strict):
+    kind: OffchipKind
+    capacity_gb: Quantity
+    bandwidth_gb_s: Quantity
+
+
+class Memory(Strict):
+    pe_local: Tier | None = None
+    sram: Tier
+    offchip: Offchip
+
+
+class Power(Strict):
+    tdp_w: Quantity
+    typical_w: Quantity
+    idle_w: Quantity
+
+
+class HostLink(Strict):
+    kind: str
+    bandwidth_gb_s: Quantity
+
+
+class Network(Strict):
+    scale_up_domain: Quantity
+    scale_up_gb_s: Quantity
+    scale_out_gb_s: Quantity
+
+
+class ChipEfficiency(Strict):
+    gemm: Quantity
+    offchip_stream: Quantity
+    sram: Quantity
+    ecc_throughput: Quantity
+    pcie: Quantity
+
+
+class ChipFile(_Entry):
+    vendor: str
+    clock_mhz: Quantity | None = None
+    gemm_dense_tflops: dict[Dtype, Quantity] = Field(min_length=1)
+    gemm_sparse_tflops: dict[Dtype, Quantity] = Field(default_factory=dict)
+    simd_tflops: dict[Dtype, Quantity] = Field(default_factory=dict)
+    memory: Memory
+    power: Power
+    host_link: HostLink
+    network: Network
+    launch_overhead_us: Quantity
+    efficiency: ChipEfficiency
+
+
+class HostFile(_Entry):
+    sockets: Quantity
+    cores_per_socket: Quantity
+    accelerators_per_socket: Quantity
+    dram_gb_per_socket: Quantity
+    dram_bandwidth_gb_s_per_socket: Quantity
+    nic_gb_s_per_socket: Quantity
+    power_w: Quantity
+
+
+class PlatformFile(_Entry):
+    chip: str
+    host: str
+    hosts: Annotated[int, Field(gt=0)]
+    accelerators_per_host: Annotated[int, Field(gt=0)]
+    rdma_nic: Literal["none", "optional", "builtin"] = "none"
+
+
+class Embedding(Strict):
+    table_gb: Quantity
+    lookups_per_sample: Quantity
+    dim: Quantity
+    dtype: Dtype
+    access_skew: Quantity
+
+
+class RRModelFile(_Entry):
+    kind: Literal["rr"]
+    dtype: Dtype
+    dense_mflop_per_sample: Quantity
+    dense_weight_mb: Quantity
+    activation_kb_per_sample: Quantity
+    activation_traffic_kb_per_sample: Quantity
+    kernels_per_batch: Quantity
+    accelerators: Annotated[int, Field(gt=0)]
+    max_batch: Quantity
+    embedding: Embedding
+    input_bytes_per_sample: Quantity
+    output_bytes_per_sample: Quantity
+    host_cpu_us_per_sample: Quantity
+    host_dram_bytes_per_sample: Quantity
+
+
+class MoEBlock(Strict):
+    experts: Quantity
+    active_experts: Quantity
+    shared_experts: Quantity
+    expert_ffn: Quantity
+    moe_layer_every: Annotated[int, Field(gt=0)] = 1
+
+
+class LLMModelFile(_Entry):
+    kind: Literal["llm"]
+    layers: Quantity
+    hidden: Quantity
+    heads: Quantity
+    kv_heads: Quantity
+    head_dim: Quantity
+    ffn: Quantity
+    vocab: Quantity
+    dtype: Dtype
+    kv_dtype: Dtype
+    moe: MoEBlock | None = None
+    dense_layers: Quantity | None = None
+    kv_elements_per_token_per_layer: Quantity | None = None
+    q_dim: Quantity | None = None
+    attn_params_per_layer: Quantity | None = None
+    params_b: Quantity
+    active_params_b: Quantity | None = None
+
+
+class SyntheticModelFile(_Entry):
+    kind: Literal["synthetic"]
+    distribution: Literal["deterministic", "exponential", "lognormal"]
+    mean_ms: Annotated[float, Field(gt=0.0)]
+    cv: Annotated[float, Field(ge=0.0)] | None = None
+
+
+def _kind_tag(value: Any) -> str:
+    return f"model:{value.get('kind') if isinstance(value, dict) else None}"
+
+
+ModelFile = Annotated[
+    Annotated[RRModelFile, Tag("model:rr")]
+    | Annotated[LLMModelFile, Tag("model:llm")]
+    | Annotated[SyntheticModelFile, Tag("model:synthetic")],
+    Discriminator(_kind_tag),
+]

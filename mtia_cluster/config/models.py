@@ -1,0 +1,174 @@
+"""The scenario file as typed models (shape, types, ranges); `scenario.py` adds the catalog.
+
+Pools are a tagged union on the kind of the catalog model they serve (``rr``, ``llm``,
+``synthetic``): an R&R pool takes ``batching``, an LLM pool its serving settings (``tp``,
+``pp``, ``dtype``, token budget, KV blocks, disaggregation), and a key of another kind is
+refused as unknown. The discriminator reads the model's kind from the catalog that
+:func:`pool_kinds` makes visible while one document is validated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, Literal
+
+from pydantic import Discriminator, Field, Tag
+
+from mtia_cluster.config.schema import Strict
+
+RouterPolicy = Literal["round_robin", "random", "weighted", "least_outstanding", "p2c"]
+EventKind = Literal["fail", "repair", "drain", "undrain"]
+OnFailure = Literal["retry", "fail"]
+FailureLevel = Literal["host", "rack"]
+Dtype = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "mx8", "mx4", "fp4"]
+KVLink = Literal["scale_up", "scale_out"]
+
+PositiveInt = Annotated[int, Field(gt=0)]
+Index = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Router(Strict):
+    """How each (region, service) router picks a cell (engine/router.py)."""
+
+    policy: RouterPolicy = "least_outstanding"
+
+
+class Batching(Strict):
+    """R&R host batching: a batch closes at max_items or after max_wait_us."""
+
+    max_items: PositiveInt = 1024
+    max_wait_us: float = Field(1000.0, ge=0.0)
+
+
+class Disaggregation(Strict):
+    """Prefill on the first `prefill_accelerators` of a replica, decode on the rest."""
+
+    prefill_accelerators: PositiveInt | None = None  # default: half the replica
+    link: KVLink | None = None  # default: scale_up when the replica fits the scale-up domain
+
+
+class _Pool(Strict):
+    """Fields every pool has; exactly one of racks, hosts, accelerators."""
+
+    service: str = Field(min_length=1)
+    model: str
+    platform: str
+    racks: PositiveInt | None = None
+    hosts: PositiveInt | None = None
+    accelerators: PositiveInt | None = None
+    error_rate: Fraction = 0.0  # seeded fraction of served requests marked failed
+
+
+class RRPool(_Pool):
+    """An R&R pool: one cell per host, requests batched per socket."""
+
+    batching: Batching = Batching()
+    service_time_multiplier: float = Field(1.0, gt=0.0)
+
+
+class SyntheticPool(_Pool):
+    """A synthetic pool: one queueing server per `accelerators_per_replica` accelerators."""
+
+    accelerators_per_replica: PositiveInt = 1
+    service_time_multiplier: float = Field(1.0, gt=0.0)
+
+
+class LLMPool(_Pool):
+    """An LLM pool: replicas of tp x pp accelerators (engine/llm/factory.py)."""
+
+    accelerators_per_replica: PositiveInt | None = None  # default tp x pp
+    tp: PositiveInt | None = None  # default accelerators_per_replica / pp, else 1
+    pp: PositiveInt = 1
+    dtype: Dtype | None = None  # default: the model's dtype
+    max_num_batched_tokens: PositiveInt = 2048
+    max_num_seqs: PositiveInt = 256
+    block_size: PositiveInt = 16
+    prefix_caching: bool = False
+    disaggregation: Disaggregation | None = None
+
+
+_KIND_OF_MODEL: contextvars.ContextVar[Callable[[str], str | None]] = contextvars.ContextVar(
+    "pool_kind_of_model"
+)
+
+
+@contextlib.contextmanager
+def pool_kinds(kind_of_model: Callable[[str], str | None]) -> Iterator[None]:
+    """Let the pool discriminator see the catalog while one document is validated."""
+    token = _KIND_OF_MODEL.set(kind_of_model)
+    try:
+        yield
+    finally:
+        _KIND_OF_MODEL.reset(token)
+
+
+def _pool_tag(value: Any) -> str:
+    """The union member for a pool mapping: the kind of its catalog model (R&R if unknown,
+    so that the unknown model is what gets reported)."""
+    model = value.get("model") if isinstance(value, dict) else getattr(value, "model", None)
+    lookup = _KIND_OF_MODEL.get(None)
+    kind = lookup(model) if lookup is not None and isinstance(model, str) else None
+    return f"pool:{kind or 'rr'}"
+
+
+Pool = Annotated[
+    Annotated[RRPool, Tag("pool:rr")]
+    | Annotated[LLMPool, Tag("pool:llm")]
+    | Annotated[SyntheticPool, Tag("pool:synthetic")],
+    Discriminator(_pool_tag),
+]
+
+
+class Region(Strict):
+    name: str = Field(min_length=1)
+    weight: float = Field(1.0, ge=0.0)  # share of trace rows without a region
+    pools: list[Pool] = Field(min_length=1)
+
+
+class Event(Strict):
+    """One fleet event (config/events.py); no target list means the whole region."""
+
+    at_s: float = Field(ge=0.0)
+    kind: EventKind
+    region: str
+    service: str | None = None
+    hosts: list[Index] | None = Field(None, min_length=1)
+    racks: list[Index] | None = Field(None, min_length=1)
+    links: list[Index] | None = Field(None, min_length=1)
+    on_failure: OnFailure = "retry"
+
+
+class Failure(Strict):
+    """Failures and repairs drawn from MTBF/MTTR per host or rack."""
+
+    level: FailureLevel = "host"
+    region: str | None = None
+    mtbf_s: float = Field(gt=0.0)
+    mttr_s: float = Field(gt=0.0)
+    horizon_s: float = Field(gt=0.0)
+    on_failure: OnFailure = "retry"
+
+
+class SLOTargets(Strict):
+    """A service's targets in ms (consumers read them as a dict of the keys given)."""
+
+    p99_ms: float | None = Field(None, gt=0.0)
+    ttft_p99_ms: float | None = Field(None, gt=0.0)
+    tpot_p99_ms: float | None = Field(None, gt=0.0)
+
+
+class ScenarioFile(Strict):
+    """A scenario file (configs/scenarios/*.yaml; docs/engine.md)."""
+
+    name: str | None = None  # default: the file name
+    seed: int = Field(0, ge=0)
+    report_interval_ms: float = Field(5.0, gt=0.0)
+    metrics_interval_ms: float = Field(1000.0, gt=0.0)
+    router: Router = Router()
+    regions: list[Region] = Field(min_length=1)
+    events: list[Event] = Field(default_factory=list)
+    failures: list[Failure] = Field(default_factory=list)
+    slo: dict[str, SLOTargets] = Field(default_factory=dict)
