@@ -84,6 +84,7 @@ _DTYPES: dict[str, type] = {
     "input_tokens": np.int32,
     "output_tokens": np.int32,
     "session_id": np.int64,
+    "prefix_blocks": object,
     "host_id": np.int32,
     "accelerator_id": np.int32,
     "start_ns": np.int64,
@@ -91,6 +92,8 @@ _DTYPES: dict[str, type] = {
     "finish_ns": np.int64,
     "status": np.int8,
     "batch_size": np.int32,
+    "cached_tokens": np.int64,
+    "preemptions": np.int32,
     "busy_ns": np.int64,
     "batches": np.int64,
     "work_units": np.int64,
@@ -107,7 +110,8 @@ class RequestBatch(_Columns):
     """Requests as parallel arrays (one row per request), the trace's columns as indices.
 
     ``items`` is 0 for LLM requests; ``input_tokens``/``output_tokens`` are 0 for R&R;
-    ``session_id`` is -1 when the trace has none.
+    ``session_id`` is -1 when the trace has none. ``prefix_blocks`` (object) holds each
+    request's prompt hash chain (``traces.columns.PrefixChain``) or None.
     """
 
     request_id: np.ndarray  # int64
@@ -118,6 +122,7 @@ class RequestBatch(_Columns):
     input_tokens: np.ndarray  # int32
     output_tokens: np.ndarray  # int32
     session_id: np.ndarray  # int64
+    prefix_blocks: np.ndarray  # object: PrefixChain or None
 
 
 @dataclass
@@ -281,6 +286,7 @@ def make_requests(
     input_tokens: np.ndarray | int = 0,
     output_tokens: np.ndarray | int = 0,
     session_id: np.ndarray | int = -1,
+    prefix_blocks: np.ndarray | None = None,
 ) -> RequestBatch:
     """Convenience constructor (tests, synthetic workloads): scalars are broadcast."""
     arrival = np.asarray(arrival_ns, dtype=np.int64)
@@ -299,6 +305,7 @@ def make_requests(
         input_tokens=col(input_tokens, np.int32),
         output_tokens=col(output_tokens, np.int32),
         session_id=col(session_id, np.int64),
+        prefix_blocks=np.full(n, None, dtype=object) if prefix_blocks is None else prefix_blocks,
     )
 
 

@@ -24,6 +24,7 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.llm.costs import AS_PER_NS
+from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.requests import DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
@@ -114,8 +115,12 @@ class LLMReplicaCell:
             return
         self._rows.append(batch)
         self._submitted += len(batch)
-        self.scheduler.add_many(
-            batch.arrival_ns, batch.input_tokens, batch.output_tokens, batch.session_id
+        sched = self.scheduler
+        keys = None
+        if sched.limits.prefix_caching:
+            keys = chains_to_keys(batch.prefix_blocks, batch.input_tokens, sched.limits.block_size)
+        sched.add_many(
+            batch.arrival_ns, batch.input_tokens, batch.output_tokens, batch.session_id, keys=keys
         )
 
     def advance(self, until_ns: int) -> Completed:

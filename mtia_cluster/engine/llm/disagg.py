@@ -30,6 +30,7 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.llm.cell import Rows, replica_counters
+from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.limits import NOT_SET
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
@@ -81,11 +82,16 @@ class DisaggregatedCell:
         kv_blocks = -(-(prompt + outputs - 1) // lim.block_size)
         decodable = (outputs == 1) | (kv_blocks <= lim.num_blocks)
         # a request the decode side can never hold is rejected at arrival by the prefill side
+        lim_pre = self.prefill.limits
+        keys = None
+        if lim_pre.prefix_caching:  # the prefill instance's prefix cache
+            keys = chains_to_keys(batch.prefix_blocks, batch.input_tokens, lim_pre.block_size)
         self.prefill.add_many(
             batch.arrival_ns,
             np.where(decodable, prompt, 0),
             np.where(outputs >= 1, 1, 0),
             batch.session_id,
+            keys=keys,
         )
         self._outputs += outputs.tolist()
         self._finish += [NOT_SET] * len(batch)

@@ -201,13 +201,14 @@ class BlockPool:
 
 
 def chains_to_keys(
-    chains: np.ndarray, hash_tokens: int, prompts: np.ndarray, block_size: int
-) -> list[list[tuple[int, int]] | None]:
-    """Per request, :func:`block_keys` of its chain (None when it has none)."""
-    out: list[list[tuple[int, int]] | None] = []
-    for chain, prompt in zip(chains.tolist(), prompts.tolist(), strict=True):
-        if chain is None or len(chain) == 0:
-            out.append(None)
-        else:
-            out.append(block_keys(chain, hash_tokens, int(prompt), block_size))
-    return out
+    chains: np.ndarray, prompts: np.ndarray, block_size: int
+) -> list[list[tuple[int, int]] | None] | None:
+    """Per request, :func:`block_keys` of its chain (``traces.columns.PrefixChain``: a
+    ``block_tokens`` and ``hashes``), None for a request without one; None if none has."""
+    entries = chains.tolist()
+    if all(c is None for c in entries):
+        return None
+    return [
+        None if c is None else block_keys(c.hashes, c.block_tokens, p, block_size)
+        for c, p in zip(entries, prompts.tolist(), strict=True)
+    ]
