@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import Fields, apply_overrides, load_yaml
@@ -44,7 +44,21 @@ from mtia_cluster.config.limits import check_scenario
 from mtia_cluster.errors import UserError
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
 
-POLICIES = ("round_robin", "random", "weighted", "least_outstanding", "p2c")
+# Router policies (engine/router.py implements each; this is the one list of their names).
+RouterPolicy = Literal[
+    "round_robin",
+    "random",
+    "weighted",
+    "least_outstanding",
+    "p2c",
+    "session_affinity",
+    "prefix_affinity",
+]
+POLICIES: tuple[str, ...] = get_args(RouterPolicy)
+# Default weights of the KV-aware policies' scores (llm-d's default scheduler profile: prefix
+# cache scorer weight 3, queue scorer weight 2; Red Hat OpenShift AI 3.4 docs, "Configuring
+# scheduler settings for LLM inference services").
+AFFINITY_WEIGHT, LOAD_WEIGHT = 3.0, 2.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +101,8 @@ class Scenario:
     raw: dict[str, Any]
     events: tuple[EventSpec, ...] = ()  # fleet events inside the replay (config/events.py)
     failures: tuple[FailureSpec, ...] = ()  # failures drawn from MTBF/MTTR (config/events.py)
+    # KV-aware routers: score = affinity_weight x affinity + load_weight x queue score
+    router_weights: tuple[float, float] = (AFFINITY_WEIGHT, LOAD_WEIGHT)
 
     @property
     def services(self) -> list[str]:
@@ -124,7 +140,12 @@ def parse_scenario(data: dict[str, Any], file: str | None = None, catalog: Any =
     metrics_ns = round(metrics_ms * 1e6)
     if metrics_ns % report_ns:
         raise f.error("metrics_interval_ms", "must be a multiple of report_interval_ms", metrics_ms)
-    policy = f.sub("router", {}).str("policy", "least_outstanding", choices=POLICIES)
+    router = f.sub("router", {})
+    policy = router.str("policy", "least_outstanding", choices=POLICIES)
+    weights = (
+        router.number("affinity_weight", AFFINITY_WEIGHT, min_value=0.0),
+        router.number("load_weight", LOAD_WEIGHT, min_value=0.0),
+    )
     regions = f.list("regions")
     if not regions:
         raise f.error("regions", "needs at least one region", regions)
@@ -144,6 +165,7 @@ def parse_scenario(data: dict[str, Any], file: str | None = None, catalog: Any =
         raw=data,
         events=parse_events(f, names),
         failures=parse_failures(f, names),
+        router_weights=weights,
     )
     check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario

@@ -178,5 +178,5 @@ def test_chains_without_block_size_are_refused(tmp_path: Path) -> None:
     table, meta = generate_table(spec(), seed=1)
     del meta["parameters"]["block_tokens"]
     path = write_trace(table, tmp_path / "t.parquet", meta)
-    with pytest.raises(UserError, match="parameters.block_tokens"):
+    with pytest.raises(UserError, match=r"parameters\.block_tokens"):
         load_trace(path, scenario())

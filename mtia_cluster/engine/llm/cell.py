@@ -96,7 +96,9 @@ class LLMReplicaCell:
         self.scheduler = scheduler
         self.compact_after = compact_after
         self._next_compact = compact_after or 0
-        self._forgotten = {"preemptions": 0, "cached_tokens": 0}  # of dropped requests
+        # of requests no longer held (compaction, failures)
+        self._forgotten = {"preemptions": 0, "cached_tokens": 0, "prompt_tokens": 0}
+        self._lost_prefixes: list[tuple[int, int]] = []  # prefix events of a failed scheduler
         self._submitted = 0
         self.accelerator_ids = np.asarray(accelerator_ids, dtype=np.int32)
         self.host_id = host_id
@@ -155,6 +157,9 @@ class LLMReplicaCell:
         out = out.take(np.lexsort((out.request_id, out.arrival_ns)))
         self._forgotten["preemptions"] += sum(sched.preemptions)
         self._forgotten["cached_tokens"] += sum(sched.cached_tokens)
+        self._forgotten["prompt_tokens"] += sum(sched.prompt)
+        self._lost_prefixes += [(h, -1) for h in sched.kv.hashes]  # its cache is gone
+        self._lost_prefixes[:0] = sched.kv.events
         self.scheduler = sched.restarted(at_ns)
         self._rows = Rows()
         self._seen_finished = 0
@@ -173,6 +178,7 @@ class LLMReplicaCell:
         assert self.compact_after is not None
         self._forgotten["preemptions"] += sum(sched.preemptions[:cut])
         self._forgotten["cached_tokens"] += sum(sched.cached_tokens[:cut])
+        self._forgotten["prompt_tokens"] += sum(sched.prompt[:cut])
         sched.drop_prefix(cut)
         self._rows.drop_prefix(cut)
         self._held = [r - cut for r in self._held]
@@ -204,6 +210,14 @@ class LLMReplicaCell:
         outstanding = self._submitted - self._returned
         return LoadReport(outstanding=outstanding, capacity_weight=float(len(self.accelerator_ids)))
 
+    def prefix_events(self) -> list[tuple[int, int]]:
+        """Hash ids that appeared in (+1) or left (-1) the replica's prefix cache since the
+        last call, in order (a failure removes them all): the router's view of the cache."""
+        events = self._lost_prefixes + self.scheduler.kv.events
+        self._lost_prefixes = []
+        self.scheduler.kv.events = []
+        return events
+
     def device_counters(self) -> DeviceCounters:
         """Every accelerator of the replica works in every iteration (TP/PP in lockstep)."""
         return replica_counters(
@@ -215,13 +229,17 @@ class LLMReplicaCell:
         )
 
     def stats(self) -> dict[str, Any]:
-        """Scheduler figures for summaries and debugging."""
+        """Scheduler figures for summaries and debugging: iterations, tokens computed, peak
+        KV blocks used of the cache's, preemptions, and prompt tokens submitted and reused
+        from the prefix cache (summed over admissions; hit rate = cached / prompt)."""
         sched = self.scheduler
+        forgotten = self._forgotten
         return {
             "iterations": sched.iteration,
             "tokens": sched.tokens_done,
             "max_used_kv_blocks": sched.max_used_blocks,
             "kv_blocks": sched.limits.num_blocks,
-            "preemptions": int(sum(sched.preemptions)) + self._forgotten["preemptions"],
-            "cached_tokens": int(sum(sched.cached_tokens)) + self._forgotten["cached_tokens"],
+            "preemptions": int(sum(sched.preemptions)) + forgotten["preemptions"],
+            "cached_tokens": int(sum(sched.cached_tokens)) + forgotten["cached_tokens"],
+            "prompt_tokens": int(sum(sched.prompt)) + forgotten["prompt_tokens"],
         }

@@ -16,6 +16,10 @@ LRU order:
 * **Sessions** (no chain): a finished request's full blocks are cached as its session's
   entry (replacing the older one); the session's next request takes the entry.
 
+For KV-aware routing the pool also keeps, per hash id, how many of its keys it holds (held or
+cached) and records each id's appearance and disappearance (``events``, drained by the cell
+for its load reports): what Dynamo's KV events and llm-d's precise prefix scorer read.
+
 The reference scheduler implements the same rules on its own (:mod:`._reference`); the two
 are checked against each other.
 """
@@ -54,7 +58,17 @@ def block_keys(
 class BlockPool:
     """Block accounting with an LRU prefix cache (see module doc)."""
 
-    __slots__ = ("block_size", "cache", "cached", "enabled", "free", "num_blocks", "refs")
+    __slots__ = (
+        "block_size",
+        "cache",
+        "cached",
+        "enabled",
+        "events",
+        "free",
+        "hashes",
+        "num_blocks",
+        "refs",
+    )
 
     def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool) -> None:
         self.num_blocks = num_blocks
@@ -65,6 +79,8 @@ class BlockPool:
         # evictable entries, least recently cached first: session -> blocks, block key -> 1
         self.cache: OrderedDict[Key, int] = OrderedDict()
         self.refs: dict[Key, int] = {}  # keyed blocks held by running requests -> holders
+        self.hashes: dict[int, int] = {}  # hash id -> its keys held or cached
+        self.events: list[tuple[int, int]] = []  # (hash id, +1 appeared / -1 gone), in order
 
     @property
     def available(self) -> int:
@@ -78,14 +94,20 @@ class BlockPool:
     def alloc(self, need: int) -> None:
         """Take `need` (<= available) blocks, evicting the oldest cache entries first."""
         while self.free < need:
-            _, size = self.cache.popitem(last=False)
+            key, size = self.cache.popitem(last=False)
             self.cached -= size
             self.free += size
+            if isinstance(key, tuple):
+                self._gone(key[0])
         self.free -= need
 
-    def present(self) -> set[Key]:
-        """Block keys a request could reuse now (held or cached)."""
-        return {k for k in self.cache if isinstance(k, tuple)} | set(self.refs)
+    def _gone(self, h: int) -> None:
+        n = self.hashes[h] - 1
+        if n:
+            self.hashes[h] = n
+        else:
+            del self.hashes[h]
+            self.events.append((h, -1))
 
     # ----------------------------------------------------------------- session rule
     def hit_blocks(self, session: int, tokens: int) -> int:
@@ -173,6 +195,11 @@ class BlockPool:
                 self.free += 1
             else:
                 refs[key] = 1
+                h = key[0]
+                n = self.hashes.get(h, 0)
+                if not n:
+                    self.events.append((h, 1))
+                self.hashes[h] = n + 1
 
     def release_chain(self, keys: list[tuple[int, int]], computed: int) -> None:
         """A request holding `computed` tokens' blocks finishes or is preempted: its own
