@@ -107,6 +107,7 @@ def test_unlimited_cache_reproduces_the_traces_reuse() -> None:
         sched.run_until(None)
         out = sched.outcome()
         assert out.cached_tokens.sum() == round(expected * prompt.sum())
+        assert sched.queried_tokens == prompt.sum()  # every prompt looked up once
         assert not out.rejected.any() and not out.preemptions.any()
 
 
@@ -126,6 +127,7 @@ def test_reuse_shrinks_with_the_kv_cache() -> None:
         sched.run_until(None)
         assert not sched.outcome().preemptions.any()
         hits.append(int(sched.outcome().cached_tokens.sum()))
+        assert hits[-1] <= sched.queried_tokens == prompt.sum()
     assert hits[0] < hits[1] < hits[2]
 
 

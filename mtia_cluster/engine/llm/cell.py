@@ -230,8 +230,9 @@ class LLMReplicaCell:
 
     def stats(self) -> dict[str, Any]:
         """Scheduler figures for summaries and debugging: iterations, tokens computed, peak
-        KV blocks used of the cache's, preemptions, and prompt tokens submitted and reused
-        from the prefix cache (summed over admissions; hit rate = cached / prompt)."""
+        KV blocks used of the cache's, preemptions, prompt tokens submitted, and tokens
+        looked up in and reused from the prefix cache over all admissions (re-admissions
+        after preemption included): hit rate = cached / queried, as vLLM counts it."""
         sched = self.scheduler
         forgotten = self._forgotten
         return {
@@ -242,4 +243,5 @@ class LLMReplicaCell:
             "preemptions": int(sum(sched.preemptions)) + forgotten["preemptions"],
             "cached_tokens": int(sum(sched.cached_tokens)) + forgotten["cached_tokens"],
             "prompt_tokens": int(sum(sched.prompt)) + forgotten["prompt_tokens"],
+            "queried_tokens": sched.queried_tokens,
         }

@@ -43,6 +43,7 @@ class ReplicaScheduler(RequestTable):
         self.max_used_blocks = 0
         self.busy_as = 0  # busy time of all iterations run so far
         self.tokens_done = 0  # tokens computed by all iterations run so far
+        self.queried_tokens = 0  # tokens looked up in the prefix cache, over all admissions
         self._released: list[int] = []  # finished in the current step, blocks not yet returned
         self._next = 0
         self.running: dict[int, None] = {}  # admission order
@@ -85,6 +86,7 @@ class ReplicaScheduler(RequestTable):
         new.busy_as = self.busy_as - max(0, self.t_as - at_as)
         new.iteration = self.iteration
         new.tokens_done = self.tokens_done
+        new.queried_tokens = self.queried_tokens
         new.max_used_blocks = self.max_used_blocks
         return new
 
@@ -343,6 +345,8 @@ class ReplicaScheduler(RequestTable):
             if need > self.kv.available:
                 break
             waiting.popleft()
+            if not comp[r]:
+                self.queried_tokens += prompt[r] + gen[r]
             base = comp[r] or hit * bs
             chunk = min(prompt[r] + gen[r] - base, budget)
             if hit:
