@@ -6,12 +6,13 @@
    importer, as a real Mooncake trace would be; prints the trace's own reuse ratio computed
    from its hashes alone.
 2. Hit rate against KV capacity: Llama-2-7B on one H100 (tp=1, fp16, block 16, 2,048-token
-   budget), the trace at its own timestamps, for several KV capacities (the H100's is
-   108,764 tokens); and an unlimited cache with arrivals 10 s apart, which must reproduce
-   the trace's ratio exactly.
+   budget), one replica's share of the traffic (the same spec at rate / replicas) at its own
+   timestamps, for several KV capacities (the H100's is 108,764 tokens); and an unlimited
+   cache with arrivals 10 s apart, which must reproduce the trace's ratio exactly.
 3. Routing through the engine (``Simulation``, the path of ``mtia-cluster simulate``): 4
-   replicas of the same, prefix caching on, for each router policy: hit rate, TTFT, TPOT,
-   preemptions, per-replica hit rates and peak KV use.
+   replicas of the same, prefix caching on, for each router policy, on the Mooncake import
+   (no session ids: session_affinity would be least_outstanding) and on the generated trace
+   with its sessions: hit rate, TTFT, TPOT, preemptions, per-replica hit rates and peak KV.
 
     .venv/bin/python benchmarks/bench_prefix_cache.py [--rate 6] [--seconds 300] [--out DIR]
 """
@@ -135,17 +136,14 @@ def capacity_sweep(trace_path: Path) -> None:
     print(f"unlimited, arrivals 10 s apart: hit rate {hit:.4%}")
 
 
-def routing(trace_path: Path, replicas: int) -> None:
-    print(
-        f"\nrouting over {replicas} replicas (Simulation.run, 5 ms reports; the generated "
-        "trace with its session ids, which the Mooncake format does not carry):"
-    )
+def routing(trace_path: Path, replicas: int, policies: tuple[str, ...]) -> None:
+    print(f"\nrouting {trace_path.name} over {replicas} replicas (Simulation.run, 5 ms reports):")
     print(
         "| policy | hit rate | TTFT p50 / p99, ms | TPOT p50 / p99, ms | preemptions "
         "| hit rate per replica | peak KV use per replica | wall, s |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    for policy in ("least_outstanding", "round_robin", "session_affinity", "prefix_affinity"):
+    for policy in policies:
         sc = scenario(policy, replicas)
         trace = load_trace(trace_path, sc)
         sim = Simulation(sc)
@@ -183,21 +181,32 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the traces here")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="prefix-bench-"))
-    table, meta = generate_table(spec(args.rate, args.seconds), seed=1)
-    jsonl = write_mooncake(table, out / "mooncake_chat.jsonl")
-    trace_path = out / "mooncake_chat.parquet"
+    one = mooncake_example(out, "replica_share", args.rate / args.replicas, args.seconds)[0]
+    capacity_sweep(one)
+    fleet, with_sessions = mooncake_example(out, "fleet", args.rate, args.seconds)
+    routing(fleet, args.replicas, ("least_outstanding", "round_robin", "prefix_affinity"))
+    routing(with_sessions, args.replicas, POLICIES)
+
+
+POLICIES = ("least_outstanding", "round_robin", "session_affinity", "prefix_affinity")
+
+
+def mooncake_example(out: Path, name: str, rate: float, seconds: float) -> tuple[Path, Path]:
+    """Generate, write as Mooncake JSONL, import: (the import, the generated trace)."""
+    table, meta = generate_table(spec(rate, seconds), seed=1)
+    jsonl = write_mooncake(table, out / f"mooncake_{name}.jsonl")
+    trace_path = out / f"mooncake_{name}.parquet"
     import_mooncake(jsonl, trace_path, service="chat")
-    with_sessions = write_trace(table, out / "chat_sessions.parquet", meta)
+    with_sessions = write_trace(table, out / f"sessions_{name}.parquet", meta)
     imported = read_trace(trace_path)
     prompt = imported.column("input_tokens").to_numpy().astype(np.int64)
     ratio = reuse_ratio(imported.column("prefix_blocks").to_pylist(), prompt, 512)
     print(
-        f"Mooncake-format trace {jsonl.name}: {imported.num_rows:,} requests over "
-        f"{args.seconds:.0f} s, mean prompt {prompt.mean():,.0f} tokens; reuse from its "
-        f"hashes: {ratio:.4%}"
+        f"\n{jsonl.name}: {imported.num_rows:,} requests over {seconds:.0f} s "
+        f"({rate:g}/s), mean prompt {prompt.mean():,.0f} tokens; reuse from its hashes: "
+        f"{ratio:.4%}"
     )
-    capacity_sweep(trace_path)
-    routing(with_sessions, args.replicas)
+    return trace_path, with_sessions
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ class Router:
         self.cells = np.asarray(cells, dtype=np.int64)
         k = len(self.cells)
         self.affinity = AffinityRouting(policy, k, weights) if policy in AFFINITY_POLICIES else None
+        # affinity policies route in route() (they read the requests), never through this
         self.policy = POLICY_FUNCTIONS.get(policy, least_outstanding)
         self.state = RouterState(
             rng=rng,
