@@ -138,7 +138,7 @@ class ReplicaScheduler(RequestTable):
         tokens = self.prompt[r] + self.generated[r]
         base = self.computed[r]  # 0, or the prompt for a prefilled (disaggregated) request
         hit = shared = 0
-        if not base:
+        if not base and self.kv.enabled:
             keys = self.keys[r]
             if keys is None:
                 hit = self.kv.hit_blocks(self.session[r], tokens)
@@ -198,7 +198,7 @@ class ReplicaScheduler(RequestTable):
         while heap and not self._live(heap[0]):
             heapq.heappop(heap)
         k = self._kv_limit(heap[0][0] - self.iteration, self.kv.available)
-        older = self._hit_at_risk(self.waiting[0]) if self.waiting else None
+        older = self._hit_at_risk(self.waiting[0]) if self.waiting and self.kv.enabled else None
         if older is not None:
             # the blocked head reuses cached blocks: stop before one would be evicted
             k = self._kv_limit(k, self.kv.free + older)
@@ -345,9 +345,10 @@ class ReplicaScheduler(RequestTable):
             if need > self.kv.available:
                 break
             waiting.popleft()
-            if not comp[r]:
+            base = comp[r]
+            if not base:
                 self.queried_tokens += prompt[r] + gen[r]
-            base = comp[r] or hit * bs
+                base = hit * bs
             chunk = min(prompt[r] + gen[r] - base, budget)
             if hit:
                 keys = self.keys[r]
