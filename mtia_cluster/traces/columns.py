@@ -63,6 +63,13 @@ def _chains(batch: pa.RecordBatch, block_tokens: int | None, file: object) -> np
     if block_tokens is None:
         block_tokens = prefix_block_tokens({}, file)
     col = batch.column("prefix_blocks")
+    if col.values.null_count:  # a missing id inside a chain: no prefix it could name
+        raise UserError(
+            "prefix_blocks lists must not hold nulls",
+            file=str(file) if file else None,
+            field="prefix_blocks",
+            value=None,
+        )
     lists = col.to_numpy(zero_copy_only=False)
     for i in np.flatnonzero(col.value_lengths().fill_null(0).to_numpy() > 0).tolist():
         out[i] = PrefixChain(block_tokens, lists[i].astype(np.int64, copy=False))

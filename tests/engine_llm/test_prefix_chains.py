@@ -182,3 +182,17 @@ def test_chains_without_block_size_are_refused(tmp_path: Path) -> None:
     path = write_trace(table, tmp_path / "t.parquet", meta)
     with pytest.raises(UserError, match=r"parameters\.block_tokens"):
         load_trace(path, scenario())
+
+
+def test_null_hash_ids_are_refused(tmp_path: Path) -> None:
+    table, meta = generate_table(spec(), seed=1)
+    chains = table.column("prefix_blocks").to_pylist()
+    chains[3] = [*chains[3][:2], None]
+    bad = table.set_column(
+        table.column_names.index("prefix_blocks"),
+        "prefix_blocks",
+        pa.array(chains, pa.list_(pa.int64())),
+    )
+    path = write_trace(bad, tmp_path / "t.parquet", meta)
+    with pytest.raises(UserError, match="must not hold nulls"):
+        load_trace(path, scenario())

@@ -11,7 +11,8 @@ dtype                  model's weight/compute dtype for the cost model
 max_num_batched_tokens 2048    token budget of one iteration (chunked prefill)
 max_num_seqs           256     most running requests
 block_size             16      KV-cache block, tokens
-prefix_caching         false   reuse a session's cached KV blocks (``session_id``)
+prefix_caching         false   reuse cached KV blocks: by the trace's hash chains
+                               (``prefix_blocks``), else by ``session_id``
 disaggregation         none    ``{prefill_accelerators: n, link: scale_up|scale_out}``:
                                a prefill instance on the first n accelerators (tp = n), a
                                decode instance on the rest, KV sent over the link (default:
