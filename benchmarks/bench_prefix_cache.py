@@ -104,7 +104,7 @@ def capacity_sweep(trace_path: Path) -> None:
     keys = chains_to_keys(trace.prefix_blocks, prompt, 16)
     print(f"\nhit rate vs KV capacity (one H100, own KV {model.kv_capacity_tokens:,} tokens):")
     print(
-        "| KV capacity, tokens | hit rate | prompt tokens reused | TTFT p50 / p99, ms "
+        "| KV capacity, tokens | lookup hit rate | prefix_cache_hit_rate | TTFT p50 / p99, ms "
         "| preemptions | wall, s |"
     )
     print("|---|---|---|---|---|---|")
@@ -133,14 +133,14 @@ def capacity_sweep(trace_path: Path) -> None:
     sched.add_many(spaced, prompt, output, keys=keys)
     sched.run_until(None)
     hit = sched.outcome().cached_tokens.sum() / prompt.sum()
-    print(f"unlimited, arrivals 10 s apart: hit rate {hit:.4%}")
+    print(f"unlimited, arrivals 10 s apart: lookup hit rate {hit:.4%}")
 
 
 def routing(trace_path: Path, replicas: int, policies: tuple[str, ...]) -> None:
     print(f"\nrouting {trace_path.name} over {replicas} replicas (Simulation.run, 5 ms reports):")
     print(
-        "| policy | hit rate | TTFT p50 / p99, ms | TPOT p50 / p99, ms | preemptions "
-        "| hit rate per replica | peak KV use per replica | wall, s |"
+        "| policy | lookup hit rate | TTFT p50 / p99, ms | TPOT p50 / p99, ms | preemptions "
+        "| per replica | peak KV use per replica | wall, s |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for policy in policies:

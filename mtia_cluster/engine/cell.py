@@ -92,8 +92,6 @@ _DTYPES: dict[str, type] = {
     "finish_ns": np.int64,
     "status": np.int8,
     "batch_size": np.int32,
-    "cached_tokens": np.int64,
-    "preemptions": np.int32,
     "busy_ns": np.int64,
     "batches": np.int64,
     "work_units": np.int64,

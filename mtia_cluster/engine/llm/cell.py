@@ -232,7 +232,7 @@ class LLMReplicaCell:
         """Scheduler figures for summaries and debugging: iterations, tokens computed, peak
         KV blocks used of the cache's, preemptions, prompt tokens submitted, and tokens
         looked up in and reused from the prefix cache over all admissions (re-admissions
-        after preemption included): hit rate = cached / queried, as vLLM counts it."""
+        after preemption included): lookup hit rate = cached / queried, as vLLM counts it."""
         sched = self.scheduler
         forgotten = self._forgotten
         return {
