@@ -18,7 +18,20 @@ from pydantic import Discriminator, Field, Tag
 
 from mtia_cluster.config.schema import Strict
 
-RouterPolicy = Literal["round_robin", "random", "weighted", "least_outstanding", "p2c"]
+# Router policies (engine/router.py implements each; this is the one list of their names).
+RouterPolicy = Literal[
+    "round_robin",
+    "random",
+    "weighted",
+    "least_outstanding",
+    "p2c",
+    "session_affinity",
+    "prefix_affinity",
+]
+# Default weights of the KV-aware policies' scores (llm-d's default scheduler profile: prefix
+# cache scorer weight 3, queue scorer weight 2; Red Hat OpenShift AI 3.4 docs, "Configuring
+# scheduler settings for LLM inference services").
+AFFINITY_WEIGHT, LOAD_WEIGHT = 3.0, 2.0
 EventKind = Literal["fail", "repair", "drain", "undrain"]
 OnFailure = Literal["retry", "fail"]
 FailureLevel = Literal["host", "rack"]
@@ -34,6 +47,8 @@ class Router(Strict):
     """How each (region, service) router picks a cell (engine/router.py)."""
 
     policy: RouterPolicy = "least_outstanding"
+    affinity_weight: float = Field(AFFINITY_WEIGHT, ge=0.0)  # prefix/session_affinity only
+    load_weight: float = Field(LOAD_WEIGHT, ge=0.0)  # prefix/session_affinity only
 
 
 class Batching(Strict):

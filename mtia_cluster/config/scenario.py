@@ -39,17 +39,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.events import EventSpec, FailureSpec, event_specs, failure_specs
 from mtia_cluster.config.limits import check_scenario
 from mtia_cluster.config.loader import load_yaml
-from mtia_cluster.config.models import LLMPool, RRPool, ScenarioFile, pool_kinds
+from mtia_cluster.config.models import (
+    AFFINITY_WEIGHT,
+    LOAD_WEIGHT,
+    LLMPool,
+    RouterPolicy,
+    RRPool,
+    ScenarioFile,
+    pool_kinds,
+)
 from mtia_cluster.config.overrides import apply_overrides
 from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError, did_you_mean
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
+
+POLICIES: tuple[str, ...] = get_args(RouterPolicy)  # the names, defined once (config/models.py)
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,8 @@ class Scenario:
     raw: dict[str, Any]
     events: tuple[EventSpec, ...] = ()  # fleet events inside the replay (config/events.py)
     failures: tuple[FailureSpec, ...] = ()  # failures drawn from MTBF/MTTR (config/events.py)
+    # KV-aware routers: score = affinity_weight x affinity + load_weight x queue score
+    router_weights: tuple[float, float] = (AFFINITY_WEIGHT, LOAD_WEIGHT)
 
     @property
     def services(self) -> list[str]:
@@ -194,6 +206,7 @@ def parse_scenario(
         raw=data,
         events=event_specs(doc.events, names, services, file),
         failures=failure_specs(doc.failures, names, file),
+        router_weights=(doc.router.affinity_weight, doc.router.load_weight),
     )
     check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario

@@ -143,6 +143,14 @@ class Sessions(Strict):
     max_context_tokens: PositiveInt = 32_768
 
 
+class PrefixBlocks(Strict):
+    """Hash chains for prefix caching (traces/generators/prefix.py)."""
+
+    block_tokens: PositiveInt = 512
+    system_prompts: Annotated[int, Field(ge=0)] = 0
+    system_prompt_tokens: Annotated[int, Field(ge=0)] = 0
+
+
 class ServiceSpec(Strict):
     name: str = Field(min_length=1)
     kind: Literal["rr", "llm"]
@@ -152,10 +160,11 @@ class ServiceSpec(Strict):
     items: Sizes | None = None  # rr
     lengths: Lengths | None = None  # llm
     sessions: Sessions | None = None  # llm
+    prefix_blocks: PrefixBlocks | None = None  # llm
 
     @model_validator(mode="after")
     def _kind_fields(self) -> ServiceSpec:
-        wrong = ("lengths", "sessions") if self.kind == "rr" else ("items",)
+        wrong = ("lengths", "sessions", "prefix_blocks") if self.kind == "rr" else ("items",)
         for key in wrong:
             if getattr(self, key) is not None:
                 raise ValueError(f"{key} does not apply to {self.kind} services")

@@ -77,9 +77,7 @@ class RegionWorker(ShardWorker):
         super()._flush()
 
     def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> None:
-        cell_id, outstanding, capacity = self.advance(arrivals.columns(), cell, until_ns)
-        self.sim.outstanding[cell_id] = outstanding
-        self.sim.capacity[cell_id] = capacity
+        self.sim.take_reports(*self.advance(arrivals.columns(), cell, until_ns))
 
     def run_epoch(self, stop_ns: int) -> Progress:
         """Run this shard's windows that start before `stop_ns`."""

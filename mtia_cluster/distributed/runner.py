@@ -355,12 +355,9 @@ def _drive_windows(
                     (arrivals.take(mine).columns() if len(mine) else None, cell[mine], until)
                 )
         _maybe_fail(opt, shards, window)
-        for s, (cell_id, outstanding, capacity) in zip(
-            active, calls(active, "advance", args), strict=True
-        ):
-            sim.outstanding[cell_id] = outstanding
-            sim.capacity[cell_id] = capacity
-            s.busy = bool(np.any(outstanding))
+        for s, reports in zip(active, calls(active, "advance", args), strict=True):
+            sim.take_reports(*reports)
+            s.busy = bool(np.any(reports[1]))  # outstanding
         window += 1
         if window % opt.checkpoint_windows == 0:
             _checkpoint(shards, calls)

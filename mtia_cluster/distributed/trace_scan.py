@@ -25,7 +25,7 @@ from mtia_cluster.config.limits import check_run
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import check_items
-from mtia_cluster.traces.columns import to_numpy_columns
+from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
 from mtia_cluster.traces.io import read_span_ns, read_trace_batches
 
 
@@ -73,8 +73,9 @@ def check_trace(path: str | Path, sim: Simulation) -> TraceCheck | None:
     if no_region is None:
         return None
     rows, served_rows, rejected, missing = 0, 0, [], False
+    tokens = trace_prefix_tokens(p)
     for batch in read_trace_batches(p):
-        cols = to_numpy_columns(batch, sim.services, sim.regions, file=p)
+        cols = to_numpy_columns(batch, sim.services, sim.regions, file=p, prefix_tokens=tokens)
         check_items(RequestBatch(**cols), sim.scenario, p, rows)
         region, service = cols["region"], cols["service"]
         missing = missing or bool(np.any(region < 0))
@@ -98,8 +99,10 @@ def served_chunks(
     table = servable(sim)
     pending: list[RequestBatch] = []
     pending_rows = 0
+    tokens = trace_prefix_tokens(path)
     for batch in read_trace_batches(path, validate=False):
-        rows = RequestBatch(**to_numpy_columns(batch, sim.services, sim.regions, file=path))
+        cols = to_numpy_columns(batch, sim.services, sim.regions, file=path, prefix_tokens=tokens)
+        rows = RequestBatch(**cols)
         keep = table[np.maximum(rows.region, 0), rows.service] & (rows.region >= 0)
         rows = rows if keep.all() else rows.take(keep)
         pending.append(rows)
@@ -134,8 +137,9 @@ def region_slice(sim: Simulation, path: str | Path, regions: list[int]) -> Reque
     table = servable(sim)
     out: dict[str, np.ndarray] = {}
     n = 0
+    tokens = trace_prefix_tokens(path)
     for batch in read_trace_batches(path, validate=False):
-        cols = to_numpy_columns(batch, sim.services, sim.regions, file=path)
+        cols = to_numpy_columns(batch, sim.services, sim.regions, file=path, prefix_tokens=tokens)
         region = cols["region"]
         keep = mine[region] & ((region < 0) | table[np.maximum(region, 0), cols["service"]])
         k = int(np.count_nonzero(keep))

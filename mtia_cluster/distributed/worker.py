@@ -23,7 +23,8 @@ from mtia_cluster.results import DeviceTracker, RunTarget
 from mtia_cluster.results.convert import fleet_device_info
 from mtia_cluster.results.partials import ShardStats
 
-Reports = tuple[np.ndarray, np.ndarray, np.ndarray]  # cell id, outstanding, capacity
+# cell id, outstanding, capacity; prefix-cache events: cell, hash id, sign (shard.LoadReports)
+Reports = tuple[np.ndarray, ...]
 FLUSH_ROWS = 131_072  # finished requests buffered before one Parquet write
 CHECKPOINTS_DIR = "_checkpoints"  # shard states (cloudpickle) in the run's temporary directory
 
@@ -78,7 +79,7 @@ class ShardWorker:
         done, reports = self.shard.advance(inbox, until_ns)
         self._emit(done)
         self.window += 1
-        return reports.cell_id, reports.outstanding, reports.capacity_weight
+        return reports.arrays()
 
     def guarded(self, seq: int, method: str, args: tuple[Any, ...]) -> Any:
         """Run call number `seq` of the coordinator; refuse it if this state is not at `seq`."""

@@ -88,6 +88,7 @@ _DTYPES: dict[str, type] = {
     "input_tokens": np.int32,
     "output_tokens": np.int32,
     "session_id": np.int64,
+    "prefix_blocks": object,
     "host_id": np.int32,
     "accelerator_id": np.int32,
     "start_ns": np.int64,
@@ -111,7 +112,8 @@ class RequestBatch(_Columns):
     """Requests as parallel arrays (one row per request), the trace's columns as indices.
 
     ``items`` is 0 for LLM requests; ``input_tokens``/``output_tokens`` are 0 for R&R;
-    ``session_id`` is -1 when the trace has none.
+    ``session_id`` is -1 when the trace has none. ``prefix_blocks`` (object) holds each
+    request's prompt hash chain (``traces.columns.PrefixChain``) or None.
     """
 
     request_id: np.ndarray  # int64
@@ -122,6 +124,7 @@ class RequestBatch(_Columns):
     input_tokens: np.ndarray  # int32
     output_tokens: np.ndarray  # int32
     session_id: np.ndarray  # int64
+    prefix_blocks: np.ndarray  # object: PrefixChain or None
 
 
 @dataclass
@@ -285,6 +288,7 @@ def make_requests(
     input_tokens: np.ndarray | int = 0,
     output_tokens: np.ndarray | int = 0,
     session_id: np.ndarray | int = -1,
+    prefix_blocks: np.ndarray | None = None,
 ) -> RequestBatch:
     """Convenience constructor (tests, synthetic workloads): scalars are broadcast."""
     arrival = np.asarray(arrival_ns, dtype=np.int64)
@@ -303,6 +307,7 @@ def make_requests(
         input_tokens=col(input_tokens, np.int32),
         output_tokens=col(output_tokens, np.int32),
         session_id=col(session_id, np.int64),
+        prefix_blocks=np.full(n, None, dtype=object) if prefix_blocks is None else prefix_blocks,
     )
 
 

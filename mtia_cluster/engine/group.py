@@ -14,6 +14,9 @@ import numpy as np
 
 from mtia_cluster.engine.cell import Cell, Completed, DeviceCounters, RequestBatch
 
+# prefix-cache events of cells: (global cell id, hash id, +1 appeared / -1 gone) per event
+PrefixEvents = tuple[np.ndarray, np.ndarray, np.ndarray]
+
 
 class CellGroup(Protocol):
     cell_ids: np.ndarray
@@ -66,6 +69,19 @@ class SingleCell:
 
     def device_counters(self) -> DeviceCounters:
         return self.cell.device_counters()
+
+    def prefix_events(self) -> PrefixEvents | None:
+        """The cell's prefix-cache events since the last call (LLM cells), else None."""
+        drain = getattr(self.cell, "prefix_events", None)
+        events = drain() if drain is not None else None
+        if not events:
+            return None
+        hashes, signs = zip(*events, strict=True)
+        return (
+            np.full(len(events), self.cell_ids[0], dtype=np.int64),
+            np.array(hashes, dtype=np.int64),
+            np.array(signs, dtype=np.int8),
+        )
 
     def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
         batch = self.cell.evict(at_ns)

@@ -12,7 +12,10 @@ as choosing request by request:
 * ``least_outstanding``: each request to the candidate with the fewest outstanding + sent
   (ties: lowest index), request by request on a heap (compiled);
 * ``p2c``: power of two choices: two distinct random candidates, the less loaded one
-  (outstanding + sent; ties: the first drawn), request by request (compiled).
+  (outstanding + sent; ties: the first drawn), request by request (compiled);
+* ``prefix_affinity`` / ``session_affinity``: KV-aware, request by request
+  (:mod:`.kv_router`): cached prefix blocks or the session's last candidate, weighed against
+  load (these read the requests, not only their number).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from typing import get_args
 import numpy as np
 from numba import njit
 
-from mtia_cluster.config.models import RouterPolicy
+from mtia_cluster.config.models import AFFINITY_WEIGHT, LOAD_WEIGHT, RouterPolicy
+from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.kv_router import AFFINITY_POLICIES, AffinityRouting
 from mtia_cluster.engine.rr_kernel import heap_replace
 
 POLICIES: tuple[str, ...] = get_args(RouterPolicy)  # the names, defined once (config/models.py)
@@ -111,17 +116,25 @@ POLICY_FUNCTIONS: dict[str, Policy] = {
     "least_outstanding": least_outstanding,
     "p2c": p2c,
 }
+assert set(POLICY_FUNCTIONS) | set(AFFINITY_POLICIES) == set(POLICIES)
 
 
 class Router:
     """One (region, service) router over `cells` (global cell ids)."""
 
     def __init__(
-        self, policy: str, cells: np.ndarray, capacity: np.ndarray, rng: np.random.Generator
+        self,
+        policy: str,
+        cells: np.ndarray,
+        capacity: np.ndarray,
+        rng: np.random.Generator,
+        weights: tuple[float, float] = (AFFINITY_WEIGHT, LOAD_WEIGHT),
     ) -> None:
-        self.policy = POLICY_FUNCTIONS[policy]
         self.cells = np.asarray(cells, dtype=np.int64)
         k = len(self.cells)
+        self.affinity = AffinityRouting(policy, k, weights) if policy in AFFINITY_POLICIES else None
+        # affinity policies route in route() (they read the requests), never through this
+        self.policy = POLICY_FUNCTIONS.get(policy, least_outstanding)
         self.state = RouterState(
             rng=rng,
             outstanding=np.zeros(k, dtype=np.int64),
@@ -130,7 +143,9 @@ class Router:
         )
         self.available = np.ones(k, dtype=bool)  # fleet events: failed or drained cells
         # policies reading load reports depend on the window cuts; the others do not
-        self.needs_reports = policy in ("least_outstanding", "p2c") and k > 1
+        self.needs_reports = policy in ("least_outstanding", "p2c", *AFFINITY_POLICIES) and k > 1
+        self.needs_requests = self.affinity is not None  # route() needs the requests
+        self._local = {int(c): i for i, c in enumerate(self.cells)}
 
     def set_available(self, cells: np.ndarray, available: bool) -> None:
         """Take cells (global ids; others ignored) out of routing or put them back."""
@@ -142,10 +157,25 @@ class Router:
         self.state.capacity = np.asarray(capacity, dtype=np.float64)
         self.state.sent = np.zeros(len(self.cells), dtype=np.int64)
 
-    def route(self, n: int) -> np.ndarray:
+    def apply_prefix_events(self, cells: np.ndarray, hashes: np.ndarray, signs: np.ndarray) -> None:
+        """Prefix-cache events reported by this router's cells (global ids), in order."""
+        if self.affinity is not None:
+            local = np.array([self._local[c] for c in cells.tolist()], dtype=np.int64)
+            self.affinity.apply_events(local, hashes, signs)
+
+    def route(self, n: int, requests: RequestBatch | None = None) -> np.ndarray:
         """Global cell ids for the next `n` requests, in arrival order (-1 for every request
-        when no cell is available: the caller rejects them)."""
-        if self.available.all():
+        when no cell is available: the caller rejects them). `requests` (those n rows) is
+        needed when ``needs_requests``."""
+        if self.affinity is not None:
+            up = np.flatnonzero(self.available)
+            if len(up) == 0:
+                return np.full(n, -1, dtype=np.int64)
+            if requests is None or len(requests) != n:
+                raise ValueError("affinity routing needs the requests")
+            s = self.state
+            local = self.affinity.route((s.outstanding + s.sent)[up], up, requests)
+        elif self.available.all():
             local = self.policy(self.state, n)
         else:
             up = np.flatnonzero(self.available)

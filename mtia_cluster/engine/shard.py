@@ -9,12 +9,12 @@ the Ray layer can move a shard into an actor; results never depend on the groupi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch
-from mtia_cluster.engine.group import CellGroup
+from mtia_cluster.engine.group import CellGroup, PrefixEvents
 
 
 @dataclass
@@ -27,11 +27,22 @@ class Inbox:
 
 @dataclass
 class LoadReports:
-    """One row per cell: global id, outstanding requests, capacity weight."""
+    """One row per cell: global id, outstanding requests, capacity weight; then the cells'
+    prefix-cache events since the last reports (``group.PrefixEvents``: cell, hash id,
+    sign), for KV-aware routers."""
 
     cell_id: np.ndarray
     outstanding: np.ndarray
     capacity_weight: np.ndarray
+    prefix: PrefixEvents = field(default_factory=lambda: no_prefix_events())
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The fields as plain arrays (what a shard actor returns)."""
+        return (self.cell_id, self.outstanding, self.capacity_weight, *self.prefix)
+
+
+def no_prefix_events() -> PrefixEvents:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)
 
 
 class Shard:
@@ -57,8 +68,22 @@ class Shard:
             cell_id=np.concatenate([g.cell_ids for g in self.groups]),
             outstanding=np.concatenate([g.outstanding() for g in self.groups]),
             capacity_weight=np.concatenate([g.capacity() for g in self.groups]),
+            prefix=self._prefix_events(),
         )
         return Completed.concat([o for o in outputs if len(o)]), reports
+
+    def _prefix_events(self) -> PrefixEvents:
+        """Every group's prefix-cache events since the last reports."""
+        parts = []
+        for g in self.groups:
+            drain = getattr(g, "prefix_events", None)
+            events = drain() if drain is not None else None
+            if events is not None:
+                parts.append(events)
+        if not parts:
+            return no_prefix_events()
+        cells, hashes, signs = zip(*parts, strict=True)
+        return np.concatenate(cells), np.concatenate(hashes), np.concatenate(signs)
 
     def _submit(self, inbox: Inbox) -> None:
         """Hand each group its rows (arrival order kept); one group takes the inbox as is."""

@@ -72,6 +72,7 @@ class Simulation:
                 cells,
                 self.capacity[cells],
                 entity_rng(self.scenario.seed, KIND_ROUTER, r, s),
+                self.scenario.router_weights,
             )
         return routers
 
@@ -170,9 +171,31 @@ class Simulation:
                 inbox = Inbox(arrivals.take(mine), cell[mine])
             done, reports = shard.advance(inbox, until_ns)
             done_parts.append(done)
-            self.outstanding[reports.cell_id] = reports.outstanding
-            self.capacity[reports.cell_id] = reports.capacity_weight
+            self.take_reports(*reports.arrays())
         return done_parts
+
+    def take_reports(
+        self,
+        cell_id: np.ndarray,
+        outstanding: np.ndarray,
+        capacity: np.ndarray,
+        prefix_cell: np.ndarray,
+        prefix_hash: np.ndarray,
+        prefix_sign: np.ndarray,
+    ) -> None:
+        """A shard's reports at a window boundary (``LoadReports.arrays()``): loads and
+        capacities for every router, prefix-cache events for the routers of their cells."""
+        self.outstanding[cell_id] = outstanding
+        self.capacity[cell_id] = capacity
+        if not len(prefix_cell):
+            return
+        region = np.asarray(self.fleet.cell_region)[prefix_cell]
+        service = np.asarray(self.fleet.cell_service)[prefix_cell]
+        key = region.astype(np.int64) * len(self.services) + service
+        for k in np.unique(key).tolist():
+            rows = key == k
+            router = self.routers[(k // len(self.services), k % len(self.services))]
+            router.apply_prefix_events(prefix_cell[rows], prefix_hash[rows], prefix_sign[rows])
 
     def _evict(self, cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
         """Cells fail at `at_ns`: the requests they held and the cell of each."""
@@ -191,13 +214,15 @@ class Simulation:
             return cell
         if len(self.routers) == 1:
             (router,) = self.routers.values()
-            cell[:] = router.route(len(window))
+            cell[:] = router.route(len(window), window if router.needs_requests else None)
             return cell
         key = window.region.astype(np.int64) * len(self.services) + window.service
         for k in np.unique(key).tolist():
             rows = np.flatnonzero(key == k)
             router = self.routers[(k // len(self.services), k % len(self.services))]
-            cell[rows] = router.route(len(rows))
+            cell[rows] = router.route(
+                len(rows), window.take(rows) if router.needs_requests else None
+            )
         return cell
 
     def _counters(self) -> DeviceCounters:

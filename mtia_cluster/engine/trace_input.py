@@ -15,7 +15,7 @@ from mtia_cluster.config.limits import check_run
 from mtia_cluster.config.scenario import Scenario
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.errors import UserError
-from mtia_cluster.traces.columns import to_numpy_columns
+from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
 from mtia_cluster.traces.io import read_span_ns, read_trace_batches
 
 
@@ -24,8 +24,9 @@ def load_trace(path: str | Path, scenario: Scenario) -> RequestBatch:
     check_run(scenario, read_span_ns(path))
     services = scenario.services
     regions = [r.name for r in scenario.regions]
+    tokens = trace_prefix_tokens(path)
     parts = [
-        RequestBatch(**to_numpy_columns(batch, services, regions, file=path))
+        RequestBatch(**to_numpy_columns(batch, services, regions, file=path, prefix_tokens=tokens))
         for batch in read_trace_batches(path)
     ]
     trace = RequestBatch.concat(parts)

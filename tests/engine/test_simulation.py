@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mtia_cluster.config.scenario import POLICIES as ALL_POLICIES
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import STATUS_OK, STATUS_REJECTED, RequestBatch, make_requests
 from mtia_cluster.engine.rng import entity_rng
@@ -94,10 +95,10 @@ def same(a: Any, b: Any) -> None:
         assert np.array_equal(getattr(da, name), getattr(db, name)), name
 
 
-POLICIES = ["round_robin", "random", "weighted", "least_outstanding", "p2c"]
+POLICIES = list(ALL_POLICIES)  # every router policy, KV-aware ones included
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.sampled_from(POLICIES),
     st.integers(0, 1000),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from standin import StandInModel
 
 from mtia_cluster.engine.llm.costs import IterationCost, probe_iteration_cost
+from mtia_cluster.engine.llm.kvcache import block_keys
 from mtia_cluster.engine.llm.limits import ReplicaLimits
 
 
@@ -87,3 +89,36 @@ def pressured(
     limits = ReplicaLimits(budget, seqs, block, capacity, prefix_caching=caching)
     work = (arrival.astype(np.int64), prompt, output, sessions)
     return (probe_iteration_cost(model, budget), limits), work
+
+
+def draw_chains(draw: st.DrawFn, prompt: np.ndarray, block_size: int) -> list:
+    """Block keys of hash chains where requests share prefixes (a few families).
+
+    Request i's chain: its first ``shared`` hash blocks are those of family ``f`` (ids
+    ``f * 1000 + m``, the same content for every request of the family), the rest its own
+    (ids ``10**6 + i * 1000 + m``): equal ids mean equal prefixes, as in a hash chain. The
+    hash block size differs from the KV block size (any ratio); some requests have no chain.
+    """
+    hash_tokens = draw(st.sampled_from([1, 2, 3, 5, 16, 48]))
+    keys: list = []
+    for i, p in enumerate(prompt.tolist()):
+        length = -(-max(p, 0) // hash_tokens)
+        if draw(st.integers(0, 5)) == 0 or length == 0:
+            keys.append(None)
+            continue
+        family, shared = draw(st.integers(0, 2)), draw(st.integers(0, length))
+        ids = [family * 1000 + m for m in range(shared)]
+        ids += [10**6 + i * 1000 + m for m in range(shared, length)]
+        keys.append(block_keys(ids, hash_tokens, p, block_size))
+    return keys
+
+
+@st.composite
+def chained(
+    draw: st.DrawFn,
+) -> tuple[tuple[IterationCost, ReplicaLimits], tuple[np.ndarray, ...], list]:
+    """A replica with prefix caching and a workload (often under KV pressure) whose requests
+    carry hash-chain block keys sharing prefixes (see :func:`draw_chains`)."""
+    (cost, limits), work = draw(st.one_of(st.tuples(replicas(), workloads()), pressured()))
+    limits = dataclasses.replace(limits, prefix_caching=True)
+    return (cost, limits), work, draw_chains(draw, work[1], limits.block_size)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import pressured, replicas, workloads
+from conftest import chained, pressured, replicas, workloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -50,27 +50,28 @@ def fast_snapshot(sched: ReplicaScheduler) -> Snapshot:
     return Snapshot(sched.t_as, sched.iteration, kv.free, kv.cached, tuple(kv.cache.items()))
 
 
-def assert_matches_reference(cost, limits, work, fractions=(), prefilled=None) -> None:
+def assert_matches_reference(cost, limits, work, fractions=(), prefilled=None, keys=None):
     """Fast == reference exactly: every outcome, the KV blocks (peak, final, cache entries)
     and the iteration count after one uncut run; then, cut at `fractions` of the busy span,
     the clock, iterations, free/cached blocks and cache entries at every cut."""
     arrival, prompt, output, session = work
     ref = ReferenceScheduler(cost, limits)
-    expected = ref.run(arrival, prompt, output, session, prefilled)
+    expected = ref.run(arrival, prompt, output, session, prefilled, keys=keys)
     fast = ReplicaScheduler(cost, limits)
-    fast.add_many(arrival, prompt, output, session, prefilled)
+    fast.add_many(arrival, prompt, output, session, prefilled, keys)
     fast.run_until(None)
     assert_same(fast.outcome(), expected)
     assert fast.max_used_blocks == ref.max_used_blocks
     assert fast.free_blocks == limits.num_blocks == ref.free_blocks + ref.cached_blocks
     assert list(fast.kv.cache.items()) == list(ref.cache.items())
+    assert fast.kv.refs == ref.holders == {}
     assert fast.iteration == ref.iterations
     first, last = int(arrival[0]), int(expected.finish_ns.max())
     cuts = sorted(first + int(f * (last - first)) for f in fractions)
     ref = ReferenceScheduler(cost, limits)
-    ref.run(arrival, prompt, output, session, prefilled, snapshot_ns=cuts)
+    ref.run(arrival, prompt, output, session, prefilled, snapshot_ns=cuts, keys=keys)
     fast = ReplicaScheduler(cost, limits)
-    fast.add_many(arrival, prompt, output, session, prefilled)
+    fast.add_many(arrival, prompt, output, session, prefilled, keys)
     snapshots = []
     for cut in cuts:
         fast.run_until(cut)
@@ -93,6 +94,24 @@ def test_fast_equals_reference_under_kv_pressure(drawn, fractions) -> None:
     """Bursts on a short KV cache: preemptions, prefix-cache evictions, both at once."""
     (cost, limits), work = drawn
     assert_matches_reference(cost, limits, work, fractions)
+
+
+@PRESSURED
+@given(chained(), FRACTIONS)
+def test_block_keys_equal_reference(drawn, fractions) -> None:
+    """Hash-chain prefix caching: shared, held and cached blocks, LRU eviction under KV
+    pressure, preemption of holders, requests without chains (session rule) mixed in."""
+    (cost, limits), work, keys = drawn
+    assert_matches_reference(cost, limits, work, fractions, keys=keys)
+
+
+@SETTINGS
+@given(chained(), FRACTIONS, st.data())
+def test_block_keys_with_prefilled_equal_reference(drawn, fractions, data) -> None:
+    (cost, limits), work, keys = drawn
+    wants = data.draw(st.lists(st.booleans(), min_size=len(work[0]), max_size=len(work[0])))
+    flags = np.array(wants, dtype=bool) & (work[2] >= 2)
+    assert_matches_reference(cost, limits, work, fractions, flags, keys)
 
 
 @EQUIVALENCE

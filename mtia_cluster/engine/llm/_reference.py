@@ -35,6 +35,16 @@ request order). A waiting request of the same session admitted later reuses
 ``min(cached tokens, whole blocks of its tokens but the last)`` tokens as already computed
 and takes the entry's blocks; admission then needs its chunk's new blocks plus the reused
 ones to be free or cached.
+
+With prefix caching, a request given block keys (``kvcache.block_keys`` of its trace's hash
+chain) uses them instead of its session. Each full block of its prompt that a key covers is
+*registered* when an iteration completes it: shared from then on under its key (held by this
+request; if the key is already registered, or cached, the request holds that block instead
+and frees its own). At admission it reuses the longest run of leading keys registered or
+cached (at most ``(tokens - 1) // block_size`` blocks), holding them: cached ones leave the
+cache; admission needs the chunk's blocks minus the reused blocks other requests hold. When
+it finishes or is preempted, it frees its unkeyed blocks and lets go of its keyed ones,
+deepest first; a keyed block nobody holds any more is cached (one-block entry, most recent).
 """
 
 from __future__ import annotations
@@ -56,7 +66,7 @@ class Snapshot(NamedTuple):
     iterations: int
     free_blocks: int
     cached_blocks: int
-    cache: tuple[tuple[int, int], ...]  # (session, blocks), least recently cached first
+    cache: tuple[tuple[object, int], ...]  # (session or key, blocks), least recent first
 
 
 def _blocks(tokens: int, block_size: int) -> int:
@@ -72,7 +82,8 @@ class ReferenceScheduler:
         self.bs = limits.block_size
         self.free_blocks = limits.num_blocks
         self.cached_blocks = 0
-        self.cache: OrderedDict[int, int] = OrderedDict()  # session -> cached blocks, LRU first
+        self.cache: OrderedDict[object, int] = OrderedDict()  # session/key -> blocks, LRU first
+        self.holders: dict[object, int] = {}  # registered block key -> requests holding it
         self.max_used_blocks = 0
         self.running: list[int] = []
         self.waiting: deque[int] = deque()
@@ -90,15 +101,65 @@ class ReferenceScheduler:
         self.free_blocks -= need
 
     def _hit_tokens(self, r: int) -> int:
-        """Tokens of waiting request r found in its session's cache entry."""
+        """Tokens of waiting request r found in its session's cache entry or, with block
+        keys, in its longest run of registered or cached leading keys."""
+        keys = self.keys[r]
+        if keys is not None:
+            usable = min(len(keys), (self.prompt[r] + self.generated[r] - 1) // self.bs)
+            n = 0
+            while n < usable and (keys[n] in self.holders or keys[n] in self.cache):
+                n += 1
+            return n * self.bs
         session = self.session[r]
         if not self.limits.prefix_caching or session < 0 or session not in self.cache:
             return 0
         usable = (self.prompt[r] + self.generated[r] - 1) // self.bs
         return min(self.cache[session], usable) * self.bs
 
+    def _hold(self, key: object) -> bool:
+        """Hold registered or cached block `key` (True), or nothing if it is neither."""
+        if key in self.holders:
+            self.holders[key] += 1
+        elif key in self.cache:
+            del self.cache[key]
+            self.cached_blocks -= 1
+            self.holders[key] = 1
+        else:
+            return False
+        return True
+
+    def _register(self, r: int) -> None:
+        """Register request r's newly computed full keyed blocks (or hold the existing ones)."""
+        keys = self.keys[r]
+        assert keys is not None
+        full = min(len(keys), self.computed[r] // self.bs)
+        for j in range(self.registered[r], full):
+            if self._hold(keys[j]):
+                self.free_blocks += 1  # its own copy
+            else:
+                self.holders[keys[j]] = 1
+        self.registered[r] = max(self.registered[r], full)
+
+    def _let_go(self, r: int) -> None:
+        """Request r (finished or preempted) frees its blocks; keyed ones it held go back
+        to the cache, deepest first, when no other request holds them."""
+        keys = self.keys[r]
+        assert keys is not None
+        held = self.registered[r]
+        self.free_blocks += _blocks(self.computed[r], self.bs) - held
+        for j in reversed(range(held)):
+            self.holders[keys[j]] -= 1
+            if self.holders[keys[j]] == 0:
+                del self.holders[keys[j]]
+                self.cache[keys[j]] = 1
+                self.cached_blocks += 1
+        self.registered[r] = 0
+
     def _release(self, r: int) -> None:
-        """A finished request's blocks: cached under its session, or freed."""
+        """A finished request's blocks: cached under its session (or keys), or freed."""
+        if self.keys[r] is not None:
+            self._let_go(r)
+            return
         held = _blocks(self.computed[r], self.bs)
         session = self.session[r]
         if not self.limits.prefix_caching or session < 0:
@@ -120,6 +181,7 @@ class ReferenceScheduler:
         session_id: np.ndarray | None = None,
         prefilled: np.ndarray | None = None,
         snapshot_ns: Sequence[int] = (),
+        keys: Sequence[list[tuple[int, int]] | None] | None = None,
     ) -> Outcome:
         """Simulate all requests (arrivals sorted) to completion.
 
@@ -137,6 +199,9 @@ class ReferenceScheduler:
         self.outputs = [int(x) for x in output_tokens]
         self.session = [-1] * n if session_id is None else [int(x) for x in session_id]
         done = [False] * n if prefilled is None else [bool(x) for x in prefilled]
+        given = [None] * n if keys is None or not self.limits.prefix_caching else list(keys)
+        self.keys = [None if d else k for k, d in zip(given, done, strict=True)]
+        self.registered = [0] * n
         self.computed = [p if d else 0 for p, d in zip(self.prompt, done, strict=True)]
         self.generated = [1 if d else 0 for d in done]
         arrivals = [int(a) * AS_PER_NS for a in arrival_ns]
@@ -173,7 +238,10 @@ class ReferenceScheduler:
 
     def _preempt(self, victim: int) -> None:
         self.running.remove(victim)
-        self.free_blocks += _blocks(self.computed[victim], self.bs)
+        if self.keys[victim] is not None:
+            self._let_go(victim)
+        else:
+            self.free_blocks += _blocks(self.computed[victim], self.bs)
         self.computed[victim] = 0
         self.waiting.appendleft(victim)
         self.out.preemptions[victim] += 1
@@ -235,11 +303,19 @@ class ReferenceScheduler:
             hit = 0 if prefilled else self._hit_tokens(r)
             chunk = min(self.prompt[r] + self.generated[r] - prefilled - hit, budget)
             total = _blocks(prefilled + hit + chunk, self.bs)
-            if total > self._available():
+            keys = self.keys[r]
+            held_by_others = 0
+            if keys is not None:
+                held_by_others = sum(1 for k in keys[: hit // self.bs] if k in self.holders)
+            if total - held_by_others > self._available():
                 break
             self.waiting.popleft()
             self.running.append(r)
-            if hit:
+            if hit and keys is not None:
+                for key in keys[: hit // self.bs]:
+                    self._hold(key)
+                self.registered[r] = hit // self.bs
+            elif hit:
                 size = self.cache.pop(self.session[r])
                 self.cached_blocks -= size
                 self.free_blocks += size - hit // self.bs
@@ -260,6 +336,8 @@ class ReferenceScheduler:
         finished = []
         for r, n in plan:
             comp[r] += n
+            if self.keys[r] is not None:
+                self._register(r)
             if comp[r] == prompt[r] + gen[r]:
                 gen[r] += 1
                 if gen[r] == 1:

@@ -24,6 +24,7 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.llm.costs import AS_PER_NS
+from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.requests import DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
@@ -95,7 +96,9 @@ class LLMReplicaCell:
         self.scheduler = scheduler
         self.compact_after = compact_after
         self._next_compact = compact_after or 0
-        self._forgotten = {"preemptions": 0, "cached_tokens": 0}  # of dropped requests
+        # of requests no longer held (compaction, failures)
+        self._forgotten = {"preemptions": 0, "cached_tokens": 0, "prompt_tokens": 0}
+        self._lost_prefixes: list[tuple[int, int]] = []  # prefix events of a failed scheduler
         self._submitted = 0
         self.accelerator_ids = np.asarray(accelerator_ids, dtype=np.int32)
         self.host_id = host_id
@@ -114,8 +117,12 @@ class LLMReplicaCell:
             return
         self._rows.append(batch)
         self._submitted += len(batch)
-        self.scheduler.add_many(
-            batch.arrival_ns, batch.input_tokens, batch.output_tokens, batch.session_id
+        sched = self.scheduler
+        keys = None
+        if sched.limits.prefix_caching:
+            keys = chains_to_keys(batch.prefix_blocks, batch.input_tokens, sched.limits.block_size)
+        sched.add_many(
+            batch.arrival_ns, batch.input_tokens, batch.output_tokens, batch.session_id, keys=keys
         )
 
     def advance(self, until_ns: int) -> Completed:
@@ -150,6 +157,9 @@ class LLMReplicaCell:
         out = out.take(np.lexsort((out.request_id, out.arrival_ns)))
         self._forgotten["preemptions"] += sum(sched.preemptions)
         self._forgotten["cached_tokens"] += sum(sched.cached_tokens)
+        self._forgotten["prompt_tokens"] += sum(sched.prompt)
+        self._lost_prefixes += [(h, -1) for h in sched.kv.hashes]  # its cache is gone
+        self._lost_prefixes[:0] = sched.kv.events
         self.scheduler = sched.restarted(at_ns)
         self._rows = Rows()
         self._seen_finished = 0
@@ -168,6 +178,7 @@ class LLMReplicaCell:
         assert self.compact_after is not None
         self._forgotten["preemptions"] += sum(sched.preemptions[:cut])
         self._forgotten["cached_tokens"] += sum(sched.cached_tokens[:cut])
+        self._forgotten["prompt_tokens"] += sum(sched.prompt[:cut])
         sched.drop_prefix(cut)
         self._rows.drop_prefix(cut)
         self._held = [r - cut for r in self._held]
@@ -199,6 +210,14 @@ class LLMReplicaCell:
         outstanding = self._submitted - self._returned
         return LoadReport(outstanding=outstanding, capacity_weight=float(len(self.accelerator_ids)))
 
+    def prefix_events(self) -> list[tuple[int, int]]:
+        """Hash ids that appeared in (+1) or left (-1) the replica's prefix cache since the
+        last call, in order (a failure removes them all): the router's view of the cache."""
+        events = self._lost_prefixes + self.scheduler.kv.events
+        self._lost_prefixes = []
+        self.scheduler.kv.events = []
+        return events
+
     def device_counters(self) -> DeviceCounters:
         """Every accelerator of the replica works in every iteration (TP/PP in lockstep)."""
         return replica_counters(
@@ -210,13 +229,19 @@ class LLMReplicaCell:
         )
 
     def stats(self) -> dict[str, Any]:
-        """Scheduler figures for summaries and debugging."""
+        """Scheduler figures for summaries and debugging: iterations, tokens computed, peak
+        KV blocks used of the cache's, preemptions, prompt tokens submitted, and tokens
+        looked up in and reused from the prefix cache over all admissions (re-admissions
+        after preemption included): lookup hit rate = cached / queried, as vLLM counts it."""
         sched = self.scheduler
+        forgotten = self._forgotten
         return {
             "iterations": sched.iteration,
             "tokens": sched.tokens_done,
             "max_used_kv_blocks": sched.max_used_blocks,
             "kv_blocks": sched.limits.num_blocks,
-            "preemptions": int(sum(sched.preemptions)) + self._forgotten["preemptions"],
-            "cached_tokens": int(sum(sched.cached_tokens)) + self._forgotten["cached_tokens"],
+            "preemptions": int(sum(sched.preemptions)) + forgotten["preemptions"],
+            "cached_tokens": int(sum(sched.cached_tokens)) + forgotten["cached_tokens"],
+            "prompt_tokens": int(sum(sched.prompt)) + forgotten["prompt_tokens"],
+            "queried_tokens": sched.queried_tokens,
         }

@@ -30,6 +30,7 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.llm.cell import Rows, replica_counters
+from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.limits import NOT_SET
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 
@@ -63,6 +64,7 @@ class DisaggregatedCell:
         self._finish: list[int] = []  # per cell position (= prefill position)
         self._decode_pos: list[int] = []  # decode position -> cell position
         self._decode_of: dict[int, int] = {}  # cell position -> decode position
+        self._lost_prefixes: list[tuple[int, int]] = []  # prefix events of a failed prefill
         self._link: list[tuple[int, int]] = []  # per decode position: transfer (start, end)
         self._seen = [0, 0]  # prefill / decode `finished` entries already handled
         self._held: list[int] = []
@@ -81,11 +83,16 @@ class DisaggregatedCell:
         kv_blocks = -(-(prompt + outputs - 1) // lim.block_size)
         decodable = (outputs == 1) | (kv_blocks <= lim.num_blocks)
         # a request the decode side can never hold is rejected at arrival by the prefill side
+        lim_pre = self.prefill.limits
+        keys = None
+        if lim_pre.prefix_caching:  # the prefill instance's prefix cache
+            keys = chains_to_keys(batch.prefix_blocks, batch.input_tokens, lim_pre.block_size)
         self.prefill.add_many(
             batch.arrival_ns,
             np.where(decodable, prompt, 0),
             np.where(outputs >= 1, 1, 0),
             batch.session_id,
+            keys=keys,
         )
         self._outputs += outputs.tolist()
         self._finish += [NOT_SET] * len(batch)
@@ -125,6 +132,8 @@ class DisaggregatedCell:
         positions = np.array(sorted({*self._held, *pending}), dtype=np.int64)
         out = self._rows.take(positions)
         out = out.take(np.lexsort((out.request_id, out.arrival_ns)))
+        lost = self.prefill.kv
+        self._lost_prefixes += lost.events + [(h, -1) for h in lost.hashes]
         self.prefill = self.prefill.restarted(at_ns)
         self.decode = self.decode.restarted(at_ns)
         self.transfer_ns_total -= sum(
@@ -200,6 +209,14 @@ class DisaggregatedCell:
         """Times cell request `r` was preempted, on the prefill and the decode instance."""
         q = self._decode_of.get(r)
         return self.prefill.preemptions[r] + (0 if q is None else self.decode.preemptions[q])
+
+    def prefix_events(self) -> list[tuple[int, int]]:
+        """The prefill instance's prefix-cache events since the last call (see
+        ``LLMReplicaCell.prefix_events``)."""
+        events = self._lost_prefixes + self.prefill.kv.events
+        self._lost_prefixes = []
+        self.prefill.kv.events = []
+        return events
 
     def report(self) -> LoadReport:
         """Outstanding = submitted and not yet returned; capacity weight = accelerators."""

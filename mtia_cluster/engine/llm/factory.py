@@ -2,7 +2,9 @@
 
 The pool's serving settings arrive typed and resolved (``config.scenario.LLMSettings``,
 validated at load): ``tp``/``pp`` (tp x pp = the replica), ``dtype``, the iteration token
-budget ``max_num_batched_tokens``, ``max_num_seqs``, ``block_size``, ``prefix_caching`` and,
+budget ``max_num_batched_tokens``, ``max_num_seqs``, ``block_size``,
+``prefix_caching`` (reuse cached KV blocks by the trace's hash chains,
+``prefix_blocks``, else by ``session_id``) and,
 for a disaggregated replica, ``prefill_accelerators`` and the KV link. What is left to check
 here needs the cost model: that the KV cache holds a block (``ReplicaLimits.validate``).
 """

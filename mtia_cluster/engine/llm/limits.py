@@ -24,8 +24,9 @@ class ReplicaLimits:
     block_size: KV-cache allocation unit, in tokens.
     kv_capacity_tokens: KV tokens the replica can hold (from the cost model); the cache has
         ``kv_capacity_tokens // block_size`` blocks.
-    prefix_caching: keep finished requests' full KV blocks per ``session_id`` for reuse by
-        the session's later requests (LRU eviction).
+    prefix_caching: reuse full KV blocks across requests: by the requests' hash-chain block
+        keys when they have them (shared blocks, LRU eviction), else per ``session_id``
+        (finished requests' blocks reused by the session's later requests, LRU eviction).
     """
 
     max_num_batched_tokens: int = 2048

@@ -23,6 +23,7 @@ class RequestTable:
         self.prompt: list[int] = []
         self.outputs: list[int] = []
         self.session: list[int] = []
+        self.keys: list[list[tuple[int, int]] | None] = []  # prefix block keys (kvcache)
         self.computed: list[int] = []  # valid unless decoding (then iteration + offset)
         self.generated: list[int] = []  # valid unless decoding
         self.offset: list[int] = []  # decoding: computed - iteration
@@ -46,12 +47,15 @@ class RequestTable:
         output_tokens: np.ndarray,
         session_id: np.ndarray | None = None,
         prefilled: np.ndarray | None = None,
+        keys: list[list[tuple[int, int]] | None] | None = None,
     ) -> None:
         """Queue requests (arrivals non-decreasing, and not before earlier ones).
 
         Requests that can never fit (see ``ReplicaLimits.fits``) are rejected at arrival.
         `prefilled` marks requests whose prompt KV was computed elsewhere (prefill/decode
         disaggregation): they arrive with the prompt computed and the first token sampled.
+        `keys`: per request, its prompt's block keys (``kvcache.block_keys``) or None; with
+        prefix caching a request with keys uses the block-key rule, else the session rule.
         """
         arrival = np.asarray(arrival_ns, dtype=np.int64)
         n = len(arrival)
@@ -74,6 +78,10 @@ class RequestTable:
         self.outputs += outputs.tolist()
         sessions = [-1] * n if session_id is None else np.asarray(session_id).tolist()
         self.session += sessions
+        if keys is None or not lim.prefix_caching:
+            self.keys += [None] * n
+        else:  # a prefilled request's prompt is computed: nothing to look up
+            self.keys += [None if d else k for k, d in zip(keys, done.tolist(), strict=True)]
         self.computed += np.where(done, prompt, 0).tolist()
         self.generated += done.astype(np.int64).tolist()
         for lst in (
@@ -120,6 +128,7 @@ class RequestTable:
             self.prompt,
             self.outputs,
             self.session,
+            self.keys,
             self.computed,
             self.generated,
             self.offset,

@@ -43,6 +43,7 @@ class ReplicaScheduler(RequestTable):
         self.max_used_blocks = 0
         self.busy_as = 0  # busy time of all iterations run so far
         self.tokens_done = 0  # tokens computed by all iterations run so far
+        self.queried_tokens = 0  # tokens looked up in the prefix cache, over all admissions
         self._released: list[int] = []  # finished in the current step, blocks not yet returned
         self._next = 0
         self.running: dict[int, None] = {}  # admission order
@@ -85,6 +86,7 @@ class ReplicaScheduler(RequestTable):
         new.busy_as = self.busy_as - max(0, self.t_as - at_as)
         new.iteration = self.iteration
         new.tokens_done = self.tokens_done
+        new.queried_tokens = self.queried_tokens
         new.max_used_blocks = self.max_used_blocks
         return new
 
@@ -124,12 +126,40 @@ class ReplicaScheduler(RequestTable):
             return True
         if not self.waiting:
             return False
-        h = self.waiting[0]
-        tokens = self.prompt[h] + self.generated[h]
-        base = self.computed[h] or self.kv.hit_blocks(self.session[h], tokens) * lim.block_size
-        chunk = min(tokens - base, lim.max_num_batched_tokens - self.n_dec)
+        _, need = self._admission(self.waiting[0], lim.max_num_batched_tokens - self.n_dec)
         # available blocks only shrink during the run (the hit's survival is checked apart)
-        return _blocks(base + chunk, lim.block_size) > self.kv.available
+        return need > self.kv.available
+
+    def _admission(self, r: int, budget: int) -> tuple[int, int]:
+        """(reused blocks, blocks needed from the available ones) to admit waiting `r` with
+        a chunk of at most `budget` tokens: the chunk's blocks, reused ones included unless
+        running requests hold them (as vLLM counts evictable hit blocks)."""
+        bs = self.limits.block_size
+        tokens = self.prompt[r] + self.generated[r]
+        base = self.computed[r]  # 0, or the prompt for a prefilled (disaggregated) request
+        hit = shared = 0
+        if not base and self.kv.enabled:
+            keys = self.keys[r]
+            if keys is None:
+                hit = self.kv.hit_blocks(self.session[r], tokens)
+            else:
+                hit, shared = self.kv.chain_hit(keys, tokens)
+            base = hit * bs
+        return hit, _blocks(base + min(tokens - base, budget), bs) - shared
+
+    def _hit_at_risk(self, r: int) -> int | None:
+        """Cached blocks evicted before waiting `r`'s reusable ones (None: it has none)."""
+        if self.computed[r]:
+            return None
+        keys = self.keys[r]
+        if keys is None:
+            if not self.kv.hit_blocks(self.session[r], 2**62):
+                return None
+            return self.kv.older_than(self.session[r])
+        hit, shared = self.kv.chain_hit(keys, 2**62)
+        if hit == shared:
+            return None
+        return self.kv.older_than_any(set(keys[shared:hit]))
 
     def _kv_limit(self, want: int, free: int) -> int:
         """Most decode-only iterations (<= want) whose new blocks number at most `free`."""
@@ -168,10 +198,10 @@ class ReplicaScheduler(RequestTable):
         while heap and not self._live(heap[0]):
             heapq.heappop(heap)
         k = self._kv_limit(heap[0][0] - self.iteration, self.kv.available)
-        head = self.waiting[0] if self.waiting else -1
-        if head >= 0 and not self.computed[head] and self.kv.hit_blocks(self.session[head], 2**62):
-            # the blocked head has a cache entry: stop before it would be evicted
-            k = self._kv_limit(k, self.kv.free + self.kv.older_than(self.session[self.waiting[0]]))
+        older = self._hit_at_risk(self.waiting[0]) if self.waiting and self.kv.enabled else None
+        if older is not None:
+            # the blocked head reuses cached blocks: stop before one would be evicted
+            k = self._kv_limit(k, self.kv.free + older)
         if k <= 0:
             return False
         n = self.n_dec
@@ -232,7 +262,11 @@ class ReplicaScheduler(RequestTable):
         if len(released) > 1:
             released.sort()
         for r in released:
-            self.kv.release(self.session[r], self.prompt[r] + self.outputs[r] - 1)
+            keys = self.keys[r]
+            if keys is None:
+                self.kv.release(self.session[r], self.prompt[r] + self.outputs[r] - 1)
+            else:
+                self.kv.release_chain(keys, self.prompt[r] + self.outputs[r] - 1)
         released.clear()
 
     def _pop_finished(self) -> None:
@@ -252,7 +286,11 @@ class ReplicaScheduler(RequestTable):
         else:
             del self.prefilling[victim]
         del self.running[victim]
-        self.kv.free += _blocks(self.computed[victim], self.limits.block_size)
+        keys = self.keys[victim]
+        if keys is None:
+            self.kv.free += _blocks(self.computed[victim], self.limits.block_size)
+        else:  # its keyed blocks stay reusable (cached once no one holds them), as in vLLM
+            self.kv.release_chain(keys, self.computed[victim])
         self.computed[victim] = 0
         self.state[victim] = _WAITING
         self.waiting.appendleft(victim)
@@ -303,22 +341,27 @@ class ReplicaScheduler(RequestTable):
         waiting = self.waiting
         while waiting and len(self.running) < lim.max_num_seqs and budget > 0:
             r = waiting[0]
-            base = comp[r]  # 0, or the prompt for a prefilled (disaggregated) request
-            hit = 0 if base else self.kv.hit_blocks(self.session[r], prompt[r] + gen[r])
-            base = base or hit * bs
-            chunk = min(prompt[r] + gen[r] - base, budget)
-            total = _blocks(base + chunk, bs)
-            if total > self.kv.available:
+            hit, need = self._admission(r, budget)
+            if need > self.kv.available:
                 break
             waiting.popleft()
+            base = comp[r]
+            if not base:
+                self.queried_tokens += prompt[r] + gen[r]
+                base = hit * bs
+            chunk = min(prompt[r] + gen[r] - base, budget)
             if hit:
-                self.kv.take(self.session[r], hit)
-                comp[r] = hit * bs
-                self.cached_tokens[r] += hit * bs
+                keys = self.keys[r]
+                if keys is None:
+                    self.kv.take(self.session[r], hit)
+                else:
+                    self.kv.acquire(keys, hit)
+                comp[r] = base
+                self.cached_tokens[r] += base
             self.running[r] = None
             self.prefilling[r] = None
             self.state[r] = _PREFILL
-            self.kv.alloc(total - hit)
+            self.kv.alloc(_blocks(base + chunk, bs) - hit)
             chunks.append((r, chunk))
             budget -= chunk
             if self.start_ns[r] == NOT_SET:
@@ -364,8 +407,12 @@ class ReplicaScheduler(RequestTable):
     def _apply_chunks(self, chunks: list[tuple[int, int]], batch: int) -> None:
         """End of iteration for explicitly scheduled requests."""
         end_ns = self.t_as // AS_PER_NS
-        prompt, gen, comp = self.prompt, self.generated, self.computed
+        prompt, gen, comp, all_keys = self.prompt, self.generated, self.computed, self.keys
+        bs = self.limits.block_size
         for r, c in chunks:
+            keys = all_keys[r]
+            if keys is not None and comp[r] // bs < len(keys):  # newly full keyed blocks
+                self.kv.register(keys, comp[r] // bs, min((comp[r] + c) // bs, len(keys)))
             comp[r] += c
             total = prompt[r] + gen[r]
             if comp[r] == total:

@@ -18,6 +18,8 @@
         rate_per_s: 1.0
         lengths: {dist: azure-2023-conv}
         sessions: {mean_turns: 3, think_time_s: 30}   # optional, LLM only (sessions.py)
+        prefix_blocks: {block_tokens: 512, system_prompts: 4, system_prompt_tokens: 1024}
+                               # optional, LLM only: hash chains (prefix.py)
 
 Each (service, region) stream draws from its own generator,
 `PCG64(SeedSequence(seed, spawn_key=(crc32(service), crc32(region), purpose)))`, so adding a
@@ -40,11 +42,12 @@ from mtia_cluster.config import Fields
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.generators import arrivals as arr
 from mtia_cluster.traces.generators.diurnal import DiurnalProfile
+from mtia_cluster.traces.generators.prefix import add_prefix_chains, chain_column, prefix_settings
 from mtia_cluster.traces.generators.sessions import sessionize
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.traces.limits import check_generation
 
-ARRIVALS, SIZES = 0, 1
+ARRIVALS, SIZES, PREFIXES = 0, 1, 2
 
 
 def stream_rng(seed: int, service: str, region: str, purpose: int) -> np.random.Generator:
@@ -115,6 +118,25 @@ def _arrivals(
 
 
 def _stream(
+    seed: int,
+    svc: Fields,
+    name: str,
+    region: str,
+    region_f: Fields | None,
+    rate: float,
+    n: int | None,
+    duration_s: float | None,
+    start_hour: float,
+) -> dict[str, np.ndarray]:
+    """One (service, region) stream: arrivals (diurnal-warped), sizes and hash chains."""
+    out = _sized_stream(seed, svc, name, region, region_f, rate, n, duration_s, start_hour)
+    if "input_tokens" in out and svc.has("prefix_blocks"):
+        rng = stream_rng(seed, name, region, PREFIXES)
+        out = add_prefix_chains(rng, out, svc.sub("prefix_blocks"))
+    return out
+
+
+def _sized_stream(
     seed: int,
     svc: Fields,
     name: str,
@@ -245,7 +267,25 @@ def generate_table(
             field="duration_s",
             value=duration_s,
         )
-    return table, generated_metadata(spec, seed)
+    meta = generated_metadata(spec, seed)
+    block = _block_tokens(streams)
+    if block is not None:
+        meta["parameters"]["block_tokens"] = block
+    return table, meta
+
+
+def _block_tokens(streams: list[tuple[Fields, str, str, Fields | None, float]]) -> int | None:
+    """The one hash block size of the services with prefix_blocks (None: no such service)."""
+    sizes: dict[int, Fields] = {}
+    for svc, *_ in streams:
+        if svc.has("prefix_blocks"):
+            sizes.setdefault(prefix_settings(svc.sub("prefix_blocks"))[0], svc)
+    if len(sizes) > 1:
+        svc = list(sizes.values())[-1]
+        raise svc.sub("prefix_blocks").error(
+            "block_tokens", "must be the same for every service (one per trace)", max(sizes)
+        )
+    return next(iter(sizes), None)
 
 
 def generated_metadata(spec: Mapping[str, Any], seed: int) -> dict[str, Any]:
@@ -312,6 +352,8 @@ def _merge(
             [np.full(n, "session_id" not in p) for p, n in zip(parts, sizes, strict=True)]
         )
         cols["session_id"] = pa.array(col(values), mask=col(mask), type=pa.int64())
+    if any("prefix_ids" in p for p in parts):
+        cols["prefix_blocks"] = _merged_chains(parts, sizes, order)
     for name in ("items", "input_tokens", "output_tokens"):
         if any(name in p for p in parts):
             values = np.concatenate(
@@ -322,3 +364,20 @@ def _merge(
             )
             cols[name] = pa.array(col(values), mask=col(mask), type=pa.int32())
     return pa.table(cols)
+
+
+def _merged_chains(
+    parts: list[dict[str, np.ndarray]], sizes: list[int], order: np.ndarray | None
+) -> pa.Array:
+    """The streams' chains in merged order, each stream's ids offset past the previous
+    streams' (null for streams without chains)."""
+    arrays, base = [], 0
+    for p, n in zip(parts, sizes, strict=True):
+        if "prefix_ids" not in p:
+            arrays.append(pa.nulls(n, pa.list_(pa.int64())))
+            continue
+        ids = p["prefix_ids"] + base
+        base = int(ids.max()) + 1 if len(ids) else base
+        arrays.append(chain_column(p["prefix_offsets"], ids))
+    merged = pa.concat_arrays(arrays)
+    return merged if order is None else merged.take(pa.array(order))

@@ -7,12 +7,14 @@ mean a shared prefix). The block ids are kept in `prefix_blocks` for prefix-cach
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.json as pajson
 
 from mtia_cluster.errors import UserError
+from mtia_cluster.output import OutputKind, claim_output, staged
 from mtia_cluster.traces.importers._common import (
     Progress,
     build_and_write,
@@ -85,3 +87,28 @@ def import_mooncake(
         meta,
         overwrite=overwrite,
     )
+
+
+MOONCAKE_JSONL = OutputKind("Mooncake JSONL file", False)  # never replaces an existing file
+
+
+def write_mooncake(table: pa.Table, path: Path) -> Path:
+    """Write an LLM trace table in the Mooncake JSONL format (the importer's inverse, for
+    examples and tests): `timestamp` in whole ms (arrival floored), `input_length`,
+    `output_length` and `hash_ids` (the `prefix_blocks` chains; empty when null). An
+    existing file at `path` is refused (output.py's rules)."""
+    arrival = table.column("arrival_ns").to_pylist()
+    inputs = table.column("input_tokens").to_pylist()
+    outputs = table.column("output_tokens").to_pylist()
+    names = table.column_names
+    chains = table.column("prefix_blocks").to_pylist() if "prefix_blocks" in names else None
+    with staged(claim_output(path, MOONCAKE_JSONL)) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for i, t_ns in enumerate(arrival):
+            record = {
+                "timestamp": t_ns // 1_000_000,
+                "input_length": inputs[i],
+                "output_length": outputs[i],
+                "hash_ids": (chains[i] or []) if chains is not None else [],
+            }
+            out.write(json.dumps(record) + "\n")
+    return path
