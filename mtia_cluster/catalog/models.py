@@ -23,7 +23,7 @@ class Quantity(Strict):
     """A sourced number: ``{value, status, source, note}``."""
 
     value: float | int
-    status: Literal["published", "derived", "estimated"]
+    status: Literal["published", "derived", "estimated", "calibrated"]
     source: str = ""
     note: str = ""
 
@@ -78,6 +78,10 @@ class ChipEfficiency(Strict):
 
 class ChipFile(_Entry):
     vendor: str
+    op_model: str = Field(min_length=1)  # family file under configs/catalog/op_models/
+    peak_basis: str = Field(min_length=1)  # what the peaks mean (dense, dtype, TDP)
+    interconnect: str = ""  # scale-up fabric naming its collective parameters
+    compute_units: Quantity | None = None  # SMs / CUs / PEs that GEMM tiles spread over
     clock_mhz: Quantity | None = None
     gemm_dense_tflops: dict[Dtype, Quantity] = Field(min_length=1)
     gemm_sparse_tflops: dict[Dtype, Quantity] = Field(default_factory=dict)

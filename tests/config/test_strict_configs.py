@@ -63,6 +63,7 @@ def _scenario() -> dict[str, Any]:
         {"level": "host", "region": "us-east", "mtbf_s": 100, "mttr_s": 10, "horizon_s": 1000}
     ]
     d["slo"]["svc"] = {"p99_ms": 5}
+    d["router"] = {"policy": "prefix_affinity", "affinity_weight": 3.0, "load_weight": 2.0}
     return d
 
 
@@ -98,6 +99,7 @@ def _specs() -> list[dict[str, Any]]:
     chat = copy.deepcopy(next(s for s in day["services"] if s["name"] == "llm-chat"))
     chat.update(name="llm-sessions", arrivals={"process": "onoff", "on_fraction": 0.2})
     chat["sessions"] = {"mean_turns": 3, "think_time_s": 30, "max_context_tokens": 8192}
+    chat["prefix_blocks"] = {"block_tokens": 512, "system_prompts": 4, "system_prompt_tokens": 1024}
     chat["lengths"] = {
         "dist": "separate",
         "input": {"dist": "lognormal", "mean": 500, "p99": 4000, "max": 8000},

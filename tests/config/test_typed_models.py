@@ -13,6 +13,7 @@ from mtia_cluster.catalog import DTYPE_BYTES, load_catalog
 from mtia_cluster.cli.main import cli
 from mtia_cluster.config.models import Dtype, RouterPolicy
 from mtia_cluster.config.scenario import load_scenario
+from mtia_cluster.engine.kv_router import AFFINITY_POLICIES
 from mtia_cluster.engine.router import POLICIES, POLICY_FUNCTIONS
 from mtia_cluster.errors import UserError
 
@@ -21,7 +22,8 @@ MULTI = ROOT / "configs" / "scenarios" / "multi-region.yaml"
 
 
 def test_router_policies_and_dtypes_are_defined_once() -> None:
-    assert get_args(RouterPolicy) == POLICIES and set(POLICY_FUNCTIONS) == set(POLICIES)
+    assert get_args(RouterPolicy) == POLICIES
+    assert set(POLICY_FUNCTIONS) | set(AFFINITY_POLICIES) == set(POLICIES)
     assert set(get_args(Dtype)) == set(DTYPE_BYTES)
 
 
@@ -73,8 +75,8 @@ def test_catalog_files_refuse_unknown_keys(tmp_path: Path, edit, needle: str) ->
         ),
         (
             ["router.policy=p2"],
-            "router.policy: must be one of least_outstanding, p2c, random, round_robin, "
-            "weighted (did you mean 'p2c'?) (got 'p2')",
+            "router.policy: must be one of least_outstanding, p2c, prefix_affinity, random, "
+            "round_robin, session_affinity, weighted (did you mean 'p2c'?) (got 'p2')",
         ),
         (["regions.0.pools.1.dtype=fp9"], "pools[1].dtype: must be one of"),
         (["regions.0.pools.1.tp=3"], "pools[1].accelerators_per_replica: must divide"),
