@@ -32,17 +32,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mtia_cluster.catalog import Catalog
-from mtia_cluster.config import Fields
+from mtia_cluster.config import rollout_plan as rp
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import STATUS_OK, RequestBatch
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.region import NS_PER_H, VERSIONS
 from mtia_cluster.traces.generators.arrivals import poisson
 
@@ -60,23 +62,20 @@ class DrillSpec:
     on_failure: str  # retry | fail: what happens to their in-flight work
 
 
-def parse_drill(r: Fields, llm: bool) -> DrillSpec | None:
-    """`replay.drill`, or None. Refused for LLM plans: the engine fails LLM replicas, but the
-    drill's slice scaling counts one engine host per rack share, which an LLM replica
-    spanning several hosts breaks."""
-    if not r.has("drill"):
+def parse_drill(d: rp.Drill | None, llm: bool, file: str | Path | None) -> DrillSpec | None:
+    """`replay.drill` (validated by the plan model), or None. Refused for LLM plans: the engine
+    fails LLM replicas, but the drill's slice scaling counts one engine host per rack share,
+    which an LLM replica spanning several hosts breaks."""
+    if d is None:
         return None
-    d = r.sub("drill")
     if llm:
-        raise r.error("drill", "LLM replicas cannot fail in a drill yet (slice scaling)", d.data)
-    at = d.number("at_fraction", 0.5, positive=True)
-    if at >= 1.0:
-        raise d.error("at_fraction", "must be < 1 (a fraction of the replay window)", at)
-    return DrillSpec(
-        racks=d.int("racks", 1, positive=True),
-        at_fraction=at,
-        on_failure=d.str("on_failure", "retry", choices=("retry", "fail")),
-    )
+        raise UserError(
+            "LLM replicas cannot fail in a drill yet (slice scaling)",
+            file=file,
+            field="replay.drill",
+            value=d.model_dump(exclude_unset=True),
+        )
+    return DrillSpec(racks=d.racks, at_fraction=d.at_fraction, on_failure=d.on_failure)
 
 
 def racks_out(serving: dict[str, int], rack_rps: dict[str, float], n: int) -> dict[str, int]:

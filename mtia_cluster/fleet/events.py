@@ -16,8 +16,10 @@ after the last timeline step is logged as `rack_event_not_reached`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
-from mtia_cluster.config import Fields
+from mtia_cluster.config import rollout_plan as rp
+from mtia_cluster.errors import UserError
 
 NS_PER_DAY = 86_400 * 10**9
 NS_PER_H = 3_600 * 10**9
@@ -34,37 +36,36 @@ class RackEvent:
 
 
 def parse_events(
-    f: Fields, regions: set[str], generations: set[str], horizon_days: float
+    events: list[rp.RackEvent],
+    file: str | Path | None,
+    regions: set[str],
+    generations: set[str],
+    horizon_days: float,
 ) -> tuple[RackEvent, ...]:
-    """The plan's `events:` list, validated (UserError naming file, field and value)."""
-    if not f.has("events"):
-        return ()
+    """The plan's `events:` (shape checked by the plan model): before the horizon, known
+    regions, generations of this rollout (UserError naming file, field and value)."""
     out: list[RackEvent] = []
-    for i, item in enumerate(f.list("events")):
-        e = Fields(item, f.file, f.path(f"events[{i}]"))
-        at_day = e.number("at_day")
-        if at_day >= horizon_days:
-            raise e.error(
-                "at_day", f"not before the timeline's horizon ({horizon_days:g} days)", at_day
+    for i, e in enumerate(events):
+        where = f"events[{i}]"
+        if e.at_day >= horizon_days:
+            raise UserError(
+                f"not before the timeline's horizon ({horizon_days:g} days)",
+                file=file,
+                field=f"{where}.at_day",
+                value=e.at_day,
             )
-        region = e.str("region")
-        if region not in regions:
-            raise e.error("region", "unknown region", region)
-        kind = e.str("kind", choices=("add", "remove"))
-        racks = e.sub("racks")
-        if not racks.data:
-            raise e.error("racks", "needs at least one {GENERATION: count}", racks.data)
+        if e.region not in regions:
+            raise UserError("unknown region", file=file, field=f"{where}.region", value=e.region)
         phases = tuple(
-            round(e.number(k) * NS_PER_H) if e.has(k) else None
-            for k in ("drain_h", "install_h", "burnin_h")
+            None if h is None else round(h * NS_PER_H) for h in (e.drain_h, e.install_h, e.burnin_h)
         )
-        for gen in racks.data:
-            if str(gen) not in generations:
-                raise racks.error(
-                    str(gen),
+        for gen, n in e.racks.items():
+            if gen not in generations:
+                raise UserError(
                     f"not a generation of this rollout ({', '.join(sorted(generations))})",
-                    gen,
+                    file=file,
+                    field=f"{where}.racks.{gen}",
+                    value=gen,
                 )
-            n = racks.int(str(gen), positive=True)
-            out.append(RackEvent(round(at_day * NS_PER_DAY), region, kind, str(gen), n, phases))
+            out.append(RackEvent(round(e.at_day * NS_PER_DAY), e.region, e.kind, gen, n, phases))
     return tuple(sorted(out, key=lambda ev: ev.at_ns))

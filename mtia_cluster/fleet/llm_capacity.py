@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from mtia_cluster.catalog import Catalog
-from mtia_cluster.config import Fields
+from mtia_cluster.config.rollout_plan import Service
 from mtia_cluster.errors import UserError
 from mtia_cluster.planning.capacity import _pool, capacity_over_span
 from mtia_cluster.planning.capacity import platform_for as _platform_for
@@ -62,30 +63,33 @@ class UnitCapacity:
 
 
 def parse_llm_slo(
-    svc: Fields, slo_p99_s: float, llm: bool
+    svc: Service, slo_p99_s: float, llm: bool, file: str | Path | None
 ) -> tuple[float | None, float | None, CapacitySearch]:
-    """service.ttft_p99_ms, service.tpot_p99_ms and service.capacity_search (LLM plans only)."""
-    ttft = svc.number("ttft_p99_ms", positive=True) / 1e3 if svc.has("ttft_p99_ms") else None
-    tpot = svc.number("tpot_p99_ms", positive=True) / 1e3 if svc.has("tpot_p99_ms") else None
+    """service.ttft_p99_ms, service.tpot_p99_ms and service.capacity_search (validated by the
+    plan model; LLM plans only, the search window at least MIN_WINDOW_SLOS x the p99 SLO)."""
+    ttft = None if svc.ttft_p99_ms is None else svc.ttft_p99_ms / 1e3
+    tpot = None if svc.tpot_p99_ms is None else svc.tpot_p99_ms / 1e3
+    cs = svc.capacity_search
     if not llm:
-        for key in ("ttft_p99_ms", "tpot_p99_ms", "capacity_search"):
-            if svc.has(key):
-                raise svc.error(key, "applies to LLM services only", svc.data[key])
+        for key, value in (("ttft_p99_ms", ttft), ("tpot_p99_ms", tpot), ("capacity_search", cs)):
+            if value is not None:
+                shown = getattr(svc, key)
+                shown = shown.model_dump(exclude_unset=True) if key == "capacity_search" else shown
+                raise UserError(
+                    "applies to LLM services only", file=file, field=f"service.{key}", value=shown
+                )
         return None, None, CapacitySearch()
-    if not svc.has("capacity_search"):
+    if cs is None:
         return ttft, tpot, CapacitySearch()
-    cs = svc.sub("capacity_search")
-    for key in cs.data:
-        if key not in ("window_s", "rel_tol", "hosts", "seed"):
-            raise cs.error(str(key), "unknown field (window_s, rel_tol, hosts, seed)", key)
-    window = cs.number("window_s", positive=True) if cs.has("window_s") else None
-    if window is not None and window < MIN_WINDOW_SLOS * slo_p99_s:
-        raise cs.error(
-            "window_s", f"must be >= {MIN_WINDOW_SLOS:g} x service.slo_p99_ms (s)", window
+    if cs.window_s is not None and cs.window_s < MIN_WINDOW_SLOS * slo_p99_s:
+        raise UserError(
+            f"must be >= {MIN_WINDOW_SLOS:g} x service.slo_p99_ms (s)",
+            file=file,
+            field="service.capacity_search.window_s",
+            value=cs.window_s,
         )
-    rel_tol = cs.number("rel_tol", 0.05, positive=True, max_value=0.5)
-    return ttft, tpot, CapacitySearch(window, rel_tol, cs.int("hosts", 1, positive=True),
-                                      cs.int("seed", 0))  # fmt: skip
+    hosts = 1 if cs.hosts is None else cs.hosts
+    return ttft, tpot, CapacitySearch(cs.window_s, cs.rel_tol, hosts, cs.seed)
 
 
 def group_hosts(cat: Catalog, model: LLMModel, platform: str, hosts: int) -> int:

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mtia_cluster.config import Fields
+from mtia_cluster.config import rollout_plan as rp
+from mtia_cluster.errors import UserError
 
 KIND_FLEET_REGION_OUTAGES = 955  # spawn-key namespace: per-region outage streams
-FAILOVER = ("none", "proportional")
 NS_PER_DAY = 86_400 * 10**9
 
 
@@ -50,33 +51,31 @@ class RegionFailureSpec:
     mttr_h: float
 
 
-def parse_outages(f: Fields, regions: set[str], horizon_days: float) -> tuple[Outage, ...]:
-    """The plan's `outages:` list, validated (UserError naming file, field and value)."""
-    if not f.has("outages"):
-        return ()
+def parse_outages(
+    outages: list[rp.Outage], file: str | Path | None, regions: set[str], horizon_days: float
+) -> tuple[Outage, ...]:
+    """The plan's `outages:` (shape checked by the plan model): known regions, before the
+    horizon (UserError naming file, field and value)."""
     out: list[Outage] = []
-    for i, item in enumerate(f.list("outages")):
-        o = Fields(item, f.file, f.path(f"outages[{i}]"))
-        region = o.str("region")
-        if region not in regions:
-            raise o.error("region", "unknown region", region)
-        at_day = o.number("at_day")
-        if at_day >= horizon_days:
-            raise o.error(
-                "at_day", f"not before the timeline's horizon ({horizon_days:g} days)", at_day
+    for i, o in enumerate(outages):
+        if o.region not in regions:
+            raise UserError(
+                "unknown region", file=file, field=f"outages[{i}].region", value=o.region
             )
-        out.append(
-            Outage(region, round(at_day * NS_PER_DAY), o.number("duration_h", positive=True))
-        )
+        if o.at_day >= horizon_days:
+            raise UserError(
+                f"not before the timeline's horizon ({horizon_days:g} days)",
+                file=file,
+                field=f"outages[{i}].at_day",
+                value=o.at_day,
+            )
+        out.append(Outage(o.region, round(o.at_day * NS_PER_DAY), o.duration_h))
     return tuple(sorted(out, key=lambda x: x.at_ns))
 
 
-def parse_region_failures(x: Fields) -> RegionFailureSpec | None:
+def parse_region_failures(r: rp.RegionFailure | None) -> RegionFailureSpec | None:
     """`failures.region: {mtbf_h, mttr_h}` or None."""
-    if not x.has("region"):
-        return None
-    r = x.sub("region")
-    return RegionFailureSpec(r.number("mtbf_h", positive=True), r.number("mttr_h", positive=True))
+    return None if r is None else RegionFailureSpec(r.mtbf_h, r.mttr_h)
 
 
 @dataclass

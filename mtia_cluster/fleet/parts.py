@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtia_cluster.catalog import Catalog
-from mtia_cluster.config import Fields
+from mtia_cluster.config.rollout_plan import PartFailure
 from mtia_cluster.fleet.region import NS_PER_H, VERSIONS
 
 KIND_FLEET_PART_FAILURES = 954  # spawn-key namespace: per-region part failure streams
@@ -43,30 +43,20 @@ class PartSpec:
 
 
 def parse_parts(
-    x: Fields, cat: Catalog, from_gen: str, to_gen: str, units: dict[str, int]
+    parts: list[PartFailure], cat: Catalog, from_gen: str, to_gen: str, units: dict[str, int]
 ) -> tuple[PartSpec, ...]:
-    """`failures.parts`, validated; parts per rack from the catalog platforms."""
+    """`failures.parts` (validated by the plan model) with parts per rack from the catalog
+    platforms."""
     from mtia_cluster.planning.capacity import platform_for
 
-    if not x.has("parts"):
-        return ()
     out: list[PartSpec] = []
-    for i, item in enumerate(x.list("parts")):
-        p = Fields(item, x.file, x.path(f"parts[{i}]"))
-        part = p.str("part", choices=PARTS)
+    for p in parts:
         per_rack = {}
         for version, gen in (("old", from_gen), ("new", to_gen)):
             plat = cat.platform(platform_for(cat, gen))
-            per_unit = plat.hosts if part == "host" else plat.accelerators
+            per_unit = plat.hosts if p.part == "host" else plat.accelerators
             per_rack[version] = units.get(gen, 1) * per_unit
-        out.append(
-            PartSpec(
-                part,
-                p.number("mtbf_h", positive=True),
-                p.number("mttr_h", positive=True),
-                per_rack,
-            )
-        )
+        out.append(PartSpec(p.part, p.mtbf_h, p.mttr_h, per_rack))
     return tuple(out)
 
 

@@ -5,8 +5,10 @@ baseline p99), demand per region (peak, diurnal peak:trough ratio, timezone, wee
 the target (a chip generation to swap racks to, or a model version with a performance
 multiplier and an optional injected regression), the waves, the install rate, the per-rack
 swap time, the drain budget, bake time, health gates and what a failed gate does. Every
-problem is one UserError naming file, field and value: the shape is checked first against
-`config.rollout_plan.RolloutPlanFile` (unknown keys refused), then read here.
+problem is one UserError naming file, field and value: the shape, types and ranges are
+checked once against `config.rollout_plan.RolloutPlanFile` (unknown keys refused); the typed
+model is then read here, which adds only the checks that need the catalog or another part of
+the plan (known chips and model, waves of known regions, events and outages in the horizon).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mtia_cluster.catalog import Catalog, load_catalog
-from mtia_cluster.config import Fields, apply_overrides, load_yaml
+from mtia_cluster.config import apply_overrides, load_yaml
+from mtia_cluster.config import rollout_plan as rp
 from mtia_cluster.config.rollout_plan import RolloutPlanFile
 from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError
@@ -25,7 +28,6 @@ from mtia_cluster.fleet.drill import DrillSpec, parse_drill
 from mtia_cluster.fleet.events import RackEvent, parse_events
 from mtia_cluster.fleet.llm_capacity import DEFAULT_SEARCH, CapacitySearch, parse_llm_slo
 from mtia_cluster.fleet.outages import (
-    FAILOVER,
     Outage,
     RegionFailureSpec,
     parse_outages,
@@ -164,207 +166,194 @@ def load_plan(
 
 def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> Plan:
     """Validate a plan mapping; raises UserError naming file/field/value on any problem."""
-    validate(RolloutPlanFile, data, file)  # shape, types, ranges; cross-references below
-    f = Fields(data, file)
-    svc = f.sub("service")
-    model = svc.str("model")
-    if model not in cat.models:
-        raise svc.error("model", "unknown model", model)
-    slo_p99_s = svc.number("slo_p99_ms", positive=True) / 1e3
-    base_p99_s = svc.number("baseline_p99_ms", slo_p99_s * 1e3 * 0.5, positive=True) / 1e3
-    mode = svc.str("capacity", "replay", choices=("fast", "replay"))
-    llm = not isinstance(cat.model(model), RRModel)
-    ttft_p99_s, tpot_p99_s, search = parse_llm_slo(svc, slo_p99_s, llm)
-    fleet = f.sub("fleet")
-    regions = _regions(fleet, cat)
-    units = _units(fleet, cat)
-    target = _target(f.sub("target"), cat)
-    waves = _waves(f, {r.name for r in regions})
-    roll = f.sub("rollout")
-    swap = roll.sub("swap_time_h")
-    gates_f = roll.sub("gates", {})
-    timeline = f.sub("timeline", {})
+    doc = validate(RolloutPlanFile, data, file)  # shape, types, ranges; cross-references below
+    svc = doc.service
+    if svc.model not in cat.models:
+        raise UserError("unknown model", file=file, field="service.model", value=svc.model)
+    slo_p99_s = svc.slo_p99_ms / 1e3
+    base_ms = svc.baseline_p99_ms if svc.baseline_p99_ms is not None else slo_p99_s * 1e3 * 0.5
+    llm = not isinstance(cat.model(svc.model), RRModel)
+    ttft_p99_s, tpot_p99_s, search = parse_llm_slo(svc, slo_p99_s, llm, file)
+    regions = _regions(doc.fleet, cat, file)
+    units = _units(doc.fleet, cat, file)
+    target = _target(doc.target, cat, file)
+    names = {r.name for r in regions}
+    waves = _waves(doc.waves, names, file)
+    roll, swap, timeline = doc.rollout, doc.rollout.swap_time_h, doc.timeline
+    gates = roll.gates
+    failures = doc.failures
     plan = Plan(
-        name=f.str("name"),
+        name=doc.name,
         file=str(file),
-        model=model,
+        model=svc.model,
         slo_p99_s=slo_p99_s,
-        baseline_p99_s=base_p99_s,
-        capacity_mode=mode,
+        baseline_p99_s=base_ms / 1e3,
+        capacity_mode=svc.capacity,
         regions=regions,
         units_per_rack=units,
         target=target,
         waves=waves,
-        install_racks_per_day=roll.number("install_racks_per_day", positive=True),
-        drain_h=swap.number("drain", 0.0),
-        install_h=swap.number("install"),
-        burnin_h=swap.number("burnin", 0.0),
-        drain_budget=roll.number("drain_budget", max_value=1.0),
-        bake_days=roll.number("bake_days", 0.0),
+        install_racks_per_day=roll.install_racks_per_day,
+        drain_h=swap.drain,
+        install_h=swap.install,
+        burnin_h=swap.burnin,
+        drain_budget=roll.drain_budget,
+        bake_days=roll.bake_days,
         gates=Gates(
-            p99_vs_slo_max=gates_f.number("p99_vs_slo_max", 1.0, positive=True),
-            error_rate_max=gates_f.number("error_rate_max", 0.001, max_value=1.0),
-            throughput_vs_baseline_min=gates_f.number("throughput_vs_baseline_min", 0.9),
-            window_h=gates_f.number("window_h", 24.0, positive=True),
+            p99_vs_slo_max=gates.p99_vs_slo_max,
+            error_rate_max=gates.error_rate_max,
+            throughput_vs_baseline_min=gates.throughput_vs_baseline_min,
+            window_h=gates.window_h,
         ),
-        on_gate_failure=roll.str("on_gate_failure", "rollback", choices=("pause", "rollback")),
-        step_h=timeline.number("step_h", 1.0, positive=True),
-        horizon_days=timeline.number("horizon_days", 365.0, positive=True),
-        max_steps=timeline.int("max_steps", 20000, positive=True),
-        failures=_failures(f.sub("failures"), cat, target, units) if f.has("failures") else None,
-        optimize=_optimize(f.sub("optimize", {}), roll.number("install_racks_per_day")),
-        replay=_replay(f.sub("replay", {}), not isinstance(cat.model(model), RRModel)),
+        on_gate_failure=roll.on_gate_failure,
+        step_h=timeline.step_h,
+        horizon_days=timeline.horizon_days,
+        max_steps=timeline.max_steps,
+        failures=_failures(failures, cat, target, units, file) if failures is not None else None,
+        optimize=_optimize(doc.optimize or rp.Optimize(), roll.install_racks_per_day),
+        replay=_replay(doc.replay or rp.Replay(), llm, file),
         events=parse_events(
-            f,
-            {r.name for r in regions},
+            doc.events,
+            file,
+            names,
             {target.from_generation, target.to_generation},
-            timeline.number("horizon_days", 365.0, positive=True),
+            timeline.horizon_days,
         ),
-        outages=parse_outages(
-            f, {r.name for r in regions}, timeline.number("horizon_days", 365.0, positive=True)
-        ),
-        failover=f.str("failover", "proportional", choices=FAILOVER),
+        outages=parse_outages(doc.outages, file, names, timeline.horizon_days),
+        failover=doc.failover,
         ttft_p99_s=ttft_p99_s,
         tpot_p99_s=tpot_p99_s,
         capacity_search=search,
     )
-    _check_work(plan, roll, timeline)
+    _check_work(plan, file)
     return plan
 
 
-def _regions(fleet: Fields, cat: Catalog) -> tuple[Region, ...]:
-    items = fleet.list("regions")
-    if not items:
-        raise fleet.error("regions", "needs at least one region", items)
+def _unknown_chip(cat: Catalog, gen: str, file: str | Path | None, field: str) -> None:
+    if gen not in cat.chips:
+        raise UserError("unknown generation (chip)", file=file, field=field, value=gen)
+
+
+def _regions(fleet: rp.Fleet, cat: Catalog, file: str | Path | None) -> tuple[Region, ...]:
+    """Regions with their racks (known chips) and demand; names unique."""
     out: list[Region] = []
     seen: set[str] = set()
-    for i, item in enumerate(items):
-        r = Fields(item, fleet.file, fleet.path(f"regions[{i}]"))
-        name = r.str("name")
-        if name in seen:
-            raise r.error("name", "duplicate region", name)
-        seen.add(name)
-        racks_f = r.sub("racks")
-        racks: dict[str, int] = {}
-        for gen in racks_f.data:
-            if str(gen) not in cat.chips:
-                raise racks_f.error(str(gen), "unknown generation (chip)", gen)
-            racks[str(gen)] = racks_f.int(str(gen))
-        d = r.sub("demand")
+    for i, r in enumerate(fleet.regions):
+        where = f"fleet.regions[{i}]"
+        if r.name in seen:
+            raise UserError("duplicate region", file=file, field=f"{where}.name", value=r.name)
+        seen.add(r.name)
+        for gen in r.racks:
+            _unknown_chip(cat, gen, file, f"{where}.racks.{gen}")
+        d = r.demand
         demand = Demand(
-            peak_rps=d.number("peak_rps", positive=True),
-            peak_to_trough=d.number("peak_to_trough", 1.0, min_value=1.0),
-            tz_offset_h=d.number("tz_offset_h", 0.0, min_value=-12.0, max_value=14.0),
-            weekly_growth_pct=d.number("weekly_growth_pct", 0.0, min_value=-50.0),
-            peak_hour_local=d.number("peak_hour_local", 20.0, max_value=24.0),
+            peak_rps=d.peak_rps,
+            peak_to_trough=d.peak_to_trough,
+            tz_offset_h=d.tz_offset_h,
+            weekly_growth_pct=d.weekly_growth_pct,
+            peak_hour_local=d.peak_hour_local,
         )
-        out.append(Region(name=name, racks=racks, demand=demand))
+        out.append(Region(name=r.name, racks=dict(r.racks), demand=demand))
     return tuple(out)
 
 
-def _units(fleet: Fields, cat: Catalog) -> dict[str, int]:
-    if not fleet.has("units_per_rack"):
-        return {}
-    u = fleet.sub("units_per_rack")
-    out: dict[str, int] = {}
-    for gen in u.data:
-        if str(gen) not in cat.chips:
-            raise u.error(str(gen), "unknown generation (chip)", gen)
-        out[str(gen)] = u.int(str(gen), positive=True)
-    return out
+def _units(fleet: rp.Fleet, cat: Catalog, file: str | Path | None) -> dict[str, int]:
+    for gen in fleet.units_per_rack:
+        _unknown_chip(cat, gen, file, f"fleet.units_per_rack.{gen}")
+    return dict(fleet.units_per_rack)
 
 
-def _target(t: Fields, cat: Catalog) -> Target:
-    kind = t.str("kind", choices=("generation", "model_version"))
-    src = t.str("from_generation")
-    if src not in cat.chips:
-        raise t.error("from_generation", "unknown generation (chip)", src)
-    if kind == "generation":
-        dst = t.str("generation")
-        if dst not in cat.chips:
-            raise t.error("generation", "unknown generation (chip)", dst)
+def _target(
+    t: rp.GenerationTarget | rp.ModelVersionTarget, cat: Catalog, file: str | Path | None
+) -> Target:
+    src = t.from_generation
+    _unknown_chip(cat, src, file, "target.from_generation")
+    if isinstance(t, rp.GenerationTarget):
+        dst = t.generation
+        _unknown_chip(cat, dst, file, "target.generation")
         if dst == src:
-            raise t.error("generation", "same as from_generation: nothing to swap", dst)
-        return Target(kind=kind, from_generation=src, to_generation=dst)
-    reg = t.sub("regression", {})
+            raise UserError(
+                "same as from_generation: nothing to swap",
+                file=file,
+                field="target.generation",
+                value=dst,
+            )
+        return Target(kind=t.kind, from_generation=src, to_generation=dst)
+    reg = t.regression or rp.Regression()
     return Target(
-        kind=kind,
+        kind=t.kind,
         from_generation=src,
         to_generation=src,
-        perf_multiplier=t.number("perf_multiplier", 1.0, positive=True),
-        latency_multiplier=reg.number("latency_multiplier", 1.0, positive=True),
-        error_rate=reg.number("error_rate", 0.0, max_value=1.0),
+        perf_multiplier=t.perf_multiplier,
+        latency_multiplier=reg.latency_multiplier,
+        error_rate=reg.error_rate,
     )
 
 
-def _waves(f: Fields, regions: set[str]) -> tuple[tuple[str, ...], ...]:
-    items = f.list("waves")
-    if not items:
-        raise f.error("waves", "needs at least one wave", items)
+def _waves(
+    waves: list[list[str]], regions: set[str], file: str | Path | None
+) -> tuple[tuple[str, ...], ...]:
+    """Waves of known regions; no region in two waves."""
     seen: dict[str, int] = {}
-    out: list[tuple[str, ...]] = []
-    for i, wave in enumerate(items):
-        if not isinstance(wave, list) or not wave:
-            raise f.error(f"waves[{i}]", "expected a non-empty list of region names", wave)
+    for i, wave in enumerate(waves):
         for name in wave:
             if name not in regions:
-                raise f.error(f"waves[{i}]", "unknown region", name)
+                raise UserError("unknown region", file=file, field=f"waves[{i}]", value=name)
             if name in seen:
-                raise f.error(
-                    f"waves[{i}]", f"overlapping waves: region already in waves[{seen[name]}]", name
+                raise UserError(
+                    f"overlapping waves: region already in waves[{seen[name]}]",
+                    file=file,
+                    field=f"waves[{i}]",
+                    value=name,
                 )
             seen[name] = i
-        out.append(tuple(str(n) for n in wave))
-    return tuple(out)
+    return tuple(tuple(wave) for wave in waves)
 
 
-def _failures(x: Fields, cat: Catalog, target: Target, units: dict[str, int]) -> Failures:
+def _failures(
+    x: rp.Failures, cat: Catalog, target: Target, units: dict[str, int], file: str | Path | None
+) -> Failures:
     """Rack failures (mtbf_h, mttr_h; optional when `parts` or `region` is given), part
     failures and drawn whole-region outages."""
-    parts = parse_parts(x, cat, target.from_generation, target.to_generation, units)
-    region = parse_region_failures(x)
-    racks = x.has("mtbf_h") or not (parts or region)
+    parts = parse_parts(x.parts, cat, target.from_generation, target.to_generation, units)
+    region = parse_region_failures(x.region)
+    racks = x.mtbf_h is not None or not (parts or region)
+    if racks:
+        for key in ("mtbf_h", "mttr_h"):
+            if getattr(x, key) is None:
+                raise UserError("missing required field", file=file, field=f"failures.{key}")
     return Failures(
-        mtbf_h=x.number("mtbf_h", positive=True) if racks else None,
-        mttr_h=x.number("mttr_h", positive=True) if racks else 1.0,
-        seed=x.int("seed", 0),
-        correlated_prob_per_day=x.number("correlated_prob_per_day", 0.0, max_value=1.0),
-        correlated_racks=x.int("correlated_racks", 0),
+        mtbf_h=x.mtbf_h if racks else None,
+        mttr_h=x.mttr_h if racks and x.mttr_h is not None else 1.0,
+        seed=x.seed,
+        correlated_prob_per_day=x.correlated_prob_per_day,
+        correlated_racks=x.correlated_racks,
         parts=parts,
         region=region,
     )
 
 
-def _replay(r: Fields, llm: bool) -> ReplaySpec:
+def _replay(r: rp.Replay, llm: bool, file: str | Path | None) -> ReplaySpec:
     return ReplaySpec(
-        drill=parse_drill(r, llm),
-        enabled=r.bool("enabled", True),
-        span_s=r.number("span_s", 2.0, positive=True),
-        max_requests=r.int("max_requests", 400_000, positive=True),
-        max_hosts=r.int("max_hosts", 4, positive=True),
-        seed=r.int("seed", 0),
+        drill=parse_drill(r.drill, llm, file),
+        enabled=r.enabled,
+        span_s=r.span_s,
+        max_requests=r.max_requests,
+        max_hosts=r.max_hosts,
+        seed=r.seed,
     )
 
 
-def _optimize(o: Fields, rate: float) -> OptimizeSpec:
-    rates = o.list("install_racks_per_day", [rate])
-    sizes = o.list("wave_sizes", [1, 2, 4, 8])
-    if not rates or not sizes:
-        raise o.error("install_racks_per_day", "candidate lists must not be empty", rates)
-    for i, _ in enumerate(rates):
-        Fields({"v": rates[i]}, o.file, o.path(f"install_racks_per_day[{i}]")).number(
-            "v", positive=True
-        )
-    for i, _ in enumerate(sizes):
-        Fields({"v": sizes[i]}, o.file, o.path(f"wave_sizes[{i}]")).int("v", positive=True)
+def _optimize(o: rp.Optimize, rate: float) -> OptimizeSpec:
+    rates = o.install_racks_per_day if o.install_racks_per_day is not None else [rate]
     return OptimizeSpec(
-        headroom_margin=o.number("headroom_margin", 0.0, min_value=-1.0),
+        headroom_margin=o.headroom_margin,
         install_rates=tuple(float(r) for r in rates),
-        wave_sizes=tuple(int(s) for s in sizes),
+        wave_sizes=tuple(int(s) for s in o.wave_sizes),
     )
 
 
-def _check_work(plan: Plan, roll: Fields, timeline: Fields) -> None:
+def _check_work(plan: Plan, file: str | Path | None) -> None:
     """Refuse plans that cannot make progress or whose timeline is too long for its step."""
     allowed = {plan.target.from_generation, plan.target.to_generation}
     for i, region in enumerate(plan.regions):
@@ -380,16 +369,17 @@ def _check_work(plan: Plan, roll: Fields, timeline: Fields) -> None:
         racks = region.racks.get(plan.target.from_generation, 0)
         in_wave = any(region.name in w for w in plan.waves)
         if racks and in_wave and math.floor(plan.drain_budget * sum(region.racks.values())) < 1:
-            raise roll.error(
-                "drain_budget",
+            raise UserError(
                 f"lets no rack of region {region.name} out at once, but it has racks to swap",
-                plan.drain_budget,
+                file=file,
+                field="rollout.drain_budget",
+                value=plan.drain_budget,
             )
     steps = math.ceil(plan.horizon_days * 24.0 / plan.step_h)
     if steps > plan.max_steps:
         raise UserError(
             f"timeline of {steps} steps exceeds max_steps {plan.max_steps}; use a coarser step_h",
             file=plan.file,
-            field=timeline.path("step_h"),
+            field="timeline.step_h",
             value=plan.step_h,
         )
