@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mtia_cluster.catalog.models import ChipFile, Quantity
 from mtia_cluster.catalog.op_model import OpParams, load_op_params, op_model_path
-from mtia_cluster.catalog.quantity import Provenance, SourcedReader, read_sources
-from mtia_cluster.config import Fields
+from mtia_cluster.catalog.quantity import Provenance, SourcedReader, field_error
+from mtia_cluster.config.models import Dtype
 from mtia_cluster.errors import UserError
 
 GB = 1e9
@@ -126,93 +127,110 @@ class Chip:
         return self.idle_w + (self.tdp_w - self.idle_w) * u
 
 
-def load_chip_data(data: dict, path: Path) -> Chip:
-    """Parse one chip's YAML mapping (after `base:` resolution); `path` is for messages."""
-    f = Fields(data, path)
-    r = SourcedReader(f, read_sources(f))
-    mem = f.sub("memory")
-    sram_f = mem.sub("sram")
-    off_f = mem.sub("offchip")
+def load_chip_data(spec: ChipFile, path: Path) -> Chip:
+    """Build one chip from its validated file (after `base:` resolution); `path` is for
+    messages and for finding the family's operator-model file beside it."""
+    r = SourcedReader(path, spec.sources)
+    q = r.quantity
+    mem, power, link, net, eff = (
+        spec.memory,
+        spec.power,
+        spec.host_link,
+        spec.network,
+        spec.efficiency,
+    )
     sram = MemoryTier(
         "sram",
         "sram",
-        r.quantity(sram_f, "capacity_mb", positive=True) * MB,
-        r.quantity(sram_f, "bandwidth_gb_s", positive=True) * GB,
+        q(mem.sram.capacity_mb, "memory.sram.capacity_mb", positive=True) * MB,
+        q(mem.sram.bandwidth_gb_s, "memory.sram.bandwidth_gb_s", positive=True) * GB,
     )
     offchip = MemoryTier(
         "offchip",
-        off_f.str("kind", choices=OFFCHIP_KINDS),
-        r.quantity(off_f, "capacity_gb", positive=True) * GB,
-        r.quantity(off_f, "bandwidth_gb_s", positive=True) * GB,
+        mem.offchip.kind,
+        q(mem.offchip.capacity_gb, "memory.offchip.capacity_gb", positive=True) * GB,
+        q(mem.offchip.bandwidth_gb_s, "memory.offchip.bandwidth_gb_s", positive=True) * GB,
     )
     pe_local = None
-    if mem.has("pe_local"):
-        pl = mem.sub("pe_local")
+    if mem.pe_local is not None:
         pe_local = MemoryTier(
             "pe_local",
             "sram",
-            r.quantity(pl, "capacity_mb", positive=True) * MB,
-            r.quantity(pl, "bandwidth_gb_s", positive=True) * GB,
+            q(mem.pe_local.capacity_mb, "memory.pe_local.capacity_mb", positive=True) * MB,
+            q(mem.pe_local.bandwidth_gb_s, "memory.pe_local.bandwidth_gb_s", positive=True) * GB,
         )
-    power = f.sub("power")
-    link = f.sub("host_link")
-    net = f.sub("network")
-    eff = f.sub("efficiency")
     chip = Chip(
-        name=f.str("name"),
-        display_name=f.str("display_name"),
-        vendor=f.str("vendor"),
+        name=spec.name,
+        display_name=spec.display_name,
+        vendor=spec.vendor,
         file=str(path),
-        clock_mhz=r.quantity(f, "clock_mhz", positive=True, default=None),
-        gemm_dense_flops={k: v * TERA for k, v in r.table(f, "gemm_dense_tflops").items()},
-        gemm_sparse_flops={k: v * TERA for k, v in r.table(f, "gemm_sparse_tflops").items()},
-        simd_flops={k: v * TERA for k, v in r.table(f, "simd_tflops").items()},
+        clock_mhz=q(spec.clock_mhz, "clock_mhz", positive=True, default=None),
+        gemm_dense_flops=_flops(r, spec.gemm_dense_tflops, "gemm_dense_tflops"),
+        gemm_sparse_flops=_flops(r, spec.gemm_sparse_tflops, "gemm_sparse_tflops"),
+        simd_flops=_flops(r, spec.simd_tflops, "simd_tflops"),
         sram=sram,
         offchip=offchip,
         pe_local=pe_local,
-        tdp_w=r.quantity(power, "tdp_w", positive=True),
-        typical_w=r.quantity(power, "typical_w", positive=True),
-        idle_w=r.quantity(power, "idle_w", positive=True),
-        host_link=link.str("kind"),
-        host_link_bytes_per_s=r.quantity(link, "bandwidth_gb_s", positive=True) * GB,
-        scale_up_domain=int(r.quantity(net, "scale_up_domain", positive=True)),
-        scale_up_bytes_per_s=r.quantity(net, "scale_up_gb_s", positive=True) * GB,
-        scale_out_bytes_per_s=r.quantity(net, "scale_out_gb_s", positive=True) * GB,
-        launch_overhead_s=r.quantity(f, "launch_overhead_us", positive=True) * 1e-6,
+        tdp_w=q(power.tdp_w, "power.tdp_w", positive=True),
+        typical_w=q(power.typical_w, "power.typical_w", positive=True),
+        idle_w=q(power.idle_w, "power.idle_w", positive=True),
+        host_link=link.kind,
+        host_link_bytes_per_s=q(link.bandwidth_gb_s, "host_link.bandwidth_gb_s", positive=True)
+        * GB,
+        scale_up_domain=int(q(net.scale_up_domain, "network.scale_up_domain", positive=True)),
+        scale_up_bytes_per_s=q(net.scale_up_gb_s, "network.scale_up_gb_s", positive=True) * GB,
+        scale_out_bytes_per_s=q(net.scale_out_gb_s, "network.scale_out_gb_s", positive=True) * GB,
+        launch_overhead_s=q(spec.launch_overhead_us, "launch_overhead_us", positive=True) * 1e-6,
         efficiency=Efficiency(
-            gemm=r.quantity(eff, "gemm", positive=True),
-            offchip_stream=r.quantity(eff, "offchip_stream", positive=True),
-            sram=r.quantity(eff, "sram", positive=True),
-            ecc_throughput=r.quantity(eff, "ecc_throughput", positive=True),
-            pcie=r.quantity(eff, "pcie", positive=True),
+            **{
+                name: q(getattr(eff, name), f"efficiency.{name}", positive=True)
+                for name in _EFFICIENCIES
+            }
         ),
         compute_units=(
-            int(r.quantity(f, "compute_units", positive=True)) if f.has("compute_units") else None
+            int(q(spec.compute_units, "compute_units", positive=True))
+            if spec.compute_units is not None
+            else None
         ),
-        peak_basis=f.str("peak_basis"),
-        interconnect=f.str("interconnect", default=""),
-        op_params=load_op_params(op_model_path(f.str("op_model"), path)).for_interconnect(
-            f.str("interconnect", default="")
+        peak_basis=spec.peak_basis,
+        interconnect=spec.interconnect,
+        op_params=load_op_params(op_model_path(spec.op_model, path)).for_interconnect(
+            spec.interconnect
         ),
         provenance=r.provenance,
     )
-    _check_chip(chip, f)
+    _check_chip(chip, path)
     return chip
 
 
-def _check_chip(chip: Chip, f: Fields) -> None:
+_EFFICIENCIES = ("gemm", "offchip_stream", "sram", "ecc_throughput", "pcie")
+
+
+def _flops(r: SourcedReader, tflops: dict[Dtype, Quantity], path: str) -> dict[str, float]:
+    """A per-dtype TFLOPS table in FLOP/s."""
+    return {k: v * TERA for k, v in r.table(tflops, path).items()}
+
+
+def _check_chip(chip: Chip, path: Path) -> None:
     """Cross-field checks: the things a single field validator cannot see."""
     if not chip.gemm_dense_flops:
-        raise f.error("gemm_dense_tflops", "a chip needs at least one dense GEMM peak")
+        raise field_error(path, "gemm_dense_tflops", "a chip needs at least one dense GEMM peak")
     for dtype in list(chip.gemm_dense_flops) + list(chip.gemm_sparse_flops):
         if dtype not in DTYPE_BYTES:
-            raise f.error("gemm_dense_tflops", "unknown dtype", dtype)
+            raise field_error(path, "gemm_dense_tflops", "unknown dtype", dtype)
     if not chip.idle_w <= chip.typical_w <= chip.tdp_w:
-        raise f.error(
-            "power", "need idle_w <= typical_w <= tdp_w", (chip.idle_w, chip.typical_w, chip.tdp_w)
+        raise field_error(
+            path,
+            "power",
+            "need idle_w <= typical_w <= tdp_w",
+            (chip.idle_w, chip.typical_w, chip.tdp_w),
         )
-    for name in ("gemm", "offchip_stream", "sram", "ecc_throughput", "pcie"):
+    for name in _EFFICIENCIES:
         if getattr(chip.efficiency, name) > 1.0:
-            raise f.error(f"efficiency.{name}", "must be <= 1", getattr(chip.efficiency, name))
+            raise field_error(
+                path, f"efficiency.{name}", "must be <= 1", getattr(chip.efficiency, name)
+            )
     if chip.sram.capacity_bytes >= chip.offchip.capacity_bytes:
-        raise f.error("memory.sram.capacity_mb", "on-chip SRAM must be smaller than off-chip")
+        raise field_error(
+            path, "memory.sram.capacity_mb", "on-chip SRAM must be smaller than off-chip"
+        )

@@ -57,7 +57,7 @@ def resolve_file(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 
 def _load_dir(
-    folder: Path, parse: Callable[[dict[str, Any], Path], T], kind: str, shape: Any
+    folder: Path, parse: Callable[[Any, Path], T], kind: str, shape: _Shape
 ) -> dict[str, T]:
     if not folder.is_dir():
         raise UserError(f"catalog folder for {kind} not found", file=folder)
@@ -66,8 +66,8 @@ def _load_dir(
         if path.name.startswith("_"):
             continue
         data = resolve_file(path)
-        shape.check(data, path)  # keys, types, choices (catalog/models.py)
-        item = parse(data, path)
+        spec = shape.check(data, path)  # keys, types, choices (catalog/models.py)
+        item = parse(spec, path)
         name = getattr(item, "name")  # noqa: B009 - every catalog item has a name
         if name != path.stem:
             raise UserError("name must match the file name", file=path, field="name", value=name)
@@ -106,15 +106,17 @@ def _lookup(table: dict[str, T], name: str, kind: str) -> T:
 
 
 class _Shape:
-    """Validates one catalog file against its typed model; errors name file and field."""
+    """Validates one catalog file against its typed model; errors name file and field.
+
+    The validated model is what the builders read: there is one reading of each file."""
 
     def __init__(self, model: Any) -> None:
         self.model = model
         self.adapter: TypeAdapter[Any] = TypeAdapter(model)
 
-    def check(self, data: dict[str, Any], path: Path) -> None:
+    def check(self, data: dict[str, Any], path: Path) -> Any:
         try:
-            self.adapter.validate_python(data)
+            return self.adapter.validate_python(data)
         except ValidationError as exc:
             raise to_user_error(exc, self.model, path) from None
 

@@ -182,3 +182,71 @@ ModelFile = Annotated[
     | Annotated[SyntheticModelFile, Tag("model:synthetic")],
     Discriminator(_kind_tag),
 ]
+
+
+# Operator-model family files (configs/catalog/op_models/<family>.yaml, catalog/op_model.py).
+
+
+class OpGemm(Strict):
+    peak_fraction: Quantity
+    bw_fraction: Quantity
+    overlap_p: Quantity
+    floor_us: Quantity
+
+
+class OpKernel(Strict):
+    bw_fraction: Quantity
+    floor_us: Quantity
+
+
+class OpElementwise(Strict):
+    """One entry per memory-bound kernel kind (op_model.ELEMENTWISE_KINDS)."""
+
+    emb: OpKernel
+    norm: OpKernel
+    rope: OpKernel
+    act: OpKernel
+    add: OpKernel
+
+
+class OpAttention(Strict):
+    prefill_peak_fraction: Quantity
+    decode_bw_fraction: Quantity
+
+
+class OpLink(Strict):
+    latency_us: Quantity
+    bw_fraction: Quantity
+
+
+class OpFabrics(Strict):
+    scale_up: OpLink
+    scale_out: OpLink
+
+
+class OpCollectives(Strict):
+    all_reduce: OpFabrics
+    send_recv: OpFabrics
+
+
+class FittedOn(Strict):
+    """What ``mtia-cluster calibrate fit`` fitted the family on (calibrate/writer.py)."""
+
+    chip: str
+    data: str
+    data_sha256: str
+    models: list[str]
+    rows: dict[str, int]
+    in_sample_mape: dict[str, float]
+
+
+class OpModelFile(Strict):
+    name: str = Field(min_length=1)
+    sources: dict[str, str] = Field(default_factory=dict)
+    gemm: OpGemm
+    elementwise: OpElementwise
+    attention: OpAttention
+    collectives: OpCollectives
+    iteration_overhead_us: Quantity
+    fitted_on: FittedOn | None = None
+    collectives_by_interconnect: dict[str, OpCollectives] = Field(default_factory=dict)

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mtia_cluster.catalog.quantity import SourcedReader, read_sources
-from mtia_cluster.config import Fields, load_yaml
+from mtia_cluster.catalog.models import OpCollectives, OpKernel, OpLink, OpModelFile, Quantity
+from mtia_cluster.catalog.quantity import SourcedReader
+from mtia_cluster.config import load_yaml
+from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError
 from mtia_cluster.paths import configs_dir
 
@@ -101,53 +103,59 @@ def load_op_params(path: Path) -> OpParams:
 
 
 def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
-    """Parse one family mapping; every quantity is validated with its provenance."""
-    f = Fields(data, path)
-    r = SourcedReader(f, read_sources(f))
-    g, att, col = f.sub("gemm"), f.sub("attention"), f.sub("collectives")
-    ew = f.sub("elementwise")
-    unknown = set(ew.data) - set(ELEMENTWISE_KINDS)
-    if unknown:
-        raise ew.error(sorted(unknown)[0], f"unknown kernel kind (known: {ELEMENTWISE_KINDS})")
+    """Validate one family mapping against its typed model, then build the parameters; every
+    quantity is range- and provenance-checked."""
+    spec = validate(OpModelFile, data, path)
+    r = SourcedReader(path, spec.sources)
 
-    def frac(sub: Fields, key: str) -> float:
-        return r.quantity(sub, key, positive=True, max_value=1.0)
+    def frac(q: Quantity, name: str) -> float:
+        return r.quantity(q, name, positive=True, max_value=1.0)
 
-    def coll(sub: Fields) -> Collective:
-        return Collective(r.quantity(sub, "latency_us") * US, frac(sub, "bw_fraction"))
-
-    def fabric_set(c: Fields) -> tuple[Collective, Collective, Collective, Collective]:
-        ar, sr = c.sub("all_reduce"), c.sub("send_recv")
-        return (
-            coll(ar.sub("scale_up")),
-            coll(ar.sub("scale_out")),
-            coll(sr.sub("scale_up")),
-            coll(sr.sub("scale_out")),
+    def coll(link: OpLink, name: str) -> Collective:
+        return Collective(
+            r.quantity(link.latency_us, f"{name}.latency_us") * US,
+            frac(link.bw_fraction, f"{name}.bw_fraction"),
         )
 
-    default = fabric_set(col)
-    profiles = {}
-    if f.has("collectives_by_interconnect"):
-        by = f.sub("collectives_by_interconnect")
-        profiles = {str(k): fabric_set(by.sub(str(k))) for k in by.data}
-    params = OpParams(
-        family=f.str("name"),
-        gemm_peak_fraction=frac(g, "peak_fraction"),
-        gemm_bw_fraction=frac(g, "bw_fraction"),
-        gemm_overlap_p=r.quantity(g, "overlap_p", min_value=1.0, max_value=64.0),
-        gemm_floor_s=r.quantity(g, "floor_us") * US,
-        elementwise={
-            k: Elementwise(frac(ew.sub(k), "bw_fraction"), r.quantity(ew.sub(k), "floor_us") * US)
-            for k in ELEMENTWISE_KINDS
-        },
-        attn_prefill_peak_fraction=frac(att, "prefill_peak_fraction"),
-        attn_decode_bw_fraction=frac(att, "decode_bw_fraction"),
+    def fabric_set(
+        c: OpCollectives, name: str
+    ) -> tuple[Collective, Collective, Collective, Collective]:
+        return (
+            coll(c.all_reduce.scale_up, f"{name}.all_reduce.scale_up"),
+            coll(c.all_reduce.scale_out, f"{name}.all_reduce.scale_out"),
+            coll(c.send_recv.scale_up, f"{name}.send_recv.scale_up"),
+            coll(c.send_recv.scale_out, f"{name}.send_recv.scale_out"),
+        )
+
+    def kernel(kind: str) -> Elementwise:
+        k: OpKernel = getattr(spec.elementwise, kind)
+        return Elementwise(
+            frac(k.bw_fraction, f"elementwise.{kind}.bw_fraction"),
+            r.quantity(k.floor_us, f"elementwise.{kind}.floor_us") * US,
+        )
+
+    default = fabric_set(spec.collectives, "collectives")
+    profiles = {
+        name: fabric_set(c, f"collectives_by_interconnect.{name}")
+        for name, c in spec.collectives_by_interconnect.items()
+    }
+    g, att = spec.gemm, spec.attention
+    return OpParams(
+        family=spec.name,
+        gemm_peak_fraction=frac(g.peak_fraction, "gemm.peak_fraction"),
+        gemm_bw_fraction=frac(g.bw_fraction, "gemm.bw_fraction"),
+        gemm_overlap_p=r.quantity(g.overlap_p, "gemm.overlap_p", min_value=1.0, max_value=64.0),
+        gemm_floor_s=r.quantity(g.floor_us, "gemm.floor_us") * US,
+        elementwise={k: kernel(k) for k in ELEMENTWISE_KINDS},
+        attn_prefill_peak_fraction=frac(
+            att.prefill_peak_fraction, "attention.prefill_peak_fraction"
+        ),
+        attn_decode_bw_fraction=frac(att.decode_bw_fraction, "attention.decode_bw_fraction"),
         all_reduce_up=default[0],
         all_reduce_out=default[1],
         send_recv_up=default[2],
         send_recv_out=default[3],
-        iteration_overhead_s=r.quantity(f, "iteration_overhead_us") * US,
+        iteration_overhead_s=r.quantity(spec.iteration_overhead_us, "iteration_overhead_us") * US,
         collective_profiles=profiles,
         provenance={k: p.status for k, p in r.provenance.items()},
     )
-    return params

@@ -1,22 +1,28 @@
 """Sourced quantities: every number in the catalog says where it came from.
 
-In YAML a quantity is either a mapping ``{value, status, source, note}`` or, for derived
-structure such as counts, a plain number inherited from the entry's ``default_source``.
-``status`` is one of ``published`` (primary or a transcription of it), ``derived`` (computed
-from published numbers; ``note`` gives the formula) or ``estimated`` (no public number;
-``note`` must give the reasoning) or ``calibrated`` (fitted to measurements by ``mtia-cluster
-calibrate fit``; ``source`` names the data). ``source`` is a key of the file's ``sources:``
-map or a URL.
+In YAML a quantity is a mapping ``{value, status, source, note}`` (:class:`~mtia_cluster.
+catalog.models.Quantity`, whose shape the loader has already validated). ``status`` is one of
+``published`` (primary or a transcription of it), ``derived`` (computed from published
+numbers; ``note`` gives the formula) or ``estimated`` (no public number; ``note`` must give
+the reasoning) or ``calibrated`` (fitted to measurements by ``mtia-cluster calibrate fit``;
+``source`` names the data). ``source`` is a key of the file's ``sources:`` map or a URL.
+
+The typed model checks keys and types; :class:`SourcedReader` checks what a field type cannot
+(the range a builder needs, the provenance rules) and names file and dotted field in one line.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from mtia_cluster.config import Fields
+from mtia_cluster.catalog.models import Quantity
+from mtia_cluster.errors import UserError
 
 STATUSES = ("published", "derived", "estimated", "calibrated")
+_MISSING = object()
 
 
 @dataclass(frozen=True)
@@ -28,57 +34,73 @@ class Provenance:
     note: str = ""
 
 
-class SourcedReader:
-    """Reads quantities from one catalog file and records their provenance by dotted path."""
+def field_error(file: str | Path, field: str, message: str, value: Any = _MISSING) -> UserError:
+    """A one-line UserError naming `file` and dotted `field` (and `value` when given)."""
+    if value is _MISSING:
+        return UserError(message, file=file, field=field)
+    return UserError(message, file=file, field=field, value=value, has_value=True)
 
-    def __init__(self, fields: Fields, sources: dict[str, str]) -> None:
-        self.root = fields
+
+class SourcedReader:
+    """Reads validated quantities of one catalog file and records their provenance by path."""
+
+    def __init__(self, file: str | Path, sources: dict[str, str]) -> None:
+        self.file = file
         self.sources = sources
         self.provenance: dict[str, Provenance] = {}
 
+    def error(self, field: str, message: str, value: Any = _MISSING) -> UserError:
+        """A UserError for dotted `field` of this file."""
+        return field_error(self.file, field, message, value)
+
     def quantity(
         self,
-        f: Fields,
-        key: str,
+        q: Quantity | None,
+        path: str,
         *,
         positive: bool = False,
         default: Any = ...,
         min_value: float | None = 0.0,
         max_value: float | None = None,
     ) -> float:
-        """Read quantity `key` from mapping `f`, validating value and provenance."""
-        if not f.has(key):
+        """The value of quantity `q` at dotted `path`, range and provenance checked."""
+        if q is None:
             if default is ...:
-                raise f.error(key, "missing required field")
+                raise self.error(path, "missing required field")
             return float(default) if default is not None else float("nan")
-        raw = f.raw(key)
-        if not isinstance(raw, dict):
-            raise f.error(key, "expected {value, status, source, note}", raw)
-        q = f.sub(key)
-        value = q.number("value", positive=positive, min_value=min_value, max_value=max_value)
-        status = q.str("status", choices=STATUSES)
-        source = q.str("source", default="")
-        note = q.str("note", default="")
-        if status in ("published", "derived", "calibrated") and not source:
-            raise q.error("source", f"a {status} number needs a source")
-        if status == "estimated" and not note:
-            raise q.error("note", "an estimated number needs its reasoning in 'note'")
-        if source and not source.startswith("http") and source not in self.sources:
-            raise q.error("source", "unknown source key (not in this file's 'sources:')", source)
-        self.provenance[f.path(key)] = Provenance(status, self.sources.get(source, source), note)
-        return value
+        self._check_range(q.value, f"{path}.value", positive, min_value, max_value)
+        if q.status in ("published", "derived", "calibrated") and not q.source:
+            raise self.error(f"{path}.source", f"a {q.status} number needs a source")
+        if q.status == "estimated" and not q.note:
+            raise self.error(f"{path}.note", "an estimated number needs its reasoning in 'note'")
+        if q.source and not q.source.startswith("http") and q.source not in self.sources:
+            raise self.error(
+                f"{path}.source", "unknown source key (not in this file's 'sources:')", q.source
+            )
+        self.provenance[path] = Provenance(q.status, self.sources.get(q.source, q.source), q.note)
+        return float(q.value)
 
-    def table(self, f: Fields, key: str, *, positive: bool = True) -> dict[str, float]:
-        """A mapping of name -> quantity (e.g. peak TFLOPS per dtype); may be absent."""
-        if not f.has(key):
-            return {}
-        sub = f.sub(key)
-        return {str(k): self.quantity(sub, str(k), positive=positive) for k in sub.data}
+    def _check_range(
+        self,
+        value: float,
+        path: str,
+        positive: bool,
+        min_value: float | None,
+        max_value: float | None,
+    ) -> None:
+        x = float(value)
+        if positive and x <= 0:
+            raise self.error(path, "must be > 0", value)
+        if min_value is not None and x < min_value:
+            raise self.error(path, f"must be >= {min_value:g}", value)
+        if max_value is not None and x > max_value:
+            raise self.error(path, f"must be <= {max_value:g}", value)
 
-
-def read_sources(fields: Fields) -> dict[str, str]:
-    """The file's ``sources:`` map of short key -> citation/URL."""
-    if not fields.has("sources"):
-        return {}
-    src = fields.sub("sources")
-    return {str(k): src.str(str(k)) for k in src.data}
+    def table(
+        self, quantities: Mapping[Any, Quantity], path: str, *, positive: bool = True
+    ) -> dict[str, float]:
+        """A mapping of name -> quantity (e.g. peak TFLOPS per dtype); may be empty."""
+        return {
+            str(k): self.quantity(q, f"{path}.{k}", positive=positive)
+            for k, q in quantities.items()
+        }

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtia_cluster.catalog.quantity import Provenance, SourcedReader, read_sources
-from mtia_cluster.config import Fields
+from mtia_cluster.catalog.models import HostFile, PlatformFile
+from mtia_cluster.catalog.quantity import Provenance, SourcedReader
 
 GB = 1e9
 
@@ -59,35 +59,37 @@ class Platform:
         return self.hosts * self.accelerators_per_host
 
 
-def parse_host(data: dict, path: Path) -> Host:
-    f = Fields(data, path)
-    r = SourcedReader(f, read_sources(f))
-    q = r.quantity
+def parse_host(spec: HostFile, path: Path) -> Host:
+    """Build one host from its validated file; quantities range- and provenance-checked."""
+    r = SourcedReader(path, spec.sources)
+
+    def q(name: str) -> float:
+        return r.quantity(getattr(spec, name), name, positive=True)
+
     return Host(
-        name=f.str("name"),
-        display_name=f.str("display_name"),
+        name=spec.name,
+        display_name=spec.display_name,
         file=str(path),
-        sockets=int(q(f, "sockets", positive=True)),
-        cores_per_socket=int(q(f, "cores_per_socket", positive=True)),
-        accelerators_per_socket=int(q(f, "accelerators_per_socket", positive=True)),
-        dram_bytes_per_socket=q(f, "dram_gb_per_socket", positive=True) * GB,
-        dram_bandwidth_bytes_per_s_per_socket=q(f, "dram_bandwidth_gb_s_per_socket", positive=True)
-        * GB,
-        nic_bytes_per_s_per_socket=q(f, "nic_gb_s_per_socket", positive=True) * GB,
-        power_w=q(f, "power_w", positive=True),
+        sockets=int(q("sockets")),
+        cores_per_socket=int(q("cores_per_socket")),
+        accelerators_per_socket=int(q("accelerators_per_socket")),
+        dram_bytes_per_socket=q("dram_gb_per_socket") * GB,
+        dram_bandwidth_bytes_per_s_per_socket=q("dram_bandwidth_gb_s_per_socket") * GB,
+        nic_bytes_per_s_per_socket=q("nic_gb_s_per_socket") * GB,
+        power_w=q("power_w"),
         provenance=r.provenance,
     )
 
 
-def parse_platform(data: dict, path: Path) -> Platform:
-    f = Fields(data, path)
+def parse_platform(spec: PlatformFile, path: Path) -> Platform:
+    """Build one platform from its validated file (the model checks every field)."""
     return Platform(
-        name=f.str("name"),
-        display_name=f.str("display_name"),
+        name=spec.name,
+        display_name=spec.display_name,
         file=str(path),
-        chip=f.str("chip"),
-        host=f.str("host"),
-        hosts=f.int("hosts", positive=True),
-        accelerators_per_host=f.int("accelerators_per_host", positive=True),
-        rdma_nic=f.str("rdma_nic", default="none", choices=("none", "optional", "builtin")),
+        chip=spec.chip,
+        host=spec.host,
+        hosts=spec.hosts,
+        accelerators_per_host=spec.accelerators_per_host,
+        rdma_nic=spec.rdma_nic,
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Literal
 
 from mtia_cluster.catalog.chip import DTYPE_BYTES
-from mtia_cluster.catalog.quantity import Provenance, SourcedReader, read_sources
-from mtia_cluster.config import Fields
+from mtia_cluster.catalog.models import LLMModelFile, Quantity
+from mtia_cluster.catalog.quantity import Provenance, SourcedReader, field_error
 
 
 @dataclass(frozen=True)
@@ -103,59 +103,63 @@ class LLMModel:
         return self.params * DTYPE_BYTES[dtype or self.dtype]
 
 
-def parse_llm(data: dict, path: Path) -> LLMModel:
-    """Parse an LLM mapping (after `base:` resolution)."""
-    f = Fields(data, path)
-    r = SourcedReader(f, read_sources(f))
+def parse_llm(spec: LLMModelFile, path: Path) -> LLMModel:
+    """Build an LLM from its validated file (after `base:` resolution)."""
+    r = SourcedReader(path, spec.sources)
 
-    def q(key: str, fields: Fields = f) -> int:
-        return int(r.quantity(fields, key, positive=True))
+    def q(node: Quantity, name: str) -> int:
+        return int(r.quantity(node, name, positive=True))
+
+    def optional(node: Quantity | None, name: str) -> int | None:
+        return q(node, name) if node is not None else None
 
     moe = None
-    if f.has("moe"):
-        m = f.sub("moe")
+    if spec.moe is not None:
+        m = spec.moe
         moe = MoE(
-            experts=q("experts", m),
-            active_experts=q("active_experts", m),
-            shared_experts=int(r.quantity(m, "shared_experts")),
-            expert_ffn=q("expert_ffn", m),
-            layer_every=m.int("moe_layer_every", 1, positive=True),
+            experts=q(m.experts, "moe.experts"),
+            active_experts=q(m.active_experts, "moe.active_experts"),
+            shared_experts=int(r.quantity(m.shared_experts, "moe.shared_experts")),
+            expert_ffn=q(m.expert_ffn, "moe.expert_ffn"),
+            layer_every=m.moe_layer_every,
         )
         if moe.active_experts > moe.experts:
-            raise m.error("active_experts", "more active experts than experts", moe.active_experts)
-    heads, kv_heads, head_dim = q("heads"), q("kv_heads"), q("head_dim")
+            raise field_error(
+                path, "moe.active_experts", "more active experts than experts", moe.active_experts
+            )
+    heads = q(spec.heads, "heads")
+    kv_heads = q(spec.kv_heads, "kv_heads")
+    head_dim = q(spec.head_dim, "head_dim")
     if heads % kv_heads:
-        raise f.error("kv_heads", f"must divide heads ({heads})", kv_heads)
-    kv_elems = (
-        int(r.quantity(f, "kv_elements_per_token_per_layer", positive=True))
-        if f.has("kv_elements_per_token_per_layer")
-        else 2 * kv_heads * head_dim
-    )
-    q_dim = int(r.quantity(f, "q_dim", positive=True)) if f.has("q_dim") else heads * head_dim
+        raise field_error(path, "kv_heads", f"must divide heads ({heads})", kv_heads)
+    kv_elems = optional(spec.kv_elements_per_token_per_layer, "kv_elements_per_token_per_layer")
+    q_dim = optional(spec.q_dim, "q_dim")
     active = (
-        r.quantity(f, "active_params_b", positive=True) * 1e9 if f.has("active_params_b") else None
+        r.quantity(spec.active_params_b, "active_params_b", positive=True) * 1e9
+        if spec.active_params_b is not None
+        else None
     )
     return LLMModel(
-        name=f.str("name"),
-        display_name=f.str("display_name"),
+        name=spec.name,
+        display_name=spec.display_name,
         file=str(path),
-        layers=q("layers"),
-        hidden=q("hidden"),
+        layers=q(spec.layers, "layers"),
+        hidden=q(spec.hidden, "hidden"),
         heads=heads,
         kv_heads=kv_heads,
         head_dim=head_dim,
-        ffn=q("ffn"),
-        vocab=q("vocab"),
-        dtype=f.str("dtype", choices=DTYPE_BYTES),
-        kv_dtype=f.str("kv_dtype", choices=DTYPE_BYTES),
+        ffn=q(spec.ffn, "ffn"),
+        vocab=q(spec.vocab, "vocab"),
+        dtype=spec.dtype,
+        kv_dtype=spec.kv_dtype,
         moe=moe,
-        dense_layers=int(r.quantity(f, "dense_layers", default=0)),
-        kv_elements_per_token_per_layer=kv_elems,
-        q_dim=q_dim,
-        attn_params_override=(
-            q("attn_params_per_layer") if f.has("attn_params_per_layer") else None
-        ),
-        published_params=r.quantity(f, "params_b", positive=True) * 1e9,
+        dense_layers=int(r.quantity(spec.dense_layers, "dense_layers", default=0)),
+        kv_elements_per_token_per_layer=kv_elems
+        if kv_elems is not None
+        else 2 * kv_heads * head_dim,
+        q_dim=q_dim if q_dim is not None else heads * head_dim,
+        attn_params_override=optional(spec.attn_params_per_layer, "attn_params_per_layer"),
+        published_params=r.quantity(spec.params_b, "params_b", positive=True) * 1e9,
         published_active_params=active,
         provenance=r.provenance,
     )

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from mtia_cluster.catalog.chip import DTYPE_BYTES
-from mtia_cluster.catalog.quantity import Provenance, SourcedReader, read_sources
-from mtia_cluster.config import Fields
+from mtia_cluster.catalog.models import RRModelFile
+from mtia_cluster.catalog.quantity import Provenance, SourcedReader
 
 MB = 1e6
 GB = 1e9
@@ -60,34 +60,37 @@ class RRModel:
         return self.embedding_table_bytes + self.dense_weight_bytes
 
 
-def parse_rr(data: dict, path: Path) -> RRModel:
-    """Parse an R&R model mapping (after `base:` resolution)."""
-    f = Fields(data, path)
-    r = SourcedReader(f, read_sources(f))
-    q = r.quantity
-    emb = f.sub("embedding")
-    dtype = f.str("dtype", choices=DTYPE_BYTES)
+def parse_rr(spec: RRModelFile, path: Path) -> RRModel:
+    """Build an R&R model from its validated file (after `base:` resolution)."""
+    r = SourcedReader(path, spec.sources)
+
+    def q(name: str, *, positive: bool = True, max_value: float | None = None) -> float:
+        node: Any = spec
+        for part in name.split("."):
+            node = getattr(node, part)
+        return r.quantity(node, name, positive=positive, max_value=max_value)
+
+    emb = spec.embedding
     return RRModel(
-        name=f.str("name"),
-        display_name=f.str("display_name"),
+        name=spec.name,
+        display_name=spec.display_name,
         file=str(path),
-        dtype=dtype,
-        dense_flop_per_sample=q(f, "dense_mflop_per_sample", positive=True) * MB,
-        dense_weight_bytes=q(f, "dense_weight_mb", positive=True) * MB,
-        activation_bytes_per_sample=q(f, "activation_kb_per_sample", positive=True) * KB,
-        activation_traffic_bytes_per_sample=q(f, "activation_traffic_kb_per_sample", positive=True)
-        * KB,
-        kernels_per_batch=int(q(f, "kernels_per_batch", positive=True)),
-        accelerators=f.int("accelerators", positive=True),
-        max_batch=int(q(f, "max_batch", positive=True)),
-        embedding_table_bytes=q(emb, "table_gb", positive=True) * GB,
-        embedding_lookups_per_sample=q(emb, "lookups_per_sample", positive=True),
-        embedding_dim=int(q(emb, "dim", positive=True)),
-        embedding_dtype=emb.str("dtype", choices=DTYPE_BYTES),
-        embedding_access_skew=q(emb, "access_skew", max_value=0.999),
-        input_bytes_per_sample=q(f, "input_bytes_per_sample", positive=True),
-        output_bytes_per_sample=q(f, "output_bytes_per_sample", positive=True),
-        host_cpu_s_per_sample=q(f, "host_cpu_us_per_sample", positive=True) * 1e-6,
-        host_dram_bytes_per_sample=q(f, "host_dram_bytes_per_sample", positive=True),
+        dtype=spec.dtype,
+        dense_flop_per_sample=q("dense_mflop_per_sample") * MB,
+        dense_weight_bytes=q("dense_weight_mb") * MB,
+        activation_bytes_per_sample=q("activation_kb_per_sample") * KB,
+        activation_traffic_bytes_per_sample=q("activation_traffic_kb_per_sample") * KB,
+        kernels_per_batch=int(q("kernels_per_batch")),
+        accelerators=spec.accelerators,
+        max_batch=int(q("max_batch")),
+        embedding_table_bytes=q("embedding.table_gb") * GB,
+        embedding_lookups_per_sample=q("embedding.lookups_per_sample"),
+        embedding_dim=int(q("embedding.dim")),
+        embedding_dtype=emb.dtype,
+        embedding_access_skew=q("embedding.access_skew", positive=False, max_value=0.999),
+        input_bytes_per_sample=q("input_bytes_per_sample"),
+        output_bytes_per_sample=q("output_bytes_per_sample"),
+        host_cpu_s_per_sample=q("host_cpu_us_per_sample") * 1e-6,
+        host_dram_bytes_per_sample=q("host_dram_bytes_per_sample"),
         provenance=r.provenance,
     )

@@ -9,7 +9,8 @@ from typing import Literal
 
 import numpy as np
 
-from mtia_cluster.config import Fields
+from mtia_cluster.catalog.models import SyntheticModelFile
+from mtia_cluster.catalog.quantity import field_error
 
 DISTRIBUTIONS = ("deterministic", "exponential", "lognormal")
 
@@ -37,20 +38,22 @@ class SyntheticModel:
         return rng.lognormal(mu, math.sqrt(sigma2), n)
 
 
-def parse_synthetic(data: dict, path: Path) -> SyntheticModel:
-    f = Fields(data, path)
-    dist = f.str("distribution", choices=DISTRIBUTIONS)
+def parse_synthetic(spec: SyntheticModelFile, path: Path) -> SyntheticModel:
+    """Build a synthetic model from its validated file; `cv` must fit the distribution."""
+    dist = spec.distribution
     cv = {"deterministic": 0.0, "exponential": 1.0}.get(dist)
-    cv_value = f.number("cv", default=cv if cv is not None else ...)
+    if spec.cv is None and cv is None:
+        raise field_error(path, "cv", "missing required field")
+    cv_value = float(spec.cv) if spec.cv is not None else float(cv or 0.0)
     if cv is not None and cv_value != cv:
-        raise f.error("cv", f"a {dist} service time has cv {cv:g}", cv_value)
+        raise field_error(path, "cv", f"a {dist} service time has cv {cv:g}", cv_value)
     if dist == "lognormal" and cv_value <= 0:
-        raise f.error("cv", "must be > 0 for a lognormal", cv_value)
+        raise field_error(path, "cv", "must be > 0 for a lognormal", cv_value)
     return SyntheticModel(
-        name=f.str("name"),
-        display_name=f.str("display_name"),
+        name=spec.name,
+        display_name=spec.display_name,
         file=str(path),
         distribution=dist,
-        mean_s=f.number("mean_ms", positive=True) * 1e-3,
+        mean_s=float(spec.mean_ms) * 1e-3,
         cv=cv_value,
     )

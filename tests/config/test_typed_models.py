@@ -51,6 +51,44 @@ def test_router_policies_and_dtypes_are_defined_once() -> None:
             ("../models/hc1.yaml", "embedding:", "embeding:"),
             "hc1.yaml: embeding: unknown key (did you mean 'embedding'?)",
         ),
+        (
+            ("op_models/nvidia-gpu.yaml", "  data_sha256:", "  data_sha:"),
+            "nvidia-gpu.yaml: fitted_on.data_sha: unknown key (did you mean 'data_sha256'?)",
+        ),
+        (
+            ("op_models/mtia.yaml", "  emb:", "  embb:"),
+            "mtia.yaml: elementwise.embb: unknown key (did you mean 'emb'?)",
+        ),
+        (
+            ("op_models/nvidia-gpu.yaml", "collectives_by_interconnect:", "collectives_by_ic:"),
+            "nvidia-gpu.yaml: collectives_by_ic: unknown key",
+        ),
+        # Range and provenance rules the types cannot express: still one line, file and field.
+        (
+            ("op_models/nvidia-gpu.yaml", "source: fit_h100", "source: fit_h200"),
+            "nvidia-gpu.yaml: collectives_by_interconnect.nvlink4-nvswitch.all_reduce.scale_up"
+            ".latency_us.source: unknown source key",
+        ),
+        (
+            ("op_models/mtia.yaml", "overlap_p: {value: 3.0", "overlap_p: {value: 0.5"),
+            "mtia.yaml: gemm.overlap_p.value: must be >= 1 (got 0.5)",
+        ),
+        (
+            (
+                "chips/h100.yaml",
+                "idle_w: {value: 75, status: estimated, note:",
+                "idle_w: {value: 75, status: estimated, source:",
+            ),
+            "h100.yaml: power.idle_w.note: an estimated number needs its reasoning",
+        ),
+        (
+            ("hosts/hgx-8gpu.yaml", "sockets: {value: 2", "sockets: {value: 0"),
+            "hgx-8gpu.yaml: sockets.value: must be > 0 (got 0)",
+        ),
+        (
+            ("../models/svc-lognormal-1ms.yaml", "cv: 1.5", "cv: null"),
+            "svc-lognormal-1ms.yaml: cv: missing required field",
+        ),
     ],
 )
 def test_catalog_files_refuse_unknown_keys(tmp_path: Path, edit, needle: str) -> None:
