@@ -144,15 +144,15 @@ OUTCOME_COLUMNS = (
 
 def sessions_benchmark(model, arrival, repeat, reference=False):
     """Multi-turn sessions (traces' generator) started at every sixth Azure arrival."""
-    from mtia_cluster.config import Fields
+    from mtia_cluster.config.trace_spec import Sessions, TableLengths
     from mtia_cluster.engine.rng import entity_rng
     from mtia_cluster.traces.generators.sessions import sessionize
 
     turns = sessionize(
         entity_rng(1, 4, 0),
         arrival[::6],
-        Fields({"mean_turns": 3, "think_time_s": 30}, None),
-        Fields({"dist": "azure-2023-conv"}, None),
+        Sessions(mean_turns=3, think_time_s=30),
+        TableLengths(dist="azure-2023-conv"),
     )
     a, p, o, sid = (turns[k] for k in ("arrival_ns", "input_tokens", "output_tokens", "session_id"))
     print(

@@ -3,8 +3,7 @@
 Every error raised here is a :class:`mtia_cluster.errors.UserError` naming file, field, value.
 """
 
-from mtia_cluster.config.fields import Fields
 from mtia_cluster.config.loader import load_yaml
 from mtia_cluster.config.overrides import apply_overrides, parse_override
 
-__all__ = ["Fields", "apply_overrides", "load_yaml", "parse_override"]
+__all__ = ["apply_overrides", "load_yaml", "parse_override"]

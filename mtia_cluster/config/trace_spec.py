@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from mtia_cluster.config.schema import Strict
 
@@ -148,7 +148,15 @@ class PrefixBlocks(Strict):
 
     block_tokens: PositiveInt = 512
     system_prompts: Annotated[int, Field(ge=0)] = 0
-    system_prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    system_prompt_tokens: Annotated[int, Field(ge=0, validate_default=True)] = 0
+
+    @field_validator("system_prompt_tokens")
+    @classmethod
+    def _prompt_length(cls, tokens: int, info: ValidationInfo) -> int:
+        """System prompts need a length (checked on this field, so the error names it)."""
+        if info.data.get("system_prompts") and not tokens:
+            raise ValueError("needs a positive length with system_prompts")
+        return tokens
 
 
 class ServiceSpec(Strict):

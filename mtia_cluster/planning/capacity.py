@@ -24,6 +24,7 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.config.trace_spec import MLPerfSizes, TableLengths
 from mtia_cluster.engine.cell import make_requests
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import entity_rng
@@ -39,8 +40,8 @@ from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
 
 KIND_CAPACITY_WORKLOAD = 902  # spawn-key namespace of the capacity traces
-RR_SIZES = {"dist": "mlperf-dlrm-v2"}
-LLM_LENGTHS = {"dist": "azure-2023-conv"}
+RR_SIZES = MLPerfSizes(dist="mlperf-dlrm-v2")
+LLM_LENGTHS = TableLengths(dist="azure-2023-conv")
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mtia_cluster.config import Fields, apply_overrides, load_yaml
+from mtia_cluster.config import apply_overrides, load_yaml
 from mtia_cluster.errors import UserError
 
 
@@ -24,16 +24,6 @@ def test_overrides_parse_types_and_paths():
 def test_bad_overrides_are_user_errors(bad):
     with pytest.raises(UserError, match="--set"):
         apply_overrides({"router": {"policy": "rr"}, "regions": [{}]}, [bad])
-
-
-def test_fields_errors_name_file_field_value():
-    f = Fields({"a": {"b": -1, "s": 3}}, "x.yaml")
-    with pytest.raises(UserError, match=r"x\.yaml: a\.b: must be > 0 \(got -1\)"):
-        f.sub("a").number("b", positive=True)
-    with pytest.raises(UserError, match=r"a\.s: expected a string"):
-        f.sub("a").str("s")
-    with pytest.raises(UserError, match=r"a\.c: missing required field"):
-        f.sub("a").int("c")
 
 
 def test_load_yaml_errors(tmp_path):

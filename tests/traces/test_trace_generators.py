@@ -11,6 +11,12 @@ import math
 import numpy as np
 import pytest
 
+from mtia_cluster.config.trace_spec import (
+    FittedSizes,
+    MLPerfSizes,
+    SeparateLengths,
+    TableLengths,
+)
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.generators import arrivals as arr
 from mtia_cluster.traces.generators.diurnal import DiurnalProfile
@@ -130,7 +136,7 @@ def test_diurnal_rejects_bad_profile() -> None:
 
 
 def test_mlperf_dlrm_sizes() -> None:
-    items = sample_sizes(_rng(), {"dist": "mlperf-dlrm-v2"}, 400_000)
+    items = sample_sizes(_rng(), MLPerfSizes(dist="mlperf-dlrm-v2"), 400_000)
     assert set(np.unique(items)) <= set(MLPERF_DLRM_V2_QUANTILES)
     assert abs(items.mean() - 270) < 1.5  # sd of one draw 150 -> SE 0.24
 
@@ -142,7 +148,7 @@ def test_mlperf_constant_matches_shared_file(shared_data) -> None:
 
 @pytest.mark.parametrize("dist", ["lognormal", "pareto"])
 def test_heavy_tailed_sizes_have_asked_mean_and_p99(dist: str) -> None:
-    x = sample_sizes(_rng(2), {"dist": dist, "mean": 270.0, "p99": 1500.0}, 1_000_000)
+    x = sample_sizes(_rng(2), FittedSizes(dist=dist, mean=270.0, p99=1500.0), 1_000_000)
     assert abs(np.quantile(x, 0.99) / 1500 - 1) < 0.03
     assert abs(x.mean() / 270 - 1) < (0.02 if dist == "lognormal" else 0.08)
 
@@ -159,21 +165,24 @@ def test_size_parameter_solutions() -> None:
 
 
 def test_caps_apply() -> None:
-    x = sample_sizes(_rng(), {"dist": "lognormal", "mean": 1000, "p99": 8000, "max": 4096}, 100_000)
+    spec = FittedSizes(dist="lognormal", mean=1000, p99=8000, max=4096)
+    x = sample_sizes(_rng(), spec, 100_000)
     assert x.max() == 4096 and x.min() >= 1
 
 
 def test_azure_lengths_reproduce_trace_statistics() -> None:
-    inp, out = sample_lengths(_rng(), {"dist": "azure-2023-conv"}, 500_000)
+    inp, out = sample_lengths(_rng(), TableLengths(dist="azure-2023-conv"), 500_000)
     # measured on the real trace: input mean 1155, p50 1020; output mean 211, p50 129
     assert abs(inp.mean() / 1155 - 1) < 0.02 and abs(np.median(inp) - 1020) <= 10
     assert abs(out.mean() / 211 - 1) < 0.02 and abs(np.median(out) - 129) <= 3
 
 
 def test_parametric_lengths() -> None:
-    spec = {
-        "input": {"dist": "lognormal", "mean": 800, "p99": 6000, "max": 8192},
-        "output": {"dist": "constant", "value": 128},
-    }
+    spec = SeparateLengths.model_validate(
+        {
+            "input": {"dist": "lognormal", "mean": 800, "p99": 6000, "max": 8192},
+            "output": {"dist": "constant", "value": 128},
+        }
+    )
     inp, out = sample_lengths(_rng(), spec, 10_000)
     assert inp.max() <= 8192 and set(out.tolist()) == {128}

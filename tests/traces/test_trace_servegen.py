@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
-from mtia_cluster.config import Fields
+from mtia_cluster.config.trace_spec import ServeGenLengths
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.generators import generate_table
 from mtia_cluster.traces.generators.servegen import sample_servegen_lengths, servegen_arrivals
@@ -44,7 +44,7 @@ def test_lengths_sample_the_pmf(shared_data: Path) -> None:
     probs = np.array(list(pmf.values()))
     mean = float((values * probs).sum() / probs.sum())
     inp, out = sample_servegen_lengths(
-        _rng(), Fields({"path": str(path), "window": 0}, None), 200_000
+        _rng(), ServeGenLengths(dist="servegen", path=str(path), window=0), 200_000
     )
     assert set(np.unique(inp).tolist()) <= set(int(v) for v in values)
     sd = float(np.sqrt(((values - mean) ** 2 * probs).sum() / probs.sum()))

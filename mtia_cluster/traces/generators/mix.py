@@ -32,22 +32,37 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from mtia_cluster import __version__
-from mtia_cluster.config import Fields
+from mtia_cluster.config.schema import validate
+from mtia_cluster.config.trace_spec import (
+    Arrivals,
+    MLPerfSizes,
+    Offline,
+    OnOff,
+    Poisson,
+    RegionMix,
+    Renewal,
+    ServeGen,
+    ServiceSpec,
+    TableLengths,
+    TraceSpecFile,
+)
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.generators import arrivals as arr
 from mtia_cluster.traces.generators.diurnal import DiurnalProfile
-from mtia_cluster.traces.generators.prefix import add_prefix_chains, chain_column, prefix_settings
+from mtia_cluster.traces.generators.prefix import add_prefix_chains, chain_column
 from mtia_cluster.traces.generators.sessions import sessionize
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.traces.limits import check_generation
 
 ARRIVALS, SIZES, PREFIXES = 0, 1, 2
+DEFAULT_ITEMS = MLPerfSizes(dist="mlperf-dlrm-v2")  # rr services without `items`
+DEFAULT_LENGTHS = TableLengths(dist="azure-2023-conv")  # llm services without `lengths`
 
 
 def stream_rng(seed: int, service: str, region: str, purpose: int) -> np.random.Generator:
@@ -56,168 +71,144 @@ def stream_rng(seed: int, service: str, region: str, purpose: int) -> np.random.
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=key)))
 
 
-def _diurnal(svc: Fields, region: Fields | None, start_hour: float) -> DiurnalProfile | None:
-    if not svc.has("diurnal"):
+class Stream(NamedTuple):
+    """One (service, region) stream of a spec and its share of the service's rate."""
+
+    svc: ServiceSpec
+    region: str
+    region_mix: RegionMix | None  # None: the spec has no regions
+    rate: float
+
+
+def _diurnal(
+    svc: ServiceSpec, region: RegionMix | None, start_hour: float
+) -> DiurnalProfile | None:
+    d = svc.diurnal
+    if d is None:
         return None
-    d = svc.sub("diurnal")
-    tz = region.number("tz_offset_h", 0.0, min_value=-14, max_value=14) if region else 0.0
-    weekly = d.list("weekly", [1.0] * 7)
-    try:
-        weekly_t = tuple(float(x) for x in weekly)
-    except (TypeError, ValueError):
-        raise d.error("weekly", "expected 7 numbers", weekly) from None
     return DiurnalProfile(
-        peak_to_trough=d.number("peak_to_trough", 1.0, min_value=1.0),
-        peak_hour_local=d.number("peak_hour_local", 20.0, max_value=24),
-        tz_offset_h=tz,
+        peak_to_trough=d.peak_to_trough,
+        peak_hour_local=d.peak_hour_local,
+        tz_offset_h=region.tz_offset_h if region else 0.0,
         start_hour_utc=start_hour,
-        weekly=weekly_t,
-        day_s=d.number("day_s", 86_400.0, positive=True),
+        weekly=tuple(d.weekly),
+        day_s=d.day_s,
     )
 
 
 def _arrivals(
-    rng: np.random.Generator, a: Fields, rate: float, n: int | None, duration_s: float | None
+    rng: np.random.Generator, a: Arrivals, rate: float, n: int | None, duration_s: float | None
 ) -> np.ndarray:
-    process = a.str(
-        "process",
-        "poisson",
-        choices=["poisson", "gamma", "weibull", "onoff", "offline", "servegen"],
-    )
-    if process == "poisson":
+    if isinstance(a, Poisson):
         return arr.poisson(rng, rate, n=n, duration_s=duration_s)
-    if process in ("gamma", "weibull"):
-        return arr.renewal(
-            rng, rate, a.number("cv", positive=True), process, n=n, duration_s=duration_s
-        )
-    if process == "onoff":
+    if isinstance(a, Renewal):
+        return arr.renewal(rng, rate, a.cv, a.process, n=n, duration_s=duration_s)
+    if isinstance(a, OnOff):
         # burst: on-state rate as a multiple of the mean; on_fraction of time spent on
-        burst = a.number("burst_factor", 5.0, min_value=1.0)
-        mean_on = a.number("mean_on_s", 1.0, positive=True)
-        on_frac = min(
-            a.number("on_fraction", 1.0 / burst, positive=True, max_value=1.0), 1.0 / burst
-        )
+        burst, mean_on = a.burst_factor, a.mean_on_s
+        on_frac = min(a.on_fraction if a.on_fraction is not None else 1.0 / burst, 1.0 / burst)
         mean_off = mean_on * (1 - on_frac) / on_frac if on_frac < 1 else mean_on
         on_rate = rate * burst
         off_rate = max(rate - on_rate * on_frac, 0.0) / max(1 - on_frac, 1e-12)
         return arr.on_off(rng, on_rate, off_rate, mean_on, mean_off, n=n, duration_s=duration_s)
-    if process == "offline":
+    if isinstance(a, Offline):
         count = n if n is not None else round(rate * (duration_s or 0))
         return arr.offline(count)
     from mtia_cluster.traces.generators.servegen import servegen_arrivals
 
-    if duration_s is None:
-        raise a.error("process", "servegen arrivals need duration_s, not a request count", process)
-    return servegen_arrivals(
-        rng,
-        a.str("path"),
-        a.number("start_s", 0.0),
-        duration_s,
-        a.number("rate_scale", 1.0, positive=True),
-    )
+    if duration_s is None:  # refused with file and field by _check_spec
+        raise ValueError("servegen arrivals need duration_s")
+    return servegen_arrivals(rng, a.path, a.start_s, duration_s, a.rate_scale)
 
 
 def _stream(
-    seed: int,
-    svc: Fields,
-    name: str,
-    region: str,
-    region_f: Fields | None,
-    rate: float,
-    n: int | None,
-    duration_s: float | None,
-    start_hour: float,
+    seed: int, s: Stream, n: int | None, duration_s: float | None, start_hour: float
 ) -> dict[str, np.ndarray]:
     """One (service, region) stream: arrivals (diurnal-warped), sizes and hash chains."""
-    out = _sized_stream(seed, svc, name, region, region_f, rate, n, duration_s, start_hour)
-    if "input_tokens" in out and svc.has("prefix_blocks"):
-        rng = stream_rng(seed, name, region, PREFIXES)
-        out = add_prefix_chains(rng, out, svc.sub("prefix_blocks"))
+    out = _sized_stream(seed, s, n, duration_s, start_hour)
+    if "input_tokens" in out and s.svc.prefix_blocks is not None:
+        rng = stream_rng(seed, s.svc.name, s.region, PREFIXES)
+        out = add_prefix_chains(rng, out, s.svc.prefix_blocks)
     return out
 
 
 def _sized_stream(
-    seed: int,
-    svc: Fields,
-    name: str,
-    region: str,
-    region_f: Fields | None,
-    rate: float,
-    n: int | None,
-    duration_s: float | None,
-    start_hour: float,
+    seed: int, s: Stream, n: int | None, duration_s: float | None, start_hour: float
 ) -> dict[str, np.ndarray]:
     """One (service, region) stream: arrivals (diurnal-warped) and sizes."""
-    rng = stream_rng(seed, name, region, ARRIVALS)
-    a = svc.sub("arrivals", {"process": "poisson"})
-    kind = svc.str("kind", choices=["rr", "llm"])
-    sessions = svc.sub("sessions") if kind == "llm" and svc.has("sessions") else None
+    svc, rate = s.svc, s.rate
+    rng = stream_rng(seed, svc.name, s.region, ARRIVALS)
+    sessions = svc.sessions if svc.kind == "llm" else None
     if sessions is not None:  # the process gives session starts; turns follow
-        mean_turns = sessions.number("mean_turns", 3.0, min_value=1.0)
-        rate = rate / mean_turns
-        n = None if n is None else max(1, round(n / mean_turns))
-    profile = _diurnal(svc, region_f, start_hour)
+        rate = rate / sessions.mean_turns
+        n = None if n is None else max(1, round(n / sessions.mean_turns))
+    profile = _diurnal(svc, s.region_mix, start_hour)
     if profile is not None and duration_s is not None:
         op_duration = profile.operational_duration_s(duration_s)
-        base = _arrivals(rng, a, rate, None, op_duration)
+        base = _arrivals(rng, svc.arrivals, rate, None, op_duration)
         t = profile.warp(base, duration_s)
         t = t[t < int(duration_s * arr.NS_PER_S)]
     else:
-        t = _arrivals(rng, a, rate, n, duration_s)
+        t = _arrivals(rng, svc.arrivals, rate, n, duration_s)
         if profile is not None:
             t = profile.warp(t)
-    size_rng = stream_rng(seed, name, region, SIZES)
+    size_rng = stream_rng(seed, svc.name, s.region, SIZES)
+    lengths = svc.lengths or DEFAULT_LENGTHS
     if sessions is not None:
-        lengths = svc.sub("lengths", {"dist": "azure-2023-conv"})
         out = sessionize(size_rng, t, sessions, lengths)
         if duration_s is not None:
             keep = out["arrival_ns"] < int(duration_s * arr.NS_PER_S)
             out = {k: v[keep] for k, v in out.items()}
         return out
     out = {"arrival_ns": t}
-    if kind == "rr":
-        out["items"] = sample_sizes(
-            size_rng,
-            svc.sub("items", {"dist": "mlperf-dlrm-v2"}).data,
-            len(t),
-            svc.file,
-            svc.path("items"),
-        )
+    if svc.kind == "rr":
+        out["items"] = sample_sizes(size_rng, svc.items or DEFAULT_ITEMS, len(t))
     else:
-        lengths = svc.sub("lengths", {"dist": "azure-2023-conv"})
-        out["input_tokens"], out["output_tokens"] = sample_lengths(
-            size_rng, lengths.data, len(t), svc.file, lengths.prefix
-        )
+        out["input_tokens"], out["output_tokens"] = sample_lengths(size_rng, lengths, len(t))
     return out
 
 
-def _plan(f: Fields) -> tuple[list[tuple[Fields, str, str, Fields | None, float]], float]:
-    """Every (service fields, service name, region, region fields, rate) stream, total rate."""
-    regions: list[tuple[str, Fields | None, float]] = [("", None, 1.0)]
-    if f.has("regions"):
-        reg = f.sub("regions")
-        regions = []
-        for rname in reg.data:
-            region_f = reg.sub(str(rname))
-            regions.append((str(rname), region_f, region_f.number("weight", 1.0, positive=True)))
-        if not regions:
-            raise f.error("regions", "needs at least one region", {})
-    total_w = sum(w for _, _, w in regions)
-    streams: list[tuple[Fields, str, str, Fields | None, float]] = []
+def _plan(spec: TraceSpecFile) -> tuple[list[Stream], float]:
+    """Every (service, region) stream with its rate, and the total rate."""
+    regions: list[tuple[str, RegionMix | None]] = [("", None)]
+    if spec.regions is not None:
+        regions = [(str(name), mix) for name, mix in spec.regions.items()]
+    total_w = sum(mix.weight if mix else 1.0 for _, mix in regions)
+    streams = [
+        Stream(svc, name, mix, svc.rate_per_s * (mix.weight if mix else 1.0) / total_w)
+        for svc in spec.services
+        for name, mix in regions
+    ]
+    return streams, float(sum(s.rate for s in streams))
+
+
+def _check_spec(spec: TraceSpecFile, file: str | Path | None) -> None:
+    """What the models cannot see field by field: names unique, one hash block size per
+    trace, ServeGen arrivals only with a duration. One UserError naming file and field."""
     names: set[str] = set()
-    services = f.list("services")
-    if not services:
-        raise f.error("services", "needs at least one service", services)
-    for i, _ in enumerate(services):
-        svc = Fields(services[i], f.file, f.path(f"services[{i}]"))
-        name = svc.str("name")
-        if name in names:
-            raise svc.error("name", "duplicate service name", name)
-        names.add(name)
-        rate = svc.number("rate_per_s", positive=True)
-        for rname, rf, w in regions:
-            streams.append((svc, name, rname, rf, rate * w / total_w))
-    return streams, float(sum(s[4] for s in streams))
+    blocks: dict[int, int] = {}  # block_tokens -> first service index with it
+    for i, svc in enumerate(spec.services):
+        if svc.name in names:
+            raise UserError(
+                "duplicate service name", file=file, field=f"services[{i}].name", value=svc.name
+            )
+        names.add(svc.name)
+        if isinstance(svc.arrivals, ServeGen) and spec.duration_s is None:
+            raise UserError(
+                "servegen arrivals need duration_s, not a request count",
+                file=file,
+                field=f"services[{i}].arrivals.process",
+                value=svc.arrivals.process,
+            )
+        if svc.prefix_blocks is not None:
+            blocks.setdefault(svc.prefix_blocks.block_tokens, i)
+    if len(blocks) > 1:
+        raise UserError(
+            "must be the same for every service (one per trace)",
+            file=file,
+            field=f"services[{list(blocks.values())[-1]}].prefix_blocks.block_tokens",
+            value=max(blocks),
+        )
 
 
 def generate_table(
@@ -229,34 +220,25 @@ def generate_table(
     """Generate the trace described by `spec`; returns (table, metadata).
 
     `progress(done, total)` is called after each (service, region) stream and the merge."""
-    from mtia_cluster.config.schema import validate
-    from mtia_cluster.config.trace_spec import TraceSpecFile
-
-    validate(TraceSpecFile, spec, file)  # every key, type and range, before any draw
-    f = Fields(spec, file)
-    if f.has("requests") == f.has("duration_s"):
-        raise UserError(
-            "give exactly one of requests or duration_s", file=file, field="requests/duration_s"
-        )
-    total_n = f.int("requests", positive=True) if f.has("requests") else None
-    duration_s = f.number("duration_s", positive=True) if f.has("duration_s") else None
-    start_hour = f.number("start_hour_utc", 0.0, max_value=168.0)
-    streams, total_rate = _plan(f)
+    model = validate(TraceSpecFile, spec, file)  # every key, type and range, before any draw
+    _check_spec(model, file)
+    total_n, duration_s = model.requests, model.duration_s
+    streams, total_rate = _plan(model)
     check_generation(total_n or total_rate * (duration_s or 0.0), duration_s, file)
     parts = []
-    for svc, name, region, rf, rate in streams:
-        n = None if total_n is None else round(total_n * rate / total_rate)
-        parts.append(_stream(seed, svc, name, region, rf, rate, n, duration_s, start_hour))
+    for s in streams:
+        n = None if total_n is None else round(total_n * s.rate / total_rate)
+        parts.append(_stream(seed, s, n, duration_s, model.start_hour_utc))
         if progress is not None:
             progress(len(parts), len(streams) + 1)
-    service_names = list(dict.fromkeys(s[1] for s in streams))
-    region_names = list(dict.fromkeys(s[2] for s in streams))
+    service_names = list(dict.fromkeys(s.svc.name for s in streams))
+    region_names = list(dict.fromkeys(s.region for s in streams))
     table = _merge(
         parts,
-        [service_names.index(s[1]) for s in streams],
-        [region_names.index(s[2]) for s in streams],
+        [service_names.index(s.svc.name) for s in streams],
+        [region_names.index(s.region) for s in streams],
         service_names,
-        region_names if f.has("regions") else None,
+        region_names if model.regions is not None else None,
     )
     if progress is not None:
         progress(len(streams) + 1, len(streams) + 1)
@@ -268,24 +250,10 @@ def generate_table(
             value=duration_s,
         )
     meta = generated_metadata(spec, seed)
-    block = _block_tokens(streams)
-    if block is not None:
-        meta["parameters"]["block_tokens"] = block
+    blocks = {s.svc.prefix_blocks.block_tokens for s in streams if s.svc.prefix_blocks}
+    if blocks:  # one size, by _check_spec
+        meta["parameters"]["block_tokens"] = blocks.pop()
     return table, meta
-
-
-def _block_tokens(streams: list[tuple[Fields, str, str, Fields | None, float]]) -> int | None:
-    """The one hash block size of the services with prefix_blocks (None: no such service)."""
-    sizes: dict[int, Fields] = {}
-    for svc, *_ in streams:
-        if svc.has("prefix_blocks"):
-            sizes.setdefault(prefix_settings(svc.sub("prefix_blocks"))[0], svc)
-    if len(sizes) > 1:
-        svc = list(sizes.values())[-1]
-        raise svc.sub("prefix_blocks").error(
-            "block_tokens", "must be the same for every service (one per trace)", max(sizes)
-        )
-    return next(iter(sizes), None)
 
 
 def generated_metadata(spec: Mapping[str, Any], seed: int) -> dict[str, Any]:

@@ -24,25 +24,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from mtia_cluster.config import Fields
-
-
-def prefix_settings(f: Fields) -> tuple[int, int, int]:
-    """(block_tokens, system_prompts, system_prompt_tokens) of a service's ``prefix_blocks``."""
-    block = f.int("block_tokens", 512, positive=True)
-    prompts = f.int("system_prompts", 0, min_value=0)
-    tokens = f.int("system_prompt_tokens", 0, min_value=0)
-    if prompts and not tokens:
-        raise f.error("system_prompt_tokens", "needs a positive length with system_prompts", 0)
-    return block, prompts, tokens
+from mtia_cluster.config.trace_spec import PrefixBlocks
 
 
 def add_prefix_chains(
-    rng: np.random.Generator, out: dict[str, np.ndarray], f: Fields
+    rng: np.random.Generator, out: dict[str, np.ndarray], f: PrefixBlocks
 ) -> dict[str, np.ndarray]:
     """`out` (one stream's columns) with system prompts added to its prompts and a
     ``prefix_blocks`` chain per request (offsets ``prefix_offsets``, ids ``prefix_ids``)."""
-    block, n_sys, sys_tokens = prefix_settings(f)
+    block, n_sys, sys_tokens = f.block_tokens, f.system_prompts, f.system_prompt_tokens
     n = len(out["arrival_ns"])
     session = out.get("session_id", np.arange(n, dtype=np.int64))
     prompt = out["input_tokens"].astype(np.int64)

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from mtia_cluster.config import Fields
+from mtia_cluster.config.trace_spec import ServeGenLengths
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.generators.arrivals import NS_PER_S
 
@@ -108,17 +108,17 @@ def _pmf(text: Any, file: Path, field: str) -> tuple[np.ndarray, np.ndarray] | N
 
 
 def sample_servegen_lengths(
-    rng: np.random.Generator, f: Fields, n: int
+    rng: np.random.Generator, f: ServeGenLengths, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(input_tokens, output_tokens) sampled from a ServeGen dataset JSON's PMFs."""
-    path = Path(f.str("path"))
+    path = Path(f.path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError("file not found", file=path) from None
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise UserError(f"not a ServeGen dataset JSON ({exc})", file=path) from None
-    windows = [str(f.int("window"))] if f.has("window") else sorted(data, key=int)
+    windows = [str(f.window)] if f.window is not None else sorted(data, key=int)
     result = []
     for column in ("input_tokens", "output_tokens"):
         pooled: dict[int, float] = {}

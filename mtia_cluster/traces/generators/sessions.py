@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtia_cluster.config import Fields
+from mtia_cluster.config.trace_spec import Sessions
 from mtia_cluster.traces.generators.arrivals import NS_PER_S
-from mtia_cluster.traces.generators.sizes import sample_lengths
+from mtia_cluster.traces.generators.sizes import LengthSpec, sample_lengths
 
 
 def _group_exclusive_cumsum(
@@ -27,12 +27,10 @@ def _group_exclusive_cumsum(
 
 
 def sessionize(
-    rng: np.random.Generator, session_starts_ns: np.ndarray, s: Fields, lengths: Fields
+    rng: np.random.Generator, session_starts_ns: np.ndarray, s: Sessions, lengths: LengthSpec
 ) -> dict[str, np.ndarray]:
     """Expand session starts into turns: arrival_ns (sorted), session_id, token counts."""
-    mean_turns = s.number("mean_turns", 3.0, min_value=1.0)
-    think_s = s.number("think_time_s", 30.0, positive=True)
-    max_ctx = s.int("max_context_tokens", 32_768, positive=True)
+    mean_turns, think_s, max_ctx = s.mean_turns, s.think_time_s, s.max_context_tokens
     n_sessions = len(session_starts_ns)
     turns = rng.geometric(1.0 / mean_turns, n_sessions).astype(np.int64)
     starts = np.cumsum(turns) - turns
@@ -42,7 +40,7 @@ def sessionize(
     gaps[starts] = 0.0
     offset_s = _group_exclusive_cumsum(gaps, starts, turns) + gaps
     arrival = session_starts_ns[session] + np.floor(offset_s * NS_PER_S).astype(np.int64)
-    new_prompt, answer = sample_lengths(rng, lengths.data, total, lengths.file, lengths.prefix)
+    new_prompt, answer = sample_lengths(rng, lengths, total)
     context = _group_exclusive_cumsum(new_prompt.astype(np.int64) + answer, starts, turns)
     prompt = np.minimum(context + new_prompt, max_ctx).astype(np.int32)
     order = np.argsort(arrival, kind="stable")

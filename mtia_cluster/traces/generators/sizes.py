@@ -6,17 +6,25 @@ All samplers are vectorized and return int32 arrays of values >= 1.
 - pareto(mean, p99[, max]): a Pareto (type I) tail with that mean and p99, capped.
 - azure-2023-code / azure-2023-conv: empirical quantile tables (tables.py, CC-BY-4.0).
 - constant(value).
+
+Specs are the typed models of config/trace_spec.py, validated (keys, types, ranges) before
+any draw; here only the fits' own feasibility (mean < p99, p99/mean reachable) is checked.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
-from mtia_cluster.config import Fields
+from mtia_cluster.config.trace_spec import (
+    ConstantSizes,
+    FittedSizes,
+    MLPerfSizes,
+    SeparateLengths,
+    ServeGenLengths,
+    TableLengths,
+)
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.generators.tables import (
     AZURE_2023,
@@ -26,6 +34,10 @@ from mtia_cluster.traces.generators.tables import (
 
 Z99 = 2.3263478740408408  # standard normal 0.99 quantile
 INT32_MAX = 2**31 - 1
+
+# The validated shapes of config/trace_spec.py's ``Sizes`` and ``Lengths`` unions.
+SizeSpec = MLPerfSizes | FittedSizes | ConstantSizes
+LengthSpec = TableLengths | ServeGenLengths | SeparateLengths
 
 
 def lognormal_params(mean: float, p99: float) -> tuple[float, float]:
@@ -81,63 +93,34 @@ def _finish(values: np.ndarray, cap: float | None) -> np.ndarray:
     return np.clip(x, 1, INT32_MAX).astype(np.int32)
 
 
-def sample_sizes(
-    rng: np.random.Generator, spec: Mapping[str, Any], n: int, file: Any = None, prefix: str = ""
-) -> np.ndarray:
-    """Draw n sizes from the distribution described by `spec` (see module docstring)."""
-    f = Fields(spec, file, prefix)
-    dist = f.str(
-        "dist", choices=["mlperf-dlrm-v2", "lognormal", "pareto", "constant", *AZURE_2023.keys()]
-    )
-    cap = f.number("max", None, positive=True) if f.has("max") else None
-    if dist == "mlperf-dlrm-v2":
+def sample_sizes(rng: np.random.Generator, spec: SizeSpec, n: int) -> np.ndarray:
+    """Draw n sizes from the (validated) distribution `spec` (see module docstring)."""
+    if isinstance(spec, MLPerfSizes):
         table = np.asarray(MLPERF_DLRM_V2_QUANTILES, dtype=np.int32)
         return table[rng.integers(0, len(table), n)]
-    if dist == "constant":
-        return np.full(n, f.int("value", positive=True), dtype=np.int32)
-    if dist == "lognormal":
-        mu, sigma = lognormal_params(
-            f.number("mean", positive=True), f.number("p99", positive=True)
-        )
-        return _finish(rng.lognormal(mu, sigma, n), cap)
-    if dist == "pareto":
-        x_min, alpha = pareto_params(
-            f.number("mean", positive=True), f.number("p99", positive=True)
-        )
-        return _finish(x_min * (1 + rng.pareto(alpha, n)), cap)
-    raise UserError(
-        "this distribution gives token pairs, use it under lengths",
-        file=file,
-        field=f.path("dist"),
-        value=dist,
-    )
+    if isinstance(spec, ConstantSizes):
+        return np.full(n, spec.value, dtype=np.int32)
+    if spec.dist == "lognormal":
+        mu, sigma = lognormal_params(spec.mean, spec.p99)
+        return _finish(rng.lognormal(mu, sigma, n), spec.max)
+    x_min, alpha = pareto_params(spec.mean, spec.p99)
+    return _finish(x_min * (1 + rng.pareto(alpha, n)), spec.max)
 
 
 def sample_lengths(
-    rng: np.random.Generator, spec: Mapping[str, Any], n: int, file: Any = None, prefix: str = ""
+    rng: np.random.Generator, spec: LengthSpec, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw n (input_tokens, output_tokens) pairs.
 
-    spec: {dist: azure-2023-code|azure-2023-conv} (empirical marginals), {dist: servegen,
-    path: chunk-N-dataset.json[, window]} (ServeGen PMFs), or {input: <size spec>, output:
-    <size spec>} for independent parametric lengths, e.g. lognormal with caps.
+    spec: azure-2023-code|azure-2023-conv (empirical marginals), servegen (a ServeGen dataset
+    JSON's PMFs, one window or all pooled), or separate input/output size specs, e.g.
+    lognormal with caps.
     """
-    f = Fields(spec, file, prefix)
-    dist = f.str("dist", "separate")
-    if dist in AZURE_2023:
-        q_in, q_out = AZURE_2023[dist]
+    if isinstance(spec, TableLengths):
+        q_in, q_out = AZURE_2023[spec.dist]
         return sample_quantile_table(rng, q_in, n), sample_quantile_table(rng, q_out, n)
-    if dist == "servegen":
+    if isinstance(spec, ServeGenLengths):
         from mtia_cluster.traces.generators.servegen import sample_servegen_lengths
 
-        return sample_servegen_lengths(rng, f, n)
-    if dist != "separate":
-        raise f.error(
-            "dist",
-            "unknown length distribution, expected azure-2023-code, "
-            "azure-2023-conv, servegen, or input/output size specs",
-            dist,
-        )
-    inp = sample_sizes(rng, f.sub("input").data, n, file, f.path("input"))
-    out = sample_sizes(rng, f.sub("output").data, n, file, f.path("output"))
-    return inp, out
+        return sample_servegen_lengths(rng, spec, n)
+    return sample_sizes(rng, spec.input, n), sample_sizes(rng, spec.output, n)
