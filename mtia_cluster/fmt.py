@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-NS_PER_MS = 1_000_000
+from mtia_cluster.units import NS_PER_MS
+
 MISSING = "-"
 
 

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from mtia_cluster.errors import UserError
+from mtia_cluster.units import NS_PER_MS
 
 KINDS = ("rr", "llm")
-NS_PER_MS = 1_000_000
 # scenario `slo:` keys (milliseconds, p99) -> ServiceSLO bound fields
 SCENARIO_KEYS = {"p99_ms": "latency_ns", "ttft_p99_ms": "ttft_ns", "tpot_p99_ms": "tpot_ns"}
 _TEXT_KEYS = {"p99": "latency_ns", "ttft_p99": "ttft_ns", "tpot_p99": "tpot_ns"}

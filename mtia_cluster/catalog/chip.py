@@ -16,9 +16,8 @@ from mtia_cluster.catalog.op_model import OpParams, load_op_params, op_model_pat
 from mtia_cluster.catalog.quantity import Provenance, SourcedReader, field_error
 from mtia_cluster.config.models import Dtype
 from mtia_cluster.errors import UserError
+from mtia_cluster.units import GB, MB
 
-GB = 1e9
-MB = 1e6
 TERA = 1e12
 
 # Bytes per element of each dtype the cost model knows.

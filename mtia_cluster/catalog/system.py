@@ -7,8 +7,7 @@ from pathlib import Path
 
 from mtia_cluster.catalog.models import HostFile, PlatformFile
 from mtia_cluster.catalog.quantity import Provenance, SourcedReader
-
-GB = 1e9
+from mtia_cluster.units import GB
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from mtia_cluster.errors import UserError
+from mtia_cluster.units import NS_PER_S
 
 if TYPE_CHECKING:
     from mtia_cluster.config.scenario import Scenario
 
 ENV = "MTIA_CLUSTER_LIMITS"
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,7 @@ import math
 
 import numpy as np
 
-NS_PER_S = 1_000_000_000
-NS_PER_MS = 1_000_000
-NS_PER_US = 1_000
+from mtia_cluster.units import NS_PER_MS, NS_PER_S, NS_PER_US
 
 # First element of every spawn key: which kind of entity owns the stream.
 KIND_ROUTER = 1

@@ -45,8 +45,9 @@ from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
-from mtia_cluster.fleet.region import NS_PER_H, VERSIONS
+from mtia_cluster.fleet.region import VERSIONS
 from mtia_cluster.traces.generators.arrivals import poisson
+from mtia_cluster.units import NS_PER_H
 
 if TYPE_CHECKING:  # plan.py reads `replay.drill` with parse_drill: no import cycle at run time
     from mtia_cluster.fleet.plan import Plan

@@ -20,9 +20,7 @@ from pathlib import Path
 
 from mtia_cluster.config import rollout_plan as rp
 from mtia_cluster.errors import UserError
-
-NS_PER_DAY = 86_400 * 10**9
-NS_PER_H = 3_600 * 10**9
+from mtia_cluster.units import NS_PER_DAY, NS_PER_H
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,9 @@ import numpy as np
 
 from mtia_cluster.config import rollout_plan as rp
 from mtia_cluster.errors import UserError
+from mtia_cluster.units import NS_PER_DAY
 
 KIND_FLEET_REGION_OUTAGES = 955  # spawn-key namespace: per-region outage streams
-NS_PER_DAY = 86_400 * 10**9
 
 
 @dataclass(frozen=True)

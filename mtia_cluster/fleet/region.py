@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mtia_cluster.units import NS_PER_H
+
 STATES = ("serving", "draining", "installing", "burnin", "failed")
 VERSIONS = ("old", "new")
-NS_PER_H = 3_600_000_000_000
 REMOVED = "removed"  # a Swap's dst for a rack being decommissioned
 
 

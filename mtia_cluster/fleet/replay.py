@@ -31,7 +31,7 @@ from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
 from mtia_cluster.fleet.plan import Plan
-from mtia_cluster.fleet.region import NS_PER_H, VERSIONS
+from mtia_cluster.fleet.region import VERSIONS
 from mtia_cluster.fleet.simulate import Cohort, Result
 from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES, _pool
 from mtia_cluster.planning.capacity import platform_for as _platform_for
@@ -39,6 +39,7 @@ from mtia_cluster.results.run import summarize
 from mtia_cluster.results.verdict import WINDOW_RULES
 from mtia_cluster.traces.generators.arrivals import poisson
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
+from mtia_cluster.units import NS_PER_H
 from mtia_cluster.workloads import RRModel
 
 KIND_ROLLOUT_REPLAY = 953  # spawn-key namespace: per-moment replay traffic

@@ -27,8 +27,7 @@ from mtia_cluster.results.schema import (
 )
 from mtia_cluster.results.slo import slo_ok
 from mtia_cluster.slo import ServiceSLO
-
-NS_PER_S = 1_000_000_000
+from mtia_cluster.units import NS_PER_S
 
 
 def _check_index(name: str, values: np.ndarray, size: int) -> None:

@@ -18,8 +18,8 @@ import pyarrow.compute as pc
 
 from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
 from mtia_cluster.slo import ServiceSLO
+from mtia_cluster.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99, "p99_9": 0.999}
 TOKEN_QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 STATUSES = ("ok", "dropped", "rejected", "failed")

@@ -18,8 +18,8 @@ import pyarrow.dataset as ds
 
 from mtia_cluster.results.devices import canonical_columns
 from mtia_cluster.results.schema import REGION_SCHEMA, dictionary
+from mtia_cluster.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 _QS = {
     "latency_p50_ns": 0.5,
     "latency_p90_ns": 0.9,

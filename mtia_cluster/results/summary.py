@@ -32,8 +32,8 @@ from mtia_cluster.results.groupstats import (
 from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
 from mtia_cluster.results.verdict import VerdictRules
 from mtia_cluster.slo import ServiceSLO
+from mtia_cluster.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 # QUANTILES, STATUSES, TOKEN_QUANTILES live in groupstats; other modules import them from here.
 __all__ = ["QUANTILES", "STATUSES", "TOKEN_QUANTILES", "compute_summary"]
 

@@ -17,9 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from mtia_cluster.traces.io import read_metadata, read_trace_batches, read_trace_schema
+from mtia_cluster.units import NS_PER_MIN, NS_PER_S
 
-NS_PER_S = 1_000_000_000
-NS_PER_MIN = 60 * NS_PER_S
 QUANTILES = (0.5, 0.9, 0.99)
 SIZE_COLUMNS = ("items", "input_tokens", "output_tokens")
 

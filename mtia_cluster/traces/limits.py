@@ -14,8 +14,9 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from mtia_cluster.config.limits import NS_PER_S, Limits, limit_error
+from mtia_cluster.config.limits import Limits, limit_error
 from mtia_cluster.traces.schema import INT32_MAX
+from mtia_cluster.units import NS_PER_S
 
 # column -> the limit on its largest value
 SIZE_LIMITS = {

@@ -9,10 +9,7 @@ from typing import Any, Literal
 from mtia_cluster.catalog.chip import DTYPE_BYTES
 from mtia_cluster.catalog.models import RRModelFile
 from mtia_cluster.catalog.quantity import Provenance, SourcedReader
-
-MB = 1e6
-GB = 1e9
-KB = 1e3
+from mtia_cluster.units import GB, KB, MB, MEGA
 
 
 @dataclass(frozen=True)
@@ -76,7 +73,7 @@ def parse_rr(spec: RRModelFile, path: Path) -> RRModel:
         display_name=spec.display_name,
         file=str(path),
         dtype=spec.dtype,
-        dense_flop_per_sample=q("dense_mflop_per_sample") * MB,
+        dense_flop_per_sample=q("dense_mflop_per_sample") * MEGA,
         dense_weight_bytes=q("dense_weight_mb") * MB,
         activation_bytes_per_sample=q("activation_kb_per_sample") * KB,
         activation_traffic_bytes_per_sample=q("activation_traffic_kb_per_sample") * KB,

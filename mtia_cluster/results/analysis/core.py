@@ -30,9 +30,10 @@ from mtia_cluster.results.analysis.passes import (
 from mtia_cluster.results.derive import span_from_metadata
 from mtia_cluster.results.devices import DeviceTotals
 from mtia_cluster.results.reader import Results, open_results
-from mtia_cluster.results.summary import NS_PER_S, _with_devices, region_kinds
+from mtia_cluster.results.summary import _with_devices, region_kinds
 from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
 from mtia_cluster.slo import ServiceSLO
+from mtia_cluster.units import NS_PER_S
 
 QUANTILE_METHOD = (
     "exact; numpy linear interpolation over requests with status ok (two streaming passes)"

@@ -31,10 +31,10 @@ from mtia_cluster.errors import UserError
 from mtia_cluster.output import PLOT_FILE, claim_output, staged
 from mtia_cluster.results.analysis import svg
 from mtia_cluster.results.analysis.plots import check_plot_target, page_html
+from mtia_cluster.units import NS_PER_DAY
 
 MAX_POINTS = 600
 SMALL_MULTIPLES_OVER = 4  # regions: more than this get a grid of reduced charts
-NS_PER_DAY = 86_400 * 10**9
 PHASE_COLORS = {"swapping": "#1f77b4", "baking": "#ff7f0e", "rolling_back": "#d62728",
                 "paused": "#7f7f7f"}  # fmt: skip
 _PHASE_START = {"wave_start": "swapping", "wave_swapped": "baking",

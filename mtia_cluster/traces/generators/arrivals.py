@@ -12,8 +12,7 @@ import math
 import numpy as np
 
 from mtia_cluster.errors import UserError
-
-NS_PER_S = 1_000_000_000
+from mtia_cluster.units import NS_PER_S
 
 
 def _check_size(n: int | None, duration_s: float | None) -> None:

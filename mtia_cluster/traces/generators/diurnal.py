@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtia_cluster.errors import UserError
-from mtia_cluster.traces.generators.arrivals import NS_PER_S
+from mtia_cluster.units import NS_PER_S
 
 SECONDS_PER_DAY = 86_400.0
 GRID_PER_DAY = 1440  # m(t) is evaluated per (simulated) minute; M is piecewise linear between

@@ -24,7 +24,7 @@ import pyarrow.csv as pacsv
 
 from mtia_cluster.config.trace_spec import ServeGenLengths
 from mtia_cluster.errors import UserError
-from mtia_cluster.traces.generators.arrivals import NS_PER_S
+from mtia_cluster.units import NS_PER_S
 
 _TRACE_COLUMNS = ["t_start_s", "rate_rps", "iat_cv", "pattern", "shape", "scale"]
 

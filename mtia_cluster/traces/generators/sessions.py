@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from mtia_cluster.config.trace_spec import Sessions
-from mtia_cluster.traces.generators.arrivals import NS_PER_S
 from mtia_cluster.traces.generators.sizes import LengthSpec, sample_lengths
+from mtia_cluster.units import NS_PER_S
 
 
 def _group_exclusive_cumsum(

@@ -14,8 +14,8 @@ import pyarrow.csv as pacsv
 
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.io import write_trace
+from mtia_cluster.units import NS_PER_S
 
-NS_PER_S = 1_000_000_000
 Progress = Callable[[int], None]  # called with the number of input bytes just consumed
 
 
