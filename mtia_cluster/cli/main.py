@@ -55,13 +55,7 @@ class MainGroup(click.Group):
         spec = _COMMANDS.get(name)
         if spec is None:
             return None
-        try:
-            module = importlib.import_module(spec[0])
-        except ModuleNotFoundError as exc:
-            # A command whose module is not written yet is simply not offered.
-            if exc.name == spec[0]:
-                return None
-            raise
+        module = importlib.import_module(spec[0])
         command = getattr(module, spec[1], None)
         return command if isinstance(command, click.Command) else None
 

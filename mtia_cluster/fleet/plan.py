@@ -138,10 +138,6 @@ class Plan:
     capacity_search: CapacitySearch = DEFAULT_SEARCH  # LLM replay capacity search config
 
     @property
-    def swap_h(self) -> float:
-        return self.drain_h + self.install_h + self.burnin_h
-
-    @property
     def slo(self) -> ServiceSLO:
         """The service's SLO as the one SLO type (p99 end to end; TTFT/TPOT for LLM plans):
         what capacity searches, moment replays and drills judge with."""

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
-
-import numpy as np
 
 from mtia_cluster.catalog.models import SyntheticModelFile
 from mtia_cluster.catalog.quantity import field_error
@@ -26,16 +23,6 @@ class SyntheticModel:
     mean_s: float
     cv: float
     kind: Literal["synthetic"] = "synthetic"
-
-    def sample_s(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """Draw `n` service times in seconds from `rng` (the caller's per-entity stream)."""
-        if self.distribution == "deterministic":
-            return np.full(n, self.mean_s)
-        if self.distribution == "exponential":
-            return rng.exponential(self.mean_s, n)
-        sigma2 = math.log1p(self.cv**2)
-        mu = math.log(self.mean_s) - sigma2 / 2
-        return rng.lognormal(mu, math.sqrt(sigma2), n)
 
 
 def parse_synthetic(spec: SyntheticModelFile, path: Path) -> SyntheticModel:

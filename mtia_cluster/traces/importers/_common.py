@@ -126,19 +126,6 @@ def counts(table: pa.Table, column: str, path: Path, row_offset: int = 2) -> np.
     return values.astype(np.int32)
 
 
-def arrivals_ns(times_ns: np.ndarray, path: Path, column: str, row_offset: int = 2) -> np.ndarray:
-    """Absolute or relative times (int64 ns) rebased to the earliest; negatives rejected."""
-    if len(times_ns) and times_ns.min() < 0:
-        i = int(np.argmin(times_ns))
-        raise UserError(
-            "negative timestamp",
-            file=path,
-            field=f"line {i + row_offset}, column {column}",
-            value=int(times_ns[i]),
-        )
-    return times_ns - times_ns.min()
-
-
 def seconds_to_ns(
     table: pa.Table, column: str, path: Path, scale: float = NS_PER_S, row_offset: int = 2
 ) -> np.ndarray:
