@@ -14,6 +14,7 @@ entries, for the three budgets and the multi-turn sessions with and without pref
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -116,7 +117,9 @@ def main() -> None:
 def check_reference(sched, cost, limits, arrival, prompt, output, session=None) -> None:
     """Replay with the one-iteration reference; print its speed and whether every outcome
     column, the peak KV blocks and the final prefix-cache entries are identical."""
-    from mtia_cluster.engine.llm._reference import ReferenceScheduler
+    # The reference is a test oracle: it lives under tests/, not in the package.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "engine_llm"))
+    from llm_reference import ReferenceScheduler
 
     t0 = time.perf_counter()
     ref = ReferenceScheduler(cost, limits)

@@ -7,9 +7,9 @@ import pytest
 from conftest import replicas, workloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from llm_reference import ReferenceScheduler
 
 from mtia_cluster.engine.cell import STATUS_OK, STATUS_REJECTED, Completed, make_requests
-from mtia_cluster.engine.llm._reference import ReferenceScheduler
 from mtia_cluster.engine.llm.disagg import DisaggregatedCell
 from mtia_cluster.engine.llm.limits import ReplicaLimits
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler

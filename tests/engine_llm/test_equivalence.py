@@ -6,8 +6,8 @@ import numpy as np
 from conftest import chained, pressured, replicas, workloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from llm_reference import ReferenceScheduler, Snapshot
 
-from mtia_cluster.engine.llm._reference import ReferenceScheduler, Snapshot
 from mtia_cluster.engine.llm.limits import Outcome
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 

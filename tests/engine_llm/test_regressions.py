@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 from conftest import pressured
 from hypothesis import HealthCheck, Phase, find, settings
+from llm_reference import ReferenceScheduler
 from standin import StandInModel
 from test_equivalence import assert_matches_reference, fast_snapshot
 
-from mtia_cluster.engine.llm._reference import ReferenceScheduler
 from mtia_cluster.engine.llm.costs import IterationCost, probe_iteration_cost
 from mtia_cluster.engine.llm.limits import ReplicaLimits
 from mtia_cluster.engine.llm.requests import DECODE

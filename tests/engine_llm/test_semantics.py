@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from llm_reference import ReferenceScheduler
 from standin import StandInModel
 
-from mtia_cluster.engine.llm._reference import ReferenceScheduler
 from mtia_cluster.engine.llm.costs import AS_PER_NS, probe_iteration_cost
 from mtia_cluster.engine.llm.limits import ReplicaLimits
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler

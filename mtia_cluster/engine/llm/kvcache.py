@@ -20,8 +20,8 @@ For KV-aware routing the pool also keeps, per hash id, how many of its keys it h
 cached) and records each id's appearance and disappearance (``events``, drained by the cell
 for its load reports): what Dynamo's KV events and llm-d's precise prefix scorer read.
 
-The reference scheduler implements the same rules on its own (:mod:`._reference`); the two
-are checked against each other.
+The reference scheduler implements the same rules on its own (the test oracle
+`tests/engine_llm/llm_reference.py`); the two are checked against each other.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Scheduler limits of one LLM replica, and the per-request outcome arrays.
 
 Shared by the fast scheduler (:mod:`.scheduler`) and the one-iteration-at-a-time reference
-(:mod:`._reference`), which must produce identical :class:`Outcome` arrays.
+(the test oracle `tests/engine_llm/llm_reference.py`), which must produce identical
+:class:`Outcome` arrays.
 """
 
 from __future__ import annotations

@@ -1,15 +1,16 @@
 """Fast, exact continuous-batching scheduler of one LLM replica.
 
-Same semantics as the one-iteration-at-a-time reference (:mod:`._reference`, whose docstring
-states them), but decoding requests are not visited one by one: in every iteration each of
-them computes exactly one token, so a decoder's computed tokens are ``I + offset`` where ``I``
-counts iterations, it needs a new KV block in the iterations where ``(I + offset) %
-block_size == 0``, and it finishes when ``I`` reaches a precomputed value (a heap). The
-scheduler keeps only aggregates over decoders (count, offset sum, per-residue block counts),
-touches prefilling requests explicitly, and advances runs of decode-only iterations between
-two events (an arrival that could be admitted, a completion, a KV block shortage, the end of
-the window) in closed form (:class:`~.stretch.DecodeRun`). Preemption falls back to an
-explicit walk of the running requests, as in the reference.
+Same semantics as the one-iteration-at-a-time reference (the test oracle
+`tests/engine_llm/llm_reference.py`, whose docstring states them), but decoding requests are
+not visited one by one: in every iteration each of them computes exactly one token, so a
+decoder's computed tokens are ``I + offset`` where ``I`` counts iterations, it needs a new KV
+block in the iterations where ``(I + offset) % block_size == 0``, and it finishes when ``I``
+reaches a precomputed value (a heap). The scheduler keeps only aggregates over decoders (count,
+offset sum, per-residue block counts), touches prefilling requests explicitly, and advances
+runs of decode-only iterations between two events (an arrival that could be admitted, a
+completion, a KV block shortage, the end of the window) in closed form
+(:class:`~.stretch.DecodeRun`). Preemption falls back to an explicit walk of the running
+requests, as in the reference.
 """
 
 from __future__ import annotations
