@@ -1,0 +1,44 @@
+"""One definition per unit factor: mtia_cluster/units.py, nowhere else (issue #14)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import mtia_cluster
+from mtia_cluster import units
+
+PACKAGE = Path(mtia_cluster.__file__).parent
+NAMES = {name for name in vars(units) if name.isupper()}
+
+
+def _module_level_assignments(path: Path) -> set[str]:
+    """Names a module assigns at its top level (plain or annotated assignment)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        names.update(t.id for t in targets if isinstance(t, ast.Name))
+    return names
+
+
+def test_unit_factors_are_defined_only_in_units() -> None:
+    redefined = {
+        f"{path.relative_to(PACKAGE)}: {name}"
+        for path in PACKAGE.rglob("*.py")
+        if path != PACKAGE / "units.py"
+        for name in _module_level_assignments(path) & NAMES
+    }
+    assert not redefined, sorted(redefined)
+
+
+def test_time_factors_are_exact_int_nanoseconds() -> None:
+    assert units.NS_PER_US * 1_000 == units.NS_PER_MS
+    assert units.NS_PER_MS * 1_000 == units.NS_PER_S
+    assert units.NS_PER_S * 60 == units.NS_PER_MIN
+    assert units.NS_PER_MIN * 60 == units.NS_PER_H
+    assert units.NS_PER_H * 24 == units.NS_PER_DAY
+    factors = (units.NS_PER_US, units.NS_PER_MS, units.NS_PER_S, units.NS_PER_H, units.NS_PER_DAY)
+    assert all(type(f) is int for f in factors)
