@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from mtia_cluster.catalog import load_catalog
-from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.config.scenario import load_scenario
 from mtia_cluster.engine.llm.costs import probe_iteration_cost
 from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.limits import ReplicaLimits
@@ -62,31 +62,12 @@ def spec(rate: float, seconds: float) -> dict:
     }
 
 
+SCENARIO = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "llm-prefix-routing.yaml"
+
+
 def scenario(policy: str, replicas: int) -> object:
-    return parse_scenario(
-        {
-            "name": "prefix-routing",
-            "seed": 1,
-            "report_interval_ms": 5,
-            "metrics_interval_ms": 10000,
-            "router": {"policy": policy},
-            "regions": [
-                {
-                    "name": "r1",
-                    "pools": [
-                        {
-                            "service": "chat",
-                            "model": "llama-2-7b",
-                            "platform": "hgx-h100",
-                            "accelerators": replicas,
-                            "tp": 1,
-                            "prefix_caching": True,
-                        }
-                    ],
-                }
-            ],
-        },
-        file="prefix-routing.yaml",
+    return load_scenario(
+        SCENARIO, [f"router.policy={policy}", f"regions.0.pools.0.accelerators={replicas}"]
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Callable, Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Discriminator, Field, Tag
 
@@ -28,6 +28,7 @@ RouterPolicy = Literal[
     "session_affinity",
     "prefix_affinity",
 ]
+POLICIES: tuple[str, ...] = get_args(RouterPolicy)
 # Default weights of the KV-aware policies' scores (llm-d's default scheduler profile: prefix
 # cache scorer weight 3, queue scorer weight 2; Red Hat OpenShift AI 3.4 docs, "Configuring
 # scheduler settings for LLM inference services").

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.events import EventSpec, FailureSpec, event_specs, failure_specs
@@ -49,7 +49,6 @@ from mtia_cluster.config.models import (
     AFFINITY_WEIGHT,
     LOAD_WEIGHT,
     LLMPool,
-    RouterPolicy,
     RRPool,
     ScenarioFile,
     pool_kinds,
@@ -58,8 +57,6 @@ from mtia_cluster.config.overrides import apply_overrides
 from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError, did_you_mean
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
-
-POLICIES: tuple[str, ...] = get_args(RouterPolicy)  # the names, defined once (config/models.py)
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import get_args
 
 import numpy as np
 from numba import njit
 
-from mtia_cluster.config.models import AFFINITY_WEIGHT, LOAD_WEIGHT, RouterPolicy
+from mtia_cluster.config.models import AFFINITY_WEIGHT, LOAD_WEIGHT, POLICIES
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.kv_router import AFFINITY_POLICIES, AffinityRouting
 from mtia_cluster.engine.rr_kernel import heap_replace
-
-POLICIES: tuple[str, ...] = get_args(RouterPolicy)  # the names, defined once (config/models.py)
 
 
 @dataclass

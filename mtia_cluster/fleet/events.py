@@ -33,6 +33,25 @@ class RackEvent:
     phase_ns: tuple[int | None, ...]  # (drain, install, burnin) overrides, None: the plan's
 
 
+def check_region(region: str, regions: set[str], file: str | Path | None, field: str) -> None:
+    """A plan entry names one of the plan's regions (UserError naming file and field)."""
+    if region not in regions:
+        raise UserError("unknown region", file=file, field=field, value=region)
+
+
+def check_before_horizon(
+    at_day: float, horizon_days: float, file: str | Path | None, field: str
+) -> None:
+    """A plan entry happens before the timeline's horizon (UserError naming file and field)."""
+    if at_day >= horizon_days:
+        raise UserError(
+            f"not before the timeline's horizon ({horizon_days:g} days)",
+            file=file,
+            field=field,
+            value=at_day,
+        )
+
+
 def parse_events(
     events: list[rp.RackEvent],
     file: str | Path | None,
@@ -45,15 +64,8 @@ def parse_events(
     out: list[RackEvent] = []
     for i, e in enumerate(events):
         where = f"events[{i}]"
-        if e.at_day >= horizon_days:
-            raise UserError(
-                f"not before the timeline's horizon ({horizon_days:g} days)",
-                file=file,
-                field=f"{where}.at_day",
-                value=e.at_day,
-            )
-        if e.region not in regions:
-            raise UserError("unknown region", file=file, field=f"{where}.region", value=e.region)
+        check_before_horizon(e.at_day, horizon_days, file, f"{where}.at_day")
+        check_region(e.region, regions, file, f"{where}.region")
         phases = tuple(
             None if h is None else round(h * NS_PER_H) for h in (e.drain_h, e.install_h, e.burnin_h)
         )

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.config import rollout_plan as rp
-from mtia_cluster.errors import UserError
+from mtia_cluster.fleet.events import check_before_horizon, check_region
 from mtia_cluster.units import NS_PER_DAY
 
 KIND_FLEET_REGION_OUTAGES = 955  # spawn-key namespace: per-region outage streams
@@ -58,17 +58,8 @@ def parse_outages(
     horizon (UserError naming file, field and value)."""
     out: list[Outage] = []
     for i, o in enumerate(outages):
-        if o.region not in regions:
-            raise UserError(
-                "unknown region", file=file, field=f"outages[{i}].region", value=o.region
-            )
-        if o.at_day >= horizon_days:
-            raise UserError(
-                f"not before the timeline's horizon ({horizon_days:g} days)",
-                file=file,
-                field=f"outages[{i}].at_day",
-                value=o.at_day,
-            )
+        check_region(o.region, regions, file, f"outages[{i}].region")
+        check_before_horizon(o.at_day, horizon_days, file, f"outages[{i}].at_day")
         out.append(Outage(o.region, round(o.at_day * NS_PER_DAY), o.duration_h))
     return tuple(sorted(out, key=lambda x: x.at_ns))
 

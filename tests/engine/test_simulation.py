@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mtia_cluster.config.scenario import POLICIES as ALL_POLICIES
+from mtia_cluster.config.models import POLICIES as ALL_POLICIES
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import STATUS_OK, STATUS_REJECTED, RequestBatch, make_requests
 from mtia_cluster.engine.rng import entity_rng

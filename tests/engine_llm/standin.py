@@ -1,15 +1,19 @@
 """A small roofline iteration model with the cost model's interface, for fast tests.
 
 Same shape as ``perf.llm.LLMIterationModel`` (max(compute, memory) + launch overhead), with
-round numbers so that compute- and memory-bound iterations both occur on tiny workloads.
+round numbers so that compute- and memory-bound iterations both occur on tiny workloads; and
+the shipped prefix-routing scenario with test overrides (``prefix_scenario``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mtia_cluster.config.scenario import load_scenario
 
 
 @dataclass(frozen=True)
@@ -46,3 +50,16 @@ class StandInModel:
     ) -> np.ndarray:
         parts = self.breakdown(prefill_tokens, decode_tokens, context_tokens, attn_pairs)
         return np.maximum(parts["compute_s"], parts["memory_s"]) + parts["overhead_s"]
+
+
+PREFIX_SCENARIO = (
+    Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "llm-prefix-routing.yaml"
+)
+
+
+def prefix_scenario(policy: str, replicas: int, *, seed: int, **router: float) -> Any:
+    """The shipped prefix-routing scenario (Llama-2-7B tp 1 on H100, prefix caching on) with
+    `policy`, `replicas` accelerators, `seed` and router weights overridden."""
+    sets = [f"router.policy={policy}", f"regions.0.pools.0.accelerators={replicas}"]
+    sets += [f"router.{k}={v}" for k, v in router.items()]
+    return load_scenario(PREFIX_SCENARIO, sets, seed=seed)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from standin import prefix_scenario
 
-from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import RequestBatch, make_requests
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.router import Router
@@ -20,31 +20,7 @@ from mtia_cluster.traces.generators.mix import generate_table
 
 
 def scenario(policy: str, replicas: int = 4, **router: Any) -> Any:
-    return parse_scenario(
-        {
-            "name": "kv-routing",
-            "seed": 3,
-            "report_interval_ms": 5,
-            "metrics_interval_ms": 10000,
-            "router": {"policy": policy, **router},
-            "regions": [
-                {
-                    "name": "r1",
-                    "pools": [
-                        {
-                            "service": "chat",
-                            "model": "llama-2-7b",
-                            "platform": "hgx-h100",
-                            "accelerators": replicas,
-                            "tp": 1,
-                            "prefix_caching": True,
-                        }
-                    ],
-                }
-            ],
-        },
-        file="kv-routing.yaml",
-    )
+    return prefix_scenario(policy, replicas, seed=3, **router)
 
 
 def shared_prefix_trace(seconds: float, rate: float, seed: int = 1) -> RequestBatch:

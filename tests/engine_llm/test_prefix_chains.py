@@ -9,9 +9,8 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from standin import StandInModel
+from standin import StandInModel, prefix_scenario
 
-from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import STATUS_OK
 from mtia_cluster.engine.llm.costs import probe_iteration_cost
 from mtia_cluster.engine.llm.kvcache import block_keys, chains_to_keys
@@ -132,31 +131,7 @@ def test_reuse_shrinks_with_the_kv_cache() -> None:
 
 
 def scenario(policy: str = "least_outstanding", replicas: int = 1) -> object:
-    return parse_scenario(
-        {
-            "name": "chains",
-            "seed": 3,
-            "report_interval_ms": 5,
-            "metrics_interval_ms": 10000,
-            "router": {"policy": policy},
-            "regions": [
-                {
-                    "name": "r1",
-                    "pools": [
-                        {
-                            "service": "chat",
-                            "model": "llama-2-7b",
-                            "platform": "hgx-h100",
-                            "accelerators": replicas,
-                            "tp": 1,
-                            "prefix_caching": True,
-                        }
-                    ],
-                }
-            ],
-        },
-        file="chains.yaml",
-    )
+    return prefix_scenario(policy, replicas, seed=3)
 
 
 def test_mooncake_file_round_trip_reaches_the_replica(tmp_path: Path) -> None:
