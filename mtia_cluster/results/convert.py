@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mtia_cluster.engine.cell import STATUS_NAMES, STATUS_OK, Completed, DeviceCounters
 from mtia_cluster.errors import UserError
@@ -54,6 +55,13 @@ def _slo_flags(c: Completed, services: Sequence[str], slos: Mapping[str, Service
             output_tokens=c.output_tokens[rows],
         )
     return out
+
+
+def rows_by_region(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """`requests` rows split by their `region` column, regions in order of first appearance
+    (the split of a shard writer's region partitions, and of an in-memory summary)."""
+    region = table["region"].cast(pa.string())
+    return [(name, table.filter(pc.equal(region, name))) for name in pc.unique(region).to_pylist()]
 
 
 def completed_to_table(

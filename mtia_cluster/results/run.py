@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mtia_cluster.engine.output import RunOutput
@@ -32,6 +31,7 @@ from mtia_cluster.results.convert import (
     completed_to_table,
     fleet_device_info,
     request_file_table,
+    rows_by_region,
 )
 from mtia_cluster.results.derive import derive, derive_from_stats
 from mtia_cluster.results.partials import StatsBuilder
@@ -80,12 +80,6 @@ def device_tables(run: RunOutput) -> list[pa.Table]:
     return out
 
 
-def _by_region(table: pa.Table) -> list[tuple[str, pa.Table]]:
-    """Rows per region, in the order a shard writer splits them."""
-    region = table["region"].cast(pa.string())
-    return [(name, table.filter(pc.equal(region, name))) for name in pc.unique(region).to_pylist()]
-
-
 def summarize(
     source: RunOutput | str | Path,
     *,
@@ -127,7 +121,7 @@ def _summarize_memory(
     slos = dict(sc.slo if slos is None else slos)
     table = completed_to_table(run.requests, services=run.services, regions=run.regions, slos=slos)
     builder = StatsBuilder(run.services, slos, sc.metrics_interval_ns, check_unique=False)
-    for region, rows in _by_region(table):
+    for region, rows in rows_by_region(table):
         builder.add(region, request_file_table(rows))
     devices = device_tables(run)
     dev_table = pa.concat_tables(devices) if devices else DEVICE_SCHEMA.empty_table()

@@ -28,12 +28,11 @@ from pathlib import Path
 from types import TracebackType
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mtia_cluster.engine.cell import Completed
 from mtia_cluster.errors import UserError
-from mtia_cluster.results.convert import completed_to_table, request_file_table
+from mtia_cluster.results.convert import completed_to_table, request_file_table, rows_by_region
 from mtia_cluster.results.partials import ShardStats, StatsBuilder
 from mtia_cluster.results.schema import DEVICE_SCHEMA, REQUEST_FILE_SCHEMA, SHARDS_DIR, check_name
 from mtia_cluster.slo import ServiceSLO
@@ -157,9 +156,7 @@ class ShardWriter:
 
     def write_requests(self, table: pa.Table) -> None:
         """Append `requests` rows (with a `region` column), split by region partition."""
-        region = table["region"].cast(pa.string())
-        for name in pc.unique(region).to_pylist():
-            rows = table.filter(pc.equal(region, name))
+        for name, rows in rows_by_region(table):
             part = self._requests.get(name)
             if part is None:
                 directory = self.root / "requests" / f"region={check_name('region', name)}"

@@ -158,8 +158,7 @@ class LLMReplicaCell:
         self._forgotten["preemptions"] += sum(sched.preemptions)
         self._forgotten["cached_tokens"] += sum(sched.cached_tokens)
         self._forgotten["prompt_tokens"] += sum(sched.prompt)
-        self._lost_prefixes += [(h, -1) for h in sched.kv.hashes]  # its cache is gone
-        self._lost_prefixes[:0] = sched.kv.events
+        self._lost_prefixes += sched.kv.lost_events()  # its cache is gone
         self.scheduler = sched.restarted(at_ns)
         self._rows = Rows()
         self._seen_finished = 0
@@ -213,9 +212,8 @@ class LLMReplicaCell:
     def prefix_events(self) -> list[tuple[int, int]]:
         """Hash ids that appeared in (+1) or left (-1) the replica's prefix cache since the
         last call, in order (a failure removes them all): the router's view of the cache."""
-        events = self._lost_prefixes + self.scheduler.kv.events
+        events = self._lost_prefixes + self.scheduler.kv.take_events()
         self._lost_prefixes = []
-        self.scheduler.kv.events = []
         return events
 
     def device_counters(self) -> DeviceCounters:

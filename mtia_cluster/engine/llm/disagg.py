@@ -132,8 +132,7 @@ class DisaggregatedCell:
         positions = np.array(sorted({*self._held, *pending}), dtype=np.int64)
         out = self._rows.take(positions)
         out = out.take(np.lexsort((out.request_id, out.arrival_ns)))
-        lost = self.prefill.kv
-        self._lost_prefixes += lost.events + [(h, -1) for h in lost.hashes]
+        self._lost_prefixes += self.prefill.kv.lost_events()  # its cache is gone
         self.prefill = self.prefill.restarted(at_ns)
         self.decode = self.decode.restarted(at_ns)
         self.transfer_ns_total -= sum(
@@ -213,9 +212,8 @@ class DisaggregatedCell:
     def prefix_events(self) -> list[tuple[int, int]]:
         """The prefill instance's prefix-cache events since the last call (see
         ``LLMReplicaCell.prefix_events``)."""
-        events = self._lost_prefixes + self.prefill.kv.events
+        events = self._lost_prefixes + self.prefill.kv.take_events()
         self._lost_prefixes = []
-        self.prefill.kv.events = []
         return events
 
     def report(self) -> LoadReport:

@@ -82,6 +82,16 @@ class BlockPool:
         self.hashes: dict[int, int] = {}  # hash id -> its keys held or cached
         self.events: list[tuple[int, int]] = []  # (hash id, +1 appeared / -1 gone), in order
 
+    def take_events(self) -> list[tuple[int, int]]:
+        """The events since the last call (the cell's load reports drain them)."""
+        events, self.events = self.events, []
+        return events
+
+    def lost_events(self) -> list[tuple[int, int]]:
+        """Of a cache that is gone (its replica failed): the events not yet reported, then
+        every hash id it held leaving."""
+        return self.events + [(h, -1) for h in self.hashes]
+
     @property
     def available(self) -> int:
         """Blocks an allocation may take (free + evictable cached)."""
