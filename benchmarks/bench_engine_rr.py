@@ -90,7 +90,7 @@ def main() -> None:
     sim = Simulation(parse_scenario(cfg))
     build_bytes = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    accelerators = sim.fleet.accelerators
+    accelerators = sim.topology.accelerators
     started, cpu_started = time.perf_counter(), time.process_time()
     res = sim.run(tr)
     wall = time.perf_counter() - started

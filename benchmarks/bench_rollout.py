@@ -20,9 +20,9 @@ from pathlib import Path
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import load_yaml
-from mtia_cluster.fleet.plan import Plan, parse_plan
-from mtia_cluster.fleet.run import cohorts_for, rollout_summary, run_rollout, write_outputs
-from mtia_cluster.fleet.simulate import simulate
+from mtia_cluster.rollout.plan import Plan, parse_plan
+from mtia_cluster.rollout.run import cohorts_for, rollout_summary, run_rollout, write_outputs
+from mtia_cluster.rollout.simulate import simulate
 
 PLAN = Path(__file__).resolve().parent.parent / "configs" / "rollouts" / "mtia2i-16-regions.yaml"
 

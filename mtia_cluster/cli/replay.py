@@ -65,7 +65,7 @@ def run_replay(
     claim_output(out, RESULTS_DIR, overwrite)  # refused before any work
 
     if fleet is not None:
-        from mtia_cluster.distributed.fleet import fleet_address
+        from mtia_cluster.distributed.launched import fleet_address
 
         address = fleet_address(fleet)  # refuses an unknown or dead fleet, exit 2
     elif config is None:

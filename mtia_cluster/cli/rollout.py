@@ -51,8 +51,8 @@ def rollout(
 ) -> None:
     """Simulate the rollout PLAN hour by hour; write timeline/, events/, summary.json to DIR."""
     from mtia_cluster.cli.progress import progress
-    from mtia_cluster.fleet import load_plan, run_rollout, write_outputs
     from mtia_cluster.output import ROLLOUT_DIR
+    from mtia_cluster.rollout import load_plan, run_rollout, write_outputs
 
     claim_output(out_dir, ROLLOUT_DIR, overwrite)  # refused before any work
     plan = load_plan(plan_path, list(overrides))
@@ -61,7 +61,7 @@ def rollout(
             plan, fast=fast, replay=False if no_replay else None, progress=bar.update
         )
     if do_optimize:
-        from mtia_cluster.fleet.optimize import optimize
+        from mtia_cluster.rollout.optimize import optimize
 
         given, best, tried = optimize(plan, res.cohorts)
         summary["optimize"] = {

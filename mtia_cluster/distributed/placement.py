@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtia_cluster.engine.build import Fleet
+from mtia_cluster.engine.topology import Topology
 from mtia_cluster.errors import UserError
 
 PLACEMENTS = ("region", "rack", "host")
 
 
 def partition(
-    fleet: Fleet, placement: str = "region", shards: int | None = None
+    topology: Topology, placement: str = "region", shards: int | None = None
 ) -> list[list[int]]:
     """Cell ids per shard for a placement (or `shards` round-robin groups)."""
-    n = fleet.cells
+    n = topology.cells
     if shards is not None:
         if shards < 1:
             raise UserError("must be >= 1", field="--shards", value=shards)
@@ -34,9 +34,9 @@ def partition(
             field="--placement",
             value=placement,
         )
-    key = {  # the fleet's own ids: a cell's rack is its first accelerator's
-        "region": np.asarray(fleet.cell_region),
-        "rack": np.asarray(fleet.acc_rack)[np.asarray(fleet.cell_acc0)],
-        "host": np.asarray(fleet.cell_host0),
+    key = {  # the topology's own ids: a cell's rack is its first accelerator's
+        "region": np.asarray(topology.cell_region),
+        "rack": np.asarray(topology.acc_rack)[np.asarray(topology.cell_acc0)],
+        "host": np.asarray(topology.cell_host0),
     }[placement]
     return [np.flatnonzero(key == k).tolist() for k in np.unique(key).tolist()]

@@ -16,7 +16,7 @@ import numpy as np
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import Scenario, load_scenario, parse_scenario
-from mtia_cluster.distributed.fleet import load_record
+from mtia_cluster.distributed.launched import load_record
 from mtia_cluster.distributed.placement import partition
 from mtia_cluster.distributed.timing import Timeline
 from mtia_cluster.distributed.trace_scan import check_trace
@@ -96,7 +96,7 @@ def prepare(
             scenario = parse_scenario(raw, record["file"])
         else:
             scenario = load_scenario(scenario_path, opt.overrides, opt.seed)
-    with tl.span("prepare.build_fleet"):
+    with tl.span("prepare.build_topology"):
         sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
     regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
     if (scenario.events or scenario.failures) and not regions:
@@ -152,7 +152,7 @@ def plan(sim: Simulation, opt: ReplayOptions) -> tuple[list[list[int]] | None, l
     regions = region_groups(sim, opt)
     if regions is not None:
         return regions, [[c for r in g for c in _cells_of_region(sim, r)] for g in regions]
-    return None, partition(sim.fleet, opt.placement, opt.shards)
+    return None, partition(sim.topology, opt.placement, opt.shards)
 
 
 def region_groups(sim: Simulation, opt: ReplayOptions) -> list[list[int]] | None:
@@ -168,4 +168,4 @@ def region_groups(sim: Simulation, opt: ReplayOptions) -> list[list[int]] | None
 
 
 def _cells_of_region(sim: Simulation, region: int) -> list[int]:
-    return np.flatnonzero(np.asarray(sim.fleet.cell_region) == region).tolist()
+    return np.flatnonzero(np.asarray(sim.topology.cell_region) == region).tolist()

@@ -108,7 +108,7 @@ def _region_events(sim: Simulation, regions: list[int]) -> FleetEvents:
     """The scenario's fleet events (drawn failures included) of these regions only: regions
     never interact, so each region's shard applies its own events."""
     sc = sim.scenario
-    every = resolve_events(sc.events, sim.fleet, sc.report_interval_ns)
+    every = resolve_events(sc.events, sim.topology, sc.report_interval_ns)
     names = {sim.regions[r] for r in regions}
     every.events = [e for e in every.events if e.spec.region in names]
     return every
@@ -119,12 +119,12 @@ def _routing_only(scenario: Any, worker: ShardWorker) -> Simulation:
     report arrays, but no cells (building every region's cells in every region's actor
     would multiply memory and start-up by the number of regions)."""
     sim = Simulation.__new__(Simulation)
-    sim.scenario, sim.catalog, sim.fleet = scenario, load_catalog(), worker.fleet
+    sim.scenario, sim.catalog, sim.topology = scenario, load_catalog(), worker.topology
     sim.services = scenario.services
     sim.regions = [r.name for r in scenario.regions]
     sim.shards = []
-    sim.outstanding = np.zeros(sim.fleet.cells, dtype=np.int64)
-    sim.capacity = np.zeros(sim.fleet.cells, dtype=np.float64)
+    sim.outstanding = np.zeros(sim.topology.cells, dtype=np.int64)
+    sim.capacity = np.zeros(sim.topology.cells, dtype=np.float64)
     for group in worker.shard.groups:
         sim.capacity[group.cell_ids] = group.capacity()
     sim.routers = sim._routers()

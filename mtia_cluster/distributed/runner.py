@@ -338,7 +338,7 @@ def _drive_windows(
     The served rows come in chunks that end at window boundaries: the loop runs up to each
     chunk's end, then continues on the next chunk from the same state (cells give the same
     results for any cut of time, so this equals one pass over the whole trace)."""
-    shard_of_cell = np.zeros(sim.fleet.cells, dtype=np.int64)
+    shard_of_cell = np.zeros(sim.topology.cells, dtype=np.int64)
     for i, s in enumerate(shards):
         shard_of_cell[s.cells] = i
     state, window, before = LoopState(), 0, 0  # before: rows of the chunks already done

@@ -16,9 +16,9 @@ import numpy as np
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.timing import Span, Timeline
-from mtia_cluster.engine.build import build_fleet, make_groups
 from mtia_cluster.engine.cell import Completed, RequestBatch
 from mtia_cluster.engine.shard import Inbox, Shard
+from mtia_cluster.engine.topology import build_topology, make_groups
 from mtia_cluster.results import DeviceTracker, RunTarget
 from mtia_cluster.results.convert import fleet_device_info
 from mtia_cluster.results.partials import ShardStats
@@ -52,11 +52,11 @@ class ShardWorker:
         with self.timeline.span("init.build"):
             scenario = parse_scenario(scenario_raw, scenario_file)
             catalog = load_catalog()
-            fleet = build_fleet(scenario, catalog)
-            self.fleet = fleet
-            self.shard = Shard(make_groups(fleet, cell_ids))
+            topology = build_topology(scenario, catalog)
+            self.topology = topology
+            self.shard = Shard(make_groups(topology, cell_ids))
             accelerators = np.sort(self.shard.device_counters().accelerator_id)
-            info, chips = fleet_device_info(fleet, accelerators)
+            info, chips = fleet_device_info(topology, accelerators)
             self.tracker = DeviceTracker(
                 info,
                 regions=[r.name for r in scenario.regions],

@@ -136,19 +136,19 @@ def _failed(batch: RequestBatch, t_ns: int) -> Completed:
     )
 
 
-def drawn_failures(fleet: Any) -> list[EventSpec]:
+def drawn_failures(topology: Any) -> list[EventSpec]:
     """Fail/repair events drawn from the scenario's ``failures`` (MTBF/MTTR, exponential):
     each host or rack draws from its own stream (KIND_FAILURES, region, level, index), so
     the events never depend on anything else in the scenario but its seed and topology."""
-    scenario = fleet.scenario
+    scenario = topology.scenario
     regions = [r.name for r in scenario.regions]
-    acc_region = np.asarray(fleet.acc_region, dtype=np.int64)
+    acc_region = np.asarray(topology.acc_region, dtype=np.int64)
     out: list[EventSpec] = []
     for spec in scenario.failures:
         for r, name in enumerate(regions):
             if spec.region not in (None, name):
                 continue
-            ids = fleet.acc_host if spec.level == "host" else fleet.acc_rack
+            ids = topology.acc_host if spec.level == "host" else topology.acc_rack
             count = len(np.unique(np.asarray(ids, dtype=np.int64)[acc_region == r]))
             for k in range(count):
                 rng = entity_rng(scenario.seed, KIND_FAILURES, r, spec.level == "rack", k)
@@ -177,43 +177,43 @@ def drawn_failures(fleet: Any) -> list[EventSpec]:
     return out
 
 
-def _acc_cells(fleet: Any) -> np.ndarray:
+def _acc_cells(topology: Any) -> np.ndarray:
     """The cell of every accelerator (cells own contiguous accelerator ranges)."""
-    acc0 = np.asarray(fleet.cell_acc0, dtype=np.int64)
-    return np.repeat(np.arange(fleet.cells), np.diff(np.append(acc0, fleet.accelerators)))
+    acc0 = np.asarray(topology.cell_acc0, dtype=np.int64)
+    return np.repeat(np.arange(topology.cells), np.diff(np.append(acc0, topology.accelerators)))
 
 
-def _scale_out_cells(fleet: Any) -> np.ndarray:
+def _scale_out_cells(topology: Any) -> np.ndarray:
     """Cells whose work crosses the RDMA (scale-out) network: LLM replicas larger than the
     chip's scale-up domain, and prefill/decode pairs linked over scale-out (as the LLM
     factory decides the link)."""
-    out = np.zeros(fleet.cells, dtype=bool)
-    for c in range(fleet.cells):
-        pool = fleet.pools[fleet.cell_pool[c]]
+    out = np.zeros(topology.cells, dtype=bool)
+    for c in range(topology.cells):
+        pool = topology.pools[topology.cell_pool[c]]
         if pool.kind != "llm":
             continue
-        domain = fleet.catalog.chip(fleet.acc_chip[fleet.cell_acc0[c]]).scale_up_domain
+        domain = topology.catalog.chip(topology.acc_chip[topology.cell_acc0[c]]).scale_up_domain
         out[c] = pool.replica_size > domain or (
             pool.llm is not None and pool.llm.kv_link == "scale_out"
         )
     return out
 
 
-def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> FleetEvents:
+def resolve_events(specs: tuple[EventSpec, ...], topology: Any, step_ns: int) -> FleetEvents:
     """Cells of each event, the scenario's drawn failures included (UserError for a host or
     rack index out of range). Every cell kind can fail (R&R hosts, synthetic servers, LLM
     replicas, disaggregated or not). Events are applied in time order (stable: listed order
     on ties)."""
-    specs = tuple(sorted((*specs, *drawn_failures(fleet)), key=lambda ev: ev.at_ns))
-    cells = fleet.cells
+    specs = tuple(sorted((*specs, *drawn_failures(topology)), key=lambda ev: ev.at_ns))
+    cells = topology.cells
     events = FleetEvents([], step_ns, np.zeros(cells, dtype=bool), np.zeros(cells, dtype=bool))
     if not specs:  # the common case: no topology arrays to build
         return events
-    scenario = fleet.scenario
+    scenario = topology.scenario
     regions, services = [r.name for r in scenario.regions], scenario.services
-    cell_region = np.asarray(fleet.cell_region, dtype=np.int64)
-    cell_service = np.asarray(fleet.cell_service, dtype=np.int64)
-    acc_cell = _acc_cells(fleet)
+    cell_region = np.asarray(topology.cell_region, dtype=np.int64)
+    cell_service = np.asarray(topology.cell_service, dtype=np.int64)
+    acc_cell = _acc_cells(topology)
     for spec in specs:
         mask = cell_region == regions.index(spec.region)
         if spec.service is not None:
@@ -222,24 +222,24 @@ def resolve_events(specs: tuple[EventSpec, ...], fleet: Any, step_ns: int) -> Fl
             mask &= cell_service == services.index(spec.service)
         for key in ("hosts", "racks", "links"):
             if getattr(spec, key) is not None:
-                mask = mask & _hit(spec, key, fleet, mask, acc_cell)
+                mask = mask & _hit(spec, key, topology, mask, acc_cell)
         events.events.append(ResolvedEvent(spec, np.flatnonzero(mask)))
     return events
 
 
 def _hit(
-    spec: EventSpec, key: str, fleet: Any, in_region: np.ndarray, acc_cell: np.ndarray
+    spec: EventSpec, key: str, topology: Any, in_region: np.ndarray, acc_cell: np.ndarray
 ) -> np.ndarray:
     """Cells with any accelerator on the event's hosts or racks (region-local numbering, in
     id order); for links, only those of them that cross the scale-out network."""
-    ids = np.asarray(fleet.acc_rack if key == "racks" else fleet.acc_host, dtype=np.int64)
+    ids = np.asarray(topology.acc_rack if key == "racks" else topology.acc_host, dtype=np.int64)
     local = np.unique(ids[in_region[acc_cell]])
     wanted = list(getattr(spec, key))
     if max(wanted) >= len(local):
         raise _error(spec, key, f"the region has {len(local)} hosts/racks", wanted)
     hit = np.zeros(len(in_region), dtype=bool)
     hit[acc_cell[np.isin(ids, local[wanted])]] = True
-    return hit & _scale_out_cells(fleet) if key == "links" else hit
+    return hit & _scale_out_cells(topology) if key == "links" else hit
 
 
 def _error(spec: EventSpec, key: str, message: str, value: Any) -> UserError:

@@ -21,6 +21,6 @@ class RunOutput:
     regions: list[str]
     requests: Completed  # every trace request once, ordered by request_id
     samples: list[tuple[int, DeviceCounters]]  # cumulative counters at t_ns, from t = 0
-    fleet: Any  # engine.build.Fleet
+    topology: Any  # engine.topology.Topology
     end_ns: int  # simulated span: the last window bound
     fleet_events: list[dict[str, Any]] = field(default_factory=list)  # applied, in order

@@ -21,7 +21,6 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.scenario import Scenario
-from mtia_cluster.engine.build import Fleet, build_fleet, make_groups
 from mtia_cluster.engine.cell import (
     Completed,
     DeviceCounters,
@@ -34,6 +33,7 @@ from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
 from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.shard import Inbox, Shard
+from mtia_cluster.engine.topology import Topology, build_topology, make_groups
 from mtia_cluster.engine.windows import EventHooks, LoopState, finish, run_windows
 
 
@@ -47,23 +47,23 @@ class Simulation:
         self.catalog = catalog if catalog is not None else load_catalog()
         self.services = scenario.services
         self.regions = [r.name for r in scenario.regions]
-        self.fleet: Fleet = build_fleet(scenario, self.catalog)
-        self.partition = _groups(self.fleet.cells, shards)
-        self.shards = [Shard(make_groups(self.fleet, g)) for g in self.partition]
-        self.shard_of_cell = np.zeros(self.fleet.cells, dtype=np.int64)
+        self.topology: Topology = build_topology(scenario, self.catalog)
+        self.partition = _groups(self.topology.cells, shards)
+        self.shards = [Shard(make_groups(self.topology, g)) for g in self.partition]
+        self.shard_of_cell = np.zeros(self.topology.cells, dtype=np.int64)
         for i, g in enumerate(self.partition):
             self.shard_of_cell[g] = i
-        self.outstanding = np.zeros(self.fleet.cells, dtype=np.int64)
-        self.capacity = np.zeros(self.fleet.cells, dtype=np.float64)
+        self.outstanding = np.zeros(self.topology.cells, dtype=np.int64)
+        self.capacity = np.zeros(self.topology.cells, dtype=np.float64)
         for shard in self.shards:
             for group in shard.groups:
                 self.capacity[group.cell_ids] = group.capacity()
         self.routers = self._routers()
-        self.events = resolve_events(scenario.events, self.fleet, scenario.report_interval_ns)
+        self.events = resolve_events(scenario.events, self.topology, scenario.report_interval_ns)
 
     def _routers(self) -> dict[tuple[int, int], Router]:
-        region = np.asarray(self.fleet.cell_region)
-        service = np.asarray(self.fleet.cell_service)
+        region = np.asarray(self.topology.cell_region)
+        service = np.asarray(self.topology.cell_service)
         routers = {}
         for r, s in sorted(set(zip(region.tolist(), service.tolist(), strict=True))):
             cells = np.flatnonzero((region == r) & (service == s))
@@ -153,7 +153,7 @@ class Simulation:
             regions=self.regions,
             requests=requests,
             samples=samples,
-            fleet=self.fleet,
+            topology=self.topology,
             end_ns=state.t,
             fleet_events=list(events.log),
         )
@@ -189,8 +189,8 @@ class Simulation:
         self.capacity[cell_id] = capacity
         if not len(prefix_cell):
             return
-        region = np.asarray(self.fleet.cell_region)[prefix_cell]
-        service = np.asarray(self.fleet.cell_service)[prefix_cell]
+        region = np.asarray(self.topology.cell_region)[prefix_cell]
+        service = np.asarray(self.topology.cell_service)[prefix_cell]
         key = region.astype(np.int64) * len(self.services) + service
         for k in np.unique(key).tolist():
             rows = key == k

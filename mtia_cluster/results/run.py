@@ -70,8 +70,8 @@ class RunSummary:
 def device_tables(run: RunOutput) -> list[pa.Table]:
     """`devices` rows per metrics interval from the run's counter samples (what a shard
     writer writes: `DeviceTracker` over every accelerator, peak memory included)."""
-    fleet = run.fleet
-    info, chips = fleet_device_info(fleet, np.arange(fleet.accelerators))
+    topology = run.topology
+    info, chips = fleet_device_info(topology, np.arange(topology.accelerators))
     tracker = DeviceTracker(info, regions=run.regions, chips=chips, services=run.services)
     out = []
     for (t0, _), (t1, counters) in zip(run.samples, run.samples[1:], strict=False):

@@ -28,7 +28,7 @@ from mtia_cluster.config.models import ScenarioFile
 from mtia_cluster.config.rollout_plan import RolloutPlanFile
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.config.trace_spec import TraceSpecFile
-from mtia_cluster.fleet.plan import parse_plan
+from mtia_cluster.rollout.plan import parse_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs"

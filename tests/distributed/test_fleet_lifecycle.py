@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mtia_cluster.distributed import fleet as fl
+from mtia_cluster.distributed import launched as fl
 from mtia_cluster.distributed import procs
 from mtia_cluster.distributed.runner import ReplayOptions, replay
 

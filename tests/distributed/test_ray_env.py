@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from mtia_cluster.distributed import fleet as fl
+from mtia_cluster.distributed import launched as fl
 from mtia_cluster.distributed import procs, ray_env
 from mtia_cluster.errors import RunFailed, UserError
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mtia_cluster.distributed import fleet as fl
+from mtia_cluster.distributed import launched as fl
 from mtia_cluster.distributed import procs
 
 from .conftest import REPO, SCENARIO, assert_same_run

@@ -82,7 +82,7 @@ def down_intervals(sim: Simulation, log: list[dict[str, Any]], events: list[dict
     """Global host id -> list of [fail boundary, repair boundary) from the applied events."""
     ordered = sorted(events, key=lambda e: e["at_s"])  # stable, as the engine orders them
     out: dict[int, list[list[float]]] = {}
-    host0 = min(sim.fleet.cell_host0)
+    host0 = min(sim.topology.cell_host0)
     for entry, ev in zip(log, ordered, strict=False):
         for h in ev["hosts"]:
             spans = out.setdefault(host0 + h, [])
@@ -146,7 +146,7 @@ def test_a_failed_host_retries_its_requests_elsewhere() -> None:
     res = sim.run(tr)
     (entry,) = res.fleet_events
     assert entry["at_ns"] == 2 * STEP_NS and entry["requests_retried"] > 0
-    host0 = min(sim.fleet.cell_host0)
+    host0 = min(sim.topology.cell_host0)
     after = res.requests.finish_ns >= entry["at_ns"]
     assert not np.any(after & (res.requests.host_id == host0))  # the host never serves again
     assert np.all(res.requests.status == STATUS_OK)  # retried, none lost
@@ -183,7 +183,7 @@ def test_drained_hosts_finish_their_work_and_get_no_new_requests() -> None:
     ev = [{"at_s": 0.002, "kind": "drain", "region": "a", "hosts": [0, 1]}]
     sim = Simulation(scenario(ev))
     res = sim.run(tr)
-    host0 = min(sim.fleet.cell_host0)
+    host0 = min(sim.topology.cell_host0)
     drained = np.isin(res.requests.host_id, [host0, host0 + 1])
     assert np.all(res.requests.status == STATUS_OK)
     assert np.all(res.requests.arrival_ns[drained] < 2 * STEP_NS)
@@ -235,7 +235,7 @@ def test_drawn_failure_rate_matches_mtbf() -> None:
     sc = scenario([]).raw | {"seed": 11}
     sc["regions"][0]["pools"][0]["hosts"] = 60
     sc["failures"] = [{"level": "host", "mtbf_s": 10, "mttr_s": 2, "horizon_s": 1200}]
-    fails = [e for e in drawn_failures(Simulation(parse_scenario(sc)).fleet) if e.kind == "fail"]
+    fails = [e for e in drawn_failures(Simulation(parse_scenario(sc)).topology) if e.kind == "fail"]
     expected = 60 * 1200 / 12  # 6,000
     assert abs(len(fails) - expected) < 4 * expected**0.5  # ~4 standard deviations
 
@@ -292,7 +292,7 @@ def links_scenario(events: list[dict[str, Any]]) -> Any:
 
 def test_an_rdma_link_failure_takes_only_the_cells_that_need_scale_out() -> None:
     sim = Simulation(links_scenario([]))
-    fleet = sim.fleet
+    fleet = sim.topology
     hosts = sorted(set(fleet.acc_host))  # region-local host index = position here
     pd_host = fleet.acc_host[fleet.cell_acc0[fleet.cell_service.index(1)]]
     k = hosts.index(pd_host)
@@ -325,8 +325,8 @@ def test_a_link_failure_inside_a_replay_loses_nothing() -> None:
     )
     tr = RequestBatch(**{**base.columns(), "service": service})
     sim0 = Simulation(links_scenario([]))
-    pd_host = sim0.fleet.acc_host[sim0.fleet.cell_acc0[sim0.fleet.cell_service.index(1)]]
-    k = sorted(set(sim0.fleet.acc_host)).index(pd_host)
+    pd_host = sim0.topology.acc_host[sim0.topology.cell_acc0[sim0.topology.cell_service.index(1)]]
+    k = sorted(set(sim0.topology.acc_host)).index(pd_host)
     ev = {"at_s": 1.0, "kind": "fail", "region": "a", "links": [k], "on_failure": "fail"}
     res = Simulation(links_scenario([ev])).run(tr)
     assert np.array_equal(res.requests.request_id, tr.request_id)

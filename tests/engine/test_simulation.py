@@ -110,7 +110,7 @@ def test_results_do_not_depend_on_sharding(
     policy: str, seed: int, n: int, perm: list[int], cut: int
 ) -> None:
     one = run(policy, 1, seed, n)
-    cells = one.fleet.cells
+    cells = one.topology.cells
     order = [c for c in perm if c < cells]
     split = [order[:cut], order[cut:]]
     same(one, run(policy, [g for g in split if g], seed, n))
@@ -257,8 +257,8 @@ def test_shards_pickle_at_a_window_boundary_and_resume_identically() -> None:
     from mtia_cluster.engine.shard import Inbox
 
     sim = Simulation(scenario("round_robin"), shards=2)
-    region = np.asarray(sim.fleet.cell_region)
-    service = np.asarray(sim.fleet.cell_service)
+    region = np.asarray(sim.topology.cell_region)
+    service = np.asarray(sim.topology.cell_service)
     rows_all = trace(3, 400)
     rows_all = rows_all.take(rows_all.region == 0)
     edges = [3_000_000, 6_000_000, 9_000_000, 1 << 40]

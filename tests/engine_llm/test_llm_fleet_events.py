@@ -319,7 +319,7 @@ def down_intervals(sim: Simulation, log: list[dict[str, Any]], events: list[dict
     """Global host id -> list of [fail boundary, repair boundary) from the applied events."""
     ordered = sorted(events, key=lambda e: e["at_s"])  # stable, as the engine orders them
     out: dict[int, list[list[float]]] = {}
-    host0 = min(sim.fleet.cell_host0)
+    host0 = min(sim.topology.cell_host0)
     for entry, ev in zip(log, ordered, strict=False):  # events after the end: not applied
         for h in ev["hosts"]:
             spans = out.setdefault(host0 + h, [])
@@ -335,7 +335,7 @@ def check_down_hosts(sim: Simulation, res: Any, events: list[dict]) -> None:
     table = summarize(res).devices
     req, dev = res.requests, SimpleNamespace(**{n: table[n].to_numpy() for n in table.column_names})
     ok = req.status == STATUS_OK
-    acc_host = np.asarray(sim.fleet.acc_host)
+    acc_host = np.asarray(sim.topology.acc_host)
     for host, spans in down_intervals(sim, res.fleet_events, events).items():
         on = ok & (req.host_id == host)
         mine = acc_host[dev.accelerator_id] == host
@@ -398,7 +398,7 @@ def test_a_failed_replica_retries_elsewhere_and_serves_again_after_repair() -> N
     assert fail["requests_retried"] > 0 and fail["at_ns"] == 50 * STEP_NS
     req = res.requests
     assert np.all(req.status == STATUS_OK)
-    host0 = min(sim.fleet.cell_host0)
+    host0 = min(sim.topology.cell_host0)
     on0 = req.host_id == host0
     assert not np.any(on0 & (req.finish_ns >= fail["at_ns"]) & (req.start_ns < repair["at_ns"]))
     assert np.any(on0 & (req.start_ns >= repair["at_ns"]))  # serving again

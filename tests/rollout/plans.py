@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mtia_cluster.catalog import load_catalog
-from mtia_cluster.fleet.plan import Plan, parse_plan
+from mtia_cluster.rollout.plan import Plan, parse_plan
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "configs" / "rollouts"
 

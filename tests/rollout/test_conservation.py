@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtia_cluster.fleet.region import STATES, VERSIONS
-from mtia_cluster.fleet.simulate import Cohort, Result, simulate
+from mtia_cluster.rollout.region import STATES, VERSIONS
+from mtia_cluster.rollout.simulate import Cohort, Result, simulate
 from rollout.plans import make_plan, plan_dict
 
 OLD = Cohort("old-gen", 1.0e6, 20_000.0, 0.05, 0.0)

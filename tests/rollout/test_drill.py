@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.cli.main import cli
 from mtia_cluster.engine.cell import STATUS_FAILED
-from mtia_cluster.fleet import run_rollout
-from mtia_cluster.fleet.drill import racks_out, run_drill, slice_failures
-from mtia_cluster.fleet.replay import Moment, engine_cohorts
-from mtia_cluster.fleet.run import cohorts_for
+from mtia_cluster.rollout import run_rollout
+from mtia_cluster.rollout.drill import racks_out, run_drill, slice_failures
+from mtia_cluster.rollout.replay import Moment, engine_cohorts
+from mtia_cluster.rollout.run import cohorts_for
 from rollout.plans import make_plan, plan_dict
 
 DRILL = {"racks": 1, "at_fraction": 0.5, "on_failure": "retry"}

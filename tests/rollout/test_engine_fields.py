@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtia_cluster.config.scenario import parse_scenario
-from mtia_cluster.engine.build import request_uniform
 from mtia_cluster.engine.cell import STATUS_FAILED, STATUS_OK, make_requests
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.topology import request_uniform
 from mtia_cluster.errors import UserError
 
 

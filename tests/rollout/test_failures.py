@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtia_cluster.fleet.simulate import Cohort, simulate
+from mtia_cluster.rollout.simulate import Cohort, simulate
 from rollout.plans import make_plan, plan_dict
 from rollout.test_conservation import NEW, OLD, check_invariants
 

@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.cli.main import cli
 from mtia_cluster.config import apply_overrides, load_yaml
-from mtia_cluster.fleet import run_rollout
-from mtia_cluster.fleet.run import cohorts_for
+from mtia_cluster.rollout import run_rollout
+from mtia_cluster.rollout.run import cohorts_for
 from rollout.plans import EXAMPLES, make_plan
 
 REGRESSION = EXAMPLES / "model-regression-rollback.yaml"

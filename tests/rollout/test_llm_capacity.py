@@ -1,4 +1,4 @@
-"""LLM per-rack capacity by replay (fleet/llm_capacity.py): monotone in the SLO, cached per
+"""LLM per-rack capacity by replay (rollout/llm_capacity.py): monotone in the SLO, cached per
 cohort, its source and search recorded in the summary; --fast stays the cost model.
 
 Searches here use short windows (30-100 s, below the plans' 5 x SLO minimum where the search
@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import mtia_cluster.fleet.llm_capacity as llm_capacity
+import mtia_cluster.rollout.llm_capacity as llm_capacity
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.errors import UserError
-from mtia_cluster.fleet.llm_capacity import CapacitySearch, llm_unit_capacity
-from mtia_cluster.fleet.rack_capacity import CacheKey, RackCapacity, rack_capacity
-from mtia_cluster.fleet.run import cohorts_for, run_rollout
+from mtia_cluster.rollout.llm_capacity import CapacitySearch, llm_unit_capacity
+from mtia_cluster.rollout.rack_capacity import CacheKey, RackCapacity, rack_capacity
+from mtia_cluster.rollout.run import cohorts_for, run_rollout
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import LLMModel
 from rollout.plans import make_plan, plan_dict

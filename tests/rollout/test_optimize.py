@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtia_cluster.cli.main import cli
-from mtia_cluster.fleet.optimize import optimize
-from mtia_cluster.fleet.simulate import simulate
+from mtia_cluster.rollout.optimize import optimize
+from mtia_cluster.rollout.simulate import simulate
 from rollout.plans import EXAMPLES, make_plan, plan_dict
 from rollout.test_conservation import NEW, OLD, random_plans
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtia_cluster.fleet.moments import pick_moments
-from mtia_cluster.fleet.run import rollout_summary
-from mtia_cluster.fleet.simulate import Result, simulate
+from mtia_cluster.rollout.moments import pick_moments
+from mtia_cluster.rollout.run import rollout_summary
+from mtia_cluster.rollout.simulate import Result, simulate
 from rollout.plans import make_plan, plan_dict
 from rollout.test_conservation import NEW, OLD, check_failover, check_invariants
 

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.cli.main import cli
 from mtia_cluster.config import load_yaml
-from mtia_cluster.fleet import run_rollout
-from mtia_cluster.fleet.replay import EngineCohort, Moment, _rate, _span, slice_hosts
+from mtia_cluster.rollout import run_rollout
+from mtia_cluster.rollout.replay import EngineCohort, Moment, _rate, _span, slice_hosts
 from rollout.plans import EXAMPLES, make_plan, plan_dict
 
 REGRESSION = EXAMPLES / "model-regression-rollback.yaml"
@@ -188,8 +188,8 @@ def test_cli_replays_output_and_fast_fallback(runner, tmp_path) -> None:
 
 def test_engine_cohorts_of_generation_swap() -> None:
     """Engine cohorts of a generation swap: each version on its own chip's platform."""
-    from mtia_cluster.fleet.replay import engine_cohorts
-    from mtia_cluster.fleet.run import cohorts_for
+    from mtia_cluster.rollout.replay import engine_cohorts
+    from mtia_cluster.rollout.run import cohorts_for
 
     plan = make_plan(plan_dict())
     cat = load_catalog()
@@ -204,7 +204,7 @@ def test_engine_cohorts_of_generation_swap() -> None:
     b=st.lists(st.floats(0, 10), min_size=1, max_size=50),
 )
 def test_weighted_p99_follows_the_weights(a: list[float], b: list[float]) -> None:
-    from mtia_cluster.fleet.replay import _p99
+    from mtia_cluster.rollout.replay import _p99
 
     x = np.array(a + b)
     ones = np.ones(len(x))

@@ -232,9 +232,9 @@ def describe(sim: Any, shards: int) -> dict[str, Any]:
     """Regions, racks, hosts and accelerators by generation of a fleet."""
     return {
         "regions": len(sim.regions),
-        "racks": sim.fleet.racks,
-        "hosts": sim.fleet.hosts,
-        "accelerators": sim.fleet.accelerators,
-        "accelerators_by_chip": dict(Counter(sim.fleet.acc_chip)),
+        "racks": sim.topology.racks,
+        "hosts": sim.topology.hosts,
+        "accelerators": sim.topology.accelerators,
+        "accelerators_by_chip": dict(Counter(sim.topology.acc_chip)),
         "shards": shards,
     }

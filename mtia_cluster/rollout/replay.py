@@ -30,13 +30,13 @@ from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
-from mtia_cluster.fleet.plan import Plan
-from mtia_cluster.fleet.region import VERSIONS
-from mtia_cluster.fleet.simulate import Cohort, Result
 from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES, _pool
 from mtia_cluster.planning.capacity import platform_for as _platform_for
 from mtia_cluster.results.run import summarize
 from mtia_cluster.results.verdict import WINDOW_RULES
+from mtia_cluster.rollout.plan import Plan
+from mtia_cluster.rollout.region import VERSIONS
+from mtia_cluster.rollout.simulate import Cohort, Result
 from mtia_cluster.traces.generators.arrivals import poisson
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.units import NS_PER_H
@@ -225,7 +225,7 @@ def _metrics(
     r = res.requests
     lat_s = (r.finish_ns - r.arrival_ns) / 1e9
     bad = r.status != STATUS_OK
-    acc_pool = np.asarray(res.fleet.acc_pool, dtype=np.int64)
+    acc_pool = np.asarray(res.topology.acc_pool, dtype=np.int64)
     pool = np.where(r.accelerator_id >= 0, acc_pool[np.maximum(r.accelerator_id, 0)], -1)
     out: dict[str, Any] = {"requests": len(r)}
     w = np.ones(len(r))

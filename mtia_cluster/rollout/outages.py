@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.config import rollout_plan as rp
-from mtia_cluster.fleet.events import check_before_horizon, check_region
+from mtia_cluster.rollout.events import check_before_horizon, check_region
 from mtia_cluster.units import NS_PER_DAY
 
 KIND_FLEET_REGION_OUTAGES = 955  # spawn-key namespace: per-region outage streams

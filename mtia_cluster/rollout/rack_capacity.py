@@ -27,17 +27,17 @@ from mtia_cluster import fmt
 from mtia_cluster.catalog import Catalog
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.errors import UserError
-from mtia_cluster.fleet.llm_capacity import llm_unit_capacity
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.estimators import llm_offline_throughput, rr_best_throughput
 from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES, _pool, capacity
 from mtia_cluster.planning.capacity import platform_for as _platform_for
+from mtia_cluster.rollout.llm_capacity import llm_unit_capacity
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
 
 if TYPE_CHECKING:
-    from mtia_cluster.fleet.plan import Plan
+    from mtia_cluster.rollout.plan import Plan
 
 KIND_FLEET_LENGTHS = 951  # spawn-key namespace: mean request sizes for the fast estimate
 MAX_NUM_SEQS = 256  # the engine's default continuous-batching limit

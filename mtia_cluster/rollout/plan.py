@@ -24,16 +24,16 @@ from mtia_cluster.config import rollout_plan as rp
 from mtia_cluster.config.rollout_plan import RolloutPlanFile
 from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError
-from mtia_cluster.fleet.drill import DrillSpec, parse_drill
-from mtia_cluster.fleet.events import RackEvent, parse_events
-from mtia_cluster.fleet.llm_capacity import DEFAULT_SEARCH, CapacitySearch, parse_llm_slo
-from mtia_cluster.fleet.outages import (
+from mtia_cluster.rollout.drill import DrillSpec, parse_drill
+from mtia_cluster.rollout.events import RackEvent, parse_events
+from mtia_cluster.rollout.llm_capacity import DEFAULT_SEARCH, CapacitySearch, parse_llm_slo
+from mtia_cluster.rollout.outages import (
     Outage,
     RegionFailureSpec,
     parse_outages,
     parse_region_failures,
 )
-from mtia_cluster.fleet.parts import PartSpec, parse_parts
+from mtia_cluster.rollout.parts import PartSpec, parse_parts
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import RRModel
 

@@ -45,13 +45,13 @@ from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
-from mtia_cluster.fleet.region import VERSIONS
+from mtia_cluster.rollout.region import VERSIONS
 from mtia_cluster.traces.generators.arrivals import poisson
 from mtia_cluster.units import NS_PER_H
 
 if TYPE_CHECKING:  # plan.py reads `replay.drill` with parse_drill: no import cycle at run time
-    from mtia_cluster.fleet.plan import Plan
-    from mtia_cluster.fleet.replay import EngineCohort, Moment
+    from mtia_cluster.rollout.plan import Plan
+    from mtia_cluster.rollout.replay import EngineCohort, Moment
 
 KIND_ROLLOUT_DRILL = 956  # spawn-key namespace: per-moment drill traffic
 
@@ -136,14 +136,14 @@ def drill_metrics(
 ) -> dict[str, Any]:
     """p99 before / after the failure (region-weighted), error rate after, retried / failed
     requests, and the accounting check: every trace request exactly once in the results."""
-    from mtia_cluster.fleet.replay import _p99
+    from mtia_cluster.rollout.replay import _p99
 
     r = res.requests
     ids = np.sort(r.request_id)
     once = len(ids) == len(trace) and bool((ids == np.sort(trace.request_id)).all())
     lat_s = (r.finish_ns - r.arrival_ns) / 1e9
     bad = r.status != STATUS_OK
-    acc_pool = np.asarray(res.fleet.acc_pool, dtype=np.int64)
+    acc_pool = np.asarray(res.topology.acc_pool, dtype=np.int64)
     pool = np.where(r.accelerator_id >= 0, acc_pool[np.maximum(r.accelerator_id, 0)], -1)
     out: dict[str, Any] = {"drill_requests": len(r), "drill_every_request_once": once}
     for label, sel, share in (("before", r.arrival_ns < at_ns, shares[0]),
@@ -194,7 +194,7 @@ def run_drill(
 ) -> tuple[dict[str, Any], RequestBatch | None, RunOutput | None]:
     """The drill of moment `m`: its row fields, the trace and the engine's results (None
     when the drill leaves no capacity)."""
-    from mtia_cluster.fleet.replay import (
+    from mtia_cluster.rollout.replay import (
         _host_rps,
         _scenario_data,
         _span,

@@ -28,7 +28,7 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog
 from mtia_cluster.config.rollout_plan import PartFailure
-from mtia_cluster.fleet.region import VERSIONS
+from mtia_cluster.rollout.region import VERSIONS
 from mtia_cluster.units import NS_PER_H
 
 KIND_FLEET_PART_FAILURES = 954  # spawn-key namespace: per-region part failure streams

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.engine.rng import entity_rng
-from mtia_cluster.fleet.events import RackEvent
-from mtia_cluster.fleet.outages import Outage, OutageState, RegionFailureSpec, apply_failover
-from mtia_cluster.fleet.parts import KIND_FLEET_PART_FAILURES, PartState
-from mtia_cluster.fleet.plan import Plan, Region
-from mtia_cluster.fleet.region import STATES, VERSIONS, RegionState
+from mtia_cluster.rollout.events import RackEvent
+from mtia_cluster.rollout.outages import Outage, OutageState, RegionFailureSpec, apply_failover
+from mtia_cluster.rollout.parts import KIND_FLEET_PART_FAILURES, PartState
+from mtia_cluster.rollout.plan import Plan, Region
+from mtia_cluster.rollout.region import STATES, VERSIONS, RegionState
 from mtia_cluster.units import NS_PER_DAY, NS_PER_H
 
 KIND_FLEET_FAILURES = 952  # spawn-key namespace: per-region failure streams

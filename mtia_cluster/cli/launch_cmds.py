@@ -39,7 +39,7 @@ def launch(
     as_json: bool,
 ) -> None:
     """Create the fleet of CONFIG as detached, named actors (one per shard)."""
-    from mtia_cluster.distributed import fleet as fl
+    from mtia_cluster.distributed import launched as fl
     from mtia_cluster.distributed.ray_env import resolve_address
 
     started = time.monotonic()
@@ -79,7 +79,7 @@ def launch(
 
 def _create_actors(info: dict[str, Any], shards: int) -> int:
     """The fleet's detached actors; returns the number of nodes their shards landed on."""
-    from mtia_cluster.distributed import fleet as fl
+    from mtia_cluster.distributed import launched as fl
     from mtia_cluster.distributed.ray_env import connect, fleet_namespace
 
     connect(info["address"], namespace=fleet_namespace(info["name"]))  # before importing Ray
@@ -124,7 +124,7 @@ def _print_fleet(info: dict[str, Any], as_json: bool, alive: int | None = None) 
 @json_option
 def status(fleet: str | None, as_json: bool) -> None:
     """Show launched fleets (or one) and how many of their shard actors answer."""
-    from mtia_cluster.distributed import fleet as fl
+    from mtia_cluster.distributed import launched as fl
 
     names = [fleet] if fleet else sorted(p.stem for p in (fl.home() / "fleets").glob("*.json"))
     out = []
@@ -144,7 +144,7 @@ def status(fleet: str | None, as_json: bool) -> None:
 
 def _alive(info: dict[str, Any]) -> int:
     """Shard actors of the fleet that answer a ping within a few seconds (0 if unreachable)."""
-    from mtia_cluster.distributed import fleet as fl
+    from mtia_cluster.distributed import launched as fl
     from mtia_cluster.distributed.ray_env import connect, fleet_namespace
     from mtia_cluster.errors import UserError
 
@@ -175,7 +175,7 @@ def down(fleet: str) -> None:
     """Remove a launched fleet: stop the local Ray head `launch` started for it (exactly its
     recorded processes, waiting until none is left), or remove its actors from a cluster it
     joined."""
-    from mtia_cluster.distributed import fleet as fl
+    from mtia_cluster.distributed import launched as fl
 
     with fl.name_lock(fleet):
         info = fl.load_record(fleet)
@@ -197,7 +197,7 @@ def down(fleet: str) -> None:
 
 def _remove_actors(info: dict[str, Any]) -> None:
     """Kill the fleet's named actors on its cluster (nothing to do if it is unreachable)."""
-    from mtia_cluster.distributed import fleet as fl
+    from mtia_cluster.distributed import launched as fl
     from mtia_cluster.distributed.ray_env import connect, fleet_namespace
     from mtia_cluster.errors import UserError
 

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from mtia_cluster.fleet.plan import Plan, Region
-from mtia_cluster.fleet.simulate import Cohort, Result, simulate
+from mtia_cluster.rollout.plan import Plan, Region
+from mtia_cluster.rollout.simulate import Cohort, Result, simulate
 from mtia_cluster.units import NS_PER_DAY
 
 Waves = tuple[tuple[str, ...], ...]

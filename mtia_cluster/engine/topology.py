@@ -38,7 +38,7 @@ from mtia_cluster.workloads import RRModel, SyntheticModel
 
 
 @dataclass
-class Fleet:
+class Topology:
     """What every cell, host and accelerator id belongs to (struct of arrays)."""
 
     scenario: Scenario
@@ -69,69 +69,69 @@ class Fleet:
         return len(self.cell_region)
 
 
-def build_fleet(scenario: Scenario, catalog: Catalog) -> Fleet:
+def build_topology(scenario: Scenario, catalog: Catalog) -> Topology:
     """Ids for every cell, host and accelerator of `scenario` (no cell state yet)."""
-    fleet = Fleet(scenario=scenario, catalog=catalog)
+    topology = Topology(scenario=scenario, catalog=catalog)
     services = scenario.services
     for r, region in enumerate(scenario.regions):
         for pool in region.pools:
-            fleet.pools.append(pool)
-            fleet.pool_region.append(r)
-            _add_pool(fleet, r, services.index(pool.service), pool)
-    return fleet
+            topology.pools.append(pool)
+            topology.pool_region.append(r)
+            _add_pool(topology, r, services.index(pool.service), pool)
+    return topology
 
 
-def _add_pool(fleet: Fleet, region: int, service: int, pool: PoolSpec) -> None:
-    cat = fleet.catalog
+def _add_pool(topology: Topology, region: int, service: int, pool: PoolSpec) -> None:
+    cat = topology.catalog
     platform = cat.platform(pool.platform)
     chip = cat.chip(platform.chip)
-    p = len(fleet.pools) - 1
+    p = len(topology.pools) - 1
     if pool.kind == "rr":
-        fleet._rr[p] = _rr_tables(cat, pool)
+        topology._rr[p] = _rr_tables(cat, pool)
     per_host = platform.accelerators_per_host
-    host0 = fleet.hosts
+    host0 = topology.hosts
     for first in range(0, pool.accelerators, pool.replica_size):
-        fleet.cell_region.append(region)
-        fleet.cell_service.append(service)
-        fleet.cell_pool.append(p)
-        fleet.cell_host0.append(host0 + first // per_host)
-        fleet.cell_acc0.append(fleet.accelerators)
-        fleet.acc_region.extend([region] * pool.replica_size)
-        fleet.acc_pool.extend([p] * pool.replica_size)
-        fleet.acc_chip.extend([chip.name] * pool.replica_size)
+        topology.cell_region.append(region)
+        topology.cell_service.append(service)
+        topology.cell_pool.append(p)
+        topology.cell_host0.append(host0 + first // per_host)
+        topology.cell_acc0.append(topology.accelerators)
+        topology.acc_region.extend([region] * pool.replica_size)
+        topology.acc_pool.extend([p] * pool.replica_size)
+        topology.acc_chip.extend([chip.name] * pool.replica_size)
         local_host = (first + np.arange(pool.replica_size)) // per_host
-        fleet.acc_host.extend((host0 + local_host).tolist())
-        fleet.acc_rack.extend((fleet.racks + local_host // platform.hosts).tolist())
+        topology.acc_host.extend((host0 + local_host).tolist())
+        topology.acc_rack.extend((topology.racks + local_host // platform.hosts).tolist())
     hosts = -(-pool.accelerators // per_host)
-    fleet.hosts += hosts
-    fleet.racks += -(-hosts // platform.hosts)
+    topology.hosts += hosts
+    topology.racks += -(-hosts // platform.hosts)
 
 
-def make_groups(fleet: Fleet, cell_ids: list[int]) -> list[CellGroup]:
+def make_groups(topology: Topology, cell_ids: list[int]) -> list[CellGroup]:
     """Fresh cell groups for `cell_ids`: one RRHostGroup per R&R pool, SingleCell otherwise."""
     groups: list[CellGroup] = []
     by_pool: dict[int, list[int]] = {}
     for c in sorted(cell_ids):
-        p = fleet.cell_pool[c]
-        if fleet.pools[p].kind == "rr":
+        p = topology.cell_pool[c]
+        if topology.pools[p].kind == "rr":
             by_pool.setdefault(p, []).append(c)
         else:
-            groups.append(_with_errors(fleet, c, SingleCell(c, _single_cell(fleet, c))))
+            groups.append(_with_errors(topology, c, SingleCell(c, _single_cell(topology, c))))
     for p, cells in sorted(by_pool.items()):
-        params, table, weight = fleet._rr[p]
-        size = fleet.pools[p].replica_size
+        params, table, weight = topology._rr[p]
+        size = topology.pools[p].replica_size
         acc = np.concatenate(
-            [np.arange(fleet.cell_acc0[c], fleet.cell_acc0[c] + size) for c in cells]
+            [np.arange(topology.cell_acc0[c], topology.cell_acc0[c] + size) for c in cells]
         )
         group = RRHostGroup(
             params=params,
             table=table,
-            host_ids=np.array([fleet.cell_host0[c] for c in cells]),
+            host_ids=np.array([topology.cell_host0[c] for c in cells]),
             accelerator_ids=acc,
             cell_ids=np.array(cells),
             capacity_weight=weight,
         )
-        groups.append(_with_errors(fleet, cells[0], group))
+        groups.append(_with_errors(topology, cells[0], group))
     return groups
 
 
@@ -185,10 +185,10 @@ class InjectErrors:
         return self.inner.evict(local, at_ns)
 
 
-def _with_errors(fleet: Fleet, cell: int, group: CellGroup) -> CellGroup:
+def _with_errors(topology: Topology, cell: int, group: CellGroup) -> CellGroup:
     """`group` wrapped in InjectErrors when its pool injects errors."""
-    rate = fleet.pools[fleet.cell_pool[cell]].error_rate
-    return InjectErrors(group, rate, fleet.scenario.seed) if rate > 0 else group
+    rate = topology.pools[topology.cell_pool[cell]].error_rate
+    return InjectErrors(group, rate, topology.scenario.seed) if rate > 0 else group
 
 
 @dataclass(frozen=True)
@@ -235,16 +235,16 @@ def _rr_tables(cat: Catalog, pool: PoolSpec) -> tuple[RRHostParams, ServiceTable
     return params, table, weight
 
 
-def _single_cell(fleet: Fleet, c: int) -> Cell:
-    pool = fleet.pools[fleet.cell_pool[c]]
-    sc, cat = fleet.scenario, fleet.catalog
-    acc_ids = np.arange(fleet.cell_acc0[c], fleet.cell_acc0[c] + pool.replica_size)
+def _single_cell(topology: Topology, c: int) -> Cell:
+    pool = topology.pools[topology.cell_pool[c]]
+    sc, cat = topology.scenario, topology.catalog
+    acc_ids = np.arange(topology.cell_acc0[c], topology.cell_acc0[c] + pool.replica_size)
     if pool.kind == "synthetic":
         model = cat.model(pool.model)
         assert isinstance(model, SyntheticModel)
         return SyntheticCell(
             accelerator_ids=acc_ids,
-            host_id=fleet.cell_host0[c],
+            host_id=topology.cell_host0[c],
             rng=entity_rng(sc.seed, KIND_CELL, c),
             distribution=model.distribution,
             mean_s=model.mean_s * pool.service_time_multiplier,
@@ -254,13 +254,16 @@ def _single_cell(fleet: Fleet, c: int) -> Cell:
 
     per_host = cat.platform(pool.platform).accelerators_per_host
     hosts = tuple(
-        range(fleet.cell_host0[c], fleet.cell_host0[c] + max(1, -(-pool.replica_size // per_host)))
+        range(
+            topology.cell_host0[c],
+            topology.cell_host0[c] + max(1, -(-pool.replica_size // per_host)),
+        )
     )
     assert pool.llm is not None  # every LLM pool has its settings resolved at load
     spec = CellSpec(
         cell_id=c,
-        region=fleet.cell_region[c],
-        service=fleet.cell_service[c],
+        region=topology.cell_region[c],
+        service=topology.cell_service[c],
         model_name=pool.model,
         platform_name=pool.platform,
         accelerator_ids=tuple(int(a) for a in acc_ids),
@@ -271,4 +274,4 @@ def _single_cell(fleet: Fleet, c: int) -> Cell:
         field_prefix=pool.field_prefix,
         catalog=cat,
     )
-    return build_llm_cell(spec, fleet._llm_costs)
+    return build_llm_cell(spec, topology._llm_costs)

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.catalog import Catalog
-from mtia_cluster.fleet.drill import run_drill
-from mtia_cluster.fleet.plan import Plan
-from mtia_cluster.fleet.replay import EngineCohort, moment_at, replay_moment
-from mtia_cluster.fleet.simulate import GateReplay, Result
+from mtia_cluster.rollout.drill import run_drill
+from mtia_cluster.rollout.plan import Plan
+from mtia_cluster.rollout.replay import EngineCohort, moment_at, replay_moment
+from mtia_cluster.rollout.simulate import GateReplay, Result
 
 ACTIVE = ("swapping", "baking", "rolling_back")
 
