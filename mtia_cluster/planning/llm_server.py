@@ -11,6 +11,7 @@ capacity planning.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -76,9 +77,7 @@ def _setup(
     chip: Chip, model: LLMModel, tp: int, dtype: str, kv_dtype: str, limits: ReplicaLimits
 ) -> tuple[int, ReplicaLimits, IterationCost]:
     it = llm_iteration_model(chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype)
-    limits = ReplicaLimits(
-        limits.max_num_batched_tokens, limits.max_num_seqs, limits.block_size, it.kv_capacity_tokens
-    )
+    limits = dataclasses.replace(limits, kv_capacity_tokens=it.kv_capacity_tokens)
     return it.chips, limits, probe_iteration_cost(it, limits.max_num_batched_tokens)
 
 

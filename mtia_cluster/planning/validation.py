@@ -39,6 +39,9 @@ OFFLINE_REQUESTS = 24_576  # every sample of the OpenOrca set once, all issued a
 SERVER_POOL = 24_576  # each server replay takes ceil(600 s x rate) queries of this pool
 TOKEN_BUDGET = 4096  # max_num_batched_tokens (estimate; TRT-LLM's setting unknown)
 MAX_SEQS = 1024  # max_num_seqs (estimate)
+# The H100 submissions ran TensorRT-LLM (the _TRT systems), whose default KV admission is
+# GUARANTEED_NO_EVICT (engine/llm/limits.py CAPACITY_POLICIES; TRT-LLM runtime flags doc).
+CAPACITY_POLICY = "guaranteed_no_evict"
 RESULTS_V41 = "https://github.com/mlcommons/inference_results_v4.1/"
 
 
@@ -97,7 +100,7 @@ def _bench_args(cat: Catalog, b: LLMBenchmark) -> dict[str, Any]:
         "tp": b.tp,
         "dtype": "fp8",
         "kv_dtype": "fp8",
-        "limits": ReplicaLimits(TOKEN_BUDGET, MAX_SEQS, 16, 1),
+        "limits": ReplicaLimits(TOKEN_BUDGET, MAX_SEQS, 16, 1, False, CAPACITY_POLICY),
         "input_len": b.input_len,
         "output_len": b.output_len,
     }
@@ -117,7 +120,8 @@ def check_offline(b: LLMBenchmark, off: OfflineResult) -> CheckResult:
         off.output_tokens_per_s / off.chips,
         0.10,
         f"LoadGen Offline through the replay engine: {off.requests:,} queries at t=0 drained "
-        f"by one TP{b.tp} FP8 replica (max_num_seqs {MAX_SEQS}, token budget {TOKEN_BUDGET}) "
+        f"by one TP{b.tp} FP8 replica (max_num_seqs {MAX_SEQS}, token budget {TOKEN_BUDGET}, "
+        f"{CAPACITY_POLICY}) "
         f"in {off.makespan_s:.0f} s; lengths: {b.lengths_note}",
     )
 
