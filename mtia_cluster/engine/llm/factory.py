@@ -41,9 +41,18 @@ def _instance(
         block_size=s.block_size,
         kv_capacity_tokens=it.kv_capacity_tokens,
         prefix_caching=s.prefix_caching,
+        capacity_policy=s.capacity_policy,
     )
     limits.validate(spec.file, spec.field_prefix)
-    key = (it.chip.name, it.model.name, it.tp, it.pp, it.dtype, limits.max_num_batched_tokens)
+    key = (
+        it.chip.name,
+        it.model.name,
+        it.tp,
+        it.pp,
+        it.ep,
+        it.dtype,
+        limits.max_num_batched_tokens,
+    )
     cost = None if cache is None else cache.get(key)
     if cost is None:
         cost = probe_iteration_cost(it, limits.max_num_batched_tokens)
@@ -72,14 +81,14 @@ def build_llm_cell(
     host = spec.host_ids[0] if spec.host_ids else -1
     if s.prefill_accelerators is not None:
         return _disaggregated(s, spec, chip, model, ids, host, cost_cache)
-    if s.tp * s.pp != chips:  # resolved at load; a hand-built CellSpec can still disagree
+    if s.tp * s.ep * s.pp != chips:  # resolved at load; a hand-built CellSpec can disagree
         raise UserError(
-            f"tp x pp must equal the replica's {chips} accelerators",
+            f"tp x ep x pp must equal the replica's {chips} accelerators",
             file=spec.file,
             field=f"{spec.field_prefix}.tp",
             value=s.tp,
         )
-    it = llm_iteration_model(chip, model, tp=s.tp, pp=s.pp, dtype=s.dtype)
+    it = llm_iteration_model(chip, model, tp=s.tp, pp=s.pp, dtype=s.dtype, ep=s.ep)
     return LLMReplicaCell(
         _instance(it, s, spec, cost_cache),
         accelerator_ids=ids,

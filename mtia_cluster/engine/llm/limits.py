@@ -8,9 +8,11 @@ Shared by the fast scheduler (:mod:`.scheduler`) and the one-iteration-at-a-time
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
+from mtia_cluster.config.models import CapacityPolicy
 from mtia_cluster.errors import UserError
 
 NOT_SET = -1  # timestamp of an event that has not happened (yet)
@@ -24,7 +26,7 @@ NOT_SET = -1  # timestamp of an event that has not happened (yet)
 #   completion, plus the candidate's own, fit in the cache -- TRT-LLM's default, "a started
 #   request is never paused". The completion length is the request's output length (the
 #   trace's; a real engine reserves the request's max_tokens, which is at least that).
-CAPACITY_POLICIES = ("max_utilization", "guaranteed_no_evict")
+CAPACITY_POLICIES: tuple[str, ...] = get_args(CapacityPolicy)
 
 
 @dataclass(frozen=True)
