@@ -96,9 +96,7 @@ def test_more_bandwidth_flops_or_links_never_slower(system, tokens, ctx, scale, 
     pairs = ctx + tokens * tokens // 2
     t0 = float(_it(system, skew).time_s(tokens, 0, ctx, pairs))
     for chip in faster:
-        assert float(_it(system, skew, chip=chip).time_s(tokens, 0, ctx, pairs)) <= t0 * (
-            1 + 1e-12
-        )
+        assert float(_it(system, skew, chip=chip).time_s(tokens, 0, ctx, pairs)) <= t0 * (1 + 1e-12)
 
 
 @pytest.mark.parametrize(("experts", "top_k"), [(4, 1), (4, 2), (5, 3), (6, 2)])
