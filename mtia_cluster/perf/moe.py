@@ -27,8 +27,8 @@ replica:
   activations, read and written, each way (``permute_bytes``);
 * **all-to-all**: with ``ep > 1`` each group sends its tokens' ``top_k`` copies of the hidden
   state to the experts' groups and gets them back (dispatch and combine): per group
-  ``n / ep x top_k x hidden x bytes x (ep - 1) / ep`` each way, as a point-to-point transfer
-  (latency + bytes / achieved bandwidth) over the scale-up domain when the replica's stage
+  ``n / ep x top_k x hidden x bytes x (ep - 1) / ep`` each way, split over the group's
+  ``tp`` chips' links, as a point-to-point transfer (latency + bytes / achieved bandwidth) over the scale-up domain when the replica's stage
   fits in it, else over scale-out.
 """
 
@@ -91,13 +91,17 @@ def expected_experts_hit(tokens: np.ndarray | float, experts: int, top_k: int, s
     return hit_probability(tokens, route_probabilities(experts, top_k, skew)).sum(axis=1)
 
 
-def all_to_all_bytes(tokens: np.ndarray | float, top_k: int, hidden: int, ep: int) -> np.ndarray:
-    """Bytes one group sends in one all-to-all (dispatch or combine) for `tokens` replica
-    tokens: its ``tokens / ep`` tokens' ``top_k`` hidden states, the part bound elsewhere."""
+def all_to_all_bytes(
+    tokens: np.ndarray | float, top_k: int, hidden: int, ep: int, tp: int = 1
+) -> np.ndarray:
+    """Bytes one chip sends in one all-to-all (dispatch or combine) for `tokens` replica
+    tokens: its group's ``tokens / ep`` tokens' ``top_k`` hidden states bound for other
+    groups, shared by the group's ``tp`` chips (each sends its own slice of the tokens over
+    its own link)."""
     t = np.asarray(tokens, dtype=np.float64)
     if ep <= 1:
         return np.zeros_like(t)
-    return t / ep * top_k * hidden * ACT_BYTES * (ep - 1) / ep
+    return t / ep * top_k * hidden * ACT_BYTES * (ep - 1) / ep / tp
 
 
 def permute_bytes(tokens: np.ndarray | float, layer: MoELayer) -> np.ndarray:
@@ -153,7 +157,7 @@ def moe_all_to_all_s(
     tokens: np.ndarray, layer: MoELayer, link_bytes_per_s: float, c: Collective
 ) -> np.ndarray:
     """Seconds of one MoE layer's dispatch + combine all-to-alls (zero without EP)."""
-    size = all_to_all_bytes(tokens, layer.top_k, layer.hidden, layer.ep)
+    size = all_to_all_bytes(tokens, layer.top_k, layer.hidden, layer.ep, layer.tp)
     return 2.0 * send_recv_time_s(size, link_bytes_per_s, c)
 
 

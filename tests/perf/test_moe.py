@@ -146,6 +146,10 @@ def test_all_to_all_bytes_are_the_tokens_routed_to_other_groups(ep):
         assert all_to_all_bytes(tokens, top_k, hidden, ep) == pytest.approx(
             away * hidden * ACT_BYTES
         )
+        for tp in (2, 8):  # the group's tp chips each send their slice over their own link
+            assert all_to_all_bytes(tokens, top_k, hidden, ep, tp) == pytest.approx(
+                away * hidden * ACT_BYTES / tp
+            )
 
 
 def test_expert_parallelism_shares_the_expert_weights():
