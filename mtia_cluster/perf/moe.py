@@ -28,8 +28,9 @@ replica:
 * **all-to-all**: with ``ep > 1`` each group sends its tokens' ``top_k`` copies of the hidden
   state to the experts' groups and gets them back (dispatch and combine): per group
   ``n / ep x top_k x hidden x bytes x (ep - 1) / ep`` each way, split over the group's
-  ``tp`` chips' links, as a point-to-point transfer (latency + bytes / achieved bandwidth) over the scale-up domain when the replica's stage
-  fits in it, else over scale-out.
+  ``tp`` chips' links, as a point-to-point transfer (latency + bytes / achieved
+  bandwidth) over the scale-up domain when the replica's stage fits in it, else over
+  scale-out.
 """
 
 from __future__ import annotations
