@@ -108,6 +108,7 @@ class LLMPool(_Pool):
     block_size: PositiveInt = 16
     prefix_caching: bool = False
     capacity_policy: CapacityPolicy = "max_utilization"
+    max_tokens: PositiveInt | None = None  # guaranteed_no_evict reserves max(output, this)
     disaggregation: Disaggregation | None = None
 
 

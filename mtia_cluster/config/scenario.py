@@ -75,6 +75,7 @@ class LLMSettings:
     kv_link: str | None = None  # disaggregated: scale_up | scale_out
     ep: int = 1  # expert-parallel groups of tp chips (MoE models)
     capacity_policy: str = "max_utilization"  # KV admission (engine/llm/limits.py)
+    max_tokens: int | None = None  # per-request max_tokens the KV reservation assumes
 
 
 @dataclass(frozen=True)
@@ -347,6 +348,7 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
         kv_link=link,
         ep=p.ep,
         capacity_policy=p.capacity_policy,
+        max_tokens=p.max_tokens,
     )
 
 

@@ -32,7 +32,8 @@ def replicas(draw: st.DrawFn) -> tuple[IterationCost, ReplicaLimits]:
     block = draw(st.sampled_from([1, 3, 16]))
     caching = draw(st.booleans())
     policy = draw(st.sampled_from(CAPACITY_POLICIES))
-    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy)
+    max_tokens = draw(st.sampled_from([None, None, 1, 50]))
+    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens)
     return probe_iteration_cost(model, budget), limits
 
 
@@ -88,7 +89,8 @@ def pressured(
     seqs = draw(st.integers(1, min(budget, 24)))
     caching = draw(st.sampled_from([True, True, False]))
     policy = draw(st.sampled_from(CAPACITY_POLICIES))
-    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy)
+    max_tokens = draw(st.sampled_from([None, None, 1, 50]))
+    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens)
     work = (arrival.astype(np.int64), prompt, output, sessions)
     return (probe_iteration_cost(model, budget), limits), work
 

@@ -22,8 +22,8 @@ join the waiting queue's tail. The batch is then planned:
 4. If nothing could be scheduled, the newest running request is evicted and the plan redone.
 
 With ``capacity_policy: guaranteed_no_evict`` admission also stops at a head whose KV blocks
-at completion (``ceil((prompt + output - 1) / block_size)``) plus those of every running
-request exceed the cache's blocks.
+at completion (``ceil((prompt + max(output, max_tokens) - 1) / block_size)``, max_tokens
+0 when unset) plus those of every running request exceed the cache's blocks.
 
 The iteration lasts ``IterationCost.duration_as(tokens, context, pairs)`` with context the
 KV tokens already held by the scheduled requests and pairs the causal attention pairs. At its
@@ -301,7 +301,7 @@ class ReferenceScheduler:
         return budget
 
     def _final_blocks(self, r: int) -> int:
-        return _blocks(self.prompt[r] + self.outputs[r] - 1, self.bs)
+        return _blocks(self.limits.reserved_kv_tokens(self.prompt[r], self.outputs[r]), self.bs)
 
     def _plan_admissions(self, plan: list[tuple[int, int]], budget: int) -> None:
         while self.waiting and len(self.running) < self.limits.max_num_seqs and budget > 0:

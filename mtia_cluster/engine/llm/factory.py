@@ -4,7 +4,8 @@ The pool's serving settings arrive typed and resolved (``config.scenario.LLMSett
 validated at load): ``tp``/``pp`` (tp x pp = the replica), ``dtype``, the iteration token
 budget ``max_num_batched_tokens``, ``max_num_seqs``, ``block_size``,
 ``prefix_caching`` (reuse cached KV blocks by the trace's hash chains,
-``prefix_blocks``, else by ``session_id``) and,
+``prefix_blocks``, else by ``session_id``), ``ep`` (expert parallelism), the KV admission
+``capacity_policy`` with its ``max_tokens`` and,
 for a disaggregated replica, ``prefill_accelerators`` and the KV link. What is left to check
 here needs the cost model: that the KV cache holds a block (``ReplicaLimits.validate``).
 """
@@ -42,6 +43,7 @@ def _instance(
         kv_capacity_tokens=it.kv_capacity_tokens,
         prefix_caching=s.prefix_caching,
         capacity_policy=s.capacity_policy,
+        max_tokens=s.max_tokens,
     )
     limits.validate(spec.file, spec.field_prefix)
     key = (

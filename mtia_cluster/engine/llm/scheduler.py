@@ -135,8 +135,9 @@ class ReplicaScheduler(RequestTable):
         return need > self.kv.available
 
     def _final_blocks(self, r: int) -> int:
-        """KV blocks request `r` holds when it completes (all tokens but the last)."""
-        return _blocks(self.prompt[r] + self.outputs[r] - 1, self.limits.block_size)
+        """KV blocks reserved for request `r` to completion (limits.reserved_kv_tokens)."""
+        lim = self.limits
+        return _blocks(lim.reserved_kv_tokens(self.prompt[r], self.outputs[r]), lim.block_size)
 
     def _over_reservation(self, r: int) -> bool:
         """guaranteed_no_evict: whether admitting `r` could make a running request short of
