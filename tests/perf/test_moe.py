@@ -195,6 +195,7 @@ def test_iteration_model_refuses_bad_ep(model, tp, ep, needle):
         ("mixtral-8x7b", "ep: 2\n        tp: 2\n        accelerators_per_replica: 2", "tp x ep"),
         ("mixtral-8x7b", "ep: two", "ep"),
         ("mixtral-8x7b", "capacity_policy: greedy", "capacity_policy"),
+        ("mixtral-8x7b", "max_tokens: 0", "max_tokens"),
     ],
 )
 def test_bad_ep_in_a_scenario_exits_2_with_one_line(tmp_path: Path, model, pool, needle):
