@@ -138,11 +138,17 @@ class RRModelFile(_Entry):
 
 
 class MoEBlock(Strict):
+    """Routed experts (perf/moe.py): ``router_skew`` is the Zipf exponent of expert
+    popularity (0 = uniform); ``capacity_factor`` caps an expert's tokens at
+    ``ceil(factor x tokens x active / experts)`` (absent = dropless, as vLLM/TRT-LLM serve)."""
+
     experts: Quantity
     active_experts: Quantity
     shared_experts: Quantity
     expert_ffn: Quantity
     moe_layer_every: Annotated[int, Field(gt=0)] = 1
+    router_skew: Quantity | None = None
+    capacity_factor: Quantity | None = None
 
 
 class LLMModelFile(_Entry):

@@ -33,6 +33,9 @@ POLICIES: tuple[str, ...] = get_args(RouterPolicy)
 # cache scorer weight 3, queue scorer weight 2; Red Hat OpenShift AI 3.4 docs, "Configuring
 # scheduler settings for LLM inference services").
 AFFINITY_WEIGHT, LOAD_WEIGHT = 3.0, 2.0
+# KV admission policy of an LLM replica (engine/llm/limits.py CAPACITY_POLICIES says what each
+# does and cites TensorRT-LLM's CapacitySchedulerPolicy).
+CapacityPolicy = Literal["max_utilization", "guaranteed_no_evict"]
 EventKind = Literal["fail", "repair", "drain", "undrain"]
 OnFailure = Literal["retry", "fail"]
 FailureLevel = Literal["host", "rack"]
@@ -96,13 +99,16 @@ class LLMPool(_Pool):
     """An LLM pool: replicas of tp x pp accelerators (engine/llm/factory.py)."""
 
     accelerators_per_replica: PositiveInt | None = None  # default tp x pp
-    tp: PositiveInt | None = None  # default accelerators_per_replica / pp, else 1
+    tp: PositiveInt | None = None  # default accelerators_per_replica / (pp x ep), else 1
     pp: PositiveInt = 1
+    ep: PositiveInt = 1  # expert-parallel groups (MoE models; perf/moe.py): tp x ep x pp chips
     dtype: Dtype | None = None  # default: the model's dtype
     max_num_batched_tokens: PositiveInt = 2048
     max_num_seqs: PositiveInt = 256
     block_size: PositiveInt = 16
     prefix_caching: bool = False
+    capacity_policy: CapacityPolicy = "max_utilization"
+    max_tokens: PositiveInt | None = None  # guaranteed_no_evict reserves max(output, this)
     disaggregation: Disaggregation | None = None
 
 

@@ -73,6 +73,9 @@ class LLMSettings:
     prefix_caching: bool = False
     prefill_accelerators: int | None = None  # disaggregated: prefill instance size
     kv_link: str | None = None  # disaggregated: scale_up | scale_out
+    ep: int = 1  # expert-parallel groups of tp chips (MoE models)
+    capacity_policy: str = "max_utilization"  # KV admission (engine/llm/limits.py)
+    max_tokens: int | None = None  # per-request max_tokens the KV reservation assumes
 
 
 @dataclass(frozen=True)
@@ -275,7 +278,7 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
             )
         size = per_host
     elif isinstance(p, LLMPool):
-        size = p.accelerators_per_replica or (p.tp or 1) * p.pp
+        size = p.accelerators_per_replica or (p.tp or 1) * p.pp * p.ep
         llm = _llm_settings(p, size, model, cat.chip(platform.chip), error)
     else:
         size = p.accelerators_per_replica
@@ -315,7 +318,7 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
     tp, pp, n_pre, link = p.tp, p.pp, None, None
     d = p.disaggregation
     if d is not None:  # tp is each instance's own: the prefill part, then the rest
-        for key in ("tp", "pp"):
+        for key in ("tp", "pp", "ep"):
             if key in p.model_fields_set:
                 raise error(key, "does not apply to a disaggregated replica", getattr(p, key))
         n_pre = d.prefill_accelerators or max(1, size // 2)
@@ -328,9 +331,11 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
         tp, pp = n_pre, 1
         link = d.link or ("scale_up" if size <= chip.scale_up_domain else "scale_out")
     else:
-        tp = tp if tp is not None else max(1, size // pp)
-        if tp * pp != size:
-            raise error("tp", f"tp x pp must equal the replica's {size} accelerators", tp)
+        _check_ep(p, model, error)
+        tp = tp if tp is not None else max(1, size // (pp * p.ep))
+        if tp * pp * p.ep != size:
+            what = "tp x ep x pp" if p.ep > 1 else "tp x pp"
+            raise error("tp", f"{what} must equal the replica's {size} accelerators", tp)
     return LLMSettings(
         tp=tp,
         pp=pp,
@@ -341,4 +346,17 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
         prefix_caching=p.prefix_caching,
         prefill_accelerators=n_pre,
         kv_link=link,
+        ep=p.ep,
+        capacity_policy=p.capacity_policy,
+        max_tokens=p.max_tokens,
     )
+
+
+def _check_ep(p: LLMPool, model: Any, error: Any) -> None:
+    """ep > 1 needs a MoE model whose experts split evenly (perf/moe.py)."""
+    if p.ep == 1:
+        return
+    if model.moe is None:
+        raise error("ep", f"model {model.name} has no experts to shard", p.ep)
+    if model.moe.experts % p.ep:
+        raise error("ep", f"must divide the model's {model.moe.experts} experts", p.ep)

@@ -36,8 +36,16 @@ import numpy as np
 from mtia_cluster.catalog.chip import DTYPE_BYTES, Chip
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf.layer import GEMM_OPS, LayerShape, op_times_s
+from mtia_cluster.perf.moe import (
+    MoELayer,
+    check_ep,
+    moe_all_to_all_s,
+    moe_gemm_s,
+    permute_bytes,
+)
 from mtia_cluster.perf.ops import (
     ACT_BYTES,
+    GemmEnv,
     all_reduce_time_s,
     elementwise_time_s,
     gemm_time_s,
@@ -63,14 +71,18 @@ class LLMIterationModel:
     pp: int
     dtype: str
     kv_dtype: str
+    ep: int = 1  # expert-parallel groups of tp chips per stage (perf/moe.py)
 
     @property
     def chips(self) -> int:
-        return self.tp * self.pp
+        return self.tp * self.ep * self.pp
 
     @property
     def weight_bytes(self) -> float:
-        return self.model.params * DTYPE_BYTES[self.dtype]
+        """Weights of the whole replica: each EP group holds the non-expert weights, the
+        routed experts are split over the groups."""
+        routed = self.model.routed_expert_params
+        return ((self.model.params - routed) * self.ep + routed) * DTYPE_BYTES[self.dtype]
 
     @property
     def kv_bytes_per_token(self) -> int:
@@ -92,6 +104,16 @@ class LLMIterationModel:
             qkv = int(m.attn_params_override / m.hidden - m.q_dim)
         return LayerShape(m.hidden, m.heads, m.kv_heads, m.head_dim, ffn, True, self.tp, qkv)
 
+    @property
+    def gemm_env(self) -> GemmEnv:
+        return GemmEnv(
+            self.chip.gemm_peak(self.dtype),
+            self.chip.offchip.bandwidth_bytes_per_s,
+            self.chip.compute_units,
+            self.chip.op_params,
+            DTYPE_BYTES[self.dtype],
+        )
+
     def _gemm(self, m: np.ndarray, k: float, n: float) -> np.ndarray:
         return gemm_time_s(
             m,
@@ -105,9 +127,11 @@ class LLMIterationModel:
         )
 
     def _layers_s(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(GEMM seconds, memory-bound kernel seconds) of all layers for `t` tokens."""
+        """(GEMM seconds, memory-bound kernel seconds) of all layers for `t` replica tokens
+        (dense parts on one EP group's ``t / ep`` tokens, MoE layers by perf/moe.py)."""
         m = self.model
-        dense = op_times_s(self._shape(m.ffn), t, self.chip, self.dtype)
+        tg = t / self.ep
+        dense = op_times_s(self._shape(m.ffn), tg, self.chip, self.dtype)
         gemm_dense = np.sum([dense[op] for op in GEMM_OPS], axis=0)
         elem_ops = [v for op, v in dense.items() if op not in GEMM_OPS and op != "emb"]
         elem_dense = np.sum(elem_ops, axis=0) + dense["add"]  # two residual adds per layer
@@ -115,23 +139,27 @@ class LLMIterationModel:
         gemm = (m.layers - n_moe) * gemm_dense
         elem = m.layers * elem_dense
         if n_moe:
-            gemm = gemm + n_moe * self._moe_layer_gemm_s(t, dense)
+            attn = dense["attn_pre_proj"] + dense["attn_post_proj"]
+            gemm = gemm + n_moe * (attn + moe_gemm_s(t, self.moe_layer, self.gemm_env))
+            bw = self.chip.offchip.bandwidth_bytes_per_s
+            permute = permute_bytes(t, self.moe_layer)
+            elem = elem + n_moe * elementwise_time_s(permute, "add", bw, self.chip.op_params)
         return gemm, elem
 
-    def _moe_layer_gemm_s(self, t: np.ndarray, dense: dict[str, np.ndarray]) -> np.ndarray:
-        """Attention projections + routed experts (tokens split over the experts hit)."""
+    @property
+    def moe_layer(self) -> MoELayer:
         moe = self.model.moe
         assert moe is not None
-        h, f, tp = self.model.hidden, moe.expert_ffn, self.tp
-        hit = moe.experts * (1.0 - (1.0 - moe.active_experts / moe.experts) ** t)
-        per = np.where(hit > 0, t * moe.active_experts / np.maximum(hit, 1e-12), 0.0)
-        expert = self._gemm(per, h, 2 * f / tp) + self._gemm(per, f / tp, h)
-        shared = self._gemm(t, h, 2 * f / tp) + self._gemm(t, f / tp, h)
-        return (
-            dense["attn_pre_proj"]
-            + dense["attn_post_proj"]
-            + hit * expert
-            + moe.shared_experts * shared
+        return MoELayer(
+            self.model.hidden,
+            moe.experts,
+            moe.active_experts,
+            moe.shared_experts,
+            moe.expert_ffn,
+            self.tp,
+            self.ep,
+            moe.router_skew,
+            moe.capacity_factor,
         )
 
     def _edges_s(self, t: np.ndarray) -> np.ndarray:
@@ -140,6 +168,7 @@ class LLMIterationModel:
         bw = self.chip.offchip.bandwidth_bytes_per_s
         emb = elementwise_time_s(2.0 * t * m.hidden * ACT_BYTES, "emb", bw, p)
         norm = elementwise_time_s(2.0 * t * m.hidden * ACT_BYTES, "norm", bw, p)
+        t = t / self.ep  # each EP group embeds, samples and writes KV for its own tokens
         head = self._gemm(t, m.hidden, m.vocab / self.tp)
         kv_shards = min(self.tp, m.kv_heads)
         kv_write = m.layers * elementwise_time_s(
@@ -157,11 +186,18 @@ class LLMIterationModel:
 
     def _comm_s(self, t: np.ndarray) -> np.ndarray:
         chip, p = self.chip, self.chip.op_params
-        act = t * self.model.hidden * ACT_BYTES
+        act = t / self.ep * self.model.hidden * ACT_BYTES  # one EP group's activations
         comm = np.zeros_like(t)
         if self.tp > 1:
             per = all_reduce_time_s(act, self.tp, chip.scale_up_bytes_per_s, p.all_reduce_up)
             comm = comm + (2 * self.model.layers + 1) * per
+        if self.ep > 1:
+            up = self.tp * self.ep <= chip.scale_up_domain
+            link = chip.scale_up_bytes_per_s if up else chip.scale_out_bytes_per_s
+            a2a = moe_all_to_all_s(
+                t, self.moe_layer, link, p.send_recv_up if up else p.send_recv_out
+            )
+            comm = comm + self.model.moe_layers * a2a
         if self.pp > 1:
             up = self.chips <= chip.scale_up_domain
             link = chip.scale_up_bytes_per_s if up else chip.scale_out_bytes_per_s
@@ -171,6 +207,7 @@ class LLMIterationModel:
 
     def _attention_s(self, ctx: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         m, chip, p = self.model, self.chip, self.chip.op_params
+        ctx, pairs = ctx / self.ep, pairs / self.ep  # attention is data-parallel over groups
         flops = 4.0 * m.layers * m.q_dim / self.tp * pairs
         compute = flops / (chip.gemm_peak(self.dtype) * p.attn_prefill_peak_fraction)
         kv_bytes = m.layers * m.kv_elements_per_token_per_layer * self.kv_elem_bytes
@@ -240,9 +277,14 @@ class LLMIterationModel:
         }
         t = float(prefill_tokens) + float(decode_tokens)
         flop_s = (
-            2.0 * t * self._linear_params_per_token() / (self.tp * self.chip.gemm_peak(self.dtype))
+            2.0
+            * t
+            * self._linear_params_per_token()
+            / (self.tp * self.ep * self.chip.gemm_peak(self.dtype))
         )
-        weight_s = self.weight_bytes / (self.tp * self.chip.offchip.bandwidth_bytes_per_s)
+        weight_s = self.weight_bytes / (
+            self.chips / self.pp * self.chip.offchip.bandwidth_bytes_per_s
+        )
         gemm_compute = parts["gemm_s"] * flop_s / max(flop_s + weight_s, 1e-30)
         mem = "lpddr" if self.chip.offchip.kind.startswith("lpddr") else "hbm"
         totals = {
@@ -265,8 +307,10 @@ def llm_iteration_model(
     pp: int = 1,
     dtype: str | None = None,
     kv_dtype: str | None = None,
+    ep: int = 1,
 ) -> LLMIterationModel:
     """Build the iteration model, checking that the replica is possible at all."""
+    _check_ep(model, ep)
     if model.kind != "llm":
         raise UserError("not an LLM", field="model", value=model.name)
     if tp < 1 or pp < 1:
@@ -281,13 +325,24 @@ def llm_iteration_model(
     chip.gemm_peak(dtype)
     if kv_dtype is None:
         kv_dtype = dtype if DTYPE_BYTES[dtype] < DTYPE_BYTES[model.kv_dtype] else model.kv_dtype
-    it = LLMIterationModel(chip, model, tp, pp, dtype, kv_dtype)
+    it = LLMIterationModel(chip, model, tp, pp, dtype, kv_dtype, ep)
     if it.kv_capacity_tokens < 1:
         need = it.weight_bytes / (chip.offchip.capacity_bytes * MEMORY_UTILIZATION)
         raise UserError(
             f"{model.name} ({it.weight_bytes / 1e9:.0f} GB at {dtype}) does not fit "
-            f"in {tp * pp} x {chip.name}; needs about {need:.1f} chips' memory",
+            f"in {it.chips} x {chip.name}; needs about {need:.1f} chips' memory",
             field="tp",
             value=tp,
         )
     return it
+
+
+def _check_ep(model: LLMModel, ep: int) -> None:
+    """Expert parallelism needs a MoE model whose experts split evenly over `ep` groups."""
+    if ep == 1:
+        return
+    if model.moe is None:
+        raise UserError(f"{model.name} has no experts to shard", field="ep", value=ep)
+    why = check_ep(model.moe.experts, ep)
+    if why is not None:
+        raise UserError(why, field="ep", value=ep)

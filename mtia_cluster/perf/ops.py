@@ -12,6 +12,10 @@ another chip of the family (H100) through that chip's own peaks, bandwidth and u
   result at ``bw_fraction`` of off-chip bandwidth. The two combine by a p-norm
   ``(tc^p + tm^p)^(1/p)`` (p = ``overlap_p``; p -> inf is the roofline max, smaller p charges
   the ridge-point region where neither side hides the other), plus a launch ``floor_s``.
+* **Grouped GEMM** (MoE experts, one kernel for all experts of a group, as vLLM's fused MoE
+  and TensorRT-LLM's grouped GEMM run them): the experts' output tiles share the waves
+  (``ceil(sum of expected tiles / units)``), their operand bytes add up, one p-norm and one
+  launch floor for the whole kernel.
 * **Elementwise** kernels (norms, rotary, activation, residual add, embedding gather, KV-cache
   write, sampling): bytes moved at a per-kind fraction of bandwidth, never below a per-kind
   floor.
@@ -24,6 +28,8 @@ another chip of the family (H100) through that chip's own peaks, bandwidth and u
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -84,6 +90,37 @@ def gemm_compute_s(
         waves = np.ceil(tiles / units)
         best = np.minimum(best, waves * 2.0 * tm * tn * k / per_unit)
     return best
+
+
+@dataclass(frozen=True)
+class GemmEnv:
+    """What a GEMM's time depends on besides its shape: the chip and the family params."""
+
+    peak_flops: float
+    bw_bytes_per_s: float
+    units: int | None
+    p: OpParams
+    weight_bytes: float = 2.0
+
+
+def grouped_gemm_time_s(hit: np.ndarray, m: np.ndarray, k: float, n: float, env: GemmEnv):
+    """Seconds of one grouped GEMM over experts ``[..., e]``: expert e runs with probability
+    ``hit[..., e]`` on ``m[..., e]`` tokens (``m x k @ k x n`` each); vectorized over the
+    leading axes (the result has the experts axis summed out)."""
+    p = env.p
+    mi = np.ceil(m)
+    bytes_ = (hit * gemm_bytes(m, k, n, env.weight_bytes)).sum(axis=-1)
+    tm_s = bytes_ / (env.bw_bytes_per_s * p.gemm_bw_fraction)
+    flops = (hit * 2.0 * m * k * n).sum(axis=-1)
+    if env.units:
+        per_unit = env.peak_flops * p.gemm_peak_fraction / env.units
+        tc = np.full(tm_s.shape, np.inf)
+        for tr, tcol in TILES:
+            tiles = (hit * np.ceil(mi / tr) * np.ceil(n / tcol)).sum(axis=-1)
+            tc = np.minimum(tc, np.ceil(tiles / env.units) * 2.0 * tr * tcol * k / per_unit)
+    else:
+        tc = flops / (env.peak_flops * p.gemm_peak_fraction)
+    return combine_gemm(flops, tc, tm_s, p.gemm_overlap_p, p.gemm_floor_s)
 
 
 def elementwise_time_s(

@@ -11,6 +11,7 @@ capacity planning.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from mtia_cluster.workloads import LLMModel
 
 KIND_LLM_SERVER_WORKLOAD = 901  # spawn-key namespace of this module's random stream
 LOADGEN_MIN_DURATION_S = 600.0  # LoadGen server minimum run (mlperf.conf)
+STEADY_FROM = 0.1  # offline capacity is measured from this quantile of admissions on
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,10 @@ class OfflineResult:
     chips: int
     requests: int
     makespan_s: float
-    # Capacity while the batch is fed: output tokens made before the last query was admitted,
-    # per second of that window (the drain after it is a finite-run artefact).
+    # Capacity while the batch is fed: output tokens made between the admission of the
+    # STEADY_FROM quantile of queries (after the start-up transient, when every query of the
+    # first batch prefills and then decodes in lockstep) and the last admission (the drain
+    # after it is a finite-run artefact), per second of that window.
     steady_tokens_per_s: float
 
 
@@ -73,12 +77,16 @@ def _tokens_by(t_ns: int, first_ns: np.ndarray, finish_ns: np.ndarray, osl: np.n
 
 
 def _setup(
-    chip: Chip, model: LLMModel, tp: int, dtype: str, kv_dtype: str, limits: ReplicaLimits
+    chip: Chip,
+    model: LLMModel,
+    tp: int,
+    dtype: str,
+    kv_dtype: str,
+    limits: ReplicaLimits,
+    ep: int = 1,
 ) -> tuple[int, ReplicaLimits, IterationCost]:
-    it = llm_iteration_model(chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype)
-    limits = ReplicaLimits(
-        limits.max_num_batched_tokens, limits.max_num_seqs, limits.block_size, it.kv_capacity_tokens
-    )
+    it = llm_iteration_model(chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype, ep=ep)
+    limits = dataclasses.replace(limits, kv_capacity_tokens=it.kv_capacity_tokens)
     return it.chips, limits, probe_iteration_cost(it, limits.max_num_batched_tokens)
 
 
@@ -104,9 +112,10 @@ def llm_offline_replay(
     output_len: LengthDist,
     n_requests: int = 3000,
     seed: int = 0,
+    ep: int = 1,
 ) -> OfflineResult:
     """LoadGen Offline: all `n_requests` at t = 0, drained by the exact scheduler."""
-    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits)
+    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits, ep)
     _, isl, osl = _pool(n_requests, input_len, output_len, seed)
     sched = ReplicaScheduler(cost, limits)
     sched.add_many(np.zeros(n_requests, np.int64), isl, osl)
@@ -114,11 +123,18 @@ def llm_offline_replay(
     out = sched.outcome()
     done = ~out.rejected
     makespan_s = float(out.finish_ns[done].max()) / 1e9
+    first, finish = out.first_token_ns[done], out.finish_ns[done]
     last_in_ns = int(out.start_ns[done].max())
+    # past the start-up transient: a tenth of the queries admitted (the first batch, admitted
+    # together, has long finished desynchronizing)
+    fill_ns = int(np.quantile(out.start_ns[done], STEADY_FROM))
     steady = (
-        _tokens_by(last_in_ns, out.first_token_ns[done], out.finish_ns[done], osl[done])
-        / (last_in_ns / 1e9)
-        if last_in_ns > 0
+        (
+            _tokens_by(last_in_ns, first, finish, osl[done])
+            - _tokens_by(fill_ns, first, finish, osl[done])
+        )
+        / ((last_in_ns - fill_ns) / 1e9)
+        if last_in_ns > fill_ns
         else float(osl[done].sum()) / makespan_s
     )
     return OfflineResult(
@@ -141,9 +157,10 @@ def llm_server_capacity(
     n_requests: int = 3000,
     seed: int = 0,
     rel_tol: float = 0.02,
+    ep: int = 1,
 ) -> ServerResult:
     """Search the replica's Server capacity (see module docstring)."""
-    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits)
+    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits, ep)
     cum_gaps, isl_all, osl_all = _pool(n_requests, input_len, output_len, seed)
 
     def meets(rate: float) -> bool:

@@ -20,6 +20,8 @@ class MoE:
     shared_experts: int
     expert_ffn: int
     layer_every: int  # every n-th layer is MoE (1 = all, after `dense_layers`)
+    router_skew: float = 0.0  # Zipf exponent of expert popularity (perf/moe.py); 0 = uniform
+    capacity_factor: float | None = None  # None = dropless
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,13 @@ class LLMModel:
             return self.attn_params_override
         kv_dim = self.kv_heads * self.head_dim
         return self.hidden * (self.q_dim + 2 * kv_dim) + self.q_dim * self.hidden
+
+    @property
+    def routed_expert_params(self) -> float:
+        """Parameters of all routed experts (the part expert parallelism shards)."""
+        if self.moe is None:
+            return 0.0
+        return float(self.moe_layers * self.moe.experts * self.expert_params)
 
     @property
     def expert_params(self) -> int:
@@ -122,6 +131,12 @@ def parse_llm(spec: LLMModelFile, path: Path) -> LLMModel:
             shared_experts=int(r.quantity(m.shared_experts, "moe.shared_experts")),
             expert_ffn=q(m.expert_ffn, "moe.expert_ffn"),
             layer_every=m.moe_layer_every,
+            router_skew=r.quantity(m.router_skew, "moe.router_skew", default=0.0, max_value=4),
+            capacity_factor=(
+                r.quantity(m.capacity_factor, "moe.capacity_factor", positive=True)
+                if m.capacity_factor is not None
+                else None
+            ),
         )
         if moe.active_experts > moe.experts:
             raise field_error(

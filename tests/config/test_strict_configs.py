@@ -39,7 +39,8 @@ def _scenario() -> dict[str, Any]:
     d = yaml.safe_load((CONFIGS / "scenarios" / "multi-region.yaml").read_text())
     pools = d["regions"][0]["pools"]
     pools[1].update(tp=2, accelerators_per_replica=2, dtype="bf16", block_size=16, pp=1)
-    pools[1].update(prefix_caching=False, error_rate=0.0)
+    pools[1].update(prefix_caching=False, error_rate=0.0, ep=1)
+    pools[1].update(capacity_policy="guaranteed_no_evict", max_tokens=1024)
     d["regions"][1]["pools"][1]["disaggregation"] = {"prefill_accelerators": 1, "link": "scale_up"}
     d["regions"][1]["pools"][1].update(accelerators_per_replica=2)
     d["regions"][1]["pools"][1].pop("tp")

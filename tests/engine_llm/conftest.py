@@ -15,7 +15,7 @@ from standin import StandInModel
 
 from mtia_cluster.engine.llm.costs import IterationCost, probe_iteration_cost
 from mtia_cluster.engine.llm.kvcache import block_keys
-from mtia_cluster.engine.llm.limits import ReplicaLimits
+from mtia_cluster.engine.llm.limits import CAPACITY_POLICIES, ReplicaLimits
 
 
 @st.composite
@@ -31,7 +31,9 @@ def replicas(draw: st.DrawFn) -> tuple[IterationCost, ReplicaLimits]:
     seqs = draw(st.integers(1, min(budget, 24)))
     block = draw(st.sampled_from([1, 3, 16]))
     caching = draw(st.booleans())
-    limits = ReplicaLimits(budget, seqs, block, capacity, prefix_caching=caching)
+    policy = draw(st.sampled_from(CAPACITY_POLICIES))
+    max_tokens = draw(st.sampled_from([None, None, 1, 50]))
+    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens)
     return probe_iteration_cost(model, budget), limits
 
 
@@ -86,7 +88,9 @@ def pressured(
     budget = draw(st.integers(4, 256))
     seqs = draw(st.integers(1, min(budget, 24)))
     caching = draw(st.sampled_from([True, True, False]))
-    limits = ReplicaLimits(budget, seqs, block, capacity, prefix_caching=caching)
+    policy = draw(st.sampled_from(CAPACITY_POLICIES))
+    max_tokens = draw(st.sampled_from([None, None, 1, 50]))
+    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens)
     work = (arrival.astype(np.int64), prompt, output, sessions)
     return (probe_iteration_cost(model, budget), limits), work
 

@@ -21,6 +21,10 @@ join the waiting queue's tail. The batch is then planned:
    chunk's blocks are not free.
 4. If nothing could be scheduled, the newest running request is evicted and the plan redone.
 
+With ``capacity_policy: guaranteed_no_evict`` admission also stops at a head whose KV blocks
+at completion (``ceil((prompt + max(output, max_tokens) - 1) / block_size)``, max_tokens
+0 when unset) plus those of every running request exceed the cache's blocks.
+
 The iteration lasts ``IterationCost.duration_as(tokens, context, pairs)`` with context the
 KV tokens already held by the scheduled requests and pairs the causal attention pairs. At its
 end each scheduled request's computed tokens grow by its chunk; a request whose tokens are
@@ -296,9 +300,16 @@ class ReferenceScheduler:
             budget -= chunk
         return budget
 
+    def _final_blocks(self, r: int) -> int:
+        return _blocks(self.limits.reserved_kv_tokens(self.prompt[r], self.outputs[r]), self.bs)
+
     def _plan_admissions(self, plan: list[tuple[int, int]], budget: int) -> None:
         while self.waiting and len(self.running) < self.limits.max_num_seqs and budget > 0:
             r = self.waiting[0]
+            if self.limits.no_evict:
+                reserved = sum(self._final_blocks(x) for x in (*self.running, r))
+                if reserved > self.limits.num_blocks:
+                    break
             prefilled = self.computed[r]  # > 0 only for a request prefilled elsewhere
             hit = 0 if prefilled else self._hit_tokens(r)
             chunk = min(self.prompt[r] + self.generated[r] - prefilled - hit, budget)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 from conftest import pressured, replicas, workloads
 from hypothesis import HealthCheck, given, settings
@@ -91,3 +93,18 @@ def test_work_conservation(drawn) -> None:
         assert sched.tokens_done > needed
     span_ns = sched.t_as // 10**9 - (int(out.start_ns[ok].min()) if ok.any() else 0)
     assert sched.busy_as // 10**9 <= max(span_ns, 0) + 1
+
+
+@SETTINGS
+@given(ANY_WORKLOAD)
+def test_guaranteed_no_evict_never_preempts(drawn) -> None:
+    """TensorRT-LLM's GUARANTEED_NO_EVICT: a started request is never paused, whatever the
+    KV pressure; and the reservation of the running requests never exceeds the cache."""
+    (cost, limits), (arrival, prompt, output, session) = drawn
+    limits = dataclasses.replace(limits, capacity_policy="guaranteed_no_evict")
+    sched = CheckedScheduler(cost, limits)
+    sched.add_many(arrival, prompt, output, session)
+    sched.run_until(None)
+    out = sched.outcome()
+    assert not out.preemptions.any()
+    assert sched.reserved_blocks == 0 and sorted(sched.finished) == list(range(len(arrival)))

@@ -4,7 +4,8 @@ The pool's serving settings arrive typed and resolved (``config.scenario.LLMSett
 validated at load): ``tp``/``pp`` (tp x pp = the replica), ``dtype``, the iteration token
 budget ``max_num_batched_tokens``, ``max_num_seqs``, ``block_size``,
 ``prefix_caching`` (reuse cached KV blocks by the trace's hash chains,
-``prefix_blocks``, else by ``session_id``) and,
+``prefix_blocks``, else by ``session_id``), ``ep`` (expert parallelism), the KV admission
+``capacity_policy`` with its ``max_tokens`` and,
 for a disaggregated replica, ``prefill_accelerators`` and the KV link. What is left to check
 here needs the cost model: that the KV cache holds a block (``ReplicaLimits.validate``).
 """
@@ -41,9 +42,19 @@ def _instance(
         block_size=s.block_size,
         kv_capacity_tokens=it.kv_capacity_tokens,
         prefix_caching=s.prefix_caching,
+        capacity_policy=s.capacity_policy,
+        max_tokens=s.max_tokens,
     )
     limits.validate(spec.file, spec.field_prefix)
-    key = (it.chip.name, it.model.name, it.tp, it.pp, it.dtype, limits.max_num_batched_tokens)
+    key = (
+        it.chip.name,
+        it.model.name,
+        it.tp,
+        it.pp,
+        it.ep,
+        it.dtype,
+        limits.max_num_batched_tokens,
+    )
     cost = None if cache is None else cache.get(key)
     if cost is None:
         cost = probe_iteration_cost(it, limits.max_num_batched_tokens)
@@ -72,14 +83,14 @@ def build_llm_cell(
     host = spec.host_ids[0] if spec.host_ids else -1
     if s.prefill_accelerators is not None:
         return _disaggregated(s, spec, chip, model, ids, host, cost_cache)
-    if s.tp * s.pp != chips:  # resolved at load; a hand-built CellSpec can still disagree
+    if s.tp * s.ep * s.pp != chips:  # resolved at load; a hand-built CellSpec can disagree
         raise UserError(
-            f"tp x pp must equal the replica's {chips} accelerators",
+            f"tp x ep x pp must equal the replica's {chips} accelerators",
             file=spec.file,
             field=f"{spec.field_prefix}.tp",
             value=s.tp,
         )
-    it = llm_iteration_model(chip, model, tp=s.tp, pp=s.pp, dtype=s.dtype)
+    it = llm_iteration_model(chip, model, tp=s.tp, pp=s.pp, dtype=s.dtype, ep=s.ep)
     return LLMReplicaCell(
         _instance(it, s, spec, cost_cache),
         accelerator_ids=ids,

@@ -8,12 +8,26 @@ Shared by the fast scheduler (:mod:`.scheduler`) and the one-iteration-at-a-time
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import numpy as np
 
+from mtia_cluster.config.models import CapacityPolicy
 from mtia_cluster.errors import UserError
 
 NOT_SET = -1  # timestamp of an event that has not happened (yet)
+# KV admission policies (ReplicaLimits.capacity_policy), named after TensorRT-LLM's
+# CapacitySchedulerPolicy (https://nvidia.github.io/TensorRT-LLM/performance/
+# performance-tuning-guide/useful-runtime-flags.html#capacity-scheduler-policy):
+# * max_utilization: admit while the first chunk's KV blocks are free and evict (preempt by
+#   recompute) the newest running request when a decode finds no block -- vLLM's scheduler
+#   and TRT-LLM's MAX_UTILIZATION (which pauses instead of recomputing);
+# * guaranteed_no_evict: admit only while the KV blocks every running request needs to its
+#   completion, plus the candidate's own, fit in the cache -- TRT-LLM's default, "a started
+#   request is never paused". The completion length reserved is the request's output length
+#   (the trace's), or ``max_tokens`` when that is set and longer (a real engine reserves the
+#   request's max_tokens, which is at least its output).
+CAPACITY_POLICIES: tuple[str, ...] = get_args(CapacityPolicy)
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,9 @@ class ReplicaLimits:
     prefix_caching: reuse full KV blocks across requests: by the requests' hash-chain block
         keys when they have them (shared blocks, LRU eviction), else per ``session_id``
         (finished requests' blocks reused by the session's later requests, LRU eviction).
+    capacity_policy: KV admission policy, one of ``CAPACITY_POLICIES`` (see there).
+    max_tokens: guaranteed_no_evict reserves ``max(output, max_tokens)`` output tokens per
+        request (None: the request's own output length).
     """
 
     max_num_batched_tokens: int = 2048
@@ -35,6 +52,8 @@ class ReplicaLimits:
     block_size: int = 16
     kv_capacity_tokens: int = 100_000
     prefix_caching: bool = False
+    capacity_policy: str = "max_utilization"
+    max_tokens: int | None = None
 
     @property
     def num_blocks(self) -> int:
@@ -43,10 +62,15 @@ class ReplicaLimits:
     def validate(self, file: str | None = None, prefix: str = "") -> None:
         """Raise UserError for limits no request could be served under."""
 
-        def bad(name: str, message: str, value: int) -> UserError:
+        def bad(name: str, message: str, value: object) -> UserError:
             field = f"{prefix}.{name}" if prefix else name
             return UserError(message, file=file, field=field, value=value)
 
+        if self.capacity_policy not in CAPACITY_POLICIES:
+            message = f"must be one of {', '.join(CAPACITY_POLICIES)}"
+            raise bad("capacity_policy", message, self.capacity_policy)
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise bad("max_tokens", "must be >= 1", self.max_tokens)
         if self.max_num_seqs < 1:
             raise bad("max_num_seqs", "must be >= 1", self.max_num_seqs)
         if self.block_size < 1:
@@ -64,6 +88,16 @@ class ReplicaLimits:
                 f"KV cache holds less than one block of {self.block_size} tokens",
                 self.kv_capacity_tokens,
             )
+
+    @property
+    def no_evict(self) -> bool:
+        return self.capacity_policy == "guaranteed_no_evict"
+
+    def reserved_kv_tokens(self, input_tokens: int, output_tokens: int) -> int:
+        """KV tokens guaranteed_no_evict holds for a request until it completes, at most the
+        whole cache (a request that fits is never refused for its max_tokens alone)."""
+        want = input_tokens + max(output_tokens, self.max_tokens or 0) - 1
+        return min(want, self.num_blocks * self.block_size)
 
     def fits(self, input_tokens: int, output_tokens: int) -> bool:
         """Whether a request can ever be served: valid lengths, KV for all its tokens."""

@@ -42,6 +42,7 @@ class ReplicaScheduler(RequestTable):
         self.t_as = 0  # clock: start of the next iteration (attoseconds)
         self.iteration = 0  # I: iterations run so far
         self.max_used_blocks = 0
+        self.reserved_blocks = 0  # KV blocks the running requests hold at their completion
         self.busy_as = 0  # busy time of all iterations run so far
         self.tokens_done = 0  # tokens computed by all iterations run so far
         self.queried_tokens = 0  # tokens looked up in the prefix cache, over all admissions
@@ -127,9 +128,22 @@ class ReplicaScheduler(RequestTable):
             return True
         if not self.waiting:
             return False
+        if self._over_reservation(self.waiting[0]):
+            return True  # the reservation only shrinks at a completion, which ends a run
         _, need = self._admission(self.waiting[0], lim.max_num_batched_tokens - self.n_dec)
         # available blocks only shrink during the run (the hit's survival is checked apart)
         return need > self.kv.available
+
+    def _final_blocks(self, r: int) -> int:
+        """KV blocks reserved for request `r` to completion (limits.reserved_kv_tokens)."""
+        lim = self.limits
+        return _blocks(lim.reserved_kv_tokens(self.prompt[r], self.outputs[r]), lim.block_size)
+
+    def _over_reservation(self, r: int) -> bool:
+        """guaranteed_no_evict: whether admitting `r` could make a running request short of
+        a block before it completes (limits.CAPACITY_POLICIES)."""
+        lim = self.limits
+        return lim.no_evict and self.reserved_blocks + self._final_blocks(r) > lim.num_blocks
 
     def _admission(self, r: int, budget: int) -> tuple[int, int]:
         """(reused blocks, blocks needed from the available ones) to admit waiting `r` with
@@ -254,6 +268,7 @@ class ReplicaScheduler(RequestTable):
         self.finish_ns[r] = end_ns
         self.state[r] = _DONE
         del self.running[r]
+        self.reserved_blocks -= self._final_blocks(r)
         self._released.append(r)
         self.finished.append(r)
 
@@ -287,6 +302,7 @@ class ReplicaScheduler(RequestTable):
         else:
             del self.prefilling[victim]
         del self.running[victim]
+        self.reserved_blocks -= self._final_blocks(victim)
         keys = self.keys[victim]
         if keys is None:
             self.kv.free += _blocks(self.computed[victim], self.limits.block_size)
@@ -342,10 +358,13 @@ class ReplicaScheduler(RequestTable):
         waiting = self.waiting
         while waiting and len(self.running) < lim.max_num_seqs and budget > 0:
             r = waiting[0]
+            if self._over_reservation(r):
+                break
             hit, need = self._admission(r, budget)
             if need > self.kv.available:
                 break
             waiting.popleft()
+            self.reserved_blocks += self._final_blocks(r)
             base = comp[r]
             if not base:
                 self.queried_tokens += prompt[r] + gen[r]

@@ -1,0 +1,57 @@
+"""KV admission policy vs the MLPerf Llama-2-70B H100 checks (docs/validation.md).
+
+Runs the `validate` system (one TP2 FP8 H100 replica, max_num_seqs 1,024, budget 4,096,
+the OpenOrca length estimates) under each admission setting and prints Offline (LoadGen
+figure and steady capacity), Server and their ratio, tokens/s per GPU:
+
+* ``max_utilization`` (vLLM: greedy admission, recompute preemption);
+* ``guaranteed_no_evict`` reserving each request's own output length (what `validate` runs);
+* ``guaranteed_no_evict`` reserving ``max_tokens`` 1,024 output tokens per request (the
+  MLCommons reference SUT's ``max_new_tokens``).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_llm_admission.py
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from mtia_cluster.catalog import load_catalog
+from mtia_cluster.engine.llm.limits import ReplicaLimits
+from mtia_cluster.planning.llm_server import llm_offline_replay, llm_server_capacity
+from mtia_cluster.planning.validation import LLAMA2, OFFLINE_REQUESTS, SERVER_POOL, _bench_args
+
+SETTINGS = (
+    ("max_utilization", None),
+    ("guaranteed_no_evict", None),
+    ("guaranteed_no_evict", 1024),
+)
+
+
+def main() -> None:
+    cat = load_catalog()
+    base = _bench_args(cat, LLAMA2)
+    print("| policy | max_tokens | offline | offline capacity | server | server/capacity |")
+    print("|---|---|---|---|---|---|")
+    for policy, max_tokens in SETTINGS:
+        t0 = time.perf_counter()
+        limits: ReplicaLimits = base["limits"]
+        args = base | {"limits": dataclasses.replace(limits, capacity_policy=policy)}
+        args["limits"] = dataclasses.replace(args["limits"], max_tokens=max_tokens)
+        off = llm_offline_replay(**args, n_requests=OFFLINE_REQUESTS)
+        srv = llm_server_capacity(**args, ttft_p99_s=2.0, tpot_p99_s=0.2, n_requests=SERVER_POOL)
+        per = off.chips
+        print(
+            f"| {policy} | {max_tokens or 'output'} | {off.output_tokens_per_s / per:,.0f} | "
+            f"{off.steady_tokens_per_s / per:,.0f} | {srv.output_tokens_per_s / per:,.0f} | "
+            f"{srv.output_tokens_per_s / off.steady_tokens_per_s:.3f} |"
+            f"  ({time.perf_counter() - t0:.0f} s)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
