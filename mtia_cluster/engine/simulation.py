@@ -30,7 +30,7 @@ from mtia_cluster.engine.cell import (
 )
 from mtia_cluster.engine.events import resolve_events
 from mtia_cluster.engine.output import RunOutput
-from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.shard import Inbox, Shard
 from mtia_cluster.engine.topology import Topology, build_topology, make_groups
@@ -71,7 +71,7 @@ class Simulation:
                 self.scenario.policy,
                 cells,
                 self.capacity[cells],
-                entity_rng(self.scenario.seed, KIND_ROUTER, r, s),
+                entity_rng(self.scenario.seed, StreamKind.ROUTER, r, s),
                 self.scenario.router_weights,
             )
         return routers
@@ -82,7 +82,7 @@ class Simulation:
         if not missing.any():
             return trace
         region = trace.region.copy()
-        rng = entity_rng(self.scenario.seed, KIND_WORKLOAD, 0)
+        rng = entity_rng(self.scenario.seed, StreamKind.WORKLOAD, 0)
         u = rng.random(int(missing.sum()))
         svc = trace.service[missing]
         out = np.full(len(svc), -1, dtype=np.int32)

@@ -27,7 +27,7 @@ from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.config.trace_spec import MLPerfSizes, TableLengths
 from mtia_cluster.engine.cell import make_requests
 from mtia_cluster.engine.output import RunOutput
-from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf import llm_iteration_model
@@ -39,7 +39,6 @@ from mtia_cluster.slo import ServiceSLO, parse_slo_text
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
 
-KIND_CAPACITY_WORKLOAD = 902  # spawn-key namespace of the capacity traces
 RR_SIZES = MLPerfSizes(dist="mlperf-dlrm-v2")
 LLM_LENGTHS = TableLengths(dist="azure-2023-conv")
 
@@ -104,7 +103,7 @@ def _pool(
 
 
 def _workload(model: RRModel | LLMModel, n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = entity_rng(seed, KIND_CAPACITY_WORKLOAD)
+    rng = entity_rng(seed, StreamKind.CAPACITY_WORKLOAD)
     gaps = rng.exponential(1.0, n)
     if isinstance(model, RRModel):
         return {"gaps": gaps, "items": sample_sizes(rng, RR_SIZES, n)}
