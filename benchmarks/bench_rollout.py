@@ -22,7 +22,7 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import load_yaml
 from mtia_cluster.rollout.plan import Plan, parse_plan
 from mtia_cluster.rollout.run import cohorts_for, rollout_summary, run_rollout, write_outputs
-from mtia_cluster.rollout.simulate import simulate
+from mtia_cluster.rollout.timeline import run_timeline
 
 PLAN = Path(__file__).resolve().parent.parent / "configs" / "rollouts" / "mtia2i-16-regions.yaml"
 
@@ -56,7 +56,7 @@ def main() -> None:
         return
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        res = simulate(plan, cohorts)
+        res = run_timeline(plan, cohorts)
         t1 = time.perf_counter()
         summary = rollout_summary(plan, res, "fast")
         with tempfile.TemporaryDirectory() as tmp:
