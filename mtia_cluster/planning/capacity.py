@@ -16,7 +16,7 @@ replay's device energy, plus the hosts' non-accelerator power) and performance p
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -31,6 +31,7 @@ from mtia_cluster.config.models import (
     RRPool,
     ScenarioFile,
     SLOTargets,
+    SyntheticPool,
     pool_kinds,
 )
 from mtia_cluster.config.scenario import Scenario, scenario_from_model
@@ -141,7 +142,7 @@ def one_region_scenario(
     cat: Catalog,
     name: str,
     seed: int,
-    pools: list[RRPool | LLMPool],
+    pools: Sequence[RRPool | LLMPool | SyntheticPool],
     *,
     events: tuple[Event, ...] = (),
     slo_p99_ms: float | None = None,
@@ -152,7 +153,7 @@ def one_region_scenario(
         doc = ScenarioFile(
             name=name,
             seed=seed,
-            regions=[Region(name="r", pools=pools)],
+            regions=[Region(name="r", pools=list(pools))],
             events=list(events),
             slo={} if slo_p99_ms is None else {"svc": SLOTargets(p99_ms=slo_p99_ms)},
         )

@@ -21,6 +21,7 @@ from typing import Any
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config import apply_overrides, load_yaml
 from mtia_cluster.config import rollout_plan as rp
+from mtia_cluster.config.models import OnFailure
 from mtia_cluster.config.rollout_plan import RolloutPlanFile
 from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError
@@ -88,7 +89,7 @@ class DrillSpec:
 
     racks: int  # racks of the region failed in the drill
     at_fraction: float  # of the replay window, when they fail
-    on_failure: str  # retry | fail: what happens to their in-flight work
+    on_failure: OnFailure  # retry | fail: what happens to their in-flight work
 
 
 @dataclass(frozen=True)
