@@ -31,7 +31,7 @@ demand fits the capacity left (`verdict`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ from mtia_cluster.engine.cell import STATUS_OK, RequestBatch
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.simulation import Simulation
-from mtia_cluster.rollout.moment_replay import Moment, slice_hosts
+from mtia_cluster.rollout.moment_replay import Moment, measured_row, slice_hosts
 from mtia_cluster.rollout.plan import DrillSpec, Plan
 from mtia_cluster.rollout.region import VERSIONS
 from mtia_cluster.rollout.slice import (
@@ -92,8 +92,7 @@ class DrillResult:
 
     def to_row(self) -> dict[str, Any]:
         """The `drill_*` columns (a figure that was not measured is left out: null)."""
-        row = {f"drill_{f.name}": getattr(self, f.name) for f in fields(self)}
-        return {k: v for k, v in row.items() if v is not None}
+        return measured_row(self, "drill_")
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,14 @@ class MomentReplay:
 
     def to_row(self) -> dict[str, Any]:
         """The row's columns (a figure that was not measured is left out: null)."""
-        row = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: v for k, v in row.items() if v is not None}
+        return measured_row(self)
+
+
+def measured_row(result: Any, prefix: str = "") -> dict[str, Any]:
+    """A result dataclass as a `replays/` row: its fields as columns named `prefix` + field,
+    the ones not measured (None) left out, so they are null in the table."""
+    row = {prefix + f.name: getattr(result, f.name) for f in fields(result)}
+    return {k: v for k, v in row.items() if v is not None}
 
 
 def moment_at(res: TimelineResult, kind: str, wave: int, row: int) -> Moment:
