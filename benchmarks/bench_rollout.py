@@ -1,7 +1,7 @@
 """Wall time of the rollout timeline simulation (capacity excluded: cost-model cohorts).
 
 Runs the shipped 16-region plan (optionally with seeded failures) and prints region-steps per
-second of the simulation and of writing the outputs::
+second of the timeline and of writing the outputs::
 
     .venv/bin/python benchmarks/bench_rollout.py
     .venv/bin/python benchmarks/bench_rollout.py --failures --repeat 3
@@ -64,7 +64,7 @@ def main() -> None:
         t2 = time.perf_counter()
         rows = len(res.timeline["time_ns"])
         print(
-            f"{plan.name}: {rows} region-steps, {len(res.events)} events; simulate "
+            f"{plan.name}: {rows} region-steps, {len(res.events)} events; timeline "
             f"{t1 - t0:.2f} s ({rows / (t1 - t0):,.0f} region-steps/s); "
             f"summary+write {t2 - t1:.2f} s; region outages {summary['outages']['count']}"
         )

@@ -33,7 +33,7 @@ from mtia_cluster.rollout.outages import (
     parse_region_failures,
 )
 from mtia_cluster.rollout.parts import PartSpec, parse_parts
-from mtia_cluster.rollout.rack_events import RackEvent, parse_events
+from mtia_cluster.rollout.rack_events import RackEvent, parse_rack_events
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import RRModel
 
@@ -139,9 +139,8 @@ class Plan:
     failures: Failures | None = None
     optimize: OptimizeSpec | None = None
     replay: ReplaySpec = ReplaySpec()
-    events: tuple[
-        RackEvent, ...
-    ] = ()  # racks added / removed at given days (rollout/rack_events.py)
+    # racks added / removed at given days (the plan's `events:`, rollout/rack_events.py)
+    rack_events: tuple[RackEvent, ...] = ()
     outages: tuple[Outage, ...] = ()  # scheduled whole-region outages (rollout/outages.py)
     failover: str = "proportional"  # a down region's demand: none (lost) | proportional
     ttft_p99_s: float | None = None  # LLM: p99 TTFT bound of the capacity search (optional)
@@ -201,7 +200,7 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
         failures=_failures(failures, cat, target, units, file) if failures is not None else None,
         optimize=_optimize(doc.optimize or rp.Optimize(), doc.rollout.install_racks_per_day),
         replay=_replay(doc.replay or rp.Replay(), llm, file),
-        events=parse_events(
+        rack_events=parse_rack_events(
             doc.events,
             file,
             names,

@@ -95,7 +95,7 @@ def run_timeline(
     run = _Run.new(plan)
     for k in range(steps):
         _step(plan, res, run, k, k * step_ns)
-    for ev in plan.events[run.next_event :]:  # after the last step
+    for ev in plan.rack_events[run.next_rack_event :]:  # after the last step
         late = _wave_event(ev.at_ns, run.region_wave.get(ev.region, -1), "rack_event_not_reached",
                            f"{ev.kind} {ev.racks} {ev.generation}")  # fmt: skip
         res.events.append({**late, "region": ev.region, "racks": ev.racks})
@@ -121,7 +121,7 @@ class _Run:
     outages: OutageState
     drawn: RegionFailureSpec | None  # drawn whole-region outages
     last_down: dict[str, int]  # last step a region was down
-    next_event: int = 0
+    next_rack_event: int = 0
     next_outage: int = 0
 
     @classmethod
@@ -161,9 +161,10 @@ class _Run:
 def _step(plan: Plan, res: TimelineResult, run: _Run, k: int, now: int) -> None:
     """Step k: rack events and outages due, swaps, repairs and failures in every region, the
     wave state machine, new swaps, one row per region and the failover of down regions."""
-    while run.next_event < len(plan.events) and plan.events[run.next_event].at_ns <= now:
-        _rack_event(plan, res, run.regions, run.region_wave, plan.events[run.next_event], now)
-        run.next_event += 1
+    rack_events = plan.rack_events
+    while run.next_rack_event < len(rack_events) and rack_events[run.next_rack_event].at_ns <= now:
+        _rack_event(plan, res, run.regions, run.region_wave, rack_events[run.next_rack_event], now)
+        run.next_rack_event += 1
     due = []
     while run.next_outage < len(plan.outages) and plan.outages[run.next_outage].at_ns <= now:
         due.append(plan.outages[run.next_outage])
@@ -286,7 +287,9 @@ def _swapped(plan: Plan, regions: dict[str, RegionState], names: tuple[str, ...]
     to arrive there (a greenfield region's wave waits for its racks)."""
     if not all(regions[n].settled("new") for n in names):
         return False
-    return not any(e.kind == "add" and e.at_ns > now and e.region in names for e in plan.events)
+    return not any(
+        e.kind == "add" and e.at_ns > now and e.region in names for e in plan.rack_events
+    )
 
 
 def _judge(plan: Plan, res: TimelineResult, i: int, now: int) -> None:
