@@ -1,7 +1,7 @@
 """Wall time of the rollout timeline simulation (capacity excluded: cost-model cohorts).
 
 Runs the shipped 16-region plan (optionally with seeded failures) and prints region-steps per
-second of the simulation and of writing the outputs::
+second of the timeline and of writing the outputs::
 
     .venv/bin/python benchmarks/bench_rollout.py
     .venv/bin/python benchmarks/bench_rollout.py --failures --repeat 3
@@ -22,7 +22,7 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config import load_yaml
 from mtia_cluster.rollout.plan import Plan, parse_plan
 from mtia_cluster.rollout.run import cohorts_for, rollout_summary, run_rollout, write_outputs
-from mtia_cluster.rollout.simulate import simulate
+from mtia_cluster.rollout.timeline import run_timeline
 
 PLAN = Path(__file__).resolve().parent.parent / "configs" / "rollouts" / "mtia2i-16-regions.yaml"
 
@@ -56,7 +56,7 @@ def main() -> None:
         return
     for _ in range(args.repeat):
         t0 = time.perf_counter()
-        res = simulate(plan, cohorts)
+        res = run_timeline(plan, cohorts)
         t1 = time.perf_counter()
         summary = rollout_summary(plan, res, "fast")
         with tempfile.TemporaryDirectory() as tmp:
@@ -64,7 +64,7 @@ def main() -> None:
         t2 = time.perf_counter()
         rows = len(res.timeline["time_ns"])
         print(
-            f"{plan.name}: {rows} region-steps, {len(res.events)} events; simulate "
+            f"{plan.name}: {rows} region-steps, {len(res.events)} events; timeline "
             f"{t1 - t0:.2f} s ({rows / (t1 - t0):,.0f} region-steps/s); "
             f"summary+write {t2 - t1:.2f} s; region outages {summary['outages']['count']}"
         )

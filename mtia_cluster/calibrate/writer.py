@@ -13,6 +13,7 @@ import yaml
 
 from mtia_cluster.calibrate.fit import FitResult
 from mtia_cluster.calibrate.profiling import Profile
+from mtia_cluster.catalog.op_model import OpParams
 from mtia_cluster.config import load_yaml
 
 US = 1e6  # seconds -> microseconds
@@ -34,7 +35,32 @@ def write_fit(
     (and to the family default when the operators were fitted on the same chip).
     """
     data = load_yaml(path)
-    p, rows = fit.params, fit.rows
+    rows = fit.rows
+    _set_operators(data, fit.params, rows)
+    key = "fit" if "gemm" in rows else f"fit_{chip}"
+    _set_collectives(data, fit.params, rows, key, interconnect)
+    models = ", ".join(prof.models)
+    data.setdefault("sources", {})[key] = (
+        f"mtia-cluster calibrate fit of {data_dir} on chip {chip}: models [{models}], "
+        f"{sum(rows.values())} rows, data sha256 {prof.digest()}"
+    )
+    if key != "fit":
+        _write(path, data)
+        return
+    data["fitted_on"] = {
+        "chip": chip,
+        "data": str(data_dir),
+        "data_sha256": prof.digest(),
+        "models": prof.models,
+        "rows": dict(rows),
+        "in_sample_mape": {k: round(v, 4) for k, v in fit.mape.items()},
+    }
+    _write(path, data)
+
+
+def _set_operators(data: dict[str, Any], p: OpParams, rows: dict[str, int]) -> None:
+    """The GEMM (and the decode-attention bandwidth that follows it) and element-wise fits,
+    for the operators that had rows."""
     g = data.setdefault("gemm", {})
     if "gemm" in rows:
         _set(g, "peak_fraction", p.gemm_peak_fraction)
@@ -53,7 +79,13 @@ def write_fit(
             ew[kind] = {}
             _set(ew[kind], "bw_fraction", e.bw_fraction)
             _set(ew[kind], "floor_us", e.floor_s * US)
-    key = "fit" if "gemm" in rows else f"fit_{chip}"
+
+
+def _set_collectives(
+    data: dict[str, Any], p: OpParams, rows: dict[str, int], key: str, interconnect: str
+) -> None:
+    """Collective fits into the family default (when the operators were fitted on this chip)
+    and the chip's interconnect entry, each marked with its source `key`."""
     targets = []
     if "gemm" in rows:  # the chip the family's operators are fitted on sets the default
         targets.append(data.setdefault("collectives", {}))
@@ -72,23 +104,6 @@ def write_fit(
                 _set(node, "latency_us", c.latency_s * US, source=key)
                 _set(node, "bw_fraction", c.bw_fraction, source=key)
                 col.setdefault(kind, {})[fabric] = node
-    models = ", ".join(prof.models)
-    data.setdefault("sources", {})[key] = (
-        f"mtia-cluster calibrate fit of {data_dir} on chip {chip}: models [{models}], "
-        f"{sum(rows.values())} rows, data sha256 {prof.digest()}"
-    )
-    if key != "fit":
-        _write(path, data)
-        return
-    data["fitted_on"] = {
-        "chip": chip,
-        "data": str(data_dir),
-        "data_sha256": prof.digest(),
-        "models": prof.models,
-        "rows": dict(rows),
-        "in_sample_mape": {k: round(v, 4) for k, v in fit.mape.items()},
-    }
-    _write(path, data)
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:

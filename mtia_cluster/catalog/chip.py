@@ -131,33 +131,8 @@ def load_chip_data(spec: ChipFile, path: Path) -> Chip:
     messages and for finding the family's operator-model file beside it."""
     r = SourcedReader(path, spec.sources)
     q = r.quantity
-    mem, power, link, net, eff = (
-        spec.memory,
-        spec.power,
-        spec.host_link,
-        spec.network,
-        spec.efficiency,
-    )
-    sram = MemoryTier(
-        "sram",
-        "sram",
-        q(mem.sram.capacity_mb, "memory.sram.capacity_mb", positive=True) * MB,
-        q(mem.sram.bandwidth_gb_s, "memory.sram.bandwidth_gb_s", positive=True) * GB,
-    )
-    offchip = MemoryTier(
-        "offchip",
-        mem.offchip.kind,
-        q(mem.offchip.capacity_gb, "memory.offchip.capacity_gb", positive=True) * GB,
-        q(mem.offchip.bandwidth_gb_s, "memory.offchip.bandwidth_gb_s", positive=True) * GB,
-    )
-    pe_local = None
-    if mem.pe_local is not None:
-        pe_local = MemoryTier(
-            "pe_local",
-            "sram",
-            q(mem.pe_local.capacity_mb, "memory.pe_local.capacity_mb", positive=True) * MB,
-            q(mem.pe_local.bandwidth_gb_s, "memory.pe_local.bandwidth_gb_s", positive=True) * GB,
-        )
+    power, link, net, eff = spec.power, spec.host_link, spec.network, spec.efficiency
+    sram, offchip, pe_local = _memory_tiers(r, spec)
     chip = Chip(
         name=spec.name,
         display_name=spec.display_name,
@@ -203,6 +178,35 @@ def load_chip_data(spec: ChipFile, path: Path) -> Chip:
 
 
 _EFFICIENCIES = ("gemm", "offchip_stream", "sram", "ecc_throughput", "pcie")
+
+
+def _memory_tiers(
+    r: SourcedReader, spec: ChipFile
+) -> tuple[MemoryTier, MemoryTier, MemoryTier | None]:
+    """The chip's SRAM, off-chip memory and optional per-PE local memory (bytes, bytes/s),
+    read in that order (the order their sources are recorded)."""
+    q, mem = r.quantity, spec.memory
+    sram = MemoryTier(
+        "sram",
+        "sram",
+        q(mem.sram.capacity_mb, "memory.sram.capacity_mb", positive=True) * MB,
+        q(mem.sram.bandwidth_gb_s, "memory.sram.bandwidth_gb_s", positive=True) * GB,
+    )
+    offchip = MemoryTier(
+        "offchip",
+        mem.offchip.kind,
+        q(mem.offchip.capacity_gb, "memory.offchip.capacity_gb", positive=True) * GB,
+        q(mem.offchip.bandwidth_gb_s, "memory.offchip.bandwidth_gb_s", positive=True) * GB,
+    )
+    if mem.pe_local is None:
+        return sram, offchip, None
+    pe_local = MemoryTier(
+        "pe_local",
+        "sram",
+        q(mem.pe_local.capacity_mb, "memory.pe_local.capacity_mb", positive=True) * MB,
+        q(mem.pe_local.bandwidth_gb_s, "memory.pe_local.bandwidth_gb_s", positive=True) * GB,
+    )
+    return sram, offchip, pe_local
 
 
 def _flops(r: SourcedReader, tflops: dict[Dtype, Quantity], path: str) -> dict[str, float]:

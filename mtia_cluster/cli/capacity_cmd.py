@@ -8,6 +8,21 @@ from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_opt
 from mtia_cluster.planning.capacity import CapacityResult
 from mtia_cluster.slo import ServiceSLO
 
+# table header -> CapacityResult field
+COLUMNS = {
+    "chip": "chip",
+    "platform": "platform",
+    "req/s": "requests_per_s",
+    "throughput": "work_per_s",
+    "unit": "work_unit",
+    "per accel": "per_accelerator",
+    "per host": "per_host",
+    "accel W": "accelerator_power_w",
+    "host W": "host_power_w",
+    "per J": "perf_per_w",
+    "bound": "bound",
+}
+
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False))
@@ -79,37 +94,7 @@ def capacity(
     if as_json:
         echo_json(rows)
         return
-    echo_table(
-        [
-            "chip",
-            "platform",
-            "req/s",
-            "throughput",
-            "unit",
-            "per accel",
-            "per host",
-            "accel W",
-            "host W",
-            "per J",
-            "bound",
-        ],
-        [
-            [
-                r["chip"],
-                r["platform"],
-                r["requests_per_s"],
-                r["work_per_s"],
-                r["work_unit"],
-                r["per_accelerator"],
-                r["per_host"],
-                r["accelerator_power_w"],
-                r["host_power_w"],
-                r["perf_per_w"],
-                r["bound"],
-            ]
-            for r in rows
-        ],
-    )
+    echo_table(list(COLUMNS), [[r[key] for key in COLUMNS.values()] for r in rows])
 
 
 def _run(

@@ -1,8 +1,10 @@
-"""`mtia-cluster rollout PLAN -o DIR`: simulate a rollout plan region by region over time."""
+"""`mtia-cluster rollout PLAN -o DIR`: a rollout plan's timeline, region by region over time,
+with exact replays of the moments that matter."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -14,6 +16,9 @@ from mtia_cluster.cli._common import (
     overwrite_option,
     set_option,
 )
+
+if TYPE_CHECKING:
+    from mtia_cluster.rollout.plan import Plan
 
 
 @click.command()
@@ -49,7 +54,8 @@ def rollout(
     as_json: bool,
     overrides: tuple[str, ...],
 ) -> None:
-    """Simulate the rollout PLAN hour by hour; write timeline/, events/, summary.json to DIR."""
+    """Run the rollout PLAN's timeline step by step, with exact replays of the moments that
+    matter; write timeline/, events/, replays/ and summary.json to DIR."""
     from mtia_cluster.cli.progress import progress
     from mtia_cluster.output import ROLLOUT_DIR
     from mtia_cluster.rollout import load_plan, run_rollout, write_outputs
@@ -61,19 +67,29 @@ def rollout(
             plan, fast=fast, replay=False if no_replay else None, progress=bar.update
         )
     if do_optimize:
-        from mtia_cluster.rollout.optimize import optimize
-
-        given, best, tried = optimize(plan, res.cohorts)
-        summary["optimize"] = {
-            "headroom_margin": plan.optimize.headroom_margin if plan.optimize else 0.0,
-            "given": given.as_dict(),
-            "best": best.as_dict() if best else None,
-            "candidates": len(tried),
-        }
+        summary["optimize"] = _optimized(plan, res.cohorts)
     write_outputs(out_dir, res, summary, overwrite=overwrite)
     if as_json:
         echo_json(summary)
         return
+    _echo_summary(summary, out_dir)
+
+
+def _optimized(plan: Plan, cohorts: dict[str, Any]) -> dict[str, Any]:
+    """summary.json `optimize`: the plan as given, the best feasible candidate, how many."""
+    from mtia_cluster.rollout.optimize import optimize
+
+    given, best, tried = optimize(plan, cohorts)
+    return {
+        "headroom_margin": plan.optimize.headroom_margin if plan.optimize else 0.0,
+        "given": given.as_dict(),
+        "best": best.as_dict() if best else None,
+        "candidates": len(tried),
+    }
+
+
+def _echo_summary(summary: dict[str, Any], out_dir: Path) -> None:
+    """The summary as text: waves, cohorts, regions, energy, and the optional sections."""
     click.echo(
         f"{summary['plan']}: capacity from {summary['capacity_source']}; "
         f"waves {', '.join(summary['final_states'])}; "

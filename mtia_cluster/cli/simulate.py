@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -11,6 +12,10 @@ from mtia_cluster import fmt
 from mtia_cluster.cli._common import claim_output, json_option, overwrite_option, set_option
 from mtia_cluster.cli.progress import progress
 from mtia_cluster.cli.summary_view import echo_summary, fail_on_invalid_option
+
+if TYPE_CHECKING:
+    from mtia_cluster.config.scenario import Scenario
+    from mtia_cluster.engine.output import RunOutput
 
 
 @click.command()
@@ -60,7 +65,6 @@ def simulate(
     from mtia_cluster.engine.simulation import Simulation
     from mtia_cluster.engine.trace_input import load_trace
     from mtia_cluster.output import RESULTS_DIR
-    from mtia_cluster.results import FORMAT_VERSION, open_results, summarize, write_run
 
     if output is not None:  # refused before any work
         claim_output(output, RESULTS_DIR, overwrite)
@@ -71,36 +75,56 @@ def simulate(
     with progress("simulating", "requests", as_json=as_json) as bar:
         results = sim.run(trace, progress=bar.update)
     wall_s = time.perf_counter() - started
-    if output is not None:
-        manifest = {
-            "command": "simulate",
-            "scenario": scenario.name,
-            "seed": scenario.seed,
-            "config": scenario.raw,
-            "placement": "single-process",
-            "shards": shards,
-            "mode": "in-process",
-        }
-        path = write_run(
-            results,
-            output,
-            manifest=manifest,
-            trace_path=trace_path,
-            wall_time_s=wall_s,
-            overwrite=overwrite,
-        )
-        doc = open_results(path).summary
-    else:
-        doc = {"format_version": FORMAT_VERSION, **summarize(results).summary}
+    doc = _summary(results, scenario, output, trace_path, shards, wall_s, overwrite)
     if not as_json:
-        click.echo(
-            f"{scenario.name}: {len(trace):,} requests, {fmt.number(results.end_ns / 1e9)} s "
-            f"simulated in {wall_s:.2f} s wall"
-        )
-        for ev in results.fleet_events:
-            click.echo(
-                f"event at {ev['at_ns'] / 1e9:.3f} s: {ev['kind']} {ev['cells']} cells in "
-                f"{ev['region']}, {ev['requests_retried']} requests retried, "
-                f"{ev['requests_failed']} failed"
-            )
+        _echo_run(scenario.name, len(trace), results, wall_s)
     echo_summary(doc, as_json, fail_on_invalid)
+
+
+def _summary(
+    results: RunOutput,
+    scenario: Scenario,
+    output: Path | None,
+    trace_path: Path,
+    shards: int,
+    wall_s: float,
+    overwrite: bool,
+) -> dict[str, Any]:
+    """The run's summary document: written with the results directory under -o (and read
+    back from it), else computed in memory by the same function."""
+    from mtia_cluster.results import FORMAT_VERSION, open_results, summarize, write_run
+
+    if output is None:
+        return {"format_version": FORMAT_VERSION, **summarize(results).summary}
+    manifest = {
+        "command": "simulate",
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "config": scenario.raw,
+        "placement": "single-process",
+        "shards": shards,
+        "mode": "in-process",
+    }
+    path = write_run(
+        results,
+        output,
+        manifest=manifest,
+        trace_path=trace_path,
+        wall_time_s=wall_s,
+        overwrite=overwrite,
+    )
+    return open_results(path).summary
+
+
+def _echo_run(name: str, requests: int, results: RunOutput, wall_s: float) -> None:
+    """One line for the run and one per fleet event."""
+    click.echo(
+        f"{name}: {requests:,} requests, {fmt.number(results.end_ns / 1e9)} s "
+        f"simulated in {wall_s:.2f} s wall"
+    )
+    for ev in results.fleet_events:
+        click.echo(
+            f"event at {ev['at_ns'] / 1e9:.3f} s: {ev['kind']} {ev['cells']} cells in "
+            f"{ev['region']}, {ev['requests_retried']} requests retried, "
+            f"{ev['requests_failed']} failed"
+        )

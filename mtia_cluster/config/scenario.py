@@ -163,7 +163,15 @@ def parse_scenario(
 ) -> Scenario:
     """Validate a scenario mapping against the models and the catalog."""
     cat = catalog if catalog is not None else load_catalog()
-    doc = validate_scenario_file(data, file, cat)
+    return scenario_from_model(validate_scenario_file(data, file, cat), file, cat, data)
+
+
+def scenario_from_model(
+    doc: ScenarioFile, file: str | None, cat: Catalog, raw: dict[str, Any]
+) -> Scenario:
+    """Resolve a typed scenario document against the catalog: what `parse_scenario` does
+    after validation, and where builders that make the typed document themselves start
+    (planning/capacity.py `one_region_scenario`). `raw`: the document as a mapping."""
     report_ns = round(doc.report_interval_ms * 1e6)
     if report_ns < 1:
         raise UserError(
@@ -203,7 +211,7 @@ def parse_scenario(
         regions=regions,
         slo=_slo(doc, regions, file),
         file=file,
-        raw=data,
+        raw=raw,
         events=event_specs(doc.events, names, services, file),
         failures=failure_specs(doc.failures, names, file),
         router_weights=(doc.router.affinity_weight, doc.router.load_weight),

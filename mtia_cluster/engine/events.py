@@ -35,7 +35,7 @@ from mtia_cluster.engine.cell import (
     completed_from,
     rejected_at_arrival,
 )
-from mtia_cluster.engine.rng import KIND_FAILURES, entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.windows import EventHooks
 from mtia_cluster.errors import UserError
@@ -165,7 +165,7 @@ def _failed(batch: RequestBatch, t_ns: int) -> Completed:
 
 def drawn_failures(topology: Any) -> list[EventSpec]:
     """Fail/repair events drawn from the scenario's ``failures`` (MTBF/MTTR, exponential):
-    each host or rack draws from its own stream (KIND_FAILURES, region, level, index), so
+    each host or rack draws from its own stream (StreamKind.FAILURES, region, level, index), so
     the events never depend on anything else in the scenario but its seed and topology."""
     scenario = topology.scenario
     regions = [r.name for r in scenario.regions]
@@ -178,7 +178,7 @@ def drawn_failures(topology: Any) -> list[EventSpec]:
             ids = topology.acc_host if spec.level == "host" else topology.acc_rack
             count = len(np.unique(np.asarray(ids, dtype=np.int64)[acc_region == r]))
             for k in range(count):
-                rng = entity_rng(scenario.seed, KIND_FAILURES, r, spec.level == "rack", k)
+                rng = entity_rng(scenario.seed, StreamKind.FAILURES, r, spec.level == "rack", k)
                 t = 0.0
                 while True:
                     t += rng.exponential(spec.mtbf_s)

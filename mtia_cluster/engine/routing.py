@@ -22,7 +22,7 @@ import numpy as np
 from mtia_cluster.config.scenario import Scenario
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.group import CellGroup
-from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.shard import Reports
 from mtia_cluster.engine.topology import Topology
@@ -57,7 +57,7 @@ class RoutingPlane:
                 self.scenario.policy,
                 cells,
                 self.capacity[cells],
-                entity_rng(self.scenario.seed, KIND_ROUTER, r, s),
+                entity_rng(self.scenario.seed, StreamKind.ROUTER, r, s),
                 self.scenario.router_weights,
             )
         return routers
@@ -73,7 +73,7 @@ class RoutingPlane:
         if not missing.any():
             return trace
         region = trace.region.copy()
-        rng = entity_rng(self.scenario.seed, KIND_WORKLOAD, 0)
+        rng = entity_rng(self.scenario.seed, StreamKind.WORKLOAD, 0)
         u = rng.random(int(missing.sum()))
         svc = trace.service[missing]
         out = np.full(len(svc), -1, dtype=np.int32)

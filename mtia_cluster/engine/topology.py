@@ -31,7 +31,7 @@ from mtia_cluster.engine.cell import (
     RequestBatch,
 )
 from mtia_cluster.engine.group import CellGroup, SingleCell
-from mtia_cluster.engine.rng import KIND_CELL, entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.rr import RRHostGroup, RRHostParams, ServiceTable
 from mtia_cluster.engine.synthetic import SyntheticCell
 from mtia_cluster.workloads import RRModel, SyntheticModel
@@ -135,14 +135,11 @@ def make_groups(topology: Topology, cell_ids: list[int]) -> list[CellGroup]:
     return groups
 
 
-KIND_INJECTED_ERRORS = 0x5EED_E770  # mixed into the per-request error hash
-
-
 def request_uniform(seed: int, request_id: np.ndarray) -> np.ndarray:
     """A uniform in [0, 1) per request, a function of (seed, request_id) only (splitmix64),
     so injected errors never depend on routing, sharding or batching."""
     x = np.asarray(request_id, dtype=np.int64).astype(np.uint64)
-    x = x + np.uint64((seed * 0x9E3779B97F4A7C15 + KIND_INJECTED_ERRORS) % 2**64)
+    x = x + np.uint64((seed * 0x9E3779B97F4A7C15 + StreamKind.INJECTED_ERRORS) % 2**64)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     x = x ^ (x >> np.uint64(31))
@@ -245,7 +242,7 @@ def _single_cell(topology: Topology, c: int) -> Cell:
         return SyntheticCell(
             accelerator_ids=acc_ids,
             host_id=topology.cell_host0[c],
-            rng=entity_rng(sc.seed, KIND_CELL, c),
+            rng=entity_rng(sc.seed, StreamKind.CELL, c),
             distribution=model.distribution,
             mean_s=model.mean_s * pool.service_time_multiplier,
             cv=model.cv,

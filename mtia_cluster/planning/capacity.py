@@ -16,18 +16,29 @@ replay's device energy, plus the hosts' non-accelerator power) and performance p
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from mtia_cluster.catalog import Catalog, load_catalog
-from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.config.models import (
+    Batching,
+    Event,
+    LLMPool,
+    Region,
+    RRPool,
+    ScenarioFile,
+    SLOTargets,
+    SyntheticPool,
+    pool_kinds,
+)
+from mtia_cluster.config.scenario import Scenario, scenario_from_model
 from mtia_cluster.config.trace_spec import MLPerfSizes, TableLengths
 from mtia_cluster.engine.cell import make_requests
 from mtia_cluster.engine.output import RunOutput
-from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf import llm_iteration_model
@@ -39,7 +50,6 @@ from mtia_cluster.slo import ServiceSLO, parse_slo_text
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
 
-KIND_CAPACITY_WORKLOAD = 902  # spawn-key namespace of the capacity traces
 RR_SIZES = MLPerfSizes(dist="mlperf-dlrm-v2")
 LLM_LENGTHS = TableLengths(dist="azure-2023-conv")
 
@@ -75,36 +85,84 @@ def platform_for(cat: Catalog, chip: str) -> str:
     raise UserError("no platform in the catalog deploys this chip", field="--chips", value=chip)
 
 
-def _pool(
-    cat: Catalog, model: RRModel | LLMModel, platform: str, hosts: int | None = None
-) -> dict[str, Any]:
+def replica_tp(cat: Catalog, model: LLMModel, platform: str) -> int:
+    """The smallest tensor-parallel degree whose replica of `model` fits `platform`'s chip
+    (within its scale-up domain and the platform's accelerators)."""
     p = cat.platform(platform)
-    pool: dict[str, Any] = {
-        "service": "svc",
-        "model": model.name,
-        "platform": platform,
-        "hosts": hosts or p.hosts,
-    }
-    if isinstance(model, RRModel):
-        pool["batching"] = {"max_items": model.max_batch, "max_wait_us": 2000}
-        return pool
     chip = cat.chip(p.chip)
-    for tp in (1, 2, 4, 8, 16, 32, 64, 72):  # smallest TP whose replica fits
+    for tp in (1, 2, 4, 8, 16, 32, 64, 72):
         if tp > min(chip.scale_up_domain, p.accelerators) or p.accelerators % tp:
             continue
         try:
             llm_iteration_model(chip, model, tp=tp)
         except UserError:
             continue
-        pool.update(tp=tp, accelerators_per_replica=tp)
-        return pool
+        return tp
     raise UserError(
         f"{model.name} fits no replica of one {platform}", field="--chips", value=p.chip
     )
 
 
+def pool_model(
+    cat: Catalog,
+    model: RRModel | LLMModel,
+    platform: str,
+    hosts: int | None = None,
+    *,
+    service_time_multiplier: float = 1.0,
+    error_rate: float = 0.0,
+) -> RRPool | LLMPool:
+    """The typed pool of `hosts` hosts (default: one platform unit) of `platform` serving
+    `model` as service `svc`: R&R batches up to the model's max batch within 2 ms; an LLM
+    replica takes the smallest TP that fits (`replica_tp`)."""
+    n = hosts or cat.platform(platform).hosts
+    if isinstance(model, RRModel):
+        return RRPool(
+            service="svc",
+            model=model.name,
+            platform=platform,
+            hosts=n,
+            batching=Batching(max_items=model.max_batch, max_wait_us=2000),
+            service_time_multiplier=service_time_multiplier,
+            error_rate=error_rate,
+        )
+    tp = replica_tp(cat, model, platform)
+    return LLMPool(
+        service="svc",
+        model=model.name,
+        platform=platform,
+        hosts=n,
+        tp=tp,
+        accelerators_per_replica=tp,
+        error_rate=error_rate,
+    )
+
+
+def one_region_scenario(
+    cat: Catalog,
+    name: str,
+    seed: int,
+    pools: Sequence[RRPool | LLMPool | SyntheticPool],
+    *,
+    events: tuple[Event, ...] = (),
+    slo_p99_ms: float | None = None,
+) -> Scenario:
+    """A validated scenario of one region `r` holding `pools` (typed, no mapping to
+    re-parse), with engine fleet `events` and an optional p99 SLO of service `svc`."""
+    with pool_kinds(lambda m: cat.model(m).kind):
+        doc = ScenarioFile(
+            name=name,
+            seed=seed,
+            regions=[Region(name="r", pools=list(pools))],
+            events=list(events),
+            slo={} if slo_p99_ms is None else {"svc": SLOTargets(p99_ms=slo_p99_ms)},
+        )
+        raw = doc.model_dump(exclude_unset=True)  # for the record (manifests) only
+    return scenario_from_model(doc, None, cat, raw)
+
+
 def _workload(model: RRModel | LLMModel, n: int, seed: int) -> dict[str, np.ndarray]:
-    rng = entity_rng(seed, KIND_CAPACITY_WORKLOAD)
+    rng = entity_rng(seed, StreamKind.CAPACITY_WORKLOAD)
     gaps = rng.exponential(1.0, n)
     if isinstance(model, RRModel):
         return {"gaps": gaps, "items": sample_sizes(rng, RR_SIZES, n)}
@@ -259,7 +317,7 @@ def _result(
     if isinstance(model, RRModel):
         bound = rr_best_throughput(cat.chip(chip), model, cat.host(p.host)).bound
     else:
-        tp = _pool(cat, model, platform)["tp"]
+        tp = replica_tp(cat, model, platform)
         bound = llm_iteration_model(cat.chip(chip), model, tp=tp).bound(0, 64, 64000)
     total_w = acc_w + host_w
     return CapacityResult(
@@ -289,18 +347,11 @@ def _scenario(
     platform: str,
     hosts: int | None,
     seed: int,
-) -> Any:
+) -> Scenario:
     """One region of one pool of `platform` serving `model` as service `svc` (the SLO is
     passed to the verdict, not written into the scenario)."""
-    return parse_scenario(
-        {
-            "name": f"capacity-{model.name}-{chip}",
-            "seed": seed,
-            "regions": [{"name": "r", "pools": [_pool(cat, model, platform, hosts)]}],
-        },
-        None,
-        cat,
-    )
+    pool = pool_model(cat, model, platform, hosts)
+    return one_region_scenario(cat, f"capacity-{model.name}-{chip}", seed, [pool])
 
 
 def _for_model(slo: ServiceSLO, model: RRModel | LLMModel, offline: bool) -> ServiceSLO:

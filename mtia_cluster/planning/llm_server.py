@@ -21,12 +21,11 @@ from mtia_cluster.catalog import Chip
 from mtia_cluster.engine.llm.costs import IterationCost, probe_iteration_cost
 from mtia_cluster.engine.llm.limits import ReplicaLimits, tpot_ns
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
-from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.planning.search import SearchResult, find_max_rate
 from mtia_cluster.workloads import LLMModel
 
-KIND_LLM_SERVER_WORKLOAD = 901  # spawn-key namespace of this module's random stream
 LOADGEN_MIN_DURATION_S = 600.0  # LoadGen server minimum run (mlperf.conf)
 STEADY_FROM = 0.1  # offline capacity is measured from this quantile of admissions on
 
@@ -94,7 +93,7 @@ def _pool(
     n: int, input_len: LengthDist, output_len: LengthDist, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cumulative unit gaps, input lengths, output lengths) of the request pool."""
-    rng = entity_rng(seed, KIND_LLM_SERVER_WORKLOAD)
+    rng = entity_rng(seed, StreamKind.LLM_SERVER_WORKLOAD)
     gaps = rng.exponential(1.0, n)
     isl, osl = input_len.sample(rng, n), output_len.sample(rng, n)
     return np.cumsum(gaps), isl, osl

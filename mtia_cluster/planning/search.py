@@ -53,6 +53,37 @@ def _rounds_left(res: SearchResult, parallel: int, rel_tol: float) -> int:
     return math.ceil(math.log(math.log1p(width) / math.log1p(rel_tol)) / math.log(parallel + 1))
 
 
+def _bracket(
+    run: Callable[[list[float]], None],
+    res: SearchResult,
+    initial_rate: float,
+    parallel: int,
+    max_rounds: int,
+    min_rate: float,
+    max_rate: float,
+) -> bool:
+    """Evaluate rates around `initial_rate`, then further down (all failed) or up (all
+    passed), by factors doubling each round, until `res` holds a passing rate below a failing
+    one. False when it never will: every rate down to `min_rate` failed, or every rate up to
+    `max_rate` passed."""
+    factor = 2.0
+    run([initial_rate * factor**k for k in range(-(parallel // 2), parallel - parallel // 2)])
+    while res.rounds < max_rounds and (res.best_rate == 0.0 or not np.isfinite(res.lowest_failing)):
+        if res.best_rate == 0.0:  # everything failed: go lower
+            low = min(r for r, _ in res.evaluations)
+            if low <= min_rate:
+                return False
+            rates = [low / factor ** (k + 1) for k in range(parallel)]
+        else:  # everything passed: go higher
+            high = max(r for r, _ in res.evaluations)
+            if high >= max_rate:
+                return False
+            rates = [high * factor ** (k + 1) for k in range(parallel)]
+        factor *= 2.0
+        run(rates)
+    return True
+
+
 def find_max_rate(
     evaluate: Callable[[Sequence[float]], Sequence[bool]],
     initial_rate: float,
@@ -94,22 +125,8 @@ def find_max_rate(
 
     # Phase 1: bracket. Grow or shrink geometrically around the guess until one rate passes
     # and a higher one fails.
-    factor = 2.0
-    rates = [initial_rate * factor**k for k in range(-(parallel // 2), parallel - parallel // 2)]
-    run(rates)
-    while res.rounds < max_rounds and (res.best_rate == 0.0 or not np.isfinite(res.lowest_failing)):
-        if res.best_rate == 0.0:  # everything failed: go lower
-            low = min(r for r, _ in res.evaluations)
-            if low <= min_rate:
-                return res
-            rates = [low / factor ** (k + 1) for k in range(parallel)]
-        else:  # everything passed: go higher
-            high = max(r for r, _ in res.evaluations)
-            if high >= max_rate:
-                return res
-            rates = [high * factor ** (k + 1) for k in range(parallel)]
-        factor *= 2.0
-        run(rates)
+    if not _bracket(run, res, initial_rate, parallel, max_rounds, min_rate, max_rate):
+        return res
     # Phase 2: shrink the bracket.
     while res.rounds < max_rounds and res.rel_width > rel_tol:
         run(_spread(res.best_rate, res.lowest_failing, parallel))

@@ -32,51 +32,78 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mtia_cluster.catalog import Catalog
-from mtia_cluster.config import rollout_plan as rp
-from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.config.models import Event
 from mtia_cluster.engine.cell import STATUS_OK, RequestBatch
 from mtia_cluster.engine.output import RunOutput
-from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.simulation import Simulation
-from mtia_cluster.errors import UserError
+from mtia_cluster.rollout.moment_replay import Moment, measured_row, slice_hosts
+from mtia_cluster.rollout.plan import DrillSpec, Plan
 from mtia_cluster.rollout.region import VERSIONS
+from mtia_cluster.rollout.slice import (
+    EngineCohort,
+    fitted_span_s,
+    meets_slo,
+    p99,
+    region_weights,
+    request_pools,
+    sized_trace,
+    slice_scenario,
+)
 from mtia_cluster.traces.generators.arrivals import poisson
 from mtia_cluster.units import NS_PER_H
 
-if TYPE_CHECKING:  # plan.py reads `replay.drill` with parse_drill: no import cycle at run time
-    from mtia_cluster.rollout.plan import Plan
-    from mtia_cluster.rollout.replay import EngineCohort, Moment
 
-KIND_ROLLOUT_DRILL = 956  # spawn-key namespace: per-moment drill traffic
+@dataclass(frozen=True, kw_only=True)
+class DrillResult:
+    """One moment's N-1 drill: the `drill_*` columns of its `replays/` row. Only the racks,
+    the capacity left and the verdict are known when the drill leaves no capacity (the
+    other figures are None: null)."""
+
+    racks_old: int
+    racks_new: int
+    slice_hosts_old: int | None = None
+    slice_hosts_new: int | None = None
+    hosts_failed_old: int | None = None
+    hosts_failed_new: int | None = None
+    span_s: float | None = None
+    at_s: float | None = None
+    failed_at_ns: int | None = None
+    offered_rps_before: float | None = None
+    offered_rps_after: float | None = None
+    requests: int | None = None
+    every_request_once: bool | None = None
+    p99_before_s: float | None = None
+    p99_after_s: float | None = None
+    error_rate_before: float | None = None
+    error_rate_after: float | None = None
+    requests_retried: int | None = None
+    requests_failed: int | None = None
+    retried_region_est: float | None = None
+    capacity_after_rps: float
+    timeline_ok: bool
+    n1_ok: bool
+    verdict: str
+
+    def to_row(self) -> dict[str, Any]:
+        """The `drill_*` columns (a figure that was not measured is left out: null)."""
+        return measured_row(self, "drill_")
 
 
 @dataclass(frozen=True)
-class DrillSpec:
-    racks: int  # racks of the region failed in the drill
-    at_fraction: float  # of the replay window, when they fail
-    on_failure: str  # retry | fail: what happens to their in-flight work
+class _Slice:
+    """The drilled slice: hosts and failed hosts per version, offered rates before / after."""
 
-
-def parse_drill(d: rp.Drill | None, llm: bool, file: str | Path | None) -> DrillSpec | None:
-    """`replay.drill` (validated by the plan model), or None. Refused for LLM plans: the engine
-    fails LLM replicas, but the drill's slice scaling counts one engine host per rack share,
-    which an LLM replica spanning several hosts breaks."""
-    if d is None:
-        return None
-    if llm:
-        raise UserError(
-            "LLM replicas cannot fail in a drill yet (slice scaling)",
-            file=file,
-            field="replay.drill",
-            value=d.model_dump(exclude_unset=True),
-        )
-    return DrillSpec(racks=d.racks, at_fraction=d.at_fraction, on_failure=d.on_failure)
+    hosts: dict[str, int]
+    failed: dict[str, int]
+    versions: list[str]
+    rate_before: float
+    rate_after: float
 
 
 def racks_out(serving: dict[str, int], rack_rps: dict[str, float], n: int) -> dict[str, int]:
@@ -121,10 +148,10 @@ def drill_trace(
     return np.concatenate([first, second[second < span_ns]])
 
 
-def fail_event(spec: DrillSpec, hosts: list[int], at_ns: int) -> dict[str, Any]:
-    """The scenario `events:` entry failing `hosts` (region-local indices) at `at_ns`."""
-    return {"at_s": at_ns / 1e9, "kind": "fail", "region": "r", "hosts": hosts,
-            "on_failure": spec.on_failure}  # fmt: skip
+def fail_event(spec: DrillSpec, hosts: list[int], at_ns: int) -> Event:
+    """The engine fleet event failing `hosts` (region-local indices) at `at_ns`."""
+    return Event(at_s=at_ns / 1e9, kind="fail", region="r", hosts=hosts,
+                 on_failure=spec.on_failure)  # fmt: skip
 
 
 def drill_metrics(
@@ -135,128 +162,120 @@ def drill_metrics(
     shares: tuple[dict[str, float], dict[str, float]],
 ) -> dict[str, Any]:
     """p99 before / after the failure (region-weighted), error rate after, retried / failed
-    requests, and the accounting check: every trace request exactly once in the results."""
-    from mtia_cluster.rollout.replay import _p99
-
+    requests, and the accounting check: every trace request exactly once in the results
+    (DrillResult fields)."""
     r = res.requests
     ids = np.sort(r.request_id)
     once = len(ids) == len(trace) and bool((ids == np.sort(trace.request_id)).all())
     lat_s = (r.finish_ns - r.arrival_ns) / 1e9
     bad = r.status != STATUS_OK
-    acc_pool = np.asarray(res.topology.acc_pool, dtype=np.int64)
-    pool = np.where(r.accelerator_id >= 0, acc_pool[np.maximum(r.accelerator_id, 0)], -1)
-    out: dict[str, Any] = {"drill_requests": len(r), "drill_every_request_once": once}
+    pool = request_pools(res)
+    out: dict[str, Any] = {"requests": len(r), "every_request_once": once}
     for label, sel, share in (("before", r.arrival_ns < at_ns, shares[0]),
                               ("after", r.arrival_ns >= at_ns, shares[1])):  # fmt: skip
-        w = np.ones(int(sel.sum()))
-        for i, v in enumerate(versions):
-            mine = pool[sel] == i
-            if mine.any() and share.get(v, 0.0) > 0:
-                w[mine] = share[v] / (mine.sum() / len(w))
-        out[f"drill_p99_{label}_s"] = _p99(lat_s[sel], w)
-        out[f"drill_error_rate_{label}"] = (
+        w = region_weights(pool[sel], versions, share)
+        out[f"p99_{label}_s"] = p99(lat_s[sel], w)
+        out[f"error_rate_{label}"] = (
             float(np.average(bad[sel], weights=w)) if sel.any() else math.nan
         )
-    out["drill_requests_retried"] = sum(e["requests_retried"] for e in res.fleet_events)
-    out["drill_requests_failed"] = sum(e["requests_failed"] for e in res.fleet_events)
-    out["drill_failed_at_ns"] = res.fleet_events[0]["at_ns"] if res.fleet_events else -1
+    out["requests_retried"] = sum(e["requests_retried"] for e in res.fleet_events)
+    out["requests_failed"] = sum(e["requests_failed"] for e in res.fleet_events)
+    out["failed_at_ns"] = res.fleet_events[0]["at_ns"] if res.fleet_events else -1
     return out
 
 
 def n1_outcome(
-    row: dict[str, Any], slo_ok: bool, error_max: float, timeline_ok: bool
+    error_rate_after: float, slo_ok: bool, error_max: float, timeline_ok: bool
 ) -> tuple[bool, str]:
     """`N-1 OK` when the requests arriving after the failure meet the SLO (`slo_ok`: the one
-    verdict, `fleet.replay.meets_slo`), their error rate <= the gate's maximum and the
-    demand fits the timeline's capacity left: a replay window of about a second does not
-    see a backlog that grows slowly, so a region over its remaining capacity is not N-1 safe
-    even when the replayed p99 still holds."""
+    verdict, `slice.meets_slo`), their error rate <= the gate's maximum and the demand fits
+    the timeline's capacity left: a replay window of about a second does not see a backlog
+    that grows slowly, so a region over its remaining capacity is not N-1 safe even when the
+    replayed p99 still holds."""
     reasons = []
-    err = row.get("drill_error_rate_after", math.nan)
     if not slo_ok:
         reasons.append("p99 > SLO")
-    if not err <= error_max:
+    if not error_rate_after <= error_max:
         reasons.append("error rate > gate")
     if not timeline_ok:
         reasons.append("demand > capacity left" + ("" if reasons else " (replayed p99 holds)"))
     return not reasons, "N-1 OK" if not reasons else "N-1 FAIL: " + ", ".join(reasons)
 
 
-def no_capacity_row(failed: dict[str, int], cap_after: float) -> dict[str, Any]:
-    """A drill that takes every serving rack out: nothing left to replay."""
-    return {"drill_racks_old": failed["old"], "drill_racks_new": failed["new"],
-            "drill_capacity_after_rps": cap_after, "drill_timeline_ok": False,
-            "drill_n1_ok": False, "drill_verdict": "N-1 FAIL: no capacity left"}  # fmt: skip
+def _drilled_slice(
+    plan: Plan,
+    ecs: dict[str, EngineCohort],
+    m: Moment,
+    failed: dict[str, int],
+    cap_after: float,
+) -> _Slice:
+    """The slice replayed, the hosts it loses, and the rates offered before and after."""
+    region_hosts = {v: m.serving[v] * ecs[v].hosts_per_rack for v in VERSIONS}
+    failed_hosts = {v: failed[v] * ecs[v].hosts_per_rack for v in VERSIONS}
+    k, f = slice_failures(slice_hosts(plan, m, ecs), region_hosts, failed_hosts)
+    versions = [v for v in VERSIONS if k.get(v, 0) > 0]
+    slice_cap = sum(k[v] * ecs[v].host_rps for v in versions)
+    left_cap = slice_cap - sum(n * ecs[v].host_rps for v, n in f.items())
+    rate_before = m.demand_rps * slice_cap / m.capacity_rps
+    rate_after = m.demand_rps * left_cap / cap_after
+    return _Slice(k, f, versions, rate_before, rate_after)
 
 
 def run_drill(
     plan: Plan, cat: Catalog, ecs: dict[str, EngineCohort], m: Moment, region_index: int
-) -> tuple[dict[str, Any], RequestBatch | None, RunOutput | None]:
-    """The drill of moment `m`: its row fields, the trace and the engine's results (None
-    when the drill leaves no capacity)."""
-    from mtia_cluster.rollout.replay import (
-        _host_rps,
-        _scenario_data,
-        _span,
-        meets_slo,
-        sized_trace,
-        slice_hosts,
-    )
-
+) -> tuple[DrillResult, RequestBatch | None, RunOutput | None]:
+    """The drill of moment `m`: its result, the trace and the engine's results (None when
+    the drill leaves no capacity)."""
     spec = plan.replay.drill
     assert spec is not None
     rack_rps = {v: ecs[v].rack_rps for v in VERSIONS}
     failed = racks_out(m.serving, rack_rps, spec.racks)
     cap_after = max(m.capacity_rps - sum(failed[v] * rack_rps[v] for v in VERSIONS), 0.0)
     if m.capacity_rps <= 0 or cap_after <= 0:
-        return no_capacity_row(failed, cap_after), None, None
-    region_hosts = {v: m.serving[v] * ecs[v].hosts_per_rack for v in VERSIONS}
-    failed_hosts = {v: failed[v] * ecs[v].hosts_per_rack for v in VERSIONS}
-    k, f = slice_failures(slice_hosts(plan, m, ecs), region_hosts, failed_hosts)
-    versions = [v for v in VERSIONS if k.get(v, 0) > 0]
-    slice_cap = sum(k[v] * _host_rps(ecs[v]) for v in versions)
-    left_cap = slice_cap - sum(n * _host_rps(ecs[v]) for v, n in f.items())
-    rate_before = m.demand_rps * slice_cap / m.capacity_rps
-    rate_after = m.demand_rps * left_cap / cap_after
-    span_s = max(
-        min(_span(plan), plan.replay.max_requests / max(rate_before, rate_after)),
-        5.0 * plan.slo_p99_s,
-    )
-    data = _scenario_data(plan, cat, ecs, k, versions)
-    step_ns = parse_scenario(data, None, cat).report_interval_ns
+        return DrillResult(racks_old=failed["old"], racks_new=failed["new"],
+                           capacity_after_rps=cap_after, timeline_ok=False, n1_ok=False,
+                           verdict="N-1 FAIL: no capacity left"), None, None  # fmt: skip
+    s = _drilled_slice(plan, ecs, m, failed, cap_after)
+    span_s = fitted_span_s(plan, max(s.rate_before, s.rate_after))
+    step_ns = slice_scenario(plan, cat, ecs, s.hosts).report_interval_ns
     span_ns = round(span_s * 1e9)
     at_ns = -(-round(spec.at_fraction * span_ns) // step_ns) * step_ns  # a window boundary
-    rng = entity_rng(
-        plan.replay.seed, KIND_ROLLOUT_DRILL, region_index, round(m.time_ns / NS_PER_H)
-    )
-    trace = sized_trace(plan, cat, rng, drill_trace(rng, rate_before, rate_after, at_ns, span_ns))
-    first = {v: sum(k[u] for u in versions[: versions.index(v)]) for v in versions}
-    hosts = [first[v] + i for v, n in f.items() for i in range(n)]
-    data["events"] = [fail_event(spec, sorted(hosts), at_ns)]
-    res = Simulation(parse_scenario(data, None, cat), cat).run(trace)
+    hour = round(m.time_ns / NS_PER_H)
+    rng = entity_rng(plan.replay.seed, StreamKind.ROLLOUT_DRILL_TRAFFIC, region_index, hour)
+    arrival = drill_trace(rng, s.rate_before, s.rate_after, at_ns, span_ns)
+    trace = sized_trace(plan, cat, rng, arrival)
+    first = {v: sum(s.hosts[u] for u in s.versions[: s.versions.index(v)]) for v in s.versions}
+    hosts = sorted(first[v] + i for v, n in s.failed.items() for i in range(n))
+    events = (fail_event(spec, hosts, at_ns),)
+    res = Simulation(slice_scenario(plan, cat, ecs, s.hosts, events), cat).run(trace)
     shares = (
-        {v: m.serving[v] * rack_rps[v] / m.capacity_rps for v in versions},
-        {v: (m.serving[v] - failed[v]) * rack_rps[v] / cap_after for v in versions},
+        {v: m.serving[v] * rack_rps[v] / m.capacity_rps for v in s.versions},
+        {v: (m.serving[v] - failed[v]) * rack_rps[v] / cap_after for v in s.versions},
     )
-    row = drill_metrics(res, trace, at_ns, versions, shares)
-    region_failed = sum(failed_hosts.values())
-    row.update(
-        drill_racks_old=failed["old"],
-        drill_racks_new=failed["new"],
-        drill_slice_hosts_old=k.get("old", 0),
-        drill_slice_hosts_new=k.get("new", 0),
-        drill_hosts_failed_old=f.get("old", 0),
-        drill_hosts_failed_new=f.get("new", 0),
-        drill_span_s=span_ns / 1e9,
-        drill_at_s=at_ns / 1e9,
-        drill_offered_rps_before=rate_before,
-        drill_offered_rps_after=rate_after,
-        drill_retried_region_est=row["drill_requests_retried"] * region_failed / sum(f.values()),
-        drill_capacity_after_rps=cap_after,
-        drill_timeline_ok=m.demand_rps <= cap_after,
-    )
+    figures = drill_metrics(res, trace, at_ns, s.versions, shares)
     slo_ok, _ = meets_slo(res, plan, arrivals_from_ns=at_ns)
-    row["drill_n1_ok"], row["drill_verdict"] = n1_outcome(
-        row, slo_ok, plan.gates.error_rate_max, row["drill_timeline_ok"]
+    timeline_ok = m.demand_rps <= cap_after
+    n1_ok, verdict = n1_outcome(
+        figures["error_rate_after"], slo_ok, plan.gates.error_rate_max, timeline_ok
     )
-    return row, trace, res
+    result = DrillResult(
+        **figures,
+        racks_old=failed["old"],
+        racks_new=failed["new"],
+        slice_hosts_old=s.hosts.get("old", 0),
+        slice_hosts_new=s.hosts.get("new", 0),
+        hosts_failed_old=s.failed.get("old", 0),
+        hosts_failed_new=s.failed.get("new", 0),
+        span_s=span_ns / 1e9,
+        at_s=at_ns / 1e9,
+        offered_rps_before=s.rate_before,
+        offered_rps_after=s.rate_after,
+        retried_region_est=figures["requests_retried"]
+        * sum(failed[v] * ecs[v].hosts_per_rack for v in VERSIONS)
+        / sum(s.failed.values()),
+        capacity_after_rps=cap_after,
+        timeline_ok=timeline_ok,
+        n1_ok=n1_ok,
+        verdict=verdict,
+    )
+    return result, trace, res

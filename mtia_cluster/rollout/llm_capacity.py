@@ -21,8 +21,7 @@ from pathlib import Path
 from mtia_cluster.catalog import Catalog
 from mtia_cluster.config.rollout_plan import Service
 from mtia_cluster.errors import UserError
-from mtia_cluster.planning.capacity import _pool, capacity_over_span
-from mtia_cluster.planning.capacity import platform_for as _platform_for
+from mtia_cluster.planning.capacity import capacity_over_span, platform_for, replica_tp
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import LLMModel
 
@@ -95,7 +94,7 @@ def parse_llm_slo(
 def group_hosts(cat: Catalog, model: LLMModel, platform: str, hosts: int) -> int:
     """Hosts per replayed group: `hosts`, raised to hold one replica, within one unit."""
     p = cat.platform(platform)
-    tp = int(_pool(cat, model, platform)["tp"])
+    tp = replica_tp(cat, model, platform)
     need = max(hosts, math.ceil(tp / p.accelerators_per_host))
     if need > p.hosts:
         raise UserError(
@@ -116,7 +115,7 @@ def llm_unit_capacity(
 ) -> UnitCapacity:
     """Replay capacity of one platform unit of `chip` (see module doc)."""
     assert slo.latency_ns is not None
-    platform = _platform_for(cat, chip)
+    platform = platform_for(cat, chip)
     units_hosts = cat.platform(platform).hosts
     k = group_hosts(cat, model, platform, search.hosts)
     window_s = search.window(slo.latency_ns / 1e9)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.rollout.plan import Plan, Region
-from mtia_cluster.rollout.simulate import Cohort, Result, simulate
+from mtia_cluster.rollout.timeline import Cohort, TimelineResult, run_timeline
 from mtia_cluster.units import NS_PER_DAY
 
 Waves = tuple[tuple[str, ...], ...]
@@ -48,7 +48,7 @@ class Candidate:
         }
 
 
-def check(plan: Plan, res: Result, margin: float) -> tuple[bool, float | None, float]:
+def check(plan: Plan, res: TimelineResult, margin: float) -> tuple[bool, float | None, float]:
     """(feasible, done_days, min headroom) of a simulated plan under `margin`."""
     up = np.asarray(res.timeline["region_up"], dtype=bool)  # down regions: judged by lost_rps
     cap = np.asarray(res.timeline["capacity_rps"], dtype=np.float64)[up]
@@ -65,7 +65,7 @@ def evaluate(plan: Plan, cohorts: dict[str, Cohort], waves: Waves, rate: float) 
     """Simulate `plan` with `waves` and `rate` and judge it against its own margin."""
     margin = plan.optimize.headroom_margin if plan.optimize else 0.0
     variant = dataclasses.replace(plan, waves=waves, install_racks_per_day=rate)
-    ok, done_days, min_margin = check(variant, simulate(variant, cohorts), margin)
+    ok, done_days, min_margin = check(variant, run_timeline(variant, cohorts), margin)
     return Candidate(waves, rate, ok, done_days, min_margin)
 
 

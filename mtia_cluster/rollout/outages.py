@@ -7,13 +7,13 @@
       seed: 1
       region: {mtbf_h: 8760, mttr_h: 6}
 
-A scheduled outage starts at the first step at or after `at_day` and lasts `duration_h`
-rounded up to whole steps (at least one). Drawn outages: each step each region that is up
-goes down with probability 1 - exp(-step_h / mtbf_h), for an exponential time of mean mttr_h
-(rounded up to whole steps), drawn from the region's own stream `(seed, 955, region index)`:
-separate from the rack (952) and part (954) streams, so adding region outages changes no
-other draw. A region that is down has capacity 0; its racks keep their states (swaps in
-flight go on). Its demand is failed over (`apply_failover`): `none` = lost (SLO-violation
+A scheduled outage starts at the first step at or after `at_day` and lasts `duration_h` rounded
+up to whole steps (at least one). Drawn outages: each step each region that is up goes down
+with probability 1 - exp(-step_h / mtbf_h), for an exponential time of mean mttr_h (rounded up
+to whole steps), drawn from the region's own stream `(seed, StreamKind.ROLLOUT_REGION_OUTAGES,
+region index)`: separate from the rack and part failure streams, so adding region outages
+changes no other draw. A region that is down has capacity 0; its racks keep their states (swaps
+in flight go on). Its demand is failed over (`apply_failover`): `none` = lost (SLO-violation
 minutes of that region), `proportional` = shared by the regions that are up in proportion to
 their capacity (lost only when no region is up with capacity).
 """
@@ -28,10 +28,9 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.config import rollout_plan as rp
-from mtia_cluster.rollout.events import check_before_horizon, check_region
+from mtia_cluster.engine.rng import StreamKind, entity_rng
+from mtia_cluster.rollout.rack_events import check_before_horizon, check_region
 from mtia_cluster.units import NS_PER_DAY
-
-KIND_FLEET_REGION_OUTAGES = 955  # spawn-key namespace: per-region outage streams
 
 
 @dataclass(frozen=True)
@@ -80,9 +79,7 @@ class OutageState:
 
     @classmethod
     def new(cls, names: list[str], step_h: float, seed: int, drawn: bool) -> OutageState:
-        from mtia_cluster.engine.rng import entity_rng
-
-        rngs = [entity_rng(seed, KIND_FLEET_REGION_OUTAGES, i) for i in range(len(names))]
+        rngs = [entity_rng(seed, StreamKind.ROLLOUT_REGION_OUTAGES, i) for i in range(len(names))]
         return cls(list(names), step_h, [0] * len(names), rngs if drawn else [])
 
     def step(

@@ -9,13 +9,13 @@
 A rack of a generation holds `units_per_rack x platform hosts` hosts and `units_per_rack x
 platform accelerators` accelerators (catalog). Each step, each healthy part of a serving rack
 fails with probability 1 - exp(-step_h / mtbf_h) and is repaired after an exponential time of
-mean mttr_h, drawn from the region's own stream `(seed, 954, region index)`. A failed part
-takes its share of its rack's capacity: version v loses serving_v x rps_v x min(1, sum over
-part kinds of down / (serving_v x parts per rack)). Failed parts are counted against the
-version's serving racks as a pool: when racks leave service (a swap, a rack failure) the
-remaining ones keep at most all their parts down (`min(pending, serving x per rack)`), the
-rest repair in the background: failed parts are not tracked to individual racks. An LLM
-replica spanning several accelerators would lose more than one accelerator's share; this
+mean mttr_h, drawn from the region's own stream `(seed, StreamKind.ROLLOUT_PART_FAILURES,
+region index)`. A failed part takes its share of its rack's capacity: version v loses serving_v
+x rps_v x min(1, sum over part kinds of down / (serving_v x parts per rack)). Failed parts are
+counted against the version's serving racks as a pool: when racks leave service (a swap, a rack
+failure) the remaining ones keep at most all their parts down (`min(pending, serving x per
+rack)`), the rest repair in the background: failed parts are not tracked to individual racks.
+An LLM replica spanning several accelerators would lose more than one accelerator's share; this
 model does not (it is per-part proportional).
 """
 
@@ -31,7 +31,6 @@ from mtia_cluster.config.rollout_plan import PartFailure
 from mtia_cluster.rollout.region import VERSIONS
 from mtia_cluster.units import NS_PER_H
 
-KIND_FLEET_PART_FAILURES = 954  # spawn-key namespace: per-region part failure streams
 PARTS = ("host", "accelerator")
 
 

@@ -21,11 +21,10 @@ from typing import Any
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config import apply_overrides, load_yaml
 from mtia_cluster.config import rollout_plan as rp
+from mtia_cluster.config.models import OnFailure
 from mtia_cluster.config.rollout_plan import RolloutPlanFile
 from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError
-from mtia_cluster.rollout.drill import DrillSpec, parse_drill
-from mtia_cluster.rollout.events import RackEvent, parse_events
 from mtia_cluster.rollout.llm_capacity import DEFAULT_SEARCH, CapacitySearch, parse_llm_slo
 from mtia_cluster.rollout.outages import (
     Outage,
@@ -34,6 +33,7 @@ from mtia_cluster.rollout.outages import (
     parse_region_failures,
 )
 from mtia_cluster.rollout.parts import PartSpec, parse_parts
+from mtia_cluster.rollout.rack_events import RackEvent, parse_rack_events
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.workloads import RRModel
 
@@ -79,8 +79,17 @@ class Failures:
     seed: int
     correlated_prob_per_day: float = 0.0  # per region: chance of a correlated event per day
     correlated_racks: int = 0  # serving racks that fail together in such an event
-    parts: tuple[PartSpec, ...] = ()  # host / accelerator failures (fleet/parts.py)
-    region: RegionFailureSpec | None = None  # drawn whole-region outages (fleet/outages.py)
+    parts: tuple[PartSpec, ...] = ()  # host / accelerator failures (rollout/parts.py)
+    region: RegionFailureSpec | None = None  # drawn whole-region outages (rollout/outages.py)
+
+
+@dataclass(frozen=True)
+class DrillSpec:
+    """`replay.drill`: an N-1 failure drill in every replayed moment (rollout/drill.py)."""
+
+    racks: int  # racks of the region failed in the drill
+    at_fraction: float  # of the replay window, when they fail
+    on_failure: OnFailure  # retry | fail: what happens to their in-flight work
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,7 @@ class ReplaySpec:
     max_requests: int = 400_000  # per replay; a larger region is replayed as a slice
     max_hosts: int = 4  # hosts in a slice (at least one per serving version)
     seed: int = 0
-    drill: DrillSpec | None = None  # N-1 failure drill in every replayed moment (fleet/drill.py)
+    drill: DrillSpec | None = None  # N-1 failure drill in every replayed moment (rollout/drill.py)
 
 
 @dataclass(frozen=True)
@@ -130,8 +139,9 @@ class Plan:
     failures: Failures | None = None
     optimize: OptimizeSpec | None = None
     replay: ReplaySpec = ReplaySpec()
-    events: tuple[RackEvent, ...] = ()  # racks added / removed at given days (fleet/events.py)
-    outages: tuple[Outage, ...] = ()  # scheduled whole-region outages (fleet/outages.py)
+    # racks added / removed at given days (the plan's `events:`, rollout/rack_events.py)
+    rack_events: tuple[RackEvent, ...] = ()
+    outages: tuple[Outage, ...] = ()  # scheduled whole-region outages (rollout/outages.py)
     failover: str = "proportional"  # a down region's demand: none (lost) | proportional
     ttft_p99_s: float | None = None  # LLM: p99 TTFT bound of the capacity search (optional)
     tpot_p99_s: float | None = None  # LLM: p99 TPOT bound of the capacity search (optional)
@@ -174,9 +184,6 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
     units = _units(doc.fleet, cat, file)
     target = _target(doc.target, cat, file)
     names = {r.name for r in regions}
-    waves = _waves(doc.waves, names, file)
-    roll, swap, timeline = doc.rollout, doc.rollout.swap_time_h, doc.timeline
-    gates = roll.gates
     failures = doc.failures
     plan = Plan(
         name=doc.name,
@@ -188,34 +195,19 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
         regions=regions,
         units_per_rack=units,
         target=target,
-        waves=waves,
-        install_racks_per_day=roll.install_racks_per_day,
-        drain_h=swap.drain,
-        install_h=swap.install,
-        burnin_h=swap.burnin,
-        drain_budget=roll.drain_budget,
-        bake_days=roll.bake_days,
-        gates=Gates(
-            p99_vs_slo_max=gates.p99_vs_slo_max,
-            error_rate_max=gates.error_rate_max,
-            throughput_vs_baseline_min=gates.throughput_vs_baseline_min,
-            window_h=gates.window_h,
-        ),
-        on_gate_failure=roll.on_gate_failure,
-        step_h=timeline.step_h,
-        horizon_days=timeline.horizon_days,
-        max_steps=timeline.max_steps,
+        waves=_waves(doc.waves, names, file),
+        **_rollout_fields(doc),
         failures=_failures(failures, cat, target, units, file) if failures is not None else None,
-        optimize=_optimize(doc.optimize or rp.Optimize(), roll.install_racks_per_day),
+        optimize=_optimize(doc.optimize or rp.Optimize(), doc.rollout.install_racks_per_day),
         replay=_replay(doc.replay or rp.Replay(), llm, file),
-        events=parse_events(
+        rack_events=parse_rack_events(
             doc.events,
             file,
             names,
             {target.from_generation, target.to_generation},
-            timeline.horizon_days,
+            doc.timeline.horizon_days,
         ),
-        outages=parse_outages(doc.outages, file, names, timeline.horizon_days),
+        outages=parse_outages(doc.outages, file, names, doc.timeline.horizon_days),
         failover=doc.failover,
         ttft_p99_s=ttft_p99_s,
         tpot_p99_s=tpot_p99_s,
@@ -223,6 +215,35 @@ def parse_plan(data: dict[str, Any], file: str | Path | None, cat: Catalog) -> P
     )
     _check_work(plan, file)
     return plan
+
+
+def _rollout_fields(doc: RolloutPlanFile) -> dict[str, Any]:
+    """The plan's `rollout:` (install rate, swap times, drain budget, bake, gates) and
+    `timeline:` fields, as Plan keyword arguments."""
+    roll, swap, timeline, gates = (
+        doc.rollout,
+        doc.rollout.swap_time_h,
+        doc.timeline,
+        doc.rollout.gates,
+    )
+    return {
+        "install_racks_per_day": roll.install_racks_per_day,
+        "drain_h": swap.drain,
+        "install_h": swap.install,
+        "burnin_h": swap.burnin,
+        "drain_budget": roll.drain_budget,
+        "bake_days": roll.bake_days,
+        "gates": Gates(
+            p99_vs_slo_max=gates.p99_vs_slo_max,
+            error_rate_max=gates.error_rate_max,
+            throughput_vs_baseline_min=gates.throughput_vs_baseline_min,
+            window_h=gates.window_h,
+        ),
+        "on_gate_failure": roll.on_gate_failure,
+        "step_h": timeline.step_h,
+        "horizon_days": timeline.horizon_days,
+        "max_steps": timeline.max_steps,
+    }
 
 
 def _unknown_chip(cat: Catalog, gen: str, file: str | Path | None, field: str) -> None:
@@ -327,6 +348,22 @@ def _failures(
         parts=parts,
         region=region,
     )
+
+
+def parse_drill(d: rp.Drill | None, llm: bool, file: str | Path | None) -> DrillSpec | None:
+    """`replay.drill` (validated by the plan model), or None. Refused for LLM plans: the engine
+    fails LLM replicas, but the drill's slice scaling counts one engine host per rack share,
+    which an LLM replica spanning several hosts breaks."""
+    if d is None:
+        return None
+    if llm:
+        raise UserError(
+            "LLM replicas cannot fail in a drill yet (slice scaling)",
+            file=file,
+            field="replay.drill",
+            value=d.model_dump(exclude_unset=True),
+        )
+    return DrillSpec(racks=d.racks, at_fraction=d.at_fraction, on_failure=d.on_failure)
 
 
 def _replay(r: rp.Replay, llm: bool, file: str | Path | None) -> ReplaySpec:

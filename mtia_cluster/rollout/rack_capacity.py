@@ -3,7 +3,7 @@
 Two sources, named in every summary:
 - replay: R&R: `mtia_cluster.planning.capacity.capacity` (exact replay search, seconds per
   chip); per rack = its requests/s per platform unit x platform units per rack. LLM:
-  `fleet.llm_capacity.llm_unit_capacity` (the same search on windows of many SLOs, for a
+  `rollout.llm_capacity.llm_unit_capacity` (the same search on windows of many SLOs, for a
   group of hosts, under p99 end-to-end and optional TTFT/TPOT SLOs), x groups per unit x units
   per rack; the bisection bracket is kept as the figure's uncertainty.
 - fast: the cost model's steady state. R&R: `rr_best_throughput` with the SLO's p99 as the
@@ -25,12 +25,17 @@ import numpy as np
 
 from mtia_cluster import fmt
 from mtia_cluster.catalog import Catalog
-from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.estimators import llm_offline_throughput, rr_best_throughput
-from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES, _pool, capacity
-from mtia_cluster.planning.capacity import platform_for as _platform_for
+from mtia_cluster.planning.capacity import (
+    LLM_LENGTHS,
+    RR_SIZES,
+    capacity,
+    platform_for,
+    replica_tp,
+)
 from mtia_cluster.rollout.llm_capacity import llm_unit_capacity
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
@@ -39,7 +44,6 @@ from mtia_cluster.workloads import LLMModel, RRModel
 if TYPE_CHECKING:
     from mtia_cluster.rollout.plan import Plan
 
-KIND_FLEET_LENGTHS = 951  # spawn-key namespace: mean request sizes for the fast estimate
 MAX_NUM_SEQS = 256  # the engine's default continuous-batching limit
 
 
@@ -75,7 +79,7 @@ def rack_capacity(
     key: CacheKey = (plan.model, chip, slo, mode, plan.capacity_search.key(plan.slo_p99_s))
     if key not in cache:
         fast = _fast(cat, plan.model, chip, plan.slo_p99_s)
-        cache[key] = _replay(cat, plan, chip, slo, fast) if mode == "replay" else fast
+        cache[key] = _searched(cat, plan, chip, slo, fast) if mode == "replay" else fast
     one = cache[key]
     return replace(
         one,
@@ -86,7 +90,7 @@ def rack_capacity(
     )
 
 
-def _replay(
+def _searched(
     cat: Catalog, plan: Plan, chip: str, slo: ServiceSLO, fast: RackCapacity
 ) -> RackCapacity:
     """Replay-based capacity of one platform unit (R&R: `capacity`; LLM: llm_capacity)."""
@@ -124,19 +128,21 @@ def _replay(
 def _fast(cat: Catalog, model_name: str, chip: str, slo_p99_s: float) -> RackCapacity:
     """Cost-model capacity of one platform unit (see module doc)."""
     model = cat.model(model_name)
-    platform = _platform_for(cat, chip)
+    platform = platform_for(cat, chip)
     p = cat.platform(platform)
     host = cat.host(p.host)
     host_w = p.hosts * host.power_w
     if isinstance(model, RRModel):
         best = rr_best_throughput(cat.chip(chip), model, host, slo_p99_s)
-        mean_items = float(sample_sizes(entity_rng(0, KIND_FLEET_LENGTHS), RR_SIZES, 20000).mean())
+        mean_items = float(
+            sample_sizes(entity_rng(0, StreamKind.ROLLOUT_MEAN_SIZES), RR_SIZES, 20000).mean()
+        )
         rps = best.items_per_s_per_chip * p.accelerators / mean_items
         power_w = best.power_w * p.accelerators + host_w
     elif isinstance(model, LLMModel):
-        tp = int(_pool(cat, model, platform)["tp"])
+        tp = replica_tp(cat, model, platform)
         it = llm_iteration_model(cat.chip(chip), model, tp=tp)
-        inp, out = sample_lengths(entity_rng(0, KIND_FLEET_LENGTHS), LLM_LENGTHS, 20000)
+        inp, out = sample_lengths(entity_rng(0, StreamKind.ROLLOUT_MEAN_SIZES), LLM_LENGTHS, 20000)
         mean_out = float(np.mean(out))
         llm = llm_offline_throughput(it, float(np.mean(inp)), mean_out, MAX_NUM_SEQS)
         rps = llm.output_tokens_per_s * (p.accelerators // tp) / mean_out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,14 @@ import pyarrow.parquet as pq
 import mtia_cluster
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.output import ROLLOUT_DIR, claim_output, contents_of, staged
-from mtia_cluster.rollout.moments import Replayer, run_replays
+from mtia_cluster.rollout.drill import DrillResult
+from mtia_cluster.rollout.moment_replay import MomentReplay
+from mtia_cluster.rollout.moments import MomentReplayer, replay_moments
 from mtia_cluster.rollout.outages import outage_summary
 from mtia_cluster.rollout.plan import Plan
 from mtia_cluster.rollout.rack_capacity import CacheKey, RackCapacity, rack_capacity
-from mtia_cluster.rollout.replay import engine_cohorts
-from mtia_cluster.rollout.simulate import Cohort, Result, simulate
+from mtia_cluster.rollout.slice import engine_cohorts
+from mtia_cluster.rollout.timeline import Cohort, TimelineResult, run_timeline
 from mtia_cluster.units import NS_PER_DAY
 
 REFERENCE_NOTE = "Meta: MTIA 2i from first silicon to production in 16 regions in < 9 months"
@@ -82,36 +84,16 @@ def _cohort(label: str, rack: RackCapacity, p99_s: float) -> Cohort:
     )
 
 
-REPLAY_SCHEMA = pa.schema(
-    [("kind", pa.string()), ("wave", pa.int64()), ("region", pa.string()),
-     ("time_ns", pa.int64()), ("day", pa.float64()),
-     ("racks_old_serving", pa.int64()), ("racks_new_serving", pa.int64()),
-     ("region_hosts_old", pa.int64()), ("region_hosts_new", pa.int64()),
-     ("slice_hosts_old", pa.int64()), ("slice_hosts_new", pa.int64()),
-     ("slice_share", pa.float64()), ("span_s", pa.float64()),
-     ("demand_rps", pa.float64()), ("capacity_rps", pa.float64()),
-     ("offered_rps", pa.float64()), ("replayed_throughput_rps", pa.float64()),
-     ("requests", pa.int64()), ("p99_s", pa.float64()), ("error_rate", pa.float64()),
-     ("old_requests", pa.int64()), ("old_p99_s", pa.float64()),
-     ("old_error_rate", pa.float64()), ("new_requests", pa.int64()),
-     ("new_p99_s", pa.float64()), ("new_error_rate", pa.float64()),
-     ("timeline_slo_ok", pa.bool_()), ("replay_slo_ok", pa.bool_()),
-     ("verdict", pa.string()), ("agrees", pa.bool_()),
-     # N-1 drill (fleet/drill.py; null without replay.drill)
-     ("drill_racks_old", pa.int64()), ("drill_racks_new", pa.int64()),
-     ("drill_slice_hosts_old", pa.int64()), ("drill_slice_hosts_new", pa.int64()),
-     ("drill_hosts_failed_old", pa.int64()), ("drill_hosts_failed_new", pa.int64()),
-     ("drill_span_s", pa.float64()), ("drill_at_s", pa.float64()),
-     ("drill_failed_at_ns", pa.int64()),
-     ("drill_offered_rps_before", pa.float64()), ("drill_offered_rps_after", pa.float64()),
-     ("drill_requests", pa.int64()), ("drill_every_request_once", pa.bool_()),
-     ("drill_p99_before_s", pa.float64()), ("drill_p99_after_s", pa.float64()),
-     ("drill_error_rate_before", pa.float64()), ("drill_error_rate_after", pa.float64()),
-     ("drill_requests_retried", pa.int64()), ("drill_requests_failed", pa.int64()),
-     ("drill_retried_region_est", pa.float64()), ("drill_capacity_after_rps", pa.float64()),
-     ("drill_timeline_ok", pa.bool_()), ("drill_n1_ok", pa.bool_()),
-     ("drill_verdict", pa.string())]
-)  # fmt: skip
+_ARROW = {"int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(), "str": pa.string()}
+
+
+def _schema(cls: type, prefix: str = "") -> list[tuple[str, pa.DataType]]:
+    """Columns of a result dataclass's `to_row()`, typed from its field annotations."""
+    return [(prefix + f.name, _ARROW[str(f.type).split(" ")[0]]) for f in fields(cls)]
+
+
+# one row per replayed moment; the N-1 drill's columns are null without replay.drill
+REPLAY_SCHEMA = pa.schema(_schema(MomentReplay) + _schema(DrillResult, "drill_"))
 DRILL_SUMMARY = ("drill_racks_old", "drill_racks_new", "drill_hosts_failed_old",
                  "drill_hosts_failed_new", "drill_p99_before_s", "drill_p99_after_s",
                  "drill_error_rate_after", "drill_requests_retried", "drill_requests_failed",
@@ -126,12 +108,12 @@ def run_rollout(
     replay: bool | None = None,
     cache: dict[CacheKey, RackCapacity] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
-) -> tuple[Result, dict[str, Any]]:
+) -> tuple[TimelineResult, dict[str, Any]]:
     """Simulate `plan` (capacity from the cost model when `fast` or the plan says so).
 
     `progress(steps done, steps, note)`: cohort capacity, the timeline, each replayed moment.
 
-    Exact replays at the moments that matter (fleet/moments.py) run unless `fast`, `replay`
+    Exact replays at the moments that matter (rollout/moments.py) run unless `fast`, `replay`
     is False or the plan's `replay.enabled` is false; with them the gates are judged on the
     replayed new-cohort p99 and error rate, without them on the timeline's analytic figures.
     """
@@ -143,13 +125,13 @@ def run_rollout(
     on = (not fast and plan.replay.enabled) if replay is None else replay
     step(1, 3, "timeline" + (" and gate replays" if on else ""))
     if on:
-        replayer = Replayer(plan, cat, engine_cohorts(plan, cat, cohorts))
-        res = simulate(plan, cohorts, replayer.gate_hook())
-        res.replays = run_replays(
+        replayer = MomentReplayer(plan, cat, engine_cohorts(plan, cat, cohorts))
+        res = run_timeline(plan, cohorts, replayer.gate_hook())
+        res.replays = replay_moments(
             replayer, res, lambda i, n: step(2 + i, 2 + n, f"replaying moment {i + 1} of {n}")
         )
     else:
-        res = simulate(plan, cohorts)
+        res = run_timeline(plan, cohorts)
         step(2, 2, "timeline done")
     sources = sorted({c.source for c in cohorts.values()})
     summary = rollout_summary(plan, res, "+".join(sources))
@@ -187,7 +169,7 @@ def _replay_summary(r: dict[str, Any]) -> dict[str, Any]:
     return {k: r.get(k) for k in (*keys, *DRILL_SUMMARY)}
 
 
-def rollout_summary(plan: Plan, res: Result, mode: str) -> dict[str, Any]:
+def rollout_summary(plan: Plan, res: TimelineResult, mode: str) -> dict[str, Any]:
     """The summary.json document (see docs/rollout.md)."""
     tl = res.timeline
     t_ns = np.asarray(tl["time_ns"], dtype=np.int64)
@@ -262,7 +244,7 @@ def _ratio(a: float, b: float) -> float:
 
 
 def write_outputs(
-    out_dir: str | Path, res: Result, summary: dict[str, Any], *, overwrite: bool = False
+    out_dir: str | Path, res: TimelineResult, summary: dict[str, Any], *, overwrite: bool = False
 ) -> Path:
     """Write timeline/, events/, replays/, summary.json and manifest.json into `out_dir`,
     atomically. Only an absent or empty directory, or (with `overwrite`) an earlier rollout

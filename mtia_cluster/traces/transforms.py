@@ -12,9 +12,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.errors import UserError
-
-SAMPLE_STREAM = 0x5A3
 
 
 def scale_rate(table: pa.Table, factor: float) -> pa.Table:
@@ -51,9 +50,7 @@ def sample_fraction(table: pa.Table, fraction: float, seed: int = 0) -> pa.Table
     """Keep each request independently with probability `fraction` (seeded)."""
     if not 0 < fraction <= 1:
         raise UserError("sample fraction must be in (0, 1]", field="fraction", value=fraction)
-    rng = np.random.Generator(
-        np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(SAMPLE_STREAM,)))
-    )
+    rng = entity_rng(seed, StreamKind.TRACE_SAMPLE)
     return table.filter(pa.array(rng.random(table.num_rows) < fraction))
 
 

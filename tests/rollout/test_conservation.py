@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtia_cluster.rollout.region import STATES, VERSIONS
-from mtia_cluster.rollout.simulate import Cohort, Result, simulate
+from mtia_cluster.rollout.timeline import Cohort, TimelineResult, run_timeline
 from rollout.plans import make_plan, plan_dict
 
 OLD = Cohort("old-gen", 1.0e6, 20_000.0, 0.05, 0.0)
@@ -95,11 +95,11 @@ def random_plans(draw: st.DrawFn) -> dict:
     return data
 
 
-def _column(res: Result, name: str) -> np.ndarray:
+def _column(res: TimelineResult, name: str) -> np.ndarray:
     return np.asarray(res.timeline[name])
 
 
-def _expected_racks(data: dict, res: Result) -> np.ndarray:
+def _expected_racks(data: dict, res: TimelineResult) -> np.ndarray:
     """Per timeline row: initial racks + racks added - racks gone, by the event log."""
     racks = {r["name"]: sum(r["racks"].values()) for r in data["fleet"]["regions"]}
     region, t = _column(res, "region"), _column(res, "time_ns")
@@ -111,7 +111,7 @@ def _expected_racks(data: dict, res: Result) -> np.ndarray:
     return expected
 
 
-def check_invariants(data: dict, res: Result) -> None:
+def check_invariants(data: dict, res: TimelineResult) -> None:
     counts = {(v, s): _column(res, f"racks_{v}_{s}") for v in VERSIONS for s in STATES}
     total = np.sum(list(counts.values()), axis=0)
     expected = _expected_racks(data, res)
@@ -139,7 +139,7 @@ def check_invariants(data: dict, res: Result) -> None:
     assert (_column(res, "slo_ok") == np.where(up, offered <= cap, lost <= 0)).all()
 
 
-def check_failover(res: Result) -> None:
+def check_failover(res: TimelineResult) -> None:
     """Per step, total demand before failover == demand offered after + demand lost; what
     the regions that are down send equals what the others receive; a region that is up
     sends and loses nothing, one that is down receives nothing and is offered nothing."""
@@ -160,7 +160,7 @@ def check_failover(res: Result) -> None:
 @settings(max_examples=40, deadline=None)
 @given(random_plans())
 def test_racks_and_capacity_conserved_every_step(data: dict) -> None:
-    res = simulate(make_plan(data), {"old": OLD, "new": NEW})
+    res = run_timeline(make_plan(data), {"old": OLD, "new": NEW})
     check_invariants(data, res)
 
 
@@ -170,7 +170,7 @@ def test_rollback_conserves_racks(data: dict) -> None:
     """A regressed new version trips the gate; the rollback returns racks to old, none lost."""
     bad = Cohort("new-bad", NEW.rps, NEW.power_w, 0.5, 0.0)  # p99 5x the SLO of 100 ms
     data["rollout"]["bake_days"] = 0.5
-    res = simulate(make_plan(data), {"old": OLD, "new": bad})
+    res = run_timeline(make_plan(data), {"old": OLD, "new": bad})
     check_invariants(data, res)
     states = {w.state for w in res.waves}
     assert "done" not in states
@@ -178,7 +178,7 @@ def test_rollback_conserves_racks(data: dict) -> None:
 
 def test_full_swap_ends_with_every_rack_new() -> None:
     data = plan_dict()
-    res = simulate(make_plan(data), {"old": OLD, "new": NEW})
+    res = run_timeline(make_plan(data), {"old": OLD, "new": NEW})
     check_invariants(data, res)
     assert [w.state for w in res.waves] == ["done", "done"]
     last = _column(res, "time_ns") == max(res.timeline["time_ns"])
@@ -187,7 +187,7 @@ def test_full_swap_ends_with_every_rack_new() -> None:
     assert math.isclose(float(_column(res, "capacity_rps")[last].sum()), 30 * NEW.rps)
 
 
-def _check_events(data: dict, res: Result) -> None:
+def _check_events(data: dict, res: TimelineResult) -> None:
     """Every add arrives in full (or is logged as not reached); removals take at most what
     was asked; a rack is gone only after its removal started."""
     asked = {}
@@ -227,7 +227,7 @@ def test_greenfield_region_and_decommission() -> None:
             "timeline.horizon_days": 4,
         }
     )
-    res = simulate(make_plan(data), {"old": OLD, "new": NEW})
+    res = run_timeline(make_plan(data), {"old": OLD, "new": NEW})
     check_invariants(data, res)
     t_h = _column(res, "time_ns") / 3.6e12
     region = _column(res, "region")
@@ -251,7 +251,7 @@ def test_removal_takes_only_serving_racks() -> None:
             "timeline.horizon_days": 2,
         }
     )
-    res = simulate(make_plan(data), {"old": OLD, "new": NEW})
+    res = run_timeline(make_plan(data), {"old": OLD, "new": NEW})
     check_invariants(data, res)
     (ev,) = [e for e in res.events if e["event"] == "rack_remove"]
     assert ev["racks"] == 10  # region a has 10 racks: all of them, not 50

@@ -18,8 +18,9 @@ from mtia_cluster.cli.main import cli
 from mtia_cluster.engine.cell import STATUS_FAILED
 from mtia_cluster.rollout import run_rollout
 from mtia_cluster.rollout.drill import racks_out, run_drill, slice_failures
-from mtia_cluster.rollout.replay import Moment, engine_cohorts
+from mtia_cluster.rollout.moment_replay import Moment
 from mtia_cluster.rollout.run import cohorts_for
+from mtia_cluster.rollout.slice import engine_cohorts
 from rollout.plans import make_plan, plan_dict
 
 DRILL = {"racks": 1, "at_fraction": 0.5, "on_failure": "retry"}
@@ -52,7 +53,8 @@ def _drill(drill: dict[str, Any], serving: dict[str, int], load: float):
     ecs = engine_cohorts(plan, cat, cohorts_for(plan, cat, "fast"))
     cap = sum(serving[v] * ecs[v].rack_rps for v in serving)
     m = Moment("gate", 0, 0, "a", 0, serving, load * cap, cap, load <= 1)
-    return plan, run_drill(plan, cat, ecs, m, 0)
+    result, trace, res = run_drill(plan, cat, ecs, m, 0)
+    return plan, (result.to_row(), trace, res)
 
 
 @pytest.mark.parametrize("on_failure", ["retry", "fail"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtia_cluster.rollout.simulate import Cohort, simulate
+from mtia_cluster.rollout.timeline import Cohort, run_timeline
 from rollout.plans import make_plan, plan_dict
 from rollout.test_conservation import NEW, OLD, check_invariants
 
@@ -15,7 +15,7 @@ FAILURES = {"mtbf_h": 200.0, "mttr_h": 12.0, "seed": 7, "correlated_prob_per_day
 
 def _run(seed: int = 7, cohorts: dict[str, Cohort] | None = None):
     data = plan_dict(failures={**FAILURES, "seed": seed})
-    return data, simulate(make_plan(data), cohorts or {"old": OLD, "new": NEW})
+    return data, run_timeline(make_plan(data), cohorts or {"old": OLD, "new": NEW})
 
 
 def test_failures_happen_and_conserve_racks() -> None:
@@ -46,7 +46,7 @@ def test_different_seed_different_failures() -> None:
 
 def test_no_failures_without_failure_model() -> None:
     data = plan_dict()
-    res = simulate(make_plan(data), {"old": OLD, "new": NEW})
+    res = run_timeline(make_plan(data), {"old": OLD, "new": NEW})
     assert max(res.timeline["racks_old_failed"]) == 0
     assert not [e for e in res.events if e["event"] in ("failure", "repair")]
 
@@ -57,7 +57,7 @@ PARTS = [{"part": "host", "mtbf_h": 300.0, "mttr_h": 24.0}]
 def _parts_run(parts: list[dict], rack_failures: bool = True, seed: int = 7):
     failures = {**FAILURES, "seed": seed} if rack_failures else {"seed": seed}
     data = plan_dict(failures={**failures, "parts": parts})
-    return data, simulate(make_plan(data), {"old": OLD, "new": NEW})
+    return data, run_timeline(make_plan(data), {"old": OLD, "new": NEW})
 
 
 def test_host_failures_take_their_share_of_rack_capacity() -> None:

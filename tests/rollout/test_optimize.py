@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from mtia_cluster.cli.main import cli
 from mtia_cluster.rollout.optimize import optimize
-from mtia_cluster.rollout.simulate import simulate
+from mtia_cluster.rollout.timeline import run_timeline
 from rollout.plans import EXAMPLES, make_plan, plan_dict
 from rollout.test_conservation import NEW, OLD, random_plans
 
@@ -20,7 +20,7 @@ from rollout.test_conservation import NEW, OLD, random_plans
 def _holds(plan, waves, rate, margin: float) -> bool:
     """The constraint, recomputed from the timeline independently of optimize.check."""
     variant = dataclasses.replace(plan, waves=waves, install_racks_per_day=rate)
-    res = simulate(variant, {"old": OLD, "new": NEW})
+    res = run_timeline(variant, {"old": OLD, "new": NEW})
     tl = res.timeline
     up = np.asarray(tl["region_up"], dtype=bool)  # whole-region outages: the regions that are
     cap = np.asarray(tl["capacity_rps"])[up]  # up must hold the demand offered to them

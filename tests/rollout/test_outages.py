@@ -8,7 +8,7 @@ import pytest
 
 from mtia_cluster.rollout.moments import pick_moments
 from mtia_cluster.rollout.run import rollout_summary
-from mtia_cluster.rollout.simulate import Result, simulate
+from mtia_cluster.rollout.timeline import TimelineResult, run_timeline
 from rollout.plans import make_plan, plan_dict
 from rollout.test_conservation import NEW, OLD, check_failover, check_invariants
 
@@ -26,15 +26,15 @@ def _plan(**changes):
     return plan_dict(**{**base, **changes})
 
 
-def _col(res: Result, name: str) -> np.ndarray:
+def _col(res: TimelineResult, name: str) -> np.ndarray:
     return np.asarray(res.timeline[name])
 
 
-def _rows(res: Result, region: str) -> np.ndarray:
+def _rows(res: TimelineResult, region: str) -> np.ndarray:
     return _col(res, "region") == region
 
 
-def _hours(res: Result) -> np.ndarray:
+def _hours(res: TimelineResult) -> np.ndarray:
     return _col(res, "time_ns") / 3.6e12
 
 
@@ -42,7 +42,7 @@ def test_scheduled_outage_fails_over_in_proportion_to_capacity() -> None:
     """Region a is down from hour 48 for 10 steps (9.5 h rounds up): capacity 0, its demand
     shared by b and c in proportion to their capacity at that step."""
     data = _plan(outages=[{"region": "a", "at_day": 2, "duration_h": 9.5}])
-    res = simulate(make_plan(data), COHORTS)
+    res = run_timeline(make_plan(data), COHORTS)
     check_invariants(data, res)
     h, a = _hours(res), _rows(res, "a")
     down = ~_col(res, "region_up").astype(bool)
@@ -74,7 +74,7 @@ def test_scheduled_outage_fails_over_in_proportion_to_capacity() -> None:
 def test_failover_none_loses_demand_and_counts_violation_minutes() -> None:
     data = _plan(outages=[{"region": "c", "at_day": 1, "duration_h": 6}], failover="none")
     plan = make_plan(data)
-    res = simulate(plan, COHORTS)
+    res = run_timeline(plan, COHORTS)
     check_invariants(data, res)
     down = ~_col(res, "region_up").astype(bool)
     assert down.sum() == 6
@@ -94,13 +94,13 @@ def test_remaining_regions_cannot_absorb_while_a_wave_drains() -> None:
     data = _plan(**{"fleet.regions": regions},
                  outages=[{"region": "b", "at_day": 0.25, "duration_h": 4}])  # fmt: skip
     plan = make_plan(data)
-    res = simulate(plan, COHORTS)
+    res = run_timeline(plan, COHORTS)
     check_invariants(data, res)
     s = rollout_summary(plan, res, "fast")
     assert s["outages"]["worst_headroom_during"] < 0
     assert s["outages"]["slo_violation_minutes_caused"] > 0
     assert s["slo_violation_minutes"] >= s["outages"]["slo_violation_minutes_caused"]
-    with_none = simulate(make_plan({**data, "failover": "none"}), COHORTS)
+    with_none = run_timeline(make_plan({**data, "failover": "none"}), COHORTS)
     s_none = rollout_summary(make_plan({**data, "failover": "none"}), with_none, "fast")["outages"]
     assert s_none["slo_violation_minutes_caused"] == 240.0  # only b's own minutes
 
@@ -108,10 +108,10 @@ def test_remaining_regions_cannot_absorb_while_a_wave_drains() -> None:
 def test_gate_waits_while_its_region_is_down() -> None:
     """A 30 h outage of region a over its wave's gate time delays the gate until a has been
     up for a whole gate window (24 h) after the repair; the gate then passes."""
-    base = simulate(make_plan(_plan()), COHORTS)
+    base = run_timeline(make_plan(_plan()), COHORTS)
     gate_h = next(e["time_ns"] for e in base.events if e["event"] == "gate_pass") / 3.6e12
     data = _plan(outages=[{"region": "a", "at_day": (gate_h - 2) / 24, "duration_h": 30}])
-    res = simulate(make_plan(data), COHORTS)
+    res = run_timeline(make_plan(data), COHORTS)
     check_invariants(data, res)
     repair = next(e for e in res.events if e["event"] == "region_repair")
     gate = next(e for e in res.events if e["event"] in ("gate_pass", "gate_fail"))
@@ -119,15 +119,15 @@ def test_gate_waits_while_its_region_is_down() -> None:
     assert gate["time_ns"] == repair["time_ns"] + 24 * 3.6e12 == (gate_h + 52) * 3.6e12
 
 
-def _drawn(seed: int, **extra) -> Result:
+def _drawn(seed: int, **extra) -> TimelineResult:
     data = _plan(failures={"seed": seed, "region": {"mtbf_h": 100, "mttr_h": 10}, **extra},
                  **{"timeline.horizon_days": 60})  # fmt: skip
-    res = simulate(make_plan(data), COHORTS)
+    res = run_timeline(make_plan(data), COHORTS)
     check_invariants(data, res)
     return res
 
 
-def _region_events(res: Result) -> list[tuple]:
+def _region_events(res: TimelineResult) -> list[tuple]:
     return [(e["time_ns"], e["region"], e["event"]) for e in res.events
             if e["event"].startswith("region_")]  # fmt: skip
 
@@ -151,7 +151,7 @@ def test_drawn_outage_count_matches_the_renewal_mean() -> None:
 
 def test_moments_skip_down_regions_and_use_offered_demand() -> None:
     data = _plan(outages=[{"region": "b", "at_day": 0.5, "duration_h": 12}])
-    res = simulate(make_plan(data), COHORTS)
+    res = run_timeline(make_plan(data), COHORTS)
     up = _col(res, "region_up").astype(bool)
     picked = pick_moments(res)
     assert picked and all(up[j] for _, _, j in picked)
@@ -161,8 +161,8 @@ def test_moments_skip_down_regions_and_use_offered_demand() -> None:
 
 @pytest.mark.parametrize("failover", ["none", "proportional"])
 def test_no_outage_changes_nothing(failover: str) -> None:
-    a = simulate(make_plan(_plan()), COHORTS)
-    b = simulate(make_plan(_plan(failover=failover)), COHORTS)
+    a = run_timeline(make_plan(_plan()), COHORTS)
+    b = run_timeline(make_plan(_plan(failover=failover)), COHORTS)
     assert a.timeline == b.timeline
     np.testing.assert_array_equal(_col(a, "offered_rps"), _col(a, "demand_rps"))
     check_failover(a)
@@ -175,10 +175,10 @@ def test_drawn_outages_change_no_rack_or_part_draw() -> None:
     parts = [{"part": "host", "mtbf_h": 500, "mttr_h": 8}]
     rack_faults = {"seed": 5, "mtbf_h": 300, "mttr_h": 12, "parts": parts}
     common = {"rollout.bake_days": 100, "timeline.horizon_days": 30}
-    base = simulate(make_plan(_plan(failures=rack_faults, **common)), COHORTS)
+    base = run_timeline(make_plan(_plan(failures=rack_faults, **common)), COHORTS)
     regions = {**rack_faults, "region": {"mtbf_h": 50, "mttr_h": 5}}
     data = _plan(failures=regions, **common)
-    res = simulate(make_plan(data), COHORTS)
+    res = run_timeline(make_plan(data), COHORTS)
     check_invariants(data, res)
     assert _region_events(res) and not _region_events(base)
     keep = [e for e in res.events if not e["event"].startswith("region_")]

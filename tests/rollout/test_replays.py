@@ -17,7 +17,8 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.cli.main import cli
 from mtia_cluster.config import load_yaml
 from mtia_cluster.rollout import run_rollout
-from mtia_cluster.rollout.replay import EngineCohort, Moment, _rate, _span, slice_hosts
+from mtia_cluster.rollout.moment_replay import Moment, offered_rps, slice_hosts
+from mtia_cluster.rollout.slice import EngineCohort, replay_span_s
 from rollout.plans import EXAMPLES, make_plan, plan_dict
 
 REGRESSION = EXAMPLES / "model-regression-rollback.yaml"
@@ -140,14 +141,14 @@ def test_slice_keeps_versions_and_utilization(
     # at most max_hosts (+1 when rounding both versions up to one host each), and within
     # the request budget unless already down to one host per version
     assert sum(k.values()) <= max(max_hosts + 1, len(k))
-    assert sum(k.values()) == len(k) or _rate(m, ecs, k) * _span(plan) <= max_requests
-    fits = m.demand_rps * _span(plan) <= max_requests
+    assert sum(k.values()) == len(k) or offered_rps(m, ecs, k) * replay_span_s(plan) <= max_requests
+    fits = m.demand_rps * replay_span_s(plan) <= max_requests
     if old * hpr[0] + new * hpr[1] <= max_hosts and fits:
         assert k == {v: r * ecs[v].hosts_per_rack for v, r in m.serving.items() if r}
-        assert math.isclose(_rate(m, ecs, k), m.demand_rps)
+        assert math.isclose(offered_rps(m, ecs, k), m.demand_rps)
     # offered / slice capacity == demand / region capacity: the region's utilization
     slice_cap = sum(k[v] * ecs[v].rack_rps / ecs[v].hosts_per_rack for v in k)
-    assert math.isclose(_rate(m, ecs, k) / slice_cap, util, rel_tol=1e-9)
+    assert math.isclose(offered_rps(m, ecs, k) / slice_cap, util, rel_tol=1e-9)
 
 
 def test_cli_replays_output_and_fast_fallback(runner, tmp_path) -> None:
@@ -188,8 +189,8 @@ def test_cli_replays_output_and_fast_fallback(runner, tmp_path) -> None:
 
 def test_engine_cohorts_of_generation_swap() -> None:
     """Engine cohorts of a generation swap: each version on its own chip's platform."""
-    from mtia_cluster.rollout.replay import engine_cohorts
     from mtia_cluster.rollout.run import cohorts_for
+    from mtia_cluster.rollout.slice import engine_cohorts
 
     plan = make_plan(plan_dict())
     cat = load_catalog()
@@ -204,16 +205,16 @@ def test_engine_cohorts_of_generation_swap() -> None:
     b=st.lists(st.floats(0, 10), min_size=1, max_size=50),
 )
 def test_weighted_p99_follows_the_weights(a: list[float], b: list[float]) -> None:
-    from mtia_cluster.rollout.replay import _p99
+    from mtia_cluster.rollout.slice import p99
 
     x = np.array(a + b)
     ones = np.ones(len(x))
-    assert _p99(x, ones) == _p99(x) == float(np.percentile(x, 99))
+    assert p99(x, ones) == p99(x) == float(np.percentile(x, 99))
     # (almost) all weight on group a: its nearest-rank p99
     w = np.array([1.0] * len(a) + [1e-12] * len(b))
     sa = np.sort(np.array(a))
-    assert _p99(x, w) == sa[min(int(np.ceil(0.99 * len(a))) - 1, len(a) - 1)]
-    assert min(x) <= _p99(x, np.array([1.0] * len(a) + [3.0] * len(b))) <= max(x)
+    assert p99(x, w) == sa[min(int(np.ceil(0.99 * len(a))) - 1, len(a) - 1)]
+    assert min(x) <= p99(x, np.array([1.0] * len(a) + [3.0] * len(b))) <= max(x)
 
 
 def test_llm_model_version_with_slowdown_is_refused_for_replay(runner, tmp_path) -> None:

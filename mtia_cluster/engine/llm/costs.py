@@ -24,6 +24,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mtia_cluster.engine.rng import StreamKind, entity_rng
+
 AS_PER_NS = 1_000_000_000  # attoseconds per nanosecond
 AS_PER_S = 10**18
 _PROBE_PAIRS = 1e9  # large probe so the slope is read with ~1e-7 relative precision or better
@@ -101,7 +103,7 @@ def probe_iteration_cost(model: IterationModel, max_tokens: int, seed: int = 0) 
 
 def check_against_model(cost: IterationCost, model: IterationModel, seed: int = 0) -> None:
     """Raise ValueError unless `cost` reproduces ``model.time_s`` at random shapes."""
-    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(7,))))
+    rng = entity_rng(seed, StreamKind.LLM_COST_CHECK)
     n = 256
     total = rng.integers(0, cost.max_tokens + 1, n)
     prefill = rng.integers(0, total + 1)

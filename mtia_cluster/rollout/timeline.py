@@ -4,8 +4,8 @@ Each step (plan.timeline.step_h) and each region: swaps in flight advance, faile
 repaired, new failures are drawn from the region's own seeded stream, the wave state machine
 moves (a wave starts when the previous one has passed its gate; it is "swapped" when all its
 regions hold only new racks; after bake_days its health gate is judged on the last window_h
-of timeline metrics, or, when a `gate_replay` is given, on an exact replay of the window's
-highest-load hour (fleet/replay.py); a failed gate pauses or rolls the wave back), the active
+of timeline metrics, or, when a `gate_hook` is given, on an exact replay of the window's
+highest-load hour (moment_replay.py); a failed gate pauses or rolls the wave back), the active
 wave's regions start swaps at the install rate within the drain budget, and one timeline row
 is recorded: capacity = sum of serving racks' capacities, demand from the diurnal/growth
 profile.
@@ -20,15 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from mtia_cluster.engine.rng import entity_rng
-from mtia_cluster.rollout.events import RackEvent
+from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.rollout.outages import Outage, OutageState, RegionFailureSpec, apply_failover
-from mtia_cluster.rollout.parts import KIND_FLEET_PART_FAILURES, PartState
+from mtia_cluster.rollout.parts import PartState
 from mtia_cluster.rollout.plan import Plan, Region
+from mtia_cluster.rollout.rack_events import RackEvent
 from mtia_cluster.rollout.region import STATES, VERSIONS, RegionState
 from mtia_cluster.units import NS_PER_DAY, NS_PER_H
-
-KIND_FLEET_FAILURES = 952  # spawn-key namespace: per-region failure streams
 
 
 @dataclass
@@ -55,7 +53,7 @@ class Wave:
 
 
 @dataclass
-class Result:
+class TimelineResult:
     """Timeline columns, event rows and the facts the summary needs."""
 
     timeline: dict[str, list[Any]]
@@ -66,11 +64,11 @@ class Result:
     gate_results: list[dict[str, Any]] = field(default_factory=list)
     # (result, timeline row, wave) -> replay row with new_p99_s, new_error_rate (None: the
     # gates use the timeline's analytic cohort metrics)
-    gate_replay: GateReplay | None = None
+    gate_hook: GateHook | None = None
     replays: list[dict[str, Any]] = field(default_factory=list)
 
 
-GateReplay = Callable[["Result", int, int], dict[str, Any]]
+GateHook = Callable[["TimelineResult", int, int], dict[str, Any]]
 
 
 def demand_rps(region: Region, t_ns: np.ndarray | int) -> np.ndarray:
@@ -85,82 +83,116 @@ def demand_rps(region: Region, t_ns: np.ndarray | int) -> np.ndarray:
     return np.asarray(d.peak_rps * growth * shape)
 
 
-def simulate(
-    plan: Plan, cohorts: dict[str, Cohort], gate_replay: GateReplay | None = None
-) -> Result:
+def run_timeline(
+    plan: Plan, cohorts: dict[str, Cohort], gate_hook: GateHook | None = None
+) -> TimelineResult:
     """Run the plan's timeline with per-rack figures `cohorts` ({"old": .., "new": ..});
-    gates judged on `gate_replay` rows when given."""
+    gates judged on `gate_hook` rows when given."""
     step_ns = round(plan.step_h * NS_PER_H)
     steps = math.ceil(plan.horizon_days * 24.0 / plan.step_h)
-    src, dst = plan.target.from_generation, plan.target.to_generation
-    regions = {
-        r.name: RegionState.new(
-            r.name,
-            r.racks.get(src, 0),
-            r.racks.get(dst, 0) if dst != src else 0,
-            plan.drain_h,
-            plan.install_h,
-            plan.burnin_h,
-        )
-        for r in plan.regions
-    }
-    rngs = {
-        r.name: entity_rng(plan.failures.seed if plan.failures else 0, KIND_FLEET_FAILURES, i)
-        for i, r in enumerate(plan.regions)
-    }
-    seed = plan.failures.seed if plan.failures else 0
-    part_rngs = [entity_rng(seed, KIND_FLEET_PART_FAILURES, i) for i in range(len(plan.regions))]
-    parts = {r.name: PartState() for r in plan.regions}
-    res = Result(_empty_timeline(), [], [Wave(w) for w in plan.waves], cohorts, step_ns)
-    res.gate_replay = gate_replay
-    region_wave = {name: i for i, w in enumerate(plan.waves) for name in w}
-    drawn = plan.failures.region if plan.failures else None
-    outages = OutageState.new([r.name for r in plan.regions], plan.step_h, seed, drawn is not None)
-    next_event = next_outage = 0
-    last_down = {r.name: -(2**62) for r in plan.regions}  # last step a region was down
+    res = TimelineResult(_empty_timeline(), [], [Wave(w) for w in plan.waves], cohorts, step_ns)
+    res.gate_hook = gate_hook
+    run = _Run.new(plan)
     for k in range(steps):
-        now = k * step_ns
-        while next_event < len(plan.events) and plan.events[next_event].at_ns <= now:
-            _rack_event(plan, res, regions, region_wave, plan.events[next_event], now)
-            next_event += 1
-        due = []
-        while next_outage < len(plan.outages) and plan.outages[next_outage].at_ns <= now:
-            due.append(plan.outages[next_outage])
-            next_outage += 1
-        up_list = _outages_step(res, outages, k, now, due, drawn, region_wave)
-        for r, u in zip(plan.regions, up_list, strict=True):
-            last_down[r.name] = last_down[r.name] if u else now
-        for i, r in enumerate(plan.regions):
-            st = regions[r.name]
-            st.advance(now)
-            st.repair(now)
-            if plan.failures is not None:
-                _draw_failures(plan, st, rngs[r.name], now)
-                if plan.failures.parts:
-                    serving = {v: st.counts[(v, "serving")] for v in VERSIONS}
-                    parts[r.name].step(
-                        now, part_rngs[i], plan.failures.parts, plan.step_h, serving, st.events
-                    )
-        _waves_step(plan, res, regions, now, last_down)
-        for r in plan.regions:
-            _start_swaps(plan, res, regions[r.name], region_wave.get(r.name), now)
-            _record(plan, res, r, regions[r.name], parts[r.name], region_wave.get(r.name), now)
-        _failover(res.timeline, up_list, plan.failover)
-    for ev in plan.events[next_event:]:  # after the last step
-        late = _wave_event(ev.at_ns, region_wave.get(ev.region, -1), "rack_event_not_reached",
+        _step(plan, res, run, k, k * step_ns)
+    for ev in plan.rack_events[run.next_rack_event :]:  # after the last step
+        late = _wave_event(ev.at_ns, run.region_wave.get(ev.region, -1), "rack_event_not_reached",
                            f"{ev.kind} {ev.racks} {ev.generation}")  # fmt: skip
         res.events.append({**late, "region": ev.region, "racks": ev.racks})
-    for st in regions.values():
+    for st in run.regions.values():
         for t, kind, version, n in st.events:
             ev = _event(t, st.name, kind, version, n, cohorts)
-            ev["wave"] = region_wave.get(st.name, -1)
+            ev["wave"] = run.region_wave.get(st.name, -1)
             res.events.append(ev)
     res.events.sort(key=lambda e: (e["time_ns"], e["region"], e["event"]))
     return res
 
 
+@dataclass
+class _Run:
+    """The timeline's state between steps: regions, their seeded streams, part failures,
+    outages, the next scheduled rack event and outage, and when each region was last down."""
+
+    regions: dict[str, RegionState]
+    rngs: dict[str, np.random.Generator]  # rack failures, per region
+    part_rngs: list[np.random.Generator]  # part failures, per region index
+    parts: dict[str, PartState]
+    region_wave: dict[str, int]
+    outages: OutageState
+    drawn: RegionFailureSpec | None  # drawn whole-region outages
+    last_down: dict[str, int]  # last step a region was down
+    next_rack_event: int = 0
+    next_outage: int = 0
+
+    @classmethod
+    def new(cls, plan: Plan) -> _Run:
+        src, dst = plan.target.from_generation, plan.target.to_generation
+        regions = {
+            r.name: RegionState.new(
+                r.name,
+                r.racks.get(src, 0),
+                r.racks.get(dst, 0) if dst != src else 0,
+                plan.drain_h,
+                plan.install_h,
+                plan.burnin_h,
+            )
+            for r in plan.regions
+        }
+        seed = plan.failures.seed if plan.failures else 0
+        n = len(plan.regions)
+        drawn = plan.failures.region if plan.failures else None
+        return cls(
+            regions=regions,
+            rngs={
+                r.name: entity_rng(seed, StreamKind.ROLLOUT_RACK_FAILURES, i)
+                for i, r in enumerate(plan.regions)
+            },
+            part_rngs=[entity_rng(seed, StreamKind.ROLLOUT_PART_FAILURES, i) for i in range(n)],
+            parts={r.name: PartState() for r in plan.regions},
+            region_wave={name: i for i, w in enumerate(plan.waves) for name in w},
+            outages=OutageState.new(
+                [r.name for r in plan.regions], plan.step_h, seed, drawn is not None
+            ),
+            drawn=drawn,
+            last_down={r.name: -(2**62) for r in plan.regions},
+        )
+
+
+def _step(plan: Plan, res: TimelineResult, run: _Run, k: int, now: int) -> None:
+    """Step k: rack events and outages due, swaps, repairs and failures in every region, the
+    wave state machine, new swaps, one row per region and the failover of down regions."""
+    rack_events = plan.rack_events
+    while run.next_rack_event < len(rack_events) and rack_events[run.next_rack_event].at_ns <= now:
+        _rack_event(plan, res, run.regions, run.region_wave, rack_events[run.next_rack_event], now)
+        run.next_rack_event += 1
+    due = []
+    while run.next_outage < len(plan.outages) and plan.outages[run.next_outage].at_ns <= now:
+        due.append(plan.outages[run.next_outage])
+        run.next_outage += 1
+    up_list = _outages_step(res, run.outages, k, now, due, run.drawn, run.region_wave)
+    for r, u in zip(plan.regions, up_list, strict=True):
+        run.last_down[r.name] = run.last_down[r.name] if u else now
+    for i, r in enumerate(plan.regions):
+        st = run.regions[r.name]
+        st.advance(now)
+        st.repair(now)
+        if plan.failures is not None:
+            _draw_failures(plan, st, run.rngs[r.name], now)
+            if plan.failures.parts:
+                serving = {v: st.counts[(v, "serving")] for v in VERSIONS}
+                run.parts[r.name].step(
+                    now, run.part_rngs[i], plan.failures.parts, plan.step_h, serving, st.events
+                )
+    _waves_step(plan, res, run.regions, now, run.last_down)
+    for r in plan.regions:
+        wave = run.region_wave.get(r.name)
+        _start_swaps(plan, res, run.regions[r.name], wave, now)
+        _record(plan, res, r, run.regions[r.name], run.parts[r.name], wave, now)
+    _failover(res.timeline, up_list, plan.failover)
+
+
 def _outages_step(
-    res: Result,
+    res: TimelineResult,
     outages: OutageState,
     k: int,
     now: int,
@@ -179,13 +211,13 @@ def _outages_step(
 
 def _rack_event(
     plan: Plan,
-    res: Result,
+    res: TimelineResult,
     regions: dict[str, RegionState],
     region_wave: dict[str, int],
     ev: RackEvent,
     now: int,
 ) -> None:
-    """Add or remove racks (fleet/events.py). A generation's racks are its version; in a
+    """Add or remove racks (rack_events.py). A generation's racks are its version; in a
     model-version rollout added racks get the new version once the region's wave has started
     (and not rolled back), and removals take old racks first."""
     st = regions[ev.region]
@@ -216,7 +248,11 @@ def _draw_failures(plan: Plan, st: RegionState, rng: np.random.Generator, now: i
 
 
 def _waves_step(
-    plan: Plan, res: Result, regions: dict[str, RegionState], now: int, last_down: dict[str, int]
+    plan: Plan,
+    res: TimelineResult,
+    regions: dict[str, RegionState],
+    now: int,
+    last_down: dict[str, int],
 ) -> None:
     """Advance the wave state machine by one step (at most one transition per wave). A gate
     waits until every region of its wave has been up for a whole gate window (after a
@@ -251,10 +287,12 @@ def _swapped(plan: Plan, regions: dict[str, RegionState], names: tuple[str, ...]
     to arrive there (a greenfield region's wave waits for its racks)."""
     if not all(regions[n].settled("new") for n in names):
         return False
-    return not any(e.kind == "add" and e.at_ns > now and e.region in names for e in plan.events)
+    return not any(
+        e.kind == "add" and e.at_ns > now and e.region in names for e in plan.rack_events
+    )
 
 
-def _judge(plan: Plan, res: Result, i: int, now: int) -> None:
+def _judge(plan: Plan, res: TimelineResult, i: int, now: int) -> None:
     """Health gate of wave i over the last window_h: the new cohort's p99 vs SLO, its error
     rate and its per-rack throughput vs the old cohort, on steps where it served."""
     w = res.waves[i]
@@ -295,14 +333,14 @@ def _judge(plan: Plan, res: Result, i: int, now: int) -> None:
         res.events.append(_wave_event(now, i, "rollback_start", ""))
 
 
-def _gate_metrics(res: Result, rows: list[int], wave: int) -> tuple[float, float, str]:
+def _gate_metrics(res: TimelineResult, rows: list[int], wave: int) -> tuple[float, float, str]:
     """New-cohort p99 and error rate for a gate: replayed at the window's highest-load row
     (demand / capacity) when a replay is configured, else the timeline's worst p99 and mean
     error rate over the window."""
     tl = res.timeline
-    if res.gate_replay is not None and rows:
+    if res.gate_hook is not None and rows:
         j = max(rows, key=lambda r: tl["offered_rps"][r] / max(tl["capacity_rps"][r], 1e-300))
-        row = res.gate_replay(res, j, wave)
+        row = res.gate_hook(res, j, wave)
         res.replays.append(row)
         return float(row["new_p99_s"]), float(row["new_error_rate"]), "replay"
     p99 = max((tl["new_p99_s"][j] for j in rows), default=math.nan)
@@ -310,13 +348,15 @@ def _gate_metrics(res: Result, rows: list[int], wave: int) -> tuple[float, float
     return p99, err, "timeline"
 
 
-def _cancel_rest(res: Result, i: int) -> None:
+def _cancel_rest(res: TimelineResult, i: int) -> None:
     """After a pause or a finished rollback no later wave starts."""
     for w in res.waves[i + 1 :]:
         w.state = "cancelled"
 
 
-def _start_swaps(plan: Plan, res: Result, st: RegionState, wave: int | None, now: int) -> None:
+def _start_swaps(
+    plan: Plan, res: TimelineResult, st: RegionState, wave: int | None, now: int
+) -> None:
     """In the region's active wave, start swaps at the install rate within the drain budget."""
     if wave is None or res.waves[wave].state not in ("swapping", "rolling_back"):
         st.tokens = 0.0
@@ -339,7 +379,13 @@ def _empty_timeline() -> dict[str, list[Any]]:
 
 
 def _record(
-    plan: Plan, res: Result, r: Region, st: RegionState, ps: PartState, wave: int | None, now: int
+    plan: Plan,
+    res: TimelineResult,
+    r: Region,
+    st: RegionState,
+    ps: PartState,
+    wave: int | None,
+    now: int,
 ) -> None:
     """One region's timeline row as if the region were up (failover columns: `_failover`)."""
     tl = res.timeline
@@ -373,7 +419,7 @@ def _record(
 
 def _failover(tl: dict[str, list[Any]], up: list[bool], failover: str) -> None:
     """Complete the step's last len(up) rows: a down region has capacity 0 and its demand is
-    failed over (fleet/outages.py); headroom and SLO status are judged on the demand offered
+    failed over (outages.py); headroom and SLO status are judged on the demand offered
     to the region (its own, less what it sent or lost, plus what it received). A down
     region's headroom is NaN and its SLO holds when none of its demand was lost."""
     n = len(up)

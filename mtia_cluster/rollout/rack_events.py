@@ -52,7 +52,7 @@ def check_before_horizon(
         )
 
 
-def parse_events(
+def parse_rack_events(
     events: list[rp.RackEvent],
     file: str | Path | None,
     regions: set[str],
