@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from mtia_cluster.catalog.chip import DTYPE_BYTES
-from mtia_cluster.catalog.models import LLMModelFile, Quantity
+from mtia_cluster.catalog.models import LLMModelFile, MoEBlock, Quantity
 from mtia_cluster.catalog.quantity import Provenance, SourcedReader, field_error
 
 
@@ -122,26 +122,7 @@ def parse_llm(spec: LLMModelFile, path: Path) -> LLMModel:
     def optional(node: Quantity | None, name: str) -> int | None:
         return q(node, name) if node is not None else None
 
-    moe = None
-    if spec.moe is not None:
-        m = spec.moe
-        moe = MoE(
-            experts=q(m.experts, "moe.experts"),
-            active_experts=q(m.active_experts, "moe.active_experts"),
-            shared_experts=int(r.quantity(m.shared_experts, "moe.shared_experts")),
-            expert_ffn=q(m.expert_ffn, "moe.expert_ffn"),
-            layer_every=m.moe_layer_every,
-            router_skew=r.quantity(m.router_skew, "moe.router_skew", default=0.0, max_value=4),
-            capacity_factor=(
-                r.quantity(m.capacity_factor, "moe.capacity_factor", positive=True)
-                if m.capacity_factor is not None
-                else None
-            ),
-        )
-        if moe.active_experts > moe.experts:
-            raise field_error(
-                path, "moe.active_experts", "more active experts than experts", moe.active_experts
-            )
+    moe = _parse_moe(spec.moe, r, path) if spec.moe is not None else None
     heads = q(spec.heads, "heads")
     kv_heads = q(spec.kv_heads, "kv_heads")
     head_dim = q(spec.head_dim, "head_dim")
@@ -178,3 +159,25 @@ def parse_llm(spec: LLMModelFile, path: Path) -> LLMModel:
         published_active_params=active,
         provenance=r.provenance,
     )
+
+
+def _parse_moe(m: MoEBlock, r: SourcedReader, path: Path) -> MoE:
+    """The `moe:` block of an LLM file: experts, routing skew and capacity limits."""
+    moe = MoE(
+        experts=int(r.quantity(m.experts, "moe.experts", positive=True)),
+        active_experts=int(r.quantity(m.active_experts, "moe.active_experts", positive=True)),
+        shared_experts=int(r.quantity(m.shared_experts, "moe.shared_experts")),
+        expert_ffn=int(r.quantity(m.expert_ffn, "moe.expert_ffn", positive=True)),
+        layer_every=m.moe_layer_every,
+        router_skew=r.quantity(m.router_skew, "moe.router_skew", default=0.0, max_value=4),
+        capacity_factor=(
+            r.quantity(m.capacity_factor, "moe.capacity_factor", positive=True)
+            if m.capacity_factor is not None
+            else None
+        ),
+    )
+    if moe.active_experts > moe.experts:
+        raise field_error(
+            path, "moe.active_experts", "more active experts than experts", moe.active_experts
+        )
+    return moe
