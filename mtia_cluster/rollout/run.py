@@ -28,6 +28,7 @@ from mtia_cluster.rollout.plan import Plan
 from mtia_cluster.rollout.rack_capacity import CacheKey, RackCapacity, rack_capacity
 from mtia_cluster.rollout.replay import engine_cohorts
 from mtia_cluster.rollout.simulate import Cohort, Result, simulate
+from mtia_cluster.cost.rollout import rollout_costs
 from mtia_cluster.units import NS_PER_DAY
 
 REFERENCE_NOTE = "Meta: MTIA 2i from first silicon to production in 16 regions in < 9 months"
@@ -153,6 +154,7 @@ def run_rollout(
         step(2, 2, "timeline done")
     sources = sorted({c.source for c in cohorts.values()})
     summary = rollout_summary(plan, res, "+".join(sources))
+    summary.update(rollout_costs(plan, res.timeline, cat))  # cost and carbon (#19)
     summary["gate_metrics"] = "replay" if on else "timeline"
     summary["replays"] = [_replay_summary(r) for r in res.replays]
     summary["replay_disagreements"] = sum(not r["agrees"] for r in res.replays)
