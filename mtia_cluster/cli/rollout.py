@@ -14,6 +14,7 @@ from mtia_cluster.cli._common import (
     overwrite_option,
     set_option,
 )
+from mtia_cluster.cost.view import rollout_cost_line
 
 
 @click.command()
@@ -88,11 +89,8 @@ def rollout(
     ]
     echo_table(["region", "min_headroom", "at_day", "slo_violation_min"], rows)
     click.echo(
-        f"energy {summary['energy_mwh']:.4g} MWh (at the wall "
-        f"{summary['facility_energy_mwh']:.4g} MWh); cost ${summary['cost_usd']:,.0f} "
-        f"(capex ${summary['capex_usd']:,.0f}, energy ${summary['energy_cost_usd']:,.0f}); "
-        f"{summary['co2e_t']:.4g} tCO2e; perf/W (requests/J) "
-        f"{summary['perf_per_w_before']:.4g} -> {summary['perf_per_w_after']:.4g}; "
+        f"energy {summary['energy_mwh']:.4g} MWh; {rollout_cost_line(summary)}; perf/W "
+        f"(requests/J) {summary['perf_per_w_before']:.4g} -> {summary['perf_per_w_after']:.4g}; "
         f"output {out_dir}"
     )
     if summary["outages"]["count"]:

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 import mtia_cluster
 from mtia_cluster.catalog import Catalog, load_catalog
+from mtia_cluster.cost.rollout import rollout_costs
 from mtia_cluster.output import ROLLOUT_DIR, claim_output, contents_of, staged
 from mtia_cluster.rollout.moments import Replayer, run_replays
 from mtia_cluster.rollout.outages import outage_summary
@@ -28,7 +29,6 @@ from mtia_cluster.rollout.plan import Plan
 from mtia_cluster.rollout.rack_capacity import CacheKey, RackCapacity, rack_capacity
 from mtia_cluster.rollout.replay import engine_cohorts
 from mtia_cluster.rollout.simulate import Cohort, Result, simulate
-from mtia_cluster.cost.rollout import rollout_costs
 from mtia_cluster.units import NS_PER_DAY
 
 REFERENCE_NOTE = "Meta: MTIA 2i from first silicon to production in 16 regions in < 9 months"

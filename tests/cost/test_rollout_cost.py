@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 from hypothesis import given, settings
+from rollout.plans import make_plan
+from rollout.test_conservation import NEW, OLD, random_plans
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.cost import load_cost_data
@@ -14,8 +16,6 @@ from mtia_cluster.cost.rollout import rollout_costs
 from mtia_cluster.rollout.region import STATES
 from mtia_cluster.rollout.simulate import simulate
 from mtia_cluster.units import J_PER_KWH, S_PER_YEAR
-from rollout.plans import make_plan
-from rollout.test_conservation import NEW, OLD, random_plans
 
 KEYS = ("facility_energy_mwh", "energy_cost_usd", "capex_usd", "cost_usd", "co2e_t")
 
@@ -49,7 +49,9 @@ def test_rollout_cost_adds_up_and_follows_the_timeline(data: dict) -> None:
         assert r["grid"] == "default"
         joules = float(np.asarray(tl["power_w"])[m].sum()) * step_s * grid.pue
         assert math.isclose(r["facility_energy_mwh"], joules / J_PER_KWH / 1e3, rel_tol=1e-9)
-        assert math.isclose(r["co2e_t"], joules / J_PER_KWH * grid.gco2e_per_kwh / 1e6, rel_tol=1e-9)
+        assert math.isclose(
+            r["co2e_t"], joules / J_PER_KWH * grid.gco2e_per_kwh / 1e6, rel_tol=1e-9
+        )
         racks = {
             v: sum(float(np.asarray(tl[f"racks_{v}_{s}"])[m].sum()) for s in STATES)
             for v in ("old", "new")
