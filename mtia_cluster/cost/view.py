@@ -4,7 +4,10 @@ same dict `--json` prints and summary.json holds) and printed by the one formatt
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
+
+from mtia_cluster import fmt
 
 COST_HEADERS = [
     "region",
@@ -65,3 +68,19 @@ def rollout_cost_line(summary: dict[str, Any]) -> str:
         f"${summary['cost_usd']:,.0f} (capex ${summary['capex_usd']:,.0f}, energy "
         f"${summary['energy_cost_usd']:,.0f}), {summary['co2e_t']:.4g} tCO2e"
     )
+
+
+def cost_table_html(summary: dict[str, Any], doc: dict[str, Any] | None = None) -> str:
+    """The cost table of the HTML report: `analyze`'s rows when `doc` is given, else
+    summary.json's groups, regions and fleet; cells by the one formatter (as the console)."""
+    headers, rows = (
+        analysis_cost_table(doc) if doc is not None else (COST_HEADERS, cost_rows(summary))
+    )
+    if not rows:
+        return ""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(fmt.number(v))}</td>" for v in r) + "</tr>" for r in rows
+    )
+    title = "<h3>cost, energy at the wall, carbon</h3>"
+    return f'{title}<table class="cost"><tr>{head}</tr>{body}</table>'

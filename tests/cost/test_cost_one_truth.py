@@ -75,3 +75,12 @@ def test_cost_is_identical_in_console_json_summary_and_analyze(tmp_path: Path) -
         assert math.isclose(total[key], fleet[key], rel_tol=1e-12), key
     shown = runner.invoke(cli, ["analyze", str(tmp_path / "out")])
     assert shown.exit_code == 0 and "cost, energy at the wall and carbon" in shown.stdout
+    cells = _line(shown.stdout, "*", "*", "region service kWh")
+    assert cells[3] == fmt.number(fleet["cost_usd"])
+    report = tmp_path / "report.html"
+    plotted = runner.invoke(cli, ["analyze", str(tmp_path / "out"), "--plot", str(report)])
+    assert plotted.exit_code == 0, plotted.output
+    html = report.read_text()
+    cost_table = html[html.index('<table class="cost">') :]
+    fleet_row = f"<td>*</td><td>*</td><td>{fmt.number(fleet['facility_energy_kwh'])}</td>"
+    assert fleet_row + f"<td>{fmt.number(fleet['cost_usd'])}</td>" in cost_table
