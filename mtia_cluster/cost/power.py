@@ -27,8 +27,6 @@ import numpy as np
 from mtia_cluster.cost.data import CostData, load_cost_data
 from mtia_cluster.units import S_PER_YEAR
 
-COMPUTE_BOUNDS = ("compute", "simd")  # perf.rr.RRCost.bound names of compute-bound batches
-
 
 @dataclass(frozen=True)
 class PoolRates:
@@ -43,14 +41,16 @@ class PoolRates:
 
 
 def rr_memory_bound(cat: Any, pool: Any) -> bool:
-    """Whether an R&R pool's batches are memory-bound: the cost model's bound of a batch at
-    the pool's batch limit is not compute (or SIMD)."""
+    """Whether an R&R pool's batches keep its accelerators memory-bound: at the pool's batch
+    limit the cost model's memory time on the device (SRAM or off-chip traffic) exceeds its
+    compute time (matrix or SIMD). Host and PCIe stages do not decide how the device works."""
     from mtia_cluster.perf import rr_batch_cost
 
     platform = cat.platform(pool.platform)
     chip, host = cat.chip(platform.chip), cat.host(platform.host)
     c = rr_batch_cost(chip, cat.model(pool.model), max(1, pool.max_items), host=host)
-    return c.bound[0] not in COMPUTE_BOUNDS
+    memory = max(float(c.sram_s[0]), float(c.offchip_s[0]))
+    return memory > max(float(c.compute_s[0]), float(c.simd_s[0]))
 
 
 def pool_rates(cat: Any, data: CostData, pool: Any) -> PoolRates:
