@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mtia_cluster.engine.cell import DeviceCounters
 from mtia_cluster.results import DeviceInfo, DeviceTracker, VerdictRules
-from mtia_cluster.results.devices import device_totals
+from mtia_cluster.results.devices import COST_COLUMNS, device_totals
 from mtia_cluster.results.summary import summary_from_partials
 from mtia_cluster.units import J_PER_KWH
 
@@ -134,3 +134,32 @@ def test_rows_follow_the_power_model(drawn: Any) -> None:
         assert _close(r["energy_cost_usd"][k], kwh * info.usd_per_kwh[a])
         assert _close(r["co2e_g"][k], kwh * info.gco2e_per_kwh[a])
         assert _close(r["capex_usd"][k], info.capex_usd_per_s[a] * span_s)
+
+
+def test_results_written_before_the_cost_columns_still_summarize() -> None:
+    """A `devices/` dataset without the cost columns (older results) reads as zero cost."""
+    info = DeviceInfo(
+        accelerator_id=np.arange(2, dtype=np.int32),
+        host_id=np.zeros(2, dtype=np.int32),
+        rack_id=np.zeros(2, dtype=np.int32),
+        region=np.zeros(2, dtype=np.int32),
+        chip=np.zeros(2, dtype=np.int32),
+        service=np.zeros(2, dtype=np.int32),
+        idle_w=np.full(2, 10.0),
+        busy_w=np.full(2, 50.0),
+        capex_usd_per_s=np.full(2, 1.0),
+    )
+    counters = DeviceCounters(
+        accelerator_id=info.accelerator_id,
+        busy_ns=np.array([5, 7], np.int64),
+        batches=np.zeros(2, np.int64),
+        work_units=np.zeros(2, np.int64),
+        peak_memory_bytes=np.zeros(2, np.int64),
+    )
+    _, rows = _summary(info, [counters], [10])
+    old = rows.drop_columns([c for c in COST_COLUMNS if c in rows.column_names])
+    new, before = device_totals(ds.dataset(rows)), device_totals(ds.dataset(old))
+    assert new.keys() == before.keys()
+    for key, totals in before.items():
+        assert totals.energy_j == new[key].energy_j
+        assert set(totals.cost.values()) == {0.0} and new[key].cost["capex_usd"] > 0
