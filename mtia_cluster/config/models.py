@@ -144,10 +144,22 @@ Pool = Annotated[
 ]
 
 
+class RegionEnergy(Strict):
+    """A region's grid figures for cost and carbon (mtia_cluster/cost/data.py): `grid` names
+    an entry of configs/catalog/cost/regions.yaml (default: by the region's name); the
+    others override that entry's figures."""
+
+    grid: str | None = Field(None, min_length=1)
+    pue: float | None = Field(None, ge=1.0, le=5.0)
+    usd_per_kwh: float | None = Field(None, ge=0.0, le=10.0)
+    gco2e_per_kwh: float | None = Field(None, ge=0.0, le=2000.0)
+
+
 class Region(Strict):
     name: str = Field(min_length=1)
     weight: float = Field(1.0, ge=0.0)  # share of trace rows without a region
     pools: list[Pool] = Field(min_length=1)
+    energy: RegionEnergy | None = None  # cost/carbon grid figures (docs/planning.md)
 
 
 class Event(Strict):

@@ -55,6 +55,7 @@ from mtia_cluster.config.models import (
 )
 from mtia_cluster.config.overrides import apply_overrides
 from mtia_cluster.config.schema import validate
+from mtia_cluster.cost.data import Grid, load_cost_data, region_grid
 from mtia_cluster.errors import UserError, did_you_mean
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
 
@@ -102,6 +103,7 @@ class RegionSpec:
     name: str
     weight: float
     pools: tuple[PoolSpec, ...]
+    grid: Grid | None = None  # PUE, price, carbon of its energy (cost/data.py region_grid)
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,7 @@ def scenario_from_model(
             pools=tuple(
                 _pool(p, cat, file, f"regions[{i}].pools[{j}]") for j, p in enumerate(r.pools)
             ),
+            grid=region_grid(load_cost_data(), r.name, r.energy, file, f"regions[{i}].energy"),
         )
         for i, r in enumerate(doc.regions)
     )
