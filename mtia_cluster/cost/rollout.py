@@ -1,6 +1,6 @@
 """Cost and carbon of a rollout's timeline (issue #19; docs/planning.md, "Rollouts").
 
-The rollout timeline (rollout/simulate.py) holds per region and step the racks of each
+The rollout timeline (rollout/timeline.py) holds per region and step the racks of each
 version by state and the power of the serving ones (accelerators and hosts at their
 load). Energy is that power x the step, x the region's PUE (configs/catalog/cost/
 regions.yaml by the region's name); its price and carbon use the region's figures. Capex

@@ -14,7 +14,7 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.cost import load_cost_data
 from mtia_cluster.cost.rollout import rollout_costs
 from mtia_cluster.rollout.region import STATES
-from mtia_cluster.rollout.simulate import simulate
+from mtia_cluster.rollout.timeline import run_timeline
 from mtia_cluster.units import J_PER_KWH, S_PER_YEAR
 
 KEYS = ("facility_energy_mwh", "energy_cost_usd", "capex_usd", "cost_usd", "co2e_t")
@@ -32,7 +32,7 @@ def _rack_usd_per_s(chip: str, platform: str) -> float:
 @given(random_plans())
 def test_rollout_cost_adds_up_and_follows_the_timeline(data: dict) -> None:
     plan = make_plan(data)
-    res = simulate(plan, {"old": OLD, "new": NEW})
+    res = run_timeline(plan, {"old": OLD, "new": NEW})
     costs = rollout_costs(plan, res.timeline, load_catalog())
     rows = costs["cost_by_region"]
     for key in KEYS:
