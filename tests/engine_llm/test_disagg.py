@@ -36,9 +36,7 @@ def pd_cell(cost, limits, link: float, n_pre: int, n_dec: int, policy: str, step
         limits.kv_capacity_tokens * 2,
         limits.prefix_caching,
     )
-    router = Router(
-        policy, np.arange(n_pre), np.ones(n_pre), entity_rng(1, 2, 0, 1), (3.0, 2.0)
-    )
+    router = Router(policy, np.arange(n_pre), np.ones(n_pre), entity_rng(1, 2, 0, 1), (3.0, 2.0))
     return DisaggregatedCell(
         [ReplicaScheduler(cost, limits) for _ in range(n_pre)],
         [ReplicaScheduler(cost, decode_limits) for _ in range(n_dec)],

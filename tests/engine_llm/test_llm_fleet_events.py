@@ -39,8 +39,8 @@ from mtia_cluster.engine.llm.disagg import DisaggregatedCell
 from mtia_cluster.engine.llm.limits import ReplicaLimits
 from mtia_cluster.engine.llm.pd_routing import uniform_links
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
-from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.results import summarize
 

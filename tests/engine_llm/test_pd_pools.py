@@ -168,16 +168,26 @@ def scenario_doc(disagg: dict[str, Any], **pool: Any) -> dict[str, Any]:
 def test_pd_pools_config_resolves_and_sizes_the_replica() -> None:
     from mtia_cluster.config.scenario import parse_scenario
 
-    pool = parse_scenario(
-        scenario_doc({"prefill": {"instances": 1, "tp": 2}, "decode": {"instances": 3, "tp": 2}}),
-        "s.yaml",
-    ).regions[0].pools[0]
+    pool = (
+        parse_scenario(
+            scenario_doc(
+                {"prefill": {"instances": 1, "tp": 2}, "decode": {"instances": 3, "tp": 2}}
+            ),
+            "s.yaml",
+        )
+        .regions[0]
+        .pools[0]
+    )
     assert pool.replica_size == 8 and pool.accelerators == 16
     assert pool.llm is not None and pool.llm.pd is not None
     assert (pool.llm.pd.prefill_instances, pool.llm.pd.decode_instances) == (1, 3)
-    legacy = parse_scenario(
-        scenario_doc({"prefill_accelerators": 1}, accelerators_per_replica=4), "s.yaml"
-    ).regions[0].pools[0]
+    legacy = (
+        parse_scenario(
+            scenario_doc({"prefill_accelerators": 1}, accelerators_per_replica=4), "s.yaml"
+        )
+        .regions[0]
+        .pools[0]
+    )
     assert legacy.llm is not None and legacy.llm.pd is not None
     assert (legacy.llm.pd.prefill_tp, legacy.llm.pd.decode_tp) == (1, 3)
 

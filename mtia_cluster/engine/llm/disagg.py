@@ -80,7 +80,7 @@ class DisaggregatedCell:
         self.chooser = DecodeChooser(len(decode))
         self.view = PrefixView()
         self.transfer_ns_total = 0
-        self.transfers = 0
+        self.transfers = [0, 0]  # KV transfers started, over scale-up and over scale-out
         self._until_ns = 0
         self._pos = 0  # every choice for times before it is made
         self._reset(0)
@@ -261,7 +261,7 @@ class DisaggregatedCell:
         took = link.transfer_ns(prompt * self.kv_bytes_per_token)
         queue[link.fabric] = end = start + took
         self.transfer_ns_total += took
-        self.transfers += 1
+        self.transfers[link.fabric] += 1
         self._in_flight.append((start, end))
         self._first[r] = end  # the first token reaches the user with the KV at decode
         heapq.heappush(self._pending[d], (end, self._seq, r, need))
@@ -373,6 +373,19 @@ class DisaggregatedCell:
         return LoadReport(
             outstanding=len(self._outputs) - self._returned, capacity_weight=float(chips)
         )
+
+    def stats(self) -> dict[str, object]:
+        """KV transfers (started, per fabric; their link time), and per instance the tokens
+        computed and peak KV blocks used of the cache's (prefill instances, then decode)."""
+        return {
+            "transfers_scale_up": self.transfers[0],
+            "transfers_scale_out": self.transfers[1],
+            "transfer_ns_total": self.transfer_ns_total,
+            "prefill_tokens": [p.tokens_done for p in self.prefill],
+            "decode_tokens": [d.tokens_done for d in self.decode],
+            "prefill_peak_kv": [p.max_used_blocks / p.limits.num_blocks for p in self.prefill],
+            "decode_peak_kv": [d.max_used_blocks / d.limits.num_blocks for d in self.decode],
+        }
 
     def device_counters(self) -> DeviceCounters:
         """The prefill instances' accelerators' counters, then the decode instances'."""
