@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left
+from typing import Any
 
 import numpy as np
 
@@ -374,7 +375,7 @@ class DisaggregatedCell:
             outstanding=len(self._outputs) - self._returned, capacity_weight=float(chips)
         )
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, Any]:
         """KV transfers (started, per fabric; their link time), and per instance the tokens
         computed and peak KV blocks used of the cache's (prefill instances, then decode)."""
         return {
