@@ -131,18 +131,21 @@ class DisaggregatedCell:
 
     def advance(self, until_ns: int) -> Completed:
         """Make every choice and run every instance up to `until_ns`; return the requests
-        finished before it."""
+        finished before it. The prefill instances run from one window with arrivals to the
+        next in one go (they only depend on their own arrivals); KV is sent in order of
+        prefill end, each with the decode reports of the window its prefill ended in."""
         self._until_ns = max(self._until_ns, until_ns)
-        step, pos = self.interval, self._pos
-        while pos < until_ns:
-            b = pos // step * step
-            hi = min(b + step, until_ns)
-            nxt = self._idle_until(hi)
-            if nxt is not None:  # nothing to choose before the window of `nxt`
-                pos = min(max(nxt, hi), until_ns)
-                continue
-            self._window(b, hi)
-            pos = hi
+        step = self.interval
+        while True:
+            routed = self._routed
+            a = self._arrival[routed] if routed < len(self._arrival) else until_ns
+            b = min(a, until_ns) // step * step if a < until_ns else until_ns
+            self._run_prefill(max(b, self._pos))
+            self._pos = max(self._pos, b)
+            if a >= until_ns:
+                break
+            self._open_prefill(b)
+            self._route(min(b + step, until_ns))
         self._pos = max(self._pos, until_ns)
         if until_ns % step:  # reports of the window before the decode instances pass its start
             self._open_decode(until_ns // step * step)
@@ -151,35 +154,28 @@ class DisaggregatedCell:
             self.decode[d].run_until(until_ns)
         return self._collect(until_ns)
 
-    def _idle_until(self, hi: int) -> int | None:
-        """When the prefill side is idle and nothing arrives before `hi`: the window start of
-        the next arrival (a large time if none), else None."""
-        if self._ready or any(
-            p.outstanding or s < len(p.finished)
-            for p, s in zip(self.prefill, self._seen_pre, strict=True)
-        ):
-            return None
-        if self._routed < len(self._arrival):
-            a = self._arrival[self._routed]
-            return None if a < hi else a // self.interval * self.interval
-        return 2**62
+    def _run_prefill(self, t: int) -> None:
+        """Run the prefill instances to `t`, taking their reports at the start of `t`'s
+        window on the way (arrivals may still come in that window)."""
+        b = t // self.interval * self.interval
+        if t > b and self._pre_b != b:
+            self._prefill_to(b)
+            self._open_prefill(b)
+        self._prefill_to(t)
 
-    def _window(self, b: int, hi: int) -> None:
-        """Choices for window `b` up to `hi`: route arrivals, run prefill, send finished KV."""
-        self._open_prefill(b)
-        self._route(hi)
+    def _prefill_to(self, t: int) -> None:
+        """Run the prefill instances to `t`; send the KV of prompts finished before it."""
         for i, pre in enumerate(self.prefill):
-            pre.run_until(hi)
+            pre.run_until(t)
             pos = self._pre_pos[i]
             self._ready += [(pre.finish_ns[q], pos[q]) for q in pre.finished[self._seen_pre[i] :]]
             self._seen_pre[i] = len(pre.finished)
         self._ready.sort()
-        k = bisect_left(self._ready, (hi, -1))
-        if k:
-            self._open_decode(b)
-            for _, r in self._ready[:k]:
-                self._handoff(r)
-            del self._ready[:k]
+        k = bisect_left(self._ready, (t, -1))
+        for finish, r in self._ready[:k]:
+            self._open_decode(finish // self.interval * self.interval)
+            self._handoff(r)
+        del self._ready[:k]
 
     # ----------------------------------------------------------------- choices
     def _drain_prefix(self) -> None:
