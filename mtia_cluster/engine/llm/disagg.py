@@ -136,6 +136,8 @@ class DisaggregatedCell:
         prefill end, each with the decode reports of the window its prefill ended in."""
         self._until_ns = max(self._until_ns, until_ns)
         step = self.interval
+        if not self.router.needs_reports:  # choices independent of reports: route all now
+            self._route(until_ns)
         while True:
             routed = self._routed
             a = self._arrival[routed] if routed < len(self._arrival) else until_ns
@@ -228,8 +230,9 @@ class DisaggregatedCell:
         self._routed = end
 
     def _open_decode(self, b: int) -> None:
-        """The decode instances' reports at window start `b`, to the chooser."""
-        if self._dec_b == b:
+        """The decode instances' reports at window start `b`, to the chooser (one decode
+        instance: no choice, no reports)."""
+        if self._dec_b == b or len(self.decode) == 1:
             return
         load, free = [], []
         for d, dec in enumerate(self.decode):
