@@ -93,11 +93,8 @@ def main() -> None:
         trace = write_trace(table, Path(tmp) / "pd.parquet", meta)
         print(f"{table.num_rows:,} requests, {args.rate}/s for {args.seconds} s, {args.lengths}")
         for ratio in [*RATIOS, None]:
-            print(
-                "# mtia-cluster simulate",
-                SCENARIO.name,
-                " ".join(f"--set {o}" for o in overrides(ratio)),
-            )
+            sets = " ".join(f"--set {o}" for o in overrides(ratio))
+            print(f"# mtia-cluster simulate configs/scenarios/{SCENARIO.name} {sets}")
         print(
             "| P:D | TTFT p50 / p99, ms | TPOT p50 / p99, ms | requests/s | output tokens/s "
             "| utilization | KV transfers (RDMA share), mean link time | wall |"
