@@ -23,7 +23,15 @@ from mtia_cluster.engine.llm.pd_routing import (
 )
 
 SETTINGS = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-POLICIES = ["least_outstanding", "round_robin", "random", "p2c", "weighted"]
+POLICIES = [
+    "least_outstanding",
+    "round_robin",
+    "random",
+    "p2c",
+    "weighted",
+    "session_affinity",
+    "prefix_affinity",
+]
 END = 10**16
 
 
