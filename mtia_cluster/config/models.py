@@ -87,11 +87,6 @@ class Disaggregation(Strict):
             raise ValueError("give either prefill_accelerators or prefill and decode pools")
         return self
 
-    @property
-    def pools_given(self) -> bool:
-        """True when the N:M pools are spelled out (not the 1:1 shorthand)."""
-        return self.prefill is not None
-
 
 class _Pool(Strict):
     """Fields every pool has; exactly one of racks, hosts, accelerators."""
