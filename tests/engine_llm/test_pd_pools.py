@@ -320,3 +320,29 @@ def test_pd_replay_equals_the_engine_on_every_placement(tmp_path, policy) -> Non
     pd = [c for c in cells if hasattr(c, "transfers")]
     assert len(pd) == 4 and all(sum(c.transfers) > 0 for c in pd)
     assert sum(c.transfers[1] for c in pd) > 0  # some KV crossed NVLink domains (RDMA)
+
+
+def test_cli_refuses_a_bad_pd_override_with_exit_2() -> None:
+    """The shipped P:D scenario with a broken override: one line naming file, field and
+    value, exit status 2, before anything runs."""
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    from mtia_cluster.cli.main import cli
+
+    root = Path(__file__).resolve().parents[2]
+    scenario = root / "configs/scenarios/llm-pd-pools.yaml"
+    pool = "regions.0.pools.0.disaggregation"
+    for override, message in (
+        (f"{pool}.decode=null", "give prefill and decode together"),
+        (f"{pool}.decode.instances=3", "must divide the pool's 16 accelerators"),
+        (f"{pool}.prefill.tp=0", "prefill.tp"),
+    ):
+        trace = str(root / "traces/demo.parquet")
+        res = CliRunner().invoke(
+            cli, ["simulate", str(scenario), "--trace", trace, "--set", override]
+        )
+        assert res.exit_code == 2, res.output
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and "llm-pd-pools.yaml" in lines[0] and message in lines[0]
