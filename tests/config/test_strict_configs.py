@@ -44,6 +44,16 @@ def _scenario() -> dict[str, Any]:
     d["regions"][1]["pools"][1]["disaggregation"] = {"prefill_accelerators": 1, "link": "scale_up"}
     d["regions"][1]["pools"][1].update(accelerators_per_replica=2)
     d["regions"][1]["pools"][1].pop("tp")
+    pd = {"prefill": {"instances": 1, "tp": 1}, "decode": {"instances": 1, "tp": 1}}
+    d["regions"][1]["pools"].append(
+        {
+            "service": "llm-chat",
+            "model": "llama-3.1-8b",
+            "platform": "hgx-h100",
+            "accelerators": 2,
+            "disaggregation": {**pd, "link": "scale_out"},
+        }
+    )
     pools.append(
         {
             "service": "svc",
