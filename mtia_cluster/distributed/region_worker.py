@@ -8,6 +8,7 @@ the results equal the coordinator-driven path and the single-process engine.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,15 @@ from mtia_cluster.engine.events import FleetEvents, resolve_events
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.windows import EventHooks, LoopState, finish, run_windows
 
-Progress = tuple[int, int, int, bool]  # window start t, rows done, rows, finished
+
+@dataclass(frozen=True)
+class EpochProgress:
+    """Where a region shard stands after an epoch (`RegionWorker.run_epoch`)."""
+
+    t_ns: int  # start of its next window
+    rows_done: int  # trace rows of its slice routed so far
+    rows: int  # rows of its slice
+    finished: bool  # nothing left to run
 
 
 class RegionWorker(ShardWorker):
@@ -79,7 +88,7 @@ class RegionWorker(ShardWorker):
     def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> None:
         self.sim.take_reports(*self.advance(arrivals.columns(), cell, until_ns))
 
-    def run_epoch(self, stop_ns: int) -> Progress:
+    def run_epoch(self, stop_ns: int) -> EpochProgress:
         """Run this shard's windows that start before `stop_ns`."""
         with self.timeline.span("epochs"):
             run_windows(
@@ -92,7 +101,7 @@ class RegionWorker(ShardWorker):
                 events=self.hooks,
             )
         done = self.state.finished(self.sim, len(self.trace))
-        return self.state.t, self.state.lo, len(self.trace), done
+        return EpochProgress(self.state.t, self.state.lo, len(self.trace), done)
 
     def fleet_events(self) -> list[dict[str, Any]]:
         """The fleet events this shard applied, in order (engine/events.py's log)."""
