@@ -1,9 +1,9 @@
 """What the coordinator asks its shards to do: the two drivers of a replay.
 
 - `WindowDriver` (coordinator-driven windows; placements that split a region): per window
-  ``[t, t + report_interval)`` the coordinator routes the window's arrivals with the region
-  routers (the engine's own routing, from the shards' reports of the previous boundary plus
-  its own counts), sends each shard with work one call carrying its requests as numpy
+  ``[t, t + report_interval)`` the coordinator routes the window's arrivals with the
+  engine's `RoutingPlane` (the shards' reports of the previous boundary plus its own
+  counts), sends each shard with work one call carrying its requests as numpy
   arrays and gets back only load reports. This is the engine's loop (`run_windows`), so
   results equal the single-process engine for every placement. A shard with nothing routed
   and nothing outstanding is not called.
@@ -26,8 +26,9 @@ import numpy as np
 from mtia_cluster.distributed.region_worker import EpochProgress
 from mtia_cluster.distributed.transport import Args, ShardRef, Shards
 from mtia_cluster.engine.cell import RequestBatch
-from mtia_cluster.engine.simulation import Simulation
-from mtia_cluster.engine.windows import LoopState, finish, run_windows
+from mtia_cluster.engine.routing import RoutingPlane
+from mtia_cluster.engine.shard import Reports
+from mtia_cluster.engine.windows import LoopHooks, LoopState, finish, run_windows
 
 Progress = Callable[[int, int, int], None]  # (rows done, rows, simulated ns)
 
@@ -55,31 +56,34 @@ class WindowDriver:
 
     def __init__(
         self,
-        sim: Simulation,
+        plane: RoutingPlane,
         chunks: Iterable[tuple[RequestBatch, int | None]],
         rows: int,
         checkpoint_windows: int,
     ) -> None:
-        self.sim, self.chunks, self.rows = sim, chunks, rows
+        self.plane, self.chunks, self.rows = plane, chunks, rows
         self.checkpoint_windows = checkpoint_windows
 
     def run(self, shards: Shards, progress: Progress | None) -> int:
-        round_ = _WindowRound(self.sim, shards, self.checkpoint_windows)
+        round_ = _WindowRound(self.plane, shards)
         state, before = LoopState(), 0  # before: rows of the chunks already done
 
-        def advance(arrivals: RequestBatch, cell: np.ndarray, until: int) -> None:
-            round_(arrivals, cell, until)
+        def after_window() -> None:
+            round_.windows += 1
+            if round_.windows % self.checkpoint_windows == 0:
+                shards.checkpoint()
             if progress is not None:
-                progress(before + state.lo, self.rows, until)
+                progress(before + state.lo, self.rows, state.t)
 
         def sample(t_ns: int) -> None:
             shards.each("sample", t_ns)
 
+        hooks = LoopHooks(advance=round_, sample=sample, after_window=after_window)
         for chunk, end_ns in self.chunks:
-            state.lo = 0
-            run_windows(self.sim, chunk, state, advance, sample, end_ns)
+            state.lo, hooks.stop_ns = 0, end_ns
+            run_windows(self.plane, chunk, state, hooks)
             before += len(chunk)
-        finish(state, state.t, self.sim.scenario.metrics_interval_ns, sample)
+        finish(state, state.t, self.plane.scenario.metrics_interval_ns, sample)
         return state.t
 
     def fleet_events(self, shards: Shards) -> list[dict[str, Any]]:
@@ -87,18 +91,19 @@ class WindowDriver:
 
 
 class _WindowRound:
-    """One window's calls: each shard with arrivals or outstanding work advances to the
-    window's end; its load reports update the coordinator's routers."""
+    """The loop's `advance` for the coordinator: each shard with arrivals or outstanding
+    work advances to the window's end; their load reports go back to the loop (which hands
+    them to the routing plane)."""
 
-    def __init__(self, sim: Simulation, shards: Shards, checkpoint_windows: int) -> None:
-        self.sim, self.shards, self.checkpoint_windows = sim, shards, checkpoint_windows
-        self.owner = np.zeros(sim.topology.cells, dtype=np.int64)  # shard of each cell
+    def __init__(self, plane: RoutingPlane, shards: Shards) -> None:
+        self.shards = shards
+        self.owner = np.zeros(plane.topology.cells, dtype=np.int64)  # shard of each cell
         for i, s in enumerate(shards.refs):
             self.owner[s.spec.cells] = i
         self.busy = np.zeros(len(shards.refs), dtype=bool)  # outstanding after its last call
-        self.window = 0
+        self.windows = 0  # windows advanced so far
 
-    def __call__(self, arrivals: RequestBatch, cell: np.ndarray, until: int) -> None:
+    def __call__(self, arrivals: RequestBatch, cell: np.ndarray, until: int) -> list[Reports]:
         owner = self.owner[cell]
         active: list[int] = []
         refs: list[ShardRef] = []
@@ -111,12 +116,10 @@ class _WindowRound:
                 args.append(
                     (arrivals.take(mine).columns() if len(mine) else None, cell[mine], until)
                 )
-        for i, reports in zip(active, self.shards.call("advance", args, refs), strict=True):
-            self.sim.take_reports(*reports)
+        replies = self.shards.call("advance", args, refs)
+        for i, reports in zip(active, replies, strict=True):
             self.busy[i] = bool(np.any(reports[1]))  # outstanding
-        self.window += 1
-        if self.window % self.checkpoint_windows == 0:
-            self.shards.checkpoint()
+        return list(replies)
 
 
 class EpochDriver:

@@ -126,11 +126,11 @@ def _trace_inputs(
     (`served_chunks`). Only a trace whose rows without a region feed the coordinator-driven
     windows (their regions come from one draw in trace order), or whose served rows depend on
     that draw, is loaded whole."""
-    check = check_trace(path, sim)
+    check = check_trace(path, sim.plane)
     if check is not None and (region_shards or not check.missing_region):
         return None, check.rejected, check.served
-    trace = sim.assign_regions(load_trace(path, sim.scenario))
-    served = sim._served(trace)
+    trace = sim.plane.assign_regions(load_trace(path, sim.scenario))
+    served = sim.plane.served(trace)
     rows = None if region_shards else trace.take(served)
     return rows, trace.take(~served), int(np.count_nonzero(served))
 

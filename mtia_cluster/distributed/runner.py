@@ -162,9 +162,9 @@ def _driver(p: Prepared, opt: ReplayOptions, trace_path: str | Path) -> Driver:
     chunks: Iterable[tuple[RequestBatch, int | None]] = (
         [(p.trace, None)]
         if p.trace is not None
-        else served_chunks(p.sim, trace_path, step_ns, size)
+        else served_chunks(p.sim.plane, trace_path, step_ns, size)
     )
-    return WindowDriver(p.sim, chunks, p.served_rows, opt.checkpoint_windows)
+    return WindowDriver(p.sim.plane, chunks, p.served_rows, opt.checkpoint_windows)
 
 
 def _close(
