@@ -145,5 +145,11 @@ class EpochDriver:
         return end_ns
 
     def fleet_events(self, shards: Shards) -> list[dict[str, Any]]:
-        logs = shards.each("fleet_events")
-        return sorted((e for log in logs for e in log), key=lambda e: (e["at_ns"], e["region"]))
+        return shard_logs(shards, "fleet_events")
+
+
+def shard_logs(shards: Shards, method: str) -> list[dict[str, Any]]:
+    """Every shard's log rows (`method`: rows with ``at_ns`` and ``region``), merged in time
+    order, then region (stable)."""
+    logs = shards.each(method)
+    return sorted((e for log in logs for e in log), key=lambda e: (e["at_ns"], e["region"]))
