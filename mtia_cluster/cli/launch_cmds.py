@@ -80,20 +80,22 @@ def launch(
 def _create_actors(info: dict[str, Any], shards: int) -> int:
     """The fleet's detached actors; returns the number of nodes their shards landed on."""
     from mtia_cluster.distributed import launched as fl
-    from mtia_cluster.distributed.ray_env import connect, fleet_namespace
+    from mtia_cluster.distributed import ray_env
 
-    connect(info["address"], namespace=fleet_namespace(info["name"]))  # before importing Ray
-    import ray
-
+    ray_env.connect(info["address"], namespace=ray_env.fleet_namespace(info["name"]))
     opts: dict[str, Any] = {"lifetime": "detached", "num_cpus": 0}
-    ray.remote(fl.FleetInfo).options(name=fl.INFO_ACTOR, **opts).remote(info)
+    ray_env.actor(fl.FleetInfo, name=fl.INFO_ACTOR, **opts).remote(info)
     hosts = [
-        ray.remote(fl.ShardHost)
-        .options(name=f"shard-{i:04d}", max_restarts=-1, scheduling_strategy="SPREAD", **opts)
-        .remote()
+        ray_env.actor(
+            fl.ShardHost,
+            name=f"shard-{i:04d}",
+            max_restarts=-1,
+            scheduling_strategy="SPREAD",
+            **opts,
+        ).remote()
         for i in range(shards)
     ]
-    return len(set(ray.get([h.ping.remote() for h in hosts])))  # type: ignore[attr-defined]
+    return len(set(ray_env.get([h.ping.remote() for h in hosts])))
 
 
 def _print_fleet(info: dict[str, Any], as_json: bool, alive: int | None = None) -> None:
@@ -145,6 +147,7 @@ def status(fleet: str | None, as_json: bool) -> None:
 def _alive(info: dict[str, Any]) -> int:
     """Shard actors of the fleet that answer a ping within a few seconds (0 if unreachable)."""
     from mtia_cluster.distributed import launched as fl
+    from mtia_cluster.distributed import ray_env
     from mtia_cluster.distributed.ray_env import connect, fleet_namespace
     from mtia_cluster.errors import UserError
 
@@ -155,17 +158,15 @@ def _alive(info: dict[str, Any]) -> int:
         connect(info["address"], namespace=fleet_namespace(info["name"]))
     except UserError:
         return 0
-    import ray  # after connect: Ray reads its environment when imported
-
     alive = 0
     for i in range(info["shards"]):
         try:
-            h = ray.get_actor(f"shard-{i:04d}", namespace=fleet_namespace(info["name"]))
-            ray.get(h.ping.remote(), timeout=10)
+            h = ray_env.named_actor(f"shard-{i:04d}", fleet_namespace(info["name"]))
+            ray_env.get(h.ping.remote(), timeout=10)
             alive += 1
         except Exception:  # any failure means "not alive"
             pass
-    ray.shutdown()  # the next fleet may live on another cluster
+    ray_env.shutdown()  # the next fleet may live on another cluster
     return alive
 
 
@@ -198,6 +199,7 @@ def down(fleet: str) -> None:
 def _remove_actors(info: dict[str, Any]) -> None:
     """Kill the fleet's named actors on its cluster (nothing to do if it is unreachable)."""
     from mtia_cluster.distributed import launched as fl
+    from mtia_cluster.distributed import ray_env
     from mtia_cluster.distributed.ray_env import connect, fleet_namespace
     from mtia_cluster.errors import UserError
 
@@ -206,9 +208,7 @@ def _remove_actors(info: dict[str, Any]) -> None:
         connect(info["address"], namespace=ns)
     except UserError:
         return  # the cluster is gone already
-    import ray  # after connect: Ray reads its environment when imported
-
     for name in [fl.INFO_ACTOR] + [f"shard-{i:04d}" for i in range(info["shards"])]:
         with contextlib.suppress(ValueError):  # already gone
-            ray.kill(ray.get_actor(name, namespace=ns), no_restart=True)
-    ray.shutdown()
+            ray_env.kill(ray_env.named_actor(name, ns), restart=False)
+    ray_env.shutdown()

@@ -52,12 +52,10 @@ class ShardHost:
         self.worker: Any = None
 
     def start(self, kind: str, *args: Any) -> str:
-        from mtia_cluster.distributed.region_worker import RegionWorker
-        from mtia_cluster.distributed.worker import ShardWorker
+        from mtia_cluster.distributed.transport import worker_class
 
-        cls = RegionWorker if kind == "region" else ShardWorker
-        self.worker = cls(*args)
-        return self.worker.node()
+        self.worker = worker_class(kind)(*args)
+        return str(self.worker.node())
 
     def call(self, method: str, *args: Any) -> Any:
         if self.worker is None:  # this host was restarted: its worker is gone
@@ -67,9 +65,10 @@ class ShardHost:
         return getattr(self.worker, method)(*args)
 
     def ping(self) -> str:
-        import ray
+        """The node this host runs on (answers once a restarted host is up)."""
+        from mtia_cluster.distributed.ray_env import node_id
 
-        return str(ray.get_runtime_context().get_node_id())
+        return node_id()
 
 
 def home() -> Path:

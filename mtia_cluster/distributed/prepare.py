@@ -37,8 +37,6 @@ class ReplayOptions:
     epoch_ns: int = 30 * 10**9  # simulated time per call for region-owning shards
     overrides: tuple[str, ...] = ()
     seed: int | None = None
-    fail_shard_at_window: tuple[int, int] | None = None  # (shard, window): test hook
-    kill_in_recovery: int = 0  # test hook: kill the recovering actor again, this many times
     fleet: str | None = None  # replay on a launched fleet (its plan and actors)
     extra_manifest: dict[str, Any] = field(default_factory=dict)
     timeline: Timeline | None = None  # filled with the coordinator's and shards' spans
@@ -111,20 +109,10 @@ def prepare(
     return checked(p, trace_path, tl) if with_trace else p
 
 
-def checked(
-    p: Prepared, trace_path: str | Path, tl: Timeline, started: list[Any] | None = None
-) -> Prepared:
-    """`p` with its trace inputs; on bad input the `started` shard actors are killed."""
-    try:
-        with tl.span("check_trace"):
-            trace, rejected, served = _trace_inputs(trace_path, p.sim, p.regions is not None)
-    except UserError:
-        if started:
-            import ray
-
-            for s in started:
-                ray.kill(s, no_restart=True)
-        raise
+def checked(p: Prepared, trace_path: str | Path, tl: Timeline) -> Prepared:
+    """`p` with its trace inputs (UserError on bad input)."""
+    with tl.span("check_trace"):
+        trace, rejected, served = _trace_inputs(trace_path, p.sim, p.regions is not None)
     return replace(p, trace=trace, rejected=rejected, served_rows=served, checked=True)
 
 

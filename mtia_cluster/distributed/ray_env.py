@@ -1,4 +1,6 @@
-"""Starting or joining Ray, loopback-only and authenticated, with one-line failures.
+"""Ray: the one module of the package that imports it. Starting or joining Ray,
+loopback-only and authenticated, with one-line failures; and the few actor operations the
+Ray transport, launched fleets and the capacity search use (`actor`, `get`, `kill`, ...).
 
 Which cluster (`resolve_address`): ``--address`` if given (``local`` forces an embedded
 Ray), else ``RAY_ADDRESS`` (as ``ray.init`` reads it; ``ray job submit`` sets it for a job's
@@ -15,6 +17,8 @@ one line (exit 2) instead of Ray's 20 s of retry logs.
 
 Only public Ray APIs and Ray's documented environment variables are used, except in
 `_apply_ray_env` (the one place that refreshes what an already imported Ray has cached).
+Ray reads its environment when it is imported, so it is imported only inside functions
+(`_ray`), after `_apply_ray_env`; a test checks that no other module imports it.
 """
 
 from __future__ import annotations
@@ -195,8 +199,7 @@ def _start_embedded(namespace: str, num_cpus: int | None) -> Any:
     """A new local Ray (loopback, token, no dashboard); one retry, then one line."""
     ensure_token()
     _apply_ray_env(local_ray_env())
-    import ray
-
+    ray = _ray()
     failures = []
     for _attempt in range(2):
         with _ray_stderr(watch_auth=False) as log:
@@ -247,8 +250,7 @@ def _join(address: str, namespace: str, field: str) -> Any:
         if "RAY_AUTH_MODE" not in os.environ and (path is None or path.exists()):
             env["RAY_AUTH_MODE"] = "token"
         _apply_ray_env(env)
-    import ray
-
+    ray = _ray()
     with _ray_stderr(watch_auth=True) as log:
         try:
             return ray.init(address=address, namespace=namespace, **_quiet())
@@ -273,9 +275,7 @@ def _connected() -> bool:
 def connect(address: str | None, *, namespace: str, num_cpus: int | None = None) -> Any:
     """Start (no address, or ``local``) or join a Ray cluster; returns Ray's context."""
     if _connected():
-        import ray
-
-        return ray.get_runtime_context()
+        return _ray().get_runtime_context()
     field = "--address" if address is not None else "RAY_ADDRESS"
     address = resolve_address(address)
     if address in (None, "local"):
@@ -294,11 +294,91 @@ def ray_session(
         yield ctx
     finally:
         if started_here:
-            import ray
-
-            ray.shutdown()
+            _ray().shutdown()
 
 
 def fleet_namespace(fleet: str) -> str:
     """The Ray namespace holding one launched fleet's named actors."""
     return f"{NAMESPACE_PREFIX}-{fleet}"
+
+
+# -- Ray itself and the actor operations the rest of the package uses ---------------------
+
+
+def _ray() -> Any:
+    """The `ray` module: its one import in the package. Call it only once this process's
+    Ray environment is set (`connect`, or inside a Ray worker): Ray reads it on import."""
+    import ray
+
+    return ray
+
+
+def actor(cls: type, **options: Any) -> Any:
+    """`cls` as a Ray actor class with `options` (``ray.remote(cls).options(...)``)."""
+    return _ray().remote(cls).options(**options)
+
+
+def get(refs: Any, timeout: float | None = None) -> Any:
+    """Wait for one object reference, or a list of them (``ray.get``)."""
+    return _ray().get(refs, timeout=timeout)
+
+
+def kill(handle: Any, *, restart: bool) -> None:
+    """Kill an actor's process; with `restart`, Ray restarts it (within its max_restarts)."""
+    _ray().kill(handle, no_restart=not restart)
+
+
+def named_actor(name: str, namespace: str) -> Any:
+    """A named actor (ValueError if there is none of that name)."""
+    return _ray().get_actor(name, namespace=namespace)
+
+
+def shutdown() -> None:
+    """Disconnect this process from Ray (stops an embedded Ray it started)."""
+    _ray().shutdown()
+
+
+def alive_nodes() -> int:
+    """Nodes of the cluster that are alive."""
+    return len({n["NodeID"] for n in _ray().nodes() if n.get("Alive")})
+
+
+def node_id() -> str:
+    """The Ray node this process runs on ("local" when it holds no Ray connection)."""
+    if not _connected():
+        return "local"
+    return str(_ray().get_runtime_context().get_node_id())
+
+
+def actor_lost(exc: BaseException) -> bool:
+    """The error says an actor died or is (for now) unavailable."""
+    errors = _ray().exceptions
+    return isinstance(exc, errors.RayActorError | errors.ActorUnavailableError)
+
+
+def actor_unavailable(exc: BaseException) -> bool:
+    """The error says an actor is restarting (or unreachable for now)."""
+    return isinstance(exc, _ray().exceptions.ActorUnavailableError)
+
+
+def task_cause(exc: BaseException) -> BaseException | None:
+    """The exception an actor method raised, when `exc` is Ray's wrapper of it."""
+    errors = _ray().exceptions
+    return exc.cause if isinstance(exc, errors.RayTaskError) else None
+
+
+def cloudpickle() -> Any:
+    """Ray's cloudpickle (shard states hold closures that plain pickle refuses)."""
+    return _ray().cloudpickle
+
+
+def parallel(fn: Callable[..., Any], *shared: Any, num_cpus: float = 1) -> Any:
+    """When this process is connected to Ray: a function mapping a list of argument tuples
+    to ``[fn(*shared, *args) for args in ...]`` computed as parallel Ray tasks (`shared`
+    put once in the object store). None without a Ray connection."""
+    if not _connected():
+        return None
+    ray = _ray()
+    task = ray.remote(fn).options(num_cpus=num_cpus)
+    refs = [ray.put(x) for x in shared]
+    return lambda many: ray.get([task.remote(*refs, *args) for args in many])

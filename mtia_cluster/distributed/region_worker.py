@@ -8,6 +8,7 @@ the results equal the coordinator-driven path and the single-process engine.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,15 @@ from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.shard import Reports
 from mtia_cluster.engine.windows import LoopHooks, LoopState, finish, run_windows
 
-Progress = tuple[int, int, int, bool]  # window start t, rows done, rows, finished
+
+@dataclass(frozen=True)
+class EpochProgress:
+    """Where a region shard stands after an epoch (`RegionWorker.run_epoch`)."""
+
+    t_ns: int  # start of its next window
+    rows_done: int  # trace rows of its slice routed so far
+    rows: int  # rows of its slice
+    finished: bool  # nothing left to run
 
 
 class RegionWorker(ShardWorker):
@@ -79,13 +88,13 @@ class RegionWorker(ShardWorker):
     def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> list[Reports]:
         return [self.advance(arrivals.columns(), cell, until_ns)]
 
-    def run_epoch(self, stop_ns: int) -> Progress:
+    def run_epoch(self, stop_ns: int) -> EpochProgress:
         """Run this shard's windows that start before `stop_ns`."""
         self.hooks.stop_ns = stop_ns
         with self.timeline.span("epochs"):
             run_windows(self.plane, self.trace, self.state, self.hooks)
         done = self.state.finished(self.plane, len(self.trace))
-        return self.state.t, self.state.lo, len(self.trace), done
+        return EpochProgress(self.state.t, self.state.lo, len(self.trace), done)
 
     def fleet_events(self) -> list[dict[str, Any]]:
         """The fleet events this shard applied, in order (engine/events.py's log)."""

@@ -1,7 +1,7 @@
 """A shard worker: the cells of one shard, advanced window by window, writing its own parts.
 
 A plain class so it runs in-process for tests and inside a Ray actor for real runs
-(`runner.py` wraps it with ``ray.remote``). It rebuilds its cells from the scenario (ids are
+(`ray_transport.py` runs it as a Ray actor). It rebuilds its cells from the scenario (ids are
 deterministic), writes finished requests and device intervals through its own
 :class:`~mtia_cluster.results.ShardWriter`, and returns only load reports.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
+from mtia_cluster.distributed import ray_env
 from mtia_cluster.distributed.timing import Span, Timeline
 from mtia_cluster.engine.cell import Completed, RequestBatch
 from mtia_cluster.engine.shard import Inbox, Shard
@@ -173,18 +174,9 @@ class ShardWorker:
 
     def node(self) -> str:
         """The Ray node this shard runs on ("local" outside Ray)."""
-        try:
-            import ray
-
-            if ray.is_initialized():
-                return str(ray.get_runtime_context().get_node_id())
-        except ImportError:
-            pass
-        return "local"
+        return ray_env.node_id()
 
 
 def _pickler() -> Any:
     """cloudpickle (shipped with Ray): cell state holds closures plain pickle refuses."""
-    from ray import cloudpickle
-
-    return cloudpickle
+    return ray_env.cloudpickle()

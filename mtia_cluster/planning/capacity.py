@@ -195,15 +195,11 @@ def _meets(scenario: Any, work: dict[str, np.ndarray], rate: float, slo: Service
 
 def _evaluate(scenario: Any, work: dict[str, np.ndarray], slo: ServiceSLO) -> Any:
     """`evaluate(rates)` for the search: Ray tasks in parallel when Ray is up."""
-    try:
-        import ray
+    from mtia_cluster.distributed.ray_env import parallel
 
-        if ray.is_initialized():
-            task = ray.remote(_meets).options(num_cpus=1)
-            sc, wk = ray.put(scenario), ray.put(work)
-            return lambda rates: ray.get([task.remote(sc, wk, r, slo) for r in rates])
-    except ImportError:
-        pass
+    tasks = parallel(_meets, scenario, work, num_cpus=1)  # None without a Ray connection
+    if tasks is not None:
+        return lambda rates: tasks([(r, slo) for r in rates])
     return lambda rates: [_meets(scenario, work, r, slo) for r in rates]
 
 

@@ -79,6 +79,9 @@ def test_unreachable_ray_address_is_one_line_naming_the_variable(monkeypatch):
 
 
 def test_start_timeout_is_configurable_and_checked(monkeypatch):
+    # an embedded Ray started earlier in this process exported the knobs (os.environ)
+    monkeypatch.delenv("RAY_gcs_server_port_wait_time_s", raising=False)
+    monkeypatch.delenv("RAY_worker_register_timeout_seconds", raising=False)
     monkeypatch.setenv(ray_env.START_TIMEOUT_ENV, "300")
     env = ray_env.local_ray_env()
     assert env["RAY_gcs_server_port_wait_time_s"] == "300"

@@ -7,6 +7,7 @@ import pytest
 from mtia_cluster.distributed.runner import ReplayOptions, replay
 
 from .conftest import SCENARIO, assert_same_run
+from .faults import KillingActors
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
@@ -40,18 +41,22 @@ def test_ray_equals_inprocess(local_ray, short_trace, reference, tmp_path, opt):
 
 
 @pytest.mark.parametrize(
-    "opt",
+    ("opt", "shard", "step"),
     [
-        ReplayOptions(epoch_ns=20 * 10**9, fail_shard_at_window=(1, 3)),  # region epochs
-        ReplayOptions(placement="host", checkpoint_windows=200, fail_shard_at_window=(2, 500)),
+        (ReplayOptions(epoch_ns=20 * 10**9), 1, 3),  # region epochs
+        (ReplayOptions(placement="host", checkpoint_windows=200), 2, 500),  # windows
     ],
     ids=["region-epoch-kill", "host-window-kill"],
 )
-def test_killed_shard_restarts_from_checkpoint(local_ray, short_trace, reference, tmp_path, opt):
+def test_killed_shard_restarts_from_checkpoint(
+    local_ray, short_trace, reference, tmp_path, opt, shard, step
+):
     import json
 
-    out = replay(SCENARIO, short_trace, tmp_path / "run", opt)
-    assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 1
+    faulty = KillingActors(shard, step)
+    out = replay(SCENARIO, short_trace, tmp_path / "run", opt, transport=faulty)
+    assert faulty.killed == [f"shard-{shard:04d}"]  # the fault was injected ...
+    assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 1  # ... recovered
     assert_same_run(reference, out)  # no request lost, none duplicated, same figures
 
 
@@ -62,8 +67,10 @@ def test_shard_killed_again_during_its_recovery_recovers(
     resends the calls since its checkpoint: a second recovery, identical results."""
     import json
 
-    opt = ReplayOptions(epoch_ns=20 * 10**9, fail_shard_at_window=(1, 3), kill_in_recovery=1)
-    out = replay(SCENARIO, short_trace, tmp_path / "run", opt)
+    faulty = KillingActors(1, 3, again=1)
+    opt = ReplayOptions(epoch_ns=20 * 10**9)
+    out = replay(SCENARIO, short_trace, tmp_path / "run", opt, transport=faulty)
+    assert faulty.killed == ["shard-0001"] * 2
     assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 2
     assert_same_run(reference, out)
 
@@ -72,11 +79,10 @@ def test_shard_past_its_restart_budget_fails_the_run_in_one_line(local_ray, shor
     from mtia_cluster.distributed.runner import MAX_RESTARTS
     from mtia_cluster.errors import RunFailed
 
-    opt = ReplayOptions(
-        epoch_ns=20 * 10**9, fail_shard_at_window=(1, 3), kill_in_recovery=MAX_RESTARTS
-    )
+    faulty = KillingActors(1, 3, again=MAX_RESTARTS)
+    opt = ReplayOptions(epoch_ns=20 * 10**9)
     with pytest.raises(RunFailed) as failed:
-        replay(SCENARIO, short_trace, tmp_path / "run", opt)
+        replay(SCENARIO, short_trace, tmp_path / "run", opt, transport=faulty)
     assert "\n" not in str(failed.value) and "shard-0001" in str(failed.value)
     assert not (tmp_path / "run").exists()
     (partial,) = tmp_path.glob(".run.tmp-*")
