@@ -18,7 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mtia_cluster.engine.cell import STATUS_NAMES, STATUS_OK, Completed, DeviceCounters
+from mtia_cluster.engine.cell import (
+    LLM_COUNTERS,
+    STATUS_NAMES,
+    STATUS_OK,
+    Completed,
+    DeviceCounters,
+)
 from mtia_cluster.errors import UserError
 from mtia_cluster.results.schema import (
     DEVICE_SCHEMA,
@@ -29,6 +35,16 @@ from mtia_cluster.results.schema import (
 from mtia_cluster.results.slo import slo_ok
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.units import NS_PER_S
+
+# cumulative DeviceCounters written per interval as differences (dtype of the running total)
+_DIFFED = {
+    "kv_token_s": np.float64,
+    "preemptions": np.int64,
+    "prefix_queried_tokens": np.int64,
+    "prefix_cached_tokens": np.int64,
+    "kv_transfers": np.int64,
+    "kv_transfer_bytes": np.int64,
+}
 
 
 def _check_index(name: str, values: np.ndarray, size: int) -> None:
@@ -156,6 +172,8 @@ class DeviceTracker:
         n = len(info.accelerator_id)
         self._position = {int(a): i for i, a in enumerate(info.accelerator_id)}
         self._prev = np.zeros((3, n), dtype=np.int64)  # cumulative busy_ns, batches, work
+        # cumulative LLM replica counters differenced per interval (the rest are levels)
+        self._prev_llm = {name: np.zeros(n, dtype=_DIFFED[name]) for name in _DIFFED}
 
     def _align(self, counters: DeviceCounters) -> np.ndarray:
         """Row positions of `counters` in the tracker's device order."""
@@ -190,7 +208,21 @@ class DeviceTracker:
         self._prev[0] += busy
         self._prev[1] += batches
         self._prev[2] += work
-        return self._table(busy, batches, work, counters.peak_memory_bytes[order], start_ns, end_ns)
+        table = self._table(
+            busy, batches, work, counters.peak_memory_bytes[order], start_ns, end_ns
+        )
+        return self._with_llm(table, counters, order)
+
+    def _with_llm(self, table: pa.Table, counters: DeviceCounters, order: np.ndarray) -> pa.Table:
+        """Fill the LLM replica columns: levels as they are, cumulative counters differenced."""
+        for name in LLM_COUNTERS:
+            value = getattr(counters, name)[order]
+            if name in _DIFFED:
+                now = value.astype(_DIFFED[name])
+                value, self._prev_llm[name] = now - self._prev_llm[name], now
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, pa.array(value, table.schema.field(name).type))
+        return table
 
     def _table(
         self,
@@ -225,6 +257,9 @@ class DeviceTracker:
             pa.array(work, pa.int64()),
             pa.array(peak, pa.int64()),
         ]
+        zeros = np.zeros(n, dtype=np.int64)
+        for name in DEVICE_SCHEMA.names[len(cols) :]:  # the LLM columns, see `_with_llm`
+            cols.append(pa.array(zeros, DEVICE_SCHEMA.field(name).type))
         return pa.Table.from_arrays(cols, schema=DEVICE_SCHEMA)
 
 

@@ -59,6 +59,7 @@ class DisaggregatedCell:
         self.weight_bytes = weight_bytes_per_accelerator
         self.link_free_ns = 0
         self.transfer_ns_total = 0
+        self.transfers = [0, 0]  # KV transfers started so far: count, bytes (kept on failure)
         self._rows = Rows()
         self._outputs: list[int] = []
         self._finish: list[int] = []  # per cell position (= prefill position)
@@ -166,6 +167,8 @@ class DisaggregatedCell:
             took = self.transfer_ns(pre.prompt[r])
             self.link_free_ns = start + took
             self.transfer_ns_total += took
+            self.transfers[0] += 1
+            self.transfers[1] += pre.prompt[r] * self.kv_bytes_per_token
             self._decode_of[r] = len(self._decode_pos)
             self._decode_pos.append(r)
             self._link.append((start, self.link_free_ns))
@@ -224,12 +227,14 @@ class DisaggregatedCell:
         )
 
     def device_counters(self) -> DeviceCounters:
-        """Prefill accelerators' counters, then the decode accelerators'."""
+        """Prefill accelerators' counters (with the KV transfers they sent), then the decode
+        accelerators'."""
+        sent = (self.transfers[0], self.transfers[1])
         parts = [
-            replica_counters(sched, ids, self._until_ns, weight, self.kv_bytes_per_token)
-            for sched, ids, weight in (
-                (self.prefill, self.prefill_ids, self.weight_bytes[0]),
-                (self.decode, self.decode_ids, self.weight_bytes[1]),
+            replica_counters(sched, ids, self._until_ns, weight, self.kv_bytes_per_token, moved)
+            for sched, ids, weight, moved in (
+                (self.prefill, self.prefill_ids, self.weight_bytes[0], sent),
+                (self.decode, self.decode_ids, self.weight_bytes[1], (0, 0)),
             )
         ]
         return DeviceCounters.concat(parts)

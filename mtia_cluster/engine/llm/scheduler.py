@@ -21,6 +21,7 @@ from collections import deque
 from mtia_cluster.engine.llm.costs import AS_PER_NS, IterationCost
 from mtia_cluster.engine.llm.kvcache import BlockPool
 from mtia_cluster.engine.llm.kvcache import blocks_for as _blocks
+from mtia_cluster.engine.llm.kvstats import decode_run_token_as
 from mtia_cluster.engine.llm.limits import NOT_SET, ReplicaLimits
 from mtia_cluster.engine.llm.requests import DECODE as _DECODE
 from mtia_cluster.engine.llm.requests import DONE as _DONE
@@ -45,6 +46,12 @@ class ReplicaScheduler(RequestTable):
         self.busy_as = 0  # busy time of all iterations run so far
         self.tokens_done = 0  # tokens computed by all iterations run so far
         self.queried_tokens = 0  # tokens looked up in the prefix cache, over all admissions
+        # replica statistics (kvstats): cumulative, carried over a restart
+        self.preempted = 0  # preemptions so far
+        self.reused_tokens = 0  # tokens reused from the prefix cache so far
+        self.kv_token_as = 0  # integral of KV tokens held, token-attoseconds
+        self.kv_held_tokens = 0  # KV tokens held by the last iteration run
+        self.max_kv_tokens = 0
         self._released: list[int] = []  # finished in the current step, blocks not yet returned
         self._next = 0
         self.running: dict[int, None] = {}  # admission order
@@ -89,6 +96,10 @@ class ReplicaScheduler(RequestTable):
         new.tokens_done = self.tokens_done
         new.queried_tokens = self.queried_tokens
         new.max_used_blocks = self.max_used_blocks
+        new.preempted, new.reused_tokens = self.preempted, self.reused_tokens
+        new.max_kv_tokens = self.max_kv_tokens
+        # the iteration running at `at_ns` holds its tokens up to `at_ns` only
+        new.kv_token_as = self.kv_token_as - self.kv_held_tokens * max(0, self.t_as - at_as)
         return new
 
     @property
@@ -216,6 +227,10 @@ class ReplicaScheduler(RequestTable):
             k = run.starts_before(k, deadline - self.t_as)
         self.kv.alloc(self._blocks_in(k))
         self.max_used_blocks = max(self.max_used_blocks, self.used_blocks)
+        c0 = self.offset_sum + n * self.iteration
+        self.kv_token_as += decode_run_token_as(run, c0, n, k)
+        self.kv_held_tokens = c0 + n * k
+        self.max_kv_tokens = max(self.max_kv_tokens, self.kv_held_tokens)
         span = run.total(k)
         self.t_as += span
         self.busy_as += span
@@ -296,6 +311,7 @@ class ReplicaScheduler(RequestTable):
         self.state[victim] = _WAITING
         self.waiting.appendleft(victim)
         self.preemptions[victim] += 1
+        self.preempted += 1
 
     # ----------------------------------------------------------------- general iteration
     def _evict_for_decodes(self) -> bool:
@@ -359,6 +375,7 @@ class ReplicaScheduler(RequestTable):
                     self.kv.acquire(keys, hit)
                 comp[r] = base
                 self.cached_tokens[r] += base
+                self.reused_tokens += base
             self.running[r] = None
             self.prefilling[r] = None
             self.state[r] = _PREFILL
@@ -397,6 +414,10 @@ class ReplicaScheduler(RequestTable):
             context += comp[r]
             pairs += c * comp[r] + c * (c + 1) // 2
         span = self.cost.duration_as(tokens, context, pairs)
+        held = dec_context + tokens + sum(comp[r] for r in self.prefilling)
+        self.kv_token_as += held * span
+        self.kv_held_tokens = held
+        self.max_kv_tokens = max(self.max_kv_tokens, held)
         self.t_as += span
         self.busy_as += span
         self.tokens_done += tokens
