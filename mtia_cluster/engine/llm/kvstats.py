@@ -3,7 +3,8 @@
 A replica's KV utilization over a time span is ``integral of held tokens dt / (capacity x
 span)``. An iteration holds, until it ends, the KV of every running request as written by
 that iteration (its context plus the tokens it computes; waiting and preempted requests hold
-none, cached prefix blocks of finished requests are not "held"). The scheduler adds
+none, cached prefix blocks of finished requests are not "held", a prefix block shared by
+several running requests counts once: ``BlockPool.shared``). The scheduler adds
 ``held x duration`` per iteration; a run of ``k`` decode-only iterations adds the closed form
 below, so cutting a run anywhere (window bounds) gives the same integer: the integral at a
 time is a function of that time only, like the rows.

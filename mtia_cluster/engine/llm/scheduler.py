@@ -227,7 +227,7 @@ class ReplicaScheduler(RequestTable):
             k = run.starts_before(k, deadline - self.t_as)
         self.kv.alloc(self._blocks_in(k))
         self.max_used_blocks = max(self.max_used_blocks, self.used_blocks)
-        c0 = self.offset_sum + n * self.iteration
+        c0 = self.offset_sum + n * self.iteration - self.kv.shared * self.limits.block_size
         self.kv_token_as += decode_run_token_as(run, c0, n, k)
         self.kv_held_tokens = c0 + n * k
         self.max_kv_tokens = max(self.max_kv_tokens, self.kv_held_tokens)
@@ -415,6 +415,7 @@ class ReplicaScheduler(RequestTable):
             pairs += c * comp[r] + c * (c + 1) // 2
         span = self.cost.duration_as(tokens, context, pairs)
         held = dec_context + tokens + sum(comp[r] for r in self.prefilling)
+        held -= self.kv.shared * self.limits.block_size  # a shared prefix block counts once
         self.kv_token_as += held * span
         self.kv_held_tokens = held
         self.max_kv_tokens = max(self.max_kv_tokens, held)
