@@ -61,7 +61,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config.write_text(yaml.safe_dump(SCENARIO))
     path = write_trace(trace(), tmp / "t.parquet", {"source": "test"})
     out = tmp / "out"
-    result = CliRunner().invoke(cli, ["simulate", str(config), "--trace", str(path), "-o", str(out)])
+    args = ["simulate", str(config), "--trace", str(path), "-o", str(out)]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     return out
 

@@ -93,13 +93,21 @@ def test_cell_counters_do_not_depend_on_window_cuts(case, cuts):
     end = int(arrival.max()) + 10**8 + 1
 
     def counters(bounds: list[int]) -> dict[str, np.ndarray]:
-        cell = LLMReplicaCell(ReplicaScheduler(cost, limits), accelerator_ids=np.array([0, 1]),
-                              host_id=0)
+        cell = LLMReplicaCell(
+            ReplicaScheduler(cost, limits), accelerator_ids=np.array([0, 1]), host_id=0
+        )
         t0 = 0
         for t in [*bounds, end]:
             sel = (arrival >= t0) & (arrival < t)
-            cell.submit(make_requests(arrival[sel], items=0, input_tokens=prompt[sel],
-                                      output_tokens=output[sel], session_id=sessions[sel]))
+            cell.submit(
+                make_requests(
+                    arrival[sel],
+                    items=0,
+                    input_tokens=prompt[sel],
+                    output_tokens=output[sel],
+                    session_id=sessions[sel],
+                )
+            )
             cell.advance(t)
             t0 = t
         c = cell.device_counters()
