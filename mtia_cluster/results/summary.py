@@ -147,14 +147,8 @@ def summary_from_partials(
         slo = slos.get(service)
         stats = finish(merge(partials.pop(service)), slo=slo, duration_ns=duration_ns, rules=rules)
         total = DeviceTotals.sum(v for (_, s), v in dev.items() if s == service)
-        fleet_services.append(
-            {
-                "region": "*",
-                "service": service,
-                **_with_devices(stats, total),
-                **_serving(stats, replicas, "*", service),
-            }
-        )
+        stats = {**_with_devices(stats, total), **_serving(stats, replicas, "*", service)}
+        fleet_services.append({"region": "*", "service": service, **stats})
     return {
         "duration_ns": int(duration_ns),
         "duration_s": duration_ns / NS_PER_S,

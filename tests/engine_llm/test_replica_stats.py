@@ -16,7 +16,6 @@ from test_llm_simulation import scenario
 import mtia_cluster.perf.llm as perf_llm
 from mtia_cluster.engine.cell import LLM_COUNTERS, make_requests
 from mtia_cluster.engine.llm.cell import LLMReplicaCell
-from mtia_cluster.engine.llm.kvcache import chains_to_keys  # noqa: F401  (keys in `chained`)
 from mtia_cluster.engine.llm.kvstats import decode_run_token_as
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 from mtia_cluster.engine.llm.stretch import DecodeRun
