@@ -171,3 +171,32 @@ def test_prefix_hit_rate_rises_with_kv_capacity(monkeypatch: pytest.MonkeyPatch)
         s = summarize(Simulation(scenario({"accelerators": 1, "prefix_caching": True})).run(trace))
         rates.append(s.summary["services"][0]["llm_serving"]["prefix_lookup_hit_rate"])
     assert rates[0] < rates[1] < rates[2], rates
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=pressured(), fail_at=st.integers(1, 10**8))
+def test_a_failure_keeps_the_counters_and_cuts_the_running_iteration(case, fail_at):
+    """Counters sampled at the failure are the same just before and just after it (the
+    iteration running then holds its KV only up to the failure), and never go back later."""
+    (cost, limits), (arrival, prompt, output, sessions) = case
+    cell = LLMReplicaCell(ReplicaScheduler(cost, limits), accelerator_ids=np.array([0]), host_id=0)
+    sel = arrival < fail_at
+    cell.submit(
+        make_requests(arrival[sel], items=0, input_tokens=prompt[sel],
+                      output_tokens=output[sel], session_id=sessions[sel])
+    )  # fmt: skip
+    cell.advance(fail_at)
+    before = cell.device_counters()
+    cell.evict(fail_at)
+    after = cell.device_counters()
+    for name in LLM_COUNTERS:
+        np.testing.assert_array_equal(getattr(before, name), getattr(after, name), err_msg=name)
+    rest = ~sel
+    cell.submit(
+        make_requests(arrival[rest], items=0, input_tokens=prompt[rest],
+                      output_tokens=output[rest], session_id=sessions[rest])
+    )  # fmt: skip
+    cell.advance(int(arrival.max()) + 10**12)
+    later = cell.device_counters()
+    for name in ("kv_token_s", "kv_peak_tokens", "preemptions", "prefix_queried_tokens"):
+        assert getattr(later, name)[0] >= getattr(after, name)[0], name
