@@ -18,7 +18,12 @@ from mtia_cluster.results import open_results
 from mtia_cluster.results.analysis import analyze as run_analysis
 from mtia_cluster.results.analysis import parse_by, parse_window
 from mtia_cluster.results.analysis.compare import compare as compare_docs
-from mtia_cluster.results.analysis.report import analysis_table, comparison_table, verdict_reasons
+from mtia_cluster.results.analysis.report import (
+    analysis_table,
+    comparison_table,
+    llm_serving_table,
+    verdict_reasons,
+)
 
 
 @click.command()
@@ -90,6 +95,10 @@ def analyze(
         return
     click.echo(f"run: {doc['run']}  duration {doc['duration_ns'] / 1e9:g} s")
     echo_table(*analysis_table(doc))
+    serving = llm_serving_table(doc)
+    if serving is not None:
+        click.echo("\nLLM serving (per service, then per replica)")
+        echo_table(*serving)
     for line in verdict_reasons(doc):
         click.echo(f"INVALID {line}")
     click.echo("\ncost, energy at the wall and carbon (docs/planning.md):")

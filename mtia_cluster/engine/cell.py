@@ -20,7 +20,7 @@ held by the simulation (``Simulation.services``, ``Simulation.regions``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -103,6 +103,13 @@ _DTYPES: dict[str, type] = {
     "peak_memory_bytes": np.int64,
     "preemptions": np.int32,
     "cached_tokens": np.int64,
+    "kv_capacity_tokens": np.int64,
+    "kv_token_s": np.float64,
+    "kv_peak_tokens": np.int64,
+    "prefix_queried_tokens": np.int64,
+    "prefix_cached_tokens": np.int64,
+    "kv_transfers": np.int64,
+    "kv_transfer_bytes": np.int64,
     "ready_ns": np.int64,
     "unit": np.int64,
 }
@@ -158,6 +165,9 @@ class Completed(_Columns):
     cached_tokens: np.ndarray  # int64
 
 
+_UNSET: np.ndarray = np.zeros(0, dtype=np.int64)  # a DeviceCounters field not given
+
+
 @dataclass
 class DeviceCounters(_Columns):
     """Cumulative per-accelerator counters, from time 0 up to the last ``advance`` bound.
@@ -176,11 +186,36 @@ class DeviceCounters(_Columns):
     batches: np.ndarray  # int64, batches/iterations started
     work_units: np.ndarray  # int64
     peak_memory_bytes: np.ndarray  # int64
-    memory_bound_ns: np.ndarray = None  # type: ignore[assignment]  # int64; None -> zeros
+    memory_bound_ns: np.ndarray = field(default_factory=lambda: _UNSET)  # int64, of busy_ns
+    # LLM replica statistics, on the replica's lead (first) accelerator, 0 elsewhere and for
+    # R&R; zeros when a cell does not give them (engine/llm/kvstats.py, docs/results.md)
+    kv_capacity_tokens: np.ndarray = field(default_factory=lambda: _UNSET)  # int64
+    kv_token_s: np.ndarray = field(default_factory=lambda: _UNSET)  # float64, integral
+    kv_peak_tokens: np.ndarray = field(default_factory=lambda: _UNSET)  # int64
+    preemptions: np.ndarray = field(default_factory=lambda: _UNSET)  # int32
+    prefix_queried_tokens: np.ndarray = field(default_factory=lambda: _UNSET)  # int64
+    prefix_cached_tokens: np.ndarray = field(default_factory=lambda: _UNSET)  # int64
+    kv_transfers: np.ndarray = field(default_factory=lambda: _UNSET)  # int64, sent
+    kv_transfer_bytes: np.ndarray = field(default_factory=lambda: _UNSET)  # int64, sent
 
     def __post_init__(self) -> None:
-        if self.memory_bound_ns is None:
-            self.memory_bound_ns = np.zeros(len(self.busy_ns), dtype=np.int64)
+        """Counters a cell did not give are zeros (one per accelerator)."""
+        n = len(self.accelerator_id)
+        for name in ("memory_bound_ns", *LLM_COUNTERS):
+            if getattr(self, name) is _UNSET:
+                setattr(self, name, np.zeros(n, dtype=_DTYPES[name]))
+
+
+LLM_COUNTERS = (
+    "kv_capacity_tokens",
+    "kv_token_s",
+    "kv_peak_tokens",
+    "preemptions",
+    "prefix_queried_tokens",
+    "prefix_cached_tokens",
+    "kv_transfers",
+    "kv_transfer_bytes",
+)
 
 
 @dataclass(frozen=True)

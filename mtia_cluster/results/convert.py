@@ -20,7 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtia_cluster.cost.power import device_rates
-from mtia_cluster.engine.cell import STATUS_NAMES, STATUS_OK, Completed, DeviceCounters
+from mtia_cluster.engine.cell import (
+    LLM_COUNTERS,
+    STATUS_NAMES,
+    STATUS_OK,
+    Completed,
+    DeviceCounters,
+)
 from mtia_cluster.errors import UserError
 from mtia_cluster.results.schema import (
     DEVICE_SCHEMA,
@@ -31,6 +37,16 @@ from mtia_cluster.results.schema import (
 from mtia_cluster.results.slo import slo_ok
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.units import J_PER_KWH, NS_PER_S
+
+# cumulative DeviceCounters written per interval as differences (dtype of the running total)
+_DIFFED = {
+    "kv_token_s": np.float64,
+    "preemptions": np.int64,
+    "prefix_queried_tokens": np.int64,
+    "prefix_cached_tokens": np.int64,
+    "kv_transfers": np.int64,
+    "kv_transfer_bytes": np.int64,
+}
 
 
 def _check_index(name: str, values: np.ndarray, size: int) -> None:
@@ -185,6 +201,8 @@ class DeviceTracker:
         n = len(info.accelerator_id)
         self._position = {int(a): i for i, a in enumerate(info.accelerator_id)}
         self._prev = np.zeros((4, n), dtype=np.int64)  # cumulative busy, batches, work, memory
+        # cumulative LLM replica counters differenced per interval (the rest are levels)
+        self._prev_llm = {name: np.zeros(n, dtype=_DIFFED[name]) for name in _DIFFED}
 
     def _align(self, counters: DeviceCounters) -> np.ndarray:
         """Row positions of `counters` in the tracker's device order."""
@@ -224,7 +242,19 @@ class DeviceTracker:
         peak = counters.peak_memory_bytes[order]
         # floors of attosecond clocks: never more memory-bound than busy time in an interval
         memory = np.minimum(memory, busy)
-        return self._table(busy, batches, work, peak, np.maximum(memory, 0), start_ns, end_ns)
+        table = self._table(busy, batches, work, peak, np.maximum(memory, 0), start_ns, end_ns)
+        return self._with_llm(table, counters, order)
+
+    def _with_llm(self, table: pa.Table, counters: DeviceCounters, order: np.ndarray) -> pa.Table:
+        """Fill the LLM replica columns: levels as they are, cumulative counters differenced."""
+        for name in LLM_COUNTERS:
+            value = getattr(counters, name)[order]
+            if name in _DIFFED:
+                now = value.astype(_DIFFED[name])
+                value, self._prev_llm[name] = now - self._prev_llm[name], now
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, pa.array(value, table.schema.field(name).type))
+        return table
 
     def _table(
         self,
@@ -262,6 +292,9 @@ class DeviceTracker:
             pa.array(memory, pa.int64()),
             *(pa.array(v, pa.float64()) for v in cost_columns(i, busy, energy, span_s)),
         ]
+        zeros = np.zeros(n, dtype=np.int64)
+        for name in DEVICE_SCHEMA.names[len(cols) :]:  # the LLM columns, see `_with_llm`
+            cols.append(pa.array(zeros, DEVICE_SCHEMA.field(name).type))
         return pa.Table.from_arrays(cols, schema=DEVICE_SCHEMA)
 
 

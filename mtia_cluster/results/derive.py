@@ -26,6 +26,7 @@ from mtia_cluster.results.intervals import (
     region_table,
 )
 from mtia_cluster.results.partials import ShardStats
+from mtia_cluster.results.replicas import replica_rows
 from mtia_cluster.results.schema import REGION_SCHEMA
 from mtia_cluster.results.summary import compute_summary, region_kinds, summary_from_partials
 from mtia_cluster.results.verdict import VerdictRules
@@ -134,6 +135,7 @@ def derive_from_stats(
         slos=slos,
         duration_ns=span,
         rules=rules,
+        replicas=replica_rows(devices),
     )
     tables = [
         intervals_table(

@@ -101,6 +101,16 @@ DEVICE_SCHEMA = pa.schema(
         ("energy_cost_usd", pa.float64()),
         ("co2e_g", pa.float64()),
         ("capex_usd", pa.float64()),
+        # LLM replica statistics on the replica's lead accelerator (0 elsewhere and for R&R);
+        # per interval unless "so far" (docs/results.md, "devices/")
+        ("kv_capacity_tokens", pa.int64()),  # KV cache size (blocks x block size)
+        ("kv_token_s", pa.float64()),  # integral of KV tokens held over the interval
+        ("kv_peak_tokens", pa.int64()),  # most KV tokens held so far
+        ("preemptions", pa.int64()),
+        ("prefix_queried_tokens", pa.int64()),  # tokens looked up in the prefix cache
+        ("prefix_cached_tokens", pa.int64()),  # of them, reused
+        ("kv_transfers", pa.int64()),  # prefill -> decode KV transfers started (sender)
+        ("kv_transfer_bytes", pa.int64()),
     ]
 )
 

@@ -29,6 +29,7 @@ from mtia_cluster.results.groupstats import (
     merge,
     partial,
 )
+from mtia_cluster.results.replicas import group_stats, replica_rows
 from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
 from mtia_cluster.results.verdict import VerdictRules
 from mtia_cluster.slo import ServiceSLO
@@ -111,6 +112,7 @@ def compute_summary(
         slos=slos,
         duration_ns=duration_ns,
         rules=rules,
+        replicas=replica_rows(devices),
     )
 
 
@@ -128,10 +130,12 @@ def summary_from_partials(
     slos: Mapping[str, ServiceSLO],
     duration_ns: int,
     rules: VerdictRules,
+    replicas: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """The `summary.json` document from each region's per-service partials (a service
-    without requests in a region is absent) and the device totals. Both paths (reading the
-    requests back, or partials computed by the shards) end here."""
+    without requests in a region is absent), the device totals and the LLM replica rows
+    (`results.replicas`). Both paths (reading the requests back, or partials computed by
+    the shards) end here."""
     groups: list[dict[str, Any]] = []
     region_rows: list[dict[str, Any]] = []
     partials: dict[str, list[Partial]] = {s: [] for s in services}
@@ -150,6 +154,7 @@ def summary_from_partials(
                     "region": region,
                     "service": service,
                     **_with_devices(stats, dev.get((region, service))),
+                    **_serving(stats, replicas, region, service),
                 }
             )
         region_rows.append(_region_row(region, groups, dev, duration_ns))
@@ -158,7 +163,8 @@ def summary_from_partials(
         slo = slos.get(service)
         stats = finish(merge(partials.pop(service)), slo=slo, duration_ns=duration_ns, rules=rules)
         total = DeviceTotals.sum(v for (_, s), v in dev.items() if s == service)
-        fleet_services.append({"region": "*", "service": service, **_with_devices(stats, total)})
+        stats = {**_with_devices(stats, total), **_serving(stats, replicas, "*", service)}
+        fleet_services.append({"region": "*", "service": service, **stats})
     return {
         "duration_ns": int(duration_ns),
         "duration_s": duration_ns / NS_PER_S,
@@ -168,7 +174,18 @@ def summary_from_partials(
         "services": fleet_services,
         "regions": region_rows,
         "fleet": _region_row("*", groups, dev, duration_ns),
+        "llm_replicas": list(replicas),
     }
+
+
+def _serving(
+    stats: Mapping[str, Any], replicas: Sequence[dict[str, Any]], region: str, service: str
+) -> dict[str, Any]:
+    """An LLM group's `llm_serving` totals over its replicas (region '*': all regions)."""
+    if stats.get("kind") != "llm":
+        return {}
+    mine = (r for r in replicas if r["service"] == service and region in ("*", r["region"]))
+    return {"llm_serving": group_stats(mine)}
 
 
 def _region_row(

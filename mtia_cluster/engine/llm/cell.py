@@ -23,7 +23,7 @@ from mtia_cluster.engine.cell import (
     RequestBatch,
     completed_from,
 )
-from mtia_cluster.engine.llm.costs import AS_PER_NS
+from mtia_cluster.engine.llm.costs import AS_PER_NS, AS_PER_S
 from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.requests import DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
@@ -35,9 +35,11 @@ def replica_counters(
     until_ns: int,
     weight_bytes_per_accelerator: float,
     kv_bytes_per_token: int,
+    transfers: tuple[int, int] = (0, 0),
 ) -> DeviceCounters:
     """Counters of one replica's accelerators up to `until_ns` (all busy in each iteration)."""
-    busy_as = sched.busy_as - sched.busy_tail_as(until_ns * AS_PER_NS)  # running tail
+    tail_as = sched.busy_tail_as(until_ns * AS_PER_NS)  # the running iteration's part after
+    busy_as = sched.busy_as - tail_as
     memory_as = sched.memory_as - sched.memory_tail_as(until_ns * AS_PER_NS)
     n = len(accelerator_ids)
     kv_bytes = sched.max_used_blocks * sched.limits.block_size * kv_bytes_per_token
@@ -49,7 +51,35 @@ def replica_counters(
         work_units=np.full(n, sched.tokens_done, np.int64),
         peak_memory_bytes=np.full(n, peak, np.int64),
         memory_bound_ns=np.full(n, memory_as // AS_PER_NS, np.int64),
+        **replica_stats(sched, n, tail_as, transfers),
     )
+
+
+def replica_stats(
+    sched: ReplicaScheduler, n: int, tail_as: int, transfers: tuple[int, int] = (0, 0)
+) -> dict[str, np.ndarray]:
+    """The LLM replica counters of DeviceCounters, on the lead (first) of its `n`
+    accelerators: KV capacity, held-token integral up to the bound (the running iteration's
+    tail after it taken off, as for busy time), peak, preemptions, prefix lookups and reuse,
+    KV transfers sent (count, bytes)."""
+    lim = sched.limits
+    token_as = sched.kv_token_as - sched.kv_held_tokens * tail_as
+    values = {
+        "kv_capacity_tokens": lim.num_blocks * lim.block_size,
+        "kv_token_s": token_as / AS_PER_S,
+        "kv_peak_tokens": sched.max_kv_tokens,
+        "preemptions": sched.preempted,
+        "prefix_queried_tokens": sched.queried_tokens,
+        "prefix_cached_tokens": sched.reused_tokens,
+        "kv_transfers": transfers[0],
+        "kv_transfer_bytes": transfers[1],
+    }
+    out = {}
+    for name, value in values.items():
+        col = np.zeros(n, dtype=np.float64 if name == "kv_token_s" else np.int64)
+        col[0] = value
+        out[name] = col
+    return out
 
 
 class Rows:

@@ -82,6 +82,8 @@ class DisaggregatedCell:
         self.view = PrefixView()
         self.transfer_ns_total = 0
         self.transfers = [0, 0]  # KV transfers started, over scale-up and over scale-out
+        # per prefill instance: KV transfers it sent (count, bytes); kept across failures
+        self.sent = [[0, 0] for _ in self.prefill]
         self._until_ns = 0
         self._pos = 0  # every choice for times before it is made
         self._reset(0)
@@ -262,6 +264,8 @@ class DisaggregatedCell:
         queue[link.fabric] = end = start + took
         self.transfer_ns_total += took
         self.transfers[link.fabric] += 1
+        self.sent[i][0] += 1
+        self.sent[i][1] += prompt * self.kv_bytes_per_token
         self._in_flight.append((start, end))
         self._first[r] = end  # the first token reaches the user with the KV at decode
         heapq.heappush(self._pending[d], (end, self._seq, r, need))
@@ -388,13 +392,17 @@ class DisaggregatedCell:
         }
 
     def device_counters(self) -> DeviceCounters:
-        """The prefill instances' accelerators' counters, then the decode instances'."""
+        """The prefill instances' accelerators' counters (with the KV transfers each sent),
+        then the decode instances'."""
+        none = [(0, 0)] * len(self.decode)
         parts = [
-            replica_counters(sched, ids, self._until_ns, weight, self.kv_bytes_per_token)
-            for scheds, id_lists, weight in (
-                (self.prefill, self.prefill_ids, self.weight_bytes[0]),
-                (self.decode, self.decode_ids, self.weight_bytes[1]),
+            replica_counters(
+                sched, ids, self._until_ns, weight, self.kv_bytes_per_token, (moved[0], moved[1])
             )
-            for sched, ids in zip(scheds, id_lists, strict=True)
+            for scheds, id_lists, weight, sent in (
+                (self.prefill, self.prefill_ids, self.weight_bytes[0], self.sent),
+                (self.decode, self.decode_ids, self.weight_bytes[1], none),
+            )
+            for sched, ids, moved in zip(scheds, id_lists, sent, strict=True)
         ]
         return DeviceCounters.concat(parts)

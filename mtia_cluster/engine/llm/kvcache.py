@@ -68,6 +68,7 @@ class BlockPool:
         "hashes",
         "num_blocks",
         "refs",
+        "shared",
     )
 
     def __init__(self, num_blocks: int, block_size: int, prefix_caching: bool) -> None:
@@ -79,6 +80,7 @@ class BlockPool:
         # evictable entries, least recently cached first: session -> blocks, block key -> 1
         self.cache: OrderedDict[Key, int] = OrderedDict()
         self.refs: dict[Key, int] = {}  # keyed blocks held by running requests -> holders
+        self.shared = 0  # sum of (holders - 1) over refs: blocks held more than once
         self.hashes: dict[int, int] = {}  # hash id -> its keys held or cached
         self.events: list[tuple[int, int]] = []  # (hash id, +1 appeared / -1 gone), in order
 
@@ -184,6 +186,7 @@ class BlockPool:
             n = refs.get(key)
             if n:
                 refs[key] = n + 1
+                self.shared += 1
             else:
                 del cache[key]
                 self.cached -= 1
@@ -197,6 +200,7 @@ class BlockPool:
             n = refs.get(key)
             if n:
                 refs[key] = n + 1
+                self.shared += 1
                 self.free += 1
             elif key in cache:
                 del cache[key]
@@ -222,6 +226,7 @@ class BlockPool:
             n = refs[key] - 1
             if n:
                 refs[key] = n
+                self.shared -= 1
             else:
                 del refs[key]
                 cache[key] = 1

@@ -21,6 +21,7 @@ from collections import deque
 from mtia_cluster.engine.llm.costs import AS_PER_NS, IterationCost
 from mtia_cluster.engine.llm.kvcache import BlockPool
 from mtia_cluster.engine.llm.kvcache import blocks_for as _blocks
+from mtia_cluster.engine.llm.kvstats import decode_run_token_as
 from mtia_cluster.engine.llm.limits import NOT_SET, ReplicaLimits
 from mtia_cluster.engine.llm.requests import DECODE as _DECODE
 from mtia_cluster.engine.llm.requests import DONE as _DONE
@@ -49,6 +50,12 @@ class ReplicaScheduler(RequestTable):
         self.last_end_as = 0  # when the latest iteration ends (the clock may idle past it)
         self.tokens_done = 0  # tokens computed by all iterations run so far
         self.queried_tokens = 0  # tokens looked up in the prefix cache, over all admissions
+        # replica statistics (kvstats): cumulative, carried over a restart
+        self.preempted = 0  # preemptions so far
+        self.reused_tokens = 0  # tokens reused from the prefix cache so far
+        self.kv_token_as = 0  # integral of KV tokens held, token-attoseconds
+        self.kv_held_tokens = 0  # KV tokens held by the last iteration run
+        self.max_kv_tokens = 0
         self._released: list[int] = []  # finished in the current step, blocks not yet returned
         self._next = 0
         self.running: dict[int, None] = {}  # admission order
@@ -94,6 +101,10 @@ class ReplicaScheduler(RequestTable):
         new.tokens_done = self.tokens_done
         new.queried_tokens = self.queried_tokens
         new.max_used_blocks = self.max_used_blocks
+        new.preempted, new.reused_tokens = self.preempted, self.reused_tokens
+        new.max_kv_tokens = self.max_kv_tokens
+        # the iteration running at `at_ns` holds its tokens up to `at_ns` only
+        new.kv_token_as = self.kv_token_as - self.kv_held_tokens * max(0, self.t_as - at_as)
         return new
 
     def busy_tail_as(self, at_as: int) -> int:
@@ -244,6 +255,10 @@ class ReplicaScheduler(RequestTable):
             k = run.starts_before(k, deadline - self.t_as)
         self.kv.alloc(self._blocks_in(k))
         self.max_used_blocks = max(self.max_used_blocks, self.used_blocks)
+        c0 = self.offset_sum + n * self.iteration - self.kv.shared * self.limits.block_size
+        self.kv_token_as += decode_run_token_as(run, c0, n, k)
+        self.kv_held_tokens = c0 + n * k
+        self.max_kv_tokens = max(self.max_kv_tokens, self.kv_held_tokens)
         span = run.total(k)
         self.t_as += span
         self.busy_as += span
@@ -328,6 +343,7 @@ class ReplicaScheduler(RequestTable):
         self.state[victim] = _WAITING
         self.waiting.appendleft(victim)
         self.preemptions[victim] += 1
+        self.preempted += 1
 
     # ----------------------------------------------------------------- general iteration
     def _evict_for_decodes(self) -> bool:
@@ -394,6 +410,7 @@ class ReplicaScheduler(RequestTable):
                     self.kv.acquire(keys, hit)
                 comp[r] = base
                 self.cached_tokens[r] += base
+                self.reused_tokens += base
             self.running[r] = None
             self.prefilling[r] = None
             self.state[r] = _PREFILL
@@ -432,6 +449,11 @@ class ReplicaScheduler(RequestTable):
             context += comp[r]
             pairs += c * comp[r] + c * (c + 1) // 2
         span = self.cost.duration_as(tokens, context, pairs)
+        held = dec_context + tokens + sum(comp[r] for r in self.prefilling)
+        held -= self.kv.shared * self.limits.block_size  # a shared prefix block counts once
+        self.kv_token_as += held * span
+        self.kv_held_tokens = held
+        self.max_kv_tokens = max(self.max_kv_tokens, held)
         self.t_as += span
         self.busy_as += span
         self.last_memory = self.cost.memory_bound(tokens, context, pairs)

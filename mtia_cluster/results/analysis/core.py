@@ -30,6 +30,7 @@ from mtia_cluster.results.analysis.passes import (
 from mtia_cluster.results.derive import span_from_metadata
 from mtia_cluster.results.devices import DeviceTotals
 from mtia_cluster.results.reader import Results, open_results
+from mtia_cluster.results.replicas import group_stats, replica_rows
 from mtia_cluster.results.summary import _with_devices, region_kinds
 from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
 from mtia_cluster.slo import ServiceSLO
@@ -73,6 +74,7 @@ def analyze(
     devs = device_groups(res.devices, keys, levels, window_ns)
     ctx = _Context(keys, by, services, kinds, res.slos, rules, duration_ns, window_ns)
     ctx.region_kinds = region_kinds(res.summary)
+    ctx.replicas = replica_rows(res.devices)
     rows = [row for acc, dev in zip(accs, devs, strict=True) for row in ctx.rows(acc, dev)]
     return {
         "run": str(res.path),
@@ -83,13 +85,26 @@ def analyze(
         "rules": rules.to_dict(),
         "quantile_method": QUANTILE_METHOD,
         "rows": rows,
+        "llm_serving": llm_serving(ctx.replicas, services),
     }
+
+
+def llm_serving(replicas: list[dict[str, Any]], services: list[str]) -> dict[str, Any]:
+    """Per LLM service (all regions) and per replica: KV utilization, prefix lookups, hit
+    rate, preemptions, KV transfers (`results.replicas`, the figures of summary.json)."""
+    names = [s for s in services if any(r["service"] == s for r in replicas)]
+    totals = [
+        {"region": "*", "service": s, **group_stats(r for r in replicas if r["service"] == s)}
+        for s in names
+    ]
+    return {"services": totals, "replicas": replicas}
 
 
 class _Context:
     """What turning accumulators into rows needs (labels, SLOs, rules, time base)."""
 
     region_kinds: dict[str, set[str]]  # kinds served per region (rows over mixed kinds)
+    replicas: list[dict[str, Any]]  # LLM replica rows (results.replicas)
 
     def __init__(
         self,
@@ -134,8 +149,17 @@ class _Context:
         region = self.keys.labels["region"][codes["region"]] if "region" in codes else None
         row.update(self._stats(acc, gid, seconds, service, region))
         _with_devices(row, dev.get(gid))
+        if self._serving_row(service, lv.dims):
+            mine = (r for r in self.replicas if r["service"] == service)
+            row["llm_serving"] = group_stats(r for r in mine if region in (None, r["region"]))
         row["verdict"] = self._verdict(acc, gid, service) if acc.judged else None
         return row
+
+    def _serving_row(self, service: str | None, dims: Any) -> bool:
+        """Whether a row gets `llm_serving`: an LLM service's row by region and/or service,
+        not windowed (the rows that match summary.json's groups and services)."""
+        llm = service is not None and self.kinds.get(service) == "llm"
+        return llm and self.window_ns is None and set(dims) <= {"region", "service"}
 
     def _stats(
         self, acc: LevelAcc, gid: int, seconds: float, service: str | None, region: str | None

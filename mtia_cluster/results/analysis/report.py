@@ -47,6 +47,31 @@ def analysis_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return headers, rows
 
 
+def llm_serving_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]] | None:
+    """LLM serving figures per service (replica `*`) then per replica (its lead accelerator):
+    the analysis document's `llm_serving` (None when the run has no LLM replica)."""
+    serving = doc.get("llm_serving") or {}
+    if not serving.get("replicas"):
+        return None
+    headers = ["service", "region", "replica", "kv util mean %", "kv util peak %"]
+    headers += ["prefix hit %", "preemptions", "kv transfers"]
+    rows = []
+    for r in [*serving["services"], *serving["replicas"]]:
+        rows.append(
+            [
+                r["service"],
+                r["region"],
+                r.get("accelerator_id", "*"),
+                _num(fmt.pct(r["kv_utilization_mean"])),
+                _num(fmt.pct(r["kv_utilization_peak"])),
+                _num(fmt.pct(r["prefix_lookup_hit_rate"])),
+                r["preemptions"],
+                r["kv_transfers"],
+            ]
+        )
+    return headers, rows
+
+
 def verdict_reasons(doc: dict[str, Any], limit: int = 3) -> list[str]:
     """First reasons of the INVALID rows of the finest level, one line each; the total's when
     no row of that level is INVALID (its slices may still be)."""
