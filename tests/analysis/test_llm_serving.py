@@ -83,7 +83,9 @@ def test_console_table_is_the_json_and_summary_json(runner: CliRunner, run: Path
         ]
     text = runner.invoke(cli, ["analyze", str(run)]).stdout.splitlines()
     start = text.index("LLM serving (per service, then per replica)")
-    body = [ln.split() for ln in text[start + 3 :] if ln.strip()]
+    table = text[start + 3 :]
+    end = next((i for i, ln in enumerate(table) if not ln.strip()), len(table))
+    body = [ln.split() for ln in table[:end]]  # the table ends at its first blank line
     body = [r for r in body if not r[0].startswith("INVALID")]
     rows = [*serving["services"], *serving["replicas"]]
     assert len(body) == len(rows) == 2 + 5  # 2 services; 2 cells x 2 instances + 1 replica
