@@ -76,36 +76,33 @@ _INSERTION_MAX = 64  # rows per socket per window sorted by insertion
 
 
 @njit(cache=True)
-def _sorted_order(unit, ready, units):
-    """Stable order of rows by (unit, ready): a counting sort by unit (rows keep arrival
-    order), then an insertion sort by ready inside each unit. Ready times within a socket are
-    nearly in arrival order (they differ only by preprocessing), so the insertion sort does
-    little work (a longer run is merge-sorted); both are stable, as the batching rule needs
-    (earlier arrival first on ties)."""
+def _sorted_order(unit, ready):
+    """Stable order of rows by (unit, ready): a stable sort by unit (rows keep arrival
+    order), then an insertion sort by ready inside each unit's run. Ready times within a
+    socket are nearly in arrival order (they differ only by preprocessing), so the insertion
+    sort does little work (a longer run is merge-sorted); both are stable, as the batching
+    rule needs (earlier arrival first on ties). The cost depends on the rows only, never on
+    how many sockets the group has."""
     n = unit.shape[0]
-    counts = np.zeros(units + 1, dtype=np.int64)
-    for i in range(n):
-        counts[unit[i] + 1] += 1
-    for u in range(units):
-        counts[u + 1] += counts[u]
-    starts = counts[:-1].copy()
-    order = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        order[counts[unit[i]]] = i
-        counts[unit[i]] += 1
-    for u in range(units):
-        if counts[u] - starts[u] > _INSERTION_MAX:  # long runs: mergesort (stable), no n^2
-            seg = order[starts[u] : counts[u]].copy()
-            order[starts[u] : counts[u]] = seg[np.argsort(ready[seg], kind="mergesort")]
-            continue
-        for j in range(starts[u] + 1, counts[u]):
-            row = order[j]
-            key = ready[row]
-            k = j - 1
-            while k >= starts[u] and ready[order[k]] > key:
-                order[k + 1] = order[k]
-                k -= 1
-            order[k + 1] = row
+    order = np.argsort(unit, kind="mergesort")
+    lo = 0
+    while lo < n:
+        hi = lo + 1
+        while hi < n and unit[order[hi]] == unit[order[lo]]:
+            hi += 1
+        if hi - lo > _INSERTION_MAX:  # long runs: mergesort (stable), no n^2
+            seg = order[lo:hi].copy()
+            order[lo:hi] = seg[np.argsort(ready[seg], kind="mergesort")]
+        else:
+            for j in range(lo + 1, hi):
+                row = order[j]
+                key = ready[row]
+                k = j - 1
+                while k >= lo and ready[order[k]] > key:
+                    order[k + 1] = order[k]
+                    k -= 1
+                order[k + 1] = row
+        lo = hi
     return order
 
 
@@ -135,7 +132,7 @@ def admit_and_batch(
     updated in place.
     """
     unit, ready = _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item)
-    order = _sorted_order(unit, ready, core_heap.shape[0])
+    order = _sorted_order(unit, ready)
     n_old = w_id.shape[0]
     m = n_old + order.shape[0]
     m_id = np.empty(m, dtype=np.int64)

@@ -1,0 +1,195 @@
+"""Fleet-scale speed (issue 18): 16 regions x 100 MTIA 2i racks (115,200 accelerators) of HC1
+at 100k requests/s for a given simulated duration, i.e. a large fleet that is mostly idle.
+
+Prints, in one run on the same machine (with the load average):
+
+* the I/O floor: read the trace with pyarrow and write the same number of `requests/` rows
+  (every column of the results schema) as zstd Parquet, in rows per second;
+* `Simulation.run` alone (engine, nothing written) in a child process: requests/s and peak RSS;
+* `mtia-cluster simulate -o` end to end: requests/s and peak RSS (child process);
+* `mtia-cluster replay --shards 2` end to end on an embedded local Ray: requests/s and the peak
+  RSS summed over this user's Ray/python processes (sampled).
+
+    .venv/bin/python benchmarks/bench_fleet.py --seconds 10 [--regions 16 --racks 100]
+        [--rate 100000] [--skip-replay] [--skip-simulate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
+from mtia_cluster.traces.io import write_trace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_replay import MemoryWatch, scenario  # noqa: E402
+
+
+def trace_table(regions: int, n: int, rate_per_s: float, seed: int) -> pa.Table:
+    """Poisson arrivals at `rate_per_s`, regions uniform, items as in bench_replay."""
+    rng = np.random.default_rng(seed)
+    items = rng.choice(
+        [100, 200, 300, 400, 500, 600, 700], n, p=[0.1, 0.6, 0.1, 0.05, 0.05, 0.05, 0.05]
+    ).astype(np.int32)
+    arrival = np.cumsum(rng.exponential(1e9 / rate_per_s, n)).astype(np.int64)
+    region = pa.DictionaryArray.from_arrays(
+        pa.array(rng.integers(0, regions, n).astype(np.int32)),
+        pa.array([f"r{i:02d}" for i in range(regions)]),
+    )
+    service = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["ranking"]))
+    return pa.table(
+        {
+            "request_id": np.arange(n, dtype=np.int64),
+            "arrival_ns": arrival,
+            "service": service,
+            "region": region,
+            "items": items,
+            "input_tokens": pa.nulls(n, pa.int32()),
+            "output_tokens": pa.nulls(n, pa.int32()),
+        }
+    )
+
+
+def _generate(regions: int, n: int, rate: float, path: Path) -> None:
+    write_trace(trace_table(regions, n, rate, 0), path, {"source": "bench_fleet"})
+
+
+def io_floor(trace: Path, out: Path) -> float:
+    """Seconds to read the trace and write as many `requests/` rows (full schema, zstd)."""
+    t0 = time.perf_counter()
+    src = pq.read_table(trace)
+    n = src.num_rows
+    cols: dict[str, Any] = {}
+    for f in REQUEST_FILE_SCHEMA:
+        if f.name in src.column_names and src.schema.field(f.name).type == f.type:
+            cols[f.name] = src.column(f.name)
+        elif pa.types.is_dictionary(f.type):
+            cols[f.name] = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, np.int32)), pa.array(["x"])
+            )
+        elif pa.types.is_boolean(f.type):
+            cols[f.name] = pa.array(np.ones(n, dtype=bool))
+        else:
+            cols[f.name] = pa.array(np.arange(n).astype(f.type.to_pandas_dtype()))
+    pq.write_table(pa.table(cols, schema=REQUEST_FILE_SCHEMA), out, compression="zstd")
+    return time.perf_counter() - t0
+
+
+def _engine(cfg: Path, trace: Path, queue: Any) -> None:
+    from mtia_cluster.config.scenario import load_scenario
+    from mtia_cluster.engine.simulation import Simulation
+    from mtia_cluster.engine.trace_input import load_trace
+
+    scn = load_scenario(cfg)
+    rows = load_trace(trace, scn)
+    sim = Simulation(scn)
+    t0 = time.perf_counter()
+    sim.run(rows)
+    queue.put((time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+
+
+def engine_only(cfg: Path, trace: Path) -> tuple[float, float]:
+    """(seconds of Simulation.run, peak RSS MB) in a fresh process."""
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_engine, args=(cfg, trace, queue))
+    child.start()
+    wall, rss_kb = queue.get()
+    child.join()
+    return wall, rss_kb / 1024
+
+
+def cli(args: list[str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS MB of the child process) of one `mtia-cluster` command."""
+    exe = str(Path(sys.executable).parent / "mtia-cluster")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if status != 0:
+        raise SystemExit(f"mtia-cluster {' '.join(args)} failed ({status})")
+    return wall, usage.ru_maxrss / 1024
+
+
+def replay_ray(cfg: Path, trace: Path, out: Path, shards: int) -> tuple[float, float]:
+    """(wall seconds, sampled peak RSS MB of all Ray/python processes) of `replay`."""
+    watch = MemoryWatch()
+    watch.start()
+    args = ["replay", str(cfg), "--trace", str(trace), "-o", str(out), "--json"]
+    wall, _ = cli([*args, "--shards", str(shards), "--address", "local"])
+    watch.stop = True
+    return wall, watch.peak_mb
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=10.0, help="simulated seconds")
+    ap.add_argument("--rate", type=float, default=100_000.0, help="requests per second")
+    ap.add_argument("--regions", type=int, default=16)
+    ap.add_argument("--racks", type=int, default=100, help="MTIA 2i racks per region")
+    ap.add_argument("--shards", type=int, default=2, help="shard actors of the replay")
+    ap.add_argument("--skip-simulate", action="store_true")
+    ap.add_argument("--skip-replay", action="store_true")
+    args = ap.parse_args()
+    n = int(args.rate * args.seconds)
+    work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
+    cfg, trace = work / "scenario.yaml", work / "trace.parquet"
+    cfg.write_text(yaml.safe_dump(scenario(args.regions, args.racks)))
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_generate, args=(args.regions, n, args.rate, trace))
+    child.start()
+    child.join()
+    print(
+        f"machine: {os.cpu_count()} cpus, {_cpu_model()}; load average "
+        f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"fleet: {args.regions} regions x {args.racks} racks = "
+        f"{args.regions * args.racks * 72:,} MTIA 2i; {args.rate:,.0f} requests/s for "
+        f"{args.seconds} s simulated = {n:,} requests"
+    )
+    floor = io_floor(trace, work / "floor.parquet")
+    _line("I/O floor (read trace, write request rows, zstd)", n, floor, None)
+    engine_only(cfg, trace)  # compiles/loads the numba kernels once: not counted
+    _line("Simulation.run (engine alone, nothing written)", n, *engine_only(cfg, trace))
+    if not args.skip_simulate:
+        sim = ["simulate", str(cfg), "--trace", str(trace), "-o", str(work / "sim"), "--json"]
+        _line("simulate -o (end to end)", n, *cli(sim))
+    if not args.skip_replay:
+        label = f"replay --shards {args.shards} (end to end, local Ray)"
+        _line(label, n, *replay_ray(cfg, trace, work / "replay", args.shards))
+    print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
+
+
+def _line(label: str, n: int, wall: float, rss_mb: float | None) -> None:
+    rss = "" if rss_mb is None else f", peak RSS {rss_mb:,.0f} MB"
+    print(f"{label}: {wall:.2f} s = {n / wall:,.0f} requests/s{rss}")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
