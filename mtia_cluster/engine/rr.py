@@ -35,7 +35,7 @@ from mtia_cluster.engine.cell import (
 )
 from mtia_cluster.engine.ledger import BusyLedger
 from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_servers_policy
-from mtia_cluster.engine.rr_kernel import admit_and_batch, dispatch_fcfs, emit_rows
+from mtia_cluster.engine.rr_kernel import admit_and_batch, count_rows, dispatch_fcfs, emit_rows
 
 
 @dataclass
@@ -186,7 +186,7 @@ class RRHostGroup:
         if not out:
             return self._none
         done = _Rows.concat(out)
-        np.add.at(self.released, done.local, 1)
+        count_rows(self.released, done.local)
         return self._completed(done)
 
     def _completed(self, rows: _Rows) -> Completed:

@@ -76,15 +76,34 @@ _INSERTION_MAX = 64  # rows per socket per window sorted by insertion
 
 
 @njit(cache=True)
-def _sorted_order(unit, ready):
+def _by_unit(unit, units):
+    """Row indices in a stable order by unit: a counting sort when the rows outnumber the
+    units (dense traffic), else a merge sort, so the cost follows the rows, never the
+    number of idle sockets in the group."""
+    n = unit.shape[0]
+    if n < units:
+        return np.argsort(unit, kind="mergesort")
+    counts = np.zeros(units + 1, dtype=np.int64)
+    for i in range(n):
+        counts[unit[i] + 1] += 1
+    for u in range(units):
+        counts[u + 1] += counts[u]
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[counts[unit[i]]] = i
+        counts[unit[i]] += 1
+    return order
+
+
+@njit(cache=True)
+def _sorted_order(unit, ready, units):
     """Stable order of rows by (unit, ready): a stable sort by unit (rows keep arrival
     order), then an insertion sort by ready inside each unit's run. Ready times within a
     socket are nearly in arrival order (they differ only by preprocessing), so the insertion
     sort does little work (a longer run is merge-sorted); both are stable, as the batching
-    rule needs (earlier arrival first on ties). The cost depends on the rows only, never on
-    how many sockets the group has."""
+    rule needs (earlier arrival first on ties)."""
     n = unit.shape[0]
-    order = np.argsort(unit, kind="mergesort")
+    order = _by_unit(unit, units)
     lo = 0
     while lo < n:
         hi = lo + 1
@@ -104,6 +123,13 @@ def _sorted_order(unit, ready):
                 order[k + 1] = row
         lo = hi
     return order
+
+
+@njit(cache=True)
+def count_rows(counts, index):
+    """counts[index[i]] += 1 for every i (in place): released requests per host."""
+    for i in range(index.shape[0]):
+        counts[index[i]] += 1
 
 
 @njit(cache=True)
@@ -132,7 +158,7 @@ def admit_and_batch(
     updated in place.
     """
     unit, ready = _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item)
-    order = _sorted_order(unit, ready)
+    order = _sorted_order(unit, ready, core_heap.shape[0])
     n_old = w_id.shape[0]
     m = n_old + order.shape[0]
     m_id = np.empty(m, dtype=np.int64)
