@@ -40,32 +40,18 @@ from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
 from mtia_cluster.traces.io import write_trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_engine_rr import _cpu_model
 from bench_replay import scenario
+from bench_replay import trace_table as replay_trace
 
 
 def trace_table(regions: int, n: int, rate_per_s: float, seed: int) -> pa.Table:
-    """Poisson arrivals at `rate_per_s`, regions uniform, items as in bench_replay."""
-    rng = np.random.default_rng(seed)
-    items = rng.choice(
-        [100, 200, 300, 400, 500, 600, 700], n, p=[0.1, 0.6, 0.1, 0.05, 0.05, 0.05, 0.05]
-    ).astype(np.int32)
+    """bench_replay's trace (regions uniform, its item mix) with Poisson arrivals at
+    `rate_per_s` instead of a rate derived from a utilization."""
+    table = replay_trace(regions, 1, n, 0.5, seed)
+    rng = np.random.default_rng(seed + 1)
     arrival = np.cumsum(rng.exponential(1e9 / rate_per_s, n)).astype(np.int64)
-    region = pa.DictionaryArray.from_arrays(
-        pa.array(rng.integers(0, regions, n).astype(np.int32)),
-        pa.array([f"r{i:02d}" for i in range(regions)]),
-    )
-    service = pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["ranking"]))
-    return pa.table(
-        {
-            "request_id": np.arange(n, dtype=np.int64),
-            "arrival_ns": arrival,
-            "service": service,
-            "region": region,
-            "items": items,
-            "input_tokens": pa.nulls(n, pa.int32()),
-            "output_tokens": pa.nulls(n, pa.int32()),
-        }
-    )
+    return table.set_column(table.schema.get_field_index("arrival_ns"), "arrival_ns", [arrival])
 
 
 def _generate(regions: int, n: int, rate: float, path: Path) -> None:
@@ -235,17 +221,6 @@ def _line(label: str, n: int, wall: float, rss_mb: float | None, cpu_s: float) -
         f"{label}: {wall:.2f} s = {n / wall:,.0f} requests/s{rss}; CPU {cpu_s:.2f} s = "
         f"{n / cpu_s:,.0f} requests per CPU-second"
     )
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":
