@@ -1,8 +1,10 @@
 """R&R hosts: preprocessing on CPU cores -> dynamic batching -> accelerators.
 
 Each host is a cell; :class:`RRHostGroup` simulates any number of hosts of one pool at once
-(struct-of-arrays state; each window is three compiled passes over all hosts, see
-:mod:`~mtia_cluster.engine.rr_kernel`) with exactly the per-host semantics:
+(struct-of-arrays state; each window is three compiled passes over the window's requests
+and batches, never over idle hosts, see :mod:`~mtia_cluster.engine.rr_kernel`; one group may
+hold the hosts of several pools with the same parameters) with exactly the per-host
+semantics:
 
 * a host has ``sockets`` sockets, each an independent scheduling unit with its own cores and
   accelerators (DESIGN §2); the host's k-th request goes to socket ``k % sockets``;

@@ -8,7 +8,8 @@ is three calls:
    socket ``k % sockets``) and their preprocessing (FCFS on the socket's cores, a min-heap of
    core free times per socket); they are merged into the waiting rows, kept sorted by
    (socket, ready_ns) with earlier arrivals first on ties; then each socket's batches are
-   chained from its first waiting row while they close before the window bound.
+   chained from its first waiting row while they close before the window bound. The cost
+   follows the rows (a counting sort over the sockets only when the rows outnumber them).
 2. :func:`dispatch_fcfs` — closed batches, in close order per socket, start at
    ``max(close, earliest free server)`` on the server free the longest (lowest index on ties).
    A custom dispatch policy replaces only this step (in Python).
