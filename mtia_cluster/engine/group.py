@@ -1,9 +1,10 @@
 """Cell groups: how a shard holds cells as struct-of-arrays state.
 
 A group simulates several cells at once (e.g. :class:`~mtia_cluster.engine.rr.RRHostGroup`,
-all R&R hosts of one pool in a shard) and must give each cell exactly the results it would
-get alone. Cells that are simulated one by one (synthetic servers, LLM replicas) are wrapped
-in :class:`SingleCell`. Local index i of a group is global cell ``cell_ids[i]``.
+the R&R hosts of a shard's pools with equal host parameters) and must give each cell exactly
+the results it would get alone. Cells that are simulated one by one (synthetic servers, LLM
+replicas) are wrapped in :class:`SingleCell`. Local index i of a group is global cell
+``cell_ids[i]``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """R&R hosts: preprocessing on CPU cores -> dynamic batching -> accelerators.
 
 Each host is a cell; :class:`RRHostGroup` simulates any number of hosts of one pool at once
-(struct-of-arrays state; each window is three compiled passes over all hosts, see
-:mod:`~mtia_cluster.engine.rr_kernel`) with exactly the per-host semantics:
+(struct-of-arrays state; each window is three compiled passes over the window's requests
+and batches, never over idle hosts, see :mod:`~mtia_cluster.engine.rr_kernel`; one group may
+hold the hosts of several pools with the same parameters) with exactly the per-host
+semantics:
 
 * a host has ``sockets`` sockets, each an independent scheduling unit with its own cores and
   accelerators (DESIGN §2); the host's k-th request goes to socket ``k % sockets``;
@@ -35,7 +37,7 @@ from mtia_cluster.engine.cell import (
 )
 from mtia_cluster.engine.ledger import BusyLedger
 from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_servers_policy
-from mtia_cluster.engine.rr_kernel import admit_and_batch, dispatch_fcfs, emit_rows
+from mtia_cluster.engine.rr_kernel import admit_and_batch, count_rows, dispatch_fcfs, emit_rows
 
 
 @dataclass
@@ -93,6 +95,22 @@ class _Waiting(_Columns):
     unit: np.ndarray
 
 
+@dataclass
+class _Rows(_Columns):
+    """Dispatched requests not yet released (one window's rows, sorted by finish): the
+    varying columns of their output rows and the local host of each."""
+
+    request_id: np.ndarray
+    arrival_ns: np.ndarray
+    items: np.ndarray
+    host_id: np.ndarray
+    accelerator_id: np.ndarray
+    start_ns: np.ndarray
+    finish_ns: np.ndarray
+    batch_size: np.ndarray
+    local: np.ndarray
+
+
 class RRHostGroup:
     """Hosts of one pool, simulated together; host i is cell ``cell_ids[i]``."""
 
@@ -125,34 +143,76 @@ class RRHostGroup:
         self.submitted = np.zeros(h, dtype=np.int64)
         self.released = np.zeros(h, dtype=np.int64)
         self.waiting = _Waiting.empty()
-        self.service = self.region = -1  # a pool serves one service in one region
-        self.buffer: list[tuple[Completed, np.ndarray]] = []  # (rows by finish, local host)
+        # service and region of each host (set by its requests; a group may hold the hosts
+        # of several pools with the same parameters)
+        self.host_service = np.full(h, -1, dtype=np.int32)
+        self.host_region = np.full(h, -1, dtype=np.int32)
+        self.buffer: list[_Rows] = []  # one part per window, each sorted by finish
         self.ledger = BusyLedger(self.acc)
+        self._capacity = np.full(h, capacity_weight)
+        self._none = Completed.empty()
 
     # -- cell-group protocol ---------------------------------------------------------------
     def submit(self, host: np.ndarray, batch: RequestBatch) -> None:
         """Requests (sorted by arrival) for local hosts `host`; admitted at the next advance."""
         if len(batch) == 0:
             return
-        self.service, self.region = int(batch.service[0]), int(batch.region[0])
-        self.pending.append((np.asarray(host, dtype=np.int64), batch))
+        host = np.asarray(host, dtype=np.int64)
+        self.host_service[host] = batch.service
+        self.host_region[host] = batch.region
+        self.pending.append((host, batch))
 
     def advance(self, until_ns: int) -> Completed:
-        """Close and dispatch batches before `until_ns`; release finished requests."""
+        """Close and dispatch batches before `until_ns`; release finished requests.
+
+        Work is proportional to activity: the kernels run only when requests wait, and
+        their passes touch the requests, not the hosts; the busy ledger accounts periods
+        when they end (no per-window pass over accelerators)."""
         if self.pending or len(self.waiting):
             self._batch_and_dispatch(until_ns)
         self.ledger.close(until_ns)
-        out: list[Completed] = []
-        chunks: list[tuple[Completed, np.ndarray]] = []
-        for rows, host in self.buffer:  # each chunk sorted by finish: release a prefix
+        if not self.buffer:
+            return self._none
+        out: list[_Rows] = []
+        rest: list[_Rows] = []
+        for rows in self.buffer:  # each part sorted by finish: release a prefix
             k = int(np.searchsorted(rows.finish_ns, until_ns, side="left"))
-            if k:
+            if k == len(rows):
+                out.append(rows)
+            elif k:
                 out.append(rows.take(slice(0, k)))
-                self.released += np.bincount(host[:k], minlength=len(self.host_ids))
-            if k < len(rows):
-                chunks.append((rows.take(slice(k, None)), host[k:]))
-        self.buffer = chunks
-        return Completed.concat(out)
+                rest.append(rows.take(slice(k, None)))
+            else:
+                rest.append(rows)
+        self.buffer = rest
+        if not out:
+            return self._none
+        done = _Rows.concat(out)
+        count_rows(self.released, done.local)
+        return self._completed(done)
+
+    def _completed(self, rows: _Rows) -> Completed:
+        """Output rows of released requests."""
+        n = len(rows)
+        zeros = np.zeros(n, dtype=np.int32)
+        return Completed(
+            request_id=rows.request_id,
+            service=self.host_service[rows.local],
+            region=self.host_region[rows.local],
+            host_id=rows.host_id,
+            accelerator_id=rows.accelerator_id,
+            arrival_ns=rows.arrival_ns,
+            start_ns=rows.start_ns,
+            first_token_ns=rows.finish_ns,
+            finish_ns=rows.finish_ns,
+            status=np.zeros(n, dtype=np.int8),
+            batch_size=rows.batch_size,
+            items=rows.items,
+            input_tokens=zeros,
+            output_tokens=zeros,
+            preemptions=zeros,
+            cached_tokens=np.zeros(n, dtype=np.int64),
+        )
 
     def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
         """Hosts `local` fail at `at_ns` (right after ``advance(at_ns)``): every request they
@@ -163,20 +223,22 @@ class RRHostGroup:
         down[np.asarray(local, dtype=np.int64)] = True
         w = self.waiting
         gone = down[w.unit // p.sockets]
-        parts = [self._requests(w.request_id[gone], w.arrival_ns[gone], w.items[gone])]
         where = [w.unit[gone] // p.sockets]
+        parts = [self._requests(w.request_id[gone], w.arrival_ns[gone], w.items[gone], where[0])]
         self.waiting = w.take(~gone)
-        chunks: list[tuple[Completed, np.ndarray]] = []
-        for rows, host in self.buffer:
-            hit = down[host]
+        chunks: list[_Rows] = []
+        for rows in self.buffer:
+            hit = down[rows.local]
             if hit.any():
+                where.append(rows.local[hit])
                 parts.append(
-                    self._requests(rows.request_id[hit], rows.arrival_ns[hit], rows.items[hit])
+                    self._requests(
+                        rows.request_id[hit], rows.arrival_ns[hit], rows.items[hit], where[-1]
+                    )
                 )
-                where.append(host[hit])
-                rows, host = rows.take(~hit), host[~hit]
+                rows = rows.take(~hit)
             if len(rows):
-                chunks.append((rows, host))
+                chunks.append(rows)
         self.buffer = chunks
         units = (np.flatnonzero(down)[:, None] * p.sockets + np.arange(p.sockets)).ravel()
         self.core_heap[units] = at_ns
@@ -189,11 +251,12 @@ class RRHostGroup:
         order = np.lexsort((batch.request_id, batch.arrival_ns))
         return batch.take(order), host[order]
 
-    def _requests(self, rid: np.ndarray, arrival: np.ndarray, items: np.ndarray) -> RequestBatch:
-        """Request columns of R&R rows of this pool (no tokens, no session)."""
-        return make_requests(
-            arrival, request_id=rid, service=self.service, region=self.region, items=items
-        )
+    def _requests(
+        self, rid: np.ndarray, arrival: np.ndarray, items: np.ndarray, local: np.ndarray
+    ) -> RequestBatch:
+        """Request columns of R&R rows held by local hosts `local` (no tokens, no session)."""
+        service, region = self.host_service[local], self.host_region[local]
+        return make_requests(arrival, request_id=rid, service=service, region=region, items=items)
 
     def outstanding(self) -> np.ndarray:
         """Per local host: requests submitted and not yet released."""
@@ -201,7 +264,7 @@ class RRHostGroup:
 
     def capacity(self) -> np.ndarray:
         """Per local host: the router's capacity weight."""
-        return np.full(len(self.host_ids), self.capacity_weight)
+        return self._capacity
 
     def device_counters(self) -> DeviceCounters:
         return self.ledger.counters()
@@ -220,6 +283,8 @@ class RRHostGroup:
         return host, batch
 
     def _batch_and_dispatch(self, until_ns: int) -> None:
+        """Admit the window's requests, close the batches due before `until_ns`, dispatch
+        them to servers and keep their rows until they finish."""
         p, w = self.p, self.waiting
         host, batch = self._admitted()
         (m_id, m_arr, m_items, m_ready, m_unit, first, end, close, size, keep) = admit_and_batch(
@@ -250,42 +315,10 @@ class RRHostGroup:
         local0 = b_unit * p.accelerators_per_socket + server * p.group
         for m in range(p.group):
             self.ledger.add(start, finish, local0 + m, size)
-        cols = emit_rows(
-            m_id,
-            m_arr,
-            m_items,
-            first,
-            end,
-            start,
-            finish,
-            local0,
-            p.sockets,
-            p.accelerators_per_socket,
-            self.host_ids,
-            self.acc,
-        )
-        r_id, r_arr, r_items, r_host, r_acc, r_start, r_finish, r_size, r_local = cols
-        n = len(r_id)
-        zeros = np.zeros(n, dtype=np.int32)
-        rows = Completed(
-            request_id=r_id,
-            service=np.full(n, self.service, dtype=np.int32),
-            region=np.full(n, self.region, dtype=np.int32),
-            host_id=r_host,
-            accelerator_id=r_acc,
-            arrival_ns=r_arr,
-            start_ns=r_start,
-            first_token_ns=r_finish,
-            finish_ns=r_finish,
-            status=np.zeros(n, dtype=np.int8),
-            batch_size=r_size,
-            items=r_items,
-            input_tokens=zeros,
-            output_tokens=zeros,
-            preemptions=zeros,
-            cached_tokens=np.zeros(n, dtype=np.int64),
-        )
-        self.buffer.append((rows, r_local))
+        ids = (self.host_ids, self.acc)
+        shape = (p.sockets, p.accelerators_per_socket)
+        cols = emit_rows(m_id, m_arr, m_items, first, end, start, finish, local0, *shape, *ids)
+        self.buffer.append(_Rows(*cols))
 
     def _dispatch(
         self, unit: np.ndarray, close: np.ndarray, service: np.ndarray

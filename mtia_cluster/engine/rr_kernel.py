@@ -8,7 +8,8 @@ is three calls:
    socket ``k % sockets``) and their preprocessing (FCFS on the socket's cores, a min-heap of
    core free times per socket); they are merged into the waiting rows, kept sorted by
    (socket, ready_ns) with earlier arrivals first on ties; then each socket's batches are
-   chained from its first waiting row while they close before the window bound.
+   chained from its first waiting row while they close before the window bound. The cost
+   follows the rows (a counting sort over the sockets only when the rows outnumber them).
 2. :func:`dispatch_fcfs` — closed batches, in close order per socket, start at
    ``max(close, earliest free server)`` on the server free the longest (lowest index on ties).
    A custom dispatch policy replaces only this step (in Python).
@@ -76,37 +77,60 @@ _INSERTION_MAX = 64  # rows per socket per window sorted by insertion
 
 
 @njit(cache=True)
-def _sorted_order(unit, ready, units):
-    """Stable order of rows by (unit, ready): a counting sort by unit (rows keep arrival
-    order), then an insertion sort by ready inside each unit. Ready times within a socket are
-    nearly in arrival order (they differ only by preprocessing), so the insertion sort does
-    little work (a longer run is merge-sorted); both are stable, as the batching rule needs
-    (earlier arrival first on ties)."""
+def _by_unit(unit, units):
+    """Row indices in a stable order by unit: a counting sort when the rows outnumber the
+    units (dense traffic), else a merge sort, so the cost follows the rows, never the
+    number of idle sockets in the group."""
     n = unit.shape[0]
+    if n < units:
+        return np.argsort(unit, kind="mergesort")
     counts = np.zeros(units + 1, dtype=np.int64)
     for i in range(n):
         counts[unit[i] + 1] += 1
     for u in range(units):
         counts[u + 1] += counts[u]
-    starts = counts[:-1].copy()
     order = np.empty(n, dtype=np.int64)
     for i in range(n):
         order[counts[unit[i]]] = i
         counts[unit[i]] += 1
-    for u in range(units):
-        if counts[u] - starts[u] > _INSERTION_MAX:  # long runs: mergesort (stable), no n^2
-            seg = order[starts[u] : counts[u]].copy()
-            order[starts[u] : counts[u]] = seg[np.argsort(ready[seg], kind="mergesort")]
-            continue
-        for j in range(starts[u] + 1, counts[u]):
-            row = order[j]
-            key = ready[row]
-            k = j - 1
-            while k >= starts[u] and ready[order[k]] > key:
-                order[k + 1] = order[k]
-                k -= 1
-            order[k + 1] = row
     return order
+
+
+@njit(cache=True)
+def _sorted_order(unit, ready, units):
+    """Stable order of rows by (unit, ready): a stable sort by unit (rows keep arrival
+    order), then an insertion sort by ready inside each unit's run. Ready times within a
+    socket are nearly in arrival order (they differ only by preprocessing), so the insertion
+    sort does little work (a longer run is merge-sorted); both are stable, as the batching
+    rule needs (earlier arrival first on ties)."""
+    n = unit.shape[0]
+    order = _by_unit(unit, units)
+    lo = 0
+    while lo < n:
+        hi = lo + 1
+        while hi < n and unit[order[hi]] == unit[order[lo]]:
+            hi += 1
+        if hi - lo > _INSERTION_MAX:  # long runs: mergesort (stable), no n^2
+            seg = order[lo:hi].copy()
+            order[lo:hi] = seg[np.argsort(ready[seg], kind="mergesort")]
+        else:
+            for j in range(lo + 1, hi):
+                row = order[j]
+                key = ready[row]
+                k = j - 1
+                while k >= lo and ready[order[k]] > key:
+                    order[k + 1] = order[k]
+                    k -= 1
+                order[k + 1] = row
+        lo = hi
+    return order
+
+
+@njit(cache=True)
+def count_rows(counts, index):
+    """counts[index[i]] += 1 for every i (in place): released requests per host."""
+    for i in range(index.shape[0]):
+        counts[index[i]] += 1
 
 
 @njit(cache=True)

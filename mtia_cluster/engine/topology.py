@@ -113,18 +113,21 @@ def _add_pool(topology: Topology, region: int, service: int, pool: PoolSpec) -> 
 
 
 def make_groups(topology: Topology, cell_ids: list[int]) -> list[CellGroup]:
-    """Fresh cell groups for `cell_ids`: one RRHostGroup per R&R pool, SingleCell otherwise."""
+    """Fresh cell groups for `cell_ids`: one RRHostGroup per set of R&R pools with the same
+    host parameters (e.g. one pool replicated in every region: one group, so a window costs
+    one pass, not one per pool), SingleCell otherwise. Hosts are independent, so how they
+    are grouped never changes a result."""
     groups: list[CellGroup] = []
-    by_pool: dict[int, list[int]] = {}
+    by_kind: dict[tuple[Any, ...], list[int]] = {}
     for c in sorted(cell_ids):
         p = topology.cell_pool[c]
         if topology.pools[p].kind == "rr":
-            by_pool.setdefault(p, []).append(c)
+            by_kind.setdefault(_rr_kind(topology, p), []).append(c)
         else:
             groups.append(_with_errors(topology, c, SingleCell(c, _single_cell(topology, c))))
-    for p, cells in sorted(by_pool.items()):
-        params, table, weight = topology._rr[p]
-        size = topology.pools[p].replica_size
+    for cells in by_kind.values():
+        params, table, weight = topology._rr[topology.cell_pool[cells[0]]]
+        size = topology.pools[topology.cell_pool[cells[0]]].replica_size
         acc = np.concatenate(
             [np.arange(topology.cell_acc0[c], topology.cell_acc0[c] + size) for c in cells]
         )
@@ -138,6 +141,15 @@ def make_groups(topology: Topology, cell_ids: list[int]) -> list[CellGroup]:
         )
         groups.append(_with_errors(topology, cells[0], group))
     return groups
+
+
+def _rr_kind(topology: Topology, p: int) -> tuple[Any, ...]:
+    """What makes the hosts of R&R pool `p` behave alike: pools with equal keys share a
+    group (same host parameters, occupancy table, router weight and injected errors)."""
+    params, table, weight = topology._rr[p]
+    pool = topology.pools[p]
+    occupancy = (pool.model, pool.platform, pool.service_time_multiplier)
+    return (params, table.table_ns.tobytes(), weight, occupancy, pool.replica_size, pool.error_rate)
 
 
 def request_uniform(seed: int, request_id: np.ndarray) -> np.ndarray:
