@@ -51,7 +51,7 @@ def test_more_offchip_bandwidth_never_slows(model, batch, factor):
     b = rr_batch_cost(faster, CAT.model(model), [batch])
     assert b.device_s[0] <= a.device_s[0]
     if a.bound[0] == "lpddr":  # memory-bound: strictly faster
-        assert b.device_s[0] < a.device_s[0] or factor == 1.0
+        assert b.device_s[0] < a.device_s[0] or factor < 1 + 1e-9  # below float resolution
 
 
 def test_sram_residency_cliff_for_weights():
