@@ -53,6 +53,7 @@ from mtia_cluster.config.models import (
     ScenarioFile,
     pool_kinds,
 )
+from mtia_cluster.config.network import GlobalRoutingSpec, resolve_global_routing
 from mtia_cluster.config.overrides import apply_overrides
 from mtia_cluster.config.schema import validate
 from mtia_cluster.errors import UserError, did_you_mean
@@ -119,6 +120,8 @@ class Scenario:
     failures: tuple[FailureSpec, ...] = ()  # failures drawn from MTBF/MTTR (config/events.py)
     # KV-aware routers: score = affinity_weight x affinity + load_weight x queue score
     router_weights: tuple[float, float] = (AFFINITY_WEIGHT, LOAD_WEIGHT)
+    # cross-region routing and RTTs (config/network.py); None: regions are islands
+    global_routing: GlobalRoutingSpec | None = None
 
     @property
     def services(self) -> list[str]:
@@ -204,6 +207,7 @@ def parse_scenario(
         events=event_specs(doc.events, names, services, file),
         failures=failure_specs(doc.failures, names, file),
         router_weights=(doc.router.affinity_weight, doc.router.load_weight),
+        global_routing=resolve_global_routing(doc.global_routing, names, file),
     )
     check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario

@@ -2,8 +2,10 @@
 
 Regions never interact (each has its own routers and cells), so a shard holding all cells of
 its regions runs the window loop locally for a whole epoch per call, instead of one Ray call
-per window. The loop is the engine's :func:`~mtia_cluster.engine.windows.run_windows`, so
-the results equal the coordinator-driven path and the single-process engine.
+per window. Under global routing (policy spill, #16) regions do interact: then one shard owns
+every region (distributed/prepare.py region_groups), so spill never crosses shards. The
+loop is the engine's :func:`~mtia_cluster.engine.windows.run_windows`, so the results equal
+the coordinator-driven path and the single-process engine.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.trace_scan import region_slice
 from mtia_cluster.distributed.worker import ShardWorker
+from mtia_cluster.engine.capacity import routing_capacity
 from mtia_cluster.engine.cell import Completed, RequestBatch, rejected_at_arrival
 from mtia_cluster.engine.events import FleetEvents, resolve_events
-from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.simulation import Simulation, make_global_router
 from mtia_cluster.engine.windows import EventHooks, LoopState, finish, run_windows
 
 Progress = tuple[int, int, int, bool]  # window start t, rows done, rows, finished
@@ -50,10 +53,20 @@ class RegionWorker(ShardWorker):
             self._set_extra_state(self._pending_extra)
 
     def _extra_state(self) -> Any:
-        return (self.state, self.sim.routers, self.sim.outstanding, self.sim.capacity, self.events)
+        sim = self.sim
+        return (
+            self.state,
+            sim.routers,
+            sim.outstanding,
+            sim.capacity,
+            self.events,
+            sim.global_router,
+        )
 
     def _set_extra_state(self, extra: Any) -> None:
-        self.state, self.sim.routers, self.sim.outstanding, self.sim.capacity, self.events = extra
+        sim = self.sim
+        self.state, sim.routers, sim.outstanding, sim.capacity, self.events = extra[:5]
+        sim.global_router = extra[5]
         self.hooks = EventHooks(self.events.next_boundary, self._apply_due, self._unroutable)
 
     # -- fleet events of this shard's regions (the engine's semantics, engine/events.py) ---
@@ -74,6 +87,8 @@ class RegionWorker(ShardWorker):
         """Retried requests' rows get their original arrival back before they are written."""
         if self._pending and self.events.original_arrival:
             self._pending = [self.events.restore_arrivals(Completed.concat(self._pending))]
+        if self._pending and self.sim.global_router is not None:  # spilled rows (#16)
+            self._pending = [self.sim.global_router.annotate(Completed.concat(self._pending))]
         super()._flush()
 
     def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> None:
@@ -125,7 +140,10 @@ def _routing_only(scenario: Any, worker: ShardWorker) -> Simulation:
     sim.shards = []
     sim.outstanding = np.zeros(sim.topology.cells, dtype=np.int64)
     sim.capacity = np.zeros(sim.topology.cells, dtype=np.float64)
+    sim.routing_capacity = np.zeros(sim.topology.cells, dtype=np.float64)
     for group in worker.shard.groups:
         sim.capacity[group.cell_ids] = group.capacity()
+        sim.routing_capacity[group.cell_ids] = routing_capacity(group)
     sim.routers = sim._routers()
+    sim.global_router = make_global_router(scenario, sim.routers)  # one shard owns all (#16)
     return sim

@@ -44,12 +44,16 @@ def servable(sim: Simulation) -> np.ndarray:
     table = np.zeros((len(sim.regions), len(sim.services)), dtype=bool)
     for r, s in sim.routers:
         table[r, s] = True
+    if getattr(sim, "global_router", None) is not None:  # spill: any serving region (#16)
+        table[:] = table.any(axis=0)
     return table
 
 
 def _served_without_region(sim: Simulation, table: np.ndarray) -> np.ndarray | None:
     """bool[service]: a request without a region is served; None when that depends on the
     random draw (some region the weights can pick has no cells for the service)."""
+    if getattr(sim, "global_router", None) is not None:  # placed per window (#16)
+        return np.asarray(table.any(axis=0))
     out = np.zeros(len(sim.services), dtype=bool)
     for s, name in enumerate(sim.services):
         picks = [
@@ -155,8 +159,8 @@ def region_slice(sim: Simulation, path: str | Path, regions: list[int]) -> Reque
     if not out:
         return RequestBatch.empty()
     trace = RequestBatch(**{name: col[:n] for name, col in out.items()})
-    if not np.any(trace.region < 0):
-        return trace
+    if not np.any(trace.region < 0) or getattr(sim, "global_router", None) is not None:
+        return trace  # (spill: the shard owns every region; rows are placed per window)
     trace = sim.assign_regions(trace)
     return trace.take(
         np.isin(trace.region, regions) & table[np.maximum(trace.region, 0), trace.service]

@@ -267,10 +267,11 @@ class RRHostGroup:
         r_id, r_arr, r_items, r_host, r_acc, r_start, r_finish, r_size, r_local = cols
         n = len(r_id)
         zeros = np.zeros(n, dtype=np.int32)
+        region = np.full(n, self.region, dtype=np.int32)
         rows = Completed(
             request_id=r_id,
             service=np.full(n, self.service, dtype=np.int32),
-            region=np.full(n, self.region, dtype=np.int32),
+            region=region,
             host_id=r_host,
             accelerator_id=r_acc,
             arrival_ns=r_arr,
@@ -284,6 +285,8 @@ class RRHostGroup:
             output_tokens=zeros,
             preemptions=zeros,
             cached_tokens=np.zeros(n, dtype=np.int64),
+            origin_region=region,
+            spill_rtt_ns=np.zeros(n, dtype=np.int64),
         )
         self.buffer.append((rows, r_local))
 

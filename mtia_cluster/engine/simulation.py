@@ -21,6 +21,7 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.engine.capacity import routing_capacity
 from mtia_cluster.engine.cell import (
     Completed,
     DeviceCounters,
@@ -29,6 +30,7 @@ from mtia_cluster.engine.cell import (
     sorted_by_request_id,
 )
 from mtia_cluster.engine.events import resolve_events
+from mtia_cluster.engine.global_routing import GlobalRouter, region_load
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
 from mtia_cluster.engine.router import Router
@@ -55,10 +57,13 @@ class Simulation:
             self.shard_of_cell[g] = i
         self.outstanding = np.zeros(self.topology.cells, dtype=np.int64)
         self.capacity = np.zeros(self.topology.cells, dtype=np.float64)
+        self.routing_capacity = np.zeros(self.topology.cells, dtype=np.float64)
         for shard in self.shards:
             for group in shard.groups:
                 self.capacity[group.cell_ids] = group.capacity()
+                self.routing_capacity[group.cell_ids] = routing_capacity(group)
         self.routers = self._routers()
+        self.global_router = make_global_router(scenario, self.routers)  # #16, None: islands
         self.events = resolve_events(scenario.events, self.topology, scenario.report_interval_ns)
 
     def _routers(self) -> dict[tuple[int, int], Router]:
@@ -73,13 +78,14 @@ class Simulation:
                 self.capacity[cells],
                 entity_rng(self.scenario.seed, KIND_ROUTER, r, s),
                 self.scenario.router_weights,
+                self.routing_capacity[cells],
             )
         return routers
 
     def assign_regions(self, trace: RequestBatch) -> RequestBatch:
         """Fill region -1 by the regions' weights among those serving the service."""
         missing = trace.region < 0
-        if not missing.any():
+        if not missing.any() or self.global_router is not None:  # spill: placed per window
             return trace
         region = trace.region.copy()
         rng = entity_rng(self.scenario.seed, KIND_WORKLOAD, 0)
@@ -147,6 +153,8 @@ class Simulation:
         run_windows(self, trace, state, advance, sample, None, coalesce_idle, after_window, hooks)
         finish(state, state.t, self.scenario.metrics_interval_ns, sample)
         requests = events.restore_arrivals(sorted_by_request_id(outputs))
+        if self.global_router is not None:
+            requests = self.global_router.annotate(requests)
         return RunOutput(
             scenario=self.scenario,
             services=self.services,
@@ -204,11 +212,26 @@ class Simulation:
         return RequestBatch.concat([b for b, _ in parts]), np.concatenate([c for _, c in parts])
 
     def _served(self, trace: RequestBatch) -> np.ndarray:
+        if self.global_router is not None:  # any region serving the service may serve it
+            return np.isin(trace.service, [s for _, s in self.routers])
         keys = np.array([r * len(self.services) + s for r, s in self.routers])
         return np.isin(trace.region.astype(np.int64) * len(self.services) + trace.service, keys)
 
     def _route(self, window: RequestBatch) -> np.ndarray:
         """Global cell id for each request of the window (arrival order)."""
+        if self.global_router is None or len(window) == 0:
+            return self._route_regions(window)
+        # the serving region first (engine/global_routing.py), then that region's router
+        view = region_load(self.routers, self.outstanding, (len(self.regions), len(self.services)))
+        window, dest = self.global_router.place(window, view)
+        if not np.any(dest < 0):
+            return self._route_regions(window)
+        cell = np.full(len(window), -1, dtype=np.int64)  # -1: no live cell anywhere
+        cell[dest >= 0] = self._route_regions(window.take(dest >= 0))
+        return cell
+
+    def _route_regions(self, window: RequestBatch) -> np.ndarray:
+        """Global cell id per request by its region's router (arrival order)."""
         cell = np.empty(len(window), dtype=np.int64)
         if len(window) == 0:
             return cell
@@ -228,6 +251,19 @@ class Simulation:
     def _counters(self) -> DeviceCounters:
         parts = DeviceCounters.concat([s.device_counters() for s in self.shards])
         return parts.take(np.argsort(parts.accelerator_id, kind="stable"))
+
+
+def make_global_router(
+    scenario: Scenario, routers: dict[tuple[int, int], Router]
+) -> GlobalRouter | None:
+    """The scenario's global router (policy spill), None when regions are islands."""
+    spec = scenario.global_routing
+    if spec is None or spec.policy != "spill":
+        return None
+    fallback = np.zeros(len(scenario.services), dtype=np.int64)
+    for r, s in sorted(routers, reverse=True):
+        fallback[s] = r  # the lowest-index region serving each service
+    return GlobalRouter(spec, fallback)
 
 
 def _groups(n_cells: int, shards: int | list[list[int]]) -> list[list[int]]:

@@ -86,6 +86,7 @@ def run_windows(
     # After the window of the last arrival the loop steps by the report interval again, so
     # the run ends at the same boundary as when stepping (the first idle one).
     blind = coalesce_idle and not any(r.needs_reports for r in sim.routers.values())
+    blind = blind and sim.global_router is None  # global routing reads reports (#16)
     last_ns = (int(trace.arrival_ns[-1]) // step + 1) * step if n else 0
     while not state.finished(sim, n):
         if stop_ns is not None and state.t >= stop_ns:

@@ -55,7 +55,9 @@ def _with_devices(stats: dict[str, Any], dev: DeviceTotals | None) -> dict[str, 
 
 def _read(dataset: ds.Dataset, expr: ds.Expression) -> pa.Table:
     """Only the summary's columns of the rows matching `expr`."""
-    return dataset.to_table(columns=[*COLUMNS, "service", "request_id"], filter=expr)
+    names = set(dataset.schema.names)
+    spill = [c for c in ("origin_region", "spill_rtt_ns") if c in names]  # older runs: none
+    return dataset.to_table(columns=[*COLUMNS, "service", "request_id", *spill], filter=expr)
 
 
 def compute_summary(
@@ -118,9 +120,11 @@ def summary_from_partials(
     requests back, or partials computed by the shards) end here."""
     groups: list[dict[str, Any]] = []
     region_rows: list[dict[str, Any]] = []
+    spill: list[dict[str, Any]] = []
     partials: dict[str, list[Partial]] = {s: [] for s in services}
     for region in regions:
         mine = region_partials(region)
+        spill += spill_flows(region, mine)
         for service in services:
             p = mine.get(service)
             if p is None:
@@ -152,7 +156,18 @@ def summary_from_partials(
         "services": fleet_services,
         "regions": region_rows,
         "fleet": _region_row("*", groups, dev, duration_ns),
+        "spill": spill,
     }
+
+
+def spill_flows(region: str, partials: Mapping[str, Partial]) -> list[dict[str, Any]]:
+    """Requests the global router served in `region` away from their home, per (origin,
+    service), from the partials' `spilled_from` (docs/network.md)."""
+    return [
+        {"origin": origin, "destination": region, "service": service, "requests": n}
+        for service, p in partials.items()
+        for origin, n in sorted(p.spilled_from.items())
+    ]
 
 
 def _region_row(

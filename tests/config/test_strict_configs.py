@@ -64,6 +64,11 @@ def _scenario() -> dict[str, Any]:
     ]
     d["slo"]["svc"] = {"p99_ms": 5}
     d["router"] = {"policy": "prefix_affinity", "affinity_weight": 3.0, "load_weight": 2.0}
+    d["global_routing"] = {
+        "policy": "spill",
+        "spill_outstanding_per_cell": 8.0,
+        "rtt_ms": {"us-east": {"eu-west": 80.0}},
+    }
     return d
 
 
