@@ -217,18 +217,20 @@ class Simulation:
         keys = np.array([r * len(self.services) + s for r, s in self.routers])
         return np.isin(trace.region.astype(np.int64) * len(self.services) + trace.service, keys)
 
-    def _route(self, window: RequestBatch) -> np.ndarray:
-        """Global cell id for each request of the window (arrival order)."""
+    def route_window(self, window: RequestBatch) -> tuple[RequestBatch, np.ndarray]:
+        """The window's requests, each with the region that serves it, and the global cell
+        id of each (arrival order; -1: no available cell). Without global routing the
+        regions are the rows' own; with it (engine/global_routing.py) the global router
+        picks the region first, so cells see the region they serve in."""
         if self.global_router is None or len(window) == 0:
-            return self._route_regions(window)
-        # the serving region first (engine/global_routing.py), then that region's router
+            return window, self._route_regions(window)
         view = region_load(self.routers, self.outstanding, (len(self.regions), len(self.services)))
         window, dest = self.global_router.place(window, view)
         if not np.any(dest < 0):
-            return self._route_regions(window)
+            return window, self._route_regions(window)
         cell = np.full(len(window), -1, dtype=np.int64)  # -1: no live cell anywhere
         cell[dest >= 0] = self._route_regions(window.take(dest >= 0))
-        return cell
+        return window, cell
 
     def _route_regions(self, window: RequestBatch) -> np.ndarray:
         """Global cell id per request by its region's router (arrival order)."""

@@ -116,7 +116,7 @@ def run_windows(
         arrivals = trace.take(slice(state.lo, hi))
         if len(retry):  # requests of failed cells go ahead of the window's arrivals
             arrivals = RequestBatch.concat([retry, arrivals])
-        cell = sim._route(arrivals)
+        arrivals, cell = sim.route_window(arrivals)  # rows carry their serving region (#16)
         if np.any(cell < 0):  # no cell of the region available (fleet events)
             nowhere = cell < 0
             if events is None:
