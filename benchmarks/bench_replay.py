@@ -188,8 +188,8 @@ def coordinator_memory(cfg: Path, trace: Path, shards: int | None) -> tuple[floa
 def _prepare_peak(cfg: Path, trace: Path, shards: int | None, whole: bool, queue: Any) -> None:
     if whole:  # what prepare() did before: load, assign regions, split served/rejected
         sim = Simulation(load_scenario(cfg))
-        rows = sim.assign_regions(load_trace(trace, sim.scenario))
-        served = sim._served(rows)
+        rows = sim.plane.assign_regions(load_trace(trace, sim.scenario))
+        served = sim.plane.served(rows)
         rows.take(~served), rows.take(served)
     else:
         prepare(cfg, trace, ReplayOptions(shards=shards))

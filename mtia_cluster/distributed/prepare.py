@@ -138,11 +138,11 @@ def _trace_inputs(
     (`served_chunks`). Only a trace whose rows without a region feed the coordinator-driven
     windows (their regions come from one draw in trace order), or whose served rows depend on
     that draw, is loaded whole."""
-    check = check_trace(path, sim)
+    check = check_trace(path, sim.plane)
     if check is not None and (region_shards or not check.missing_region):
         return None, check.rejected, check.served
-    trace = sim.assign_regions(load_trace(path, sim.scenario))
-    served = sim._served(trace)
+    trace = sim.plane.assign_regions(load_trace(path, sim.scenario))
+    served = sim.plane.served(trace)
     rows = None if region_shards else trace.take(served)
     return rows, trace.take(~served), int(np.count_nonzero(served))
 
@@ -162,7 +162,7 @@ def region_groups(sim: Simulation, opt: ReplayOptions) -> list[list[int]] | None
     so one shard owns every region whatever the placement: spill never crosses shards, and
     the shard's window loop is the engine's (``simulate`` == ``replay``)."""
     n = len(sim.regions)
-    if getattr(sim, "global_router", None) is not None:
+    if sim.plane.global_router is not None:
         if opt.shards is not None and opt.shards < 1:
             raise UserError("must be >= 1", field="--shards", value=opt.shards)
         return [list(range(n))]

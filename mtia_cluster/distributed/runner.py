@@ -1,7 +1,7 @@
 """The distributed replay: a coordinator drives windows over shard workers in Ray actors.
 
 Per window ``[t, t + report_interval)`` the coordinator routes the window's arrivals with
-the region routers (the engine's own :class:`~mtia_cluster.engine.simulation.Simulation`
+the region routers (the engine's own :class:`~mtia_cluster.engine.routing.RoutingPlane`
 routing, reports from the previous boundary plus own counts), sends each shard with work
 one call carrying its requests as numpy arrays, and gets back only load reports; shards
 write finished requests and device intervals to their own Parquet parts. This is the same
@@ -39,10 +39,10 @@ from mtia_cluster.distributed.prepare import (
 from mtia_cluster.distributed.region_worker import RegionWorker
 from mtia_cluster.distributed.timing import Timeline
 from mtia_cluster.distributed.trace_scan import served_chunks
-from mtia_cluster.distributed.worker import CHECKPOINTS_DIR, ShardWorker, StaleShard
+from mtia_cluster.distributed.worker import CHECKPOINTS_DIR, Reports, ShardWorker, StaleShard
 from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.engine.simulation import Simulation
-from mtia_cluster.engine.windows import LoopState, finish, run_windows
+from mtia_cluster.engine.windows import LoopHooks, LoopState, finish, run_windows
 from mtia_cluster.errors import RunFailed, UserError
 from mtia_cluster.results import ResultsWriter
 
@@ -240,7 +240,7 @@ def replay(
             chunks: Iterable[tuple[RequestBatch, int | None]] = (
                 [(p.trace, None)]
                 if p.trace is not None
-                else served_chunks(sim, trace_path, step_ns, size)
+                else served_chunks(sim.plane, trace_path, step_ns, size)
             )
             end_ns = _drive_windows(sim, chunks, p.served_rows, shards, calls, opt, progress)
         shard_nodes = calls(shards, "node", [()] * len(shards))
@@ -343,7 +343,7 @@ def _drive_windows(
         shard_of_cell[s.cells] = i
     state, window, before = LoopState(), 0, 0  # before: rows of the chunks already done
 
-    def advance(arrivals: RequestBatch, cell: np.ndarray, until: int) -> None:
+    def advance(arrivals: RequestBatch, cell: np.ndarray, until: int) -> list[Reports]:
         nonlocal window
         owner = shard_of_cell[cell]
         active, args = [], []
@@ -355,21 +355,22 @@ def _drive_windows(
                     (arrivals.take(mine).columns() if len(mine) else None, cell[mine], until)
                 )
         _maybe_fail(opt, shards, window)
-        for s, reports in zip(active, calls(active, "advance", args), strict=True):
-            sim.take_reports(*reports)
+        replies = calls(active, "advance", args)
+        for s, reports in zip(active, replies, strict=True):
             s.busy = bool(np.any(reports[1]))  # outstanding
         window += 1
         if window % opt.checkpoint_windows == 0:
             _checkpoint(shards, calls)
         if progress is not None:
             progress(before + state.lo, rows, until)
+        return list(replies)
 
     def sample(t_ns: int) -> None:
         calls(shards, "sample", [(t_ns,)] * len(shards))
 
     for chunk, end_ns in chunks:
         state.lo = 0
-        run_windows(sim, chunk, state, advance, sample, end_ns)
+        run_windows(sim.plane, chunk, state, LoopHooks(advance, sample, stop_ns=end_ns))
         before += len(chunk)
     finish(state, state.t, sim.scenario.metrics_interval_ns, sample)
     return state.t

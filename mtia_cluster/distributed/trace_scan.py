@@ -7,7 +7,7 @@ served requests and the few rows no region serves (written as rejected by the co
 Each region-owning shard then reads its own slice (:func:`region_slice`).
 
 A request without a region (trace region -1) is given one by the scenario's weights from one
-seeded stream in trace order (``Simulation.assign_regions``); it is served exactly when some
+seeded stream in trace order (``RoutingPlane.assign_regions``); it is served exactly when some
 region with a positive weight serves its service, so the coordinator needs no random draw.
 A shard keeps every row without a region, in trace order, so it draws the same stream.
 """
@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from mtia_cluster.config.limits import check_run
 from mtia_cluster.engine.cell import RequestBatch
-from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.trace_input import check_items
 from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
 from mtia_cluster.traces.io import read_span_ns, read_trace_batches
@@ -39,26 +39,26 @@ class TraceCheck:
     missing_region: bool  # some rows have no region (they need the global draw, in order)
 
 
-def servable(sim: Simulation) -> np.ndarray:
+def servable(plane: RoutingPlane) -> np.ndarray:
     """bool[region, service]: the region has cells (a router) for the service."""
-    table = np.zeros((len(sim.regions), len(sim.services)), dtype=bool)
-    for r, s in sim.routers:
+    table = np.zeros((len(plane.regions), len(plane.services)), dtype=bool)
+    for r, s in plane.routers:
         table[r, s] = True
-    if getattr(sim, "global_router", None) is not None:  # spill: any serving region (#16)
+    if plane.global_router is not None:  # spill: any region serving the service (#16)
         table[:] = table.any(axis=0)
     return table
 
 
-def _served_without_region(sim: Simulation, table: np.ndarray) -> np.ndarray | None:
+def _served_without_region(plane: RoutingPlane, table: np.ndarray) -> np.ndarray | None:
     """bool[service]: a request without a region is served; None when that depends on the
     random draw (some region the weights can pick has no cells for the service)."""
-    if getattr(sim, "global_router", None) is not None:  # placed per window (#16)
+    if plane.global_router is not None:  # placed per window (#16)
         return np.asarray(table.any(axis=0))
-    out = np.zeros(len(sim.services), dtype=bool)
-    for s, name in enumerate(sim.services):
+    out = np.zeros(len(plane.services), dtype=bool)
+    for s, name in enumerate(plane.services):
         picks = [
             r
-            for r, region in enumerate(sim.scenario.regions)
+            for r, region in enumerate(plane.scenario.regions)
             if region.weight > 0 and any(p.service == name for p in region.pools)
         ]
         if any(not table[r, s] for r in picks):
@@ -67,20 +67,20 @@ def _served_without_region(sim: Simulation, table: np.ndarray) -> np.ndarray | N
     return out
 
 
-def check_trace(path: str | Path, sim: Simulation) -> TraceCheck | None:
+def check_trace(path: str | Path, plane: RoutingPlane) -> TraceCheck | None:
     """Validate the trace streaming; None when served rows depend on the region draw (the
     caller then loads the trace whole, as the coordinator-driven path does)."""
     p = Path(path)
-    check_run(sim.scenario, read_span_ns(p))  # windows and device intervals (limits)
-    table = servable(sim)
-    no_region = _served_without_region(sim, table)
+    check_run(plane.scenario, read_span_ns(p))  # windows and device intervals (limits)
+    table = servable(plane)
+    no_region = _served_without_region(plane, table)
     if no_region is None:
         return None
     rows, served_rows, rejected, missing = 0, 0, [], False
     tokens = trace_prefix_tokens(p)
     for batch in read_trace_batches(p):
-        cols = to_numpy_columns(batch, sim.services, sim.regions, file=p, prefix_tokens=tokens)
-        check_items(RequestBatch(**cols), sim.scenario, p, rows)
+        cols = to_numpy_columns(batch, plane.services, plane.regions, file=p, prefix_tokens=tokens)
+        check_items(RequestBatch(**cols), plane.scenario, p, rows)
         region, service = cols["region"], cols["service"]
         missing = missing or bool(np.any(region < 0))
         served = np.where(region >= 0, table[np.maximum(region, 0), service], no_region[service])
@@ -93,19 +93,21 @@ def check_trace(path: str | Path, sim: Simulation) -> TraceCheck | None:
 
 
 def served_chunks(
-    sim: Simulation, path: str | Path, step_ns: int, chunk_rows: int
+    plane: RoutingPlane, path: str | Path, step_ns: int, chunk_rows: int
 ) -> Iterator[tuple[RequestBatch, int | None]]:
     """The served rows in trace order, in chunks of about `chunk_rows` that end at a window
     boundary: (rows, end_ns), every row of the chunk arriving before end_ns (None: the last
     chunk). For the coordinator-driven windows, which route every request: it holds one
     chunk at a time, never the whole trace. Every row must have a region (the caller loads a
     trace with rows without one whole: their regions come from one draw in trace order)."""
-    table = servable(sim)
+    table = servable(plane)
     pending: list[RequestBatch] = []
     pending_rows = 0
     tokens = trace_prefix_tokens(path)
     for batch in read_trace_batches(path, validate=False):
-        cols = to_numpy_columns(batch, sim.services, sim.regions, file=path, prefix_tokens=tokens)
+        cols = to_numpy_columns(
+            batch, plane.services, plane.regions, file=path, prefix_tokens=tokens
+        )
         rows = RequestBatch(**cols)
         keep = table[np.maximum(rows.region, 0), rows.service] & (rows.region >= 0)
         rows = rows if keep.all() else rows.take(keep)
@@ -125,7 +127,7 @@ def served_chunks(
     yield RequestBatch.concat(pending), None
 
 
-def region_slice(sim: Simulation, path: str | Path, regions: list[int]) -> RequestBatch:
+def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> RequestBatch:
     """The served requests of `regions`, in trace order, read batch by batch.
 
     Rows of other regions (and rows their region does not serve) are dropped as each batch is
@@ -135,15 +137,17 @@ def region_slice(sim: Simulation, path: str | Path, regions: list[int]) -> Reque
     the single-process engine) and filtered like the others. The coordinator validated the
     file, so this read does not check it again.
     """
-    mine = np.zeros(len(sim.regions) + 1, dtype=bool)  # index -1: rows without a region
+    mine = np.zeros(len(plane.regions) + 1, dtype=bool)  # index -1: rows without a region
     mine[regions] = True
     mine[-1] = True
-    table = servable(sim)
+    table = servable(plane)
     out: dict[str, np.ndarray] = {}
     n = 0
     tokens = trace_prefix_tokens(path)
     for batch in read_trace_batches(path, validate=False):
-        cols = to_numpy_columns(batch, sim.services, sim.regions, file=path, prefix_tokens=tokens)
+        cols = to_numpy_columns(
+            batch, plane.services, plane.regions, file=path, prefix_tokens=tokens
+        )
         region = cols["region"]
         keep = mine[region] & ((region < 0) | table[np.maximum(region, 0), cols["service"]])
         k = int(np.count_nonzero(keep))
@@ -159,9 +163,9 @@ def region_slice(sim: Simulation, path: str | Path, regions: list[int]) -> Reque
     if not out:
         return RequestBatch.empty()
     trace = RequestBatch(**{name: col[:n] for name, col in out.items()})
-    if not np.any(trace.region < 0) or getattr(sim, "global_router", None) is not None:
+    if not np.any(trace.region < 0) or plane.global_router is not None:
         return trace  # (spill: the shard owns every region; rows are placed per window)
-    trace = sim.assign_regions(trace)
+    trace = plane.assign_regions(trace)
     return trace.take(
         np.isin(trace.region, regions) & table[np.maximum(trace.region, 0), trace.service]
     )

@@ -33,8 +33,11 @@ from mtia_cluster.engine.cell import (
     Completed,
     RequestBatch,
     completed_from,
+    rejected_at_arrival,
 )
 from mtia_cluster.engine.rng import KIND_FAILURES, entity_rng
+from mtia_cluster.engine.routing import RoutingPlane
+from mtia_cluster.engine.windows import EventHooks
 from mtia_cluster.errors import UserError
 
 # evict(global cell ids, t_ns) -> (requests they held, in arrival order; cell of each)
@@ -121,6 +124,30 @@ class FleetEvents:
         arrival = rows.arrival_ns.copy()
         arrival[hit] = [self.original_arrival[int(r)] for r in rows.request_id[hit]]
         return Completed(**{**rows.columns(), "arrival_ns": arrival})
+
+
+def fleet_event_hooks(
+    events: FleetEvents, plane: RoutingPlane, evict: Evict, emit: Callable[[Completed], None]
+) -> EventHooks:
+    """The window loop's view of `events`, for one process and for a region shard alike:
+    events due at a boundary change the routers' available cells, `evict` takes the
+    requests of failing cells from whoever holds them (their reports become 0 at once),
+    and the rows of failed or unroutable requests go to `emit`."""
+
+    def evict_reported(cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
+        held = evict(cells, at_ns)
+        plane.outstanding[cells] = 0
+        return held
+
+    def apply_due(t_ns: int) -> RequestBatch:
+        retry, failed = events.apply_due(t_ns, plane.routers.values(), evict_reported)
+        emit(failed)
+        return retry
+
+    def unroutable(batch: RequestBatch) -> None:
+        emit(rejected_at_arrival(batch))
+
+    return EventHooks(events.next_boundary, apply_due, unroutable)
 
 
 def _failed(batch: RequestBatch, t_ns: int) -> Completed:

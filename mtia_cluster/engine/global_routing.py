@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -108,32 +109,38 @@ class GlobalRouter:
     """Region choice per window (policy ``spill``) and the spill record of moved requests."""
 
     spec: GlobalRoutingSpec
-    fallback: np.ndarray  # per service: the region a row without one is reported in when
-    # no region has a live cell for it (the lowest-index region serving the service)
+    serves: np.ndarray  # bool [R, S]: the region has cells (a router) for the service
     order: np.ndarray = field(init=False)
+    fallback: np.ndarray = field(init=False)
     # request id -> (home or -1, serving region) of requests whose row region must change
     placed: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.order = nearest_order(self.spec.rtt.rtt_ns)
+        # per service: where a request that no live region can take is reported rejected
+        # when its home has no cells for the service (or it has none): the lowest-index
+        # region serving the service
+        self.fallback = np.argmax(self.serves, axis=0).astype(np.int64)
 
-    def place(self, window: RequestBatch, view: RegionLoad) -> tuple[RequestBatch, np.ndarray]:
-        """(window with `region` set to the serving region, serving region per row: -1
-        where no region has a live cell for the service; such a row keeps its home, or the
-        service's fallback region when it has none)."""
+    def place(self, window: RequestBatch, view: RegionLoad) -> RequestBatch:
+        """The window with `region` set to the serving region. A request no live region
+        can take keeps its home when the home has cells for its service, else goes to the
+        service's fallback region; either way its region's router finds no available cell
+        and the request is rejected (never lost)."""
         if len(window) == 0:
-            return window, np.zeros(0, dtype=np.int64)
+            return window
         home = self.homes(window)
         limit = self.spec.spill_outstanding_per_cell
         threshold = np.inf if limit is None else float(limit)
         service = window.service.astype(np.int64)
         dest = _place(home, service, view.live, view.outstanding.copy(), self.order, threshold)
-        shown = np.where(dest >= 0, dest, np.where(home >= 0, home, self.fallback[service]))
+        stay = (home >= 0) & self.serves[np.maximum(home, 0), service]
+        shown = np.where(dest >= 0, dest, np.where(stay, home, self.fallback[service]))
         self._record(window.request_id, home, shown)
         region = shown.astype(np.int32)
         if np.array_equal(region, window.region):
-            return window, dest
-        return RequestBatch(**{**window.columns(), "region": region}), dest
+            return window
+        return RequestBatch(**{**window.columns(), "region": region})
 
     def homes(self, window: RequestBatch) -> np.ndarray:
         """Each row's home region (-1: none): its region, or the home it left for a request
@@ -186,6 +193,19 @@ class GlobalRouter:
                 "finish_ns": rows.finish_ns + rtt,
             }
         )
+
+
+def make_global_router(
+    scenario: Any, routers: Mapping[tuple[int, int], Router]
+) -> GlobalRouter | None:
+    """The scenario's global router (policy spill), None when regions are islands."""
+    spec = scenario.global_routing
+    if spec is None or spec.policy != "spill":
+        return None
+    serves = np.zeros((len(scenario.regions), len(scenario.services)), dtype=bool)
+    for r, s in routers:
+        serves[r, s] = True
+    return GlobalRouter(spec, serves)
 
 
 def spill_counts(rows: Iterable[Completed]) -> dict[tuple[int, int], int]:

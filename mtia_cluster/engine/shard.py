@@ -16,6 +16,9 @@ import numpy as np
 from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch
 from mtia_cluster.engine.group import CellGroup, PrefixEvents
 
+# LoadReports.arrays(): cell id, outstanding, capacity; prefix events: cell, hash id, sign
+Reports = tuple[np.ndarray, ...]
+
 
 @dataclass
 class Inbox:
@@ -36,7 +39,7 @@ class LoadReports:
     capacity_weight: np.ndarray
     prefix: PrefixEvents = field(default_factory=lambda: no_prefix_events())
 
-    def arrays(self) -> tuple[np.ndarray, ...]:
+    def arrays(self) -> Reports:
         """The fields as plain arrays (what a shard actor returns)."""
         return (self.cell_id, self.outstanding, self.capacity_weight, *self.prefix)
 

@@ -1,15 +1,16 @@
 """The window loop: the one implementation behind ``Simulation.run`` and the distributed runner.
 
-Per window ``[t, t + report_interval)``: route the window's arrivals with the routers (the
-reports of the previous boundary plus their own counts), advance the cells that hold work to
-the window's end (the caller's `advance`, which updates ``sim.outstanding``/``sim.capacity``
-for the cells it advanced), refresh the routers. Device counters are sampled (the caller's
-`sample`) at every metrics boundary. Runs of windows without arrivals are advanced in one
-step, up to the next arrival's window or metrics boundary: no routing decision reads their
-reports, and cells give identical results for any cut of time.
+``run_windows(plane, trace, state, hooks)``. Per window ``[t, t + report_interval)``: apply
+the fleet events due at ``t`` (``hooks.events``), route the window's arrivals with the
+routing plane (engine/routing.py: the reports of the previous boundary plus the routers' own
+counts), advance the cells that hold work to the window's end (``hooks.advance``, which
+returns their load reports), hand the reports to the plane (``plane.refresh``). Device
+counters are sampled (``hooks.sample``) at every metrics boundary. Runs of windows without
+arrivals are advanced in one step (:meth:`WindowClock.next_window_end`): no routing decision
+reads their reports, and cells give identical results for any cut of time.
 
-The loop is resumable: it stops before a window that would start at `stop_ns` and continues
-from its :class:`LoopState` (a region-owning shard runs one epoch per call), and
+The loop is resumable: it stops before a window that would start at ``hooks.stop_ns`` and
+continues from its :class:`LoopState` (a region-owning shard runs one epoch per call), and
 :func:`finish` samples up to the run's end, which for a shard may be another shard's later
 end (so every shard covers the same intervals). The engine runs it in one process; the
 distributed runner (which the engine never imports) runs it in a coordinator or in shards.
@@ -17,35 +18,57 @@ distributed runner (which the engine never imports) runs it in a coordinator or 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.routing import RoutingPlane
+from mtia_cluster.engine.shard import Reports
 
-if TYPE_CHECKING:
-    from mtia_cluster.engine.simulation import Simulation
-
-# advance(arrivals routed this window, their global cell ids, window end): advances the cells
-# and writes their new reports into sim.outstanding / sim.capacity.
-Advance = Callable[[RequestBatch, np.ndarray, int], None]
+# advance(arrivals routed this window, their global cell ids, window end) -> the load
+# reports of the cells it advanced (``LoadReports.arrays()``, one per shard)
+Advance = Callable[[RequestBatch, np.ndarray, int], Iterable[Reports]]
 Sample = Callable[[int], None]  # sample(t_ns): device counters at a metrics boundary
+
+_NO_ROWS = RequestBatch.empty()
+
+
+def _no_cell(batch: RequestBatch) -> None:
+    raise RuntimeError("a router found no cell, but the run has no fleet events")
 
 
 @dataclass
 class EventHooks:
-    """Fleet events (failures, drains) seen by the loop; the engine's Simulation fills them.
+    """Fleet events (failures, drains) seen by the loop (``events.fleet_event_hooks``).
 
     `next_boundary()`: time of the next event (a window never runs across it), or None;
     `apply_due(t_ns)`: apply the events due at `t_ns`, returning the requests to route again
     (ahead of the window's arrivals); `unroutable(batch)`: requests whose region has no
-    available cell (they finish as rejected)."""
+    available cell (they finish as rejected). The default: no events (and a router that
+    finds no cell is a bug)."""
 
-    next_boundary: Callable[[], int | None]
-    apply_due: Callable[[int], RequestBatch]
-    unroutable: Callable[[RequestBatch], None]
+    next_boundary: Callable[[], int | None] = lambda: None
+    apply_due: Callable[[int], RequestBatch] = lambda t_ns: _NO_ROWS
+    unroutable: Callable[[RequestBatch], None] = _no_cell
+
+
+@dataclass
+class LoopHooks:
+    """What the loop calls out to; each default does nothing.
+
+    `advance`: see ``Advance``; `sample`: device counters at a metrics boundary; `events`:
+    fleet events; `stop_ns`: stop before a window that would start at or after it (None:
+    run to the end); `after_window()`: after each window that advanced cells (progress);
+    `coalesce_idle=False` steps through every window (a check: results are the same)."""
+
+    advance: Advance = lambda arrivals, cell, until_ns: ()
+    sample: Sample = lambda t_ns: None
+    events: EventHooks = field(default_factory=EventHooks)
+    stop_ns: int | None = None
+    after_window: Callable[[], None] = lambda: None
+    coalesce_idle: bool = True
 
 
 @dataclass
@@ -56,108 +79,113 @@ class LoopState:
     t: int = 0
     sampled_ns: int = 0  # last time device counters were sampled (0: the initial counters)
 
-    def finished(self, sim: Simulation, n: int) -> bool:
+    def finished(self, plane: RoutingPlane, n: int) -> bool:
         """Every one of the trace's `n` rows routed and no request in flight."""
-        return self.lo >= n and not sim.outstanding.any()
+        return self.lo >= n and not plane.outstanding.any()
 
 
 def run_windows(
-    sim: Simulation,
-    trace: RequestBatch,
-    state: LoopState,
-    advance: Advance,
-    sample: Sample,
-    stop_ns: int | None = None,
-    coalesce_idle: bool = True,
-    after_window: Callable[[], None] | None = None,
-    events: EventHooks | None = None,
+    plane: RoutingPlane, trace: RequestBatch, state: LoopState, hooks: LoopHooks
 ) -> LoopState:
-    """Run windows until the trace is drained and idle, or a window would start at stop_ns.
-
-    `coalesce_idle=False` steps through every window (a check: results are the same).
-    `after_window()` is called after each window that advanced cells (progress reports).
-    """
-    step, metrics_ns = sim.scenario.report_interval_ns, sim.scenario.metrics_interval_ns
-    n = len(trace)
-    # Routers that never read load reports (round robin, random, weighted, or one candidate)
-    # make the same choices whatever the window length, and cells give the same results for
-    # any cut: windows then run from one metrics (or fleet-event, or epoch) boundary to the
-    # next instead of one report interval at a time.
-    # After the window of the last arrival the loop steps by the report interval again, so
-    # the run ends at the same boundary as when stepping (the first idle one).
-    blind = coalesce_idle and not any(r.needs_reports for r in sim.routers.values())
-    blind = blind and sim.global_router is None  # global routing reads reports (#16)
-    last_ns = (int(trace.arrival_ns[-1]) // step + 1) * step if n else 0
-    while not state.finished(sim, n):
-        if stop_ns is not None and state.t >= stop_ns:
-            break
-        retry, boundary = _due_events(events, state.t)
-        until = state.t + step
-        wide = blind and state.lo < n
-        if wide:
-            until = min(_blind_until(state.t, step, metrics_ns, boundary, stop_ns), last_ns)
+    """Run windows until the trace is drained and idle, or a window would start at
+    ``hooks.stop_ns``."""
+    clock = WindowClock.of(plane, trace, hooks)
+    while not state.finished(plane, len(trace)) and not clock.stopped(state.t):
+        retry, event_ns = _due_events(hooks.events, state.t)
+        until = clock.next_window_end(state, event_ns, retrying=len(retry) > 0)
         hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))
-        if wide and hi == state.lo and not len(retry) and not sim.outstanding.any():
-            state.t = until  # nothing arrives and nothing is in flight
-            _sample_at_boundary(state, metrics_ns, sample)
+        idle = hi == state.lo < len(trace) and not len(retry)
+        if clock.coalesce and idle and not plane.outstanding.any():
+            state.t = until  # nothing arrives and nothing is in flight: nothing to simulate
+            _sample_at_boundary(state, clock.metrics_ns, hooks.sample)
             continue
-        if not wide and hi == state.lo and state.lo < n and coalesce_idle and not len(retry):
-            # No arrival in this window, so no routing decision needs its reports: jump to the
-            # window of the next arrival (or the next metrics boundary, or the next fleet
-            # event) in one step.
-            next_window = int(trace.arrival_ns[state.lo]) // step * step
-            until = min(next_window, (state.t // metrics_ns + 1) * metrics_ns)
-            if boundary is not None:  # boundary > t: events due at t were applied
-                until = min(until, boundary)
-            if not sim.outstanding.any():  # nothing in flight: nothing to simulate
-                state.t = until
-                _sample_at_boundary(state, metrics_ns, sample)
-                continue
         arrivals = trace.take(slice(state.lo, hi))
         if len(retry):  # requests of failed cells go ahead of the window's arrivals
             arrivals = RequestBatch.concat([retry, arrivals])
-        arrivals, cell = sim.route_window(arrivals)  # rows carry their serving region (#16)
-        if np.any(cell < 0):  # no cell of the region available (fleet events)
-            nowhere = cell < 0
-            if events is None:
-                raise RuntimeError("a router found no cell, but the run has no fleet events")
-            events.unroutable(arrivals.take(nowhere))
-            arrivals, cell = arrivals.take(~nowhere), cell[~nowhere]
-        advance(arrivals, cell, until)
-        for router in sim.routers.values():
-            router.refresh(sim.outstanding[router.cells], sim.capacity[router.cells])
+        arrivals = plane.place(arrivals)  # the serving region of each row (#16)
+        arrivals, cell = _routable(arrivals, plane.route(arrivals), hooks.events)
+        plane.refresh(hooks.advance(arrivals, cell, until))
         state.lo, state.t = hi, until
-        _sample_at_boundary(state, metrics_ns, sample)
-        if after_window is not None:
-            after_window()
+        _sample_at_boundary(state, clock.metrics_ns, hooks.sample)
+        hooks.after_window()
     return state
 
 
-def _blind_until(
-    t_ns: int, step_ns: int, metrics_ns: int, event_ns: int | None, stop_ns: int | None
-) -> int:
-    """End of a window when routing reads no reports: the next metrics boundary, cut at the
-    next fleet event and at the epoch bound (each a multiple of the report interval)."""
-    until = (t_ns // metrics_ns + 1) * metrics_ns
-    if event_ns is not None:
-        until = min(until, event_ns)
-    if stop_ns is not None:
-        until = min(until, max(stop_ns, t_ns + step_ns))
-    return until
+@dataclass(frozen=True)
+class WindowClock:
+    """Where windows end: one report interval, or longer when no routing decision needs the
+    reports of the windows skipped (see `next_window_end`)."""
+
+    step_ns: int
+    metrics_ns: int
+    arrival_ns: np.ndarray  # the trace's, sorted
+    blind: bool  # routing reads no load reports (and idle windows are coalesced)
+    coalesce: bool
+    stop_ns: int | None
+
+    @classmethod
+    def of(cls, plane: RoutingPlane, trace: RequestBatch, hooks: LoopHooks) -> WindowClock:
+        sc, coalesce = plane.scenario, hooks.coalesce_idle
+        blind = coalesce and not plane.reads_reports
+        return cls(
+            sc.report_interval_ns, sc.metrics_interval_ns, trace.arrival_ns, blind, coalesce,
+            hooks.stop_ns,
+        )  # fmt: skip
+
+    def stopped(self, t_ns: int) -> bool:
+        """A window starting at `t_ns` belongs to the next call (the epoch bound)."""
+        return self.stop_ns is not None and t_ns >= self.stop_ns
+
+    def next_window_end(self, state: LoopState, event_ns: int | None, retrying: bool) -> int:
+        """End of the window starting at ``state.t``, given the next fleet event's time.
+
+        One report interval, except while trace rows remain and:
+
+        * routing reads no reports (round robin, random, weighted, or one candidate): the
+          routers make the same choices whatever the window length, so the window runs to
+          the next metrics boundary, cut at the next fleet event, the epoch bound (each a
+          multiple of the report interval) and the window of the last arrival (after it
+          the loop steps by the report interval again, so the run ends at the same
+          boundary as when stepping: the first idle one);
+        * the window has no arrival (nor retried request): no routing decision needs its
+          reports, so it runs to the window of the next arrival, cut at the next metrics
+          boundary and the next fleet event.
+        """
+        t, lo, step = state.t, state.lo, self.step_ns
+        if lo >= len(self.arrival_ns):
+            return t + step
+        idle = not retrying and int(self.arrival_ns[lo]) >= t + step
+        if not self.blind and not (self.coalesce and idle):
+            return t + step
+        until = (t // self.metrics_ns + 1) * self.metrics_ns
+        if event_ns is not None:  # event_ns > t: the events due at t were applied
+            until = min(until, event_ns)
+        if not self.blind:
+            return min(until, int(self.arrival_ns[lo]) // step * step)
+        if self.stop_ns is not None:
+            until = min(until, max(self.stop_ns, t + step))
+        last_ns = (int(self.arrival_ns[-1]) // step + 1) * step
+        return min(until, last_ns)
 
 
-def _due_events(events: EventHooks | None, t_ns: int) -> tuple[RequestBatch, int | None]:
+def _routable(
+    arrivals: RequestBatch, cell: np.ndarray, events: EventHooks
+) -> tuple[RequestBatch, np.ndarray]:
+    """The routed requests; those with no available cell (-1) go to ``events.unroutable``."""
+    nowhere = cell < 0
+    if not nowhere.any():
+        return arrivals, cell
+    events.unroutable(arrivals.take(nowhere))
+    return arrivals.take(~nowhere), cell[~nowhere]
+
+
+def _due_events(events: EventHooks, t_ns: int) -> tuple[RequestBatch, int | None]:
     """Apply the fleet events due at `t_ns`: (requests to route again, next event time)."""
-    if events is None:
-        return _NO_ROWS, None
     boundary = events.next_boundary()
     if boundary is None or boundary > t_ns:
         return _NO_ROWS, boundary
     retry = events.apply_due(t_ns)
     return retry, events.next_boundary()
-
-
-_NO_ROWS = RequestBatch.empty()
 
 
 def _sample_at_boundary(state: LoopState, metrics_ns: int, sample: Sample) -> None:

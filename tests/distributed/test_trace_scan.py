@@ -44,9 +44,9 @@ def trace_path(request, short_trace, tmp_path):
     return out
 
 
-def _whole(sim, path):
-    trace = sim.assign_regions(load_trace(path, sim.scenario))
-    served = sim._served(trace)
+def _whole(plane, path):
+    trace = plane.assign_regions(load_trace(path, plane.scenario))
+    served = plane.served(trace)
     return trace, served
 
 
@@ -57,9 +57,9 @@ def _same(a, b):
 
 def test_check_equals_whole_read(tmp_path, trace_path):
     _, scenario = _scenario_without_chat_in_eu(tmp_path)
-    sim = Simulation(scenario)
-    trace, served = _whole(sim, trace_path)
-    check = check_trace(trace_path, sim)
+    plane = Simulation(scenario).plane
+    trace, served = _whole(plane, trace_path)
+    check = check_trace(trace_path, plane)
     assert check is not None
     assert check.rows == len(trace) and check.served == int(served.sum())
     _same(check.rejected, trace.take(~served))
@@ -67,11 +67,11 @@ def test_check_equals_whole_read(tmp_path, trace_path):
 
 def test_slices_partition_the_served_rows(tmp_path, trace_path):
     _, scenario = _scenario_without_chat_in_eu(tmp_path)
-    sim = Simulation(scenario)
-    trace, served = _whole(sim, trace_path)
+    plane = Simulation(scenario).plane
+    trace, served = _whole(plane, trace_path)
     want = trace.take(served)
     for regions in ([0], [1], [0, 1]):
-        got = region_slice(sim, trace_path, regions)
+        got = region_slice(plane, trace_path, regions)
         _same(got, want.take(np.isin(want.region, regions)))
 
 
@@ -99,11 +99,11 @@ def test_coordinator_holds_no_trace(tmp_path, short_trace):
 def test_chunks_cut_at_window_boundaries(tmp_path, short_trace, chunk_rows):
     """(Rows without a region are never chunked: such a trace is loaded whole.)"""
     _, scenario = _scenario_without_chat_in_eu(tmp_path)
-    sim = Simulation(scenario)
-    trace, served = _whole(sim, short_trace)
+    plane = Simulation(scenario).plane
+    trace, served = _whole(plane, short_trace)
     assert not served.all()  # the rejected rows are left out of the chunks
     step = scenario.report_interval_ns
-    chunks = list(served_chunks(sim, short_trace, step, chunk_rows))
+    chunks = list(served_chunks(plane, short_trace, step, chunk_rows))
     assert len(chunks) > 1 and chunks[-1][1] is None
     assert all(end is not None for _, end in chunks[:-1])
     for (rows, end), (after, _) in itertools.pairwise(chunks):

@@ -86,7 +86,7 @@ def test_rr_service_time_scales_occupancy() -> None:
     fast = Simulation(_scenario(1, [_rr(service_time_multiplier=0.5)]))
     slow_sim = Simulation(_scenario(1, [_rr(service_time_multiplier=3.0)]))
     # the router's capacity weight (items/s) follows the service time
-    assert np.isclose(fast.capacity.sum() / slow_sim.capacity.sum(), 6.0, rtol=1e-3)
+    assert np.isclose(fast.plane.capacity.sum() / slow_sim.plane.capacity.sum(), 6.0, rtol=1e-3)
 
 
 @pytest.mark.parametrize(

@@ -192,7 +192,7 @@ def test_null_regions_follow_the_default(tmp_path: Path) -> None:
         table = table.set_column(2, "service", pa.array(["rr-ranking"] * 40).dictionary_encode())
         pq.write_table(table, path)
         trace = load_trace(path, sc)
-        return Simulation(sc).assign_regions(trace).region
+        return Simulation(sc).plane.assign_regions(trace).region
 
     none = run(region_column(tmp_path, "none.parquet", None))
     nulls = run(region_column(tmp_path, "nulls.parquet", [None] * 40))

@@ -1,0 +1,164 @@
+"""The routing plane: every (region, service) router of a fleet and the load reports they read.
+
+The plane is the routing layer of a replay, separate from the cells (which a shard holds, in
+this process or another): it gives requests without a region their region
+(:meth:`RoutingPlane.assign_regions`), tells which requests some region serves
+(:meth:`~RoutingPlane.served`), sends each window's arrivals to cells
+(:meth:`~RoutingPlane.route`) and takes the cells' load reports at the window's end
+(:meth:`~RoutingPlane.refresh`). It holds no cell, so a region-owning shard builds one for
+the fleet's ids alone, and the window loop (engine/windows.py) drives it the same way in
+every process.
+
+Requests without a region (trace region -1) are spread over the regions that serve their
+service, in proportion to the regions' weights, from one seeded stream in trace order. Under
+global routing (scenario ``global_routing.policy: spill``) :meth:`~RoutingPlane.place` picks
+each window's serving regions first, rows without a region included (#16).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.engine.capacity import routing_capacity
+from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.global_routing import make_global_router, region_load
+from mtia_cluster.engine.group import CellGroup
+from mtia_cluster.engine.rng import KIND_ROUTER, KIND_WORKLOAD, entity_rng
+from mtia_cluster.engine.router import Router
+from mtia_cluster.engine.shard import Reports
+from mtia_cluster.engine.topology import Topology
+
+
+class RoutingPlane:
+    """The routers of every (region, service) with cells, over the fleet's global cell ids.
+
+    `outstanding` and `capacity` (one entry per global cell) are the last reports; `groups`
+    are the cell groups whose capacity is known before the first report (the cells this
+    process holds: all of them in one process, a region shard's own in a shard)."""
+
+    def __init__(self, scenario: Scenario, topology: Topology, groups: Iterable[CellGroup]) -> None:
+        self.scenario = scenario
+        self.topology = topology
+        self.services = scenario.services
+        self.regions = [r.name for r in scenario.regions]
+        self.outstanding = np.zeros(topology.cells, dtype=np.int64)
+        self.capacity = np.zeros(topology.cells, dtype=np.float64)
+        self.routing_capacity = np.zeros(topology.cells, dtype=np.float64)
+        for group in groups:
+            self.capacity[group.cell_ids] = group.capacity()
+            self.routing_capacity[group.cell_ids] = routing_capacity(group)
+        self._cell_region = np.asarray(topology.cell_region)
+        self._cell_service = np.asarray(topology.cell_service)
+        self.routers = self._routers()
+        # cross-region routing (engine/global_routing.py, #16); None: regions are islands
+        self.global_router = make_global_router(scenario, self.routers)
+
+    def _routers(self) -> dict[tuple[int, int], Router]:
+        region, service = self._cell_region, self._cell_service
+        routers = {}
+        for r, s in sorted(set(zip(region.tolist(), service.tolist(), strict=True))):
+            cells = np.flatnonzero((region == r) & (service == s))
+            routers[(r, s)] = Router(
+                self.scenario.policy,
+                cells,
+                self.capacity[cells],
+                entity_rng(self.scenario.seed, KIND_ROUTER, r, s),
+                self.scenario.router_weights,
+                self.routing_capacity[cells],
+            )
+        return routers
+
+    @property
+    def reads_reports(self) -> bool:
+        """Some router's choices depend on load reports (so on where windows are cut); the
+        global router reads them (region load) whenever there is one."""
+        if self.global_router is not None:
+            return True
+        return any(r.needs_reports for r in self.routers.values())
+
+    def assign_regions(self, trace: RequestBatch) -> RequestBatch:
+        """Fill region -1 by the regions' weights among those serving the service."""
+        missing = trace.region < 0
+        if not missing.any() or self.global_router is not None:  # spill: placed per window
+            return trace
+        region = trace.region.copy()
+        rng = entity_rng(self.scenario.seed, KIND_WORKLOAD, 0)
+        u = rng.random(int(missing.sum()))
+        svc = trace.service[missing]
+        out = np.full(len(svc), -1, dtype=np.int32)
+        for s in range(len(self.services)):
+            weights = np.array(
+                [
+                    r.weight if any(p.service == self.services[s] for p in r.pools) else 0.0
+                    for r in self.scenario.regions
+                ]
+            )
+            if weights.sum() <= 0:
+                continue
+            cum = np.cumsum(weights) / weights.sum()
+            rows = svc == s
+            out[rows] = np.minimum(np.searchsorted(cum, u[rows], side="right"), len(cum) - 1)
+        region[missing] = out
+        return RequestBatch(**{**trace.columns(), "region": region})
+
+    def served(self, trace: RequestBatch) -> np.ndarray:
+        """bool per row: its region has cells for its service (else it is rejected); under
+        global routing, some region has cells for its service."""
+        if self.global_router is not None:
+            return np.isin(trace.service, [s for _, s in self.routers])
+        keys = np.array([r * len(self.services) + s for r, s in self.routers])
+        return np.isin(trace.region.astype(np.int64) * len(self.services) + trace.service, keys)
+
+    def place(self, window: RequestBatch) -> RequestBatch:
+        """The window's requests with `region` set to the region that serves each: their
+        own, or the global router's choice (engine/global_routing.py) from the region
+        availability and load reports of this boundary. Cells see the serving region."""
+        if self.global_router is None or len(window) == 0:
+            return window
+        view = region_load(self.routers, self.outstanding, (len(self.regions), len(self.services)))
+        return self.global_router.place(window, view)
+
+    def route(self, window: RequestBatch) -> np.ndarray:
+        """Global cell id for each request of the window (arrival order); -1 where the
+        request's region has no available cell (fleet events)."""
+        cell = np.empty(len(window), dtype=np.int64)
+        if len(window) == 0:
+            return cell
+        if len(self.routers) == 1:
+            (router,) = self.routers.values()
+            cell[:] = router.route(len(window), window if router.needs_requests else None)
+            return cell
+        key = window.region.astype(np.int64) * len(self.services) + window.service
+        for k in np.unique(key).tolist():
+            rows = np.flatnonzero(key == k)
+            router = self._router_of_key(k)
+            cell[rows] = router.route(
+                len(rows), window.take(rows) if router.needs_requests else None
+            )
+        return cell
+
+    def refresh(self, reports: Iterable[Reports]) -> None:
+        """The window's end: take the load reports of the shards advanced in it
+        (``LoadReports.arrays()`` each), then refresh every router (own counts restart)."""
+        for cell_id, outstanding, capacity, *prefix in reports:
+            self.outstanding[cell_id] = outstanding
+            self.capacity[cell_id] = capacity
+            self._prefix_events(*prefix)
+        for router in self.routers.values():
+            router.refresh(self.outstanding[router.cells], self.capacity[router.cells])
+
+    def _prefix_events(self, cell: np.ndarray, hashes: np.ndarray, signs: np.ndarray) -> None:
+        """Prefix-cache events go to the routers of their cells (KV-aware policies)."""
+        if not len(cell):
+            return
+        key = self._cell_region[cell].astype(np.int64) * len(self.services)
+        key += self._cell_service[cell]
+        for k in np.unique(key).tolist():
+            rows = key == k
+            self._router_of_key(k).apply_prefix_events(cell[rows], hashes[rows], signs[rows])
+
+    def _router_of_key(self, key: int) -> Router:
+        return self.routers[(key // len(self.services), key % len(self.services))]
