@@ -17,7 +17,12 @@ from mtia_cluster.results import open_results
 from mtia_cluster.results.analysis import analyze as run_analysis
 from mtia_cluster.results.analysis import parse_by, parse_window
 from mtia_cluster.results.analysis.compare import compare as compare_docs
-from mtia_cluster.results.analysis.report import analysis_table, comparison_table, verdict_reasons
+from mtia_cluster.results.analysis.report import (
+    analysis_table,
+    comparison_table,
+    spill_lines,
+    verdict_reasons,
+)
 
 
 @click.command()
@@ -89,6 +94,8 @@ def analyze(
         return
     click.echo(f"run: {doc['run']}  duration {doc['duration_ns'] / 1e9:g} s")
     echo_table(*analysis_table(doc))
+    for line in spill_lines(doc):  # global routing (#16)
+        click.echo(line)
     for line in verdict_reasons(doc):
         click.echo(f"INVALID {line}")
 

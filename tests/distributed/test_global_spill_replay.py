@@ -109,6 +109,13 @@ def test_outage_spills_with_rtt_and_islands_lose_requests(runner, short_trace, t
     assert set(rtt[moved].tolist()) == {80_540_000}
     assert np.all(np.array(rows["latency_ns"])[moved] > rtt[moved])
     assert {rows["origin_region"][i] for i in np.flatnonzero(moved)} == {"us-east"}
+    # analyze shows the same flows (summary.json's, the one summary path)
+    r = runner.invoke(cli, ["analyze", str(spill), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output[r.output.index("{") :])["spill"] == s_spill["spill"]
+    r = runner.invoke(cli, ["analyze", str(spill)])
+    n = sum(f["requests"] for f in s_spill["spill"] if f["service"] == "rr-ranking")
+    assert f"spill us-east -> eu-west rr-ranking: {n} requests" in r.output
 
 
 @pytest.mark.parametrize(

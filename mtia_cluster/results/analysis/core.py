@@ -83,6 +83,8 @@ def analyze(
         "rules": rules.to_dict(),
         "quantile_method": QUANTILE_METHOD,
         "rows": rows,
+        # requests served away from home (global routing, docs/network.md): summary.json's
+        "spill": list(res.summary.get("spill", [])),
     }
 
 
