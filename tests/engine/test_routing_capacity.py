@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.capacity import routing_capacity, tokens_per_s
-from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.simulation import Simulation
 
 
