@@ -112,8 +112,9 @@ class GlobalRouter:
     serves: np.ndarray  # bool [R, S]: the region has cells (a router) for the service
     order: np.ndarray = field(init=False)
     fallback: np.ndarray = field(init=False)
-    # request id -> (home or -1, serving region) of requests whose row region must change
-    placed: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # request id -> (home or -1, region of its row, served there: pays the RTT) of the
+    # requests whose row region is not their own
+    placed: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.order = nearest_order(self.spec.rtt.rtt_ns)
@@ -136,7 +137,7 @@ class GlobalRouter:
         dest = _place(home, service, view.live, view.outstanding.copy(), self.order, threshold)
         stay = (home >= 0) & self.serves[np.maximum(home, 0), service]
         shown = np.where(dest >= 0, dest, np.where(stay, home, self.fallback[service]))
-        self._record(window.request_id, home, shown)
+        self._record(window.request_id, home, shown, dest >= 0)
         region = shown.astype(np.int32)
         if np.array_equal(region, window.region):
             return window
@@ -149,27 +150,35 @@ class GlobalRouter:
         if self.placed:
             ids = window.request_id.tolist()
             home = np.array(
-                [self.placed.get(i, (h, h))[0] for i, h in zip(ids, home.tolist(), strict=True)],
+                [self.placed.get(i, (h,))[0] for i, h in zip(ids, home.tolist(), strict=True)],
                 dtype=np.int64,
             )
         return home
 
-    def _record(self, ids: np.ndarray, home: np.ndarray, shown: np.ndarray) -> None:
-        """Remember (home, serving region) of every row whose region changes; forget the
-        others (a request placed at home after an earlier spill)."""
+    def _record(
+        self, ids: np.ndarray, home: np.ndarray, shown: np.ndarray, served: np.ndarray
+    ) -> None:
+        """Remember (home, row region, served there) of every row whose region changes;
+        forget the others (a request placed at home after an earlier spill)."""
         moved = shown != home
         if self.placed:
             for i in ids[~moved].tolist():
                 self.placed.pop(i, None)
-        for i, h, d in zip(
-            ids[moved].tolist(), home[moved].tolist(), shown[moved].tolist(), strict=True
-        ):
-            self.placed[i] = (h, d)
+        rows = zip(
+            ids[moved].tolist(),
+            home[moved].tolist(),
+            shown[moved].tolist(),
+            served[moved].tolist(),
+            strict=True,
+        )
+        for i, h, d, ok in rows:
+            self.placed[i] = (h, d, ok)
 
     def annotate(self, rows: Completed) -> Completed:
-        """Final rows: a placed request gets its serving region, its origin (home; its
-        serving region when it had none) and, when served away from home, the RTT in
-        spill_rtt_ns, first token and finish. Each request's record is dropped."""
+        """Final rows: a placed request gets its row region, its origin (home; the row
+        region when it had none) and, when served away from home, the RTT in spill_rtt_ns,
+        first token and finish (not when rejected for want of any live region). Each
+        request's record is dropped."""
         if not self.placed or len(rows) == 0:
             return rows
         ids = rows.request_id.tolist()
@@ -179,7 +188,9 @@ class GlobalRouter:
             return rows
         home = np.array([g[0] if g else -1 for g in got], dtype=np.int64)
         dest = np.array([g[1] if g else -1 for g in got], dtype=np.int64)
-        away = hit & (home >= 0)
+        paid = np.array([bool(g and g[2]) for g in got])
+        known = hit & (home >= 0)
+        away = known & paid
         rtt = np.zeros(len(rows), dtype=np.int64)
         rtt[away] = self.spec.rtt.rtt_ns[home[away], dest[away]]
         region = np.where(hit, dest, rows.region).astype(np.int32)
@@ -187,7 +198,7 @@ class GlobalRouter:
             **{
                 **rows.columns(),
                 "region": region,
-                "origin_region": np.where(away, home, region).astype(np.int32),
+                "origin_region": np.where(known, home, region).astype(np.int32),
                 "spill_rtt_ns": rtt,
                 "first_token_ns": rows.first_token_ns + rtt,
                 "finish_ns": rows.finish_ns + rtt,

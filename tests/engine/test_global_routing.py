@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 from mtia_cluster.config.network import GlobalRoutingSpec, RegionRtt
 from mtia_cluster.config.scenario import parse_scenario
-from mtia_cluster.engine.cell import STATUS_OK, STATUS_REJECTED, RequestBatch, make_requests
+from mtia_cluster.engine.cell import (
+    STATUS_OK,
+    STATUS_REJECTED,
+    RequestBatch,
+    make_requests,
+    rejected_at_arrival,
+)
 from mtia_cluster.engine.global_routing import (
     GlobalRouter,
     RegionLoad,
@@ -107,7 +113,16 @@ def test_no_live_region_is_rejected_not_lost() -> None:
     g = GlobalRouter(spec, np.array([[False], [True]]))  # only b has cells for the service
     window = make_requests(np.arange(3), region=np.array([0, 1, -1]))
     view = RegionLoad(np.zeros((2, 1), dtype=np.int64), np.zeros((2, 1)))
-    assert g.place(window, view).region.tolist() == [1, 1, 1]
+    placed = g.place(window, view)
+    assert placed.region.tolist() == [1, 1, 1]
+    rows = rejected_at_arrival(placed)
+    out = g.annotate(rows)
+    # rejected where reported: no RTT paid, the home kept as origin when there was one
+    assert out.region.tolist() == [1, 1, 1]
+    assert out.origin_region.tolist() == [0, 1, 1]
+    assert out.spill_rtt_ns.tolist() == [0, 0, 0]
+    assert np.array_equal(out.finish_ns, rows.finish_ns)
+    assert not g.placed  # every record dropped with its final row
 
 
 def _run(sc: Any, tr: RequestBatch, shards: int = 1, coalesce: bool = True) -> Any:
