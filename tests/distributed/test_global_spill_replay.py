@@ -144,3 +144,24 @@ def test_config_errors_exit_2_with_one_line(runner, tmp_path, setting, message) 
     lines = [ln for ln in r.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], r.output
     assert "Traceback" not in r.output
+
+
+@pytest.mark.ray
+def test_spill_shard_killed_mid_outage_recovers_identically(runner, short_trace, tmp_path) -> None:
+    """On Ray, the one region-owning shard is killed during the outage and restarts from its
+    checkpoint (the global router's record of moved requests included): same results."""
+    pytest.importorskip("ray")
+    import ray
+
+    from mtia_cluster.distributed.ray_env import connect
+
+    sets = (_events("us-east", 30, 90),)
+    ref = _simulate(runner, short_trace, tmp_path / "simulate", list(sets))
+    connect(None, namespace="mtia-cluster-test-globe", num_cpus=2)
+    try:
+        opt = ReplayOptions(epoch_ns=20 * 10**9, fail_shard_at_window=(0, 3), overrides=sets)
+        out = replay(SPILL, short_trace, tmp_path / "run", opt)
+    finally:
+        ray.shutdown()
+    assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 1
+    assert_same_run(out, ref)
