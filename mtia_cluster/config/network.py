@@ -31,11 +31,25 @@ STATUS_MEASURED, STATUS_ESTIMATE, STATUS_SCENARIO = "measured", "estimate", "sce
 
 @dataclass(frozen=True)
 class RegionRtt:
-    """RTTs between a scenario's regions (in scenario order) and where each comes from."""
+    """RTTs between a scenario's regions (in scenario order) and where each comes from.
+
+    Held as nested tuples so that a Scenario stays comparable and hashable by value."""
 
     regions: tuple[str, ...]
-    rtt_ns: np.ndarray  # int64 [R, R], symmetric, zero diagonal
-    status: dict[tuple[str, str], str]  # (a, b) with a < b in scenario order: its status
+    rows_ns: tuple[tuple[int, ...], ...]  # [R][R] ns, symmetric, zero diagonal
+    status: tuple[tuple[str, str, str], ...]  # (a, b, status), a before b in scenario order
+
+    @property
+    def rtt_ns(self) -> np.ndarray:
+        """The matrix as int64 [R, R]."""
+        return np.array(self.rows_ns, dtype=np.int64).reshape(len(self.regions), -1)
+
+    def status_of(self, a: str, b: str) -> str:
+        """Where the RTT of a pair comes from: measured, estimate or scenario."""
+        for x, y, how in self.status:
+            if {x, y} == {a, b}:
+                return how
+        raise KeyError((a, b))
 
 
 @dataclass(frozen=True)
@@ -106,7 +120,7 @@ def resolve_global_routing(
     defaults = catalog_rtt_ms()
     n = len(regions)
     rtt = np.zeros((n, n), dtype=np.int64)
-    status: dict[tuple[str, str], str] = {}
+    status: list[tuple[str, str, str]] = []
     for i, a in enumerate(regions):
         for j in range(i + 1, n):
             b = regions[j]
@@ -130,9 +144,11 @@ def resolve_global_routing(
                     value=ms,
                 )
             rtt[i, j] = rtt[j, i] = round(ms * NS_PER_MS)
-            status[(a, b)] = how
+            status.append((a, b, how))
     return GlobalRoutingSpec(
-        doc.policy, doc.spill_outstanding_per_cell, RegionRtt(tuple(regions), rtt, status)
+        doc.policy,
+        doc.spill_outstanding_per_cell,
+        RegionRtt(tuple(regions), tuple(map(tuple, rtt.tolist())), tuple(status)),
     )
 
 

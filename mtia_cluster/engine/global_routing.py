@@ -110,6 +110,7 @@ class GlobalRouter:
 
     spec: GlobalRoutingSpec
     serves: np.ndarray  # bool [R, S]: the region has cells (a router) for the service
+    rtt_ns: np.ndarray = field(init=False)  # int64 [R, R]
     order: np.ndarray = field(init=False)
     fallback: np.ndarray = field(init=False)
     # request id -> (home or -1, region of its row, served there: pays the RTT) of the
@@ -117,7 +118,8 @@ class GlobalRouter:
     placed: dict[int, tuple[int, int, bool]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.order = nearest_order(self.spec.rtt.rtt_ns)
+        self.rtt_ns = self.spec.rtt.rtt_ns
+        self.order = nearest_order(self.rtt_ns)
         # per service: where a request that no live region can take is reported rejected
         # when its home has no cells for the service (or it has none): the lowest-index
         # region serving the service
@@ -192,7 +194,7 @@ class GlobalRouter:
         known = hit & (home >= 0)
         away = known & paid
         rtt = np.zeros(len(rows), dtype=np.int64)
-        rtt[away] = self.spec.rtt.rtt_ns[home[away], dest[away]]
+        rtt[away] = self.rtt_ns[home[away], dest[away]]
         region = np.where(hit, dest, rows.region).astype(np.int32)
         return Completed(
             **{

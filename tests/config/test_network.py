@@ -60,8 +60,12 @@ def test_scenario_overrides_a_pair_and_marks_it() -> None:
     spec = sc.global_routing
     assert spec is not None
     assert spec.rtt.rtt_ns[0, 1] == spec.rtt.rtt_ns[1, 0] == 70 * NS_PER_MS
-    assert spec.rtt.status[("us-east", "eu-west")] == STATUS_SCENARIO
-    assert spec.rtt.status[("us-east", "ap-northeast")] == STATUS_MEASURED
+    assert spec.rtt.status_of("eu-west", "us-east") == STATUS_SCENARIO
+    assert spec.rtt.status_of("us-east", "ap-northeast") == STATUS_MEASURED
+    assert sc == _scenario(  # a scenario compares by value (nested tuples, no arrays)
+        ["us-east", "eu-west", "ap-northeast"],
+        {"policy": "spill", "rtt_ms": {"eu-west": {"us-east": 70.0}}},
+    )
     assert np.all(np.diag(spec.rtt.rtt_ns) == 0)
 
 

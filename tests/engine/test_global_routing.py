@@ -109,7 +109,7 @@ def test_place_prefers_home_then_nearest_with_headroom() -> None:
 def test_no_live_region_is_rejected_not_lost() -> None:
     """Rows no live region can take stay home when it serves them, else go to the lowest
     region serving the service: its router finds no cell and they are rejected."""
-    spec = GlobalRoutingSpec("spill", None, RegionRtt(("a", "b"), np.array([[0, 5], [5, 0]]), {}))
+    spec = GlobalRoutingSpec("spill", None, RegionRtt(("a", "b"), ((0, 5), (5, 0)), ()))
     g = GlobalRouter(spec, np.array([[False], [True]]))  # only b has cells for the service
     window = make_requests(np.arange(3), region=np.array([0, 1, -1]))
     view = RegionLoad(np.zeros((2, 1), dtype=np.int64), np.zeros((2, 1)))
