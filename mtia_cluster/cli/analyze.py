@@ -22,6 +22,7 @@ from mtia_cluster.results.analysis.report import (
     analysis_table,
     comparison_table,
     llm_serving_table,
+    spill_lines,
     verdict_reasons,
 )
 
@@ -99,6 +100,11 @@ def analyze(
     if serving is not None:
         click.echo("\nLLM serving (per service, then per replica)")
         echo_table(*serving)
+    spilled = spill_lines(doc)  # global routing (#16)
+    if spilled:
+        click.echo("")
+    for line in spilled:
+        click.echo(line)
     for line in verdict_reasons(doc):
         click.echo(f"INVALID {line}")
     click.echo("\ncost, energy at the wall and carbon (docs/planning.md):")

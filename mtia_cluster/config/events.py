@@ -19,7 +19,8 @@ Shape::
         on_failure: retry        # fail only: retry (re-route in-flight work) | fail
 
 Failures drawn from MTBF/MTTR (each host or rack of the region alternates exponential up and
-down times from its own seeded stream; a rack-level failure takes its hosts down together)::
+down times from its own seeded stream; a rack-level failure takes its hosts down together, a
+region-level one the whole region, whose traffic then spills under global routing)::
 
     failures:
       - {level: host, region: us-east, mtbf_s: 600, mttr_s: 60, horizon_s: 3600, on_failure: retry}
@@ -104,7 +105,7 @@ def event_specs(
 class FailureSpec:
     """Failures and repairs drawn per host or rack of a region (or of every region)."""
 
-    level: str  # host | rack
+    level: str  # host | rack | region (the whole region as one)
     region: str | None
     mtbf_s: float
     mttr_s: float

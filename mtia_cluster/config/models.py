@@ -38,7 +38,11 @@ AFFINITY_WEIGHT, LOAD_WEIGHT = 3.0, 2.0
 CapacityPolicy = Literal["max_utilization", "guaranteed_no_evict"]
 EventKind = Literal["fail", "repair", "drain", "undrain"]
 OnFailure = Literal["retry", "fail"]
-FailureLevel = Literal["host", "rack"]
+FailureLevel = Literal["host", "rack", "region"]
+# Global routing policies (engine/global_routing.py): `home` keeps every request in its region
+# (regions are islands, rows without a region spread by weight); `spill` sends a request whose
+# home region is down or over the threshold to the nearest region with headroom.
+GlobalPolicy = Literal["home", "spill"]
 Dtype = Literal["fp32", "tf32", "fp16", "bf16", "fp8", "int8", "mx8", "mx4", "fp4"]
 KVLink = Literal["scale_up", "scale_out"]
 
@@ -216,6 +220,35 @@ class SLOTargets(Strict):
     tpot_p99_ms: float | None = Field(None, gt=0.0)
 
 
+RttMs = Annotated[float, Field(ge=0.0, le=10_000.0)]
+
+
+class GlobalRouting(Strict):
+    """How requests move between regions (engine/global_routing.py, docs/network.md).
+
+    `rtt_ms` overrides or adds region-to-region round-trip times (`{a: {b: ms}}`, one entry
+    per unordered pair; both orders given must agree) over the catalog defaults
+    (configs/network/regions.yaml)."""
+
+    policy: GlobalPolicy = "home"
+    # spill also when the home region's outstanding requests per live cell reach this (from
+    # the previous boundary's reports plus this window's own sends); None: only outages spill
+    spill_outstanding_per_cell: float | None = Field(None, gt=0.0)
+    rtt_ms: dict[str, dict[str, RttMs]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _symmetric(self) -> GlobalRouting:
+        """A pair given in both orders must agree; a region's RTT to itself is 0."""
+        for a, row in self.rtt_ms.items():
+            for b, ms in row.items():
+                if a == b and ms != 0.0:
+                    raise ValueError(f"rtt_ms.{a}.{b}: a region's RTT to itself is 0 (got {ms})")
+                back = self.rtt_ms.get(b, {}).get(a)
+                if back is not None and back != ms:
+                    raise ValueError(f"rtt_ms.{a}.{b} = {ms} but rtt_ms.{b}.{a} = {back}")
+        return self
+
+
 class ScenarioFile(Strict):
     """A scenario file (configs/scenarios/*.yaml; docs/engine.md)."""
 
@@ -224,7 +257,35 @@ class ScenarioFile(Strict):
     report_interval_ms: float = Field(5.0, gt=0.0)
     metrics_interval_ms: float = Field(1000.0, gt=0.0)
     router: Router = Router()
+    global_routing: GlobalRouting = GlobalRouting()
     regions: list[Region] = Field(min_length=1)
     events: list[Event] = Field(default_factory=list)
     failures: list[Failure] = Field(default_factory=list)
     slo: dict[str, SLOTargets] = Field(default_factory=dict)
+
+
+class RegionSite(Strict):
+    """A catalog region: the public region or city that stands for it, and its coordinates."""
+
+    site: str = Field(min_length=1)
+    lat: float = Field(ge=-90.0, le=90.0)
+    lon: float = Field(ge=-180.0, le=180.0)
+
+
+class MeasuredRtt(Strict):
+    """One measured round-trip time between two catalog regions, with its source."""
+
+    a: str
+    b: str
+    ms: float = Field(gt=0.0)
+    source: str
+
+
+class RegionCatalogFile(Strict):
+    """configs/catalog/network/regions.yaml: sites and measured RTTs (docs/network.md)."""
+
+    name: str
+    fiber_km_per_ms: float = Field(gt=0.0)
+    sources: dict[str, str]
+    regions: dict[str, RegionSite] = Field(min_length=1)
+    measured_rtt_ms: list[MeasuredRtt] = Field(min_length=1)

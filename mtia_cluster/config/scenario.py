@@ -54,6 +54,7 @@ from mtia_cluster.config.models import (
     ScenarioFile,
     pool_kinds,
 )
+from mtia_cluster.config.network import GlobalRoutingSpec, resolve_global_routing
 from mtia_cluster.config.overrides import apply_overrides
 from mtia_cluster.config.schema import validate
 from mtia_cluster.cost.data import Grid, load_cost_data, region_grid
@@ -140,6 +141,8 @@ class Scenario:
     failures: tuple[FailureSpec, ...] = ()  # failures drawn from MTBF/MTTR (config/events.py)
     # KV-aware routers: score = affinity_weight x affinity + load_weight x queue score
     router_weights: tuple[float, float] = (AFFINITY_WEIGHT, LOAD_WEIGHT)
+    # cross-region routing and RTTs (config/network.py); None: regions are islands
+    global_routing: GlobalRoutingSpec | None = None
 
     @property
     def services(self) -> list[str]:
@@ -234,6 +237,7 @@ def scenario_from_model(
         events=event_specs(doc.events, names, services, file),
         failures=failure_specs(doc.failures, names, file),
         router_weights=(doc.router.affinity_weight, doc.router.load_weight),
+        global_routing=resolve_global_routing(doc.global_routing, names, file),
     )
     check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario

@@ -144,8 +144,16 @@ def plan(sim: Simulation, opt: ReplayOptions) -> tuple[list[list[int]] | None, l
 
 
 def region_groups(sim: Simulation, opt: ReplayOptions) -> list[list[int]] | None:
-    """Regions per shard when every shard can own whole regions, else None."""
+    """Regions per shard when every shard can own whole regions, else None.
+
+    Under global routing (policy spill, #16) requests move between regions at every window,
+    so one shard owns every region whatever the placement: spill never crosses shards, and
+    the shard's window loop is the engine's (``simulate`` == ``replay``)."""
     n = len(sim.regions)
+    if sim.plane.global_router is not None:
+        if opt.shards is not None and opt.shards < 1:
+            raise UserError("must be >= 1", field="--shards", value=opt.shards)
+        return [list(range(n))]
     if opt.shards is None:
         return [[r] for r in range(n)] if opt.placement == "region" else None
     if opt.shards < 1:

@@ -2,8 +2,10 @@
 
 Regions never interact (each has its own routers and cells), so a shard holding all cells of
 its regions runs the window loop locally for a whole epoch per call, instead of one Ray call
-per window. The loop is the engine's :func:`~mtia_cluster.engine.windows.run_windows`, so
-the results equal the coordinator-driven path and the single-process engine.
+per window. Under global routing (policy spill, #16) regions do interact: then one shard owns
+every region (distributed/prepare.py region_groups), so spill never crosses shards. The
+loop is the engine's :func:`~mtia_cluster.engine.windows.run_windows`, so the results equal
+the coordinator-driven path and the single-process engine.
 """
 
 from __future__ import annotations
@@ -72,17 +74,20 @@ class RegionWorker(ShardWorker):
 
     def _extra_state(self) -> Any:
         p = self.plane
-        return (self.state, p.routers, p.outstanding, p.capacity, self.events)
+        return (self.state, p.routers, p.outstanding, p.capacity, self.events, p.global_router)
 
     def _set_extra_state(self, extra: Any) -> None:
         p = self.plane
-        self.state, p.routers, p.outstanding, p.capacity, self.events = extra
+        self.state, p.routers, p.outstanding, p.capacity, self.events = extra[:5]
+        p.global_router = extra[5]
         self.hooks = self._hooks()
 
     def _flush(self) -> None:
         """Retried requests' rows get their original arrival back before they are written."""
         if self._pending and self.events.original_arrival:
             self._pending = [self.events.restore_arrivals(Completed.concat(self._pending))]
+        if self._pending and self.plane.global_router is not None:  # spilled rows (#16)
+            self._pending = [self.plane.global_router.annotate(Completed.concat(self._pending))]
         super()._flush()
 
     def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> list[Reports]:

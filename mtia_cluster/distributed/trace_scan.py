@@ -44,12 +44,16 @@ def servable(plane: RoutingPlane) -> np.ndarray:
     table = np.zeros((len(plane.regions), len(plane.services)), dtype=bool)
     for r, s in plane.routers:
         table[r, s] = True
+    if plane.global_router is not None:  # spill: any region serving the service (#16)
+        table[:] = table.any(axis=0)
     return table
 
 
 def _served_without_region(plane: RoutingPlane, table: np.ndarray) -> np.ndarray | None:
     """bool[service]: a request without a region is served; None when that depends on the
     random draw (some region the weights can pick has no cells for the service)."""
+    if plane.global_router is not None:  # placed per window (#16)
+        return np.asarray(table.any(axis=0))
     out = np.zeros(len(plane.services), dtype=bool)
     for s, name in enumerate(plane.services):
         picks = [
@@ -159,8 +163,8 @@ def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> R
     if not out:
         return RequestBatch.empty()
     trace = RequestBatch(**{name: col[:n] for name, col in out.items()})
-    if not np.any(trace.region < 0):
-        return trace
+    if not np.any(trace.region < 0) or plane.global_router is not None:
+        return trace  # (spill: the shard owns every region; rows are placed per window)
     trace = plane.assign_regions(trace)
     return trace.take(
         np.isin(trace.region, regions) & table[np.maximum(trace.region, 0), trace.service]

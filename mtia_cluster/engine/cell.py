@@ -112,6 +112,8 @@ _DTYPES: dict[str, type] = {
     "kv_transfer_bytes": np.int64,
     "ready_ns": np.int64,
     "unit": np.int64,
+    "origin_region": np.int32,
+    "spill_rtt_ns": np.int64,
 }
 
 
@@ -143,7 +145,10 @@ class Completed(_Columns):
     first accelerator). ``first_token_ns`` equals ``finish_ns`` for R&R. ``batch_size`` is the
     number of requests in the batch (R&R) or in the iteration that produced the first token
     (LLM). ``preemptions`` counts the times an LLM request was evicted and recomputed,
-    ``cached_tokens`` its prompt tokens reused from the prefix cache (0 for R&R). Latency,
+    ``cached_tokens`` its prompt tokens reused from the prefix cache (0 for R&R).
+    ``origin_region`` is the request's home region and ``spill_rtt_ns`` the round trip it
+    paid when the global router served it in another region (``region``; then first token
+    and finish include the RTT; engine/global_routing.py), else its region and 0. Latency,
     TTFT/TPOT/queue times, slo_ok and names are derived by `results` from these.
     """
 
@@ -163,6 +168,8 @@ class Completed(_Columns):
     output_tokens: np.ndarray  # int32
     preemptions: np.ndarray  # int32
     cached_tokens: np.ndarray  # int64
+    origin_region: np.ndarray  # int32, home region (== region unless spilled)
+    spill_rtt_ns: np.ndarray  # int64, round trip to the serving region (0 unless spilled)
 
 
 _UNSET: np.ndarray = np.zeros(0, dtype=np.int64)  # a DeviceCounters field not given
@@ -320,6 +327,8 @@ def completed_from(
         output_tokens=req.output_tokens,
         preemptions=col(preemptions, np.int32),
         cached_tokens=col(cached_tokens, np.int64),
+        origin_region=req.region,
+        spill_rtt_ns=np.zeros(n, dtype=np.int64),
     )
 
 

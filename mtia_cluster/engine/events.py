@@ -165,7 +165,8 @@ def _failed(batch: RequestBatch, t_ns: int) -> Completed:
 
 def drawn_failures(topology: Any) -> list[EventSpec]:
     """Fail/repair events drawn from the scenario's ``failures`` (MTBF/MTTR, exponential):
-    each host or rack draws from its own stream (StreamKind.FAILURES, region, level, index), so
+    each host, rack or region draws from its own stream (StreamKind.FAILURES, region, level,
+    index), so
     the events never depend on anything else in the scenario but its seed and topology."""
     scenario = topology.scenario
     regions = [r.name for r in scenario.regions]
@@ -177,8 +178,11 @@ def drawn_failures(topology: Any) -> list[EventSpec]:
                 continue
             ids = topology.acc_host if spec.level == "host" else topology.acc_rack
             count = len(np.unique(np.asarray(ids, dtype=np.int64)[acc_region == r]))
+            if spec.level == "region":  # the whole region fails and is repaired as one (#16)
+                count = 1
             for k in range(count):
-                rng = entity_rng(scenario.seed, StreamKind.FAILURES, r, spec.level == "rack", k)
+                level = ("host", "rack", "region").index(spec.level)
+                rng = entity_rng(scenario.seed, StreamKind.FAILURES, r, level, k)
                 t = 0.0
                 while True:
                     t += rng.exponential(spec.mtbf_s)

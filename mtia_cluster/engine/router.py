@@ -8,7 +8,9 @@ as choosing request by request:
 
 * ``round_robin``: candidates in turn, continuing across windows;
 * ``random``: uniform, from the router's own stream;
-* ``weighted``: random with probability proportional to capacity;
+* ``weighted``: random with probability proportional to capacity (routing capacity,
+  engine/capacity.py: items/s of an R&R host, requests/s of a synthetic cell, tokens/s of
+  an LLM replica);
 * ``least_outstanding``: each request to the candidate with the fewest outstanding + sent
   (ties: lowest index), request by request on a heap (compiled);
 * ``p2c``: power of two choices: two distinct random candidates, the less loaded one
@@ -38,9 +40,12 @@ class RouterState:
 
     rng: np.random.Generator
     outstanding: np.ndarray  # int64 per candidate, from the last reports
-    capacity: np.ndarray  # float64 per candidate
+    capacity: np.ndarray  # float64 per candidate, from the last reports
     next_rr: int = 0
     sent: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # float64 per candidate: routing capacity (engine/capacity.py), fixed at build; empty:
+    # the reported capacity
+    weight: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
 
 
 Policy = Callable[[RouterState, int], np.ndarray]
@@ -61,7 +66,9 @@ def uniform_random(state: RouterState, n: int) -> np.ndarray:
 
 
 def weighted(state: RouterState, n: int) -> np.ndarray:
-    cum = np.cumsum(state.capacity)
+    """Random with probability proportional to capacity (the routing capacity when given,
+    engine/capacity.py: an LLM replica's token rate, not its accelerator count)."""
+    cum = np.cumsum(state.weight if len(state.weight) else state.capacity)
     u = state.rng.random(n) * cum[-1]
     return np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1)
 
@@ -126,6 +133,7 @@ class Router:
         capacity: np.ndarray,
         rng: np.random.Generator,
         weights: tuple[float, float] = (AFFINITY_WEIGHT, LOAD_WEIGHT),
+        routing_capacity: np.ndarray | None = None,
     ) -> None:
         self.cells = np.asarray(cells, dtype=np.int64)
         k = len(self.cells)
@@ -137,6 +145,7 @@ class Router:
             outstanding=np.zeros(k, dtype=np.int64),
             capacity=np.asarray(capacity, dtype=np.float64),
             sent=np.zeros(k, dtype=np.int64),
+            weight=np.zeros(0) if routing_capacity is None else np.asarray(routing_capacity, float),
         )
         self.available = np.ones(k, dtype=bool)  # fleet events: failed or drained cells
         # policies reading load reports depend on the window cuts; the others do not
@@ -179,7 +188,10 @@ class Router:
             if len(up) == 0:
                 return np.full(n, -1, dtype=np.int64)
             s = self.state  # the policy sees only the available candidates
-            sub = RouterState(s.rng, s.outstanding[up], s.capacity[up], s.next_rr, s.sent[up])
+            weight = s.weight[up] if len(s.weight) else s.weight
+            sub = RouterState(
+                s.rng, s.outstanding[up], s.capacity[up], s.next_rr, s.sent[up], weight
+            )
             local = up[self.policy(sub, n)]
             s.next_rr = sub.next_rr
         self.state.sent += np.bincount(local, minlength=len(self.cells))

@@ -10,7 +10,9 @@ the fleet's ids alone, and the window loop (engine/windows.py) drives it the sam
 every process.
 
 Requests without a region (trace region -1) are spread over the regions that serve their
-service, in proportion to the regions' weights, from one seeded stream in trace order.
+service, in proportion to the regions' weights, from one seeded stream in trace order. Under
+global routing (scenario ``global_routing.policy: spill``) :meth:`~RoutingPlane.place` picks
+each window's serving regions first, rows without a region included (#16).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections.abc import Iterable
 import numpy as np
 
 from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.engine.capacity import routing_capacity
 from mtia_cluster.engine.cell import RequestBatch
+from mtia_cluster.engine.global_routing import make_global_router, region_load
 from mtia_cluster.engine.group import CellGroup
 from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.router import Router
@@ -42,11 +46,15 @@ class RoutingPlane:
         self.regions = [r.name for r in scenario.regions]
         self.outstanding = np.zeros(topology.cells, dtype=np.int64)
         self.capacity = np.zeros(topology.cells, dtype=np.float64)
+        self.routing_capacity = np.zeros(topology.cells, dtype=np.float64)
         for group in groups:
             self.capacity[group.cell_ids] = group.capacity()
+            self.routing_capacity[group.cell_ids] = routing_capacity(group)
         self._cell_region = np.asarray(topology.cell_region)
         self._cell_service = np.asarray(topology.cell_service)
         self.routers = self._routers()
+        # cross-region routing (engine/global_routing.py, #16); None: regions are islands
+        self.global_router = make_global_router(scenario, self.routers)
 
     def _routers(self) -> dict[tuple[int, int], Router]:
         region, service = self._cell_region, self._cell_service
@@ -59,18 +67,22 @@ class RoutingPlane:
                 self.capacity[cells],
                 entity_rng(self.scenario.seed, StreamKind.ROUTER, r, s),
                 self.scenario.router_weights,
+                self.routing_capacity[cells],
             )
         return routers
 
     @property
     def reads_reports(self) -> bool:
-        """Some router's choices depend on load reports (so on where windows are cut)."""
+        """Some router's choices depend on load reports (so on where windows are cut); the
+        global router reads them (region load) whenever there is one."""
+        if self.global_router is not None:
+            return True
         return any(r.needs_reports for r in self.routers.values())
 
     def assign_regions(self, trace: RequestBatch) -> RequestBatch:
         """Fill region -1 by the regions' weights among those serving the service."""
         missing = trace.region < 0
-        if not missing.any():
+        if not missing.any() or self.global_router is not None:  # spill: placed per window
             return trace
         region = trace.region.copy()
         rng = entity_rng(self.scenario.seed, StreamKind.WORKLOAD, 0)
@@ -93,9 +105,21 @@ class RoutingPlane:
         return RequestBatch(**{**trace.columns(), "region": region})
 
     def served(self, trace: RequestBatch) -> np.ndarray:
-        """bool per row: its region has cells for its service (else it is rejected)."""
+        """bool per row: its region has cells for its service (else it is rejected); under
+        global routing, some region has cells for its service."""
+        if self.global_router is not None:
+            return np.isin(trace.service, [s for _, s in self.routers])
         keys = np.array([r * len(self.services) + s for r, s in self.routers])
         return np.isin(trace.region.astype(np.int64) * len(self.services) + trace.service, keys)
+
+    def place(self, window: RequestBatch) -> RequestBatch:
+        """The window's requests with `region` set to the region that serves each: their
+        own, or the global router's choice (engine/global_routing.py) from the region
+        availability and load reports of this boundary. Cells see the serving region."""
+        if self.global_router is None or len(window) == 0:
+            return window
+        view = region_load(self.routers, self.outstanding, (len(self.regions), len(self.services)))
+        return self.global_router.place(window, view)
 
     def route(self, window: RequestBatch) -> np.ndarray:
         """Global cell id for each request of the window (arrival order); -1 where the

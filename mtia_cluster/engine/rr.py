@@ -195,10 +195,11 @@ class RRHostGroup:
         """Output rows of released requests."""
         n = len(rows)
         zeros = np.zeros(n, dtype=np.int32)
+        region = self.host_region[rows.local]
         return Completed(
             request_id=rows.request_id,
             service=self.host_service[rows.local],
-            region=self.host_region[rows.local],
+            region=region,
             host_id=rows.host_id,
             accelerator_id=rows.accelerator_id,
             arrival_ns=rows.arrival_ns,
@@ -212,6 +213,8 @@ class RRHostGroup:
             output_tokens=zeros,
             preemptions=zeros,
             cached_tokens=np.zeros(n, dtype=np.int64),
+            origin_region=region,
+            spill_rtt_ns=np.zeros(n, dtype=np.int64),
         )
 
     def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:

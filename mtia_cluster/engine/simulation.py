@@ -90,11 +90,14 @@ class Simulation:
             hooks.after_window = lambda: progress(state.lo, len(trace))
         run_windows(self.plane, trace, state, hooks)
         finish(state, state.t, self.scenario.metrics_interval_ns, hooks.sample)
+        requests = events.restore_arrivals(sorted_by_request_id(outputs))
+        if self.plane.global_router is not None:  # spilled rows: origin and RTT (#16)
+            requests = self.plane.global_router.annotate(requests)
         return RunOutput(
             scenario=self.scenario,
             services=self.services,
             regions=self.regions,
-            requests=events.restore_arrivals(sorted_by_request_id(outputs)),
+            requests=requests,
             samples=samples,
             topology=self.topology,
             end_ns=state.t,

@@ -102,6 +102,7 @@ def run_windows(
         arrivals = trace.take(slice(state.lo, hi))
         if len(retry):  # requests of failed cells go ahead of the window's arrivals
             arrivals = RequestBatch.concat([retry, arrivals])
+        arrivals = plane.place(arrivals)  # the serving region of each row (#16)
         arrivals, cell = _routable(arrivals, plane.route(arrivals), hooks.events)
         plane.refresh(hooks.advance(arrivals, cell, until))
         state.lo, state.t = hi, until

@@ -93,6 +93,7 @@ def completed_to_table(
     c = completed
     _check_index("service", c.service, len(services))
     _check_index("region", c.region, len(regions))
+    _check_index("origin_region", c.origin_region, len(regions))
     if len(c.status) and (int(c.status.min()) < 0 or int(c.status.max()) >= len(STATUS_NAMES)):
         raise UserError("unknown request status code", field="status", value=int(c.status.max()))
     cols: dict[str, pa.Array] = {
@@ -114,6 +115,8 @@ def completed_to_table(
         "output_tokens": pa.array(c.output_tokens, pa.int32()),
         "preemptions": pa.array(c.preemptions, pa.int32()),
         "cached_tokens": pa.array(c.cached_tokens, pa.int64()),
+        "origin_region": dictionary(regions, pa.array(c.origin_region)),
+        "spill_rtt_ns": pa.array(c.spill_rtt_ns, pa.int64()),
         "slo_ok": pa.array(_slo_flags(c, services, slos), pa.bool_()),
     }
     return pa.table([cols[n] for n in REQUEST_COLUMNS], names=list(REQUEST_COLUMNS))

@@ -58,6 +58,7 @@ class Partial:
     latency: list[np.ndarray] = field(default_factory=list)  # ok requests
     ttft: list[np.ndarray] = field(default_factory=list)
     tpot: list[np.ndarray] = field(default_factory=list)
+    spilled_from: dict[str, int] = field(default_factory=dict)  # home region -> requests
 
     @property
     def offered(self) -> int:
@@ -93,7 +94,21 @@ def partial(table: pa.Table, slo: ServiceSLO | None, keep_tokens: bool = False) 
     `keep_tokens`: keep TTFT/TPOT values even when this piece alone looks R&R (no SLO and no
     output tokens): a piece of a larger set must not decide the set's kind (`finish` ignores
     them when the merged set is R&R)."""
-    return partial_of_columns(_columns(table), slo, keep_tokens)
+    p = partial_of_columns(_columns(table), slo, keep_tokens)
+    p.spilled_from = spilled_from(table)
+    return p
+
+
+def spilled_from(table: pa.Table) -> dict[str, int]:
+    """Home region -> requests of `table` (rows of one serving region) that the global
+    router sent here from that home (``spill_rtt_ns > 0``; docs/network.md)."""
+    if "spill_rtt_ns" not in table.column_names or table.num_rows == 0:
+        return {}
+    moved = table.filter(pc.greater(table["spill_rtt_ns"], 0))
+    if moved.num_rows == 0:
+        return {}
+    counts = pc.value_counts(moved["origin_region"].cast(pa.string())).to_pylist()
+    return {c["values"]: int(c["counts"]) for c in counts}
 
 
 def codes(column: pa.ChunkedArray | pa.Array, names: tuple[str, ...]) -> np.ndarray:
@@ -164,6 +179,8 @@ def merge(parts: Iterable[Partial]) -> Partial:
         out.latency += p.latency
         out.ttft += p.ttft
         out.tpot += p.tpot
+        for k, n in p.spilled_from.items():
+            out.spilled_from[k] = out.spilled_from.get(k, 0) + n
     return out
 
 

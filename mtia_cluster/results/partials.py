@@ -30,6 +30,7 @@ from mtia_cluster.results.groupstats import (
     fast_columns,
     merge,
     partial_of_columns,
+    spilled_from,
 )
 from mtia_cluster.results.intervals import IntervalsBuilder, RegionIntervals, merge_intervals
 from mtia_cluster.slo import ServiceSLO
@@ -88,6 +89,7 @@ class StatsBuilder:
         if counts[0]:
             raise UserError("unknown service in written rows", field="service")
         present = np.flatnonzero(counts[1:])
+        spill = _spilled_by_service(table)
         grouped, starts = c, np.concatenate([[0], np.cumsum(counts[1:])])
         if len(present) > 1:  # one gather per column, then a slice per service
             order = np.argsort(service, kind="stable")
@@ -97,6 +99,7 @@ class StatsBuilder:
             mine = {k: v[lo:hi] for k, v in grouped.items()}
             name = self.services[code]
             piece = partial_of_columns(mine, self.slos.get(name), keep_tokens=True)
+            piece.spilled_from = spill.get(name, {})
             self._groups.setdefault((region, name), []).append(piece)
         if region not in self._intervals:
             self._intervals[region] = IntervalsBuilder(self.interval_ns)
@@ -113,6 +116,20 @@ class StatsBuilder:
         groups = {k: _compact(merge(v)) for k, v in self._groups.items()}
         intervals = {r: v.result() for r, v in self._intervals.items()}
         return ShardStats(self.rows, self.max_ns, groups, intervals)
+
+
+def _spilled_by_service(table: pa.Table) -> dict[str, dict[str, int]]:
+    """Service -> home region -> requests of `table` spilled here (usually none: one
+    numeric filter)."""
+    if "spill_rtt_ns" not in table.column_names:
+        return {}
+    moved = table.filter(pc.greater(table["spill_rtt_ns"], 0))
+    if moved.num_rows == 0:
+        return {}
+    svc = moved["service"].cast(pa.string())
+    return {
+        name: spilled_from(moved.filter(pc.equal(svc, name))) for name in pc.unique(svc).to_pylist()
+    }
 
 
 def _compact(p: Partial) -> Partial:

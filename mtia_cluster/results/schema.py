@@ -48,6 +48,8 @@ REQUEST_FILE_SCHEMA = pa.schema(
         ("output_tokens", pa.int32()),
         ("preemptions", pa.int32()),  # LLM: times evicted and recomputed (0 for R&R)
         ("cached_tokens", pa.int64()),  # LLM: prompt tokens reused from the prefix cache
+        ("origin_region", _DICT),  # home region (== region unless spilled; docs/network.md)
+        ("spill_rtt_ns", pa.int64()),  # RTT paid when served away from home (else 0)
         ("slo_ok", pa.bool_()),
     ]
 )
@@ -72,6 +74,8 @@ REQUEST_COLUMNS = (
     "output_tokens",
     "preemptions",
     "cached_tokens",
+    "origin_region",
+    "spill_rtt_ns",
     "slo_ok",
 )
 

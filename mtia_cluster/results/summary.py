@@ -72,7 +72,9 @@ def _with_unit_costs(stats: dict[str, Any]) -> dict[str, Any]:
 
 def _read(dataset: ds.Dataset, expr: ds.Expression) -> pa.Table:
     """Only the summary's columns of the rows matching `expr`."""
-    return dataset.to_table(columns=[*COLUMNS, "service", "request_id"], filter=expr)
+    names = set(dataset.schema.names)
+    spill = [c for c in ("origin_region", "spill_rtt_ns") if c in names]  # older runs: none
+    return dataset.to_table(columns=[*COLUMNS, "service", "request_id", *spill], filter=expr)
 
 
 def compute_summary(
@@ -138,9 +140,11 @@ def summary_from_partials(
     the shards) end here."""
     groups: list[dict[str, Any]] = []
     region_rows: list[dict[str, Any]] = []
+    spill: list[dict[str, Any]] = []
     partials: dict[str, list[Partial]] = {s: [] for s in services}
     for region in regions:
         mine = region_partials(region)
+        spill += spill_flows(region, mine)
         for service in services:
             p = mine.get(service)
             if p is None:
@@ -175,6 +179,7 @@ def summary_from_partials(
         "regions": region_rows,
         "fleet": _region_row("*", groups, dev, duration_ns),
         "llm_replicas": list(replicas),
+        "spill": spill,
     }
 
 
@@ -186,6 +191,16 @@ def _serving(
         return {}
     mine = (r for r in replicas if r["service"] == service and region in ("*", r["region"]))
     return {"llm_serving": group_stats(mine)}
+
+
+def spill_flows(region: str, partials: Mapping[str, Partial]) -> list[dict[str, Any]]:
+    """Requests the global router served in `region` away from their home, per (origin,
+    service), from the partials' `spilled_from` (docs/network.md)."""
+    return [
+        {"origin": origin, "destination": region, "service": service, "requests": n}
+        for service, p in partials.items()
+        for origin, n in sorted(p.spilled_from.items())
+    ]
 
 
 def _region_row(

@@ -81,6 +81,8 @@ def make_completed(spec: Spec) -> Completed:
                     output_tokens=tokens,
                     preemptions=np.zeros(n, np.int32),
                     cached_tokens=np.zeros(n, np.int64),
+                    origin_region=np.full(n, r, dtype=np.int32),
+                    spill_rtt_ns=np.zeros(n, np.int64),
                 )
             )
             rid += n

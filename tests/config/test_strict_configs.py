@@ -77,6 +77,11 @@ def _scenario() -> dict[str, Any]:
     d["regions"][0]["energy"] = {"grid": "eu-north", "pue": 1.1, "usd_per_kwh": 0.05}
     d["regions"][0]["energy"]["gco2e_per_kwh"] = 100.0
     d["router"] = {"policy": "prefix_affinity", "affinity_weight": 3.0, "load_weight": 2.0}
+    d["global_routing"] = {
+        "policy": "spill",
+        "spill_outstanding_per_cell": 8.0,
+        "rtt_ms": {"us-east": {"eu-west": 80.0}},
+    }
     return d
 
 

@@ -29,10 +29,11 @@ def make_completed(n: int, seed: int, span_ns: int = 2_000_000_000) -> Completed
     first = start + rng.integers(0, 40_000_000, n)
     finish = first + rng.integers(0, 60_000_000, n)
     service = rng.integers(0, len(SERVICES), n).astype(np.int32)
+    region = rng.integers(0, len(REGIONS), n).astype(np.int32)
     return Completed(
         request_id=rng.permutation(n * 3)[:n].astype(np.int64),
         service=service,
-        region=rng.integers(0, len(REGIONS), n).astype(np.int32),
+        region=region,
         host_id=rng.integers(0, 3, n).astype(np.int32),
         accelerator_id=rng.integers(0, N_ACCEL, n).astype(np.int32),
         arrival_ns=arrival,
@@ -46,6 +47,8 @@ def make_completed(n: int, seed: int, span_ns: int = 2_000_000_000) -> Completed
         output_tokens=np.where(service == 1, rng.integers(1, 40, n), 0).astype(np.int32),
         preemptions=np.where(service == 1, rng.integers(0, 3, n), 0).astype(np.int32),
         cached_tokens=np.where(service == 1, rng.integers(0, 500, n), 0).astype(np.int64),
+        origin_region=region,
+        spill_rtt_ns=np.zeros(n, dtype=np.int64),
     )
 
 

@@ -101,6 +101,8 @@ def _completed(arrival_ns: np.ndarray, latency_ns: np.ndarray) -> Completed:
         output_tokens=z32,
         preemptions=z32,
         cached_tokens=z32.astype(np.int64),
+        origin_region=z32,
+        spill_rtt_ns=z32.astype(np.int64),
     )
 
 

@@ -86,6 +86,8 @@ def analyze(
         "quantile_method": QUANTILE_METHOD,
         "rows": rows,
         "llm_serving": llm_serving(ctx.replicas, services),
+        # requests served away from home (global routing, docs/network.md): summary.json's
+        "spill": list(res.summary.get("spill", [])),
     }
 
 

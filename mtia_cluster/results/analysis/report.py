@@ -122,3 +122,12 @@ def _meets(row: dict[str, Any]) -> str:
         "neither": "neither meets SLO",
         "no_slo": "no SLO",
     }.get(row.get("meets_slo") or "", "-")
+
+
+def spill_lines(doc: dict[str, Any]) -> list[str]:
+    """One line per (origin, destination, service) the global router spilled requests over
+    (summary.json ``spill``; none when regions are islands or nothing spilled)."""
+    return [
+        f"spill {f['origin']} -> {f['destination']} {f['service']}: {f['requests']} requests"
+        for f in doc.get("spill", [])
+    ]
