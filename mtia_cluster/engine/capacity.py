@@ -7,7 +7,7 @@ capacity (an H100 replica and an MTIA replica of the same size serve at differen
 for LLM replicas the router's weight is the replica's token throughput in one full
 iteration at its token budget, from its own iteration cost table (prefill-bound, no context:
 the same measure for every replica of a service); a disaggregated replica counts its slower
-stage. The weight is fixed when the fleet is built (it does not depend on load).
+stage (the sum over that stage's instances). The weight is fixed when the fleet is built (it does not depend on load).
 """
 
 from __future__ import annotations
@@ -24,21 +24,21 @@ def routing_capacity(group: Any) -> np.ndarray:
     inner = group
     while hasattr(inner, "inner"):  # wrappers (injected errors) delegate to their group
         inner = inner.inner
-    cell = getattr(inner, "cell", None)
-    schedulers = _schedulers(cell)
-    if not schedulers:
+    stages = _stages(getattr(inner, "cell", None))
+    if not stages:
         return np.asarray(group.capacity(), dtype=np.float64)
-    return np.array([min(tokens_per_s(s) for s in schedulers)], dtype=np.float64)
+    return np.array([min(sum(tokens_per_s(s) for s in stage) for stage in stages)])
 
 
-def _schedulers(cell: Any) -> list[Any]:
-    """The LLM schedulers of a replica cell (one, or prefill and decode), else none."""
+def _stages(cell: Any) -> list[list[Any]]:
+    """The LLM schedulers of a replica cell by stage: one stage of one, or the prefill
+    instances and the decode instances of a disaggregated (N:M) replica; else none."""
     if cell is None:
         return []
     if hasattr(cell, "scheduler"):
-        return [cell.scheduler]
+        return [[cell.scheduler]]
     if hasattr(cell, "prefill") and hasattr(cell, "decode"):
-        return [cell.prefill, cell.decode]
+        return [list(cell.prefill), list(cell.decode)]
     return []
 
 
