@@ -14,7 +14,7 @@ import contextvars
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from mtia_cluster.config.schema import Strict
 
@@ -174,6 +174,49 @@ class Failure(Strict):
     on_failure: OnFailure = "retry"
 
 
+# Autoscaling defaults (engine/autoscale.py): Ray Serve's AutoscalingConfig defaults
+# (target_ongoing_requests 2, metrics_interval_s 10, upscale_delay_s 30, downscale_delay_s 600;
+# https://docs.ray.io/en/latest/serve/api/doc/ray.serve.config.AutoscalingConfig.html); the
+# runtime init after the weights are loaded: 20 s, the top of the 5-20 s that a replica's
+# torch.compile takes with a compile cache (https://docs.baseten.co/development/model/
+# torch-compile-cache), assumed for a warm-cache fleet.
+TARGET_ONGOING_REQUESTS, AUTOSCALE_INTERVAL_S = 2.0, 10.0
+UPSCALE_COOLDOWN_S, DOWNSCALE_COOLDOWN_S, RUNTIME_INIT_S = 30.0, 600.0, 20.0
+
+
+class Autoscaling(Strict):
+    """A service's autoscaling policy, applied per region serving it (engine/autoscale.py).
+
+    The region's cells for the service are its provisioned replicas (``max_replicas`` of
+    them are used; default all); ``min_replicas`` always run. Exactly one target: busy
+    fraction of the running replicas (``target_utilization``, in (0, 1]) or requests in
+    flight per replica (``target_ongoing_requests``, Ray Serve's metric; the default)."""
+
+    min_replicas: PositiveInt = 1
+    max_replicas: PositiveInt | None = None  # default: every cell of the region's pools
+    initial_replicas: PositiveInt | None = None  # default: min_replicas
+    target_utilization: float | None = Field(None, gt=0.0, le=1.0)
+    target_ongoing_requests: float | None = Field(None, gt=0.0)
+    interval_s: float = Field(AUTOSCALE_INTERVAL_S, gt=0.0)  # decision period
+    upscale_cooldown_s: float = Field(UPSCALE_COOLDOWN_S, ge=0.0)  # since the last change
+    downscale_cooldown_s: float = Field(DOWNSCALE_COOLDOWN_S, ge=0.0)
+    runtime_init_s: float = Field(RUNTIME_INIT_S, ge=0.0)  # start-up after the weights
+    storage_gb_s: float | None = Field(None, gt=0.0)  # weights source; default: host NIC
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Autoscaling:
+        if self.target_utilization is not None and self.target_ongoing_requests is not None:
+            raise ValueError("give one of target_utilization or target_ongoing_requests")
+        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
+        top = self.max_replicas
+        if self.initial_replicas is not None and not (
+            self.min_replicas <= self.initial_replicas <= (top or self.initial_replicas)
+        ):
+            raise ValueError("initial_replicas must lie in [min_replicas, max_replicas]")
+        return self
+
+
 class SLOTargets(Strict):
     """A service's targets in ms (consumers read them as a dict of the keys given)."""
 
@@ -194,3 +237,4 @@ class ScenarioFile(Strict):
     events: list[Event] = Field(default_factory=list)
     failures: list[Failure] = Field(default_factory=list)
     slo: dict[str, SLOTargets] = Field(default_factory=dict)
+    autoscaling: dict[str, Autoscaling] = Field(default_factory=dict)  # by service
