@@ -245,6 +245,7 @@ def replay(
             end_ns = _drive_windows(sim, chunks, p.served_rows, shards, calls, opt, progress)
         shard_nodes = calls(shards, "node", [()] * len(shards))
         events = _fleet_events(shards, calls) if regions is not None else []
+        scaled = _shard_logs(shards, calls, "autoscale_log") if scenario.autoscaling else []
         stats = calls(shards, "close", [()] * len(shards))
         for spans in calls(shards, "timings", [()] * len(shards)):
             tl.extend(spans)
@@ -261,6 +262,7 @@ def replay(
                     "shard_nodes": len(set(shard_nodes)),
                     "shard_restarts": calls.recoveries,
                     **({"fleet_events": events} if events else {}),
+                    **({"autoscale": scaled} if scaled else {}),
                 },
             )
     return Path(out_dir)
@@ -268,7 +270,12 @@ def replay(
 
 def _fleet_events(shards: list[_Shard], calls: _Calls) -> list[dict[str, Any]]:
     """Every region shard's applied fleet events, in time order (the manifest's list)."""
-    logs = calls(shards, "fleet_events", [()] * len(shards))
+    return _shard_logs(shards, calls, "fleet_events")
+
+
+def _shard_logs(shards: list[_Shard], calls: _Calls, method: str) -> list[dict[str, Any]]:
+    """Every region shard's log rows (`method`), in time order, then region (stable)."""
+    logs = calls(shards, method, [()] * len(shards))
     return sorted((e for log in logs for e in log), key=lambda e: (e["at_ns"], e["region"]))
 
 

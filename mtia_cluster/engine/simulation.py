@@ -19,6 +19,7 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.engine.autoscale import autoscale_hooks, build_autoscaler
 from mtia_cluster.engine.cell import (
     Completed,
     DeviceCounters,
@@ -26,7 +27,6 @@ from mtia_cluster.engine.cell import (
     rejected_at_arrival,
     sorted_by_request_id,
 )
-from mtia_cluster.engine.autoscale import autoscale_hooks, build_autoscaler
 from mtia_cluster.engine.events import fleet_event_hooks, resolve_events
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.routing import RoutingPlane
@@ -87,7 +87,10 @@ class Simulation:
             sample=lambda t_ns: samples.append((t_ns, self._counters())),
             events=autoscale_hooks(
                 fleet_event_hooks(events, self.plane, self._evict, outputs.append),
-                scaler, self.plane, events, self._counters,
+                scaler,
+                self.plane,
+                events,
+                self._counters,
             ),  # fmt: skip
             coalesce_idle=coalesce_idle,
         )
@@ -104,7 +107,7 @@ class Simulation:
             topology=self.topology,
             end_ns=state.t,
             fleet_events=list(events.log),
-            autoscale=list(scaler.log),
+            autoscale=sorted(scaler.log, key=lambda e: (e["at_ns"], e["region"])),
         )
 
     def _advance_shards(
