@@ -67,7 +67,7 @@ class RegionWorker(ShardWorker):
                 self.plane,
                 self.events,
                 self.shard.device_counters,
-            ),  # fmt: skip
+            ),
         )
 
     def _extra_state(self) -> Any:

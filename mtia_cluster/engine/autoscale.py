@@ -290,7 +290,7 @@ def build_autoscaler(topology: Any, step_ns: int, regions: list[int] | None = No
                     cells=cells,
                     accelerators=np.diff(acc0)[cells],
                     idle_w=np.asarray(idle_w) * np.diff(acc0)[cells],
-                    startup_ns=np.array([startup_ns(topology, c, config) for c in cells]),
+                    startup_ns=np.array([startup_ns(topology, c, config) for c in cells.tolist()]),
                     acc_ids=[np.arange(acc0[c], acc0[c + 1]) for c in cells],
                     state=state,
                     ready_ns=np.zeros(len(cells), dtype=np.int64),

@@ -91,7 +91,7 @@ class Simulation:
                 self.plane,
                 events,
                 self._counters,
-            ),  # fmt: skip
+            ),
             coalesce_idle=coalesce_idle,
         )
         if progress is not None:

@@ -15,6 +15,7 @@ group's energy with autoscaling is its ``energy_j`` minus this figure.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 from mtia_cluster.units import NS_PER_S
@@ -46,8 +47,8 @@ def _group(region: str, service: str, rows: list[Mapping[str, Any]], span_ns: in
         "replicas_min": min(int(r["running"]) for r in rows),
         "replicas_max": max(int(r["running"]) for r in rows),
         "replicas_mean": weight["running"] / total_s,
-        "scale_ups": sum(b > a for a, b in zip(on, on[1:], strict=False)),
-        "scale_downs": sum(b < a for a, b in zip(on, on[1:], strict=False)),
+        "scale_ups": sum(b > a for a, b in pairwise(on)),
+        "scale_downs": sum(b < a for a, b in pairwise(on)),
         "starting_replica_s": weight["starting"],
         "off_accelerator_s": weight["off_accelerators"],
         "off_idle_energy_j": weight["off_idle_power_w"],

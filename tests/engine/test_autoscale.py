@@ -190,8 +190,11 @@ def test_every_request_exactly_once_under_scaling(
 ) -> None:
     """Conservation under scale-out and scale-in (Hypothesis): every trace request comes back
     once, served; replica counts stay in [min, max]; any shard split gives the same run."""
-    policy = {"min_replicas": lo, "max_replicas": max(lo, top), **target, "interval_s": interval,
-              "upscale_cooldown_s": up, "downscale_cooldown_s": down, "runtime_init_s": init_s}  # fmt: skip
+    policy = {
+        **target,
+        **{"min_replicas": lo, "max_replicas": max(lo, top), "interval_s": interval},
+        **{"upscale_cooldown_s": up, "downscale_cooldown_s": down, "runtime_init_s": init_s},
+    }
     doc = _scenario(policy, regions=2)
     trace = _trace(rates, 1.5, regions=2)
     out = _run(doc, trace)
