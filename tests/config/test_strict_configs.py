@@ -65,6 +65,12 @@ def _scenario() -> dict[str, Any]:
     ]
     d["slo"]["svc"] = {"p99_ms": 5}
     d["router"] = {"policy": "prefix_affinity", "affinity_weight": 3.0, "load_weight": 2.0}
+    d["autoscaling"] = {
+        "rr-ranking": {"min_replicas": 1, "max_replicas": 3, "initial_replicas": 2},
+        "llm-chat": {"target_ongoing_requests": 2.0, "interval_s": 10.0, "runtime_init_s": 20.0},
+        "svc": {"target_utilization": 0.5, "upscale_cooldown_s": 30.0},
+    }
+    d["autoscaling"]["svc"].update(downscale_cooldown_s=600.0, storage_gb_s=50.0)
     return d
 
 
