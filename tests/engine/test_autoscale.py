@@ -207,3 +207,28 @@ def test_every_request_exactly_once_under_scaling(
     split = _run(copy.deepcopy(doc), trace, shards=shards)
     assert split.autoscale == out.autoscale
     assert np.array_equal(split.requests.finish_ns, out.requests.finish_ns)
+
+
+def test_replicas_over_time_reach_summary_analyze_and_report(tmp_path) -> None:
+    """One summary path: summary.json, summarize(dir) and summarize(run) carry the same
+    autoscale section; `analyze` prints its table and the report has its chart."""
+    import json
+
+    from click.testing import CliRunner
+
+    from mtia_cluster.cli.main import cli
+    from mtia_cluster.results import write_run
+
+    policy = {"target_ongoing_requests": 1.0, "interval_s": 1.0, "runtime_init_s": 0.5,
+              "upscale_cooldown_s": 0.0, "downscale_cooldown_s": 1.0}  # fmt: skip
+    out = _run(_scenario(policy), _trace([2000.0, 20.0], 3.0))
+    run_dir = write_run(out, tmp_path / "run", manifest={}, trace_path=None, wall_time_s=0.0)
+    written = json.loads((run_dir / "summary.json").read_text())["autoscale"]
+    assert written == summarize(run_dir).summary["autoscale"] == summarize(out).summary["autoscale"]
+    (group,) = written["groups"]
+    assert group["replicas_max"] > 1 and group["scale_ups"] >= 1 and group["scale_downs"] >= 1
+    assert [p[0] for p in group["timeline"]] == sorted(p[0] for p in group["timeline"])
+    res = CliRunner().invoke(cli, ["analyze", str(run_dir), "--plot", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert "replicas mean" in res.output
+    assert "Replicas over time" in (tmp_path / "r.html").read_text()
