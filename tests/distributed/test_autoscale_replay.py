@@ -24,38 +24,38 @@ AUTOSCALING = (
 )
 
 
+def _replay(trace: Path, out: Path, **options: object) -> Path:
+    """An in-process replay of the scenario with AUTOSCALING."""
+    opts = ReplayOptions(address="inprocess", overrides=(AUTOSCALING,), **options)  # type: ignore[arg-type]
+    return replay(SCENARIO, trace, out, opts)
+
+
+def _autoscale_of(run: Path) -> tuple[list, dict]:
+    """The manifest's replica rows and summary.json's autoscale section."""
+    rows = json.loads((run / "manifest.json").read_text())["autoscale"]
+    return rows, json.loads((run / "summary.json").read_text())["autoscale"]
+
+
 @pytest.mark.parametrize("shards", [None, 1])  # one shard per region; one shard for both
 def test_region_shards_autoscale_like_the_engine(
     runner, short_trace: Path, tmp_path: Path, shards: int | None
 ) -> None:
     ref = tmp_path / "simulate"
     args = ["simulate", str(SCENARIO), "--trace", str(short_trace), "-o", str(ref)]
-    r = runner.invoke(cli, [*args, "--set", AUTOSCALING])
-    assert r.exit_code == 0, r.output
-    out = replay(
-        SCENARIO,
-        short_trace,
-        tmp_path / "replay",
-        ReplayOptions(address="inprocess", overrides=(AUTOSCALING,), shards=shards),
-    )
+    assert runner.invoke(cli, [*args, "--set", AUTOSCALING]).exit_code == 0
+    out = _replay(short_trace, tmp_path / "replay", shards=shards)
     assert_same_run(out, ref)
-    rows = json.loads((out / "manifest.json").read_text())["autoscale"]
-    assert rows == json.loads((ref / "manifest.json").read_text())["autoscale"]
-    summary = json.loads((out / "summary.json").read_text())["autoscale"]
-    assert summary == json.loads((ref / "summary.json").read_text())["autoscale"]
+    rows, section = _autoscale_of(out)
+    assert (rows, section) == _autoscale_of(ref)
     # both kinds scaled in both regions (the slice's load changes the replica counts)
     scaled = {(r["region"], r["service"]) for r in rows if r["running"] + r["starting"] > 1}
     assert {s for _, s in scaled} == {"rr-ranking", "llm-chat"}
+    assert [g["service"] for g in section["groups"]].count("llm-chat") == 2
 
 
 def test_coordinator_driven_placements_refuse_autoscaling(
     short_trace: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(UserError, match="autoscaling need shards that own whole regions"):
-        replay(
-            SCENARIO,
-            short_trace,
-            tmp_path / "x",
-            ReplayOptions(address="inprocess", overrides=(AUTOSCALING,), placement="host"),
-        )
+        _replay(short_trace, tmp_path / "x", placement="host")
     assert not (tmp_path / "x").exists()
