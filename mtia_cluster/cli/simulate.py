@@ -103,4 +103,10 @@ def simulate(
                 f"{ev['region']}, {ev['requests_retried']} requests retried, "
                 f"{ev['requests_failed']} failed"
             )
+        for g in (doc.get("autoscale") or {}).get("groups", []):  # results/autoscale.py
+            click.echo(
+                f"autoscale {g['region']}/{g['service']}: replicas {g['replicas_min']}-"
+                f"{g['replicas_max']} (mean {fmt.number(g['replicas_mean'])}), "
+                f"{g['scale_ups']} scale-ups, {g['scale_downs']} scale-downs"
+            )
     echo_summary(doc, as_json, fail_on_invalid)

@@ -232,3 +232,13 @@ def test_replicas_over_time_reach_summary_analyze_and_report(tmp_path) -> None:
     assert res.exit_code == 0, res.output
     assert "replicas mean" in res.output
     assert "Replicas over time" in (tmp_path / "r.html").read_text()
+
+
+def test_fleet_events_do_not_route_to_off_replicas() -> None:
+    """An `undrain` of the whole region (every cell made available by the event) leaves the
+    off replicas off: the autoscaler's state wins after the events of a boundary."""
+    policy = {"target_ongoing_requests": 1e6, "interval_s": 1.0}  # never more than 1
+    doc = _scenario(policy)
+    doc["events"] = [{"at_s": 1.5, "kind": "undrain", "region": "r0"}]  # between decisions
+    out = _run(doc, _trace([300.0], 3.0))
+    assert (out.requests.accelerator_id == 0).all() and len(out.fleet_events) == 1
