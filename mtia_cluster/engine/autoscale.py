@@ -110,6 +110,7 @@ class ScaledGroup:
 
     region: str
     service: str
+    key: tuple[int, int]  # (region, service) indices: the routing plane's router key
     config: Autoscaling
     cells: np.ndarray  # global cell ids, sorted
     accelerators: np.ndarray  # accelerators per cell
@@ -160,13 +161,12 @@ class Autoscaler:
     step_ns: int  # the report interval: decisions and readiness land on its multiples
     policy: Policy = target_policy
     started: bool = False
+    _next_ns: int | None = 0  # cached next_boundary (asked every window)
     log: list[dict[str, Any]] = field(default_factory=list)
 
     def next_boundary(self) -> int | None:
         """The next boundary with a decision or a replica becoming ready (None: none)."""
-        if not self.groups:
-            return None
-        return min(self._due_ns(g) for g in self.groups)
+        return self._next_ns if self.groups else None
 
     def _due_ns(self, g: ScaledGroup) -> int:
         """The group's next boundary: its next decision or a replica becoming ready (each
@@ -189,9 +189,10 @@ class Autoscaler:
             if is_due:
                 self._transitions(g, t_ns, plane, counters)
             up = (g.state == RUNNING) & ~failed[g.cells] & ~drained[g.cells]
-            for router in plane.routers.values():
-                router.set_available(g.cells[up], True)
-                router.set_available(g.cells[~up], False)
+            router = plane.routers[g.key]
+            router.set_available(g.cells[up], True)
+            router.set_available(g.cells[~up], False)
+        self._next_ns = min(self._due_ns(g) for g in self.groups)
 
     def _transitions(self, g: ScaledGroup, t_ns: int, plane: Any, counters: Counters) -> None:
         """Replicas ready or drained by `t_ns`; the policy's decision when one is due."""
@@ -286,6 +287,7 @@ def build_autoscaler(topology: Any, step_ns: int, regions: list[int] | None = No
                 ScaledGroup(
                     region=region.name,
                     service=service,
+                    key=(r, s),
                     config=config,
                     cells=cells,
                     accelerators=np.diff(acc0)[cells],
