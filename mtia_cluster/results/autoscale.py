@@ -8,8 +8,8 @@ directory, ``ResultsWriter.finalize`` for ``replay``), so the figures are one co
 
 Energy: the ``devices`` rows charge every provisioned accelerator its idle power, off or not
 (the counters do not know replica states). ``off_idle_energy_j`` is the idle energy of the
-accelerators while their replica was off, which a powered-off replica does not draw: the
-group's energy with autoscaling is its ``energy_j`` minus this figure.
+accelerators while their replica was off, which a powered-off replica does not draw; the
+section's ``energy_j`` is the group's ``energy_j`` minus it (off replicas count as off).
 """
 
 from __future__ import annotations
@@ -64,7 +64,13 @@ def with_autoscale(
 ) -> dict[str, Any]:
     """`summary` with its ``autoscale`` section when the run autoscaled (else unchanged)."""
     if rows:
-        summary["autoscale"] = autoscale_section(rows, span_ns)
+        section = autoscale_section(rows, span_ns)
+        energy = {(g["region"], g["service"]): g.get("energy_j") for g in summary["groups"]}
+        for g in section["groups"]:
+            total = energy.get((g["region"], g["service"]))
+            # the group's energy with its off replicas drawing nothing
+            g["energy_j"] = None if total is None else total - g["off_idle_energy_j"]
+        summary["autoscale"] = section
     return summary
 
 
@@ -101,6 +107,7 @@ AUTOSCALE_COLUMNS = [
     "starting replica-s",
     "off accelerator-s",
     "off idle energy J",
+    "energy J (off = 0 W)",
 ]
 
 
@@ -118,6 +125,7 @@ def autoscale_rows(summary: Mapping[str, Any]) -> list[list[Any]]:
             g["starting_replica_s"],
             g["off_accelerator_s"],
             g["off_idle_energy_j"],
+            g.get("energy_j"),
         ]
         for g in (summary.get("autoscale") or {}).get("groups", [])
     ]

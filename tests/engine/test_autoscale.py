@@ -242,3 +242,17 @@ def test_fleet_events_do_not_route_to_off_replicas() -> None:
     doc["events"] = [{"at_s": 1.5, "kind": "undrain", "region": "r0"}]  # between decisions
     out = _run(doc, _trace([300.0], 3.0))
     assert (out.requests.accelerator_id == 0).all() and len(out.fleet_events) == 1
+
+
+def test_off_replicas_count_as_off_in_the_energy() -> None:
+    """One of four replicas runs the whole time: three H100s are off for the whole span,
+    and the section's energy is the group's minus their idle power over it."""
+    out = _run(_scenario({"target_ongoing_requests": 1e6}), _trace([100.0], 2.0))
+    summary = summarize(out).summary
+    (g,) = summary["autoscale"]["groups"]
+    span_s = out.end_ns / 1e9
+    assert g["off_accelerator_s"] == pytest.approx(3 * span_s)
+    idle_w = CAT.chip(CAT.platform("hgx-h100").chip).idle_w
+    assert g["off_idle_energy_j"] == pytest.approx(3 * idle_w * span_s)
+    assert g["energy_j"] == pytest.approx(summary["groups"][0]["energy_j"] - 3 * idle_w * span_s)
+    assert g["replicas_mean"] == pytest.approx(1.0) and g["timeline"] == [[0.0, 1, 0, 0, 1]]
