@@ -14,7 +14,7 @@ import contextvars
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator
 
 from mtia_cluster.config.schema import Strict
 
@@ -203,18 +203,31 @@ class Autoscaling(Strict):
     runtime_init_s: float = Field(RUNTIME_INIT_S, ge=0.0)  # start-up after the weights
     storage_gb_s: float | None = Field(None, gt=0.0)  # weights source; default: host NIC
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Autoscaling:
-        if self.target_utilization is not None and self.target_ongoing_requests is not None:
+    # cross-field checks on the later field, so the error names it and its value
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_at_least_min(cls, top: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_replicas")
+        if top is not None and low is not None and top < low:
+            raise ValueError(f"must be >= min_replicas ({low})")
+        return top
+
+    @field_validator("initial_replicas")
+    @classmethod
+    def _initial_in_range(cls, initial: int | None, info: ValidationInfo) -> int | None:
+        low, top = info.data.get("min_replicas"), info.data.get("max_replicas")
+        if initial is not None and low is not None and initial < low:
+            raise ValueError(f"must be >= min_replicas ({low})")
+        if initial is not None and top is not None and initial > top:
+            raise ValueError(f"must be <= max_replicas ({top})")
+        return initial
+
+    @field_validator("target_ongoing_requests")
+    @classmethod
+    def _one_target(cls, target: float | None, info: ValidationInfo) -> float | None:
+        if target is not None and info.data.get("target_utilization") is not None:
             raise ValueError("give one of target_utilization or target_ongoing_requests")
-        if self.max_replicas is not None and self.min_replicas > self.max_replicas:
-            raise ValueError(f"min_replicas {self.min_replicas} > max_replicas {self.max_replicas}")
-        top = self.max_replicas
-        if self.initial_replicas is not None and not (
-            self.min_replicas <= self.initial_replicas <= (top or self.initial_replicas)
-        ):
-            raise ValueError("initial_replicas must lie in [min_replicas, max_replicas]")
-        return self
+        return target
 
 
 class SLOTargets(Strict):

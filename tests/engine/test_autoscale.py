@@ -86,14 +86,23 @@ def _error(doc: dict) -> str:
 @pytest.mark.parametrize(
     ("policy", "field", "words"),
     [
-        ({"min_replicas": 3, "max_replicas": 2}, "autoscaling.svc", "min_replicas 3 > max"),
+        (
+            {"min_replicas": 3, "max_replicas": 2},
+            "svc.max_replicas",
+            "must be >= min_replicas (3) (got 2)",
+        ),
         ({"target_utilization": 0.0}, "autoscaling.svc.target_utilization", "must be > 0"),
         ({"target_utilization": 1.5}, "autoscaling.svc.target_utilization", "must be <= 1"),
         ({"upscale_cooldown_s": -1.0}, "autoscaling.svc.upscale_cooldown_s", "must be >= 0"),
         ({"downscale_cooldown_s": -1.0}, "autoscaling.svc.downscale_cooldown_s", "must be >= 0"),
-        ({"target_utilization": 0.5, "target_ongoing_requests": 2.0}, "autoscaling.svc", "one"),
+        (
+            {"target_utilization": 0.5, "target_ongoing_requests": 2.0},
+            "svc.target_ongoing_r",
+            "one",
+        ),
         ({"max_replicas": 5}, "autoscaling.svc.max_replicas", "has 4 replicas"),
-        ({"min_replicas": 2, "initial_replicas": 1}, "autoscaling.svc", "initial_replicas"),
+        ({"min_replicas": 2, "initial_replicas": 1}, "svc.initial_replicas", ">= min_replicas (2)"),
+        ({"max_replicas": 2, "initial_replicas": 3}, "svc.initial_replicas", "<= max_replicas (2)"),
         ({"min_replica": 1}, "autoscaling.svc.min_replica", "unknown key"),
         ({"min_replicas": "1"}, "autoscaling.svc.min_replicas", ""),
     ],
