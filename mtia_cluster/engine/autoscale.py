@@ -297,6 +297,7 @@ def build_autoscaler(topology: Any, step_ns: int, regions: list[int] | None = No
                     state=state,
                     ready_ns=np.zeros(len(cells), dtype=np.int64),
                     max_replicas=top,
+                    next_decision_ns=round(config.interval_s * NS_PER_S),  # none at t = 0
                 )
             )
     return Autoscaler(groups, step_ns)

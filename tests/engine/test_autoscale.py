@@ -159,18 +159,18 @@ def test_cold_start_replicas_take_no_request_before_ready() -> None:
 
 
 def test_scale_in_drains_running_requests_and_routes_nothing_new() -> None:
-    """Four replicas at load, then almost none: scale-in drains the highest ids; what they
-    held finishes, and after the decision they are sent nothing."""
-    policy = {"initial_replicas": 4, "target_ongoing_requests": 1.0, "interval_s": 2.0,
+    """Four busy replicas and a target that one meets: scale-in drains the highest ids while
+    they hold work; what they held finishes there, and after the decision they get nothing."""
+    policy = {"initial_replicas": 4, "target_ongoing_requests": 1e3, "interval_s": 2.0,
               "upscale_cooldown_s": 100.0, "downscale_cooldown_s": 0.0}  # fmt: skip
-    out = _run(_scenario(policy), _trace([3000.0, 5.0], 4.0))
+    out = _run(_scenario(policy), _trace([3000.0], 4.0))
     down = next(r for r in out.autoscale if r["running"] < 4)
-    late = out.requests.arrival_ns >= down["at_ns"]
-    removed = out.requests.accelerator_id >= down["running"]
-    assert not (late & removed).any()
-    assert (out.requests.status == 0).all() and len(out.requests) == len(
-        set(out.requests.request_id)
-    )
+    assert down["draining"] > 0  # drained while holding requests
+    req = out.requests
+    removed = req.accelerator_id >= down["running"]
+    assert not (removed & (req.arrival_ns >= down["at_ns"])).any()
+    assert (removed & (req.finish_ns > down["at_ns"])).any()  # finished while draining
+    assert (req.status == 0).all() and len(req) == len(set(req.request_id))
 
 
 def test_off_by_default_changes_nothing() -> None:
