@@ -78,6 +78,8 @@ def analyze(
     run = open_results(run_dir)
     other = open_results(compare_dir) if compare_dir is not None else None
     doc = run_analysis(run, by=level, window_ns=window_ns)
+    if run.summary.get("autoscale"):  # replicas over time (results/autoscale.py)
+        doc["autoscale"] = run.summary["autoscale"]
     if plot_file is not None:
         from mtia_cluster.results.analysis.plots import write_plots
 
@@ -105,6 +107,11 @@ def analyze(
         click.echo("")
     for line in spilled:
         click.echo(line)
+    if doc.get("autoscale"):
+        from mtia_cluster.results.autoscale import AUTOSCALE_COLUMNS, autoscale_rows
+
+        click.echo("\nautoscaling (replicas over time: summary.json autoscale.groups[].timeline)")
+        echo_table(AUTOSCALE_COLUMNS, autoscale_rows(doc))
     for line in verdict_reasons(doc):
         click.echo(f"INVALID {line}")
     click.echo("\ncost, energy at the wall and carbon (docs/planning.md):")

@@ -78,6 +78,12 @@ def simulate(
     doc = _summary(results, scenario, output, trace_path, shards, wall_s, overwrite)
     if not as_json:
         _echo_run(scenario.name, len(trace), results, wall_s)
+        for g in (doc.get("autoscale") or {}).get("groups", []):  # results/autoscale.py
+            click.echo(
+                f"autoscale {g['region']}/{g['service']}: replicas {g['replicas_min']}-"
+                f"{g['replicas_max']} (mean {fmt.number(g['replicas_mean'])}), "
+                f"{g['scale_ups']} scale-ups, {g['scale_downs']} scale-downs"
+            )
     echo_summary(doc, as_json, fail_on_invalid)
 
 

@@ -14,7 +14,7 @@ import contextvars
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from mtia_cluster.config.schema import Strict
 
@@ -212,6 +212,62 @@ class Failure(Strict):
     on_failure: OnFailure = "retry"
 
 
+# Autoscaling defaults (engine/autoscale.py): Ray Serve's AutoscalingConfig defaults
+# (target_ongoing_requests 2, metrics_interval_s 10, upscale_delay_s 30, downscale_delay_s 600;
+# https://docs.ray.io/en/latest/serve/api/doc/ray.serve.config.AutoscalingConfig.html); the
+# runtime init after the weights are loaded: 20 s, the top of the 5-20 s that a replica's
+# torch.compile takes with a compile cache (https://docs.baseten.co/development/model/
+# torch-compile-cache), assumed for a warm-cache fleet.
+TARGET_ONGOING_REQUESTS, AUTOSCALE_INTERVAL_S = 2.0, 10.0
+UPSCALE_COOLDOWN_S, DOWNSCALE_COOLDOWN_S, RUNTIME_INIT_S = 30.0, 600.0, 20.0
+
+
+class Autoscaling(Strict):
+    """A service's autoscaling policy, applied per region serving it (engine/autoscale.py).
+
+    The region's cells for the service are its provisioned replicas (``max_replicas`` of
+    them are used; default all); ``min_replicas`` always run. Exactly one target: busy
+    fraction of the running replicas (``target_utilization``, in (0, 1]) or requests in
+    flight per replica (``target_ongoing_requests``, Ray Serve's metric; the default)."""
+
+    min_replicas: PositiveInt = 1
+    max_replicas: PositiveInt | None = None  # default: every cell of the region's pools
+    initial_replicas: PositiveInt | None = None  # default: min_replicas
+    target_utilization: float | None = Field(None, gt=0.0, le=1.0)
+    target_ongoing_requests: float | None = Field(None, gt=0.0)
+    interval_s: float = Field(AUTOSCALE_INTERVAL_S, gt=0.0)  # decision period
+    upscale_cooldown_s: float = Field(UPSCALE_COOLDOWN_S, ge=0.0)  # since the last change
+    downscale_cooldown_s: float = Field(DOWNSCALE_COOLDOWN_S, ge=0.0)
+    runtime_init_s: float = Field(RUNTIME_INIT_S, ge=0.0)  # start-up after the weights
+    storage_gb_s: float | None = Field(None, gt=0.0)  # weights source; default: host NIC
+
+    # cross-field checks on the later field, so the error names it and its value
+    @field_validator("max_replicas")
+    @classmethod
+    def _max_at_least_min(cls, top: int | None, info: ValidationInfo) -> int | None:
+        low = info.data.get("min_replicas")
+        if top is not None and low is not None and top < low:
+            raise ValueError(f"must be >= min_replicas ({low})")
+        return top
+
+    @field_validator("initial_replicas")
+    @classmethod
+    def _initial_in_range(cls, initial: int | None, info: ValidationInfo) -> int | None:
+        low, top = info.data.get("min_replicas"), info.data.get("max_replicas")
+        if initial is not None and low is not None and initial < low:
+            raise ValueError(f"must be >= min_replicas ({low})")
+        if initial is not None and top is not None and initial > top:
+            raise ValueError(f"must be <= max_replicas ({top})")
+        return initial
+
+    @field_validator("target_ongoing_requests")
+    @classmethod
+    def _one_target(cls, target: float | None, info: ValidationInfo) -> float | None:
+        if target is not None and info.data.get("target_utilization") is not None:
+            raise ValueError("give one of target_utilization or target_ongoing_requests")
+        return target
+
+
 class SLOTargets(Strict):
     """A service's targets in ms (consumers read them as a dict of the keys given)."""
 
@@ -262,6 +318,7 @@ class ScenarioFile(Strict):
     events: list[Event] = Field(default_factory=list)
     failures: list[Failure] = Field(default_factory=list)
     slo: dict[str, SLOTargets] = Field(default_factory=dict)
+    autoscaling: dict[str, Autoscaling] = Field(default_factory=dict)  # by service
 
 
 class RegionSite(Strict):

@@ -37,7 +37,7 @@ and service names). Every mistake is one UserError naming file, field path and v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from mtia_cluster.config.loader import load_yaml
 from mtia_cluster.config.models import (
     AFFINITY_WEIGHT,
     LOAD_WEIGHT,
+    Autoscaling,
     Disaggregation,
     LLMPool,
     RRPool,
@@ -143,6 +144,8 @@ class Scenario:
     router_weights: tuple[float, float] = (AFFINITY_WEIGHT, LOAD_WEIGHT)
     # cross-region routing and RTTs (config/network.py); None: regions are islands
     global_routing: GlobalRoutingSpec | None = None
+    # per service: replicas added and removed during the replay (engine/autoscale.py)
+    autoscaling: dict[str, Autoscaling] = field(default_factory=dict)
 
     @property
     def services(self) -> list[str]:
@@ -238,9 +241,38 @@ def scenario_from_model(
         failures=failure_specs(doc.failures, names, file),
         router_weights=(doc.router.affinity_weight, doc.router.load_weight),
         global_routing=resolve_global_routing(doc.global_routing, names, file),
+        autoscaling=_autoscaling(doc, regions, file),
     )
     check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario
+
+
+def _autoscaling(
+    doc: ScenarioFile, regions: tuple[RegionSpec, ...], file: str | None
+) -> dict[str, Autoscaling]:
+    """`autoscaling:` checked against the fleet: a served service, and no more replicas
+    (max or initial) than a region serving it has cells."""
+    services = list(dict.fromkeys(p.service for r in regions for p in r.pools))
+    for name, policy in doc.autoscaling.items():
+        if name not in services:
+            raise UserError(
+                "unknown service" + did_you_mean(name, services),
+                file=file,
+                field=f"autoscaling.{name}",
+                value=name,
+            )
+        for r in regions:
+            cells = sum(p.accelerators // p.replica_size for p in r.pools if p.service == name)
+            for key in ("max_replicas", "initial_replicas", "min_replicas"):
+                wanted = getattr(policy, key)
+                if cells and wanted is not None and wanted > cells:
+                    raise UserError(
+                        f"region {r.name} has {cells} replicas of {name}",
+                        file=file,
+                        field=f"autoscaling.{name}.{key}",
+                        value=wanted,
+                    )
+    return dict(doc.autoscaling)
 
 
 def _slo(

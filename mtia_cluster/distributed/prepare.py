@@ -97,13 +97,16 @@ def prepare(
     with tl.span("prepare.build_topology"):
         sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
     regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
-    if (scenario.events or scenario.failures) and not regions:
-        # region shards apply fleet events themselves; coordinator-driven windows do not yet
+    if (scenario.events or scenario.failures or scenario.autoscaling) and not regions:
+        # region shards apply fleet events and autoscaling themselves; coordinator-driven
+        # windows do not yet
+        key = "events" if scenario.events else "failures" if scenario.failures else "autoscaling"
         raise UserError(
-            "fleet events need shards that own whole regions (placement region, or --shards "
-            "up to the number of regions); or use `mtia-cluster simulate`",
+            f"{'autoscaling' if key == 'autoscaling' else 'fleet events'} need shards that own "
+            "whole regions (placement region, or --shards up to the number of regions); or "
+            "use `mtia-cluster simulate`",
             file=scenario.file,
-            field="events" if scenario.events else "failures",
+            field=key,
         )
     p = Prepared(scenario, sim, regions, cells, record, None, RequestBatch.empty(), 0, False)
     return checked(p, trace_path, tl) if with_trace else p

@@ -18,6 +18,7 @@ import numpy as np
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.trace_scan import region_slice
 from mtia_cluster.distributed.worker import ShardWorker
+from mtia_cluster.engine.autoscale import autoscale_hooks, build_autoscaler
 from mtia_cluster.engine.cell import Completed, RequestBatch
 from mtia_cluster.engine.events import FleetEvents, fleet_event_hooks, resolve_events
 from mtia_cluster.engine.routing import RoutingPlane
@@ -59,6 +60,8 @@ class RegionWorker(ShardWorker):
             self.trace = region_slice(self.plane, trace_path, regions)
         self.state = LoopState()
         self.events = _region_events(self.plane, regions)
+        # autoscaling decisions are per (region, service): this shard makes its regions' own
+        self.scaler = build_autoscaler(self.topology, scenario.report_interval_ns, regions)
         self.hooks = self._hooks()
         if self._pending_extra is not None:
             self._set_extra_state(self._pending_extra)
@@ -69,17 +72,31 @@ class RegionWorker(ShardWorker):
         return LoopHooks(
             advance=self._advance,
             sample=self.sample,
-            events=fleet_event_hooks(self.events, self.plane, self.shard.evict, self._emit),
+            events=autoscale_hooks(
+                fleet_event_hooks(self.events, self.plane, self.shard.evict, self._emit),
+                self.scaler,
+                self.plane,
+                self.events,
+                self.shard.device_counters,
+            ),
         )
 
     def _extra_state(self) -> Any:
         p = self.plane
-        return (self.state, p.routers, p.outstanding, p.capacity, self.events, p.global_router)
+        return (
+            self.state,
+            p.routers,
+            p.outstanding,
+            p.capacity,
+            self.events,
+            p.global_router,
+            self.scaler,
+        )
 
     def _set_extra_state(self, extra: Any) -> None:
         p = self.plane
         self.state, p.routers, p.outstanding, p.capacity, self.events = extra[:5]
-        p.global_router = extra[5]
+        p.global_router, self.scaler = extra[5], extra[6]
         self.hooks = self._hooks()
 
     def _flush(self) -> None:
@@ -104,6 +121,10 @@ class RegionWorker(ShardWorker):
     def fleet_events(self) -> list[dict[str, Any]]:
         """The fleet events this shard applied, in order (engine/events.py's log)."""
         return list(self.events.log)
+
+    def autoscale_log(self) -> list[dict[str, Any]]:
+        """Replica counts of this shard's autoscaled (region, service)s (engine/autoscale.py)."""
+        return list(self.scaler.log)
 
     def finish_run(self, end_ns: int) -> None:
         """Pad device samples to the run's global end."""

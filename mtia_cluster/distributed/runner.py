@@ -18,7 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from mtia_cluster.distributed.drivers import Driver, EpochDriver, Progress, WindowDriver
+from mtia_cluster.distributed.drivers import (
+    Driver,
+    EpochDriver,
+    Progress,
+    WindowDriver,
+    shard_logs,
+)
 from mtia_cluster.distributed.prepare import (
     Prepared,
     ReplayOptions,
@@ -180,6 +186,7 @@ def _close(
     tl = shards.timeline
     shard_nodes = shards.each("node")
     events = driver.fleet_events(shards)
+    scaled = shard_logs(shards, "autoscale_log") if p.scenario.autoscaling else []
     stats = shards.each("close")
     for spans in shards.each("timings"):
         tl.extend(spans)
@@ -196,6 +203,7 @@ def _close(
                 "shard_nodes": len(set(shard_nodes)),
                 "shard_restarts": shards.transport.restarts,
                 **({"fleet_events": events} if events else {}),
+                **({"autoscale": scaled} if scaled else {}),
             },
         )
 

@@ -7,7 +7,8 @@ capacity (an H100 replica and an MTIA replica of the same size serve at differen
 for LLM replicas the router's weight is the replica's token throughput in one full
 iteration at its token budget, from its own iteration cost table (prefill-bound, no context:
 the same measure for every replica of a service); a disaggregated replica counts its slower
-stage (the sum over that stage's instances). The weight is fixed when the fleet is built (it does not depend on load).
+stage (the sum over that stage's instances). The weight is fixed when the fleet is built
+(it does not depend on load).
 """
 
 from __future__ import annotations

@@ -24,3 +24,4 @@ class RunOutput:
     topology: Any  # engine.topology.Topology
     end_ns: int  # simulated span: the last window bound
     fleet_events: list[dict[str, Any]] = field(default_factory=list)  # applied, in order
+    autoscale: list[dict[str, Any]] = field(default_factory=list)  # replica counts (autoscale.py)

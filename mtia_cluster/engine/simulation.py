@@ -19,6 +19,7 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.engine.autoscale import autoscale_hooks, build_autoscaler
 from mtia_cluster.engine.cell import (
     Completed,
     DeviceCounters,
@@ -53,6 +54,7 @@ class Simulation:
         groups = [group for shard in self.shards for group in shard.groups]
         self.plane = RoutingPlane(scenario, self.topology, groups)
         self.events = resolve_events(scenario.events, self.topology, scenario.report_interval_ns)
+        self.autoscaler = build_autoscaler(self.topology, scenario.report_interval_ns)
 
     def run(
         self,
@@ -73,7 +75,7 @@ class Simulation:
         if not served.all():
             trace = trace.take(served)
         samples: list[tuple[int, DeviceCounters]] = [(0, self._counters())]
-        state, events = LoopState(), self.events
+        state, events, scaler = LoopState(), self.events, self.autoscaler
 
         def advance(arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> list[Reports]:
             done, reports = self._advance_shards(arrivals, cell, until_ns)
@@ -83,7 +85,13 @@ class Simulation:
         hooks = LoopHooks(
             advance=advance,
             sample=lambda t_ns: samples.append((t_ns, self._counters())),
-            events=fleet_event_hooks(events, self.plane, self._evict, outputs.append),
+            events=autoscale_hooks(
+                fleet_event_hooks(events, self.plane, self._evict, outputs.append),
+                scaler,
+                self.plane,
+                events,
+                self._counters,
+            ),
             coalesce_idle=coalesce_idle,
         )
         if progress is not None:
@@ -102,6 +110,7 @@ class Simulation:
             topology=self.topology,
             end_ns=state.t,
             fleet_events=list(events.log),
+            autoscale=sorted(scaler.log, key=lambda e: (e["at_ns"], e["region"])),
         )
 
     def _advance_shards(

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from mtia_cluster.engine.output import RunOutput
+from mtia_cluster.results.autoscale import with_autoscale
 from mtia_cluster.results.convert import (
     DeviceTracker,
     completed_to_table,
@@ -111,6 +112,7 @@ def summarize(
         span_ns=m["simulated_span_ns"],
         check_unique=False,
     )
+    with_autoscale(d.summary, m.get("autoscale"), d.span_ns)
     return RunSummary(d.summary, d.regions, d.counts, d.span_ns)
 
 
@@ -135,6 +137,7 @@ def _summarize_memory(
         interval_ns=sc.metrics_interval_ns,
         span_ns=run.end_ns,
     )
+    with_autoscale(d.summary, run.autoscale, d.span_ns)
     return RunSummary(d.summary, d.regions, d.counts, d.span_ns, table, dev_table)
 
 
@@ -165,5 +168,7 @@ def write_run(
         for table in device_tables(run):
             shard.write_devices(table)
         shard.close()
-        extra = {"fleet_events": run.fleet_events} if run.fleet_events else None
+        extra = {"fleet_events": run.fleet_events} if run.fleet_events else {}
+        if run.autoscale:
+            extra["autoscale"] = run.autoscale
         return writer.finalize(wall_time_s=wall_time_s, simulated_span_ns=run.end_ns, extra=extra)

@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 import mtia_cluster
 from mtia_cluster.errors import OutputIOError, UserError
 from mtia_cluster.output import RESULTS_DIR, Staging, claim_output, contents_of, os_error_of
+from mtia_cluster.results.autoscale import with_autoscale
 from mtia_cluster.results.derive import Derived, derive, derive_from_stats
 from mtia_cluster.results.partials import ShardStats, merge_stats
 from mtia_cluster.results.schema import (
@@ -227,6 +228,7 @@ class ResultsWriter:
         pq.write_table(
             d.regions, self.tmp / "regions" / "part-final-000000.parquet", compression="zstd"
         )
+        with_autoscale(d.summary, (extra or {}).get("autoscale"), d.span_ns)
         write_json(self.tmp / SUMMARY, {"format_version": FORMAT_VERSION, **d.summary})
         counts = {**d.counts, "shards_closed": len(list((self.tmp / SHARDS_DIR).glob("*.json")))}
         wall = wall_time_s if wall_time_s is not None else time.monotonic() - self._started

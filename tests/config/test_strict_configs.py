@@ -82,6 +82,12 @@ def _scenario() -> dict[str, Any]:
         "spill_outstanding_per_cell": 8.0,
         "rtt_ms": {"us-east": {"eu-west": 80.0}},
     }
+    d["autoscaling"] = {
+        "rr-ranking": {"min_replicas": 1, "max_replicas": 3, "initial_replicas": 2},
+        "llm-chat": {"target_ongoing_requests": 2.0, "interval_s": 10.0, "runtime_init_s": 20.0},
+        "svc": {"target_utilization": 0.5, "upscale_cooldown_s": 30.0},
+    }
+    d["autoscaling"]["svc"].update(downscale_cooldown_s=600.0, storage_gb_s=50.0)
     return d
 
 

@@ -35,6 +35,7 @@ from mtia_cluster.results.analysis.service_panels import (
     fleet_event_markers,
     panel_svgs,
 )
+from mtia_cluster.results.autoscale import replica_series
 from mtia_cluster.results.reader import Results
 
 SUFFIXES = (".html", ".htm", ".png")
@@ -67,6 +68,8 @@ class PlotData:
     heat_edges_s: list[float] = field(default_factory=list)
     panels: list[ServicePanel] = field(default_factory=list)
     markers: list[tuple[float, str]] = field(default_factory=list)  # fleet events (s, label)
+    # autoscaled groups: (label, times s, replicas) steps (results/autoscale.py)
+    replicas: list[tuple[str, list[float], list[float | None]]] = field(default_factory=list)
 
 
 def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
@@ -223,6 +226,7 @@ def collect(run: Results, window_ns: int | None) -> PlotData:
     utilization_heatmap(run, data)
     data.panels = collect_panels(run, window_ns)
     data.markers = fleet_event_markers(run.manifest)
+    data.replicas = replica_series(run.summary, int(run.summary.get("duration_ns", 0)) / 1e9)
     return data
 
 
@@ -238,6 +242,17 @@ def svgs(data: PlotData) -> list[str]:
             f'<div class="plot">{c}</div>' for c in panel_svgs(panel, x_range, data.markers)
         )
         charts.append(f'<div class="multiples">{grid}</div>')
+    if data.replicas:
+        charts.append(
+            svg.line_chart(
+                data.replicas,
+                title="Replicas over time per autoscaled region/service",
+                xlabel="time (s)",
+                ylabel="replicas",
+                x_range=x_range,
+                markers=data.markers,
+            )
+        )
     charts += [
         "<h2>Fleet</h2>",
         svg.line_chart(
