@@ -37,7 +37,7 @@ and service names). Every mistake is one UserError naming file, field path and v
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from mtia_cluster.config.loader import load_yaml
 from mtia_cluster.config.models import (
     AFFINITY_WEIGHT,
     LOAD_WEIGHT,
+    FabricOverrides,
     LLMPool,
     RRPool,
     ScenarioFile,
@@ -122,6 +123,8 @@ class Scenario:
     failures: tuple[FailureSpec, ...] = ()  # failures drawn from MTBF/MTTR (config/events.py)
     # KV-aware routers: score = affinity_weight x affinity + load_weight x queue score
     router_weights: tuple[float, float] = (AFFINITY_WEIGHT, LOAD_WEIGHT)
+    # scale-out fabric overrides (engine/fabric/)
+    fabric: FabricOverrides = field(default_factory=FabricOverrides)
 
     @property
     def services(self) -> list[str]:
@@ -215,6 +218,7 @@ def scenario_from_model(
         events=event_specs(doc.events, names, services, file),
         failures=failure_specs(doc.failures, names, file),
         router_weights=(doc.router.affinity_weight, doc.router.load_weight),
+        fabric=doc.fabric,
     )
     check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario

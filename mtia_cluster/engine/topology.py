@@ -59,6 +59,17 @@ class Topology:
     racks: int = 0
     _rr: dict[int, tuple[RRHostParams, ServiceTable, float]] = field(default_factory=dict)
     _llm_costs: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    _fabric: Any = None  # engine.fabric.FabricSchedule, built on first use
+
+    @property
+    def fabric(self) -> Any:
+        """The scale-out fabric's rates over the run (engine/fabric/; a function of the
+        scenario only, so every process building cells computes the same)."""
+        if self._fabric is None:
+            from mtia_cluster.engine.fabric import build_schedule
+
+            self._fabric = build_schedule(self)
+        return self._fabric
 
     @property
     def accelerators(self) -> int:
@@ -271,4 +282,6 @@ def _single_cell(topology: Topology, c: int) -> Cell:
         field_prefix=pool.field_prefix,
         catalog=cat,
     )
-    return build_llm_cell(spec, topology._llm_costs)
+    from mtia_cluster.engine.fabric.cells import wrap_cell
+
+    return wrap_cell(topology, c, build_llm_cell(spec, topology._llm_costs), spec)
