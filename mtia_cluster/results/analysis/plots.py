@@ -34,6 +34,7 @@ from mtia_cluster.results.analysis.service_panels import (
     fleet_event_markers,
     panel_svgs,
 )
+from mtia_cluster.results.links import busiest_links, read_links
 from mtia_cluster.results.reader import Results
 
 SUFFIXES = (".html", ".htm", ".png")
@@ -66,6 +67,7 @@ class PlotData:
     heat_edges_s: list[float] = field(default_factory=list)
     panels: list[ServicePanel] = field(default_factory=list)
     markers: list[tuple[float, str]] = field(default_factory=list)  # fleet events (s, label)
+    links: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # links/
 
 
 def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
@@ -222,6 +224,8 @@ def collect(run: Results, window_ns: int | None) -> PlotData:
     utilization_heatmap(run, data)
     data.panels = collect_panels(run, window_ns)
     data.markers = fleet_event_markers(run.manifest)
+    links = read_links(run.path)
+    data.links = {} if links is None else busiest_links(links)
     return data
 
 
@@ -257,6 +261,17 @@ def svgs(data: PlotData) -> list[str]:
                 title="Accelerator utilization per rack",
                 xlabel="time (s)",
                 ylabel="region/rack/chip",
+            )
+        )
+    if data.links:
+        charts.append(
+            svg.line_chart(
+                [(name, x, y) for name, (x, y) in data.links.items()],
+                title="Fabric link utilization (busiest links, links/)",
+                xlabel="time (s)",
+                ylabel="utilization (bytes / bandwidth)",
+                x_range=x_range,
+                markers=data.markers,
             )
         )
     charts.append(
