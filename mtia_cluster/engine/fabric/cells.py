@@ -35,19 +35,23 @@ class LLMRate:
     """Apply function of a plain LLM replica: re-probe its iteration cost at the new
     scale-out bandwidth (cached per bandwidth, shared by identical replicas)."""
 
-    def __init__(self, spec: Any, cache: CostCache | None) -> None:
+    def __init__(self, spec: Any, cache: CostCache | None, nominal_cost: Any) -> None:
         cat = spec.catalog
         self.chip = cat.chip(cat.platform(spec.platform_name).chip)
         self.model = cat.model(spec.model_name)
         self.settings = spec.llm
         self.cache = cache if cache is not None else {}
         self.nominal = self.chip.scale_out_bytes_per_s
+        self.nominal_cost = nominal_cost  # what the factory probed at the chip's figure
         s = spec.llm
         self.key = ("fabric", self.chip.name, self.model.name, s.tp, s.pp, s.ep, s.dtype)
 
     def __call__(self, cell: Any, bytes_per_s: float, latency_ns: int) -> None:
-        rate = min(self.nominal, bytes_per_s)
         s, sched = self.settings, cell.scheduler
+        if bytes_per_s >= self.nominal:
+            sched.cost = self.nominal_cost
+            return
+        rate = bytes_per_s
         key = (*self.key, sched.cost.max_tokens, rate)
         cost = self.cache.get(key)
         if cost is None:
@@ -113,4 +117,5 @@ def wrap_cell(topology: Any, c: int, cell: Any, spec: Any) -> Cell:
         return cell
     if isinstance(cell, DisaggregatedCell):
         return FabricCell(cell, segments, DisaggRate(cell.link_bytes_per_s))
-    return FabricCell(cell, segments, LLMRate(spec, topology._llm_costs))
+    apply = LLMRate(spec, topology._llm_costs, cell.scheduler.cost)
+    return FabricCell(cell, segments, apply)
