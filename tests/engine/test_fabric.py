@@ -217,3 +217,26 @@ def test_links_bytes_follow_the_tokens_and_oversubscription_shows(tmp_path: Path
     dt = (np.asarray(b["interval_end_ns"]) - np.asarray(b["interval_start_ns"])) / 1e9
     moved = np.asarray(b["utilization"]) * np.asarray(b["capacity_bytes_per_s"]) * dt
     np.testing.assert_allclose(moved, b["bytes"], rtol=1e-9, atol=1)
+
+
+def test_disaggregated_kv_link_gets_the_fabric_rate() -> None:
+    """A 7B replica with prefill on one host and decode on the next over scale-out: its KV
+    link runs at the achieved per-stripe rate (12.5 GB/s at 4:1), and the transfers take
+    longer, so decode finishes later while first tokens (prefill) do not move."""
+    data = load_yaml(FABRIC_PP)
+    pool = data["regions"][0]["pools"][0]
+    del pool["tp"], pool["pp"]
+    pool.update(model="llama-2-7b", accelerators=32, accelerators_per_replica=16)
+    pool["disaggregation"] = {"prefill_accelerators": 8, "link": "scale_out"}
+    trace = _trace(n=40, gap_ns=1e9)
+    runs = []
+    for over in (1, 4):
+        data["fabric"] = {"oversubscription": over}
+        sim = Simulation(parse_scenario(dict(data), str(FABRIC_PP)))
+        cell = sim.shards[0].groups[0].cell
+        assert isinstance(cell, FabricCell)
+        assert cell.inner.link_bytes_per_s == pytest.approx(50 * GB / over)
+        runs.append(sim.run(trace).requests)
+    np.testing.assert_array_equal(runs[0].first_token_ns, runs[1].first_token_ns)
+    assert (runs[1].finish_ns >= runs[0].finish_ns).all()
+    assert runs[1].finish_ns.sum() > runs[0].finish_ns.sum()
