@@ -180,8 +180,30 @@ def sessions_benchmark(model, arrival, repeat, reference=False):
 
 
 def _spec(cat, chips: int, pool: dict):
+    """The CellSpec of one replica of `chips` H100s with `pool`'s settings, resolved as a
+    scenario file's are."""
+    from mtia_cluster.config.scenario import parse_scenario
     from mtia_cluster.engine.cell import CellSpec
 
+    doc = {
+        "regions": [
+            {
+                "name": "r",
+                "pools": [
+                    {
+                        "service": "chat",
+                        "model": "llama-2-7b",
+                        "platform": "hgx-h100",
+                        "accelerators": chips,
+                        "accelerators_per_replica": chips,
+                        **pool,
+                    }
+                ],
+            }
+        ]
+    }
+    p = parse_scenario(doc, catalog=cat).regions[0].pools[0]
+    assert p.llm is not None
     return CellSpec(
         cell_id=0,
         region=0,
@@ -191,9 +213,9 @@ def _spec(cat, chips: int, pool: dict):
         accelerator_ids=tuple(range(chips)),
         host_ids=(0,),
         seed=0,
-        pool=pool,
+        llm=p.llm,
         file=None,
-        field_prefix="pool",
+        field_prefix=p.field_prefix,
         catalog=cat,
     )
 

@@ -20,3 +20,8 @@ MB = 1e6  # bytes per megabyte (decimal)
 GB = 1e9  # bytes per gigabyte (decimal)
 BITS_PER_BYTE = 8  # link rates are quoted in bit/s (Gb/s), buffers in bytes
 MEGA = 1e6  # plain SI mega, for counts such as MFLOP
+
+# Energy and cost (mtia_cluster/cost/, issue #19)
+J_PER_KWH = 3.6e6  # joules per kilowatt-hour
+DAYS_PER_YEAR = 365.25  # Julian year: what an amortization period of N years means
+S_PER_YEAR = DAYS_PER_YEAR * 86_400.0  # seconds per Julian year

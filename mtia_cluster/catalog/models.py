@@ -270,3 +270,49 @@ class OpModelFile(Strict):
     iteration_overhead_us: Quantity
     fitted_on: FittedOn | None = None
     collectives_by_interconnect: dict[str, OpCollectives] = Field(default_factory=dict)
+
+
+# Cost, power and grid data (configs/catalog/cost/*.yaml, read by mtia_cluster/cost/data.py).
+
+
+class ChipCost(Strict):
+    """Purchase price and memory-bound activity of one accelerator."""
+
+    price_usd: Quantity
+    # power above idle while busy with memory-bound work, as a fraction of (TDP - idle)
+    memory_bound_activity: Quantity
+
+
+class PlatformCost(Strict):
+    """What a platform adds to its accelerators, per host: CPU side, network, power."""
+
+    host_price_usd: Quantity  # one host without its accelerators (CPUs, DRAM, NICs, chassis)
+    network_price_usd_per_host: Quantity  # switch ports, optics, cables: the host's share
+    network_power_w_per_host: Quantity  # switches and optics: the host's share
+    host_idle_fraction: Quantity  # host (non-accelerator) power at zero load / at full load
+    amortization_years: Quantity
+
+
+class CostFile(Strict):
+    """configs/catalog/cost/hardware.yaml: chips and platforms by catalog name."""
+
+    sources: dict[str, str] = Field(default_factory=dict)
+    chips: dict[str, ChipCost] = Field(min_length=1)
+    platforms: dict[str, PlatformCost] = Field(min_length=1)
+
+
+class GridEntry(Strict):
+    """One region's data center and grid: PUE, electricity price, carbon intensity."""
+
+    location: str = Field(min_length=1)
+    pue: Quantity
+    usd_per_kwh: Quantity
+    gco2e_per_kwh: Quantity
+
+
+class GridFile(Strict):
+    """configs/catalog/cost/regions.yaml: grid data by region name, and a default."""
+
+    sources: dict[str, str] = Field(default_factory=dict)
+    default: GridEntry
+    regions: dict[str, GridEntry] = Field(default_factory=dict)

@@ -13,6 +13,7 @@ from mtia_cluster.cli._common import (
     json_option,
     overwrite_option,
 )
+from mtia_cluster.cost.view import analysis_cost_table
 from mtia_cluster.results import open_results
 from mtia_cluster.results.analysis import analyze as run_analysis
 from mtia_cluster.results.analysis import parse_by, parse_window
@@ -91,6 +92,8 @@ def analyze(
     echo_table(*analysis_table(doc))
     for line in verdict_reasons(doc):
         click.echo(f"INVALID {line}")
+    click.echo("\ncost, energy at the wall and carbon (docs/planning.md):")
+    echo_table(*analysis_cost_table(doc))
 
 
 def _rollout(

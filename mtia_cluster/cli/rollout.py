@@ -16,6 +16,7 @@ from mtia_cluster.cli._common import (
     overwrite_option,
     set_option,
 )
+from mtia_cluster.cost.view import rollout_cost_line
 
 if TYPE_CHECKING:
     from mtia_cluster.rollout.plan import Plan
@@ -104,8 +105,8 @@ def _echo_summary(summary: dict[str, Any], out_dir: Path) -> None:
     ]
     echo_table(["region", "min_headroom", "at_day", "slo_violation_min"], rows)
     click.echo(
-        f"energy {summary['energy_mwh']:.4g} MWh; perf/W (requests/J) "
-        f"{summary['perf_per_w_before']:.4g} -> {summary['perf_per_w_after']:.4g}; "
+        f"energy {summary['energy_mwh']:.4g} MWh; {rollout_cost_line(summary)}; perf/W "
+        f"(requests/J) {summary['perf_per_w_before']:.4g} -> {summary['perf_per_w_after']:.4g}; "
         f"output {out_dir}"
     )
     if summary["outages"]["count"]:

@@ -15,6 +15,7 @@ import click
 
 from mtia_cluster import fmt
 from mtia_cluster.cli._common import echo_json, echo_table
+from mtia_cluster.cost.view import COST_HEADERS, cost_rows
 
 HEADERS = [
     "region",
@@ -68,6 +69,10 @@ def echo_summary_table(summary: dict[str, Any]) -> None:
         "\n(latency: end to end, R&R and LLM (e2e); TTFT/TPOT: LLM only; verdict: "
         "MLPerf-LoadGen-style against the scenario's SLO, as summary.json)"
     )
+    costs = cost_rows(summary)
+    if costs:  # cost, energy at the wall and carbon (docs/planning.md)
+        click.echo("")
+        echo_table(COST_HEADERS, costs)
     for g in summary["groups"]:
         reasons = g["verdict"].get("reasons") or []
         if g["verdict"]["result"] != "VALID" and reasons:

@@ -14,7 +14,7 @@ import contextvars
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Discriminator, Field, Tag
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from mtia_cluster.config.schema import Strict
 
@@ -65,11 +65,33 @@ class Batching(Strict):
     max_wait_us: float = Field(1000.0, ge=0.0)
 
 
-class Disaggregation(Strict):
-    """Prefill on the first `prefill_accelerators` of a replica, decode on the rest."""
+class PDRole(Strict):
+    """One side of a disaggregated replica: `instances` instances of `tp` accelerators each."""
 
-    prefill_accelerators: PositiveInt | None = None  # default: half the replica
-    link: KVLink | None = None  # default: scale_up when the replica fits the scale-up domain
+    instances: PositiveInt = 1
+    tp: PositiveInt = 1
+
+
+class Disaggregation(Strict):
+    """Prefill/decode disaggregation (engine/llm/disagg.py): a replica is a prefill pool of
+    ``prefill.instances x prefill.tp`` accelerators followed by a decode pool of
+    ``decode.instances x decode.tp``. ``prefill_accelerators: n`` is the one-to-one shorthand
+    (one prefill instance of n, one decode instance of the rest of the replica). `link`
+    forces the KV link's fabric; by default each (prefill, decode) pair uses scale-up when
+    both are in one scale-up domain, RDMA scale-out otherwise."""
+
+    prefill_accelerators: PositiveInt | None = None  # 1:1 shorthand; default: half the replica
+    prefill: PDRole | None = None
+    decode: PDRole | None = None
+    link: KVLink | None = None
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> Disaggregation:
+        if (self.prefill is None) != (self.decode is None):
+            raise ValueError("give prefill and decode together")
+        if self.prefill is not None and self.prefill_accelerators is not None:
+            raise ValueError("give either prefill_accelerators or prefill and decode pools")
+        return self
 
 
 class _Pool(Strict):
@@ -147,10 +169,22 @@ Pool = Annotated[
 ]
 
 
+class RegionEnergy(Strict):
+    """A region's grid figures for cost and carbon (mtia_cluster/cost/data.py): `grid` names
+    an entry of configs/catalog/cost/regions.yaml (default: by the region's name); the
+    others override that entry's figures."""
+
+    grid: str | None = Field(None, min_length=1)
+    pue: float | None = Field(None, ge=1.0, le=5.0)
+    usd_per_kwh: float | None = Field(None, ge=0.0, le=10.0)
+    gco2e_per_kwh: float | None = Field(None, ge=0.0, le=2000.0)
+
+
 class Region(Strict):
     name: str = Field(min_length=1)
     weight: float = Field(1.0, ge=0.0)  # share of trace rows without a region
     pools: list[Pool] = Field(min_length=1)
+    energy: RegionEnergy | None = None  # cost/carbon grid figures (docs/planning.md)
 
 
 class Event(Strict):

@@ -48,6 +48,7 @@ from mtia_cluster.config.loader import load_yaml
 from mtia_cluster.config.models import (
     AFFINITY_WEIGHT,
     LOAD_WEIGHT,
+    Disaggregation,
     FabricOverrides,
     LLMPool,
     RRPool,
@@ -56,8 +57,24 @@ from mtia_cluster.config.models import (
 )
 from mtia_cluster.config.overrides import apply_overrides
 from mtia_cluster.config.schema import validate
+from mtia_cluster.cost.data import Grid, load_cost_data, region_grid
 from mtia_cluster.errors import UserError, did_you_mean
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
+
+
+@dataclass(frozen=True)
+class PDShape:
+    """A disaggregated replica: `prefill_instances` x `prefill_tp` accelerators, then
+    `decode_instances` x `decode_tp` (config/models.py ``Disaggregation``)."""
+
+    prefill_instances: int
+    prefill_tp: int
+    decode_instances: int
+    decode_tp: int
+
+    @property
+    def accelerators(self) -> int:
+        return self.prefill_instances * self.prefill_tp + self.decode_instances * self.decode_tp
 
 
 @dataclass(frozen=True)
@@ -72,8 +89,8 @@ class LLMSettings:
     max_num_seqs: int = 256
     block_size: int = 16
     prefix_caching: bool = False
-    prefill_accelerators: int | None = None  # disaggregated: prefill instance size
-    kv_link: str | None = None  # disaggregated: scale_up | scale_out
+    pd: PDShape | None = None  # disaggregated: the prefill and decode pools of a replica
+    kv_link: str | None = None  # disaggregated: forced scale_up | scale_out (None: per pair)
     ep: int = 1  # expert-parallel groups of tp chips (MoE models)
     capacity_policy: str = "max_utilization"  # KV admission (engine/llm/limits.py)
     max_tokens: int | None = None  # per-request max_tokens the KV reservation assumes
@@ -103,6 +120,7 @@ class RegionSpec:
     name: str
     weight: float
     pools: tuple[PoolSpec, ...]
+    grid: Grid | None = None  # PUE, price, carbon of its energy (cost/data.py region_grid)
 
 
 @dataclass(frozen=True)
@@ -198,6 +216,7 @@ def scenario_from_model(
             pools=tuple(
                 _pool(p, cat, file, f"regions[{i}].pools[{j}]") for j, p in enumerate(r.pools)
             ),
+            grid=region_grid(load_cost_data(), r.name, r.energy, file, f"regions[{i}].energy"),
         )
         for i, r in enumerate(doc.regions)
     )
@@ -290,7 +309,7 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
             )
         size = per_host
     elif isinstance(p, LLMPool):
-        size = p.accelerators_per_replica or (p.tp or 1) * p.pp * p.ep
+        size = _llm_replica_size(p, error)
         llm = _llm_settings(p, size, model, cat.chip(platform.chip), error)
     else:
         size = p.accelerators_per_replica
@@ -327,21 +346,15 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
     dtype = p.dtype or model.dtype
     if dtype not in chip.gemm_dense_flops and dtype not in chip.simd_flops:
         raise error("dtype", f"chip {chip.name} has no {dtype} compute", dtype)
-    tp, pp, n_pre, link = p.tp, p.pp, None, None
+    tp, pp, shape, link = p.tp, p.pp, None, None
     d = p.disaggregation
-    if d is not None:  # tp is each instance's own: the prefill part, then the rest
+    if d is not None:  # tp is each instance's own (the prefill instances')
         for key in ("tp", "pp", "ep"):
             if key in p.model_fields_set:
                 raise error(key, "does not apply to a disaggregated replica", getattr(p, key))
-        n_pre = d.prefill_accelerators or max(1, size // 2)
-        if n_pre >= size:
-            raise error(
-                "disaggregation.prefill_accelerators",
-                f"must leave decode accelerators of {size}",
-                n_pre,
-            )
-        tp, pp = n_pre, 1
-        link = d.link or ("scale_up" if size <= chip.scale_up_domain else "scale_out")
+        shape = _pd_shape(d, size, error)
+        tp, pp = shape.prefill_tp, 1
+        link = d.link
     else:
         _check_ep(p, model, error)
         tp = tp if tp is not None else max(1, size // (pp * p.ep))
@@ -356,7 +369,7 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
         max_num_seqs=p.max_num_seqs,
         block_size=p.block_size,
         prefix_caching=p.prefix_caching,
-        prefill_accelerators=n_pre,
+        pd=shape,
         kv_link=link,
         ep=p.ep,
         capacity_policy=p.capacity_policy,
@@ -372,3 +385,32 @@ def _check_ep(p: LLMPool, model: Any, error: Any) -> None:
         raise error("ep", f"model {model.name} has no experts to shard", p.ep)
     if model.moe.experts % p.ep:
         raise error("ep", f"must divide the model's {model.moe.experts} experts", p.ep)
+
+
+def _llm_replica_size(p: LLMPool, error: Any) -> int:
+    """Accelerators per LLM replica: given, or the disaggregated pools', or tp x pp."""
+    d = p.disaggregation
+    if d is None or d.prefill is None or d.decode is None:
+        return p.accelerators_per_replica or (p.tp or 1) * p.pp * p.ep
+    pools = d.prefill.instances * d.prefill.tp + d.decode.instances * d.decode.tp
+    if p.accelerators_per_replica not in (None, pools):
+        raise error(
+            "accelerators_per_replica",
+            f"must equal the prefill and decode pools' {pools} accelerators",
+            p.accelerators_per_replica,
+        )
+    return pools
+
+
+def _pd_shape(d: Disaggregation, size: int, error: Any) -> PDShape:
+    """The replica's prefill and decode pools (the 1:1 shorthand resolved)."""
+    if d.prefill is not None and d.decode is not None:
+        return PDShape(d.prefill.instances, d.prefill.tp, d.decode.instances, d.decode.tp)
+    n_pre = d.prefill_accelerators or max(1, size // 2)
+    if n_pre >= size:
+        raise error(
+            "disaggregation.prefill_accelerators",
+            f"must leave decode accelerators of {size}",
+            n_pre,
+        )
+    return PDShape(1, n_pre, 1, size - n_pre)

@@ -97,6 +97,7 @@ _DTYPES: dict[str, type] = {
     "status": np.int8,
     "batch_size": np.int32,
     "busy_ns": np.int64,
+    "memory_bound_ns": np.int64,
     "batches": np.int64,
     "work_units": np.int64,
     "peak_memory_bytes": np.int64,
@@ -164,6 +165,10 @@ class DeviceCounters(_Columns):
     ``busy_ns`` counts only the part of each busy period before ``until_ns`` (a batch running
     across a window boundary is split between the windows), so differences between two calls
     are exact interval figures. ``work_units`` is items (R&R) or tokens (LLM).
+    ``memory_bound_ns`` is the part of ``busy_ns`` spent in memory-bound work (LLM
+    iterations whose memory time exceeds their compute time, perf/llm.py); cells that do
+    not split their busy time leave it zero (their pool's power says which bound it is,
+    cost/power.py).
     """
 
     accelerator_id: np.ndarray  # int32, global
@@ -171,6 +176,11 @@ class DeviceCounters(_Columns):
     batches: np.ndarray  # int64, batches/iterations started
     work_units: np.ndarray  # int64
     peak_memory_bytes: np.ndarray  # int64
+    memory_bound_ns: np.ndarray = None  # type: ignore[assignment]  # int64; None -> zeros
+
+    def __post_init__(self) -> None:
+        if self.memory_bound_ns is None:
+            self.memory_bound_ns = np.zeros(len(self.busy_ns), dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ failed (:class:`InjectErrors`), each request's fate a function of (seed, request
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from mtia_cluster.engine.rr import RRHostGroup, RRHostParams, ServiceTable
 from mtia_cluster.engine.synthetic import SyntheticCell
 from mtia_cluster.workloads import RRModel, SyntheticModel
 
+if TYPE_CHECKING:
+    from mtia_cluster.engine.llm.factory import PDContext
+
 
 @dataclass
 class Topology:
@@ -55,6 +58,7 @@ class Topology:
     acc_rack: list[int] = field(default_factory=list)
     pools: list[PoolSpec] = field(default_factory=list)
     pool_region: list[int] = field(default_factory=list)
+    pool_acc0: list[int] = field(default_factory=list)  # first accelerator id of each pool
     hosts: int = 0
     racks: int = 0
     _rr: dict[int, tuple[RRHostParams, ServiceTable, float]] = field(default_factory=dict)
@@ -101,6 +105,7 @@ def _add_pool(topology: Topology, region: int, service: int, pool: PoolSpec) -> 
         topology._rr[p] = _rr_tables(cat, pool)
     per_host = platform.accelerators_per_host
     host0 = topology.hosts
+    topology.pool_acc0.append(topology.accelerators)
     for first in range(0, pool.accelerators, pool.replica_size):
         topology.cell_region.append(region)
         topology.cell_service.append(service)
@@ -284,4 +289,26 @@ def _single_cell(topology: Topology, c: int) -> Cell:
     )
     from mtia_cluster.engine.fabric.cells import wrap_cell
 
-    return wrap_cell(topology, c, build_llm_cell(spec, topology._llm_costs), spec)
+    cell = build_llm_cell(spec, topology._llm_costs, _pd_context(topology, c, acc_ids))
+    return wrap_cell(topology, c, cell, spec)
+
+
+def _pd_context(topology: Topology, c: int, acc_ids: np.ndarray) -> PDContext | None:
+    """A disaggregated replica's context: the window length, the service's router, and the
+    scale-up domain of each accelerator (a pool's accelerators fill domains of the chip's
+    ``scale_up_domain`` in id order from the pool's first one)."""
+    p = topology.cell_pool[c]
+    llm = topology.pools[p].llm
+    if llm is None or llm.pd is None:
+        return None
+    from mtia_cluster.engine.llm.factory import PDContext
+
+    sc = topology.scenario
+    size = topology.catalog.chip(topology.acc_chip[int(acc_ids[0])]).scale_up_domain
+    domains = (acc_ids - topology.pool_acc0[p]) // size
+    return PDContext(
+        report_interval_ns=sc.report_interval_ns,
+        policy=sc.policy,
+        router_weights=sc.router_weights,
+        domains=tuple(int(d) for d in domains),
+    )

@@ -3,9 +3,10 @@
 `completed_to_table` turns a :class:`~mtia_cluster.engine.cell.Completed` (int index columns)
 into `requests` rows with names, ``latency_ns`` and ``slo_ok``. `DeviceTracker` turns the
 engine's cumulative :class:`~mtia_cluster.engine.cell.DeviceCounters` into `devices` rows per
-interval, with energy from a linear power model (idle + (busy - idle) x utilization, the
-catalog's ``Chip.power_w``), so energy over an interval is
-``idle_w * interval_s + (busy_w - idle_w) * busy_s``.
+interval, with energy from a power model that follows utilization per component
+(cost/power.py): ``idle_w * interval_s + (busy_w - idle_w) * compute_bound_s +
+(memory_w - idle_w) * memory_bound_s`` for the accelerator, the same form for its share of
+the host (``host_idle_w``, ``host_busy_w``), then PUE, price, carbon and amortized capex.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtia_cluster.cost.power import device_rates
 from mtia_cluster.engine.cell import STATUS_NAMES, STATUS_OK, Completed, DeviceCounters
 from mtia_cluster.errors import UserError
 from mtia_cluster.results.schema import (
@@ -28,7 +30,7 @@ from mtia_cluster.results.schema import (
 )
 from mtia_cluster.results.slo import slo_ok
 from mtia_cluster.slo import ServiceSLO
-from mtia_cluster.units import NS_PER_S
+from mtia_cluster.units import J_PER_KWH, NS_PER_S
 
 
 def _check_index(name: str, values: np.ndarray, size: int) -> None:
@@ -127,7 +129,8 @@ class DeviceInfo:
 
     `service` is the index of the service placed on the accelerator (-1: none); `chip`,
     `region`, `service` index into the name tables. `idle_w`/`busy_w` are the power at zero
-    and full utilization (catalog idle_w and tdp_w).
+    and full (compute-bound) utilization. The cost rates (cost/power.py) are optional: by
+    default memory-bound work draws `busy_w`, and host, capex, price and carbon are zero.
     """
 
     accelerator_id: np.ndarray  # int32, global
@@ -138,6 +141,32 @@ class DeviceInfo:
     service: np.ndarray  # int32 index into services, -1 when idle
     idle_w: np.ndarray  # float64
     busy_w: np.ndarray  # float64
+    memory_w: np.ndarray = None  # type: ignore[assignment]  # float64; default busy_w
+    host_idle_w: np.ndarray = None  # type: ignore[assignment]  # float64; default 0
+    host_busy_w: np.ndarray = None  # type: ignore[assignment]
+    capex_usd_per_s: np.ndarray = None  # type: ignore[assignment]
+    pue: np.ndarray = None  # type: ignore[assignment]  # default 1
+    usd_per_kwh: np.ndarray = None  # type: ignore[assignment]
+    gco2e_per_kwh: np.ndarray = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = len(self.accelerator_id)
+        defaults = {"memory_w": self.busy_w, "pue": np.ones(n)}
+        for name in COST_RATES:
+            if getattr(self, name) is None:
+                value = defaults.get(name, np.zeros(n))
+                object.__setattr__(self, name, np.asarray(value, dtype=np.float64))
+
+
+COST_RATES = (
+    "memory_w",
+    "host_idle_w",
+    "host_busy_w",
+    "capex_usd_per_s",
+    "pue",
+    "usd_per_kwh",
+    "gco2e_per_kwh",
+)
 
 
 class DeviceTracker:
@@ -155,7 +184,7 @@ class DeviceTracker:
         self.regions, self.chips, self.services = list(regions), list(chips), list(services)
         n = len(info.accelerator_id)
         self._position = {int(a): i for i, a in enumerate(info.accelerator_id)}
-        self._prev = np.zeros((3, n), dtype=np.int64)  # cumulative busy_ns, batches, work
+        self._prev = np.zeros((4, n), dtype=np.int64)  # cumulative busy, batches, work, memory
 
     def _align(self, counters: DeviceCounters) -> np.ndarray:
         """Row positions of `counters` in the tracker's device order."""
@@ -187,10 +216,15 @@ class DeviceTracker:
         busy = counters.busy_ns[order].astype(np.int64) - self._prev[0]
         batches = counters.batches[order].astype(np.int64) - self._prev[1]
         work = counters.work_units[order].astype(np.int64) - self._prev[2]
+        memory = counters.memory_bound_ns[order].astype(np.int64) - self._prev[3]
         self._prev[0] += busy
         self._prev[1] += batches
         self._prev[2] += work
-        return self._table(busy, batches, work, counters.peak_memory_bytes[order], start_ns, end_ns)
+        self._prev[3] += memory
+        peak = counters.peak_memory_bytes[order]
+        # floors of attosecond clocks: never more memory-bound than busy time in an interval
+        memory = np.minimum(memory, busy)
+        return self._table(busy, batches, work, peak, np.maximum(memory, 0), start_ns, end_ns)
 
     def _table(
         self,
@@ -198,6 +232,7 @@ class DeviceTracker:
         batches: np.ndarray,
         work: np.ndarray,
         peak: np.ndarray,
+        memory: np.ndarray,
         start_ns: int,
         end_ns: int,
     ) -> pa.Table:
@@ -206,7 +241,7 @@ class DeviceTracker:
         n = len(busy)
         span_s = (end_ns - start_ns) / NS_PER_S
         util = busy / float(end_ns - start_ns)
-        energy = i.idle_w * span_s + (i.busy_w - i.idle_w) * (busy / NS_PER_S)
+        energy = device_energy_j(i, busy, memory, span_s)
         service = pa.array(i.service.astype(np.int32), mask=i.service < 0)
         cols = [
             pa.array(np.full(n, start_ns, dtype=np.int64)),
@@ -224,8 +259,35 @@ class DeviceTracker:
             pa.array(batches, pa.int64()),
             pa.array(work, pa.int64()),
             pa.array(peak, pa.int64()),
+            pa.array(memory, pa.int64()),
+            *(pa.array(v, pa.float64()) for v in cost_columns(i, busy, energy, span_s)),
         ]
         return pa.Table.from_arrays(cols, schema=DEVICE_SCHEMA)
+
+
+def device_energy_j(
+    info: DeviceInfo, busy_ns: np.ndarray, memory_ns: np.ndarray, span_s: float
+) -> np.ndarray:
+    """Accelerator energy over an interval of `span_s`: idle power all along, plus the
+    compute-bound and the memory-bound busy time at their own power above idle."""
+    compute_s = (busy_ns - memory_ns) / NS_PER_S
+    return (
+        info.idle_w * span_s
+        + (info.busy_w - info.idle_w) * compute_s
+        + (info.memory_w - info.idle_w) * (memory_ns / NS_PER_S)
+    )
+
+
+def cost_columns(
+    info: DeviceInfo, busy_ns: np.ndarray, energy_j: np.ndarray, span_s: float
+) -> tuple[np.ndarray, ...]:
+    """host_energy_j, facility_energy_j, energy_cost_usd, co2e_g, capex_usd of one interval
+    (the DEVICE_SCHEMA order): the host share follows the accelerator's utilization."""
+    host = info.host_idle_w * span_s + (info.host_busy_w - info.host_idle_w) * (busy_ns / NS_PER_S)
+    facility = (energy_j + host) * info.pue
+    kwh = facility / J_PER_KWH
+    capex = info.capex_usd_per_s * span_s
+    return host, facility, kwh * info.usd_per_kwh, kwh * info.gco2e_per_kwh, capex
 
 
 def fleet_device_info(fleet: Any, accelerator_ids: np.ndarray) -> tuple[DeviceInfo, list[str]]:
@@ -236,7 +298,6 @@ def fleet_device_info(fleet: Any, accelerator_ids: np.ndarray) -> tuple[DeviceIn
     names = [fleet.acc_chip[a] for a in acc.tolist()]
     services = fleet.scenario.services
     pool_service = [services.index(p.service) for p in fleet.pools]
-    cat = fleet.catalog
     info = DeviceInfo(
         accelerator_id=acc.astype(np.int32),
         host_id=np.asarray(fleet.acc_host, dtype=np.int32)[acc],
@@ -244,7 +305,6 @@ def fleet_device_info(fleet: Any, accelerator_ids: np.ndarray) -> tuple[DeviceIn
         region=np.asarray(fleet.acc_region, dtype=np.int32)[acc],
         chip=np.array([chips.index(c) for c in names], dtype=np.int32),
         service=np.array([pool_service[fleet.acc_pool[a]] for a in acc.tolist()], np.int32),
-        idle_w=np.array([cat.chip(c).idle_w for c in names], dtype=np.float64),
-        busy_w=np.array([cat.chip(c).tdp_w for c in names], dtype=np.float64),
+        **device_rates(fleet, acc),
     )
     return info, chips

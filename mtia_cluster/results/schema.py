@@ -92,6 +92,15 @@ DEVICE_SCHEMA = pa.schema(
         ("batches", pa.int64()),
         ("work_units", pa.int64()),
         ("peak_memory_bytes", pa.int64()),
+        # cost columns (issue #19, docs/planning.md): memory-bound part of busy_ns; energy
+        # of the accelerator's share of its host and network; (accelerator + host) x PUE;
+        # its price; its carbon; the purchase price amortized over the interval
+        ("memory_bound_ns", pa.int64()),
+        ("host_energy_j", pa.float64()),
+        ("facility_energy_j", pa.float64()),
+        ("energy_cost_usd", pa.float64()),
+        ("co2e_g", pa.float64()),
+        ("capex_usd", pa.float64()),
     ]
 )
 

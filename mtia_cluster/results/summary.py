@@ -32,7 +32,7 @@ from mtia_cluster.results.groupstats import (
 from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
 from mtia_cluster.results.verdict import VerdictRules
 from mtia_cluster.slo import ServiceSLO
-from mtia_cluster.units import NS_PER_S
+from mtia_cluster.units import MEGA, NS_PER_S
 
 # QUANTILES, STATUSES, TOKEN_QUANTILES live in groupstats; other modules import them from here.
 __all__ = ["QUANTILES", "STATUSES", "TOKEN_QUANTILES", "compute_summary"]
@@ -50,6 +50,22 @@ def _with_devices(stats: dict[str, Any], dev: DeviceTotals | None) -> dict[str, 
     if "output_tokens" in stats:
         stats["output_tokens_per_j"] = per_j(stats["output_tokens"])
         stats["items_per_j"] = per_j(stats["items"])
+    return _with_unit_costs(stats)
+
+
+def _with_unit_costs(stats: dict[str, Any]) -> dict[str, Any]:
+    """Cost and carbon per million completed requests (queries) and, where the row counts
+    output tokens, per million output tokens (docs/planning.md)."""
+
+    def per(total: float, count: int | None, scale: float) -> float | None:
+        return total / count * scale if count else None
+
+    cost, co2e = stats["cost_usd"], stats["co2e_g"]
+    stats["usd_per_m_queries"] = per(cost, stats.get("completed"), MEGA)
+    stats["co2e_g_per_query"] = per(co2e, stats.get("completed"), 1.0)
+    if "output_tokens" in stats:
+        stats["usd_per_m_output_tokens"] = per(cost, stats["output_tokens"], MEGA)
+        stats["co2e_g_per_output_token"] = per(co2e, stats["output_tokens"], 1.0)
     return stats
 
 

@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 import mtia_cluster
 from mtia_cluster.catalog import Catalog, load_catalog
+from mtia_cluster.cost.rollout import rollout_costs
 from mtia_cluster.output import ROLLOUT_DIR, claim_output, contents_of, staged
 from mtia_cluster.rollout.drill import DrillResult
 from mtia_cluster.rollout.moment_replay import MomentReplay
@@ -135,6 +136,7 @@ def run_rollout(
         step(2, 2, "timeline done")
     sources = sorted({c.source for c in cohorts.values()})
     summary = rollout_summary(plan, res, "+".join(sources))
+    summary.update(rollout_costs(plan, res.timeline, cat))  # cost and carbon (#19)
     summary["gate_metrics"] = "replay" if on else "timeline"
     summary["replays"] = [_replay_summary(r) for r in res.replays]
     summary["replay_disagreements"] = sum(not r["agrees"] for r in res.replays)

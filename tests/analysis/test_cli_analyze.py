@@ -25,11 +25,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_table_has_every_group_and_total(runner: CliRunner, runs: tuple[Path, Path]) -> None:
     result = runner.invoke(cli, ["analyze", str(runs[0])])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    main, costs = result.output.split("\ncost, energy at the wall and carbon")
+    lines = main.splitlines()
     header = next(ln for ln in lines if ln.startswith("region"))
     for col in ("good/s", "p99 ms", "p99.9 ms", "ttft p99 ms", "power W", "req/J", "verdict"):
         assert col in header
     body = [ln.split() for ln in lines if ln.startswith(("us-east", "eu-west", "*"))]
+    cost_body = [ln.split() for ln in costs.splitlines() if ln.startswith(("us", "eu", "*"))]
+    assert [r[:2] for r in cost_body] == [r[:2] for r in body]  # the cost table (#19)
     assert [r[:2] for r in body] == [
         ["us-east", "ranker"],
         ["us-east", "chat"],

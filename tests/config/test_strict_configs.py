@@ -44,6 +44,16 @@ def _scenario() -> dict[str, Any]:
     d["regions"][1]["pools"][1]["disaggregation"] = {"prefill_accelerators": 1, "link": "scale_up"}
     d["regions"][1]["pools"][1].update(accelerators_per_replica=2)
     d["regions"][1]["pools"][1].pop("tp")
+    pd = {"prefill": {"instances": 1, "tp": 1}, "decode": {"instances": 1, "tp": 1}}
+    d["regions"][1]["pools"].append(
+        {
+            "service": "llm-chat",
+            "model": "llama-3.1-8b",
+            "platform": "hgx-h100",
+            "accelerators": 2,
+            "disaggregation": {**pd, "link": "scale_out"},
+        }
+    )
     pools.append(
         {
             "service": "svc",
@@ -69,6 +79,8 @@ def _scenario() -> dict[str, Any]:
         {"level": "host", "region": "us-east", "mtbf_s": 100, "mttr_s": 10, "horizon_s": 1000}
     ]
     d["slo"]["svc"] = {"p99_ms": 5}
+    d["regions"][0]["energy"] = {"grid": "eu-north", "pue": 1.1, "usd_per_kwh": 0.05}
+    d["regions"][0]["energy"]["gco2e_per_kwh"] = 100.0
     d["router"] = {"policy": "prefix_affinity", "affinity_weight": 3.0, "load_weight": 2.0}
     return d
 

@@ -10,6 +10,10 @@ module's rows (``latency_p99_ms``, ``slo``...). Every figure was carried over un
 (latency/TTFT/TPOT quantiles, throughput and utilization bit for bit, energy to 1e-15); the
 verdict changed from VALID (p99 only) to INVALID, because the one verdict also applies
 LoadGen's 600 s minimum duration and early stopping to these 2 s and 50 s runs.
+Issue #19 added the cost fields (host energy, energy at the wall, capex/energy cost, carbon,
+per query and per output token) to every group, and LLM decode iterations, memory-bound,
+no longer draw TDP: llm-small's energy_j fell from 65.1 kJ to 40.0 kJ (and its perf/W
+figures with it); every other figure is unchanged (docs/planning.md).
 """
 
 from __future__ import annotations

@@ -37,8 +37,10 @@ from mtia_cluster.engine.cell import (
 from mtia_cluster.engine.llm.cell import LLMReplicaCell
 from mtia_cluster.engine.llm.disagg import DisaggregatedCell
 from mtia_cluster.engine.llm.limits import ReplicaLimits
+from mtia_cluster.engine.llm.pd_routing import uniform_links
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 from mtia_cluster.engine.rng import entity_rng
+from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.results import summarize
 
@@ -66,13 +68,15 @@ def make_cell(kind: str, cost: Any, limits: ReplicaLimits) -> LLMReplicaCell | D
         limits.prefix_caching,
     )
     return DisaggregatedCell(
-        ReplicaScheduler(cost, limits),
-        ReplicaScheduler(cost, decode),
-        prefill_ids=np.array([0]),
-        decode_ids=np.array([1, 2]),
+        [ReplicaScheduler(cost, limits)],
+        [ReplicaScheduler(cost, decode)],
+        prefill_ids=[np.array([0])],
+        decode_ids=[np.array([1, 2])],
         host_id=0,
         kv_bytes_per_token=1000,
-        link_bytes_per_s=1e9,
+        links=uniform_links(1, 1, 1e9),
+        router=Router("round_robin", np.arange(1), np.ones(1), entity_rng(0, 2, 0, 1)),
+        report_interval_ns=5 * 10**6,
     )
 
 
@@ -112,7 +116,7 @@ def counters_equal(a: DeviceCounters, b: DeviceCounters) -> bool:
 
 
 def schedulers(cell: Any) -> list[ReplicaScheduler]:
-    return [cell.scheduler] if isinstance(cell, LLMReplicaCell) else [cell.prefill, cell.decode]
+    return [cell.scheduler] if isinstance(cell, LLMReplicaCell) else [*cell.prefill, *cell.decode]
 
 
 # the failure: anywhere, or just before (or at) a finish of the uninterrupted run, so that

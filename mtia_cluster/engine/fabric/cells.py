@@ -8,12 +8,14 @@ and then hands it the new rate through an *apply* function:
   scale-out bandwidth replaced by ``min(chip scale-out, achieved per-stripe rate)``: the
   collectives over scale-out (PP send/recv, EP all-to-all) then take the achieved time;
   an iteration that started before the boundary keeps its cost;
-* a disaggregated replica whose KV link is scale-out gets ``link_bytes_per_s`` (its KV
-  transfers that start from the boundary on take ``bytes / rate``).
+* a disaggregated replica (N:M, engine/llm/disagg.py) gets its scale-out KV links scaled
+  per prefill instance (:class:`DisaggRate`): transfers that start from the boundary on
+  take the new time, those already under way keep theirs (pd's FIFO fixes a transfer's end
+  when it starts).
 
-This is the interface other cell kinds use (for example N:M prefill/decode pools): the rates
-of a cell's flows from :meth:`.schedule.FabricSchedule.cell_segments` (``topology.fabric``),
-and an apply function ``(cell, bytes_per_s, latency_ns) -> None`` chosen in :func:`wrap_cell`.
+This is the interface for other cell kinds: the rates of a cell's flows from
+:meth:`.schedule.FabricSchedule.cell_segments` (``topology.fabric``), and an apply function
+``(cell, rates per sender group, latency_ns) -> None`` chosen in :func:`wrap_cell`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from mtia_cluster.engine.cell import Cell, Completed, DeviceCounters, LoadReport, RequestBatch
 from mtia_cluster.engine.llm.costs import probe_iteration_cost
 from mtia_cluster.engine.llm.disagg import DisaggregatedCell
 from mtia_cluster.engine.llm.factory import CostCache
+from mtia_cluster.engine.llm.pd_routing import FABRIC_OUT, KVLink
 from mtia_cluster.perf import llm_iteration_model
 
-Apply = Callable[[Any, float, int], None]
+Apply = Callable[[Any, np.ndarray, int], None]
 
 
 class LLMRate:
@@ -46,8 +51,9 @@ class LLMRate:
         s = spec.llm
         self.key = ("fabric", self.chip.name, self.model.name, s.tp, s.pp, s.ep, s.dtype)
 
-    def __call__(self, cell: Any, bytes_per_s: float, latency_ns: int) -> None:
+    def __call__(self, cell: Any, rates: np.ndarray, latency_ns: int) -> None:
         s, sched = self.settings, cell.scheduler
+        bytes_per_s = float(rates.min())
         if bytes_per_s >= self.nominal:
             sched.cost = self.nominal_cost
             return
@@ -62,20 +68,32 @@ class LLMRate:
 
 
 class DisaggRate:
-    """Apply function of a disaggregated replica: its KV link's bandwidth, never above the
-    chip's scale-out figure the factory gave it (`nominal`)."""
+    """Apply function of a disaggregated replica (engine/llm/disagg.py): every scale-out KV
+    link of prefill instance ``p`` runs at ``min(1, rate_p / chip scale-out)`` of the
+    bandwidth the replica was built with (pd_routing.kv_link: lanes x chip figure x
+    achieved fraction), ``rate_p`` the fabric's per-stripe rate of that instance's flow."""
 
-    def __init__(self, nominal: float) -> None:
-        self.nominal = nominal
+    def __init__(self, links: list[list[KVLink]], chip_bytes_per_s: float) -> None:
+        self.nominal = [list(row) for row in links]
+        self.chip_bytes_per_s = chip_bytes_per_s
 
-    def __call__(self, cell: Any, bytes_per_s: float, latency_ns: int) -> None:
-        cell.link_bytes_per_s = min(self.nominal, bytes_per_s)
+    def __call__(self, cell: Any, rates: np.ndarray, latency_ns: int) -> None:
+        for p, row in enumerate(self.nominal):
+            if p >= len(rates) or not np.isfinite(rates[p]):
+                continue
+            factor = min(1.0, float(rates[p]) / self.chip_bytes_per_s)
+            cell.links[p] = [
+                replace(k, bytes_per_s=max(1, int(k.bytes_per_s * factor)))
+                if k.fabric == FABRIC_OUT
+                else k
+                for k in row
+            ]
 
 
 class FabricCell:
     """A cell advanced segment by segment of the fabric schedule (see module doc)."""
 
-    def __init__(self, inner: Any, segments: list[tuple[int, float, int]], apply: Apply):
+    def __init__(self, inner: Any, segments: list[tuple[int, np.ndarray, int]], apply: Apply):
         self.inner, self.segments, self.apply = inner, segments, apply
         self._next = 1
         _, rate, latency = segments[0]
@@ -116,6 +134,8 @@ def wrap_cell(topology: Any, c: int, cell: Any, spec: Any) -> Cell:
     if not segments:
         return cell
     if isinstance(cell, DisaggregatedCell):
-        return FabricCell(cell, segments, DisaggRate(cell.link_bytes_per_s))
+        cat = spec.catalog
+        chip = cat.chip(cat.platform(spec.platform_name).chip)
+        return FabricCell(cell, segments, DisaggRate(cell.links, chip.scale_out_bytes_per_s))
     apply = LLMRate(spec, topology._llm_costs, cell.scheduler.cost)
     return FabricCell(cell, segments, apply)

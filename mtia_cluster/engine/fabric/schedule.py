@@ -52,17 +52,21 @@ class FabricSchedule:
             self.capacity,
         )
 
-    def cell_segments(self, cell: int) -> list[tuple[int, float, int]]:
-        """(start_ns, bytes/s of the cell's slowest stripe, its path latency in ns) per
-        segment, for a cell with scale-out flows (empty list: none)."""
+    def cell_segments(self, cell: int) -> list[tuple[int, np.ndarray, int]]:
+        """Per segment: (start_ns, bytes/s of the slowest stripe of each sender group of
+        the cell (index = group: prefill instance, or 0), the longest path's latency in
+        ns); an empty list for a cell without scale-out flows."""
         mine = np.flatnonzero(self.flows.cell == cell)
         if len(mine) == 0 or self.net is None:
             return []
         lat = int(self.net.hop_latency_ns[self.flows.src_host[mine[0]]])
-        return [
-            (t, float(rate[mine].min()), int(hops[mine].max()) * lat)
-            for t, rate, hops in zip(self.start_ns, self.flow_rate, self.flow_hops, strict=True)
-        ]
+        group = self.flows.group[mine]
+        out = []
+        for t, rate, hops in zip(self.start_ns, self.flow_rate, self.flow_hops, strict=True):
+            slowest = np.full(int(group.max()) + 1, np.inf)
+            np.minimum.at(slowest, group, rate[mine])
+            out.append((t, slowest, int(hops[mine].max()) * lat))
+        return out
 
 
 def build_schedule(topology: Any) -> FabricSchedule:
@@ -116,20 +120,24 @@ def _solve(sched: FabricSchedule, factor: np.ndarray, at_ns: int, ev: EventSpec 
 
 def paths(net: FabricNet, flows: Flows, up: np.ndarray) -> tuple[np.ndarray, ...]:
     """(flow of entry, link of entry, switch hops per flow; -1: no path) over the links
-    that are `up`. Stripe k uses the k-th working NIC of each end (round robin over them, so
-    a failed NIC's stripes move to the others) and, across racks, spine
-    ``(k + src + dst) mod working spines`` of the region (ECMP-like, deterministic)."""
+    that are `up`. Stripe k uses working NIC ``(first NIC + k) mod working NICs`` of each
+    end (a failed NIC's stripes move to the others) and, across racks, spine
+    ``(first NIC + k + src + dst) mod working spines`` of the region (ECMP-like,
+    deterministic: the stripes of one host spread over the spines)."""
     fe: list[int] = []
     le: list[int] = []
     hops = np.zeros(len(flows), dtype=np.int64)
-    for i, (a, b, k) in enumerate(zip(flows.src_host, flows.dst_host, flows.stripe, strict=True)):
+    ends = zip(
+        flows.src_host, flows.dst_host, flows.stripe, flows.src_nic0, flows.dst_nic0, strict=True
+    )
+    for i, (a, b, k, na, nb) in enumerate(ends):
         nic_a = _working(net.host_nic0[a], int(net.host_nics[a]), up)
         nic_b = _working(net.host_nic0[b], int(net.host_nics[b]), up)
         ra, rb = net.host_rack[a], net.host_rack[b]
         if len(nic_a) == 0 or len(nic_b) == 0:
             hops[i] = -1
             continue
-        hop = [int(nic_a[k % len(nic_a)]), int(nic_b[k % len(nic_b)]) + 1]
+        hop = [int(nic_a[(na + k) % len(nic_a)]), int(nic_b[(nb + k) % len(nic_b)]) + 1]
         if ra != rb:
             spines = int(net.region_spines[net.host_region[a]])
             ok = [
@@ -140,7 +148,7 @@ def paths(net: FabricNet, flows: Flows, up: np.ndarray) -> tuple[np.ndarray, ...
             if not ok:
                 hops[i] = -1
                 continue
-            s = ok[(k + a + b) % len(ok)]
+            s = ok[(na + k + a + b) % len(ok)]
             hop += [int(net.rack_link0[ra] + 2 * s), int(net.rack_link0[rb] + 2 * s + 1)]
         hops[i] = 1 if ra == rb else 3
         fe += [i] * len(hop)

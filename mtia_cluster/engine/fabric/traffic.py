@@ -3,10 +3,11 @@
 The schedule (:mod:`.schedule`) gives each flow's *rate* under the backlogged-flow rule;
 the bytes a replica actually moves come from the work it did, read from the device
 counters sampled every metrics interval (``work_units`` = tokens computed by its
-iterations): an LLM replica spanning scale-up domains hands ``hidden x 2 bytes / ep`` per
-token across each domain boundary (the activation the cost model's PP send/recv moves); a
-disaggregated replica ships ``kv_bytes_per_token`` per token its prefill instance computed
-(requests wanting one token are counted too: an over-estimate, noted in docs/network.md).
+iterations) times each flow's bytes per token (:mod:`.flows`): an LLM replica spanning
+scale-up domains hands ``hidden x 2 bytes / ep`` per token across each domain boundary (the
+activation the cost model's PP send/recv moves); a prefill instance ships
+``kv_bytes_per_token`` per token it computed (requests wanting one token and prompt tokens
+of transfers over scale-up are counted too: an over-estimate, noted in docs/network.md).
 A host pair's bytes split evenly over its stripes, and a stripe's bytes go to the links of
 its path in the segment at the interval's start.
 """
@@ -16,10 +17,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-
-from mtia_cluster.perf import llm_iteration_model
-from mtia_cluster.perf.ops import ACT_BYTES
-from mtia_cluster.workloads import LLMModel
 
 LINK_COLUMNS = (
     "region",
@@ -33,21 +30,6 @@ LINK_COLUMNS = (
 )
 
 
-def _bytes_per_token(topology: Any, c: int) -> tuple[float, int]:
-    """(bytes per token per host pair, accelerator whose token counter drives them)."""
-    pool = topology.pools[topology.cell_pool[c]]
-    cat, s = topology.catalog, pool.llm
-    model = cat.model(pool.model)
-    assert isinstance(model, LLMModel) and s is not None
-    acc0 = topology.cell_acc0[c]
-    if s.prefill_accelerators is None:
-        return model.hidden * ACT_BYTES / s.ep, acc0
-    n_pre = s.prefill_accelerators or max(1, pool.replica_size // 2)
-    chip = cat.chip(topology.acc_chip[acc0])
-    it = llm_iteration_model(chip, model, tp=n_pre, pp=1, dtype=s.dtype)
-    return float(it.kv_bytes_per_token), acc0
-
-
 def link_intervals(run: Any) -> dict[str, Any] | None:
     """Columns of the ``links/`` rows of an in-process run (None: no fabric traffic), one
     row per (link that carries a flow, metrics interval), links in id order."""
@@ -55,9 +37,6 @@ def link_intervals(run: Any) -> dict[str, Any] | None:
     net, flows = fabric.net, fabric.flows
     if net is None:
         return None
-    cells = np.unique(flows.cell)
-    per_tok, acc = zip(*(_bytes_per_token(run.topology, int(c)) for c in cells), strict=True)
-    pos = np.searchsorted(cells, flows.cell)
     pair = _pair_index(flows)
     stripes = np.bincount(pair)[pair]
     used = np.unique(np.concatenate([le for _, le in fabric.entries]))
@@ -66,8 +45,8 @@ def link_intervals(run: Any) -> dict[str, Any] | None:
     for (t0, c0), (t1, c1) in zip(run.samples, run.samples[1:], strict=False):
         if t1 <= t0:
             continue
-        tokens = _work(c1, acc) - _work(c0, acc)
-        flow_bytes = tokens[pos] * np.asarray(per_tok)[pos] / stripes
+        tokens = _work(c1, flows.driver_acc) - _work(c0, flows.driver_acc)
+        flow_bytes = tokens * flows.bytes_per_token / stripes
         seg = fabric.segment_at(t0)
         fe, le = fabric.entries[seg]
         moved = np.bincount(le, weights=flow_bytes[fe], minlength=net.links)[used]
@@ -86,12 +65,12 @@ def link_intervals(run: Any) -> dict[str, Any] | None:
 
 
 def _pair_index(flows: Any) -> np.ndarray:
-    """One index per (cell, source, destination) host pair, per flow."""
-    keys = np.stack([flows.cell, flows.src_host, flows.dst_host], axis=1)
+    """One index per (cell, sender group, source, destination) host pair, per flow."""
+    keys = np.stack([flows.cell, flows.group, flows.src_host, flows.dst_host], axis=1)
     return np.unique(keys, axis=0, return_inverse=True)[1].reshape(-1)
 
 
-def _work(counters: Any, acc: tuple[int, ...]) -> np.ndarray:
+def _work(counters: Any, acc: np.ndarray) -> np.ndarray:
     """Cumulative tokens of the given accelerators."""
     i = np.searchsorted(counters.accelerator_id, np.asarray(acc))
     return np.asarray(counters.work_units[i], dtype=np.float64)

@@ -37,7 +37,8 @@ def replica_counters(
     kv_bytes_per_token: int,
 ) -> DeviceCounters:
     """Counters of one replica's accelerators up to `until_ns` (all busy in each iteration)."""
-    busy_as = sched.busy_as - max(0, sched.t_as - until_ns * AS_PER_NS)  # running tail
+    busy_as = sched.busy_as - sched.busy_tail_as(until_ns * AS_PER_NS)  # running tail
+    memory_as = sched.memory_as - sched.memory_tail_as(until_ns * AS_PER_NS)
     n = len(accelerator_ids)
     kv_bytes = sched.max_used_blocks * sched.limits.block_size * kv_bytes_per_token
     peak = int(weight_bytes_per_accelerator + kv_bytes / n)
@@ -47,6 +48,7 @@ def replica_counters(
         batches=np.full(n, sched.iteration, np.int64),
         work_units=np.full(n, sched.tokens_done, np.int64),
         peak_memory_bytes=np.full(n, peak, np.int64),
+        memory_bound_ns=np.full(n, memory_as // AS_PER_NS, np.int64),
     )
 
 

@@ -76,6 +76,14 @@ class IterationCost:
             + self.other_as[tokens]
         )
 
+    def memory_bound(self, tokens: int, context: int, pairs: int) -> bool:
+        """Whether that iteration is memory-bound: its memory time is at least its compute
+        time (what power the accelerators draw while it runs, cost/power.py)."""
+        return (
+            self.memory_base_as[tokens] + self.memory_per_context_as * context
+            >= self.compute_base_as[tokens] + self.compute_per_pair_as * pairs
+        )
+
 
 def probe_iteration_cost(model: IterationModel, max_tokens: int, seed: int = 0) -> IterationCost:
     """Read the integer coefficients of `model` for 0..max_tokens tokens and check them."""

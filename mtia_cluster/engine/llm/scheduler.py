@@ -44,6 +44,9 @@ class ReplicaScheduler(RequestTable):
         self.max_used_blocks = 0
         self.reserved_blocks = 0  # KV blocks the running requests hold at their completion
         self.busy_as = 0  # busy time of all iterations run so far
+        self.memory_as = 0  # the part of busy_as in memory-bound iterations (power model)
+        self.last_memory = False  # whether the latest iteration was memory-bound
+        self.last_end_as = 0  # when the latest iteration ends (the clock may idle past it)
         self.tokens_done = 0  # tokens computed by all iterations run so far
         self.queried_tokens = 0  # tokens looked up in the prefix cache, over all admissions
         self._released: list[int] = []  # finished in the current step, blocks not yet returned
@@ -85,12 +88,23 @@ class ReplicaScheduler(RequestTable):
         new = type(self)(self.cost, self.limits)
         at_as = at_ns * AS_PER_NS
         new.t_as = at_as
-        new.busy_as = self.busy_as - max(0, self.t_as - at_as)
+        new.busy_as = self.busy_as - self.busy_tail_as(at_as)
+        new.memory_as = self.memory_as - self.memory_tail_as(at_as)
         new.iteration = self.iteration
         new.tokens_done = self.tokens_done
         new.queried_tokens = self.queried_tokens
         new.max_used_blocks = self.max_used_blocks
         return new
+
+    def busy_tail_as(self, at_as: int) -> int:
+        """The part of the running iteration after `at_as` (0 if none). The latest
+        iteration's end, not the clock: an idle replica's clock jumps to its next arrival,
+        which may lie past `at_as`."""
+        return max(0, self.last_end_as - at_as)
+
+    def memory_tail_as(self, at_as: int) -> int:
+        """The memory-bound part of the running iteration after `at_as` (0 if none)."""
+        return self.busy_tail_as(at_as) if self.last_memory else 0
 
     @property
     def free_blocks(self) -> int:
@@ -233,6 +247,8 @@ class ReplicaScheduler(RequestTable):
         span = run.total(k)
         self.t_as += span
         self.busy_as += span
+        self.memory_as += run.memory_total(k)
+        self.last_memory, self.last_end_as = run.memory_bound(k - 1), self.t_as
         self.tokens_done += n * k
         self.iteration += k
         self._pop_finished()
@@ -418,6 +434,9 @@ class ReplicaScheduler(RequestTable):
         span = self.cost.duration_as(tokens, context, pairs)
         self.t_as += span
         self.busy_as += span
+        self.last_memory = self.cost.memory_bound(tokens, context, pairs)
+        self.memory_as += span if self.last_memory else 0
+        self.last_end_as = self.t_as
         self.tokens_done += tokens
         self.iteration += 1
         self._pop_finished()

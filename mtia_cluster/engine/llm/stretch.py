@@ -23,13 +23,15 @@ def _series(a: int, b: int, j0: int, j1: int) -> int:
 class DecodeRun:
     """Durations of decode-only iterations i = 0, 1, ... from a given state."""
 
-    __slots__ = ("a_hi", "a_lo", "b_hi", "b_lo", "cross", "e")
+    __slots__ = ("a_hi", "a_lo", "a_mem", "b_hi", "b_lo", "b_mem", "cross", "d0", "d1", "e")
 
     def __init__(self, cost: IterationCost, n: int, context0: int) -> None:
         a1 = cost.compute_base_as[n] + cost.compute_per_pair_as * (context0 + n)
         b1 = cost.compute_per_pair_as * n
         a2 = cost.memory_base_as[n] + cost.memory_per_context_as * context0
         b2 = cost.memory_per_context_as * n
+        # iteration i is memory-bound iff memory >= compute: d0 + d1 * i >= 0
+        self.a_mem, self.b_mem, self.d0, self.d1 = a2, b2, a2 - a1, b2 - b1
         if b1 < b2 or (b1 == b2 and a1 < a2):
             a1, b1, a2, b2 = a2, b2, a1, b1
         # (a_hi, b_hi) has the larger slope; it dominates from index `cross` on.
@@ -50,6 +52,21 @@ class DecodeRun:
         return (
             self.e * j + _series(self.a_lo, self.b_lo, 0, x) + _series(self.a_hi, self.b_hi, x, j)
         )
+
+    def memory_bound(self, i: int) -> bool:
+        """Whether iteration i is memory-bound (``IterationCost.memory_bound``)."""
+        return self.d0 + self.d1 * i >= 0
+
+    def memory_total(self, j: int) -> int:
+        """Attoseconds of the memory-bound ones among iterations 0..j-1 (exact)."""
+        d0, d1 = self.d0, self.d1
+        if d1 > 0:  # memory-bound from index ceil(-d0 / d1) on
+            lo, hi = min(max(0, -(d0 // d1)), j), j
+        elif d1 < 0:  # memory-bound up to index floor(d0 / -d1)
+            lo, hi = 0, (min(d0 // -d1 + 1, j) if d0 >= 0 else 0)
+        else:
+            lo, hi = 0, (j if d0 >= 0 else 0)
+        return _series(self.a_mem, self.b_mem, lo, hi) + self.e * max(0, hi - lo)
 
     def starts_before(self, limit: int, deadline: int) -> int:
         """How many of iterations 0..limit-1 start before `deadline` (attoseconds from 0).

@@ -25,6 +25,10 @@ FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], Any]]] = [
     ("avg_power_w", "W", lambda r: r.get("avg_power_w")),
     ("energy_per_request_j", "J", lambda r: r.get("energy_per_request_j")),
     ("requests_per_j", "req/J", lambda r: r.get("requests_per_j")),
+    ("facility_energy_kwh", "kWh", lambda r: r.get("facility_energy_kwh")),  # cost (#19)
+    ("cost_usd", "$", lambda r: r.get("cost_usd")),
+    ("usd_per_m_queries", "$", lambda r: r.get("usd_per_m_queries")),
+    ("co2e_g", "g", lambda r: r.get("co2e_g")),
 ]
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.dataset as ds
 
 from mtia_cluster.results.analysis.groups import Keys, Level, name_codes
-from mtia_cluster.results.devices import DEVICE_COLUMNS, DeviceTotals
+from mtia_cluster.results.devices import COST_COLUMNS, DeviceTotals, device_columns
 
 
 def max_interval_start(devices: ds.Dataset | None) -> int:
@@ -33,7 +33,7 @@ def device_groups(
     out: list[dict[int, DeviceTotals]] = [{} for _ in levels]
     if devices is None:
         return out
-    for batch in devices.to_batches(columns=DEVICE_COLUMNS):
+    for batch in devices.to_batches(columns=device_columns(devices)):
         if batch.num_rows == 0:
             continue
         accel = batch["accelerator_id"].to_numpy().astype(np.int64)
@@ -46,7 +46,8 @@ def device_groups(
         start = batch["interval_start_ns"].to_numpy()
         end = batch["interval_end_ns"].to_numpy()
         busy = batch["busy_ns"].to_numpy()
-        energy = batch["energy_j"].to_numpy()
+        names = [n for n in ["energy_j", *COST_COLUMNS] if n in batch.schema.names]
+        energy = {n: batch[n].to_numpy() for n in names}
         for i, level in enumerate(levels):
             window = (
                 np.zeros(len(start), dtype=np.int64)
@@ -65,7 +66,7 @@ def _accumulate(
     start: np.ndarray,
     end: np.ndarray,
     busy: np.ndarray,
-    energy: np.ndarray,
+    energy: dict[str, np.ndarray],
 ) -> None:
     """Add one batch's rows to the per-group totals (sorted by group, one slice each)."""
     order = np.argsort(gid, kind="stable")
@@ -76,9 +77,10 @@ def _accumulate(
         part = DeviceTotals(
             busy_ns=int(busy[rows].sum()),
             device_ns=int((end[rows] - start[rows]).sum()),
-            energy_j=float(energy[rows].sum()),
+            energy_j=float(energy["energy_j"][rows].sum()),
             start_ns=int(start[rows].min()),
             end_ns=int(end[rows].max()),
             accelerators={int(x) for x in np.unique(accel[rows])},
+            cost={n: float(energy[n][rows].sum()) if n in energy else 0.0 for n in COST_COLUMNS},
         )
         into.setdefault(int(g[a]), DeviceTotals()).add(part)

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtia_cluster.cost.view import cost_table_html
 from mtia_cluster.errors import UserError
 from mtia_cluster.output import HTML_GENERATOR, PLOT_FILE, claim_output, staged
 from mtia_cluster.results.analysis import svg
@@ -395,7 +396,7 @@ def write_plots(
             write_png(tmp, data)
         return path
     table = summary_table_html(doc) if doc is not None else groups_table_html(run.summary)
-    page = html_page(data, table)
+    page = html_page(data, table + cost_table_html(run.summary, doc))
     with staged(claim) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path
