@@ -173,8 +173,8 @@ def test_rows_identical_for_any_sharding_with_link_events(
     events: list[dict[str, Any]], over: float, factor: float
 ) -> None:
     """Random spine and NIC failures, repairs and degradations mid-run (spine 7 and NIC 7
-    never fail, so a path always exists): one shard, three shards and window-by-window stepping give the same
-    rows, and every request is served once (conservation)."""
+    never fail, so a path always exists): one shard, three shards and window-by-window
+    stepping give the same rows, and every request is served once (conservation)."""
     for ev in events:
         if ev["kind"] == "link_degrade":
             ev["bandwidth_factor"] = factor
