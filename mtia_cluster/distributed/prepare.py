@@ -99,7 +99,8 @@ def prepare(
     with tl.span("prepare.build_topology"):
         sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
     regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
-    if (scenario.events or scenario.failures) and not regions:
+    cell_events = [e for e in scenario.events if not e.fabric]  # link_* need no shard action
+    if (cell_events or scenario.failures) and not regions:
         # region shards apply fleet events themselves; coordinator-driven windows do not yet
         raise UserError(
             "fleet events need shards that own whole regions (placement region, or --shards "
