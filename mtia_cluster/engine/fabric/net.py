@@ -82,8 +82,10 @@ class FabricNet:
         return np.flatnonzero(self.host_region == region)
 
 
-def build_net(topology: Any) -> FabricNet:
-    """The fabric links of every host and rack of `topology` (ids in host / rack order)."""
+def build_net(topology: Any, used_hosts: np.ndarray) -> FabricNet:
+    """The fabric links of the `used_hosts` (those some flow leaves or reaches) and of their
+    racks, ids in host / rack order; other hosts and racks get no links (id -1): nothing of
+    theirs crosses the fabric, so a large R&R fleet beside one LLM pool costs nothing."""
     hosts, racks = topology.hosts, topology.racks
     acc_host = np.asarray(topology.acc_host, dtype=np.int64)
     first = np.unique(acc_host, return_index=True)[1]
@@ -100,31 +102,33 @@ def build_net(topology: Any) -> FabricNet:
     net = FabricNet(
         host_region=region,
         host_rack=host_rack,
-        host_nic0=np.zeros(hosts, dtype=np.int64),
+        host_nic0=np.full(hosts, -1, dtype=np.int64),
         host_nics=np.array([params[p].nics_per_host for p in host_pool], dtype=np.int64),
-        rack_link0=np.zeros(racks, dtype=np.int64),
+        rack_link0=np.full(racks, -1, dtype=np.int64),
         region_spines=spines,
         hop_latency_ns=np.array([params[p].hop_latency_ns for p in host_pool], dtype=np.int64),
     )
-    for h in range(hosts):
+    for h in np.unique(used_hosts).tolist():
         net.host_nic0[h] = net.links
         fp = params[host_pool[h]]
         for k in range(fp.nics_per_host):
             for d in ("up", "down"):
                 net.add(fp.nic_bytes_per_s, f"host{h}/nic{k}/{d}", int(region[h]))
-    _add_rack_links(net, topology, host_pool, params)
+    _add_rack_links(net, topology, host_pool, params, np.unique(host_rack[used_hosts]))
     return net
 
 
 def _add_rack_links(
-    net: FabricNet, topology: Any, host_pool: np.ndarray, params: list[FabricParams]
+    net: FabricNet,
+    topology: Any,
+    host_pool: np.ndarray,
+    params: list[FabricParams],
+    racks: np.ndarray,
 ) -> None:
-    """Each rack's up/down link to each spine of its region."""
-    for rack in range(topology.racks):
+    """Each of `racks`' up/down link to each spine of its region."""
+    for rack in racks.tolist():
         members = np.flatnonzero(net.host_rack == rack)
         net.rack_link0[rack] = net.links
-        if len(members) == 0:
-            continue
         fp = params[host_pool[members[0]]]
         platform = topology.catalog.platform(topology.pools[host_pool[members[0]]].platform)
         spines = int(net.region_spines[net.host_region[members[0]]])

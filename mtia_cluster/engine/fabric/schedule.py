@@ -71,9 +71,10 @@ class FabricSchedule:
 
 def build_schedule(topology: Any) -> FabricSchedule:
     """The schedule of `topology`'s scenario (no links built when nothing crosses the fabric)."""
-    if len(scale_out_flows(topology)) == 0:
-        return FabricSchedule(None, scale_out_flows(topology))
-    net = build_net(topology)
+    pairs = scale_out_flows(topology)  # one stripe per host pair
+    if len(pairs) == 0:
+        return FabricSchedule(None, pairs)
+    net = build_net(topology, np.concatenate([pairs.src_host, pairs.dst_host]))
     flows = scale_out_flows(topology, net.host_nics)
     step = topology.scenario.report_interval_ns
     events = sorted((ev for ev in topology.scenario.events if ev.fabric), key=lambda ev: ev.at_ns)
@@ -171,6 +172,8 @@ def _event_links(net: FabricNet, topology: Any, ev: EventSpec) -> np.ndarray:
             raise _range(ev, "links", f"the region has {len(hosts)} hosts on the fabric")
         out = []
         for h in hosts[list(ev.links)]:
+            if net.host_nic0[h] < 0:
+                continue  # no flow uses the host: nothing to fail or slow
             nics = range(int(net.host_nics[h])) if ev.nics is None else ev.nics
             if max(nics) >= net.host_nics[h]:
                 raise _range(ev, "nics", f"host has {net.host_nics[h]} NICs")
@@ -179,7 +182,7 @@ def _event_links(net: FabricNet, topology: Any, ev: EventSpec) -> np.ndarray:
     spines = ev.spines or ()
     if max(spines) >= net.region_spines[r]:
         raise _range(ev, "spines", f"the region has {net.region_spines[r]} spines")
-    racks = np.unique(net.host_rack[hosts])
+    racks = [k for k in np.unique(net.host_rack[hosts]) if net.rack_link0[k] >= 0]
     return np.array(
         [net.rack_link0[k] + 2 * s + d for k in racks for s in spines for d in (0, 1)],
         dtype=np.int64,
