@@ -18,6 +18,7 @@ NS_PER_DAY = 86_400 * NS_PER_S
 KB = 1e3  # bytes per kilobyte (decimal)
 MB = 1e6  # bytes per megabyte (decimal)
 GB = 1e9  # bytes per gigabyte (decimal)
+BITS_PER_BYTE = 8  # link rates are quoted in bit/s (Gb/s), buffers in bytes
 MEGA = 1e6  # plain SI mega, for counts such as MFLOP
 
 # Energy and cost (mtia_cluster/cost/, issue #19)

@@ -104,12 +104,26 @@ class HostFile(_Entry):
     power_w: Quantity
 
 
+class PlatformFabric(Strict):
+    """The platform's scale-out fabric (engine/fabric/, docs/network.md "Fabric"): each
+    host's RDMA NICs, the rack's top-of-rack switch, a spine tier and a latency per switch
+    hop. The scale-up domain is the chip's (``network.scale_up_*``): its own fabric, never
+    on these links."""
+
+    nics_per_host: Quantity
+    nic_gbit_s: Quantity
+    spines: Quantity
+    oversubscription: Quantity  # ToR downlink : uplink bandwidth (1 = non-blocking)
+    hop_latency_ns: Quantity
+
+
 class PlatformFile(_Entry):
     chip: str
     host: str
     hosts: Annotated[int, Field(gt=0)]
     accelerators_per_host: Annotated[int, Field(gt=0)]
     rdma_nic: Literal["none", "optional", "builtin"] = "none"
+    fabric: PlatformFabric | None = None  # default: one NIC per socket at the host's rate
 
 
 class Embedding(Strict):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mtia_cluster.catalog.models import HostFile, PlatformFile
+from mtia_cluster.catalog.models import HostFile, PlatformFabric, PlatformFile
 from mtia_cluster.catalog.quantity import Provenance, SourcedReader
-from mtia_cluster.units import GB
+from mtia_cluster.units import BITS_PER_BYTE, GB
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,17 @@ class Host:
 
 
 @dataclass(frozen=True)
+class FabricParams:
+    """A platform's scale-out fabric (catalog ``fabric:``; engine/fabric/ builds the links)."""
+
+    nics_per_host: int
+    nic_bytes_per_s: float
+    spines: int
+    oversubscription: float  # ToR downlink : uplink bandwidth
+    hop_latency_ns: int
+
+
+@dataclass(frozen=True)
 class Platform:
     """A deployable unit (server or rack): `hosts` hosts of `accelerators_per_host` chips."""
 
@@ -52,6 +63,8 @@ class Platform:
     hosts: int
     accelerators_per_host: int
     rdma_nic: str  # none | optional | builtin
+    fabric: FabricParams | None = None  # None: one NIC per host socket (engine/fabric/)
+    provenance: dict[str, Provenance] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def accelerators(self) -> int:
@@ -82,6 +95,7 @@ def parse_host(spec: HostFile, path: Path) -> Host:
 
 def parse_platform(spec: PlatformFile, path: Path) -> Platform:
     """Build one platform from its validated file (the model checks every field)."""
+    r = SourcedReader(path, spec.sources)
     return Platform(
         name=spec.name,
         display_name=spec.display_name,
@@ -91,4 +105,19 @@ def parse_platform(spec: PlatformFile, path: Path) -> Platform:
         hosts=spec.hosts,
         accelerators_per_host=spec.accelerators_per_host,
         rdma_nic=spec.rdma_nic,
+        fabric=None if spec.fabric is None else _fabric(spec.fabric, r),
+        provenance=r.provenance,
+    )
+
+
+def _fabric(spec: PlatformFabric, r: SourcedReader) -> FabricParams:
+    """The platform's fabric block, range- and provenance-checked."""
+    return FabricParams(
+        nics_per_host=int(r.quantity(spec.nics_per_host, "fabric.nics_per_host", positive=True)),
+        nic_bytes_per_s=r.quantity(spec.nic_gbit_s, "fabric.nic_gbit_s", positive=True)
+        * GB
+        / BITS_PER_BYTE,
+        spines=int(r.quantity(spec.spines, "fabric.spines", positive=True)),
+        oversubscription=r.quantity(spec.oversubscription, "fabric.oversubscription", min_value=1),
+        hop_latency_ns=int(r.quantity(spec.hop_latency_ns, "fabric.hop_latency_ns")),
     )

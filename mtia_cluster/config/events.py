@@ -54,6 +54,14 @@ class EventSpec:
     field_prefix: str  # "events[3]", for errors raised while resolving targets
     links: tuple[int, ...] | None = None  # hosts whose RDMA (scale-out) NICs are affected
     file: str | None = None
+    nics: tuple[int, ...] | None = None  # link_* kinds: which NICs of the `links` hosts
+    spines: tuple[int, ...] | None = None  # link_* kinds: spine switches of the region
+    bandwidth_factor: float = 1.0  # link_degrade: remaining share of the bandwidth
+
+    @property
+    def fabric(self) -> bool:
+        """Whether the event acts on the fabric (engine/fabric/) rather than on cells."""
+        return self.kind.startswith("link_")
 
 
 def _known(value: str, choices: Sequence[str], file: str | None, field: str, what: str) -> str:
@@ -84,6 +92,7 @@ def event_specs(
             )
         if e.service is not None:
             _known(e.service, services, file, f"{prefix}.service", "service")
+        _check_link_event(e, prefix, file)
         out.append(
             EventSpec(
                 at_ns=round(e.at_s * 1e9),
@@ -96,9 +105,47 @@ def event_specs(
                 on_failure=e.on_failure,
                 field_prefix=prefix,
                 file=file,
+                nics=_indices(e.nics),
+                spines=_indices(e.spines),
+                bandwidth_factor=1.0 if e.bandwidth_factor is None else e.bandwidth_factor,
             )
         )
     return tuple(sorted(out, key=lambda ev: ev.at_ns))
+
+
+def _check_link_event(e: Event, prefix: str, file: str | None) -> None:
+    """A link_* event names NICs (`links` hosts, optional `nics`) or `spines`, not both;
+    `bandwidth_factor` belongs to link_degrade (required there); other kinds take neither
+    `nics`, `spines` nor `bandwidth_factor`."""
+    link = e.kind.startswith("link_")
+    if not link:
+        for key in ("nics", "spines", "bandwidth_factor"):
+            if getattr(e, key) is not None:
+                raise UserError(
+                    "only for link_fail, link_repair, link_degrade",
+                    file=file,
+                    field=f"{prefix}.{key}",
+                    value=getattr(e, key),
+                )
+        return
+    if (e.links is None) == (e.spines is None) or e.hosts is not None or e.racks is not None:
+        raise UserError(
+            "a link event names either links (hosts' NICs) or spines",
+            file=file,
+            field=f"{prefix}.kind",
+            value=e.kind,
+        )
+    if e.nics is not None and e.links is None:
+        raise UserError(
+            "nics needs links (the hosts)", file=file, field=f"{prefix}.nics", value=e.nics
+        )
+    if (e.bandwidth_factor is None) == (e.kind == "link_degrade"):
+        raise UserError(
+            "link_degrade needs bandwidth_factor (and only it takes one)",
+            file=file,
+            field=f"{prefix}.bandwidth_factor",
+            value=e.bandwidth_factor,
+        )
 
 
 @dataclass(frozen=True)

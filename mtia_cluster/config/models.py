@@ -36,7 +36,10 @@ AFFINITY_WEIGHT, LOAD_WEIGHT = 3.0, 2.0
 # KV admission policy of an LLM replica (engine/llm/limits.py CAPACITY_POLICIES says what each
 # does and cites TensorRT-LLM's CapacitySchedulerPolicy).
 CapacityPolicy = Literal["max_utilization", "guaranteed_no_evict"]
-EventKind = Literal["fail", "repair", "drain", "undrain"]
+# link_* kinds act on the fabric (engine/fabric/): NICs (`links` hosts, `nics`) or `spines`
+EventKind = Literal[
+    "fail", "repair", "drain", "undrain", "link_fail", "link_repair", "link_degrade"
+]
 OnFailure = Literal["retry", "fail"]
 FailureLevel = Literal["host", "rack", "region"]
 # Global routing policies (engine/global_routing.py): `home` keeps every request in its region
@@ -198,6 +201,9 @@ class Event(Strict):
     hosts: list[Index] | None = Field(None, min_length=1)
     racks: list[Index] | None = Field(None, min_length=1)
     links: list[Index] | None = Field(None, min_length=1)
+    nics: list[Index] | None = Field(None, min_length=1)  # link_*: which NICs of the hosts
+    spines: list[Index] | None = Field(None, min_length=1)  # link_*: spine switches
+    bandwidth_factor: float | None = Field(None, gt=0.0, le=1.0)  # link_degrade only
     on_failure: OnFailure = "retry"
 
 
@@ -305,6 +311,17 @@ class GlobalRouting(Strict):
         return self
 
 
+class FabricOverrides(Strict):
+    """Scenario overrides of every platform's scale-out fabric (catalog ``fabric:``;
+    engine/fabric/, docs/network.md "Fabric"). Unset fields keep the catalog's value."""
+
+    nics_per_host: int | None = Field(None, gt=0, le=64)
+    nic_gbit_s: float | None = Field(None, gt=0.0, le=1.0e5)
+    spines: int | None = Field(None, gt=0, le=1024)
+    oversubscription: float | None = Field(None, ge=1.0, le=64.0)
+    hop_latency_ns: int | None = Field(None, ge=0, le=10**9)
+
+
 class ScenarioFile(Strict):
     """A scenario file (configs/scenarios/*.yaml; docs/engine.md)."""
 
@@ -319,6 +336,7 @@ class ScenarioFile(Strict):
     failures: list[Failure] = Field(default_factory=list)
     slo: dict[str, SLOTargets] = Field(default_factory=dict)
     autoscaling: dict[str, Autoscaling] = Field(default_factory=dict)  # by service
+    fabric: FabricOverrides = FabricOverrides()
 
 
 class RegionSite(Strict):

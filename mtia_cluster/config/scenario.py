@@ -50,6 +50,7 @@ from mtia_cluster.config.models import (
     LOAD_WEIGHT,
     Autoscaling,
     Disaggregation,
+    FabricOverrides,
     LLMPool,
     RRPool,
     ScenarioFile,
@@ -146,6 +147,8 @@ class Scenario:
     global_routing: GlobalRoutingSpec | None = None
     # per service: replicas added and removed during the replay (engine/autoscale.py)
     autoscaling: dict[str, Autoscaling] = field(default_factory=dict)
+    # scale-out fabric overrides (engine/fabric/)
+    fabric: FabricOverrides = field(default_factory=FabricOverrides)
 
     @property
     def services(self) -> list[str]:
@@ -242,6 +245,7 @@ def scenario_from_model(
         router_weights=(doc.router.affinity_weight, doc.router.load_weight),
         global_routing=resolve_global_routing(doc.global_routing, names, file),
         autoscaling=_autoscaling(doc, regions, file),
+        fabric=doc.fabric,
     )
     check_scenario(scenario)  # sizes (config/limits.py), before anything is built
     return scenario

@@ -97,10 +97,11 @@ def prepare(
     with tl.span("prepare.build_topology"):
         sim = Simulation(scenario, load_catalog())  # builds every cell: models must fit, etc.
     regions, cells = (record["region_groups"], record["cells"]) if record else plan(sim, opt)
-    if (scenario.events or scenario.failures or scenario.autoscaling) and not regions:
+    cell_events = [e for e in scenario.events if not e.fabric]  # link_* need no shard action
+    if (cell_events or scenario.failures or scenario.autoscaling) and not regions:
         # region shards apply fleet events and autoscaling themselves; coordinator-driven
         # windows do not yet
-        key = "events" if scenario.events else "failures" if scenario.failures else "autoscaling"
+        key = "events" if cell_events else "failures" if scenario.failures else "autoscaling"
         raise UserError(
             f"{'autoscaling' if key == 'autoscaling' else 'fleet events'} need shards that own "
             "whole regions (placement region, or --shards up to the number of regions); or "

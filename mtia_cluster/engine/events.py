@@ -246,6 +246,9 @@ def resolve_events(specs: tuple[EventSpec, ...], topology: Any, step_ns: int) ->
     cell_service = np.asarray(topology.cell_service, dtype=np.int64)
     acc_cell = _acc_cells(topology)
     for spec in specs:
+        if spec.fabric:  # NICs and spines: the fabric's (engine/fabric/), no cell changes
+            events.events.append(ResolvedEvent(spec, np.zeros(0, dtype=np.int64)))
+            continue
         mask = cell_region == regions.index(spec.region)
         if spec.service is not None:
             if spec.service not in services:

@@ -63,6 +63,17 @@ class Topology:
     racks: int = 0
     _rr: dict[int, tuple[RRHostParams, ServiceTable, float]] = field(default_factory=dict)
     _llm_costs: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    _fabric: Any = None  # engine.fabric.FabricSchedule, built on first use
+
+    @property
+    def fabric(self) -> Any:
+        """The scale-out fabric's rates over the run (engine/fabric/; a function of the
+        scenario only, so every process building cells computes the same)."""
+        if self._fabric is None:
+            from mtia_cluster.engine.fabric import build_schedule
+
+            self._fabric = build_schedule(self)
+        return self._fabric
 
     @property
     def accelerators(self) -> int:
@@ -288,7 +299,10 @@ def _single_cell(topology: Topology, c: int) -> Cell:
         field_prefix=pool.field_prefix,
         catalog=cat,
     )
-    return build_llm_cell(spec, topology._llm_costs, _pd_context(topology, c, acc_ids))
+    from mtia_cluster.engine.fabric.cells import wrap_cell
+
+    cell = build_llm_cell(spec, topology._llm_costs, _pd_context(topology, c, acc_ids))
+    return wrap_cell(topology, c, cell, spec)
 
 
 def _pd_context(topology: Topology, c: int, acc_ids: np.ndarray) -> PDContext | None:

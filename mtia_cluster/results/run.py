@@ -35,6 +35,7 @@ from mtia_cluster.results.convert import (
     rows_by_region,
 )
 from mtia_cluster.results.derive import derive, derive_from_stats
+from mtia_cluster.results.links import link_table
 from mtia_cluster.results.partials import StatsBuilder
 from mtia_cluster.results.reader import open_results
 from mtia_cluster.results.schema import DEVICE_SCHEMA
@@ -168,6 +169,9 @@ def write_run(
         for table in device_tables(run):
             shard.write_devices(table)
         shard.close()
+        links = link_table(run)  # fabric links (results/links.py), when any carry traffic
+        if links is not None:
+            writer.write_links(links)
         extra = {"fleet_events": run.fleet_events} if run.fleet_events else {}
         if run.autoscale:
             extra["autoscale"] = run.autoscale

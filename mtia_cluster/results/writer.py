@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 import mtia_cluster
@@ -165,6 +166,14 @@ class ResultsWriter:
         writer = self.target.open_shard(shard)
         self._local.append(writer)
         return writer
+
+    def write_links(self, table: pa.Table) -> None:
+        """Write the run's ``links/`` rows (results/links.py) as one part."""
+        try:
+            (self.tmp / "links").mkdir(exist_ok=True)
+            pq.write_table(table, self.tmp / "links" / "part-0.parquet", compression="zstd")
+        except OSError as exc:
+            raise self._io_failure(exc) from None
 
     def mark_incomplete(self, reason: str) -> None:
         """Record why the run stopped; the directory stays temporary, marked and unlocked

@@ -69,7 +69,12 @@ def _scenario() -> dict[str, Any]:
         {"at_s": 1, "kind": "fail", "region": "us-east", "service": "rr-ranking", "hosts": [0]},
         {"at_s": 2, "kind": "drain", "region": "us-east", "racks": [0], "on_failure": "retry"},
         {"at_s": 3, "kind": "fail", "region": "eu-west", "links": [0]},
+        {"at_s": 4, "kind": "link_degrade", "region": "us-east", "links": [0], "nics": [0]}
+        | {"bandwidth_factor": 0.5},
+        {"at_s": 5, "kind": "link_fail", "region": "us-east", "spines": [0]},
     ]
+    d["fabric"] = {"nics_per_host": 2, "nic_gbit_s": 400, "spines": 4, "oversubscription": 2}
+    d["fabric"]["hop_latency_ns"] = 600
     d["failures"] = [
         {"level": "host", "region": "us-east", "mtbf_s": 100, "mttr_s": 10, "horizon_s": 1000}
     ]

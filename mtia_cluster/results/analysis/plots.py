@@ -36,6 +36,7 @@ from mtia_cluster.results.analysis.service_panels import (
     panel_svgs,
 )
 from mtia_cluster.results.autoscale import replica_series
+from mtia_cluster.results.links import busiest_links, read_links
 from mtia_cluster.results.reader import Results
 
 SUFFIXES = (".html", ".htm", ".png")
@@ -70,6 +71,7 @@ class PlotData:
     markers: list[tuple[float, str]] = field(default_factory=list)  # fleet events (s, label)
     # autoscaled groups: (label, times s, replicas) steps (results/autoscale.py)
     replicas: list[tuple[str, list[float], list[float | None]]] = field(default_factory=list)
+    links: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # links/
 
 
 def latency_cdfs(run: Results) -> dict[str, tuple[list[float], list[float]]]:
@@ -227,6 +229,8 @@ def collect(run: Results, window_ns: int | None) -> PlotData:
     data.panels = collect_panels(run, window_ns)
     data.markers = fleet_event_markers(run.manifest)
     data.replicas = replica_series(run.summary, int(run.summary.get("duration_ns", 0)) / 1e9)
+    links = read_links(run.path)
+    data.links = {} if links is None else busiest_links(links)
     return data
 
 
@@ -273,6 +277,17 @@ def svgs(data: PlotData) -> list[str]:
                 title="Accelerator utilization per rack",
                 xlabel="time (s)",
                 ylabel="region/rack/chip",
+            )
+        )
+    if data.links:
+        charts.append(
+            svg.line_chart(
+                [(name, x, y) for name, (x, y) in data.links.items()],
+                title="Fabric link utilization (busiest links, links/)",
+                xlabel="time (s)",
+                ylabel="utilization (bytes / bandwidth)",
+                x_range=x_range,
+                markers=data.markers,
             )
         )
     charts.append(

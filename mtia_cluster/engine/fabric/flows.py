@@ -1,0 +1,140 @@
+"""Which transfers cross the scale-out fabric: flows per (cell, sender, NIC stripe).
+
+* An LLM replica larger than its chip's scale-up domain (TP/PP/EP over scale-out): its
+  accelerators split into scale-up domains in id order, and the pipeline hands activations
+  (``hidden x 2 bytes / ep`` per token) from each domain's first host to the next domain's
+  (``engine/events.py`` uses the same "larger than the domain" rule for ``links``
+  failures). One sender, group 0.
+* A disaggregated replica (``engine/llm/disagg.py``, N:M): prefill instance ``p`` ships
+  ``kv_bytes_per_token`` per prompt token to decode instances over scale-out when they are
+  in different scale-up domains (or ``kv_link: scale_out``), as
+  ``engine/llm/pd_routing.py:link_table`` decides. Its transfers leave one at a time (FIFO
+  per prefill instance), so it is *one* flow, group ``p``, on the path to its first
+  scale-out decode instance from ``p mod M`` on (the destination varies per request: the
+  sender's NIC and uplinks are exact, the receiving end is a representative).
+
+A host pair on different hosts is striped over ``min(NICs)`` NIC pairs (rank k's traffic on
+NIC k, one NIC per accelerator rank as HGX hosts are wired), each stripe a flow; a P/D
+instance uses ``min(tp_prefill, tp_decode)`` stripes from the NICs nearest its accelerators
+(the lanes of pd_routing.kv_link); a pair on one host never leaves it. Flows are
+*backlogged*: they exist while the replica does, whatever its load, so their set depends
+only on the topology (docs/network.md, "Fabric").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.perf import llm_iteration_model
+from mtia_cluster.perf.ops import ACT_BYTES
+from mtia_cluster.workloads import LLMModel
+
+# (source host, destination host, group, accelerator whose token counter drives the bytes,
+# bytes per token, lanes (accelerator links in parallel; 0: every NIC), first source NIC,
+# first destination NIC)
+Pair = tuple[int, int, int, int, float, int, int, int]
+
+
+@dataclass(frozen=True)
+class Flows:
+    """Struct of arrays, one row per stripe."""
+
+    cell: np.ndarray
+    src_host: np.ndarray
+    dst_host: np.ndarray
+    stripe: np.ndarray
+    group: np.ndarray  # sender within the cell (prefill instance; 0 for a pipeline)
+    driver_acc: np.ndarray  # accelerator whose work_units (tokens) drive the bytes
+    src_nic0: np.ndarray  # stripe k leaves on working NIC (src_nic0 + k) mod working NICs
+    dst_nic0: np.ndarray
+    bytes_per_token: np.ndarray  # float64, per stripe's host pair
+
+    def __len__(self) -> int:
+        return len(self.cell)
+
+
+def _pipeline(topology: Any, c: int, model: LLMModel, domain: int) -> list[Pair]:
+    pool, acc0 = topology.pools[topology.cell_pool[c]], topology.cell_acc0[c]
+    if pool.replica_size <= domain:
+        return []
+    firsts = range(acc0, acc0 + pool.replica_size, domain)
+    per_token = model.hidden * ACT_BYTES / pool.llm.ep
+    hosts = topology.acc_host
+    return [(hosts[a], hosts[b], 0, acc0, per_token, 0, 0, 0) for a, b in pairwise(firsts)]
+
+
+def _disaggregated(topology: Any, c: int, model: LLMModel, domain: int) -> list[Pair]:
+    p_idx = topology.cell_pool[c]
+    s, acc0 = topology.pools[p_idx].llm, topology.cell_acc0[c]
+    pd = s.pd
+    pre = [acc0 + k * pd.prefill_tp for k in range(pd.prefill_instances)]
+    n_pre = pd.prefill_instances * pd.prefill_tp
+    dec = [acc0 + n_pre + k * pd.decode_tp for k in range(pd.decode_instances)]
+
+    def domains(first: int, n: int) -> set[int]:
+        return {(a - topology.pool_acc0[p_idx]) // domain for a in range(first, first + n)}
+
+    chip = topology.catalog.chip(topology.acc_chip[acc0])
+    it = llm_iteration_model(chip, model, tp=pd.prefill_tp, pp=1, dtype=s.dtype)
+    out: list[Pair] = []
+    hosts, m = topology.acc_host, len(dec)
+    for p, a in enumerate(pre):
+        for d in (dec[(p + j) % m] for j in range(m)):
+            same = len(domains(a, pd.prefill_tp) | domains(d, pd.decode_tp)) == 1
+            if (s.kv_link or ("scale_up" if same else "scale_out")) == "scale_out":
+                lanes = min(pd.prefill_tp, pd.decode_tp)
+                pair = (hosts[a], hosts[d], p, a, float(it.kv_bytes_per_token), lanes)
+                out.append((*pair, _nic_of(topology, a), _nic_of(topology, d)))
+                break
+    return out
+
+
+def _nic_of(topology: Any, acc: int) -> int:
+    """The NIC nearest accelerator `acc`: its position on its host scaled to the host's
+    NICs (HGX: GPU i's own NIC i), from the catalog's fabric or one NIC per socket."""
+    platform = topology.catalog.platform(topology.pools[topology.acc_pool[acc]].platform)
+    host = topology.catalog.host(platform.host)
+    nics = platform.fabric.nics_per_host if platform.fabric is not None else host.sockets
+    local = (acc - topology.pool_acc0[topology.acc_pool[acc]]) % platform.accelerators_per_host
+    return local * nics // platform.accelerators_per_host
+
+
+def _pairs(topology: Any, c: int) -> list[Pair]:
+    """Cell `c`'s scale-out host pairs (same host pairs dropped)."""
+    pool = topology.pools[topology.cell_pool[c]]
+    model = topology.catalog.model(pool.model)
+    if pool.kind != "llm" or pool.llm is None or not isinstance(model, LLMModel):
+        return []
+    domain = topology.catalog.chip(topology.acc_chip[topology.cell_acc0[c]]).scale_up_domain
+    build = _pipeline if pool.llm.pd is None else _disaggregated
+    return [pair for pair in build(topology, c, model, domain) if pair[0] != pair[1]]
+
+
+def scale_out_flows(topology: Any, nics: np.ndarray | None = None) -> Flows:
+    """Every stripe of every cell's scale-out transfers (cell order). `nics`: NICs per host
+    (None: one stripe per host pair, to see whether there are any)."""
+    rows: list[tuple[Any, ...]] = []
+    llm = {p for p, pool in enumerate(topology.pools) if pool.kind == "llm"}
+    cell_pool = topology.cell_pool
+    for c in (c for c in range(topology.cells) if cell_pool[c] in llm):
+        for a, b, group, acc, per_token, lanes, nic_a, nic_b in _pairs(topology, c):
+            n = 1 if nics is None else int(min(nics[a], nics[b]))
+            n = min(n, lanes) if lanes else n
+            rows.extend((c, a, b, k, group, acc, nic_a, nic_b, per_token) for k in range(n))
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 9
+    ints = [np.array(col, dtype=np.int64) for col in cols[:8]]
+    return Flows(
+        cell=ints[0],
+        src_host=ints[1],
+        dst_host=ints[2],
+        stripe=ints[3],
+        group=ints[4],
+        driver_acc=ints[5],
+        src_nic0=ints[6],
+        dst_nic0=ints[7],
+        bytes_per_token=np.array(cols[8], dtype=np.float64),
+    )
