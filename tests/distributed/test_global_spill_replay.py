@@ -155,13 +155,17 @@ def test_spill_shard_killed_mid_outage_recovers_identically(runner, short_trace,
 
     from mtia_cluster.distributed.ray_env import connect
 
+    from .faults import KillingActors
+
     sets = (_events("us-east", 30, 90),)
     ref = _simulate(runner, short_trace, tmp_path / "simulate", list(sets))
     connect(None, namespace="mtia-cluster-test-globe", num_cpus=2)
     try:
-        opt = ReplayOptions(epoch_ns=20 * 10**9, fail_shard_at_window=(0, 3), overrides=sets)
-        out = replay(SPILL, short_trace, tmp_path / "run", opt)
+        opt = ReplayOptions(epoch_ns=20 * 10**9, overrides=sets)
+        faulty = KillingActors(0, 3)  # shard 0 dies before the 4th epoch (tests/distributed)
+        out = replay(SPILL, short_trace, tmp_path / "run", opt, transport=faulty)
     finally:
         ray.shutdown()
+    assert faulty.killed == ["shard-0000"]
     assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 1
     assert_same_run(out, ref)
