@@ -60,7 +60,7 @@ def _lengths(draw: st.DrawFn, n: int, most: int) -> np.ndarray:
 
 @st.composite
 def pressured(
-    draw: st.DrawFn,
+    draw: st.DrawFn, policies: tuple[str, ...] = CAPACITY_POLICIES
 ) -> tuple[tuple[IterationCost, ReplicaLimits], tuple[np.ndarray, ...]]:
     """A replica and a workload drawn together so that the KV cache is short for it.
 
@@ -88,7 +88,7 @@ def pressured(
     budget = draw(st.integers(4, 256))
     seqs = draw(st.integers(1, min(budget, 24)))
     caching = draw(st.sampled_from([True, True, False]))
-    policy = draw(st.sampled_from(CAPACITY_POLICIES))
+    policy = draw(st.sampled_from(policies))
     max_tokens = draw(st.sampled_from([None, None, 1, 50]))
     limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens)
     work = (arrival.astype(np.int64), prompt, output, sessions)

@@ -27,7 +27,7 @@ def test_decode_run_memory_time_equals_plain_sum(replica, n, context0, limit) ->
     durations = [cost.duration_as(*s) for s in shapes]
     for j in range(limit + 1):
         expected = sum(d for d, f in zip(durations[:j], flags[:j], strict=True) if f)
-        assert run.memory_total(j) == expected
+        assert run.memory_total(j, run.total(j)) == expected
 
 
 def _run(cost, limits, work, cuts, one_at_a_time: bool) -> ReplicaScheduler:

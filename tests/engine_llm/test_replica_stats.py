@@ -48,7 +48,7 @@ def test_decode_run_integral_is_the_sum_over_iterations(a, b, a2, b2, e, held0, 
     run.a_lo, run.b_lo, run.a_hi, run.b_hi, run.e = lo[0], lo[1], hi[0], hi[1], e
     run.cross = 0 if hi[0] >= lo[0] else -((hi[0] - lo[0]) // (hi[1] - lo[1] or 1))
     brute = sum((held0 + n * (i + 1)) * run.duration(i) for i in range(k))
-    assert decode_run_token_as(run, held0, n, k) == brute
+    assert decode_run_token_as(run, held0, n, k, run.total(k)) == brute
 
 
 def _run(cls: type, cost: Any, limits: Any, work: tuple, keys: Any = None) -> ReplicaScheduler:

@@ -76,6 +76,14 @@ class IterationCost:
             + self.other_as[tokens]
         )
 
+    def timing_as(self, tokens: int, context: int, pairs: int) -> tuple[int, bool]:
+        """`duration_as` and `memory_bound` of one iteration from one evaluation of its
+        parts (the scheduler's hot path needs both)."""
+        compute = self.compute_base_as[tokens] + self.compute_per_pair_as * pairs
+        memory = self.memory_base_as[tokens] + self.memory_per_context_as * context
+        bound = memory >= compute
+        return (memory if bound else compute) + self.other_as[tokens], bound
+
     def memory_bound(self, tokens: int, context: int, pairs: int) -> bool:
         """Whether that iteration is memory-bound: its memory time is at least its compute
         time (what power the accelerators draw while it runs, cost/power.py)."""

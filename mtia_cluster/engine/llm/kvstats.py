@@ -15,32 +15,30 @@ from __future__ import annotations
 from mtia_cluster.engine.llm.stretch import DecodeRun
 
 
-def _sum_i(j0: int, j1: int) -> int:
-    """Sum of i for i in [j0, j1)."""
-    return (j0 + j1 - 1) * (j1 - j0) // 2 if j1 > j0 else 0
+def _sum_i(j: int) -> int:
+    """Sum of i for i in [0, j)."""
+    return (j - 1) * j // 2 if j > 0 else 0
 
 
-def _sum_i2(j0: int, j1: int) -> int:
-    """Sum of i*i for i in [j0, j1)."""
-
-    def below(j: int) -> int:  # sum of i*i for i in [0, j)
-        return (j - 1) * j * (2 * j - 1) // 6 if j > 0 else 0
-
-    return below(j1) - below(j0) if j1 > j0 else 0
+def _sum_i2(j: int) -> int:
+    """Sum of i*i for i in [0, j)."""
+    return (j - 1) * j * (2 * j - 1) // 6 if j > 0 else 0
 
 
-def decode_run_token_as(run: DecodeRun, held0: int, n: int, k: int) -> int:
+def decode_run_token_as(run: DecodeRun, held0: int, n: int, k: int, total: int) -> int:
     """Sum over decode-only iterations i < k of ``(held0 + n*(i+1)) x duration(i)``:
-    token-attoseconds of a run whose n decoders hold `held0` tokens before it."""
+    token-attoseconds of a run whose n decoders hold `held0` tokens before it (`total`:
+    ``run.total(k)``, which the caller has)."""
     if k <= 0:
         return 0
     x = min(run.cross, k)
     # sum of i * duration(i) = e * sum(i) + sum over each linear piece of i * (a + b*i)
+    s_k, s_x, q_k, q_x = _sum_i(k), _sum_i(x), _sum_i2(k), _sum_i2(x)
     weighted = (
-        run.e * _sum_i(0, k)
-        + run.a_lo * _sum_i(0, x)
-        + run.b_lo * _sum_i2(0, x)
-        + run.a_hi * _sum_i(x, k)
-        + run.b_hi * _sum_i2(x, k)
+        run.e * s_k
+        + run.a_lo * s_x
+        + run.b_lo * q_x
+        + run.a_hi * (s_k - s_x)
+        + run.b_hi * (q_k - q_x)
     )
-    return (held0 + n) * run.total(k) + n * weighted
+    return (held0 + n) * total + n * weighted

@@ -153,7 +153,7 @@ class ReplicaScheduler(RequestTable):
             return True
         if not self.waiting:
             return False
-        if self._over_reservation(self.waiting[0]):
+        if lim.no_evict and self._over_reservation(self.waiting[0]):
             return True  # the reservation only shrinks at a completion, which ends a run
         _, need = self._admission(self.waiting[0], lim.max_num_batched_tokens - self.n_dec)
         # available blocks only shrink during the run (the hit's survival is checked apart)
@@ -255,14 +255,15 @@ class ReplicaScheduler(RequestTable):
             k = run.starts_before(k, deadline - self.t_as)
         self.kv.alloc(self._blocks_in(k))
         self.max_used_blocks = max(self.max_used_blocks, self.used_blocks)
-        c0 = self.offset_sum + n * self.iteration - self.kv.shared * self.limits.block_size
-        self.kv_token_as += decode_run_token_as(run, c0, n, k)
-        self.kv_held_tokens = c0 + n * k
-        self.max_kv_tokens = max(self.max_kv_tokens, self.kv_held_tokens)
         span = run.total(k)
+        c0 = self.offset_sum + n * self.iteration - self.kv.shared * self.limits.block_size
+        self.kv_token_as += decode_run_token_as(run, c0, n, k, span)
+        self.kv_held_tokens = c0 + n * k
+        if self.kv_held_tokens > self.max_kv_tokens:
+            self.max_kv_tokens = self.kv_held_tokens
         self.t_as += span
         self.busy_as += span
-        self.memory_as += run.memory_total(k)
+        self.memory_as += run.memory_total(k, span)
         self.last_memory, self.last_end_as = run.memory_bound(k - 1), self.t_as
         self.tokens_done += n * k
         self.iteration += k
@@ -299,7 +300,8 @@ class ReplicaScheduler(RequestTable):
         self.finish_ns[r] = end_ns
         self.state[r] = _DONE
         del self.running[r]
-        self.reserved_blocks -= self._final_blocks(r)
+        if self.limits.no_evict:
+            self.reserved_blocks -= self._final_blocks(r)
         self._released.append(r)
         self.finished.append(r)
 
@@ -333,7 +335,8 @@ class ReplicaScheduler(RequestTable):
         else:
             del self.prefilling[victim]
         del self.running[victim]
-        self.reserved_blocks -= self._final_blocks(victim)
+        if self.limits.no_evict:
+            self.reserved_blocks -= self._final_blocks(victim)
         keys = self.keys[victim]
         if keys is None:
             self.kv.free += _blocks(self.computed[victim], self.limits.block_size)
@@ -390,13 +393,14 @@ class ReplicaScheduler(RequestTable):
         waiting = self.waiting
         while waiting and len(self.running) < lim.max_num_seqs and budget > 0:
             r = waiting[0]
-            if self._over_reservation(r):
+            if lim.no_evict and self._over_reservation(r):
                 break
             hit, need = self._admission(r, budget)
             if need > self.kv.available:
                 break
             waiting.popleft()
-            self.reserved_blocks += self._final_blocks(r)
+            if lim.no_evict:
+                self.reserved_blocks += self._final_blocks(r)
             base = comp[r]
             if not base:
                 self.queried_tokens += prompt[r] + gen[r]
@@ -448,16 +452,23 @@ class ReplicaScheduler(RequestTable):
             tokens += c
             context += comp[r]
             pairs += c * comp[r] + c * (c + 1) // 2
-        span = self.cost.duration_as(tokens, context, pairs)
-        held = dec_context + tokens + sum(comp[r] for r in self.prefilling)
-        held -= self.kv.shared * self.limits.block_size  # a shared prefix block counts once
+        span, self.last_memory = self.cost.timing_as(tokens, context, pairs)
+        # KV held: every running request's context plus this iteration's tokens; a shared
+        # prefix block counts once. Chunks cover distinct prefilling requests, so when they
+        # cover all of them their contexts are already summed in `context`.
+        held = tokens - self.kv.shared * self.limits.block_size
+        if len(chunks) == len(self.prefilling):
+            held += context
+        else:
+            held += dec_context + sum(comp[r] for r in self.prefilling)
         self.kv_token_as += held * span
         self.kv_held_tokens = held
-        self.max_kv_tokens = max(self.max_kv_tokens, held)
+        if held > self.max_kv_tokens:
+            self.max_kv_tokens = held
         self.t_as += span
         self.busy_as += span
-        self.last_memory = self.cost.memory_bound(tokens, context, pairs)
-        self.memory_as += span if self.last_memory else 0
+        if self.last_memory:
+            self.memory_as += span
         self.last_end_as = self.t_as
         self.tokens_done += tokens
         self.iteration += 1

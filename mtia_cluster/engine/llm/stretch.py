@@ -57,9 +57,12 @@ class DecodeRun:
         """Whether iteration i is memory-bound (``IterationCost.memory_bound``)."""
         return self.d0 + self.d1 * i >= 0
 
-    def memory_total(self, j: int) -> int:
-        """Attoseconds of the memory-bound ones among iterations 0..j-1 (exact)."""
+    def memory_total(self, j: int, total: int) -> int:
+        """Attoseconds of the memory-bound ones among iterations 0..j-1 (exact; `total`:
+        ``self.total(j)``, the answer when all of them are, as in most decode runs)."""
         d0, d1 = self.d0, self.d1
+        if d0 >= 0 and d0 + d1 * (j - 1) >= 0:  # first and last memory-bound: all are
+            return total
         if d1 > 0:  # memory-bound from index ceil(-d0 / d1) on
             lo, hi = min(max(0, -(d0 // d1)), j), j
         elif d1 < 0:  # memory-bound up to index floor(d0 / -d1)
