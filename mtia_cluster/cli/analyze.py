@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -86,16 +87,28 @@ def analyze(
         write_plots(plot_file, run, window_ns=window_ns, doc=doc, overwrite=overwrite)
         click.echo(f"wrote {plot_file}", err=True)
     if other is not None:
-        result = compare_docs(doc, run_analysis(other, by=level, window_ns=window_ns))
-        if as_json:
-            echo_json(result)
-        else:
-            click.echo(f"A: {result['a']['run']}\nB: {result['b']['run']}")
-            echo_table(*comparison_table(result))
+        _echo_comparison(
+            compare_docs(doc, run_analysis(other, by=level, window_ns=window_ns)), as_json
+        )
         return
     if as_json:
         echo_json(doc)
         return
+    _echo_report(doc)
+
+
+def _echo_comparison(result: dict[str, Any], as_json: bool) -> None:
+    """`--compare`: the two runs' deltas, as JSON or as a table under the runs' names."""
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(f"A: {result['a']['run']}\nB: {result['b']['run']}")
+    echo_table(*comparison_table(result))
+
+
+def _echo_report(doc: dict[str, Any]) -> None:
+    """The text report of one run: the group table, LLM serving, spill, autoscaling,
+    invalid verdicts' reasons, and cost."""
     click.echo(f"run: {doc['run']}  duration {doc['duration_ns'] / 1e9:g} s")
     echo_table(*analysis_table(doc))
     serving = llm_serving_table(doc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,42 @@ def echo_run(path: Path, as_json: bool, fail_on_invalid: bool = False) -> None:
     echo_summary(res.summary, as_json, fail_on_invalid)
 
 
+def _address(config: str | None, fleet: str | None, address: str | None) -> str | None:
+    """The Ray address to replay on: a launched fleet's (`--fleet`), else `--address`;
+    without a fleet a CONFIG is required."""
+    if fleet is not None:
+        from mtia_cluster.distributed.launched import fleet_address
+
+        return fleet_address(fleet)  # refuses an unknown or dead fleet, exit 2
+    if config is None:
+        raise click.UsageError("give CONFIG, or --fleet FLEET to replay on a launched fleet")
+    return address
+
+
+def _with_progress(
+    run: Callable[[Any], Path], address: str | None, fleet: str | None, quiet: bool
+) -> Path:
+    """`run(bar)` under a progress display, inside a Ray session (started or joined, in the
+    fleet's namespace for a launched fleet) unless the replay is in-process."""
+    from mtia_cluster.cli.progress import progress
+    from mtia_cluster.distributed.ray_env import ray_session
+
+    if address == "inprocess":
+        with progress("replaying", "requests", as_json=quiet) as bar:
+            return run(bar)
+    namespace = "mtia-cluster-replay"
+    if fleet is not None:
+        from mtia_cluster.distributed.ray_env import fleet_namespace
+
+        namespace = fleet_namespace(fleet)
+    # Ray first: a failure to start or join is its one line, not under a progress display
+    with (
+        ray_session(address, namespace=namespace),
+        progress("replaying", "requests", as_json=quiet) as bar,
+    ):
+        return run(bar)
+
+
 def run_replay(
     config: str | None,
     trace: str,
@@ -57,19 +94,13 @@ def run_replay(
     `check_trace_first=False` (the demo, whose trace this package generated) checks the trace
     while Ray starts the shards instead of before Ray starts."""
     from mtia_cluster.distributed.prepare import refuse_fleet_overrides
-    from mtia_cluster.distributed.ray_env import ray_session
     from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
     from mtia_cluster.output import RESULTS_DIR
 
     refuse_fleet_overrides(fleet, overrides)
     claim_output(out, RESULTS_DIR, overwrite)  # refused before any work
 
-    if fleet is not None:
-        from mtia_cluster.distributed.launched import fleet_address
-
-        address = fleet_address(fleet)  # refuses an unknown or dead fleet, exit 2
-    elif config is None:
-        raise click.UsageError("give CONFIG, or --fleet FLEET to replay on a launched fleet")
+    address = _address(config, fleet, address)
     opt = ReplayOptions(
         placement=placement,
         shards=shards,
@@ -80,8 +111,6 @@ def run_replay(
         overwrite=overwrite,
         keep_checkpoints=keep_checkpoints,
     )
-    from mtia_cluster.cli.progress import progress
-
     # bad input fails here, before Ray starts; a trace the caller just generated itself may be
     # checked while the shard processes start instead (replay() does that without it)
     ready = prepare(config or "", trace, opt, with_trace=check_trace_first)
@@ -92,20 +121,7 @@ def run_replay(
 
         return replay(config or "", trace, out, opt, report, prepared=ready)
 
-    if address == "inprocess":
-        with progress("replaying", "requests", as_json=quiet) as bar:
-            return run(bar)
-    namespace = "mtia-cluster-replay"
-    if fleet is not None:
-        from mtia_cluster.distributed.ray_env import fleet_namespace
-
-        namespace = fleet_namespace(fleet)
-    # Ray first: a failure to start or join is its one line, not under a progress display
-    with (
-        ray_session(address, namespace=namespace),
-        progress("replaying", "requests", as_json=quiet) as bar,
-    ):
-        return run(bar)
+    return _with_progress(run, address, fleet, quiet)
 
 
 @click.command()

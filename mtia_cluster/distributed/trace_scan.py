@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from mtia_cluster.config.limits import check_run
+from mtia_cluster.config.scenario_limits import check_run
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.trace_input import check_items

@@ -36,7 +36,7 @@ STATUS_REJECTED = 2
 STATUS_FAILED = 3
 STATUS_NAMES = ("ok", "dropped", "rejected", "failed")
 
-_T = TypeVar("_T", bound="_Columns")
+_T = TypeVar("_T", bound="Columns")
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}
@@ -50,7 +50,7 @@ def _names(cls: type) -> tuple[str, ...]:
     return names
 
 
-class _Columns:
+class Columns:
     """Helpers shared by the struct-of-arrays dataclasses: length, slicing, concatenation."""
 
     def __len__(self) -> int:
@@ -118,7 +118,7 @@ _DTYPES: dict[str, type] = {
 
 
 @dataclass
-class RequestBatch(_Columns):
+class RequestBatch(Columns):
     """Requests as parallel arrays (one row per request), the trace's columns as indices.
 
     ``items`` is 0 for LLM requests; ``input_tokens``/``output_tokens`` are 0 for R&R;
@@ -138,7 +138,7 @@ class RequestBatch(_Columns):
 
 
 @dataclass
-class Completed(_Columns):
+class Completed(Columns):
     """Finished (or rejected/dropped/failed) requests: DESIGN §4 `requests` columns.
 
     ``host_id``/``accelerator_id`` are global indices (for a multi-accelerator replica, its
@@ -176,7 +176,7 @@ _UNSET: np.ndarray = np.zeros(0, dtype=np.int64)  # a DeviceCounters field not g
 
 
 @dataclass
-class DeviceCounters(_Columns):
+class DeviceCounters(Columns):
     """Cumulative per-accelerator counters, from time 0 up to the last ``advance`` bound.
 
     ``busy_ns`` counts only the part of each busy period before ``until_ns`` (a batch running

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtia_cluster.engine.cell import (
+    Columns,
     Completed,
     DeviceCounters,
     RequestBatch,
-    _Columns,
     make_requests,
 )
 from mtia_cluster.engine.ledger import BusyLedger
@@ -85,7 +85,7 @@ class RRHostParams:
 
 
 @dataclass
-class _Waiting(_Columns):
+class _Waiting(Columns):
     """Requests between preprocessing and dispatch, sorted by (socket unit, ready_ns)."""
 
     request_id: np.ndarray
@@ -96,7 +96,7 @@ class _Waiting(_Columns):
 
 
 @dataclass
-class _Rows(_Columns):
+class _Rows(Columns):
     """Dispatched requests not yet released (one window's rows, sorted by finish): the
     varying columns of their output rows and the local host of each."""
 

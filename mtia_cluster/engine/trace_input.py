@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtia_cluster.config.limits import check_run
 from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.config.scenario_limits import check_run
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens

@@ -134,6 +134,39 @@ def embedding_hit_fraction(chip: Chip, model: RRModel) -> float:
     return float(x ** (1.0 - model.embedding_access_skew))
 
 
+@dataclass(frozen=True)
+class _Traffic:
+    """Bytes per chip per batch served by SRAM and off-chip, and why (see _memory_traffic)."""
+
+    sram_bytes: np.ndarray
+    off_bytes: np.ndarray
+    hit: float  # embedding rows found in the SRAM cache
+    weights_in_sram: bool  # dense weights fit in SRAM scratch
+    spill: np.ndarray  # per batch size: activations spill off-chip
+
+
+def _memory_traffic(chip: Chip, model: RRModel, b: np.ndarray, scale: float) -> _Traffic:
+    """Where a batch's bytes are read: embeddings (SRAM cache hits, else off-chip), dense
+    weights (SRAM scratch when they fit) and activations (SRAM until they spill). `b` is the
+    batch sizes, `scale` the dtype's bytes over the model's."""
+    n = model.accelerators
+    weights = model.dense_weight_bytes * scale
+    act = b * model.activation_bytes_per_sample * scale / n  # live set per chip, per batch
+    # Every layer reads its input and writes its output: traffic per batch is the model's
+    # activation traffic per sample, served by SRAM scratch or, once spilled, off-chip.
+    act_traffic = b * model.activation_traffic_bytes_per_sample * scale / n
+    scratch = chip.sram.capacity_bytes * (1.0 - SRAM_CACHE_FRACTION)
+    weights_in_sram = weights <= scratch
+    spill = act > (scratch - weights if weights_in_sram else scratch)
+    hit = embedding_hit_fraction(chip, model)
+    emb = b * model.embedding_bytes_per_sample / n
+    sram_bytes = emb * hit + np.where(spill, 0.0, act_traffic) + (weights if weights_in_sram else 0)
+    off_bytes = (
+        emb * (1 - hit) + np.where(spill, act_traffic, 0.0) + (0 if weights_in_sram else weights)
+    )
+    return _Traffic(sram_bytes, off_bytes, hit, bool(weights_in_sram), spill)
+
+
 def rr_batch_cost(
     chip: Chip,
     model: RRModel,
@@ -152,20 +185,9 @@ def rr_batch_cost(
     n = model.accelerators
     eff = chip.efficiency
     scale = DTYPE_BYTES[dtype] / DTYPE_BYTES[model.dtype]
-    weights = model.dense_weight_bytes * scale
-    act = b * model.activation_bytes_per_sample * scale / n  # live set per chip, per batch
-    # Every layer reads its input and writes its output: traffic per batch is the model's
-    # activation traffic per sample, served by SRAM scratch or, once spilled, off-chip.
-    act_traffic = b * model.activation_traffic_bytes_per_sample * scale / n
-    scratch = chip.sram.capacity_bytes * (1.0 - SRAM_CACHE_FRACTION)
-    weights_in_sram = weights <= scratch
-    spill = act > (scratch - weights if weights_in_sram else scratch)
-    hit = embedding_hit_fraction(chip, model)
-    emb = b * model.embedding_bytes_per_sample / n
-    sram_bytes = emb * hit + np.where(spill, 0.0, act_traffic) + (weights if weights_in_sram else 0)
-    off_bytes = (
-        emb * (1 - hit) + np.where(spill, act_traffic, 0.0) + (0 if weights_in_sram else weights)
-    )
+    mem = _memory_traffic(chip, model, b, scale)
+    sram_bytes, off_bytes = mem.sram_bytes, mem.off_bytes
+    hit, weights_in_sram, spill = mem.hit, mem.weights_in_sram, mem.spill
     compute_s = b * model.dense_flop_per_sample / (n * peak * eff.gemm)
     pool_ops = b * model.embedding_lookups_per_sample * model.embedding_dim / n
     simd_s = pool_ops / (chip.simd_peak(model.embedding_dtype) * eff.gemm)

@@ -39,7 +39,7 @@ from mtia_cluster.units import MEGA, NS_PER_S
 __all__ = ["QUANTILES", "STATUSES", "TOKEN_QUANTILES", "compute_summary"]
 
 
-def _with_devices(stats: dict[str, Any], dev: DeviceTotals | None) -> dict[str, Any]:
+def with_devices(stats: dict[str, Any], dev: DeviceTotals | None) -> dict[str, Any]:
     """Add utilization, energy, power and perf/W from the group's accelerators."""
     stats.update(dev.as_dict() if dev is not None else DeviceTotals().as_dict())
     energy = stats["energy_j"]
@@ -157,7 +157,7 @@ def summary_from_partials(
                 {
                     "region": region,
                     "service": service,
-                    **_with_devices(stats, dev.get((region, service))),
+                    **with_devices(stats, dev.get((region, service))),
                     **_serving(stats, replicas, region, service),
                 }
             )
@@ -167,7 +167,7 @@ def summary_from_partials(
         slo = slos.get(service)
         stats = finish(merge(partials.pop(service)), slo=slo, duration_ns=duration_ns, rules=rules)
         total = DeviceTotals.sum(v for (_, s), v in dev.items() if s == service)
-        stats = {**_with_devices(stats, total), **_serving(stats, replicas, "*", service)}
+        stats = {**with_devices(stats, total), **_serving(stats, replicas, "*", service)}
         fleet_services.append({"region": "*", "service": service, **stats})
     return {
         "duration_ns": int(duration_ns),
@@ -226,7 +226,7 @@ def _region_row(
         "reasons": [f"{name} is INVALID" for name in failing],
     }
     total = DeviceTotals.sum(v for (r, _), v in dev.items() if region in ("*", r))
-    return _with_devices(row, total)
+    return with_devices(row, total)
 
 
 def region_kinds(summary: Mapping[str, Any]) -> dict[str, set[str]]:

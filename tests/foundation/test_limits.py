@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 
 from mtia_cluster.cli.main import cli
 from mtia_cluster.config import load_yaml
-from mtia_cluster.config.limits import ENV, Limits, check_run
+from mtia_cluster.config.limits import ENV, Limits
 from mtia_cluster.config.scenario import load_scenario
+from mtia_cluster.config.scenario_limits import check_run
 from mtia_cluster.config.yaml_limits import YamlLimitError, check_nodes, load_limited
 from mtia_cluster.errors import UserError
 

@@ -82,6 +82,19 @@ class RequestTable:
             self.keys += [None] * n
         else:  # a prefilled request's prompt is computed: nothing to look up
             self.keys += [None if d else k for k, d in zip(keys, done.tolist(), strict=True)]
+        self._append_progress(ok, done, prompt, arrival)
+        positions = np.arange(first, first + n)
+        self._stream += positions[ok].tolist()
+        self._stream_as += [a * AS_PER_NS for a in arrival[ok].tolist()]  # no int64 overflow
+        self.finished += positions[~ok].tolist()
+
+    def _append_progress(
+        self, ok: np.ndarray, done: np.ndarray, prompt: np.ndarray, arrival: np.ndarray
+    ) -> None:
+        """Progress columns of newly added requests: a prefilled one (`done`) starts with its
+        prompt computed and one token generated; one that can never fit (not `ok`) is
+        finished and rejected at its arrival, the others wait with no timestamps yet."""
+        n = len(ok)
         self.computed += np.where(done, prompt, 0).tolist()
         self.generated += done.astype(np.int64).tolist()
         for lst in (
@@ -98,10 +111,6 @@ class RequestTable:
         self.first_ns += stamps
         self.finish_ns += stamps
         self.rejected += (~ok).tolist()
-        positions = np.arange(first, first + n)
-        self._stream += positions[ok].tolist()
-        self._stream_as += [a * AS_PER_NS for a in arrival[ok].tolist()]  # no int64 overflow
-        self.finished += positions[~ok].tolist()
 
     def outcome(self) -> Outcome:
         """Per-request results so far, as arrays."""

@@ -31,7 +31,7 @@ from mtia_cluster.results.derive import span_from_metadata
 from mtia_cluster.results.devices import DeviceTotals
 from mtia_cluster.results.reader import Results, open_results
 from mtia_cluster.results.replicas import group_stats, replica_rows
-from mtia_cluster.results.summary import _with_devices, region_kinds
+from mtia_cluster.results.summary import region_kinds, with_devices
 from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.units import NS_PER_S
@@ -150,7 +150,7 @@ class _Context:
         service = self.keys.labels["service"][codes["service"]] if "service" in codes else None
         region = self.keys.labels["region"][codes["region"]] if "region" in codes else None
         row.update(self._stats(acc, gid, seconds, service, region))
-        _with_devices(row, dev.get(gid))
+        with_devices(row, dev.get(gid))
         if self._serving_row(service, lv.dims):
             mine = (r for r in self.replicas if r["service"] == service)
             row["llm_serving"] = group_stats(r for r in mine if region in (None, r["region"]))

@@ -10,52 +10,21 @@ good, latency/TTFT/TPOT and the other statuses count in the window of its finish
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from mtia_cluster.results.analysis.groups import Keys, Level, name_codes
-from mtia_cluster.results.analysis.hist import N_BUCKETS, SparseCounts, bucket_of
+from mtia_cluster.results.analysis.accumulators import METRICS, Batch, LevelAcc
+from mtia_cluster.results.analysis.groups import Keys, name_codes
+from mtia_cluster.results.analysis.hist import N_BUCKETS
 from mtia_cluster.results.analysis.refine import exact_quantiles, make_plans
-from mtia_cluster.results.summary import QUANTILES, STATUSES, TOKEN_QUANTILES
+from mtia_cluster.results.summary import STATUSES
 from mtia_cluster.slo import ServiceSLO
 
 BATCH_ROWS = 262_144
-COUNTS = ("offered", "completed", "good", "dropped", "rejected", "failed", "items", "tokens")
-LLM_COUNTS = ("input_tokens", "cached_tokens", "preemptions", "kv_failures")  # as groupstats
-METRICS = {"latency": QUANTILES, "ttft": TOKEN_QUANTILES, "tpot": TOKEN_QUANTILES}
 _DENSE_LIMIT = 1 << 16
-
-
-@dataclass
-class LevelAcc:
-    """Accumulators of one level: flat arrays indexed by group id, histograms per metric."""
-
-    level: Level
-    services: int
-    judged: bool
-    regions: int = 1
-    counts: dict[str, np.ndarray] = field(default_factory=dict)
-    latency_sum: np.ndarray = field(default_factory=lambda: np.empty(0))
-    latency_max: np.ndarray = field(default_factory=lambda: np.empty(0))
-    # per (group, region, service): requests, over-bound counts per metric, last arrival
-    verdict: dict[str, np.ndarray] = field(default_factory=dict)
-    hist: dict[str, SparseCounts] = field(default_factory=dict)
-    quantiles: dict[str, dict[int, dict[str, float]]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        g = self.level.groups
-        self.counts = {k: np.zeros(g, dtype=np.int64) for k in (*COUNTS, *LLM_COUNTS)}
-        self.latency_sum = np.zeros(g, dtype=np.int64)
-        self.latency_max = np.full(g, -1, dtype=np.int64)
-        gs = g * self.regions * self.services if self.judged else 0
-        self.verdict = {k: np.zeros(gs, dtype=np.int64) for k in ("n", *METRICS, "last")}
-        self.verdict["last"][:] = -1
-        self.hist = {m: SparseCounts(g * N_BUCKETS) for m in METRICS}
 
 
 def _add(target: np.ndarray, idx: np.ndarray, weights: np.ndarray | None = None) -> None:
@@ -67,46 +36,6 @@ def _add(target: np.ndarray, idx: np.ndarray, weights: np.ndarray | None = None)
         return
     uniq, inverse = np.unique(idx, return_inverse=True)
     target[uniq] += np.bincount(inverse, weights=weights).astype(target.dtype)
-
-
-@dataclass
-class Batch:
-    """One record batch as numpy columns, with its per-dimension codes and windows."""
-
-    codes: dict[str, np.ndarray]
-    status: np.ndarray
-    ok: np.ndarray
-    arrival_ns: np.ndarray
-    finish_ns: np.ndarray
-    first_token_ns: np.ndarray
-    output_tokens: np.ndarray
-    items: np.ndarray
-    slo_ok: np.ndarray
-    win_arrival: np.ndarray
-    llm: dict[str, np.ndarray]  # input_tokens, cached_tokens, preemptions, accelerator_id
-    win_finish: np.ndarray
-    cache: dict[str, Any] = field(default_factory=dict)
-
-    def metric(self, name: str, llm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(row mask, values, buckets) of latency, TTFT or TPOT (as summary.py defines them).
-
-        Computed once per batch and shared by every level.
-        """
-        got = self.cache.get(name)
-        if got is None:
-            mask, values = self._metric(name, llm)
-            got = self.cache[name] = (mask, values, bucket_of(values))
-        return got
-
-    def _metric(self, name: str, llm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if name == "latency":
-            return self.ok, (self.finish_ns - self.arrival_ns)[self.ok]
-        is_llm = self.ok & llm[self.codes["service"]]
-        if name == "ttft":
-            return is_llm, (self.first_token_ns - self.arrival_ns)[is_llm]
-        steps = self.output_tokens - 1
-        multi = is_llm & (steps > 0)
-        return multi, (self.finish_ns - self.first_token_ns)[multi] / steps[multi]
 
 
 _COLUMNS = [

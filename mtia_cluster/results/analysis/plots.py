@@ -236,8 +236,7 @@ def collect(run: Results, window_ns: int | None) -> PlotData:
 
 def svgs(data: PlotData) -> list[str]:
     """The charts as SVG strings, with an ``<h2>`` heading before each section."""
-    xs = data.times_s
-    ends = [t[-1] for t in xs.values() if t] + data.heat_edges_s[-1:]
+    ends = [t[-1] for t in data.times_s.values() if t] + data.heat_edges_s[-1:]
     x_range = (0.0, max(ends)) if ends else None
     charts: list[str] = []
     for panel in data.panels:  # one section per service, its charts side by side
@@ -257,7 +256,14 @@ def svgs(data: PlotData) -> list[str]:
                 markers=data.markers,
             )
         )
-    charts += [
+    return charts + _fleet_svgs(data, x_range)
+
+
+def _fleet_svgs(data: PlotData, x_range: tuple[float, float] | None) -> list[str]:
+    """The fleet section: latency CDF per service, utilization heatmap per rack, busiest
+    fabric links, and power per region (time axes share `x_range` with the service panels)."""
+    xs = data.times_s
+    charts = [
         "<h2>Fleet</h2>",
         svg.line_chart(
             [(s, x, y) for s, (x, y) in data.cdf.items()],

@@ -25,7 +25,7 @@ from mtia_cluster.results.analysis.hist import (
 )
 
 if TYPE_CHECKING:
-    from mtia_cluster.results.analysis.passes import Batch, LevelAcc
+    from mtia_cluster.results.analysis.accumulators import Batch, LevelAcc
 
 REFINE_LIMIT = 1 << 16
 SUB_BINS = 4096

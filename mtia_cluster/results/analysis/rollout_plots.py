@@ -18,7 +18,6 @@ agrees with the timeline, red: it does not) and listed in the HTML page.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -31,12 +30,11 @@ from mtia_cluster.errors import UserError
 from mtia_cluster.output import PLOT_FILE, claim_output, staged
 from mtia_cluster.results.analysis import svg
 from mtia_cluster.results.analysis.plots import check_plot_target, page_html
+from mtia_cluster.results.analysis.rollout_plot_data import PHASE_COLORS, Bar, RolloutPlotData
 from mtia_cluster.units import NS_PER_DAY
 
 MAX_POINTS = 600
 SMALL_MULTIPLES_OVER = 4  # regions: more than this get a grid of reduced charts
-PHASE_COLORS = {"swapping": "#1f77b4", "baking": "#ff7f0e", "rolling_back": "#d62728",
-                "paused": "#7f7f7f"}  # fmt: skip
 _PHASE_START = {"wave_start": "swapping", "wave_swapped": "baking",
                 "rollback_start": "rolling_back", "pause": "paused"}  # fmt: skip
 _PHASE_END = {"wave_swapped", "gate_pass", "gate_fail", "rollback_done"}
@@ -45,30 +43,6 @@ _PHASE_END = {"wave_swapped", "gate_pass", "gate_fail", "rollback_done"}
 def is_rollout_dir(path: Path) -> bool:
     """True for a `mtia-cluster rollout` output directory."""
     return (path / "summary.json").is_file() and (path / "timeline").is_dir()
-
-
-@dataclass
-class Bar:
-    row: int
-    start_day: float
-    end_day: float
-    phase: str
-
-
-@dataclass
-class RolloutPlotData:
-    title: str
-    horizon_days: float
-    regions: list[str] = field(default_factory=list)
-    days: dict[str, list[float]] = field(default_factory=dict)
-    capacity: dict[str, list[float]] = field(default_factory=dict)
-    demand: dict[str, list[float]] = field(default_factory=dict)
-    rows: list[str] = field(default_factory=list)  # Gantt rows: "w0 region"
-    bars: list[Bar] = field(default_factory=list)
-    # region -> (day, demand_rps, agrees) of each replayed moment
-    moments: dict[str, list[tuple[float, float, bool]]] = field(default_factory=dict)
-    # region -> (day, label) of its wave's gates and rollbacks (dashed lines on its chart)
-    marks: dict[str, list[tuple[float, str]]] = field(default_factory=dict)
 
 
 def load_summary(path: Path) -> dict[str, Any]:

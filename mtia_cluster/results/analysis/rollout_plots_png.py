@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from mtia_cluster.output import PNG_SOFTWARE
-from mtia_cluster.results.analysis.rollout_plots import PHASE_COLORS, RolloutPlotData
+from mtia_cluster.results.analysis.rollout_plot_data import PHASE_COLORS, RolloutPlotData
 
 COLUMNS = 4
 

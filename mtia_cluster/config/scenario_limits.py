@@ -1,0 +1,116 @@
+"""Size limits (config/limits.py) checked on an already validated scenario:
+:func:`check_scenario` right after it is parsed, :func:`check_run` with a trace's span.
+
+Apart from the limits themselves, which the YAML loader below the scenario types reads, so
+that neither needs the other.
+"""
+
+from __future__ import annotations
+
+from mtia_cluster.config.limits import ENV, Limits, limit_error
+from mtia_cluster.config.scenario_types import Scenario
+from mtia_cluster.errors import UserError
+from mtia_cluster.units import NS_PER_S
+
+
+def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
+    """Sizes a scenario alone fixes: fleet size, batch sizes, window length, event times,
+    and region weights that leave requests without a region nowhere to go."""
+    lim = limits or Limits.from_env()
+    sc, file = scenario, scenario.file
+    total = 0
+    for i, region in enumerate(sc.regions):
+        for j, pool in enumerate(region.pools):
+            total += pool.accelerators
+            prefix = pool.field_prefix or f"regions[{i}].pools[{j}]"
+            if total > lim.accelerators:
+                key = pool.count_key
+                raise limit_error(
+                    "accelerators in the fleet up to this pool:",
+                    total,
+                    "accelerators",
+                    lim.accelerators,
+                    file,
+                    f"{prefix}.{key}",
+                )
+            if pool.max_items > lim.items_per_request:
+                raise limit_error(
+                    "max_items",
+                    pool.max_items,
+                    "items_per_request",
+                    lim.items_per_request,
+                    file,
+                    f"{prefix}.batching.max_items",
+                )
+    if sc.report_interval_ns < lim.report_interval_min_ns:
+        raise UserError(
+            f"{sc.report_interval_ns:,} ns is below the limit "
+            f"report_interval_min_ns={lim.report_interval_min_ns:,} "
+            f"(lower it with {ENV}=report_interval_min_ns=N)",
+            file=file,
+            field="report_interval_ms",
+        )
+    span_ns = lim.trace_span_s * NS_PER_S
+    for k, event in enumerate(sc.events):
+        if event.at_ns > span_ns:
+            raise limit_error(
+                "event at",
+                event.at_ns / NS_PER_S,
+                "trace_span_s",
+                lim.trace_span_s,
+                file,
+                f"events[{k}].at_s",
+                " s",
+            )
+    _check_weights(sc)
+
+
+def _check_weights(sc: Scenario) -> None:
+    """Rows without a region are spread by weight over the regions serving their service:
+    every service needs one region of positive weight (checked at load, not after a run)."""
+    for service in sc.services:
+        serving = [
+            i for i, r in enumerate(sc.regions) if any(p.service == service for p in r.pools)
+        ]
+        if not any(sc.regions[i].weight > 0 for i in serving):
+            raise UserError(
+                f"every region serving {service!r} has weight 0, so its requests without a "
+                "region could go nowhere; give one a weight > 0",
+                file=sc.file,
+                field=f"regions[{serving[0]}].weight",
+            )
+
+
+def check_run(scenario: Scenario, span_ns: int, limits: Limits | None = None) -> None:
+    """Sizes a scenario and a trace fix together: windows to step through and device
+    intervals to keep, from the trace's span (first to last arrival)."""
+    lim = limits or Limits.from_env()
+    sc = scenario
+    windows = span_ns // sc.report_interval_ns + 1
+    pools = sum(len(r.pools) for r in sc.regions)
+    accelerators = sum(p.accelerators for r in sc.regions for p in r.pools)
+    intervals = span_ns // sc.metrics_interval_ns + 2
+    field = "report_interval_ms"
+    where = f"trace span {span_ns / NS_PER_S:,.3f} s /"
+    if windows > lim.windows:
+        raise limit_error(
+            f"{where} report interval: windows", windows, "windows", lim.windows, sc.file, field
+        )
+    if windows * pools > lim.windows_x_pools:
+        raise limit_error(
+            f"{where} report interval x {pools} pools:",
+            windows * pools,
+            "windows_x_pools",
+            lim.windows_x_pools,
+            sc.file,
+            field,
+        )
+    if intervals * accelerators > lim.device_intervals:
+        raise limit_error(
+            f"{where} metrics interval x {accelerators:,} accelerators: device intervals",
+            intervals * accelerators,
+            "device_intervals",
+            lim.device_intervals,
+            sc.file,
+            "metrics_interval_ms",
+        )
