@@ -179,12 +179,13 @@ def verdict(
 def combined_result(results: list[str]) -> str:
     """The verdict of a row over several groups (a region, the fleet, a rack): VALID when
     every judged group is, INVALID when one is not; not judged (UNJUDGED) groups do not
-    count, and a row with none judged is NO_REQUESTS when none of its groups had requests,
-    else NO_SLO. summary.json's regions/fleet and `analyze`'s rows both combine here."""
+    count, and a row with none judged is NO_REQUESTS when none of its groups had requests
+    (or it has no group), else NO_SLO. summary.json's regions/fleet and `analyze`'s rows
+    both combine here."""
     judged = [r for r in results if r not in UNJUDGED]
     if judged:
         return "VALID" if all(r == "VALID" for r in judged) else "INVALID"
-    return "NO_REQUESTS" if results and all(r == "NO_REQUESTS" for r in results) else "NO_SLO"
+    return "NO_REQUESTS" if all(r == "NO_REQUESTS" for r in results) else "NO_SLO"
 
 
 # Options of the one verdict for searches and short what-if replays (not second judges):
