@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from mtia_cluster.units import NS_PER_MS
+from mtia_cluster.units import NS_PER_MS, NS_PER_S
 
 MISSING = "-"
 
@@ -49,3 +49,11 @@ def number(v: Any) -> str:
     if a < 100:
         return f"{v:,.3f}".rstrip("0").rstrip(".")
     return f"{v:,.0f}"
+
+
+def duration(ns: float) -> str:
+    """A span of nanoseconds for a sentence (verdict reasons): ``100 ms`` below one second,
+    else ``600 s``."""
+    if abs(ns) < NS_PER_S:
+        return f"{number(float(ns) / NS_PER_MS)} ms"
+    return f"{number(float(ns) / NS_PER_S)} s"

@@ -10,7 +10,7 @@ import click
 
 from mtia_cluster import fmt
 from mtia_cluster.cli._common import claim_output, json_option, overwrite_option, set_option
-from mtia_cluster.cli.summary_view import echo_summary, fail_on_invalid_option
+from mtia_cluster.cli.summary_view import echo_run_lines, echo_summary, fail_on_invalid_option
 from mtia_cluster.distributed.placement import PLACEMENTS
 
 keep_checkpoints_option = click.option(
@@ -32,8 +32,10 @@ def echo_run(path: Path, as_json: bool, fail_on_invalid: bool = False) -> None:
             f"\n{path}: {m['counts']['requests']:,} requests, "
             f"{fmt.number(m['simulated_span_ns'] / 1e9)} s simulated in "
             f"{m['wall_time_s']:.1f} s ({m['shards']} shards, {m.get('mode')}, "
-            f"{m.get('nodes')} node(s))\n"
+            f"{m.get('nodes')} node(s))"
         )
+        echo_run_lines(res.summary, list(m.get("fleet_events") or []))
+        click.echo("")
     echo_summary(res.summary, as_json, fail_on_invalid)
 
 

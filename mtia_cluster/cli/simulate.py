@@ -11,7 +11,7 @@ import click
 from mtia_cluster import fmt
 from mtia_cluster.cli._common import claim_output, json_option, overwrite_option, set_option
 from mtia_cluster.cli.progress import progress
-from mtia_cluster.cli.summary_view import echo_summary, fail_on_invalid_option
+from mtia_cluster.cli.summary_view import echo_run_lines, echo_summary, fail_on_invalid_option
 
 if TYPE_CHECKING:
     from mtia_cluster.config.scenario import Scenario
@@ -77,13 +77,11 @@ def simulate(
     wall_s = time.perf_counter() - started
     doc = _summary(results, scenario, output, trace_path, shards, wall_s, overwrite)
     if not as_json:
-        _echo_run(scenario.name, len(trace), results, wall_s)
-        for g in (doc.get("autoscale") or {}).get("groups", []):  # results/autoscale.py
-            click.echo(
-                f"autoscale {g['region']}/{g['service']}: replicas {g['replicas_min']}-"
-                f"{g['replicas_max']} (mean {fmt.number(g['replicas_mean'])}), "
-                f"{g['scale_ups']} scale-ups, {g['scale_downs']} scale-downs"
-            )
+        click.echo(
+            f"{scenario.name}: {len(trace):,} requests, {fmt.number(results.end_ns / 1e9)} s "
+            f"simulated in {wall_s:.2f} s wall"
+        )
+        echo_run_lines(doc, results.fleet_events)
     echo_summary(doc, as_json, fail_on_invalid)
 
 
@@ -120,17 +118,3 @@ def _summary(
         overwrite=overwrite,
     )
     return open_results(path).summary
-
-
-def _echo_run(name: str, requests: int, results: RunOutput, wall_s: float) -> None:
-    """One line for the run and one per fleet event."""
-    click.echo(
-        f"{name}: {requests:,} requests, {fmt.number(results.end_ns / 1e9)} s "
-        f"simulated in {wall_s:.2f} s wall"
-    )
-    for ev in results.fleet_events:
-        click.echo(
-            f"event at {ev['at_ns'] / 1e9:.3f} s: {ev['kind']} {ev['cells']} cells in "
-            f"{ev['region']}, {ev['requests_retried']} requests retried, "
-            f"{ev['requests_failed']} failed"
-        )

@@ -22,6 +22,8 @@ HEADERS = [
     "service",
     "kind",
     "req/s",
+    "rejected",
+    "failed",
     "throughput",
     "unit",
     "latency/e2e p50 ms",
@@ -47,6 +49,8 @@ def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
                 g["service"],
                 g.get("kind", "-"),
                 g["completed_per_s"],
+                g.get("rejected"),
+                g.get("failed"),
                 g.get("output_tokens_per_s") if llm else g.get("items_per_s"),
                 "tok/s" if llm else "items/s",
                 fmt.ms(lat.get("p50")),
@@ -80,6 +84,23 @@ def echo_summary_table(summary: dict[str, Any]) -> None:
                 f"  {g['region']}/{g['service']} {g['verdict']['result']}: "
                 + "; ".join(map(str, reasons))
             )
+
+
+def echo_run_lines(summary: dict[str, Any], fleet_events: list[dict[str, Any]]) -> None:
+    """The lines under a run's header, the same for `simulate` and `replay`: one per fleet
+    event the run applied and one per autoscaled group (results/autoscale.py)."""
+    for ev in fleet_events:
+        click.echo(
+            f"event at {fmt.duration(ev['at_ns'])}: {ev['kind']} {ev['cells']} cells in "
+            f"{ev['region']}, {ev['requests_retried']} requests retried, "
+            f"{ev['requests_failed']} failed"
+        )
+    for g in (summary.get("autoscale") or {}).get("groups", []):
+        click.echo(
+            f"autoscale {g['region']}/{g['service']}: replicas {g['replicas_min']}-"
+            f"{g['replicas_max']} (mean {fmt.number(g['replicas_mean'])}), "
+            f"{g['scale_ups']} scale-ups, {g['scale_downs']} scale-downs"
+        )
 
 
 def invalid_groups(summary: dict[str, Any]) -> list[str]:

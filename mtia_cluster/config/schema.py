@@ -95,6 +95,8 @@ def to_user_error(
     else:
         message = str(err["msg"]).removeprefix("Value error, ")
     if isinstance(value, Mapping | list):
+        if kind == "value_error":  # a model's own check: its message names the values
+            return UserError(message, file=file, field=field or None)
         value = type(value).__name__
     return UserError(message, file=file, field=field or None, value=value, has_value=True)
 

@@ -222,7 +222,9 @@ def _verdict(p: Partial, slo: ServiceSLO | None, rules: VerdictRules) -> dict[st
                 )
             )
     not_ok = p.offered - int(p.counts[0])
-    return verdict(metrics, duration_ns=p.last_arrival_ns, rules=rules, not_ok=not_ok)
+    return verdict(
+        metrics, duration_ns=p.last_arrival_ns, rules=rules, not_ok=not_ok, requests=p.offered
+    )
 
 
 def finish(

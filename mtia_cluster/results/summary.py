@@ -31,7 +31,7 @@ from mtia_cluster.results.groupstats import (
 )
 from mtia_cluster.results.replicas import group_stats, replica_rows
 from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
-from mtia_cluster.results.verdict import VerdictRules
+from mtia_cluster.results.verdict import VerdictRules, combined_result
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.units import MEGA, NS_PER_S
 
@@ -55,8 +55,10 @@ def with_devices(stats: dict[str, Any], dev: DeviceTotals | None) -> dict[str, A
 
 
 def _with_unit_costs(stats: dict[str, Any]) -> dict[str, Any]:
-    """Cost and carbon per million completed requests (queries) and, where the row counts
-    output tokens, per million output tokens (docs/planning.md)."""
+    """Cost and carbon per million completed requests (queries) and, on a row of one LLM
+    service (`kind` llm), per million output tokens (docs/planning.md); a row over several
+    services (a region, the fleet) has none: its cost includes R&R hardware, which makes no
+    tokens. summary.json and `analyze` both compute them here."""
 
     def per(total: float, count: int | None, scale: float) -> float | None:
         return total / count * scale if count else None
@@ -65,8 +67,9 @@ def _with_unit_costs(stats: dict[str, Any]) -> dict[str, Any]:
     stats["usd_per_m_queries"] = per(cost, stats.get("completed"), MEGA)
     stats["co2e_g_per_query"] = per(co2e, stats.get("completed"), 1.0)
     if "output_tokens" in stats:
-        stats["usd_per_m_output_tokens"] = per(cost, stats["output_tokens"], MEGA)
-        stats["co2e_g_per_output_token"] = per(co2e, stats["output_tokens"], 1.0)
+        tokens = stats["output_tokens"] if stats.get("kind") == "llm" else None
+        stats["usd_per_m_output_tokens"] = per(cost, tokens, MEGA)
+        stats["co2e_g_per_output_token"] = per(co2e, tokens, 1.0)
     return stats
 
 
@@ -218,11 +221,10 @@ def _region_row(
     row["offered_per_s"] = row["offered"] / seconds
     row["completed_per_s"] = row["completed"] / seconds
     row["goodput_per_s"] = row["good"] / seconds
-    judged = [g for g in mine if g["verdict"]["result"] != "NO_SLO"]
-    failing = [f"{g['region']}/{g['service']}" for g in judged if g["verdict"]["result"] != "VALID"]
-    result = "NO_SLO" if not judged else ("INVALID" if failing else "VALID")
+    results = [g["verdict"]["result"] for g in mine]
+    failing = [f"{g['region']}/{g['service']}" for g in mine if g["verdict"]["result"] == "INVALID"]
     row["verdict"] = {
-        "result": result,
+        "result": combined_result(results),
         "reasons": [f"{name} is INVALID" for name in failing],
     }
     total = DeviceTotals.sum(v for (r, _), v in dev.items() if region in ("*", r))

@@ -14,6 +14,10 @@ The rules follow LoadGen (mlcommons/inference, loadgen/results.cc and early_stop
   ``1 - p``) is below ``1 - confidence`` (confidence 0.99, tolerance 0). Then, with 99%
   confidence, the true percentile meets the bound.
 
+* **No requests.** A group offered no requests at all (a region that traffic never reached)
+  is ``NO_REQUESTS``: there is nothing to judge, so it is neither VALID nor INVALID, and,
+  like ``NO_SLO``, it does not count towards its region's or the fleet's verdict.
+
 * **All ok** (an option, off for runs; capacity searches turn it on): every request must
   finish ok.
 
@@ -33,8 +37,11 @@ from typing import Any
 
 import numpy as np
 
+from mtia_cluster.fmt import duration
+
 MIN_DURATION_SERVER_NS = 600 * 1_000_000_000
 EARLY_STOPPING_CONFIDENCE = 0.99
+UNJUDGED = frozenset({"NO_SLO", "NO_REQUESTS"})  # results that no region/fleet verdict counts
 
 
 @dataclass(frozen=True)
@@ -123,11 +130,20 @@ def metric_verdict(
 
 
 def verdict(
-    metrics: list[dict[str, Any]], *, duration_ns: int, rules: VerdictRules, not_ok: int = 0
+    metrics: list[dict[str, Any]],
+    *,
+    duration_ns: int,
+    rules: VerdictRules,
+    not_ok: int = 0,
+    requests: int | None = None,
 ) -> dict[str, Any]:
     """Combine metric checks with the minimum-duration rule (and, with `rules.all_ok`, the
     `not_ok` count of requests that did not finish ok) into VALID/INVALID + reasons. The one
-    verdict function: every command and search judges through it."""
+    verdict function: every command and search judges through it. `duration_ns` is the
+    arrival time of the group's last request; `requests` is the group's offered count (0:
+    NO_REQUESTS, nothing to judge)."""
+    if requests == 0:
+        return {"result": "NO_REQUESTS", "reasons": ["no requests offered"], "metrics": []}
     if not metrics:
         return {"result": "NO_SLO", "reasons": ["service has no latency bound"], "metrics": []}
     reasons: list[str] = []
@@ -137,7 +153,7 @@ def verdict(
         if not m["percentile_met"]:
             reasons.append(
                 f"{m['metric']}: {m['overlatency_queries']} of {m['queries']} requests over "
-                f"{m['bound_ns']} ns, percentile bound not met"
+                f"{duration(m['bound_ns'])}, percentile bound not met"
             )
         if rules.early_stopping and not m["early_stopping_met"]:
             reasons.append(
@@ -147,8 +163,8 @@ def verdict(
     duration_met = duration_ns >= rules.min_duration_ns
     if not duration_met:
         reasons.append(
-            f"run shorter than min duration ({duration_ns / 1e9:.3f} s < "
-            f"{rules.min_duration_ns / 1e9:.3f} s)"
+            f"last request arrives at {duration(duration_ns)}, before the min duration "
+            f"({duration(rules.min_duration_ns)})"
         )
     return {
         "result": "INVALID" if reasons else "VALID",
@@ -158,6 +174,18 @@ def verdict(
         "min_duration_ns": int(rules.min_duration_ns),
         "metrics": metrics,
     }
+
+
+def combined_result(results: list[str]) -> str:
+    """The verdict of a row over several groups (a region, the fleet, a rack): VALID when
+    every judged group is, INVALID when one is not; not judged (UNJUDGED) groups do not
+    count, and a row with none judged is NO_REQUESTS when none of its groups had requests
+    (or it has no group), else NO_SLO. summary.json's regions/fleet and `analyze`'s rows
+    both combine here."""
+    judged = [r for r in results if r not in UNJUDGED]
+    if judged:
+        return "VALID" if all(r == "VALID" for r in judged) else "INVALID"
+    return "NO_REQUESTS" if all(r == "NO_REQUESTS" for r in results) else "NO_SLO"
 
 
 # Options of the one verdict for searches and short what-if replays (not second judges):

@@ -186,7 +186,8 @@ def test_empty_run_has_a_zero_total(tmp_path: Path) -> None:
     assert [r["level"] for r in doc["rows"]] == ["*"]
     total = doc["rows"][0]
     assert total["offered"] == 0 and total["latency_ns"]["p99"] is None
-    assert total["verdict"]["result"] == "NO_SLO"
+    assert total["verdict"]["result"] == "NO_REQUESTS"  # nothing to judge (docs/results.md)
+    assert open_results(out).summary["fleet"]["verdict"]["result"] == "NO_REQUESTS"
 
 
 def test_run_without_devices(tmp_path: Path) -> None:

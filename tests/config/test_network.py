@@ -88,3 +88,19 @@ def test_a_region_outside_the_catalog_needs_every_pair(names: list[str]) -> None
     assert sc.global_routing is not None
     m = sc.global_routing.rtt.rtt_ns
     assert np.array_equal(m, m.T) and np.all(m[~np.eye(len(m), dtype=bool)] > 0)
+
+
+@pytest.mark.parametrize(
+    ("rtt", "ending"),
+    [
+        ({"us-east": {"us-east": 5.0}}, "a region's RTT to itself is 0 (got 5.0)"),
+        (
+            {"us-east": {"eu-west": 5.0}, "eu-west": {"us-east": 7.0}},
+            "rtt_ms.us-east.eu-west = 5.0 but rtt_ms.eu-west.us-east = 7.0",
+        ),
+    ],
+)
+def test_rtt_errors_show_one_clean_value(rtt: dict[str, Any], ending: str) -> None:
+    with pytest.raises(UserError) as err:
+        _scenario(["us-east", "eu-west"], {"policy": "spill", "rtt_ms": rtt})
+    assert str(err.value).endswith(ending) and str(err.value).count("(got") <= 1

@@ -308,3 +308,14 @@ def test_replay_equals_simulate_with_link_events(tmp_path: Path) -> None:
         for col in ("request_id", "first_token_ns", "finish_ns", "accelerator_id"):
             assert col in REQUEST_COLUMNS
             assert t.column(col).to_pylist() == getattr(engine, col).tolist(), col
+
+
+@pytest.mark.parametrize(
+    ("key", "where", "got"),
+    [("nics", {"links": [0], "nics": [1, 9]}, 9), ("spines", {"spines": [8]}, 8)],
+)
+def test_an_index_out_of_range_names_one_value(key: str, where: dict[str, Any], got: int) -> None:
+    ev = {"at_s": 1, "kind": "link_fail", "region": "us-east"} | where
+    with pytest.raises(UserError) as err:
+        _schedule(events=[ev])
+    assert f"events[0].{key}" in str(err.value) and str(err.value).endswith(f"(got {got})")

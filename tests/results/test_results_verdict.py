@@ -24,9 +24,12 @@ from mtia_cluster.results import (
 from mtia_cluster.results.intervals import binned_quantiles
 from mtia_cluster.results.slo import slo_ok
 from mtia_cluster.results.verdict import (
+    UNJUDGED,
+    combined_result,
     early_stopping_odds,
     metric_verdict,
     min_passing_queries,
+    verdict,
 )
 
 
@@ -133,7 +136,7 @@ def test_short_run_is_invalid_for_duration_only(tmp_path: Path) -> None:
     arrival = np.linspace(0, 10e9, 1000).astype(np.int64)
     v = _verdict(tmp_path, arrival, np.full(1000, 5_000_000))
     assert v["result"] == "INVALID"
-    assert v["reasons"] == ["run shorter than min duration (10.000 s < 600.000 s)"]
+    assert v["reasons"] == ["last request arrives at 10 s, before the min duration (600 s)"]
 
 
 def test_slow_tail_is_invalid_and_early_stopping_counts(tmp_path: Path) -> None:
@@ -249,3 +252,30 @@ def test_idle_accelerators_count_in_region_power_not_in_groups(tmp_path: Path) -
     (region_a,) = [r for r in summary["regions"] if r["region"] == "a"]
     assert region_a["accelerators"] == 2
     assert region_a["energy_j"] == pytest.approx(energy[0] + energy[1])
+
+
+def test_reasons_are_formatted_and_say_what_they_measure() -> None:
+    rules = VerdictRules(early_stopping=False)
+    m = metric_verdict(name="latency", n=10, over=10, bound_ns=100_000_000, p=0.99, rules=rules)
+    v = verdict([m], duration_ns=2_500_000_000, rules=rules, requests=10)
+    assert v["reasons"] == [
+        "latency: 10 of 10 requests over 100 ms, percentile bound not met",
+        "last request arrives at 2.5 s, before the min duration (600 s)",
+    ]
+
+
+def test_a_group_without_requests_is_not_judged() -> None:
+    rules = VerdictRules()
+    m = metric_verdict(name="latency", n=0, over=0, bound_ns=10**8, p=0.99, rules=rules)
+    assert verdict([m], duration_ns=0, rules=rules, requests=0)["result"] == "NO_REQUESTS"
+    assert verdict([m], duration_ns=0, rules=rules)["result"] == "INVALID"  # count unknown
+
+
+@given(st.lists(st.sampled_from(["VALID", "INVALID", "NO_SLO", "NO_REQUESTS"]), max_size=6))
+def test_combined_result_counts_judged_groups_only(results: list[str]) -> None:
+    got = combined_result(results)
+    judged = [r for r in results if r not in UNJUDGED]
+    assert (got == "INVALID") == ("INVALID" in judged)
+    assert (got == "VALID") == (bool(judged) and set(judged) == {"VALID"})
+    if not judged:
+        assert got == ("NO_REQUESTS" if set(results) <= {"NO_REQUESTS"} else "NO_SLO")

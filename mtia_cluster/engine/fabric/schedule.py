@@ -169,19 +169,19 @@ def _event_links(net: FabricNet, topology: Any, ev: EventSpec) -> np.ndarray:
     hosts = net.local_hosts(r)
     if ev.links is not None:
         if max(ev.links) >= len(hosts):
-            raise _range(ev, "links", f"the region has {len(hosts)} hosts on the fabric")
+            raise _range(ev, "links", f"the region has {len(hosts)} hosts on the fabric", ev.links)
         out = []
         for h in hosts[list(ev.links)]:
             if net.host_nic0[h] < 0:
                 continue  # no flow uses the host: nothing to fail or slow
             nics = range(int(net.host_nics[h])) if ev.nics is None else ev.nics
             if max(nics) >= net.host_nics[h]:
-                raise _range(ev, "nics", f"host has {net.host_nics[h]} NICs")
+                raise _range(ev, "nics", f"host has {net.host_nics[h]} NICs", nics)
             out += [net.host_nic0[h] + 2 * k + d for k in nics for d in (0, 1)]
         return np.array(out, dtype=np.int64)
     spines = ev.spines or ()
     if max(spines) >= net.region_spines[r]:
-        raise _range(ev, "spines", f"the region has {net.region_spines[r]} spines")
+        raise _range(ev, "spines", f"the region has {net.region_spines[r]} spines", spines)
     racks = [k for k in np.unique(net.host_rack[hosts]) if net.rack_link0[k] >= 0]
     return np.array(
         [net.rack_link0[k] + 2 * s + d for k in racks for s in spines for d in (0, 1)],
@@ -189,7 +189,8 @@ def _event_links(net: FabricNet, topology: Any, ev: EventSpec) -> np.ndarray:
     )
 
 
-def _range(ev: EventSpec, key: str, message: str) -> UserError:
+def _range(ev: EventSpec, key: str, message: str, indexes: Any) -> UserError:
+    """An index out of range, naming the largest one given (one value, not a tuple)."""
     return UserError(
-        message, file=ev.file, field=f"{ev.field_prefix}.{key}", value=getattr(ev, key)
+        message, file=ev.file, field=f"{ev.field_prefix}.{key}", value=int(max(indexes))
     )

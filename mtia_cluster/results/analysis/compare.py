@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mtia_cluster.results.verdict import UNJUDGED
+
 # (name, unit, getter) of every compared figure
 FIGURES: list[tuple[str, str, Callable[[dict[str, Any]], Any]]] = [
     ("offered_per_s", "req/s", lambda r: r.get("offered_per_s")),
@@ -54,7 +56,7 @@ def meets(va: dict[str, Any] | None, vb: dict[str, Any] | None) -> str | None:
         return None
     ra = (va or {}).get("result")
     rb = (vb or {}).get("result")
-    if ra in (None, "NO_SLO") and rb in (None, "NO_SLO"):
+    if ra in (None, *UNJUDGED) and rb in (None, *UNJUDGED):
         return "no_slo"
     ok_a, ok_b = ra == "VALID", rb == "VALID"
     return {(True, True): "both", (True, False): "a", (False, True): "b"}.get(

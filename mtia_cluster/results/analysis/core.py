@@ -32,7 +32,12 @@ from mtia_cluster.results.devices import DeviceTotals
 from mtia_cluster.results.reader import Results, open_results
 from mtia_cluster.results.replicas import group_stats, replica_rows
 from mtia_cluster.results.summary import region_kinds, with_devices
-from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
+from mtia_cluster.results.verdict import (
+    VerdictRules,
+    combined_result,
+    metric_verdict,
+    verdict,
+)
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.units import NS_PER_S
 
@@ -214,13 +219,11 @@ class _Context:
 
     def _service_verdict(
         self, acc: LevelAcc, gid: int, s: int, region: int | None
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, Any]:
         """LoadGen verdict of service code `s` in group `gid` (one region, or all of them)."""
         regions = range(acc.regions) if region is None else [region]
         idx = [(gid * acc.regions + r) * acc.services + s for r in regions]
         n = int(acc.verdict["n"][idx].sum())
-        if n == 0:
-            return None
         slo = self.slos.get(self.services[s]) if s < len(self.services) else None
         metrics = []
         if slo is not None:
@@ -237,8 +240,8 @@ class _Context:
                             rules=self.rules,
                         )
                     )
-        last = int(acc.verdict["last"][idx].max())
-        return verdict(metrics, duration_ns=last, rules=self.rules)
+        last = max(int(acc.verdict["last"][idx].max()), 0)
+        return verdict(metrics, duration_ns=last, rules=self.rules, requests=n)
 
     def _verdict(self, acc: LevelAcc, gid: int, service: str | None) -> dict[str, Any]:
         """A one-service row: that service's verdict over the row (as summary.json's groups
@@ -247,21 +250,17 @@ class _Context:
         names = self.keys.labels
         if service is not None:
             s = names["service"].index(service)
-            return self._service_verdict(acc, gid, s, None) or verdict(
-                [], duration_ns=0, rules=self.rules
-            )
-        per = {
-            f"{names['region'][r]}/{names['service'][s]}": v
+            return self._service_verdict(acc, gid, s, None)
+        every = {
+            f"{names['region'][r]}/{names['service'][s]}": self._service_verdict(acc, gid, s, r)
             for r in range(acc.regions)
             for s in range(acc.services)
-            if (v := self._service_verdict(acc, gid, s, r)) is not None
         }
-        judged = {k: v for k, v in per.items() if v["result"] != "NO_SLO"}
-        failing = [k for k, v in judged.items() if v["result"] != "VALID"]
-        result = "NO_SLO" if not judged else ("INVALID" if failing else "VALID")
+        per = {k: v for k, v in every.items() if v["result"] != "NO_REQUESTS"}
+        failing = [k for k, v in per.items() if v["result"] == "INVALID"]
         return {
-            "result": result,
-            "reasons": [f"{k}: {r}" for k in failing for r in judged[k]["reasons"]],
+            "result": combined_result([v["result"] for v in every.values()]),
+            "reasons": [f"{k}: {r}" for k in failing for r in per[k]["reasons"]],
             "groups": {k: v["result"] for k, v in per.items()},
         }
 

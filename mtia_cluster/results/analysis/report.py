@@ -25,10 +25,11 @@ def _num(value: float | None) -> float | str:
 
 
 def analysis_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """One line per row: keys, rates, latency/TTFT/TPOT quantiles, power, perf/W, verdict."""
+    """One line per row: keys, rates, rejected and failed counts, latency/TTFT/TPOT
+    quantiles, power, perf/W, verdict."""
     windowed = doc["window_ns"] is not None
     headers = [*doc["by"], *(["t s"] if windowed else [])]
-    headers += ["offered/s", "done/s", "good/s", *(h for _, h in _LATENCY)]
+    headers += ["offered/s", "done/s", "good/s", "rejected", "failed", *(h for _, h in _LATENCY)]
     headers += ["ttft p99 ms", "tpot p99 ms", "util %", "power W", "J/req", "req/J"]
     headers += [] if windowed else ["verdict"]
     rows = []
@@ -37,6 +38,7 @@ def analysis_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
         if windowed:
             line.append(r["window_start_ns"] / 1e9)
         line += [r["offered_per_s"], r["completed_per_s"], r["goodput_per_s"]]
+        line += [r["rejected"], r["failed"]]
         line += [_ms(r["latency_ns"][q]) for q, _ in _LATENCY]
         line += [_ms((r.get("ttft_ns") or {}).get("p99")), _ms((r.get("tpot_ns") or {}).get("p99"))]
         line += [_num(fmt.pct(r.get("utilization"))), _num(r.get("avg_power_w"))]
