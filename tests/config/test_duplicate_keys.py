@@ -37,7 +37,7 @@ def test_every_shipped_yaml_has_no_duplicate_key() -> None:
 )
 @given(data=st.data())
 def test_a_repeated_key_anywhere_is_refused_naming_it(tmp_path: Path, data: st.DataObject) -> None:
-    """Repeat one `key:` of a shipped file (as `key: null` just before it): refused, naming the key."""
+    """Repeat a `key:` of a shipped file (as `key: null` before it): refused, naming it."""
     path = data.draw(st.sampled_from(SHIPPED))
     text = path.read_text()
     lines = text.splitlines()
