@@ -49,3 +49,9 @@ def number(v: Any) -> str:
     if a < 100:
         return f"{v:,.3f}".rstrip("0").rstrip(".")
     return f"{v:,.0f}"
+
+
+def count(n: int, unit: str) -> str:
+    """A count with its unit, singular or plural ("1 cell", "3 cells"): fleet events' cells
+    in the console and the report's markers say it the same way."""
+    return f"{n:,} {unit}{'' if n == 1 else 's'}"

@@ -42,3 +42,11 @@ def test_time_factors_are_exact_int_nanoseconds() -> None:
     assert units.NS_PER_H * 24 == units.NS_PER_DAY
     factors = (units.NS_PER_US, units.NS_PER_MS, units.NS_PER_S, units.NS_PER_H, units.NS_PER_DAY)
     assert all(type(f) is int for f in factors)
+
+
+def test_count_says_singular_and_plural() -> None:
+    from mtia_cluster import fmt
+
+    assert fmt.count(1, "cell") == "1 cell"
+    assert fmt.count(0, "cell") == "0 cells" and fmt.count(11, "cell") == "11 cells"
+    assert fmt.count(1234, "cell") == "1,234 cells"
