@@ -10,6 +10,9 @@ Poisson arrivals). Figures come from the one summary path (``results.summarize``
 transfer counts from the replica's ``stats()``.
 
     .venv/bin/python benchmarks/bench_pd_ratios.py [--rate 160] [--seconds 60] [--lengths ...]
+        [--trace-out /tmp/pd-sweep.parquet]
+
+The trace is kept at ``--trace-out`` so that the printed commands can be pasted as they are.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import time
 from pathlib import Path
 
 from mtia_cluster.config.scenario import load_scenario
+from mtia_cluster.engine.fabric.cells import unwrap_cell
 from mtia_cluster.engine.llm.disagg import DisaggregatedCell
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import load_trace
@@ -54,8 +58,9 @@ def run(trace: Path, ratio: tuple[int, int] | None) -> str:
     cells = [grp.cell for shard in sim.shards for grp in shard.groups]  # type: ignore[attr-defined]
     transfers = "-"
     if ratio is not None:
-        cell = cells[0]
-        assert isinstance(cell, DisaggregatedCell)
+        cell = unwrap_cell(cells[0])
+        if not isinstance(cell, DisaggregatedCell):
+            raise TypeError(f"expected a disaggregated replica, got {type(cell).__name__}")
         st = cell.stats()
         n = st["transfers_scale_up"] + st["transfers_scale_out"]
         mean_ms = st["transfer_ns_total"] / max(1, n) / 1e6
@@ -75,6 +80,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--lengths", default="azure-2023-conv")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--trace-out", type=Path, default=Path(tempfile.gettempdir()) / "pd-sweep.parquet"
+    )
     args = ap.parse_args()
     spec = {
         "name": "pd-sweep",
@@ -88,20 +96,19 @@ def main() -> None:
             }
         ],
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        table, meta = generate_table(spec, seed=args.seed)
-        trace = write_trace(table, Path(tmp) / "pd.parquet", meta)
-        print(f"{table.num_rows:,} requests, {args.rate}/s for {args.seconds} s, {args.lengths}")
-        for ratio in [*RATIOS, None]:
-            sets = " ".join(f"--set {o}" for o in overrides(ratio))
-            print(f"# mtia-cluster simulate configs/scenarios/{SCENARIO.name} {sets}")
-        print(
-            "| P:D | TTFT p50 / p99, ms | TPOT p50 / p99, ms | requests/s | output tokens/s "
-            "| utilization | KV transfers (RDMA share), mean link time | wall |"
-        )
-        print("|---|---|---|---|---|---|---|---|")
-        for ratio in [*RATIOS, None]:
-            print(run(trace, ratio), flush=True)
+    table, meta = generate_table(spec, seed=args.seed)
+    trace = write_trace(table, args.trace_out, meta, overwrite=True)
+    print(f"{table.num_rows:,} requests, {args.rate}/s for {args.seconds} s, {args.lengths}")
+    for ratio in [*RATIOS, None]:
+        sets = " ".join(f"--set {o}" for o in overrides(ratio))
+        print(f"# mtia-cluster simulate configs/scenarios/{SCENARIO.name} --trace {trace} {sets}")
+    print(
+        "| P:D | TTFT p50 / p99, ms | TPOT p50 / p99, ms | requests/s | output tokens/s "
+        "| utilization | KV transfers (RDMA share), mean link time | wall |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for ratio in [*RATIOS, None]:
+        print(run(trace, ratio), flush=True)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,9 @@ def duration(ns: float) -> str:
     if abs(ns) < NS_PER_S:
         return f"{number(float(ns) / NS_PER_MS)} ms"
     return f"{number(float(ns) / NS_PER_S)} s"
+
+
+def count(n: int, unit: str) -> str:
+    """A count with its unit, singular or plural ("1 cell", "3 cells"): fleet events' cells
+    in the console and the report's markers say it the same way."""
+    return f"{n:,} {unit}{'' if n == 1 else 's'}"

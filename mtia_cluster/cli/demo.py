@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 
+from mtia_cluster import fmt
 from mtia_cluster.cli._common import echo_json, json_option, overwrite_option
 from mtia_cluster.cli.estimate_table import echo_estimate_table, estimate_rows
 from mtia_cluster.cli.replay import keep_checkpoints_option
@@ -127,7 +128,7 @@ def _echo_story(events: list[dict], peaks: list[tuple[str, str, float, float]]) 
         extra = f", {moved:,} queued/running requests retried elsewhere" if moved else ""
         click.echo(
             f"  t = {ev['at_ns'] / 1e9:6.1f} s  {ev['kind']:<7} {ev['region']}: "
-            f"{ev['cells']} host(s){extra}"
+            f"{fmt.count(ev['cells'], 'cell')}{extra}"  # a cell: an R&R host, an LLM replica
         )
     click.echo("peak utilization per pool (busiest metrics interval):")
     for region, service, util, t_s in peaks:

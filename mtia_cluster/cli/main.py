@@ -83,6 +83,29 @@ class MainGroup(click.Group):
             # temporary directory, marked incomplete (ResultsWriter.__exit__)
             click.echo("\ninterrupted", err=True)
             ctx.exit(130)
+        except SystemError as exc:
+            # Ctrl-C inside a numba-compiled function: the dispatcher re-raises it as
+            # "SystemError: ... returned a result with an exception set" chained to the
+            # KeyboardInterrupt; that (and only that) is an interruption too
+            if not interrupted_within(exc):
+                raise
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(130)
+
+
+def interrupted_within(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the __cause__/__context__ chain of `exc`."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc.__cause__, exc.__context__]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+    return False
 
 
 @click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -17,6 +17,7 @@ from mtia_cluster.cli._common import (
     set_option,
 )
 from mtia_cluster.cost.view import rollout_cost_line
+from mtia_cluster.fmt import number
 
 if TYPE_CHECKING:
     from mtia_cluster.rollout.plan import Plan
@@ -105,8 +106,9 @@ def _echo_summary(summary: dict[str, Any], out_dir: Path) -> None:
     ]
     echo_table(["region", "min_headroom", "at_day", "slo_violation_min"], rows)
     click.echo(
-        f"energy {summary['energy_mwh']:.4g} MWh; {rollout_cost_line(summary)}; perf/W "
-        f"(requests/J) {summary['perf_per_w_before']:.4g} -> {summary['perf_per_w_after']:.4g}; "
+        f"energy {number(float(summary['energy_mwh']))} MWh; {rollout_cost_line(summary)}; "
+        f"perf/W (requests/J) {number(float(summary['perf_per_w_before']))} -> "
+        f"{number(float(summary['perf_per_w_after']))}; "
         f"output {out_dir}"
     )
     if summary["outages"]["count"]:

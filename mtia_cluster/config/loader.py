@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from mtia_cluster.config.yaml_limits import YamlLimitError, load_limited
+from mtia_cluster.config.yaml_limits import DuplicateKeyError, YamlLimitError, load_limited
 from mtia_cluster.errors import UserError
 
 
@@ -24,6 +24,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise UserError(f"cannot read: {exc}", file=p) from None
     try:
         data = load_limited(text)  # safe, with depth/alias-expansion limits
+    except DuplicateKeyError as exc:
+        raise UserError(str(exc.problem), file=p, field=exc.path) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "YAML"

@@ -8,6 +8,10 @@ result (dumping the config into a manifest, copying it) expands them. A recursiv
 walks libyaml's node graph (one visit per distinct node, iteratively, so depth cannot
 overflow the Python stack) and counts the nodes and depth the document has with every alias
 expanded, against ``Limits.yaml_nodes`` and ``Limits.yaml_depth``.
+
+A mapping with the same key twice (``interval_s: 5`` then ``interval_s: 50``) is refused too
+(DuplicateKeyError), at any depth: PyYAML would keep the last silently, and strict input means
+the file says one thing.
 """
 
 from __future__ import annotations
@@ -27,12 +31,51 @@ class YamlLimitError(yaml.MarkedYAMLError):
     """A document over a limit or with a recursive alias (a YAMLError with a line)."""
 
 
+class DuplicateKeyError(YamlLimitError):
+    """A mapping that has one key twice; `path` is the dotted path of the key."""
+
+    def __init__(self, path: str, key: str, node: Any, first: Any) -> None:
+        self.path, self.key = path, key
+        problem = (
+            f"duplicate key {key!r} at line {node.start_mark.line + 1} "
+            f"(first at line {first.start_mark.line + 1})"
+        )
+        super().__init__(problem=problem, problem_mark=node.start_mark)
+
+
 class LimitedSafeLoader(_Base):
     """yaml.CSafeLoader (or SafeLoader) that checks the node graph before constructing."""
 
     def construct_document(self, node: Any) -> Any:
         check_nodes(node, Limits.from_env())
+        check_duplicate_keys(node)
         return super().construct_document(node)
+
+
+def check_duplicate_keys(root: Any) -> None:
+    """Raise DuplicateKeyError for the first mapping (of any depth) with a repeated scalar
+    key. Each distinct node is visited once (aliases are not re-walked); merge keys (``<<``)
+    are left to PyYAML."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(kid, f"{path}.{i}" if path else str(i)) for i, kid in enumerate(node.value)]
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first: dict[tuple[str, str], Any] = {}
+        for key, value in node.value:
+            name = str(key.value) if isinstance(key, yaml.ScalarNode) else "?"
+            here = f"{path}.{name}" if path else name
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, name) in first:
+                    raise DuplicateKeyError(here, name, key, first[(key.tag, name)])
+                first[(key.tag, name)] = key
+            stack.append((value, here))
 
 
 def _children(node: Any) -> list[Any]:

@@ -64,9 +64,9 @@ def analysis_cost_table(doc: dict[str, Any]) -> tuple[list[str], list[list[Any]]
 def rollout_cost_line(summary: dict[str, Any]) -> str:
     """Energy at the wall, cost and carbon of a rollout summary (cost/rollout.py), one line."""
     return (
-        f"at the wall {summary['facility_energy_mwh']:.4g} MWh, cost "
+        f"at the wall {fmt.number(float(summary['facility_energy_mwh']))} MWh, cost "
         f"${summary['cost_usd']:,.0f} (capex ${summary['capex_usd']:,.0f}, energy "
-        f"${summary['energy_cost_usd']:,.0f}), {summary['co2e_t']:.4g} tCO2e"
+        f"${summary['energy_cost_usd']:,.0f}), {fmt.number(float(summary['co2e_t']))} tCO2e"
     )
 
 

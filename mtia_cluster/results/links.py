@@ -58,8 +58,10 @@ def read_links(run_dir: str | Path) -> ds.Dataset | None:
 
 
 def busiest_links(links: ds.Dataset) -> dict[str, tuple[list[float], list[float]]]:
-    """Utilization over time (interval start, s) of the `MAX_LINK_SERIES` links with the
-    highest peak utilization, by ``region/link``."""
+    """Utilization over time (interval start, s) of the `MAX_LINK_SERIES` busiest distinct
+    series (highest peak utilization), by ``region/link``. Links whose series are identical
+    (the stripes of one rack carry the same flows) are one series labelled with the first
+    link and how many more, "region/link (+7 identical)", so the chart shows distinct links."""
     t = links.to_table(columns=["region", "link", "interval_start_ns", "utilization"])
     label = np.char.add(
         np.char.add(t["region"].to_numpy(zero_copy_only=False).astype(str), "/"),
@@ -67,11 +69,16 @@ def busiest_links(links: ds.Dataset) -> dict[str, tuple[list[float], list[float]
     )
     util = t["utilization"].to_numpy()
     start = t["interval_start_ns"].to_numpy() / 1e9
-    names = np.unique(label)
-    peak = np.array([util[label == n].max() for n in names])
-    out: dict[str, tuple[list[float], list[float]]] = {}
-    for n in names[np.argsort(-peak, kind="stable")][:MAX_LINK_SERIES]:
+    groups: dict[tuple[tuple[float, ...], tuple[float, ...]], list[str]] = {}
+    for n in np.unique(label):  # sorted: a group's first link is its lowest name
         rows = np.flatnonzero(label == n)
         rows = rows[np.argsort(start[rows], kind="stable")]
-        out[str(n)] = (start[rows].tolist(), util[rows].tolist())
+        groups.setdefault((tuple(start[rows].tolist()), tuple(util[rows].tolist())), []).append(
+            str(n)
+        )
+    ranked = sorted(groups.items(), key=lambda g: -max(g[0][1], default=0.0))
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for (xs, ys), names in ranked[:MAX_LINK_SERIES]:
+        more = f" (+{len(names) - 1} identical)" if len(names) > 1 else ""
+        out[names[0] + more] = (list(xs), list(ys))
     return out

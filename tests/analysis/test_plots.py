@@ -239,3 +239,87 @@ def test_service_panels_equal_the_windowed_analysis(run: Path) -> None:
             assert (value or 0) == pytest.approx(want[key], rel=1e-9, abs=1e-9), (key, row)
             checked += 1
     assert checked >= 2 * 2 * 3
+
+
+def test_legend_labels_fit_inside_the_chart() -> None:
+    """A long legend label narrows the plot area instead of running off the SVG's right edge
+    (the autoscaled replicas chart's "region/service +starting")."""
+    label = "ap-southeast-2/feed-ranking +starting"
+    out = svg.line_chart([(label, [0.0, 10.0], [1.0, 2.0])], title="t", xlabel="x", ylabel="y")
+    (x,) = re.findall(r'<text x="([0-9.]+)" y="[0-9.]+">' + re.escape(label), out)
+    assert float(x) + 7 * len(label) <= svg.WIDTH
+    for points in re.findall(r'points="([^"]+)"', out):  # the lines stay left of the legend
+        assert all(float(p.split(",")[0]) < float(x) - 30 for p in points.split())
+
+
+def test_dashed_series_are_drawn_under_the_solid_ones() -> None:
+    """running + starting replicas equals running most of the time: it is dashed and drawn
+    first, so the running line stays visible on top."""
+    series = [("a running", [0.0, 1.0], [1.0, 1.0]), ("a +starting", [0.0, 1.0], [1.0, 1.0])]
+    out = svg.line_chart(series, title="t", xlabel="x", ylabel="y", dashed=["a +starting"])
+    lines = re.findall(r"<polyline [^>]*>", out)
+    assert len(lines) == 2 and "stroke-dasharray" in lines[0] and "dasharray" not in lines[1]
+    assert 'stroke="#d62728"' in lines[0]  # colours stay by series order (legend matches)
+
+
+def test_spill_flows_are_a_table_of_the_summary() -> None:
+    from mtia_cluster.results.analysis.report import spill_lines, spill_table_html
+
+    flows = [
+        {"origin": "us-east", "destination": "eu-west", "service": "rr-ranking", "requests": 1370},
+        {"origin": "us-east", "destination": "eu-west", "service": "llm-chat", "requests": 42},
+    ]
+    html = spill_table_html({"spill": flows})
+    assert html.count("<tr>") == 3 and "1,370" in html and "llm-chat" in html
+    assert len(spill_lines({"spill": flows})) == 2
+    assert spill_table_html({"spill": []}) == "" and spill_table_html({}) == ""
+
+
+def test_group_table_does_not_round_utilization_up_to_100() -> None:
+    g = {
+        "region": "r",
+        "service": "s",
+        "kind": "llm",
+        "completed_per_s": 1.0,
+        "utilization": 0.9999,
+        "verdict": {"result": "VALID"},
+    }
+    html = plots.groups_table_html({"groups": [g]})
+    assert "<td>99.99</td>" in html and "100.0" not in html
+
+
+@given(st.integers(1, 10**12), st.integers(1, 10**10))
+def test_window_lengths_cover_the_span_exactly(span_ns: int, window: int) -> None:
+    """Rates in the panels divide by each window's covered time: the lengths sum to the
+    span and only the last may be short."""
+    from mtia_cluster.results.analysis.service_panels import window_lengths_s
+
+    windows = -(-span_ns // window)
+    if windows > 10_000:
+        return
+    lengths = window_lengths_s(span_ns, window, windows)
+    assert sum(lengths) == pytest.approx(span_ns / 1e9, rel=1e-9)
+    assert all(v == window / 1e9 for v in lengths[:-1]) and 0 < lengths[-1] <= window / 1e9
+
+
+def test_identical_link_series_are_one_line_with_a_count(tmp_path: Path) -> None:
+    """Eight stripes of one rack with the same utilization are one series "(+7 identical)";
+    distinct links keep their own lines, busiest first."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from mtia_cluster.results.links import busiest_links
+
+    rows: dict[str, list] = {"region": [], "link": [], "interval_start_ns": [], "utilization": []}
+    for name, util in [
+        *((f"rack0/stripe{i}", [0.5, 0.9]) for i in range(8)),
+        ("spine0", [0.2, 0.3]),
+    ]:
+        for k, u in enumerate(util):
+            rows["region"].append("us-east")
+            rows["link"].append(name)
+            rows["interval_start_ns"].append(k * 10**9)
+            rows["utilization"].append(u)
+    out = busiest_links(ds.dataset(pa.table(rows)))
+    assert list(out) == ["us-east/rack0/stripe0 (+7 identical)", "us-east/spine0"]
+    assert out["us-east/spine0"] == ([0.0, 1.0], [0.2, 0.3])

@@ -181,3 +181,38 @@ def test_ctrl_c_exits_130_and_leaves_the_run_incomplete(
     assert (tmp / "_INCOMPLETE").is_file()
     manifest = json.loads((tmp / "manifest.json").read_text())
     assert manifest["status"] == "incomplete" and "KeyboardInterrupt" in manifest["error"]
+
+
+def _numba_style_interrupt() -> None:
+    """What numba's dispatcher raises when Ctrl-C lands inside a compiled function."""
+    try:
+        raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        raise SystemError(
+            "CPUDispatcher(<function emit_rows>) returned a result with an exception set"
+        ) from None
+
+
+@pytest.mark.parametrize("chained", [True, False])
+def test_ctrl_c_inside_a_compiled_kernel_exits_130_only_when_interrupted(
+    runner, rr_trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chained: bool
+) -> None:
+    """A SystemError chained to a KeyboardInterrupt is Ctrl-C (130, one line); any other
+    SystemError stays an error (not swallowed as an interruption)."""
+    from mtia_cluster.cli.main import cli, interrupted_within
+    from mtia_cluster.results.shard import ShardWriter
+
+    def raising(self, table):  # type: ignore[no-untyped-def]
+        if chained:
+            _numba_style_interrupt()
+        raise SystemError("some other internal error")
+
+    monkeypatch.setattr(ShardWriter, "write_devices", raising)
+    out = tmp_path / "run"
+    res = runner.invoke(cli, ["simulate", str(RR_SMALL), "--trace", str(rr_trace), "-o", str(out)])
+    if chained:
+        assert res.exit_code == 130, res.output
+        assert res.output.strip().splitlines()[-1] == "interrupted"
+    else:
+        assert res.exit_code == 1 and isinstance(res.exception, SystemError)
+        assert not interrupted_within(res.exception)

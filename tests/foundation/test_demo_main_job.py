@@ -41,7 +41,7 @@ def test_demo_tells_the_story_and_writes_the_report(runner, short_configs, tmp_p
         for service in ("rr-ranking", "llm-chat"):
             assert any(region in line and service in line for line in text.splitlines())
     assert "fleet events:" in text
-    assert "fail    us-east: 1 host(s)" in text and "repair  us-east: 1 host(s)" in text
+    assert "fail    us-east: 1 cell," in text and "repair  us-east: 1 cell" in text
     assert "peak utilization per pool" in text
     report = tmp_path / "results" / "demo-report.html"
     assert f"HTML report: {report}" in text

@@ -42,3 +42,27 @@ def test_time_factors_are_exact_int_nanoseconds() -> None:
     assert units.NS_PER_H * 24 == units.NS_PER_DAY
     factors = (units.NS_PER_US, units.NS_PER_MS, units.NS_PER_S, units.NS_PER_H, units.NS_PER_DAY)
     assert all(type(f) is int for f in factors)
+
+
+def test_count_says_singular_and_plural() -> None:
+    from mtia_cluster import fmt
+
+    assert fmt.count(1, "cell") == "1 cell"
+    assert fmt.count(0, "cell") == "0 cells" and fmt.count(11, "cell") == "11 cells"
+    assert fmt.count(1234, "cell") == "1,234 cells"
+
+
+def test_rollout_cost_line_prints_human_figures() -> None:
+    """Energy and carbon through fmt.number ("36,652 MWh"), not "3.665e+04"."""
+    from mtia_cluster.cost.view import rollout_cost_line
+
+    line = rollout_cost_line(
+        {
+            "facility_energy_mwh": 36652.3,
+            "cost_usd": 28.1e6,
+            "capex_usd": 23.6e6,
+            "energy_cost_usd": 4.5e6,
+            "co2e_t": 12436.2,
+        }
+    )
+    assert "36,652 MWh" in line and "12,436 tCO2e" in line and "e+0" not in line

@@ -128,6 +128,12 @@ class FabricCell:
         return getattr(self.inner, name)
 
 
+def unwrap_cell(cell: Any) -> Any:
+    """The simulated cell itself: `cell` without its FabricCell wrapper (if it has one), for
+    callers that read the cell's own statistics (a disaggregated replica's ``stats()``)."""
+    return cell.inner if isinstance(cell, FabricCell) else cell
+
+
 def wrap_cell(topology: Any, c: int, cell: Any, spec: Any) -> Cell:
     """`cell` wrapped in a FabricCell when its transfers cross the fabric, else itself."""
     segments = topology.fabric.cell_segments(c)

@@ -149,7 +149,9 @@ class _Context:
         for dim in self.by:
             row[dim] = self.keys.labels[dim][codes[dim]] if dim in codes else "*"
         seconds = (self.window_ns or max(self.duration_ns, 1)) / NS_PER_S
-        if self.window_ns is not None:
+        if self.window_ns is not None:  # a rate over the time the window covers (the last
+            left = self.duration_ns - window * self.window_ns  # one ends with the run)
+            seconds = (min(self.window_ns, left) if left > 0 else self.window_ns) / NS_PER_S
             row["window_start_ns"] = window * self.window_ns
             row["window_end_ns"] = (window + 1) * self.window_ns
         service = self.keys.labels["service"][codes["service"]] if "service" in codes else None

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtia_cluster import fmt
 from mtia_cluster.cost.view import cost_table_html
 from mtia_cluster.errors import UserError
 from mtia_cluster.output import HTML_GENERATOR, PLOT_FILE, claim_output, staged
@@ -29,6 +30,7 @@ from mtia_cluster.results.analysis.core import analyze
 from mtia_cluster.results.analysis.groups import Level, build_keys
 from mtia_cluster.results.analysis.hist import N_BUCKETS, bucket_lower_bound
 from mtia_cluster.results.analysis.passes import LevelAcc, batches, first_pass, llm_mask
+from mtia_cluster.results.analysis.report import spill_table_html
 from mtia_cluster.results.analysis.service_panels import (
     ServicePanel,
     collect_panels,
@@ -111,14 +113,17 @@ def region_series(run: Results, data: PlotData, window_ns: int | None) -> None:
     table = run.regions.to_table()
     names = table["region"].cast(pa.string())
     covered_ns = _devices_end(run)  # no device data after this: power unknown, not 0 W
+    end_ns = int(run.summary.get("duration_ns", 0)) or None
     for name in run.manifest.get("regions", []):
         t = table.filter(pc.equal(names, name)).sort_by("interval_start_ns")
-        data.times_s[name] = (t["interval_start_ns"].to_numpy() / 1e9).tolist()
+        start = t["interval_start_ns"].to_numpy()
+        # energy over the time each interval covers: the last one ends with the run
+        seconds = (np.minimum(t["interval_end_ns"].to_numpy(), end_ns or 2**62) - start) / 1e9
+        power = t["energy_j"].to_numpy() / np.maximum(seconds, 1e-9)
+        data.times_s[name] = (start / 1e9).tolist()
         data.power_w[name] = [
-            p if start < covered_ns else None
-            for p, start in zip(
-                t["power_w"].to_pylist(), t["interval_start_ns"].to_pylist(), strict=True
-            )
+            float(p) if b < covered_ns else None
+            for p, b in zip(power.tolist(), start.tolist(), strict=True)
         ]
 
 
@@ -254,6 +259,7 @@ def svgs(data: PlotData) -> list[str]:
                 ylabel="replicas",
                 x_range=x_range,
                 markers=data.markers,
+                dashed=[label for label, _, _ in data.replicas if label.endswith("+starting")],
             )
         )
     return charts + _fleet_svgs(data, x_range)
@@ -340,7 +346,7 @@ def summary_table_html(doc: dict[str, Any]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
         "<tr>"
-        + "".join(f"<td>{escape(svg.fmt(v) if isinstance(v, float) else str(v))}</td>" for v in r)
+        + "".join(f"<td>{escape(fmt.number(v))}</td>" for v in r)  # as the console
         + "</tr>"
         for r in rows
     )
@@ -383,7 +389,7 @@ def groups_table_html(summary: dict[str, Any]) -> str:
                 ms(g.get("latency_ns"), "p99"),
                 ms(g.get("ttft_ns"), "p99"),
                 ms(g.get("tpot_ns"), "p99"),
-                "-" if util is None else f"{100 * util:.1f}",
+                fmt.number(fmt.pct(util)),  # 99.99 % stays 99.99, not 100.0
                 "-" if power is None else svg.fmt(power),
                 g["verdict"]["result"],
             ]
@@ -417,7 +423,8 @@ def write_plots(
             write_png(tmp, data)
         return path
     table = summary_table_html(doc) if doc is not None else groups_table_html(run.summary)
-    page = html_page(data, table + cost_table_html(run.summary, doc))
+    tables = table + cost_table_html(run.summary, doc) + spill_table_html(run.summary)
+    page = html_page(data, tables)
     with staged(claim) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return path

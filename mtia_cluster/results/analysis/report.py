@@ -133,3 +133,21 @@ def spill_lines(doc: dict[str, Any]) -> list[str]:
         f"spill {f['origin']} -> {f['destination']} {f['service']}: {f['requests']} requests"
         for f in doc.get("spill", [])
     ]
+
+
+def spill_table_html(summary: dict[str, Any]) -> str:
+    """The spill flows of :func:`spill_lines` as the HTML report's table (summary.json
+    ``spill``, the figures the console and --json list); empty when nothing spilled."""
+    flows = summary.get("spill") or []
+    if not flows:
+        return ""
+    from html import escape
+
+    head = "<tr><th>origin</th><th>destination</th><th>service</th><th>requests</th></tr>"
+    body = "".join(
+        f"<tr><td>{escape(str(f['origin']))}</td><td>{escape(str(f['destination']))}</td>"
+        f"<td>{escape(str(f['service']))}</td><td>{f['requests']:,}</td></tr>"
+        for f in flows
+    )
+    title = "<h3>spill flows (requests the global router sent to another region)</h3>"
+    return f'{title}<table class="spill">{head}{body}</table>'

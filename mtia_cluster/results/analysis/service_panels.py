@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from mtia_cluster import fmt
 from mtia_cluster.results.analysis import svg
 from mtia_cluster.results.reader import Results
 
@@ -73,6 +74,13 @@ def _p99_by_group(keys: np.ndarray, values: np.ndarray, groups: int) -> np.ndarr
     return out
 
 
+def window_lengths_s(span_ns: int, window: int, windows: int) -> np.ndarray:
+    """Each window's length in seconds: `window`, but the last only up to the run's end, so
+    that a rate in a partial last window is over the time it covers (not diluted to ~0)."""
+    left = span_ns - np.arange(windows, dtype=np.int64) * window
+    return np.where(left > 0, np.minimum(window, left), window) / 1e9  # as analyze --window
+
+
 def _series(
     run: Results, service: str, kind: str, regions: list[str], window: int, windows: int
 ) -> dict[str, np.ndarray]:
@@ -82,6 +90,7 @@ def _series(
     as for summary.json's exact quantiles."""
     keys = ["completed_per_s", *(k for k, _, _ in METRICS[kind] if k.endswith("_ms"))]
     out = {k: np.full((len(regions), windows), np.nan) for k in keys}
+    lengths_s = window_lengths_s(int(run.summary.get("duration_ns", 0)), window, windows)
     cols = ["finish_ns", "latency_ns"]
     if kind == "llm":
         cols += ["arrival_ns", "first_token_ns", "output_tokens"]
@@ -93,7 +102,7 @@ def _series(
         )
         t = run.requests.to_table(columns=cols, filter=flt)
         win = np.minimum(t["finish_ns"].to_numpy() // window, windows - 1)
-        out["completed_per_s"][r] = np.bincount(win, minlength=windows) / (window / 1e9)
+        out["completed_per_s"][r] = np.bincount(win, minlength=windows) / lengths_s
         if kind == "rr":
             out["latency_p99_ms"][r] = _p99_by_group(win, t["latency_ns"].to_numpy(), windows)
             continue
@@ -182,8 +191,8 @@ def fleet_event_markers(manifest: dict[str, Any]) -> list[tuple[float, str]]:
     """(time s, label) of each fleet event the run applied (manifest ``fleet_events``)."""
     out = []
     for ev in manifest.get("fleet_events") or []:
-        n = ev.get("cells", 0)
-        out.append((ev["at_ns"] / 1e9, f"{ev['kind']} {ev['region']} ({n} cell{'s' * (n != 1)})"))
+        cells = fmt.count(ev.get("cells", 0), "cell")  # as the console (cli/demo.py)
+        out.append((ev["at_ns"] / 1e9, f"{ev['kind']} {ev['region']} ({cells})"))
     return out
 
 

@@ -45,9 +45,14 @@ class _Axes:
     """Maps data to pixel coordinates inside the plot area."""
 
     def __init__(
-        self, x: tuple[float, float], y: tuple[float, float], log_x: bool, left: float = LEFT
+        self,
+        x: tuple[float, float],
+        y: tuple[float, float],
+        log_x: bool,
+        left: float = LEFT,
+        right: float = RIGHT,
     ) -> None:
-        self.log_x, self.left = log_x, left
+        self.log_x, self.left, self.right = log_x, left, right
         self.x0, self.x1 = (math.log10(x[0]), math.log10(x[1])) if log_x else x
         self.y0, self.y1 = y
         if self.x1 <= self.x0:
@@ -57,7 +62,7 @@ class _Axes:
 
     def px(self, x: float) -> float:
         v = math.log10(x) if self.log_x else x
-        return self.left + (v - self.x0) / (self.x1 - self.x0) * (WIDTH - self.left - RIGHT)
+        return self.left + (v - self.x0) / (self.x1 - self.x0) * (WIDTH - self.left - self.right)
 
     def py(self, y: float) -> float:
         return HEIGHT - BOTTOM - (y - self.y0) / (self.y1 - self.y0) * (HEIGHT - TOP - BOTTOM)
@@ -84,7 +89,7 @@ def _grid(ax: _Axes, xticks: list[float], yticks: list[float]) -> list[str]:
     for t in yticks:
         y = ax.py(t)
         out.append(
-            f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
+            f'<line x1="{LEFT}" x2="{WIDTH - ax.right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>'
         )
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{fmt(t)}</text>')
     for t in xticks:
@@ -92,10 +97,16 @@ def _grid(ax: _Axes, xticks: list[float], yticks: list[float]) -> list[str]:
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}" stroke="#eee"/>')
         out.append(f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{fmt(t)}</text>')
     out.append(
-        f'<rect x="{LEFT}" y="{top}" width="{WIDTH - LEFT - RIGHT}" height="{bottom - top}" '
+        f'<rect x="{LEFT}" y="{top}" width="{WIDTH - LEFT - ax.right}" height="{bottom - top}" '
         'fill="none" stroke="#333"/>'
     )
     return out
+
+
+def legend_right(labels: Sequence[str]) -> int:
+    """The right margin that holds a legend of `labels` (swatch, gap, ~7 px per character
+    at 12 px, a margin), at least RIGHT: the plot area narrows rather than the text being cut."""
+    return max(RIGHT, 54 + 7 * max((len(label) for label in labels), default=0))
 
 
 def _finite(values: Sequence[float | None]) -> list[float]:
@@ -113,8 +124,12 @@ def line_chart(
     x_range: tuple[float, float] | None = None,
     markers: Sequence[tuple[float, str]] = (),
     bound: tuple[float, str] | None = None,
+    dashed: Sequence[str] = (),
 ) -> str:
     """A line chart with a legend on the right; one polyline per contiguous run of values.
+
+    Series labelled in `dashed` are drawn dashed and first, under the solid ones (a bound
+    that often equals another series, as running + starting replicas equals running).
 
     `x_range` fixes the x axis (charts sharing a time axis line up); by default it is the
     data's range widened to round ticks. `markers`: (x, label) vertical dashed lines (fleet
@@ -135,22 +150,26 @@ def line_chart(
         xticks = nice_ticks(min(xs), max(xs))
     yticks = nice_ticks(y_lo, max(ys))
     x_lo, x_hi = (xticks[0], xticks[-1]) if x_range is None or log_x else (min(xs), max(xs))
-    ax = _Axes((x_lo, x_hi), (yticks[0], yticks[-1]), log_x)
+    right = legend_right([label for label, _, _ in series])
+    ax = _Axes((x_lo, x_hi), (yticks[0], yticks[-1]), log_x, right=right)
     xticks = [t for t in xticks if x_lo - 1e-9 * abs(x_hi - x_lo) <= t <= x_hi + 1e-9 * abs(x_hi)]
     out = _frame(title, xlabel, ylabel) + _grid(ax, xticks, yticks)
-    for i, (label, sx, sy) in enumerate(series):
+    order = sorted(range(len(series)), key=lambda i: series[i][0] not in dashed)
+    for i in order:
+        label, sx, sy = series[i]
         color = PALETTE[i % len(PALETTE)]
+        dash = ' stroke-dasharray="6 4"' if label in dashed else ""
         for run in _runs(sx, sy, log_x):
             pts = " ".join(f"{ax.px(x):.1f},{ax.py(y):.1f}" for x, y in run)
             out.append(
-                f'<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{pts}"/>'
+                f'<polyline fill="none" stroke="{color}" stroke-width="1.8"{dash} points="{pts}"/>'
             )
         ly = TOP + 14 + 18 * i
         out.append(
-            f'<line x1="{WIDTH - RIGHT + 12}" x2="{WIDTH - RIGHT + 36}" y1="{ly}" y2="{ly}" '
-            f'stroke="{color}" stroke-width="3"/>'
+            f'<line x1="{WIDTH - right + 12}" x2="{WIDTH - right + 36}" y1="{ly}" y2="{ly}" '
+            f'stroke="{color}" stroke-width="3"{dash}/>'
         )
-        out.append(f'<text x="{WIDTH - RIGHT + 42}" y="{ly + 4}">{escape(label)}</text>')
+        out.append(f'<text x="{WIDTH - right + 42}" y="{ly + 4}">{escape(label)}</text>')
     out += _annotations(ax, markers, bound, (x_lo, x_hi))
     out.append("</svg>")
     return "\n".join(out)
@@ -172,7 +191,7 @@ def _annotations(
             f'<line class="marker" x1="{px:.1f}" x2="{px:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}" '
             'stroke="#555" stroke-dasharray="4 3"/>'
         )
-        anchor = "start" if px < (LEFT + WIDTH - RIGHT) / 2 else "end"
+        anchor = "start" if px < (LEFT + WIDTH - ax.right) / 2 else "end"
         dx = 4 if anchor == "start" else -4
         out.append(
             f'<text class="marker" x="{px + dx:.1f}" y="{TOP + 12 + 13 * (k % 4)}" '
@@ -181,11 +200,11 @@ def _annotations(
     if bound is not None:
         py = ax.py(bound[0])
         out.append(
-            f'<line class="bound" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{py:.1f}" y2="{py:.1f}" '
+            f'<line class="bound" x1="{LEFT}" x2="{WIDTH - ax.right}" y1="{py:.1f}" y2="{py:.1f}" '
             'stroke="#d62728" stroke-dasharray="6 4"/>'
         )
         out.append(
-            f'<text class="bound" x="{WIDTH - RIGHT - 4}" y="{py - 4:.1f}" text-anchor="end" '
+            f'<text class="bound" x="{WIDTH - ax.right - 4}" y="{py - 4:.1f}" text-anchor="end" '
             f'fill="#d62728" font-size="11">{escape(bound[1])}</text>'
         )
     return out
