@@ -91,7 +91,7 @@ def echo_run_lines(summary: dict[str, Any], fleet_events: list[dict[str, Any]]) 
     event the run applied and one per autoscaled group (results/autoscale.py)."""
     for ev in fleet_events:
         click.echo(
-            f"event at {fmt.duration(ev['at_ns'])}: {ev['kind']} {ev['cells']} cells in "
+            f"event at {fmt.duration(ev['at_ns'])}: {ev['kind']} {fmt.count(ev['cells'], 'cell')} in "
             f"{ev['region']}, {ev['requests_retried']} requests retried, "
             f"{ev['requests_failed']} failed"
         )
