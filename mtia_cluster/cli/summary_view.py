@@ -90,8 +90,9 @@ def echo_run_lines(summary: dict[str, Any], fleet_events: list[dict[str, Any]]) 
     """The lines under a run's header, the same for `simulate` and `replay`: one per fleet
     event the run applied and one per autoscaled group (results/autoscale.py)."""
     for ev in fleet_events:
+        cells = fmt.count(ev["cells"], "cell")
         click.echo(
-            f"event at {fmt.duration(ev['at_ns'])}: {ev['kind']} {fmt.count(ev['cells'], 'cell')} in "
+            f"event at {fmt.duration(ev['at_ns'])}: {ev['kind']} {cells} in "
             f"{ev['region']}, {ev['requests_retried']} requests retried, "
             f"{ev['requests_failed']} failed"
         )
