@@ -164,13 +164,26 @@ def start_local_head(num_cpus: int | None) -> dict[str, Any]:
             "address": f"127.0.0.1:{port}",
             "temp_dir": temp_dir,
             "session_dir": str((Path(temp_dir) / "session_latest").resolve()),
-            "pids": [[p.pid, p.start_ticks] for p in procs.with_cmdline_containing(temp_dir)],
+            "pids": [[p.pid, p.start_ticks] for p in started_processes(temp_dir, port)],
         }
         if res.returncode == 0:
             return head
         error = ((res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
         stop_local_head(head)
     raise RunFailed(f"could not start a local Ray head (tried twice): {error}")
+
+
+def started_processes(temp_dir: str, port: int) -> list[procs.Proc]:
+    """The processes a head start just made: those naming its temporary directory, and
+    Ray's client proxy, which names only the head's address and is re-parented to init
+    when `ray start` exits (so it is not below any of the others). Recorded by (pid, start
+    time) now, while the freshly chosen port can only be this head's."""
+    proxy = [
+        p
+        for p in procs.with_cmdline_containing(f"--address=127.0.0.1:{port} ")
+        if "ray.util.client.server" in procs.cmdline(p.pid)
+    ]
+    return procs.with_cmdline_containing(temp_dir) + proxy
 
 
 def _free_port() -> int:
@@ -190,8 +203,9 @@ def _ray_start_cmd(temp_dir: str, port: int, num_cpus: int | None) -> list[str]:
         f"--temp-dir={temp_dir}",
         "--include-dashboard=false",
         "--disable-usage-stats",
-        # its default (52365) is one port for every Ray on the machine
+        # their defaults (52365, 10001) are one port for every Ray on the machine
         f"--dashboard-agent-listen-port={_free_port()}",
+        f"--ray-client-server-port={_free_port()}",
     ]
     return cmd + ([f"--num-cpus={num_cpus}"] if num_cpus else [])
 

@@ -116,6 +116,8 @@ def test_fleet_lifecycle(short_trace, tmp_path, monkeypatch):
     assert code == 0, err
     assert head is not None
     assert not fl.head_processes(head)  # nothing left running, agents included
+    # nor anything naming the head's address (Ray's client proxy is re-parented to init)
+    assert not procs.with_cmdline_containing(f"--address={head['address']} ")
     assert not any(p.alive() for p in alive)
     assert not Path(head["temp_dir"]).exists()
     code, out, _ = run(["status", "--json"], env)

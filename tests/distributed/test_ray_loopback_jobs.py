@@ -103,7 +103,7 @@ def test_ray_job_submit_equals_embedded(embedded, short_trace, tmp_path):
     env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # else `ray start` advertises the outward IP
     ray_bin = shutil.which("ray", path=venv_bin) or "ray"
     temp_dir = tempfile.mkdtemp(prefix="mtia-ray-", dir="/tmp")
-    gcs, dashboard, agent, agent_grpc, env_agent, metrics = _free_ports(6)
+    gcs, dashboard, agent, agent_grpc, env_agent, metrics, client = _free_ports(7)
     head = {"temp_dir": temp_dir, "pids": []}
     out = tmp_path / "job-run"
     try:
@@ -118,6 +118,7 @@ def test_ray_job_submit_equals_embedded(embedded, short_trace, tmp_path):
                 *(f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={agent}"),
                 *(f"--dashboard-agent-grpc-port={agent_grpc}", f"--metrics-export-port={metrics}"),
                 *(f"--runtime-env-agent-port={env_agent}", "--disable-usage-stats"),
+                f"--ray-client-server-port={client}",
             ],
             env=env,
             capture_output=True,
@@ -125,6 +126,8 @@ def test_ray_job_submit_equals_embedded(embedded, short_trace, tmp_path):
             timeout=300,
         )
         assert start.returncode == 0, start.stderr[-2000:]
+        # what `down` would stop: its processes, Ray's client proxy included
+        head["pids"] = [[p.pid, p.start_ticks] for p in fl.started_processes(temp_dir, gcs)]
         sockets = procs.listening_sockets(fl.head_processes(head))
         assert sockets and {s[2] for s in sockets} == {"127.0.0.1"}, sockets
         for _attempt in range(20):  # the Jobs API answers before its agent has registered
@@ -146,6 +149,7 @@ def test_ray_job_submit_equals_embedded(embedded, short_trace, tmp_path):
     finally:
         fl.stop_local_head(head)
     assert not fl.head_processes(head)
+    assert not procs.with_cmdline_containing(f"--address=127.0.0.1:{gcs} ")
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["nodes"] == 1 and manifest["shards"] == 2
     tmp, _ = embedded
