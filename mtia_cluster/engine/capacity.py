@@ -17,15 +17,16 @@ from typing import Any
 
 import numpy as np
 
+from mtia_cluster.engine.fabric.cells import unwrap_cell
 from mtia_cluster.engine.llm.costs import AS_PER_S
 
 
 def routing_capacity(group: Any) -> np.ndarray:
     """Per cell of `group` (a CellGroup): its routing capacity (see module doc)."""
     inner = group
-    while hasattr(inner, "inner"):  # wrappers (injected errors) delegate to their group
+    while hasattr(inner, "inner"):  # group wrappers (injected errors) delegate to their group
         inner = inner.inner
-    stages = _stages(getattr(inner, "cell", None))
+    stages = _stages(unwrap_cell(getattr(inner, "cell", None)))
     if not stages:
         return np.asarray(group.capacity(), dtype=np.float64)
     return np.array([min(sum(tokens_per_s(s) for s in stage) for stage in stages)])

@@ -66,31 +66,22 @@ class IterationCost:
     memory_per_context_as: int  # MC
     other_as: tuple[int, ...]  # ET[T]: collectives, launches, ...
 
-    def duration_as(self, tokens: int, context: int, pairs: int) -> int:
-        """Attoseconds of one iteration with `tokens` new tokens (prefill + decode)."""
-        return (
-            max(
-                self.compute_base_as[tokens] + self.compute_per_pair_as * pairs,
-                self.memory_base_as[tokens] + self.memory_per_context_as * context,
-            )
-            + self.other_as[tokens]
-        )
-
     def timing_as(self, tokens: int, context: int, pairs: int) -> tuple[int, bool]:
-        """`duration_as` and `memory_bound` of one iteration from one evaluation of its
-        parts (the scheduler's hot path needs both)."""
+        """Attoseconds of one iteration with `tokens` new tokens (prefill + decode), and
+        whether it is memory-bound (its memory time at least its compute time: the power the
+        accelerators draw while it runs, cost/power.py), from one evaluation of its parts."""
         compute = self.compute_base_as[tokens] + self.compute_per_pair_as * pairs
         memory = self.memory_base_as[tokens] + self.memory_per_context_as * context
         bound = memory >= compute
         return (memory if bound else compute) + self.other_as[tokens], bound
 
+    def duration_as(self, tokens: int, context: int, pairs: int) -> int:
+        """Attoseconds of one iteration (`timing_as`)."""
+        return self.timing_as(tokens, context, pairs)[0]
+
     def memory_bound(self, tokens: int, context: int, pairs: int) -> bool:
-        """Whether that iteration is memory-bound: its memory time is at least its compute
-        time (what power the accelerators draw while it runs, cost/power.py)."""
-        return (
-            self.memory_base_as[tokens] + self.memory_per_context_as * context
-            >= self.compute_base_as[tokens] + self.compute_per_pair_as * pairs
-        )
+        """Whether that iteration is memory-bound (`timing_as`)."""
+        return self.timing_as(tokens, context, pairs)[1]
 
 
 def probe_iteration_cost(model: IterationModel, max_tokens: int, seed: int = 0) -> IterationCost:
