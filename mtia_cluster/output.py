@@ -1,6 +1,6 @@
 """Output ownership: what a command may write at `-o`, and writing it atomically.
 
-Every command that writes (simulate, replay, demo, rollout, trace generate/import/transform,
+Every command that writes (simulate, replay, demo, rollout, plan, trace generate/import/transform,
 analyze --plot) goes through :func:`claim_output` before any work, then writes through a
 :class:`Staging` (a temporary beside the target, renamed onto it when complete). The rules:
 
@@ -84,9 +84,10 @@ class OutputKind:
 
 RESULTS_DIR = OutputKind("results directory", True, format="mtia-cluster-results")
 ROLLOUT_DIR = OutputKind("rollout directory", True, format="mtia-cluster-rollout")
+PLAN_DIR = OutputKind("plan directory", True, format="mtia-cluster-plan")
 TRACE_FILE = OutputKind("trace", False, recognise=_is_tool_trace)
 PLOT_FILE = OutputKind("plot", False, recognise=_is_tool_plot)
-DIR_FORMATS = (RESULTS_DIR.format, ROLLOUT_DIR.format)
+DIR_FORMATS = (RESULTS_DIR.format, ROLLOUT_DIR.format, PLAN_DIR.format)
 
 
 @dataclass(frozen=True)

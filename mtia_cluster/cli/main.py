@@ -32,6 +32,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("mtia_cluster.cli.simulate", "simulate"),
     "replay": ("mtia_cluster.cli.replay", "replay"),
     "capacity": ("mtia_cluster.cli.capacity_cmd", "capacity"),
+    "plan": ("mtia_cluster.cli.plan_cmd", "plan"),
     "launch": ("mtia_cluster.cli.launch_cmds", "launch"),
     "status": ("mtia_cluster.cli.launch_cmds", "status"),
     "down": ("mtia_cluster.cli.launch_cmds", "down"),

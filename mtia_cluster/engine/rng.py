@@ -26,6 +26,7 @@ class StreamKind(IntEnum):
     LLM_COST_CHECK = 7  # the random shapes checking an LLM cost table against its model
     LLM_SERVER_WORKLOAD = 901  # planning/llm_server.py: a replica's LoadGen workload
     CAPACITY_WORKLOAD = 902  # planning/capacity.py: the capacity search's traces
+    PLAN_WORKLOAD = 903  # (.., service, region): planning/plan_fleet.py confirming traces
     ROLLOUT_MEAN_SIZES = 951  # rollout fast capacity: mean request sizes
     ROLLOUT_RACK_FAILURES = 952  # (.., region): rack failures on the rollout timeline
     ROLLOUT_MOMENT_TRAFFIC = 953  # (.., region, hour): a replayed moment's traffic
