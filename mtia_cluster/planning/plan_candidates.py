@@ -57,7 +57,7 @@ class Candidate:
     unit_accelerators: int
     rps_per_unit: float = 0.0  # estimated, at target utilization
     bound: str = ""
-    varied: tuple[str, ...] = ()  # the settings the plan lists (shown in the label)
+    varied: tuple[str, ...] = ()  # the settings the plan gives several values (in the label)
     infeasible: str | None = None  # why it cannot serve (does not fit, misses the SLO)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -95,7 +95,7 @@ def candidates(cat: Catalog, plan: Plan, service: PlanService, sizes: Sizes) -> 
                 settings=dict(zip(keys, combo, strict=True)),
                 unit_hosts=p.hosts,
                 unit_accelerators=p.accelerators,
-                varied=tuple(k for k in keys if getattr(given, k) is not None),
+                varied=tuple(k for k in keys if len(getattr(given, k) or ()) > 1),
             )
             _estimate(cat, c, service.model, plan.slos[service.name], plan, sizes)
             out.append(c)
