@@ -66,7 +66,10 @@ def region_cost(
     mean_rps = demand.peak_rps * (1.0 + 1.0 / r) / 2.0
     saturation = units * c.rps_per_unit / target_utilization
     u = min(1.0, mean_rps / saturation)
-    busy_w = rates.memory_w if c.bound in MEMORY_BOUNDS else rates.busy_w
+    # an LLM candidate whose estimate is memory-bound draws memory-bound power (replays
+    # charge each iteration by its bound); an R&R pool's busy power is already its bound's
+    llm = "max_num_seqs" in c.settings
+    busy_w = rates.memory_w if llm and c.bound in MEMORY_BOUNDS else rates.busy_w
     acc_w = rates.idle_w + (busy_w - rates.idle_w) * u
     host_w = rates.host_idle_w + (rates.host_busy_w - rates.host_idle_w) * u
     kwh = accelerators * (acc_w + host_w) * grid.pue * S_PER_YEAR / J_PER_KWH

@@ -242,3 +242,40 @@ def test_units_carry_the_peak_with_the_spare_failed(peak, per_unit, spare):
     serving = n - spare
     assert serving >= 1 and serving * per_unit >= peak * (1 - 1e-9)
     assert serving == 1 or (serving - 1) * per_unit < peak
+
+
+def test_region_figures_follow_the_region_grid(tmp_path):
+    """Same demand in two regions: same units and capex; energy priced and its carbon
+    counted at each region's grid (cost/data.py), PUE included."""
+    from mtia_cluster.catalog import load_catalog
+    from mtia_cluster.cost.data import load_cost_data
+    from mtia_cluster.planning.plan_file import load_plan
+    from mtia_cluster.planning.plan_search import run_plan
+
+    doc = json.loads(json.dumps(PLAN))
+    same = {"peak_rps": 300, "peak_to_trough": 2}
+    doc["services"][0]["demand"] = {"us-east": same, "eu-west": same}
+    doc["services"] = doc["services"][:1]
+    cat = load_catalog()
+    result = run_plan(load_plan(_write(tmp_path, doc), cat), cat, replays=False)
+    grids = load_cost_data().grids
+    by = {}
+    for c in result["candidates"]:
+        if "cost" not in c:
+            continue
+        cost, grid = c["cost"], grids[c["region"]]
+        assert cost["energy_usd_per_year"] == pytest.approx(
+            cost["facility_energy_kwh_per_year"] * grid.usd_per_kwh
+        )
+        assert cost["co2e_t_per_year"] == pytest.approx(
+            cost["facility_energy_kwh_per_year"] * grid.gco2e_per_kwh / 1e6
+        )
+        by.setdefault(c["label"], {})[c["region"]] = cost
+    assert by
+    for label, regions in by.items():
+        a, b = regions["us-east"], regions["eu-west"]
+        assert a["units"] == b["units"] and a["capex_usd_per_year"] == b["capex_usd_per_year"]
+        ratio = grids["us-east"].pue / grids["eu-west"].pue
+        assert a["facility_energy_kwh_per_year"] == pytest.approx(
+            b["facility_energy_kwh_per_year"] * ratio
+        ), label
