@@ -56,11 +56,11 @@ def region_cost(
     rates: PoolRates,
     grid: Grid,
     demand: Demand,
-    spare: int,
+    units: int,
     target_utilization: float,
 ) -> RegionCost:
-    """The yearly cost, energy and carbon of candidate `c` serving `demand` (module doc)."""
-    units = units_needed(demand.peak_rps, c.rps_per_unit, spare)
+    """The yearly cost, energy and carbon of `units` platform units of candidate `c`
+    serving `demand` (module doc)."""
     accelerators = units * c.unit_accelerators
     r = demand.peak_to_trough
     mean_rps = demand.peak_rps * (1.0 + 1.0 / r) / 2.0
@@ -92,19 +92,19 @@ def region_cost(
 
 
 def why(winner: dict[str, Any], other: dict[str, Any] | None) -> str:
-    """One line: why `winner` beats the next cheapest `other` (rows of `plan_search`)."""
+    """One line: why `winner` beats `other`, the cheapest candidate of another chip (rows of
+    `plan_search`): the gap in $/M queries, and whether hardware or energy made it."""
     if other is None:
         return "the only candidate that met the SLO"
     a, b = winner["cost"], other["cost"]
     pct = 100.0 * (1.0 - a["usd_per_m_queries"] / b["usd_per_m_queries"])
     capex_gain = b["capex_usd_per_year"] - a["capex_usd_per_year"]
     energy_gain = b["energy_usd_per_year"] - a["energy_usd_per_year"]
-    per_usd = winner["rps_per_unit"] / max(a["capex_usd_per_year"] / a["units"], 1e-12)
-    other_per_usd = other["rps_per_unit"] / max(b["capex_usd_per_year"] / b["units"], 1e-12)
     if capex_gain >= energy_gain:
         reason = (
-            f"higher capacity per $ of hardware ({fmt.number(per_usd * 1e3)} vs "
-            f"{fmt.number(other_per_usd * 1e3)} req/s per $k/year)"
+            f"less hardware for the load ({fmt.number(a['capex_usd_per_year'])} vs "
+            f"{fmt.number(b['capex_usd_per_year'])} $/year capex): "
+            + _hardware_reason(winner, other)
         )
     else:
         reason = "less energy at the wall " + (
@@ -114,4 +114,21 @@ def why(winner: dict[str, Any], other: dict[str, Any] | None) -> str:
     failed = {None: " (estimate, not replayed)", False: " (which misses the SLO)"}.get(
         other.get("passed"), ""
     )
-    return f"$/M queries {pct:.0f}% below next, {other['label']}{failed}: {reason}"
+    return f"$/M queries {pct:.0f}% below {other['label']}{failed}, {reason}"
+
+
+def _hardware_reason(winner: dict[str, Any], other: dict[str, Any]) -> str:
+    """Higher capacity per $ of a unit, or (when not) finer units that waste less."""
+    mine, theirs = (
+        r["rps_per_unit"] / (r["cost"]["capex_usd_per_year"] / r["cost"]["units"]) * 1e3
+        for r in (winner, other)
+    )
+    if mine >= theirs:
+        return (
+            f"higher capacity per $ ({fmt.number(mine)} vs {fmt.number(theirs)} req/s per $k/year)"
+        )
+    sizes = [r["cost"]["accelerators"] // r["cost"]["units"] for r in (winner, other)]
+    return (
+        f"finer units ({sizes[0]} vs {sizes[1]} accelerators) leave less idle and spare "
+        f"capacity ({winner['cost']['units']} vs {other['cost']['units']} units)"
+    )

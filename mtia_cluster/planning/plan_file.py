@@ -73,6 +73,7 @@ class SearchOptions(Strict):
 
     finalists: PositiveInt = 3  # per service and region, confirmed by replay
     replay_within: Annotated[float, Field(ge=1.0)] = 1.5  # x the cheapest estimate (module doc)
+    trim_steps: Annotated[int, Field(ge=0)] = 2  # units a passing finalist may shed
     spare_units: Annotated[int, Field(ge=0)] = 1  # N-k margin: units failed when confirming
     target_utilization: Annotated[float, Field(gt=0.0, le=1.0)] = 0.8
     latency_share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5

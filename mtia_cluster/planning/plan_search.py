@@ -9,11 +9,15 @@ The search (docs/planning.md, "Search"):
 2. **Confirm by exact replay.** In each service's reference region (its largest peak) every
    candidate whose estimated cost is within `replay_within` x the cheapest (at least the
    `finalists` cheapest) is replayed at peak with `spare_units` units failed; the others are
-   pruned. In the other regions the `finalists` cheapest are replayed, then the next ones
-   while none has passed.
+   pruned. In the other regions the `finalists` cheapest are replayed, and the cheapest of
+   each other chip within `replay_within`, then the next ones while none has passed.
    Replays run as Ray tasks through `distributed.ray_env.parallel` (the path `capacity`'s
    replays take), in process only without a Ray connection (the same function).
-3. **Choose and explain.** Per (service, region) the cheapest candidate that passed wins;
+3. **Trim.** The cheapest passing fleet of each chip in each (service, region) is replayed
+   with one unit fewer (the spare still failed) while it passes, at most `trim_steps` units:
+   the estimate sizes fleets conservatively, the replays say how far they can shrink, and
+   chips are compared at their confirmed sizes.
+4. **Choose and explain.** Per (service, region) the cheapest candidate that passed wins;
    the fleet's totals are the sum of its winners; the Pareto front per service is over
    every replayed candidate (yearly cost over all regions, p99 over its SLO bound in the
    reference region, yearly energy); each winner gets a line saying why it wins.
@@ -30,7 +34,7 @@ from mtia_cluster.cost.data import load_cost_data, region_grid
 from mtia_cluster.cost.power import pool_rates
 from mtia_cluster.errors import UserError
 from mtia_cluster.planning.plan_candidates import Candidate, candidates
-from mtia_cluster.planning.plan_cost import region_cost, why
+from mtia_cluster.planning.plan_cost import region_cost, units_needed, why
 from mtia_cluster.planning.plan_file import Plan
 from mtia_cluster.planning.plan_fleet import (
     ConfirmJob,
@@ -55,6 +59,7 @@ def run_plan(
     counted = 0
     if replays:
         counted = _confirm_all(plan, cat, rows, progress)
+        counted += _trim(plan, cat, rows, progress, counted)
     winners = _winners(plan, rows, replays)
     return {
         "plan": plan.doc.name,
@@ -84,12 +89,18 @@ def _estimate_all(plan: Plan, cat: Catalog) -> list[dict[str, Any]]:
             for region, demand in service.demand.items():
                 row = {"candidate": c, "region": region, "label": c.label, "passed": None}
                 if rates is not None:
-                    cost = region_cost(
-                        c, rates, grids[region], demand, opts.spare_units, opts.target_utilization
-                    )
-                    row.update(cost=cost.as_dict(), rps_per_unit=c.rps_per_unit)
+                    units = units_needed(demand.peak_rps, c.rps_per_unit, opts.spare_units)
+                    # what a smaller fleet's cost needs (`_trim`); not part of the result
+                    row.update(_rates=rates, _grid=grids[region], _demand=demand, trimmed=0)
+                    row.update(cost=_cost(plan, row, units), rps_per_unit=c.rps_per_unit)
                 rows.append(row)
     return rows
+
+
+def _cost(plan: Plan, row: dict[str, Any], units: int) -> dict[str, Any]:
+    """The yearly figures of `units` units of the row's candidate in its region."""
+    c, target = row["candidate"], plan.doc.search.target_utilization
+    return region_cost(c, row["_rates"], row["_grid"], row["_demand"], units, target).as_dict()
 
 
 def _rates(cat: Catalog, plan: Plan, data: Any, c: Candidate) -> Any:
@@ -124,9 +135,12 @@ def _confirm_all(
         ref = reference_region(plan, s.name)
         for region in s.demand:
             ranked = _feasible(rows, s.name, region)
-            todo += (
-                _within(ranked, plan.doc.search.replay_within, k) if region == ref else ranked[:k]
-            )
+            near = _within(ranked, plan.doc.search.replay_within, k)
+            if region == ref:
+                todo += near
+            else:  # the finalists, and each other chip's cheapest if near (the "why" compares)
+                top = {id(r) for r in ranked[:k]}
+                todo += ranked[:k] + [r for r in _per_chip(near) if id(r) not in top]
     done = _replay(plan, cat, todo, progress, 0)
     while True:  # regions where no finalist passed: the next finalists
         more = []
@@ -138,6 +152,43 @@ def _confirm_all(
         if not more:
             return done
         done += _replay(plan, cat, more, progress, done)
+
+
+def _trim(
+    plan: Plan, cat: Catalog, rows: list[dict[str, Any]], progress: Progress | None, before: int
+) -> int:
+    """Shrink the cheapest passing fleet of each chip in each (service, region) one unit at
+    a time while the smaller fleet, spare units failed, still passes (at most `trim_steps`
+    units each): the chips are then compared at their confirmed sizes. Returns the number
+    of replays."""
+    opts = plan.doc.search
+    active = [
+        r
+        for s in plan.doc.services
+        for region in s.demand
+        for r in _per_chip([x for x in _feasible(rows, s.name, region) if x["passed"]])
+    ]
+    done = 0
+    for _ in range(opts.trim_steps):
+        todo = [r for r in active if r["cost"]["units"] - 1 > opts.spare_units]
+        if not todo:
+            break
+        smaller = [r | {"cost": _cost(plan, r, r["cost"]["units"] - 1)} for r in todo]
+        done += _replay(plan, cat, smaller, progress, before + done)
+        active = []
+        for row, small in zip(todo, smaller, strict=True):
+            if small["passed"]:
+                row.update(cost=small["cost"], replay=small["replay"], trimmed=row["trimmed"] + 1)
+                active.append(row)
+    return done
+
+
+def _per_chip(ranked: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first row of each chip in `ranked` (cheapest first)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for r in ranked:
+        seen.setdefault(r["candidate"].chip, r)
+    return list(seen.values())
 
 
 def _within(ranked: list[dict[str, Any]], factor: float, k: int) -> list[dict[str, Any]]:
@@ -244,7 +295,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "infeasible": c.infeasible,
         "passed": row["passed"],
     }
-    for key in ("cost", "replay"):
+    for key in ("cost", "replay", "trimmed"):
         if key in row:
             out[key] = row[key]
     return out

@@ -35,11 +35,18 @@ PLAN = {
             "name": "chat",
             "model": "llama-3.1-8b",
             "slo": {"ttft_p99_ms": 2000, "tpot_p99_ms": 100},
-            "demand": {"us-east": {"peak_rps": 15}},
+            "demand": {"us-east": {"peak_rps": 120}},
             "candidates": {"chips": ["h100", "mi300x"], "max_num_seqs": [64]},
         },
     ],
-    "search": {"finalists": 1, "span_s": 3, "max_requests": 5000},
+    # a low target utilization oversizes the estimated fleets: the replays trim them
+    "search": {
+        "finalists": 1,
+        "span_s": 3,
+        "max_requests": 5000,
+        "trim_steps": 2,
+        "target_utilization": 0.3,
+    },
 }
 
 
@@ -82,7 +89,9 @@ def test_every_winner_carries_the_n_minus_1_margin(planned):
         row = w["winner"]
         assert row is not None and row["passed"] is True
         units, peak = row["cost"]["units"], row["cost"]["peak_rps"]
-        assert units == math.ceil(peak / row["rps_per_unit"]) + spare
+        # sized by the estimate, then shrunk by replays that passed (never below spare + 1)
+        assert units + row["trimmed"] == math.ceil(peak / row["rps_per_unit"]) + spare
+        assert units > spare and 0 <= row["trimmed"] <= PLAN["search"]["trim_steps"]
         # the confirming replay ran without the spare units
         assert failed[(w["region"], w["service"])] == list(range(spare * row["unit_hosts"]))
         pool = next(
@@ -93,6 +102,16 @@ def test_every_winner_carries_the_n_minus_1_margin(planned):
             if p["service"] == w["service"]
         )
         assert pool["hosts"] == units * row["unit_hosts"]
+
+
+def test_trimmed_fleets_passed_their_own_replay(planned):
+    """Some winner was shrunk below its estimate (the plan oversizes on purpose), and each
+    shrunk winner's replay is of its final size: the written scenario holds that size."""
+    _, result, _ = planned
+    trimmed = [w["winner"] for w in result["winners"] if w["winner"]["trimmed"]]
+    assert trimmed
+    for row in trimmed:
+        assert row["passed"] and row["replay"]["slo_ratio"] <= 1.0
 
 
 def test_winner_is_the_cheapest_candidate_that_passed(planned):
