@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,10 @@ def main() -> None:
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         wall = time.perf_counter() - t0
+        # CPU seconds of the command (in process: every replay; with Ray, the driver only):
+        # on a shared, loaded machine the wall time says more about the neighbours
+        use = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = use.ru_utime + use.ru_stime
     if done.returncode != 0:
         sys.exit(f"plan failed ({done.returncode}): {done.stderr.strip()[-400:]}")
     res = json.loads(done.stdout)
@@ -48,7 +53,7 @@ def main() -> None:
         f"{args.plan.name}: {len(configs)} candidates ({len(chips)} service x chip), "
         f"{len(res['candidates'])} candidate x region rows, {res['replays']} replays; "
         f"search {res['search_s']:.1f} s, command wall {wall:.1f} s "
-        f"(Ray start-up, output writing included)"
+        f"(Ray start-up, output writing included), command CPU {cpu:.1f} s"
     )
     for w in res["winners"]:
         row = w["winner"]
