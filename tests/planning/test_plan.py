@@ -298,3 +298,39 @@ def test_region_figures_follow_the_region_grid(tmp_path):
         assert a["facility_energy_kwh_per_year"] == pytest.approx(
             b["facility_energy_kwh_per_year"] * ratio
         ), label
+
+
+def test_moe_expert_parallel_and_pd_candidates_replay(tmp_path):
+    """EP on a MoE model and a P:D split are candidates like any other (replayed and
+    judged); EP with P:D, which the scenario refuses, is kept out with its reason."""
+    from mtia_cluster.catalog import load_catalog
+    from mtia_cluster.planning.plan_file import load_plan
+    from mtia_cluster.planning.plan_search import run_plan
+
+    doc = {
+        "name": "moe",
+        "regions": [{"name": "us-east"}],
+        "services": [
+            {
+                "name": "moe",
+                "model": "mixtral-8x7b",
+                "slo": {"ttft_p99_ms": 2000, "tpot_p99_ms": 100},
+                "demand": {"us-east": {"peak_rps": 20}},
+                "candidates": {
+                    "chips": ["h100"],
+                    "tp": [2],
+                    "ep": [1, 2],
+                    "prefill_share": [0.0, 0.5],
+                },
+            }
+        ],
+        "search": {"span_s": 2, "max_requests": 2000, "replay_within": 100, "trim_steps": 0},
+    }
+    cat = load_catalog()
+    result = run_plan(load_plan(_write(tmp_path, doc), cat), cat)
+    rows = {(c["settings"]["ep"], c["settings"]["prefill_share"]): c for c in result["candidates"]}
+    assert "expert parallelism" in rows[(2, 0.5)]["infeasible"]
+    for key in ((1, 0.0), (2, 0.0), (1, 0.5)):
+        assert rows[key]["infeasible"] is None and rows[key]["passed"] is not None, key
+        assert rows[key]["replay"]["requests"] == 40  # 20 req/s x 2 s
+    assert rows[(2, 0.0)]["passed"] and rows[(1, 0.5)]["passed"]
