@@ -152,6 +152,9 @@ def _check_candidates(cat: Catalog, s: PlanService, kind: str, where: str, file:
     from mtia_cluster.planning.capacity import platform_for
 
     data = load_cost_data()
+    _unique(list(s.candidates.chips), f"{where}.chips", file)
+    for key in RR_KEYS + LLM_KEYS:
+        _unique(list(getattr(s.candidates, key) or ()), f"{where}.{key}", file)
     for j, chip in enumerate(s.candidates.chips):
         field = f"{where}.chips[{j}]"
         try:

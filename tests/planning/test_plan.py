@@ -201,6 +201,8 @@ def test_pareto_front_lists_replayed_candidates(planned):
         (lambda d: d["services"][1]["candidates"].update(ep=[2]), "candidates.ep"),
         (lambda d: d["search"].update(finalists=0), "search.finalists"),
         (lambda d: d["services"][0].update(slo={}), "services[0].slo"),
+        (lambda d: d["services"][0]["candidates"].update(chips=["h100", "h100"]), "chips"),
+        (lambda d: d["services"][0]["candidates"].update(max_items=[256, 256]), "max_items"),
     ],
 )
 def test_bad_plan_is_one_line_exit_2(runner, tmp_path, edit, needle):
