@@ -119,9 +119,10 @@ MIXTRAL = LLMBenchmark(
     f"{DATASET_SUMMARIES}mixtral-8x7b.csv; the output mean is the MLCommons reference "
     "README's tokens_per_sample 144.84)",
     "; MoE modelled (perf/moe.py: router GEMM, grouped expert GEMMs by expected tokens per "
-    "expert, only experts hit read, uniform router); the remaining gap is NOT explained by "
-    "modelled terms -- candidates: grouped-GEMM efficiency below dense GEMMs (no MoE kernel "
-    "profile to fit), the set's trimodal length mix (one lognormal here)",
+    "expert, only experts hit read, uniform router; FP8 grouped GEMMs fitted with DeepGEMM's "
+    "grouped rows); the remaining gap is NOT explained by modelled terms -- candidates: a "
+    "per-running-sequence cost at ~675 sequences, the set's trimodal length mix (one "
+    "lognormal here); docs/validation.md",
 )
 BENCHMARKS = (LLAMA2, MIXTRAL)
 
