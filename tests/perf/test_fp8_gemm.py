@@ -16,7 +16,7 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.errors import UserError
 from mtia_cluster.paths import configs_dir
 from mtia_cluster.perf import llm_iteration_model
-from mtia_cluster.perf.ops import gemm_time_s
+from mtia_cluster.perf.ops import GemmEnv, gemm_time_s, grouped_gemm_time_s
 
 CAT = load_catalog()
 H100 = CAT.chip("h100")
@@ -63,6 +63,30 @@ def test_tile_overhead_never_makes_a_gemm_faster_and_more_k_never_faster(m, k, n
     more = dataclasses.replace(p, gemm_k_overhead=k0)
     assert _gemm(m, k, n, more) >= _gemm(m, k, n, base)
     assert _gemm(m, k + dk, n, more) >= _gemm(m, k, n, more)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    groups=st.integers(1, 16),
+    m=st.floats(0.5, 8192),
+    k=st.sampled_from([2048, 4096, 14336]),
+    k0=st.floats(1, 2048),
+)
+def test_grouped_gemm_pays_the_tile_overhead_too(groups, m, k, k0):
+    p = dataclasses.replace(H100.op_params.for_dtype("fp8"), gemm_k_overhead=0.0)
+    ones = np.ones((1, groups))
+
+    def t(params):
+        env = GemmEnv(
+            H100.gemm_peak("fp8"),
+            H100.offchip.bandwidth_bytes_per_s,
+            H100.compute_units,
+            params,
+            1.0,
+        )
+        return float(grouped_gemm_time_s(ones, ones * m, k, 4096, env)[0])
+
+    assert t(dataclasses.replace(p, gemm_k_overhead=k0)) > t(p) > 0
 
 
 def test_tile_overhead_costs_small_k_gemms_more():
