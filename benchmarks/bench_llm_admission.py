@@ -1,8 +1,8 @@
 """KV admission policy vs the MLPerf Llama-2-70B H100 checks (docs/validation.md).
 
 Runs the `validate` system (one TP2 FP8 H100 replica, max_num_seqs 1,024, budget 4,096,
-the OpenOrca length estimates) under each admission setting and prints Offline (LoadGen
-figure and steady capacity), Server and their ratio, tokens/s per GPU:
+the OpenOrca set's lengths, the submission's 2,400 s runs) under each admission setting and
+prints Offline (LoadGen figure and steady capacity), Server and their ratio, tokens/s per GPU:
 
 * ``max_utilization`` (vLLM: greedy admission, recompute preemption);
 * ``guaranteed_no_evict`` reserving each request's own output length (what `validate` runs);
@@ -21,8 +21,7 @@ import time
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.engine.llm.limits import ReplicaLimits
-from mtia_cluster.planning.llm_server import llm_offline_replay, llm_server_capacity
-from mtia_cluster.planning.validation import LLAMA2, OFFLINE_REQUESTS, SERVER_POOL, _bench_args
+from mtia_cluster.planning.validation import LLAMA2, _bench_args, run_benchmark
 
 SETTINGS = (
     ("max_utilization", None),
@@ -39,10 +38,8 @@ def main() -> None:
     for policy, max_tokens in SETTINGS:
         t0 = time.perf_counter()
         limits: ReplicaLimits = base["limits"]
-        args = base | {"limits": dataclasses.replace(limits, capacity_policy=policy)}
-        args["limits"] = dataclasses.replace(args["limits"], max_tokens=max_tokens)
-        off = llm_offline_replay(**args, n_requests=OFFLINE_REQUESTS)
-        srv = llm_server_capacity(**args, ttft_p99_s=2.0, tpot_p99_s=0.2, n_requests=SERVER_POOL)
+        limits = dataclasses.replace(limits, capacity_policy=policy, max_tokens=max_tokens)
+        off, srv = run_benchmark(cat, LLAMA2, limits)
         per = off.chips
         print(
             f"| {policy} | {max_tokens or 'output'} | {off.output_tokens_per_s / per:,.0f} | "

@@ -4,7 +4,7 @@ Procedure (no randomness, no iteration-order dependence; the same rows give the 
 
 * Every group of parameters is fitted separately, on the rows it predicts, by minimising
   the mean absolute percentage error (MAPE) over a fixed grid, then over a finer grid
-  centred on the best coarse point (``_grid_min``); ties go to the first grid point.
+  centred on the best coarse point (``grid_min``); ties go to the first grid point.
 * GEMMs (all four projections together): ``peak_fraction``, ``bw_fraction``, ``overlap_p``,
   ``floor_us``. The wave-quantized FLOP time and the byte time at fraction 1 are computed
   once per row, so the search only rescales them.
@@ -34,7 +34,7 @@ US = 1e-6
 Loss = Callable[[tuple[float, ...]], float]
 
 
-def _grid_min(loss: Loss, axes: Sequence[np.ndarray], refine: int = 2) -> tuple[float, ...]:
+def grid_min(loss: Loss, axes: Sequence[np.ndarray], refine: int = 2) -> tuple[float, ...]:
     """Best point of a grid, then of finer grids around it (`refine` times)."""
     best: tuple[float, ...] = ()
     for level in range(refine + 1):
@@ -90,7 +90,7 @@ def _fit_gemm(prof: Profile, chip: Chip) -> tuple[tuple[float, ...], int, float]
         np.array([1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]),
         np.linspace(0.0, 20.0, 11),
     ]
-    best = _grid_min(loss, axes)
+    best = grid_min(loss, axes)
     return best, len(rows), loss(best)
 
 
@@ -104,7 +104,7 @@ def _fit_two(x: np.ndarray, meas: np.ndarray, additive: bool) -> tuple[float, fl
 
     top_us = 400.0 if additive else 100.0  # collective latencies reach ~100s of us
     axes = [np.linspace(0.02, 1.0, 50), np.linspace(0.0, top_us, 51)]
-    best = _grid_min(loss, axes)
+    best = grid_min(loss, axes)
     return best[0], best[1], loss(best)
 
 

@@ -214,6 +214,15 @@ class OpGemm(Strict):
     floor_us: Quantity
 
 
+class OpGemmDtype(Strict):
+    """GEMM parameters measured for one dtype, overriding the family's (fitted) defaults:
+    the fraction of that dtype's dense peak and a fixed per-output-tile cost expressed as
+    extra K elements at that dtype's rate (ops.gemm_compute_s)."""
+
+    peak_fraction: Quantity
+    k_overhead: Quantity
+
+
 class OpKernel(Strict):
     bw_fraction: Quantity
     floor_us: Quantity
@@ -264,6 +273,7 @@ class OpModelFile(Strict):
     name: str = Field(min_length=1)
     sources: dict[str, str] = Field(default_factory=dict)
     gemm: OpGemm
+    gemm_by_dtype: dict[Dtype, OpGemmDtype] = Field(default_factory=dict)
     elementwise: OpElementwise
     attention: OpAttention
     collectives: OpCollectives

@@ -7,6 +7,9 @@ measurements they came from. Times are in microseconds in the file, seconds in
 :class:`OpParams`. Collectives depend on the interconnect more than on the compute family, so
 a family may also hold ``collectives_by_interconnect: {name: ...}``; a chip naming one with
 ``interconnect:`` uses those (H100 and H200 share NVLink4/NVSwitch), others the default.
+Likewise ``gemm_by_dtype: {dtype: {peak_fraction, k_overhead}}`` holds GEMM parameters
+measured for one dtype (FP8 kernels on Hopper), used by :meth:`OpParams.for_dtype`; other
+dtypes use the family's ``gemm`` block (fitted on FP16 operators, per-tile cost inside it).
 """
 
 from __future__ import annotations
@@ -60,12 +63,24 @@ class OpParams:
     send_recv_up: Collective
     send_recv_out: Collective
     iteration_overhead_s: float
+    # Fixed cost per GEMM output tile, as extra K elements at the dtype's rate (0: absorbed in
+    # gemm_peak_fraction, as the FP16 fit has it); set per dtype by gemm_by_dtype.
+    gemm_k_overhead: float = 0.0
+    # dtype -> (peak_fraction, k_overhead) measured for that dtype (see for_dtype).
+    gemm_dtypes: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False)
     # Interconnect-specific collectives (profile name -> (ar_up, ar_out, sr_up, sr_out)); a
     # chip naming a profile here uses it instead of the family's default collectives.
     collective_profiles: dict[str, tuple[Collective, Collective, Collective, Collective]] = field(
         default_factory=dict, compare=False
     )
     provenance: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def for_dtype(self, dtype: str) -> OpParams:
+        """These parameters with `dtype`'s own GEMM efficiency, when the family has it."""
+        if dtype not in self.gemm_dtypes:
+            return self
+        frac, k0 = self.gemm_dtypes[dtype]
+        return replace(self, gemm_peak_fraction=frac, gemm_k_overhead=k0)
 
     def for_interconnect(self, profile: str) -> OpParams:
         """These parameters with `profile`'s collectives, when the family has them."""
@@ -100,6 +115,19 @@ def load_op_params(path: Path) -> OpParams:
     if not path.exists():
         raise UserError("operator-model family file not found", file=path)
     return _load_cached(path, path.stat().st_mtime_ns)
+
+
+def gemm_dtypes(spec: OpModelFile, r: SourcedReader) -> dict[str, tuple[float, float]]:
+    """``gemm_by_dtype``: dtype -> (peak_fraction, k_overhead), range and provenance checked."""
+    return {
+        str(dt): (
+            r.quantity(
+                d.peak_fraction, f"gemm_by_dtype.{dt}.peak_fraction", positive=True, max_value=1.0
+            ),
+            r.quantity(d.k_overhead, f"gemm_by_dtype.{dt}.k_overhead", max_value=65536.0),
+        )
+        for dt, d in spec.gemm_by_dtype.items()
+    }
 
 
 def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
@@ -156,6 +184,7 @@ def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
         send_recv_up=default[2],
         send_recv_out=default[3],
         iteration_overhead_s=r.quantity(spec.iteration_overhead_us, "iteration_overhead_us") * US,
+        gemm_dtypes=gemm_dtypes(spec, r),
         collective_profiles=profiles,
         provenance={k: p.status for k, p in r.provenance.items()},
     )

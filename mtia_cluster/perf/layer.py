@@ -78,8 +78,9 @@ class LayerShape:
 def op_times_s(
     shape: LayerShape, tokens: np.ndarray, chip: Chip, dtype: str, params: OpParams | None = None
 ) -> dict[str, np.ndarray]:
-    """Seconds of each operator for `tokens` tokens on one shard of `chip`."""
-    p = params or chip.op_params
+    """Seconds of each operator for `tokens` tokens on one shard of `chip` (GEMMs with the
+    family's parameters for `dtype`, :meth:`OpParams.for_dtype`)."""
+    p = (params or chip.op_params).for_dtype(dtype)
     t = np.asarray(tokens, dtype=np.float64)
     bw = chip.offchip.bandwidth_bytes_per_s
     out: dict[str, np.ndarray] = {}

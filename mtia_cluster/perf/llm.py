@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtia_cluster.catalog.chip import DTYPE_BYTES, Chip
+from mtia_cluster.catalog.op_model import OpParams
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf.layer import GEMM_OPS, LayerShape, op_times_s
 from mtia_cluster.perf.moe import (
@@ -59,6 +60,7 @@ MEMORY_UTILIZATION = 0.9
 # Activation/workspace reserve per chip, on top of weights (estimate: vLLM profiles ~1-2 GB).
 ACTIVATION_RESERVE_BYTES = 1.5e9
 LOGIT_BYTES = 4.0  # FP32 logits read by the sampler
+ATTN_DTYPE = "fp16"  # attention math runs on 16-bit tensor cores (attention_peak_flops)
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,17 @@ class LLMIterationModel:
         return LayerShape(m.hidden, m.heads, m.kv_heads, m.head_dim, ffn, True, self.tp, qkv)
 
     @property
+    def gemm_params(self) -> OpParams:
+        """The family's parameters with the GEMM efficiency measured for this dtype."""
+        return self.chip.op_params.for_dtype(self.dtype)
+
+    @property
     def gemm_env(self) -> GemmEnv:
         return GemmEnv(
             self.chip.gemm_peak(self.dtype),
             self.chip.offchip.bandwidth_bytes_per_s,
             self.chip.compute_units,
-            self.chip.op_params,
+            self.gemm_params,
             DTYPE_BYTES[self.dtype],
         )
 
@@ -122,7 +129,7 @@ class LLMIterationModel:
             peak_flops=self.chip.gemm_peak(self.dtype),
             bw_bytes_per_s=self.chip.offchip.bandwidth_bytes_per_s,
             units=self.chip.compute_units,
-            p=self.chip.op_params,
+            p=self.gemm_params,
             weight_bytes=DTYPE_BYTES[self.dtype],
         )
 
@@ -209,13 +216,23 @@ class LLMIterationModel:
         m, chip, p = self.model, self.chip, self.chip.op_params
         ctx, pairs = ctx / self.ep, pairs / self.ep  # attention is data-parallel over groups
         flops = 4.0 * m.layers * m.q_dim / self.tp * pairs
-        compute = flops / (chip.gemm_peak(self.dtype) * p.attn_prefill_peak_fraction)
+        compute = flops / (self.attention_peak_flops * p.attn_prefill_peak_fraction)
         kv_bytes = m.layers * m.kv_elements_per_token_per_layer * self.kv_elem_bytes
         kv_bytes_shard = kv_bytes / min(self.tp, m.kv_heads)
         memory = (
             ctx * kv_bytes_shard / (chip.offchip.bandwidth_bytes_per_s * p.attn_decode_bw_fraction)
         )
         return compute, memory
+
+    @property
+    def attention_peak_flops(self) -> float:
+        """Peak of the attention kernel's math: 16-bit even for FP8 weights and KV (the
+        MLPerf v4.1 TensorRT-LLM engines build ``--gpt_attention_plugin=float16``; FP8 context
+        FMHA is a separate opt-in; FlashAttention-2 is 16-bit), never above the model dtype's."""
+        peak = self.chip.gemm_peak(self.dtype)
+        if ATTN_DTYPE in self.chip.gemm_dense_flops:
+            peak = min(peak, self.chip.gemm_peak(ATTN_DTYPE))
+        return peak
 
     def breakdown(
         self,

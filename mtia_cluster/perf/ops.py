@@ -7,7 +7,9 @@ another chip of the family (H100) through that chip's own peaks, bandwidth and u
 
 * **GEMM** ``(m x k) @ (k x n)``: compute time is wave-quantized over the chip's compute
   units: for each candidate output tile (``TILES``) the kernel runs ``ceil(tiles / units)``
-  waves, each as long as one full tile at ``peak_fraction`` of the per-unit peak; the
+  waves, each as long as one full tile at ``peak_fraction`` of the per-unit peak over
+  ``k + k_overhead`` (a fixed per-tile cost -- pipeline fill, epilogue -- that a faster
+  dtype does not shrink; 0 where the fit absorbs it, see ``OpParams.for_dtype``); the
   fastest tile wins (what cuBLAS's heuristics approximate). Memory time is the operands and
   result at ``bw_fraction`` of off-chip bandwidth. The two combine by a p-norm
   ``(tc^p + tm^p)^(1/p)`` (p = ``overlap_p``; p -> inf is the roofline max, smaller p charges
@@ -59,7 +61,7 @@ def gemm_time_s(
     """
     m = np.asarray(m, dtype=np.float64)
     mi = np.ceil(m)
-    tc = gemm_compute_s(mi, k, n, peak_flops, units, p.gemm_peak_fraction)
+    tc = gemm_compute_s(mi, k + p.gemm_k_overhead, n, peak_flops, units, p.gemm_peak_fraction)
     tm = gemm_bytes(m, k, n, weight_bytes) / (bw_bytes_per_s * p.gemm_bw_fraction)
     return combine_gemm(m, tc, tm, p.gemm_overlap_p, p.gemm_floor_s)
 
@@ -112,14 +114,15 @@ def grouped_gemm_time_s(hit: np.ndarray, m: np.ndarray, k: float, n: float, env:
     bytes_ = (hit * gemm_bytes(m, k, n, env.weight_bytes)).sum(axis=-1)
     tm_s = bytes_ / (env.bw_bytes_per_s * p.gemm_bw_fraction)
     flops = (hit * 2.0 * m * k * n).sum(axis=-1)
+    ke = k + p.gemm_k_overhead  # K of one tile's time, with the fixed per-tile cost
     if env.units:
         per_unit = env.peak_flops * p.gemm_peak_fraction / env.units
         tc = np.full(tm_s.shape, np.inf)
         for tr, tcol in TILES:
             tiles = (hit * np.ceil(mi / tr) * np.ceil(n / tcol)).sum(axis=-1)
-            tc = np.minimum(tc, np.ceil(tiles / env.units) * 2.0 * tr * tcol * k / per_unit)
+            tc = np.minimum(tc, np.ceil(tiles / env.units) * 2.0 * tr * tcol * ke / per_unit)
     else:
-        tc = flops / (env.peak_flops * p.gemm_peak_fraction)
+        tc = flops * (ke / k) / (env.peak_flops * p.gemm_peak_fraction)
     return combine_gemm(flops, tc, tm_s, p.gemm_overlap_p, p.gemm_floor_s)
 
 

@@ -4,9 +4,12 @@ Offline (LoadGen's way): every query is issued at time zero and the replica's co
 batching scheduler drains them; throughput = output tokens / time of the last completion.
 Server: the highest Poisson arrival rate at which p99 TTFT and p99 TPOT stay within their
 bounds, found by replaying the same request pool (common random numbers: unit inter-arrival
-gaps scaled by 1/rate) at each candidate rate; each replay issues enough queries to span
-LoadGen's 600 s minimum duration at that rate (capped by the pool). Used by `validate` and by
-capacity planning.
+gaps scaled by 1/rate) at each candidate rate; each replay issues enough queries to span the
+run's minimum duration at that rate (LoadGen's 600 s unless the caller sets the submission's
+own; capped by the pool). Its throughput is LoadGen's "Completed tokens per second": every
+output token of the run over the time its last sample completed (loadgen/results.cc,
+``token_count / final_query_all_samples_done_time``), so the drain after the last arrival
+counts against it. Used by `validate` and by capacity planning.
 """
 
 from __future__ import annotations
@@ -48,9 +51,13 @@ class LengthDist:
 @dataclass(frozen=True)
 class ServerResult:
     rate_per_s: float  # highest arrival rate meeting both bounds
-    output_tokens_per_s: float  # at that rate, whole replica
+    # LoadGen's Completed tokens per second at that rate, whole replica: output tokens of the
+    # run / time its last sample completed (the drain after the last arrival included)
+    output_tokens_per_s: float
     chips: int
     search: SearchResult
+    scheduled_tokens_per_s: float = 0.0  # rate x mean output length (no drain)
+    queries: int = 0  # queries of the replay at that rate
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,14 @@ class OfflineResult:
     # first batch prefills and then decodes in lockstep) and the last admission (the drain
     # after it is a finite-run artefact), per second of that window.
     steady_tokens_per_s: float
+
+
+def loadgen_p99(values: np.ndarray) -> float:
+    """LoadGen's 99th percentile: the sorted samples' element at index floor(0.99 n)
+    (loadgen/results.cc, ``latencies[sample_count * percentile]``); NaNs (one-token samples'
+    TPOT) are left out."""
+    x = np.sort(values[~np.isnan(values)])
+    return float(x[min(len(x) - 1, int(len(x) * 0.99))]) if len(x) else 0.0
 
 
 def _tokens_by(t_ns: int, first_ns: np.ndarray, finish_ns: np.ndarray, osl: np.ndarray) -> float:
@@ -157,13 +172,18 @@ def llm_server_capacity(
     seed: int = 0,
     rel_tol: float = 0.02,
     ep: int = 1,
+    min_duration_s: float = LOADGEN_MIN_DURATION_S,
 ) -> ServerResult:
     """Search the replica's Server capacity (see module docstring)."""
     chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits, ep)
     cum_gaps, isl_all, osl_all = _pool(n_requests, input_len, output_len, seed)
+    completed: dict[float, float] = {}  # rate -> LoadGen completed tokens/s of its replay
+
+    def queries(rate: float) -> int:
+        return min(n_requests, max(1, math.ceil(rate * min_duration_s)))
 
     def meets(rate: float) -> bool:
-        n = min(n_requests, max(1, math.ceil(rate * LOADGEN_MIN_DURATION_S)))
+        n = queries(rate)
         arrival_ns = np.floor(cum_gaps[:n] / rate * 1e9).astype(np.int64)
         isl, osl = isl_all[:n], osl_all[:n]
         sched = ReplicaScheduler(cost, limits)
@@ -172,17 +192,16 @@ def llm_server_capacity(
         out = sched.outcome()
         if out.rejected.any():
             return False
+        completed[rate] = float(osl.sum()) / (float(out.finish_ns.max()) / 1e9)
         ttft = (out.first_token_ns - arrival_ns) / 1e9
         tpot = tpot_ns(out, osl) / 1e9
-        return bool(
-            np.percentile(ttft, 99) <= ttft_p99_s and np.nanpercentile(tpot, 99) <= tpot_p99_s
-        )
+        return loadgen_p99(ttft) <= ttft_p99_s and loadgen_p99(tpot) <= tpot_p99_s
 
     # Start from the offline-style guess: a replica emitting ~1,000 tokens/s per chip.
     guess = 1000.0 * chips / output_len.mean
     search = find_max_rate(
         lambda rates: [meets(r) for r in rates], guess, parallel=2, rel_tol=rel_tol
     )
-    n = min(n_requests, max(1, math.ceil(search.best_rate * LOADGEN_MIN_DURATION_S)))
-    mean_osl = float(osl_all[:n].mean())
-    return ServerResult(search.best_rate, search.best_rate * mean_osl, chips, search)
+    best, n = search.best_rate, queries(search.best_rate)
+    scheduled = best * float(osl_all[:n].mean())
+    return ServerResult(best, completed.get(best, 0.0), chips, search, scheduled, n)
