@@ -269,7 +269,8 @@ class ReplicaScheduler(RequestTable):
         self.last_end_as = self.t_as
         self.tokens_done += n * k
         self.iteration += k
-        self._pop_finished()
+        if self._heap[0][0] <= self.iteration:  # else the run stopped at its deadline
+            self._pop_finished()
         if self._released:
             self._release_finished()
         return True
@@ -278,7 +279,7 @@ class ReplicaScheduler(RequestTable):
         """Most decode-only iterations before a completion or a KV block shortage (or the
         eviction of a cached block the blocked waiting head would reuse)."""
         heap, state, finish_iter, kv = self._heap, self.state, self.finish_iter, self.kv
-        while heap:
+        while heap:  # drop stale entries (preempted or re-registered decoders)
             f, r = heap[0]
             if state[r] == _DECODE and finish_iter[r] == f:
                 break
@@ -293,10 +294,6 @@ class ReplicaScheduler(RequestTable):
         return k
 
     # ----------------------------------------------------------------- decoder bookkeeping
-    def _live(self, entry: tuple[int, int]) -> bool:
-        r = entry[1]
-        return self.state[r] == _DECODE and self.finish_iter[r] == entry[0]
-
     def _to_decode(self, r: int) -> None:
         """Register r (all but its last sampled token computed) as an implicit decoder."""
         off = self.computed[r] - self.iteration
@@ -351,7 +348,7 @@ class ReplicaScheduler(RequestTable):
         state, finish_iter = self.state, self.finish_iter
         while heap and heap[0][0] <= it:
             f, r = heapq.heappop(heap)
-            if state[r] == _DECODE and finish_iter[r] == f:  # live (see _live)
+            if state[r] == _DECODE and finish_iter[r] == f:  # a live entry (not stale)
                 self._from_decode(r)
                 self._finish(r, end_ns)
 
