@@ -5,6 +5,9 @@ What is timed: ``time.process_time`` of one ``ReplicaScheduler`` built, filled w
 (conversation, 19,366 requests, at its own timestamps), Llama-2-7B on one H100 (tp=1, fp16),
 ``max_num_seqs`` 256, block size 16, for token budgets 512 and 2048; best of N. CPU time,
 not wall time, because the machine is shared (other processes steal wall time, not CPU time).
+A third line times the engine's LLM cell (the same replica, budget 2048, built from a
+scenario pool) driven in 10 ms windows as the engine drives it with a load-reading router
+(``bench_engine_llm._drive``): the per-window cost, 350,418 windows over the trace.
 
 Each tree is measured in a worker subprocess of its own (``PYTHONPATH`` = that tree), and the
 workers take turns, one run at a time, so a slow phase of the machine hits both alike. With
@@ -25,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-BUDGETS = (512, 2048)
+BUDGETS = (512, 2048, "cell-10ms")
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
 
@@ -43,7 +46,7 @@ class Worker:
             text=True,
         )
 
-    def run(self, budget: int) -> dict:
+    def run(self, budget: int | str) -> dict:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(f"{budget}\n")
         self.proc.stdin.flush()
@@ -74,6 +77,9 @@ def worker(trace: Path) -> None:
     model = llm_iteration_model(cat.chip("h100"), cat.model("llama-2-7b"), tp=1, pp=1, dtype="fp16")
     costs = {}
     for line in sys.stdin:
+        if not line.strip().isdigit():
+            print(json.dumps(windowed(cat, arrival, prompt, output)), flush=True)
+            continue
         budget = int(line)
         if budget not in costs:
             costs[budget] = probe_iteration_cost(model, budget)
@@ -87,10 +93,26 @@ def worker(trace: Path) -> None:
         print(json.dumps({"cpu": cpu, "n": len(arrival), "finish": finish}), flush=True)
 
 
-def measure(trees: dict[str, Path], trace: Path, repeat: int) -> dict[str, dict[int, dict]]:
+def windowed(cat, arrival, prompt, output) -> dict:
+    """CPU seconds of the LLM cell over the trace in 10 ms windows (see module doc)."""
+    from bench_engine_llm import _drive, _spec
+
+    from mtia_cluster.engine.cell import Completed, make_requests
+    from mtia_cluster.engine.llm.factory import build_llm_cell
+
+    batch = make_requests(arrival, input_tokens=prompt, output_tokens=output, items=0)
+    cell = build_llm_cell(_spec(cat, 1, {}))
+    t0 = time.process_time()
+    parts = _drive(cell, batch, True)
+    cpu = time.process_time() - t0
+    finish = int(Completed.concat(parts).finish_ns.sum())
+    return {"cpu": cpu, "n": len(arrival), "finish": finish}
+
+
+def measure(trees: dict[str, Path], trace: Path, repeat: int) -> dict[str, dict]:
     """Best CPU time per tree and budget, runs alternating between the trees."""
     workers = {name: Worker(tree, trace) for name, tree in trees.items()}
-    best: dict[str, dict[int, dict]] = {name: {} for name in trees}
+    best: dict[str, dict] = {name: {} for name in trees}
     try:
         for _ in range(repeat):
             for budget in BUDGETS:
@@ -150,23 +172,28 @@ def main() -> None:
     report(best, args.repeat, args.baseline_ref)
 
 
-def report(best: dict[str, dict[int, dict]], repeat: int, ref: str | None) -> None:
+def report(best: dict[str, dict], repeat: int, ref: str | None) -> None:
     """One line per tree and budget, and the ratio current / baseline."""
     for budget in BUDGETS:
         for name, per in best.items():
             got = per[budget]
             rate = got["n"] / got["cpu"]
             print(
-                f"budget {budget:>4} {name:>10}: {rate:>10,.0f} requests per CPU-second "
+                f"{label(budget)} {name:>10}: {rate:>10,.0f} requests per CPU-second "
                 f"(best of {repeat}: {got['cpu']:.3f} s)"
             )
         if ref:
             cur, base = best["current"][budget], best[ref][budget]
             same = "identical" if cur["finish"] == base["finish"] else "DIFFERENT"
             print(
-                f"budget {budget:>4}: current / {ref} = {base['cpu'] / cur['cpu']:.3f}x "
+                f"{label(budget)}: current / {ref} = {base['cpu'] / cur['cpu']:.3f}x "
                 f"(finish times {same})"
             )
+
+
+def label(budget: int | str) -> str:
+    """`budget  512` for the scheduler alone, the mode's name for the windowed cell."""
+    return f"budget {budget:>4}" if isinstance(budget, int) else f"{budget:>11}"
 
 
 if __name__ == "__main__":
