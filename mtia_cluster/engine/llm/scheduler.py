@@ -66,6 +66,9 @@ class ReplicaScheduler(RequestTable):
         self.offset_sum = 0
         self.residue_count = [0] * limits.block_size
         self._heap: list[tuple[int, int]] = []
+        # (iteration, iterations left) where a window bound cut a decode run: the next run
+        # starting there, with no request waiting, has the same limit less what ran
+        self._resume = (-1, 0)
 
     def drop_prefix(self, cut: int) -> None:
         """Forget requests at positions < cut, all finished (memory stays bounded by the
@@ -244,17 +247,21 @@ class ReplicaScheduler(RequestTable):
             deadline = self._stream_as[self._next]
         else:
             deadline = None
-        k = self._run_limit()
-        if k <= 0:
+        it = self.iteration
+        resume, left = self._resume
+        limit = left if resume == it and not waiting else self._run_limit()
+        if limit <= 0:
             return False
         n, bs = self.n_dec, self.limits.block_size
-        context0 = self.offset_sum + n * self.iteration
+        context0 = self.offset_sum + n * it
         held0 = context0 - kv.shared * bs
         if until_as is not None and (deadline is None or until_as < deadline):
             deadline = until_as  # the earlier of the two
         k, span, token_as, memory_as, self.last_memory = decode_run(
-            self.cost, n, context0, held0, k, None if deadline is None else deadline - self.t_as
+            self.cost, n, context0, held0, limit, None if deadline is None else deadline - self.t_as
         )
+        if k < limit and not waiting:
+            self._resume = (it + k, limit - k)
         kv.alloc(self._blocks_in(k))
         used = kv.num_blocks - kv.free - kv.cached
         if used > self.max_used_blocks:
