@@ -8,8 +8,9 @@ from conftest import replicas
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mtia_cluster.engine.llm.kvstats import decode_run_token_as
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
-from mtia_cluster.engine.llm.stretch import DecodeRun
+from mtia_cluster.engine.llm.stretch import DecodeRun, decode_run
 
 
 @settings(max_examples=300, deadline=None)
@@ -47,3 +48,29 @@ def test_arrivals_out_of_order_are_refused() -> None:
     assert len(sched.prompt) == 1  # refused batches leave no trace
     sched.run_until(None)
     assert sched.outcome().finish_ns[0] > 5
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    replicas(),
+    st.integers(1, 24),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.integers(1, 400),
+    st.data(),
+)
+def test_fused_decode_run_equals_its_parts(replica, n, context0, held0, limit, data) -> None:
+    """The scheduler's one-pass `decode_run` gives what DecodeRun's separate sums give."""
+    cost, _ = replica
+    n = min(n, cost.max_tokens)
+    run = DecodeRun(cost, n, context0)
+    deadline = data.draw(st.one_of(st.none(), st.integers(1, run.total(limit) + 10)))
+    k = limit if deadline is None else run.starts_before(limit, deadline)
+    span = run.total(k)
+    assert decode_run(cost, n, context0, held0, limit, deadline) == (
+        k,
+        span,
+        decode_run_token_as(run, held0, n, k, span),
+        run.memory_total(k, span),
+        run.memory_bound(k - 1),
+    )

@@ -161,7 +161,10 @@ class LLMReplicaCell:
         """Run iterations starting before `until_ns`; return requests finished before it."""
         sched = self.scheduler
         sched.run_until(until_ns)
-        self._until_ns = max(self._until_ns, until_ns)
+        if until_ns > self._until_ns:
+            self._until_ns = until_ns
+        if not self._held and len(sched.finished) == self._seen_finished:
+            return self._none  # nothing finished: the window costs no row work
         fresh = sched.finished[self._seen_finished :]
         self._seen_finished = len(sched.finished)
         finish = sched.finish_ns

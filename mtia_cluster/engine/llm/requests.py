@@ -7,12 +7,17 @@ requests were added; :meth:`RequestTable.outcome` converts the results to arrays
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 
 from mtia_cluster.engine.llm.costs import AS_PER_NS
 from mtia_cluster.engine.llm.limits import NOT_SET, Outcome, ReplicaLimits
 
 WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
+FEW = 32  # batches up to this size are added with Python lists (numpy's per-call cost dominates)
+
+Keys = list[list[tuple[int, int]] | None]
 
 
 class RequestTable:
@@ -47,7 +52,7 @@ class RequestTable:
         output_tokens: np.ndarray,
         session_id: np.ndarray | None = None,
         prefilled: np.ndarray | None = None,
-        keys: list[list[tuple[int, int]] | None] | None = None,
+        keys: Keys | None = None,
     ) -> None:
         """Queue requests (arrivals non-decreasing, and not before earlier ones).
 
@@ -60,6 +65,18 @@ class RequestTable:
         arrival = np.asarray(arrival_ns, dtype=np.int64)
         n = len(arrival)
         if n == 0:
+            return
+        if n <= FEW:  # the engine's windows: a few requests at a time
+            sessions = None if session_id is None else np.asarray(session_id).tolist()
+            done_list = None if prefilled is None else np.asarray(prefilled, dtype=bool).tolist()
+            self._add_few(
+                arrival.tolist(),
+                np.asarray(input_tokens, dtype=np.int64).tolist(),
+                np.asarray(output_tokens, dtype=np.int64).tolist(),
+                sessions,
+                done_list,
+                keys,
+            )
             return
         if np.any(np.diff(arrival) < 0) or (
             self._stream_as and int(arrival[0]) * AS_PER_NS < self._stream_as[-1]
@@ -87,6 +104,53 @@ class RequestTable:
         self._stream += positions[ok].tolist()
         self._stream_as += [a * AS_PER_NS for a in arrival[ok].tolist()]  # no int64 overflow
         self.finished += positions[~ok].tolist()
+
+    def _add_few(
+        self,
+        arrival: list[int],
+        prompt: list[int],
+        outputs: list[int],
+        sessions: list[int] | None,
+        done: list[bool] | None,
+        keys: Keys | None,
+    ) -> None:
+        """``add_many`` on Python lists, row by row: the same checks (all before any state
+        changes), the same columns (tests compare the two paths)."""
+        n, lim = len(arrival), self.limits
+        if any(a > b for a, b in pairwise(arrival)) or (
+            self._stream_as and arrival[0] * AS_PER_NS < self._stream_as[-1]
+        ):
+            raise ValueError("arrivals must be added in non-decreasing order")
+        done = [False] * n if done is None else done
+        if any(d and o < 2 for d, o in zip(done, outputs, strict=True)):
+            raise ValueError("a prefilled request must have at least 2 output tokens")
+        first, bs, cap = len(self.prompt), lim.block_size, lim.num_blocks
+        self.prompt += prompt
+        self.outputs += outputs
+        self.session += [-1] * n if sessions is None else sessions
+        if keys is None or not lim.prefix_caching:
+            self.keys += [None] * n
+        else:
+            self.keys += [None if d else k for k, d in zip(keys, done, strict=True)]
+        for lst in (self.offset, self.finish_iter, self.batch_size, self.preemptions):
+            lst += [0] * n
+        self.cached_tokens += [0] * n
+        for i in range(n):
+            p, o, d, a = prompt[i], outputs[i], done[i], arrival[i]
+            ok = p >= 1 and o >= 1 and -(-(p + o - 1) // bs) <= cap
+            self.computed.append(p if d else 0)
+            self.generated.append(1 if d else 0)
+            self.state.append(WAITING if ok else DONE)
+            stamp = NOT_SET if ok else a
+            self.start_ns.append(stamp)
+            self.first_ns.append(stamp)
+            self.finish_ns.append(stamp)
+            self.rejected.append(not ok)
+            if ok:
+                self._stream.append(first + i)
+                self._stream_as.append(a * AS_PER_NS)
+            else:
+                self.finished.append(first + i)
 
     def _append_progress(
         self, ok: np.ndarray, done: np.ndarray, prompt: np.ndarray, arrival: np.ndarray

@@ -9,7 +9,7 @@ reaches a precomputed value (a heap). The scheduler keeps only aggregates over d
 offset sum, per-residue block counts), touches prefilling requests explicitly, and advances
 runs of decode-only iterations between two events (an arrival that could be admitted, a
 completion, a KV block shortage, the end of the window) in closed form
-(:class:`~.stretch.DecodeRun`). Preemption falls back to an explicit walk of the running
+(:func:`~.stretch.decode_run`). Preemption falls back to an explicit walk of the running
 requests, as in the reference.
 """
 
@@ -21,14 +21,13 @@ from collections import deque
 from mtia_cluster.engine.llm.costs import AS_PER_NS, IterationCost
 from mtia_cluster.engine.llm.kvcache import BlockPool
 from mtia_cluster.engine.llm.kvcache import blocks_for as _blocks
-from mtia_cluster.engine.llm.kvstats import decode_run_token_as
 from mtia_cluster.engine.llm.limits import NOT_SET, ReplicaLimits
 from mtia_cluster.engine.llm.requests import DECODE as _DECODE
 from mtia_cluster.engine.llm.requests import DONE as _DONE
 from mtia_cluster.engine.llm.requests import PREFILL as _PREFILL
 from mtia_cluster.engine.llm.requests import WAITING as _WAITING
 from mtia_cluster.engine.llm.requests import RequestTable
-from mtia_cluster.engine.llm.stretch import DecodeRun
+from mtia_cluster.engine.llm.stretch import decode_run
 
 
 class ReplicaScheduler(RequestTable):
@@ -44,6 +43,7 @@ class ReplicaScheduler(RequestTable):
         self.iteration = 0  # I: iterations run so far
         self.max_used_blocks = 0
         self.reserved_blocks = 0  # KV blocks the running requests hold at their completion
+        self.no_evict = limits.no_evict  # read once: the hot paths test it per request
         self.busy_as = 0  # busy time of all iterations run so far
         self.memory_as = 0  # the part of busy_as in memory-bound iterations (power model)
         self.last_memory = False  # whether the latest iteration was memory-bound
@@ -66,6 +66,9 @@ class ReplicaScheduler(RequestTable):
         self.offset_sum = 0
         self.residue_count = [0] * limits.block_size
         self._heap: list[tuple[int, int]] = []
+        # (iteration, iterations left) where a window bound cut a decode run: the next run
+        # starting there, with no request waiting, has the same limit less what ran
+        self._resume = (-1, 0)
 
     def drop_prefix(self, cut: int) -> None:
         """Forget requests at positions < cut, all finished (memory stays bounded by the
@@ -131,16 +134,21 @@ class ReplicaScheduler(RequestTable):
         """Run every iteration that starts before `until_ns` (None: until all are done)."""
         until_as = None if until_ns is None else until_ns * AS_PER_NS
         stream, stream_as, waiting = self._stream, self._stream_as, self.waiting
+        end = len(stream)
         while True:
+            nxt, t_as = self._next, self.t_as
             if not self.running and not waiting:
-                if self._next >= len(stream):
+                if nxt >= end:
                     return
-                self.t_as = max(self.t_as, stream_as[self._next])
-            if until_as is not None and self.t_as >= until_as:
+                if stream_as[nxt] > t_as:
+                    self.t_as = t_as = stream_as[nxt]
+            if until_as is not None and t_as >= until_as:
                 return
-            while self._next < len(stream) and stream_as[self._next] <= self.t_as:
-                waiting.append(stream[self._next])
-                self._next += 1
+            if nxt < end and stream_as[nxt] <= t_as:
+                while nxt < end and stream_as[nxt] <= t_as:
+                    waiting.append(stream[nxt])
+                    nxt += 1
+                self._next = nxt
             if not self.prefilling and self.n_dec and self._try_decode_run(until_as):
                 continue
             self._one_iteration()
@@ -153,7 +161,7 @@ class ReplicaScheduler(RequestTable):
             return True
         if not self.waiting:
             return False
-        if lim.no_evict and self._over_reservation(self.waiting[0]):
+        if self.no_evict and self._over_reservation(self.waiting[0]):
             return True  # the reservation only shrinks at a completion, which ends a run
         _, need = self._admission(self.waiting[0], lim.max_num_batched_tokens - self.n_dec)
         # available blocks only shrink during the run (the hit's survival is checked apart)
@@ -168,7 +176,7 @@ class ReplicaScheduler(RequestTable):
         """guaranteed_no_evict: whether admitting `r` could make a running request short of
         a block before it completes (limits.CAPACITY_POLICIES)."""
         lim = self.limits
-        return lim.no_evict and self.reserved_blocks + self._final_blocks(r) > lim.num_blocks
+        return self.no_evict and self.reserved_blocks + self._final_blocks(r) > lim.num_blocks
 
     def _admission(self, r: int, budget: int) -> tuple[int, int]:
         """(reused blocks, blocks needed from the available ones) to admit waiting `r` with
@@ -177,8 +185,10 @@ class ReplicaScheduler(RequestTable):
         bs = self.limits.block_size
         tokens = self.prompt[r] + self.generated[r]
         base = self.computed[r]  # 0, or the prompt for a prefilled (disaggregated) request
+        if not base and not self.kv.enabled:
+            return 0, -(-min(tokens, budget) // bs)  # blocks_for
         hit = shared = 0
-        if not base and self.kv.enabled:
+        if not base:
             keys = self.keys[r]
             if keys is None:
                 hit = self.kv.hit_blocks(self.session[r], tokens)
@@ -228,54 +238,69 @@ class ReplicaScheduler(RequestTable):
 
     def _try_decode_run(self, until_as: int | None) -> bool:
         """Advance k >= 1 decode-only iterations at once if the next one is decode-only."""
-        if self.waiting and not self._admission_blocked():
-            return False
-        if not self.waiting and len(self.running) < self.limits.max_num_seqs:
-            arrival = self._stream_as[self._next] if self._next < len(self._stream) else None
+        waiting, kv = self.waiting, self.kv
+        if waiting:
+            if not self._admission_blocked():
+                return False
+            deadline = None  # admission stays blocked until a completion
+        elif len(self.running) < self.limits.max_num_seqs and self._next < len(self._stream):
+            deadline = self._stream_as[self._next]
         else:
-            arrival = None  # admission stays blocked until a completion
-        heap = self._heap
-        while heap and not self._live(heap[0]):
-            heapq.heappop(heap)
-        k = self._kv_limit(heap[0][0] - self.iteration, self.kv.available)
-        older = self._hit_at_risk(self.waiting[0]) if self.waiting and self.kv.enabled else None
-        if older is not None:
-            # the blocked head reuses cached blocks: stop before one would be evicted
-            k = self._kv_limit(k, self.kv.free + older)
-        if k <= 0:
+            deadline = None
+        it = self.iteration
+        resume, left = self._resume
+        limit = left if resume == it and not waiting else self._run_limit()
+        if limit <= 0:
             return False
-        n = self.n_dec
-        run = DecodeRun(self.cost, n, self.offset_sum + n * self.iteration)
-        deadline = (
-            arrival
-            if until_as is None
-            else (until_as if arrival is None else min(arrival, until_as))
+        n, bs = self.n_dec, self.limits.block_size
+        context0 = self.offset_sum + n * it
+        held0 = context0 - kv.shared * bs
+        if until_as is not None and (deadline is None or until_as < deadline):
+            deadline = until_as  # the earlier of the two
+        k, span, token_as, memory_as, self.last_memory = decode_run(
+            self.cost, n, context0, held0, limit, None if deadline is None else deadline - self.t_as
         )
-        if deadline is not None:
-            k = run.starts_before(k, deadline - self.t_as)
-        self.kv.alloc(self._blocks_in(k))
-        self.max_used_blocks = max(self.max_used_blocks, self.used_blocks)
-        span = run.total(k)
-        c0 = self.offset_sum + n * self.iteration - self.kv.shared * self.limits.block_size
-        self.kv_token_as += decode_run_token_as(run, c0, n, k, span)
-        self.kv_held_tokens = c0 + n * k
-        if self.kv_held_tokens > self.max_kv_tokens:
-            self.max_kv_tokens = self.kv_held_tokens
+        if k < limit and not waiting:
+            self._resume = (it + k, limit - k)
+        kv.alloc(self._blocks_in(k))
+        used = kv.num_blocks - kv.free - kv.cached
+        if used > self.max_used_blocks:
+            self.max_used_blocks = used
+        self.kv_token_as += token_as
+        self.kv_held_tokens = held = held0 + n * k
+        if held > self.max_kv_tokens:
+            self.max_kv_tokens = held
         self.t_as += span
         self.busy_as += span
-        self.memory_as += run.memory_total(k, span)
-        self.last_memory, self.last_end_as = run.memory_bound(k - 1), self.t_as
+        self.memory_as += memory_as
+        self.last_end_as = self.t_as
         self.tokens_done += n * k
         self.iteration += k
-        self._pop_finished()
-        self._release_finished()
+        if self._heap[0][0] <= self.iteration:  # else the run stopped at its deadline
+            self._pop_finished()
+        if self._released:
+            self._release_finished()
         return True
 
-    # ----------------------------------------------------------------- decoder bookkeeping
-    def _live(self, entry: tuple[int, int]) -> bool:
-        r = entry[1]
-        return self.state[r] == _DECODE and self.finish_iter[r] == entry[0]
+    def _run_limit(self) -> int:
+        """Most decode-only iterations before a completion or a KV block shortage (or the
+        eviction of a cached block the blocked waiting head would reuse)."""
+        heap, state, finish_iter, kv = self._heap, self.state, self.finish_iter, self.kv
+        while heap:  # drop stale entries (preempted or re-registered decoders)
+            f, r = heap[0]
+            if state[r] == _DECODE and finish_iter[r] == f:
+                break
+            heapq.heappop(heap)
+        want, avail = heap[0][0] - self.iteration, kv.free + kv.cached
+        bs = self.limits.block_size
+        k = want if self.n_dec * -(-want // bs) <= avail else self._kv_limit(want, avail)
+        if self.waiting and kv.enabled:
+            older = self._hit_at_risk(self.waiting[0])
+            if older is not None:  # stop before one of its reusable blocks would be evicted
+                k = self._kv_limit(k, kv.free + older)
+        return k
 
+    # ----------------------------------------------------------------- decoder bookkeeping
     def _to_decode(self, r: int) -> None:
         """Register r (all but its last sampled token computed) as an implicit decoder."""
         off = self.computed[r] - self.iteration
@@ -300,14 +325,20 @@ class ReplicaScheduler(RequestTable):
         self.finish_ns[r] = end_ns
         self.state[r] = _DONE
         del self.running[r]
-        if self.limits.no_evict:
+        if self.no_evict:
             self.reserved_blocks -= self._final_blocks(r)
         self._released.append(r)
         self.finished.append(r)
 
     def _release_finished(self) -> None:
         """Return the blocks of requests finished together, in request order (prefix cache)."""
-        released = self._released
+        released, kv = self._released, self.kv
+        if not kv.enabled:  # no prefix cache (and no keys): blocks freed, order immaterial
+            bs, prompt, outputs = self.limits.block_size, self.prompt, self.outputs
+            for r in released:
+                kv.free += -(-(prompt[r] + outputs[r] - 1) // bs)  # blocks_for
+            released.clear()
+            return
         if len(released) > 1:
             released.sort()
         for r in released:
@@ -320,11 +351,11 @@ class ReplicaScheduler(RequestTable):
 
     def _pop_finished(self) -> None:
         """Finish the decoders whose last token was sampled by the iteration just ended."""
-        heap, end_ns = self._heap, self.t_as // AS_PER_NS
-        while heap and heap[0][0] <= self.iteration:
-            entry = heapq.heappop(heap)
-            if self._live(entry):
-                r = entry[1]
+        heap, end_ns, it = self._heap, self.t_as // AS_PER_NS, self.iteration
+        state, finish_iter = self.state, self.finish_iter
+        while heap and heap[0][0] <= it:
+            f, r = heapq.heappop(heap)
+            if state[r] == _DECODE and finish_iter[r] == f:  # a live entry (not stale)
                 self._from_decode(r)
                 self._finish(r, end_ns)
 
@@ -335,7 +366,7 @@ class ReplicaScheduler(RequestTable):
         else:
             del self.prefilling[victim]
         del self.running[victim]
-        if self.limits.no_evict:
+        if self.no_evict:
             self.reserved_blocks -= self._final_blocks(victim)
         keys = self.keys[victim]
         if keys is None:
@@ -378,14 +409,16 @@ class ReplicaScheduler(RequestTable):
         lim, bs = self.limits, self.limits.block_size
         prompt, gen, comp = self.prompt, self.generated, self.computed
         chunks: list[tuple[int, int]] = []
+        kv = self.kv
         for r in self.prefilling:
             if budget == 0:
                 break
-            have = _blocks(comp[r], bs)
-            room = (have + self.kv.available) * bs - comp[r]
-            chunk = min(prompt[r] + gen[r] - comp[r], budget, room)
+            done = comp[r]
+            have = -(-done // bs)  # blocks_for
+            room = (have + kv.free + kv.cached) * bs - done
+            chunk = min(prompt[r] + gen[r] - done, budget, room)
             if chunk > 0:
-                self.kv.alloc(_blocks(comp[r] + chunk, bs) - have)
+                kv.alloc(-(-(done + chunk) // bs) - have)
                 chunks.append((r, chunk))
                 budget -= chunk
         if evicted and self.running:
@@ -393,13 +426,13 @@ class ReplicaScheduler(RequestTable):
         waiting = self.waiting
         while waiting and len(self.running) < lim.max_num_seqs and budget > 0:
             r = waiting[0]
-            if lim.no_evict and self._over_reservation(r):
+            if self.no_evict and self._over_reservation(r):
                 break
             hit, need = self._admission(r, budget)
-            if need > self.kv.available:
+            if need > kv.free + kv.cached:
                 break
             waiting.popleft()
-            if lim.no_evict:
+            if self.no_evict:
                 self.reserved_blocks += self._final_blocks(r)
             base = comp[r]
             if not base:
@@ -409,16 +442,16 @@ class ReplicaScheduler(RequestTable):
             if hit:
                 keys = self.keys[r]
                 if keys is None:
-                    self.kv.take(self.session[r], hit)
+                    kv.take(self.session[r], hit)
                 else:
-                    self.kv.acquire(keys, hit)
+                    kv.acquire(keys, hit)
                 comp[r] = base
                 self.cached_tokens[r] += base
                 self.reused_tokens += base
             self.running[r] = None
             self.prefilling[r] = None
             self.state[r] = _PREFILL
-            self.kv.alloc(_blocks(base + chunk, bs) - hit)
+            kv.alloc(-(-(base + chunk) // bs) - hit)
             chunks.append((r, chunk))
             budget -= chunk
             if self.start_ns[r] == NOT_SET:
@@ -427,13 +460,13 @@ class ReplicaScheduler(RequestTable):
 
     def _plan(self) -> list[tuple[int, int]]:
         """Plan the next iteration (decoders implicit); evicts until something can run."""
-        evicted = False
+        evicted, kv = False, self.kv
         while True:
             need = self.residue_count[self.iteration % self.limits.block_size]
-            if need > self.kv.available:
+            if need > kv.free + kv.cached:
                 evicted = self._evict_for_decodes() or evicted
-            else:
-                self.kv.alloc(need)
+            elif need:
+                kv.alloc(need)
             chunks = self._plan_chunks(self.limits.max_num_batched_tokens - self.n_dec, evicted)
             if chunks or self.n_dec:
                 return chunks
@@ -443,7 +476,10 @@ class ReplicaScheduler(RequestTable):
     def _one_iteration(self) -> None:
         """Plan, time and apply one iteration."""
         chunks = self._plan()
-        self.max_used_blocks = max(self.max_used_blocks, self.used_blocks)
+        kv = self.kv
+        used = kv.num_blocks - kv.free - kv.cached
+        if used > self.max_used_blocks:
+            self.max_used_blocks = used
         comp = self.computed
         n = self.n_dec
         dec_context = self.offset_sum + n * self.iteration
@@ -456,7 +492,7 @@ class ReplicaScheduler(RequestTable):
         # KV held: every running request's context plus this iteration's tokens; a shared
         # prefix block counts once. Chunks cover distinct prefilling requests, so when they
         # cover all of them their contexts are already summed in `context`.
-        held = tokens - self.kv.shared * self.limits.block_size
+        held = tokens - kv.shared * self.limits.block_size
         if len(chunks) == len(self.prefilling):
             held += context
         else:
@@ -472,9 +508,12 @@ class ReplicaScheduler(RequestTable):
         self.last_end_as = self.t_as
         self.tokens_done += tokens
         self.iteration += 1
-        self._pop_finished()
+        heap = self._heap
+        if heap and heap[0][0] <= self.iteration:
+            self._pop_finished()
         self._apply_chunks(chunks, n + len(chunks))
-        self._release_finished()
+        if self._released:
+            self._release_finished()
 
     def _apply_chunks(self, chunks: list[tuple[int, int]], batch: int) -> None:
         """End of iteration for explicitly scheduled requests."""
