@@ -36,6 +36,9 @@ class RequestTable:
         self.batch_size: list[int] = []
         self.preemptions: list[int] = []
         self.cached_tokens: list[int] = []
+        # scale-out network time of the iterations run while admitted (attoseconds): minus
+        # the replica's network clock at each admission, plus it at each preemption / finish
+        self.net_as: list[int] = []
         self.finished: list[int] = []  # positions in finishing order (rejected at arrival)
         self._stream: list[int] = []  # admissible requests, arrival order
         self._stream_as: list[int] = []  # their arrival times, attoseconds
@@ -103,6 +106,7 @@ class RequestTable:
             self.batch_size,
             self.preemptions,
             self.cached_tokens,
+            self.net_as,
         ):
             lst += [0] * n
         self.state += np.where(ok, WAITING, DONE).tolist()
@@ -150,6 +154,7 @@ class RequestTable:
             self.batch_size,
             self.preemptions,
             self.cached_tokens,
+            self.net_as,
         ):
             del lst[:cut]
         self.finished = [r - cut for r in self.finished if r >= cut]

@@ -93,7 +93,20 @@ def analyze(
         "llm_serving": llm_serving(ctx.replicas, services),
         # requests served away from home (global routing, docs/network.md): summary.json's
         "spill": list(res.summary.get("spill", [])),
+        # per-request network time (docs/network.md): summary.json's, per group and service
+        "network": network_rows(res.summary),
     }
+
+
+def network_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``network_ns`` figures of summary.json's groups and services (region '*'), one
+    row each; none when no request spent time on the network."""
+    rows = [*summary.get("groups", []), *summary.get("services", [])]
+    return [
+        {"region": g["region"], "service": g["service"], "network_ns": g["network_ns"]}
+        for g in rows
+        if g.get("network_ns")
+    ]
 
 
 def llm_serving(replicas: list[dict[str, Any]], services: list[str]) -> dict[str, Any]:

@@ -135,6 +135,19 @@ def spill_lines(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def network_lines(doc: dict[str, Any]) -> list[str]:
+    """One line per (region, service) whose requests spent time on the network: mean and
+    p99 of ``network_ns`` (fabric transfers + spill RTT) over its ok requests, in ms."""
+    out = []
+    for row in doc.get("network", []):
+        n = row["network_ns"]
+        out.append(
+            f"network {row['region']} {row['service']}: mean {n['mean'] / 1e6:.3f} ms, "
+            f"p99 {n['p99'] / 1e6:.3f} ms ({n['requests']:,} requests with network time)"
+        )
+    return out
+
+
 def spill_table_html(summary: dict[str, Any]) -> str:
     """The spill flows of :func:`spill_lines` as the HTML report's table (summary.json
     ``spill``, the figures the console and --json list); empty when nothing spilled."""
