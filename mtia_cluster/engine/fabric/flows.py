@@ -12,6 +12,13 @@
   per prefill instance), so it is *one* flow, group ``p``, on the path to its first
   scale-out decode instance from ``p mod M`` on (the destination varies per request: the
   sender's NIC and uplinks are exact, the receiving end is a representative).
+* An R&R host whose pool shards the model's embedding tables over ``embedding_hosts`` hosts
+  (consecutive hosts of the pool, in groups): each sample looks up ``1 / N`` of its rows on
+  every other host of its group, whose rows come back to it: one flow per peer, group = the
+  peer's index, ``embedding_bytes_per_sample / N`` per item (rows shipped unpooled: an
+  upper bound; docs/network.md, "Remote embedding lookups"). Its bytes follow the items all
+  of the host's accelerators served (``driver_n`` of them, each server of ``model
+  accelerators`` counting its batch once per accelerator).
 
 A host pair on different hosts is striped over ``min(NICs)`` NIC pairs (rank k's traffic on
 NIC k, one NIC per accelerator rank as HGX hosts are wired), each stripe a flow; a P/D
@@ -31,7 +38,7 @@ import numpy as np
 
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.ops import ACT_BYTES
-from mtia_cluster.workloads import LLMModel
+from mtia_cluster.workloads import LLMModel, RRModel
 
 # (source host, destination host, group, accelerator whose token counter drives the bytes,
 # bytes per token, lanes (accelerator links in parallel; 0: every NIC), first source NIC,
@@ -48,7 +55,8 @@ class Flows:
     dst_host: np.ndarray
     stripe: np.ndarray
     group: np.ndarray  # sender within the cell (prefill instance; 0 for a pipeline)
-    driver_acc: np.ndarray  # accelerator whose work_units (tokens) drive the bytes
+    driver_acc: np.ndarray  # first accelerator whose work_units (tokens, items) drive the bytes
+    driver_n: np.ndarray  # accelerators from driver_acc on whose work_units are summed
     src_nic0: np.ndarray  # stripe k leaves on working NIC (src_nic0 + k) mod working NICs
     dst_nic0: np.ndarray
     bytes_per_token: np.ndarray  # float64, per stripe's host pair
@@ -103,9 +111,26 @@ def _nic_of(topology: Any, acc: int) -> int:
     return local * nics // platform.accelerators_per_host
 
 
+def _embedding(topology: Any, c: int) -> list[Pair]:
+    """R&R host `c`: one pair from each other host of its embedding group (module doc)."""
+    p = topology.cell_pool[c]
+    pool, n = topology.pools[p], topology.pools[p].embedding_hosts
+    model = topology.catalog.model(pool.model)
+    if n <= 1 or not isinstance(model, RRModel):
+        return []
+    local = (topology.cell_acc0[c] - topology.pool_acc0[p]) // pool.replica_size
+    host0, first = topology.cell_host0[c] - local, local - local % n
+    per_unit = model.embedding_bytes_per_sample / n / model.accelerators
+    acc = topology.cell_acc0[c]
+    peers = [g for g in range(first, first + n) if g != local]
+    return [(host0 + g, host0 + local, k, acc, per_unit, 0, 0, 0) for k, g in enumerate(peers)]
+
+
 def _pairs(topology: Any, c: int) -> list[Pair]:
     """Cell `c`'s scale-out host pairs (same host pairs dropped)."""
     pool = topology.pools[topology.cell_pool[c]]
+    if pool.kind == "rr":
+        return _embedding(topology, c)
     model = topology.catalog.model(pool.model)
     if pool.kind != "llm" or pool.llm is None or not isinstance(model, LLMModel):
         return []
@@ -118,15 +143,18 @@ def scale_out_flows(topology: Any, nics: np.ndarray | None = None) -> Flows:
     """Every stripe of every cell's scale-out transfers (cell order). `nics`: NICs per host
     (None: one stripe per host pair, to see whether there are any)."""
     rows: list[tuple[Any, ...]] = []
-    llm = {p for p, pool in enumerate(topology.pools) if pool.kind == "llm"}
+    pools = topology.pools
+    sends = {p for p, pool in enumerate(pools) if pool.kind == "llm" or pool.embedding_hosts > 1}
     cell_pool = topology.cell_pool
-    for c in (c for c in range(topology.cells) if cell_pool[c] in llm):
+    for c in (c for c in range(topology.cells) if cell_pool[c] in sends):
+        span = pools[cell_pool[c]].replica_size if pools[cell_pool[c]].kind == "rr" else 1
         for a, b, group, acc, per_token, lanes, nic_a, nic_b in _pairs(topology, c):
             n = 1 if nics is None else int(min(nics[a], nics[b]))
             n = min(n, lanes) if lanes else n
-            rows.extend((c, a, b, k, group, acc, nic_a, nic_b, per_token) for k in range(n))
-    cols = list(zip(*rows, strict=True)) if rows else [()] * 9
-    ints = [np.array(col, dtype=np.int64) for col in cols[:8]]
+            row = (c, a, b, group, acc, span, nic_a, nic_b, per_token)
+            rows.extend((*row[:3], k, *row[3:]) for k in range(n))
+    cols = list(zip(*rows, strict=True)) if rows else [()] * 10
+    ints = [np.array(col, dtype=np.int64) for col in cols[:9]]
     return Flows(
         cell=ints[0],
         src_host=ints[1],
@@ -134,7 +162,8 @@ def scale_out_flows(topology: Any, nics: np.ndarray | None = None) -> Flows:
         stripe=ints[3],
         group=ints[4],
         driver_acc=ints[5],
-        src_nic0=ints[6],
-        dst_nic0=ints[7],
-        bytes_per_token=np.array(cols[8], dtype=np.float64),
+        driver_n=ints[6],
+        src_nic0=ints[7],
+        dst_nic0=ints[8],
+        bytes_per_token=np.array(cols[9], dtype=np.float64),
     )
