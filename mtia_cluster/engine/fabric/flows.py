@@ -1,10 +1,16 @@
 """Which transfers cross the scale-out fabric: flows per (cell, sender, NIC stripe).
 
 * An LLM replica larger than its chip's scale-up domain (TP/PP/EP over scale-out): its
-  accelerators split into scale-up domains in id order, and the pipeline hands activations
-  (``hidden x 2 bytes / ep`` per token) from each domain's first host to the next domain's
-  (``engine/events.py`` uses the same "larger than the domain" rule for ``links``
-  failures). One sender, group 0.
+  accelerators split into scale-up domains in id order (stage after stage, ``tp x ep``
+  chips each). Where a stage boundary is a domain boundary the pipeline hands activations
+  (``hidden x 2 bytes / ep`` per token) from the first host of the previous stage's last
+  domain to the next stage's first host; where a stage's ``tp x ep`` chips span several
+  domains (MoE, ``ep > 1``), every domain of the stage sends its EP groups' tokens to the
+  experts of every other domain and gets them back (dispatch + combine, ``moe_layers``
+  times): per replica token ``2 x moe_layers x g x (top_k x hidden x 2 B / ep) x g / ep``
+  bytes per ordered domain pair, ``g = domain / tp`` EP groups per domain (uniform routing,
+  the mean of perf/moe.py's all-to-all). ``engine/events.py`` uses the same "larger than
+  the domain" rule for ``links`` failures. One sender, group 0.
 * A disaggregated replica (``engine/llm/disagg.py``, N:M): prefill instance ``p`` ships
   ``kv_bytes_per_token`` per prompt token to decode instances over scale-out when they are
   in different scale-up domains (or ``kv_link: scale_out``), as
@@ -31,7 +37,6 @@ only on the topology (docs/network.md, "Fabric").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -66,13 +71,38 @@ class Flows:
 
 
 def _pipeline(topology: Any, c: int, model: LLMModel, domain: int) -> list[Pair]:
+    """The stage hand-offs that cross a scale-up domain boundary: from the first host of
+    the domain holding stage k - 1's last accelerator to stage k's first."""
     pool, acc0 = topology.pools[topology.cell_pool[c]], topology.cell_acc0[c]
-    if pool.replica_size <= domain:
+    s = pool.llm
+    if pool.replica_size <= domain or s.pp <= 1:
         return []
-    firsts = range(acc0, acc0 + pool.replica_size, domain)
-    per_token = model.hidden * ACT_BYTES / pool.llm.ep
-    hosts = topology.acc_host
-    return [(hosts[a], hosts[b], 0, acc0, per_token, 0, 0, 0) for a, b in pairwise(firsts)]
+    stage = pool.replica_size // s.pp
+    per_token = model.hidden * ACT_BYTES / s.ep
+    hosts, out = topology.acc_host, []
+    for b in range(acc0 + stage, acc0 + pool.replica_size, stage):
+        a = acc0 + (b - 1 - acc0) // domain * domain
+        if (b - acc0) % domain == 0:
+            out.append((hosts[a], hosts[b], 0, acc0, per_token, 0, 0, 0))
+    return out
+
+
+def _all_to_all(topology: Any, c: int, model: LLMModel, domain: int) -> list[Pair]:
+    """MoE dispatch + combine between the scale-up domains of each stage when its
+    ``tp x ep`` chips span several (module doc): one pair per ordered domain pair."""
+    pool, acc0 = topology.pools[topology.cell_pool[c]], topology.cell_acc0[c]
+    s, moe = pool.llm, model.moe
+    stage = pool.replica_size // s.pp
+    if s.ep <= 1 or moe is None or stage <= domain:
+        return []
+    groups = domain / s.tp  # EP groups per domain (a fraction when a group spans domains)
+    per_group = moe.active_experts * model.hidden * ACT_BYTES / s.ep  # per replica token
+    per_token = groups * per_group * (groups / s.ep) * 2 * model.moe_layers
+    hosts, out = topology.acc_host, []
+    for first in range(acc0, acc0 + pool.replica_size, stage):
+        doms = [hosts[a] for a in range(first, first + stage, domain)]
+        out += [(a, b, 0, acc0, per_token, 0, 0, 0) for a in doms for b in doms if a != b]
+    return out
 
 
 def _disaggregated(topology: Any, c: int, model: LLMModel, domain: int) -> list[Pair]:
@@ -135,8 +165,11 @@ def _pairs(topology: Any, c: int) -> list[Pair]:
     if pool.kind != "llm" or pool.llm is None or not isinstance(model, LLMModel):
         return []
     domain = topology.catalog.chip(topology.acc_chip[topology.cell_acc0[c]]).scale_up_domain
-    build = _pipeline if pool.llm.pd is None else _disaggregated
-    return [pair for pair in build(topology, c, model, domain) if pair[0] != pair[1]]
+    if pool.llm.pd is None:
+        pairs = _pipeline(topology, c, model, domain) + _all_to_all(topology, c, model, domain)
+    else:
+        pairs = _disaggregated(topology, c, model, domain)
+    return [pair for pair in pairs if pair[0] != pair[1]]
 
 
 def scale_out_flows(topology: Any, nics: np.ndarray | None = None) -> Flows:
