@@ -63,3 +63,28 @@ def test_a_run_written_before_the_column_has_no_network_figures(tmp_path: Path) 
     doc = summarize(run).summary
     assert doc["groups"] and not any("network_ns" in g for g in doc["groups"])
     assert request_dataset(run).to_table()["network_ns"].null_count == len(c)
+
+
+def test_html_table_and_console_lines_show_the_summary_figures(tmp_path: Path) -> None:
+    """analyze's console lines and the HTML report's table read summary.json's figures."""
+    from mtia_cluster.results.analysis.report import (
+        network_lines,
+        network_rows,
+        network_table_html,
+    )
+
+    c = make_completed(400, seed=5)
+    summary = json.loads(
+        (write_run(tmp_path / "r", c, shards=[np.arange(400)]) / "summary.json").read_text()
+    )
+    rows = network_rows(summary)
+    with_net = [g for g in [*summary["groups"], *summary["services"]] if "network_ns" in g]
+    assert len(rows) == len(with_net) > 0
+    html = network_table_html(summary)
+    lines = network_lines({"network": rows})
+    assert html.count("<tr>") == len(rows) + 1 and len(lines) == len(rows)
+    for r, line in zip(rows, lines, strict=True):
+        n = r["network_ns"]
+        assert f"<td>{n['mean'] / 1e6:.3f}</td><td>{n['p99'] / 1e6:.3f}</td>" in html
+        assert f"mean {n['mean'] / 1e6:.3f} ms, p99 {n['p99'] / 1e6:.3f} ms" in line
+    assert network_table_html({"groups": []}) == "" and network_rows({}) == []

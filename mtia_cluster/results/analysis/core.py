@@ -27,6 +27,7 @@ from mtia_cluster.results.analysis.passes import (
     llm_mask,
     second_pass,
 )
+from mtia_cluster.results.analysis.report import network_rows
 from mtia_cluster.results.derive import span_from_metadata
 from mtia_cluster.results.devices import DeviceTotals
 from mtia_cluster.results.reader import Results, open_results
@@ -96,17 +97,6 @@ def analyze(
         # per-request network time (docs/network.md): summary.json's, per group and service
         "network": network_rows(res.summary),
     }
-
-
-def network_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``network_ns`` figures of summary.json's groups and services (region '*'), one
-    row each; none when no request spent time on the network."""
-    rows = [*summary.get("groups", []), *summary.get("services", [])]
-    return [
-        {"region": g["region"], "service": g["service"], "network_ns": g["network_ns"]}
-        for g in rows
-        if g.get("network_ns")
-    ]
 
 
 def llm_serving(replicas: list[dict[str, Any]], services: list[str]) -> dict[str, Any]:
