@@ -1,10 +1,11 @@
 """Fabric what-if: the same trace on fabric-pp (Llama-2-70B, TP=8 x PP=2 across two HGX H100
 hosts) with a 1:1 vs 4:1 oversubscribed spine and 400 vs 100 Gb/s NICs.
 
-Prints, per variant, the per-stripe rate the fabric gives, mean TTFT, output token throughput
-and the peak rack-uplink utilization (links/), and the back-of-the-envelope TTFT growth of
-docs/network.md ("Fabric"): at low load each prompt of P tokens is one prefill iteration
-whose PP hand-off moves P x hidden x 2 bytes, so the slower fabric adds
+Prints, per variant, the per-stripe rate the fabric gives, mean TTFT, output token throughput,
+the peak rack-uplink utilization (links/), the requests' network time (network_ns), and the
+back-of-the-envelope TTFT growth of docs/network.md ("Fabric"): at low load each prompt of
+P tokens is one prefill iteration whose PP hand-off moves P x hidden x 2 bytes, so the
+slower fabric adds
 (pp - 1) x P x hidden x 2 / bw_fraction x (1/r_slow - 1/r_fast) seconds.
 
     .venv/bin/python benchmarks/bench_fabric.py [--requests 200] [--gap-ms 2000]
@@ -16,6 +17,7 @@ import argparse
 import platform
 
 import numpy as np
+import pyarrow as pa
 
 from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import load_scenario
@@ -24,6 +26,7 @@ from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.paths import configs_dir
 from mtia_cluster.results.links import link_table
+from mtia_cluster.results.run import device_tables
 
 VARIANTS = {
     "1:1, 400G": [],
@@ -57,10 +60,13 @@ def main() -> None:
         ttft = float(np.mean(r.first_token_ns - r.arrival_ns)) / 1e6
         tok_s = float(r.output_tokens.sum()) / ((r.finish_ns.max() - r.arrival_ns.min()) / 1e9)
         rate = float(sim.topology.fabric.flow_rate[0].min())
-        links = link_table(run).to_pydict()
+        devices = pa.concat_tables(device_tables(run))
+        links = link_table(run.topology, run.regions, devices).to_pydict()
         up = [u for n, u in zip(links["link"], links["utilization"], strict=True) if "spine" in n]
         line = f"{name}: stripe {rate / 1e9:5.1f} GB/s  TTFT mean {ttft:8.2f} ms  "
         line += f"throughput {tok_s:7.1f} tok/s  peak uplink util {max(up):.2e}"
+        net = r.network_ns / 1e6
+        line += f"\n    network_ns mean {net.mean():.3f} ms, p99 {np.quantile(net, 0.99):.3f} ms"
         if base_ttft is None:
             base_ttft, base_rate = ttft, rate
         else:

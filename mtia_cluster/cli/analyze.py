@@ -23,6 +23,7 @@ from mtia_cluster.results.analysis.report import (
     analysis_table,
     comparison_table,
     llm_serving_table,
+    network_lines,
     spill_lines,
     verdict_reasons,
 )
@@ -115,7 +116,7 @@ def _echo_report(doc: dict[str, Any]) -> None:
     if serving is not None:
         click.echo("\nLLM serving (per service, then per replica)")
         echo_table(*serving)
-    spilled = spill_lines(doc)  # global routing (#16)
+    spilled = spill_lines(doc) + network_lines(doc)  # global routing, fabric (#16)
     if spilled:
         click.echo("")
     for line in spilled:

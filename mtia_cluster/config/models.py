@@ -115,6 +115,9 @@ class RRPool(_Pool):
 
     batching: Batching = Batching()
     service_time_multiplier: float = Field(1.0, gt=0.0)
+    # hosts the model's embedding tables are sharded across (docs/network.md, "Remote
+    # embedding lookups"): each batch fetches the rows of the other hosts over the fabric
+    embedding_hosts: PositiveInt = 1
 
 
 class SyntheticPool(_Pool):

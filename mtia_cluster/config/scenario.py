@@ -21,6 +21,8 @@ Shape (documented with examples in docs/engine.md; the typed models are in
             service_time_multiplier: 1.0   # R&R/synthetic: x every service time (a model
                                            # version's performance delta or regression)
             error_rate: 0.0                # seeded fraction of served requests marked failed
+            embedding_hosts: 1             # R&R: hosts sharding the embedding tables (remote
+                                           # lookups over the fabric, docs/network.md)
             # LLM only: tp, pp, dtype, max_num_batched_tokens, max_num_seqs, block_size,
             # prefix_caching, disaggregation (LLMSettings below)
     events:                        # optional fleet events inside the replay (config/events.py)
@@ -234,15 +236,9 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
     if isinstance(p, RRPool):
         if accelerators % per_host:
             raise error(counts[0], f"R&R pools use whole hosts of {per_host} accelerators", n)
+        _check_rr(p, accelerators // per_host, host, model, error)
         max_items = p.batching.max_items
         max_wait_ns = round(p.batching.max_wait_us * 1e3)
-        if host.accelerators_per_socket % model.accelerators:
-            raise error(
-                "model",
-                f"shard group of {model.accelerators} does not divide a socket's "
-                f"{host.accelerators_per_socket} accelerators",
-                model.name,
-            )
         size = per_host
     elif isinstance(p, LLMPool):
         size = _llm_replica_size(p, error)
@@ -266,8 +262,22 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
         count_key=counts[0],
         service_time_multiplier=getattr(p, "service_time_multiplier", 1.0),
         error_rate=p.error_rate,
+        embedding_hosts=getattr(p, "embedding_hosts", 1),
         llm=llm,
     )
+
+
+def _check_rr(p: RRPool, hosts: int, host: Any, model: Any, error: Any) -> None:
+    """An R&R pool's shard group fits a socket; its embedding groups split its hosts."""
+    if host.accelerators_per_socket % model.accelerators:
+        raise error(
+            "model",
+            f"shard group of {model.accelerators} does not divide a socket's "
+            f"{host.accelerators_per_socket} accelerators",
+            model.name,
+        )
+    if hosts % p.embedding_hosts:
+        raise error("embedding_hosts", f"must divide the pool's {hosts} hosts", p.embedding_hosts)
 
 
 def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> LLMSettings:

@@ -67,6 +67,7 @@ class PoolSpec:
     count_key: str = "racks"  # which of racks | hosts | accelerators sized the pool
     service_time_multiplier: float = 1.0  # x accelerator occupancy per batch (R&R/synthetic)
     error_rate: float = 0.0  # fraction of served requests returned as failed (injected)
+    embedding_hosts: int = 1  # R&R: hosts sharing the embedding tables (remote lookups)
     llm: LLMSettings | None = None  # LLM pools only
 
 

@@ -41,6 +41,7 @@ from mtia_cluster.distributed.worker import CHECKPOINTS_DIR
 from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.errors import UserError
 from mtia_cluster.results import ResultsWriter
+from mtia_cluster.results.links import write_links
 
 # prepare.py's names that callers import from here
 __all__ = [
@@ -192,6 +193,8 @@ def _close(
         tl.extend(spans)
     if not opt.keep_checkpoints:  # shard states only matter while the run can fail
         shutil.rmtree(Path(run.tmp) / CHECKPOINTS_DIR, ignore_errors=True)
+    with tl.span("links/ (fabric links, from devices/)"):
+        write_links(run, p.sim.topology, p.sim.regions)
     with tl.span("finalize (summary, regions/, manifest)"):
         run.finalize(
             wall_time_s=time.monotonic() - started,

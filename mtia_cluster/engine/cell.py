@@ -114,6 +114,7 @@ _DTYPES: dict[str, type] = {
     "unit": np.int64,
     "origin_region": np.int32,
     "spill_rtt_ns": np.int64,
+    "network_ns": np.int64,
 }
 
 
@@ -148,7 +149,10 @@ class Completed(Columns):
     ``cached_tokens`` its prompt tokens reused from the prefix cache (0 for R&R).
     ``origin_region`` is the request's home region and ``spill_rtt_ns`` the round trip it
     paid when the global router served it in another region (``region``; then first token
-    and finish include the RTT; engine/global_routing.py), else its region and 0. Latency,
+    and finish include the RTT; engine/global_routing.py), else its region and 0.
+    ``network_ns`` is the part of its latency spent on the network: scale-out fabric
+    transfers plus ``spill_rtt_ns`` (docs/network.md, "Per-request network time"; a cell
+    that moves nothing over the fabric leaves it 0). Latency,
     TTFT/TPOT/queue times, slo_ok and names are derived by `results` from these.
     """
 
@@ -170,6 +174,12 @@ class Completed(Columns):
     cached_tokens: np.ndarray  # int64
     origin_region: np.ndarray  # int32, home region (== region unless spilled)
     spill_rtt_ns: np.ndarray  # int64, round trip to the serving region (0 unless spilled)
+    network_ns: np.ndarray = field(default_factory=lambda: _UNSET)  # int64, fabric + RTT
+
+    def __post_init__(self) -> None:
+        """A cell that gives no network time moved nothing over the fabric: zeros."""
+        if self.network_ns is _UNSET:
+            self.network_ns = np.zeros(len(self.request_id), dtype=np.int64)
 
 
 _UNSET: np.ndarray = np.zeros(0, dtype=np.int64)  # a DeviceCounters field not given
@@ -301,6 +311,7 @@ def completed_from(
     batch_size: np.ndarray | int = 1,
     preemptions: np.ndarray | int = 0,
     cached_tokens: np.ndarray | int = 0,
+    network_ns: np.ndarray | int = 0,
 ) -> Completed:
     """Build Completed rows for `req` (same order), broadcasting scalar arguments."""
     n = len(req)
@@ -329,6 +340,7 @@ def completed_from(
         cached_tokens=col(cached_tokens, np.int64),
         origin_region=req.region,
         spill_rtt_ns=np.zeros(n, dtype=np.int64),
+        network_ns=col(network_ns, np.int64),
     )
 
 

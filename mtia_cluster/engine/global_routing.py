@@ -202,6 +202,7 @@ class GlobalRouter:
                 "region": region,
                 "origin_region": np.where(known, home, region).astype(np.int32),
                 "spill_rtt_ns": rtt,
+                "network_ns": rows.network_ns + rtt,
                 "first_token_ns": rows.first_token_ns + rtt,
                 "finish_ns": rows.finish_ns + rtt,
             }

@@ -35,6 +35,7 @@ from mtia_cluster.engine.cell import (
     RequestBatch,
     make_requests,
 )
+from mtia_cluster.engine.fabric.embedding import EmbeddingNet
 from mtia_cluster.engine.ledger import BusyLedger
 from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_servers_policy
 from mtia_cluster.engine.rr_kernel import admit_and_batch, count_rows, dispatch_fcfs, emit_rows
@@ -108,6 +109,7 @@ class _Rows(Columns):
     start_ns: np.ndarray
     finish_ns: np.ndarray
     batch_size: np.ndarray
+    network_ns: np.ndarray  # wait for remote embedding rows (engine/fabric/embedding.py)
     local: np.ndarray
 
 
@@ -124,9 +126,11 @@ class RRHostGroup:
         cell_ids: np.ndarray | None = None,
         capacity_weight: float = 1.0,
         policy: DispatchPolicy | None = None,
+        network: EmbeddingNet | None = None,
     ) -> None:
         p = self.p = params
         self.table = table
+        self.network = network  # remote embedding lookups (None: every table is local)
         self.host_ids = np.asarray(host_ids, dtype=np.int32)
         h = len(self.host_ids)
         self.cell_ids = np.asarray(np.arange(h) if cell_ids is None else cell_ids, dtype=np.int64)
@@ -215,6 +219,7 @@ class RRHostGroup:
             cached_tokens=np.zeros(n, dtype=np.int64),
             origin_region=region,
             spill_rtt_ns=np.zeros(n, dtype=np.int64),
+            network_ns=rows.network_ns,
         )
 
     def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
@@ -313,6 +318,11 @@ class RRHostGroup:
             return
         b_unit = m_unit[first]
         service = self.table.lookup(size)
+        if self.network is None:
+            net = np.zeros(len(first), dtype=np.int64)
+        else:  # the batch waits for its remote embedding rows before a server takes it
+            net = self.network.batch_ns(b_unit // p.sockets, size, close)
+            close = close + net
         start, server = self._dispatch(b_unit, close, service)
         finish = start + service
         local0 = b_unit * p.accelerators_per_socket + server * p.group
@@ -320,7 +330,7 @@ class RRHostGroup:
             self.ledger.add(start, finish, local0 + m, size)
         ids = (self.host_ids, self.acc)
         shape = (p.sockets, p.accelerators_per_socket)
-        cols = emit_rows(m_id, m_arr, m_items, first, end, start, finish, local0, *shape, *ids)
+        cols = emit_rows(m_id, m_arr, m_items, first, end, start, finish, net, local0, *shape, *ids)
         self.buffer.append(_Rows(*cols))
 
     def _dispatch(

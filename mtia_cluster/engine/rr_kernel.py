@@ -272,6 +272,7 @@ def emit_rows(
     end,
     start,
     finish,
+    net,
     acc_local,
     sockets,
     accelerators_per_socket,
@@ -281,7 +282,7 @@ def emit_rows(
     """Per-request columns of the dispatched batches, ordered by (finish, batch order).
 
     Returns request_id, arrival_ns, items, host_id, accelerator_id, start_ns, finish_ns,
-    batch_size and the local host index of each row.
+    batch_size, network_ns (the batch's `net`) and the local host index of each row.
     """
     order = np.argsort(finish, kind="mergesort")
     n = 0
@@ -295,6 +296,7 @@ def emit_rows(
     r_start = np.empty(n, dtype=np.int64)
     r_finish = np.empty(n, dtype=np.int64)
     r_size = np.empty(n, dtype=np.int32)
+    r_net = np.empty(n, dtype=np.int64)
     r_local = np.empty(n, dtype=np.int64)
     k = 0
     per_host = sockets * accelerators_per_socket
@@ -306,6 +308,7 @@ def emit_rows(
             r_acc[k] = acc_ids[acc_local[b]]
             r_start[k], r_finish[k] = start[b], finish[b]
             r_size[k] = end[b] - first[b]
+            r_net[k] = net[b]
             r_local[k] = local_host
             k += 1
-    return r_id, r_arr, r_items, r_host, r_acc, r_start, r_finish, r_size, r_local
+    return r_id, r_arr, r_items, r_host, r_acc, r_start, r_finish, r_size, r_net, r_local

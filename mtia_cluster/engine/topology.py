@@ -149,9 +149,20 @@ def make_groups(topology: Topology, cell_ids: list[int]) -> list[CellGroup]:
             accelerator_ids=acc,
             cell_ids=np.array(cells),
             capacity_weight=weight,
+            network=_embedding_net(topology, cells),
         )
         groups.append(_with_errors(topology, cells[0], group))
     return groups
+
+
+def _embedding_net(topology: Topology, cells: list[int]) -> Any:
+    """Remote embedding lookups of these R&R hosts over the fabric, when their pools shard
+    the tables across hosts (engine/fabric/embedding.py), else None."""
+    if all(topology.pools[topology.cell_pool[c]].embedding_hosts <= 1 for c in cells):
+        return None
+    from mtia_cluster.engine.fabric.embedding import embedding_net
+
+    return embedding_net(topology, np.array(cells))
 
 
 def _rr_kind(topology: Topology, p: int) -> tuple[Any, ...]:

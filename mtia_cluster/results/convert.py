@@ -117,6 +117,7 @@ def completed_to_table(
         "cached_tokens": pa.array(c.cached_tokens, pa.int64()),
         "origin_region": dictionary(regions, pa.array(c.origin_region)),
         "spill_rtt_ns": pa.array(c.spill_rtt_ns, pa.int64()),
+        "network_ns": pa.array(c.network_ns, pa.int64()),
         "slo_ok": pa.array(_slo_flags(c, services, slos), pa.bool_()),
     }
     return pa.table([cols[n] for n in REQUEST_COLUMNS], names=list(REQUEST_COLUMNS))

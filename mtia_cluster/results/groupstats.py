@@ -59,6 +59,7 @@ class Partial:
     ttft: list[np.ndarray] = field(default_factory=list)
     tpot: list[np.ndarray] = field(default_factory=list)
     spilled_from: dict[str, int] = field(default_factory=dict)  # home region -> requests
+    network: list[np.ndarray] = field(default_factory=list)  # ok requests' network_ns > 0
 
     @property
     def offered(self) -> int:
@@ -70,6 +71,14 @@ def _columns(table: pa.Table) -> dict[str, np.ndarray]:
     out = {n: table[n].to_numpy() for n in COLUMNS if n != "status"}
     names = table["status"].cast(pa.string())
     out["status"] = pc.index_in(names, value_set=pa.array(STATUSES)).to_numpy()
+    return _with_network(table, out)
+
+
+def _with_network(table: pa.Table, out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`out` with the optional ``network_ns`` column (runs written before it: absent, or
+    null when read through the current schema, i.e. 0)."""
+    if "network_ns" in table.column_names:
+        out["network_ns"] = table["network_ns"].fill_null(0).to_numpy()
     return out
 
 
@@ -130,7 +139,7 @@ def fast_columns(table: pa.Table) -> dict[str, np.ndarray]:
     the same arrays, status codes taken from the dictionary indices."""
     out = {n: table[n].to_numpy() for n in COLUMNS if n != "status"}
     out["status"] = codes(table["status"], STATUSES)
-    return out
+    return _with_network(table, out)
 
 
 def partial_of_columns(
@@ -152,6 +161,9 @@ def partial_of_columns(
         over=_over(c, ok, slo) if slo is not None else {},
         latency=[c["latency_ns"][ok]],
     )
+    if "network_ns" in c:  # only the non-zero values: a network-free run keeps nothing
+        net = c["network_ns"][ok]
+        p.network = [net[net > 0]]
     if _kind(slo, p) == "llm" or (keep_tokens and slo is None):
         p.ttft = [(c["first_token_ns"] - c["arrival_ns"])[ok]]
         steps = c["output_tokens"].astype(np.int64) - 1
@@ -179,6 +191,7 @@ def merge(parts: Iterable[Partial]) -> Partial:
         out.latency += p.latency
         out.ttft += p.ttft
         out.tpot += p.tpot
+        out.network += p.network
         for k, n in p.spilled_from.items():
             out.spilled_from[k] = out.spilled_from.get(k, 0) + n
     return out
@@ -253,6 +266,9 @@ def finish(
             **_quantiles(latency, QUANTILES),
         },
     }
+    network = _values(p.network)
+    if len(network):
+        out["network_ns"] = network_stats(network, counts["ok"])
     if out["kind"] == "llm":
         out["ttft_ns"] = _quantiles(_values(p.ttft), TOKEN_QUANTILES)
         out["tpot_ns"] = _quantiles(_values(p.tpot), TOKEN_QUANTILES)
@@ -262,3 +278,16 @@ def finish(
         out["prefix_cache_hit_rate"] = p.cached_tokens / p.input_tokens if p.input_tokens else None
     out["verdict"] = _verdict(p, slo, rules)
     return out
+
+
+def network_stats(nonzero: np.ndarray, ok: int) -> dict[str, Any]:
+    """Per-request network time (``network_ns``: fabric transfers + spill RTT) of a group's
+    `ok` requests, given the values above zero: mean, quantiles and max over all `ok`
+    requests (the others count as 0), and how many requests had any."""
+    values = np.concatenate([np.zeros(ok - len(nonzero)), nonzero])
+    return {
+        "mean": float(nonzero.sum()) / ok,
+        "max": int(nonzero.max()),
+        **_quantiles(values, TOKEN_QUANTILES),
+        "requests": len(nonzero),
+    }

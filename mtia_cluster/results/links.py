@@ -1,8 +1,9 @@
 """The ``links/`` dataset: bytes and utilization per fabric link per metrics interval.
 
-One row per (link that carries a scale-out flow, metrics interval), written by
-:func:`mtia_cluster.results.write_run` next to ``devices/`` (engine/fabric/traffic.py makes
-the rows; docs/network.md, "Fabric", says what they mean):
+One row per (link that carries a scale-out flow, metrics interval), written from the run's
+``devices/`` rows by :func:`write_links`, which both ``simulate`` (``write_run``) and
+``replay`` call before finalizing (engine/fabric/traffic.py makes the rows;
+docs/network.md, "Fabric", says what they mean):
 
 =========================  =========================================================
 ``region``                 region of the link
@@ -18,14 +19,17 @@ the rows; docs/network.md, "Fabric", says what they mean):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mtia_cluster.engine.fabric.traffic import LINK_COLUMNS, link_intervals
-from mtia_cluster.engine.output import RunOutput
+from mtia_cluster.results.writer_io import dataset_or_none
 
 LINK_SCHEMA = pa.schema(
     [
@@ -43,10 +47,29 @@ assert tuple(LINK_SCHEMA.names) == LINK_COLUMNS
 MAX_LINK_SERIES = 8
 
 
-def link_table(run: RunOutput) -> pa.Table | None:
-    """The run's ``links/`` rows (None: nothing crosses the fabric)."""
-    cols = link_intervals(run)
+def link_table(topology: Any, regions: Sequence[str], devices: pa.Table) -> pa.Table | None:
+    """The ``links/`` rows of a run from its ``devices/`` rows (None: nothing crosses the
+    fabric)."""
+    cols = link_intervals(topology.fabric, list(regions), devices)
     return None if cols is None else pa.table(cols, schema=LINK_SCHEMA)
+
+
+def write_links(writer: Any, topology: Any, regions: Sequence[str]) -> None:
+    """Write ``links/`` into a ResultsWriter's run from the ``devices/`` rows its shards
+    wrote (all closed, not yet finalized): ``simulate`` (write_run) and ``replay`` (any
+    placement) both end here, so their rows are the same. Nothing without fabric flows."""
+    fabric = topology.fabric
+    devices = dataset_or_none(Path(writer.tmp) / "devices")
+    if fabric.net is None or devices is None:
+        return
+    flows = fabric.flows
+    spans = zip(flows.driver_acc, flows.driver_n, strict=True)
+    acc = np.unique(np.concatenate([a + np.arange(n) for a, n in spans])).tolist()
+    columns = ["interval_start_ns", "interval_end_ns", "accelerator_id", "work_units"]
+    rows = devices.to_table(columns=columns, filter=pc.field("accelerator_id").isin(acc))
+    table = link_table(topology, regions, rows)
+    if table is not None:
+        writer.write_links(table)
 
 
 def read_links(run_dir: str | Path) -> ds.Dataset | None:

@@ -35,7 +35,7 @@ from mtia_cluster.results.convert import (
     rows_by_region,
 )
 from mtia_cluster.results.derive import derive, derive_from_stats
-from mtia_cluster.results.links import link_table
+from mtia_cluster.results.links import write_links
 from mtia_cluster.results.partials import StatsBuilder
 from mtia_cluster.results.reader import open_results
 from mtia_cluster.results.schema import DEVICE_SCHEMA
@@ -169,9 +169,7 @@ def write_run(
         for table in device_tables(run):
             shard.write_devices(table)
         shard.close()
-        links = link_table(run)  # fabric links (results/links.py), when any carry traffic
-        if links is not None:
-            writer.write_links(links)
+        write_links(writer, run.topology, run.regions)  # fabric links/, from devices/
         extra = {"fleet_events": run.fleet_events} if run.fleet_events else {}
         if run.autoscale:
             extra["autoscale"] = run.autoscale

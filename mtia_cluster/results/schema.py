@@ -50,6 +50,7 @@ REQUEST_FILE_SCHEMA = pa.schema(
         ("cached_tokens", pa.int64()),  # LLM: prompt tokens reused from the prefix cache
         ("origin_region", _DICT),  # home region (== region unless spilled; docs/network.md)
         ("spill_rtt_ns", pa.int64()),  # RTT paid when served away from home (else 0)
+        ("network_ns", pa.int64()),  # fabric transfers + spill RTT (docs/network.md)
         ("slo_ok", pa.bool_()),
     ]
 )
@@ -76,6 +77,7 @@ REQUEST_COLUMNS = (
     "cached_tokens",
     "origin_region",
     "spill_rtt_ns",
+    "network_ns",
     "slo_ok",
 )
 

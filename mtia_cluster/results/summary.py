@@ -76,7 +76,8 @@ def _with_unit_costs(stats: dict[str, Any]) -> dict[str, Any]:
 def _read(dataset: ds.Dataset, expr: ds.Expression) -> pa.Table:
     """Only the summary's columns of the rows matching `expr`."""
     names = set(dataset.schema.names)
-    spill = [c for c in ("origin_region", "spill_rtt_ns") if c in names]  # older runs: none
+    optional = ("origin_region", "spill_rtt_ns", "network_ns")  # older runs: none
+    spill = [c for c in optional if c in names]
     return dataset.to_table(columns=[*COLUMNS, "service", "request_id", *spill], filter=expr)
 
 

@@ -65,6 +65,7 @@ def _scenario() -> dict[str, Any]:
         }
     )
     pools[0]["service_time_multiplier"] = 1.0
+    pools[0]["embedding_hosts"] = 1
     d["events"] = [
         {"at_s": 1, "kind": "fail", "region": "us-east", "service": "rr-ranking", "hosts": [0]},
         {"at_s": 2, "kind": "drain", "region": "us-east", "racks": [0], "on_failure": "retry"},

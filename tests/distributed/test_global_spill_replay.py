@@ -116,6 +116,25 @@ def test_outage_spills_with_rtt_and_islands_lose_requests(runner, short_trace, t
     r = runner.invoke(cli, ["analyze", str(spill)])
     n = sum(f["requests"] for f in s_spill["spill"] if f["service"] == "rr-ranking")
     assert f"spill us-east -> eu-west rr-ranking: {n} requests" in r.output
+    # per-request network time: here (no fabric) exactly the RTT; summary.json, analyze
+    # --json and the console show its mean / p99 per group from the one summary path
+    net = np.array(rows["network_ns"])
+    np.testing.assert_array_equal(net, rtt)
+    mine = (np.array(rows["region"]) == "eu-west") & (np.array(rows["service"]) == "rr-ranking")
+    ok = mine & (np.array(rows["status"]) == "ok")
+    group = next(
+        g for g in s_spill["groups"] if (g["region"], g["service"]) == ("eu-west", "rr-ranking")
+    )
+    assert group["network_ns"]["mean"] == pytest.approx(net[ok].mean(), rel=1e-12)
+    assert group["network_ns"]["p99"] == pytest.approx(np.quantile(net[ok], 0.99), rel=1e-12)
+    assert group["network_ns"]["requests"] == int(np.count_nonzero(net[ok]))
+    assert not any("network_ns" in g for g in s_home["groups"])  # islands: no network time
+    doc = json.loads(runner.invoke(cli, ["analyze", str(spill), "--json"]).output)
+    assert {"region": "eu-west", "service": "rr-ranking", "network_ns": group["network_ns"]} in (
+        doc["network"]
+    )
+    mean_ms, p99_ms = group["network_ns"]["mean"] / 1e6, group["network_ns"]["p99"] / 1e6
+    assert f"network eu-west rr-ranking: mean {mean_ms:.3f} ms, p99 {p99_ms:.3f} ms" in r.output
 
 
 @pytest.mark.parametrize(

@@ -218,13 +218,17 @@ def test_links_bytes_follow_the_tokens_and_oversubscription_shows(tmp_path: Path
     """Every byte a replica hands across is on its NIC-up links once; at 4:1 the rack
     uplinks carry the same bytes on a quarter of the bandwidth (utilization = bytes over
     bandwidth x interval)."""
+    import pyarrow as pa
+
     from mtia_cluster.results.links import link_table
+    from mtia_cluster.results.run import device_tables
 
     trace = _trace(n=60)
     tables = []
     for sets in ([], ["fabric.oversubscription=4"]):
         run = Simulation(_scenario(sets)).run(trace)
-        tables.append(link_table(run).to_pydict())
+        devices = pa.concat_tables(device_tables(run))
+        tables.append(link_table(run.topology, run.regions, devices).to_pydict())
         last = run.samples[-1][1]
         tokens = sum(int(last.work_units[run.topology.cell_acc0[c]]) for c in range(4))
 
@@ -296,18 +300,35 @@ def test_replay_equals_simulate_with_link_events(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
     sc = load_scenario(path)
     engine = Simulation(sc).run(load_trace(trace, sc)).requests
+    simulated = tmp_path / "simulated"
+    args = ["simulate", str(path), "--trace", str(trace), "-o", str(simulated)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    want_links = _sorted_links(simulated)
+    assert want_links["bytes"] and max(want_links["bytes"]) > 0
     for i, opt in enumerate(
         (
             ReplayOptions(address="inprocess"),
             ReplayOptions(address="inprocess", placement="host"),
+            ReplayOptions(address="inprocess", shards=2),
             ReplayOptions(address="inprocess", shards=3),
         )
     ):
         run = replay(path, trace, tmp_path / f"run-{i}", opt)
         t = ds.dataset(run / "requests", partitioning="hive").to_table().sort_by("request_id")
-        for col in ("request_id", "first_token_ns", "finish_ns", "accelerator_id"):
+        for col in ("request_id", "first_token_ns", "finish_ns", "accelerator_id", "network_ns"):
             assert col in REQUEST_COLUMNS
             assert t.column(col).to_pylist() == getattr(engine, col).tolist(), col
+        assert _sorted_links(run) == want_links, opt
+
+
+def _sorted_links(run: Path) -> dict[str, list[Any]]:
+    """A results directory's links/ rows, sorted by (interval, region, link)."""
+    from mtia_cluster.results.links import read_links
+
+    links = read_links(run)
+    assert links is not None
+    keys = [("interval_start_ns", "ascending"), ("region", "ascending"), ("link", "ascending")]
+    return links.to_table().sort_by(keys).to_pydict()
 
 
 @pytest.mark.parametrize(

@@ -140,6 +140,8 @@ def test_region_outage_loses_no_request_with_spill() -> None:
     assert set(rows.origin_region[moved].tolist()) == {0}  # only us-east's traffic moved
     assert set(rows.region[moved].tolist()) == {1}  # to its nearest region, eu-west (80 ms)
     assert np.all(rows.spill_rtt_ns[moved] == 80 * NS_PER_MS)
+    # no fabric in this scenario: a request's network time is exactly the RTT it paid
+    np.testing.assert_array_equal(rows.network_ns, rows.spill_rtt_ns)
     assert np.all(rows.finish_ns[moved] - rows.arrival_ns[moved] >= 80 * NS_PER_MS)
     # the same trace with regions as islands rejects us-east's traffic during the outage
     islands = _run(scenario(outage("us-east", 0.5, 1.2), policy="home"), tr)

@@ -49,6 +49,7 @@ def make_completed(n: int, seed: int, span_ns: int = 2_000_000_000) -> Completed
         cached_tokens=np.where(service == 1, rng.integers(0, 500, n), 0).astype(np.int64),
         origin_region=region,
         spill_rtt_ns=np.zeros(n, dtype=np.int64),
+        network_ns=np.where(rng.random(n) < 0.3, rng.integers(1, 5_000_000, n), 0),
     )
 
 

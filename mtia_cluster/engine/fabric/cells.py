@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.engine.cell import Cell, Completed, DeviceCounters, LoadReport, RequestBatch
+from mtia_cluster.engine.fabric.comm import network_table
 from mtia_cluster.engine.llm.costs import probe_iteration_cost
 from mtia_cluster.engine.llm.disagg import DisaggregatedCell
 from mtia_cluster.engine.llm.factory import CostCache
@@ -38,7 +39,8 @@ Apply = Callable[[Any, np.ndarray, int], None]
 
 class LLMRate:
     """Apply function of a plain LLM replica: re-probe its iteration cost at the new
-    scale-out bandwidth (cached per bandwidth, shared by identical replicas)."""
+    scale-out bandwidth (cached per bandwidth, shared by identical replicas), with the
+    scale-out part of each iteration (:func:`.comm.network_table`) for ``network_ns``."""
 
     def __init__(self, spec: Any, cache: CostCache | None, nominal_cost: Any) -> None:
         cat = spec.catalog
@@ -53,17 +55,17 @@ class LLMRate:
 
     def __call__(self, cell: Any, rates: np.ndarray, latency_ns: int) -> None:
         s, sched = self.settings, cell.scheduler
-        bytes_per_s = float(rates.min())
-        if bytes_per_s >= self.nominal:
-            sched.cost = self.nominal_cost
-            return
-        rate = bytes_per_s
-        key = (*self.key, sched.cost.max_tokens, rate)
+        rate = min(float(rates.min()), self.nominal)
+        max_tokens = sched.cost.max_tokens
+        key = (*self.key, max_tokens, rate)
         cost = self.cache.get(key)
         if cost is None:
             chip = replace(self.chip, scale_out_bytes_per_s=rate)
             it = llm_iteration_model(chip, self.model, tp=s.tp, pp=s.pp, dtype=s.dtype, ep=s.ep)
-            cost = self.cache[key] = probe_iteration_cost(it, sched.cost.max_tokens)
+            # at the chip's figure the factory's cost holds (the fabric never speeds it up)
+            fast = rate >= self.nominal
+            base = self.nominal_cost if fast else probe_iteration_cost(it, max_tokens)
+            cost = self.cache[key] = replace(base, network_as=network_table(it, max_tokens))
         sched.cost = cost
 
 

@@ -237,6 +237,7 @@ class LLMReplicaCell:
             batch_size=np.array([sched.batch_size[r] for r in pos.tolist()], dtype=np.int32),
             preemptions=np.array([sched.preemptions[r] for r in pos.tolist()], dtype=np.int32),
             cached_tokens=np.array([sched.cached_tokens[r] for r in pos.tolist()], np.int64),
+            network_ns=np.array([sched.net_as[r] // AS_PER_NS for r in pos.tolist()], np.int64),
         )
 
     def report(self) -> LoadReport:

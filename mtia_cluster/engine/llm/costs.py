@@ -65,6 +65,9 @@ class IterationCost:
     memory_base_as: tuple[int, ...]  # MT[T]
     memory_per_context_as: int  # MC
     other_as: tuple[int, ...]  # ET[T]: collectives, launches, ...
+    # NT[T]: the part of ET[T] spent on the scale-out fabric (empty: none; set by
+    # engine/fabric/cells.py for a replica spanning scale-up domains; per-request network_ns)
+    network_as: tuple[int, ...] = ()
 
     def timing_as(self, tokens: int, context: int, pairs: int) -> tuple[int, bool]:
         """Attoseconds of one iteration with `tokens` new tokens (prefill + decode), and

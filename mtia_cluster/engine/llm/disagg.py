@@ -42,6 +42,7 @@ from mtia_cluster.engine.llm.cell import Rows, replica_counters
 from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.limits import NOT_SET
 from mtia_cluster.engine.llm.pd_routing import (
+    FABRIC_OUT,
     DecodeChooser,
     KVLink,
     PrefixView,
@@ -96,6 +97,7 @@ class DisaggregatedCell:
         self._prompt: list[int] = []  # prompt sent to prefill (0: rejected at arrival)
         self._outputs: list[int] = []
         self._first: list[int] = []  # first token at the user
+        self._net: list[int] = []  # prefill end to KV at decode, over scale-out (network_ns)
         self._finish: list[int] = []
         self._pre_of: list[tuple[int, int]] = []  # routed positions: (instance, its position)
         self._pre_pos: list[list[int]] = [[] for _ in self.prefill]  # -> cell position
@@ -129,6 +131,7 @@ class DisaggregatedCell:
         self._prompt += np.where(decodable, prompt, 0).tolist()
         self._outputs += outputs.tolist()
         self._first += [NOT_SET] * len(batch)
+        self._net += [0] * len(batch)
         self._finish += [NOT_SET] * len(batch)
 
     def advance(self, until_ns: int) -> Completed:
@@ -268,6 +271,8 @@ class DisaggregatedCell:
         self.sent[i][1] += prompt * self.kv_bytes_per_token
         self._in_flight.append((start, end))
         self._first[r] = end  # the first token reaches the user with the KV at decode
+        if link.fabric == FABRIC_OUT:  # waiting for the link and moving: on the fabric
+            self._net[r] = end - pre.finish_ns[q]
         heapq.heappush(self._pending[d], (end, self._seq, r, need))
         self._seq += 1
 
@@ -324,6 +329,7 @@ class DisaggregatedCell:
             accelerator_id=np.array([int(self.prefill_ids[self._pre_of[r][0]][0]) for r in idx]),
             start_ns=np.array([p.start_ns[q] for p, q in pre], dtype=np.int64),
             first_token_ns=np.array([self._first[r] for r in idx], dtype=np.int64),
+            network_ns=np.array([self._net[r] for r in idx], dtype=np.int64),
             finish_ns=finish,
             status=np.where(rejected, STATUS_REJECTED, STATUS_OK).astype(np.int8),
             batch_size=np.array([p.batch_size[q] for p, q in pre], dtype=np.int32),

@@ -41,6 +41,9 @@ class RequestTable:
         self.batch_size: list[int] = []
         self.preemptions: list[int] = []
         self.cached_tokens: list[int] = []
+        # scale-out network time of the iterations run while admitted (attoseconds): minus
+        # the replica's network clock at each admission, plus it at each preemption / finish
+        self.net_as: list[int] = []
         self.finished: list[int] = []  # positions in finishing order (rejected at arrival)
         self._stream: list[int] = []  # admissible requests, arrival order
         self._stream_as: list[int] = []  # their arrival times, attoseconds
@@ -132,9 +135,15 @@ class RequestTable:
             self.keys += [None] * n
         else:
             self.keys += [None if d else k for k, d in zip(keys, done, strict=True)]
-        for lst in (self.offset, self.finish_iter, self.batch_size, self.preemptions):
+        for lst in (
+            self.offset,
+            self.finish_iter,
+            self.batch_size,
+            self.preemptions,
+            self.cached_tokens,
+            self.net_as,
+        ):
             lst += [0] * n
-        self.cached_tokens += [0] * n
         for i in range(n):
             p, o, d, a = prompt[i], outputs[i], done[i], arrival[i]
             ok = p >= 1 and o >= 1 and -(-(p + o - 1) // bs) <= cap
@@ -167,6 +176,7 @@ class RequestTable:
             self.batch_size,
             self.preemptions,
             self.cached_tokens,
+            self.net_as,
         ):
             lst += [0] * n
         self.state += np.where(ok, WAITING, DONE).tolist()
@@ -214,6 +224,7 @@ class RequestTable:
             self.batch_size,
             self.preemptions,
             self.cached_tokens,
+            self.net_as,
         ):
             del lst[:cut]
         self.finished = [r - cut for r in self.finished if r >= cut]

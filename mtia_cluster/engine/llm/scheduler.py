@@ -49,6 +49,7 @@ class ReplicaScheduler(RequestTable):
         self.last_memory = False  # whether the latest iteration was memory-bound
         self.last_end_as = 0  # when the latest iteration ends (the clock may idle past it)
         self.tokens_done = 0  # tokens computed by all iterations run so far
+        self.net_clock_as = 0  # scale-out network time of all iterations (cost.network_as)
         self.queried_tokens = 0  # tokens looked up in the prefix cache, over all admissions
         # replica statistics (kvstats): cumulative, carried over a restart
         self.preempted = 0  # preemptions so far
@@ -275,6 +276,8 @@ class ReplicaScheduler(RequestTable):
         self.memory_as += memory_as
         self.last_end_as = self.t_as
         self.tokens_done += n * k
+        if self.cost.network_as:
+            self.net_clock_as += k * self.cost.network_as[n]
         self.iteration += k
         if self._heap[0][0] <= self.iteration:  # else the run stopped at its deadline
             self._pop_finished()
@@ -323,6 +326,7 @@ class ReplicaScheduler(RequestTable):
 
     def _finish(self, r: int, end_ns: int) -> None:
         self.finish_ns[r] = end_ns
+        self.net_as[r] += self.net_clock_as
         self.state[r] = _DONE
         del self.running[r]
         if self.no_evict:
@@ -374,6 +378,7 @@ class ReplicaScheduler(RequestTable):
         else:  # its keyed blocks stay reusable (cached once no one holds them), as in vLLM
             self.kv.release_chain(keys, self.computed[victim])
         self.computed[victim] = 0
+        self.net_as[victim] += self.net_clock_as
         self.state[victim] = _WAITING
         self.waiting.appendleft(victim)
         self.preemptions[victim] += 1
@@ -451,6 +456,7 @@ class ReplicaScheduler(RequestTable):
             self.running[r] = None
             self.prefilling[r] = None
             self.state[r] = _PREFILL
+            self.net_as[r] -= self.net_clock_as
             kv.alloc(-(-(base + chunk) // bs) - hit)
             chunks.append((r, chunk))
             budget -= chunk
@@ -507,6 +513,8 @@ class ReplicaScheduler(RequestTable):
             self.memory_as += span
         self.last_end_as = self.t_as
         self.tokens_done += tokens
+        if self.cost.network_as:
+            self.net_clock_as += self.cost.network_as[tokens]
         self.iteration += 1
         heap = self._heap
         if heap and heap[0][0] <= self.iteration:

@@ -27,6 +27,7 @@ from mtia_cluster.results.analysis.passes import (
     llm_mask,
     second_pass,
 )
+from mtia_cluster.results.analysis.report import network_rows
 from mtia_cluster.results.derive import span_from_metadata
 from mtia_cluster.results.devices import DeviceTotals
 from mtia_cluster.results.reader import Results, open_results
@@ -93,6 +94,8 @@ def analyze(
         "llm_serving": llm_serving(ctx.replicas, services),
         # requests served away from home (global routing, docs/network.md): summary.json's
         "spill": list(res.summary.get("spill", [])),
+        # per-request network time (docs/network.md): summary.json's, per group and service
+        "network": network_rows(res.summary),
     }
 
 

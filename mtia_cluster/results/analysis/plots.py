@@ -30,7 +30,7 @@ from mtia_cluster.results.analysis.core import analyze
 from mtia_cluster.results.analysis.groups import Level, build_keys
 from mtia_cluster.results.analysis.hist import N_BUCKETS, bucket_lower_bound
 from mtia_cluster.results.analysis.passes import LevelAcc, batches, first_pass, llm_mask
-from mtia_cluster.results.analysis.report import spill_table_html
+from mtia_cluster.results.analysis.report import network_table_html, spill_table_html
 from mtia_cluster.results.analysis.service_panels import (
     ServicePanel,
     collect_panels,
@@ -424,6 +424,7 @@ def write_plots(
         return path
     table = summary_table_html(doc) if doc is not None else groups_table_html(run.summary)
     tables = table + cost_table_html(run.summary, doc) + spill_table_html(run.summary)
+    tables += network_table_html(run.summary)
     page = html_page(data, tables)
     with staged(claim) as tmp:
         tmp.write_text(page, encoding="utf-8")

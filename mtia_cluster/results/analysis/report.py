@@ -135,6 +135,49 @@ def spill_lines(doc: dict[str, Any]) -> list[str]:
     ]
 
 
+def network_rows(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``network_ns`` figures of summary.json's groups and services (region '*'), one
+    row each (analyze --json ``network``); none when no request spent time on the network."""
+    rows = [*summary.get("groups", []), *summary.get("services", [])]
+    return [
+        {"region": g["region"], "service": g["service"], "network_ns": g["network_ns"]}
+        for g in rows
+        if g.get("network_ns")
+    ]
+
+
+def network_table_html(summary: dict[str, Any]) -> str:
+    """:func:`network_rows` as the HTML report's table (mean and p99 in ms, as the console
+    lines); empty when no request spent time on the network."""
+    rows = network_rows(summary)
+    if not rows:
+        return ""
+    from html import escape
+
+    head = "<tr><th>region</th><th>service</th><th>mean ms</th><th>p99 ms</th><th>requests</th>"
+    body = "".join(
+        f"<tr><td>{escape(str(r['region']))}</td><td>{escape(str(r['service']))}</td>"
+        f"<td>{r['network_ns']['mean'] / 1e6:.3f}</td><td>{r['network_ns']['p99'] / 1e6:.3f}</td>"
+        f"<td>{r['network_ns']['requests']:,}</td></tr>"
+        for r in rows
+    )
+    title = "<h3>network time per request (network_ns: fabric transfers + spill RTT)</h3>"
+    return f'{title}<table class="network">{head}</tr>{body}</table>'
+
+
+def network_lines(doc: dict[str, Any]) -> list[str]:
+    """One line per (region, service) whose requests spent time on the network: mean and
+    p99 of ``network_ns`` (fabric transfers + spill RTT) over its ok requests, in ms."""
+    out = []
+    for row in doc.get("network", []):
+        n = row["network_ns"]
+        out.append(
+            f"network {row['region']} {row['service']}: mean {n['mean'] / 1e6:.3f} ms, "
+            f"p99 {n['p99'] / 1e6:.3f} ms ({n['requests']:,} requests with network time)"
+        )
+    return out
+
+
 def spill_table_html(summary: dict[str, Any]) -> str:
     """The spill flows of :func:`spill_lines` as the HTML report's table (summary.json
     ``spill``, the figures the console and --json list); empty when nothing spilled."""
