@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from mtia_cluster.config.scenario_limits import check_run
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.routing import RoutingPlane
-from mtia_cluster.engine.trace_input import check_items
+from mtia_cluster.engine.trace_input import check_items, trace_batches, window_chunks
 from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
 from mtia_cluster.traces.io import read_span_ns, read_trace_batches
 
@@ -101,30 +101,13 @@ def served_chunks(
     chunk at a time, never the whole trace. Every row must have a region (the caller loads a
     trace with rows without one whole: their regions come from one draw in trace order)."""
     table = servable(plane)
-    pending: list[RequestBatch] = []
-    pending_rows = 0
-    tokens = trace_prefix_tokens(path)
-    for batch in read_trace_batches(path, validate=False):
-        cols = to_numpy_columns(
-            batch, plane.services, plane.regions, file=path, prefix_tokens=tokens
-        )
-        rows = RequestBatch(**cols)
-        keep = table[np.maximum(rows.region, 0), rows.service] & (rows.region >= 0)
-        rows = rows if keep.all() else rows.take(keep)
-        pending.append(rows)
-        pending_rows += len(rows)
-        if pending_rows < chunk_rows:
-            continue
-        chunk = RequestBatch.concat(pending)
-        end_ns = int(chunk.arrival_ns[-1]) // step_ns * step_ns  # the last row's window
-        cut = int(np.searchsorted(chunk.arrival_ns, end_ns, side="left"))
-        if cut == 0:  # every row in one window so far: keep reading
-            pending = [chunk]
-            continue
-        yield chunk.take(slice(0, cut)), end_ns
-        pending = [chunk.take(slice(cut, None))]
-        pending_rows = len(pending[0])
-    yield RequestBatch.concat(pending), None
+
+    def served() -> Iterator[RequestBatch]:
+        for rows in trace_batches(path, plane.scenario, validate=False):
+            keep = table[np.maximum(rows.region, 0), rows.service] & (rows.region >= 0)
+            yield rows if keep.all() else rows.take(keep)
+
+    return window_chunks(served(), step_ns, chunk_rows)
 
 
 def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> RequestBatch:

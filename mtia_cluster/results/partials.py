@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtia_cluster.errors import UserError
+from mtia_cluster.results.devstats import DeviceStats, merge_device_stats
 from mtia_cluster.results.groupstats import (
     Partial,
     codes,
@@ -46,6 +47,7 @@ class ShardStats:
     max_ns: int = 0  # latest arrival_ns or finish_ns written (the span when none is given)
     groups: dict[tuple[str, str], Partial] = field(default_factory=dict)
     intervals: dict[str, RegionIntervals] = field(default_factory=dict)
+    devices: DeviceStats | None = None  # totals of the device rows written (devstats.py)
 
 
 class StatsBuilder:
@@ -159,7 +161,8 @@ def check_unique_ids(ids: list[np.ndarray]) -> None:
 
 
 def merge_stats(parts: Sequence[ShardStats]) -> ShardStats:
-    """One ShardStats for shards that wrote disjoint requests."""
+    """One ShardStats for shards that wrote disjoint requests (and devices), given in
+    shard name order (the order `devstats.device_stats` reads a run back in)."""
     groups: dict[tuple[str, str], list[Partial]] = {}
     intervals: dict[str, list[RegionIntervals]] = {}
     for p in parts:
@@ -172,4 +175,5 @@ def merge_stats(parts: Sequence[ShardStats]) -> ShardStats:
         max_ns=max((p.max_ns for p in parts), default=0),
         groups={k: merge(v) for k, v in groups.items()},
         intervals={r: merge_intervals(v) for r, v in intervals.items()},
+        devices=merge_device_stats([p.devices for p in parts if p.devices is not None]),
     )
