@@ -250,16 +250,25 @@ def _start(table: pa.Table) -> int:
 def totals_of(stats: DeviceStats | None) -> dict[tuple[str, str | None], DeviceTotals]:
     """Totals per (region, service or None for idle accelerators), keys sorted: each a sum
     over the group's accelerators, ordered by id (see module doc)."""
-    out: dict[tuple[str, str | None], DeviceTotals] = {}
     if stats is None:
-        return out
+        return {}
+    width = len(stats.services) + 1
+    key = stats.columns["region"] * width + stats.columns["service"] + 1
+    out: dict[tuple[str, str | None], DeviceTotals] = {}
+    for k, totals in group_totals(stats, key).items():
+        code = k % width - 1
+        out[(stats.regions[k // width], None if code < 0 else stats.services[code])] = totals
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))
+
+
+def group_totals(stats: DeviceStats, key: np.ndarray) -> dict[int, DeviceTotals]:
+    """Totals per group of accelerators (`key`: a group id per accelerator of `stats`), each
+    summed over its accelerators in id order: summary groups and `analyze` groups alike."""
     c = stats.columns
-    key = c["region"] * (len(stats.services) + 1) + c["service"] + 1
+    out: dict[int, DeviceTotals] = {}
     for k in np.unique(key).tolist():
         sel = key == k
-        code = k % (len(stats.services) + 1) - 1
-        region = stats.regions[k // (len(stats.services) + 1)]
-        out[(region, None if code < 0 else stats.services[code])] = DeviceTotals(
+        out[int(k)] = DeviceTotals(
             busy_ns=int(c["busy_ns"][sel].sum()),
             device_ns=int(stats.device_ns[sel].sum()),
             energy_j=float(np.sum(c["energy_j"][sel])),
@@ -268,4 +277,12 @@ def totals_of(stats: DeviceStats | None) -> dict[tuple[str, str | None], DeviceT
             accelerators=set(c["accelerator_id"][sel].tolist()),
             cost={n: float(np.sum(c[n][sel])) if n in c else 0.0 for n in COST_COLUMNS},
         )
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))
+    return out
+
+
+def names_of(stats: DeviceStats, column: str) -> pa.Array:
+    """The region or service name of each accelerator of `stats` (null: no service)."""
+    names = stats.regions if column == "region" else stats.services
+    codes = stats.columns[column]
+    table = pa.array([*names, None], type=pa.string())
+    return table.take(pa.array(np.where(codes < 0, len(names), codes)))

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtia_cluster.results.groupstats import narrow
 from mtia_cluster.results.schema import REGION_SCHEMA, dictionary
 from mtia_cluster.units import NS_PER_S
 
@@ -113,8 +114,8 @@ class IntervalsBuilder:
         done = c["finish_ns"][ok] // self.interval_ns
         good = c["slo_ok"][ok]
         self.counts.append((np.bincount(arrival), np.bincount(done), np.bincount(done[good])))
-        self.done.append(done)
-        self.latency.append(c["latency_ns"][ok])
+        self.done.append(narrow(done))
+        self.latency.append(narrow(c["latency_ns"][ok]))
 
     def result(self) -> RegionIntervals:
         done = np.concatenate(self.done) if self.done else np.zeros(0, dtype=np.int64)
