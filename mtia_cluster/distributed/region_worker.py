@@ -99,13 +99,12 @@ class RegionWorker(ShardWorker):
         p.global_router, self.scaler = extra[5], extra[6]
         self.hooks = self._hooks()
 
-    def _flush(self) -> None:
-        """Retried requests' rows get their original arrival back before they are written."""
-        if self._pending and self.events.original_arrival:
-            self._pending = [self.events.restore_arrivals(Completed.concat(self._pending))]
-        if self._pending and self.plane.global_router is not None:  # spilled rows (#16)
-            self._pending = [self.plane.global_router.annotate(Completed.concat(self._pending))]
-        super()._flush()
+    def _final(self, rows: Completed) -> Completed:
+        """Retried requests' rows get their original arrival back before they are written;
+        spilled rows their origin and RTT (#16)."""
+        rows = self.events.restore_arrivals(rows)
+        router = self.plane.global_router
+        return router.annotate(rows) if router is not None else rows
 
     def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> list[Reports]:
         return [self.advance(arrivals.columns(), cell, until_ns)]

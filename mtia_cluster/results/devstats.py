@@ -66,17 +66,12 @@ class DeviceStats:
 
 def _codes(column: pa.ChunkedArray | pa.Array, names: list[str]) -> np.ndarray:
     """Codes of a (dictionary or string) name column into `names`, extended in place;
-    null -> -1."""
-    values = column.cast(pa.string()).to_pylist() if len(column) else []
-    out = np.empty(len(values), dtype=np.int64)
-    for i, v in enumerate(values):
-        if v is None:
-            out[i] = -1
-            continue
-        if v not in names:
-            names.append(v)
-        out[i] = names.index(v)
-    return out
+    null -> -1. One pass over the distinct names, none over the rows in Python."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_dictionary(arr.type):
+        arr = pc.dictionary_encode(arr)
+    lut = np.array([*(_index(names, v) for v in arr.dictionary.to_pylist()), -1], np.int64)
+    return lut[arr.indices.fill_null(len(lut) - 1).to_numpy()]
 
 
 class DeviceStatsBuilder:
