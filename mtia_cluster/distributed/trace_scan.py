@@ -27,6 +27,7 @@ from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.trace_input import check_items, trace_batches, window_chunks
 from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
 from mtia_cluster.traces.io import read_span_ns, read_trace_batches
+from mtia_cluster.traces.limits import column_range
 
 
 @dataclass
@@ -110,8 +111,15 @@ def served_chunks(
     return window_chunks(served(), step_ns, chunk_rows)
 
 
-def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> RequestBatch:
-    """The served requests of `regions`, in trace order, read batch by batch.
+def region_slice(
+    plane: RoutingPlane,
+    path: str | Path,
+    regions: list[int],
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> RequestBatch:
+    """The served requests of `regions`, in trace order, read batch by batch (only those
+    arriving in [start_ns, end_ns) when given: row groups outside are skipped).
 
     Rows of other regions (and rows their region does not serve) are dropped as each batch is
     read; the kept rows are copied once, into arrays sized for the whole file whose unused
@@ -127,7 +135,7 @@ def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> R
     out: dict[str, np.ndarray] = {}
     n = 0
     tokens = trace_prefix_tokens(path)
-    for batch in read_trace_batches(path, validate=False):
+    for batch in read_trace_batches(path, validate=False, start_ns=start_ns, end_ns=end_ns):
         cols = to_numpy_columns(
             batch, plane.services, plane.regions, file=path, prefix_tokens=tokens
         )
@@ -152,6 +160,32 @@ def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> R
     return trace.take(
         np.isin(trace.region, regions) & table[np.maximum(trace.region, 0), trace.service]
     )
+
+
+def regions_complete(path: str | Path) -> bool:
+    """Every row of the trace names its region (from the footer's null counts; a row group
+    without them is read): then a shard can read its slice a time range at a time."""
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    names = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    if "region" not in names:
+        return False
+    j = names.index("region")
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(j).statistics
+        if stats is None or not stats.has_null_count:
+            nulls = pf.read_row_group(i, columns=["region"]).column(0).null_count
+        else:
+            nulls = stats.null_count
+        if nulls:
+            return False
+    return True
+
+
+def last_arrival_ns(path: str | Path) -> int:
+    """Latest arrival in the trace (row-group statistics)."""
+    found = column_range(pq.ParquetFile(path), "arrival_ns")
+    return int(found[1]) if found is not None else -1
 
 
 def pq_rows(path: str | Path) -> int:
