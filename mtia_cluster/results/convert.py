@@ -361,16 +361,17 @@ def fleet_device_info(fleet: Any, accelerator_ids: np.ndarray) -> tuple[DeviceIn
     (the fleet's chips, sorted: the same table for every shard of a run)."""
     acc = np.asarray(accelerator_ids, dtype=np.int64)
     chips = sorted(set(fleet.acc_chip))
-    names = [fleet.acc_chip[a] for a in acc.tolist()]
+    code = {c: i for i, c in enumerate(chips)}
+    chip_of = np.fromiter((code[c] for c in fleet.acc_chip), np.int32, len(fleet.acc_chip))
     services = fleet.scenario.services
-    pool_service = [services.index(p.service) for p in fleet.pools]
+    pool_service = np.array([services.index(p.service) for p in fleet.pools], np.int32)
     info = DeviceInfo(
         accelerator_id=acc.astype(np.int32),
         host_id=np.asarray(fleet.acc_host, dtype=np.int32)[acc],
         rack_id=np.asarray(fleet.acc_rack, dtype=np.int32)[acc],
         region=np.asarray(fleet.acc_region, dtype=np.int32)[acc],
-        chip=np.array([chips.index(c) for c in names], dtype=np.int32),
-        service=np.array([pool_service[fleet.acc_pool[a]] for a in acc.tolist()], np.int32),
+        chip=chip_of[acc],
+        service=pool_service[np.asarray(fleet.acc_pool, dtype=np.int64)[acc]],
         **device_rates(fleet, acc),
     )
     return info, chips

@@ -53,7 +53,7 @@ class RunSummary:
     regions: pa.Table  # the `regions/` interval rows
     counts: dict[str, Any]  # the manifest's counts
     span_ns: int
-    requests: pa.Table | None = None  # `requests` rows (in memory only)
+    requests: pa.Table | None = None  # `requests` rows, by region (in memory only)
     devices: pa.Table | None = None  # `devices` rows (in memory only)
 
     def group(self, region: str, service: str) -> dict[str, Any]:
@@ -127,10 +127,17 @@ def _summarize_memory(
     sc = run.scenario
     slos = dict(sc.slo if slos is None else slos)
     builder = StatsBuilder(run.services, slos, sc.metrics_interval_ns, check_unique=False)
+    parts = []  # rows converted once, per region (no filter pass over all rows)
     for region, rows in completed_by_region(run.requests):
-        part = completed_to_table(rows, services=run.services, regions=run.regions, slos=slos)
-        builder.add(run.regions[region], request_file_table(part))
-    table = completed_to_table(run.requests, services=run.services, regions=run.regions, slos=slos)
+        parts.append(
+            completed_to_table(rows, services=run.services, regions=run.regions, slos=slos)
+        )
+        builder.add(run.regions[region], request_file_table(parts[-1]))
+    table = (
+        pa.concat_tables(parts)
+        if parts
+        else completed_to_table(run.requests, services=run.services, regions=run.regions, slos=slos)
+    )
     devices = device_tables(run)
     dev_table = pa.concat_tables(devices) if devices else DEVICE_SCHEMA.empty_table()
     stats = builder.result()
