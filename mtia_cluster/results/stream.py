@@ -29,6 +29,7 @@ from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.simulation import RunEnd, Simulation
 from mtia_cluster.engine.trace_input import (
+    CHUNK_ROWS,
     check_trace_file,
     load_trace,
     trace_batches,
@@ -108,17 +109,21 @@ def stream_run(
     manifest: Mapping[str, Any],
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> StreamedRun:
     """Replay the trace at `trace_path` on the fleet of `scenario` (in `shards` in-process
     shards) and write the results directory `out` (atomically, through `ResultsWriter`)
-    without holding the run in memory. The trace is checked before any work."""
+    without holding the run in memory. The trace is checked before any work; it is read
+    `chunk_rows` rows at a time (about: chunks end at window boundaries)."""
     sc = scenario
     rows, missing = check_trace_file(trace_path, sc)
     sim = Simulation(sc, shards=shards)
     chunks: Iterable[tuple[RequestBatch, int | None]] = (
         [(load_trace(trace_path, sc), None)]
         if missing
-        else window_chunks(trace_batches(trace_path, sc, validate=False), sc.report_interval_ns)
+        else window_chunks(
+            trace_batches(trace_path, sc, validate=False), sc.report_interval_ns, chunk_rows
+        )
     )
     started = time.perf_counter()
     with ResultsWriter(
