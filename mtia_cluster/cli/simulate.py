@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,6 @@ from mtia_cluster.cli.summary_view import echo_run_lines, echo_summary, fail_on_
 
 if TYPE_CHECKING:
     from mtia_cluster.config.scenario import Scenario
-    from mtia_cluster.engine.output import RunOutput
 
 
 @click.command()
@@ -62,44 +62,60 @@ def simulate(
     The table (or --json document) is the run's summary.json, computed by the same
     function `replay` uses; with -o the results directory holds exactly that summary."""
     from mtia_cluster.config.scenario import load_scenario
-    from mtia_cluster.engine.simulation import Simulation
-    from mtia_cluster.engine.trace_input import load_trace
     from mtia_cluster.output import RESULTS_DIR
 
     if output is not None:  # refused before any work
         claim_output(output, RESULTS_DIR, overwrite)
     scenario = load_scenario(config, overrides, seed=seed)
-    trace = load_trace(trace_path, scenario)
-    sim = Simulation(scenario, shards=shards)
-    started = time.perf_counter()
     with progress("simulating", "requests", as_json=as_json) as bar:
-        results = sim.run(trace, progress=bar.update)
-    wall_s = time.perf_counter() - started
-    doc = _summary(results, scenario, output, trace_path, shards, wall_s, overwrite)
+        if output is None:
+            doc, rows, end_ns, events, wall_s = _in_memory(scenario, shards, trace_path, bar.update)
+        else:
+            doc, rows, end_ns, events, wall_s = _streamed(
+                scenario, shards, trace_path, output, overwrite, bar.update
+            )
     if not as_json:
         click.echo(
-            f"{scenario.name}: {len(trace):,} requests, {fmt.number(results.end_ns / 1e9)} s "
+            f"{scenario.name}: {rows:,} requests, {fmt.number(end_ns / 1e9)} s "
             f"simulated in {wall_s:.2f} s wall"
         )
-        echo_run_lines(doc, results.fleet_events)
+        echo_run_lines(doc, events)
     echo_summary(doc, as_json, fail_on_invalid)
 
 
-def _summary(
-    results: RunOutput,
-    scenario: Scenario,
-    output: Path | None,
-    trace_path: Path,
-    shards: int,
-    wall_s: float,
-    overwrite: bool,
-) -> dict[str, Any]:
-    """The run's summary document: written with the results directory under -o (and read
-    back from it), else computed in memory by the same function."""
-    from mtia_cluster.results import FORMAT_VERSION, open_results, summarize, write_run
+Outcome = tuple[dict[str, Any], int, int, list[dict[str, Any]], float]
 
-    if output is None:
-        return {"format_version": FORMAT_VERSION, **summarize(results).summary}
+
+def _in_memory(
+    scenario: Scenario, shards: int, trace_path: Path, update: Callable[[int, int], None]
+) -> Outcome:
+    """Without -o: the run in memory, summarized by the one summary path."""
+    from mtia_cluster.engine.simulation import Simulation
+    from mtia_cluster.engine.trace_input import load_trace
+    from mtia_cluster.results import FORMAT_VERSION, summarize
+
+    trace = load_trace(trace_path, scenario)  # refused before any work
+    sim = Simulation(scenario, shards=shards)
+    started = time.perf_counter()
+    results = sim.run(trace, progress=update)
+    wall_s = time.perf_counter() - started
+    doc = {"format_version": FORMAT_VERSION, **summarize(results).summary}
+    return doc, len(trace), results.end_ns, results.fleet_events, wall_s
+
+
+def _streamed(
+    scenario: Scenario,
+    shards: int,
+    trace_path: Path,
+    output: Path,
+    overwrite: bool,
+    update: Callable[[int, int], None],
+) -> Outcome:
+    """With -o: rows and device intervals streamed into the results directory as the run
+    goes (results/stream.py); the summary is the one written there, read back."""
+    from mtia_cluster.results import open_results
+    from mtia_cluster.results.stream import stream_run
+
     manifest = {
         "command": "simulate",
         "scenario": scenario.name,
@@ -109,12 +125,14 @@ def _summary(
         "shards": shards,
         "mode": "in-process",
     }
-    path = write_run(
-        results,
+    run = stream_run(
+        scenario,
+        shards,
+        trace_path,
         output,
         manifest=manifest,
-        trace_path=trace_path,
-        wall_time_s=wall_s,
         overwrite=overwrite,
+        progress=update,
     )
-    return open_results(path).summary
+    doc = open_results(run.path).summary
+    return doc, run.rows, run.end.end_ns, run.end.fleet_events, run.wall_s

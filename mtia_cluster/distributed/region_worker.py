@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.config.scenario import parse_scenario
-from mtia_cluster.distributed.trace_scan import region_slice
+from mtia_cluster.distributed.trace_scan import last_arrival_ns, region_slice, regions_complete
 from mtia_cluster.distributed.worker import ShardWorker
 from mtia_cluster.engine.autoscale import autoscale_hooks, build_autoscaler
 from mtia_cluster.engine.cell import Completed, RequestBatch
@@ -57,7 +57,8 @@ class RegionWorker(ShardWorker):
             scenario = parse_scenario(scenario_raw, scenario_file)
             self.plane = RoutingPlane(scenario, self.topology, self.shard.groups)
         with self.timeline.span("init.read_trace"):
-            self.trace = region_slice(self.plane, trace_path, regions)
+            self.slice = TraceSlice(trace_path, regions, self.plane)
+            self.trace = self.slice.whole(self.plane)
         self.state = LoopState()
         self.events = _region_events(self.plane, regions)
         # autoscaling decisions are per (region, service): this shard makes its regions' own
@@ -91,32 +92,42 @@ class RegionWorker(ShardWorker):
             self.events,
             p.global_router,
             self.scaler,
+            # rows read so far (a restored shard reads on from read_ns, its rows consumed)
+            (self.slice.read_ns, self.slice.rows_before + len(self.trace)),
         )
 
     def _set_extra_state(self, extra: Any) -> None:
         p = self.plane
         self.state, p.routers, p.outstanding, p.capacity, self.events = extra[:5]
         p.global_router, self.scaler = extra[5], extra[6]
+        self.slice.read_ns, self.slice.rows_before = extra[7]
+        if self.slice.ranged:
+            self.trace = RequestBatch.empty()
         self.hooks = self._hooks()
 
-    def _flush(self) -> None:
-        """Retried requests' rows get their original arrival back before they are written."""
-        if self._pending and self.events.original_arrival:
-            self._pending = [self.events.restore_arrivals(Completed.concat(self._pending))]
-        if self._pending and self.plane.global_router is not None:  # spilled rows (#16)
-            self._pending = [self.plane.global_router.annotate(Completed.concat(self._pending))]
-        super()._flush()
+    def _final(self, rows: Completed) -> Completed:
+        """Retried requests' rows get their original arrival back before they are written;
+        spilled rows their origin and RTT (#16)."""
+        rows = self.events.restore_arrivals(rows)
+        router = self.plane.global_router
+        return router.annotate(rows) if router is not None else rows
 
     def _advance(self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> list[Reports]:
         return [self.advance(arrivals.columns(), cell, until_ns)]
 
     def run_epoch(self, stop_ns: int) -> EpochProgress:
-        """Run this shard's windows that start before `stop_ns`."""
+        """Run this shard's windows that start before `stop_ns` (reading the rows that
+        arrive before it first, when the slice is read a time range at a time)."""
         self.hooks.stop_ns = stop_ns
+        if self.slice.ranged:
+            with self.timeline.span("read_trace"):
+                self.trace = self.slice.until(self.plane, stop_ns, len(self.trace))
+            self.state.lo = 0
         with self.timeline.span("epochs"):
             run_windows(self.plane, self.trace, self.state, self.hooks)
-        done = self.state.finished(self.plane, len(self.trace))
-        return EpochProgress(self.state.t, self.state.lo, len(self.trace), done)
+        done = self.state.finished(self.plane, len(self.trace)) and self.slice.ended(stop_ns)
+        rows = self.slice.rows_before + len(self.trace)
+        return EpochProgress(self.state.t, self.slice.rows_before + self.state.lo, rows, done)
 
     def fleet_events(self) -> list[dict[str, Any]]:
         """The fleet events this shard applied, in order (engine/events.py's log)."""
@@ -130,6 +141,36 @@ class RegionWorker(ShardWorker):
         """Pad device samples to the run's global end."""
         with self.timeline.span("finish_run"):
             finish(self.state, end_ns, self.plane.scenario.metrics_interval_ns, self.sample)
+
+
+class TraceSlice:
+    """The trace rows of a region shard. Read a time range per epoch (`until`) when every
+    row names its region: an epoch's windows consume exactly the rows arriving before its
+    end (epoch bounds are multiples of the report interval), so memory holds one epoch of
+    rows, not the run. Otherwise read whole at the start (`whole`): rows without a region
+    draw their regions from one stream in trace order."""
+
+    def __init__(self, path: str, regions: list[int], plane: RoutingPlane) -> None:
+        self.path, self.regions = path, regions
+        self.ranged = plane.global_router is not None or regions_complete(path)
+        self.last_ns = last_arrival_ns(path)
+        self.read_ns = 0  # rows arriving before it have been read (ranged)
+        self.rows_before = 0  # rows of the slice in earlier epochs (ranged)
+
+    def whole(self, plane: RoutingPlane) -> RequestBatch:
+        """The whole slice (not ranged), else no rows yet."""
+        return RequestBatch.empty() if self.ranged else region_slice(plane, self.path, self.regions)
+
+    def until(self, plane: RoutingPlane, stop_ns: int, consumed: int) -> RequestBatch:
+        """The rows arriving in [read_ns, stop_ns); `consumed`: rows of the previous range."""
+        self.rows_before += consumed
+        rows = region_slice(plane, self.path, self.regions, self.read_ns, stop_ns)
+        self.read_ns = max(self.read_ns, stop_ns)
+        return rows
+
+    def ended(self, stop_ns: int) -> bool:
+        """No row of the trace arrives at or after `stop_ns` (always, when read whole)."""
+        return not self.ranged or stop_ns > self.last_ns
 
 
 def _region_events(plane: RoutingPlane, regions: list[int]) -> FleetEvents:

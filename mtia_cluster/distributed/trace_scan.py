@@ -24,9 +24,10 @@ import pyarrow.parquet as pq
 from mtia_cluster.config.scenario_limits import check_run
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.routing import RoutingPlane
-from mtia_cluster.engine.trace_input import check_items
+from mtia_cluster.engine.trace_input import check_items, trace_batches, window_chunks
 from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
 from mtia_cluster.traces.io import read_span_ns, read_trace_batches
+from mtia_cluster.traces.limits import column_range
 
 
 @dataclass
@@ -101,34 +102,24 @@ def served_chunks(
     chunk at a time, never the whole trace. Every row must have a region (the caller loads a
     trace with rows without one whole: their regions come from one draw in trace order)."""
     table = servable(plane)
-    pending: list[RequestBatch] = []
-    pending_rows = 0
-    tokens = trace_prefix_tokens(path)
-    for batch in read_trace_batches(path, validate=False):
-        cols = to_numpy_columns(
-            batch, plane.services, plane.regions, file=path, prefix_tokens=tokens
-        )
-        rows = RequestBatch(**cols)
-        keep = table[np.maximum(rows.region, 0), rows.service] & (rows.region >= 0)
-        rows = rows if keep.all() else rows.take(keep)
-        pending.append(rows)
-        pending_rows += len(rows)
-        if pending_rows < chunk_rows:
-            continue
-        chunk = RequestBatch.concat(pending)
-        end_ns = int(chunk.arrival_ns[-1]) // step_ns * step_ns  # the last row's window
-        cut = int(np.searchsorted(chunk.arrival_ns, end_ns, side="left"))
-        if cut == 0:  # every row in one window so far: keep reading
-            pending = [chunk]
-            continue
-        yield chunk.take(slice(0, cut)), end_ns
-        pending = [chunk.take(slice(cut, None))]
-        pending_rows = len(pending[0])
-    yield RequestBatch.concat(pending), None
+
+    def served() -> Iterator[RequestBatch]:
+        for rows in trace_batches(path, plane.scenario, validate=False):
+            keep = table[np.maximum(rows.region, 0), rows.service] & (rows.region >= 0)
+            yield rows if keep.all() else rows.take(keep)
+
+    return window_chunks(served(), step_ns, chunk_rows)
 
 
-def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> RequestBatch:
-    """The served requests of `regions`, in trace order, read batch by batch.
+def region_slice(
+    plane: RoutingPlane,
+    path: str | Path,
+    regions: list[int],
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+) -> RequestBatch:
+    """The served requests of `regions`, in trace order, read batch by batch (only those
+    arriving in [start_ns, end_ns) when given: row groups outside are skipped).
 
     Rows of other regions (and rows their region does not serve) are dropped as each batch is
     read; the kept rows are copied once, into arrays sized for the whole file whose unused
@@ -144,7 +135,7 @@ def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> R
     out: dict[str, np.ndarray] = {}
     n = 0
     tokens = trace_prefix_tokens(path)
-    for batch in read_trace_batches(path, validate=False):
+    for batch in read_trace_batches(path, validate=False, start_ns=start_ns, end_ns=end_ns):
         cols = to_numpy_columns(
             batch, plane.services, plane.regions, file=path, prefix_tokens=tokens
         )
@@ -169,6 +160,32 @@ def region_slice(plane: RoutingPlane, path: str | Path, regions: list[int]) -> R
     return trace.take(
         np.isin(trace.region, regions) & table[np.maximum(trace.region, 0), trace.service]
     )
+
+
+def regions_complete(path: str | Path) -> bool:
+    """Every row of the trace names its region (from the footer's null counts; a row group
+    without them is read): then a shard can read its slice a time range at a time."""
+    pf = pq.ParquetFile(path)
+    meta = pf.metadata
+    names = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    if "region" not in names:
+        return False
+    j = names.index("region")
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(j).statistics
+        if stats is None or not stats.has_null_count:
+            nulls = pf.read_row_group(i, columns=["region"]).column(0).null_count
+        else:
+            nulls = stats.null_count
+        if nulls:
+            return False
+    return True
+
+
+def last_arrival_ns(path: str | Path) -> int:
+    """Latest arrival in the trace (row-group statistics)."""
+    found = column_range(pq.ParquetFile(path), "arrival_ns")
+    return int(found[1]) if found is not None else -1
 
 
 def pq_rows(path: str | Path) -> int:

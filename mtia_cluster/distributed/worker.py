@@ -23,10 +23,10 @@ from mtia_cluster.engine.topology import build_topology, make_groups
 from mtia_cluster.results import DeviceTracker, RunTarget
 from mtia_cluster.results.convert import fleet_device_info
 from mtia_cluster.results.partials import ShardStats
+from mtia_cluster.results.stream import RowStream
 
 # cell id, outstanding, capacity; prefix-cache events: cell, hash id, sign (shard.LoadReports)
 Reports = tuple[np.ndarray, ...]
-FLUSH_ROWS = 131_072  # finished requests buffered before one Parquet write
 CHECKPOINTS_DIR = "_checkpoints"  # shard states (cloudpickle) in the run's temporary directory
 
 
@@ -67,8 +67,8 @@ class ShardWorker:
         self.last_sample_ns = 0
         self.window = 0  # windows advanced so far (for restarts)
         self.calls = 0  # guarded calls executed (restored with the checkpoint)
-        self._pending: list[Completed] = []  # finished requests not yet written
-        self._pending_rows = 0
+        # finished requests, written in large pieces (the buffer `simulate -o` uses)
+        self.rows = RowStream(self._write_rows)
         self.restored = self._restore()
         self.writer = target.open_shard(name)  # drops parts written after the checkpoint
 
@@ -97,18 +97,19 @@ class ShardWorker:
 
     def _emit(self, rows: Completed) -> None:
         """Buffer finished rows for writing (flushed in large pieces)."""
-        if len(rows):
-            self._pending.append(rows)
-            self._pending_rows += len(rows)
-            if self._pending_rows >= FLUSH_ROWS:
-                self._flush()
+        self.rows.add(rows)
 
     def _flush(self) -> None:
         """Write buffered finished requests (few large writes instead of one per window)."""
-        if self._pending:
-            with self.timeline.span("write.requests"):
-                self.writer.write_completed(Completed.concat(self._pending))
-            self._pending, self._pending_rows = [], 0
+        self.rows.flush()
+
+    def _final(self, rows: Completed) -> Completed:
+        """The rows as written (a region shard restores retried requests' arrivals)."""
+        return rows
+
+    def _write_rows(self, rows: Completed) -> None:
+        with self.timeline.span("write.requests"):
+            self.writer.write_completed(self._final(rows))
 
     def sample(self, t_ns: int) -> None:
         """Write the devices rows of [last sample, t_ns)."""

@@ -13,7 +13,9 @@ A request whose region has no pool for its service is returned with status ``rej
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +35,15 @@ from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.shard import Inbox, Reports, Shard
 from mtia_cluster.engine.topology import Topology, build_topology, make_groups
 from mtia_cluster.engine.windows import LoopHooks, LoopState, finish, run_windows
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """How a streamed run ended: simulated span, fleet events applied, autoscale log."""
+
+    end_ns: int
+    fleet_events: list[dict[str, Any]]
+    autoscale: list[dict[str, Any]]
 
 
 class Simulation:
@@ -69,24 +80,64 @@ class Simulation:
         """
         if len(trace) and np.any(np.diff(trace.arrival_ns) < 0):
             raise ValueError("trace must be sorted by arrival_ns")
-        trace = self.plane.assign_regions(trace)
-        served = self.plane.served(trace)
-        outputs = [rejected_at_arrival(trace.take(~served))]
-        if not served.all():
-            trace = trace.take(served)
-        samples: list[tuple[int, DeviceCounters]] = [(0, self._counters())]
+        outputs: list[Completed] = []
+        samples: list[tuple[int, DeviceCounters]] = []
+        end = self.stream(
+            [(trace, None)],
+            outputs.append,
+            lambda t_ns, counters: samples.append((t_ns, counters)),
+            progress=progress,
+            rows=len(trace),
+            coalesce_idle=coalesce_idle,
+        )
+        return RunOutput(
+            scenario=self.scenario,
+            services=self.services,
+            regions=self.regions,
+            requests=sorted_by_request_id(outputs),
+            samples=samples,
+            topology=self.topology,
+            end_ns=end.end_ns,
+            fleet_events=end.fleet_events,
+            autoscale=end.autoscale,
+        )
+
+    def stream(
+        self,
+        chunks: Iterable[tuple[RequestBatch, int | None]],
+        emit: Callable[[Completed], None],
+        sample: Callable[[int, DeviceCounters], None],
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        rows: int = 0,
+        coalesce_idle: bool = True,
+    ) -> RunEnd:
+        """Replay a trace given in chunks (each sorted by arrival, every row before its end,
+        a window boundary; None: the last), handing finished rows to `emit` as they finish
+        (original arrivals of retried requests restored, spilled rows annotated: final rows,
+        in the order they finished) and the cumulative device counters to `sample` at t = 0
+        and every metrics boundary. Nothing is kept: memory depends on the fleet and the
+        window, not on the run's length. `rows`: the trace's row count (progress only)."""
         state, events, scaler = LoopState(), self.events, self.autoscaler
+        router = self.plane.global_router
+
+        def final(done: Completed) -> None:
+            if len(done):
+                done = events.restore_arrivals(done)
+                emit(router.annotate(done) if router is not None else done)
 
         def advance(arrivals: RequestBatch, cell: np.ndarray, until_ns: int) -> list[Reports]:
             done, reports = self._advance_shards(arrivals, cell, until_ns)
-            outputs.extend(done)
+            for part in done:
+                final(part)
             return reports
 
+        sample(0, self._counters())
         hooks = LoopHooks(
             advance=advance,
-            sample=lambda t_ns: samples.append((t_ns, self._counters())),
+            sample=lambda t_ns: sample(t_ns, self._counters()),
             events=autoscale_hooks(
-                fleet_event_hooks(events, self.plane, self._evict, outputs.append),
+                fleet_event_hooks(events, self.plane, self._evict, final),
                 scaler,
                 self.plane,
                 events,
@@ -94,24 +145,32 @@ class Simulation:
             ),
             coalesce_idle=coalesce_idle,
         )
+        before = 0
         if progress is not None:
-            hooks.after_window = lambda: progress(state.lo, len(trace))
-        run_windows(self.plane, trace, state, hooks)
+            hooks.after_window = lambda: progress(before + state.lo, rows)
+        for i, (chunk, end_ns) in enumerate(chunks):
+            trace = self._served(chunk, final, first=i == 0)
+            state.lo, hooks.stop_ns = 0, end_ns
+            run_windows(self.plane, trace, state, hooks)
+            before += len(chunk)
         finish(state, state.t, self.scenario.metrics_interval_ns, hooks.sample)
-        requests = events.restore_arrivals(sorted_by_request_id(outputs))
-        if self.plane.global_router is not None:  # spilled rows: origin and RTT (#16)
-            requests = self.plane.global_router.annotate(requests)
-        return RunOutput(
-            scenario=self.scenario,
-            services=self.services,
-            regions=self.regions,
-            requests=requests,
-            samples=samples,
-            topology=self.topology,
-            end_ns=state.t,
-            fleet_events=list(events.log),
-            autoscale=sorted(scaler.log, key=lambda e: (e["at_ns"], e["region"])),
-        )
+        autoscale = sorted(scaler.log, key=lambda e: (e["at_ns"], e["region"]))
+        return RunEnd(state.t, list(events.log), autoscale)
+
+    def _served(
+        self, chunk: RequestBatch, emit: Callable[[Completed], None], first: bool
+    ) -> RequestBatch:
+        """The rows of `chunk` some region serves, regions assigned; the others are emitted
+        as rejected at arrival. Rows without a region draw from one stream in trace order,
+        so they must all come in the first chunk (a trace that has them is read whole)."""
+        if not first and self.plane.global_router is None and np.any(chunk.region < 0):
+            raise ValueError("rows without a region need the whole trace in one chunk")
+        chunk = self.plane.assign_regions(chunk)
+        served = self.plane.served(chunk)
+        if served.all():
+            return chunk
+        emit(rejected_at_arrival(chunk.take(~served)))
+        return chunk.take(served)
 
     def _advance_shards(
         self, arrivals: RequestBatch, cell: np.ndarray, until_ns: int

@@ -77,9 +77,25 @@ def _slo_flags(c: Completed, services: Sequence[str], slos: Mapping[str, Service
 
 def rows_by_region(table: pa.Table) -> list[tuple[str, pa.Table]]:
     """`requests` rows split by their `region` column, regions in order of first appearance
-    (the split of a shard writer's region partitions, and of an in-memory summary)."""
+    (for tables that did not come from engine rows; those split with `completed_by_region`)."""
     region = table["region"].cast(pa.string())
     return [(name, table.filter(pc.equal(region, name))) for name in pc.unique(region).to_pylist()]
+
+
+def completed_by_region(completed: Completed) -> list[tuple[int, Completed]]:
+    """Engine rows split by their region index, in region order, each region's rows in their
+    order in `completed`: one stable counting pass over the int codes (no per-region scan of
+    every row), and no copy at all when the rows are of one region."""
+    c = completed
+    if len(c) == 0:
+        return []
+    first = int(c.region[0])
+    if bool(np.all(c.region == first)):
+        return [(first, c)]
+    counts = np.bincount(c.region)
+    order = np.argsort(c.region, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    return [(r, c.take(order[bounds[r] : bounds[r + 1]])) for r in np.flatnonzero(counts).tolist()]
 
 
 def completed_to_table(
@@ -203,28 +219,40 @@ class DeviceTracker:
         self.info = info
         self.regions, self.chips, self.services = list(regions), list(chips), list(services)
         n = len(info.accelerator_id)
-        self._position = {int(a): i for i, a in enumerate(info.accelerator_id)}
+        ids = info.accelerator_id.astype(np.int64)
+        self._lo = int(ids.min()) if n else 0
+        span = int(ids.max()) - self._lo + 1 if n else 1
+        self._lookup = np.full(span, -1, dtype=np.int64)  # accelerator id - lo -> position
+        self._lookup[ids - self._lo] = np.arange(n)
         self._prev = np.zeros((4, n), dtype=np.int64)  # cumulative busy, batches, work, memory
         # cumulative LLM replica counters differenced per interval (the rest are levels)
         self._prev_llm = {name: np.zeros(n, dtype=_DIFFED[name]) for name in _DIFFED}
 
-    def _align(self, counters: DeviceCounters) -> np.ndarray:
-        """Row positions of `counters` in the tracker's device order."""
-        try:
-            pos = np.array([self._position[int(a)] for a in counters.accelerator_id])
-        except KeyError as exc:
+    def _order(self, counters: DeviceCounters) -> np.ndarray | slice:
+        """The rows of `counters` in the tracker's device order: all of them as they are when
+        they already come in that order (the engine sorts its counters by id), else a
+        permutation through a lookup table over the id range (ids are dense: O(n), no sort)."""
+        ids = counters.accelerator_id
+        mine = self.info.accelerator_id
+        if len(ids) == len(mine) and np.array_equal(ids, mine):
+            return slice(None)
+        pos = self._lookup[np.clip(ids.astype(np.int64) - self._lo, 0, len(self._lookup) - 1)]
+        foreign = (ids < self._lo) | (ids >= self._lo + len(self._lookup)) | (pos < 0)
+        if foreign.any():
             raise UserError(
                 "counters for an accelerator this shard does not own",
                 field="accelerator_id",
-                value=exc.args[0],
-            ) from None
-        if len(pos) != len(self._position) or len(np.unique(pos)) != len(pos):
+                value=int(ids[np.flatnonzero(foreign)[0]]),
+            )
+        if len(pos) != len(mine) or np.any(np.bincount(pos, minlength=len(mine)) != 1):
             raise UserError(
                 "counters must cover every accelerator of the shard",
                 field="accelerator_id",
                 value=len(pos),
             )
-        return pos
+        order = np.empty(len(pos), dtype=np.int64)
+        order[pos] = np.arange(len(pos))
+        return order
 
     def interval(self, counters: DeviceCounters, *, start_ns: int, end_ns: int) -> pa.Table:
         """`devices` rows for [start_ns, end_ns) from cumulative counters at end_ns."""
@@ -234,7 +262,7 @@ class DeviceTracker:
                 field="interval",
                 value=(start_ns, end_ns),
             )
-        order = np.argsort(self._align(counters))
+        order = self._order(counters)
         busy = counters.busy_ns[order].astype(np.int64) - self._prev[0]
         batches = counters.batches[order].astype(np.int64) - self._prev[1]
         work = counters.work_units[order].astype(np.int64) - self._prev[2]
@@ -249,7 +277,9 @@ class DeviceTracker:
         table = self._table(busy, batches, work, peak, np.maximum(memory, 0), start_ns, end_ns)
         return self._with_llm(table, counters, order)
 
-    def _with_llm(self, table: pa.Table, counters: DeviceCounters, order: np.ndarray) -> pa.Table:
+    def _with_llm(
+        self, table: pa.Table, counters: DeviceCounters, order: np.ndarray | slice
+    ) -> pa.Table:
         """Fill the LLM replica columns: levels as they are, cumulative counters differenced."""
         for name in LLM_COUNTERS:
             value = getattr(counters, name)[order]
@@ -332,16 +362,17 @@ def fleet_device_info(fleet: Any, accelerator_ids: np.ndarray) -> tuple[DeviceIn
     (the fleet's chips, sorted: the same table for every shard of a run)."""
     acc = np.asarray(accelerator_ids, dtype=np.int64)
     chips = sorted(set(fleet.acc_chip))
-    names = [fleet.acc_chip[a] for a in acc.tolist()]
+    code = {c: i for i, c in enumerate(chips)}
+    chip_of = np.fromiter((code[c] for c in fleet.acc_chip), np.int32, len(fleet.acc_chip))
     services = fleet.scenario.services
-    pool_service = [services.index(p.service) for p in fleet.pools]
+    pool_service = np.array([services.index(p.service) for p in fleet.pools], np.int32)
     info = DeviceInfo(
         accelerator_id=acc.astype(np.int32),
         host_id=np.asarray(fleet.acc_host, dtype=np.int32)[acc],
         rack_id=np.asarray(fleet.acc_rack, dtype=np.int32)[acc],
         region=np.asarray(fleet.acc_region, dtype=np.int32)[acc],
-        chip=np.array([chips.index(c) for c in names], dtype=np.int32),
-        service=np.array([pool_service[fleet.acc_pool[a]] for a in acc.tolist()], np.int32),
+        chip=chip_of[acc],
+        service=pool_service[np.asarray(fleet.acc_pool, dtype=np.int64)[acc]],
         **device_rates(fleet, acc),
     )
     return info, chips

@@ -17,16 +17,15 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mtia_cluster.errors import UserError
-from mtia_cluster.results.devices import device_totals
+from mtia_cluster.results.devstats import device_stats, totals_of
 from mtia_cluster.results.groupstats import Partial
 from mtia_cluster.results.intervals import (
     RegionIntervals,
-    energy_by_bin,
     intervals_table,
     region_table,
 )
 from mtia_cluster.results.partials import ShardStats
-from mtia_cluster.results.replicas import replica_rows
+from mtia_cluster.results.replicas import replica_rows_of
 from mtia_cluster.results.schema import REGION_SCHEMA
 from mtia_cluster.results.summary import compute_summary, region_kinds, summary_from_partials
 from mtia_cluster.results.verdict import VerdictRules
@@ -85,7 +84,8 @@ def derive(
 ) -> Derived:
     """Summary, regions table and counts of a run (see module doc)."""
     span = int(span_ns) if span_ns is not None else span_from_metadata(requests)
-    energy = energy_by_bin(devices, interval_ns)
+    dev = device_stats(devices, interval_ns)
+    energy = dev.energy_bins if dev is not None else {}
     tables: list[pa.Table] = []
     ids: list[np.ndarray] = []
 
@@ -96,7 +96,7 @@ def derive(
 
     summary = compute_summary(
         requests,
-        devices,
+        dev,
         services=services,
         regions=regions,
         slos=slos,
@@ -120,22 +120,23 @@ def derive_from_stats(
     interval_ns: int,
     span_ns: int | None,
 ) -> Derived:
-    """The same as `derive`, from the shards' merged statistics: no request is read (the
-    devices, a few rows per accelerator and interval, still are)."""
+    """The same as `derive`, from the shards' merged statistics: nothing is read back (the
+    devices' totals too, when the shards accumulated them: else `devices` is read)."""
     span = int(span_ns) if span_ns is not None else stats.max_ns
-    energy = energy_by_bin(devices, interval_ns)
+    dev = stats.devices if stats.devices is not None else device_stats(devices, interval_ns)
+    energy = dev.energy_bins if dev is not None else {}
     by_region: dict[str, dict[str, Partial]] = {}
     for (region, service), p in stats.groups.items():
         by_region.setdefault(region, {})[service] = p
     summary = summary_from_partials(
         lambda region: by_region.get(region, {}),
-        device_totals(devices),
+        totals_of(dev),
         services=services,
         regions=regions,
         slos=slos,
         duration_ns=span,
         rules=rules,
-        replicas=replica_rows(devices),
+        replicas=replica_rows_of(dev),
     )
     tables = [
         intervals_table(

@@ -1,4 +1,5 @@
-"""Accelerator totals per (region, service) from the `devices/` dataset."""
+"""Accelerator totals per (region, service): the `DeviceTotals` a summary group shows
+(results/devstats.py computes them from the `devices/` rows)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from mtia_cluster.units import J_PER_KWH
@@ -100,51 +98,3 @@ def cost_fields(cost: dict[str, float], busy_ns: int, span_s: float) -> dict[str
         "cost_usd": cost["energy_cost_usd"] + cost["capex_usd"],
         "co2e_g": cost["co2e_g"],
     }
-
-
-def canonical_columns(dataset: ds.Dataset, columns: list[str]) -> dict[str, np.ndarray]:
-    """`columns` of every device row as numpy arrays in one canonical order, by
-    (accelerator_id, interval_start_ns), a unique key: sums over them are then the same bits
-    however the rows were split into files, row groups or shards (`region` and `service`
-    come back as int codes into ``<name>_names``; a null service is -1)."""
-    wanted = sorted({*columns, "accelerator_id", "interval_start_ns"})
-    t = dataset.to_table(columns=wanted)
-    order = np.lexsort((t["interval_start_ns"].to_numpy(), t["accelerator_id"].to_numpy()))
-    out: dict[str, np.ndarray] = {}
-    for name in wanted:
-        col = t[name]
-        if name in ("region", "service"):
-            enc = pc.dictionary_encode(col.cast(pa.string())).combine_chunks()
-            out[name] = enc.indices.fill_null(-1).to_numpy()[order]
-            out[f"{name}_names"] = np.array(enc.dictionary.to_pylist(), dtype=object)
-        else:
-            out[name] = col.to_numpy()[order]
-    return out
-
-
-def device_totals(dataset: ds.Dataset | None) -> dict[tuple[str, str | None], DeviceTotals]:
-    """Totals per (region, service or None for idle accelerators) over the whole dataset,
-    summed in the canonical row order (`canonical_columns`), keys sorted."""
-    totals: dict[tuple[str, str | None], DeviceTotals] = {}
-    if dataset is None:
-        return totals
-    c = canonical_columns(dataset, device_columns(dataset))
-    if len(c["accelerator_id"]) == 0:
-        return totals
-    key = c["region"].astype(np.int64) * (len(c["service_names"]) + 1) + c["service"] + 1
-    for k in np.unique(key).tolist():
-        sel = key == k
-        region = str(c["region_names"][k // (len(c["service_names"]) + 1)])
-        code = k % (len(c["service_names"]) + 1) - 1
-        service = None if code < 0 else str(c["service_names"][code])
-        start, end = c["interval_start_ns"][sel], c["interval_end_ns"][sel]
-        totals[(region, service)] = DeviceTotals(
-            busy_ns=int(c["busy_ns"][sel].sum()),
-            device_ns=int((end - start).sum()),
-            energy_j=float(np.sum(c["energy_j"][sel])),
-            start_ns=int(start.min()),
-            end_ns=int(end.max()),
-            accelerators=set(np.unique(c["accelerator_id"][sel]).tolist()),
-            cost={n: float(np.sum(c[n][sel])) if n in c else 0.0 for n in COST_COLUMNS},
-        )
-    return dict(sorted(totals.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))

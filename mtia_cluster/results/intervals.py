@@ -14,9 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from mtia_cluster.results.devices import canonical_columns
+from mtia_cluster.results.groupstats import narrow
 from mtia_cluster.results.schema import REGION_SCHEMA, dictionary
 from mtia_cluster.units import NS_PER_S
 
@@ -70,24 +69,6 @@ def sorted_quantiles(ordered: np.ndarray, counts: np.ndarray, qs: list[float]) -
     return result
 
 
-def energy_by_bin(devices: ds.Dataset | None, interval_ns: int) -> dict[str, dict[int, float]]:
-    """Energy (J) per region per interval bin of the device interval's start, summed in the
-    canonical device-row order (the same bits for any split of the rows)."""
-    out: dict[str, dict[int, float]] = {}
-    if devices is None:
-        return out
-    c = canonical_columns(devices, ["region", "interval_start_ns", "energy_j"])
-    bins = c["interval_start_ns"] // interval_ns
-    for code, name in enumerate(c["region_names"].tolist()):
-        sel = c["region"] == code
-        if not sel.any():
-            continue
-        sums = np.bincount(bins[sel], weights=c["energy_j"][sel])
-        present = np.unique(bins[sel]).tolist()
-        out[str(name)] = {int(b): float(sums[b]) for b in present}
-    return out
-
-
 @dataclass
 class RegionIntervals:
     """Mergeable per-interval statistics of a set of one region's requests.
@@ -133,8 +114,8 @@ class IntervalsBuilder:
         done = c["finish_ns"][ok] // self.interval_ns
         good = c["slo_ok"][ok]
         self.counts.append((np.bincount(arrival), np.bincount(done), np.bincount(done[good])))
-        self.done.append(done)
-        self.latency.append(c["latency_ns"][ok])
+        self.done.append(narrow(done))
+        self.latency.append(narrow(c["latency_ns"][ok]))
 
     def result(self) -> RegionIntervals:
         done = np.concatenate(self.done) if self.done else np.zeros(0, dtype=np.int64)

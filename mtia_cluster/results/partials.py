@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mtia_cluster.errors import UserError
+from mtia_cluster.results.devstats import DeviceStats, merge_device_stats
 from mtia_cluster.results.groupstats import (
     Partial,
     codes,
@@ -46,6 +47,7 @@ class ShardStats:
     max_ns: int = 0  # latest arrival_ns or finish_ns written (the span when none is given)
     groups: dict[tuple[str, str], Partial] = field(default_factory=dict)
     intervals: dict[str, RegionIntervals] = field(default_factory=dict)
+    devices: DeviceStats | None = None  # totals of the device rows written (devstats.py)
 
 
 class StatsBuilder:
@@ -66,7 +68,7 @@ class StatsBuilder:
         self.max_ns = 0
         self._groups: dict[tuple[str, str], list[Partial]] = {}
         self._intervals: dict[str, IntervalsBuilder] = {}
-        self._ids: list[np.ndarray] = []
+        self._ids = SeenIds()
         self._pending: dict[str, list[pa.Table]] = {}
 
     def add(self, region: str, table: pa.Table) -> None:
@@ -105,14 +107,13 @@ class StatsBuilder:
             self._intervals[region] = IntervalsBuilder(self.interval_ns)
         self._intervals[region].add_columns(c)
         if self.check_unique:
-            self._ids.append(table["request_id"].to_numpy())
+            self._ids.add(table["request_id"].to_numpy())
 
     def result(self) -> ShardStats:
         """The merged statistics; raises UserError when a request_id was written twice."""
         for region in list(self._pending):
             self._add(region, pa.concat_tables(self._pending.pop(region)))
-        if self._ids:
-            check_unique_ids(self._ids)
+        self._ids.check()
         groups = {k: _compact(merge(v)) for k, v in self._groups.items()}
         intervals = {r: v.result() for r, v in self._intervals.items()}
         return ShardStats(self.rows, self.max_ns, groups, intervals)
@@ -141,6 +142,56 @@ def _compact(p: Partial) -> Partial:
     return p
 
 
+class SeenIds:
+    """The request_ids written so far, one bit each over the id range from the first id
+    seen (trace ids are dense, 0..n-1: 45 MB for 360 M requests, where keeping the ids
+    took 8 bytes each); ids below that or beyond 2**36 are kept and checked at the end.
+    `check()` raises UserError naming the first id seen twice."""
+
+    MAX_BITS = 1 << 36
+
+    def __init__(self) -> None:
+        self.lo: int | None = None
+        self.bits = np.zeros(0, dtype=np.uint8)
+        self.others: list[np.ndarray] = []
+        self.repeated: int | None = None
+
+    def add(self, ids: np.ndarray) -> None:
+        """Record `ids` (one piece of written rows)."""
+        if len(ids) == 0:
+            return
+        if self.lo is None:
+            self.lo = min(0, int(ids.min()))
+        idx = ids.astype(np.int64) - self.lo
+        inside = (idx >= 0) & (idx < self.MAX_BITS)
+        if not inside.all():
+            self.others.append(ids[~inside])
+            idx = idx[inside]
+        if len(idx) == 0:
+            return
+        need = int(idx.max()) // 8 + 1
+        if need > len(self.bits):
+            self.bits = np.concatenate(
+                [self.bits, np.zeros(max(need, 2 * len(self.bits)) - len(self.bits), np.uint8)]
+            )
+        byte, bit = idx >> 3, np.left_shift(1, idx & 7).astype(np.uint8)
+        ordered = np.sort(idx)
+        again = ordered[1:][ordered[1:] == ordered[:-1]]
+        seen = idx[(self.bits[byte] & bit) != 0]
+        if self.repeated is None and (len(again) or len(seen)):
+            self.repeated = int((seen if len(seen) else again)[0]) + self.lo
+        np.bitwise_or.at(self.bits, byte, bit)
+
+    def check(self) -> None:
+        """Raise when any id was recorded twice."""
+        if self.repeated is not None:
+            raise UserError(
+                "request written more than once", field="request_id", value=self.repeated
+            )
+        if self.others:
+            check_unique_ids(self.others)
+
+
 def check_unique_ids(ids: list[np.ndarray]) -> None:
     """Fail when any request_id occurs twice. Dense ids (range under 8x their count, as a
     trace's usually are) are counted with one bincount; others are sorted."""
@@ -159,7 +210,8 @@ def check_unique_ids(ids: list[np.ndarray]) -> None:
 
 
 def merge_stats(parts: Sequence[ShardStats]) -> ShardStats:
-    """One ShardStats for shards that wrote disjoint requests."""
+    """One ShardStats for shards that wrote disjoint requests (and devices), given in
+    shard name order (the order `devstats.device_stats` reads a run back in)."""
     groups: dict[tuple[str, str], list[Partial]] = {}
     intervals: dict[str, list[RegionIntervals]] = {}
     for p in parts:
@@ -172,4 +224,5 @@ def merge_stats(parts: Sequence[ShardStats]) -> ShardStats:
         max_ns=max((p.max_ns for p in parts), default=0),
         groups={k: merge(v) for k, v in groups.items()},
         intervals={r: merge_intervals(v) for r, v in intervals.items()},
+        devices=merge_device_stats([p.devices for p in parts if p.devices is not None]),
     )

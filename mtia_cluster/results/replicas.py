@@ -14,8 +14,8 @@ sent; engine/llm/kvstats.py). Every summary path (`summary.json` through
 * ``preemptions``, ``kv_transfers``, ``kv_transfer_bytes``: counts over the run (transfers on
   the prefill instance that sent them).
 
-Sums run in the canonical device-row order (`canonical_columns`), so the figures are the same
-bits however the rows were split into shards.
+Sums are per-accelerator totals (results/devstats.py: intervals added in time order), so
+the figures are the same bits on every path.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow.dataset as ds
 
-from mtia_cluster.results.devices import canonical_columns
+from mtia_cluster.results.devstats import DeviceStats, device_stats
 from mtia_cluster.units import NS_PER_S
 
 SUMS = (
@@ -36,48 +36,32 @@ SUMS = (
     "kv_transfers",
     "kv_transfer_bytes",
 )
-_COLUMNS = [
-    "region",
-    "service",
-    "host_id",
-    "interval_start_ns",
-    "interval_end_ns",
-    "kv_capacity_tokens",
-    "kv_token_s",
-    "kv_peak_tokens",
-    *SUMS,
-]
 
 
 def replica_rows(devices: ds.Dataset | None) -> list[dict[str, Any]]:
     """One row per LLM replica (lead accelerator with a KV cache), by accelerator id; empty
     without devices or for runs written before these columns existed."""
-    if devices is None or "kv_capacity_tokens" not in devices.schema.names:
+    return replica_rows_of(device_stats(devices, 1))
+
+
+def replica_rows_of(stats: DeviceStats | None) -> list[dict[str, Any]]:
+    """`replica_rows` from per-accelerator totals (results/devstats.py)."""
+    if stats is None or "kv_capacity_tokens" not in stats.present:
         return []
-    c = canonical_columns(devices, _COLUMNS)
-    acc = c["accelerator_id"]
-    if len(acc) == 0:
-        return []
-    starts = np.flatnonzero(np.r_[True, acc[1:] != acc[:-1]])  # rows sorted by accelerator
-    capacity = np.maximum.reduceat(c["kv_capacity_tokens"], starts)
-    lead = capacity > 0
-    observed_s = np.add.reduceat(c["interval_end_ns"] - c["interval_start_ns"], starts) / NS_PER_S
-    token_s = np.add.reduceat(c["kv_token_s"].astype(np.float64), starts)
-    peak = np.maximum.reduceat(c["kv_peak_tokens"], starts)
-    sums = {name: np.add.reduceat(c[name].astype(np.int64), starts) for name in SUMS}
+    c = stats.columns
     rows = []
-    for i in np.flatnonzero(lead).tolist():
-        first = int(starts[i])
+    for i in np.flatnonzero(c["kv_capacity_tokens"] > 0).tolist():
+        capacity = int(c["kv_capacity_tokens"][i])
         row: dict[str, Any] = {
-            "region": str(c["region_names"][c["region"][first]]),
-            "service": str(c["service_names"][c["service"][first]]),
-            "accelerator_id": int(acc[first]),
-            "host_id": int(c["host_id"][first]),
-            "kv_capacity_tokens": int(capacity[i]),
-            "kv_token_s": float(token_s[i]),
-            "kv_capacity_token_s": float(capacity[i] * observed_s[i]),
-            "kv_peak_tokens": int(peak[i]),
-            **{name: int(sums[name][i]) for name in SUMS},
+            "region": stats.regions[int(c["region"][i])],
+            "service": stats.services[int(c["service"][i])],
+            "accelerator_id": int(c["accelerator_id"][i]),
+            "host_id": int(c["host_id"][i]),
+            "kv_capacity_tokens": capacity,
+            "kv_token_s": float(c["kv_token_s"][i]),
+            "kv_capacity_token_s": float(capacity * (stats.device_ns[i] / NS_PER_S)),
+            "kv_peak_tokens": int(c["kv_peak_tokens"][i]),
+            **{name: int(c[name][i]) for name in SUMS},
         }
         rows.append(with_rates(row))
     return rows

@@ -16,25 +16,25 @@ second judge).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.results.autoscale import with_autoscale
 from mtia_cluster.results.convert import (
     DeviceTracker,
+    completed_by_region,
     completed_to_table,
     fleet_device_info,
     request_file_table,
-    rows_by_region,
 )
 from mtia_cluster.results.derive import derive, derive_from_stats
+from mtia_cluster.results.devstats import stats_of_intervals
 from mtia_cluster.results.links import write_links
 from mtia_cluster.results.partials import StatsBuilder
 from mtia_cluster.results.reader import open_results
@@ -53,7 +53,7 @@ class RunSummary:
     regions: pa.Table  # the `regions/` interval rows
     counts: dict[str, Any]  # the manifest's counts
     span_ns: int
-    requests: pa.Table | None = None  # `requests` rows (in memory only)
+    requests: pa.Table | None = None  # `requests` rows, by region (in memory only)
     devices: pa.Table | None = None  # `devices` rows (in memory only)
 
     def group(self, region: str, service: str) -> dict[str, Any]:
@@ -69,12 +69,16 @@ class RunSummary:
         return {(g["region"], g["service"]): g["verdict"]["result"] for g in self.summary["groups"]}
 
 
+def fleet_tracker(topology: Any, regions: Sequence[str], services: Sequence[str]) -> DeviceTracker:
+    """A `DeviceTracker` over every accelerator of an in-process run's fleet."""
+    info, chips = fleet_device_info(topology, np.arange(topology.accelerators))
+    return DeviceTracker(info, regions=regions, chips=chips, services=services)
+
+
 def device_tables(run: RunOutput) -> list[pa.Table]:
     """`devices` rows per metrics interval from the run's counter samples (what a shard
     writer writes: `DeviceTracker` over every accelerator, peak memory included)."""
-    topology = run.topology
-    info, chips = fleet_device_info(topology, np.arange(topology.accelerators))
-    tracker = DeviceTracker(info, regions=run.regions, chips=chips, services=run.services)
+    tracker = fleet_tracker(run.topology, run.regions, run.services)
     out = []
     for (t0, _), (t1, counters) in zip(run.samples, run.samples[1:], strict=False):
         if t1 > t0:
@@ -122,15 +126,25 @@ def _summarize_memory(
 ) -> RunSummary:
     sc = run.scenario
     slos = dict(sc.slo if slos is None else slos)
-    table = completed_to_table(run.requests, services=run.services, regions=run.regions, slos=slos)
     builder = StatsBuilder(run.services, slos, sc.metrics_interval_ns, check_unique=False)
-    for region, rows in rows_by_region(table):
-        builder.add(region, request_file_table(rows))
+    parts = []  # rows converted once, per region (no filter pass over all rows)
+    for region, rows in completed_by_region(run.requests):
+        parts.append(
+            completed_to_table(rows, services=run.services, regions=run.regions, slos=slos)
+        )
+        builder.add(run.regions[region], request_file_table(parts[-1]))
+    table = (
+        pa.concat_tables(parts)
+        if parts
+        else completed_to_table(run.requests, services=run.services, regions=run.regions, slos=slos)
+    )
     devices = device_tables(run)
     dev_table = pa.concat_tables(devices) if devices else DEVICE_SCHEMA.empty_table()
+    stats = builder.result()
+    stats.devices = stats_of_intervals(devices, sc.metrics_interval_ns)
     d = derive_from_stats(
-        builder.result(),
-        ds.dataset(dev_table) if devices else None,
+        stats,
+        None,
         services=run.services,
         regions=run.regions,
         slos=slos,

@@ -32,7 +32,13 @@ import pyarrow.parquet as pq
 
 from mtia_cluster.engine.cell import Completed
 from mtia_cluster.errors import UserError
-from mtia_cluster.results.convert import completed_to_table, request_file_table, rows_by_region
+from mtia_cluster.results.convert import (
+    completed_by_region,
+    completed_to_table,
+    request_file_table,
+    rows_by_region,
+)
+from mtia_cluster.results.devstats import DeviceStatsBuilder, device_intervals
 from mtia_cluster.results.partials import ShardStats, StatsBuilder
 from mtia_cluster.results.schema import DEVICE_SCHEMA, REQUEST_FILE_SCHEMA, SHARDS_DIR, check_name
 from mtia_cluster.slo import ServiceSLO
@@ -118,6 +124,7 @@ class ShardWriter:
         if not (self.root / "requests").is_dir():
             raise UserError("not an open results run directory", file=self.root)
         self.builder = StatsBuilder(target.services, target.slos, target.interval_ns)
+        self.device_builder = DeviceStatsBuilder(target.interval_ns)
         self.stats: ShardStats | None = None  # set by close()
         self.seq = self._recover()
         self._requests: dict[str, _Part] = {}
@@ -125,8 +132,10 @@ class ShardWriter:
         self.rows_written = 0
 
     def _recover(self) -> int:
-        """Delete this shard's uncommitted parts; return the next sequence number."""
+        """Delete this shard's uncommitted parts; return the next sequence number. The
+        statistics of its committed parts are rebuilt from them (devices in order)."""
         last = -1
+        devices: list[tuple[int, Path]] = []
         for path in self.root.rglob("*part-*"):
             name = path.name
             if name.startswith(".") and name.endswith(INPROGRESS):
@@ -140,32 +149,40 @@ class ShardWriter:
                 last = max(last, int(match["seq"]))
                 if path.parent.name.startswith("region="):  # committed before a restart
                     self.builder.add(path.parent.name[len("region=") :], pq.read_table(path))
+                elif path.parent.name == "devices":
+                    devices.append((int(match["seq"]), path))
+        for _, path in sorted(devices):
+            for table in device_intervals(str(path)):
+                self.device_builder.add(table)
         return last + 1
 
     def _file(self, directory: Path) -> Path:
         return directory / f"part-{self.shard}-{self.seq:06d}.parquet"
 
     def write_completed(self, completed: Completed) -> None:
-        """Convert engine rows (names, latency_ns, slo_ok) and append them."""
-        if len(completed):
-            t = self.target
-            table = completed_to_table(
-                completed, services=t.services, regions=t.regions, slos=t.slos
-            )
-            self.write_requests(table)
+        """Convert engine rows (names, latency_ns, slo_ok) and append them: split by region
+        on the int codes first, so each region's rows are converted once, with no filter
+        pass over the Arrow table."""
+        t = self.target
+        for _, rows in completed_by_region(completed):
+            table = completed_to_table(rows, services=t.services, regions=t.regions, slos=t.slos)
+            self._append(t.regions[int(rows.region[0])], request_file_table(table))
 
     def write_requests(self, table: pa.Table) -> None:
         """Append `requests` rows (with a `region` column), split by region partition."""
         for name, rows in rows_by_region(table):
-            part = self._requests.get(name)
-            if part is None:
-                directory = self.root / "requests" / f"region={check_name('region', name)}"
-                part = _Part(self._file(directory), REQUEST_FILE_SCHEMA, self.target.row_group_rows)
-                self._requests[name] = part
-            file_rows = request_file_table(rows)
-            part.add(file_rows)
-            self.builder.add(name, file_rows)
-        self.rows_written += table.num_rows
+            self._append(name, request_file_table(rows))
+
+    def _append(self, region: str, file_rows: pa.Table) -> None:
+        """Append one region's rows (request file columns) to its part."""
+        part = self._requests.get(region)
+        if part is None:
+            directory = self.root / "requests" / f"region={check_name('region', region)}"
+            part = _Part(self._file(directory), REQUEST_FILE_SCHEMA, self.target.row_group_rows)
+            self._requests[region] = part
+        part.add(file_rows)
+        self.builder.add(region, file_rows)
+        self.rows_written += file_rows.num_rows
 
     def write_devices(self, table: pa.Table) -> None:
         """Append `devices` rows (from :class:`DeviceTracker.interval`)."""
@@ -173,7 +190,9 @@ class ShardWriter:
             self._devices = _Part(
                 self._file(self.root / "devices"), DEVICE_SCHEMA, self.target.row_group_rows
             )
-        self._devices.add(table.cast(DEVICE_SCHEMA))
+        table = table.cast(DEVICE_SCHEMA)
+        self._devices.add(table)
+        self.device_builder.add(table)
 
     def checkpoint(self) -> int:
         """Commit every open part; later rows go to new parts. Returns the next sequence."""
@@ -188,6 +207,7 @@ class ShardWriter:
         summary statistics of every row it wrote (raises if it wrote a request_id twice)."""
         self.checkpoint()
         self.stats = self.builder.result()
+        self.stats.devices = self.device_builder.stats
         marker = self.root / SHARDS_DIR / f"{self.shard}.json"
         marker.parent.mkdir(exist_ok=True)
         marker.write_text(json.dumps({"shard": self.shard, "next_seq": self.seq}))

@@ -18,7 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from mtia_cluster.results.devices import DeviceTotals, device_totals
+from mtia_cluster.results.devices import DeviceTotals
+from mtia_cluster.results.devstats import DeviceStats, totals_of
 from mtia_cluster.results.groupstats import (
     COLUMNS,
     QUANTILES,
@@ -29,7 +30,7 @@ from mtia_cluster.results.groupstats import (
     merge,
     partial,
 )
-from mtia_cluster.results.replicas import group_stats, replica_rows
+from mtia_cluster.results.replicas import group_stats, replica_rows_of
 from mtia_cluster.results.schema import REQUEST_FILE_SCHEMA
 from mtia_cluster.results.verdict import VerdictRules, combined_result
 from mtia_cluster.slo import ServiceSLO
@@ -83,7 +84,7 @@ def _read(dataset: ds.Dataset, expr: ds.Expression) -> pa.Table:
 
 def compute_summary(
     requests: ds.Dataset,
-    devices: ds.Dataset | None,
+    devices: DeviceStats | None,
     *,
     services: Sequence[str],
     regions: Sequence[str],
@@ -94,8 +95,9 @@ def compute_summary(
 ) -> dict[str, Any]:
     """The `summary.json` document (see docs/results.md for every field).
 
-    `on_region(region, table)` sees each region's requests once (the writer derives the
-    `regions/` intervals and the request_id check from the same read).
+    `devices`: the run's per-accelerator totals (results/devstats.py). `on_region(region,
+    table)` sees each region's requests once (the writer derives the `regions/` intervals
+    and the request_id check from the same read).
     """
 
     def region_partials(region: str) -> dict[str, Partial]:
@@ -112,13 +114,13 @@ def compute_summary(
 
     return summary_from_partials(
         region_partials,
-        device_totals(devices),
+        totals_of(devices),
         services=services,
         regions=regions,
         slos=slos,
         duration_ns=duration_ns,
         rules=rules,
-        replicas=replica_rows(devices),
+        replicas=replica_rows_of(devices),
     )
 
 

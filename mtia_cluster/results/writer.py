@@ -261,7 +261,7 @@ class ResultsWriter:
         common.update(slos=self.slos, rules=self.rules, interval_ns=self.interval_ns)
         common.update(span_ns=span_ns)
         if set(stats) == closed and (expected is not None or len(closed) <= 1 or not check_unique):
-            merged = merge_stats(list(stats.values()))
+            merged = merge_stats([stats[name] for name in sorted(stats)])
             if check_unique and expected is not None and merged.rows != expected:
                 raise UserError(
                     f"the shards wrote {merged.rows} requests for {expected} in the trace",

@@ -13,6 +13,7 @@ import pyarrow.dataset as ds
 
 from mtia_cluster.results.analysis.groups import Keys, Level, name_codes
 from mtia_cluster.results.devices import COST_COLUMNS, DeviceTotals, device_columns
+from mtia_cluster.results.devstats import device_stats, group_totals, names_of
 
 
 def max_interval_start(devices: ds.Dataset | None) -> int:
@@ -33,6 +34,8 @@ def device_groups(
     out: list[dict[int, DeviceTotals]] = [{} for _ in levels]
     if devices is None:
         return out
+    if window_ns is None:
+        return _whole_run(devices, keys, levels)
     for batch in devices.to_batches(columns=device_columns(devices)):
         if batch.num_rows == 0:
             continue
@@ -57,6 +60,25 @@ def device_groups(
             gid = level.gid(codes, window)
             _accumulate(out[i], gid, accel, start, end, busy, energy)
     return out
+
+
+def _whole_run(
+    devices: ds.Dataset, keys: Keys, levels: list[Level]
+) -> list[dict[int, DeviceTotals]]:
+    """Without windows: each group's totals from the per-accelerator totals, summed as
+    summary.json sums its groups (results/devstats.py), so the figures are its bits."""
+    stats = device_stats(devices, 1)
+    if stats is None:
+        return [{} for _ in levels]
+    accel = stats.columns["accelerator_id"]
+    codes = {
+        "region": name_codes(names_of(stats, "region"), keys.labels["region"]),
+        "service": name_codes(names_of(stats, "service"), keys.labels["service"]),
+        "generation": keys.from_accelerator("generation", accel),
+        "rack": keys.from_accelerator("rack", accel),
+    }
+    window = np.zeros(len(accel), dtype=np.int64)
+    return [group_totals(stats, level.gid(codes, window)) for level in levels]
 
 
 def _accumulate(

@@ -1,0 +1,150 @@
+"""An in-process run streamed into a results directory: `simulate -o` in bounded memory.
+
+`stream_run` validates the trace in one streaming pass (bad input is refused before any
+work), then reads it again in window-aligned chunks (engine/trace_input.py `window_chunks`)
+and runs `Simulation.stream`, which hands finished rows and device counter samples out as
+they happen. Rows are buffered up to `FLUSH_ROWS` and written through the shard writer
+`replay`'s shards use (`ShardWriter`: split by region on the int codes, converted once,
+statistics accumulated as written); each device sample becomes one interval of `devices`
+rows at once (`DeviceTracker`). Nothing grows with the run's length except the exact
+quantiles' kept values (results/groupstats.py: 8 bytes per ok request per metric) and the
+request_id check (results/partials.py). A trace with rows without a region is read whole
+(their regions come from one draw in trace order), as the distributed coordinator does.
+
+Order of the written rows: per region partition, in the order the requests finished (one
+part file per shard and checkpoint); readers that need request_id order sort
+(``dataset.to_table().sort_by("request_id")``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch
+from mtia_cluster.engine.simulation import RunEnd, Simulation
+from mtia_cluster.engine.trace_input import (
+    CHUNK_ROWS,
+    check_trace_file,
+    load_trace,
+    trace_batches,
+    window_chunks,
+)
+from mtia_cluster.results.convert import DeviceTracker
+from mtia_cluster.results.links import write_links
+from mtia_cluster.results.run import fleet_tracker
+from mtia_cluster.results.writer import ResultsWriter
+
+FLUSH_ROWS = 131_072  # finished requests buffered before one write (few large writes)
+
+
+class RowStream:
+    """Finished rows buffered and written in large pieces (`write`: a shard writer's
+    ``write_completed``)."""
+
+    def __init__(self, write: Callable[[Completed], None], flush_rows: int = FLUSH_ROWS) -> None:
+        self.write = write
+        self.flush_rows = flush_rows
+        self.pending: list[Completed] = []
+        self.pending_rows = 0
+
+    def add(self, rows: Completed) -> None:
+        """Buffer `rows`; write once `flush_rows` are pending."""
+        if len(rows):
+            self.pending.append(rows)
+            self.pending_rows += len(rows)
+            if self.pending_rows >= self.flush_rows:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write whatever is buffered."""
+        if self.pending:
+            self.write(Completed.concat(self.pending))
+            self.pending, self.pending_rows = [], 0
+
+
+class DeviceStream:
+    """Cumulative device counters at sample times -> one interval of `devices` rows per
+    sample after the first (t = 0), written at once; nothing is kept (the fabric's
+    `links/` rows are computed from the written `devices/` rows, results/links.py)."""
+
+    def __init__(self, tracker: DeviceTracker, write: Callable[[Any], None]) -> None:
+        self.tracker, self.write = tracker, write
+        self.last_ns: int | None = None
+
+    def sample(self, t_ns: int, counters: DeviceCounters) -> None:
+        """Counters at `t_ns` (the first call: the run's start)."""
+        if self.last_ns is not None and t_ns > self.last_ns:
+            self.write(self.tracker.interval(counters, start_ns=self.last_ns, end_ns=t_ns))
+        if self.last_ns is None or t_ns > self.last_ns:
+            self.last_ns = t_ns
+
+
+@dataclass(frozen=True)
+class StreamedRun:
+    """What `stream_run` tells its caller (the console lines)."""
+
+    path: Path
+    rows: int
+    end: RunEnd
+    wall_s: float
+
+
+def stream_run(
+    scenario: Scenario,
+    shards: int,
+    trace_path: str | Path,
+    out: str | Path,
+    *,
+    manifest: Mapping[str, Any],
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> StreamedRun:
+    """Replay the trace at `trace_path` on the fleet of `scenario` (in `shards` in-process
+    shards) and write the results directory `out` (atomically, through `ResultsWriter`)
+    without holding the run in memory. The trace is checked before any work; it is read
+    `chunk_rows` rows at a time (about: chunks end at window boundaries)."""
+    sc = scenario
+    rows, missing = check_trace_file(trace_path, sc)
+    sim = Simulation(sc, shards=shards)
+    chunks: Iterable[tuple[RequestBatch, int | None]] = (
+        [(load_trace(trace_path, sc), None)]
+        if missing
+        else window_chunks(
+            trace_batches(trace_path, sc, validate=False), sc.report_interval_ns, chunk_rows
+        )
+    )
+    started = time.perf_counter()
+    with ResultsWriter(
+        out,
+        manifest=manifest,
+        services=sim.services,
+        regions=sim.regions,
+        slos=sc.slo,
+        interval_ns=sc.metrics_interval_ns,
+        trace_path=trace_path,
+        overwrite=overwrite,
+    ) as writer:
+        shard = writer.shard(0)
+        requests = RowStream(shard.write_completed)
+        devices = DeviceStream(
+            fleet_tracker(sim.topology, sim.regions, sim.services),
+            shard.write_devices,
+        )
+        end = sim.stream(chunks, requests.add, devices.sample, progress=progress, rows=rows)
+        requests.flush()
+        shard.close()
+        write_links(writer, sim.topology, sim.regions)  # fabric links/, from devices/
+        extra: dict[str, Any] = {"fleet_events": end.fleet_events} if end.fleet_events else {}
+        if end.autoscale:
+            extra["autoscale"] = end.autoscale
+        wall_s = time.perf_counter() - started
+        path = writer.finalize(
+            wall_time_s=wall_s, simulated_span_ns=end.end_ns, extra=extra, expected_requests=rows
+        )
+    return StreamedRun(path, rows, end, wall_s)
