@@ -83,20 +83,12 @@ class RegionWorker(ShardWorker):
 
     def _extra_state(self) -> Any:
         p = self.plane
-        return (
-            self.state,
-            p.routers,
-            p.outstanding,
-            p.capacity,
-            self.events,
-            p.global_router,
-            self.scaler,
-        )
+        return (self.state, p.saved_state(), self.events, p.global_router, self.scaler)
 
     def _set_extra_state(self, extra: Any) -> None:
         p = self.plane
-        self.state, p.routers, p.outstanding, p.capacity, self.events = extra[:5]
-        p.global_router, self.scaler = extra[5], extra[6]
+        self.state, saved, self.events, p.global_router, self.scaler = extra
+        p.restore_state(saved)
         self.hooks = self._hooks()
 
     def _flush(self) -> None:
