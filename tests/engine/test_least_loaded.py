@@ -86,52 +86,68 @@ def test_route_ranges_equals_each_router_alone(case: Any) -> None:
     assert np.array_equal(sent - before, np.bincount(want, minlength=len(sent)))  # counted once
 
 
-def fleet_doc(regions: int, hosts: int) -> dict[str, Any]:
-    """`regions` regions of one R&R pool of `hosts` hosts each, least_outstanding."""
+def fleet_doc(regions: int, hosts: int, interleaved: bool = False) -> dict[str, Any]:
+    """`regions` regions of one R&R pool of `hosts` hosts each, least_outstanding;
+    `interleaved`: a synthetic pool and one more R&R host follow in each region, so the R&R
+    router's cells are not one contiguous range of ids."""
     pool = {"service": "rank", "model": "lc1", "platform": "mtia-2i-rack", "hosts": hosts}
+    syn = {"service": "syn", "model": "svc-exp-1ms", "platform": "mtia-2i-rack", "accelerators": 2}
+    pools = [pool, {**syn, "accelerators_per_replica": 1}, {**pool, "hosts": 1}]
     return {
         "name": "least-loaded",
         "seed": 2,
         "report_interval_ms": 1,
         "metrics_interval_ms": 4,
         "router": {"policy": "least_outstanding"},
-        "regions": [{"name": f"r{i}", "pools": [pool]} for i in range(regions)],
+        "regions": [
+            {"name": f"r{i}", "pools": pools if interleaved else [pool]} for i in range(regions)
+        ],
     }
 
 
-def fleet(regions: int, hosts: int) -> Any:
-    return parse_scenario(fleet_doc(regions, hosts))
+def fleet(regions: int, hosts: int, interleaved: bool = False) -> Any:
+    return parse_scenario(fleet_doc(regions, hosts, interleaved))
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.integers(1, 3), st.integers(1, 4), st.integers(0, 10_000))
+@given(st.integers(1, 3), st.integers(1, 4), st.booleans(), st.integers(0, 10_000))
 def test_the_plane_routes_each_window_as_request_by_request_argmin(
-    regions: int, hosts: int, seed: int
+    regions: int, hosts: int, interleaved: bool, seed: int
 ) -> None:
     """Window after window with random reports: each row goes to the argmin of (reported +
-    sent since, index) among its region's cells, counted at once; reports clear the counts."""
-    plane = Simulation(fleet(regions, hosts)).plane
+    sent since, index) among its region's cells of its service, counted at once (one call
+    for all routers, or router by router when some router's cells are not contiguous);
+    reports clear the counts."""
+    plane = Simulation(fleet(regions, hosts, interleaved)).plane
+    services = len(plane.services)
     rng = np.random.default_rng(seed)
     cells = np.arange(plane.topology.cells, dtype=np.int64)
-    region_of = np.asarray(plane.topology.cell_region)
+    key_of = np.asarray(plane.topology.cell_region) * services + plane.topology.cell_service
+    none = np.zeros(0, np.int64)
     for _ in range(4):
         n = int(rng.integers(0, 40))
-        window = make_requests(np.zeros(n, np.int64), region=rng.integers(0, regions, n))
-        load = plane.reported + plane.sent
+        window = make_requests(
+            np.zeros(n, np.int64),
+            region=rng.integers(0, regions, n),
+            service=rng.integers(0, services, n),
+        )
+        load = plane.reported.copy()
         want = []
-        for r in window.region.tolist():
-            mine = cells[region_of == r]
+        for r, s in zip(window.region.tolist(), window.service.tolist(), strict=True):
+            mine = cells[key_of == r * services + s]
             c = int(mine[np.argmin(load[mine])])  # argmin: lowest index among ties
             load[c] += 1
             want.append(c)
         assert plane.route(window).tolist() == want
-        assert np.array_equal(plane.reported + plane.sent, load)
+        for router in plane.routers.values():  # each router counted what it sent
+            state = router.state
+            assert np.array_equal(state.outstanding + state.sent, load[router.cells])
         report = rng.integers(0, 3, len(cells))
-        none = np.zeros(0, np.int64)
         plane.refresh([(cells, report, plane.capacity.copy(), none, none, none.astype(np.int8))])
         assert np.array_equal(plane.reported, report) and not plane.sent.any()
         for router in plane.routers.values():  # the routers read the same reports
             assert np.array_equal(router.state.outstanding, report[router.cells])
+            assert not router.state.sent.any()
 
 
 def _windows(plane: Any, seed: int, count: int) -> list[tuple[Any, np.ndarray]]:
