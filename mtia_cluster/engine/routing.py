@@ -139,7 +139,7 @@ class RoutingPlane:
             cell = self._ranges.route(self, window)
         else:
             cell = self._route_each(window)
-        self._routed.append(cell)
+        self._routed.append(cell.copy())  # the caller may reuse `cell`
         return cell
 
     def _route_each(self, window: RequestBatch) -> np.ndarray:
