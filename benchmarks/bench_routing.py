@@ -4,6 +4,7 @@ and the load reports they read), for two load-aware cases:
 
 * ``fleet``: 16 regions x 100 MTIA 2i racks of HC1 (bench_fleet.py's fleet: 300 R&R hosts
   per region router) at 100k requests/s under ``least_outstanding``, `--seconds` simulated;
+  ``fleet-p2c``: the same under ``p2c``;
 * ``llm``: the Azure LLM conversation trace (2023) at 8x its rate on 8 Llama-2-7B H100
   replicas (tp=1, one region) under ``least_outstanding`` and, for comparison, ``round_robin``
   (which reads no reports, so its windows coalesce).
@@ -36,7 +37,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-CASES = ("fleet", "llm", "llm-rr")
+CASES = ("fleet", "fleet-p2c", "llm", "llm-rr")
 
 
 def llm_scenario(policy: str, replicas: int) -> dict[str, Any]:
@@ -60,14 +61,16 @@ def llm_scenario(policy: str, replicas: int) -> dict[str, Any]:
     }
 
 
-def _fleet(seconds: float) -> tuple[Any, Any]:
+def _fleet(seconds: float, policy: str = "least_outstanding") -> tuple[Any, Any]:
     from bench_fleet import trace_table
     from bench_replay import scenario
 
     from mtia_cluster.config.scenario import parse_scenario
     from mtia_cluster.engine.cell import make_requests
 
-    scn = parse_scenario(scenario(16, 100), file="bench-fleet.yaml")
+    scn = parse_scenario(
+        {**scenario(16, 100), "router": {"policy": policy}}, file="bench-fleet.yaml"
+    )
     table = trace_table(16, int(100_000 * seconds), 100_000, 0)
     region = table["region"].combine_chunks().indices.to_numpy()  # r00..r15: config order
     arrival, items = table["arrival_ns"].to_numpy(), table["items"].to_numpy()
@@ -92,11 +95,10 @@ def child(case: str, seconds: float) -> dict[str, float]:
     from mtia_cluster.engine.routing import RoutingPlane
     from mtia_cluster.engine.simulation import Simulation
 
-    scn, trace = (
-        _fleet(seconds)
-        if case == "fleet"
-        else _llm("round_robin" if case == "llm-rr" else "least_outstanding")
-    )
+    if case.startswith("fleet"):
+        scn, trace = _fleet(seconds, "p2c" if case == "fleet-p2c" else "least_outstanding")
+    else:
+        scn, trace = _llm("round_robin" if case == "llm-rr" else "least_outstanding")
     spent = {"route": 0.0, "refresh": 0.0, "windows": 0}
 
     def timed(name: str, fn: Any) -> Any:
@@ -137,7 +139,7 @@ def run_child(tree: Path, case: str, seconds: float) -> dict[str, float]:
 def _line(tree: Path, case: str, r: dict[str, float]) -> str:
     plane = r["route"] + r["refresh"]
     return (
-        f"{case:7s} {tree}: {r['n']:,} requests, CPU {r['cpu']:.2f} s = "
+        f"{case:9s} {tree}: {r['n']:,} requests, CPU {r['cpu']:.2f} s = "
         f"{r['n'] / r['cpu']:,.0f} requests per CPU-second (wall {r['wall']:.2f} s); routing "
         f"plane {plane:.2f} s ({plane / r['cpu']:.0%}) over {int(r['windows']):,} windows = "
         f"{plane / max(r['windows'], 1) * 1e6:.1f} us/window; digest {int(r['digest'])}"
@@ -175,7 +177,7 @@ def main() -> None:
         rate = median(r["n"] / r["cpu"] for r in runs)
         plane = median((r["route"] + r["refresh"]) / max(r["windows"], 1) for r in runs)
         print(
-            f"  {case:7s} {tree}: {rate:,.0f} requests per CPU-second, routing plane "
+            f"  {case:9s} {tree}: {rate:,.0f} requests per CPU-second, routing plane "
             f"{plane * 1e6:.1f} us/window"
         )
     print(f"load average after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")

@@ -16,7 +16,8 @@ of a full sort, O(k log k + n log k):
 * the heap is built in place in O(m) (bottom-up), not by sorting;
 * :func:`route_ranges` routes every router of a routing plane in one compiled call over
   contiguous cell ranges of the plane's report arrays (no per-router Python work, no copy
-  of the reports per router).
+  of the reports per router); :func:`two_choices_ranges` does the same for ``p2c`` once
+  each router has drawn its rows' two candidates.
 """
 
 from __future__ import annotations
@@ -125,3 +126,26 @@ def route_ranges(
         _fill(outstanding[lo[r] : hi[r]] + sent[lo[r] : hi[r]], rows, out, lo[r])
         for t in range(rows.shape[0]):
             sent[out[rows[t]]] += 1
+
+
+@njit(cache=True)
+def two_choices_ranges(
+    router: np.ndarray,
+    first: np.ndarray,
+    second: np.ndarray,
+    lo: np.ndarray,
+    outstanding: np.ndarray,
+    sent: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """p2c for many routers at once: row i (arrival order) of router ``router[i]`` goes to
+    the less loaded (outstanding + sent; ties: the first drawn) of its candidates
+    ``first[i]`` and ``second[i]`` (local indices from ``lo[router[i]]``), counted in
+    `sent` at once. The routers' cells are disjoint, so rows of different routers do not
+    interact: the same choices as each router alone."""
+    for i in range(router.shape[0]):
+        a = lo[router[i]] + first[i]
+        b = lo[router[i]] + second[i]
+        c = b if outstanding[b] + sent[b] < outstanding[a] + sent[a] else a
+        sent[c] += 1
+        out[i] = c

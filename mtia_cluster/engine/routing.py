@@ -27,7 +27,7 @@ from mtia_cluster.engine.capacity import routing_capacity
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.global_routing import make_global_router, region_load
 from mtia_cluster.engine.group import CellGroup
-from mtia_cluster.engine.least_loaded import route_ranges
+from mtia_cluster.engine.least_loaded import route_ranges, two_choices_ranges
 from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.shard import Reports
@@ -211,14 +211,17 @@ class RoutingPlane:
 class RouterRanges:
     """The plane's routers whose candidates are a contiguous range of cell ids share the
     plane's report arrays (``Router.share``); `fast`: every router does and the policy is
-    ``least_outstanding``, so a window is routed in one compiled call
-    (engine/least_loaded.py), with the same choices as router by router."""
+    ``least_outstanding`` or ``p2c``, so a window is routed in one compiled call
+    (engine/least_loaded.py; p2c draws from each router's own stream first), with the same
+    choices as router by router."""
 
     lo: np.ndarray  # int64 per router: first cell id
     hi: np.ndarray  # int64 per router: last cell id + 1
     index: np.ndarray  # int64 per key region * services + service: router index, -1: none
     unshared: tuple[Router, ...]  # refreshed by copies
     fast: bool
+    routers: tuple[Router, ...]  # by router index
+    two_choices: bool  # p2c (else least_outstanding)
 
     @classmethod
     def share(cls, plane: RoutingPlane) -> RouterRanges:
@@ -235,8 +238,12 @@ class RouterRanges:
                 unshared.append(router)
                 continue
             router.share(plane.reported[a:b], plane.capacity[a:b], plane.sent[a:b])
-        fast = not unshared and plane.scenario.policy == "least_outstanding"
-        return cls(np.array(lo, np.int64), np.array(hi, np.int64), index, tuple(unshared), fast)
+        policy = plane.scenario.policy
+        fast = not unshared and policy in ("least_outstanding", "p2c")
+        return cls(
+            np.array(lo, np.int64), np.array(hi, np.int64), index, tuple(unshared), fast,
+            tuple(plane.routers.values()), policy == "p2c",
+        )  # fmt: skip
 
     def route(self, plane: RoutingPlane, window: RequestBatch) -> np.ndarray:
         """Every row's cell, every router at once (only when `fast`)."""
@@ -248,5 +255,24 @@ class RouterRanges:
                 raise KeyError("a request's (region, service) has no router")
             router = self.index[key]
         cell = np.empty(len(window), dtype=np.int64)
-        route_ranges(router, self.lo, self.hi, plane.reported, plane.sent, cell)
+        if self.two_choices:
+            first, second = self._draws(router)
+            two_choices_ranges(router, first, second, self.lo, plane.reported, plane.sent, cell)
+        else:
+            route_ranges(router, self.lo, self.hi, plane.reported, plane.sent, cell)
         return cell
+
+    def _draws(self, router: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """p2c's two distinct candidates per row (local indices), drawn by each router from
+        its own stream for its rows in arrival order, as ``router.p2c`` draws them."""
+        first = np.zeros(len(router), dtype=np.int64)
+        second = np.zeros(len(router), dtype=np.int64)
+        order = np.argsort(router, kind="stable")
+        for rows in np.split(order, np.flatnonzero(np.diff(router[order])) + 1):
+            state = self.routers[int(router[rows[0]])].state
+            k = len(state.outstanding)
+            if k > 1:  # one candidate: both 0, nothing drawn
+                drawn = state.rng.integers(0, k, size=len(rows))
+                first[rows] = drawn
+                second[rows] = (drawn + state.rng.integers(1, k, size=len(rows))) % k
+        return first, second

@@ -9,6 +9,7 @@ ties included (many equal loads below), and the plane must count each choice onc
 
 from __future__ import annotations
 
+import copy
 import heapq
 import pickle
 from typing import Any
@@ -184,3 +185,29 @@ def test_a_restored_plane_routes_as_the_original(policy: str, seed: int) -> None
     restored.restore_state(pickle.loads(pickle.dumps(plane.saved_state())))
     for rows, report in windows[3:]:
         assert step(restored, rows, report) == step(plane, rows, report)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(0, 10_000))
+def test_the_plane_routes_p2c_as_each_router_alone(regions: int, hosts: int, seed: int) -> None:
+    """p2c in one compiled call (each router drawing from its own stream first) makes the
+    choices of `Router.route` called router by router on copies of the same routers."""
+    plane = Simulation(parse_scenario({**fleet_doc(regions, hosts), "router": {"policy": "p2c"}}))
+    plane = plane.plane
+    rng = np.random.default_rng(seed)
+    cells = np.arange(plane.topology.cells, dtype=np.int64)
+    none = np.zeros(0, np.int64)
+    for _ in range(4):
+        n = int(rng.integers(0, 40))
+        window = make_requests(np.zeros(n, np.int64), region=rng.integers(0, regions, n))
+        alone = copy.deepcopy(plane.routers)  # streams and reports as they are now
+        want = np.full(n, -1, dtype=np.int64)
+        for (r, _), router in alone.items():
+            rows = np.flatnonzero(window.region == r)
+            want[rows] = router.route(len(rows))
+        assert plane.route(window).tolist() == want.tolist()
+        for key, router in plane.routers.items():  # same streams and counts afterwards
+            assert np.array_equal(router.state.sent, alone[key].state.sent)
+            assert router.state.rng.random() == alone[key].state.rng.random()
+        report = rng.integers(0, 3, len(cells))
+        plane.refresh([(cells, report, plane.capacity.copy(), none, none, none.astype(np.int8))])
