@@ -86,9 +86,7 @@ class RegionWorker(ShardWorker):
         p = self.plane
         return (
             self.state,
-            p.routers,
-            p.outstanding,
-            p.capacity,
+            p.saved_state(),
             self.events,
             p.global_router,
             self.scaler,
@@ -98,9 +96,9 @@ class RegionWorker(ShardWorker):
 
     def _set_extra_state(self, extra: Any) -> None:
         p = self.plane
-        self.state, p.routers, p.outstanding, p.capacity, self.events = extra[:5]
-        p.global_router, self.scaler = extra[5], extra[6]
-        self.slice.read_ns, self.slice.rows_before = extra[7]
+        self.state, saved, self.events, p.global_router, self.scaler, read = extra
+        p.restore_state(saved)
+        self.slice.read_ns, self.slice.rows_before = read
         if self.slice.ranged:
             self.trace = RequestBatch.empty()
         self.hooks = self._hooks()

@@ -12,7 +12,8 @@ as choosing request by request:
   engine/capacity.py: items/s of an R&R host, requests/s of a synthetic cell, tokens/s of
   an LLM replica);
 * ``least_outstanding``: each request to the candidate with the fewest outstanding + sent
-  (ties: lowest index), request by request on a heap (compiled);
+  (ties: lowest index), request by request on a heap of the candidates that can receive
+  one (compiled, engine/least_loaded.py);
 * ``p2c``: power of two choices: two distinct random candidates, the less loaded one
   (outstanding + sent; ties: the first drawn), request by request (compiled);
 * ``prefix_affinity`` / ``session_affinity``: KV-aware, request by request
@@ -31,7 +32,7 @@ from numba import njit
 from mtia_cluster.config.models import AFFINITY_WEIGHT, LOAD_WEIGHT, POLICIES
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.kv_router import AFFINITY_POLICIES, AffinityRouting
-from mtia_cluster.engine.rr_kernel import heap_replace
+from mtia_cluster.engine.least_loaded import least_loaded
 
 
 @dataclass
@@ -74,21 +75,9 @@ def weighted(state: RouterState, n: int) -> np.ndarray:
 
 
 def least_outstanding(state: RouterState, n: int) -> np.ndarray:
-    """Each request to the candidate with the fewest outstanding + sent (ties: lowest index)."""
-    return _least_loaded(state.outstanding + state.sent, n)
-
-
-@njit(cache=True)
-def _least_loaded(load: np.ndarray, n: int) -> np.ndarray:
-    """Request by request argmin of (load, index), on a min-heap of ``load * k + index``."""
-    k = load.shape[0]
-    heap = np.sort(load * k + np.arange(k))  # a sorted array is a valid min-heap
-    out = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        key = heap[0]
-        out[i] = key % k
-        heap_replace(heap, key + k)  # one more outstanding on the same candidate
-    return out
+    """Each request to the candidate with the fewest outstanding + sent (ties: lowest index;
+    engine/least_loaded.py: a partial heap, not a sort of every candidate)."""
+    return least_loaded(state.outstanding + state.sent, n)
 
 
 def p2c(state: RouterState, n: int) -> np.ndarray:
@@ -143,11 +132,12 @@ class Router:
         self.state = RouterState(
             rng=rng,
             outstanding=np.zeros(k, dtype=np.int64),
-            capacity=np.asarray(capacity, dtype=np.float64),
+            capacity=np.array(capacity, dtype=np.float64),  # a copy: refresh writes into it
             sent=np.zeros(k, dtype=np.int64),
             weight=np.zeros(0) if routing_capacity is None else np.asarray(routing_capacity, float),
         )
         self.available = np.ones(k, dtype=bool)  # fleet events: failed or drained cells
+        self.all_up = True  # every candidate available
         # policies reading load reports depend on the window cuts; the others do not
         self.needs_reports = policy in ("least_outstanding", "p2c", *AFFINITY_POLICIES) and k > 1
         self.needs_requests = self.affinity is not None  # route() needs the requests
@@ -156,12 +146,23 @@ class Router:
     def set_available(self, cells: np.ndarray, available: bool) -> None:
         """Take cells (global ids; others ignored) out of routing or put them back."""
         self.available[np.isin(self.cells, cells)] = available
+        self.all_up = bool(self.available.all())
+
+    def share(self, outstanding: np.ndarray, capacity: np.ndarray, sent: np.ndarray) -> None:
+        """Read reports from, and count own sends into, these arrays (one entry per
+        candidate): views of a routing plane's arrays, which the plane updates in place, so
+        that a window's reports cost nothing per router (engine/routing.py)."""
+        k = len(self.cells)
+        if not (len(outstanding) == len(capacity) == len(sent) == k):
+            raise ValueError(f"shared report arrays must have {k} entries (one per candidate)")
+        self.state.outstanding, self.state.capacity, self.state.sent = outstanding, capacity, sent
 
     def refresh(self, outstanding: np.ndarray, capacity: np.ndarray) -> None:
-        """New reports (one per candidate, in `cells` order); own counts restart."""
-        self.state.outstanding = np.asarray(outstanding, dtype=np.int64)
-        self.state.capacity = np.asarray(capacity, dtype=np.float64)
-        self.state.sent = np.zeros(len(self.cells), dtype=np.int64)
+        """New reports (one per candidate, in `cells` order); own counts restart. Written
+        into the router's arrays (shared ones included)."""
+        self.state.outstanding[:] = outstanding
+        self.state.capacity[:] = capacity
+        self.state.sent[:] = 0
 
     def apply_prefix_events(self, cells: np.ndarray, hashes: np.ndarray, signs: np.ndarray) -> None:
         """Prefix-cache events reported by this router's cells (global ids), in order."""
@@ -181,7 +182,7 @@ class Router:
                 raise ValueError("affinity routing needs the requests")
             s = self.state
             local = self.affinity.route((s.outstanding + s.sent)[up], up, requests)
-        elif self.available.all():
+        elif self.all_up:
             local = self.policy(self.state, n)
         else:
             up = np.flatnonzero(self.available)

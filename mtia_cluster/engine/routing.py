@@ -18,6 +18,7 @@ each window's serving regions first, rows without a region included (#16).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,6 +27,7 @@ from mtia_cluster.engine.capacity import routing_capacity
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.global_routing import make_global_router, region_load
 from mtia_cluster.engine.group import CellGroup
+from mtia_cluster.engine.least_loaded import route_ranges, two_choices_ranges
 from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.router import Router
 from mtia_cluster.engine.shard import Reports
@@ -47,12 +49,19 @@ class RoutingPlane:
         self.outstanding = np.zeros(topology.cells, dtype=np.int64)
         self.capacity = np.zeros(topology.cells, dtype=np.float64)
         self.routing_capacity = np.zeros(topology.cells, dtype=np.float64)
+        # what the routers read: `outstanding` as of the last refresh (fleet events zero
+        # evicted cells in `outstanding` at a boundary, engine/events.py; the routers see
+        # that from the next refresh on) and what the routers sent since
+        self.reported = np.zeros(topology.cells, dtype=np.int64)
+        self.sent = np.zeros(topology.cells, dtype=np.int64)
         for group in groups:
             self.capacity[group.cell_ids] = group.capacity()
             self.routing_capacity[group.cell_ids] = routing_capacity(group)
         self._cell_region = np.asarray(topology.cell_region)
         self._cell_service = np.asarray(topology.cell_service)
         self.routers = self._routers()
+        self._ranges = RouterRanges.share(self)
+        self._routed: list[np.ndarray] = []  # cells routed to since the last reports
         # cross-region routing (engine/global_routing.py, #16); None: regions are islands
         self.global_router = make_global_router(scenario, self.routers)
 
@@ -124,17 +133,27 @@ class RoutingPlane:
     def route(self, window: RequestBatch) -> np.ndarray:
         """Global cell id for each request of the window (arrival order); -1 where the
         request's region has no available cell (fleet events)."""
-        cell = np.empty(len(window), dtype=np.int64)
         if len(window) == 0:
-            return cell
+            return np.empty(0, dtype=np.int64)
+        if self._ranges.fast and all(r.all_up for r in self.routers.values()):
+            cell = self._ranges.route(self, window)
+        else:
+            cell = self._route_each(window)
+        self._routed.append(cell.copy())  # the caller may reuse `cell`
+        return cell
+
+    def _route_each(self, window: RequestBatch) -> np.ndarray:
+        """Every router's rows through its policy (`Router.route`), in arrival order."""
+        cell = np.empty(len(window), dtype=np.int64)
         if len(self.routers) == 1:
             (router,) = self.routers.values()
             cell[:] = router.route(len(window), window if router.needs_requests else None)
             return cell
         key = window.region.astype(np.int64) * len(self.services) + window.service
-        for k in np.unique(key).tolist():
-            rows = np.flatnonzero(key == k)
-            router = self._router_of_key(k)
+        order = np.argsort(key, kind="stable")  # rows by router, arrival order kept
+        bounds = np.flatnonzero(np.diff(key[order])) + 1
+        for rows in np.split(order, bounds):
+            router = self._router_of_key(int(key[rows[0]]))
             cell[rows] = router.route(
                 len(rows), window.take(rows) if router.needs_requests else None
             )
@@ -142,13 +161,37 @@ class RoutingPlane:
 
     def refresh(self, reports: Iterable[Reports]) -> None:
         """The window's end: take the load reports of the shards advanced in it
-        (``LoadReports.arrays()`` each), then refresh every router (own counts restart)."""
+        (``LoadReports.arrays()`` each), then refresh the routers (own counts restart).
+        Routers whose candidates are a contiguous range of cells read the plane's arrays
+        (shared views), so this costs one copy of the outstanding counts and clears the
+        sent counts of the cells routed to since the last reports, whatever the routers."""
         for cell_id, outstanding, capacity, *prefix in reports:
             self.outstanding[cell_id] = outstanding
             self.capacity[cell_id] = capacity
             self._prefix_events(*prefix)
-        for router in self.routers.values():
-            router.refresh(self.outstanding[router.cells], self.capacity[router.cells])
+        np.copyto(self.reported, self.outstanding)  # one copy (evictions included), not per router
+        for cells in self._routed:
+            self.sent[cells] = 0  # a -1 (routed nowhere) clears a count that must be 0 too
+        self._routed.clear()
+        for router in self._ranges.unshared:
+            router.refresh(self.reported[router.cells], self.capacity[router.cells])
+
+    def saved_state(self) -> tuple:
+        """What a checkpoint keeps of the plane (distributed/region_worker.py): the routers
+        (policy state, streams, available cells) and the report arrays they read."""
+        return self.routers, self.outstanding, self.reported, self.capacity, self.sent
+
+    def restore_state(self, saved: tuple) -> None:
+        """Take back a `saved_state` (unpickled: the routers' arrays no longer share this
+        plane's, so they are shared again)."""
+        self.routers, outstanding, reported, capacity, sent = saved
+        for mine, theirs in zip(
+            (self.outstanding, self.reported, self.capacity, self.sent),
+            (outstanding, reported, capacity, sent),
+            strict=True,
+        ):
+            np.copyto(mine, theirs)
+        self._ranges = RouterRanges.share(self)
 
     def _prefix_events(self, cell: np.ndarray, hashes: np.ndarray, signs: np.ndarray) -> None:
         """Prefix-cache events go to the routers of their cells (KV-aware policies)."""
@@ -162,3 +205,74 @@ class RoutingPlane:
 
     def _router_of_key(self, key: int) -> Router:
         return self.routers[(key // len(self.services), key % len(self.services))]
+
+
+@dataclass(frozen=True)
+class RouterRanges:
+    """The plane's routers whose candidates are a contiguous range of cell ids share the
+    plane's report arrays (``Router.share``); `fast`: every router does and the policy is
+    ``least_outstanding`` or ``p2c``, so a window is routed in one compiled call
+    (engine/least_loaded.py; p2c draws from each router's own stream first), with the same
+    choices as router by router."""
+
+    lo: np.ndarray  # int64 per router: first cell id
+    hi: np.ndarray  # int64 per router: last cell id + 1
+    index: np.ndarray  # int64 per key region * services + service: router index, -1: none
+    unshared: tuple[Router, ...]  # refreshed by copies
+    fast: bool
+    routers: tuple[Router, ...]  # by router index
+    two_choices: bool  # p2c (else least_outstanding)
+
+    @classmethod
+    def share(cls, plane: RoutingPlane) -> RouterRanges:
+        """Share the plane's arrays with every router of contiguous cells."""
+        services = len(plane.services)
+        index = np.full(len(plane.regions) * services, -1, dtype=np.int64)
+        lo, hi, unshared = [], [], []
+        for i, ((r, s), router) in enumerate(plane.routers.items()):
+            index[r * services + s] = i
+            a, b = int(router.cells[0]), int(router.cells[-1]) + 1
+            lo.append(a)
+            hi.append(b)
+            if b - a != len(router.cells):
+                unshared.append(router)
+                continue
+            router.share(plane.reported[a:b], plane.capacity[a:b], plane.sent[a:b])
+        policy = plane.scenario.policy
+        fast = not unshared and policy in ("least_outstanding", "p2c")
+        return cls(
+            np.array(lo, np.int64), np.array(hi, np.int64), index, tuple(unshared), fast,
+            tuple(plane.routers.values()), policy == "p2c",
+        )  # fmt: skip
+
+    def route(self, plane: RoutingPlane, window: RequestBatch) -> np.ndarray:
+        """Every row's cell, every router at once (only when `fast`)."""
+        if len(self.lo) == 1:
+            router = np.zeros(len(window), dtype=np.int64)
+        else:
+            key = window.region.astype(np.int64) * len(plane.services) + window.service
+            if key.min() < 0 or key.max() >= len(self.index) or self.index[key].min() < 0:
+                raise KeyError("a request's (region, service) has no router")
+            router = self.index[key]
+        cell = np.empty(len(window), dtype=np.int64)
+        if self.two_choices:
+            first, second = self._draws(router)
+            two_choices_ranges(router, first, second, self.lo, plane.reported, plane.sent, cell)
+        else:
+            route_ranges(router, self.lo, self.hi, plane.reported, plane.sent, cell)
+        return cell
+
+    def _draws(self, router: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """p2c's two distinct candidates per row (local indices), drawn by each router from
+        its own stream for its rows in arrival order, as ``router.p2c`` draws them."""
+        first = np.zeros(len(router), dtype=np.int64)
+        second = np.zeros(len(router), dtype=np.int64)
+        order = np.argsort(router, kind="stable")
+        for rows in np.split(order, np.flatnonzero(np.diff(router[order])) + 1):
+            state = self.routers[int(router[rows[0]])].state
+            k = len(state.outstanding)
+            if k > 1:  # one candidate: both 0, nothing drawn
+                drawn = state.rng.integers(0, k, size=len(rows))
+                first[rows] = drawn
+                second[rows] = (drawn + state.rng.integers(1, k, size=len(rows))) % k
+        return first, second

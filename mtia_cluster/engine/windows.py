@@ -5,9 +5,10 @@ the fleet events due at ``t`` (``hooks.events``), route the window's arrivals wi
 routing plane (engine/routing.py: the reports of the previous boundary plus the routers' own
 counts), advance the cells that hold work to the window's end (``hooks.advance``, which
 returns their load reports), hand the reports to the plane (``plane.refresh``). Device
-counters are sampled (``hooks.sample``) at every metrics boundary. Runs of windows without
-arrivals are advanced in one step (:meth:`WindowClock.next_window_end`): no routing decision
-reads their reports, and cells give identical results for any cut of time.
+counters are sampled (``hooks.sample``) at every metrics boundary. A window runs on to the
+start of the window of the next arrival (:meth:`WindowClock.next_window_end`): no routing
+decision reads the reports in between, and cells give identical results for any cut of
+time, so a sparse trace costs one advance per window with arrivals.
 
 The loop is resumable: it stops before a window that would start at ``hooks.stop_ns`` and
 continues from its :class:`LoopState` (a region-owning shard runs one epoch per call), and
@@ -139,32 +140,36 @@ class WindowClock:
     def next_window_end(self, state: LoopState, event_ns: int | None, retrying: bool) -> int:
         """End of the window starting at ``state.t``, given the next fleet event's time.
 
-        One report interval, except while trace rows remain and:
+        One report interval when stepping (``coalesce_idle=False``) or after the trace's
+        last row has been routed (so the run ends at the same boundary as when stepping:
+        the first idle one). Otherwise the window runs on, cut at the next metrics
+        boundary, the next fleet event and the epoch bound (each a multiple of the report
+        interval):
 
         * routing reads no reports (round robin, random, weighted, or one candidate): the
-          routers make the same choices whatever the window length, so the window runs to
-          the next metrics boundary, cut at the next fleet event, the epoch bound (each a
-          multiple of the report interval) and the window of the last arrival (after it
-          the loop steps by the report interval again, so the run ends at the same
-          boundary as when stepping: the first idle one);
-        * the window has no arrival (nor retried request): no routing decision needs its
-          reports, so it runs to the window of the next arrival, cut at the next metrics
-          boundary and the next fleet event.
+          routers make the same choices whatever the window length, so the window runs
+          until the window of the last arrival;
+        * routing reads reports: the next routing decision is at the start of the window
+          of the next arrival after this window's own (retried requests are this
+          window's), and no decision reads the reports in between, so the window runs to
+          that start (a window without arrivals as well as the window of an arrival).
         """
         t, lo, step = state.t, state.lo, self.step_ns
-        if lo >= len(self.arrival_ns):
-            return t + step
-        idle = not retrying and int(self.arrival_ns[lo]) >= t + step
-        if not self.blind and not (self.coalesce and idle):
+        arrival = self.arrival_ns
+        if lo >= len(arrival) or not self.coalesce:
             return t + step
         until = (t // self.metrics_ns + 1) * self.metrics_ns
         if event_ns is not None:  # event_ns > t: the events due at t were applied
             until = min(until, event_ns)
-        if not self.blind:
-            return min(until, int(self.arrival_ns[lo]) // step * step)
         if self.stop_ns is not None:
             until = min(until, max(self.stop_ns, t + step))
-        last_ns = (int(self.arrival_ns[-1]) // step + 1) * step
+        if not self.blind:
+            own = retrying or int(arrival[lo]) < t + step  # rows routed at t
+            nxt = int(np.searchsorted(arrival, t + step, side="left")) if own else lo
+            if nxt >= len(arrival):
+                return t + step
+            return min(until, int(arrival[nxt]) // step * step)
+        last_ns = (int(arrival[-1]) // step + 1) * step
         return min(until, last_ns)
 
 
