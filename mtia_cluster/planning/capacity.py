@@ -6,9 +6,13 @@ model; Poisson traces at candidate rates that share their random streams (unit g
 1/rate, the same request sizes); each candidate replayed through the engine, summarized by
 `results.summarize` and judged by the one verdict (`results.verdict`) against the
 `ServiceSLO` with the search options `SEARCH_RULES`: the SLO percentile of every bounded
-metric (LoadGen's percentile), no minimum duration or early stopping, every request ok.
-The bracketing search (`planning/search.py`) evaluates several rates per round, as parallel
-Ray tasks when Ray is up. Offline mode: every request at t=0, throughput = requests / makespan.
+metric (LoadGen's percentile), no minimum duration or LoadGen early stopping, every request
+ok. A replay ends as soon as that verdict is certain to be INVALID (`planning/early_stop.py`:
+a sound rule, not LoadGen's). The bracketing search (`planning/search.py`) starts at the cost
+model's rate for an LLM (`_first_rate`) and bisects (one rate per round); an R&R search
+evaluates two rates per round, as parallel Ray tasks when Ray is up. Each rate's verdict and
+power are kept, so the answer's power needs no further replay (docs/capacity.md). Offline:
+every request at t=0, throughput = requests / makespan.
 Reported per accelerator, per host, per platform unit, with power (accelerators from the
 replay's device energy, plus the hosts' non-accelerator power) and performance per watt.
 """
@@ -221,9 +225,10 @@ class _Evaluator:
         self.tasks = parallel(_judge, scenario, work, num_cpus=1)  # None without Ray
         self.scenario, self.work, self.slo = scenario, work, slo
         self.seen: dict[float, tuple[bool, float]] = {}
-        # rates per round: two Ray tasks side by side. One by one, an LLM search bisects (no
-        # replay below a passing one is wasted); R&R keeps two, so its answers are unchanged
-        self.parallel = 2 if self.tasks is not None or "items" in work else 1
+        # rates per round, the same with or without Ray (the answer must not depend on where
+        # it runs): an LLM search bisects, so no replay below a rate that then passes is
+        # spent (early stops make the failing ones cheap); R&R keeps two, as before
+        self.parallel = 2 if "items" in work else 1
 
     def __call__(self, rates: Sequence[float]) -> list[bool]:
         todo = [r for r in dict.fromkeys(rates) if r not in self.seen]
@@ -341,9 +346,10 @@ def _first_rate(
     hosts: int | None = None,
 ) -> float:
     """Where the search starts. LLM: the cost model's offline token rate of the replicas
-    (`llm_offline_throughput` at the pool's batch limit and the workload's mean lengths,
-    as the rollout's `fast` capacity), in requests/s: measured figures sit within 25% of it
-    (benchmarks/bench_capacity.py), so the first round often brackets the knee. R&R: the
+    (`llm_offline_throughput` at the pool's batch limit and the mean lengths of 20,000
+    draws of the workload's length table, as the rollout's `fast` capacity), in requests/s:
+    the measured Llama 3.1 70B figures sit within 25% of it (H100 node -18%, MTIA 400 rack
+    +18%; docs/capacity.md), so the first rounds bracket the knee. R&R: the
     old guess (`_guess_rate`), so its searches are unchanged. Only the rates tried depend
     on it, never the trace (which `_guess_rate` sizes)."""
     if isinstance(model, RRModel):
