@@ -277,7 +277,7 @@ def capacity(
         acc_w = summarize(done).summary["fleet"]["avg_power_w"] or 0.0
         return _result(cat, model, chip, platform, work, rate, acc_w, offline, 1, hosts)
     replays = 0
-    start = _first_rate(cat, model, platform, guess, hosts)
+    start = _first_rate(cat, model, platform, guess, slo, hosts)
     step = FIRST_STEP if isinstance(model, LLMModel) else 2.0
     for _ in range(4):
         # The trace must span min_span_s at the rate it is judged at: a run too short never
@@ -343,15 +343,17 @@ def _first_rate(
     model: RRModel | LLMModel,
     platform: str,
     guess: float,
+    slo: ServiceSLO,
     hosts: int | None = None,
 ) -> float:
     """Where the search starts. LLM: the cost model's offline token rate of the replicas
-    (`llm_offline_throughput` at the pool's batch limit and the mean lengths of 20,000
-    draws of the workload's length table, as the rollout's `fast` capacity), in requests/s:
-    the measured Llama 3.1 70B figures sit within 25% of it (H100 node -18%, MTIA 400 rack
-    +18%; docs/capacity.md), so the first rounds bracket the knee. R&R: the
-    old guess (`_guess_rate`), so its searches are unchanged. Only the rates tried depend
-    on it, never the trace (which `_guess_rate` sizes)."""
+    (`llm_offline_throughput`, as the rollout's `fast` capacity, at the mean lengths of
+    20,000 draws of the workload's length table) at the largest batch, up to the pool's
+    limit, whose iteration fits the TPOT bound (a batch that decodes slower than the bound
+    cannot be the serving one), in requests/s. Measured Llama knees sit at 0.51-1.18 x
+    it (docs/capacity.md), so the first rounds bracket the knee. R&R: the old
+    guess (`_guess_rate`), so its searches are unchanged. Only the rates tried depend on
+    it, never the trace (which `_guess_rate` sizes)."""
     if isinstance(model, RRModel):
         return guess
     p = cat.platform(platform)
@@ -359,10 +361,17 @@ def _first_rate(
     assert isinstance(pool, LLMPool) and pool.tp is not None
     it = llm_iteration_model(cat.chip(p.chip), model, tp=pool.tp)
     inp, out = sample_lengths(entity_rng(0, StreamKind.CAPACITY_WORKLOAD), LLM_LENGTHS, 20000)
-    mean_out = float(np.mean(out))
-    llm = llm_offline_throughput(it, float(np.mean(inp)), mean_out, pool.max_num_seqs)
+    mean_in, mean_out = float(np.mean(inp)), float(np.mean(out))
+
+    def offline(batch: int) -> Any:
+        return llm_offline_throughput(it, mean_in, mean_out, batch)
+
+    lo, hi = 1, pool.max_num_seqs
+    while lo < hi and slo.tpot_ns is not None:  # the iteration time grows with the batch
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if offline(mid).iteration_s * 1e9 <= slo.tpot_ns else (lo, mid - 1)
     replicas = (hosts or p.hosts) * p.accelerators_per_host // pool.tp
-    return llm.output_tokens_per_s * max(replicas, 1) / mean_out
+    return float(offline(hi).output_tokens_per_s) * max(replicas, 1) / mean_out
 
 
 def _result(

@@ -170,7 +170,7 @@ def test_llm_answer_is_the_same_search_over_plain_replays():
             out.append(all(v == "VALID" for v in judged.verdicts.values()))
         return out
 
-    start = cap._first_rate(cat, model, platform, 8.0)
+    start = cap._first_rate(cat, model, platform, 8.0, slo)
     search = find_max_rate(
         plain, start, parallel=1, rel_tol=0.05, max_rate=1500 / 2.0, step=cap.FIRST_STEP
     )
