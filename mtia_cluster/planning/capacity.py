@@ -6,9 +6,13 @@ model; Poisson traces at candidate rates that share their random streams (unit g
 1/rate, the same request sizes); each candidate replayed through the engine, summarized by
 `results.summarize` and judged by the one verdict (`results.verdict`) against the
 `ServiceSLO` with the search options `SEARCH_RULES`: the SLO percentile of every bounded
-metric (LoadGen's percentile), no minimum duration or early stopping, every request ok.
-The bracketing search (`planning/search.py`) evaluates several rates per round, as parallel
-Ray tasks when Ray is up. Offline mode: every request at t=0, throughput = requests / makespan.
+metric (LoadGen's percentile), no minimum duration or LoadGen early stopping, every request
+ok. A replay ends as soon as that verdict is certain to be INVALID (`planning/early_stop.py`:
+a sound rule, not LoadGen's). The bracketing search (`planning/search.py`) starts at the cost
+model's rate for an LLM (`_first_rate`) and bisects (one rate per round); an R&R search
+evaluates two rates per round, as parallel Ray tasks when Ray is up. Each rate's verdict and
+power are kept, so the answer's power needs no further replay (docs/capacity.md). Offline:
+every request at t=0, throughput = requests / makespan.
 Reported per accelerator, per host, per platform unit, with power (accelerators from the
 replay's device energy, plus the hosts' non-accelerator power) and performance per watt.
 """
@@ -36,13 +40,14 @@ from mtia_cluster.config.models import (
 )
 from mtia_cluster.config.scenario import Scenario, scenario_from_model
 from mtia_cluster.config.trace_spec import MLPerfSizes, TableLengths
-from mtia_cluster.engine.cell import make_requests
+from mtia_cluster.engine.cell import RequestBatch, make_requests
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf import llm_iteration_model
-from mtia_cluster.perf.estimators import rr_best_throughput
+from mtia_cluster.perf.estimators import llm_offline_throughput, rr_best_throughput
+from mtia_cluster.planning.early_stop import watched_run
 from mtia_cluster.planning.search import SearchResult, find_max_rate
 from mtia_cluster.results.run import summarize
 from mtia_cluster.results.verdict import SEARCH_RULES
@@ -170,8 +175,8 @@ def _workload(model: RRModel | LLMModel, n: int, seed: int) -> dict[str, np.ndar
     return {"gaps": gaps, "input_tokens": inp, "output_tokens": out}
 
 
-def _replay(scenario: Any, work: dict[str, np.ndarray], rate: float | None) -> RunOutput:
-    """Replay the workload at `rate` (None: offline, all at t=0)."""
+def _requests(work: dict[str, np.ndarray], rate: float | None) -> RequestBatch:
+    """The workload's requests arriving at `rate` (None: offline, all at t=0)."""
     n = len(work["gaps"])
     arrival = (
         np.zeros(n, np.int64)
@@ -179,28 +184,64 @@ def _replay(scenario: Any, work: dict[str, np.ndarray], rate: float | None) -> R
         else np.floor(np.cumsum(work["gaps"]) / rate * 1e9).astype(np.int64)
     )
     if "items" in work:
-        requests = make_requests(arrival, items=work["items"])
-    else:
-        requests = make_requests(
-            arrival, input_tokens=work["input_tokens"], output_tokens=work["output_tokens"]
-        )
-    return Simulation(scenario).run(requests)
+        return make_requests(arrival, items=work["items"])
+    return make_requests(
+        arrival, input_tokens=work["input_tokens"], output_tokens=work["output_tokens"]
+    )
+
+
+def _replay(scenario: Any, work: dict[str, np.ndarray], rate: float | None) -> RunOutput:
+    """Replay the workload at `rate` (None: offline, all at t=0)."""
+    return Simulation(scenario).run(_requests(work, rate))
+
+
+def _judge(
+    scenario: Any, work: dict[str, np.ndarray], rate: float, slo: ServiceSLO
+) -> tuple[bool, float]:
+    """The one verdict, with the search's options, of a replay at `rate`, and the
+    accelerators' average power over it. The replay ends early, (False, nan), once the
+    verdict is certain to be INVALID (`planning/early_stop.py`)."""
+    run = watched_run(Simulation(scenario), _requests(work, rate), slo)
+    if run is None:
+        return False, math.nan
+    judged = summarize(run, rules=SEARCH_RULES, slos={"svc": slo})
+    ok = all(v == "VALID" for v in judged.verdicts.values())
+    return ok, float(judged.summary["fleet"]["avg_power_w"] or 0.0)
 
 
 def _meets(scenario: Any, work: dict[str, np.ndarray], rate: float, slo: ServiceSLO) -> bool:
     """The one verdict, with the search's options, of a replay at `rate`."""
-    judged = summarize(_replay(scenario, work, rate), rules=SEARCH_RULES, slos={"svc": slo})
-    return all(v == "VALID" for v in judged.verdicts.values())
+    return _judge(scenario, work, rate, slo)[0]
 
 
-def _evaluate(scenario: Any, work: dict[str, np.ndarray], slo: ServiceSLO) -> Any:
-    """`evaluate(rates)` for the search: Ray tasks in parallel when Ray is up."""
-    from mtia_cluster.distributed.ray_env import parallel
+class _Evaluator:
+    """`evaluate(rates)` for the search: Ray tasks in parallel when Ray is up, else one by
+    one. Remembers each rate's verdict and power: no rate is replayed twice, and the
+    answer's power comes from its own search replay (no extra replay at the end)."""
 
-    tasks = parallel(_meets, scenario, work, num_cpus=1)  # None without a Ray connection
-    if tasks is not None:
-        return lambda rates: tasks([(r, slo) for r in rates])
-    return lambda rates: [_meets(scenario, work, r, slo) for r in rates]
+    def __init__(self, scenario: Any, work: dict[str, np.ndarray], slo: ServiceSLO) -> None:
+        from mtia_cluster.distributed.ray_env import parallel
+
+        self.tasks = parallel(_judge, scenario, work, num_cpus=1)  # None without Ray
+        self.scenario, self.work, self.slo = scenario, work, slo
+        self.seen: dict[float, tuple[bool, float]] = {}
+        # rates per round, the same with or without Ray (the answer must not depend on where
+        # it runs): an LLM search bisects, so no replay below a rate that then passes is
+        # spent (early stops make the failing ones cheap); R&R keeps two, as before
+        self.parallel = 2 if "items" in work else 1
+
+    def __call__(self, rates: Sequence[float]) -> list[bool]:
+        todo = [r for r in dict.fromkeys(rates) if r not in self.seen]
+        if self.tasks is not None:
+            got = self.tasks([(r, self.slo) for r in todo])
+        else:
+            got = [_judge(self.scenario, self.work, r, self.slo) for r in todo]
+        self.seen.update(zip(todo, got, strict=True))
+        return [self.seen[r][0] for r in rates]
+
+    def power_w(self, rate: float) -> float:
+        """The accelerators' average power in the replay at `rate` (0 if none passed)."""
+        return self.seen[rate][1] if rate in self.seen else 0.0
 
 
 def capacity(
@@ -233,28 +274,34 @@ def capacity(
         work = _workload(model, max(requests, int(guess * min_span_s)), seed)
         done = _replay(scenario, work, None)
         rate = len(done.requests) / (done.requests.finish_ns.max() / 1e9)
-        return _result(cat, model, chip, platform, work, rate, done, offline, 1, hosts)
+        acc_w = summarize(done).summary["fleet"]["avg_power_w"] or 0.0
+        return _result(cat, model, chip, platform, work, rate, acc_w, offline, 1, hosts)
     replays = 0
+    start = _first_rate(cat, model, platform, guess, slo, hosts)
+    step = FIRST_STEP if isinstance(model, LLMModel) else 2.0
     for _ in range(4):
         # The trace must span min_span_s at the rate it is judged at: a run too short never
         # shows the backlog an overloaded system builds, and would pass any rate.
         work = _workload(model, max(requests, int(2 * guess * min_span_s)), seed)
         cap = len(work["gaps"]) / min_span_s
+        evaluate = _Evaluator(scenario, work, slo)
         search = find_max_rate(
-            _evaluate(scenario, work, slo),
-            guess,
-            parallel=2,
+            evaluate,
+            min(start, cap),
+            parallel=evaluate.parallel,
             rel_tol=rel_tol,
             max_rate=cap,
             on_round=_reporter(progress, replays),
+            step=step,
         )
         replays += len(search.evaluations)
         rate = search.best_rate
         if rate < cap * 0.999:
             break
         guess = 2 * rate  # everything up to the cap passed: longer trace, higher rates
-    res = _replay(scenario, work, rate) if rate > 0 else None
-    return _result(cat, model, chip, platform, work, rate, res, offline, replays, hosts)
+        start, step = guess, 2.0
+    acc_w = evaluate.power_w(rate)
+    return _result(cat, model, chip, platform, work, rate, acc_w, offline, replays, hosts)
 
 
 def _reporter(
@@ -288,6 +335,45 @@ def _guess_rate(
     return 1.0 * accelerators
 
 
+FIRST_STEP = 1.25  # spacing of the first round's rates around the cost model's LLM estimate
+
+
+def _first_rate(
+    cat: Catalog,
+    model: RRModel | LLMModel,
+    platform: str,
+    guess: float,
+    slo: ServiceSLO,
+    hosts: int | None = None,
+) -> float:
+    """Where the search starts. LLM: the cost model's offline token rate of the replicas
+    (`llm_offline_throughput`, as the rollout's `fast` capacity, at the mean lengths of
+    20,000 draws of the workload's length table) at the largest batch, up to the pool's
+    limit, whose iteration fits the TPOT bound (a batch that decodes slower than the bound
+    cannot be the serving one), in requests/s. Measured Llama knees sit at 0.51-1.18 x
+    it (docs/capacity.md), so the first rounds bracket the knee. R&R: the old
+    guess (`_guess_rate`), so its searches are unchanged. Only the rates tried depend on
+    it, never the trace (which `_guess_rate` sizes)."""
+    if isinstance(model, RRModel):
+        return guess
+    p = cat.platform(platform)
+    pool = pool_model(cat, model, platform, hosts)
+    assert isinstance(pool, LLMPool) and pool.tp is not None
+    it = llm_iteration_model(cat.chip(p.chip), model, tp=pool.tp)
+    inp, out = sample_lengths(entity_rng(0, StreamKind.CAPACITY_WORKLOAD), LLM_LENGTHS, 20000)
+    mean_in, mean_out = float(np.mean(inp)), float(np.mean(out))
+
+    def offline(batch: int) -> Any:
+        return llm_offline_throughput(it, mean_in, mean_out, batch)
+
+    lo, hi = 1, pool.max_num_seqs
+    while lo < hi and slo.tpot_ns is not None:  # the iteration time grows with the batch
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if offline(mid).iteration_s * 1e9 <= slo.tpot_ns else (lo, mid - 1)
+    replicas = (hosts or p.hosts) * p.accelerators_per_host // pool.tp
+    return float(offline(hi).output_tokens_per_s) * max(replicas, 1) / mean_out
+
+
 def _result(
     cat: Catalog,
     model: RRModel | LLMModel,
@@ -295,7 +381,7 @@ def _result(
     platform: str,
     work: dict[str, np.ndarray],
     rate: float,
-    res: Any,
+    acc_w: float,
     offline: bool,
     replays: int,
     hosts: int | None = None,
@@ -306,9 +392,6 @@ def _result(
     rr = isinstance(model, RRModel)
     per_req = float(work["items"].mean() if rr else work["output_tokens"].mean())
     work_per_s = rate * per_req
-    acc_w = 0.0
-    if res is not None:  # the accelerators' average power over the run, from its summary
-        acc_w = summarize(res).summary["fleet"]["avg_power_w"] or 0.0
     host_w = n_hosts * cat.host(p.host).power_w
     if isinstance(model, RRModel):
         bound = rr_best_throughput(cat.chip(chip), model, cat.host(p.host)).bound
@@ -401,14 +484,13 @@ def capacity_over_span(
     for _ in range(4):
         work = _workload(model, max(1, math.ceil(2 * guess * span_s)), seed)
         cap = len(work["gaps"]) / span_s  # every rate tried spans >= span_s
-        search = find_max_rate(
-            _evaluate(scenario, work, slo), guess, parallel=2, rel_tol=rel_tol, max_rate=cap
-        )
+        evaluate = _Evaluator(scenario, work, slo)
+        search = find_max_rate(evaluate, guess, parallel=2, rel_tol=rel_tol, max_rate=cap)
         replays += len(search.evaluations)
         if search.best_rate < cap * 0.999:
             break
         guess = 2 * search.best_rate
     rate = search.best_rate
-    res = _replay(scenario, work, rate) if rate > 0 else None
-    out = _result(cat, model, chip, platform, work, rate, res, False, replays, hosts)
+    acc_w = evaluate.power_w(rate)
+    out = _result(cat, model, chip, platform, work, rate, acc_w, False, replays, hosts)
     return out, search

@@ -61,12 +61,14 @@ def _bracket(
     max_rounds: int,
     min_rate: float,
     max_rate: float,
+    step: float = 2.0,
 ) -> bool:
-    """Evaluate rates around `initial_rate`, then further down (all failed) or up (all
-    passed), by factors doubling each round, until `res` holds a passing rate below a failing
-    one. False when it never will: every rate down to `min_rate` failed, or every rate up to
-    `max_rate` passed."""
-    factor = 2.0
+    """Evaluate rates around `initial_rate` spaced by `step`, then further down (all failed)
+    or up (all passed), by factors growing each round (squared, at most doubled: 2, 4, 8, ...
+    from the default step; 1.25, 1.56, 2.44, 4.9, ... from a good guess's), until `res`
+    holds a passing rate below a failing one. False when it never will: every rate down to
+    `min_rate` failed, or every rate up to `max_rate` passed."""
+    factor = step
     run([initial_rate * factor**k for k in range(-(parallel // 2), parallel - parallel // 2)])
     while res.rounds < max_rounds and (res.best_rate == 0.0 or not np.isfinite(res.lowest_failing)):
         if res.best_rate == 0.0:  # everything failed: go lower
@@ -79,7 +81,7 @@ def _bracket(
             if high >= max_rate:
                 return False
             rates = [high * factor ** (k + 1) for k in range(parallel)]
-        factor *= 2.0
+        factor = min(factor * factor, factor * 2.0)
         run(rates)
     return True
 
@@ -94,16 +96,20 @@ def find_max_rate(
     min_rate: float = 1e-6,
     max_rate: float = float("inf"),
     on_round: Callable[[SearchResult, int], None] | None = None,
+    step: float = 2.0,
 ) -> SearchResult:
     """Highest rate with `evaluate` True, starting from a guess `initial_rate` (> 0).
 
     Rates above `max_rate` are never tried; when every rate up to it passes, the search stops
     with `best_rate == max_rate` and no failing rate (the caller decides what that means).
     `on_round(result, evaluations_left)` is called after each round with an estimate of the
-    evaluations still to come (for a progress display).
+    evaluations still to come (for a progress display). `step` (> 1) spaces the first
+    round's rates: 2 for a rough guess, less for one from a cost model near the knee.
     """
     if not initial_rate > 0:
         raise UserError("initial rate must be > 0", field="initial_rate", value=initial_rate)
+    if not step > 1:
+        raise UserError("the bracketing step must be > 1", field="step", value=step)
     if parallel < 1:
         raise UserError("need at least one parallel evaluation", field="parallel", value=parallel)
     res = SearchResult(best_rate=0.0, lowest_failing=float("inf"))
@@ -125,7 +131,7 @@ def find_max_rate(
 
     # Phase 1: bracket. Grow or shrink geometrically around the guess until one rate passes
     # and a higher one fails.
-    if not _bracket(run, res, initial_rate, parallel, max_rounds, min_rate, max_rate):
+    if not _bracket(run, res, initial_rate, parallel, max_rounds, min_rate, max_rate, step):
         return res
     # Phase 2: shrink the bracket.
     while res.rounds < max_rounds and res.rel_width > rel_tol:

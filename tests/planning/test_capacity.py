@@ -140,3 +140,42 @@ def test_meets_fails_on_rejections():
         "output_tokens": np.array([5, 5, 5]),
     }
     assert not _meets(scenario, work, 1.0, ServiceSLO(kind="llm", ttft_ns=100_000_000_000))
+
+
+def test_llm_answer_is_the_same_search_over_plain_replays():
+    """Early stops and remembered verdicts change the cost of the LLM search, not its answer:
+    the same bisection (cost-model start, first step, one rate per round in-process) over
+    plain replays judged by the verdict finds the very same rate, with power from a replay
+    at it."""
+    from mtia_cluster.catalog import load_catalog
+    from mtia_cluster.planning import capacity as cap
+    from mtia_cluster.planning.search import find_max_rate
+    from mtia_cluster.results.run import summarize
+    from mtia_cluster.results.verdict import SEARCH_RULES
+
+    slo = ServiceSLO(kind="llm", ttft_ns=2_000_000_000, tpot_ns=100_000_000)
+    res = capacity("llama-3.1-8b", "h100", slo, requests=1500, rel_tol=0.05)
+    cat = load_catalog()
+    model = cat.model("llama-3.1-8b")
+    platform = cap.platform_for(cat, "h100")
+    scenario = cap._scenario(cat, model, "h100", platform, None, 0)
+    work = cap._workload(model, 1500, 0)
+
+    def plain(rates):
+        out = []
+        for r in rates:
+            judged = summarize(
+                cap._replay(scenario, work, r), rules=SEARCH_RULES, slos={"svc": slo}
+            )
+            out.append(all(v == "VALID" for v in judged.verdicts.values()))
+        return out
+
+    start = cap._first_rate(cat, model, platform, 8.0, slo)
+    search = find_max_rate(
+        plain, start, parallel=1, rel_tol=0.05, max_rate=1500 / 2.0, step=cap.FIRST_STEP
+    )
+    assert search.lowest_failing < 1500 / 2.0  # bracketed below the trace's cap
+    assert res.requests_per_s == search.best_rate > 0
+    assert res.replays == len(search.evaluations)
+    best = cap._replay(scenario, work, search.best_rate)
+    assert res.accelerator_power_w == pytest.approx(summarize(best).summary["fleet"]["avg_power_w"])

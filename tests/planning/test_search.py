@@ -35,14 +35,16 @@ def test_finds_mm1_capacity_under_p99_slo():
     guess=st.floats(1e-3, 1e6),
     parallel=st.integers(1, 8),
     tol=st.sampled_from([0.005, 0.02, 0.1]),
+    step=st.sampled_from([2.0, 1.25, 1.01]),
 )
-def test_bracket_always_contains_the_threshold(threshold, guess, parallel, tol):
+def test_bracket_always_contains_the_threshold(threshold, guess, parallel, tol, step):
     res = find_max_rate(
         lambda rs: [r <= threshold for r in rs],
         guess,
         parallel=parallel,
         rel_tol=tol,
         max_rounds=200,
+        step=step,
     )
     assert res.best_rate <= threshold < res.lowest_failing
     assert res.rel_width <= tol
@@ -98,3 +100,22 @@ def test_progress_hook_estimates_the_evaluations_left(threshold, guess_ratio, pa
     assert seen[-1][2] == 0 and seen[-1][1] == len(res.evaluations)
     assert all(left > 0 for _, _, left in seen[:-1])
     assert res.rel_width <= 0.02
+
+
+def test_a_good_guess_with_a_small_step_needs_fewer_evaluations():
+    """From a guess 10% above the threshold, a first step of 1.25 brackets it at once; the
+    default step of 2 spends its first rounds far from it."""
+    evaluations = [
+        len(
+            find_max_rate(
+                lambda rs: [r <= 100.0 for r in rs], 110.0, parallel=1, rel_tol=0.03, step=s
+            ).evaluations
+        )
+        for s in (1.25, 2.0)
+    ]
+    assert evaluations[0] < evaluations[1]
+
+
+def test_step_must_exceed_one():
+    with pytest.raises(UserError):
+        find_max_rate(lambda rs: [True] * len(rs), 1.0, step=1.0)
