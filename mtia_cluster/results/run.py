@@ -156,6 +156,30 @@ def _summarize_memory(
     return RunSummary(d.summary, d.regions, d.counts, d.span_ns, table, dev_table)
 
 
+def run_writer(
+    scenario: Any,
+    out: str | Path,
+    *,
+    services: Sequence[str],
+    regions: Sequence[str],
+    manifest: Mapping[str, Any],
+    trace_path: str | Path | None,
+    overwrite: bool,
+) -> ResultsWriter:
+    """The `ResultsWriter` of an in-process run of `scenario` (its SLOs and metrics
+    interval): `write_run` and the streaming `simulate -o` (results/stream.py) both open it."""
+    return ResultsWriter(
+        out,
+        manifest=manifest,
+        services=services,
+        regions=regions,
+        slos=scenario.slo,
+        interval_ns=scenario.metrics_interval_ns,
+        trace_path=trace_path,
+        overwrite=overwrite,
+    )
+
+
 def write_run(
     run: RunOutput,
     out: str | Path,
@@ -167,14 +191,12 @@ def write_run(
 ) -> Path:
     """Write an in-process run as a results directory through `ResultsWriter` (the writer
     `replay` uses): one shard, its rows and device intervals, finalized atomically."""
-    sc = run.scenario
-    with ResultsWriter(
+    with run_writer(
+        run.scenario,
         out,
-        manifest=manifest,
         services=run.services,
         regions=run.regions,
-        slos=sc.slo,
-        interval_ns=sc.metrics_interval_ns,
+        manifest=manifest,
         trace_path=trace_path,
         overwrite=overwrite,
     ) as writer:

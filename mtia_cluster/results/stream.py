@@ -36,8 +36,7 @@ from mtia_cluster.engine.trace_input import (
 )
 from mtia_cluster.results.convert import DeviceTracker
 from mtia_cluster.results.links import write_links
-from mtia_cluster.results.run import fleet_tracker
-from mtia_cluster.results.writer import ResultsWriter
+from mtia_cluster.results.run import fleet_tracker, run_writer
 
 FLUSH_ROWS = 131_072  # finished requests buffered before one write (few large writes)
 
@@ -120,13 +119,12 @@ def stream_run(
         )
     )
     started = time.perf_counter()
-    with ResultsWriter(
+    with run_writer(
+        sc,
         out,
-        manifest=manifest,
         services=sim.services,
         regions=sim.regions,
-        slos=sc.slo,
-        interval_ns=sc.metrics_interval_ns,
+        manifest=manifest,
         trace_path=trace_path,
         overwrite=overwrite,
     ) as writer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 from hypothesis import Phase, example, given, settings
@@ -139,45 +140,34 @@ def test_loadgen_p99_is_the_sorted_element_at_floor_of_099n():
     assert loadgen_p99(np.array([np.nan])) == 0.0
 
 
+def _server_run(min_duration_s: float):
+    """Llama-3.1-8B FP8 on one H100, Server rules with `min_duration_s`."""
+    return llm_server_capacity(
+        CAT.chip("h100"),
+        CAT.model("llama-3.1-8b"),
+        tp=1,
+        dtype="fp8",
+        kv_dtype="fp8",
+        limits=LIMITS,
+        input_len=LengthDist(512, 0.8),
+        output_len=LengthDist(128, 0.8),
+        ttft_p99_s=2.0,
+        tpot_p99_s=0.1,
+        n_requests=20_000,
+        rel_tol=0.05,
+        min_duration_s=min_duration_s,
+    )
+
+
 def test_server_run_spans_the_minimum_duration_and_reports_loadgen_completed_tokens():
     """Each replay issues ceil(rate x min_duration) queries; the reported throughput is
     LoadGen's Completed tokens/s (all tokens / last completion), which pays the drain after
     the last arrival, so it is below the scheduled rate x mean output, and a longer run
     (the drain a smaller share) never reports less per second at the same rate."""
-    short = llm_server_capacity(
-        CAT.chip("h100"),
-        CAT.model("llama-3.1-8b"),
-        tp=1,
-        dtype="fp8",
-        kv_dtype="fp8",
-        limits=LIMITS,
-        input_len=LengthDist(512, 0.8),
-        output_len=LengthDist(128, 0.8),
-        ttft_p99_s=2.0,
-        tpot_p99_s=0.1,
-        n_requests=20_000,
-        rel_tol=0.05,
-        min_duration_s=30.0,
-    )
-    import math
-
+    short = _server_run(30.0)
     assert short.queries == math.ceil(short.rate_per_s * 30.0)
     assert 0 < short.output_tokens_per_s < short.scheduled_tokens_per_s
-    longer = llm_server_capacity(
-        CAT.chip("h100"),
-        CAT.model("llama-3.1-8b"),
-        tp=1,
-        dtype="fp8",
-        kv_dtype="fp8",
-        limits=LIMITS,
-        input_len=LengthDist(512, 0.8),
-        output_len=LengthDist(128, 0.8),
-        ttft_p99_s=2.0,
-        tpot_p99_s=0.1,
-        n_requests=20_000,
-        rel_tol=0.05,
-        min_duration_s=120.0,
-    )
+    longer = _server_run(120.0)
     assert longer.queries == math.ceil(longer.rate_per_s * 120.0) > short.queries
     drain_short = short.output_tokens_per_s / short.scheduled_tokens_per_s
     drain_long = longer.output_tokens_per_s / longer.scheduled_tokens_per_s

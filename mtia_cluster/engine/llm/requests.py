@@ -135,15 +135,7 @@ class RequestTable:
             self.keys += [None] * n
         else:
             self.keys += [None if d else k for k, d in zip(keys, done, strict=True)]
-        for lst in (
-            self.offset,
-            self.finish_iter,
-            self.batch_size,
-            self.preemptions,
-            self.cached_tokens,
-            self.net_as,
-        ):
-            lst += [0] * n
+        self._zero_counters(n)
         for i in range(n):
             p, o, d, a = prompt[i], outputs[i], done[i], arrival[i]
             ok = p >= 1 and o >= 1 and -(-(p + o - 1) // bs) <= cap
@@ -161,15 +153,8 @@ class RequestTable:
             else:
                 self.finished.append(first + i)
 
-    def _append_progress(
-        self, ok: np.ndarray, done: np.ndarray, prompt: np.ndarray, arrival: np.ndarray
-    ) -> None:
-        """Progress columns of newly added requests: a prefilled one (`done`) starts with its
-        prompt computed and one token generated; one that can never fit (not `ok`) is
-        finished and rejected at its arrival, the others wait with no timestamps yet."""
-        n = len(ok)
-        self.computed += np.where(done, prompt, 0).tolist()
-        self.generated += done.astype(np.int64).tolist()
+    def _zero_counters(self, n: int) -> None:
+        """Per-request counters of `n` new requests, all zero."""
         for lst in (
             self.offset,
             self.finish_iter,
@@ -179,6 +164,17 @@ class RequestTable:
             self.net_as,
         ):
             lst += [0] * n
+
+    def _append_progress(
+        self, ok: np.ndarray, done: np.ndarray, prompt: np.ndarray, arrival: np.ndarray
+    ) -> None:
+        """Progress columns of newly added requests: a prefilled one (`done`) starts with its
+        prompt computed and one token generated; one that can never fit (not `ok`) is
+        finished and rejected at its arrival, the others wait with no timestamps yet."""
+        n = len(ok)
+        self.computed += np.where(done, prompt, 0).tolist()
+        self.generated += done.astype(np.int64).tolist()
+        self._zero_counters(n)
         self.state += np.where(ok, WAITING, DONE).tolist()
         stamps = np.where(ok, NOT_SET, arrival).tolist()
         self.start_ns += stamps
