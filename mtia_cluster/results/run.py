@@ -9,7 +9,8 @@ SLOs, interval and verdict rules its manifest recorded. Every command (simulate,
 capacity searches, rollout replays, drills) goes through here, so a figure printed is the
 figure written.
 
-`rules` overrides the verdict rules (searches and short replays pass
+The verdict rules are the scenario's (its `verdict:` options, LoadGen Server's by default);
+`rules` overrides them (searches and short replays pass
 ``VerdictRules(min_duration_ns=0, early_stopping=False)``: options of the one verdict, not a
 second judge).
 """
@@ -101,7 +102,7 @@ def summarize(
         if arrivals_from_ns is not None:
             keep = source.requests.arrival_ns >= arrivals_from_ns
             source = replace(source, requests=source.requests.take(keep))
-        return _summarize_memory(source, rules or VerdictRules(), slos)
+        return _summarize_memory(source, rules or VerdictRules(**source.scenario.verdict), slos)
     if arrivals_from_ns is not None:
         raise ValueError("arrivals_from_ns applies to in-process runs")
     res = open_results(source)
@@ -174,6 +175,7 @@ def write_run(
         services=run.services,
         regions=run.regions,
         slos=sc.slo,
+        rules=VerdictRules(**sc.verdict),
         interval_ns=sc.metrics_interval_ns,
         trace_path=trace_path,
         overwrite=overwrite,

@@ -37,6 +37,7 @@ from mtia_cluster.engine.trace_input import (
 from mtia_cluster.results.convert import DeviceTracker
 from mtia_cluster.results.links import write_links
 from mtia_cluster.results.run import fleet_tracker
+from mtia_cluster.results.verdict import VerdictRules
 from mtia_cluster.results.writer import ResultsWriter
 
 FLUSH_ROWS = 131_072  # finished requests buffered before one write (few large writes)
@@ -126,6 +127,7 @@ def stream_run(
         services=sim.services,
         regions=sim.regions,
         slos=sc.slo,
+        rules=VerdictRules(**sc.verdict),
         interval_ns=sc.metrics_interval_ns,
         trace_path=trace_path,
         overwrite=overwrite,
