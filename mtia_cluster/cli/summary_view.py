@@ -16,6 +16,7 @@ import click
 from mtia_cluster import fmt
 from mtia_cluster.cli._common import echo_json, echo_table
 from mtia_cluster.cost.view import COST_HEADERS, cost_rows
+from mtia_cluster.results.verdict import rules_text
 
 HEADERS = [
     "region",
@@ -71,7 +72,8 @@ def echo_summary_table(summary: dict[str, Any]) -> None:
     echo_table(HEADERS, summary_rows(summary))
     click.echo(
         "\n(latency: end to end, R&R and LLM (e2e); TTFT/TPOT: LLM only; verdict: "
-        "MLPerf-LoadGen-style against the scenario's SLO, as summary.json)"
+        "MLPerf-LoadGen-style against the scenario's SLO, as summary.json; rules: "
+        f"{rules_text(summary.get('rules'))})"
     )
     costs = cost_rows(summary)
     if costs:  # cost, energy at the wall and carbon (docs/planning.md)

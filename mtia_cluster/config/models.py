@@ -285,6 +285,21 @@ class SLOTargets(Strict):
     tpot_p99_ms: float | None = Field(None, gt=0.0)
 
 
+class VerdictOptions(Strict):
+    """Options of the one verdict (results/verdict.py `VerdictRules`) for the scenario's runs.
+
+    An unset option keeps LoadGen's Server default (600 s minimum duration, early stopping
+    at 99 % confidence, a failed request counts as infinitely late). A fleet written by
+    `mtia-cluster plan` carries the rules the plan judged it with (no minimum duration, no
+    early stopping, every request ok: results.verdict.SEARCH_RULES), so that replaying it
+    judges as the plan did; summary.json's `rules` and the console say which rules judged."""
+
+    min_duration_s: float | None = Field(None, ge=0.0, le=1.0e6)
+    early_stopping: bool | None = None
+    confidence: float | None = Field(None, gt=0.0, lt=1.0)
+    all_ok: bool | None = None
+
+
 RttMs = Annotated[float, Field(ge=0.0, le=10_000.0)]
 
 
@@ -338,6 +353,7 @@ class ScenarioFile(Strict):
     events: list[Event] = Field(default_factory=list)
     failures: list[Failure] = Field(default_factory=list)
     slo: dict[str, SLOTargets] = Field(default_factory=dict)
+    verdict: VerdictOptions = VerdictOptions()  # verdict rules; unset: LoadGen Server
     autoscaling: dict[str, Autoscaling] = Field(default_factory=dict)  # by service
     fabric: FabricOverrides = FabricOverrides()
 

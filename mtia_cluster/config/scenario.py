@@ -30,6 +30,7 @@ Shape (documented with examples in docs/engine.md; the typed models are in
     slo:
       feed-ranking: {p99_ms: 50}
       chat: {ttft_p99_ms: 2000, tpot_p99_ms: 100}
+    verdict: {min_duration_s: 0}   # optional: options of the verdict (default LoadGen Server)
 
 Validation happens once, here, before any simulation starts: the models refuse unknown keys,
 wrong types and out-of-range values; this module adds what needs the catalog (models,
@@ -51,6 +52,7 @@ from mtia_cluster.config.models import (
     LLMPool,
     RRPool,
     ScenarioFile,
+    VerdictOptions,
     pool_kinds,
 )
 from mtia_cluster.config.network import resolve_global_routing
@@ -61,6 +63,7 @@ from mtia_cluster.config.schema import validate
 from mtia_cluster.cost.data import load_cost_data, region_grid
 from mtia_cluster.errors import UserError, did_you_mean
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
+from mtia_cluster.units import NS_PER_S
 
 
 def load_scenario(
@@ -148,6 +151,7 @@ def scenario_from_model(
         global_routing=resolve_global_routing(doc.global_routing, names, file),
         autoscaling=_autoscaling(doc, regions, file),
         fabric=doc.fabric,
+        verdict=verdict_rule_args(doc.verdict),
     )
     check_scenario(scenario)  # sizes (config/scenario_limits.py), before anything is built
     return scenario
@@ -179,6 +183,15 @@ def _autoscaling(
                         value=wanted,
                     )
     return dict(doc.autoscaling)
+
+
+def verdict_rule_args(options: VerdictOptions) -> dict[str, Any]:
+    """`verdict:` as keyword arguments of results.verdict.VerdictRules (only the options
+    set, so that the defaults live in one place, VerdictRules)."""
+    out: dict[str, Any] = options.model_dump(exclude_none=True)
+    if "min_duration_s" in out:
+        out["min_duration_ns"] = round(out.pop("min_duration_s") * NS_PER_S)
+    return out
 
 
 def _slo(

@@ -103,6 +103,9 @@ class Scenario:
     autoscaling: dict[str, Autoscaling] = field(default_factory=dict)
     # scale-out fabric overrides (engine/fabric/)
     fabric: FabricOverrides = field(default_factory=FabricOverrides)
+    # keyword arguments of results.verdict.VerdictRules from `verdict:` (the options set;
+    # empty: LoadGen Server's rules). Writers judge the run with VerdictRules(**verdict).
+    verdict: dict[str, Any] = field(default_factory=dict)
 
     @property
     def services(self) -> list[str]:

@@ -40,7 +40,7 @@ from mtia_cluster.distributed.transport import InProcess, Shards, ShardSpec, Tra
 from mtia_cluster.distributed.worker import CHECKPOINTS_DIR
 from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.errors import UserError
-from mtia_cluster.results import ResultsWriter
+from mtia_cluster.results import ResultsWriter, VerdictRules
 from mtia_cluster.results.links import write_links
 
 # prepare.py's names that callers import from here
@@ -113,6 +113,7 @@ def _writer(
         services=p.sim.services,
         regions=p.sim.regions,
         slos=sc.slo,
+        rules=VerdictRules(**sc.verdict),
         interval_ns=sc.metrics_interval_ns,
         trace_path=trace_path,
         overwrite=opt.overwrite,

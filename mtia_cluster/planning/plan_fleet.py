@@ -3,17 +3,19 @@
 A fleet assigns each (service, region) a candidate and a number of platform units. Its
 scenario holds one pool per (region, service) with `units x unit_hosts` hosts, the plan's
 SLOs, and a `fail` event at t = 0 that takes the first `spare_units` units of every pool out
-(N-1 by default): the fleet must meet the SLO without them. The trace is Poisson arrivals at
-each region's peak rate for each service, with the capacity search's request sizes, drawn
-from the stream `(PLAN_WORKLOAD, service, region)` of the plan's seed: the same rows whether
-one (service, region) is replayed alone or the whole fleet at once.
+(N-1 by default): the fleet must meet the SLO without them; its `verdict:` is the plan's
+rules (`PLAN_VERDICT`), which `confirm` and a `replay` of the document both judge by. The
+trace is Poisson arrivals at each region's peak rate for each service, with the capacity
+search's request sizes, drawn from the stream `(PLAN_WORKLOAD, service, region)` of the
+plan's seed: the same rows whether one (service, region) is replayed alone or the whole
+fleet at once.
 
 `confirm(job)` is the one replay of one (service, region): run as a Ray task (or in
 process, the same function) by `plan_search.py`. Pools of different services share no
 accelerator and each (region, service) has its own router, so replaying them one by one
 replays the fleet's requests on the fleet's pools; only the routers' and cells' random
 streams differ (they are numbered by position in the scenario). `tests/planning/
-test_plan.py` replays the whole written fleet with `replay` and checks it meets the SLOs.
+test_plan.py` replays the whole written fleet with `replay` and checks every group is VALID.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mtia_cluster.config.models import (
     RRPool,
     ScenarioFile,
     SyntheticPool,
+    VerdictOptions,
     pool_kinds,
 )
 from mtia_cluster.config.scenario import Scenario, scenario_from_model
@@ -41,10 +44,27 @@ from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.planning.capacity import LLM_LENGTHS, RR_SIZES
 from mtia_cluster.planning.plan_candidates import Candidate, Sizes, pool_of
 from mtia_cluster.planning.plan_file import Plan
+from mtia_cluster.results.verdict import SEARCH_RULES, VerdictRules
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 
 Choice = tuple[Candidate, int]  # a candidate and its platform units
+
+
+def verdict_options(rules: VerdictRules) -> VerdictOptions:
+    """`rules` as a scenario's `verdict:` section (config/scenario.py reads it back)."""
+    return VerdictOptions(
+        min_duration_s=rules.min_duration_ns / 1e9,
+        early_stopping=rules.early_stopping,
+        confidence=rules.confidence,
+        all_ok=rules.all_ok,
+    )
+
+
+# A plan judges a fleet as `capacity` judges a rate (a replay of `span_s` of peak traffic:
+# no LoadGen minimum duration or early stopping, every request ok); every fleet document it
+# writes carries these rules, so the written winner replays under the same verdict.
+PLAN_VERDICT = verdict_options(SEARCH_RULES)
 
 
 @dataclass(frozen=True)
@@ -91,7 +111,8 @@ def fleet_document(
     cat: Catalog, plan: Plan, fleet: Mapping[tuple[str, str], Choice], name: str
 ) -> ScenarioFile:
     """The scenario document of `fleet` ((service, region) -> (candidate, units)), with the
-    N-k fail events and the plan's SLOs of the services it holds."""
+    N-k fail events, the plan's SLOs of the services it holds and the plan's verdict rules
+    (`PLAN_VERDICT`): `confirm` judges by the document's rules, and so does a `replay` of it."""
     with pool_kinds(lambda m: cat.model(m).kind):  # the pool union reads model kinds
         regions, events = _regions(cat, plan, fleet)
         slo = {s.name: s.slo for s in plan.doc.services if any(k[0] == s.name for k in fleet)}
@@ -102,6 +123,7 @@ def fleet_document(
             regions=regions,
             events=events,
             slo=slo,
+            verdict=PLAN_VERDICT,
         )
 
 
@@ -140,18 +162,20 @@ def fleet_scenario(cat: Catalog, doc: ScenarioFile) -> Scenario:
 
 
 def confirm(job: ConfirmJob) -> dict[str, Any]:
-    """Replay `job` and judge it with the one verdict (search rules): the service's row of
-    the summary (p99s, energy, cost of the run) and whether it met the SLO."""
+    """Replay `job` and judge it with the one verdict under its scenario's rules (the
+    plan's): the service's row of the summary (p99s, energy, cost of the run) and whether it
+    met the SLO."""
     from mtia_cluster.engine.simulation import Simulation
     from mtia_cluster.results.run import summarize
-    from mtia_cluster.results.verdict import SEARCH_RULES
 
     cols = peak_requests(job.seed, job.key, job.slo.kind, job.rate_rps, job.requests)
     region = [r.name for r in job.scenario.regions].index(job.region)
     service = job.scenario.services.index(job.service)
     trace = make_requests(cols.pop("arrival_ns"), service=service, region=region, **cols)
-    judged = summarize(
-        Simulation(job.scenario).run(trace), rules=SEARCH_RULES, slos={job.service: job.slo}
+    judged = summarize(  # the scenario's verdict rules: PLAN_VERDICT (fleet_document)
+        Simulation(job.scenario).run(trace),
+        rules=VerdictRules(**job.scenario.verdict),
+        slos={job.service: job.slo},
     )
     row = next(r for r in judged.summary["services"] if r["service"] == job.service)
     return {

@@ -3,7 +3,8 @@
 * ``plan.json``: the whole result (every candidate's estimate and replay, the winners, the
   fleet's totals, the Pareto fronts), the same data `--json` prints;
 * ``scenario.yaml``: the winning fleet (every region and service) as a scenario that
-  `mtia-cluster replay` accepts, with the plan's SLOs and the fail events of the N-1 check;
+  `mtia-cluster replay` accepts, with the plan's SLOs, its verdict rules and the fail events
+  of the N-1 check;
 * ``trace.parquet``: the peak-demand trace the confirming replays used, every (service,
   region) together, so that
   ``mtia-cluster replay DIR/scenario.yaml --trace DIR/trace.parquet -o RUN`` repeats the
@@ -34,6 +35,9 @@ SCENARIO_HEADER = """\
 # The winning fleet of `mtia-cluster plan {file}` ({name}).
 # Each pool is one (region, service) winner: {units} platform units, spare included.
 # `events` fail the spare units at t = 0: the fleet must meet the SLOs without them (N-1).
+# `verdict` holds the rules the plan judged with (a few seconds of peak traffic: no LoadGen
+# 600 s minimum duration or early stopping; every request must finish ok). Delete it for
+# LoadGen Server's rules on a trace of your own of 600 s or more.
 # Delete `events` for the fleet with every unit up. Repeat the confirmation:
 #   mtia-cluster replay scenario.yaml --trace trace.parquet -o confirm-run
 """

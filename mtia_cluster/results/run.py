@@ -9,7 +9,8 @@ SLOs, interval and verdict rules its manifest recorded. Every command (simulate,
 capacity searches, rollout replays, drills) goes through here, so a figure printed is the
 figure written.
 
-`rules` overrides the verdict rules (searches and short replays pass
+The verdict rules are the scenario's (its `verdict:` options, LoadGen Server's by default);
+`rules` overrides them (searches and short replays pass
 ``VerdictRules(min_duration_ns=0, early_stopping=False)``: options of the one verdict, not a
 second judge).
 """
@@ -101,7 +102,7 @@ def summarize(
         if arrivals_from_ns is not None:
             keep = source.requests.arrival_ns >= arrivals_from_ns
             source = replace(source, requests=source.requests.take(keep))
-        return _summarize_memory(source, rules or VerdictRules(), slos)
+        return _summarize_memory(source, rules or VerdictRules(**source.scenario.verdict), slos)
     if arrivals_from_ns is not None:
         raise ValueError("arrivals_from_ns applies to in-process runs")
     res = open_results(source)
@@ -166,14 +167,16 @@ def run_writer(
     trace_path: str | Path | None,
     overwrite: bool,
 ) -> ResultsWriter:
-    """The `ResultsWriter` of an in-process run of `scenario` (its SLOs and metrics
-    interval): `write_run` and the streaming `simulate -o` (results/stream.py) both open it."""
+    """The `ResultsWriter` of an in-process run of `scenario` (its SLOs, verdict rules and
+    metrics interval): `write_run` and the streaming `simulate -o` (results/stream.py)
+    both open it."""
     return ResultsWriter(
         out,
         manifest=manifest,
         services=services,
         regions=regions,
         slos=scenario.slo,
+        rules=VerdictRules(**scenario.verdict),
         interval_ns=scenario.metrics_interval_ns,
         trace_path=trace_path,
         overwrite=overwrite,

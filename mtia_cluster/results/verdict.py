@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -186,6 +187,23 @@ def combined_result(results: list[str]) -> str:
     if judged:
         return "VALID" if all(r == "VALID" for r in judged) else "INVALID"
     return "NO_REQUESTS" if all(r == "NO_REQUESTS" for r in results) else "NO_SLO"
+
+
+def rules_text(rules: Mapping[str, Any] | None) -> str:
+    """Verdict rules (summary.json's `rules`) in words, for consoles: which rules judged."""
+    r = VerdictRules(**(rules or {}))
+    parts = [
+        f"minimum duration {duration(r.min_duration_ns)}"
+        if r.min_duration_ns
+        else "no minimum duration",
+        f"early stopping at {r.confidence:.0%} confidence"
+        if r.early_stopping
+        else "no early stopping",
+    ]
+    if r.all_ok:
+        parts.append("every request ok")
+    name = "LoadGen Server" if r == VerdictRules() else "scenario `verdict:`"
+    return f"{name} (" + ", ".join(parts) + ")"
 
 
 # Options of the one verdict for searches and short what-if replays (not second judges):

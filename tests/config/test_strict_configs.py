@@ -80,6 +80,8 @@ def _scenario() -> dict[str, Any]:
         {"level": "host", "region": "us-east", "mtbf_s": 100, "mttr_s": 10, "horizon_s": 1000}
     ]
     d["slo"]["svc"] = {"p99_ms": 5}
+    d["verdict"] = {"min_duration_s": 0, "early_stopping": False, "confidence": 0.9}
+    d["verdict"]["all_ok"] = True
     d["regions"][0]["energy"] = {"grid": "eu-north", "pue": 1.1, "usd_per_kwh": 0.05}
     d["regions"][0]["energy"]["gco2e_per_kwh"] = 100.0
     d["router"] = {"policy": "prefix_affinity", "affinity_weight": 3.0, "load_weight": 2.0}

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from mtia_cluster.cli.main import cli
 from mtia_cluster.planning.plan_cost import units_needed
 from mtia_cluster.planning.plan_pareto import dominates, pareto_front
+from mtia_cluster.results.verdict import SEARCH_RULES, VerdictRules
 
 PLAN = {
     "name": "small",
@@ -143,8 +144,8 @@ def test_fleet_totals_are_the_sum_of_the_winners(planned):
 
 def test_winner_scenario_replayed_meets_the_slos(planned, runner, tmp_path):
     """The written fleet, spare units failed, replayed on the written peak trace with
-    `replay`: every bounded p99 of every (region, service) is within the plan's SLO (the
-    verdict's only complaints may be LoadGen's run-length rules)."""
+    `replay`: the scenario carries the plan's verdict rules, so the replay judges as the plan
+    did and every (region, service) group, every region and the fleet are VALID."""
     out, result, _ = planned
     run = tmp_path / "run"
     res = runner.invoke(
@@ -158,23 +159,48 @@ def test_winner_scenario_replayed_meets_the_slos(planned, runner, tmp_path):
             str(run),
             "--address",
             "inprocess",
-            "--json",
         ],
     )
     assert res.exit_code == 0, res.output
+    assert "INVALID" not in res.output
+    assert "rules: scenario `verdict:` (no minimum duration, no early stopping" in res.output
     summary = json.loads((run / "summary.json").read_text())
+    assert summary["rules"] == SEARCH_RULES.to_dict()  # the rules the plan judged with
     rows = summary["groups"]  # one per (region, service)
     assert {(r["region"], r["service"]) for r in rows} == {
         (w["region"], w["service"]) for w in result["winners"]
     }
     for r in rows:
         assert r["completed"] == r["offered"] > 0 and r["failed"] == 0
-        metrics = r["verdict"]["metrics"]
-        assert metrics and all(m["percentile_met"] for m in metrics), r["verdict"]
-        # LoadGen's run-length rules (600 s, early-stopping query counts) are all it may
-        # add: the plan judges like `capacity` (results.verdict.SEARCH_RULES)
-        run_length = ("before the min duration", "early stopping needs")
-        assert all(any(k in why for k in run_length) for why in r["verdict"]["reasons"])
+        assert r["verdict"]["result"] == "VALID", r["verdict"]
+        assert all(m["percentile_met"] for m in r["verdict"]["metrics"])
+    assert all(g["verdict"]["result"] == "VALID" for g in summary["regions"])
+    assert summary["fleet"]["verdict"]["result"] == "VALID"
+
+
+def test_winner_scenario_under_loadgen_rules_says_why(planned, runner, tmp_path):
+    """The same fleet without its `verdict:` section is judged by LoadGen Server's rules: a
+    few seconds of trace miss the 600 s minimum duration, and the console names the rules."""
+    out, _, _ = planned
+    doc = yaml.safe_load((out / "scenario.yaml").read_text())
+    assert doc["verdict"] == {
+        "min_duration_s": 0.0,
+        "early_stopping": False,
+        "confidence": 0.99,
+        "all_ok": True,
+    }
+    del doc["verdict"]
+    loadgen = tmp_path / "loadgen.yaml"
+    loadgen.write_text(yaml.safe_dump(doc))
+    run = tmp_path / "run"
+    args = ["replay", str(loadgen), "--trace", str(out / "trace.parquet"), "-o", str(run)]
+    res = runner.invoke(cli, [*args, "--address", "inprocess"])
+    assert "rules: LoadGen Server (minimum duration 600 s, early stopping" in res.output
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["rules"] == VerdictRules().to_dict()
+    for r in summary["groups"]:
+        assert r["verdict"]["result"] == "INVALID"
+        assert any("before the min duration" in why for why in r["verdict"]["reasons"])
 
 
 def test_pareto_front_lists_replayed_candidates(planned):
