@@ -224,3 +224,21 @@ def test_ctrl_c_inside_a_compiled_kernel_exits_130_only_when_interrupted(
     else:
         assert res.exit_code == 1 and isinstance(res.exception, SystemError)
         assert not interrupted_within(res.exception)
+
+
+@pytest.mark.parametrize("with_output", [True, False])
+def test_simulate_header_says_where_it_wrote(
+    runner, rr_trace: Path, tmp_path: Path, with_output: bool
+) -> None:
+    """The console's first line names the results directory `-o` wrote (and nothing when
+    the run was not written)."""
+    from mtia_cluster.cli.main import cli
+
+    out = tmp_path / "run"
+    argv = ["simulate", str(RR_SMALL), "--trace", str(rr_trace)]
+    res = runner.invoke(cli, argv + (["-o", str(out)] if with_output else []))
+    assert res.exit_code == 0, res.output
+    header = res.stdout.splitlines()[0]
+    assert header.startswith("rr-small: ") and "simulated in" in header
+    assert header.endswith(f"; written to {out}") == with_output
+    assert (out / "summary.json").is_file() == with_output
