@@ -540,6 +540,29 @@ def os_error_of(exc: BaseException) -> OSError | None:
     return None
 
 
+def interrupted_within(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the __cause__/__context__ chain of `exc`."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc.__cause__, exc.__context__]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+    return False
+
+
+def is_interrupt(exc: BaseException | None) -> bool:
+    """Ctrl-C: a KeyboardInterrupt, or the SystemError numba's dispatcher raises, chained to
+    one, when Ctrl-C lands inside a compiled function (any other SystemError is not)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    return isinstance(exc, SystemError) and interrupted_within(exc)
+
+
 def _size_of(path: Path) -> int:
     if not os.path.lexists(path):
         return 0

@@ -12,12 +12,14 @@ Ctrl-C exits 130.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 import click
 
 from mtia_cluster import __version__
 from mtia_cluster.errors import OutputIOError, RunFailed, UserError
+from mtia_cluster.output import is_interrupt
 
 # (module, attribute) of each subcommand; imported lazily so `mtia-cluster chips` never pays
 # for importing Ray.
@@ -79,34 +81,17 @@ class MainGroup(click.Group):
         except RunFailed as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
-            # 128 + SIGINT, as a shell reports it; a results run being written stays in its
-            # temporary directory, marked incomplete (ResultsWriter.__exit__)
-            click.echo("\ninterrupted", err=True)
-            ctx.exit(130)
-        except SystemError as exc:
-            # Ctrl-C inside a numba-compiled function: the dispatcher re-raises it as
+        except (KeyboardInterrupt, SystemError) as exc:
+            # Ctrl-C, also inside a numba-compiled function (the dispatcher re-raises it as
             # "SystemError: ... returned a result with an exception set" chained to the
-            # KeyboardInterrupt; that (and only that) is an interruption too
-            if not interrupted_within(exc):
+            # KeyboardInterrupt; any other SystemError is an error). 128 + SIGINT, as a shell
+            # reports it; `simulate -o` removes its temporary (ResultsWriter.__exit__)
+            if not is_interrupt(exc):
                 raise
-            click.echo("\ninterrupted", err=True)
+            # one line; on a terminal first end the line the ^C echo or a progress bar left
+            tty = sys.stderr.isatty()
+            click.echo(("\n" if tty else "") + "interrupted", err=True)
             ctx.exit(130)
-
-
-def interrupted_within(exc: BaseException) -> bool:
-    """Whether a KeyboardInterrupt is in the __cause__/__context__ chain of `exc`."""
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc.__cause__, exc.__context__]
-    while todo:
-        e = todo.pop()
-        if e is None or id(e) in seen:
-            continue
-        if isinstance(e, KeyboardInterrupt):
-            return True
-        seen.add(id(e))
-        todo += [e.__cause__, e.__context__]
-    return False
 
 
 @click.group(cls=MainGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -75,9 +75,10 @@ def simulate(
                 scenario, shards, trace_path, output, overwrite, bar.update
             )
     if not as_json:
+        written = "" if output is None else f"; written to {output}"
         click.echo(
             f"{scenario.name}: {rows:,} requests, {fmt.number(end_ns / 1e9)} s "
-            f"simulated in {wall_s:.2f} s wall"
+            f"simulated in {wall_s:.2f} s wall{written}"
         )
         echo_run_lines(doc, events)
     echo_summary(doc, as_json, fail_on_invalid)

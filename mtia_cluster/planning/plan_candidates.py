@@ -63,8 +63,16 @@ class Candidate:
 
     @property
     def label(self) -> str:
-        shown = " ".join(f"{k}={self.settings[k]}" for k in self.varied)
+        shown = " ".join(f"{k}={setting_text(self.settings[k])}" for k in self.varied)
         return f"{self.chip} {shown}".strip()
+
+
+def setting_text(value: Any) -> str:
+    """A setting as the plan file wrote it: a whole float without its `.0` (max_wait_us=1000,
+    not 1000.0; the file's `1000` is read as a float), other values as they are."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,14 @@ import pyarrow.parquet as pq
 
 import mtia_cluster
 from mtia_cluster.errors import OutputIOError, UserError
-from mtia_cluster.output import RESULTS_DIR, Staging, claim_output, contents_of, os_error_of
+from mtia_cluster.output import (
+    RESULTS_DIR,
+    Staging,
+    claim_output,
+    contents_of,
+    is_interrupt,
+    os_error_of,
+)
 from mtia_cluster.results.autoscale import with_autoscale
 from mtia_cluster.results.derive import Derived, derive, derive_from_stats
 from mtia_cluster.results.partials import ShardStats, merge_stats
@@ -102,6 +109,7 @@ class ResultsWriter:
         run_id: str | None = None,
         row_group_rows: int = ROW_GROUP_ROWS,
         overwrite: bool = False,
+        discard_if_interrupted: bool = False,
     ) -> None:
         # absolute: shard writers in other processes (Ray actors) may run in another cwd
         self.out = Path(out_dir).absolute()
@@ -112,6 +120,10 @@ class ResultsWriter:
         if interval_ns <= 0:
             raise UserError("interval must be positive", field="interval_ns", value=interval_ns)
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        # Ctrl-C removes the temporary instead of keeping it marked incomplete: only for a
+        # run whose every shard writes in this process (`simulate -o`); a replay's shard
+        # actors may still be writing into it when the coordinator is interrupted
+        self.discard_if_interrupted = discard_if_interrupted
         self.stage: Staging | None = None
         self.tmp = self.claim.target.with_name(f".{self.claim.target.name}.tmp-{self.run_id}")
         self.slos = dict(slos or {})
@@ -326,4 +338,7 @@ class ResultsWriter:
             return
         if os_error_of(exc) is not None:
             raise self._io_failure(exc) from None
+        if self.discard_if_interrupted and self.stage is not None and is_interrupt(exc):
+            self.stage.discard()  # nothing half-written stays behind
+            return
         self.mark_incomplete(f"{exc_type.__name__}: {exc}" if str(exc) else exc_type.__name__)

@@ -163,24 +163,31 @@ def test_llm_kv_cache_too_small_is_a_user_error(runner, tmp_path: Path) -> None:
     assert "Traceback" not in res.output
 
 
-def test_ctrl_c_exits_130_and_leaves_the_run_incomplete(
-    runner, rr_trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("where", ["write_devices", "write_completed", "numba"])
+def test_ctrl_c_exits_130_in_one_line_and_leaves_nothing_behind(
+    runner, rr_trace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
+    """Ctrl-C during `simulate -o`: exit 130, one line, no output directory and no
+    temporary beside it (also when it lands inside a compiled kernel); a file already in
+    the parent directory stays."""
     from mtia_cluster.cli.main import cli
     from mtia_cluster.results.shard import ShardWriter
 
-    def interrupted(self, table):  # type: ignore[no-untyped-def]
+    def interrupted(self, *a, **k):  # type: ignore[no-untyped-def]
+        if where == "numba":
+            _numba_style_interrupt()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ShardWriter, "write_devices", interrupted)
+    monkeypatch.setattr(
+        ShardWriter, "write_completed" if where != "write_devices" else where, interrupted
+    )
+    (tmp_path / "notes.txt").write_text("mine")
     out = tmp_path / "run"
     res = runner.invoke(cli, ["simulate", str(RR_SMALL), "--trace", str(rr_trace), "-o", str(out)])
     assert res.exit_code == 130, res.output
-    assert not out.exists()
-    (tmp,) = tmp_path.glob(".run.tmp-*")
-    assert (tmp / "_INCOMPLETE").is_file()
-    manifest = json.loads((tmp / "manifest.json").read_text())
-    assert manifest["status"] == "incomplete" and "KeyboardInterrupt" in manifest["error"]
+    assert res.output.splitlines() == ["interrupted"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
 def _numba_style_interrupt() -> None:
@@ -199,7 +206,8 @@ def test_ctrl_c_inside_a_compiled_kernel_exits_130_only_when_interrupted(
 ) -> None:
     """A SystemError chained to a KeyboardInterrupt is Ctrl-C (130, one line); any other
     SystemError stays an error (not swallowed as an interruption)."""
-    from mtia_cluster.cli.main import cli, interrupted_within
+    from mtia_cluster.cli.main import cli
+    from mtia_cluster.output import interrupted_within
     from mtia_cluster.results.shard import ShardWriter
 
     def raising(self, table):  # type: ignore[no-untyped-def]
@@ -216,3 +224,21 @@ def test_ctrl_c_inside_a_compiled_kernel_exits_130_only_when_interrupted(
     else:
         assert res.exit_code == 1 and isinstance(res.exception, SystemError)
         assert not interrupted_within(res.exception)
+
+
+@pytest.mark.parametrize("with_output", [True, False])
+def test_simulate_header_says_where_it_wrote(
+    runner, rr_trace: Path, tmp_path: Path, with_output: bool
+) -> None:
+    """The console's first line names the results directory `-o` wrote (and nothing when
+    the run was not written)."""
+    from mtia_cluster.cli.main import cli
+
+    out = tmp_path / "run"
+    argv = ["simulate", str(RR_SMALL), "--trace", str(rr_trace)]
+    res = runner.invoke(cli, argv + (["-o", str(out)] if with_output else []))
+    assert res.exit_code == 0, res.output
+    header = res.stdout.splitlines()[0]
+    assert header.startswith("rr-small: ") and "simulated in" in header
+    assert header.endswith(f"; written to {out}") == with_output
+    assert (out / "summary.json").is_file() == with_output

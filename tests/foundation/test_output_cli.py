@@ -273,12 +273,13 @@ def test_nothing_but_the_tools_output_changes(
 def test_interrupted_run_is_reported_and_cleaned_by_the_next_run(
     inputs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C while writing leaves the run marked incomplete; the next run reports and
-    removes that temporary; `clean` finds nothing left."""
+    """Ctrl-C while a replay writes leaves the run marked incomplete (its shard actors may
+    still be writing); the next run reports and removes that temporary; `clean` finds
+    nothing left. (`simulate -o` removes its own at once: tests/engine/test_cli_simulate.py.)"""
     from mtia_cluster.results import shard
 
     out = tmp_path / "run"
-    argv = ["simulate", str(SCENARIO), "--trace", str(inputs["trace"]), "-o", str(out)]
+    argv = COMMANDS["replay"][2](inputs, str(out))
 
     def interrupted(self: Any, *a: Any, **k: Any) -> None:
         raise KeyboardInterrupt

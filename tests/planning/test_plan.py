@@ -362,3 +362,22 @@ def test_moe_expert_parallel_and_pd_candidates_replay(tmp_path):
         assert rows[key]["infeasible"] is None and rows[key]["passed"] is not None, key
         assert rows[key]["replay"]["requests"] == 40  # 20 req/s x 2 s
     assert rows[(2, 0.0)]["passed"] and rows[(1, 0.5)]["passed"]
+
+
+def test_candidate_label_shows_settings_as_the_plan_file_wrote_them() -> None:
+    """`max_wait_us: [1000, 2000]` is read as floats; the label shows 1000, not 1000.0, and
+    keeps fractions and integers as they are."""
+    from mtia_cluster.planning.plan_candidates import Candidate
+
+    settings = {"max_items": 8192, "max_wait_us": 1000.0, "prefill_share": 0.25}
+    c = Candidate(
+        service="ranking",
+        chip="mtia-2i",
+        platform="mtia-2i-rack",
+        settings=settings,
+        unit_hosts=3,
+        unit_accelerators=72,
+        varied=("max_items", "max_wait_us", "prefill_share"),
+    )
+    assert c.label == "mtia-2i max_items=8192 max_wait_us=1000 prefill_share=0.25"
+    assert Candidate(**{**c.__dict__, "varied": ()}).label == "mtia-2i"
