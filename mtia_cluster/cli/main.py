@@ -12,6 +12,7 @@ Ctrl-C exits 130.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -71,6 +72,11 @@ class MainGroup(click.Group):
         except OutputIOError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
+        except BrokenPipeError:
+            # the reader of stdout went away (`... | head`): stop quietly, as a command killed
+            # by SIGPIPE does (128 + 13); stdout to /dev/null so that the exit flush is silent
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except OSError as exc:
             from mtia_cluster.output import os_error_of
 

@@ -62,6 +62,7 @@ from mtia_cluster.config.scenario_types import LLMSettings, PDShape, PoolSpec, R
 from mtia_cluster.config.schema import validate
 from mtia_cluster.cost.data import load_cost_data, region_grid
 from mtia_cluster.errors import UserError, did_you_mean
+from mtia_cluster.perf.llm import check_tp
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
 from mtia_cluster.units import NS_PER_S
 
@@ -320,6 +321,7 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
         if tp * pp * p.ep != size:
             what = "tp x ep x pp" if p.ep > 1 else "tp x pp"
             raise error("tp", f"{what} must equal the replica's {size} accelerators", tp)
+    _check_tp(model, shape, tp, error)
     return LLMSettings(
         tp=tp,
         pp=pp,
@@ -334,6 +336,20 @@ def _llm_settings(p: LLMPool, size: int, model: Any, chip: Any, error: Any) -> L
         capacity_policy=p.capacity_policy,
         max_tokens=p.max_tokens,
     )
+
+
+def _check_tp(model: Any, shape: PDShape | None, tp: int, error: Any) -> None:
+    """Each instance's tp shards the model's attention heads evenly (perf/llm.check_tp)."""
+    checks = [("tp", tp)]
+    if shape is not None:
+        checks = [
+            ("disaggregation.prefill.tp", shape.prefill_tp),
+            ("disaggregation.decode.tp", shape.decode_tp),
+        ]
+    for field, value in checks:
+        why = check_tp(model, value)
+        if why is not None:
+            raise error(field, why, value)
 
 
 def _check_ep(p: LLMPool, model: Any, error: Any) -> None:

@@ -338,6 +338,9 @@ def llm_iteration_model(
             field="tp",
             value=tp,
         )
+    why = check_tp(model, tp)
+    if why is not None:
+        raise UserError(why, field="tp", value=tp)
     dtype = dtype or model.dtype
     chip.gemm_peak(dtype)
     if kv_dtype is None:
@@ -352,6 +355,19 @@ def llm_iteration_model(
             value=tp,
         )
     return it
+
+
+def check_tp(model: LLMModel, tp: int) -> str | None:
+    """Why `tp` cannot shard `model`'s attention, or None. As vLLM requires, the query heads
+    split evenly over the `tp` shards, and the KV heads either split evenly (tp <= kv_heads)
+    or are replicated a whole number of times (tp a multiple of kv_heads)."""
+    if model.heads % tp:
+        return f"must divide {model.name}'s {model.heads} attention heads"
+    if tp <= model.kv_heads and model.kv_heads % tp:
+        return f"must divide {model.name}'s {model.kv_heads} KV heads"
+    if tp > model.kv_heads and tp % model.kv_heads:
+        return f"must be a multiple of {model.name}'s {model.kv_heads} KV heads"
+    return None
 
 
 def _check_ep(model: LLMModel, ep: int) -> None:

@@ -169,7 +169,8 @@ def run_writer(
 ) -> ResultsWriter:
     """The `ResultsWriter` of an in-process run of `scenario` (its SLOs, verdict rules and
     metrics interval): `write_run` and the streaming `simulate -o` (results/stream.py)
-    both open it."""
+    both open it. Every shard writes from this process, so a Ctrl-C leaves nothing behind
+    (`discard_if_interrupted`; replay's actors may still write, its writer keeps the temp)."""
     return ResultsWriter(
         out,
         manifest=manifest,
@@ -180,6 +181,7 @@ def run_writer(
         interval_ns=scenario.metrics_interval_ns,
         trace_path=trace_path,
         overwrite=overwrite,
+        discard_if_interrupted=True,
     )
 
 

@@ -127,7 +127,6 @@ def stream_run(
         manifest=manifest,
         trace_path=trace_path,
         overwrite=overwrite,
-        discard_if_interrupted=True,  # every shard is in this process
     ) as writer:
         shard = writer.shard(0)
         requests = RowStream(shard.write_completed)
