@@ -117,7 +117,8 @@ def test_catalog_files_refuse_unknown_keys(tmp_path: Path, edit, needle: str) ->
             "round_robin, session_affinity, weighted (did you mean 'p2c'?) (got 'p2')",
         ),
         (["regions.0.pools.1.dtype=fp9"], "pools[1].dtype: must be one of"),
-        (["regions.0.pools.1.tp=3"], "pools[1].accelerators_per_replica: must divide"),
+        (["regions.0.pools.1.tp=16"], "pools[1].accelerators_per_replica: must divide"),
+        (["regions.0.pools.1.tp=3"], "pools[1].tp: must divide llama-3.1-8b's 32 attention heads"),
         (
             [
                 "regions.0.pools.1.disaggregation={prefill_accelerators: 1}",

@@ -139,7 +139,7 @@ def test_factory_builds_disaggregated_cell() -> None:
 
         return cell_spec(pool, chips=8)
 
-    cell = build_llm_cell(spec({"disaggregation": {"prefill_accelerators": 2}}))
+    cell = build_llm_cell(spec({"disaggregation": {"prefill_accelerators": 4}}))
     assert isinstance(cell, DisaggregatedCell)
     cell.submit(
         make_requests(

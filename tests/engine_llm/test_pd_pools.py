@@ -194,13 +194,13 @@ def test_pd_pools_config_resolves_and_sizes_the_replica() -> None:
     assert (pool.llm.pd.prefill_instances, pool.llm.pd.decode_instances) == (1, 3)
     legacy = (
         parse_scenario(
-            scenario_doc({"prefill_accelerators": 1}, accelerators_per_replica=4), "s.yaml"
+            scenario_doc({"prefill_accelerators": 2}, accelerators_per_replica=4), "s.yaml"
         )
         .regions[0]
         .pools[0]
     )
     assert legacy.llm is not None and legacy.llm.pd is not None
-    assert (legacy.llm.pd.prefill_tp, legacy.llm.pd.decode_tp) == (1, 3)
+    assert (legacy.llm.pd.prefill_tp, legacy.llm.pd.decode_tp) == (2, 2)
 
 
 @pytest.mark.parametrize(
