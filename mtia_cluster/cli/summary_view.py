@@ -16,60 +16,13 @@ import click
 from mtia_cluster import fmt
 from mtia_cluster.cli._common import echo_json, echo_table
 from mtia_cluster.cost.view import COST_HEADERS, cost_rows
+from mtia_cluster.results.analysis.report import GROUP_HEADERS, group_rows
 from mtia_cluster.results.verdict import rules_text
-
-HEADERS = [
-    "region",
-    "service",
-    "kind",
-    "req/s",
-    "rejected",
-    "failed",
-    "throughput",
-    "unit",
-    "latency/e2e p50 ms",
-    "latency/e2e p99 ms",
-    "TTFT p99 ms",
-    "TPOT p99 ms",
-    "util %",
-    "power W",
-    "per J",
-    "verdict",
-]
-
-
-def summary_rows(summary: dict[str, Any]) -> list[list[Any]]:
-    """One table row per (region, service) group of a summary document."""
-    rows = []
-    for g in summary["groups"]:
-        llm = g.get("kind") == "llm"
-        lat = g.get("latency_ns") or {}
-        rows.append(
-            [
-                g["region"],
-                g["service"],
-                g.get("kind", "-"),
-                g["completed_per_s"],
-                g.get("rejected"),
-                g.get("failed"),
-                g.get("output_tokens_per_s") if llm else g.get("items_per_s"),
-                "tok/s" if llm else "items/s",
-                fmt.ms(lat.get("p50")),
-                fmt.ms(lat.get("p99")),
-                fmt.ms((g.get("ttft_ns") or {}).get("p99")) if llm else None,
-                fmt.ms((g.get("tpot_ns") or {}).get("p99")) if llm else None,
-                fmt.pct(g.get("utilization")),
-                g.get("avg_power_w"),
-                g.get("output_tokens_per_j") if llm else g.get("items_per_j"),
-                g["verdict"]["result"],
-            ]
-        )
-    return rows
 
 
 def echo_summary_table(summary: dict[str, Any]) -> None:
     """The per-group table, then the reasons of every group that is not VALID."""
-    echo_table(HEADERS, summary_rows(summary))
+    echo_table(GROUP_HEADERS, group_rows(summary))
     click.echo(
         "\n(latency: end to end, R&R and LLM (e2e); TTFT/TPOT: LLM only; verdict: "
         "MLPerf-LoadGen-style against the scenario's SLO, as summary.json; rules: "

@@ -323,3 +323,32 @@ def test_identical_link_series_are_one_line_with_a_count(tmp_path: Path) -> None
     out = busiest_links(ds.dataset(pa.table(rows)))
     assert list(out) == ["us-east/rack0/stripe0 (+7 identical)", "us-east/spine0"]
     assert out["us-east/spine0"] == ([0.0, 1.0], [0.2, 0.3])
+
+
+def test_html_group_table_is_the_console_table() -> None:
+    """The report's first table has the console's columns (rejected and failed included)
+    and each cell is the console's text (one row builder, one formatter)."""
+    from mtia_cluster.cli._common import _fmt
+    from mtia_cluster.results.analysis.report import GROUP_HEADERS, group_rows
+
+    g = {
+        "region": "r",
+        "service": "s",
+        "kind": "rr",
+        "completed_per_s": 1234.5678,
+        "rejected": 7,
+        "failed": 3,
+        "items_per_s": 2.5e6,
+        "latency_ns": {"p50": 1_234_567, "p99": 9_876_543},
+        "utilization": 0.42,
+        "avg_power_w": 355.25,
+        "items_per_j": 17.0,
+        "verdict": {"result": "INVALID"},
+    }
+    html = plots.groups_table_html({"groups": [g]})
+    for h in GROUP_HEADERS:
+        assert f"<th>{h}</th>" in html
+    cells = [_fmt(v) for v in group_rows({"groups": [g]})[0]]
+    assert html.count("<td>") == len(cells) == len(GROUP_HEADERS)
+    assert "".join(f"<td>{c}</td>" for c in cells) in html
+    assert "<td>7</td><td>3</td>" in html

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from mtia_cluster.cli.main import cli
-from mtia_cluster.cli.summary_view import HEADERS, summary_rows
+from mtia_cluster.results.analysis.report import GROUP_HEADERS, group_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 PER_TOKEN = ("usd_per_m_output_tokens", "co2e_g_per_output_token")
@@ -77,9 +77,9 @@ def test_rejected_requests_are_named_on_the_console(run: dict[str, Any]) -> None
     summary = run["summary"]
     rejected = {(g["region"], g["service"]): g["rejected"] for g in summary["groups"]}
     assert sum(rejected.values()) == summary["fleet"]["rejected"] > 0
-    rows = summary_rows(summary)  # the simulate console's table
+    rows = group_rows(summary)  # the simulate console's table
     for col in ("rejected", "failed"):
-        i = HEADERS.index(col)
+        i = GROUP_HEADERS.index(col)
         assert [r[i] for r in rows] == [g[col] for g in summary["groups"]]
     header = run["console"].splitlines()[1].split()
     assert "rejected" in header and "failed" in header

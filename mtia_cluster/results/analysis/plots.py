@@ -30,7 +30,12 @@ from mtia_cluster.results.analysis.core import analyze
 from mtia_cluster.results.analysis.groups import Level, build_keys
 from mtia_cluster.results.analysis.hist import N_BUCKETS, bucket_lower_bound
 from mtia_cluster.results.analysis.passes import LevelAcc, batches, first_pass, llm_mask
-from mtia_cluster.results.analysis.report import network_table_html, spill_table_html
+from mtia_cluster.results.analysis.report import (
+    GROUP_HEADERS,
+    group_rows,
+    network_table_html,
+    spill_table_html,
+)
 from mtia_cluster.results.analysis.service_panels import (
     ServicePanel,
     collect_panels,
@@ -342,63 +347,21 @@ def summary_table_html(doc: dict[str, Any]) -> str:
     """The analysis table as HTML."""
     from mtia_cluster.results.analysis.report import analysis_table
 
-    headers, rows = analysis_table(doc)
-    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>"
-        + "".join(f"<td>{escape(fmt.number(v))}</td>" for v in r)  # as the console
-        + "</tr>"
-        for r in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-_GROUP_COLUMNS = (
-    "region",
-    "service",
-    "kind",
-    "req/s",
-    "latency p50 ms",
-    "latency p99 ms",
-    "TTFT p99 ms",
-    "TPOT p99 ms",
-    "util %",
-    "power W",
-    "verdict",
-)
+    return _table_html(*analysis_table(doc))
 
 
 def groups_table_html(summary: dict[str, Any]) -> str:
-    """summary.json's (region, service) groups as an HTML table (the console's figures)."""
+    """summary.json's (region, service) groups as an HTML table: the console's rows."""
+    return _table_html(GROUP_HEADERS, group_rows(summary), ' class="groups"')
 
-    def ms(q: dict[str, Any] | None, key: str) -> str:
-        v = (q or {}).get(key)
-        return "-" if v is None else svg.fmt(v / 1e6)
 
-    rows = []
-    for g in summary.get("groups", []):
-        util = g.get("utilization")
-        power = g.get("avg_power_w")
-        rows.append(
-            [
-                g["region"],
-                g["service"],
-                g.get("kind", ""),
-                svg.fmt(g["completed_per_s"]),
-                ms(g.get("latency_ns"), "p50"),
-                ms(g.get("latency_ns"), "p99"),
-                ms(g.get("ttft_ns"), "p99"),
-                ms(g.get("tpot_ns"), "p99"),
-                fmt.number(fmt.pct(util)),  # 99.99 % stays 99.99, not 100.0
-                "-" if power is None else svg.fmt(power),
-                g["verdict"]["result"],
-            ]
-        )
-    head = "".join(f"<th>{escape(h)}</th>" for h in _GROUP_COLUMNS)
+def _table_html(headers: list[str], rows: list[list[Any]], attrs: str = "") -> str:
+    """A table whose cells are formatted as the console formats them (fmt.number)."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in r) + "</tr>" for r in rows
+        "<tr>" + "".join(f"<td>{escape(fmt.number(v))}</td>" for v in r) + "</tr>" for r in rows
     )
-    return f'<table class="groups"><tr>{head}</tr>{body}</table>'
+    return f"<table{attrs}><tr>{head}</tr>{body}</table>"
 
 
 def write_plots(

@@ -15,6 +15,56 @@ _LATENCY = (
 )
 
 
+GROUP_HEADERS = [
+    "region",
+    "service",
+    "kind",
+    "req/s",
+    "rejected",
+    "failed",
+    "throughput",
+    "unit",
+    "latency/e2e p50 ms",
+    "latency/e2e p99 ms",
+    "TTFT p99 ms",
+    "TPOT p99 ms",
+    "util %",
+    "power W",
+    "per J",
+    "verdict",
+]
+
+
+def group_rows(summary: dict[str, Any]) -> list[list[Any]]:
+    """One table row per (region, service) group of a summary document: the console's
+    table of `simulate`/`replay`/`demo` and the HTML report's first table."""
+    rows = []
+    for g in summary["groups"]:
+        llm = g.get("kind") == "llm"
+        lat = g.get("latency_ns") or {}
+        rows.append(
+            [
+                g["region"],
+                g["service"],
+                g.get("kind", "-"),
+                g["completed_per_s"],
+                g.get("rejected"),
+                g.get("failed"),
+                g.get("output_tokens_per_s") if llm else g.get("items_per_s"),
+                "tok/s" if llm else "items/s",
+                fmt.ms(lat.get("p50")),
+                fmt.ms(lat.get("p99")),
+                fmt.ms((g.get("ttft_ns") or {}).get("p99")) if llm else None,
+                fmt.ms((g.get("tpot_ns") or {}).get("p99")) if llm else None,
+                fmt.pct(g.get("utilization")),
+                g.get("avg_power_w"),
+                g.get("output_tokens_per_j") if llm else g.get("items_per_j"),
+                g["verdict"]["result"],
+            ]
+        )
+    return rows
+
+
 def _ms(value: float | None) -> float | str:
     ms = fmt.ms(value)
     return fmt.MISSING if ms is None else ms
