@@ -132,9 +132,14 @@ def _echo(result: dict[str, Any], out: str | None) -> None:
 
 def _echo_pareto(pareto: dict[str, list[dict[str, Any]]]) -> None:
     """Each service's Pareto front (cost and energy over all its regions, per year)."""
-    keys = ("label", "cost_usd_per_year", "p99_over_slo", "facility_energy_kwh_per_year")
+    keys = ("cost_usd_per_year", "p99_over_slo", "facility_energy_kwh_per_year")
     for service, front in pareto.items():
         click.echo(f"\nPareto front of {service} (all regions; p99/SLO in its largest region):")
-        echo_table(
-            ["candidate", "cost $/y", "p99/SLO", "kWh/y"], [[p[k] for k in keys] for p in front]
-        )
+        rows = [[_front_label(p), *(p[k] for k in keys)] for p in front]
+        echo_table(["candidate", "cost $/y", "p99/SLO", "kWh/y"], rows)
+
+
+def _front_label(entry: dict[str, Any]) -> str:
+    """A front entry's candidate, with how many others have exactly its figures."""
+    same = len(entry.get("identical", []))
+    return entry["label"] + (f" (+{same} identical)" if same else "")

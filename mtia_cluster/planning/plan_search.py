@@ -340,13 +340,26 @@ def _pareto(plan: Plan, rows: list[dict[str, Any]]) -> dict[str, list[dict[str, 
         front = pareto_front(points) if any(p[1] == p[1] for p in points) else []
         if not front:  # nothing replayed: cost and energy only
             front = pareto_front([(p[0], p[2]) for p in points])
-        out[s.name] = [
-            {
-                "label": labels[i],
-                "cost_usd_per_year": points[i][0],
-                "p99_over_slo": points[i][1],
-                "facility_energy_kwh_per_year": points[i][2],
-            }
-            for i in front
-        ]
+        out[s.name] = _front_entries(front, points, labels)
     return out
+
+
+def _front_entries(
+    front: list[int], points: list[tuple[float, float, float]], labels: list[str]
+) -> list[dict[str, Any]]:
+    """One entry per distinct point of the front; candidates with exactly the same figures
+    as an earlier one are listed under it (`identical`), not as rows of their own."""
+    entries: dict[tuple[float, float, float], dict[str, Any]] = {}
+    for i in front:
+        key = (points[i][0], points[i][1], points[i][2])
+        if key in entries:
+            entries[key]["identical"].append(labels[i])
+            continue
+        entries[key] = {
+            "label": labels[i],
+            "cost_usd_per_year": points[i][0],
+            "p99_over_slo": points[i][1],
+            "facility_energy_kwh_per_year": points[i][2],
+            "identical": [],
+        }
+    return list(entries.values())

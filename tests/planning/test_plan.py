@@ -381,3 +381,20 @@ def test_candidate_label_shows_settings_as_the_plan_file_wrote_them() -> None:
     )
     assert c.label == "mtia-2i max_items=8192 max_wait_us=1000 prefill_share=0.25"
     assert Candidate(**{**c.__dict__, "varied": ()}).label == "mtia-2i"
+
+
+def test_front_lists_candidates_with_identical_figures_once() -> None:
+    """Two candidates with exactly the same cost, p99 and energy are one front entry; the
+    second is named under the first (console: "(+1 identical)")."""
+    from mtia_cluster.cli.plan_cmd import _front_label
+    from mtia_cluster.planning.plan_search import _front_entries
+
+    points = [(1.0, 0.5, 3.0), (2.0, 0.1, 3.0), (1.0, 0.5, 3.0)]
+    labels = ["a max_wait_us=1000", "b", "a max_wait_us=2000"]
+    front = pareto_front(points)
+    assert front == [0, 1, 2]
+    entries = _front_entries(front, points, labels)
+    assert [e["label"] for e in entries] == ["a max_wait_us=1000", "b"]
+    assert entries[0]["identical"] == ["a max_wait_us=2000"] and entries[1]["identical"] == []
+    assert _front_label(entries[0]) == "a max_wait_us=1000 (+1 identical)"
+    assert _front_label(entries[1]) == "b"
