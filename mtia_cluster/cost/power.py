@@ -39,6 +39,15 @@ class PoolRates:
     host_busy_w: float
     capex_usd_per_s: float
 
+    def mean_power_w(self, utilization: float, memory_bound: bool) -> float:
+        """An accelerator and its host share at a steady `utilization` (W, before PUE): the
+        power model of the `devices` rows (results/convert.py) averaged over time, busy at
+        the memory-bound power when `memory_bound`."""
+        busy_w = self.memory_w if memory_bound else self.busy_w
+        acc_w = self.idle_w + (busy_w - self.idle_w) * utilization
+        host_w = self.host_idle_w + (self.host_busy_w - self.host_idle_w) * utilization
+        return acc_w + host_w
+
 
 def rr_memory_bound(cat: Any, pool: Any) -> bool:
     """Whether an R&R pool's batches keep its accelerators memory-bound: at the pool's batch

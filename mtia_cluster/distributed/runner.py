@@ -42,6 +42,7 @@ from mtia_cluster.engine.cell import RequestBatch, rejected_at_arrival
 from mtia_cluster.errors import UserError
 from mtia_cluster.results import ResultsWriter, VerdictRules
 from mtia_cluster.results.links import write_links
+from mtia_cluster.results.writer import run_extra
 
 # prepare.py's names that callers import from here
 __all__ = [
@@ -206,8 +207,7 @@ def _close(
                 "nodes": shards.transport.nodes(),
                 "shard_nodes": len(set(shard_nodes)),
                 "shard_restarts": shards.transport.restarts,
-                **({"fleet_events": events} if events else {}),
-                **({"autoscale": scaled} if scaled else {}),
+                **run_extra(events, scaled),
             },
         )
 

@@ -69,10 +69,8 @@ def region_cost(
     # an LLM candidate whose estimate is memory-bound draws memory-bound power (replays
     # charge each iteration by its bound); an R&R pool's busy power is already its bound's
     llm = "max_num_seqs" in c.settings
-    busy_w = rates.memory_w if llm and c.bound in MEMORY_BOUNDS else rates.busy_w
-    acc_w = rates.idle_w + (busy_w - rates.idle_w) * u
-    host_w = rates.host_idle_w + (rates.host_busy_w - rates.host_idle_w) * u
-    kwh = accelerators * (acc_w + host_w) * grid.pue * S_PER_YEAR / J_PER_KWH
+    power_w = rates.mean_power_w(u, memory_bound=llm and c.bound in MEMORY_BOUNDS)
+    kwh = accelerators * power_w * grid.pue * S_PER_YEAR / J_PER_KWH
     capex = accelerators * rates.capex_usd_per_s * S_PER_YEAR
     energy_usd = kwh * grid.usd_per_kwh
     total = capex + energy_usd

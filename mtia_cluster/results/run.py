@@ -41,7 +41,7 @@ from mtia_cluster.results.partials import StatsBuilder
 from mtia_cluster.results.reader import open_results
 from mtia_cluster.results.schema import DEVICE_SCHEMA
 from mtia_cluster.results.verdict import VerdictRules
-from mtia_cluster.results.writer import ResultsWriter
+from mtia_cluster.results.writer import ResultsWriter, run_extra
 from mtia_cluster.results.writer_io import dataset_or_none, request_dataset
 from mtia_cluster.slo import ServiceSLO
 
@@ -211,7 +211,5 @@ def write_run(
             shard.write_devices(table)
         shard.close()
         write_links(writer, run.topology, run.regions)  # fabric links/, from devices/
-        extra = {"fleet_events": run.fleet_events} if run.fleet_events else {}
-        if run.autoscale:
-            extra["autoscale"] = run.autoscale
+        extra = run_extra(run.fleet_events, run.autoscale)
         return writer.finalize(wall_time_s=wall_time_s, simulated_span_ns=run.end_ns, extra=extra)

@@ -37,6 +37,7 @@ from mtia_cluster.engine.trace_input import (
 from mtia_cluster.results.convert import DeviceTracker
 from mtia_cluster.results.links import write_links
 from mtia_cluster.results.run import fleet_tracker, run_writer
+from mtia_cluster.results.writer import run_extra
 
 FLUSH_ROWS = 131_072  # finished requests buffered before one write (few large writes)
 
@@ -138,9 +139,7 @@ def stream_run(
         requests.flush()
         shard.close()
         write_links(writer, sim.topology, sim.regions)  # fabric links/, from devices/
-        extra: dict[str, Any] = {"fleet_events": end.fleet_events} if end.fleet_events else {}
-        if end.autoscale:
-            extra["autoscale"] = end.autoscale
+        extra = run_extra(end.fleet_events, end.autoscale)
         wall_s = time.perf_counter() - started
         path = writer.finalize(
             wall_time_s=wall_s, simulated_span_ns=end.end_ns, extra=extra, expected_requests=rows

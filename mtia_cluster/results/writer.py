@@ -92,6 +92,16 @@ def trace_start(path: Path) -> dict[str, str]:
     return {"start_utc": str(start)} if start else {}
 
 
+def run_extra(fleet_events: Sequence[Any], autoscale: Any) -> dict[str, Any]:
+    """The run's optional entries of summary.json for `finalize(extra=...)`: the fleet
+    events it applied and its autoscaling record, each only when there is one (every
+    writer of a run, in process or distributed, passes them the same way)."""
+    extra: dict[str, Any] = {"fleet_events": fleet_events} if fleet_events else {}
+    if autoscale:
+        extra["autoscale"] = autoscale
+    return extra
+
+
 class ResultsWriter:
     """A run directory being written by any number of shard writers (see module doc)."""
 
