@@ -11,6 +11,7 @@ Ctrl-C exits 130.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import sys
@@ -46,8 +47,49 @@ _COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineUsageError(click.UsageError):
+    """A command-line usage error shown as one line (the project's rule for bad input):
+    ``error: COMMAND: MESSAGE (see 'COMMAND --help')``, exit status 2, instead of click's
+    three lines (usage, hint, blank line, message)."""
+
+    def __init__(self, exc: click.UsageError) -> None:
+        super().__init__(exc.message, exc.ctx)
+        self.original = exc  # its format_message names the parameter (click builds it late)
+
+    def format_message(self) -> str:
+        return " ".join(self.original.format_message().split()).rstrip(".")
+
+    def show(self, file: Any = None) -> None:
+        path = self.ctx.command_path if self.ctx is not None else "mtia-cluster"
+        message = self.format_message()
+        click.echo(f"error: {path}: {message} (see '{path} --help')", err=True)
+
+
 class MainGroup(click.Group):
-    """A group that loads subcommands lazily and turns UserError into exit status 2."""
+    """A group that loads subcommands lazily, turns UserError into exit status 2 and
+    shows usage errors (unknown option or command, missing argument) as one line."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if args and self.get_command(ctx, name) is None and not name.startswith("-"):
+            near = difflib.get_close_matches(name, list(_COMMANDS), n=1)
+            hint = f". Did you mean '{near[0]}'?" if near else ""
+            raise click.UsageError(f"No such command '{name}'{hint}", ctx)
+        return super().resolve_command(ctx, args)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise OneLineUsageError(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(name for name in _COMMANDS if self._load(name) is not None)
@@ -66,6 +108,10 @@ class MainGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except OneLineUsageError:
+            raise
+        except click.UsageError as exc:
+            raise OneLineUsageError(exc) from None
         except UserError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
