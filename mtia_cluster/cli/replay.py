@@ -28,11 +28,12 @@ def echo_run(path: Path, as_json: bool, fail_on_invalid: bool = False) -> None:
     res = open_results(path)
     if not as_json:
         m = res.manifest
+        shards, nodes = m["shards"], m.get("nodes")
         click.echo(
-            f"\n{path}: {m['counts']['requests']:,} requests, "
+            f"{path}: {m['counts']['requests']:,} requests, "
             f"{fmt.number(m['simulated_span_ns'] / 1e9)} s simulated in "
-            f"{m['wall_time_s']:.1f} s ({m['shards']} shards, {m.get('mode')}, "
-            f"{m.get('nodes')} node(s))"
+            f"{m['wall_time_s']:.1f} s ({shards} shard{'s' * (shards != 1)}, {m.get('mode')}, "
+            f"{nodes} node{'s' * (nodes != 1)})"
         )
         echo_run_lines(res.summary, list(m.get("fleet_events") or []))
         click.echo("")
