@@ -113,7 +113,7 @@ def stream_run(
     rows, missing = check_trace_file(trace_path, sc)
     sim = Simulation(sc, shards=shards)
     chunks: Iterable[tuple[RequestBatch, int | None]] = (
-        [(load_trace(trace_path, sc), None)]
+        [(load_trace(trace_path, sc, streamed=True), None)]
         if missing
         else window_chunks(
             trace_batches(trace_path, sc, validate=False), sc.report_interval_ns, chunk_rows
