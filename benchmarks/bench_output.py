@@ -16,6 +16,10 @@ benchmark raises it for them (MTIA_CLUSTER_LIMITS).
     .venv/bin/python benchmarks/bench_output.py --seconds 60 180 [--reps 1]
         [--checkout DIR ...] [--rate 100000] [--regions 16 --racks 100]
     .venv/bin/python benchmarks/bench_output.py --dense [--requests 10000000]
+    .venv/bin/python benchmarks/bench_output.py --stats 10000000 [--checkout DIR ...]
+
+``--stats N``: only the exact statistics' memory (bytes per request kept while writing and
+the peak of finalizing them), counted by tracemalloc on synthetic rows: no timing.
 """
 
 from __future__ import annotations
@@ -78,6 +82,91 @@ def measure(
     trace.unlink()
 
 
+def stats_memory(n: int, regions: int, rate: float) -> None:
+    """Print the bytes per request the exact statistics keep while a run writes `n` requests
+    and the peak while finalize turns them into summary.json and `regions/`: numpy's
+    allocations as tracemalloc counts them (deterministic, unlike RSS on a shared machine).
+    Synthetic R&R rows (one service, ok, latencies 1-50 ms), fed as a writer feeds them."""
+    import tracemalloc
+
+    import numpy as np
+
+    from mtia_cluster.engine.cell import Completed
+    from mtia_cluster.results.convert import (
+        completed_by_region,
+        completed_to_table,
+        request_file_table,
+    )
+    from mtia_cluster.results.derive import derive_from_stats
+    from mtia_cluster.results.partials import StatsBuilder, merge_stats
+    from mtia_cluster.results.verdict import VerdictRules
+    from mtia_cluster.slo import ServiceSLO
+
+    names = tuple(f"r{i:02d}" for i in range(regions))
+    slos = {"ranking": ServiceSLO(latency_ns=100_000_000)}  # the benchmark scenario's SLO
+    builder = StatsBuilder(("ranking",), slos, 1_000_000_000)
+    rng = np.random.default_rng(0)
+    tracemalloc.start()
+    base, last = tracemalloc.get_traced_memory()[0], 0.0
+    piece = 131_072
+    half = 0
+    for lo in range(0, n, piece):
+        if lo >= n // 2 and not half:
+            half = lo
+            at_half = tracemalloc.get_traced_memory()[0]
+        m = min(piece, n - lo)
+        arrival = (last + np.cumsum(rng.exponential(1e9 / rate, m))).astype(np.int64)
+        last = float(arrival[-1])
+        finish = arrival + rng.integers(1_000_000, 50_000_000, m)
+        zeros, zeros64 = np.zeros(m, np.int32), np.zeros(m, np.int64)
+        region = rng.integers(0, regions, m).astype(np.int32)
+        rows = Completed(
+            cached_tokens=zeros64,
+            spill_rtt_ns=zeros64,
+            preemptions=zeros,
+            origin_region=region,
+            **{k: zeros for k in ("service", "host_id", "accelerator_id", "batch_size")},
+            **{k: zeros for k in ("input_tokens", "output_tokens", "items")},
+            request_id=np.arange(lo, lo + m, dtype=np.int64),
+            region=region,
+            arrival_ns=arrival,
+            start_ns=arrival,
+            first_token_ns=finish,
+            finish_ns=finish,
+            status=np.zeros(m, np.int8),
+        )
+        for r, mine in completed_by_region(rows):
+            table = completed_to_table(mine, services=("ranking",), regions=names, slos=slos)
+            builder.add(names[r], request_file_table(table))
+    kept = tracemalloc.get_traced_memory()[0] - base
+    slope = (kept + base - at_half) / (n - half)  # the per-region buffers are full by then
+    tracemalloc.reset_peak()
+    stats = merge_stats([builder.result()])
+    del builder
+    common = {"services": ("ranking",), "regions": names, "slos": slos}
+    derive_from_stats(
+        stats, None, **common, rules=VerdictRules(), interval_ns=1_000_000_000, span_ns=None
+    )
+    peak = tracemalloc.get_traced_memory()[1] - base
+    print(
+        f"  statistics of {n:,} requests: kept while writing {kept / 1e6:,.0f} MB, growing "
+        f"{slope:.1f} B per request (the rest: per-region buffers of rows not yet added); "
+        f"finalize peak {peak / 1e6:,.0f} MB ({(peak - kept) / 1e6:+,.0f} MB)",
+        flush=True,
+    )
+
+
+def stats_per_checkout(args: argparse.Namespace) -> None:
+    """`stats_memory` in a child process per checkout (its modules first on the path)."""
+    import subprocess
+
+    for checkout in args.checkouts:
+        print(f"{checkout}:", flush=True)
+        env = {**os.environ, "PYTHONPATH": str(checkout)}
+        cmd = [sys.executable, __file__, "--stats-child", str(args.stats), "--rate", "100000"]
+        subprocess.run([*cmd, "--regions", str(args.regions)], env=env, check=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[60.0, 180.0])
@@ -88,8 +177,14 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000_000, help="dense mode's trace rows")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--checkout", type=Path, action="append", default=None)
+    ap.add_argument("--stats", type=int, default=0, help="only the statistics' memory, N rows")
+    ap.add_argument("--stats-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.checkouts = [c.resolve() for c in (args.checkout or [ROOT])]
+    if args.stats_child:
+        return stats_memory(args.stats_child, args.regions, args.rate)
+    if args.stats:
+        return stats_per_checkout(args)
     racks = args.racks or (10 if args.dense else 100)
     work = Path(tempfile.mkdtemp(prefix="bench-output-"))
     cfg = work / "scenario.yaml"
