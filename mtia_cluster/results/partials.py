@@ -83,6 +83,11 @@ class StatsBuilder:
         if sum(t.num_rows for t in pending) >= PIECE_ROWS:
             self._add(region, pa.concat_tables(self._pending.pop(region)))
 
+    def flush(self) -> None:
+        """Take the statistics of every buffered row now."""
+        for region in list(self._pending):
+            self._add(region, pa.concat_tables(self._pending.pop(region)))
+
     def _add(self, region: str, table: pa.Table) -> None:
         self.rows += table.num_rows
         for col in ("arrival_ns", "finish_ns"):
@@ -120,8 +125,7 @@ class StatsBuilder:
         Call once: the kept values move into the result region by region (each region's
         pieces are released as its sorted values are made), so finalize holds the values
         about once, not pieces and merged copies side by side."""
-        for region in list(self._pending):
-            self._add(region, pa.concat_tables(self._pending.pop(region)))
+        self.flush()
         self._ids.check()
         groups: dict[tuple[str, str], Partial] = {}
         intervals: dict[str, RegionIntervals] = {}
