@@ -227,8 +227,6 @@ class DeviceTracker:
         self._prev = np.zeros((4, n), dtype=np.int64)  # cumulative busy, batches, work, memory
         # cumulative LLM replica counters differenced per interval (the rest are levels)
         self._prev_llm = {name: np.zeros(n, dtype=_DIFFED[name]) for name in _DIFFED}
-        self._static = self._static_columns()
-        self.rates = PowerRates(info)
 
     def _order(self, counters: DeviceCounters) -> np.ndarray | slice:
         """The rows of `counters` in the tracker's device order: all of them as they are when
@@ -276,19 +274,21 @@ class DeviceTracker:
         peak = counters.peak_memory_bytes[order]
         # floors of attosecond clocks: never more memory-bound than busy time in an interval
         memory = np.minimum(memory, busy)
-        llm = self._llm(counters, order)
-        return self._table(busy, batches, work, peak, np.maximum(memory, 0), llm, start_ns, end_ns)
+        table = self._table(busy, batches, work, peak, np.maximum(memory, 0), start_ns, end_ns)
+        return self._with_llm(table, counters, order)
 
-    def _llm(self, counters: DeviceCounters, order: np.ndarray | slice) -> dict[str, pa.Array]:
-        """The LLM replica columns: levels as they are, cumulative counters differenced."""
-        out = {}
+    def _with_llm(
+        self, table: pa.Table, counters: DeviceCounters, order: np.ndarray | slice
+    ) -> pa.Table:
+        """Fill the LLM replica columns: levels as they are, cumulative counters differenced."""
         for name in LLM_COUNTERS:
             value = getattr(counters, name)[order]
             if name in _DIFFED:
                 now = value.astype(_DIFFED[name])
                 value, self._prev_llm[name] = now - self._prev_llm[name], now
-            out[name] = pa.array(value, DEVICE_SCHEMA.field(name).type)
-        return out
+            i = table.schema.get_field_index(name)
+            table = table.set_column(i, name, pa.array(value, table.schema.field(name).type))
+        return table
 
     def _table(
         self,
@@ -297,19 +297,25 @@ class DeviceTracker:
         work: np.ndarray,
         peak: np.ndarray,
         memory: np.ndarray,
-        llm: dict[str, pa.Array],
         start_ns: int,
         end_ns: int,
     ) -> pa.Table:
-        """Assemble one interval's rows (the static columns are built once, in `_static`)."""
+        """Assemble one interval's rows."""
+        i = self.info
         n = len(busy)
         span_s = (end_ns - start_ns) / NS_PER_S
         util = busy / float(end_ns - start_ns)
-        energy = self.rates.energy_j(busy, memory, span_s)
+        energy = device_energy_j(i, busy, memory, span_s)
+        service = pa.array(i.service.astype(np.int32), mask=i.service < 0)
         cols = [
             pa.array(np.full(n, start_ns, dtype=np.int64)),
             pa.array(np.full(n, end_ns, dtype=np.int64)),
-            *self._static,
+            pa.array(i.accelerator_id, pa.int32()),
+            pa.array(i.host_id, pa.int32()),
+            pa.array(i.rack_id, pa.int32()),
+            dictionary(self.regions, pa.array(i.region)),
+            dictionary(self.chips, pa.array(i.chip)),
+            pa.DictionaryArray.from_arrays(service, pa.array(self.services, pa.string())),
             pa.array(busy, pa.int64()),
             pa.array(util, pa.float64()),
             pa.array(energy, pa.float64()),
@@ -318,74 +324,37 @@ class DeviceTracker:
             pa.array(work, pa.int64()),
             pa.array(peak, pa.int64()),
             pa.array(memory, pa.int64()),
-            *(pa.array(v, pa.float64()) for v in self.rates.costs(busy, energy, span_s)),
+            *(pa.array(v, pa.float64()) for v in cost_columns(i, busy, energy, span_s)),
         ]
-        for name in DEVICE_SCHEMA.names[len(cols) :]:  # the LLM columns
-            cols.append(
-                llm.get(name) or pa.array(np.zeros(n, np.int64), DEVICE_SCHEMA.field(name).type)
-            )
+        zeros = np.zeros(n, dtype=np.int64)
+        for name in DEVICE_SCHEMA.names[len(cols) :]:  # the LLM columns, see `_with_llm`
+            cols.append(pa.array(zeros, DEVICE_SCHEMA.field(name).type))
         return pa.Table.from_arrays(cols, schema=DEVICE_SCHEMA)
 
-    def _static_columns(self) -> list[pa.Array]:
-        """accelerator_id, host_id, rack_id, region, chip, service: the same every interval."""
-        i = self.info
-        service = pa.array(i.service.astype(np.int32), mask=i.service < 0)
-        return [
-            pa.array(i.accelerator_id, pa.int32()),
-            pa.array(i.host_id, pa.int32()),
-            pa.array(i.rack_id, pa.int32()),
-            dictionary(self.regions, pa.array(i.region)),
-            dictionary(self.chips, pa.array(i.chip)),
-            pa.DictionaryArray.from_arrays(service, pa.array(self.services, pa.string())),
-        ]
+
+def device_energy_j(
+    info: DeviceInfo, busy_ns: np.ndarray, memory_ns: np.ndarray, span_s: float
+) -> np.ndarray:
+    """Accelerator energy over an interval of `span_s`: idle power all along, plus the
+    compute-bound and the memory-bound busy time at their own power above idle."""
+    compute_s = (busy_ns - memory_ns) / NS_PER_S
+    return (
+        info.idle_w * span_s
+        + (info.busy_w - info.idle_w) * compute_s
+        + (info.memory_w - info.idle_w) * (memory_ns / NS_PER_S)
+    )
 
 
-class PowerRates:
-    """The power and cost model of `DeviceInfo` per interval (cost/power.py): accelerator
-    energy is idle power all along plus the compute-bound and the memory-bound busy time at
-    their own power above idle; the host share follows the accelerator's utilization; then
-    PUE, price, carbon and amortized capex. Per-accelerator differences of rates and the
-    terms of one interval length are computed once (the same operations in the same order
-    as computing them every interval: the same bits)."""
-
-    def __init__(self, info: DeviceInfo) -> None:
-        self.info = info
-        self.busy_above_idle = info.busy_w - info.idle_w
-        self.memory_above_idle = info.memory_w - info.idle_w
-        self.host_busy_above_idle = info.host_busy_w - info.host_idle_w
-        self._span: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    def _of_span(self, span_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """idle_w, host_idle_w and capex over an interval of `span_s` (a few lengths)."""
-        got = self._span.get(span_s)
-        if got is None:
-            i = self.info
-            got = (i.idle_w * span_s, i.host_idle_w * span_s, i.capex_usd_per_s * span_s)
-            if len(self._span) < 8:
-                self._span[span_s] = got
-        return got
-
-    def energy_j(self, busy_ns: np.ndarray, memory_ns: np.ndarray, span_s: float) -> np.ndarray:
-        """Accelerator energy over one interval of `span_s`."""
-        compute_s = (busy_ns - memory_ns) / NS_PER_S
-        idle = self._of_span(span_s)[0]
-        return (
-            idle
-            + self.busy_above_idle * compute_s
-            + self.memory_above_idle * (memory_ns / NS_PER_S)
-        )
-
-    def costs(
-        self, busy_ns: np.ndarray, energy_j: np.ndarray, span_s: float
-    ) -> tuple[np.ndarray, ...]:
-        """host_energy_j, facility_energy_j, energy_cost_usd, co2e_g, capex_usd of one
-        interval (the DEVICE_SCHEMA order)."""
-        i = self.info
-        _, host_idle, capex = self._of_span(span_s)
-        host = host_idle + self.host_busy_above_idle * (busy_ns / NS_PER_S)
-        facility = (energy_j + host) * i.pue
-        kwh = facility / J_PER_KWH
-        return host, facility, kwh * i.usd_per_kwh, kwh * i.gco2e_per_kwh, capex
+def cost_columns(
+    info: DeviceInfo, busy_ns: np.ndarray, energy_j: np.ndarray, span_s: float
+) -> tuple[np.ndarray, ...]:
+    """host_energy_j, facility_energy_j, energy_cost_usd, co2e_g, capex_usd of one interval
+    (the DEVICE_SCHEMA order): the host share follows the accelerator's utilization."""
+    host = info.host_idle_w * span_s + (info.host_busy_w - info.host_idle_w) * (busy_ns / NS_PER_S)
+    facility = (energy_j + host) * info.pue
+    kwh = facility / J_PER_KWH
+    capex = info.capex_usd_per_s * span_s
+    return host, facility, kwh * info.usd_per_kwh, kwh * info.gco2e_per_kwh, capex
 
 
 def fleet_device_info(fleet: Any, accelerator_ids: np.ndarray) -> tuple[DeviceInfo, list[str]]:
