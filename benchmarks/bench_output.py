@@ -1,17 +1,25 @@
 """Output path at fleet scale (issue 18 items 2-3): `simulate -o` end to end, peak RSS against
 simulated duration, and the I/O floor, in one run.
 
-The fleet and trace are bench_fleet.py's (16 regions x 100 MTIA 2i racks, HC1, 100k
-requests/s Poisson). For each duration the trace is generated once; then the I/O floor (read
-the trace, write as many `requests/` rows with pyarrow, zstd) and `mtia-cluster simulate -o`
-for each checkout given, alternating checkouts on every repetition (the machine is shared:
-compare figures of the same repetition). A checkout is a source tree put first on
-PYTHONPATH (default: this one), e.g. ``--checkout /work/main --checkout .`` for before/after.
-Runs longer than ~85 s simulated exceed the default `device_intervals` limit (docs/limits.md:
-115,200 accelerators x 1 s intervals), so the benchmark raises it (MTIA_CLUSTER_LIMITS).
+Sparse (default): bench_fleet.py's fleet and trace (16 regions x 100 MTIA 2i racks, HC1,
+100k requests/s Poisson: a large, mostly idle fleet that writes as many `devices/` rows as
+requests). Dense (``--dense``): 16 regions x 10 racks of the same pool at ~70% utilization
+(bench_replay.py's trace), 10 M requests in ~1.1 s simulated: requests dominate the output.
+For each case the trace is generated once; then the I/O floor (read the trace, write as many
+`requests/` rows with pyarrow, zstd) and `mtia-cluster simulate -o` for each checkout given,
+alternating checkouts on every repetition (the machine is shared: compare figures of the
+same repetition). A checkout is a source tree put first on PYTHONPATH (default: this one),
+e.g. ``--checkout /work/main --checkout .`` for before/after. Older checkouts refuse sparse
+runs longer than ~85 s simulated (their `device_intervals` limit, docs/limits.md), so the
+benchmark raises it for them (MTIA_CLUSTER_LIMITS).
 
     .venv/bin/python benchmarks/bench_output.py --seconds 60 180 [--reps 1]
         [--checkout DIR ...] [--rate 100000] [--regions 16 --racks 100]
+    .venv/bin/python benchmarks/bench_output.py --dense [--requests 10000000]
+    .venv/bin/python benchmarks/bench_output.py --stats 10000000 [--checkout DIR ...]
+
+``--stats N``: only the exact statistics' memory (bytes per request kept while writing and
+the peak of finalizing them), counted by tracemalloc on synthetic rows: no timing.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -28,6 +37,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine_rr import _cpu_model
 from bench_fleet import _generate, cli, io_floor, scenario
+from bench_replay import trace_table as dense_table
+
+from mtia_cluster.traces.io import write_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,40 +59,159 @@ def simulate(checkout: Path, cfg: Path, trace: Path, out: Path) -> tuple[float, 
         shutil.rmtree(out, ignore_errors=True)
 
 
+def measure(
+    label: str, n: int, make: Callable[[Path], None], cfg: Path, args: argparse.Namespace
+) -> None:
+    """Generate the trace, time the I/O floor, then `simulate -o` per checkout and rep."""
+    work = cfg.parent
+    trace = work / "trace.parquet"
+    make(trace)
+    floor = n / io_floor(trace, work / "floor.parquet")
+    (work / "floor.parquet").unlink()
+    print(f"{label}, {n:,} requests; load {os.getloadavg()[0]:.1f}; I/O floor {floor:,.0f} rows/s")
+    for rep in range(args.reps):
+        for checkout in args.checkouts:
+            wall, rss, cpu = simulate(checkout, cfg, trace, work / "out")
+            print(
+                f"  rep {rep + 1} {checkout}: simulate -o {wall:.1f} s = {n / wall:,.0f} "
+                f"requests/s = {n / wall / floor:.2f}x the floor; peak RSS {rss:,.0f} MB; "
+                f"CPU {cpu:.1f} s = {n / cpu:,.0f} requests per CPU-second; "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    trace.unlink()
+
+
+def stats_memory(n: int, regions: int, rate: float) -> None:
+    """Print the bytes per request the exact statistics keep while a run writes `n` requests
+    and the peak while finalize turns them into summary.json and `regions/`: numpy's
+    allocations as tracemalloc counts them (deterministic, unlike RSS on a shared machine).
+    Synthetic R&R rows (one service, ok, latencies 1-50 ms), fed as a writer feeds them."""
+    import tracemalloc
+
+    import numpy as np
+    import pyarrow as pa
+
+    from mtia_cluster.engine.cell import Completed
+    from mtia_cluster.results.convert import (
+        completed_by_region,
+        completed_to_table,
+        request_file_table,
+    )
+    from mtia_cluster.results.derive import derive_from_stats
+    from mtia_cluster.results.partials import StatsBuilder, merge_stats
+    from mtia_cluster.results.verdict import VerdictRules
+    from mtia_cluster.slo import ServiceSLO
+
+    names = tuple(f"r{i:02d}" for i in range(regions))
+    slos = {"ranking": ServiceSLO(latency_ns=100_000_000)}  # the benchmark scenario's SLO
+    builder = StatsBuilder(("ranking",), slos, 1_000_000_000)
+    rng = np.random.default_rng(0)
+    tracemalloc.start()
+    base, last = tracemalloc.get_traced_memory()[0], 0.0
+    piece = 131_072
+    for lo in range(0, n, piece):
+        m = min(piece, n - lo)
+        arrival = (last + np.cumsum(rng.exponential(1e9 / rate, m))).astype(np.int64)
+        last = float(arrival[-1])
+        finish = arrival + rng.integers(1_000_000, 50_000_000, m)
+        zeros, zeros64 = np.zeros(m, np.int32), np.zeros(m, np.int64)
+        region = rng.integers(0, regions, m).astype(np.int32)
+        rows = Completed(
+            cached_tokens=zeros64,
+            spill_rtt_ns=zeros64,
+            preemptions=zeros,
+            origin_region=region,
+            **{k: zeros for k in ("service", "host_id", "accelerator_id", "batch_size")},
+            **{k: zeros for k in ("input_tokens", "output_tokens", "items")},
+            request_id=np.arange(lo, lo + m, dtype=np.int64),
+            region=region,
+            arrival_ns=arrival,
+            start_ns=arrival,
+            first_token_ns=finish,
+            finish_ns=finish,
+            status=np.zeros(m, np.int8),
+        )
+        for r, mine in completed_by_region(rows):
+            table = completed_to_table(mine, services=("ranking",), regions=names, slos=slos)
+            builder.add(names[r], request_file_table(table))
+    # the rows still buffered per region (older checkouts: as their result() takes them), so
+    # what is counted is what grows with the run
+    if hasattr(builder, "flush"):
+        builder.flush()
+    else:
+        for r in list(builder._pending):
+            builder._add(r, pa.concat_tables(builder._pending.pop(r)))
+    kept = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.reset_peak()
+    stats = merge_stats([builder.result()])
+    common = {"services": ("ranking",), "regions": names, "slos": slos}
+    derive_from_stats(
+        stats, None, **common, rules=VerdictRules(), interval_ns=1_000_000_000, span_ns=None
+    )
+    peak = tracemalloc.get_traced_memory()[1] - base
+    print(
+        f"  statistics of {n:,} requests: kept while writing {kept / 1e6:,.0f} MB = "
+        f"{kept / n:.1f} B per request; finalize peak {peak / 1e6:,.0f} MB "
+        f"({(peak - kept) / 1e6:+,.0f} MB)",
+        flush=True,
+    )
+
+
+def stats_per_checkout(args: argparse.Namespace) -> None:
+    """`stats_memory` in a child process per checkout (its modules first on the path)."""
+    import subprocess
+
+    for checkout in args.checkouts:
+        print(f"{checkout}:", flush=True)
+        env = {**os.environ, "PYTHONPATH": str(checkout)}
+        cmd = [sys.executable, __file__, "--stats-child", str(args.stats), "--rate", "100000"]
+        subprocess.run([*cmd, "--regions", str(args.regions)], env=env, check=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, nargs="+", default=[60.0, 180.0])
     ap.add_argument("--rate", type=float, default=100_000.0)
     ap.add_argument("--regions", type=int, default=16)
-    ap.add_argument("--racks", type=int, default=100)
+    ap.add_argument("--racks", type=int, default=None, help="default: 100 (sparse), 10 (dense)")
+    ap.add_argument("--dense", action="store_true", help="~70%% utilization, --requests rows")
+    ap.add_argument("--requests", type=int, default=10_000_000, help="dense mode's trace rows")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--checkout", type=Path, action="append", default=None)
+    ap.add_argument("--stats", type=int, default=0, help="only the statistics' memory, N rows")
+    ap.add_argument("--stats-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    checkouts = [c.resolve() for c in (args.checkout or [ROOT])]
+    args.checkouts = [c.resolve() for c in (args.checkout or [ROOT])]
+    if args.stats_child:
+        return stats_memory(args.stats_child, args.regions, args.rate)
+    if args.stats:
+        return stats_per_checkout(args)
+    racks = args.racks or (10 if args.dense else 100)
     work = Path(tempfile.mkdtemp(prefix="bench-output-"))
     cfg = work / "scenario.yaml"
-    cfg.write_text(yaml.safe_dump(scenario(args.regions, args.racks)))
+    cfg.write_text(yaml.safe_dump(scenario(args.regions, racks)))
     print(f"machine: {os.cpu_count()} cpus, {_cpu_model()}")
-    for seconds in args.seconds:
-        n = int(args.rate * seconds)
-        trace = work / f"trace-{seconds:g}.parquet"
-        _generate(args.regions, n, args.rate, trace)
-        floor = io_floor(trace, work / "floor.parquet")
-        print(
-            f"{seconds:g} s simulated, {n:,} requests; load {os.getloadavg()[0]:.1f}; "
-            f"I/O floor {n / floor:,.0f} rows/s"
-        )
-        for rep in range(args.reps):
-            for checkout in checkouts:
-                wall, rss, cpu = simulate(checkout, cfg, trace, work / "out")
-                print(
-                    f"  rep {rep + 1} {checkout}: simulate -o {wall:.1f} s = {n / wall:,.0f} "
-                    f"requests/s; peak RSS {rss:,.0f} MB; CPU {cpu:.1f} s = {n / cpu:,.0f} "
-                    f"requests per CPU-second; load {os.getloadavg()[0]:.1f}",
-                    flush=True,
-                )
-        trace.unlink()
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        if args.dense:
+            n = args.requests
+
+            def make(path: Path) -> None:
+                table = dense_table(args.regions, racks, n, 0.7, 0)
+                write_trace(table, path, {"source": "bench_output"})
+
+            measure(f"dense: {args.regions} x {racks} racks at ~0.7", n, make, cfg, args)
+            return
+        for seconds in args.seconds:
+            n = int(args.rate * seconds)
+
+            def make_sparse(path: Path, n: int = n) -> None:
+                _generate(args.regions, n, args.rate, path)
+
+            label = f"sparse: {args.regions} x {racks} racks, {seconds:g} s simulated"
+            measure(label, n, make_sparse, cfg, args)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -81,10 +81,15 @@ def _check_weights(sc: Scenario) -> None:
             )
 
 
-def check_run(scenario: Scenario, span_ns: int, limits: Limits | None = None) -> None:
+def check_run(
+    scenario: Scenario, span_ns: int, limits: Limits | None = None, *, streamed: bool = False
+) -> None:
     """Sizes a scenario and a trace fix together: windows to step through and device
-    intervals to keep, from the trace's span (first to last arrival)."""
+    intervals, from the trace's span (first to last arrival). `streamed`: the run writes
+    its device intervals to `devices/` as it goes (`simulate -o`, `replay`) instead of
+    keeping them in memory (`simulate`), so they have the larger on-disk bound."""
     lim = limits or Limits.from_env()
+    device_limit = "streamed_device_intervals" if streamed else "device_intervals"
     sc = scenario
     windows = span_ns // sc.report_interval_ns + 1
     pools = sum(len(r.pools) for r in sc.regions)
@@ -105,12 +110,12 @@ def check_run(scenario: Scenario, span_ns: int, limits: Limits | None = None) ->
             sc.file,
             field,
         )
-    if intervals * accelerators > lim.device_intervals:
+    if intervals * accelerators > getattr(lim, device_limit):
         raise limit_error(
             f"{where} metrics interval x {accelerators:,} accelerators: device intervals",
             intervals * accelerators,
-            "device_intervals",
-            lim.device_intervals,
+            device_limit,
+            getattr(lim, device_limit),
             sc.file,
             "metrics_interval_ms",
         )

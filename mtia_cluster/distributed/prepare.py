@@ -133,7 +133,7 @@ def _trace_inputs(
     check = check_trace(path, sim.plane)
     if check is not None and (region_shards or not check.missing_region):
         return None, check.rejected, check.served
-    trace = sim.plane.assign_regions(load_trace(path, sim.scenario))
+    trace = sim.plane.assign_regions(load_trace(path, sim.scenario, streamed=True))
     served = sim.plane.served(trace)
     rows = None if region_shards else trace.take(served)
     return rows, trace.take(~served), int(np.count_nonzero(served))

@@ -72,7 +72,7 @@ def check_trace(path: str | Path, plane: RoutingPlane) -> TraceCheck | None:
     """Validate the trace streaming; None when served rows depend on the region draw (the
     caller then loads the trace whole, as the coordinator-driven path does)."""
     p = Path(path)
-    check_run(plane.scenario, read_span_ns(p))  # windows and device intervals (limits)
+    check_run(plane.scenario, read_span_ns(p), streamed=True)  # windows, device intervals
     table = servable(plane)
     no_region = _served_without_region(plane, table)
     if no_region is None:

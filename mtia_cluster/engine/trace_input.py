@@ -22,9 +22,10 @@ from mtia_cluster.traces.io import read_span_ns, read_trace_batches
 CHUNK_ROWS = 1_000_000  # trace rows a streamed run holds at a time (about 60 MB)
 
 
-def load_trace(path: str | Path, scenario: Scenario) -> RequestBatch:
-    """The whole trace at `path`, validated against `scenario` (sizes first)."""
-    check_run(scenario, read_span_ns(path))
+def load_trace(path: str | Path, scenario: Scenario, *, streamed: bool = False) -> RequestBatch:
+    """The whole trace at `path`, validated against `scenario` (sizes first; `streamed`:
+    the run writes its device intervals to disk as it goes, `check_run`)."""
+    check_run(scenario, read_span_ns(path), streamed=streamed)
     trace = RequestBatch.concat(list(trace_batches(path, scenario)))
     check_items(trace, scenario, path)
     return trace
@@ -46,8 +47,9 @@ def trace_batches(
 
 def check_trace_file(path: str | Path, scenario: Scenario) -> tuple[int, bool]:
     """Every check of `load_trace` in one streaming pass that keeps no row (a streamed run
-    refuses bad input before any work): (rows, whether some row has no region)."""
-    check_run(scenario, read_span_ns(path))
+    refuses bad input before any work): (rows, whether some row has no region). The run
+    streams its device intervals to disk (the streamed limit, docs/limits.md)."""
+    check_run(scenario, read_span_ns(path), streamed=True)
     rows, missing = 0, False
     for batch in trace_batches(path, scenario):
         check_items(batch, scenario, path, rows)

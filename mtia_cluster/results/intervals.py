@@ -32,15 +32,19 @@ _VALUE_BITS = 40  # values below 2**40 (ns: about 18 minutes) take the one-key f
 
 
 def _sorted_by_bin_then_value(bins: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """`values` ordered by (bin, value). One int64 sort of ``bin << 40 | value`` when both
-    fit (exact), else a two-key lexsort."""
+    """`values` ordered by (bin, value), int32 when every value fits. One in-place int64
+    sort of ``bin << 40 | value`` when both fit (exact), else a two-key lexsort."""
     if len(values) == 0:
         return values
     fits = int(values.min()) >= 0 and int(values.max()) < (1 << _VALUE_BITS)
     if fits and int(bins.max()) < (1 << (63 - _VALUE_BITS)):
-        key = (bins.astype(np.int64) << _VALUE_BITS) | values.astype(np.int64)
-        return np.sort(key) & ((1 << _VALUE_BITS) - 1)
-    return values[np.lexsort((values, bins))]
+        key = bins.astype(np.int64)
+        key <<= _VALUE_BITS
+        key |= values
+        key.sort()
+        key &= (1 << _VALUE_BITS) - 1
+        return narrow(key)
+    return narrow(values[np.lexsort((values, bins))])
 
 
 def binned_quantiles(
@@ -53,7 +57,6 @@ def binned_quantiles(
 
 def sorted_quantiles(ordered: np.ndarray, counts: np.ndarray, qs: list[float]) -> list[np.ndarray]:
     """Per-bin quantiles of values already ordered by (bin, value), `counts` values per bin."""
-    v = ordered.astype(np.float64)
     n_bins = len(counts)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     has = counts > 0
@@ -64,7 +67,8 @@ def sorted_quantiles(ordered: np.ndarray, counts: np.ndarray, qs: list[float]) -
         pos = (counts[has] - 1) * q
         lo = np.floor(pos).astype(np.int64)
         hi = np.minimum(lo + 1, counts[has] - 1)
-        out[has] = v[base + lo] + (v[base + hi] - v[base + lo]) * (pos - lo)
+        below = ordered[base + lo].astype(np.float64)  # only the values used: no copy of all
+        out[has] = below + (ordered[base + hi].astype(np.float64) - below) * (pos - lo)
         result.append(out)
     return result
 
@@ -79,7 +83,7 @@ class RegionIntervals:
     offered: np.ndarray  # int64 arrivals per arrival bin
     completed: np.ndarray  # int64 ok requests per finish bin
     good: np.ndarray  # int64 ok requests within SLO per finish bin
-    latency_sorted: np.ndarray  # int64 ok latencies ordered by (finish bin, value)
+    latency_sorted: np.ndarray  # ok latencies ordered by (finish bin, value); int32 if fit
 
 
 def region_intervals(t: pa.Table, interval_ns: int) -> RegionIntervals:
@@ -91,7 +95,9 @@ def region_intervals(t: pa.Table, interval_ns: int) -> RegionIntervals:
 
 class IntervalsBuilder:
     """Accumulates one region's RegionIntervals over pieces of its requests; the latencies
-    are sorted once, in `result()`."""
+    are sorted once, in `result()`. Kept per ok request: its latency (int32 when it fits,
+    possibly the very array the region's group statistics keep: `add_columns(latency=)`)
+    and its finish bin (int16 up to 32,767 intervals, else int32)."""
 
     def __init__(self, interval_ns: int) -> None:
         self.interval_ns = interval_ns
@@ -105,27 +111,44 @@ class IntervalsBuilder:
         cols = {n: t[n].to_numpy(zero_copy_only=False) for n in _NEEDED}
         self._add(ok, cols)
 
-    def add_columns(self, c: dict[str, np.ndarray]) -> None:
-        """Requests as groupstats columns (status as its index in STATUSES: ok is 0)."""
-        self._add(c["status"] == 0, c)
+    def add_columns(self, c: dict[str, np.ndarray], latency: np.ndarray | None = None) -> None:
+        """Requests as groupstats columns (status as its index in STATUSES: ok is 0);
+        `latency`: the ok rows' ``narrow(latency_ns)`` when the caller has it (kept, not
+        copied)."""
+        self._add(c["status"] == 0, c, latency)
 
-    def _add(self, ok: np.ndarray, c: dict[str, np.ndarray]) -> None:
+    def _add(
+        self, ok: np.ndarray, c: dict[str, np.ndarray], latency: np.ndarray | None = None
+    ) -> None:
         arrival = c["arrival_ns"] // self.interval_ns
         done = c["finish_ns"][ok] // self.interval_ns
         good = c["slo_ok"][ok]
         self.counts.append((np.bincount(arrival), np.bincount(done), np.bincount(done[good])))
-        self.done.append(narrow(done))
-        self.latency.append(narrow(c["latency_ns"][ok]))
+        self.done.append(narrow_bins(done))
+        self.latency.append(narrow(c["latency_ns"][ok]) if latency is None else latency)
 
     def result(self) -> RegionIntervals:
+        """The region's statistics; the pieces kept so far are released (call once)."""
         done = np.concatenate(self.done) if self.done else np.zeros(0, dtype=np.int64)
+        self.done = []
         latency = np.concatenate(self.latency) if self.latency else np.zeros(0, dtype=np.int64)
+        self.latency = []
+        ordered = _sorted_by_bin_then_value(done, latency)
+        del done, latency
         return RegionIntervals(
             offered=padded_sum([c[0] for c in self.counts]),
             completed=padded_sum([c[1] for c in self.counts]),
             good=padded_sum([c[2] for c in self.counts]),
-            latency_sorted=_sorted_by_bin_then_value(done, latency).astype(np.int64),
+            latency_sorted=ordered,
         )
+
+
+def narrow_bins(bins: np.ndarray) -> np.ndarray:
+    """Interval bin numbers as int16 when every one fits (9 hours of 1-s intervals), else
+    as `narrow` keeps them."""
+    if len(bins) and int(bins.min()) >= 0 and int(bins.max()) <= np.iinfo(np.int16).max:
+        return bins.astype(np.int16)
+    return narrow(bins)
 
 
 def padded_sum(arrays: list[np.ndarray]) -> np.ndarray:
@@ -147,7 +170,7 @@ def merge_intervals(parts: list[RegionIntervals]) -> RegionIntervals:
         offered=padded_sum([p.offered for p in parts]),
         completed=completed,
         good=padded_sum([p.good for p in parts]),
-        latency_sorted=_sorted_by_bin_then_value(bins, values).astype(np.int64),
+        latency_sorted=_sorted_by_bin_then_value(bins, values),
     )
 
 

@@ -16,6 +16,7 @@ check already refused duplicate ids in the trace, and every row goes to exactly 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ from mtia_cluster.results.groupstats import (
     codes,
     fast_columns,
     merge,
+    narrow,
     partial_of_columns,
     spilled_from,
 )
@@ -81,6 +83,11 @@ class StatsBuilder:
         if sum(t.num_rows for t in pending) >= PIECE_ROWS:
             self._add(region, pa.concat_tables(self._pending.pop(region)))
 
+    def flush(self) -> None:
+        """Take the statistics of every buffered row now."""
+        for region in list(self._pending):
+            self._add(region, pa.concat_tables(self._pending.pop(region)))
+
     def _add(self, region: str, table: pa.Table) -> None:
         self.rows += table.num_rows
         for col in ("arrival_ns", "finish_ns"):
@@ -91,6 +98,9 @@ class StatsBuilder:
         if counts[0]:
             raise UserError("unknown service in written rows", field="service")
         present = np.flatnonzero(counts[1:])
+        # the ok rows' latencies, kept once: the region's intervals and, when the piece is of
+        # one service, its group share this array (finalize keeps one sorted copy per region)
+        kept = narrow(c["latency_ns"][c["status"] == 0])
         spill = _spilled_by_service(table)
         grouped, starts = c, np.concatenate([[0], np.cumsum(counts[1:])])
         if len(present) > 1:  # one gather per column, then a slice per service
@@ -100,23 +110,45 @@ class StatsBuilder:
             lo, hi = (0, len(service)) if len(present) == 1 else (starts[code], starts[code + 1])
             mine = {k: v[lo:hi] for k, v in grouped.items()}
             name = self.services[code]
-            piece = partial_of_columns(mine, self.slos.get(name), keep_tokens=True)
+            shared = kept if len(present) == 1 else None
+            piece = partial_of_columns(mine, self.slos.get(name), keep_tokens=True, latency=shared)
             piece.spilled_from = spill.get(name, {})
             self._groups.setdefault((region, name), []).append(piece)
         if region not in self._intervals:
             self._intervals[region] = IntervalsBuilder(self.interval_ns)
-        self._intervals[region].add_columns(c)
+        self._intervals[region].add_columns(c, latency=kept)
         if self.check_unique:
             self._ids.add(table["request_id"].to_numpy())
 
     def result(self) -> ShardStats:
-        """The merged statistics; raises UserError when a request_id was written twice."""
-        for region in list(self._pending):
-            self._add(region, pa.concat_tables(self._pending.pop(region)))
+        """The merged statistics; raises UserError when a request_id was written twice.
+        Call once: the kept values move into the result region by region (each region's
+        pieces are released as its sorted values are made), so finalize holds the values
+        about once, not pieces and merged copies side by side."""
+        self.flush()
         self._ids.check()
-        groups = {k: _compact(merge(v)) for k, v in self._groups.items()}
-        intervals = {r: v.result() for r, v in self._intervals.items()}
+        groups: dict[tuple[str, str], Partial] = {}
+        intervals: dict[str, RegionIntervals] = {}
+        services_in = Counter(region for region, _ in self._groups)
+        for key in list(self._groups):
+            region = key[0]
+            if region not in intervals:
+                intervals[region] = self._intervals.pop(region).result()
+            p = merge(self._groups.pop(key))
+            if services_in[region] == 1:
+                p = _sharing(p, intervals[region])
+            groups[key] = _compact(p)
+        for region in list(self._intervals):
+            intervals[region] = self._intervals.pop(region).result()
         return ShardStats(self.rows, self.max_ns, groups, intervals)
+
+
+def _sharing(p: Partial, ri: RegionIntervals) -> Partial:
+    """The only group of its region keeps the region's sorted ok latencies as its values
+    (the same requests; the quantiles do not depend on the order): one array, no copy."""
+    if int(p.counts[0]) == len(ri.latency_sorted):
+        p.latency = [ri.latency_sorted]
+    return p
 
 
 def _spilled_by_service(table: pa.Table) -> dict[str, dict[str, int]]:

@@ -7,8 +7,9 @@ they happen. Rows are buffered up to `FLUSH_ROWS` and written through the shard 
 `replay`'s shards use (`ShardWriter`: split by region on the int codes, converted once,
 statistics accumulated as written); each device sample becomes one interval of `devices`
 rows at once (`DeviceTracker`). Nothing grows with the run's length except the exact
-quantiles' kept values (results/groupstats.py: 8 bytes per ok request per metric) and the
-request_id check (results/partials.py). A trace with rows without a region is read whole
+quantiles' kept values (results/partials.py: ~6 bytes per ok R&R request, its latency shared
+by its region's intervals and group, and its finish interval) and the request_id check (one
+bit per id). A trace with rows without a region is read whole
 (their regions come from one draw in trace order), as the distributed coordinator does.
 
 Order of the written rows: per region partition, in the order the requests finished (one
@@ -113,7 +114,7 @@ def stream_run(
     rows, missing = check_trace_file(trace_path, sc)
     sim = Simulation(sc, shards=shards)
     chunks: Iterable[tuple[RequestBatch, int | None]] = (
-        [(load_trace(trace_path, sc), None)]
+        [(load_trace(trace_path, sc, streamed=True), None)]
         if missing
         else window_chunks(
             trace_batches(trace_path, sc, validate=False), sc.report_interval_ns, chunk_rows

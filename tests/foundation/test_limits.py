@@ -111,6 +111,23 @@ def test_windows_and_device_intervals_need_the_trace_span(trace: Path) -> None:
         check_run(sc, 10**8, Limits(windows_x_pools=10))
 
 
+def test_streamed_runs_have_the_on_disk_device_bound(tmp_path: Path, trace: Path) -> None:
+    # a run that streams devices/ (simulate -o, replay) is bounded by the on-disk limit only
+    sc = load_scenario(RR)
+    check_run(sc, 10**9, Limits(device_intervals=100), streamed=True)
+    with pytest.raises(UserError, match="streamed_device_intervals=100"):
+        check_run(sc, 10**9, Limits(streamed_device_intervals=100), streamed=True)
+    args = [*simulate(RR, trace), "-o", str(tmp_path / "out")]  # 2 intervals x 72 > 100
+    env = {ENV: "streamed_device_intervals=100"}
+    one_line_error(args, "metrics_interval_ms", "streamed_device_intervals=100", env=env)
+    assert not (tmp_path / "out").exists()
+    # the in-memory bound refuses `simulate` but not the same run streamed with -o
+    one_line_error(simulate(RR, trace), "device_intervals=100", env={ENV: "device_intervals=100"})
+    result = CliRunner(env={ENV: "device_intervals=100"}).invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "summary.json").is_file()
+
+
 def test_billion_laughs_and_recursive_alias_refused(tmp_path: Path, trace: Path) -> None:
     cfg = tmp_path / "l.yaml"
     cfg.write_text(laughs(9))

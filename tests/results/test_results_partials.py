@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -142,3 +143,36 @@ def test_duplicate_found_for_dense_and_sparse_ids(ids) -> None:
     with pytest.raises(UserError, match="more than once"):
         check_unique_ids([np.array(ids[:2], dtype=np.int64), np.array(ids[2:], dtype=np.int64)])
     check_unique_ids([np.array(sorted(set(ids)), dtype=np.int64)])  # no duplicate: passes
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(n=st.integers(1, 400), seed=st.integers(0, 10_000), chunk=st.integers(1, 150))
+def test_one_service_regions_share_their_kept_latencies(tmp_path_factory, n, seed, chunk):
+    """A region serving one service keeps its ok latencies once: the group's values are the
+    region's sorted interval values (the same array), and every figure still equals reading
+    the parts back and numpy's quantiles over the group's ok latencies."""
+    c = make_completed(n, seed=seed)
+    c = dataclasses.replace(c, service=(c.region % len(SERVICES)).astype(np.int32))
+    out = tmp_path_factory.mktemp("s") / "run"
+    with _writer(out, SLOS) as run:
+        with run.shard(0) as w:
+            for i in range(0, n, chunk):
+                w.write_completed(c.take(slice(i, i + chunk)))
+        stats = w.stats
+        run.finalize(expected_requests=n)
+    assert stats is not None
+    for (region, service), p in stats.groups.items():
+        assert p.latency[0] is stats.intervals[region].latency_sorted
+        rows = (c.region == REGIONS.index(region)) & (c.status == 0)
+        expected = np.sort((c.finish_ns - c.arrival_ns)[rows])
+        assert np.array_equal(np.sort(np.concatenate(p.latency)), expected), (region, service)
+    summary = json.loads((out / "summary.json").read_text())
+    for g in summary["groups"]:
+        rows = (c.region == REGIONS.index(g["region"])) & (c.status == 0)
+        rows &= c.service == SERVICES.index(g["service"])
+        if rows.any():
+            want = np.quantile((c.finish_ns - c.arrival_ns)[rows], 0.99)
+            assert g["latency_ns"]["p99"] == float(want)
+    _assert_identical(out, SLOS, None)
