@@ -91,7 +91,7 @@ def _pack(sched: ReplicaScheduler, lo: int) -> tuple[np.ndarray, np.ndarray]:
     m = len(sched.prompt) - lo
     req = np.full((k.NCOL, m), -1, np.int64)
     for row, name in (*_IN, *_OUT):
-        req[row] = getattr(sched, name)[lo:]
+        req[row] = np.array(getattr(sched, name)[lo:], np.int64)  # faster than from a list
     s = _scalars(sched)
     for nxt, prv, head, tail, members in (
         (k.RN, k.RP, k.RHEAD, k.RTAIL, sched.running),

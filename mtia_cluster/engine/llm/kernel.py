@@ -24,6 +24,10 @@ integral (~1e26 on a one-hour trace), so:
 
 :func:`fits_kernel` checks that a replica's cost coefficients and limits keep every other
 product below 2**62; a replica that fails it runs the Python path.
+
+``_start``, ``_count_before``, ``_series`` and ``_memory_part`` restate
+:mod:`.stretch`'s closed-form sums in int64 (the Python path keeps Python integers, which
+never overflow); the tests compare the two paths on every result.
 """
 
 from __future__ import annotations
