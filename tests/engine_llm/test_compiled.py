@@ -147,3 +147,24 @@ def test_compiled_loop_covers_replicas_without_prefix_cache_only() -> None:
     assert ReplicaScheduler(networked, plain).kernel is None
     huge = dataclasses.replace(cost, compute_per_pair_as=2**50)  # products could pass 2**62
     assert ReplicaScheduler(huge, plain).kernel is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.booleans()), min_size=1, max_size=40))
+def test_finish_heap_compaction_keeps_live_entries_in_order(entries) -> None:
+    """A full heap drops its stale entries (a decoder preempted or re-registered since its
+    push) and pops the live ones in (finish iteration, position) order, as heapq does."""
+    n = len(entries)
+    req = np.zeros((kernel.NCOL, n), np.int64)
+    s = np.zeros(kernel.NSCALAR, np.int64)
+    hf, hr = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    for r, (f, live) in enumerate(entries):
+        req[kernel.ST, r] = kernel.DECODE if live else kernel.WAITING
+        req[kernel.FI, r] = f
+        kernel._heap_push(hf, hr, s, f, r)
+    kernel._heap_compact(hf, hr, s, req)
+    popped = []
+    while s[kernel.HEAPN]:
+        popped.append((int(hf[0]), int(hr[0])))
+        kernel._heap_pop(hf, hr, s)
+    assert popped == sorted((f, r) for r, (f, live) in enumerate(entries) if live)
