@@ -9,6 +9,12 @@ A third line times the engine's LLM cell (the same replica, budget 2048, built f
 scenario pool) driven in 10 ms windows as the engine drives it with a load-reading router
 (``bench_engine_llm._drive``): the per-window cost, 350,418 windows over the trace.
 
+Both trees must serve identically: each run reports a checksum (sums of start, first-token
+and finish times and preemptions; clock, iterations, busy and memory-bound time, KV
+integral and peaks; for the cell, finish and first-token sums) and the ratio line says
+whether they agree. The scheduler's compiled loop (``engine/llm/kernel.py``) loads or
+compiles its numba cache in a worker's first run, which the best of N leaves out.
+
 Each tree is measured in a worker subprocess of its own (``PYTHONPATH`` = that tree), and the
 workers take turns, one run at a time, so a slow phase of the machine hits both alike. With
 ``--baseline-ref REF`` a temporary ``git worktree`` of REF is created under a temporary
@@ -89,8 +95,17 @@ def worker(trace: Path) -> None:
         sched.add_many(arrival, prompt, output)
         sched.run_until(None)
         cpu = time.process_time() - t0
-        finish = sum(sched.finish_ns)  # a checksum: both trees must serve identically
-        print(json.dumps({"cpu": cpu, "n": len(arrival), "finish": finish}), flush=True)
+        print(json.dumps({"cpu": cpu, "n": len(arrival), "check": checksum(sched)}), flush=True)
+
+
+def checksum(sched) -> str:
+    """What both trees must give identically: per-request times and preemptions (sums)
+    and the replica's counters (clock, iterations, busy and memory-bound time, KV integral
+    and peaks)."""
+    per_request = (sched.start_ns, sched.first_ns, sched.finish_ns, sched.preemptions)
+    counters = (sched.t_as, sched.iteration, sched.busy_as, sched.memory_as, sched.kv_token_as)
+    peaks = (sched.max_kv_tokens, sched.max_used_blocks, sched.preempted, sched.tokens_done)
+    return repr(([sum(col) for col in per_request], counters, peaks))
 
 
 def windowed(cat, arrival, prompt, output) -> dict:
@@ -105,8 +120,9 @@ def windowed(cat, arrival, prompt, output) -> dict:
     t0 = time.process_time()
     parts = _drive(cell, batch, True)
     cpu = time.process_time() - t0
-    finish = int(Completed.concat(parts).finish_ns.sum())
-    return {"cpu": cpu, "n": len(arrival), "finish": finish}
+    done = Completed.concat(parts)
+    check = repr([int(done.finish_ns.sum()), int(done.first_token_ns.sum())])
+    return {"cpu": cpu, "n": len(arrival), "check": check}
 
 
 def measure(trees: dict[str, Path], trace: Path, repeat: int) -> dict[str, dict]:
@@ -184,10 +200,10 @@ def report(best: dict[str, dict], repeat: int, ref: str | None) -> None:
             )
         if ref:
             cur, base = best["current"][budget], best[ref][budget]
-            same = "identical" if cur["finish"] == base["finish"] else "DIFFERENT"
+            same = "identical" if cur["check"] == base["check"] else "DIFFERENT"
             print(
                 f"{label(budget)}: current / {ref} = {base['cpu'] / cur['cpu']:.3f}x "
-                f"(finish times {same})"
+                f"(results {same})"
             )
 
 

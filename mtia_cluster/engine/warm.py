@@ -15,6 +15,9 @@ import numpy as np
 
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import make_requests
+from mtia_cluster.engine.llm.costs import IterationCost
+from mtia_cluster.engine.llm.limits import ReplicaLimits
+from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 from mtia_cluster.engine.simulation import Simulation
 
 
@@ -30,6 +33,21 @@ def _scenario(policy: str) -> dict:
     }
 
 
+def warm_llm_replica() -> list[ReplicaScheduler]:
+    """Run the LLM replica's compiled loop (engine/llm/kernel.py) under KV pressure
+    (preemptions) and with guaranteed_no_evict; returns the two schedulers."""
+    steps = tuple(range(0, 10**13, 10**11))[:65]
+    cost = IterationCost(64, steps, 10**9, steps, 10**9, steps)
+    done = []
+    for policy in ("max_utilization", "guaranteed_no_evict"):
+        sched = ReplicaScheduler(cost, ReplicaLimits(64, 4, 4, 64, capacity_policy=policy))
+        n = 12
+        sched.add_many(np.zeros(n, np.int64), np.full(n, 20), np.full(n, 9))
+        sched.run_until(None)
+        done.append(sched)
+    return done
+
+
 def warm_kernels() -> float:
     """Run tiny replays that call every compiled kernel; returns the seconds it took."""
     started = time.perf_counter()
@@ -38,6 +56,7 @@ def warm_kernels() -> float:
     trace = make_requests(arrival, items=np.full(n, 100), service=np.arange(n) % 2)
     for policy in ("least_outstanding", "p2c"):
         Simulation(parse_scenario(_scenario(policy))).run(trace)
+    warm_llm_replica()
     return time.perf_counter() - started
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from mtia_cluster.engine.warm import _scenario, warm_kernels
+from mtia_cluster.engine.warm import _scenario, warm_kernels, warm_llm_replica
 
 
 def test_warm_up_runs_and_covers_both_routers_and_a_failure() -> None:
     assert warm_kernels() > 0
     sc = _scenario("p2c")
     assert sc["router"]["policy"] == "p2c" and sc["events"][0]["kind"] == "fail"
+
+
+def test_warm_up_runs_the_llm_replicas_compiled_loop_with_preemption_and_no_evict() -> None:
+    evicting, reserving = warm_llm_replica()
+    assert evicting.kernel is not None and reserving.kernel is not None  # compiled path
+    assert evicting.preempted > 0 and reserving.preempted == 0
+    assert len(evicting.finished) == len(reserving.finished) == 12

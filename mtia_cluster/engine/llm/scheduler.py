@@ -11,6 +11,15 @@ runs of decode-only iterations between two events (an arrival that could be admi
 completion, a KV block shortage, the end of the window) in closed form
 (:func:`~.stretch.decode_run`). Preemption falls back to an explicit walk of the running
 requests, as in the reference.
+
+One scheduler, two implementations of the same loop: :meth:`ReplicaScheduler.run_until`
+runs the compiled loop (:mod:`.kernel`, state packed by :mod:`.jitglue`) when the replica
+has no prefix cache and no scale-out network time and the window spans at least
+``KERNEL_ITERATIONS`` of its shortest iterations (a whole trace, a long window); otherwise
+the Python methods below (prefix caching with its hash chains and LRU, fabric network time,
+the engine's millisecond windows where packing would cost more than it saves). Both give
+bit-identical results and counters, window cuts included (``tests/engine_llm/
+test_compiled.py`` checks compiled == Python == reference on random traces and limits).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import heapq
 from collections import deque
 
 from mtia_cluster.engine.llm.costs import AS_PER_NS, IterationCost
+from mtia_cluster.engine.llm.jitglue import kernel_tables, run_compiled
 from mtia_cluster.engine.llm.kvcache import BlockPool
 from mtia_cluster.engine.llm.kvcache import blocks_for as _blocks
 from mtia_cluster.engine.llm.limits import NOT_SET, ReplicaLimits
@@ -28,6 +38,11 @@ from mtia_cluster.engine.llm.requests import PREFILL as _PREFILL
 from mtia_cluster.engine.llm.requests import WAITING as _WAITING
 from mtia_cluster.engine.llm.requests import RequestTable
 from mtia_cluster.engine.llm.stretch import decode_run
+
+# A window shorter than this many of the shortest iterations runs the Python loop: packing
+# the state for the compiled loop costs ~50 us, a window of a few iterations less (see
+# docs/engine.md, "LLM replica speed").
+KERNEL_ITERATIONS = 64
 
 
 class ReplicaScheduler(RequestTable):
@@ -70,6 +85,10 @@ class ReplicaScheduler(RequestTable):
         # (iteration, iterations left) where a window bound cut a decode run: the next run
         # starting there, with no request waiting, has the same limit less what ran
         self._resume = (-1, 0)
+        # the compiled loop's tables (None: this replica runs the Python path, see run_until)
+        self.kernel = kernel_tables(cost, limits)
+        # shortest window worth the compiled loop's packing (KERNEL_ITERATIONS iterations)
+        self.kernel_window_as = KERNEL_ITERATIONS * cost.duration_as(1, 0, 1)
 
     def drop_prefix(self, cut: int) -> None:
         """Forget requests at positions < cut, all finished (memory stays bounded by the
@@ -133,6 +152,11 @@ class ReplicaScheduler(RequestTable):
     # ----------------------------------------------------------------- main loop
     def run_until(self, until_ns: int | None = None) -> None:
         """Run every iteration that starts before `until_ns` (None: until all are done)."""
+        if self.kernel is not None and (
+            until_ns is None or until_ns * AS_PER_NS - self.t_as >= self.kernel_window_as
+        ):
+            run_compiled(self, self.kernel, until_ns)
+            return
         until_as = None if until_ns is None else until_ns * AS_PER_NS
         stream, stream_as, waiting = self._stream, self._stream_as, self.waiting
         end = len(stream)

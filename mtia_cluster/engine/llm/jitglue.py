@@ -1,0 +1,178 @@
+"""Packing a replica scheduler's state into :mod:`.kernel`'s arrays and back.
+
+Only the requests the loop can touch are packed: positions from the oldest one running,
+waiting or not yet arrived (``lo``) to the last, as columns of one int64 array, with local
+indices ``position - lo``. Decoders' finish heap keeps its live entries only (stale ones are
+skipped by both paths). Everything the kernel changes is written back to the scheduler's
+Python lists and counters, so the Python path (and the cell) can go on from there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mtia_cluster.engine.llm import kernel as k
+from mtia_cluster.engine.llm.costs import AS_PER_NS, IterationCost
+from mtia_cluster.engine.llm.limits import ReplicaLimits
+
+# a scheduler.ReplicaScheduler (not imported: scheduler imports this module)
+ReplicaScheduler = Any
+
+_IN = ((k.P, "prompt"), (k.OUT, "outputs"))
+_OUT = (
+    (k.C, "computed"),
+    (k.G, "generated"),
+    (k.OFF, "offset"),
+    (k.FI, "finish_iter"),
+    (k.ST, "state"),
+    (k.SN, "start_ns"),
+    (k.FN, "first_ns"),
+    (k.EN, "finish_ns"),
+    (k.BSZ, "batch_size"),
+    (k.PRE, "preemptions"),
+)
+
+
+def kernel_tables(cost: IterationCost, limits: ReplicaLimits) -> tuple | None:
+    """The kernel's cost tables and limits for this replica, or None when it must run the
+    Python path: a prefix cache, scale-out network time, or coefficients so large that a
+    product could pass 2**62 (:func:`.kernel.fits_kernel`)."""
+    if limits.prefix_caching or cost.network_as:
+        return None
+    ct, mt, et = (
+        np.array(t, np.int64) for t in (cost.compute_base_as, cost.memory_base_as, cost.other_as)
+    )
+    bases = [int(ct.max()), int(mt.max()), int(et.max())]
+    cp, mc = cost.compute_per_pair_as, cost.memory_per_context_as
+    cap = limits.num_blocks * limits.block_size
+    budget, seqs = limits.max_num_batched_tokens, limits.max_num_seqs
+    if not k.fits_kernel(bases, cp, mc, budget, seqs, cap):
+        return None
+    lim = np.array(
+        [budget, seqs, limits.block_size, limits.num_blocks, int(limits.no_evict),
+         limits.max_tokens or 0, cp, mc],
+        np.int64,
+    )  # fmt: skip
+    return ct, mt, et, lim
+
+
+def _lowest(sched: ReplicaScheduler) -> int:
+    """The oldest position the loop can touch (len(prompt): none)."""
+    lo = len(sched.prompt)
+    if sched._next < len(sched._stream):
+        lo = sched._stream[sched._next]
+    if sched.running:
+        lo = min(lo, min(sched.running))
+    if sched.waiting:
+        lo = min(lo, min(sched.waiting))
+    return lo
+
+
+def _scalars(sched: ReplicaScheduler) -> np.ndarray:
+    s = np.zeros(k.NSCALAR, np.int64)
+    s[k.T_NS], s[k.T_REM] = divmod(sched.t_as, AS_PER_NS)
+    s[k.LE_NS], s[k.LE_REM] = divmod(sched.last_end_as, AS_PER_NS)
+    s[k.IT], s[k.MAXUSED], s[k.RESERVED] = (
+        sched.iteration,
+        sched.max_used_blocks,
+        sched.reserved_blocks,
+    )
+    s[k.LASTMEM], s[k.TOKENS] = int(sched.last_memory), sched.tokens_done
+    s[k.QUERIED], s[k.PREEMPTED] = sched.queried_tokens, sched.preempted
+    s[k.HELD], s[k.MAXKV], s[k.FREE] = sched.kv_held_tokens, sched.max_kv_tokens, sched.kv.free
+    s[k.NDEC], s[k.OFFSUM] = sched.n_dec, sched.offset_sum
+    return s
+
+
+def _pack(sched: ReplicaScheduler, lo: int) -> tuple[np.ndarray, np.ndarray]:
+    """(request columns, scalars) of positions lo.. with the running/prefilling lists."""
+    m = len(sched.prompt) - lo
+    req = np.full((k.NCOL, m), -1, np.int64)
+    for row, name in (*_IN, *_OUT):
+        req[row] = np.array(getattr(sched, name)[lo:], np.int64)  # faster than from a list
+    s = _scalars(sched)
+    for nxt, prv, head, tail, members in (
+        (k.RN, k.RP, k.RHEAD, k.RTAIL, sched.running),
+        (k.PN, k.PP, k.PHEAD, k.PTAIL, sched.prefilling),
+    ):
+        order = [r - lo for r in members]
+        s[head], s[tail] = (order[0], order[-1]) if order else (-1, -1)
+        req[nxt, order[:-1]] = order[1:]
+        req[prv, order[1:]] = order[:-1]
+    s[k.NRUN], s[k.NPREF] = len(sched.running), len(sched.prefilling)
+    return req, s
+
+
+def _heap(sched: ReplicaScheduler, lo: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The finish heap's live entries (local), room to grow, and the scalars' count."""
+    state, fi = sched.state, sched.finish_iter
+    live = [(f, r - lo) for f, r in sched._heap if state[r] == k.DECODE and fi[r] == f]
+    size = max(2 * len(live), 2 * sched.limits.max_num_seqs + 64)
+    hf, hr = np.zeros(size, np.int64), np.zeros(size, np.int64)
+    for i, (f, r) in enumerate(sorted(live)):  # a sorted array is a heap
+        hf[i], hr[i] = f, r
+    return hf, hr, len(live)
+
+
+def run_compiled(sched: ReplicaScheduler, tables: tuple, until_ns: int | None) -> None:
+    """``sched.run_until(until_ns)`` through the kernel (see module doc)."""
+    lo = _lowest(sched)
+    m = len(sched.prompt) - lo
+    if m <= 0:
+        return
+    req, s = _pack(sched, lo)
+    hf, hr, s[k.HEAPN] = _heap(sched, lo)
+    wait = np.zeros(m, np.int64)
+    s[k.WCOUNT] = len(sched.waiting)
+    wait[: len(sched.waiting)] = [r - lo for r in sched.waiting]
+    fin = np.zeros(m, np.int64)
+    nxt = sched._next
+    stream_r = np.array(sched._stream[nxt:], np.int64) - lo
+    stream_ns = np.array([a // AS_PER_NS for a in sched._stream_as[nxt:]], np.int64)
+    res = np.array(sched.residue_count, np.int64)
+    ct, mt, et, lim = tables
+    until = -1 if until_ns is None else until_ns
+    k.run_kernel(ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_r, stream_ns, until)
+    _unpack(sched, lo, req, s, (hf, hr, res, wait, fin))
+
+
+def _unpack(
+    sched: ReplicaScheduler, lo: int, req: np.ndarray, s: np.ndarray, arrays: tuple
+) -> None:
+    hf, hr, res, wait, fin = arrays
+    for row, name in _OUT:
+        getattr(sched, name)[lo:] = req[row].tolist()
+    sv = s.tolist()
+    sched.running = dict.fromkeys(_walk(req[k.RN].tolist(), sv[k.RHEAD], lo))
+    sched.prefilling = dict.fromkeys(_walk(req[k.PN].tolist(), sv[k.PHEAD], lo))
+    m, head = len(wait), sv[k.WHEAD]
+    sched.waiting.clear()
+    sched.waiting.extend(int(wait[(head + i) % m]) + lo for i in range(sv[k.WCOUNT]))
+    n = sv[k.HEAPN]
+    sched._heap = list(zip(hf[:n].tolist(), (hr[:n] + lo).tolist(), strict=True))
+    sched.finished += (fin[: sv[k.NFIN]] + lo).tolist()
+    sched._next += sv[k.NEXT]
+    sched.residue_count = res.tolist()
+    sched.t_as = sv[k.T_NS] * AS_PER_NS + sv[k.T_REM]
+    sched.last_end_as = sv[k.LE_NS] * AS_PER_NS + sv[k.LE_REM]
+    sched.iteration, sched.max_used_blocks = sv[k.IT], sv[k.MAXUSED]
+    sched.reserved_blocks, sched.last_memory = sv[k.RESERVED], bool(sv[k.LASTMEM])
+    sched.tokens_done, sched.queried_tokens = sv[k.TOKENS], sv[k.QUERIED]
+    sched.preempted, sched.kv_held_tokens = sv[k.PREEMPTED], sv[k.HELD]
+    sched.max_kv_tokens, sched.kv.free = sv[k.MAXKV], sv[k.FREE]
+    sched.n_dec, sched.offset_sum = sv[k.NDEC], sv[k.OFFSUM]
+    sched.busy_as += sv[k.BUSY_NS] * AS_PER_NS + sv[k.BUSY_REM]
+    sched.memory_as += sv[k.MEM_NS] * AS_PER_NS + sv[k.MEM_REM]
+    sched.kv_token_as += (sv[k.KV_HI] << 31) + sv[k.KV_LO]
+    sched._resume = (-1, 0)
+
+
+def _walk(nxt: list[int], head: int, lo: int) -> list[int]:
+    """Positions of a linked list's members in order."""
+    out = []
+    while head >= 0:
+        out.append(head + lo)
+        head = nxt[head]
+    return out
