@@ -117,3 +117,38 @@ def test_ledger_counters_are_the_clipped_sums(seed: int, windows: int, servers: 
             assert np.array_equal(got.batches, batches)
             assert np.array_equal(got.work_units, work)
             assert np.array_equal(got.accelerator_id, np.arange(servers) + 100)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 3 * FOLD_PARTS), st.integers(1, 6))
+def test_ledger_with_failures_is_the_clipped_sums(seed: int, windows: int, servers: int) -> None:
+    """The ledger keeps its periods in one reused buffer, folding ended ones and compacting
+    the open ones in place; with failures (`truncate`: periods of failed servers end at the
+    failure, later ones vanish) between windows, its counters still equal the direct sums
+    over the periods as the failures left them, and the buffer grows past any size."""
+    rng = np.random.default_rng(seed)
+    ledger = BusyLedger(np.arange(servers, dtype=np.int32))
+    periods: list[list[int]] = []
+    t = 0
+    for w in range(windows):
+        t += int(rng.integers(1, 1000))
+        k = int(rng.integers(0, 40))  # some windows record more than the buffer holds
+        start = t - rng.integers(0, 500, k)
+        rows = np.stack([start, start + rng.integers(1, 3000, k), rng.integers(0, servers, k)])
+        periods.extend([int(a), int(b), int(c), 3] for a, b, c in rows.T)
+        ledger.add(rows[0], rows[1], rows[2], np.full(k, 3))
+        ledger.close(t)
+        if rng.random() < 0.1:  # some servers fail at the bound
+            down = np.flatnonzero(rng.random(servers) < 0.5)
+            ledger.truncate(down, t)
+            for p in periods:
+                if p[2] in down.tolist():
+                    p[1] = min(p[1], t) if p[0] < t else p[0]  # later ones: empty, gone
+            periods = [p for p in periods if p[1] > p[0]]
+        if rng.random() < 0.2 or w == windows - 1:
+            got = ledger.counters()
+            want = np.zeros((3, servers), dtype=np.int64)
+            for s0, e0, server, units in periods:
+                if s0 < t:
+                    want[:, server] += (min(e0, t) - s0, 1, units)
+            assert np.array_equal(np.stack([got.busy_ns, got.batches, got.work_units]), want)
