@@ -58,6 +58,7 @@ from mtia_cluster.engine.rr_kernel import (
     W_UNIT,
     admit_and_batch,
     count_rows,
+    dispatch_and_emit,
     dispatch_fcfs,
     emit_rows,
 )
@@ -315,6 +316,29 @@ class RRHostGroup:
         )
         if batches.shape[1] == 0:
             return
+        if self.policy is None and self.network is None:
+            rows, periods, done = dispatch_and_emit(
+                merged,
+                batches,
+                self.table.table_ns,
+                self.server_free,
+                p.group,
+                p.sockets,
+                p.accelerators_per_socket,
+                self.host_ids,
+                self.acc,
+            )
+            if done:  # one compiled call (the usual pool)
+                for m in range(p.group):
+                    self.ledger.add(periods[0], periods[1], periods[2] + m, periods[3])
+                self.buffer.append(rows)
+                return
+        self._dispatch_batches(merged, batches)
+
+    def _dispatch_batches(self, merged: np.ndarray, batches: np.ndarray) -> None:
+        """Dispatch the closed batches step by step (a custom dispatch policy, remote
+        embedding rows, or a batch larger than the occupancy table)."""
+        p = self.p
         first, size, close = batches[B_FIRST], batches[B_SIZE], batches[B_CLOSE]
         b_unit = merged[W_UNIT, first]
         service = self.table.lookup(size)

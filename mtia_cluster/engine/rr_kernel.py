@@ -315,3 +315,55 @@ def emit_rows(
             rows[R_LOCAL, k] = local_host
             k += 1
     return rows
+
+
+@njit(cache=True)
+def dispatch_and_emit(
+    merged,
+    batches,
+    table_ns,
+    server_free,
+    group,
+    sockets,
+    accelerators_per_socket,
+    host_ids,
+    acc_ids,
+):
+    """Steps 2 and 3 in one call for the usual pool (FCFS dispatch, every table local,
+    every batch within the occupancy table): each closed batch's occupancy from
+    `table_ns`, its start and server (:func:`dispatch_fcfs`, `server_free` in place) and
+    its rows (:func:`emit_rows`). Returns the rows and the busy periods of the batches
+    (rows start, finish, first local accelerator, items: the ledger's, per accelerator
+    of the shard group from the first) and True; nothing done and False when a batch is
+    larger than the table (the caller costs it in Python)."""
+    first, close, size = batches[B_FIRST], batches[B_CLOSE], batches[B_SIZE]
+    nb = first.shape[0]
+    service = np.empty(nb, dtype=np.int64)
+    unit = np.empty(nb, dtype=np.int64)
+    for b in range(nb):
+        if size[b] >= table_ns.shape[0]:
+            return np.zeros((10, 0), np.int64), np.zeros((4, 0), np.int64), False
+        service[b] = table_ns[size[b]]
+        unit[b] = merged[W_UNIT, first[b]]
+    start, server = dispatch_fcfs(unit, close, service, server_free)
+    periods = np.empty((4, nb), dtype=np.int64)
+    for b in range(nb):
+        periods[0, b] = start[b]
+        periods[1, b] = start[b] + service[b]
+        periods[2, b] = unit[b] * accelerators_per_socket + server[b] * group
+        periods[3, b] = size[b]
+    net = np.zeros(nb, dtype=np.int64)
+    rows = emit_rows(
+        merged,
+        first,
+        batches[B_END],
+        periods[0],
+        periods[1],
+        net,
+        periods[2],
+        sockets,
+        accelerators_per_socket,
+        host_ids,
+        acc_ids,
+    )
+    return rows, periods, True
