@@ -140,7 +140,9 @@ class RRHostGroup:
         self.policy = policy
         units = h * p.sockets
         self.servers = p.accelerators_per_socket // p.group
-        self.core_heap = np.zeros((units, p.cores_per_socket), dtype=np.int64)  # min-heaps
+        # per socket: busy cores, latest arrival, the busy cores' free times (a min-heap;
+        # rr_kernel.core_start)
+        self.core_heap = np.zeros((units, p.cores_per_socket + 2), dtype=np.int64)
         self.server_free = np.zeros((units, self.servers), dtype=np.int64)
         self.pending: list[tuple[np.ndarray, RequestBatch]] = []  # submitted, not yet admitted
         self.submitted = np.zeros(h, dtype=np.int64)
@@ -253,7 +255,8 @@ class RRHostGroup:
                 chunks.append(rows)
         self.buffer = chunks
         units = (np.flatnonzero(down)[:, None] * p.sockets + np.arange(p.sockets)).ravel()
-        self.core_heap[units] = at_ns
+        self.core_heap[units, 0] = 0  # every core free from at_ns (arrivals come later)
+        self.core_heap[units, 1] = at_ns
         self.server_free[units] = at_ns
         per_host = p.sockets * p.accelerators_per_socket
         acc = (np.flatnonzero(down)[:, None] * per_host + np.arange(per_host)).ravel()

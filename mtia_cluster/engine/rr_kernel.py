@@ -52,11 +52,50 @@ def heap_replace(heap: np.ndarray, value: int) -> None:
 
 
 @njit(cache=True)
+def core_start(row, a, cpu, cores):
+    """Start of a preprocessing job arriving at `a` that takes `cpu` ns on one of `cores`
+    cores, FCFS (the earliest free core). `row` is the socket's core state: ``row[0]`` busy
+    cores, ``row[1]`` the latest arrival so far, the busy cores' free times a min-heap in
+    ``row[2:]``. Arrivals on a socket never go back in time (a window's rows come in arrival
+    order, later windows later, retried requests at the failure's window start; checked),
+    so a core free by `a` is free for every later job too: it leaves the heap. A mostly idle
+    socket then touches one cache line instead of a heap of all its cores; the start times
+    are those of a heap of every core's free time (tests/engine/test_rr_cell.py, golden)."""
+    if a < row[1]:
+        raise ValueError("arrivals on a socket went back in time")
+    row[1] = a
+    nb = row[0]
+    heap = row[2:]
+    while nb > 0 and heap[0] <= a:
+        nb -= 1
+        if nb > 0:
+            heap_replace(heap[:nb], heap[nb])
+    if nb < cores:
+        t = a
+        v = t + cpu
+        i = nb
+        while i > 0:
+            parent = (i - 1) // 2
+            if heap[parent] <= v:
+                break
+            heap[i] = heap[parent]
+            i = parent
+        heap[i] = v
+        nb += 1
+    else:
+        t = heap[0]
+        heap_replace(heap[:nb], t + cpu)
+    row[0] = nb
+    return t
+
+
+@njit(cache=True)
 def _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item):
     """Socket and ready time of each new request (rows in arrival order)."""
     n = arrival.shape[0]
     unit = np.empty(n, dtype=np.int64)
     ready = np.empty(n, dtype=np.int64)
+    cores = core_heap.shape[1] - 2
     for i in range(n):
         h = host[i]
         u = h * sockets + submitted[h] % sockets
@@ -64,10 +103,7 @@ def _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item)
         unit[i] = u
         if cpu_ns_per_item > 0.0:
             cpu = np.int64(max(np.ceil(items[i] * cpu_ns_per_item), 1.0))
-            free = core_heap[u, 0]
-            t = arrival[i] if arrival[i] > free else free
-            ready[i] = t + cpu
-            heap_replace(core_heap[u], t + cpu)
+            ready[i] = core_start(core_heap[u], arrival[i], cpu, cores) + cpu
         else:
             ready[i] = arrival[i]
     return unit, ready

@@ -5,7 +5,9 @@ group across regions, and the busy ledger accounts periods lazily; neither chang
   kind of pool) and gives exactly the results of one group per pool (one shard per pool),
   with host failures evicting requests of several regions from one group;
 * the ledger's counters, read at any bound after any sequence of recorded periods, equal
-  the direct sum over the periods (busy time clipped at the bound).
+  the direct sum over the periods (busy time clipped at the bound), with failures too;
+* a socket's preprocessing state keeps only the cores busy at the latest arrival and gives
+  the start times of FCFS over every core.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_simulation import same
@@ -22,6 +25,7 @@ from mtia_cluster.engine.cell import RequestBatch, make_requests
 from mtia_cluster.engine.ledger import FOLD_PARTS, BusyLedger
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.rr import RRHostGroup
+from mtia_cluster.engine.rr_kernel import core_start
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.topology import InjectErrors, make_groups
 
@@ -152,3 +156,27 @@ def test_ledger_with_failures_is_the_clipped_sums(seed: int, windows: int, serve
                 if s0 < t:
                     want[:, server] += (min(e0, t) - s0, 1, units)
             assert np.array_equal(np.stack([got.busy_ns, got.batches, got.work_units]), want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(1, 120)), min_size=1, max_size=60),
+)
+def test_core_state_keeps_only_busy_cores(cores: int, jobs: list[tuple[int, int]]) -> None:
+    """A socket's preprocessing keeps only the cores still busy at the latest arrival
+    (`core_start`); for arrivals that never go back in time its start times are those of
+    FCFS over every core's free time (the earliest free core), ties and full sockets
+    included; an arrival earlier than the latest is refused."""
+    row = np.zeros(cores + 2, dtype=np.int64)
+    free = [0] * cores
+    t = 0
+    for gap, cpu in jobs:
+        t += gap
+        k = min(range(cores), key=lambda j: free[j])
+        want = max(t, free[k])
+        free[k] = want + cpu
+        assert core_start(row, t, cpu, cores) == want
+        assert row[0] == sum(f > t for f in free)  # busy cores only
+    with pytest.raises(ValueError):
+        core_start(row, t - 1, 1, cores)
