@@ -14,7 +14,12 @@ Every end-to-end figure includes process start, imports and loading the cached n
 kernels (a few seconds), so short runs understate the steady rate.
 
     .venv/bin/python benchmarks/bench_fleet.py --seconds 10 [--regions 16 --racks 100]
-        [--rate 100000] [--skip-replay] [--skip-simulate]
+        [--rate 100000] [--skip-replay] [--skip-simulate] [--loaded]
+
+`--loaded` adds `Simulation.run` timed after a short run in the same process: the engine's
+own rate, without numba's per-process kernel loading (~0.6 s of CPU). To compare checkouts,
+run this file from each (`cd CHECKOUT && PYTHONPATH=$PWD python /path/to/bench_fleet.py`):
+it times whatever `mtia_cluster` the interpreter imports.
 """
 
 from __future__ import annotations
@@ -79,13 +84,15 @@ def io_floor(trace: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def _engine(cfg: Path, trace: Path, queue: Any) -> None:
+def _engine(cfg: Path, trace: Path, queue: Any, loaded: bool = False) -> None:
     from mtia_cluster.config.scenario import load_scenario
     from mtia_cluster.engine.simulation import Simulation
     from mtia_cluster.engine.trace_input import load_trace
 
     scn = load_scenario(cfg)
     rows = load_trace(trace, scn)
+    if loaded:  # a short run first: the kernels are loaded before the timed run
+        Simulation(scn).run(rows.take(slice(0, min(len(rows), 20_000))))
     sim = Simulation(scn)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -94,11 +101,12 @@ def _engine(cfg: Path, trace: Path, queue: Any) -> None:
     queue.put((wall, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, cpu))
 
 
-def engine_only(cfg: Path, trace: Path) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS MB, CPU seconds) of Simulation.run in a fresh process."""
+def engine_only(cfg: Path, trace: Path, loaded: bool = False) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS MB, CPU seconds) of Simulation.run in a fresh process
+    (`loaded`: after a short run in that process, so numba's kernel loading is not timed)."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_engine, args=(cfg, trace, queue))
+    child = ctx.Process(target=_engine, args=(cfg, trace, queue, loaded))
     child.start()
     wall, rss_mb, cpu = queue.get()
     child.join()
@@ -180,6 +188,11 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=2, help="shard actors of the replay")
     ap.add_argument("--skip-simulate", action="store_true")
     ap.add_argument("--skip-replay", action="store_true")
+    ap.add_argument(
+        "--loaded",
+        action="store_true",
+        help="also time Simulation.run after a short run in the same process (kernels loaded)",
+    )
     args = ap.parse_args()
     n = int(args.rate * args.seconds)
     work = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
@@ -204,6 +217,9 @@ def main() -> None:
     _line("I/O floor (read trace, write request rows, zstd)", n, floor, None, floor_cpu)
     warm(work)  # compiles the numba kernels if this checkout has no cache yet: not counted
     _line("Simulation.run (engine alone, nothing written)", n, *engine_only(cfg, trace))
+    if args.loaded:
+        label = "Simulation.run, kernels loaded (after a short run in the same process)"
+        _line(label, n, *engine_only(cfg, trace, loaded=True))
     if not args.skip_simulate:
         sim = ["simulate", str(cfg), "--trace", str(trace), "-o", str(work / "sim"), "--json"]
         _line("simulate -o (end to end)", n, *cli(sim))

@@ -19,9 +19,11 @@ class BusyLedger:
     """Busy periods per server; :meth:`close` sets the bound everything before which counts.
 
     Work follows activity, not fleet size: a window costs nothing per server. Periods are
-    kept as recorded and folded into the cumulative ``*_done`` counters (one add per period,
-    when it has ended) only every :data:`FOLD_PARTS` recorded parts or when the counters are
-    read; :meth:`counters` adds the started part of the periods still open at the bound. The
+    appended to one reused buffer (rows start, end, server, work units: no list of arrays to
+    concatenate, no fresh memory per fold) and folded into the cumulative ``*_done``
+    counters (one add per period, when it has ended, compacting the open ones in place)
+    only every :data:`FOLD_PARTS` recorded parts or when the counters are read;
+    :meth:`counters` adds the started part of the periods still open at the bound. The
     result is the same as folding at every window (sums of the same terms)."""
 
     def __init__(self, accelerator_ids: np.ndarray) -> None:
@@ -31,10 +33,9 @@ class BusyLedger:
         self._batches_done = np.zeros(n, dtype=np.int64)
         self._work_done = np.zeros(n, dtype=np.int64)
         self._peak = np.zeros(n, dtype=np.int64)
-        self._start: list[np.ndarray] = []
-        self._end: list[np.ndarray] = []
-        self._server: list[np.ndarray] = []
-        self._work: list[np.ndarray] = []
+        self._buf = np.zeros((4, 0), dtype=np.int64)  # start, end, server, work per column
+        self._n = 0  # recorded, not yet folded periods: _buf[:, :_n]
+        self._parts = 0  # add() calls since the last fold
         self._until = np.iinfo(np.int64).min
         self._snapshot: DeviceCounters | None = None
 
@@ -42,55 +43,51 @@ class BusyLedger:
         self, start_ns: np.ndarray, end_ns: np.ndarray, server: np.ndarray, work: np.ndarray
     ) -> None:
         """Record busy periods [start, end) on local server indices, with their work units."""
-        if len(start_ns):
-            self._start.append(start_ns)
-            self._end.append(end_ns)
-            self._server.append(server)
-            self._work.append(work)
-            self._snapshot = None
+        k = len(start_ns)
+        if not k:
+            return
+        n = self._n
+        if n + k > self._buf.shape[1]:
+            grown = np.zeros((4, max(2 * self._buf.shape[1], n + k, 256)), dtype=np.int64)
+            grown[:, :n] = self._buf[:, :n]
+            self._buf = grown
+        buf = self._buf
+        buf[0, n : n + k] = start_ns
+        buf[1, n : n + k] = end_ns
+        buf[2, n : n + k] = server
+        buf[3, n : n + k] = work
+        self._n = n + k
+        self._parts += 1
+        self._snapshot = None
 
     def close(self, until_ns: int) -> None:
         """Account everything before `until_ns` (busy clipped, batches started) from now on."""
         if until_ns != self._until:
             self._until = until_ns
             self._snapshot = None
-        if len(self._start) >= FOLD_PARTS:
+        if self._parts >= FOLD_PARTS:
             self._fold()
-
-    def _periods(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Every recorded, not yet folded period as one set of arrays."""
-        if len(self._start) > 1:
-            self._start = [np.concatenate(self._start)]
-            self._end = [np.concatenate(self._end)]
-            self._server = [np.concatenate(self._server)]
-            self._work = [np.concatenate(self._work)]
-        return self._start[0], self._end[0], self._server[0], self._work[0]
 
     def _fold(self) -> None:
         """Fold the periods ended by the bound into the *_done counters; keep the others."""
-        if not self._start:
-            return
-        start, end, server, work = self._periods()
-        done = (self._busy_done, self._batches_done, self._work_done)
-        keep = _fold(start, end, server, work, self._until, *done)
-        if not keep.all():
-            self._start, self._end = [start[keep]], [end[keep]]
-            self._server, self._work = [server[keep]], [work[keep]]
-        if not self._start[0].size:
-            self._start, self._end, self._server, self._work = [], [], [], []
+        self._parts = 0
+        if self._n:
+            done = (self._busy_done, self._batches_done, self._work_done)
+            self._n = _fold(self._buf, self._n, self._until, *done)
 
     def truncate(self, servers: np.ndarray, at_ns: int) -> None:
         """The servers `servers` (local indices) stop at `at_ns` (a failure, right after
         :meth:`close` at `at_ns`): their busy periods end there, later ones never happen."""
         self._fold()
-        if not self._start:
+        if not self._n:
             return
-        start, end, server, work = self._periods()
+        start, end, server, work = self._buf[:, : self._n]
         hit = np.isin(server, servers)
         keep = ~hit | (start < at_ns)
         end = np.where(hit, np.minimum(end, at_ns), end)
-        self._start, self._end = [start[keep]], [end[keep]]
-        self._server, self._work = [server[keep]], [work[keep]]
+        kept = np.stack([start[keep], end[keep], server[keep], work[keep]])
+        self._n = kept.shape[1]
+        self._buf[:, : self._n] = kept
         self._snapshot = None
 
     def counters(self) -> DeviceCounters:
@@ -99,9 +96,8 @@ class BusyLedger:
             self._fold()
             busy, batches = self._busy_done.copy(), self._batches_done.copy()
             work_units = self._work_done.copy()
-            if self._start:
-                start, _, server, work = self._periods()
-                _open(start, server, work, self._until, busy, batches, work_units)
+            if self._n:
+                _open(self._buf, self._n, self._until, busy, batches, work_units)
             self._snapshot = DeviceCounters(
                 accelerator_id=self.ids,
                 busy_ns=busy,
@@ -116,29 +112,32 @@ FOLD_PARTS = 64  # recorded parts (one per window with dispatches) between folds
 
 
 @njit(cache=True)
-def _fold(start, end, server, work, until_ns, busy_done, batches_done, work_done):
-    """Add the periods ended by `until_ns` to the *_done counters (in place). Returns the
-    mask of the periods still open."""
-    keep = np.empty(start.shape[0], dtype=np.bool_)
-    for i in range(start.shape[0]):
-        s = server[i]
-        keep[i] = end[i] > until_ns
-        if not keep[i]:
-            busy_done[s] += end[i] - start[i]
+def _fold(buf, n, until_ns, busy_done, batches_done, work_done):
+    """Add the periods of ``buf[:, :n]`` ended by `until_ns` to the *_done counters (in
+    place) and move the open ones to the front, in order. Returns how many are open."""
+    kept = 0
+    for i in range(n):
+        if buf[1, i] > until_ns:
+            for c in range(4):
+                buf[c, kept] = buf[c, i]
+            kept += 1
+        else:
+            s = buf[2, i]
+            busy_done[s] += buf[1, i] - buf[0, i]
             batches_done[s] += 1
-            work_done[s] += work[i]
-    return keep
+            work_done[s] += buf[3, i]
+    return kept
 
 
 @njit(cache=True)
-def _open(start, server, work, until_ns, busy, batches, work_units):
+def _open(buf, n, until_ns, busy, batches, work_units):
     """Add the started part of open periods (all end after `until_ns`) to the counters."""
-    for i in range(start.shape[0]):
-        if start[i] < until_ns:
-            s = server[i]
-            busy[s] += until_ns - start[i]
+    for i in range(n):
+        if buf[0, i] < until_ns:
+            s = buf[2, i]
+            busy[s] += until_ns - buf[0, i]
             batches[s] += 1
-            work_units[s] += work[i]
+            work_units[s] += buf[3, i]
 
 
 class CompletionBuffer:

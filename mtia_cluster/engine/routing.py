@@ -62,6 +62,7 @@ class RoutingPlane:
         self.routers = self._routers()
         self._ranges = RouterRanges.share(self)
         self._routed: list[np.ndarray] = []  # cells routed to since the last reports
+        self._seen_ids: tuple[np.ndarray | None, bool] = (None, False)  # see _every_cell
         # cross-region routing (engine/global_routing.py, #16); None: regions are islands
         self.global_router = make_global_router(scenario, self.routers)
 
@@ -166,8 +167,12 @@ class RoutingPlane:
         (shared views), so this costs one copy of the outstanding counts and clears the
         sent counts of the cells routed to since the last reports, whatever the routers."""
         for cell_id, outstanding, capacity, *prefix in reports:
-            self.outstanding[cell_id] = outstanding
-            self.capacity[cell_id] = capacity
+            if self._every_cell(cell_id):  # one shard reporting every cell, in order
+                np.copyto(self.outstanding, outstanding)
+                np.copyto(self.capacity, capacity)
+            else:
+                self.outstanding[cell_id] = outstanding
+                self.capacity[cell_id] = capacity
             self._prefix_events(*prefix)
         np.copyto(self.reported, self.outstanding)  # one copy (evictions included), not per router
         for cells in self._routed:
@@ -175,6 +180,17 @@ class RoutingPlane:
         self._routed.clear()
         for router in self._ranges.unshared:
             router.refresh(self.reported[router.cells], self.capacity[router.cells])
+
+    def _every_cell(self, cell_id: np.ndarray) -> bool:
+        """`cell_id` lists every cell in order (checked once per array: a shard reports
+        with the same id array every window)."""
+        if cell_id is self._seen_ids[0]:
+            return self._seen_ids[1]
+        every = len(cell_id) == len(self.outstanding) and bool(
+            np.array_equal(cell_id, np.arange(len(cell_id)))
+        )
+        self._seen_ids = (cell_id, every)
+        return every
 
     def saved_state(self) -> tuple:
         """What a checkpoint keeps of the plane (distributed/region_worker.py): the routers

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtia_cluster.engine.cell import (
-    Columns,
     Completed,
     DeviceCounters,
     RequestBatch,
@@ -38,7 +37,31 @@ from mtia_cluster.engine.cell import (
 from mtia_cluster.engine.fabric.embedding import EmbeddingNet
 from mtia_cluster.engine.ledger import BusyLedger
 from mtia_cluster.engine.queueing import DispatchPolicy, fcfs_servers_policy
-from mtia_cluster.engine.rr_kernel import admit_and_batch, count_rows, dispatch_fcfs, emit_rows
+from mtia_cluster.engine.rr_kernel import (
+    B_CLOSE,
+    B_END,
+    B_FIRST,
+    B_SIZE,
+    R_ACC,
+    R_ARR,
+    R_FINISH,
+    R_HOST,
+    R_ID,
+    R_ITEMS,
+    R_LOCAL,
+    R_NET,
+    R_SIZE,
+    R_START,
+    W_ARR,
+    W_ID,
+    W_ITEMS,
+    W_UNIT,
+    admit_and_batch,
+    count_rows,
+    dispatch_and_emit,
+    dispatch_fcfs,
+    emit_rows,
+)
 
 
 @dataclass
@@ -85,32 +108,8 @@ class RRHostParams:
     cpu_s_per_item: float
 
 
-@dataclass
-class _Waiting(Columns):
-    """Requests between preprocessing and dispatch, sorted by (socket unit, ready_ns)."""
-
-    request_id: np.ndarray
-    arrival_ns: np.ndarray
-    items: np.ndarray
-    ready_ns: np.ndarray
-    unit: np.ndarray
-
-
-@dataclass
-class _Rows(Columns):
-    """Dispatched requests not yet released (one window's rows, sorted by finish): the
-    varying columns of their output rows and the local host of each."""
-
-    request_id: np.ndarray
-    arrival_ns: np.ndarray
-    items: np.ndarray
-    host_id: np.ndarray
-    accelerator_id: np.ndarray
-    start_ns: np.ndarray
-    finish_ns: np.ndarray
-    batch_size: np.ndarray
-    network_ns: np.ndarray  # wait for remote embedding rows (engine/fabric/embedding.py)
-    local: np.ndarray
+def _no_rows(height: int) -> np.ndarray:
+    return np.zeros((height, 0), dtype=np.int64)
 
 
 class RRHostGroup:
@@ -141,17 +140,25 @@ class RRHostGroup:
         self.policy = policy
         units = h * p.sockets
         self.servers = p.accelerators_per_socket // p.group
-        self.core_heap = np.zeros((units, p.cores_per_socket), dtype=np.int64)  # min-heaps
+        # per socket: busy cores, latest arrival, the busy cores' free times (a min-heap;
+        # rr_kernel.core_start)
+        self.core_heap = np.zeros((units, p.cores_per_socket + 2), dtype=np.int64)
         self.server_free = np.zeros((units, self.servers), dtype=np.int64)
         self.pending: list[tuple[np.ndarray, RequestBatch]] = []  # submitted, not yet admitted
         self.submitted = np.zeros(h, dtype=np.int64)
         self.released = np.zeros(h, dtype=np.int64)
-        self.waiting = _Waiting.empty()
+        # requests between preprocessing and dispatch: one int64 column each (rows W_*,
+        # rr_kernel), sorted by (socket unit, ready_ns); one array, so a window's slicing
+        # and merging are single numpy operations
+        self.waiting = _no_rows(5)
         # service and region of each host (set by its requests; a group may hold the hosts
         # of several pools with the same parameters)
         self.host_service = np.full(h, -1, dtype=np.int32)
         self.host_region = np.full(h, -1, dtype=np.int32)
-        self.buffer: list[_Rows] = []  # one part per window, each sorted by finish
+        # dispatched requests not yet released: one int64 matrix per window (rows R_*,
+        # rr_kernel: the varying columns of their output rows and the local host), each
+        # sorted by finish
+        self.buffer: list[np.ndarray] = []
         self.ledger = BusyLedger(self.acc)
         self._capacity = np.full(h, capacity_weight)
         self._none = Completed.empty()
@@ -172,54 +179,55 @@ class RRHostGroup:
         Work is proportional to activity: the kernels run only when requests wait, and
         their passes touch the requests, not the hosts; the busy ledger accounts periods
         when they end (no per-window pass over accelerators)."""
-        if self.pending or len(self.waiting):
+        if self.pending or self.waiting.shape[1]:
             self._batch_and_dispatch(until_ns)
         self.ledger.close(until_ns)
         if not self.buffer:
             return self._none
-        out: list[_Rows] = []
-        rest: list[_Rows] = []
+        out: list[np.ndarray] = []
+        rest: list[np.ndarray] = []
         for rows in self.buffer:  # each part sorted by finish: release a prefix
-            k = int(np.searchsorted(rows.finish_ns, until_ns, side="left"))
-            if k == len(rows):
+            k = int(np.searchsorted(rows[R_FINISH], until_ns, side="left"))
+            if k == rows.shape[1]:
                 out.append(rows)
             elif k:
-                out.append(rows.take(slice(0, k)))
-                rest.append(rows.take(slice(k, None)))
+                out.append(rows[:, :k])
+                rest.append(rows[:, k:])
             else:
                 rest.append(rows)
         self.buffer = rest
         if not out:
             return self._none
-        done = _Rows.concat(out)
-        count_rows(self.released, done.local)
+        done = out[0] if len(out) == 1 else np.concatenate(out, axis=1)
+        count_rows(self.released, done[R_LOCAL])
         return self._completed(done)
 
-    def _completed(self, rows: _Rows) -> Completed:
-        """Output rows of released requests."""
-        n = len(rows)
+    def _completed(self, rows: np.ndarray) -> Completed:
+        """Output rows of released requests (`rows`: a matrix of rows ``R_*``)."""
+        n = rows.shape[1]
         zeros = np.zeros(n, dtype=np.int32)
-        region = self.host_region[rows.local]
+        local = rows[R_LOCAL]
+        region = self.host_region[local]
         return Completed(
-            request_id=rows.request_id,
-            service=self.host_service[rows.local],
+            request_id=rows[R_ID],
+            service=self.host_service[local],
             region=region,
-            host_id=rows.host_id,
-            accelerator_id=rows.accelerator_id,
-            arrival_ns=rows.arrival_ns,
-            start_ns=rows.start_ns,
-            first_token_ns=rows.finish_ns,
-            finish_ns=rows.finish_ns,
+            host_id=rows[R_HOST].astype(np.int32),
+            accelerator_id=rows[R_ACC].astype(np.int32),
+            arrival_ns=rows[R_ARR],
+            start_ns=rows[R_START],
+            first_token_ns=rows[R_FINISH],
+            finish_ns=rows[R_FINISH],
             status=np.zeros(n, dtype=np.int8),
-            batch_size=rows.batch_size,
-            items=rows.items,
+            batch_size=rows[R_SIZE].astype(np.int32),
+            items=rows[R_ITEMS].astype(np.int32),
             input_tokens=zeros,
             output_tokens=zeros,
             preemptions=zeros,
             cached_tokens=np.zeros(n, dtype=np.int64),
             origin_region=region,
             spill_rtt_ns=np.zeros(n, dtype=np.int64),
-            network_ns=rows.network_ns,
+            network_ns=rows[R_NET],
         )
 
     def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
@@ -230,26 +238,25 @@ class RRHostGroup:
         down = np.zeros(len(self.host_ids), dtype=bool)
         down[np.asarray(local, dtype=np.int64)] = True
         w = self.waiting
-        gone = down[w.unit // p.sockets]
-        where = [w.unit[gone] // p.sockets]
-        parts = [self._requests(w.request_id[gone], w.arrival_ns[gone], w.items[gone], where[0])]
-        self.waiting = w.take(~gone)
-        chunks: list[_Rows] = []
+        gone = down[w[W_UNIT] // p.sockets]
+        where = [w[W_UNIT, gone] // p.sockets]
+        parts = [self._requests(w[W_ID, gone], w[W_ARR, gone], w[W_ITEMS, gone], where[0])]
+        self.waiting = w[:, ~gone]
+        chunks: list[np.ndarray] = []
         for rows in self.buffer:
-            hit = down[rows.local]
+            hit = down[rows[R_LOCAL]]
             if hit.any():
-                where.append(rows.local[hit])
+                where.append(rows[R_LOCAL, hit])
                 parts.append(
-                    self._requests(
-                        rows.request_id[hit], rows.arrival_ns[hit], rows.items[hit], where[-1]
-                    )
+                    self._requests(rows[R_ID, hit], rows[R_ARR, hit], rows[R_ITEMS, hit], where[-1])
                 )
-                rows = rows.take(~hit)
-            if len(rows):
+                rows = rows[:, ~hit]
+            if rows.shape[1]:
                 chunks.append(rows)
         self.buffer = chunks
         units = (np.flatnonzero(down)[:, None] * p.sockets + np.arange(p.sockets)).ravel()
-        self.core_heap[units] = at_ns
+        self.core_heap[units, 0] = 0  # every core free from at_ns (arrivals come later)
+        self.core_heap[units, 1] = at_ns
         self.server_free[units] = at_ns
         per_host = p.sockets * p.accelerators_per_socket
         acc = (np.flatnonzero(down)[:, None] * per_host + np.arange(per_host)).ravel()
@@ -264,6 +271,7 @@ class RRHostGroup:
     ) -> RequestBatch:
         """Request columns of R&R rows held by local hosts `local` (no tokens, no session)."""
         service, region = self.host_service[local], self.host_region[local]
+        items = np.asarray(items, dtype=np.int32)
         return make_requests(arrival, request_id=rid, service=service, region=region, items=items)
 
     def outstanding(self) -> np.ndarray:
@@ -293,9 +301,9 @@ class RRHostGroup:
     def _batch_and_dispatch(self, until_ns: int) -> None:
         """Admit the window's requests, close the batches due before `until_ns`, dispatch
         them to servers and keep their rows until they finish."""
-        p, w = self.p, self.waiting
+        p = self.p
         host, batch = self._admitted()
-        (m_id, m_arr, m_items, m_ready, m_unit, first, end, close, size, keep) = admit_and_batch(
+        merged, batches, self.waiting = admit_and_batch(
             host,
             batch.request_id,
             batch.arrival_ns,
@@ -304,19 +312,38 @@ class RRHostGroup:
             self.core_heap,
             p.sockets,
             p.cpu_s_per_item * 1e9,
-            w.request_id,
-            w.arrival_ns,
-            w.items,
-            w.ready_ns,
-            w.unit,
+            self.waiting,
             p.max_items,
             p.max_wait_ns,
             until_ns,
         )
-        self.waiting = _Waiting(m_id[keep], m_arr[keep], m_items[keep], m_ready[keep], m_unit[keep])
-        if len(first) == 0:
+        if batches.shape[1] == 0:
             return
-        b_unit = m_unit[first]
+        if self.policy is None and self.network is None:
+            rows, periods, done = dispatch_and_emit(
+                merged,
+                batches,
+                self.table.table_ns,
+                self.server_free,
+                p.group,
+                p.sockets,
+                p.accelerators_per_socket,
+                self.host_ids,
+                self.acc,
+            )
+            if done:  # one compiled call (the usual pool)
+                for m in range(p.group):
+                    self.ledger.add(periods[0], periods[1], periods[2] + m, periods[3])
+                self.buffer.append(rows)
+                return
+        self._dispatch_batches(merged, batches)
+
+    def _dispatch_batches(self, merged: np.ndarray, batches: np.ndarray) -> None:
+        """Dispatch the closed batches step by step (a custom dispatch policy, remote
+        embedding rows, or a batch larger than the occupancy table)."""
+        p = self.p
+        first, size, close = batches[B_FIRST], batches[B_SIZE], batches[B_CLOSE]
+        b_unit = merged[W_UNIT, first]
         service = self.table.lookup(size)
         if self.network is None:
             net = np.zeros(len(first), dtype=np.int64)
@@ -330,8 +357,8 @@ class RRHostGroup:
             self.ledger.add(start, finish, local0 + m, size)
         ids = (self.host_ids, self.acc)
         shape = (p.sockets, p.accelerators_per_socket)
-        cols = emit_rows(m_id, m_arr, m_items, first, end, start, finish, net, local0, *shape, *ids)
-        self.buffer.append(_Rows(*cols))
+        end = batches[B_END]
+        self.buffer.append(emit_rows(merged, first, end, start, finish, net, local0, *shape, *ids))
 
     def _dispatch(
         self, unit: np.ndarray, close: np.ndarray, service: np.ndarray

@@ -52,11 +52,50 @@ def heap_replace(heap: np.ndarray, value: int) -> None:
 
 
 @njit(cache=True)
+def core_start(row, a, cpu, cores):
+    """Start of a preprocessing job arriving at `a` that takes `cpu` ns on one of `cores`
+    cores, FCFS (the earliest free core). `row` is the socket's core state: ``row[0]`` busy
+    cores, ``row[1]`` the latest arrival so far, the busy cores' free times a min-heap in
+    ``row[2:]``. Arrivals on a socket never go back in time (a window's rows come in arrival
+    order, later windows later, retried requests at the failure's window start; checked),
+    so a core free by `a` is free for every later job too: it leaves the heap. A mostly idle
+    socket then touches one cache line instead of a heap of all its cores; the start times
+    are those of a heap of every core's free time (tests/engine/test_rr_cell.py, golden)."""
+    if a < row[1]:
+        raise ValueError("arrivals on a socket went back in time")
+    row[1] = a
+    nb = row[0]
+    heap = row[2:]
+    while nb > 0 and heap[0] <= a:
+        nb -= 1
+        if nb > 0:
+            heap_replace(heap[:nb], heap[nb])
+    if nb < cores:
+        t = a
+        v = t + cpu
+        i = nb
+        while i > 0:
+            parent = (i - 1) // 2
+            if heap[parent] <= v:
+                break
+            heap[i] = heap[parent]
+            i = parent
+        heap[i] = v
+        nb += 1
+    else:
+        t = heap[0]
+        heap_replace(heap[:nb], t + cpu)
+    row[0] = nb
+    return t
+
+
+@njit(cache=True)
 def _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item):
     """Socket and ready time of each new request (rows in arrival order)."""
     n = arrival.shape[0]
     unit = np.empty(n, dtype=np.int64)
     ready = np.empty(n, dtype=np.int64)
+    cores = core_heap.shape[1] - 2
     for i in range(n):
         h = host[i]
         u = h * sockets + submitted[h] % sockets
@@ -64,10 +103,7 @@ def _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item)
         unit[i] = u
         if cpu_ns_per_item > 0.0:
             cpu = np.int64(max(np.ceil(items[i] * cpu_ns_per_item), 1.0))
-            free = core_heap[u, 0]
-            t = arrival[i] if arrival[i] > free else free
-            ready[i] = t + cpu
-            heap_replace(core_heap[u], t + cpu)
+            ready[i] = core_start(core_heap[u], arrival[i], cpu, cores) + cpu
         else:
             ready[i] = arrival[i]
     return unit, ready
@@ -133,6 +169,12 @@ def count_rows(counts, index):
         counts[index[i]] += 1
 
 
+# rows of the waiting matrix (int64, one column per request, sorted by (unit, ready_ns))
+W_ID, W_ARR, W_ITEMS, W_READY, W_UNIT = range(5)
+# rows of the batch matrix: first merged row, end row, close_ns, items
+B_FIRST, B_END, B_CLOSE, B_SIZE = range(4)
+
+
 @njit(cache=True)
 def admit_and_batch(
     host,
@@ -143,30 +185,24 @@ def admit_and_batch(
     core_heap,
     sockets,
     cpu_ns_per_item,
-    w_id,
-    w_arrival,
-    w_items,
-    w_ready,
-    w_unit,
+    waiting,
     max_items,
     max_wait_ns,
     until_ns,
 ):
     """Admit new rows, merge them into the waiting rows and form the closed batches.
 
-    Returns (merged columns id, arrival, items, ready, unit; batch first, end, close, items;
-    the indices of the merged rows still waiting, in order). `submitted` and `core_heap` are
-    updated in place.
+    `waiting` is the waiting matrix (rows ``W_*``). Returns (the merged matrix, the batch
+    matrix (rows ``B_*``) of the batches closed before `until_ns`, the merged columns still
+    waiting: the next waiting matrix). Three arrays, not a dozen: every array handed back
+    to Python costs a boxing. `submitted` and `core_heap` are updated in place.
     """
     unit, ready = _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item)
     order = _sorted_order(unit, ready, core_heap.shape[0])
-    n_old = w_id.shape[0]
+    n_old = waiting.shape[1]
+    w_unit, w_ready = waiting[W_UNIT], waiting[W_READY]
     m = n_old + order.shape[0]
-    m_id = np.empty(m, dtype=np.int64)
-    m_arr = np.empty(m, dtype=np.int64)
-    m_items = np.empty(m, dtype=np.int32)
-    m_ready = np.empty(m, dtype=np.int64)
-    m_unit = np.empty(m, dtype=np.int64)
+    merged = np.empty((5, m), dtype=np.int64)
     i = j = 0
     for k in range(m):  # merge; old rows first on equal (unit, ready)
         take_old = j >= order.shape[0]
@@ -174,18 +210,28 @@ def admit_and_batch(
             o = order[j]
             take_old = w_unit[i] < unit[o] or (w_unit[i] == unit[o] and w_ready[i] <= ready[o])
         if take_old:
-            m_id[k], m_arr[k], m_items[k] = w_id[i], w_arrival[i], w_items[i]
-            m_ready[k], m_unit[k] = w_ready[i], w_unit[i]
+            for c in range(5):
+                merged[c, k] = waiting[c, i]
             i += 1
         else:
             o = order[j]
-            m_id[k], m_arr[k], m_items[k] = request_id[o], arrival[o], items[o]
-            m_ready[k], m_unit[k] = ready[o], unit[o]
+            merged[W_ID, k], merged[W_ARR, k], merged[W_ITEMS, k] = (
+                request_id[o],
+                arrival[o],
+                items[o],
+            )
+            merged[W_READY, k], merged[W_UNIT, k] = ready[o], unit[o]
             j += 1
     first, end, close, size, keep = _chain(
-        m_ready, m_items, m_unit, max_items, max_wait_ns, until_ns
+        merged[W_READY], merged[W_ITEMS], merged[W_UNIT], max_items, max_wait_ns, until_ns
     )
-    return m_id, m_arr, m_items, m_ready, m_unit, first, end, close, size, keep
+    batches = np.empty((4, first.shape[0]), dtype=np.int64)
+    batches[B_FIRST], batches[B_END], batches[B_CLOSE], batches[B_SIZE] = first, end, close, size
+    rest = np.empty((5, keep.shape[0]), dtype=np.int64)
+    for c in range(5):
+        for r in range(keep.shape[0]):
+            rest[c, r] = merged[c, keep[r]]
+    return merged, batches, rest
 
 
 @njit(cache=True)
@@ -263,11 +309,13 @@ def dispatch_fcfs(unit, close, service_ns, server_free):
     return start, server
 
 
+# rows of the dispatched-rows matrix (int64, one column per request, sorted by finish)
+R_ID, R_ARR, R_ITEMS, R_HOST, R_ACC, R_START, R_FINISH, R_SIZE, R_NET, R_LOCAL = range(10)
+
+
 @njit(cache=True)
 def emit_rows(
-    m_id,
-    m_arr,
-    m_items,
+    merged,
     first,
     end,
     start,
@@ -279,36 +327,79 @@ def emit_rows(
     host_ids,
     acc_ids,
 ):
-    """Per-request columns of the dispatched batches, ordered by (finish, batch order).
-
-    Returns request_id, arrival_ns, items, host_id, accelerator_id, start_ns, finish_ns,
-    batch_size, network_ns (the batch's `net`) and the local host index of each row.
-    """
+    """The dispatched batches' requests as one matrix (rows ``R_*``: request_id,
+    arrival_ns, items, host_id, accelerator_id, start_ns, finish_ns, batch_size, network_ns
+    (the batch's `net`), local host), ordered by (finish, batch order). `merged`: the
+    waiting-row matrix the batches index (rows ``W_*``)."""
     order = np.argsort(finish, kind="mergesort")
     n = 0
     for b in range(first.shape[0]):
         n += end[b] - first[b]
-    r_id = np.empty(n, dtype=np.int64)
-    r_arr = np.empty(n, dtype=np.int64)
-    r_items = np.empty(n, dtype=np.int32)
-    r_host = np.empty(n, dtype=np.int32)
-    r_acc = np.empty(n, dtype=np.int32)
-    r_start = np.empty(n, dtype=np.int64)
-    r_finish = np.empty(n, dtype=np.int64)
-    r_size = np.empty(n, dtype=np.int32)
-    r_net = np.empty(n, dtype=np.int64)
-    r_local = np.empty(n, dtype=np.int64)
+    rows = np.empty((10, n), dtype=np.int64)
     k = 0
     per_host = sockets * accelerators_per_socket
     for b in order:
         local_host = acc_local[b] // per_host
         for r in range(first[b], end[b]):
-            r_id[k], r_arr[k], r_items[k] = m_id[r], m_arr[r], m_items[r]
-            r_host[k] = host_ids[local_host]
-            r_acc[k] = acc_ids[acc_local[b]]
-            r_start[k], r_finish[k] = start[b], finish[b]
-            r_size[k] = end[b] - first[b]
-            r_net[k] = net[b]
-            r_local[k] = local_host
+            rows[R_ID, k], rows[R_ARR, k] = merged[W_ID, r], merged[W_ARR, r]
+            rows[R_ITEMS, k] = merged[W_ITEMS, r]
+            rows[R_HOST, k] = host_ids[local_host]
+            rows[R_ACC, k] = acc_ids[acc_local[b]]
+            rows[R_START, k], rows[R_FINISH, k] = start[b], finish[b]
+            rows[R_SIZE, k] = end[b] - first[b]
+            rows[R_NET, k] = net[b]
+            rows[R_LOCAL, k] = local_host
             k += 1
-    return r_id, r_arr, r_items, r_host, r_acc, r_start, r_finish, r_size, r_net, r_local
+    return rows
+
+
+@njit(cache=True)
+def dispatch_and_emit(
+    merged,
+    batches,
+    table_ns,
+    server_free,
+    group,
+    sockets,
+    accelerators_per_socket,
+    host_ids,
+    acc_ids,
+):
+    """Steps 2 and 3 in one call for the usual pool (FCFS dispatch, every table local,
+    every batch within the occupancy table): each closed batch's occupancy from
+    `table_ns`, its start and server (:func:`dispatch_fcfs`, `server_free` in place) and
+    its rows (:func:`emit_rows`). Returns the rows and the busy periods of the batches
+    (rows start, finish, first local accelerator, items: the ledger's, per accelerator
+    of the shard group from the first) and True; nothing done and False when a batch is
+    larger than the table (the caller costs it in Python)."""
+    first, close, size = batches[B_FIRST], batches[B_CLOSE], batches[B_SIZE]
+    nb = first.shape[0]
+    service = np.empty(nb, dtype=np.int64)
+    unit = np.empty(nb, dtype=np.int64)
+    for b in range(nb):
+        if size[b] >= table_ns.shape[0]:
+            return np.zeros((10, 0), np.int64), np.zeros((4, 0), np.int64), False
+        service[b] = table_ns[size[b]]
+        unit[b] = merged[W_UNIT, first[b]]
+    start, server = dispatch_fcfs(unit, close, service, server_free)
+    periods = np.empty((4, nb), dtype=np.int64)
+    for b in range(nb):
+        periods[0, b] = start[b]
+        periods[1, b] = start[b] + service[b]
+        periods[2, b] = unit[b] * accelerators_per_socket + server[b] * group
+        periods[3, b] = size[b]
+    net = np.zeros(nb, dtype=np.int64)
+    rows = emit_rows(
+        merged,
+        first,
+        batches[B_END],
+        periods[0],
+        periods[1],
+        net,
+        periods[2],
+        sockets,
+        accelerators_per_socket,
+        host_ids,
+        acc_ids,
+    )
+    return rows, periods, True

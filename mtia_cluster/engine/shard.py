@@ -44,6 +44,13 @@ class LoadReports:
         return (self.cell_id, self.outstanding, self.capacity_weight, *self.prefix)
 
 
+def _joined(parts: list[np.ndarray]) -> np.ndarray:
+    """The parts end to end; a single part as it is (no copy)."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def no_prefix_events() -> PrefixEvents:
     return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)
 
@@ -61,6 +68,9 @@ class Shard:
         for gi, g in enumerate(self.groups):
             self._group[g.cell_ids] = gi
             self._local[g.cell_ids] = np.arange(len(g.cell_ids))
+        # the cell id of each report row: the same array every window (the routing plane
+        # recognizes it and copies the reports without indexing, engine/routing.py)
+        self._report_ids = _joined([np.asarray(g.cell_ids, dtype=np.int64) for g in self.groups])
 
     def advance(self, inbox: Inbox | None, until_ns: int) -> tuple[Completed, LoadReports]:
         """Submit the window's requests, simulate up to `until_ns`, collect outputs."""
@@ -68,9 +78,9 @@ class Shard:
             self._submit(inbox)
         outputs = [g.advance(until_ns) for g in self.groups]
         reports = LoadReports(
-            cell_id=np.concatenate([g.cell_ids for g in self.groups]),
-            outstanding=np.concatenate([g.outstanding() for g in self.groups]),
-            capacity_weight=np.concatenate([g.capacity() for g in self.groups]),
+            cell_id=self._report_ids,
+            outstanding=_joined([g.outstanding() for g in self.groups]),
+            capacity_weight=_joined([g.capacity() for g in self.groups]),
             prefix=self._prefix_events(),
         )
         return Completed.concat([o for o in outputs if len(o)]), reports

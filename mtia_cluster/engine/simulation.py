@@ -66,6 +66,8 @@ class Simulation:
         self.plane = RoutingPlane(scenario, self.topology, groups)
         self.events = resolve_events(scenario.events, self.topology, scenario.report_interval_ns)
         self.autoscaler = build_autoscaler(self.topology, scenario.report_interval_ns)
+        # accelerator ids of the last counters and the permutation sorting them (None: sorted)
+        self._by_id: tuple[np.ndarray, np.ndarray | None] | None = None
 
     def run(
         self,
@@ -195,8 +197,18 @@ class Simulation:
         return RequestBatch.concat([b for b, _ in parts]), np.concatenate([c for _, c in parts])
 
     def _counters(self) -> DeviceCounters:
+        """Every accelerator's counters, by accelerator id. The shards list their
+        accelerators in a fixed order, so the permutation is found once; when they are in
+        order already (one shard, one group per kind of pool: the usual fleet) nothing is
+        permuted (a take of every counter column of 115,200 accelerators costs ~16 ms)."""
         parts = DeviceCounters.concat([s.device_counters() for s in self.shards])
-        return parts.take(np.argsort(parts.accelerator_id, kind="stable"))
+        ids = parts.accelerator_id
+        known = self._by_id
+        if known is None or not (known[0] is ids or np.array_equal(known[0], ids)):
+            perm = np.argsort(ids, kind="stable")
+            known = self._by_id = (ids, None if np.all(perm == np.arange(len(ids))) else perm)
+        order = known[1]
+        return parts if order is None else parts.take(order)
 
 
 def _groups(n_cells: int, shards: int | list[list[int]]) -> list[list[int]]:

@@ -5,7 +5,9 @@ group across regions, and the busy ledger accounts periods lazily; neither chang
   kind of pool) and gives exactly the results of one group per pool (one shard per pool),
   with host failures evicting requests of several regions from one group;
 * the ledger's counters, read at any bound after any sequence of recorded periods, equal
-  the direct sum over the periods (busy time clipped at the bound).
+  the direct sum over the periods (busy time clipped at the bound), with failures too;
+* a socket's preprocessing state keeps only the cores busy at the latest arrival and gives
+  the start times of FCFS over every core.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_simulation import same
@@ -22,6 +25,7 @@ from mtia_cluster.engine.cell import RequestBatch, make_requests
 from mtia_cluster.engine.ledger import FOLD_PARTS, BusyLedger
 from mtia_cluster.engine.rng import entity_rng
 from mtia_cluster.engine.rr import RRHostGroup
+from mtia_cluster.engine.rr_kernel import core_start
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.topology import InjectErrors, make_groups
 
@@ -117,3 +121,62 @@ def test_ledger_counters_are_the_clipped_sums(seed: int, windows: int, servers: 
             assert np.array_equal(got.batches, batches)
             assert np.array_equal(got.work_units, work)
             assert np.array_equal(got.accelerator_id, np.arange(servers) + 100)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 3 * FOLD_PARTS), st.integers(1, 6))
+def test_ledger_with_failures_is_the_clipped_sums(seed: int, windows: int, servers: int) -> None:
+    """The ledger keeps its periods in one reused buffer, folding ended ones and compacting
+    the open ones in place; with failures (`truncate`: periods of failed servers end at the
+    failure, later ones vanish) between windows, its counters still equal the direct sums
+    over the periods as the failures left them, and the buffer grows past any size."""
+    rng = np.random.default_rng(seed)
+    ledger = BusyLedger(np.arange(servers, dtype=np.int32))
+    periods: list[list[int]] = []
+    t = 0
+    for w in range(windows):
+        t += int(rng.integers(1, 1000))
+        k = int(rng.integers(0, 40))  # some windows record more than the buffer holds
+        start = t - rng.integers(0, 500, k)
+        rows = np.stack([start, start + rng.integers(1, 3000, k), rng.integers(0, servers, k)])
+        periods.extend([int(a), int(b), int(c), 3] for a, b, c in rows.T)
+        ledger.add(rows[0], rows[1], rows[2], np.full(k, 3))
+        ledger.close(t)
+        if rng.random() < 0.1:  # some servers fail at the bound
+            down = np.flatnonzero(rng.random(servers) < 0.5)
+            ledger.truncate(down, t)
+            for p in periods:
+                if p[2] in down.tolist():
+                    p[1] = min(p[1], t) if p[0] < t else p[0]  # later ones: empty, gone
+            periods = [p for p in periods if p[1] > p[0]]
+        if rng.random() < 0.2 or w == windows - 1:
+            got = ledger.counters()
+            want = np.zeros((3, servers), dtype=np.int64)
+            for s0, e0, server, units in periods:
+                if s0 < t:
+                    want[:, server] += (min(e0, t) - s0, 1, units)
+            assert np.array_equal(np.stack([got.busy_ns, got.batches, got.work_units]), want)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 5),
+    st.lists(st.tuples(st.integers(0, 40), st.integers(1, 120)), min_size=1, max_size=60),
+)
+def test_core_state_keeps_only_busy_cores(cores: int, jobs: list[tuple[int, int]]) -> None:
+    """A socket's preprocessing keeps only the cores still busy at the latest arrival
+    (`core_start`); for arrivals that never go back in time its start times are those of
+    FCFS over every core's free time (the earliest free core), ties and full sockets
+    included; an arrival earlier than the latest is refused."""
+    row = np.zeros(cores + 2, dtype=np.int64)
+    free = [0] * cores
+    t = 0
+    for gap, cpu in jobs:
+        t += gap
+        k = min(range(cores), key=lambda j: free[j])
+        want = max(t, free[k])
+        free[k] = want + cpu
+        assert core_start(row, t, cpu, cores) == want
+        assert row[0] == sum(f > t for f in free)  # busy cores only
+    with pytest.raises(ValueError):
+        core_start(row, t - 1, 1, cores)
