@@ -1,0 +1,138 @@
+"""One long `simulate -o` on the fleet of bench_fleet.py (issue 18: "one simulated hour at
+100k requests/s, peak RSS < 8 GB"): wall time, CPU time, requests per second and the resident
+memory of the process sampled through the run, so that a flat footprint can be seen.
+
+The trace (bench_fleet.py's: regions uniform, bench_replay's item mix, Poisson arrivals at
+`--rate`) is written in row groups of `--chunk` requests with a fixed seed per chunk, so a
+360 M-request trace never sits in memory; it is reused if it already exists with the same
+parameters (its name says them). Output goes to `--work` (default a temporary directory,
+removed afterwards unless `--keep`).
+
+    .venv/bin/python benchmarks/bench_hour.py --seconds 3600 [--rate 100000] \
+        [--regions 16 --racks 100] [--work DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import yaml
+from bench_fleet import scenario, trace_table
+
+
+def write_trace(path: Path, regions: int, n: int, rate: float, chunk: int) -> None:
+    """`n` requests in row groups of `chunk`, arrivals continuing across groups."""
+    tmp = path.with_name(path.name + ".partial")
+    writer = None
+    start_ns, first_id = 0, 0
+    try:
+        for i, lo in enumerate(range(0, n, chunk)):
+            table = trace_table(regions, min(chunk, n - lo), rate, seed=1000 + i)
+            arrival = table.column("arrival_ns").to_numpy() + start_ns
+            ids = np.arange(first_id, first_id + table.num_rows, dtype=np.int64)
+            table = table.set_column(0, "request_id", [ids])
+            table = table.set_column(1, "arrival_ns", [arrival])
+            start_ns, first_id = int(arrival[-1]) + 1, first_id + table.num_rows
+            if writer is None:
+                meta = {b"mtia_cluster.trace": b'{"source": "bench_hour"}'}
+                schema = table.schema.with_metadata(meta)
+                writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.rename(path)
+
+
+class RssSampler(threading.Thread):
+    """Resident set size (MB) of process `pid`, sampled every `every_s` seconds."""
+
+    def __init__(self, pid: int, every_s: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.every_s, self.stop = pid, every_s, False
+        self.samples: list[tuple[float, float]] = []
+
+    def run(self) -> None:
+        page, t0 = os.sysconf("SC_PAGE_SIZE"), time.perf_counter()
+        while not self.stop:
+            try:
+                with open(f"/proc/{self.pid}/statm", encoding="ascii") as fh:
+                    rss = int(fh.read().split()[1]) * page / 2**20
+            except OSError:
+                return
+            self.samples.append((time.perf_counter() - t0, rss))
+            time.sleep(self.every_s)
+
+
+def run(cfg: Path, trace: Path, out: Path) -> tuple[float, float, float, RssSampler]:
+    """(wall s, CPU s, peak RSS MB) of `mtia-cluster simulate -o` and its RSS samples."""
+    exe = str(Path(sys.executable).parent / "mtia-cluster")
+    args = [exe, "simulate", str(cfg), "--trace", str(trace), "-o", str(out), "--json"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    sampler = RssSampler(proc.pid)
+    sampler.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    sampler.stop = True
+    if status != 0:
+        raise SystemExit(f"simulate -o failed ({status})")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, sampler
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=3600.0, help="simulated seconds")
+    ap.add_argument("--rate", type=float, default=100_000.0, help="requests per second")
+    ap.add_argument("--regions", type=int, default=16)
+    ap.add_argument("--racks", type=int, default=100, help="MTIA 2i racks per region")
+    ap.add_argument("--chunk", type=int, default=5_000_000, help="trace rows per row group")
+    ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true", help="keep the trace and the results")
+    args = ap.parse_args()
+    n = int(args.seconds * args.rate)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench_hour_"))
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = work / "scenario.yaml"
+    cfg.write_text(yaml.safe_dump(scenario(args.regions, args.racks)))
+    trace = work / f"trace-{args.regions}r-{n}-{int(args.rate)}.parquet"
+    t0 = time.perf_counter()
+    if not trace.exists():
+        write_trace(trace, args.regions, n, args.rate, args.chunk)
+    print(
+        f"trace: {n:,} requests, {trace.stat().st_size / 2**30:.2f} GiB, "
+        f"{time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    out = work / "results"
+    load0 = os.getloadavg()[0]
+    wall, cpu, peak, sampler = run(cfg, trace, out)
+    load1 = os.getloadavg()[0]
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**30
+    print(
+        f"simulate -o: {n:,} requests ({args.seconds:g} s simulated, {args.regions} x "
+        f"{args.racks} racks) in {wall:.1f} s wall = {n / wall:,.0f} requests/s; "
+        f"{cpu:.1f} CPU-s = {n / cpu:,.0f} per CPU-s; peak RSS {peak:,.0f} MB; "
+        f"results {size:.2f} GiB; load average {load0:.1f} -> {load1:.1f}"
+    )
+    tenth = max(1, len(sampler.samples) // 10)
+    print(
+        "RSS through the run (s: MB): "
+        + ", ".join(f"{t:.0f}: {m:,.0f}" for t, m in sampler.samples[::tenth])
+    )
+    if not args.keep:
+        shutil.rmtree(work) if args.work is None else shutil.rmtree(out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
