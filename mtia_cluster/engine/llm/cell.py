@@ -10,6 +10,7 @@ advancing in one call or window by window gives identical rows (tested).
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from mtia_cluster.engine.cell import (
 )
 from mtia_cluster.engine.llm.costs import AS_PER_NS, AS_PER_S, IterationCost
 from mtia_cluster.engine.llm.kvcache import chains_to_keys
-from mtia_cluster.engine.llm.requests import DONE
+from mtia_cluster.engine.llm.requests import DECODE, DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 from mtia_cluster.engine.llm.stretch import decode_run
 
@@ -92,6 +93,21 @@ def iteration_floor_as(cost: IterationCost) -> int:
     return min(
         max(cost.compute_base_as[t], cost.memory_base_as[t]) + cost.other_as[t]
         for t in range(1, cost.max_tokens + 1)
+    )
+
+
+def fewest_iterations_left(sched: ReplicaScheduler) -> int:
+    """The fewest iterations before some unfinished request of `sched` can finish: an
+    iteration samples at most one token of a request, so a decoder needs its iterations to
+    its finish and any other request (prefilling, waiting, preempted: it keeps its sampled
+    tokens) at least its tokens still to sample; 1 if some request is not yet queued."""
+    if len(sched.running) + len(sched.waiting) < sched.outstanding:
+        return 1
+    it, state, finish_iter = sched.iteration, sched.state, sched.finish_iter
+    outputs, generated = sched.outputs, sched.generated
+    return min(
+        finish_iter[r] - it if state[r] == DECODE else outputs[r] - generated[r]
+        for r in chain(sched.running, sched.waiting)
     )
 
 
@@ -288,7 +304,7 @@ class LLMReplicaCell:
         sched = self.scheduler
         if sched.kv.enabled:
             return None
-        bound = min((sched.finish_ns[r] for r in self._held), default=NEVER_NS)
+        bound = min(map(sched.finish_ns.__getitem__, self._held), default=NEVER_NS)
         if not sched.outstanding:
             return bound
         cost = sched.cost
@@ -300,14 +316,12 @@ class LLMReplicaCell:
         """A lower bound on the time from the clock to the next finish. When every
         unfinished request decodes and no block shortage can come first, exactly the time
         of the `k` decode-only iterations up to the first completion (`k`: the fewest
-        tokens any decoder still needs; nothing is admitted meanwhile). With a possible
-        shortage, `k` iterations of at least the shortest duration (a preempted request
-        recomputes and still needs as many); with requests waiting or prefilling, one."""
+        tokens any decoder still needs; nothing is admitted meanwhile). Otherwise
+        `fewest_iterations_left` iterations of at least the shortest duration."""
         n, cost = sched.n_dec, sched.cost
         if sched.outstanding != n:  # something waiting, prefilling or not yet admitted
-            return self._floor_as(cost)
-        finish_iter = sched.finish_iter
-        k = min(finish_iter[r] for r in sched.running) - sched.iteration
+            return fewest_iterations_left(sched) * self._floor_as(cost)
+        k = min(map(sched.finish_iter.__getitem__, sched.running)) - sched.iteration
         if n * -(-k // sched.limits.block_size) > sched.free_blocks:
             return k * self._floor_as(cost)
         context = sched.offset_sum + n * sched.iteration
