@@ -13,7 +13,8 @@ Each case runs in a fresh process per checkout (`--tree`, default this one: PYTH
 the package), alternating between checkouts for `--repeat` rounds, after one warm-up run per
 checkout that compiles the numba kernels; each process first runs the trace's first 2,000
 requests on a separate Simulation (loading the cached kernels), then times the whole trace.
-Prints every run and the medians. Compare checkouts in ONE run: the machine is small and
+Prints every run (for the LLM cases also how many times a replica was advanced) and the
+medians. Compare checkouts in ONE run: the machine is small and
 shared. The digest of the finish times is the same on every checkout when the choices are.
 
     .venv/bin/python benchmarks/bench_routing.py [--tree /path/a --tree /path/b] \
@@ -115,6 +116,8 @@ def child(case: str, seconds: float) -> dict[str, float]:
     Simulation(scn).run(trace.take(slice(0, 2000)))  # load every cached kernel: not counted
     RoutingPlane.route = timed("route", RoutingPlane.route)  # type: ignore[method-assign]
     RoutingPlane.refresh = timed("refresh", RoutingPlane.refresh)  # type: ignore[method-assign]
+    if case.startswith("llm"):  # how many replica advances the windows cost (no timing)
+        _count_advances(spent)
     sim = Simulation(scn)
     t0, cpu0 = time.perf_counter(), time.process_time()
     out = sim.run(trace)
@@ -123,6 +126,20 @@ def child(case: str, seconds: float) -> dict[str, float]:
     # a digest of the placement: the same on every checkout when decisions are identical
     digest = int(np.sum(out.requests.finish_ns % 1_000_003 * (out.requests.request_id % 97 + 1)))
     return {"n": len(trace), "wall": wall, "cpu": cpu, **spent, "digest": digest}
+
+
+def _count_advances(spent: dict[str, float]) -> None:
+    """Count ``LLMReplicaCell.advance`` calls into ``spent["advances"]``."""
+    from mtia_cluster.engine.llm.cell import LLMReplicaCell
+
+    advance = LLMReplicaCell.advance
+    spent["advances"] = 0
+
+    def counted(self: Any, until_ns: int) -> Any:
+        spent["advances"] += 1
+        return advance(self, until_ns)
+
+    LLMReplicaCell.advance = counted  # type: ignore[method-assign]
 
 
 def run_child(tree: Path, case: str, seconds: float) -> dict[str, float]:
@@ -142,7 +159,9 @@ def _line(tree: Path, case: str, r: dict[str, float]) -> str:
         f"{case:9s} {tree}: {r['n']:,} requests, CPU {r['cpu']:.2f} s = "
         f"{r['n'] / r['cpu']:,.0f} requests per CPU-second (wall {r['wall']:.2f} s); routing "
         f"plane {plane:.2f} s ({plane / r['cpu']:.0%}) over {int(r['windows']):,} windows = "
-        f"{plane / max(r['windows'], 1) * 1e6:.1f} us/window; digest {int(r['digest'])}"
+        f"{plane / max(r['windows'], 1) * 1e6:.1f} us/window"
+        + (f", {int(r['advances']):,} replica advances" if "advances" in r else "")
+        + f"; digest {int(r['digest'])}"
     )
 
 

@@ -71,6 +71,11 @@ class SingleCell:
     def device_counters(self) -> DeviceCounters:
         return self.cell.device_counters()
 
+    def quiet_until(self) -> int | None:
+        """The cell's ``quiet_until()`` when its class has one (engine/shard.py), else None."""
+        quiet = getattr(type(self.cell), "quiet_until", None)  # of the class: no proxies
+        return quiet(self.cell) if quiet is not None else None
+
     def prefix_events(self) -> PrefixEvents | None:
         """The cell's prefix-cache events since the last call (LLM cells), else None."""
         drain = getattr(self.cell, "prefix_events", None)

@@ -10,6 +10,7 @@ the Ray layer can move a shard into an actor; results never depend on the groupi
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 import numpy as np
 
@@ -44,19 +45,19 @@ class LoadReports:
         return (self.cell_id, self.outstanding, self.capacity_weight, *self.prefix)
 
 
-def _joined(parts: list[np.ndarray]) -> np.ndarray:
-    """The parts end to end; a single part as it is (no copy)."""
-    if len(parts) == 1:
-        return parts[0]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
 def no_prefix_events() -> PrefixEvents:
     return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)
 
 
 class Shard:
-    """Cell groups; every global cell id belongs to exactly one group."""
+    """Cell groups; every global cell id belongs to exactly one group.
+
+    Lazy advancing: a group that can say when its next request can finish
+    (``quiet_until()``, absent new submissions; LLM replicas, engine/llm/cell.py) and
+    receives nothing in a window that ends by then is not advanced: it would return no row
+    and report the same load. It catches up before anything reads its state (device
+    counters, evictions); cells give identical results for any cut of time, so every output
+    is the one of advancing every group every window (tested)."""
 
     def __init__(self, groups: list[CellGroup]) -> None:
         self.groups = list(groups)
@@ -68,49 +69,66 @@ class Shard:
         for gi, g in enumerate(self.groups):
             self._group[g.cell_ids] = gi
             self._local[g.cell_ids] = np.arange(len(g.cell_ids))
-        # the cell id of each report row: the same array every window (the routing plane
-        # recognizes it and copies the reports without indexing, engine/routing.py)
-        self._report_ids = _joined([np.asarray(g.cell_ids, dtype=np.int64) for g in self.groups])
+        self._lazy = Lazy.of(self.groups)
+        self.lazy = True  # False: advance every group every window (a check: same results)
+        self._none = Completed.empty()  # returned (never mutated) by windows finishing nothing
 
     def advance(self, inbox: Inbox | None, until_ns: int) -> tuple[Completed, LoadReports]:
-        """Submit the window's requests, simulate up to `until_ns`, collect outputs."""
+        """Submit the window's requests, simulate up to `until_ns`, collect outputs. The
+        reports hold every cell (those not advanced report their unchanged load)."""
         if inbox is not None and len(inbox.requests):
             self._submit(inbox)
-        outputs = [g.advance(until_ns) for g in self.groups]
+        lazy = self._lazy
+        lazy.until_ns = until_ns
+        outputs, events = [], []
+        for gi in lazy.due(until_ns) if self.lazy else range(len(self.groups)):
+            group = self.groups[gi]
+            done = group.advance(until_ns)
+            if len(done):
+                outputs.append(done)
+            lazy.advanced(gi, group, until_ns)
+            prefix = _drain_prefix(group)
+            if prefix is not None:
+                events.append(prefix)
         reports = LoadReports(
-            cell_id=self._report_ids,
-            outstanding=_joined([g.outstanding() for g in self.groups]),
-            capacity_weight=_joined([g.capacity() for g in self.groups]),
-            prefix=self._prefix_events(),
+            cell_id=lazy.cell_id,
+            outstanding=lazy.outstanding.copy(),
+            capacity_weight=lazy.capacity.copy(),
+            prefix=_concat_prefix(events),
         )
-        return Completed.concat([o for o in outputs if len(o)]), reports
+        return (Completed.concat(outputs) if outputs else self._none), reports
 
-    def _prefix_events(self) -> PrefixEvents:
-        """Every group's prefix-cache events since the last reports."""
-        parts = []
-        for g in self.groups:
-            drain = getattr(g, "prefix_events", None)
-            events = drain() if drain is not None else None
-            if events is not None:
-                parts.append(events)
-        if not parts:
-            return no_prefix_events()
-        cells, hashes, signs = zip(*parts, strict=True)
-        return np.concatenate(cells), np.concatenate(hashes), np.concatenate(signs)
+    def quiet_until(self) -> int | None:
+        """A time before which no request of this shard finishes, absent new submissions
+        (None: unknown; see ``Lazy``)."""
+        return self._lazy.quiet_until()
 
     def _submit(self, inbox: Inbox) -> None:
         """Hand each group its rows (arrival order kept); one group takes the inbox as is."""
-        if np.any(inbox.cell >= len(self._group)) or np.any(self._group[inbox.cell] < 0):
+        cells = inbox.cell
+        if len(cells) == 1:  # the usual window of a sparse trace: no array work
+            cell = int(cells[0])
+            gi = int(self._group[cell]) if 0 <= cell < len(self._group) else -1
+            if gi < 0:
+                raise KeyError("inbox has requests for cells not in this shard")
+            self.groups[gi].submit(self._local[cells], inbox.requests)
+            self._lazy.quiet[gi] = UNKNOWN
+            return
+        if np.any(cells >= len(self._group)) or np.any(self._group[cells] < 0):
             raise KeyError("inbox has requests for cells not in this shard")
-        which = self._group[inbox.cell]
-        local = self._local[inbox.cell]
+        which = self._group[cells]
+        local = self._local[cells]
         if len(self.groups) == 1 or bool(np.all(which == which[0])):
-            self.groups[int(which[0])].submit(local, inbox.requests)
+            gi = int(which[0])
+            self.groups[gi].submit(local, inbox.requests)
+            self._lazy.quiet[gi] = UNKNOWN
             return
         order = np.argsort(which, kind="stable")
         bounds = np.flatnonzero(np.diff(which[order])) + 1
         for rows in np.split(order, bounds):
-            self.groups[int(which[rows[0]])].submit(local[rows], inbox.requests.take(rows))
+            gi = int(which[rows[0]])
+            self.groups[gi].submit(local[rows], inbox.requests.take(rows))
+            self._lazy.quiet[gi] = UNKNOWN
 
     def evict(self, cells: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
         """Cells `cells` (global ids, some maybe elsewhere) fail at `at_ns`, the last advance
@@ -122,8 +140,10 @@ class Shard:
         batches, where = [], []
         for gi in np.unique(self._group[mine]).tolist():
             group = self.groups[gi]
+            self._lazy.catch_up(gi, group)
             local = self._local[mine[self._group[mine] == gi]]
             batch, cell_local = group.evict(local, at_ns)
+            self._lazy.quiet[gi] = UNKNOWN  # advanced (and reported) at the next window
             batches.append(batch)
             where.append(group.cell_ids[cell_local])
         if not batches:
@@ -131,5 +151,86 @@ class Shard:
         return RequestBatch.concat(batches), np.concatenate(where)
 
     def device_counters(self) -> DeviceCounters:
-        """Cumulative counters of every accelerator in the shard (as of the last advance)."""
+        """Cumulative counters of every accelerator in the shard (as of the last advance;
+        groups not advanced catch up first)."""
+        for gi, group in enumerate(self.groups):
+            self._lazy.catch_up(gi, group)
         return DeviceCounters.concat([g.device_counters() for g in self.groups])
+
+
+UNKNOWN = -1  # a group's next finish is unknown: it is advanced every window
+NEVER = 2**62  # nothing in flight: no request finishes before new submissions
+
+
+@dataclass
+class Lazy:
+    """What a shard knows of its groups between advances: per group, the time before which
+    none of its requests finishes absent new submissions (``quiet``: `NEVER` when nothing is
+    in flight, the group's ``quiet_until()`` when it has one, else `UNKNOWN`) and its last
+    advance bound (``at``); the load reports of every cell (a group not advanced reports
+    what it reported last; capacity weights are constant and read once)."""
+
+    quiet: list[int]
+    at: list[int]
+    slices: list[slice]
+    cell_id: np.ndarray
+    outstanding: np.ndarray
+    capacity: np.ndarray
+    until_ns: int = 0  # the shard's last advance bound
+
+    @classmethod
+    def of(cls, groups: list[CellGroup]) -> Lazy:
+        """Every group due (unknown) before the first advance."""
+        ends = np.cumsum([0, *(len(g.cell_ids) for g in groups)]).tolist()
+        slices = [slice(a, b) for a, b in pairwise(ends)]
+        cell_id = np.concatenate([g.cell_ids for g in groups]) if groups else np.zeros(0)
+        capacity = np.concatenate([g.capacity() for g in groups]) if groups else np.zeros(0)
+        return cls(
+            [UNKNOWN] * len(groups), [0] * len(groups), slices, cell_id.astype(np.int64),
+            np.zeros(len(cell_id), np.int64), capacity.astype(np.float64),
+        )  # fmt: skip
+
+    def due(self, until_ns: int) -> list[int]:
+        """The groups to advance to `until_ns`: those whose next finish may come before it."""
+        return [gi for gi, q in enumerate(self.quiet) if until_ns > q]
+
+    def advanced(self, gi: int, group: CellGroup, until_ns: int) -> None:
+        """Group `gi` was advanced to `until_ns`: its reports and its next finish."""
+        where = self.slices[gi]
+        outstanding = group.outstanding()
+        self.outstanding[where] = outstanding
+        self.at[gi] = until_ns
+        if not np.count_nonzero(outstanding):
+            self.quiet[gi] = NEVER
+            return
+        quiet = getattr(type(group), "quiet_until", None)  # of the class: no proxies
+        bound = quiet(group) if quiet is not None else None
+        self.quiet[gi] = UNKNOWN if bound is None else bound
+
+    def catch_up(self, gi: int, group: CellGroup) -> None:
+        """Advance group `gi` to the shard's last bound if it was skipped (it finishes
+        nothing: the bound is before its next finish)."""
+        if self.at[gi] < self.until_ns:
+            if len(group.advance(self.until_ns)):
+                raise RuntimeError("a group finished requests before its quiet_until bound")
+            self.at[gi] = self.until_ns
+
+    def quiet_until(self) -> int | None:
+        """The earliest group bound; None if some group's is unknown."""
+        if not self.quiet:
+            return NEVER
+        first = min(self.quiet)
+        return None if first == UNKNOWN else first
+
+
+def _drain_prefix(group: CellGroup) -> PrefixEvents | None:
+    """The group's prefix-cache events since the last call (KV-aware routers), or None."""
+    drain = getattr(group, "prefix_events", None)
+    return drain() if drain is not None else None
+
+
+def _concat_prefix(parts: list[PrefixEvents]) -> PrefixEvents:
+    if not parts:
+        return no_prefix_events()
+    cells, hashes, signs = zip(*parts, strict=True)
+    return np.concatenate(cells), np.concatenate(hashes), np.concatenate(signs)

@@ -146,6 +146,7 @@ class Simulation:
                 self._counters,
             ),
             coalesce_idle=coalesce_idle,
+            quiet_until=self._quiet_until,
         )
         before = 0
         if progress is not None:
@@ -195,6 +196,12 @@ class Simulation:
         """Cells fail at `at_ns`: the requests they held and the cell of each."""
         parts = [shard.evict(cells, at_ns) for shard in self.shards]
         return RequestBatch.concat([b for b, _ in parts]), np.concatenate([c for _, c in parts])
+
+    def _quiet_until(self) -> int | None:
+        """The earliest time a request in flight may finish (None: not known; Shard)."""
+        bounds = [s.quiet_until() for s in self.shards]
+        known = [b for b in bounds if b is not None]
+        return min(known) if known and len(known) == len(bounds) else None
 
     def _counters(self) -> DeviceCounters:
         """Every accelerator's counters, by accelerator id. The shards list their

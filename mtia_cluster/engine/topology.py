@@ -220,6 +220,11 @@ class InjectErrors:
     def evict(self, local: np.ndarray, at_ns: int) -> tuple[RequestBatch, np.ndarray]:
         return self.inner.evict(local, at_ns)
 
+    def quiet_until(self) -> int | None:
+        """The inner group's (engine/shard.py): errors change no finish time."""
+        quiet = getattr(type(self.inner), "quiet_until", None)
+        return quiet(self.inner) if quiet is not None else None
+
 
 def _with_errors(topology: Topology, cell: int, group: CellGroup) -> CellGroup:
     """`group` wrapped in InjectErrors when its pool injects errors."""

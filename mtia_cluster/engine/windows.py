@@ -62,7 +62,10 @@ class LoopHooks:
     `advance`: see ``Advance``; `sample`: device counters at a metrics boundary; `events`:
     fleet events; `stop_ns`: stop before a window that would start at or after it (None:
     run to the end); `after_window()`: after each window that advanced cells (progress);
-    `coalesce_idle=False` steps through every window (a check: results are the same)."""
+    `coalesce_idle=False` steps through every window (a check: results are the same);
+    `quiet_until()`: a time before which no request in flight finishes, absent new
+    submissions (``Shard.quiet_until``; None: not known), which lets the drain after the
+    last arrival skip windows in which nothing can finish."""
 
     advance: Advance = lambda arrivals, cell, until_ns: ()
     sample: Sample = lambda t_ns: None
@@ -70,6 +73,7 @@ class LoopHooks:
     stop_ns: int | None = None
     after_window: Callable[[], None] = lambda: None
     coalesce_idle: bool = True
+    quiet_until: Callable[[], int | None] = lambda: None
 
 
 @dataclass
@@ -123,6 +127,7 @@ class WindowClock:
     blind: bool  # routing reads no load reports (and idle windows are coalesced)
     coalesce: bool
     stop_ns: int | None
+    quiet_until: Callable[[], int | None]
 
     @classmethod
     def of(cls, plane: RoutingPlane, trace: RequestBatch, hooks: LoopHooks) -> WindowClock:
@@ -130,7 +135,7 @@ class WindowClock:
         blind = coalesce and not plane.reads_reports
         return cls(
             sc.report_interval_ns, sc.metrics_interval_ns, trace.arrival_ns, blind, coalesce,
-            hooks.stop_ns,
+            hooks.stop_ns, hooks.quiet_until,
         )  # fmt: skip
 
     def stopped(self, t_ns: int) -> bool:
@@ -140,11 +145,14 @@ class WindowClock:
     def next_window_end(self, state: LoopState, event_ns: int | None, retrying: bool) -> int:
         """End of the window starting at ``state.t``, given the next fleet event's time.
 
-        One report interval when stepping (``coalesce_idle=False``) or after the trace's
-        last row has been routed (so the run ends at the same boundary as when stepping:
-        the first idle one). Otherwise the window runs on, cut at the next metrics
-        boundary, the next fleet event and the epoch bound (each a multiple of the report
-        interval):
+        One report interval when stepping (``coalesce_idle=False``). Otherwise the window
+        runs on, cut at the next metrics boundary, the next fleet event and the epoch
+        bound (each a multiple of the report interval):
+
+        * the trace's rows are all routed (the drain): to the first boundary at which a
+          request may have finished (``quiet_until``; one interval when it is not known or
+          when requests are routed again in this window), so the run ends at the same
+          boundary as when stepping: the first idle one;
 
         * routing reads no reports (round robin, random, weighted, or one candidate): the
           routers make the same choices whatever the window length, so the window runs
@@ -156,13 +164,15 @@ class WindowClock:
         """
         t, lo, step = state.t, state.lo, self.step_ns
         arrival = self.arrival_ns
-        if lo >= len(arrival) or not self.coalesce:
+        if not self.coalesce:
             return t + step
         until = (t // self.metrics_ns + 1) * self.metrics_ns
         if event_ns is not None:  # event_ns > t: the events due at t were applied
             until = min(until, event_ns)
         if self.stop_ns is not None:
             until = min(until, max(self.stop_ns, t + step))
+        if lo >= len(arrival):
+            return min(until, self._drain_end(t, retrying))
         if not self.blind:
             own = retrying or int(arrival[lo]) < t + step  # rows routed at t
             nxt = int(np.searchsorted(arrival, t + step, side="left")) if own else lo
@@ -171,6 +181,17 @@ class WindowClock:
             return min(until, int(arrival[nxt]) // step * step)
         last_ns = (int(arrival[-1]) // step + 1) * step
         return min(until, last_ns)
+
+    def _drain_end(self, t: int, retrying: bool) -> int:
+        """After the last arrival: the first boundary after `t` by which a request may have
+        finished (one whose finish is at or after ``quiet_until()`` is returned by the
+        window ending at the boundary after it); `t` + one interval when the cells' bound
+        is not known or this window routes requests again."""
+        step = self.step_ns
+        quiet = None if retrying else self.quiet_until()
+        if quiet is None:
+            return t + step
+        return max(t + step, (quiet // step + 1) * step)
 
 
 def _routable(

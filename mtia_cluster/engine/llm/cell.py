@@ -10,6 +10,7 @@ advancing in one call or window by window gives identical rows (tested).
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -23,10 +24,11 @@ from mtia_cluster.engine.cell import (
     RequestBatch,
     completed_from,
 )
-from mtia_cluster.engine.llm.costs import AS_PER_NS, AS_PER_S
+from mtia_cluster.engine.llm.costs import AS_PER_NS, AS_PER_S, IterationCost
 from mtia_cluster.engine.llm.kvcache import chains_to_keys
-from mtia_cluster.engine.llm.requests import DONE
+from mtia_cluster.engine.llm.requests import DECODE, DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
+from mtia_cluster.engine.llm.stretch import decode_run
 
 
 def replica_counters(
@@ -80,6 +82,33 @@ def replica_stats(
         col[0] = value
         out[name] = col
     return out
+
+
+NEVER_NS = 2**62  # quiet_until of a replica with nothing in flight
+
+
+def iteration_floor_as(cost: IterationCost) -> int:
+    """The shortest iteration of any token count >= 1 with no context (iteration time never
+    shrinks with context or token pairs: their coefficients are checked non-negative)."""
+    return min(
+        max(cost.compute_base_as[t], cost.memory_base_as[t]) + cost.other_as[t]
+        for t in range(1, cost.max_tokens + 1)
+    )
+
+
+def fewest_iterations_left(sched: ReplicaScheduler) -> int:
+    """The fewest iterations before some unfinished request of `sched` can finish: an
+    iteration samples at most one token of a request, so a decoder needs its iterations to
+    its finish and any other request (prefilling, waiting, preempted: it keeps its sampled
+    tokens) at least its tokens still to sample; 1 if some request is not yet queued."""
+    if len(sched.running) + len(sched.waiting) < sched.outstanding:
+        return 1
+    it, state, finish_iter = sched.iteration, sched.state, sched.finish_iter
+    outputs, generated = sched.outputs, sched.generated
+    return min(
+        finish_iter[r] - it if state[r] == DECODE else outputs[r] - generated[r]
+        for r in chain(sched.running, sched.waiting)
+    )
 
 
 class Rows:
@@ -142,6 +171,7 @@ class LLMReplicaCell:
         self._returned = 0
         self._until_ns = 0
         self._none = Completed.empty()  # returned (never mutated) by windows finishing nothing
+        self._floor: tuple[IterationCost | None, int] = (None, 0)  # see _floor_as
 
     def submit(self, batch: RequestBatch) -> None:
         """Queue the window's requests (sorted by arrival) on the replica."""
@@ -220,30 +250,88 @@ class LLMReplicaCell:
         self._next_compact = len(sched.finished) + self.compact_after
 
     def _completed(self, positions: list[int]) -> Completed:
+        """Rows of finished `positions`, by finish time then position; every per-request
+        figure gathered in one pass and converted by one array call."""
         sched = self.scheduler
-        pos = np.array(positions, dtype=np.int64)
-        finish = np.array([sched.finish_ns[r] for r in positions], dtype=np.int64)
-        order = np.lexsort((pos, finish))
-        pos, finish = pos[order], finish[order]
-        rejected = np.array([sched.rejected[r] for r in pos.tolist()], dtype=bool)
+        finish = sched.finish_ns
+        if len(positions) > 1:
+            positions = sorted(positions, key=lambda r: (finish[r], r))
+        start, first, batch = sched.start_ns, sched.first_ns, sched.batch_size
+        pre, cached, net = sched.preemptions, sched.cached_tokens, sched.net_as
+        rejected = sched.rejected
+        cols = np.array(
+            [
+                [start[r] for r in positions],
+                [first[r] for r in positions],
+                [finish[r] for r in positions],
+                [batch[r] for r in positions],
+                [pre[r] for r in positions],
+                [cached[r] for r in positions],
+                [net[r] // AS_PER_NS for r in positions],
+                [rejected[r] for r in positions],
+            ],
+            dtype=np.int64,
+        )
         return completed_from(
-            self._rows.take(pos),
+            self._rows.take(np.array(positions, dtype=np.int64)),
             host_id=self.host_id,
             accelerator_id=int(self.accelerator_ids[0]),
-            start_ns=np.array([sched.start_ns[r] for r in pos.tolist()], dtype=np.int64),
-            first_token_ns=np.array([sched.first_ns[r] for r in pos.tolist()], dtype=np.int64),
-            finish_ns=finish,
-            status=np.where(rejected, STATUS_REJECTED, STATUS_OK).astype(np.int8),
-            batch_size=np.array([sched.batch_size[r] for r in pos.tolist()], dtype=np.int32),
-            preemptions=np.array([sched.preemptions[r] for r in pos.tolist()], dtype=np.int32),
-            cached_tokens=np.array([sched.cached_tokens[r] for r in pos.tolist()], np.int64),
-            network_ns=np.array([sched.net_as[r] // AS_PER_NS for r in pos.tolist()], np.int64),
+            start_ns=cols[0],
+            first_token_ns=cols[1],
+            finish_ns=cols[2],
+            status=np.where(cols[7] != 0, STATUS_REJECTED, STATUS_OK).astype(np.int8),
+            batch_size=cols[3].astype(np.int32),
+            preemptions=cols[4].astype(np.int32),
+            cached_tokens=cols[5],
+            network_ns=cols[6],
         )
 
     def report(self) -> LoadReport:
         """Outstanding = submitted and not yet returned; capacity weight = accelerators."""
         outstanding = self._submitted - self._returned
         return LoadReport(outstanding=outstanding, capacity_weight=float(len(self.accelerator_ids)))
+
+    def quiet_until(self) -> int | None:
+        """A time before which none of the replica's requests finishes, as of the last
+        ``advance`` and absent new submissions (None: not known): ``advance(u)`` for any
+        ``u`` up to it returns nothing and leaves the report as it is, so a shard need not
+        call it (engine/shard.py; any cut of time gives identical results).
+
+        Requests held back bound it by their finish; the others finish at the end of an
+        iteration that starts at the scheduler's clock or later (every iteration starting
+        before the last bound has run), see `_to_next_finish_as`. None with a prefix cache
+        (its events reach KV-aware routers at every advance)."""
+        sched = self.scheduler
+        if sched.kv.enabled:
+            return None
+        bound = min(map(sched.finish_ns.__getitem__, self._held), default=NEVER_NS)
+        if not sched.outstanding:
+            return bound
+        cost = sched.cost
+        if min(cost.compute_per_pair_as, cost.memory_per_context_as) < 0:
+            return None  # iteration time could shrink with context: no floor
+        return min(bound, (sched.t_as + self._to_next_finish_as(sched)) // AS_PER_NS)
+
+    def _to_next_finish_as(self, sched: ReplicaScheduler) -> int:
+        """A lower bound on the time from the clock to the next finish. When every
+        unfinished request decodes and no block shortage can come first, exactly the time
+        of the `k` decode-only iterations up to the first completion (`k`: the fewest
+        tokens any decoder still needs; nothing is admitted meanwhile). Otherwise
+        `fewest_iterations_left` iterations of at least the shortest duration."""
+        n, cost = sched.n_dec, sched.cost
+        if sched.outstanding != n:  # something waiting, prefilling or not yet admitted
+            return fewest_iterations_left(sched) * self._floor_as(cost)
+        k = min(map(sched.finish_iter.__getitem__, sched.running)) - sched.iteration
+        if n * -(-k // sched.limits.block_size) > sched.free_blocks:
+            return k * self._floor_as(cost)
+        context = sched.offset_sum + n * sched.iteration
+        return decode_run(cost, n, context, context, k, None)[1]
+
+    def _floor_as(self, cost: IterationCost) -> int:
+        """The shortest iteration `cost` allows (any tokens, no context), memoized."""
+        if self._floor[0] is not cost:
+            self._floor = (cost, iteration_floor_as(cost))
+        return self._floor[1]
 
     def prefix_events(self) -> list[tuple[int, int]]:
         """Hash ids that appeared in (+1) or left (-1) the replica's prefix cache since the
