@@ -85,8 +85,18 @@ class ReplicaScheduler(RequestTable):
         # (iteration, iterations left) where a window bound cut a decode run: the next run
         # starting there, with no request waiting, has the same limit less what ran
         self._resume = (-1, 0)
+
+    @property
+    def cost(self) -> IterationCost:
+        """The iteration cost; setting it (the fabric re-prices a replica when its links
+        change, engine/fabric/cells.py) also rebuilds the compiled loop's tables from it."""
+        return self._cost
+
+    @cost.setter
+    def cost(self, cost: IterationCost) -> None:
+        self._cost = cost
         # the compiled loop's tables (None: this replica runs the Python path, see run_until)
-        self.kernel = kernel_tables(cost, limits)
+        self.kernel = kernel_tables(cost, self.limits)
         # shortest window worth the compiled loop's packing (KERNEL_ITERATIONS iterations)
         self.kernel_window_as = KERNEL_ITERATIONS * cost.duration_as(1, 0, 1)
 
