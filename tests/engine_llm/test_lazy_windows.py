@@ -19,8 +19,8 @@ from conftest import pressured, replicas, workloads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_llm_fleet_events import events_strategy, llm_trace
+from test_llm_fleet_events import scenario as events_scenario
 
-from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import make_requests
 from mtia_cluster.engine.llm.cell import LLMReplicaCell
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
@@ -78,30 +78,8 @@ POOLS: dict[str, dict[str, Any]] = {
 
 def scenario(pool: dict[str, Any], events: list[dict[str, Any]], policy: str) -> Any:
     """One region, 5 ms reports, 200 ms metrics (so windows merge and the drain jumps)."""
-    return parse_scenario(
-        {
-            "name": "lazy-windows",
-            "seed": 3,
-            "report_interval_ms": 5,
-            "metrics_interval_ms": 200,
-            "router": {"policy": policy},
-            "regions": [
-                {
-                    "name": "a",
-                    "pools": [
-                        {
-                            "service": "chat",
-                            "model": "llama-2-7b",
-                            "platform": "hgx-h100",
-                            "max_num_batched_tokens": 2048,
-                            **pool,
-                        }
-                    ],
-                }
-            ],
-            "events": events,
-        },
-        file="lazy-windows.yaml",
+    return events_scenario(
+        pool, events, policy, name="lazy-windows", seed=3, report_ms=5, metrics_ms=200
     )
 
 

@@ -244,13 +244,23 @@ POOLS: dict[str, dict[str, Any]] = {
 STEP_NS = 10_000_000  # report interval 10 ms
 
 
-def scenario(pool: dict[str, Any], events: list[dict[str, Any]], policy: str) -> Any:
+def scenario(
+    pool: dict[str, Any],
+    events: list[dict[str, Any]],
+    policy: str,
+    *,
+    name: str = "llm-events",
+    seed: int = 2,
+    report_ms: int = 10,
+    metrics_ms: int = 10,
+) -> Any:
+    """One region with one chat pool (`pool` adds to it), fleet `events`, router `policy`."""
     return parse_scenario(
         {
-            "name": "llm-events",
-            "seed": 2,
-            "report_interval_ms": 10,
-            "metrics_interval_ms": 10,
+            "name": name,
+            "seed": seed,
+            "report_interval_ms": report_ms,
+            "metrics_interval_ms": metrics_ms,
             "router": {"policy": policy},
             "regions": [
                 {
@@ -268,7 +278,7 @@ def scenario(pool: dict[str, Any], events: list[dict[str, Any]], policy: str) ->
             ],
             "events": events,
         },
-        file="llm-events.yaml",
+        file=f"{name}.yaml",
     )
 
 
