@@ -19,7 +19,9 @@ benchmark raises it for them (MTIA_CLUSTER_LIMITS).
     .venv/bin/python benchmarks/bench_output.py --stats 10000000 [--checkout DIR ...]
 
 ``--stats N``: only the exact statistics' memory (bytes per request kept while writing and
-the peak of finalizing them), counted by tracemalloc on synthetic rows: no timing.
+the peak of finalizing them), counted by tracemalloc on synthetic rows: no timing; and the
+resident memory (RSS, sampled every 5 ms) before and during finalize, which also counts
+freed memory the process has not given back to the OS.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +40,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine_rr import _cpu_model
 from bench_fleet import _generate, cli, io_floor, scenario
+from bench_hour import RssSampler
 from bench_replay import trace_table as dense_table
 
 from mtia_cluster.traces.io import write_trace
@@ -144,16 +148,23 @@ def stats_memory(n: int, regions: int, rate: float) -> None:
             builder._add(r, pa.concat_tables(builder._pending.pop(r)))
     kept = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.reset_peak()
+    rss = RssSampler(os.getpid(), every_s=0.005)  # what the OS sees: freed but kept pages too
+    rss.start()
+    time.sleep(0.05)
     stats = merge_stats([builder.result()])
     common = {"services": ("ranking",), "regions": names, "slos": slos}
     derive_from_stats(
         stats, None, **common, rules=VerdictRules(), interval_ns=1_000_000_000, span_ns=None
     )
     peak = tracemalloc.get_traced_memory()[1] - base
+    rss.stop = True
+    rss.join()
+    before, top = rss.samples[0][1], max(m for _, m in rss.samples)
     print(
         f"  statistics of {n:,} requests: kept while writing {kept / 1e6:,.0f} MB = "
         f"{kept / n:.1f} B per request; finalize peak {peak / 1e6:,.0f} MB "
-        f"({(peak - kept) / 1e6:+,.0f} MB)",
+        f"({(peak - kept) / 1e6:+,.0f} MB); RSS {before:,.0f} MB before finalize, "
+        f"peak {top:,.0f} MB ({(top - before) * 2**20 / n:+.1f} B per request)",
         flush=True,
     )
 

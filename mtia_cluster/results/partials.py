@@ -16,6 +16,7 @@ check already refused duplicate ids in the trace, and every row goes to exactly 
 
 from __future__ import annotations
 
+import ctypes
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,9 +139,23 @@ class StatsBuilder:
             if services_in[region] == 1:
                 p = _sharing(p, intervals[region])
             groups[key] = _compact(p)
+            return_freed_memory()  # the region's pieces: holes in the heap until returned
         for region in list(self._intervals):
             intervals[region] = self._intervals.pop(region).result()
         return ShardStats(self.rows, self.max_ns, groups, intervals)
+
+
+def return_freed_memory() -> None:
+    """Give the pages of freed heap memory back to the OS (glibc ``malloc_trim``; nothing
+    elsewhere). The kept values arrive as many small arrays (one per written piece, on the
+    heap); once a region's are merged into one large array (its own mapping) and freed,
+    their holes, scattered between other regions' pieces that are still alive, stay
+    resident: at 30 M requests ~6 bytes per request on top of the merged copies."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
 
 
 def _sharing(p: Partial, ri: RegionIntervals) -> Partial:
