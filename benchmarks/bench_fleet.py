@@ -116,15 +116,17 @@ def engine_only(cfg: Path, trace: Path, loaded: bool = False) -> tuple[float, fl
 class TreeWatch(threading.Thread):
     """Peak RSS (MB) summed over process `root` and all its descendants (Ray's GCS, raylet
     and workers of an embedded local Ray included), sampled every 0.2 s from /proc, and the
-    CPU seconds each of them had used when last seen."""
+    CPU seconds each of them had used when last seen; `samples` keeps (seconds since the
+    start, tree RSS MB) of every sample, to show the footprint through a run."""
 
     def __init__(self, root: int) -> None:
         super().__init__(daemon=True)
         self.root, self.peak_mb, self.stop = root, 0.0, False
         self.cpu_s: dict[int, float] = {}
+        self.samples: list[tuple[float, float]] = []
 
     def run(self) -> None:
-        page = os.sysconf("SC_PAGE_SIZE")
+        page, t0 = os.sysconf("SC_PAGE_SIZE"), time.perf_counter()
         while not self.stop:
             parent, rss, cpu = {}, {}, {}
             for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -142,7 +144,9 @@ class TreeWatch(threading.Thread):
                 more = {p for p, pp in parent.items() if pp in tree} - tree
                 tree |= more
                 grew = bool(more)
-            self.peak_mb = max(self.peak_mb, sum(rss.get(p, 0) for p in tree) / 2**20)
+            total_mb = sum(rss.get(p, 0) for p in tree) / 2**20
+            self.peak_mb = max(self.peak_mb, total_mb)
+            self.samples.append((time.perf_counter() - t0, total_mb))
             self.cpu_s.update({p: cpu[p] for p in tree if p in cpu})
             time.sleep(0.2)
 
@@ -159,6 +163,12 @@ def warm(work: Path) -> None:
 def cli(args: list[str]) -> tuple[float, float, float]:
     """(wall seconds, peak RSS MB, CPU seconds of the process tree) of one `mtia-cluster`
     command (the CPU of descendants as last sampled, the root's exactly)."""
+    wall, peak_mb, cpu_s, _ = cli_watched(args)
+    return wall, peak_mb, cpu_s
+
+
+def cli_watched(args: list[str]) -> tuple[float, float, float, TreeWatch]:
+    """`cli`'s figures and the watcher, whose `samples` trace the tree's RSS."""
     exe = str(Path(sys.executable).parent / "mtia-cluster")
     t0 = time.perf_counter()
     proc = subprocess.Popen([exe, *args], stdout=subprocess.DEVNULL)
@@ -170,7 +180,8 @@ def cli(args: list[str]) -> tuple[float, float, float]:
     if status != 0:
         raise SystemExit(f"mtia-cluster {' '.join(args)} failed ({status})")
     watch.cpu_s[proc.pid] = usage.ru_utime + usage.ru_stime
-    return wall, max(watch.peak_mb, usage.ru_maxrss / 1024), sum(watch.cpu_s.values())
+    cpu_s = sum(watch.cpu_s.values())
+    return wall, max(watch.peak_mb, usage.ru_maxrss / 1024), cpu_s, watch
 
 
 def replay_ray(cfg: Path, trace: Path, out: Path, shards: int) -> tuple[float, float, float]:

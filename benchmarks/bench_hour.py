@@ -17,17 +17,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
-from bench_fleet import scenario, trace_table
+from bench_fleet import TreeWatch, cli_watched, scenario, trace_table
 
 
 def write_trace(path: Path, regions: int, n: int, rate: float, chunk: int) -> None:
@@ -54,40 +52,11 @@ def write_trace(path: Path, regions: int, n: int, rate: float, chunk: int) -> No
     tmp.rename(path)
 
 
-class RssSampler(threading.Thread):
-    """Resident set size (MB) of process `pid`, sampled every `every_s` seconds."""
-
-    def __init__(self, pid: int, every_s: float = 2.0) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.every_s, self.stop = pid, every_s, False
-        self.samples: list[tuple[float, float]] = []
-
-    def run(self) -> None:
-        page, t0 = os.sysconf("SC_PAGE_SIZE"), time.perf_counter()
-        while not self.stop:
-            try:
-                with open(f"/proc/{self.pid}/statm", encoding="ascii") as fh:
-                    rss = int(fh.read().split()[1]) * page / 2**20
-            except OSError:
-                return
-            self.samples.append((time.perf_counter() - t0, rss))
-            time.sleep(self.every_s)
-
-
-def run(cfg: Path, trace: Path, out: Path) -> tuple[float, float, float, RssSampler]:
-    """(wall s, CPU s, peak RSS MB) of `mtia-cluster simulate -o` and its RSS samples."""
-    exe = str(Path(sys.executable).parent / "mtia-cluster")
-    args = [exe, "simulate", str(cfg), "--trace", str(trace), "-o", str(out), "--json"]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-    sampler = RssSampler(proc.pid)
-    sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    sampler.stop = True
-    if status != 0:
-        raise SystemExit(f"simulate -o failed ({status})")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, sampler
+def run(cfg: Path, trace: Path, out: Path) -> tuple[float, float, float, TreeWatch]:
+    """(wall s, CPU s, peak RSS MB) of `mtia-cluster simulate -o` and its RSS watcher."""
+    args = ["simulate", str(cfg), "--trace", str(trace), "-o", str(out), "--json"]
+    wall, peak_mb, cpu_s, watch = cli_watched(args)
+    return wall, cpu_s, peak_mb, watch
 
 
 def main() -> None:
@@ -116,7 +85,7 @@ def main() -> None:
     )
     out = work / "results"
     load0 = os.getloadavg()[0]
-    wall, cpu, peak, sampler = run(cfg, trace, out)
+    wall, cpu, peak, watch = run(cfg, trace, out)
     load1 = os.getloadavg()[0]
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**30
     print(
@@ -125,10 +94,10 @@ def main() -> None:
         f"{cpu:.1f} CPU-s = {n / cpu:,.0f} per CPU-s; peak RSS {peak:,.0f} MB; "
         f"results {size:.2f} GiB; load average {load0:.1f} -> {load1:.1f}"
     )
-    tenth = max(1, len(sampler.samples) // 10)
+    tenth = max(1, len(watch.samples) // 10)
     print(
         "RSS through the run (s: MB): "
-        + ", ".join(f"{t:.0f}: {m:,.0f}" for t, m in sampler.samples[::tenth])
+        + ", ".join(f"{t:.0f}: {m:,.0f}" for t, m in watch.samples[::tenth])
     )
     if not args.keep:
         shutil.rmtree(work) if args.work is None else shutil.rmtree(out)

@@ -293,7 +293,12 @@ class ReplicaScheduler(RequestTable):
         if until_as is not None and (deadline is None or until_as < deadline):
             deadline = until_as  # the earlier of the two
         k, span, token_as, memory_as, self.last_memory = decode_run(
-            self.cost, n, context0, held0, limit, None if deadline is None else deadline - self.t_as
+            self._cost,
+            n,
+            context0,
+            held0,
+            limit,
+            None if deadline is None else deadline - self.t_as,
         )
         if k < limit and not waiting:
             self._resume = (it + k, limit - k)
@@ -310,8 +315,8 @@ class ReplicaScheduler(RequestTable):
         self.memory_as += memory_as
         self.last_end_as = self.t_as
         self.tokens_done += n * k
-        if self.cost.network_as:
-            self.net_clock_as += k * self.cost.network_as[n]
+        if self._cost.network_as:
+            self.net_clock_as += k * self._cost.network_as[n]
         self.iteration += k
         if self._heap[0][0] <= self.iteration:  # else the run stopped at its deadline
             self._pop_finished()
@@ -528,7 +533,7 @@ class ReplicaScheduler(RequestTable):
             tokens += c
             context += comp[r]
             pairs += c * comp[r] + c * (c + 1) // 2
-        span, self.last_memory = self.cost.timing_as(tokens, context, pairs)
+        span, self.last_memory = self._cost.timing_as(tokens, context, pairs)
         # KV held: every running request's context plus this iteration's tokens; a shared
         # prefix block counts once. Chunks cover distinct prefilling requests, so when they
         # cover all of them their contexts are already summed in `context`.
@@ -547,8 +552,8 @@ class ReplicaScheduler(RequestTable):
             self.memory_as += span
         self.last_end_as = self.t_as
         self.tokens_done += tokens
-        if self.cost.network_as:
-            self.net_clock_as += self.cost.network_as[tokens]
+        if self._cost.network_as:
+            self.net_clock_as += self._cost.network_as[tokens]
         self.iteration += 1
         heap = self._heap
         if heap and heap[0][0] <= self.iteration:
