@@ -6,7 +6,7 @@ the MLPerf checks. Tables of three versions of NVIDIA/TensorRT-LLM's docs/source
 perf-overview.md, all `all requests queued at once, fixed ISL/OSL` offline runs on H100 SXM
 80GB with FP8 weights and FP8 KV cache, metric total output tokens/s of the TP-GPU system:
 
-* 2025, PyTorch backend (``ROWS``): @ 00f37686aa854010d68bcbd0f4ab000221541ca6, "Llama 3.3
+* 2025, PyTorch backend (``ROWS_2025``): @ 00f37686aa854010d68bcbd0f4ab000221541ca6, "Llama 3.3
   70B" table, column "H100 TP2 (FP8)": `trtllm-bench throughput --backend pytorch`, CUDA
   graphs, ModelOpt checkpoint nvidia/Llama-3.3-70B-Instruct-FP8 (Llama 3.1 70B's
   architecture, configs/models/llama-3.1-70b.yaml). trtllm-bench picks its own max batch size
@@ -36,140 +36,87 @@ rule (0.9 of capacity minus weights and a 1.5 GB reserve; the docs use 0.95-0.99
 memory); `fit` is how many full reservations (ISL + OSL) that cache holds, capped by the max
 batch: below the cap, the row is KV-bound and its throughput depends on the cache size.
 
-    PYTHONPATH=$PWD .venv/bin/python benchmarks/trtllm_perf_overview.py
+The tables live in ``mtia_cluster/planning/trtllm_overview.py``. ``--fit-moe`` runs the
+MoE expert-GEMM fit there (``moe.expert_gemm_peak_scale``: fitted on the v0.13.0 Mixtral
+rows, v0.11.0 Mixtral and 2025 Maverick held out) and prints the fitted number and the MAPE
+of every MoE set at scale 1 and at the fitted scale.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/trtllm_perf_overview.py [--fit-moe]
 """
 
 from __future__ import annotations
 
+import sys
 import time
 
 from mtia_cluster.catalog import Catalog, load_catalog
-from mtia_cluster.engine.llm.limits import ReplicaLimits
-from mtia_cluster.perf import llm_iteration_model
-from mtia_cluster.planning.llm_server import LengthDist, llm_offline_replay
-from mtia_cluster.workloads import LLMModel
+from mtia_cluster.planning.trtllm_overview import (
+    MOE_FIT_ROWS,
+    ROWS_2025,
+    ROWS_MAVERICK,
+    ROWS_V011,
+    ROWS_V013,
+    Row,
+    fit_expert_scale,
+    mape,
+    moe_rows,
+    ratios,
+    replay_row,
+)
 
-# (ISL, OSL, requests, published total output tokens/s of the TP2 system)
-ROWS = [
-    (128, 128, 30_000, 6_378),
-    (128, 2048, 3_000, 6_651),
-    (500, 2000, 3_000, 5_222),
-    (1000, 1000, 3_000, 4_205),
-    (2048, 128, 3_000, 762),
-    (2048, 2048, 1_500, 3_082),
-]
-TP = 2
-
-# (model, TP, ISL, OSL, requests, published total output tokens/s, max_num_tokens,
-#  max_batch_size); v0.11.0: settings as published per model and TP
-ROWS_V011 = [
-    ("llama-2-70b", 2, 128, 128, 30_000, 6_502.44, 2048, 2048),
-    ("llama-2-70b", 2, 2048, 128, 3_000, 747.14, 2048, 2048),
-    ("llama-2-70b", 2, 128, 2048, 3_000, 5_267.56, 2048, 2048),
-    ("llama-2-70b", 2, 2048, 2048, 1_500, 2_457.73, 2048, 2048),
-    ("llama-2-70b", 4, 128, 128, 30_000, 10_448.46, 8192, 4096),
-    ("llama-2-70b", 4, 2048, 128, 3_000, 1_231.26, 8192, 4096),
-    ("llama-2-70b", 4, 128, 2048, 3_000, 9_202.42, 8192, 4096),
-    ("llama-2-70b", 4, 2048, 2048, 1_500, 4_586.99, 8192, 4096),
-    ("mixtral-8x7b", 2, 128, 128, 30_000, 24_770.44, 3072, 2048),
-    ("mixtral-8x7b", 2, 2048, 128, 3_000, 2_973.11, 3072, 2048),
-    ("mixtral-8x7b", 2, 128, 2048, 3_000, 22_120.85, 3072, 2048),
-    ("mixtral-8x7b", 2, 2048, 2048, 1_500, 11_486.66, 3072, 2048),
-]
-# v0.13.0: trtllm-bench's own settings (not published per row); the doc's example runtime
-ROWS_V013 = [
-    ("llama-2-70b", 2, 128, 128, 30_000, 6_432.82, 8192, 4096),
-    ("llama-2-70b", 2, 128, 2048, 3_000, 5_775.34, 8192, 4096),
-    ("llama-2-70b", 2, 128, 4096, 1_500, 3_354.60, 8192, 4096),
-    ("llama-2-70b", 2, 2048, 128, 3_000, 742.17, 8192, 4096),
-    ("llama-2-70b", 2, 5000, 500, 1_500, 885.67, 8192, 4096),
-    ("llama-2-70b", 2, 500, 2000, 3_000, 4_462.98, 8192, 4096),
-    ("llama-2-70b", 2, 1000, 1000, 3_000, 3_958.45, 8192, 4096),
-    ("llama-2-70b", 2, 2048, 2048, 1_500, 2_551.21, 8192, 4096),
-    ("mixtral-8x7b", 2, 128, 128, 30_000, 24_572.90, 8192, 4096),
-    ("mixtral-8x7b", 2, 128, 2048, 3_000, 20_938.80, 8192, 4096),
-    ("mixtral-8x7b", 2, 2048, 128, 3_000, 2_894.09, 8192, 4096),
-    ("mixtral-8x7b", 2, 5000, 500, 1_500, 3_630.24, 8192, 4096),
-    ("mixtral-8x7b", 2, 500, 2000, 3_000, 16_886.30, 8192, 4096),
-    ("mixtral-8x7b", 2, 1000, 1000, 3_000, 14_154.95, 8192, 4096),
-    ("mixtral-8x7b", 2, 2048, 2048, 1_500, 10_448.79, 8192, 4096),
-    ("mixtral-8x7b", 2, 20000, 2000, 1_000, 1_583.86, 8192, 4096),
-]
-# 2025 MoE (same doc and commit as ROWS): "Llama 4 Maverick" table, column "H100 TP8 (FP8)",
-# `trtllm-bench --tp 8 --ep $ep_size ... --backend pytorch` with enable_attention_dp; ep_size is
-# not published: replayed as attention data-parallel over 8 groups with experts split over
-# them (tp=1, ep=8, perf/moe.py), 2,048 sequences, 8,192 tokens. (ISL, OSL, requests, published)
-ROWS_MAVERICK = [
-    (128, 2048, 3_000, 10_829),
-    (128, 4096, 1_500, 6_744),
-    (500, 2000, 3_000, 10_108),
-    (1000, 1000, 3_000, 9_677),
-    (1000, 2000, 1_500, 9_151),
-    (2048, 2048, 1_500, 6_916),
-    (5000, 500, 1_500, 3_457),
-]
 HEADER = (
     "model            TP  ISL/OSL     requests  fit  published tok/s  simulated tok/s  "
     "sim/pub  wall s"
 )
+TABLES = (
+    ("2025, PyTorch backend (Llama 3.3 70B = llama-3.1-70b), 2,048 seqs, 8,192 tokens", ROWS_2025),
+    ("v0.11.0 (July 2024), TensorRT engine, settings as published", ROWS_V011),
+    ("v0.13.0 (October 2024), TensorRT engine, 4,096 seqs, 8,192 tokens", ROWS_V013),
+    ("2025, PyTorch backend, MoE: Llama 4 Maverick, H100 TP8 (attention DP, ep=8)", ROWS_MAVERICK),
+)
 
 
-def replay(
-    cat: Catalog,
-    name: str,
-    tp: int,
-    row: tuple[int, int, int, float],
-    limits: ReplicaLimits,
-    ep: int = 1,
-) -> str:
+def replay(cat: Catalog, row: Row) -> str:
     """One row: replay its requests on one ``tp x ep`` replica, return the printed line."""
-    isl, osl, n, published = row
-    model = cat.model(name)
-    assert isinstance(model, LLMModel)
-    h100 = cat.chip("h100")
     t0 = time.perf_counter()
-    off = llm_offline_replay(
-        h100,
-        model,
-        tp=tp,
-        dtype="fp8",
-        kv_dtype="fp8",
-        limits=limits,
-        input_len=LengthDist(isl, 0.0, hi=isl),
-        output_len=LengthDist(osl, 0.0, hi=osl),
-        n_requests=n,
-        ep=ep,
-    )
-    it = llm_iteration_model(h100, model, tp=tp, dtype="fp8", kv_dtype="fp8", ep=ep)
-    kv = it.kv_capacity_tokens
-    fit = min(limits.max_num_seqs, kv // (isl + osl))
-    sim = off.output_tokens_per_s
+    sim, fit = replay_row(cat, row)
     return (
-        f"{name:<16} {tp * ep:>2} {isl:>5}/{osl:<5} {n:>8} {fit:>4}  {published:>15,.0f}  "
-        f"{sim:>15,.0f}  {sim / published:>7.3f}  {time.perf_counter() - t0:6.1f}"
+        f"{row.model:<16} {row.tp * row.ep:>2} {row.isl:>5}/{row.osl:<5} {row.requests:>8} "
+        f"{fit:>4}  {row.published:>15,.0f}  {sim:>15,.0f}  {sim / row.published:>7.3f}  "
+        f"{time.perf_counter() - t0:6.1f}"
     )
+
+
+def fit_moe(cat: Catalog) -> None:
+    """Fit ``moe.expert_gemm_peak_scale`` and print it with fit and held-out MAPEs."""
+    t0 = time.perf_counter()
+    fit = fit_expert_scale(cat)
+    print(
+        f"moe.expert_gemm_peak_scale = {fit.scale:.4f}  (fit wall {time.perf_counter() - t0:.1f} s)"
+    )
+    sets = (
+        ("v0.13.0 Mixtral TP2 (fit)", MOE_FIT_ROWS),
+        ("v0.11.0 Mixtral TP2 (held out)", moe_rows(ROWS_V011)),
+        ("2025 Maverick TP8 (held out)", ROWS_MAVERICK),
+    )
+    print(f"{'set':<32} {'rows':>4}  {'MAPE at 1':>9}  {'MAPE fitted':>11}  mean sim/pub fitted")
+    for name, rows in sets:
+        one, fitted = ratios(cat, rows, 1.0), ratios(cat, rows, fit.scale)
+        print(
+            f"{name:<32} {len(rows):>4}  {mape(one):>9.1%}  {mape(fitted):>11.1%}  "
+            f"{fitted.mean():.3f}  ({' '.join(f'{x:.3f}' for x in fitted)})"
+        )
 
 
 def main() -> None:
     cat = load_catalog()
-    print("2025, PyTorch backend (Llama 3.3 70B = llama-3.1-70b), 2,048 seqs, 8,192 tokens")
-    print(HEADER)
-    limits = ReplicaLimits(8192, 2048, 16, 1, False, "guaranteed_no_evict")
-    for isl, osl, n, published in ROWS:
-        print(replay(cat, "llama-3.1-70b", TP, (isl, osl, n, published), limits), flush=True)
-    for title, rows in (
-        ("v0.11.0 (July 2024), TensorRT engine, settings as published", ROWS_V011),
-        ("v0.13.0 (October 2024), TensorRT engine, 4,096 seqs, 8,192 tokens", ROWS_V013),
-    ):
-        print(f"\n{title}\n{HEADER}")
-        for name, tp, isl, osl, n, published, tokens, seqs in rows:
-            limits = ReplicaLimits(tokens, seqs, 16, 1, False, "guaranteed_no_evict")
-            print(replay(cat, name, tp, (isl, osl, n, published), limits), flush=True)
-    print("\n2025, PyTorch backend, MoE: Llama 4 Maverick, H100 TP8 (attention DP, ep=8)")
-    print(HEADER)
-    limits = ReplicaLimits(8192, 2048, 16, 1, False, "guaranteed_no_evict")
-    for row in ROWS_MAVERICK:
-        print(replay(cat, "llama-4-maverick", 1, row, limits, ep=8), flush=True)
+    if "--fit-moe" in sys.argv[1:]:
+        fit_moe(cat)
+        return
+    for i, (title, rows) in enumerate(TABLES):
+        print(f"{chr(10) if i else ''}{title}\n{HEADER}")
+        for row in rows:
+            print(replay(cat, row), flush=True)
 
 
 if __name__ == "__main__":

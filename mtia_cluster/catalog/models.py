@@ -243,6 +243,13 @@ class OpAttention(Strict):
     decode_bw_fraction: Quantity
 
 
+class OpMoE(Strict):
+    """Mixture-of-experts kernels (perf/moe.py): the routed experts' grouped GEMMs reach
+    ``expert_gemm_peak_scale`` x the dense GEMM peak fraction."""
+
+    expert_gemm_peak_scale: Quantity
+
+
 class OpLink(Strict):
     latency_us: Quantity
     bw_fraction: Quantity
@@ -278,6 +285,7 @@ class OpModelFile(Strict):
     attention: OpAttention
     collectives: OpCollectives
     iteration_overhead_us: Quantity
+    moe: OpMoE | None = None
     fitted_on: FittedOn | None = None
     collectives_by_interconnect: dict[str, OpCollectives] = Field(default_factory=dict)
 

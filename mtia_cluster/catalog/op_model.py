@@ -66,6 +66,9 @@ class OpParams:
     # Fixed cost per GEMM output tile, as extra K elements at the dtype's rate (0: absorbed in
     # gemm_peak_fraction, as the FP16 fit has it); set per dtype by gemm_by_dtype.
     gemm_k_overhead: float = 0.0
+    # Routed-expert grouped GEMMs of a MoE layer reach this fraction of the dense GEMM peak
+    # fraction (``moe.expert_gemm_peak_scale``; 1 when the family file has no ``moe:`` block).
+    moe_expert_peak_scale: float = 1.0
     # dtype -> (peak_fraction, k_overhead) measured for that dtype (see for_dtype).
     gemm_dtypes: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False)
     # Interconnect-specific collectives (profile name -> (ar_up, ar_out, sr_up, sr_out)); a
@@ -130,6 +133,14 @@ def gemm_dtypes(spec: OpModelFile, r: SourcedReader) -> dict[str, tuple[float, f
     }
 
 
+def moe_expert_peak_scale(spec: OpModelFile, r: SourcedReader) -> float:
+    """``moe.expert_gemm_peak_scale`` in (0, 1], provenance checked; 1 without a ``moe:``."""
+    if spec.moe is None:
+        return 1.0
+    q = spec.moe.expert_gemm_peak_scale
+    return r.quantity(q, "moe.expert_gemm_peak_scale", positive=True, max_value=1.0)
+
+
 def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
     """Validate one family mapping against its typed model, then build the parameters; every
     quantity is range- and provenance-checked."""
@@ -185,6 +196,7 @@ def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
         send_recv_out=default[3],
         iteration_overhead_s=r.quantity(spec.iteration_overhead_us, "iteration_overhead_us") * US,
         gemm_dtypes=gemm_dtypes(spec, r),
+        moe_expert_peak_scale=moe_expert_peak_scale(spec, r),
         collective_profiles=profiles,
         provenance={k: p.status for k, p in r.provenance.items()},
     )

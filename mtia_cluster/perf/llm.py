@@ -39,6 +39,7 @@ from mtia_cluster.errors import UserError
 from mtia_cluster.perf.layer import GEMM_OPS, LayerShape, op_times_s
 from mtia_cluster.perf.moe import (
     MoELayer,
+    act_bytes,
     check_ep,
     moe_all_to_all_s,
     moe_gemm_s,
@@ -144,14 +145,19 @@ class LLMIterationModel:
         elem_dense = np.sum(elem_ops, axis=0) + dense["add"]  # two residual adds per layer
         n_moe = m.moe_layers
         gemm = (m.layers - n_moe) * gemm_dense
-        elem = m.layers * elem_dense
+        elem = (m.layers - n_moe) * elem_dense
         if n_moe:
             attn = dense["attn_pre_proj"] + dense["attn_post_proj"]
             gemm = gemm + n_moe * (attn + moe_gemm_s(t, self.moe_layer, self.gemm_env))
-            bw = self.chip.offchip.bandwidth_bytes_per_s
-            permute = permute_bytes(t, self.moe_layer)
-            elem = elem + n_moe * elementwise_time_s(permute, "add", bw, self.chip.op_params)
+            elem = elem + n_moe * (elem_dense - dense["mlp_act"] + self._moe_elem_s(t))
         return gemm, elem
+
+    def _moe_elem_s(self, t: np.ndarray) -> np.ndarray:
+        """Memory-bound kernels of one MoE layer beyond attention's: permute + unpermute and
+        the experts' activation over their routed (and shared) rows, not the dense ``ffn``."""
+        bw, p = self.chip.offchip.bandwidth_bytes_per_s, self.chip.op_params
+        permute = elementwise_time_s(permute_bytes(t, self.moe_layer), "add", bw, p)
+        return permute + elementwise_time_s(act_bytes(t, self.moe_layer), "act", bw, p)
 
     @property
     def moe_layer(self) -> MoELayer:

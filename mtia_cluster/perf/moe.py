@@ -17,11 +17,16 @@ replica:
 * **experts**: a group runs its experts as two grouped GEMMs (gate + up, down; ops.py
   ``grouped_gemm_time_s``): expert e contributes, with probability ``h_e``, its tiles and its
   operand bytes (its weights are read once) -- experts that receive no token cost nothing;
-  the layer waits for the busiest group;
+  the layer waits for the busiest group. Their compute side runs at the dense GEMM peak
+  fraction x the family's ``moe.expert_gemm_peak_scale`` (:func:`expert_env`; fitted on
+  TensorRT-LLM's published Mixtral throughputs, planning/trtllm_overview.py): the serving
+  stacks' MoE kernels fall short of their dense GEMMs;
 * **capacity**: with a ``capacity_factor`` c (GShard/Switch), an expert computes at most
   ``ceil(c n top_k / experts)`` tokens (the rest are dropped); None = dropless, as vLLM and
   TensorRT-LLM serve;
 * **shared experts** run on every token of each group;
+* **activation**: SiLU(gate) x up runs on every routed row of the busiest group plus the
+  shared experts' rows (``act_bytes``), ``expert_ffn / tp`` wide;
 * **permute / unpermute**: gathering each token's ``top_k`` copies into expert order and
   the weighted sum back are memory-bound kernels moving ``tokens x top_k x hidden``
   activations, read and written, each way (``permute_bytes``);
@@ -35,7 +40,7 @@ replica:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -111,6 +116,18 @@ def permute_bytes(tokens: np.ndarray | float, layer: MoELayer) -> np.ndarray:
     return 4.0 * t * layer.top_k * layer.hidden * ACT_BYTES
 
 
+def act_bytes(tokens: np.ndarray | float, layer: MoELayer) -> np.ndarray:
+    """Bytes of one MoE layer's gated activation (SiLU(gate) x up: two reads, one write of
+    ``expert_ffn / tp`` per row) on the busiest group: every row its routed experts compute
+    (``top_k`` per token when uniform) plus the shared experts' rows on its own tokens."""
+    t = np.asarray(tokens, dtype=np.float64)
+    hit, per = expert_tokens(t.reshape(-1), layer)
+    rows = hit * per
+    routed = np.max([rows[:, g :: layer.ep].sum(axis=1) for g in range(layer.ep)], axis=0)
+    rows_g = routed.reshape(t.shape) + layer.shared * t / layer.ep
+    return 3.0 * rows_g * layer.expert_ffn / layer.tp * ACT_BYTES
+
+
 def expert_tokens(tokens: np.ndarray, layer: MoELayer) -> tuple[np.ndarray, np.ndarray]:
     """(h[t, e], tokens an expert computes when hit [t, e]), capacity applied."""
     q = route_probabilities(layer.experts, layer.top_k, layer.skew)
@@ -123,16 +140,28 @@ def expert_tokens(tokens: np.ndarray, layer: MoELayer) -> tuple[np.ndarray, np.n
     return hit, per
 
 
+def expert_env(env: GemmEnv) -> GemmEnv:
+    """`env` for the routed experts' grouped GEMMs: the dense peak fraction times the
+    family's ``moe.expert_gemm_peak_scale`` (``OpParams.moe_expert_peak_scale``)."""
+    p = env.p
+    if p.moe_expert_peak_scale == 1.0:
+        return env
+    frac = p.gemm_peak_fraction * p.moe_expert_peak_scale
+    return replace(env, p=replace(p, gemm_peak_fraction=frac))
+
+
 def moe_gemm_s(tokens: np.ndarray, layer: MoELayer, env: GemmEnv) -> np.ndarray:
     """GEMM seconds of one MoE layer for `tokens` replica tokens on one chip: router, the
-    busiest group's routed experts (two grouped GEMMs: gate + up, down) and shared experts."""
+    busiest group's routed experts (two grouped GEMMs: gate + up, down, at
+    :func:`expert_env`'s efficiency) and shared experts (dense GEMMs)."""
     t = np.asarray(tokens, dtype=np.float64)
     h, f, tp, ep = layer.hidden, layer.expert_ffn, layer.tp, layer.ep
     tg = t / ep
     hit, per = expert_tokens(t, layer)
+    xenv = expert_env(env)
     groups = [
-        grouped_gemm_time_s(hit[:, g::ep], per[:, g::ep], h, 2 * f / tp, env)
-        + grouped_gemm_time_s(hit[:, g::ep], per[:, g::ep], f / tp, h, env)
+        grouped_gemm_time_s(hit[:, g::ep], per[:, g::ep], h, 2 * f / tp, xenv)
+        + grouped_gemm_time_s(hit[:, g::ep], per[:, g::ep], f / tp, h, xenv)
         for g in range(ep)
     ]
     busiest = np.max(groups, axis=0).reshape(t.shape)
