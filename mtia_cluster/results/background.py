@@ -1,4 +1,5 @@
-"""Writes of a streamed run done on a second thread, in order, with bounded memory.
+"""Writes of a streamed run done on a second thread, in order, with bounded memory; and
+`Prefetch`, the trace read one chunk ahead on a third.
 
 `simulate -o` spends about half its CPU turning finished rows and device samples into Arrow
 tables, accumulating their statistics and compressing them into Parquet. Those calls run
@@ -24,11 +25,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 DEPTH = 4  # calls waiting at most (each: ~131k rows or one device sample, ~10-15 MB)
 
+T = TypeVar("T")
 _Call = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
@@ -98,3 +100,61 @@ class BackgroundWriter:
         """Normal end: wait for every call (raising the writer's error); an exception in
         the with-block: `cancel`."""
         (self.close if exc_type is None else self.cancel)()
+
+
+class Prefetch(Generic[T]):
+    """The items of `items` (e.g. a trace's window-aligned chunks) produced on a background
+    thread, at most `depth` ahead of the consumer: reading and converting the next chunk
+    (Parquet decoding releases the GIL) overlaps the engine's work on this one. Items come
+    in their order, unchanged; an exception raised while producing is raised at the item
+    where it happened. Use as a context manager: leaving it stops the thread (an unfinished
+    consumer drops what was read ahead)."""
+
+    def __init__(self, items: Iterable[T], depth: int = 1, name: str = "prefetch") -> None:
+        self._items = items
+        self._queue: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, entry: tuple[bool, Any]) -> bool:
+        """Queue `entry` unless the consumer has gone; False once it has."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((True, item)):
+                    return
+        except BaseException as exc:  # raised again in the consumer's thread
+            self._put((False, exc))
+            return
+        self._put((False, None))
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            more, item = self._queue.get()
+            if not more:
+                if item is not None:
+                    raise item
+                return
+            yield item
+
+    def close(self) -> None:
+        """Stop the producer (after the item it is making) and drop what it read ahead."""
+        self._stop.set()
+        self._thread.join()
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def __enter__(self) -> Prefetch[T]:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

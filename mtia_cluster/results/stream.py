@@ -1,9 +1,13 @@
 """An in-process run streamed into a results directory: `simulate -o` in bounded memory.
 
 `stream_run` validates the trace in one streaming pass (bad input is refused before any
-work), then reads it again in window-aligned chunks (engine/trace_input.py `window_chunks`)
-and runs `Simulation.stream`, which hands finished rows and device counter samples out as
-they happen. Rows are buffered up to `FLUSH_ROWS` and written through the shard writer
+work), then reads it again in window-aligned chunks (engine/trace_input.py `window_chunks`,
+one chunk ahead on a background thread: `Prefetch`) and runs `Simulation.stream`, which
+hands finished rows and device counter samples out as they happen. Converting, summarizing
+and writing them runs on a second background thread (`BackgroundWriter`, in order, bounded;
+results/background.py), so on two cores the engine and the writer run at once; the files
+are byte for byte those of doing it in line. Rows are buffered up to `FLUSH_ROWS` and
+written through the shard writer
 `replay`'s shards use (`ShardWriter`: split by region on the int codes, converted once,
 statistics accumulated as written); each device sample becomes one interval of `devices`
 rows at once (`DeviceTracker`). Nothing grows with the run's length except the exact
@@ -36,11 +40,11 @@ from mtia_cluster.engine.trace_input import (
     trace_batches,
     window_chunks,
 )
-from mtia_cluster.results.background import BackgroundWriter
+from mtia_cluster.results.background import BackgroundWriter, Prefetch
 from mtia_cluster.results.convert import DeviceTracker
 from mtia_cluster.results.links import write_links
 from mtia_cluster.results.run import fleet_tracker, run_writer
-from mtia_cluster.results.writer import run_extra
+from mtia_cluster.results.writer import ResultsWriter, run_extra
 
 FLUSH_ROWS = 131_072  # finished requests buffered before one write (few large writes)
 
@@ -133,36 +137,60 @@ def stream_run(
     `chunk_rows` rows at a time (about: chunks end at window boundaries)."""
     sc = scenario
     rows, missing = check_trace_file(trace_path, sc)
-    sim = Simulation(sc, shards=shards)
+    with _trace_chunks(trace_path, sc, missing, chunk_rows) as chunks:  # read while it runs
+        sim = Simulation(sc, shards=shards)
+        started = time.perf_counter()
+        with run_writer(
+            sc,
+            out,
+            services=sim.services,
+            regions=sim.regions,
+            manifest=manifest,
+            trace_path=trace_path,
+            overwrite=overwrite,
+        ) as writer:
+            end = _write_run(sim, chunks, writer, rows, progress)
+            wall_s = time.perf_counter() - started
+            path = writer.finalize(
+                wall_time_s=wall_s,
+                simulated_span_ns=end.end_ns,
+                extra=run_extra(end.fleet_events, end.autoscale),
+                expected_requests=rows,
+            )
+    return StreamedRun(path, rows, end, wall_s)
+
+
+def _trace_chunks(
+    path: str | Path, sc: Scenario, missing: bool, chunk_rows: int
+) -> Prefetch[tuple[RequestBatch, int | None]]:
+    """The trace in window-aligned chunks, read one chunk ahead on a background thread (a
+    trace with rows without a region: whole, in one chunk; see the module doc)."""
     chunks: Iterable[tuple[RequestBatch, int | None]] = (
-        [(load_trace(trace_path, sc, streamed=True), None)]
+        [(load_trace(path, sc, streamed=True), None)]
         if missing
         else window_chunks(
-            trace_batches(trace_path, sc, validate=False), sc.report_interval_ns, chunk_rows
+            trace_batches(path, sc, validate=False), sc.report_interval_ns, chunk_rows
         )
     )
-    started = time.perf_counter()
-    with run_writer(
-        sc,
-        out,
-        services=sim.services,
-        regions=sim.regions,
-        manifest=manifest,
-        trace_path=trace_path,
-        overwrite=overwrite,
-    ) as writer:
-        shard = writer.shard(0)
-        tracker = fleet_tracker(sim.topology, sim.regions, sim.services)
-        with BackgroundWriter() as background:  # converts and writes while the engine runs
-            requests = RowStream(partial(background.submit, shard.write_completed))
-            devices = DeviceStream(tracker, shard.write_devices, background.submit)
-            end = sim.stream(chunks, requests.add, devices.sample, progress=progress, rows=rows)
-            requests.flush()
-        shard.close()
-        write_links(writer, sim.topology, sim.regions)  # fabric links/, from devices/
-        extra = run_extra(end.fleet_events, end.autoscale)
-        wall_s = time.perf_counter() - started
-        path = writer.finalize(
-            wall_time_s=wall_s, simulated_span_ns=end.end_ns, extra=extra, expected_requests=rows
-        )
-    return StreamedRun(path, rows, end, wall_s)
+    return Prefetch(chunks, name="trace-reader")
+
+
+def _write_run(
+    sim: Simulation,
+    chunks: Iterable[tuple[RequestBatch, int | None]],
+    writer: ResultsWriter,
+    rows: int,
+    progress: Callable[[int, int], None] | None,
+) -> RunEnd:
+    """Run the simulation over `chunks`, its rows and device intervals written as they come
+    (converted and written on a background thread), then the fabric's `links/` rows."""
+    shard = writer.shard(0)
+    tracker = fleet_tracker(sim.topology, sim.regions, sim.services)
+    with BackgroundWriter() as background:  # converts and writes while the engine runs
+        requests = RowStream(partial(background.submit, shard.write_completed))
+        devices = DeviceStream(tracker, shard.write_devices, background.submit)
+        end = sim.stream(chunks, requests.add, devices.sample, progress=progress, rows=rows)
+        requests.flush()
+    shard.close()
+    write_links(writer, sim.topology, sim.regions)  # fabric links/, from devices/
+    return end

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtia_cluster.results.background import BackgroundWriter
+from mtia_cluster.results.background import BackgroundWriter, Prefetch
 
 
 @settings(max_examples=20, deadline=None)
@@ -96,3 +97,40 @@ def test_an_exception_in_the_caller_drops_the_queue_and_waits_for_the_running_ca
     assert not writer._thread.is_alive()  # __exit__ returned after the running call ended
     assert written == [0]  # queued calls 1-3 were dropped
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.txt"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(values=st.lists(st.integers(), max_size=40), depth=st.integers(1, 4))
+def test_prefetch_yields_every_item_in_order(values: list[int], depth: int) -> None:
+    with Prefetch(iter(values), depth=depth) as ahead:
+        assert list(ahead) == values
+
+
+def test_prefetch_raises_the_producers_error_at_its_item() -> None:
+    def items() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("bad row group")
+
+    got: list[int] = []
+    with Prefetch(items()) as ahead, pytest.raises(ValueError, match="bad row group"):
+        for item in ahead:
+            got.append(item)
+    assert got == [1, 2]
+
+
+def test_leaving_a_prefetch_early_stops_its_thread() -> None:
+    made: list[int] = []
+
+    def endless() -> Iterator[int]:
+        i = 0
+        while True:
+            made.append(i)
+            yield i
+            i += 1
+
+    with Prefetch(endless(), depth=2) as ahead:
+        first = [x for x, _ in zip(ahead, range(3), strict=False)]
+    assert first == [0, 1, 2]
+    assert not ahead._thread.is_alive()
+    assert len(made) <= 3 + 2 + 2  # read ahead at most `depth` (+ the one being put)
