@@ -26,7 +26,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +50,18 @@ FLUSH_ROWS = 131_072  # finished requests buffered before one write (few large w
 
 class RowStream:
     """Finished rows buffered and written in large pieces (`write`: a shard writer's
-    ``write_completed``)."""
+    ``write_completed``). `submit` (e.g. `BackgroundWriter.submit`) runs the joining of the
+    buffered pieces and the write elsewhere."""
 
-    def __init__(self, write: Callable[[Completed], None], flush_rows: int = FLUSH_ROWS) -> None:
+    def __init__(
+        self,
+        write: Callable[[Completed], None],
+        flush_rows: int = FLUSH_ROWS,
+        submit: Callable[..., None] | None = None,
+    ) -> None:
         self.write = write
         self.flush_rows = flush_rows
+        self.submit = submit
         self.pending: list[Completed] = []
         self.pending_rows = 0
 
@@ -70,8 +76,14 @@ class RowStream:
     def flush(self) -> None:
         """Write whatever is buffered."""
         if self.pending:
-            self.write(Completed.concat(self.pending))
-            self.pending, self.pending_rows = [], 0
+            parts, self.pending, self.pending_rows = self.pending, [], 0
+            if self.submit is None:
+                self._write(parts)
+            else:
+                self.submit(self._write, parts)
+
+    def _write(self, parts: list[Completed]) -> None:
+        self.write(Completed.concat(parts))
 
 
 class DeviceStream:
@@ -187,7 +199,7 @@ def _write_run(
     shard = writer.shard(0)
     tracker = fleet_tracker(sim.topology, sim.regions, sim.services)
     with BackgroundWriter() as background:  # converts and writes while the engine runs
-        requests = RowStream(partial(background.submit, shard.write_completed))
+        requests = RowStream(shard.write_completed, submit=background.submit)
         devices = DeviceStream(tracker, shard.write_devices, background.submit)
         end = sim.stream(chunks, requests.add, devices.sample, progress=progress, rows=rows)
         requests.flush()
