@@ -115,13 +115,13 @@ def engine_only(cfg: Path, trace: Path, loaded: bool = False) -> tuple[float, fl
 
 class TreeWatch(threading.Thread):
     """Peak RSS (MB) summed over process `root` and all its descendants (Ray's GCS, raylet
-    and workers of an embedded local Ray included), sampled every 0.2 s from /proc, and the
+    and workers of an embedded local Ray included), sampled every `every_s` (0.2 s) from /proc, and
     CPU seconds each of them had used when last seen; `samples` keeps (seconds since the
     start, tree RSS MB) of every sample, to show the footprint through a run."""
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, every_s: float = 0.2) -> None:
         super().__init__(daemon=True)
-        self.root, self.peak_mb, self.stop = root, 0.0, False
+        self.root, self.every_s, self.peak_mb, self.stop = root, every_s, 0.0, False
         self.cpu_s: dict[int, float] = {}
         self.samples: list[tuple[float, float]] = []
 
@@ -148,7 +148,7 @@ class TreeWatch(threading.Thread):
             self.peak_mb = max(self.peak_mb, total_mb)
             self.samples.append((time.perf_counter() - t0, total_mb))
             self.cpu_s.update({p: cpu[p] for p in tree if p in cpu})
-            time.sleep(0.2)
+            time.sleep(self.every_s)
 
 
 def warm(work: Path) -> None:

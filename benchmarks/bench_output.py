@@ -39,8 +39,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine_rr import _cpu_model
-from bench_fleet import _generate, cli, io_floor, scenario
-from bench_hour import RssSampler
+from bench_fleet import TreeWatch, _generate, cli, io_floor, scenario
 from bench_replay import trace_table as dense_table
 
 from mtia_cluster.traces.io import write_trace
@@ -148,7 +147,7 @@ def stats_memory(n: int, regions: int, rate: float) -> None:
             builder._add(r, pa.concat_tables(builder._pending.pop(r)))
     kept = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.reset_peak()
-    rss = RssSampler(os.getpid(), every_s=0.005)  # what the OS sees: freed but kept pages too
+    rss = TreeWatch(os.getpid(), every_s=0.005)  # what the OS sees: freed but kept pages too
     rss.start()
     time.sleep(0.05)
     stats = merge_stats([builder.result()])

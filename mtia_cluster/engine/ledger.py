@@ -111,7 +111,7 @@ class BusyLedger:
 FOLD_PARTS = 64  # recorded parts (one per window with dispatches) between folds
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fold(buf, n, until_ns, busy_done, batches_done, work_done):
     """Add the periods of ``buf[:, :n]`` ended by `until_ns` to the *_done counters (in
     place) and move the open ones to the front, in order. Returns how many are open."""
@@ -129,7 +129,7 @@ def _fold(buf, n, until_ns, busy_done, batches_done, work_done):
     return kept
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _open(buf, n, until_ns, busy, batches, work_units):
     """Add the started part of open periods (all end after `until_ns`) to the counters."""
     for i in range(n):

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def heap_replace(heap: np.ndarray, value: int) -> None:
     """Replace the minimum of the min-heap `heap` (a 1-D int64 view) by `value`."""
     n = heap.shape[0]
@@ -51,7 +51,7 @@ def heap_replace(heap: np.ndarray, value: int) -> None:
     heap[i] = value
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def core_start(row, a, cpu, cores):
     """Start of a preprocessing job arriving at `a` that takes `cpu` ns on one of `cores`
     cores, FCFS (the earliest free core). `row` is the socket's core state: ``row[0]`` busy
@@ -89,7 +89,7 @@ def core_start(row, a, cpu, cores):
     return t
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item):
     """Socket and ready time of each new request (rows in arrival order)."""
     n = arrival.shape[0]
@@ -112,7 +112,7 @@ def _admit(host, arrival, items, submitted, core_heap, sockets, cpu_ns_per_item)
 _INSERTION_MAX = 64  # rows per socket per window sorted by insertion
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _by_unit(unit, units):
     """Row indices in a stable order by unit: a counting sort when the rows outnumber the
     units (dense traffic), else a merge sort, so the cost follows the rows, never the
@@ -132,7 +132,7 @@ def _by_unit(unit, units):
     return order
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sorted_order(unit, ready, units):
     """Stable order of rows by (unit, ready): a stable sort by unit (rows keep arrival
     order), then an insertion sort by ready inside each unit's run. Ready times within a
@@ -162,7 +162,7 @@ def _sorted_order(unit, ready, units):
     return order
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def count_rows(counts, index):
     """counts[index[i]] += 1 for every i (in place): released requests per host."""
     for i in range(index.shape[0]):
@@ -175,7 +175,7 @@ W_ID, W_ARR, W_ITEMS, W_READY, W_UNIT = range(5)
 B_FIRST, B_END, B_CLOSE, B_SIZE = range(4)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def admit_and_batch(
     host,
     request_id,
@@ -234,7 +234,7 @@ def admit_and_batch(
     return merged, batches, rest
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _chain(ready, items, unit, max_items, max_wait_ns, until_ns):
     """Batches closed before `until_ns`, chained per unit from its first row; rows left."""
     m = ready.shape[0]
@@ -289,7 +289,7 @@ def form_batches(
     return first, end, close
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dispatch_fcfs(unit, close, service_ns, server_free):
     """Start time and server of each batch (close order per unit); `server_free` in place."""
     n = unit.shape[0]
@@ -313,7 +313,7 @@ def dispatch_fcfs(unit, close, service_ns, server_free):
 R_ID, R_ARR, R_ITEMS, R_HOST, R_ACC, R_START, R_FINISH, R_SIZE, R_NET, R_LOCAL = range(10)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def emit_rows(
     merged,
     first,
@@ -353,7 +353,7 @@ def emit_rows(
     return rows
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dispatch_and_emit(
     merged,
     batches,

@@ -93,9 +93,20 @@ def completed_by_region(completed: Completed) -> list[tuple[int, Completed]]:
     if bool(np.all(c.region == first)):
         return [(first, c)]
     counts = np.bincount(c.region)
-    order = np.argsort(c.region, kind="stable")
+    order = np.argsort(_narrow_codes(c.region, len(counts)), kind="stable")
     bounds = np.concatenate([[0], np.cumsum(counts)])
     return [(r, c.take(order[bounds[r] : bounds[r + 1]])) for r in np.flatnonzero(counts).tolist()]
+
+
+def _narrow_codes(codes: np.ndarray, n: int) -> np.ndarray:
+    """Non-negative codes below `n` in the narrowest integer type: numpy's stable sort of
+    8- and 16-bit keys is a radix sort (~4-8x faster than its merge sort of int32 for a
+    131,072-row flush), and a stable order of the same keys is the same permutation."""
+    if n <= 256:
+        return codes.astype(np.uint8)
+    if n <= 32768:
+        return codes.astype(np.int16)
+    return codes
 
 
 def completed_to_table(
