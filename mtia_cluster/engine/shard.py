@@ -98,6 +98,23 @@ class Shard:
         )
         return (Completed.concat(outputs) if outputs else self._none), reports
 
+    @property
+    def until_ns(self) -> int:
+        """The last advance bound."""
+        return self._lazy.until_ns
+
+    def advanced_to(self, until_ns: int, refresh: bool) -> None:
+        """Every group was advanced to `until_ns` outside the shard (the compiled LLM fleet,
+        engine/llm/fleet.py): nothing is to catch up before reading counters; `refresh`:
+        also take their reports and next finishes (as `advance` does)."""
+        lazy = self._lazy
+        lazy.until_ns = until_ns
+        for gi, group in enumerate(self.groups):
+            if refresh:
+                lazy.advanced(gi, group, until_ns)
+            else:
+                lazy.at[gi] = until_ns
+
     def quiet_until(self) -> int | None:
         """A time before which no request of this shard finishes, absent new submissions
         (None: unknown; see ``Lazy``)."""

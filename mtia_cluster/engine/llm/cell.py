@@ -10,6 +10,7 @@ advancing in one call or window by window gives identical rows (tested).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
@@ -25,6 +26,7 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.llm.costs import AS_PER_NS, AS_PER_S, IterationCost
+from mtia_cluster.engine.llm.jitglue import set_scalars
 from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.requests import DECODE, DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
@@ -206,6 +208,54 @@ class LLMReplicaCell:
         if self.compact_after is not None and len(sched.finished) >= self._next_compact:
             self._compact()
         return rows
+
+    def fleet_ready(self) -> bool:
+        """Whether the compiled fleet (engine/llm/fleet.py) can run this replica: the
+        compiled loop applies to it (no prefix cache, no network time) and `advance` has
+        looked at every finished request."""
+        sched = self.scheduler
+        return sched.kernel is not None and self._seen_finished == len(sched.finished)
+
+    def held_positions(self) -> list[int]:
+        """Finished requests held back (finish at or after the last bound), by position."""
+        return list(self._held)
+
+    def rows_at(self, positions: np.ndarray) -> RequestBatch:
+        """The submitted rows at scheduler `positions`."""
+        return self._rows.take(positions)
+
+    def absorb(
+        self,
+        batch: RequestBatch,
+        unpack: Callable[[ReplicaScheduler], None],
+        held: list[int],
+        returned: int,
+        until_ns: int,
+    ) -> None:
+        """Take back the replica from the compiled fleet: `batch` are the rows it was sent
+        there (in order), `unpack` writes the fleet's state of the scheduler into it,
+        `held` are the finished requests held back after its last bound `until_ns`, and
+        `returned` the requests it returned meanwhile. The same state as submitting and
+        advancing window by window (the finished list is the kernel's, which orders a
+        rejected request where ``add_many`` does)."""
+        sched = self.scheduler
+        before = len(sched.finished)
+        self.submit(batch)
+        del sched.finished[before:]
+        unpack(sched)
+        self._seen_finished = len(sched.finished)
+        self._held = held
+        self._returned += returned
+        self._until_ns = max(self._until_ns, until_ns)
+        if self.compact_after is not None and len(sched.finished) >= self._next_compact:
+            self._compact()
+
+    def show_counters(self, scalars: list[int], base: tuple[int, int, int], until_ns: int) -> None:
+        """Device counters as of the bound `until_ns` from the compiled fleet's scalars of
+        the scheduler (``jitglue.set_scalars``; its lists are brought up to date by
+        `absorb`)."""
+        set_scalars(self.scheduler, scalars, base)
+        self._until_ns = max(self._until_ns, until_ns)
 
     def evict(self, at_ns: int) -> RequestBatch:
         """The replica fails at `at_ns` (right after ``advance(at_ns)``): every request it

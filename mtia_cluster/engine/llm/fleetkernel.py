@@ -1,0 +1,167 @@
+"""The window loop of an LLM replica fleet under ``least_outstanding`` as one compiled call.
+
+:mod:`.fleet` hands this module every replica's scheduler state packed as in :mod:`.jitglue`
+(one slice per replica of stacked arrays) and the trace's columns; :func:`run_span` then
+runs the engine's windows (engine/windows.py's ``run_windows`` with its ``WindowClock`` for
+routing that reads reports) for as long as it may: per window, the same end
+(``next_window_end``), the arrivals routed by :func:`~..least_loaded.route_ranges` over the
+plane's report arrays (``RoutingPlane.route``), each replica's share queued
+(``RequestTable.add_many``: a request that can never fit is finished and rejected at its
+arrival), every replica run to the window's end (the scheduler kernel's loop), the requests
+finished before it collected as ``LLMReplicaCell.advance`` returns them (held back until a
+bound passes their finish), and the reports refreshed (``RoutingPlane.refresh``: reported =
+outstanding, sent counts cleared). Replicas are advanced every window (the Python shard
+skips those that cannot finish anything: cells give identical results for any cut of time).
+
+It stops before a window that would start at the epoch bound, once the trace's rows are all
+routed (the drain runs in Python: it reads ``quiet_until``), after `max_rows` rows, when a
+replica's arrays or the snapshot buffer are full, and records the scalar state of every
+replica at each metrics boundary (device counters are sampled from it, in Python).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from mtia_cluster.engine.least_loaded import route_ranges
+from mtia_cluster.engine.llm import kernel as k
+
+# book-keeping columns per replica (`bk`): stream length, packed requests, finished ones
+# looked at, held back, outstanding at the start plus submitted, returned
+NSTREAM, M, SEEN, NHELD, SUB, RET = range(6)
+NBOOK = 6
+# the clock (`c`)
+T, LO, STEP, METRICS, STOP, MAX_ROWS, LAST_ADV, NWIN, NOUT, NSNAP = range(10)
+NCLOCK = 10
+# snapshot metadata columns (`meta`)
+SNAP_T, SNAP_WIN, SNAP_ADV = range(3)
+
+
+@njit(cache=True)
+def _window_end(arrival, c):
+    """WindowClock.next_window_end for routing that reads reports (no fleet events)."""
+    t, lo, step, n = c[T], c[LO], c[STEP], arrival.shape[0]
+    until = (t // c[METRICS] + 1) * c[METRICS]
+    if c[STOP] >= 0:
+        until = min(until, max(c[STOP], t + step))
+    nxt = lo
+    if arrival[lo] < t + step:
+        nxt = np.searchsorted(arrival, t + step, side="left")
+    if nxt >= n:
+        return t + step
+    return min(until, arrival[nxt] // step * step)
+
+
+@njit(cache=True)
+def _queue(req, s, lim, bk, fin, sr, sns, row, rej, x, p, o, a):
+    """Queue trace row `x` (prompt p, output o, arrival a) on one replica."""
+    j = bk[M]
+    bk[M] += 1
+    bk[SUB] += 1
+    for col in range(k.NCOL):
+        req[col, j] = 0
+    for col in (k.RN, k.RP, k.PN, k.PP):
+        req[col, j] = -1
+    req[k.P, j], req[k.OUT, j] = p, o
+    row[j] = x
+    bs = lim[k.L_BS]
+    if p >= 1 and o >= 1 and -(-(p + o - 1) // bs) <= lim[k.L_BLOCKS]:
+        req[k.ST, j] = k.WAITING
+        req[k.SN, j] = req[k.FN, j] = req[k.EN, j] = -1
+        rej[j] = 0
+        sr[bk[NSTREAM]], sns[bk[NSTREAM]] = j, a
+        bk[NSTREAM] += 1
+    else:  # rejected at its arrival: finished there
+        req[k.ST, j] = k.DONE
+        req[k.SN, j] = req[k.FN, j] = req[k.EN, j] = a
+        rej[j] = 1
+        fin[s[k.NFIN]] = j
+        s[k.NFIN] += 1
+
+
+@njit(cache=True)
+def _collect(req, s, bk, fin, held, until, i, c, o_w, o_rep, o_pos):
+    """LLMReplicaCell.advance's returns: held-back and newly finished requests that
+    finished before `until` are recorded (window, replica, position); the others are held."""
+    kept = 0
+    for q in range(bk[NHELD]):
+        j = held[q]
+        if req[k.EN, j] < until:
+            o_w[c[NOUT]], o_rep[c[NOUT]], o_pos[c[NOUT]] = c[NWIN], i, j
+            c[NOUT] += 1
+            bk[RET] += 1
+        else:
+            held[kept] = j
+            kept += 1
+    for f in range(bk[SEEN], s[k.NFIN]):
+        j = fin[f]
+        if req[k.EN, j] < until:
+            o_w[c[NOUT]], o_rep[c[NOUT]], o_pos[c[NOUT]] = c[NWIN], i, j
+            c[NOUT] += 1
+            bk[RET] += 1
+        else:
+            held[kept] = j
+            kept += 1
+    bk[SEEN] = s[k.NFIN]
+    bk[NHELD] = kept
+
+
+@njit(cache=True)
+def _fits(bk, cap, rows):
+    """Whether every replica has room for `rows` more requests."""
+    return bk[:, M].max() + rows <= cap
+
+
+@njit(cache=True)
+def run_span(tables, state, trace, plane, c, out, snap, meta):
+    """Run windows from ``c[T]`` (see module doc); everything is updated in place.
+
+    `tables`: (compute, memory, other, limits) shared by the replicas; `state`: stacked per
+    replica (req, scalars, heap keys, heap positions, residues, waiting ring, finished,
+    stream positions, stream arrivals, trace row, rejected, held, book-keeping); `trace`:
+    (arrival, input tokens, output tokens, router index) per row; `plane`: (router first
+    cell, router end cell, reported, sent, replica of each cell, cell of each replica);
+    `out`: (window, replica, position) per returned request; `snap`/`meta`: per metrics
+    boundary the replicas' scalars and (time, windows run, last advance bound)."""
+    ct, mt, et, lim = tables
+    req, s, hf, hr, res, wait, fin, sr, sns, row, rej, held, bk = state
+    arrival, inp, outp, rtr = trace
+    r_lo, r_hi, reported, sent, cell_rep, rep_cell = plane
+    o_w, o_rep, o_pos = out
+    n_rep, cap, n = s.shape[0], req.shape[2], arrival.shape[0]
+    ch_r = np.empty(lim[k.L_SEQS] + 1, np.int64)
+    ch_c = np.empty(lim[k.L_SEQS] + 1, np.int64)
+    cells = np.empty(n, np.int64)
+    first = c[LO]
+    while c[LO] < n and c[NSNAP] < snap.shape[0] and c[LO] - first < c[MAX_ROWS]:
+        if c[STOP] >= 0 and c[T] >= c[STOP]:
+            return
+        lo = c[LO]
+        until = _window_end(arrival, c)
+        hi = np.searchsorted(arrival, until, side="left")
+        if hi == lo and not np.any(reported):
+            c[T] = until  # nothing arrives and nothing is in flight
+        else:
+            if not _fits(bk, cap, hi - lo):
+                return
+            if hi > lo:
+                route_ranges(rtr[lo:hi], r_lo, r_hi, reported, sent, cells[lo:hi])
+            for x in range(lo, hi):
+                i = cell_rep[cells[x]]
+                _queue(req[i], s[i], lim, bk[i], fin[i], sr[i], sns[i], row[i], rej[i],
+                       x, inp[x], outp[x], arrival[x])  # fmt: skip
+            for i in range(n_rep):
+                args = (req[i], s[i], hf[i], hr[i], res[i], wait[i], fin[i], sr[i], sns[i])
+                k.run_loop(ct, mt, et, lim, *args, bk[i, NSTREAM], until, ch_r, ch_c)
+                _collect(req[i], s[i], bk[i], fin[i], held[i], until, i, c, o_w, o_rep, o_pos)
+                reported[rep_cell[i]] = bk[i, SUB] - bk[i, RET]
+            for x in range(lo, hi):
+                sent[cells[x]] = 0
+            c[LO], c[T], c[LAST_ADV] = hi, until, until
+            c[NWIN] += 1
+        if c[T] % c[METRICS] == 0:
+            snap[c[NSNAP]] = s
+            meta[c[NSNAP], SNAP_T], meta[c[NSNAP], SNAP_WIN] = c[T], c[NWIN]
+            meta[c[NSNAP], SNAP_ADV] = c[LAST_ADV]
+            c[NSNAP] += 1
