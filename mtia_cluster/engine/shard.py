@@ -15,7 +15,8 @@ from itertools import pairwise
 import numpy as np
 
 from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch
-from mtia_cluster.engine.group import CellGroup, PrefixEvents
+from mtia_cluster.engine.group import CellGroup, PrefixEvents, SingleCell
+from mtia_cluster.engine.llm.cell import LLMReplicaCell, counters_of
 
 # LoadReports.arrays(): cell id, outstanding, capacity; prefix events: cell, hash id, sign
 Reports = tuple[np.ndarray, ...]
@@ -70,6 +71,12 @@ class Shard:
             self._group[g.cell_ids] = gi
             self._local[g.cell_ids] = np.arange(len(g.cell_ids))
         self._lazy = Lazy.of(self.groups)
+        # the cells when every group is one plain LLM replica (device counters at once)
+        self._replicas: list[LLMReplicaCell] | None = [
+            g.cell for g in self.groups if type(g) is SingleCell and type(g.cell) is LLMReplicaCell
+        ]
+        if not self.groups or len(self._replicas) != len(self.groups):
+            self._replicas = None
         self.lazy = True  # False: advance every group every window (a check: same results)
         self._none = Completed.empty()  # returned (never mutated) by windows finishing nothing
 
@@ -172,6 +179,8 @@ class Shard:
         groups not advanced catch up first)."""
         for gi, group in enumerate(self.groups):
             self._lazy.catch_up(gi, group)
+        if self._replicas is not None:  # LLM replicas only: built column by column
+            return counters_of(self._replicas)
         return DeviceCounters.concat([g.device_counters() for g in self.groups])
 
 

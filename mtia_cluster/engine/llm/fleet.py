@@ -38,7 +38,7 @@ from mtia_cluster.engine.cell import (
 from mtia_cluster.engine.group import SingleCell
 from mtia_cluster.engine.llm import fleetkernel as fk
 from mtia_cluster.engine.llm import kernel as k
-from mtia_cluster.engine.llm.cell import LLMReplicaCell
+from mtia_cluster.engine.llm.cell import LLMReplicaCell, iteration_floor_as
 from mtia_cluster.engine.llm.jitglue import accumulated, lowest_position, pack, unpack
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.shard import Shard
@@ -78,6 +78,7 @@ class CompiledFleet:
         self.acc = np.array([int(c.accelerator_ids[0]) for c in self.cells], np.int32)
         self._router_of: tuple[Any, np.ndarray | None] = (None, None)
         self._tables_of: tuple[list, tuple | None] = ([], None)
+        self._floor = -1  # the replicas' shortest iteration (attoseconds), see _tables
 
     @classmethod
     def of(cls, plane: RoutingPlane, shards: list[Shard], emit: Callable) -> CompiledFleet | None:
@@ -141,6 +142,11 @@ class CompiledFleet:
             for t in tables
         )
         self._tables_of = (tables, first if same else None)
+        cost = self.cells[0].scheduler.cost
+        if min(cost.compute_per_pair_as, cost.memory_per_context_as) < 0:
+            self._floor = -1  # iteration time could shrink with context: no floor
+        else:
+            self._floor = iteration_floor_as(cost)
         return self._tables_of[1]
 
     def _routers(self, trace: RequestBatch, ranges: tuple | None) -> np.ndarray | None:
@@ -201,7 +207,7 @@ class CompiledFleet:
         c[fk.T], c[fk.LO], c[fk.STEP] = state.t, state.lo, sc.report_interval_ns
         c[fk.METRICS], c[fk.MAX_ROWS] = sc.metrics_interval_ns, self.span_rows
         c[fk.STOP] = -1 if hooks.stop_ns is None else hooks.stop_ns
-        c[fk.LAST_ADV] = self.shards[0].until_ns
+        c[fk.LAST_ADV], c[fk.FLOOR] = self.shards[0].until_ns, self._floor
         last = int(trace.arrival_ns[min(len(trace), state.lo + self.span_rows) - 1])
         snaps = min(SPAN_SNAPSHOTS, max(0, last - state.t) // sc.metrics_interval_ns + 2)
         n, cap = packed.state[0].shape[0], packed.state[0].shape[2]

@@ -10,13 +10,18 @@ plane's report arrays (``RoutingPlane.route``), each replica's share queued
 arrival), every replica run to the window's end (the scheduler kernel's loop), the requests
 finished before it collected as ``LLMReplicaCell.advance`` returns them (held back until a
 bound passes their finish), and the reports refreshed (``RoutingPlane.refresh``: reported =
-outstanding, sent counts cleared). Replicas are advanced every window (the Python shard
-skips those that cannot finish anything: cells give identical results for any cut of time).
+outstanding, sent counts cleared).
 
 It stops before a window that would start at the epoch bound, once the trace's rows are all
 routed (the drain runs in Python: it reads ``quiet_until``), after `max_rows` rows, when a
 replica's arrays or the snapshot buffer are full, and records the scalar state of every
 replica at each metrics boundary (device counters are sampled from it, in Python).
+
+Like the Python shard (engine/shard.py's ``Lazy``), a replica that receives nothing in a
+window ending by its quiet bound (:func:`_quiet`, ``LLMReplicaCell.quiet_until``'s general
+bound) is not advanced: it would return nothing and report the same load, and a replica
+advanced later in one go gives identical results (any cut of time). Every replica is
+advanced to the span's last bound before the span ends or records a snapshot.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from mtia_cluster.engine.llm import kernel as k
 NSTREAM, M, SEEN, NHELD, SUB, RET = range(6)
 NBOOK = 6
 # the clock (`c`)
-T, LO, STEP, METRICS, STOP, MAX_ROWS, LAST_ADV, NWIN, NOUT, NSNAP = range(10)
-NCLOCK = 10
+T, LO, STEP, METRICS, STOP, MAX_ROWS, LAST_ADV, NWIN, NOUT, NSNAP, FLOOR = range(11)
+NCLOCK = 11
+NEVER = 1 << 62  # a replica with nothing in flight finishes nothing before new submissions
+SMALL = 4096  # windows of at most this many rows x candidates are routed by _route_small
 # snapshot metadata columns (`meta`)
 SNAP_T, SNAP_WIN, SNAP_ADV = range(3)
 
@@ -108,9 +115,106 @@ def _collect(req, s, bk, fin, held, until, i, c, o_w, o_rep, o_pos):
 
 
 @njit(cache=True)
+def _fewest_iterations(req, s, wait, bk):
+    """cell.fewest_iterations_left: an iteration samples at most one token of a request."""
+    if bk[NSTREAM] > s[k.NEXT]:
+        return 1  # some request not yet queued
+    fewest = NEVER
+    r = s[k.RHEAD]
+    while r >= 0:
+        decoding = req[k.ST, r] == k.DECODE
+        fewest = min(fewest, req[k.FI, r] - s[k.IT] if decoding else req[k.OUT, r] - req[k.G, r])
+        r = req[k.RN, r]
+    m = wait.shape[0]
+    for q in range(s[k.WCOUNT]):
+        r = wait[(s[k.WHEAD] + q) % m]
+        fewest = min(fewest, req[k.OUT, r] - req[k.G, r])
+    return fewest
+
+
+@njit(cache=True)
+def _quiet(req, s, wait, bk, held, floor_as):
+    """LLMReplicaCell.quiet_until after an advance: no request of the replica finishes
+    before it, absent new submissions (held-back finishes; the fewest iterations any request
+    still needs, each at least the shortest iteration `floor_as`; -1: no floor known)."""
+    bound = NEVER
+    for q in range(bk[NHELD]):
+        bound = min(bound, req[k.EN, held[q]])
+    if s[k.NRUN] + s[k.WCOUNT] + bk[NSTREAM] - s[k.NEXT] == 0:
+        return bound
+    if floor_as < 0:
+        return -1
+    n = _fewest_iterations(req, s, wait, bk)
+    if n >= (1 << 31):
+        return bound
+    ahead = n * (floor_as // k.NS) + (s[k.T_REM] + n * (floor_as % k.NS)) // k.NS
+    return min(bound, s[k.T_NS] + ahead)
+
+
+@njit(cache=True)
 def _fits(bk, cap, rows):
     """Whether every replica has room for `rows` more requests."""
     return bk[:, M].max() + rows <= cap
+
+
+@njit(cache=True)
+def _advance(tables, state, i, until, c, out, ch_r, ch_c):
+    """Run replica `i` to `until` and collect what it returns; its outstanding count."""
+    ct, mt, et, lim = tables
+    req, s, hf, hr, res, wait, fin, sr, sns, held, bk = state[:9] + state[11:]
+    args = (req[i], s[i], hf[i], hr[i], res[i], wait[i], fin[i], sr[i], sns[i])
+    k.run_loop(ct, mt, et, lim, *args, bk[i, NSTREAM], until, ch_r, ch_c)
+    _collect(req[i], s[i], bk[i], fin[i], held[i], until, i, c, out[0], out[1], out[2])
+    return bk[i, SUB] - bk[i, RET]
+
+
+@njit(cache=True)
+def _route_small(rtr, r_lo, r_hi, reported, sent, cells, lo, hi):
+    """``least_outstanding`` as it is defined (least_loaded.py): rows lo..hi-1 in arrival
+    order, each to its router's cell with the fewest reported + sent (ties: the lowest
+    id), counted in `sent`; no allocation (a window of a few rows over a few cells)."""
+    for x in range(lo, hi):
+        a, b = r_lo[rtr[x]], r_hi[rtr[x]]
+        best = a
+        for j in range(a + 1, b):
+            if reported[j] + sent[j] < reported[best] + sent[best]:
+                best = j
+        cells[x] = best
+        sent[best] += 1
+
+
+@njit(cache=True)
+def _window(tables, state, trace, plane, c, out, quiet, cells, lo, hi, until, ch_r, ch_c):
+    """One window's routing, submissions, advances and reports (module doc)."""
+    lim = tables[3]
+    req, s, wait, fin, sr, sns, row, rej, held, bk = state[:2] + state[5:]
+    arrival, inp, outp, rtr = trace
+    r_lo, r_hi, reported, sent, cell_rep, rep_cell = plane
+    if (hi - lo) * (r_hi - r_lo).max() <= SMALL:
+        _route_small(rtr, r_lo, r_hi, reported, sent, cells, lo, hi)
+    else:
+        route_ranges(rtr[lo:hi], r_lo, r_hi, reported, sent, cells[lo:hi])
+    for x in range(lo, hi):
+        i = cell_rep[cells[x]]
+        quiet[i] = -1  # a submission: advanced in this window
+        _queue(req[i], s[i], lim, bk[i], fin[i], sr[i], sns[i], row[i], rej[i],
+               x, inp[x], outp[x], arrival[x])  # fmt: skip
+    for i in range(s.shape[0]):
+        if until <= quiet[i]:
+            continue  # finishes nothing before `until`: its report stays
+        reported[rep_cell[i]] = _advance(tables, state, i, until, c, out, ch_r, ch_c)
+        quiet[i] = _quiet(req[i], s[i], wait[i], bk[i], held[i], c[FLOOR])
+    for x in range(lo, hi):
+        sent[cells[x]] = 0
+    c[LO], c[T], c[LAST_ADV] = hi, until, until
+    c[NWIN] += 1
+
+
+@njit(cache=True)
+def _catch_up(tables, state, c, out, ch_r, ch_c):
+    """Every replica run to the last bound (those skipped finish nothing before it)."""
+    for i in range(state[1].shape[0]):
+        _advance(tables, state, i, c[LAST_ADV], c, out, ch_r, ch_c)
 
 
 @njit(cache=True)
@@ -124,44 +228,30 @@ def run_span(tables, state, trace, plane, c, out, snap, meta):
     cell, router end cell, reported, sent, replica of each cell, cell of each replica);
     `out`: (window, replica, position) per returned request; `snap`/`meta`: per metrics
     boundary the replicas' scalars and (time, windows run, last advance bound)."""
-    ct, mt, et, lim = tables
-    req, s, hf, hr, res, wait, fin, sr, sns, row, rej, held, bk = state
-    arrival, inp, outp, rtr = trace
-    r_lo, r_hi, reported, sent, cell_rep, rep_cell = plane
-    o_w, o_rep, o_pos = out
-    n_rep, cap, n = s.shape[0], req.shape[2], arrival.shape[0]
+    lim, s, bk = tables[3], state[1], state[12]
+    arrival, reported = trace[0], plane[2]
+    cap, n = state[0].shape[2], arrival.shape[0]
     ch_r = np.empty(lim[k.L_SEQS] + 1, np.int64)
     ch_c = np.empty(lim[k.L_SEQS] + 1, np.int64)
     cells = np.empty(n, np.int64)
+    quiet = np.full(s.shape[0], -1, np.int64)  # per replica: see _quiet (-1: advance)
     first = c[LO]
     while c[LO] < n and c[NSNAP] < snap.shape[0] and c[LO] - first < c[MAX_ROWS]:
         if c[STOP] >= 0 and c[T] >= c[STOP]:
-            return
+            break
         lo = c[LO]
         until = _window_end(arrival, c)
         hi = np.searchsorted(arrival, until, side="left")
         if hi == lo and not np.any(reported):
             c[T] = until  # nothing arrives and nothing is in flight
+        elif _fits(bk, cap, hi - lo):
+            _window(tables, state, trace, plane, c, out, quiet, cells, lo, hi, until, ch_r, ch_c)
         else:
-            if not _fits(bk, cap, hi - lo):
-                return
-            if hi > lo:
-                route_ranges(rtr[lo:hi], r_lo, r_hi, reported, sent, cells[lo:hi])
-            for x in range(lo, hi):
-                i = cell_rep[cells[x]]
-                _queue(req[i], s[i], lim, bk[i], fin[i], sr[i], sns[i], row[i], rej[i],
-                       x, inp[x], outp[x], arrival[x])  # fmt: skip
-            for i in range(n_rep):
-                args = (req[i], s[i], hf[i], hr[i], res[i], wait[i], fin[i], sr[i], sns[i])
-                k.run_loop(ct, mt, et, lim, *args, bk[i, NSTREAM], until, ch_r, ch_c)
-                _collect(req[i], s[i], bk[i], fin[i], held[i], until, i, c, o_w, o_rep, o_pos)
-                reported[rep_cell[i]] = bk[i, SUB] - bk[i, RET]
-            for x in range(lo, hi):
-                sent[cells[x]] = 0
-            c[LO], c[T], c[LAST_ADV] = hi, until, until
-            c[NWIN] += 1
+            break
         if c[T] % c[METRICS] == 0:
+            _catch_up(tables, state, c, out, ch_r, ch_c)
             snap[c[NSNAP]] = s
             meta[c[NSNAP], SNAP_T], meta[c[NSNAP], SNAP_WIN] = c[T], c[NWIN]
             meta[c[NSNAP], SNAP_ADV] = c[LAST_ADV]
             c[NSNAP] += 1
+    _catch_up(tables, state, c, out, ch_r, ch_c)
