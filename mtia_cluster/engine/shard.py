@@ -77,6 +77,9 @@ class Shard:
         ]
         if not self.groups or len(self._replicas) != len(self.groups):
             self._replicas = None
+        else:  # one array for every sample (the caller checks its order by identity first)
+            ids = np.concatenate([c.accelerator_ids for c in self._replicas])
+            self._replica_ids = ids.astype(np.int32, copy=False)
         self.lazy = True  # False: advance every group every window (a check: same results)
         self._none = Completed.empty()  # returned (never mutated) by windows finishing nothing
 
@@ -180,7 +183,7 @@ class Shard:
         for gi, group in enumerate(self.groups):
             self._lazy.catch_up(gi, group)
         if self._replicas is not None:  # LLM replicas only: built column by column
-            return counters_of(self._replicas)
+            return counters_of(self._replicas, self._replica_ids)
         return DeviceCounters.concat([g.device_counters() for g in self.groups])
 
 

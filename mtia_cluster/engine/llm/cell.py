@@ -94,9 +94,15 @@ def counters_from(
     """DeviceCounters of replicas of `sizes` accelerators (`ids`, in order) from their
     `replica_values`: one array per column (a fleet's counters are read at every metrics
     boundary). Integer columns are int64, the KV integral float64."""
+    every = np.array([v[0] for v in values], np.int64).T.copy()  # one row per column
+    if len(sizes) == len(ids):  # one accelerator per replica: every one is a lead
+        ints = np.array([v[1][:1] + v[1][2:] for v in values], np.int64).T.copy()
+        cols = dict(zip(EVERY, every, strict=True))
+        cols.update(zip(LEAD[:1] + LEAD[2:], ints, strict=True))
+        cols[LEAD[1]] = np.array([v[1][1] for v in values], np.float64)
+        return DeviceCounters(accelerator_id=ids, **cols)
     sizes_a = np.array(sizes, np.int64)
-    every = np.array([v[0] for v in values], np.int64)
-    cols: dict[str, np.ndarray] = {n: np.repeat(every[:, j], sizes_a) for j, n in enumerate(EVERY)}
+    cols = {name: np.repeat(every[j], sizes_a) for j, name in enumerate(EVERY)}
     lead = np.concatenate(([0], np.cumsum(sizes_a)[:-1]))
     for j, name in enumerate(LEAD):
         col = np.zeros(len(ids), dtype=np.float64 if name == "kv_token_s" else np.int64)
@@ -105,9 +111,9 @@ def counters_from(
     return DeviceCounters(accelerator_id=ids, **cols)
 
 
-def counters_of(cells: list[LLMReplicaCell]) -> DeviceCounters:
-    """``DeviceCounters.concat([c.device_counters() for c in cells])``, column by column."""
-    ids = np.concatenate([c.accelerator_ids for c in cells])
+def counters_of(cells: list[LLMReplicaCell], ids: np.ndarray) -> DeviceCounters:
+    """``DeviceCounters.concat([c.device_counters() for c in cells])``, column by column
+    (`ids`: the cells' accelerator ids, in order)."""
     sizes = [len(c.accelerator_ids) for c in cells]
     return counters_from(ids, sizes, [c.counter_values() for c in cells])
 

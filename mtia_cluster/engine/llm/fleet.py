@@ -227,17 +227,17 @@ class CompiledFleet:
             t, win, adv = (int(x) for x in meta[q])
             upto = int(np.searchsorted(windows, win, side="left"))
             if upto > done:
-                self.emit(rows.take(np.arange(done, upto)))
+                self.emit(rows.take(slice(done, upto)))  # views: the consumers copy
                 done = upto
-            for i, cell in enumerate(self.cells):
-                cell.show_counters(snap[q, i].tolist(), packed.base[i], adv)
+            for i, (cell, scalars) in enumerate(zip(self.cells, snap[q].tolist(), strict=True)):
+                cell.show_counters(scalars, packed.base[i], adv)
             for shard in self.shards:
                 shard.advanced_to(adv, refresh=False)
             hooks.sample(t)
             state.sampled_ns = t
             hooks.after_window()
         if len(rows) > done:
-            self.emit(rows.take(np.arange(done, len(rows))))
+            self.emit(rows.take(slice(done, len(rows))))
         self._write_back(trace, packed, int(c[fk.LAST_ADV]))
         state.lo, state.t = int(c[fk.LO]), int(c[fk.T])
         np.copyto(self.plane.outstanding, self.plane.reported)
