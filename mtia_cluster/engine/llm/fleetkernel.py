@@ -133,10 +133,37 @@ def _fewest_iterations(req, s, wait, bk):
 
 
 @njit(cache=True)
-def _quiet(req, s, wait, bk, held, floor_as):
+def _decode_span(tables, s, n, k_run):
+    """Attoseconds of the next `k_run` decode-only iterations of `n` decoders (fewer if
+    that many would pass a decode-run piece's limits: a lower bound then), as
+    kernel._decode_run times them, without running them."""
+    ct, mt, et, lim = tables
+    cp, mc = lim[k.L_CP], lim[k.L_MC]
+    context0 = s[k.OFFSUM] + n * s[k.IT]
+    a1, b1 = ct[n] + cp * (context0 + n), cp * n
+    a2, b2 = mt[n] + mc * context0, mc * n
+    e = et[n]
+    d0, d1 = a2 - a1, b2 - b1
+    if d1 > 0 or (d1 == 0 and d0 > 0):
+        a_hi, b_hi, a_lo, b_lo = a2, b2, a1, b1
+    else:
+        a_hi, b_hi, a_lo, b_lo = a1, b1, a2, b2
+    cross = 0 if a_hi >= a_lo else -((a_hi - a_lo) // (b_hi - b_lo))
+    j = min(k_run, k.MAX_RUN)
+    d_last = max(a_hi + b_hi * (j - 1), a_lo + b_lo * (j - 1)) + e
+    if j > k.BIG // d_last:
+        j = max(1, k.BIG // d_last)
+    return k._start(e, a_hi, b_hi, a_lo, b_lo, cross, j)
+
+
+@njit(cache=True)
+def _quiet(req, s, wait, bk, held, floor_as, tables, hf):
     """LLMReplicaCell.quiet_until after an advance: no request of the replica finishes
-    before it, absent new submissions (held-back finishes; the fewest iterations any request
-    still needs, each at least the shortest iteration `floor_as`; -1: no floor known)."""
+    before it, absent new submissions (-1: no floor known, advance every window). The
+    earliest held-back finish bounds it; when every unfinished request decodes and no block
+    shortage can come first, the exact time of the decode-only iterations up to the heap's
+    top (the nearest finish, or earlier for a stale entry); otherwise the fewest iterations
+    any request still needs, each at least the shortest iteration `floor_as`."""
     bound = NEVER
     for q in range(bk[NHELD]):
         bound = min(bound, req[k.EN, held[q]])
@@ -144,6 +171,13 @@ def _quiet(req, s, wait, bk, held, floor_as):
         return bound
     if floor_as < 0:
         return -1
+    dec = s[k.NDEC]
+    if dec and s[k.NRUN] + s[k.WCOUNT] + bk[NSTREAM] - s[k.NEXT] == dec:
+        run = hf[0] - s[k.IT]  # all decode: the run to the first finish (heap top or less)
+        bs = tables[3][k.L_BS]
+        if run > 0 and dec * -(-run // bs) <= s[k.FREE]:  # no block shortage before it
+            span = _decode_span(tables, s, dec, run)
+            return min(bound, s[k.T_NS] + (s[k.T_REM] + span) // k.NS)
     n = _fewest_iterations(req, s, wait, bk)
     if n >= (1 << 31):
         return bound
@@ -203,7 +237,7 @@ def _window(tables, state, trace, plane, c, out, quiet, cells, lo, hi, until, ch
         if until <= quiet[i]:
             continue  # finishes nothing before `until`: its report stays
         reported[rep_cell[i]] = _advance(tables, state, i, until, c, out, ch_r, ch_c)
-        quiet[i] = _quiet(req[i], s[i], wait[i], bk[i], held[i], c[FLOOR])
+        quiet[i] = _quiet(req[i], s[i], wait[i], bk[i], held[i], c[FLOOR], tables, state[2][i])
     for x in range(lo, hi):
         sent[cells[x]] = 0
     c[LO], c[T], c[LAST_ADV] = hi, until, until
