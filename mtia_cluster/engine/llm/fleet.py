@@ -45,6 +45,7 @@ from mtia_cluster.engine.shard import Shard
 
 SPAN_ROWS = 1 << 15  # trace rows per compiled span at most (bounds the packed arrays)
 SPAN_SNAPSHOTS = 4096  # metrics boundaries per span at most
+SNAPSHOT_SCALARS = 1 << 18  # replicas x boundaries recorded per span at most (memory)
 
 
 @dataclass
@@ -175,7 +176,9 @@ class CompiledFleet:
             los.append(lo)
         n = len(parts)
         m0 = np.array([p[0].shape[1] for p in parts], np.int64)
-        cap = int(m0.max()) + rows
+        # room per replica: all the span's rows for a few replicas, else about twice an
+        # even share (the span ends before a window that a replica has no room for)
+        cap = int(m0.max()) + min(rows, max(256, 2 * rows // n + 64))
         heap = max(len(p[2]) for p in parts)
         bs = len(parts[0][4])
         req = np.zeros((n, k.NCOL, cap), np.int64)
@@ -210,6 +213,7 @@ class CompiledFleet:
         c[fk.LAST_ADV], c[fk.FLOOR] = self.shards[0].until_ns, self._floor
         last = int(trace.arrival_ns[min(len(trace), state.lo + self.span_rows) - 1])
         snaps = min(SPAN_SNAPSHOTS, max(0, last - state.t) // sc.metrics_interval_ns + 2)
+        snaps = max(2, min(snaps, SNAPSHOT_SCALARS // len(self.cells)))
         n, cap = packed.state[0].shape[0], packed.state[0].shape[2]
         out = tuple(np.zeros(n * cap, np.int64) for _ in range(3))
         snap = np.zeros((snaps, n, k.NSCALAR), np.int64)
