@@ -143,6 +143,19 @@ class RoutingPlane:
         self._routed.append(cell.copy())  # the caller may reuse `cell`
         return cell
 
+    def compiled_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(first cell, end cell per router, router index per key region * services +
+        service, -1: none) when the next window is routed by one ``route_ranges`` call over
+        the report arrays and refreshed by copying them (``least_outstanding`` over
+        contiguous candidates, all available, no global router, nothing routed since the
+        last reports), else None: what engine/llm/fleet.py compiles."""
+        ranges = self._ranges
+        if self.global_router is not None or not ranges.fast or ranges.two_choices:
+            return None
+        if self._routed or not all(r.all_up for r in self.routers.values()):
+            return None
+        return ranges.lo, ranges.hi, ranges.index
+
     def _route_each(self, window: RequestBatch) -> np.ndarray:
         """Every router's rows through its policy (`Router.route`), in arrival order."""
         cell = np.empty(len(window), dtype=np.int64)

@@ -15,7 +15,8 @@ from itertools import pairwise
 import numpy as np
 
 from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch
-from mtia_cluster.engine.group import CellGroup, PrefixEvents
+from mtia_cluster.engine.group import CellGroup, PrefixEvents, SingleCell
+from mtia_cluster.engine.llm.cell import LLMReplicaCell, counters_of
 
 # LoadReports.arrays(): cell id, outstanding, capacity; prefix events: cell, hash id, sign
 Reports = tuple[np.ndarray, ...]
@@ -70,6 +71,15 @@ class Shard:
             self._group[g.cell_ids] = gi
             self._local[g.cell_ids] = np.arange(len(g.cell_ids))
         self._lazy = Lazy.of(self.groups)
+        # the cells when every group is one plain LLM replica (device counters at once)
+        self._replicas: list[LLMReplicaCell] | None = [
+            g.cell for g in self.groups if type(g) is SingleCell and type(g.cell) is LLMReplicaCell
+        ]
+        if not self.groups or len(self._replicas) != len(self.groups):
+            self._replicas = None
+        else:  # one array for every sample (the caller checks its order by identity first)
+            ids = np.concatenate([c.accelerator_ids for c in self._replicas])
+            self._replica_ids = ids.astype(np.int32, copy=False)
         self.lazy = True  # False: advance every group every window (a check: same results)
         self._none = Completed.empty()  # returned (never mutated) by windows finishing nothing
 
@@ -97,6 +107,23 @@ class Shard:
             prefix=_concat_prefix(events),
         )
         return (Completed.concat(outputs) if outputs else self._none), reports
+
+    @property
+    def until_ns(self) -> int:
+        """The last advance bound."""
+        return self._lazy.until_ns
+
+    def advanced_to(self, until_ns: int, refresh: bool) -> None:
+        """Every group was advanced to `until_ns` outside the shard (the compiled LLM fleet,
+        engine/llm/fleet.py): nothing is to catch up before reading counters; `refresh`:
+        also take their reports and next finishes (as `advance` does)."""
+        lazy = self._lazy
+        lazy.until_ns = until_ns
+        for gi, group in enumerate(self.groups):
+            if refresh:
+                lazy.advanced(gi, group, until_ns)
+            else:
+                lazy.at[gi] = until_ns
 
     def quiet_until(self) -> int | None:
         """A time before which no request of this shard finishes, absent new submissions
@@ -155,6 +182,8 @@ class Shard:
         groups not advanced catch up first)."""
         for gi, group in enumerate(self.groups):
             self._lazy.catch_up(gi, group)
+        if self._replicas is not None:  # LLM replicas only: built column by column
+            return counters_of(self._replicas, self._replica_ids)
         return DeviceCounters.concat([g.device_counters() for g in self.groups])
 
 

@@ -30,6 +30,7 @@ from mtia_cluster.engine.cell import (
     sorted_by_request_id,
 )
 from mtia_cluster.engine.events import fleet_event_hooks, resolve_events
+from mtia_cluster.engine.llm.fleet import CompiledFleet
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.shard import Inbox, Reports, Shard
@@ -147,6 +148,7 @@ class Simulation:
             ),
             coalesce_idle=coalesce_idle,
             quiet_until=self._quiet_until,
+            span=None if scaler.groups else CompiledFleet.of(self.plane, self.shards, final),
         )
         before = 0
         if progress is not None:

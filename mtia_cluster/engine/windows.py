@@ -32,6 +32,7 @@ from mtia_cluster.engine.shard import Reports
 # reports of the cells it advanced (``LoadReports.arrays()``, one per shard)
 Advance = Callable[[RequestBatch, np.ndarray, int], Iterable[Reports]]
 Sample = Callable[[int], None]  # sample(t_ns): device counters at a metrics boundary
+Span = Callable[[RequestBatch, "LoopState", "LoopHooks"], bool]  # see LoopHooks
 
 _NO_ROWS = RequestBatch.empty()
 
@@ -65,7 +66,10 @@ class LoopHooks:
     `coalesce_idle=False` steps through every window (a check: results are the same);
     `quiet_until()`: a time before which no request in flight finishes, absent new
     submissions (``Shard.quiet_until``; None: not known), which lets the drain after the
-    last arrival skip windows in which nothing can finish."""
+    last arrival skip windows in which nothing can finish; `span(trace, state, hooks)`:
+    runs windows from `state` the loop's way in one go when it can (the compiled LLM fleet,
+    engine/llm/fleet.py: routing, advancing, emitting and sampling exactly as the loop
+    would), returning whether it ran any; else the loop runs the next window."""
 
     advance: Advance = lambda arrivals, cell, until_ns: ()
     sample: Sample = lambda t_ns: None
@@ -74,6 +78,7 @@ class LoopHooks:
     after_window: Callable[[], None] = lambda: None
     coalesce_idle: bool = True
     quiet_until: Callable[[], int | None] = lambda: None
+    span: Span | None = None
 
 
 @dataclass
@@ -96,6 +101,8 @@ def run_windows(
     ``hooks.stop_ns``."""
     clock = WindowClock.of(plane, trace, hooks)
     while not state.finished(plane, len(trace)) and not clock.stopped(state.t):
+        if hooks.span is not None and hooks.span(trace, state, hooks):
+            continue
         retry, event_ns = _due_events(hooks.events, state.t)
         until = clock.next_window_end(state, event_ns, retrying=len(retry) > 0)
         hi = int(np.searchsorted(trace.arrival_ns, until, side="left"))

@@ -10,6 +10,7 @@ advancing in one call or window by window gives identical rows (tested).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import chain
 from typing import Any
 
@@ -25,10 +26,50 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.llm.costs import AS_PER_NS, AS_PER_S, IterationCost
+from mtia_cluster.engine.llm.jitglue import set_scalars
 from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.requests import DECODE, DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
 from mtia_cluster.engine.llm.stretch import decode_run
+
+# DeviceCounters columns of an LLM replica: the first five on every accelerator, the
+# others (replica statistics, engine/llm/kvstats.py) on the lead one (0 elsewhere)
+EVERY = ("busy_ns", "batches", "work_units", "peak_memory_bytes", "memory_bound_ns")
+LEAD = (
+    "kv_capacity_tokens",
+    "kv_token_s",
+    "kv_peak_tokens",
+    "preemptions",
+    "prefix_queried_tokens",
+    "prefix_cached_tokens",
+    "kv_transfers",
+    "kv_transfer_bytes",
+)
+
+
+def replica_values(
+    sched: ReplicaScheduler,
+    n: int,
+    until_ns: int,
+    weight_bytes_per_accelerator: float,
+    kv_bytes_per_token: int,
+    transfers: tuple[int, int] = (0, 0),
+) -> tuple[list[int], list[float]]:
+    """The figures of `replica_counters` for one replica of `n` accelerators up to
+    `until_ns`: (the `EVERY` columns' values, the `LEAD` columns' values). Busy time and the
+    KV token integral leave out the running iteration's part after the bound."""
+    tail_as = sched.busy_tail_as(until_ns * AS_PER_NS)
+    busy_as = sched.busy_as - tail_as
+    memory_as = sched.memory_as - sched.memory_tail_as(until_ns * AS_PER_NS)
+    kv_bytes = sched.max_used_blocks * sched.limits.block_size * kv_bytes_per_token
+    peak = int(weight_bytes_per_accelerator + kv_bytes / n)
+    every = [busy_as // AS_PER_NS, sched.iteration, sched.tokens_done, peak]
+    every.append(memory_as // AS_PER_NS)
+    lim = sched.limits
+    token_as = sched.kv_token_as - sched.kv_held_tokens * tail_as
+    lead = [lim.num_blocks * lim.block_size, token_as / AS_PER_S, sched.max_kv_tokens]
+    lead += [sched.preempted, sched.queried_tokens, sched.reused_tokens, *transfers]
+    return every, lead
 
 
 def replica_counters(
@@ -40,48 +81,41 @@ def replica_counters(
     transfers: tuple[int, int] = (0, 0),
 ) -> DeviceCounters:
     """Counters of one replica's accelerators up to `until_ns` (all busy in each iteration)."""
-    tail_as = sched.busy_tail_as(until_ns * AS_PER_NS)  # the running iteration's part after
-    busy_as = sched.busy_as - tail_as
-    memory_as = sched.memory_as - sched.memory_tail_as(until_ns * AS_PER_NS)
     n = len(accelerator_ids)
-    kv_bytes = sched.max_used_blocks * sched.limits.block_size * kv_bytes_per_token
-    peak = int(weight_bytes_per_accelerator + kv_bytes / n)
-    return DeviceCounters(
-        accelerator_id=np.asarray(accelerator_ids, dtype=np.int32),
-        busy_ns=np.full(n, busy_as // AS_PER_NS, np.int64),
-        batches=np.full(n, sched.iteration, np.int64),
-        work_units=np.full(n, sched.tokens_done, np.int64),
-        peak_memory_bytes=np.full(n, peak, np.int64),
-        memory_bound_ns=np.full(n, memory_as // AS_PER_NS, np.int64),
-        **replica_stats(sched, n, tail_as, transfers),
+    values = replica_values(
+        sched, n, until_ns, weight_bytes_per_accelerator, kv_bytes_per_token, transfers
     )
+    return counters_from(np.asarray(accelerator_ids, dtype=np.int32), [n], [values])
 
 
-def replica_stats(
-    sched: ReplicaScheduler, n: int, tail_as: int, transfers: tuple[int, int] = (0, 0)
-) -> dict[str, np.ndarray]:
-    """The LLM replica counters of DeviceCounters, on the lead (first) of its `n`
-    accelerators: KV capacity, held-token integral up to the bound (the running iteration's
-    tail after it taken off, as for busy time), peak, preemptions, prefix lookups and reuse,
-    KV transfers sent (count, bytes)."""
-    lim = sched.limits
-    token_as = sched.kv_token_as - sched.kv_held_tokens * tail_as
-    values = {
-        "kv_capacity_tokens": lim.num_blocks * lim.block_size,
-        "kv_token_s": token_as / AS_PER_S,
-        "kv_peak_tokens": sched.max_kv_tokens,
-        "preemptions": sched.preempted,
-        "prefix_queried_tokens": sched.queried_tokens,
-        "prefix_cached_tokens": sched.reused_tokens,
-        "kv_transfers": transfers[0],
-        "kv_transfer_bytes": transfers[1],
-    }
-    out = {}
-    for name, value in values.items():
-        col = np.zeros(n, dtype=np.float64 if name == "kv_token_s" else np.int64)
-        col[0] = value
-        out[name] = col
-    return out
+def counters_from(
+    ids: np.ndarray, sizes: list[int], values: list[tuple[list[int], list[float]]]
+) -> DeviceCounters:
+    """DeviceCounters of replicas of `sizes` accelerators (`ids`, in order) from their
+    `replica_values`: one array per column (a fleet's counters are read at every metrics
+    boundary). Integer columns are int64, the KV integral float64."""
+    every = np.array([v[0] for v in values], np.int64).T.copy()  # one row per column
+    if len(sizes) == len(ids):  # one accelerator per replica: every one is a lead
+        ints = np.array([v[1][:1] + v[1][2:] for v in values], np.int64).T.copy()
+        cols = dict(zip(EVERY, every, strict=True))
+        cols.update(zip(LEAD[:1] + LEAD[2:], ints, strict=True))
+        cols[LEAD[1]] = np.array([v[1][1] for v in values], np.float64)
+        return DeviceCounters(accelerator_id=ids, **cols)
+    sizes_a = np.array(sizes, np.int64)
+    cols = {name: np.repeat(every[j], sizes_a) for j, name in enumerate(EVERY)}
+    lead = np.concatenate(([0], np.cumsum(sizes_a)[:-1]))
+    for j, name in enumerate(LEAD):
+        col = np.zeros(len(ids), dtype=np.float64 if name == "kv_token_s" else np.int64)
+        col[lead] = [v[1][j] for v in values]
+        cols[name] = col
+    return DeviceCounters(accelerator_id=ids, **cols)
+
+
+def counters_of(cells: list[LLMReplicaCell], ids: np.ndarray) -> DeviceCounters:
+    """``DeviceCounters.concat([c.device_counters() for c in cells])``, column by column
+    (`ids`: the cells' accelerator ids, in order)."""
+    sizes = [len(c.accelerator_ids) for c in cells]
+    return counters_from(ids, sizes, [c.counter_values() for c in cells])
 
 
 NEVER_NS = 2**62  # quiet_until of a replica with nothing in flight
@@ -206,6 +240,54 @@ class LLMReplicaCell:
         if self.compact_after is not None and len(sched.finished) >= self._next_compact:
             self._compact()
         return rows
+
+    def fleet_ready(self) -> bool:
+        """Whether the compiled fleet (engine/llm/fleet.py) can run this replica: the
+        compiled loop applies to it (no prefix cache, no network time) and `advance` has
+        looked at every finished request."""
+        sched = self.scheduler
+        return sched.kernel is not None and self._seen_finished == len(sched.finished)
+
+    def held_positions(self) -> list[int]:
+        """Finished requests held back (finish at or after the last bound), by position."""
+        return list(self._held)
+
+    def rows_at(self, positions: np.ndarray) -> RequestBatch:
+        """The submitted rows at scheduler `positions`."""
+        return self._rows.take(positions)
+
+    def absorb(
+        self,
+        batch: RequestBatch,
+        unpack: Callable[[ReplicaScheduler], None],
+        held: list[int],
+        returned: int,
+        until_ns: int,
+    ) -> None:
+        """Take back the replica from the compiled fleet: `batch` are the rows it was sent
+        there (in order), `unpack` writes the fleet's state of the scheduler into it,
+        `held` are the finished requests held back after its last bound `until_ns`, and
+        `returned` the requests it returned meanwhile. The same state as submitting and
+        advancing window by window (the finished list is the kernel's, which orders a
+        rejected request where ``add_many`` does)."""
+        sched = self.scheduler
+        before = len(sched.finished)
+        self.submit(batch)
+        del sched.finished[before:]
+        unpack(sched)
+        self._seen_finished = len(sched.finished)
+        self._held = held
+        self._returned += returned
+        self._until_ns = max(self._until_ns, until_ns)
+        if self.compact_after is not None and len(sched.finished) >= self._next_compact:
+            self._compact()
+
+    def show_counters(self, scalars: list[int], base: tuple[int, int, int], until_ns: int) -> None:
+        """Device counters as of the bound `until_ns` from the compiled fleet's scalars of
+        the scheduler (``jitglue.set_scalars``; its lists are brought up to date by
+        `absorb`)."""
+        set_scalars(self.scheduler, scalars, base)
+        self._until_ns = max(self._until_ns, until_ns)
 
     def evict(self, at_ns: int) -> RequestBatch:
         """The replica fails at `at_ns` (right after ``advance(at_ns)``): every request it
@@ -342,12 +424,15 @@ class LLMReplicaCell:
 
     def device_counters(self) -> DeviceCounters:
         """Every accelerator of the replica works in every iteration (TP/PP in lockstep)."""
-        return replica_counters(
-            self.scheduler,
-            self.accelerator_ids,
-            self._until_ns,
-            self.weight_bytes,
-            self.kv_bytes_per_token,
+        return counters_from(
+            self.accelerator_ids, [len(self.accelerator_ids)], [self.counter_values()]
+        )
+
+    def counter_values(self) -> tuple[list[int], list[float]]:
+        """`replica_values` of this replica as of its last bound (see `counters_of`)."""
+        n = len(self.accelerator_ids)
+        return replica_values(
+            self.scheduler, n, self._until_ns, self.weight_bytes, self.kv_bytes_per_token
         )
 
     def stats(self) -> dict[str, Any]:

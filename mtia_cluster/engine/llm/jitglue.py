@@ -116,31 +116,58 @@ def _heap(sched: ReplicaScheduler, lo: int) -> tuple[np.ndarray, np.ndarray, int
     return hf, hr, len(live)
 
 
+def lowest_position(sched: ReplicaScheduler) -> int:
+    """The oldest position the loop can touch (len(prompt): none)."""
+    return _lowest(sched)
+
+
+def pack(sched: ReplicaScheduler, lo: int) -> tuple[np.ndarray, ...]:
+    """The state of positions lo.. as the kernel's arrays: (request columns, scalars, heap
+    keys, heap positions, residues, waiting ring, stream positions, stream arrivals); the
+    ring has one slot per packed request, the scalars' finished count starts at 0."""
+    m = len(sched.prompt) - lo
+    req, s = _pack(sched, lo)
+    hf, hr, s[k.HEAPN] = _heap(sched, lo)
+    wait = np.zeros(m, np.int64)
+    s[k.WCOUNT] = len(sched.waiting)
+    wait[: len(sched.waiting)] = [r - lo for r in sched.waiting]
+    nxt = sched._next
+    stream_r = np.array(sched._stream[nxt:], np.int64) - lo
+    stream_ns = np.array([a // AS_PER_NS for a in sched._stream_as[nxt:]], np.int64)
+    res = np.array(sched.residue_count, np.int64)
+    return req, s, hf, hr, res, wait, stream_r, stream_ns
+
+
 def run_compiled(sched: ReplicaScheduler, tables: tuple, until_ns: int | None) -> None:
     """``sched.run_until(until_ns)`` through the kernel (see module doc)."""
     lo = _lowest(sched)
     m = len(sched.prompt) - lo
     if m <= 0:
         return
-    req, s = _pack(sched, lo)
-    hf, hr, s[k.HEAPN] = _heap(sched, lo)
-    wait = np.zeros(m, np.int64)
-    s[k.WCOUNT] = len(sched.waiting)
-    wait[: len(sched.waiting)] = [r - lo for r in sched.waiting]
+    req, s, hf, hr, res, wait, stream_r, stream_ns = pack(sched, lo)
     fin = np.zeros(m, np.int64)
-    nxt = sched._next
-    stream_r = np.array(sched._stream[nxt:], np.int64) - lo
-    stream_ns = np.array([a // AS_PER_NS for a in sched._stream_as[nxt:]], np.int64)
-    res = np.array(sched.residue_count, np.int64)
     ct, mt, et, lim = tables
     until = -1 if until_ns is None else until_ns
     k.run_kernel(ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_r, stream_ns, until)
-    _unpack(sched, lo, req, s, (hf, hr, res, wait, fin))
+    unpack(sched, lo, req, s, (hf, hr, res, wait, fin), accumulated(sched))
 
 
-def _unpack(
-    sched: ReplicaScheduler, lo: int, req: np.ndarray, s: np.ndarray, arrays: tuple
+def accumulated(sched: ReplicaScheduler) -> tuple[int, int, int]:
+    """The sums the kernel adds to from 0 (busy, memory-bound, KV token-attoseconds)."""
+    return sched.busy_as, sched.memory_as, sched.kv_token_as
+
+
+def unpack(
+    sched: ReplicaScheduler,
+    lo: int,
+    req: np.ndarray,
+    s: np.ndarray,
+    arrays: tuple,
+    base: tuple[int, int, int],
 ) -> None:
+    """Write the kernel's arrays back into `sched` (positions lo.., `req` one column per
+    position): lists, queues, heap, finished requests and scalars; `base`: the
+    `accumulated` sums at packing."""
     hf, hr, res, wait, fin = arrays
     for row, name in _OUT:
         getattr(sched, name)[lo:] = req[row].tolist()
@@ -155,6 +182,13 @@ def _unpack(
     sched.finished += (fin[: sv[k.NFIN]] + lo).tolist()
     sched._next += sv[k.NEXT]
     sched.residue_count = res.tolist()
+    set_scalars(sched, sv, base)
+    sched._resume = (-1, 0)
+
+
+def set_scalars(sched: ReplicaScheduler, sv: list[int], base: tuple[int, int, int]) -> None:
+    """The kernel's scalars `sv` (``s.tolist()``) into `sched`: clocks, counters, KV
+    figures and decoder aggregates (all that a replica's device counters read)."""
     sched.t_as = sv[k.T_NS] * AS_PER_NS + sv[k.T_REM]
     sched.last_end_as = sv[k.LE_NS] * AS_PER_NS + sv[k.LE_REM]
     sched.iteration, sched.max_used_blocks = sv[k.IT], sv[k.MAXUSED]
@@ -163,10 +197,9 @@ def _unpack(
     sched.preempted, sched.kv_held_tokens = sv[k.PREEMPTED], sv[k.HELD]
     sched.max_kv_tokens, sched.kv.free = sv[k.MAXKV], sv[k.FREE]
     sched.n_dec, sched.offset_sum = sv[k.NDEC], sv[k.OFFSUM]
-    sched.busy_as += sv[k.BUSY_NS] * AS_PER_NS + sv[k.BUSY_REM]
-    sched.memory_as += sv[k.MEM_NS] * AS_PER_NS + sv[k.MEM_REM]
-    sched.kv_token_as += (sv[k.KV_HI] << 31) + sv[k.KV_LO]
-    sched._resume = (-1, 0)
+    sched.busy_as = base[0] + sv[k.BUSY_NS] * AS_PER_NS + sv[k.BUSY_REM]
+    sched.memory_as = base[1] + sv[k.MEM_NS] * AS_PER_NS + sv[k.MEM_REM]
+    sched.kv_token_as = base[2] + (sv[k.KV_HI] << 31) + sv[k.KV_LO]
 
 
 def _walk(nxt: list[int], head: int, lo: int) -> list[int]:

@@ -392,9 +392,8 @@ def _blocks_in(s, res, bs, k):
 
 
 @njit(cache=True)
-def _try_decode_run(ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_ns, until_ns):
-    """scheduler._try_decode_run; returns whether it ran."""
-    end = stream_ns.shape[0]
+def _try_decode_run(ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_ns, end, until_ns):
+    """scheduler._try_decode_run; returns whether it ran (`end`: the stream's length)."""
     deadline = -1
     if s[WCOUNT]:
         if not _admission_blocked(req, s, lim, wait):
@@ -589,10 +588,21 @@ def _apply_chunks(req, s, lim, hf, hr, res, fin, ch_r, ch_c, nch, batch):
 @njit(cache=True)
 def run_kernel(ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_r, stream_ns, until_ns):
     """scheduler.run_until over the packed state (`until_ns` -1: until all are done)."""
-    end = stream_ns.shape[0]
-    m = wait.shape[0]
     ch_r = np.empty(lim[L_SEQS] + 1, np.int64)
     ch_c = np.empty(lim[L_SEQS] + 1, np.int64)
+    end = stream_ns.shape[0]
+    args = (req, s, hf, hr, res, wait, fin, stream_r, stream_ns, end, until_ns, ch_r, ch_c)
+    run_loop(ct, mt, et, lim, *args)
+
+
+@njit(cache=True)
+def run_loop(
+    ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_r, stream_ns, end, until_ns, ch_r, ch_c
+):
+    """The loop of `run_kernel` over the first `end` entries of the arrival stream, with
+    chunk buffers `ch_r`, `ch_c` of at least ``max_num_seqs + 1`` entries (the compiled
+    fleet, :mod:`.fleetkernel`, calls it replica by replica with growing streams)."""
+    m = wait.shape[0]
     while True:
         nxt = s[NEXT]
         if s[NRUN] == 0 and s[WCOUNT] == 0:
@@ -609,7 +619,7 @@ def run_kernel(ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_r, stream
         s[NEXT] = nxt
         decode_only = s[NPREF] == 0 and s[NDEC] > 0
         if decode_only and _try_decode_run(
-            ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_ns, until_ns
+            ct, mt, et, lim, req, s, hf, hr, res, wait, fin, stream_ns, end, until_ns
         ):
             continue
         _one_iteration(ct, mt, et, lim, req, s, hf, hr, res, wait, fin, ch_r, ch_c)

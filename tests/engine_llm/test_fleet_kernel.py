@@ -1,0 +1,145 @@
+"""The compiled LLM fleet (engine/llm/fleet.py, fleetkernel.py) against the Python path.
+
+A replay with the compiled window loop must give exactly what the Python window loop gives
+(every request's row in emission order, the run's end, every device-counter sample), for
+any number of replicas, shard placement, report and metrics intervals, scheduler limits,
+trace density, span length (short spans hand the fleet back and forth between the two
+paths), with requests rejected at arrival and KV pressure; and it must actually run.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_lazy_windows import assert_same_run
+from test_llm_fleet_events import llm_trace
+from test_llm_fleet_events import scenario as events_scenario
+
+from mtia_cluster.engine.cell import Completed, RequestBatch, make_requests
+from mtia_cluster.engine.llm.fleet import CompiledFleet
+from mtia_cluster.engine.output import RunOutput
+from mtia_cluster.engine.simulation import Simulation
+
+
+@contextmanager
+def python_path() -> Any:
+    """The window loop without the compiled fleet."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CompiledFleet, "of", classmethod(lambda cls, *args: None))
+        yield
+
+
+@contextmanager
+def counting_spans(span_rows: int) -> Any:
+    """The compiled fleet with spans of at most `span_rows` rows; yields the span count."""
+    spans = [0]
+    call = CompiledFleet.__call__
+
+    def counted(self: CompiledFleet, *args: Any) -> bool:
+        ran = call(self, *args)
+        spans[0] += ran
+        return ran
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CompiledFleet, "span_rows", span_rows)
+        mp.setattr(CompiledFleet, "__call__", counted)
+        yield spans
+
+
+def trace_of(seed: int, n: int, slow: int, huge: list[int]) -> RequestBatch:
+    """`n` chat requests (bursty), `slow` x sparser; rows `huge` get prompts no replica
+    can hold (rejected at arrival)."""
+    tr = llm_trace(seed, n)
+    prompt = tr.input_tokens.copy()
+    prompt[[h % n for h in huge]] = 10**7
+    return make_requests(
+        tr.arrival_ns * slow, items=0, input_tokens=prompt, output_tokens=tr.output_tokens
+    )
+
+
+def run_pair(sc: Any, tr: RequestBatch, shards: Any, span_rows: int) -> tuple[RunOutput, ...]:
+    """(compiled, Python) replays, and the emitted row batches of both, in order."""
+    outs, emitted = [], []
+    for compiled in (True, False):
+        sim = Simulation(sc, shards=shards)
+        rows: list[Completed] = []
+        if compiled:
+            with counting_spans(span_rows) as spans:
+                sim.stream([(tr, None)], rows.append, lambda t, c: None)
+            assert spans[0] > 0, "the compiled fleet never ran"
+        else:
+            with python_path():
+                sim.stream([(tr, None)], rows.append, lambda t, c: None)
+        emitted.append(Completed.concat(rows))
+        with python_path() if not compiled else counting_spans(span_rows):
+            outs.append(Simulation(sc, shards=shards).run(tr))
+    return outs[0], outs[1], emitted[0], emitted[1]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    replicas=st.integers(2, 6),
+    seed=st.integers(0, 10**6),
+    n=st.integers(1, 120),
+    slow=st.sampled_from([1, 3, 20]),
+    report_ms=st.sampled_from([1, 5, 20]),
+    metrics_x=st.sampled_from([1, 7, 40]),
+    limits=st.sampled_from(
+        [
+            {"max_num_batched_tokens": 2048},
+            {"max_num_batched_tokens": 512, "max_num_seqs": 8},
+            {"max_num_batched_tokens": 8192, "capacity_policy": "guaranteed_no_evict"},
+        ]
+    ),
+    shards=st.sampled_from([1, 2, "split"]),
+    span_rows=st.sampled_from([1, 4, 1 << 15]),
+    huge=st.lists(st.integers(0, 10**6), max_size=3),
+)
+def test_compiled_fleet_equals_python_path(
+    replicas: int,
+    seed: int,
+    n: int,
+    slow: int,
+    report_ms: int,
+    metrics_x: int,
+    limits: dict[str, Any],
+    shards: Any,
+    span_rows: int,
+    huge: list[int],
+) -> None:
+    """Rows (also as streamed, in order), end and every sample are identical."""
+    sc = events_scenario(
+        {"accelerators": replicas, "tp": 1, **limits},
+        [],
+        "least_outstanding",
+        name="fleet-kernel",
+        seed=5,
+        report_ms=report_ms,
+        metrics_ms=report_ms * metrics_x,
+    )
+    placement = [list(range(0, replicas, 2)), list(range(1, replicas, 2))]
+    tr = trace_of(seed, n, slow, huge)
+    compiled, python, streamed, reference = run_pair(
+        sc, tr, placement if shards == "split" else shards, span_rows
+    )
+    assert_same_run(compiled, python)
+    for name, col in reference.columns().items():
+        assert np.array_equal(col, streamed.columns()[name]), name
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), policy=st.sampled_from(["round_robin", "p2c", "random"]))
+def test_other_policies_keep_the_python_path(seed: int, policy: str) -> None:
+    """Policies the fleet does not compile never reach it (and replay as before)."""
+    sc = events_scenario({"accelerators": 4, "tp": 1}, [], policy, name="fleet-other", seed=5)
+    tr = trace_of(seed, 60, 1, [])
+    with counting_spans(1 << 15) as spans:
+        out = Simulation(sc).run(tr)
+    assert spans[0] == 0
+    with python_path():
+        assert_same_run(out, Simulation(sc).run(tr))
