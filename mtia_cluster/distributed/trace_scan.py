@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mtia_cluster.config.scenario_limits import check_run
@@ -26,8 +27,22 @@ from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.trace_input import check_items, trace_batches, window_chunks
 from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
-from mtia_cluster.traces.io import read_span_ns, read_trace_batches
+from mtia_cluster.traces.io import DEFAULT_BATCH_ROWS, read_span_ns, read_trace_batches
 from mtia_cluster.traces.limits import column_range
+from mtia_cluster.traces.schema import conform_batch
+
+# the trace columns the engine reads (traces/columns.py to_numpy_columns)
+ENGINE_COLUMNS = (
+    "request_id",
+    "arrival_ns",
+    "service",
+    "region",
+    "items",
+    "input_tokens",
+    "output_tokens",
+    "session_id",
+    "prefix_blocks",
+)
 
 
 @dataclass
@@ -122,44 +137,113 @@ def region_slice(
     arriving in [start_ns, end_ns) when given: row groups outside are skipped).
 
     Rows of other regions (and rows their region does not serve) are dropped as each batch is
-    read; the kept rows are copied once, into arrays sized for the whole file whose unused
-    tail is never touched (so never resident). Rows without a region are kept, then given
-    regions by the global stream (all of them are kept, in order, so the draws are those of
-    the single-process engine) and filtered like the others. The coordinator validated the
-    file, so this read does not check it again.
+    read; the kept rows are copied once, into arrays sized for the row groups read (the
+    whole file, or those of the time range) whose unused tail is never touched. The file is
+    read plainly (`_slice_batches`): the coordinator validated it. A trace
+    without prefix chains gets its (all-None) object column once at the end instead of per
+    batch: copying Python objects row by row was most of a ranged read's cost. Rows without
+    a region are kept, then given regions by the global stream (all of them are kept, in
+    order, so the draws are those of the single-process engine) and filtered like the
+    others.
     """
     mine = np.zeros(len(plane.regions) + 1, dtype=bool)  # index -1: rows without a region
     mine[regions] = True
     mine[-1] = True
     table = servable(plane)
-    out: dict[str, np.ndarray] = {}
-    n = 0
-    tokens = trace_prefix_tokens(path)
-    for batch in read_trace_batches(path, validate=False, start_ns=start_ns, end_ns=end_ns):
+    # the chains' block size only when there are chains (it opens the file with its checks)
+    chained = "prefix_blocks" in pq.read_schema(path).names
+    tokens = trace_prefix_tokens(path) if chained else None
+    out = _SliceBuffer(chains=chained)
+    for batch, capacity in _slice_batches(path, start_ns, end_ns):
         cols = to_numpy_columns(
             batch, plane.services, plane.regions, file=path, prefix_tokens=tokens
         )
         region = cols["region"]
         keep = mine[region] & ((region < 0) | table[np.maximum(region, 0), cols["service"]])
-        k = int(np.count_nonzero(keep))
-        if not out:
-            rows = pq_rows(path)
-            out = {name: np.empty(rows, dtype=col.dtype) for name, col in cols.items()}
-        for name, col in cols.items():
-            if k == len(keep):
-                out[name][n : n + k] = col
-            elif k:
-                np.compress(keep, col, out=out[name][n : n + k])
-        n += k
-    if not out:
-        return RequestBatch.empty()
-    trace = RequestBatch(**{name: col[:n] for name, col in out.items()})
+        out.add(cols, keep, capacity)
+    trace = out.result()
     if not np.any(trace.region < 0) or plane.global_router is not None:
         return trace  # (spill: the shard owns every region; rows are placed per window)
     trace = plane.assign_regions(trace)
     return trace.take(
         np.isin(trace.region, regions) & table[np.maximum(trace.region, 0), trace.service]
     )
+
+
+class _SliceBuffer:
+    """Kept rows copied once into arrays of `capacity` rows (allocated at the first batch;
+    only the part written is ever touched). `chains`: the trace has prefix chains, so the
+    object column is copied too; without, it is all None and made once in `result`."""
+
+    def __init__(self, chains: bool) -> None:
+        self.chains = chains
+        self.out: dict[str, np.ndarray] = {}
+        self.n = 0
+
+    def add(self, cols: dict[str, np.ndarray], keep: np.ndarray, capacity: int) -> None:
+        if not self.chains:
+            cols = {name: col for name, col in cols.items() if name != "prefix_blocks"}
+        if not self.out:
+            self.out = {name: np.empty(capacity, dtype=c.dtype) for name, c in cols.items()}
+        k, n = int(np.count_nonzero(keep)), self.n
+        for name, col in cols.items():
+            if k == len(keep):
+                self.out[name][n : n + k] = col
+            elif k:
+                np.compress(keep, col, out=self.out[name][n : n + k])
+        self.n += k
+
+    def result(self) -> RequestBatch:
+        if not self.out:
+            return RequestBatch.empty()
+        cols = {name: col[: self.n] for name, col in self.out.items()}
+        if not self.chains:
+            cols["prefix_blocks"] = np.full(self.n, None, dtype=object)
+        return RequestBatch(**cols)
+
+
+def _groups_between(meta: pq.FileMetaData, start_ns: int | None, end_ns: int | None) -> list[int]:
+    """Row groups that may hold arrivals in [start_ns, end_ns) (from the arrival statistics;
+    a row group without them is kept)."""
+    names = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    j = names.index("arrival_ns")
+    lo_ns = start_ns if start_ns is not None else -(2**63)
+    hi_ns = end_ns if end_ns is not None else 2**63 - 1
+    out = []
+    for i in range(meta.num_row_groups):
+        stats = meta.row_group(i).column(j).statistics
+        if stats is None or not stats.has_min_max or (stats.max >= lo_ns and stats.min < hi_ns):
+            out.append(i)
+    return out
+
+
+def _slice_batches(
+    path: str | Path, start_ns: int | None, end_ns: int | None
+) -> Iterator[tuple[pa.RecordBatch, int]]:
+    """(batch, capacity): the engine's columns of the rows arriving in [start_ns, end_ns),
+    conformed; `capacity` bounds the rows of every batch together (the row groups read).
+
+    The coordinator validated the file (schema, limits, order), so a shard reads it plainly:
+    only the row groups of the range, cut by binary search on the arrivals (non-decreasing),
+    stopping at the first row at or after end_ns (a large row group is not decoded to its
+    end), with neither the open-time limit checks (which read every row group's chunk of a
+    column without statistics, once per epoch) nor a filter expression."""
+    pf = pq.ParquetFile(path)
+    groups = _groups_between(pf.metadata, start_ns, end_ns)
+    capacity = sum(pf.metadata.row_group(i).num_rows for i in groups)
+    columns = [c for c in pf.schema_arrow.names if c in ENGINE_COLUMNS]
+    lo_ns = start_ns if start_ns is not None else -(2**63)
+    hi_ns = end_ns if end_ns is not None else 2**63 - 1
+    rows = 0
+    for batch in pf.iter_batches(DEFAULT_BATCH_ROWS, row_groups=groups, columns=columns):
+        batch = conform_batch(batch, path, rows)
+        rows += batch.num_rows
+        arrival = batch.column("arrival_ns").to_numpy()
+        lo, hi = np.searchsorted(arrival, [lo_ns, hi_ns], side="left")
+        if hi > lo:
+            yield batch.slice(lo, hi - lo), capacity
+        if hi < len(arrival):
+            return  # the rest of the file arrives at or after end_ns
 
 
 def regions_complete(path: str | Path) -> bool:
@@ -186,8 +270,3 @@ def last_arrival_ns(path: str | Path) -> int:
     """Latest arrival in the trace (row-group statistics)."""
     found = column_range(pq.ParquetFile(path), "arrival_ns")
     return int(found[1]) if found is not None else -1
-
-
-def pq_rows(path: str | Path) -> int:
-    """Rows of a Parquet file, from its footer."""
-    return int(pq.ParquetFile(path).metadata.num_rows)
