@@ -133,41 +133,86 @@ def region_slice(
     start_ns: int | None = None,
     end_ns: int | None = None,
 ) -> RequestBatch:
-    """The served requests of `regions`, in trace order, read batch by batch (only those
-    arriving in [start_ns, end_ns) when given: row groups outside are skipped).
+    """The served requests of `regions` arriving in [start_ns, end_ns) (default: all), in
+    trace order (one `RangeReader` read)."""
+    return RangeReader(plane, path, regions).read(start_ns, end_ns)
+
+
+class RangeReader:
+    """The served requests of a region shard's regions, read time range after time range.
 
     Rows of other regions (and rows their region does not serve) are dropped as each batch is
-    read; the kept rows are copied once, into arrays sized for the row groups read (the
-    whole file, or those of the time range) whose unused tail is never touched. The file is
-    read plainly (`_slice_batches`): the coordinator validated it. A trace
-    without prefix chains gets its (all-None) object column once at the end instead of per
-    batch: copying Python objects row by row was most of a ranged read's cost. Rows without
-    a region are kept, then given regions by the global stream (all of them are kept, in
-    order, so the draws are those of the single-process engine) and filtered like the
-    others.
+    read; the kept rows are copied once, into arrays sized for the row groups of the range
+    (from the arrival statistics) whose unused tail is never touched. The file is read
+    plainly (`_batches_from`): the coordinator validated it. A range that starts where the
+    previous one ended continues the same stream (the batch that crossed the previous end is
+    held), so every row is decoded once per run whatever the row-group size; any other start
+    (the first read, or one after a restart) opens the file at the row group holding it. A
+    trace without prefix chains gets its all-None object column once per read instead of
+    copying Python objects row by row. Rows without a region are kept, then given regions by
+    the global stream (all of them are kept, in order, so the draws are those of the
+    single-process engine) and filtered like the others: such a trace is read whole, in one
+    range (distributed/region_worker.py TraceSlice).
     """
-    mine = np.zeros(len(plane.regions) + 1, dtype=bool)  # index -1: rows without a region
-    mine[regions] = True
-    mine[-1] = True
-    table = servable(plane)
-    # the chains' block size only when there are chains (it opens the file with its checks)
-    chained = "prefix_blocks" in pq.read_schema(path).names
-    tokens = trace_prefix_tokens(path) if chained else None
-    out = _SliceBuffer(chains=chained)
-    for batch, capacity in _slice_batches(path, start_ns, end_ns):
+
+    def __init__(self, plane: RoutingPlane, path: str | Path, regions: list[int]) -> None:
+        self.plane, self.path, self.regions = plane, path, list(regions)
+        self.mine = np.zeros(len(plane.regions) + 1, dtype=bool)  # index -1: without region
+        self.mine[regions] = True
+        self.mine[-1] = True
+        self.table = servable(plane)
+        self.meta = pq.ParquetFile(path).metadata
+        # the chains' block size only when there are chains (it opens the file with its checks)
+        self.chained = "prefix_blocks" in pq.read_schema(path).names
+        self.tokens = trace_prefix_tokens(path) if self.chained else None
+        self._stream: Iterator[pa.RecordBatch] | None = None
+        self._at_ns: int | None = None  # rows arriving before it were read from the stream
+        self._held: pa.RecordBatch | None = None  # the stream's next rows (at or after _at_ns)
+
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable: an open stream is dropped (the next read opens the file again)."""
+        return {**self.__dict__, "_stream": None, "_at_ns": None, "_held": None}
+
+    def read(self, start_ns: int | None = None, end_ns: int | None = None) -> RequestBatch:
+        """The kept rows arriving in [start_ns, end_ns) (None: unbounded)."""
+        lo = start_ns if start_ns is not None else -(2**63)
+        hi = end_ns if end_ns is not None else 2**63 - 1
+        if self._stream is None or lo != self._at_ns:
+            self._stream, self._held = _batches_from(self.path, self.meta, lo), None
+        capacity = sum(self.meta.row_group(i).num_rows for i in _groups_between(self.meta, lo, hi))
+        out = _SliceBuffer(self.chained, capacity)
+        while True:
+            batch = self._held if self._held is not None else next(self._stream, None)
+            if batch is None:
+                break
+            cut = int(np.searchsorted(batch.column("arrival_ns").to_numpy(), hi, side="left"))
+            self._held = batch.slice(cut) if cut < batch.num_rows else None
+            if cut:
+                self._add(out, batch.slice(0, cut))
+            if self._held is not None:
+                break
+        self._at_ns = hi
+        return self._finish(out.result())
+
+    def _add(self, out: _SliceBuffer, batch: pa.RecordBatch) -> None:
+        plane = self.plane
         cols = to_numpy_columns(
-            batch, plane.services, plane.regions, file=path, prefix_tokens=tokens
+            batch, plane.services, plane.regions, file=self.path, prefix_tokens=self.tokens
         )
         region = cols["region"]
-        keep = mine[region] & ((region < 0) | table[np.maximum(region, 0), cols["service"]])
-        out.add(cols, keep, capacity)
-    trace = out.result()
-    if not np.any(trace.region < 0) or plane.global_router is not None:
-        return trace  # (spill: the shard owns every region; rows are placed per window)
-    trace = plane.assign_regions(trace)
-    return trace.take(
-        np.isin(trace.region, regions) & table[np.maximum(trace.region, 0), trace.service]
-    )
+        table = self.table
+        out.add(
+            cols, self.mine[region] & ((region < 0) | table[np.maximum(region, 0), cols["service"]])
+        )
+
+    def _finish(self, trace: RequestBatch) -> RequestBatch:
+        plane, table = self.plane, self.table
+        if not np.any(trace.region < 0) or plane.global_router is not None:
+            return trace  # (spill: the shard owns every region; rows are placed per window)
+        trace = plane.assign_regions(trace)
+        return trace.take(
+            np.isin(trace.region, self.regions) & table[np.maximum(trace.region, 0), trace.service]
+        )
 
 
 class _SliceBuffer:
@@ -175,16 +220,16 @@ class _SliceBuffer:
     only the part written is ever touched). `chains`: the trace has prefix chains, so the
     object column is copied too; without, it is all None and made once in `result`."""
 
-    def __init__(self, chains: bool) -> None:
-        self.chains = chains
+    def __init__(self, chains: bool, capacity: int) -> None:
+        self.chains, self.capacity = chains, capacity
         self.out: dict[str, np.ndarray] = {}
         self.n = 0
 
-    def add(self, cols: dict[str, np.ndarray], keep: np.ndarray, capacity: int) -> None:
+    def add(self, cols: dict[str, np.ndarray], keep: np.ndarray) -> None:
         if not self.chains:
             cols = {name: col for name, col in cols.items() if name != "prefix_blocks"}
         if not self.out:
-            self.out = {name: np.empty(capacity, dtype=c.dtype) for name, c in cols.items()}
+            self.out = {name: np.empty(self.capacity, dtype=c.dtype) for name, c in cols.items()}
         k, n = int(np.count_nonzero(keep)), self.n
         for name, col in cols.items():
             if k == len(keep):
@@ -217,33 +262,27 @@ def _groups_between(meta: pq.FileMetaData, start_ns: int | None, end_ns: int | N
     return out
 
 
-def _slice_batches(
-    path: str | Path, start_ns: int | None, end_ns: int | None
-) -> Iterator[tuple[pa.RecordBatch, int]]:
-    """(batch, capacity): the engine's columns of the rows arriving in [start_ns, end_ns),
-    conformed; `capacity` bounds the rows of every batch together (the row groups read).
-
-    The coordinator validated the file (schema, limits, order), so a shard reads it plainly:
-    only the row groups of the range, cut by binary search on the arrivals (non-decreasing),
-    stopping at the first row at or after end_ns (a large row group is not decoded to its
-    end), with neither the open-time limit checks (which read every row group's chunk of a
-    column without statistics, once per epoch) nor a filter expression."""
-    pf = pq.ParquetFile(path)
-    groups = _groups_between(pf.metadata, start_ns, end_ns)
-    capacity = sum(pf.metadata.row_group(i).num_rows for i in groups)
+def _batches_from(
+    path: str | Path, meta: pq.FileMetaData, start_ns: int
+) -> Iterator[pa.RecordBatch]:
+    """The engine's columns of the rows arriving at or after `start_ns`, conformed, batch
+    by batch: from the row group holding `start_ns` (statistics), its earlier rows cut by
+    binary search on the arrivals (non-decreasing: the coordinator checked). Neither the
+    open-time limit checks (which read every row group's chunk of a column without
+    statistics: once per epoch, before) nor a filter expression."""
+    pf = pq.ParquetFile(path, metadata=meta)
+    groups = _groups_between(meta, start_ns, None)
     columns = [c for c in pf.schema_arrow.names if c in ENGINE_COLUMNS]
-    lo_ns = start_ns if start_ns is not None else -(2**63)
-    hi_ns = end_ns if end_ns is not None else 2**63 - 1
-    rows = 0
+    rows, started = 0, False
     for batch in pf.iter_batches(DEFAULT_BATCH_ROWS, row_groups=groups, columns=columns):
         batch = conform_batch(batch, path, rows)
         rows += batch.num_rows
-        arrival = batch.column("arrival_ns").to_numpy()
-        lo, hi = np.searchsorted(arrival, [lo_ns, hi_ns], side="left")
-        if hi > lo:
-            yield batch.slice(lo, hi - lo), capacity
-        if hi < len(arrival):
-            return  # the rest of the file arrives at or after end_ns
+        if not started:
+            first = int(np.searchsorted(batch.column("arrival_ns").to_numpy(), start_ns))
+            if first == batch.num_rows:
+                continue
+            batch, started = batch.slice(first), True
+        yield batch
 
 
 def regions_complete(path: str | Path) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import pickle
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,7 +18,12 @@ from hypothesis import strategies as st
 
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
-from mtia_cluster.distributed.trace_scan import check_trace, region_slice, served_chunks
+from mtia_cluster.distributed.trace_scan import (
+    RangeReader,
+    check_trace,
+    region_slice,
+    served_chunks,
+)
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import load_trace
@@ -88,8 +94,10 @@ def test_slices_partition_the_served_rows(tmp_path, trace_path):
 )
 def test_time_ranges_partition_the_slice(tmp_path, short_trace, cuts, group_rows, regions):
     """A region shard reads its slice one epoch at a time ([start, end) per call): for any
-    cut of time, and row groups of any size, the ranges together are exactly the slice.
-    Cuts fall on arrivals too (ties at a boundary go to the later range)."""
+    cut of time, and row groups of any size, the ranges together are exactly the slice,
+    whether each range opens the file, one reader continues its stream, or a reader is
+    pickled mid-run (its stream dropped and reopened). Cuts fall on arrivals too (ties at
+    a boundary go to the later range)."""
     _, scenario = _scenario_without_chat_in_eu(tmp_path)
     plane = Simulation(scenario).plane
     path = tmp_path / f"groups-{group_rows}.parquet"
@@ -99,11 +107,20 @@ def test_time_ranges_partition_the_slice(tmp_path, short_trace, cuts, group_rows
     bounds = sorted({int(arrivals[c % len(arrivals)]) + (c % 3) - 1 for c in cuts})
     whole = region_slice(plane, path, regions)
     edges = [None, *bounds, None]
-    parts = [region_slice(plane, path, regions, a, b) for a, b in itertools.pairwise(edges)]
-    for part, (a, b) in zip(parts, itertools.pairwise(edges), strict=True):
-        assert a is None or np.all(part.arrival_ns >= a)
-        assert b is None or np.all(part.arrival_ns < b)
-    _same(RequestBatch.concat(parts), whole)
+    ranges = list(itertools.pairwise(edges))
+    reader = RangeReader(plane, path, regions)  # one stream, continued range after range
+    restarted = RangeReader(plane, path, regions)  # a fresh reader from the middle on
+    middle = len(ranges) // 2
+    for parts in (
+        [region_slice(plane, path, regions, a, b) for a, b in ranges],  # each opens the file
+        [reader.read(a, b) for a, b in ranges],
+        [restarted.read(a, b) for a, b in ranges[:middle]]
+        + [pickle.loads(pickle.dumps(restarted)).read(a, b) for a, b in ranges[middle:]],
+    ):
+        for part, (a, b) in zip(parts, ranges, strict=True):
+            assert a is None or np.all(part.arrival_ns >= a)
+            assert b is None or np.all(part.arrival_ns < b)
+        _same(RequestBatch.concat(parts), whole)
     trace, served = _whole(plane, short_trace)
     want = trace.take(served)
     _same(whole, want.take(np.isin(want.region, regions)))
