@@ -9,7 +9,7 @@ parameters (its name says them). Output goes to `--work` (default a temporary di
 removed afterwards unless `--keep`).
 
     .venv/bin/python benchmarks/bench_hour.py --seconds 3600 [--rate 100000] \
-        [--regions 16 --racks 100] [--work DIR] [--keep]
+        [--regions 16 --racks 100] [--work DIR] [--keep] [--command replay --shards 2]
 """
 
 from __future__ import annotations
@@ -52,9 +52,14 @@ def write_trace(path: Path, regions: int, n: int, rate: float, chunk: int) -> No
     tmp.rename(path)
 
 
-def run(cfg: Path, trace: Path, out: Path) -> tuple[float, float, float, TreeWatch]:
-    """(wall s, CPU s, peak RSS MB) of `mtia-cluster simulate -o` and its RSS watcher."""
-    args = ["simulate", str(cfg), "--trace", str(trace), "-o", str(out), "--json"]
+def run(
+    cfg: Path, trace: Path, out: Path, command: str = "simulate", shards: int = 2
+) -> tuple[float, float, float, TreeWatch]:
+    """(wall s, CPU s, peak RSS MB) of `mtia-cluster simulate -o` (or `replay --shards N` on
+    an embedded local Ray: CPU and RSS of the whole process tree) and its RSS watcher."""
+    args = [command, str(cfg), "--trace", str(trace), "-o", str(out), "--json"]
+    if command == "replay":
+        args += ["--shards", str(shards), "--address", "local"]
     wall, peak_mb, cpu_s, watch = cli_watched(args)
     return wall, cpu_s, peak_mb, watch
 
@@ -68,6 +73,13 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=5_000_000, help="trace rows per row group")
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the trace and the results")
+    ap.add_argument(
+        "--command",
+        choices=["simulate", "replay"],
+        default="simulate",
+        help="simulate -o (one process), or replay --shards N on an embedded local Ray",
+    )
+    ap.add_argument("--shards", type=int, default=2, help="shard actors of --command replay")
     args = ap.parse_args()
     n = int(args.seconds * args.rate)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_hour_"))
@@ -85,11 +97,12 @@ def main() -> None:
     )
     out = work / "results"
     load0 = os.getloadavg()[0]
-    wall, cpu, peak, watch = run(cfg, trace, out)
+    wall, cpu, peak, watch = run(cfg, trace, out, args.command, args.shards)
     load1 = os.getloadavg()[0]
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 2**30
+    label = "simulate -o" if args.command == "simulate" else f"replay --shards {args.shards}"
     print(
-        f"simulate -o: {n:,} requests ({args.seconds:g} s simulated, {args.regions} x "
+        f"{label}: {n:,} requests ({args.seconds:g} s simulated, {args.regions} x "
         f"{args.racks} racks) in {wall:.1f} s wall = {n / wall:,.0f} requests/s; "
         f"{cpu:.1f} CPU-s = {n / cpu:,.0f} per CPU-s; peak RSS {peak:,.0f} MB; "
         f"results {size:.2f} GiB; load average {load0:.1f} -> {load1:.1f}"

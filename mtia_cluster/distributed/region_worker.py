@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.config.scenario import parse_scenario
-from mtia_cluster.distributed.trace_scan import last_arrival_ns, region_slice, regions_complete
+from mtia_cluster.distributed.trace_scan import RangeReader, last_arrival_ns, regions_complete
 from mtia_cluster.distributed.worker import ShardWorker
 from mtia_cluster.engine.autoscale import autoscale_hooks, build_autoscaler
 from mtia_cluster.engine.cell import Completed, RequestBatch
@@ -145,11 +145,13 @@ class TraceSlice:
     """The trace rows of a region shard. Read a time range per epoch (`until`) when every
     row names its region: an epoch's windows consume exactly the rows arriving before its
     end (epoch bounds are multiples of the report interval), so memory holds one epoch of
-    rows, not the run. Otherwise read whole at the start (`whole`): rows without a region
-    draw their regions from one stream in trace order."""
+    rows, not the run; one open reader continues from epoch to epoch (`RangeReader`).
+    Otherwise read whole at the start (`whole`): rows without a region draw their regions
+    from one stream in trace order."""
 
     def __init__(self, path: str, regions: list[int], plane: RoutingPlane) -> None:
         self.path, self.regions = path, regions
+        self.reader = RangeReader(plane, path, regions)
         self.ranged = plane.global_router is not None or regions_complete(path)
         self.last_ns = last_arrival_ns(path)
         self.read_ns = 0  # rows arriving before it have been read (ranged)
@@ -157,12 +159,12 @@ class TraceSlice:
 
     def whole(self, plane: RoutingPlane) -> RequestBatch:
         """The whole slice (not ranged), else no rows yet."""
-        return RequestBatch.empty() if self.ranged else region_slice(plane, self.path, self.regions)
+        return RequestBatch.empty() if self.ranged else self.reader.read()
 
     def until(self, plane: RoutingPlane, stop_ns: int, consumed: int) -> RequestBatch:
         """The rows arriving in [read_ns, stop_ns); `consumed`: rows of the previous range."""
         self.rows_before += consumed
-        rows = region_slice(plane, self.path, self.regions, self.read_ns, stop_ns)
+        rows = self.reader.read(self.read_ns, stop_ns)
         self.read_ns = max(self.read_ns, stop_ns)
         return rows
 

@@ -22,7 +22,7 @@ from mtia_cluster.engine.shard import Inbox, Shard
 from mtia_cluster.engine.topology import build_topology, make_groups
 from mtia_cluster.results import DeviceTracker, RunTarget
 from mtia_cluster.results.convert import fleet_device_info
-from mtia_cluster.results.partials import ShardStats
+from mtia_cluster.results.partials import ShardStats, return_freed_memory
 from mtia_cluster.results.stream import RowStream
 
 # cell id, outstanding, capacity; prefix-cache events: cell, hash id, sign (shard.LoadReports)
@@ -149,6 +149,10 @@ class ShardWorker:
         tmp = self.checkpoint_path.with_suffix(".tmp")
         tmp.write_bytes(_pickler().dumps(state))
         tmp.replace(self.checkpoint_path)
+        # freed heap pages back to the OS (~15 ms): a long run's per-window arrays leave
+        # holes between the statistics' small kept pieces, and without this a shard's RSS
+        # grew ~32 bytes per request (16 x 100 racks) against ~12 with it
+        return_freed_memory()
         return self.window
 
     def _restore(self) -> bool:
@@ -167,7 +171,11 @@ class ShardWorker:
         (results/partials.py: the coordinator merges them instead of reading requests back)."""
         with self.timeline.span("close"):
             self._flush()
-            return self.writer.close()
+            stats = self.writer.close()
+        # the caller takes them (through Ray's object store, a copy): this process need not
+        # keep its own (at an hour's run ~1 GB of kept latencies per shard until it exits)
+        self.writer.stats = None
+        return stats
 
     def timings(self) -> list[Span]:
         """This process's spans since it started (see distributed/timing.py)."""

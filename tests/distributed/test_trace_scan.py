@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import copy
 import itertools
+import pickle
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed.runner import ReplayOptions, prepare, replay
-from mtia_cluster.distributed.trace_scan import check_trace, region_slice, served_chunks
+from mtia_cluster.distributed.trace_scan import (
+    RangeReader,
+    check_trace,
+    region_slice,
+    served_chunks,
+)
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.engine.trace_input import load_trace
@@ -73,6 +82,48 @@ def test_slices_partition_the_served_rows(tmp_path, trace_path):
     for regions in ([0], [1], [0, 1]):
         got = region_slice(plane, trace_path, regions)
         _same(got, want.take(np.isin(want.region, regions)))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    cuts=st.lists(st.integers(0, 10**6), min_size=1, max_size=6),
+    group_rows=st.sampled_from([7, 50, 10**6]),
+    regions=st.sampled_from([[0], [1], [0, 1]]),
+)
+def test_time_ranges_partition_the_slice(tmp_path, short_trace, cuts, group_rows, regions):
+    """A region shard reads its slice one epoch at a time ([start, end) per call): for any
+    cut of time, and row groups of any size, the ranges together are exactly the slice,
+    whether each range opens the file, one reader continues its stream, or a reader is
+    pickled mid-run (its stream dropped and reopened). Cuts fall on arrivals too (ties at
+    a boundary go to the later range)."""
+    _, scenario = _scenario_without_chat_in_eu(tmp_path)
+    plane = Simulation(scenario).plane
+    path = tmp_path / f"groups-{group_rows}.parquet"
+    if not path.exists():
+        pq.write_table(read_trace(short_trace), path, row_group_size=group_rows)
+    arrivals = read_trace(short_trace).column("arrival_ns").to_numpy()
+    bounds = sorted({int(arrivals[c % len(arrivals)]) + (c % 3) - 1 for c in cuts})
+    whole = region_slice(plane, path, regions)
+    edges = [None, *bounds, None]
+    ranges = list(itertools.pairwise(edges))
+    reader = RangeReader(plane, path, regions)  # one stream, continued range after range
+    restarted = RangeReader(plane, path, regions)  # a fresh reader from the middle on
+    middle = len(ranges) // 2
+    for parts in (
+        [region_slice(plane, path, regions, a, b) for a, b in ranges],  # each opens the file
+        [reader.read(a, b) for a, b in ranges],
+        [restarted.read(a, b) for a, b in ranges[:middle]]
+        + [pickle.loads(pickle.dumps(restarted)).read(a, b) for a, b in ranges[middle:]],
+    ):
+        for part, (a, b) in zip(parts, ranges, strict=True):
+            assert a is None or np.all(part.arrival_ns >= a)
+            assert b is None or np.all(part.arrival_ns < b)
+        _same(RequestBatch.concat(parts), whole)
+    trace, served = _whole(plane, short_trace)
+    want = trace.take(served)
+    _same(whole, want.take(np.isin(want.region, regions)))
 
 
 def test_replay_with_rejections_equals_engine(tmp_path, short_trace):
