@@ -99,6 +99,7 @@ def run_pair(sc: Any, tr: RequestBatch, shards: Any, span_rows: int) -> tuple[Ru
     shards=st.sampled_from([1, 2, "split"]),
     span_rows=st.sampled_from([1, 4, 1 << 15]),
     huge=st.lists(st.integers(0, 10**6), max_size=3),
+    tp=st.sampled_from([1, 1, 2]),
 )
 def test_compiled_fleet_equals_python_path(
     replicas: int,
@@ -111,10 +112,12 @@ def test_compiled_fleet_equals_python_path(
     shards: Any,
     span_rows: int,
     huge: list[int],
+    tp: int,
 ) -> None:
-    """Rows (also as streamed, in order), end and every sample are identical."""
+    """Rows (also as streamed, in order), end and every sample are identical (replicas of
+    one or two accelerators: counters on each, the KV figures on the first)."""
     sc = events_scenario(
-        {"accelerators": replicas, "tp": 1, **limits},
+        {"accelerators": replicas * tp, "tp": tp, **limits},
         [],
         "least_outstanding",
         name="fleet-kernel",
