@@ -94,6 +94,8 @@ class CompiledFleet:
     @classmethod
     def of(cls, plane: RoutingPlane, shards: list[Shard], emit: Callable) -> CompiledFleet | None:
         """The hook when the fleet's make-up is eligible (module doc), else None."""
+        if any(type(s) is not Shard for s in shards):
+            return None  # a subclass sees every advance (e.g. a watched replay): Python path
         groups = [g for s in shards for g in s.groups]
         if not plane.reads_reports or plane.compiled_ranges() is None or not groups:
             return None
