@@ -81,6 +81,7 @@ class Shard:
             ids = np.concatenate([c.accelerator_ids for c in self._replicas])
             self._replica_ids = ids.astype(np.int32, copy=False)
         self.lazy = True  # False: advance every group every window (a check: same results)
+        self._shown: DeviceCounters | None = None  # see show_counters
         self._none = Completed.empty()  # returned (never mutated) by windows finishing nothing
 
     def advance(self, inbox: Inbox | None, until_ns: int) -> tuple[Completed, LoadReports]:
@@ -177,9 +178,25 @@ class Shard:
             return RequestBatch.empty(), np.zeros(0, dtype=np.int64)
         return RequestBatch.concat(batches), np.concatenate(where)
 
+    def replica_layout(self) -> tuple[np.ndarray, list[int]] | None:
+        """(accelerator ids, accelerators per replica) when every group is one plain LLM
+        replica (the layout of its `device_counters`), else None."""
+        if self._replicas is None:
+            return None
+        return self._replica_ids, [len(c.accelerator_ids) for c in self._replicas]
+
+    def show_counters(self, counters: DeviceCounters | None) -> None:
+        """`device_counters` returns `counters` until this is called with None: the compiled
+        LLM fleet's samples at the metrics boundaries inside a span, computed from the
+        replicas' recorded scalars (engine/llm/fleetcounters.py) before they are written
+        back."""
+        self._shown = counters
+
     def device_counters(self) -> DeviceCounters:
         """Cumulative counters of every accelerator in the shard (as of the last advance;
         groups not advanced catch up first)."""
+        if self._shown is not None:
+            return self._shown
         for gi, group in enumerate(self.groups):
             self._lazy.catch_up(gi, group)
         if self._replicas is not None:  # LLM replicas only: built column by column

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from mtia_cluster.engine.warm import _scenario, warm_kernels, warm_llm_replica
+from typing import Any
+
+import pytest
+
+from mtia_cluster.engine.llm.fleet import CompiledFleet
+from mtia_cluster.engine.warm import _scenario, warm_kernels, warm_llm_fleet, warm_llm_replica
 
 
 def test_warm_up_runs_and_covers_both_routers_and_a_failure() -> None:
@@ -16,3 +21,19 @@ def test_warm_up_runs_the_llm_replicas_compiled_loop_with_preemption_and_no_evic
     assert evicting.kernel is not None and reserving.kernel is not None  # compiled path
     assert evicting.preempted > 0 and reserving.preempted == 0
     assert len(evicting.finished) == len(reserving.finished) == 12
+
+
+def test_warm_up_runs_the_compiled_llm_fleet() -> None:
+    spans = [0]
+    call = CompiledFleet.__call__
+
+    def counted(self: CompiledFleet, *args: Any) -> bool:
+        ran = call(self, *args)
+        spans[0] += ran
+        return ran
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CompiledFleet, "__call__", counted)
+        out = warm_llm_fleet()
+    assert spans[0] > 0, "the warm-up never ran the compiled fleet's span kernel"
+    assert len(out.requests) == 40 and len(out.samples) > 2

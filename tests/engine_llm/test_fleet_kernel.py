@@ -23,6 +23,7 @@ from test_llm_fleet_events import scenario as events_scenario
 from mtia_cluster.engine.cell import Completed, RequestBatch, make_requests
 from mtia_cluster.engine.llm.fleet import CompiledFleet
 from mtia_cluster.engine.output import RunOutput
+from mtia_cluster.engine.shard import Shard
 from mtia_cluster.engine.simulation import Simulation
 
 
@@ -99,6 +100,7 @@ def run_pair(sc: Any, tr: RequestBatch, shards: Any, span_rows: int) -> tuple[Ru
     shards=st.sampled_from([1, 2, "split"]),
     span_rows=st.sampled_from([1, 4, 1 << 15]),
     huge=st.lists(st.integers(0, 10**6), max_size=3),
+    tp=st.sampled_from([1, 1, 2]),
 )
 def test_compiled_fleet_equals_python_path(
     replicas: int,
@@ -111,10 +113,12 @@ def test_compiled_fleet_equals_python_path(
     shards: Any,
     span_rows: int,
     huge: list[int],
+    tp: int,
 ) -> None:
-    """Rows (also as streamed, in order), end and every sample are identical."""
+    """Rows (also as streamed, in order), end and every sample are identical (replicas of
+    one or two accelerators: counters on each, the KV figures on the first)."""
     sc = events_scenario(
-        {"accelerators": replicas, "tp": 1, **limits},
+        {"accelerators": replicas * tp, "tp": tp, **limits},
         [],
         "least_outstanding",
         name="fleet-kernel",
@@ -141,5 +145,33 @@ def test_other_policies_keep_the_python_path(seed: int, policy: str) -> None:
     with counting_spans(1 << 15) as spans:
         out = Simulation(sc).run(tr)
     assert spans[0] == 0
+    with python_path():
+        assert_same_run(out, Simulation(sc).run(tr))
+
+
+class _SeeingShard(Shard):
+    """A shard that records every row its advances return (as a watched replay does)."""
+
+    def __init__(self, shard: Shard, seen: list[Completed]) -> None:
+        super().__init__(shard.groups)
+        self.seen = seen
+
+    def advance(self, inbox: Any, until_ns: int) -> Any:
+        done, reports = super().advance(inbox, until_ns)
+        self.seen.append(done)
+        return done, reports
+
+
+def test_a_shard_that_sees_advances_keeps_the_python_path() -> None:
+    """A shard subclass that observes `advance` (early stopping's watched replay) must see
+    every row, so the compiled fleet, which bypasses `advance`, must not run for it."""
+    sc = events_scenario({"accelerators": 4, "tp": 1}, [], "least_outstanding", name="fleet-w")
+    tr = trace_of(3, 80, 3, [])
+    sim, seen = Simulation(sc), []
+    sim.shards = [_SeeingShard(sim.shards[0], seen)]
+    with counting_spans(1 << 15) as spans:
+        out = sim.run(tr)
+    assert spans[0] == 0
+    assert sorted(Completed.concat(seen).request_id.tolist()) == sorted(tr.request_id.tolist())
     with python_path():
         assert_same_run(out, Simulation(sc).run(tr))

@@ -26,7 +26,6 @@ from mtia_cluster.engine.cell import (
     completed_from,
 )
 from mtia_cluster.engine.llm.costs import AS_PER_NS, AS_PER_S, IterationCost
-from mtia_cluster.engine.llm.jitglue import set_scalars
 from mtia_cluster.engine.llm.kvcache import chains_to_keys
 from mtia_cluster.engine.llm.requests import DECODE, DONE
 from mtia_cluster.engine.llm.scheduler import ReplicaScheduler
@@ -92,21 +91,32 @@ def counters_from(
     ids: np.ndarray, sizes: list[int], values: list[tuple[list[int], list[float]]]
 ) -> DeviceCounters:
     """DeviceCounters of replicas of `sizes` accelerators (`ids`, in order) from their
-    `replica_values`: one array per column (a fleet's counters are read at every metrics
-    boundary). Integer columns are int64, the KV integral float64."""
+    `replica_values` (a fleet's counters are read at every metrics boundary)."""
     every = np.array([v[0] for v in values], np.int64).T.copy()  # one row per column
+    ints = np.array([v[1][:1] + v[1][2:] for v in values], np.int64).T.copy()
+    kv = np.array([v[1][1] for v in values], np.float64)
+    return counters_columns(ids, sizes, every, ints, kv)
+
+
+def counters_columns(
+    ids: np.ndarray, sizes: list[int], every: np.ndarray, ints: np.ndarray, kv: np.ndarray
+) -> DeviceCounters:
+    """DeviceCounters of replicas of `sizes` accelerators (`ids`, in order) from their
+    values by column: `every` one row per `EVERY` column, `ints` one per `LEAD` column but
+    ``kv_token_s`` (`kv`), one value per replica in each. Integer columns are int64, the
+    KV integral float64."""
+    lead_ints = LEAD[:1] + LEAD[2:]
     if len(sizes) == len(ids):  # one accelerator per replica: every one is a lead
-        ints = np.array([v[1][:1] + v[1][2:] for v in values], np.int64).T.copy()
         cols = dict(zip(EVERY, every, strict=True))
-        cols.update(zip(LEAD[:1] + LEAD[2:], ints, strict=True))
-        cols[LEAD[1]] = np.array([v[1][1] for v in values], np.float64)
+        cols.update(zip(lead_ints, ints, strict=True))
+        cols[LEAD[1]] = kv
         return DeviceCounters(accelerator_id=ids, **cols)
     sizes_a = np.array(sizes, np.int64)
     cols = {name: np.repeat(every[j], sizes_a) for j, name in enumerate(EVERY)}
     lead = np.concatenate(([0], np.cumsum(sizes_a)[:-1]))
-    for j, name in enumerate(LEAD):
-        col = np.zeros(len(ids), dtype=np.float64 if name == "kv_token_s" else np.int64)
-        col[lead] = [v[1][j] for v in values]
+    for name, values in (*zip(lead_ints, ints, strict=True), (LEAD[1], kv)):
+        col = np.zeros(len(ids), dtype=values.dtype)
+        col[lead] = values
         cols[name] = col
     return DeviceCounters(accelerator_id=ids, **cols)
 
@@ -282,12 +292,10 @@ class LLMReplicaCell:
         if self.compact_after is not None and len(sched.finished) >= self._next_compact:
             self._compact()
 
-    def show_counters(self, scalars: list[int], base: tuple[int, int, int], until_ns: int) -> None:
-        """Device counters as of the bound `until_ns` from the compiled fleet's scalars of
-        the scheduler (``jitglue.set_scalars``; its lists are brought up to date by
-        `absorb`)."""
-        set_scalars(self.scheduler, scalars, base)
-        self._until_ns = max(self._until_ns, until_ns)
+    @property
+    def bound_ns(self) -> int:
+        """The last bound the replica was advanced to (its counters' time)."""
+        return self._until_ns
 
     def evict(self, at_ns: int) -> RequestBatch:
         """The replica fails at `at_ns` (right after ``advance(at_ns)``): every request it

@@ -9,7 +9,8 @@ replica's scheduler once (:func:`.jitglue.pack`), runs the windows in
 (``LLMReplicaCell.absorb``), the shards' reports, the plane's reports, the loop state.
 Finished rows are emitted and device counters sampled at each metrics boundary the span
 crossed, in the loop's order (rows of the windows up to a boundary, then its sample; the
-counters come from the replicas' scalars recorded there, ``LLMReplicaCell.show_counters``).
+counters come from the replicas' scalars recorded there, :mod:`.fleetcounters`, shown by
+the shards, ``Shard.show_counters``).
 
 Eligible: one routing plane of ``least_outstanding`` routers over contiguous cells that read
 reports (``RoutingPlane.compiled_ranges``), every cell an LLM replica on the compiled
@@ -39,6 +40,7 @@ from mtia_cluster.engine.group import SingleCell
 from mtia_cluster.engine.llm import fleetkernel as fk
 from mtia_cluster.engine.llm import kernel as k
 from mtia_cluster.engine.llm.cell import LLMReplicaCell, iteration_floor_as
+from mtia_cluster.engine.llm.fleetcounters import boundary_values, shard_counters
 from mtia_cluster.engine.llm.jitglue import accumulated, lowest_position, pack, unpack
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.shard import Shard
@@ -73,6 +75,14 @@ class CompiledFleet:
                 self.cells.append(group.cell)
                 cell_ids.append(int(group.cell_ids[0]))
         self.rep_cell = np.array(cell_ids, np.int64)
+        # per shard: its accelerator ids, accelerators per replica, slice of the replicas
+        self._layout: list[tuple[np.ndarray, list[int], slice]] = []
+        first = 0
+        for shard in shards:
+            layout = shard.replica_layout()
+            assert layout is not None
+            self._layout.append((*layout, slice(first, first + len(layout[1]))))
+            first += len(layout[1])
         self.cell_rep = np.full(len(plane.outstanding), -1, np.int64)
         self.cell_rep[self.rep_cell] = np.arange(len(cell_ids))
         self.host = np.array([c.host_id for c in self.cells], np.int32)
@@ -84,6 +94,8 @@ class CompiledFleet:
     @classmethod
     def of(cls, plane: RoutingPlane, shards: list[Shard], emit: Callable) -> CompiledFleet | None:
         """The hook when the fleet's make-up is eligible (module doc), else None."""
+        if any(type(s) is not Shard for s in shards):
+            return None  # a subclass sees every advance (e.g. a watched replay): Python path
         groups = [g for s in shards for g in s.groups]
         if not plane.reads_reports or plane.compiled_ranges() is None or not groups:
             return None
@@ -226,20 +238,21 @@ class CompiledFleet:
         """Emit the span's rows and samples in the loop's order, then write it all back."""
         c, out, snap, meta = span
         rows, windows = self._completed(trace, packed, c, out)
-        done = 0
-        for q in range(int(c[fk.NSNAP])):
-            t, win, adv = (int(x) for x in meta[q])
+        nsnap, done = int(c[fk.NSNAP]), 0
+        values = boundary_values(self.cells, snap[:nsnap], meta[:nsnap, 2], packed.base)
+        for q, (t, win, adv) in enumerate(meta[:nsnap].tolist()):
             upto = int(np.searchsorted(windows, win, side="left"))
             if upto > done:
                 self.emit(rows.take(slice(done, upto)))  # views: the consumers copy
                 done = upto
-            for i, (cell, scalars) in enumerate(zip(self.cells, snap[q].tolist(), strict=True)):
-                cell.show_counters(scalars, packed.base[i], adv)
-            for shard in self.shards:
+            for shard, (ids, sizes, part) in zip(self.shards, self._layout, strict=True):
+                shard.show_counters(shard_counters(values, q, ids, sizes, part))
                 shard.advanced_to(adv, refresh=False)
             hooks.sample(t)
             state.sampled_ns = t
             hooks.after_window()
+        for shard in self.shards:
+            shard.show_counters(None)
         if len(rows) > done:
             self.emit(rows.take(slice(done, len(rows))))
         self._write_back(trace, packed, int(c[fk.LAST_ADV]))
