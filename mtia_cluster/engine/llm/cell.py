@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.engine.cell import (
+    LLM_COUNTERS,
     STATUS_OK,
     STATUS_REJECTED,
     Completed,
@@ -34,16 +35,7 @@ from mtia_cluster.engine.llm.stretch import decode_run
 # DeviceCounters columns of an LLM replica: the first five on every accelerator, the
 # others (replica statistics, engine/llm/kvstats.py) on the lead one (0 elsewhere)
 EVERY = ("busy_ns", "batches", "work_units", "peak_memory_bytes", "memory_bound_ns")
-LEAD = (
-    "kv_capacity_tokens",
-    "kv_token_s",
-    "kv_peak_tokens",
-    "preemptions",
-    "prefix_queried_tokens",
-    "prefix_cached_tokens",
-    "kv_transfers",
-    "kv_transfer_bytes",
-)
+LEAD = LLM_COUNTERS  # the LLM-only columns, in the schema's order
 
 
 def replica_values(
