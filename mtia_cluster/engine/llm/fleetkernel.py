@@ -138,21 +138,10 @@ def _decode_span(tables, s, n, k_run):
     that many would pass a decode-run piece's limits: a lower bound then), as
     kernel._decode_run times them, without running them."""
     ct, mt, et, lim = tables
-    cp, mc = lim[k.L_CP], lim[k.L_MC]
     context0 = s[k.OFFSUM] + n * s[k.IT]
-    a1, b1 = ct[n] + cp * (context0 + n), cp * n
-    a2, b2 = mt[n] + mc * context0, mc * n
-    e = et[n]
-    d0, d1 = a2 - a1, b2 - b1
-    if d1 > 0 or (d1 == 0 and d0 > 0):
-        a_hi, b_hi, a_lo, b_lo = a2, b2, a1, b1
-    else:
-        a_hi, b_hi, a_lo, b_lo = a1, b1, a2, b2
-    cross = 0 if a_hi >= a_lo else -((a_hi - a_lo) // (b_hi - b_lo))
-    j = min(k_run, k.MAX_RUN)
-    d_last = max(a_hi + b_hi * (j - 1), a_lo + b_lo * (j - 1)) + e
-    if j > k.BIG // d_last:
-        j = max(1, k.BIG // d_last)
+    e, a1, b1, a2, b2 = k.run_lines(ct, mt, et, lim, n, context0)
+    a_hi, b_hi, a_lo, b_lo, cross = k.ordered_lines(a1, b1, a2, b2)
+    j = k.piece_limit(e, a_hi, b_hi, a_lo, b_lo, k_run)
     return k._start(e, a_hi, b_hi, a_lo, b_lo, cross, j)
 
 

@@ -294,27 +294,45 @@ def _memory_part(a_mem, b_mem, e, d0, d1, j):
 
 
 @njit(cache=True)
-def _decode_run(ct, mt, et, lim, s, n, context0, held0, limit, deadline):
-    """stretch.decode_run for the kernel: advances the clock, sums and KV integral by the
-    run's first iterations (a piece: see module doc); returns how many ran (>= 1).
-    `deadline`: attoseconds from now (> 0), or -1 for none."""
+def run_lines(ct, mt, et, lim, n, context0):
+    """A decode-only run of `n` decoders from context `context0`: iteration i costs
+    e + max(a1 + b1 * i, a2 + b2 * i) attoseconds (compute line 1, memory line 2)."""
     cp, mc = lim[L_CP], lim[L_MC]
-    a1 = ct[n] + cp * (context0 + n)
-    b1 = cp * n
-    a2 = mt[n] + mc * context0
-    b2 = mc * n
-    e = et[n]
+    return et[n], ct[n] + cp * (context0 + n), cp * n, mt[n] + mc * context0, mc * n
+
+
+@njit(cache=True)
+def ordered_lines(a1, b1, a2, b2):
+    """(a_hi, b_hi, a_lo, b_lo, cross): the line that leads in the end ("hi"), and the
+    first iteration index from which it leads."""
     d0, d1 = a2 - a1, b2 - b1
     if d1 > 0 or (d1 == 0 and d0 > 0):
         a_hi, b_hi, a_lo, b_lo = a2, b2, a1, b1
     else:
         a_hi, b_hi, a_lo, b_lo = a1, b1, a2, b2
     cross = 0 if a_hi >= a_lo else -((a_hi - a_lo) // (b_hi - b_lo))
-    if limit > MAX_RUN:
-        limit = MAX_RUN
+    return a_hi, b_hi, a_lo, b_lo, cross
+
+
+@njit(cache=True)
+def piece_limit(e, a_hi, b_hi, a_lo, b_lo, limit):
+    """At most MAX_RUN iterations, and few enough that the piece's time stays below 2**62."""
+    limit = min(limit, MAX_RUN)
     d_last = max(a_hi + b_hi * (limit - 1), a_lo + b_lo * (limit - 1)) + e
-    if limit > BIG // d_last:  # keep the piece's time below 2**62
+    if limit > BIG // d_last:
         limit = max(1, BIG // d_last)
+    return limit
+
+
+@njit(cache=True)
+def _decode_run(ct, mt, et, lim, s, n, context0, held0, limit, deadline):
+    """stretch.decode_run for the kernel: advances the clock, sums and KV integral by the
+    run's first iterations (a piece: see module doc); returns how many ran (>= 1).
+    `deadline`: attoseconds from now (> 0), or -1 for none."""
+    e, a1, b1, a2, b2 = run_lines(ct, mt, et, lim, n, context0)
+    d0, d1 = a2 - a1, b2 - b1
+    a_hi, b_hi, a_lo, b_lo, cross = ordered_lines(a1, b1, a2, b2)
+    limit = piece_limit(e, a_hi, b_hi, a_lo, b_lo, limit)
     k = limit
     if deadline >= 0:
         k = _count_before(e, a_hi, b_hi, a_lo, b_lo, cross, limit, deadline)
