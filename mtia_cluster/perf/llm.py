@@ -100,6 +100,16 @@ class LLMIterationModel:
         )
         return max(0, int((usable - self.weight_bytes) // self.kv_bytes_per_token))
 
+    def kv_tokens_of_free_memory(self, fraction: float) -> int:
+        """KV tokens under TensorRT-LLM's rule instead of vLLM's: `fraction`
+        (``kv_cache_free_gpu_mem_fraction``) of the memory left free once the weights and
+        the activation reserve are allocated. The TensorRT-LLM perf-overview runs use 0.99
+        (v0.11.0 / v0.13.0) and 0.95 "in many cases" (2025, the default being 0.90); with
+        weights near capacity the two rules differ several-fold (docs/validation.md,
+        "Held-out GPUs")."""
+        free = self.chips * (self.chip.offchip.capacity_bytes - ACTIVATION_RESERVE_BYTES)
+        return max(0, int(fraction * (free - self.weight_bytes) // self.kv_bytes_per_token))
+
     def _shape(self, ffn: int) -> LayerShape:
         m = self.model
         qkv = None
