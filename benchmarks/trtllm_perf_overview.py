@@ -125,6 +125,11 @@ def fit_moe(cat: Catalog) -> None:
         )
 
 
+def _pct(x: float) -> str:
+    """A MAPE, or "n/a" when no row of the set could run under that rule."""
+    return "n/a" if np.isnan(x) else f"{x:.1%}"
+
+
 def _ratios(done: tuple[Replayed, ...], rule: str) -> list[float]:
     return [getattr(x, rule)[0] / x.row.published for x in done]
 
@@ -132,21 +137,21 @@ def _ratios(done: tuple[Replayed, ...], rule: str) -> list[float]:
 def heldout(cat: Catalog, rows: bool) -> None:
     """Replay every held-out set; print MAPEs per set, then GPU-pair ratios."""
     print(
-        f"{'held-out set':<40} {'rows':>5}  {'catalog KV: MAPE':>16} {'mean':>6}  "
-        f"{'TRT-LLM KV: MAPE':>16} {'mean':>6}  wall s"
+        f"{'held-out set':<40} {'run/rows':>8}  {'catalog KV: MAPE':>16} {'mean':>6}  "
+        f"{'TRT-LLM KV: MAPE':>16} {'mean':>6}  wall s  (run: rows run, catalog|TRT-LLM rule)"
     )
     every: list[Replayed] = []
     for s in heldout_sets():
         t0 = time.perf_counter()
         done = replay_set(cat, s)
         every += done
-        (m0, a0, n0), (m1, a1, _) = (
+        (m0, a0, n0), (m1, a1, n1) = (
             set_mape(_ratios(done, "catalog")),
             set_mape(_ratios(done, "trtllm")),
         )
         print(
-            f"{s.title:<40} {n0:>2}/{len(done):<2}  {m0:>16.1%} {a0:>6.3f}  {m1:>16.1%} "
-            f"{a1:>6.3f}  {time.perf_counter() - t0:6.1f}",
+            f"{s.title:<40} {n0:>2}|{n1:>2}/{len(done):<2}  {_pct(m0):>16} {a0:>6.3f}  "
+            f"{_pct(m1):>16} {a1:>6.3f}  {time.perf_counter() - t0:6.1f}",
             flush=True,
         )
         for x in done if rows else ():

@@ -341,8 +341,11 @@ def llm_iteration_model(
     dtype: str | None = None,
     kv_dtype: str | None = None,
     ep: int = 1,
+    kv_free_fraction: float | None = None,
 ) -> LLMIterationModel:
-    """Build the iteration model, checking that the replica is possible at all."""
+    """Build the iteration model, checking that the replica is possible at all: that its KV
+    cache holds a token under the catalog's rule, or under TensorRT-LLM's
+    (``kv_tokens_of_free_memory``) when `kv_free_fraction` is given."""
     _check_ep(model, ep)
     if model.kind != "llm":
         raise UserError("not an LLM", field="model", value=model.name)
@@ -362,7 +365,12 @@ def llm_iteration_model(
     if kv_dtype is None:
         kv_dtype = dtype if DTYPE_BYTES[dtype] < DTYPE_BYTES[model.kv_dtype] else model.kv_dtype
     it = LLMIterationModel(chip, model, tp, pp, dtype, kv_dtype, ep)
-    if it.kv_capacity_tokens < 1:
+    kv = (
+        it.kv_capacity_tokens
+        if kv_free_fraction is None
+        else it.kv_tokens_of_free_memory(kv_free_fraction)
+    )
+    if kv < 1:
         need = it.weight_bytes / (chip.offchip.capacity_bytes * MEMORY_UTILIZATION)
         raise UserError(
             f"{model.name} ({it.weight_bytes / 1e9:.0f} GB at {dtype}) does not fit "

@@ -100,7 +100,9 @@ def _setup(
     ep: int = 1,
     kv_free_fraction: float | None = None,
 ) -> tuple[int, ReplicaLimits, IterationCost]:
-    it = llm_iteration_model(chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype, ep=ep)
+    it = llm_iteration_model(
+        chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype, ep=ep, kv_free_fraction=kv_free_fraction
+    )
     kv = (
         it.kv_capacity_tokens
         if kv_free_fraction is None

@@ -12,12 +12,17 @@ Not checks and not fitted on: every number here is only replayed and compared (i
   chips (h200, h100 FP8, h100 FP16, a100 FP16); GH200 and L40S are not in the catalog (the
   page does not say which GH200 memory part "120GB" is). Same runtime limits as
   ``ROWS_V013`` (the page's printed example: 8,192 tokens, 4,096 sequences).
+* v0.17 (early 2025, TensorRT engine; ``V017_URL``): "LLaMA v3.1 8B" (TP 1) and "LLaMA v3.1
+  70B" (TP 1, 2, 4, 8) rows of the H200 FP8, H100 FP8 and A100 FP16 columns (GH200 and L40S
+  left out); limits as v0.13.0 (the page prints the same example run), KV 0.95 of free
+  memory ("In majority of cases").
 * 2025, PyTorch backend (@ 00f37686aa854010d68bcbd0f4ab000221541ca6, ``ROWS_2025``'s page):
   "Llama 3.3 70B" H200 TP1 (FP8); "Llama 3.1 8B" H200 TP1 and H100 TP1 (FP8); "Llama 3.1
   405B" H200 TP8 and H100 TP8 (FP8); "Llama 3.3 70B" B200 TP1 and GB200 TP1 (FP4). Same
   limits as ``ROWS_2025`` (8,192 tokens, 2,048 sequences).
 
-FP8 and FP4 rows store an FP8 KV cache, FP16 rows an FP16 one (``kv_dtype_of``). Requests
+FP8 rows store an FP8 KV cache, FP4 rows too (assumed), FP16 rows an FP16 one
+(``kv_dtype_of``). Requests
 per ISL/OSL are the pages' ``$num_requests`` table (``REQUESTS``).
 """
 
@@ -33,6 +38,9 @@ from mtia_cluster.catalog import Catalog
 from mtia_cluster.errors import UserError
 from mtia_cluster.planning.trtllm_overview import Row, mape, replay_row
 
+V017_URL = (
+    "https://github.com/NVIDIA/TensorRT-LLM/blob/v0.17.0/docs/source/performance/perf-overview.md"
+)
 PAGE_2025 = (
     "https://github.com/NVIDIA/TensorRT-LLM/blob/00f37686aa854010d68bcbd0f4ab000221541ca6/"
     "docs/source/performance/perf-overview.md"
@@ -135,10 +143,57 @@ COLUMNS_2025: tuple[tuple[str, str, str, str, int, tuple[Cell, ...]], ...] = (
 )  # fmt: skip
 
 
+# v0.17 (early 2025, TensorRT engine): "LLaMA v3.1 8B" and "LLaMA v3.1 70B" rows of the
+# H200 FP8, H100 FP8 and A100 FP16 columns (GH200 and L40S left out), in this order
+ISL_OSL_V017 = (
+    (128, 128),
+    (128, 2048),
+    (128, 4096),
+    (500, 2000),
+    (1000, 1000),
+    (2048, 128),
+    (2048, 2048),
+    (5000, 500),
+    (20000, 2000),
+)
+COLUMNS_V017: tuple[tuple[str, str, str, str, int, tuple[Cell, ...]], ...] = (
+    ("Llama 3.1 8B", "llama-3.1-8b", "h200", "fp8", 1,
+     (29526.04, 25398.86, 17370.8, 21020.81, 17537.96, 3794.14, 11968.5, 3987.79, 1804.1)),
+    ("Llama 3.1 8B", "llama-3.1-8b", "h100", "fp8", 1,
+     (28836.77, 21109.38, 13593.65, 16500.69, 15244.78, 3556.73, 9488.42, 3559.36, 1401.31)),
+    ("Llama 3.1 8B", "llama-3.1-8b", "a100", "fp16", 1,
+     (6627.27, 5255.99, 3453.79, 4276.58, 3786.83, 799.61, 2424.16, 825.13, 330.04)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "h200", "fp8", 1,
+     (4020.75, 4165.68, 2651.75, 3018.39, 2823.45, 465.99, 1913.8, 560.16, 279.52)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "h100", "fp8", 1,
+     (3378.03, 911.62, 426.32, 775.57, 839.97, 343.29, None, 245.34, None)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "h200", "fp8", 2,
+     (6823.01, 8290.35, 6526.67, 6848.02, 5164.76, 809, 4183.88, 1025.38, 640.62)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "h100", "fp8", 2,
+     (6645.12, 6169.58, 3897.06, 4972.57, 4390.53, 772.66, 2898.16, 919.73, 443.01)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "a100", "fp16", 2,
+     (1313.96, 531.26, None, 439.41, 472.94, 148.96, 261.1, 121.47, None)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "h200", "fp8", 4,
+     (11098.63, 14156, 10574.06, 12452.79, 8911.29, 1358.06, 7130.44, 1811.55, 1199.68)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "h100", "fp8", 4,
+     (11127.53, 11511.93, 7439.41, 9836.7, 7430.99, 1302.6, 5480.03, 1602.78, 920.19)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "a100", "fp16", 4,
+     (2733.48, 2811.27, 1976.49, 2275.79, 1921.77, 325.15, 1393.64, 392.62, 212.08)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "h200", "fp8", 8,
+     (15355.84, 21195.88, 16941.52, 17278.4, 13181.24, 1983.03, 11142.47, 2717.83, 1920.45)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "h100", "fp8", 8,
+     (14730.69, 17061.82, 14171.43, 14679.33, 11451.16, 1923.41, 8801.95, 2457.42, 1512.6)),
+    ("Llama 3.1 70B", "llama-3.1-70b", "a100", "fp16", 8,
+     (4717.62, 5241.5, 3724.67, 4445.37, 3320.41, 542.38, 2553.71, 696.34, 413.38)),
+)  # fmt: skip
+V017_LIMITS = V013_LIMITS  # the page prints the same example run (8,192 tokens, 4,096 seqs)
+
+
 # TensorRT-LLM's kv_cache_free_gpu_mem_fraction per page: v0.13.0's printed example run
 # (and v0.11.0's published command) 0.99; the 2025 page "in many cases" 0.95
 KV_FREE_V013 = 0.99
 KV_FREE_2025 = 0.95
+KV_FREE_V017 = 0.95  # "In majority of cases, we also use ... 0.95"
 
 
 @dataclass(frozen=True)
@@ -183,21 +238,37 @@ def v013_sets() -> tuple[HeldSet, ...]:
     return tuple(sets)
 
 
-def sets_2025() -> tuple[HeldSet, ...]:
-    """The 2025 page's sets on GPUs other than H100 TP2, and their H100 counterparts."""
+def _listed_sets(
+    page: str,
+    columns: tuple[tuple[str, str, str, str, int, tuple[Cell, ...]], ...],
+    isl_osl: tuple[tuple[int, int], ...],
+    lim: tuple[int, int],
+    kv_free: float,
+) -> tuple[HeldSet, ...]:
+    """One set per listed (title, model, gpu, dtype, tp, published by `isl_osl`)."""
     out = []
-    for title, model, gpu, dtype, tp, pubs in COLUMNS_2025:
+    for title, model, gpu, dtype, tp, pubs in columns:
         rows = tuple(
-            _row(model, gpu, dtype, tp, i, o, pub, LIMITS_2025)
-            for (i, o), pub in zip(ISL_OSL_2025, pubs, strict=True)
+            _row(model, gpu, dtype, tp, i, o, pub, lim)
+            for (i, o), pub in zip(isl_osl, pubs, strict=True)
             if pub is not None
         )
-        out.append(HeldSet(f"2025 {title} {gpu} {dtype} TP{tp}", rows, KV_FREE_2025))
+        out.append(HeldSet(f"{page} {title} {gpu} {dtype} TP{tp}", rows, kv_free))
     return tuple(out)
 
 
+def sets_2025() -> tuple[HeldSet, ...]:
+    """The 2025 page's sets on GPUs other than H100 TP2, and their H100 counterparts."""
+    return _listed_sets("2025", COLUMNS_2025, ISL_OSL_2025, LIMITS_2025, KV_FREE_2025)
+
+
+def v017_sets() -> tuple[HeldSet, ...]:
+    """The v0.17 page's Llama 3.1 8B / 70B sets on H200, H100 and A100."""
+    return _listed_sets("v0.17", COLUMNS_V017, ISL_OSL_V017, V017_LIMITS, KV_FREE_V017)
+
+
 def heldout_sets() -> tuple[HeldSet, ...]:
-    return v013_sets() + sets_2025()
+    return v013_sets() + v017_sets() + sets_2025()
 
 
 def replay_or_nan(cat: Catalog, row: Row, kv_free: float | None = None) -> tuple[float, int]:

@@ -178,8 +178,9 @@ SCALE_GRID = np.linspace(0.4, 1.0, 25)
 
 
 def kv_dtype_of(dtype: str) -> str:
-    """The KV-cache dtype of a published run: FP8 for FP8 and FP4 checkpoints (ModelOpt's
-    FP8/NVFP4 checkpoints quantize the KV cache to FP8), else the weights' dtype."""
+    """The KV-cache dtype of a published run: FP8 for FP8 checkpoints (the H100 rows'
+    basis, above) and for FP4 ones (assumed: the pages do not state the FP4 rows' KV
+    dtype), else the weights' dtype (FP16 runs keep a 16-bit cache)."""
     return "fp8" if dtype in ("fp8", "fp4") else dtype
 
 
@@ -207,7 +208,15 @@ def replay_row(
         ep=row.ep,
         kv_free_fraction=kv_free_fraction,
     )
-    it = llm_iteration_model(gpu, model, tp=row.tp, dtype=row.dtype, kv_dtype=kv_dtype, ep=row.ep)
+    it = llm_iteration_model(
+        gpu,
+        model,
+        tp=row.tp,
+        dtype=row.dtype,
+        kv_dtype=kv_dtype,
+        ep=row.ep,
+        kv_free_fraction=kv_free_fraction,
+    )
     kv = (
         it.kv_capacity_tokens
         if kv_free_fraction is None

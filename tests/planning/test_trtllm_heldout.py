@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtia_cluster.catalog import load_catalog
+from mtia_cluster.errors import UserError
 from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.llm import ACTIVATION_RESERVE_BYTES, MEMORY_UTILIZATION
 from mtia_cluster.planning.trtllm_heldout import (
@@ -137,3 +138,18 @@ def test_rank_pairs_match_rows_on_page_model_tp_dtype_and_lengths():
     (p,) = rank_pairs(done, "h200", "h100")
     assert p.published == 2.0 and p.simulated == 3.0
     assert rank_pairs(done, "h100", "a100") == ()
+
+
+def test_a_replica_only_the_trtllm_rule_fits_runs_under_it():
+    """Llama 3.1 70B FP8 on one H100 (v0.17 page): ~70.6 GB of weights leave no KV under the
+    catalog's 0.9-of-capacity rule (the replica is refused), but TensorRT-LLM's 0.95 of free
+    memory holds tens of full 128/2048 requests, so the row replays under that rule."""
+    (s,) = [s for s in SETS if s.title == "v0.17 Llama 3.1 70B h100 fp8 TP1"]
+    row = dataclasses.replace(s.rows[1], requests=100)
+    assert (row.isl, row.osl) == (128, 2048)
+    sim, fit = replay_or_nan(CAT, row)
+    assert np.isnan(sim) and fit == 0
+    with pytest.raises(UserError, match="does not fit"):
+        llm_iteration_model(CAT.chip("h100"), CAT.model(row.model), tp=1, dtype="fp8")
+    sim, fit = replay_or_nan(CAT, row, s.kv_free_fraction)
+    assert np.isfinite(sim) and sim > 0 and 10 <= fit < 100
