@@ -36,12 +36,20 @@ rule (0.9 of capacity minus weights and a 1.5 GB reserve; the docs use 0.95-0.99
 memory); `fit` is how many full reservations (ISL + OSL) that cache holds, capped by the max
 batch: below the cap, the row is KV-bound and its throughput depends on the cache size.
 
+``--heldout`` replays the held-out GPUs instead (``mtia_cluster/planning/trtllm_heldout.py``:
+the same pages' H200, A100 FP16, H100 FP16 / TP1 / TP8, B200 and GB200 rows; never fitted
+on, not checks): per set, rows run, MAPE and mean simulated / published under the catalog's
+KV rule and under the page's own TensorRT-LLM rule (``kv_cache_free_gpu_mem_fraction`` of
+free memory), then the same rows on two GPUs (H200 / H100, H100 / A100) as published and
+simulated ratios; ``--rows`` adds every row.
+
 The tables live in ``mtia_cluster/planning/trtllm_overview.py``. ``--fit-moe`` runs the
 MoE expert-GEMM fit there (``moe.expert_gemm_peak_scale``: fitted on the v0.13.0 Mixtral
 rows, v0.11.0 Mixtral and 2025 Maverick held out) and prints the fitted number and the MAPE
 of every MoE set at scale 1 and at the fitted scale.
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/trtllm_perf_overview.py [--fit-moe]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/trtllm_perf_overview.py --heldout [--rows]
 """
 
 from __future__ import annotations
@@ -49,7 +57,16 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
+
 from mtia_cluster.catalog import Catalog, load_catalog
+from mtia_cluster.planning.trtllm_heldout import (
+    Replayed,
+    heldout_sets,
+    rank_pairs,
+    replay_set,
+    set_mape,
+)
 from mtia_cluster.planning.trtllm_overview import (
     MOE_FIT_ROWS,
     ROWS_2025,
@@ -108,10 +125,61 @@ def fit_moe(cat: Catalog) -> None:
         )
 
 
+def _pct(x: float) -> str:
+    """A MAPE, or "n/a" when no row of the set could run under that rule."""
+    return "n/a" if np.isnan(x) else f"{x:.1%}"
+
+
+def _ratios(done: tuple[Replayed, ...], rule: str) -> list[float]:
+    return [getattr(x, rule)[0] / x.row.published for x in done]
+
+
+def heldout(cat: Catalog, rows: bool) -> None:
+    """Replay every held-out set; print MAPEs per set, then GPU-pair ratios."""
+    print(
+        f"{'held-out set':<40} {'run/rows':>8}  {'catalog KV: MAPE':>16} {'mean':>6}  "
+        f"{'TRT-LLM KV: MAPE':>16} {'mean':>6}  wall s  (run: rows run, catalog|TRT-LLM rule)"
+    )
+    every: list[Replayed] = []
+    for s in heldout_sets():
+        t0 = time.perf_counter()
+        done = replay_set(cat, s)
+        every += done
+        (m0, a0, n0), (m1, a1, n1) = (
+            set_mape(_ratios(done, "catalog")),
+            set_mape(_ratios(done, "trtllm")),
+        )
+        print(
+            f"{s.title:<40} {n0:>2}|{n1:>2}/{len(done):<2}  {_pct(m0):>16} {a0:>6.3f}  "
+            f"{_pct(m1):>16} {a1:>6.3f}  {time.perf_counter() - t0:6.1f}",
+            flush=True,
+        )
+        for x in done if rows else ():
+            print(
+                f"    {x.row.isl:>5}/{x.row.osl:<5} pub {x.row.published:>9,.0f}  catalog "
+                f"{x.catalog[0]:>9,.0f} ({x.catalog[0] / x.row.published:.3f}, fit "
+                f"{x.catalog[1]})  TRT-LLM {x.trtllm[0]:>9,.0f} "
+                f"({x.trtllm[0] / x.row.published:.3f}, fit {x.trtllm[1]})"
+            )
+    for a, b in (("h200", "h100"), ("h100", "a100")):
+        pairs = rank_pairs(every, a, b)
+        agree = sum((p.published >= 1) == (p.simulated >= 1) for p in pairs)
+        err = np.array([p.simulated / p.published for p in pairs])
+        print(
+            f"\n{a} / {b}, same rows ({len(pairs)}): same order in {agree}; simulated ratio / "
+            f"published ratio: mean {err.mean():.3f}, range {err.min():.3f}-{err.max():.3f}"
+        )
+        for p in pairs if rows else ():
+            print(f"    {p.key}: published {p.published:.3f}  simulated {p.simulated:.3f}")
+
+
 def main() -> None:
     cat = load_catalog()
     if "--fit-moe" in sys.argv[1:]:
         fit_moe(cat)
+        return
+    if "--heldout" in sys.argv[1:]:
+        heldout(cat, "--rows" in sys.argv[1:])
         return
     for i, (title, rows) in enumerate(TABLES):
         print(f"{chr(10) if i else ''}{title}\n{HEADER}")

@@ -100,6 +100,16 @@ class LLMIterationModel:
         )
         return max(0, int((usable - self.weight_bytes) // self.kv_bytes_per_token))
 
+    def kv_tokens_of_free_memory(self, fraction: float) -> int:
+        """KV tokens under TensorRT-LLM's rule instead of vLLM's: `fraction`
+        (``kv_cache_free_gpu_mem_fraction``) of the memory left free once the weights and
+        the activation reserve are allocated. The TensorRT-LLM perf-overview runs use 0.99
+        (v0.11.0 / v0.13.0) and 0.95 "in many cases" (2025, the default being 0.90); with
+        weights near capacity the two rules differ several-fold (docs/validation.md,
+        "Held-out GPUs")."""
+        free = self.chips * (self.chip.offchip.capacity_bytes - ACTIVATION_RESERVE_BYTES)
+        return max(0, int(fraction * (free - self.weight_bytes) // self.kv_bytes_per_token))
+
     def _shape(self, ffn: int) -> LayerShape:
         m = self.model
         qkv = None
@@ -331,8 +341,11 @@ def llm_iteration_model(
     dtype: str | None = None,
     kv_dtype: str | None = None,
     ep: int = 1,
+    kv_free_fraction: float | None = None,
 ) -> LLMIterationModel:
-    """Build the iteration model, checking that the replica is possible at all."""
+    """Build the iteration model, checking that the replica is possible at all: that its KV
+    cache holds a token under the catalog's rule, or under TensorRT-LLM's
+    (``kv_tokens_of_free_memory``) when `kv_free_fraction` is given."""
     _check_ep(model, ep)
     if model.kind != "llm":
         raise UserError("not an LLM", field="model", value=model.name)
@@ -352,7 +365,12 @@ def llm_iteration_model(
     if kv_dtype is None:
         kv_dtype = dtype if DTYPE_BYTES[dtype] < DTYPE_BYTES[model.kv_dtype] else model.kv_dtype
     it = LLMIterationModel(chip, model, tp, pp, dtype, kv_dtype, ep)
-    if it.kv_capacity_tokens < 1:
+    kv = (
+        it.kv_capacity_tokens
+        if kv_free_fraction is None
+        else it.kv_tokens_of_free_memory(kv_free_fraction)
+    )
+    if kv < 1:
         need = it.weight_bytes / (chip.offchip.capacity_bytes * MEMORY_UTILIZATION)
         raise UserError(
             f"{model.name} ({it.weight_bytes / 1e9:.0f} GB at {dtype}) does not fit "

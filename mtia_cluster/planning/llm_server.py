@@ -98,9 +98,17 @@ def _setup(
     kv_dtype: str,
     limits: ReplicaLimits,
     ep: int = 1,
+    kv_free_fraction: float | None = None,
 ) -> tuple[int, ReplicaLimits, IterationCost]:
-    it = llm_iteration_model(chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype, ep=ep)
-    limits = dataclasses.replace(limits, kv_capacity_tokens=it.kv_capacity_tokens)
+    it = llm_iteration_model(
+        chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype, ep=ep, kv_free_fraction=kv_free_fraction
+    )
+    kv = (
+        it.kv_capacity_tokens
+        if kv_free_fraction is None
+        else it.kv_tokens_of_free_memory(kv_free_fraction)
+    )
+    limits = dataclasses.replace(limits, kv_capacity_tokens=kv)
     return it.chips, limits, probe_iteration_cost(it, limits.max_num_batched_tokens)
 
 
@@ -127,9 +135,12 @@ def llm_offline_replay(
     n_requests: int = 3000,
     seed: int = 0,
     ep: int = 1,
+    kv_free_fraction: float | None = None,
 ) -> OfflineResult:
-    """LoadGen Offline: all `n_requests` at t = 0, drained by the exact scheduler."""
-    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits, ep)
+    """LoadGen Offline: all `n_requests` at t = 0, drained by the exact scheduler. The KV
+    cache follows the catalog's (vLLM's) rule, or TensorRT-LLM's `kv_free_fraction` of free
+    memory when given (``LLMIterationModel.kv_tokens_of_free_memory``)."""
+    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits, ep, kv_free_fraction)
     _, isl, osl = _pool(n_requests, input_len, output_len, seed)
     sched = ReplicaScheduler(cost, limits)
     sched.add_many(np.zeros(n_requests, np.int64), isl, osl)

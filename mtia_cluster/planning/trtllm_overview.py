@@ -52,6 +52,8 @@ class Row:
     max_tokens: int
     max_seqs: int
     ep: int = 1
+    gpu: str = "h100"  # catalog chip the row ran on
+    dtype: str = "fp8"  # weights; the KV cache is FP8 when the weights are FP8 or FP4
 
 
 def _rows(model: str, tp: int, tokens: int, seqs: int, data, ep: int = 1) -> tuple[Row, ...]:
@@ -175,27 +177,51 @@ MOE_FIT_ROWS = moe_rows(ROWS_V013)  # the one set the scale is fitted on
 SCALE_GRID = np.linspace(0.4, 1.0, 25)
 
 
-def replay_row(cat: Catalog, row: Row, chip: Chip | None = None) -> tuple[float, int]:
+def kv_dtype_of(dtype: str) -> str:
+    """The KV-cache dtype of a published run: FP8 for FP8 checkpoints (the H100 rows'
+    basis, above) and for FP4 ones (assumed: the pages do not state the FP4 rows' KV
+    dtype), else the weights' dtype (FP16 runs keep a 16-bit cache)."""
+    return "fp8" if dtype in ("fp8", "fp4") else dtype
+
+
+def replay_row(
+    cat: Catalog, row: Row, chip: Chip | None = None, kv_free_fraction: float | None = None
+) -> tuple[float, int]:
     """(simulated total output tokens/s, full ISL + OSL reservations the KV cache holds,
-    capped by the max batch) of one row on H100 (or `chip`), FP8 weights and KV."""
+    capped by the max batch) of one row on its GPU (or `chip`), in its dtype; the KV cache
+    by the catalog's rule, or by TensorRT-LLM's `kv_free_fraction` of free memory."""
     model = cat.model(row.model)
     assert isinstance(model, LLMModel)
-    h100 = chip or cat.chip("h100")
+    gpu = chip or cat.chip(row.gpu)
+    kv_dtype = kv_dtype_of(row.dtype)
     limits = ReplicaLimits(row.max_tokens, row.max_seqs, 16, 1, False, "guaranteed_no_evict")
     off = llm_offline_replay(
-        h100,
+        gpu,
         model,
         tp=row.tp,
-        dtype="fp8",
-        kv_dtype="fp8",
+        dtype=row.dtype,
+        kv_dtype=kv_dtype,
         limits=limits,
         input_len=LengthDist(row.isl, 0.0, hi=row.isl),
         output_len=LengthDist(row.osl, 0.0, hi=row.osl),
         n_requests=row.requests,
         ep=row.ep,
+        kv_free_fraction=kv_free_fraction,
     )
-    it = llm_iteration_model(h100, model, tp=row.tp, dtype="fp8", kv_dtype="fp8", ep=row.ep)
-    kv = it.kv_capacity_tokens
+    it = llm_iteration_model(
+        gpu,
+        model,
+        tp=row.tp,
+        dtype=row.dtype,
+        kv_dtype=kv_dtype,
+        ep=row.ep,
+        kv_free_fraction=kv_free_fraction,
+    )
+    kv = (
+        it.kv_capacity_tokens
+        if kv_free_fraction is None
+        else it.kv_tokens_of_free_memory(kv_free_fraction)
+    )
     return off.output_tokens_per_s, min(row.max_seqs, kv // (row.isl + row.osl))
 
 
