@@ -6,7 +6,9 @@ started **from the checkout's directory** with ``PYTHONPATH`` set to it: Ray wor
 embedded cluster put the driver's working directory first on their ``sys.path``, so a run
 started elsewhere would execute the shard actors from that other directory's code. Prints, per
 run, wall seconds, the process tree's CPU seconds and peak RSS (bench_fleet.py's `TreeWatch`),
-and the load average; `--simulate` adds `simulate -o` from the last checkout as a reference.
+the load average and the results' digest (SHA-256 of every Parquet file, by path, and of
+summary.json: equal digests = byte-identical results); `--simulate` adds `simulate -o` from
+the last checkout as a reference.
 A tiny replay per checkout first compiles and caches its numba kernels (not timed).
 
     .venv/bin/python benchmarks/bench_replay_checkouts.py --checkout /tmp/before \
@@ -16,6 +18,7 @@ A tiny replay per checkout first compiles and caches its numba kernels (not time
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
 import tempfile
@@ -32,6 +35,15 @@ def _use(checkout: Path) -> None:
     """Run the next commands from `checkout` (its code in the driver and the actors)."""
     os.environ["PYTHONPATH"] = str(checkout)
     os.chdir(checkout)
+
+
+def digest(run: Path) -> str:
+    """SHA-256 over every Parquet file (relative path and bytes, in path order) and
+    summary.json of a results directory (the manifest holds the run's id and wall time)."""
+    h = hashlib.sha256()
+    for path in sorted([*run.rglob("*.parquet"), run / "summary.json"]):
+        h.update(str(path.relative_to(run)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def main() -> None:
@@ -60,9 +72,11 @@ def main() -> None:
             for i, c in enumerate(checkouts):
                 _use(c)
                 load, t = os.getloadavg()[0], time.strftime("%H:%M:%S", time.gmtime())
-                res = replay_ray(cfg, trace, work / f"run-{secs:g}-{r}-{i}", args.shards)
+                run = work / f"run-{secs:g}-{r}-{i}"
+                res = replay_ray(cfg, trace, run, args.shards)
                 label = f"{t} {secs:g} s, round {r + 1}, {c}: replay --shards {args.shards}"
-                _line(f"{label} (load {load:.1f} -> {os.getloadavg()[0]:.1f})", n, *res)
+                load_end = os.getloadavg()[0]
+                _line(f"{label} (load {load:.1f} -> {load_end:.1f}, digest {digest(run)})", n, *res)
         if args.simulate:
             sim = ["simulate", str(cfg), "--trace", str(trace), "-o", str(work / f"sim-{secs:g}")]
             load = os.getloadavg()[0]

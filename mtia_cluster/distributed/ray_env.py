@@ -72,7 +72,8 @@ def local_ray_env() -> dict[str, str]:
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` is Ray's single-machine mode: without it Ray
     rewrites 127.0.0.1 to the machine's outward address and its servers listen on every
     interface. Token authentication stays on. The start-up waits Ray lets us set get the
-    configured timeout (the user's own ``RAY_…`` values win)."""
+    configured timeout, and Ray's own background work that nothing here reads is turned
+    down (`QUIET_RAY`); the user's own values win."""
     timeout = str(start_timeout_s())
     env = {
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
@@ -81,7 +82,23 @@ def local_ray_env() -> dict[str, str]:
     }
     for knob in ("RAY_gcs_server_port_wait_time_s", "RAY_worker_register_timeout_seconds"):
         env[knob] = os.environ.get(knob, timeout)
+    for knob, value in QUIET_RAY.items():
+        env[knob] = os.environ.get(knob, value)
     return env
+
+
+# Ray's periodic work a replay never reads (its results, errors and progress come back as
+# call replies), ~4 CPU-s less per minute of a session on the 2-core machine (docs/engine.md):
+# every Ray process's metrics export (the shard actors' included), the dashboard agent's
+# node and process statistics (every 5 s by default) and the log monitor's scan for new
+# log files (every 0.1 s below 1,000 files by default; worker logs are not sent to drivers
+# here, `_quiet`)
+QUIET_RAY = {
+    "RAY_enable_metrics_collection": "0",
+    "REPORTER_UPDATE_INTERVAL_MS": "60000",
+    "RAY_LOG_MONITOR_MANY_FILES_THRESHOLD": "0",
+    "LOG_NAME_UPDATE_INTERVAL_S": "5",
+}
 
 
 def token_path() -> Path | None:

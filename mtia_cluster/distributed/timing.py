@@ -3,8 +3,10 @@
 A span records wall time (``time.time()``: one clock for every process of a machine; on
 several nodes the clocks are only as close as NTP keeps them, so cross-process gaps are
 estimates there) and the CPU time its process used meanwhile (``time.process_time()``, all
-threads). CPU next to wall shows waiting: on a shared 2-core machine a shard whose phase took
-3 s of wall but 1.5 s of CPU was waiting for a core, not working. The coordinator asks each
+threads), or, on a timeline with ``thread_cpu`` (a shard worker, whose writes run on a
+background thread: ``writer.*`` spans), the CPU time of the thread that ran the span. CPU
+next to wall shows waiting: on a shared 2-core machine a shard whose phase took 3 s of wall
+but 1.5 s of CPU was waiting for a core, not working. The coordinator asks each
 shard for its spans before closing it (one small call per shard); ``breakdown()`` turns
 them into the lines the benchmark prints.
 """
@@ -27,15 +29,17 @@ class Timeline:
 
     who: str = "coordinator"
     spans: list[Span] = field(default_factory=list)
+    thread_cpu: bool = False  # spans measure their thread's CPU, not the process's
 
     @contextmanager
     def span(self, what: str) -> Iterator[None]:
-        """Record how long the block takes under `what`."""
-        start, cpu = time.time(), time.process_time()
+        """Record how long the block takes under `what` (list appends: thread-safe)."""
+        clock = time.thread_time if self.thread_cpu else time.process_time
+        start, cpu = time.time(), clock()
         try:
             yield
         finally:
-            self.spans.append((self.who, what, start, time.time(), time.process_time() - cpu))
+            self.spans.append((self.who, what, start, time.time(), clock() - cpu))
 
     def mark(self, what: str, start: float) -> None:
         """Record a span that began at `start` (time.time()) and ends now (CPU unknown: 0)."""
@@ -60,8 +64,10 @@ def _inside(spans: list[Span], outer: list[Span]) -> tuple[float, float]:
 
 def shard_phases(tl: Timeline, name: str) -> dict[str, tuple[float, float]]:
     """One shard's (wall, CPU) seconds by phase. ``simulate+route`` is its epochs minus the
-    writes inside them; ``process start`` the wait from the coordinator's start_shards to
-    the shard's first span; ``active span`` its first span's start to its last one's end."""
+    writes inside them (``write.*``: in line; ``writer.*`` spans ran on the background
+    thread meanwhile and are not subtracted); ``process start`` the wait from the
+    coordinator's start_shards to the shard's first span; ``active span`` its first span's
+    start to its last one's end."""
     mine = [sp for sp in tl.spans if sp[0] == name]
     if not mine:
         return {}

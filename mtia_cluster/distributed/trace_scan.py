@@ -230,12 +230,14 @@ class _SliceBuffer:
             cols = {name: col for name, col in cols.items() if name != "prefix_blocks"}
         if not self.out:
             self.out = {name: np.empty(self.capacity, dtype=c.dtype) for name, c in cols.items()}
-        k, n = int(np.count_nonzero(keep)), self.n
+        # the kept positions found once for every column (np.compress finds them per column)
+        rows = None if keep.all() else np.flatnonzero(keep)
+        k, n = len(keep) if rows is None else len(rows), self.n
         for name, col in cols.items():
-            if k == len(keep):
+            if rows is None:
                 self.out[name][n : n + k] = col
             elif k:
-                np.compress(keep, col, out=self.out[name][n : n + k])
+                np.take(col, rows, out=self.out[name][n : n + k])
         self.n += k
 
     def result(self) -> RequestBatch:
@@ -243,7 +245,7 @@ class _SliceBuffer:
             return RequestBatch.empty()
         cols = {name: col[: self.n] for name, col in self.out.items()}
         if not self.chains:
-            cols["prefix_blocks"] = np.full(self.n, None, dtype=object)
+            cols["prefix_blocks"] = np.empty(self.n, dtype=object)  # all None
         return RequestBatch(**cols)
 
 

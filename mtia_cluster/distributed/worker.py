@@ -4,6 +4,13 @@ A plain class so it runs in-process for tests and inside a Ray actor for real ru
 (`ray_transport.py` runs it as a Ray actor). It rebuilds its cells from the scenario (ids are
 deterministic), writes finished requests and device intervals through its own
 :class:`~mtia_cluster.results.ShardWriter`, and returns only load reports.
+
+Converting, summarizing and compressing those rows runs on a background thread of the
+worker (`BackgroundWriter`, as `simulate -o` does: one thread, calls in submission order, so
+every file and statistic is the one writing in line gives), while the engine goes on. The
+rows handed to it are final (`_final` runs on the engine's thread: it reads state the
+engine changes) and device counters are copied first. A checkpoint and `close` wait for
+every submitted write before they commit parts or save the state.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from mtia_cluster.catalog import load_catalog
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.distributed import ray_env
 from mtia_cluster.distributed.timing import Span, Timeline
-from mtia_cluster.engine.cell import Completed, RequestBatch
+from mtia_cluster.engine.cell import Completed, DeviceCounters, RequestBatch
 from mtia_cluster.engine.shard import Inbox, Shard
 from mtia_cluster.engine.topology import build_topology, make_groups
 from mtia_cluster.results import DeviceTracker, RunTarget
+from mtia_cluster.results.background import BackgroundWriter
 from mtia_cluster.results.convert import fleet_device_info
 from mtia_cluster.results.partials import ShardStats, return_freed_memory
 from mtia_cluster.results.stream import RowStream
@@ -48,7 +56,7 @@ class ShardWorker:
     ) -> None:
         self.name = name
         self.target = target
-        self.timeline = Timeline(name)
+        self.timeline = Timeline(name, thread_cpu=True)  # two threads: each span's own CPU
         self.checkpoint_path = Path(target.tmp_dir) / CHECKPOINTS_DIR / f"{name}.pkl"
         with self.timeline.span("init.build"):
             scenario = parse_scenario(scenario_raw, scenario_file)
@@ -67,8 +75,10 @@ class ShardWorker:
         self.last_sample_ns = 0
         self.window = 0  # windows advanced so far (for restarts)
         self.calls = 0  # guarded calls executed (restored with the checkpoint)
-        # finished requests, written in large pieces (the buffer `simulate -o` uses)
-        self.rows = RowStream(self._write_rows)
+        # finished requests, written in large pieces (the buffer `simulate -o` uses) on the
+        # background writer's thread
+        self.background = BackgroundWriter(name=f"{name}-writer")
+        self.rows = RowStream(self._write_rows, submit=self._submit)
         self.restored = self._restore()
         self.writer = target.open_shard(name)  # drops parts written after the checkpoint
 
@@ -96,30 +106,45 @@ class ShardWorker:
         return self.calls
 
     def _emit(self, rows: Completed) -> None:
-        """Buffer finished rows for writing (flushed in large pieces)."""
-        self.rows.add(rows)
+        """Buffer finished rows, made final here, for writing (flushed in large pieces):
+        row by row the same as finalizing the joined pieces, as `simulate -o` does."""
+        if len(rows):
+            self.rows.add(self._final(rows))
 
-    def _flush(self) -> None:
-        """Write buffered finished requests (few large writes instead of one per window)."""
+    def _submit(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` on the background writer (after the calls submitted before)."""
+        self.background.submit(fn, *args)
+
+    def _drain(self, reopen: bool = True) -> None:
+        """Write buffered rows and wait for every submitted write (raising its error);
+        `reopen`: a new writer thread for the writes after."""
         self.rows.flush()
+        with self.timeline.span("write.wait"):
+            self.background.close()
+        if reopen:
+            self.background = BackgroundWriter(name=f"{self.name}-writer")
 
     def _final(self, rows: Completed) -> Completed:
         """The rows as written (a region shard restores retried requests' arrivals)."""
         return rows
 
     def _write_rows(self, rows: Completed) -> None:
-        with self.timeline.span("write.requests"):
-            self.writer.write_completed(self._final(rows))
+        with self.timeline.span("writer.requests"):  # background thread
+            self.writer.write_completed(rows)
 
     def sample(self, t_ns: int) -> None:
-        """Write the devices rows of [last sample, t_ns)."""
+        """Write the devices rows of [last sample, t_ns) (from a copy of the counters)."""
         if t_ns > self.last_sample_ns:
-            with self.timeline.span("write.devices"):
-                counters = self.shard.device_counters()
-                self.writer.write_devices(
-                    self.tracker.interval(counters, start_ns=self.last_sample_ns, end_ns=t_ns)
-                )
+            counters = self.shard.device_counters()
+            copied = DeviceCounters(**{n: a.copy() for n, a in counters.columns().items()})
+            self._submit(self._write_devices, copied, self.last_sample_ns, t_ns)
             self.last_sample_ns = t_ns
+
+    def _write_devices(self, counters: DeviceCounters, start_ns: int, end_ns: int) -> None:
+        with self.timeline.span("writer.devices"):  # background thread
+            self.writer.write_devices(
+                self.tracker.interval(counters, start_ns=start_ns, end_ns=end_ns)
+            )
 
     def _extra_state(self) -> Any:
         """What a subclass adds to a checkpoint."""
@@ -134,7 +159,7 @@ class ShardWorker:
             return self._checkpoint()
 
     def _checkpoint(self) -> int:
-        self._flush()  # everything before the checkpoint is committed with it
+        self._drain()  # everything before the checkpoint is written and committed with it
         self.writer.checkpoint()  # commits the open parts; numbering continues after restart
         # the checkpoint call itself counts: a restored shard resumes at the next call
         state = (
@@ -170,7 +195,7 @@ class ShardWorker:
         """Close the shard's files; returns the summary statistics of the requests it wrote
         (results/partials.py: the coordinator merges them instead of reading requests back)."""
         with self.timeline.span("close"):
-            self._flush()
+            self._drain(reopen=False)
             stats = self.writer.close()
         # the caller takes them (through Ray's object store, a copy): this process need not
         # keep its own (at an hour's run ~1 GB of kept latencies per shard until it exits)
