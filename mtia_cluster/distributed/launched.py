@@ -54,6 +54,8 @@ class ShardHost:
     def start(self, kind: str, *args: Any) -> str:
         from mtia_cluster.distributed.transport import worker_class
 
+        if self.worker is not None:  # a replay before this one failed or was abandoned
+            self.worker.abandon()
         self.worker = worker_class(kind)(*args)
         return str(self.worker.node())
 

@@ -110,6 +110,10 @@ class RayActors:
         for s in shards:
             ray_env.kill(s.handle, restart=False)
 
+    def release(self, shards: list[ShardRef]) -> None:
+        """Nothing of an actor runs in this process (a launched host abandons its old
+        worker when the next run starts it)."""
+
     def nodes(self) -> int:
         return ray_env.alive_nodes()
 

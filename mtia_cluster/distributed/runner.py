@@ -79,9 +79,13 @@ def replay(
         tl.mark("results_dir", t_dir)
         specs = _specs(p, run, trace_path)
         p, shards = _start(p, link, specs, run, trace_path, tl)
-        driver = _driver(p, opt, trace_path)
-        end_ns = driver.run(shards, progress)
-        _close(run, shards, driver, p, opt, end_ns, started)
+        try:
+            driver = _driver(p, opt, trace_path)
+            end_ns = driver.run(shards, progress)
+            _close(run, shards, driver, p, opt, end_ns, started)
+        except BaseException:
+            link.release(shards.refs)  # no writer thread may outlive the run's directory
+            raise
     return Path(out_dir)
 
 

@@ -82,6 +82,11 @@ class Transport(Protocol):
         """Stop started shards of a run that will not go on (bad input)."""
         ...
 
+    def release(self, shards: list[ShardRef]) -> None:
+        """A run that failed or was interrupted: stop what its shards run in this process
+        (their writer threads) before the results directory is removed."""
+        ...
+
     def nodes(self) -> int:
         """Machines the run's shards could use (the manifest's `nodes`)."""
         ...
@@ -103,7 +108,12 @@ class InProcess:
         self.call(shards, "checkpoint", [()] * len(shards))
 
     def abort(self, shards: list[ShardRef]) -> None:
-        """Nothing runs on its own: dropping the objects stops them."""
+        """Stop the workers' writer threads (nothing else runs on its own)."""
+        self.release(shards)
+
+    def release(self, shards: list[ShardRef]) -> None:
+        for s in shards:
+            s.handle.abandon()
 
     def nodes(self) -> int:
         return 1

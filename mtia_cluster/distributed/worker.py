@@ -202,6 +202,11 @@ class ShardWorker:
         self.writer.stats = None
         return stats
 
+    def abandon(self) -> None:
+        """Stop this worker's writer thread without writing what is queued (a long-lived
+        host replacing the worker of a failed replay: the thread would otherwise stay)."""
+        self.background.cancel()
+
     def timings(self) -> list[Span]:
         """This process's spans since it started (see distributed/timing.py)."""
         return self.timeline.spans

@@ -120,3 +120,58 @@ def test_an_injected_transport_carries_every_call_of_its_driver(
         assert all(len(n) == shards for n in advanced)
     else:
         assert any(0 < len(n) < shards for n in advanced)  # idle shards are not called
+
+
+class FailingInProcess(InProcess):
+    """An in-process transport whose second driving round raises (a shard's error)."""
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.handles: list = []
+
+    def start(self, specs: list[ShardSpec]) -> list[ShardRef]:
+        refs = super().start(specs)
+        self.handles = [r.handle for r in refs]
+        return refs
+
+    def call(self, shards: list[ShardRef], method: str, args: list[tuple]) -> list:
+        if method in ("advance", "run_epoch"):
+            self.rounds += 1
+            if self.rounds == 2:
+                raise RuntimeError("injected shard failure")
+        return super().call(shards, method, args)
+
+
+@pytest.mark.parametrize("placement", ["region", "rack"])
+def test_a_failed_in_process_run_leaves_no_writer_thread(
+    short_trace: Path, tmp_path: Path, placement: str
+) -> None:
+    """Shards write on background threads: a run that fails mid-way stops them before it
+    returns, so nothing writes into its directory afterwards and no thread stays."""
+    link = FailingInProcess()
+    opt = ReplayOptions(address="inprocess", placement=placement, epoch_ns=20 * 10**9)
+    with pytest.raises(RuntimeError, match="injected"):
+        replay(SCENARIO, short_trace, tmp_path / "run", opt, transport=link)
+    assert link.rounds == 2 and link.handles
+    assert not [h for h in link.handles if h.background._thread.is_alive()]
+    # the run's directory stays as it was left, marked incomplete (replay keeps it)
+    assert [p.name.startswith(".run.tmp-") for p in tmp_path.iterdir()] == [True]
+
+
+def test_a_launched_host_abandons_the_worker_of_a_failed_run() -> None:
+    """A long-lived fleet host replacing its worker stops the old worker's writer thread."""
+    from mtia_cluster.distributed.launched import ShardHost
+    from mtia_cluster.results.background import BackgroundWriter
+
+    class Old:
+        def __init__(self) -> None:
+            self.background = BackgroundWriter(name="old-writer")
+
+        def abandon(self) -> None:
+            self.background.cancel()
+
+    host, old = ShardHost(), Old()
+    host.worker = old
+    with pytest.raises(Exception):  # noqa: B017 - the new worker's arguments are bad
+        host.start("region")
+    assert not old.background._thread.is_alive()
