@@ -3,8 +3,12 @@ at 100k requests/s for a given simulated duration, i.e. a large fleet that is mo
 
 Prints, in one run on the same machine (with the load average):
 
-* the I/O floor: read the trace with pyarrow and write the same number of `requests/` rows
-  (every column of the results schema) as zstd Parquet, in rows per second;
+* the synthetic I/O floor: read the trace with pyarrow and write the same number of
+  `requests/` rows (every column of the results schema, non-trace columns filled with
+  ``np.arange``, pyarrow's default dictionary attempt on every column) as zstd Parquet;
+* after `simulate -o`, the realistic floor (realistic_floor.py): read the trace and write the
+  rows that run wrote (`requests/`, then `requests/` + `devices/`) with the product's
+  settings, loaded into memory first, in one process and in two (half the regions each);
 * `Simulation.run` alone (engine, nothing written) in a child process: requests/s and peak RSS;
 * `mtia-cluster simulate -o` end to end: requests/s and peak RSS (child process);
 * `mtia-cluster replay --shards 2` end to end on an embedded local Ray: requests/s and the peak
@@ -48,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine_rr import _cpu_model
 from bench_replay import scenario
 from bench_replay import trace_table as replay_trace
+from realistic_floor import print_floors
 
 
 def trace_table(regions: int, n: int, rate_per_s: float, seed: int) -> pa.Table:
@@ -64,7 +69,9 @@ def _generate(regions: int, n: int, rate: float, path: Path) -> None:
 
 
 def io_floor(trace: Path, out: Path) -> float:
-    """Seconds to read the trace and write as many `requests/` rows (full schema, zstd)."""
+    """Seconds to read the trace and write as many `requests/` rows (full schema, zstd):
+    the synthetic floor (``np.arange`` columns, dictionary attempted on every column; not
+    the rows a run writes: see realistic_floor.py)."""
     t0 = time.perf_counter()
     src = pq.read_table(trace)
     n = src.num_rows
@@ -225,7 +232,8 @@ def main() -> None:
     cpu0 = time.process_time()
     floor = io_floor(trace, work / "floor.parquet")
     floor_cpu = time.process_time() - cpu0
-    _line("I/O floor (read trace, write request rows, zstd)", n, floor, None, floor_cpu)
+    label = "synthetic I/O floor (read trace, write np.arange request rows, zstd)"
+    _line(label, n, floor, None, floor_cpu)
     warm(work)  # compiles the numba kernels if this checkout has no cache yet: not counted
     _line("Simulation.run (engine alone, nothing written)", n, *engine_only(cfg, trace))
     if args.loaded:
@@ -234,6 +242,7 @@ def main() -> None:
     if not args.skip_simulate:
         sim = ["simulate", str(cfg), "--trace", str(trace), "-o", str(work / "sim"), "--json"]
         _line("simulate -o (end to end)", n, *cli(sim))
+        print_floors(work / "sim", trace, n, [1, 2], devices=True)
     if not args.skip_replay:
         label = f"replay --shards {args.shards} (end to end, local Ray)"
         _line(label, n, *replay_ray(cfg, trace, work / "replay", args.shards))

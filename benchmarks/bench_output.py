@@ -5,13 +5,16 @@ Sparse (default): bench_fleet.py's fleet and trace (16 regions x 100 MTIA 2i rac
 100k requests/s Poisson: a large, mostly idle fleet that writes as many `devices/` rows as
 requests). Dense (``--dense``): 16 regions x 10 racks of the same pool at ~70% utilization
 (bench_replay.py's trace), 10 M requests in ~1.1 s simulated: requests dominate the output.
-For each case the trace is generated once; then the I/O floor (read the trace, write as many
-`requests/` rows with pyarrow, zstd) and `mtia-cluster simulate -o` for each checkout given,
+For each case the trace is generated once; then the synthetic I/O floor (read the trace,
+write as many `requests/` rows with pyarrow, zstd, ``np.arange`` in every non-trace column)
+and `mtia-cluster simulate -o` for each checkout given,
 alternating checkouts on every repetition (the machine is shared: compare figures of the
 same repetition). A checkout is a source tree put first on PYTHONPATH (default: this one),
 e.g. ``--checkout /work/main --checkout .`` for before/after. Older checkouts refuse sparse
 runs longer than ~85 s simulated (their `device_intervals` limit, docs/limits.md), so the
-benchmark raises it for them (MTIA_CLUSTER_LIMITS).
+benchmark raises it for them (MTIA_CLUSTER_LIMITS). After the first repetition, the
+realistic floor (realistic_floor.py: read the trace and write the rows that `simulate -o`
+wrote, with the product's settings, in one process and in two) unless ``--no-realistic``.
 
     .venv/bin/python benchmarks/bench_output.py --seconds 60 180 [--reps 1]
         [--checkout DIR ...] [--rate 100000] [--regions 16 --racks 100]
@@ -41,14 +44,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine_rr import _cpu_model
 from bench_fleet import TreeWatch, _generate, cli, io_floor, scenario
 from bench_replay import trace_table as dense_table
+from realistic_floor import print_floors
 
 from mtia_cluster.traces.io import write_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def simulate(checkout: Path, cfg: Path, trace: Path, out: Path) -> tuple[float, float, float]:
-    """(wall s, peak RSS MB, CPU s) of `simulate -o` with `checkout` first on PYTHONPATH."""
+def simulate(
+    checkout: Path, cfg: Path, trace: Path, out: Path, keep: bool = False
+) -> tuple[float, float, float]:
+    """(wall s, peak RSS MB, CPU s) of `simulate -o` with `checkout` first on PYTHONPATH
+    (`keep`: leave the results directory `out`)."""
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = str(checkout)
     os.environ.setdefault("MTIA_CLUSTER_LIMITS", "device_intervals=1000000000")
@@ -59,7 +66,8 @@ def simulate(checkout: Path, cfg: Path, trace: Path, out: Path) -> tuple[float, 
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
-        shutil.rmtree(out, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(out, ignore_errors=True)
 
 
 def measure(
@@ -69,12 +77,18 @@ def measure(
     work = cfg.parent
     trace = work / "trace.parquet"
     make(trace)
+    cpu0 = time.process_time()
     floor = n / io_floor(trace, work / "floor.parquet")
+    floor_cpu = n / (time.process_time() - cpu0)
     (work / "floor.parquet").unlink()
-    print(f"{label}, {n:,} requests; load {os.getloadavg()[0]:.1f}; I/O floor {floor:,.0f} rows/s")
+    print(
+        f"{label}, {n:,} requests; load {os.getloadavg()[0]:.1f}; synthetic I/O floor "
+        f"{floor:,.0f} rows/s, {floor_cpu:,.0f} rows per CPU-second"
+    )
     for rep in range(args.reps):
         for checkout in args.checkouts:
-            wall, rss, cpu = simulate(checkout, cfg, trace, work / "out")
+            keep = rep == 0 and checkout == args.checkouts[-1] and args.realistic
+            wall, rss, cpu = simulate(checkout, cfg, trace, work / "out", keep)
             print(
                 f"  rep {rep + 1} {checkout}: simulate -o {wall:.1f} s = {n / wall:,.0f} "
                 f"requests/s = {n / wall / floor:.2f}x the floor; peak RSS {rss:,.0f} MB; "
@@ -82,6 +96,9 @@ def measure(
                 f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
+            if keep:
+                print_floors(work / "out", trace, n, [1, 2], devices=True)
+                shutil.rmtree(work / "out")
     trace.unlink()
 
 
@@ -189,6 +206,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000_000, help="dense mode's trace rows")
     ap.add_argument("--reps", type=int, default=1)
     ap.add_argument("--checkout", type=Path, action="append", default=None)
+    ap.add_argument(
+        "--no-realistic", dest="realistic", action="store_false", help="skip the realistic floor"
+    )
     ap.add_argument("--stats", type=int, default=0, help="only the statistics' memory, N rows")
     ap.add_argument("--stats-child", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -117,10 +117,14 @@ class RoutingPlane:
     def served(self, trace: RequestBatch) -> np.ndarray:
         """bool per row: its region has cells for its service (else it is rejected); under
         global routing, some region has cells for its service."""
+        # a lookup table (region, service) -> served, its last row for region -1 (no region
+        # serves the row's service): one gather per row (np.isin sorted every chunk's keys)
+        table = np.zeros((len(self.regions) + 1, len(self.services)), dtype=bool)
+        for r, s in self.routers:
+            table[r, s] = True
         if self.global_router is not None:
-            return np.isin(trace.service, [s for _, s in self.routers])
-        keys = np.array([r * len(self.services) + s for r, s in self.routers])
-        return np.isin(trace.region.astype(np.int64) * len(self.services) + trace.service, keys)
+            return np.logical_or.reduce(table, axis=0)[trace.service]
+        return table[trace.region, trace.service]
 
     def place(self, window: RequestBatch) -> RequestBatch:
         """The window's requests with `region` set to the region that serves each: their
