@@ -12,8 +12,9 @@ Procedure (no randomness, no iteration-order dependence; the same rows give the 
 * Each collective and fabric present (all_reduce / send_recv x scale_up / scale_out; ``part``
   "collectives" or "all"): ``latency_us`` and ``bw_fraction``; absent ones keep their values.
   Written to the chip's ``interconnect`` entry (and the family default on an "all" fit).
-* ``attention.decode_bw_fraction`` is set to the GEMM ``bw_fraction`` (KV pages stream like
-  weights; Vidur's attention tables are not in the data). Nothing else is touched.
+* Attention is not fitted here: ``attention.decode_bw_fraction`` and ``decode_floor_us`` come
+  from Vidur's own attention tables (:mod:`mtia_cluster.calibrate.attention`). Nothing else is
+  touched.
 """
 
 from __future__ import annotations
@@ -134,7 +135,6 @@ def _fit_ops(
             gemm_bw_fraction=g[1],
             gemm_overlap_p=g[2],
             gemm_floor_s=g[3] * US,
-            attn_decode_bw_fraction=g[1],
         )
         rows["gemm"], mape["gemm"] = n, err
     return replace(p, elementwise=_fit_elementwise(prof, chip, p, rows, mape))

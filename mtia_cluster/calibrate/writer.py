@@ -59,20 +59,13 @@ def write_fit(
 
 
 def _set_operators(data: dict[str, Any], p: OpParams, rows: dict[str, int]) -> None:
-    """The GEMM (and the decode-attention bandwidth that follows it) and element-wise fits,
-    for the operators that had rows."""
+    """The GEMM and element-wise fits, for the operators that had rows."""
     g = data.setdefault("gemm", {})
     if "gemm" in rows:
         _set(g, "peak_fraction", p.gemm_peak_fraction)
         _set(g, "bw_fraction", p.gemm_bw_fraction)
         _set(g, "overlap_p", p.gemm_overlap_p)
         _set(g, "floor_us", p.gemm_floor_s * US)
-        _set(
-            data.setdefault("attention", {}),
-            "decode_bw_fraction",
-            p.attn_decode_bw_fraction,
-            "= gemm.bw_fraction: paged KV blocks stream like weight tiles",
-        )
     ew = data.setdefault("elementwise", {})
     for kind, e in p.elementwise.items():
         if f"elementwise.{kind}" in rows:

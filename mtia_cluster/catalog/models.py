@@ -239,8 +239,13 @@ class OpElementwise(Strict):
 
 
 class OpAttention(Strict):
+    """Attention kernel: prefill FLOPs at ``prefill_peak_fraction`` of peak; decode KV reads
+    at ``decode_bw_fraction`` of bandwidth after a fixed ``decode_floor_us`` per layer and
+    kernel (absent: 0, no floor measured for the family)."""
+
     prefill_peak_fraction: Quantity
     decode_bw_fraction: Quantity
+    decode_floor_us: Quantity | None = None
 
 
 class OpMoE(Strict):

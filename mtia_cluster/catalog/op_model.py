@@ -19,7 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mtia_cluster.catalog.models import OpCollectives, OpKernel, OpLink, OpModelFile, Quantity
+from mtia_cluster.catalog.models import (
+    OpAttention,
+    OpCollectives,
+    OpKernel,
+    OpLink,
+    OpModelFile,
+    Quantity,
+)
 from mtia_cluster.catalog.quantity import SourcedReader
 from mtia_cluster.config import load_yaml
 from mtia_cluster.config.schema import validate
@@ -69,6 +76,9 @@ class OpParams:
     # Routed-expert grouped GEMMs of a MoE layer reach this fraction of the dense GEMM peak
     # fraction (``moe.expert_gemm_peak_scale``; 1 when the family file has no ``moe:`` block).
     moe_expert_peak_scale: float = 1.0
+    # Fixed time of one layer's attention kernel on the KV-read side (``attention.
+    # decode_floor_us``; 0 when the family file has none): memory_s = floor + bytes / BW.
+    attn_floor_s: float = 0.0
     # dtype -> (peak_fraction, k_overhead) measured for that dtype (see for_dtype).
     gemm_dtypes: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False)
     # Interconnect-specific collectives (profile name -> (ar_up, ar_out, sr_up, sr_out)); a
@@ -141,6 +151,13 @@ def moe_expert_peak_scale(spec: OpModelFile, r: SourcedReader) -> float:
     return r.quantity(q, "moe.expert_gemm_peak_scale", positive=True, max_value=1.0)
 
 
+def attn_floor_s(att: OpAttention, r: SourcedReader) -> float:
+    """``attention.decode_floor_us`` in seconds, provenance checked; 0 when absent."""
+    if att.decode_floor_us is None:
+        return 0.0
+    return r.quantity(att.decode_floor_us, "attention.decode_floor_us", max_value=1000.0) * US
+
+
 def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
     """Validate one family mapping against its typed model, then build the parameters; every
     quantity is range- and provenance-checked."""
@@ -190,6 +207,7 @@ def parse_op_params(data: dict[str, Any], path: Path) -> OpParams:
             att.prefill_peak_fraction, "attention.prefill_peak_fraction"
         ),
         attn_decode_bw_fraction=frac(att.decode_bw_fraction, "attention.decode_bw_fraction"),
+        attn_floor_s=attn_floor_s(att, r),
         all_reduce_up=default[0],
         all_reduce_out=default[1],
         send_recv_up=default[2],

@@ -12,9 +12,12 @@ as the operator kernels of :mod:`mtia_cluster.perf.layer` / :mod:`mtia_cluster.p
 * attention as one kernel per layer over the whole mixed batch (FlashAttention-style varlen
   with paged KV, as vLLM and TensorRT-LLM run it): its time is the roofline of that kernel,
   ``max(prefill FLOPs / (peak x attn_prefill_peak_fraction), KV bytes read / (BW x
-  attn_decode_bw_fraction))`` -- ``compute_s`` and ``memory_s`` of :meth:`breakdown`. Prefill
-  FLOPs are 4 x q_dim per (query, key) pair (causal pairs); KV bytes are the context tokens
-  read x KV bytes per token per shard (GQA: kv_heads split over at most kv_heads shards);
+  attn_decode_bw_fraction) + layers x attn_floor_s)`` -- ``compute_s`` and ``memory_s`` of
+  :meth:`breakdown` (the floor: the kernel's fixed time per layer, measured on Vidur's A100
+  decode-attention rows, docs/validation.md "Decode attention against Vidur's attention
+  profiles"). Prefill FLOPs are 4 x q_dim per (query, key) pair (causal pairs); KV bytes are
+  the context tokens read x KV bytes per token per shard (GQA: kv_heads split over at most
+  kv_heads shards);
 * tensor-parallel all-reduces (two per layer and one for the vocab-parallel embedding) and
   pipeline hand-offs as latency + size / achieved bandwidth;
 * one per-iteration host overhead (scheduler, input preparation).
@@ -235,8 +238,8 @@ class LLMIterationModel:
         compute = flops / (self.attention_peak_flops * p.attn_prefill_peak_fraction)
         kv_bytes = m.layers * m.kv_elements_per_token_per_layer * self.kv_elem_bytes
         kv_bytes_shard = kv_bytes / min(self.tp, m.kv_heads)
-        memory = (
-            ctx * kv_bytes_shard / (chip.offchip.bandwidth_bytes_per_s * p.attn_decode_bw_fraction)
+        memory = m.layers * p.attn_floor_s + ctx * kv_bytes_shard / (
+            chip.offchip.bandwidth_bytes_per_s * p.attn_decode_bw_fraction
         )
         return compute, memory
 

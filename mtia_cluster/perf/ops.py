@@ -23,7 +23,7 @@ another chip of the family (H100) through that chip's own peaks, bandwidth and u
   floor.
 * **Attention** (its own kernel; see :mod:`mtia_cluster.perf.llm` for the overlap rule):
   prefill FLOPs at ``attn_prefill_peak_fraction`` of peak; decode KV reads at
-  ``attn_decode_bw_fraction`` of bandwidth.
+  ``attn_decode_bw_fraction`` of bandwidth after a fixed ``attn_floor_s`` per layer.
 * **Collectives**: latency + algorithm bytes / (link bandwidth x fraction), ring all-reduce
   moving ``2 (n - 1) / n`` of the message, send/recv moving it once; scale-up and scale-out
   have their own latency and fraction.
