@@ -223,9 +223,11 @@ def cases() -> list[Case]:
         ),
         Case(
             "device-intervals",
-            "5,000 racks, 1 ms metrics intervals",
+            "5,000 racks, 1 us metrics intervals",
             sim_set(
-                "regions.0.pools.0.racks=5000", "report_interval_ms=1", "metrics_interval_ms=1"
+                "regions.0.pools.0.racks=5000",
+                "report_interval_ms=0.001",
+                "metrics_interval_ms=0.001",
             ),
         ),
         Case("metrics-1e300", "metrics_interval_ms=1e300", sim_set("metrics_interval_ms=1.0e+300")),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from mtia_cluster.cli._common import echo_json, echo_table, json_option, set_option
@@ -95,6 +97,21 @@ def capacity(
         echo_json(rows)
         return
     echo_table(list(COLUMNS), [[r[key] for key in COLUMNS.values()] for r in rows])
+    _echo_floor_notes(rows)
+
+
+def _echo_floor_notes(rows: list[dict[str, Any]]) -> None:
+    """One line per chip whose search found no rate: it stopped at its floor."""
+    from mtia_cluster.planning.capacity import MAX_REPLAY_SPAN_S
+
+    for r in rows:
+        if r["scenario"] == "server" and not r["requests_per_s"]:
+            click.echo(
+                f"note: {r['chip']}: no rate down to {r['min_rate_rps']:.4g} req/s "
+                f"meets the SLO (the search's floor: a candidate's replay spans at most "
+                f"{MAX_REPLAY_SPAN_S:,.0f} simulated s)",
+                err=True,
+            )
 
 
 def _run(

@@ -93,12 +93,12 @@ def _in_memory(
     """Without -o: the run in memory, summarized by the one summary path."""
     from mtia_cluster.engine.simulation import Simulation
     from mtia_cluster.engine.trace_input import load_trace
-    from mtia_cluster.results import FORMAT_VERSION, summarize
+    from mtia_cluster.results import FORMAT_VERSION, run_folded, summarize
 
-    trace = load_trace(trace_path, scenario)  # refused before any work
+    trace = load_trace(trace_path, scenario, streamed=True)  # refused before any work
     sim = Simulation(scenario, shards=shards)
     started = time.perf_counter()
-    results = sim.run(trace, progress=update)
+    results = run_folded(sim, trace, progress=update)  # device samples folded: bounded
     wall_s = time.perf_counter() - started
     doc = {"format_version": FORMAT_VERSION, **summarize(results).summary}
     return doc, len(trace), results.end_ns, results.fleet_events, wall_s

@@ -37,7 +37,8 @@ class Limits:
     windows: int = 200_000_000  # trace span / report interval
     windows_x_pools: int = 2_000_000_000  # windows x pools (router work per window)
     device_intervals: int = 10_000_000  # (span / metrics interval) x accelerators, in memory
-    streamed_device_intervals: int = 1_000_000_000  # the same, streamed to devices/ on disk
+    streamed_device_intervals: int = 1_000_000_000  # the same, streamed to disk or folded
+    region_intervals: int = 10_000_000  # (span / metrics interval) x regions: `regions/` rows
     trace_span_s: float = 31 * 86_400.0  # last arrival - first arrival
     generated_requests: int = 100_000_000  # rows `trace generate` builds in memory
     yaml_depth: int = 64  # nesting of mappings and lists in one YAML document

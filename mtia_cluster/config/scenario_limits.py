@@ -82,24 +82,33 @@ def _check_weights(sc: Scenario) -> None:
 
 
 def check_run(
-    scenario: Scenario, span_ns: int, limits: Limits | None = None, *, streamed: bool = False
+    scenario: Scenario,
+    span_ns: int,
+    limits: Limits | None = None,
+    *,
+    streamed: bool = False,
+    end_ns: int | None = None,
 ) -> None:
-    """Sizes a scenario and a trace fix together: windows to step through and device
-    intervals, from the trace's span (first to last arrival). `streamed`: the run writes
-    its device intervals to `devices/` as it goes (`simulate -o`, `replay`) instead of
-    keeping them in memory (`simulate`), so they have the larger on-disk bound."""
+    """Sizes a scenario and a trace fix together: windows to step through and device and
+    region intervals, from the trace's span (first to last arrival) or, for the intervals,
+    its last arrival `end_ns` when larger (samples start at t = 0, however late the first
+    arrival). `streamed`: the run writes its device intervals to `devices/` as it goes or
+    folds them into totals (`simulate`, `simulate -o`, `replay`, capacity searches) instead
+    of keeping them in memory (`Simulation.run` without a sink), so they have the larger
+    bound. `regions/` rows are built in memory at the end of every run: their own limit."""
     lim = limits or Limits.from_env()
-    device_limit = "streamed_device_intervals" if streamed else "device_intervals"
     sc = scenario
     windows = span_ns // sc.report_interval_ns + 1
     pools = sum(len(r.pools) for r in sc.regions)
-    accelerators = sum(p.accelerators for r in sc.regions for p in r.pools)
-    intervals = span_ns // sc.metrics_interval_ns + 2
-    field = "report_interval_ms"
     where = f"trace span {span_ns / NS_PER_S:,.3f} s /"
     if windows > lim.windows:
         raise limit_error(
-            f"{where} report interval: windows", windows, "windows", lim.windows, sc.file, field
+            f"{where} report interval: windows",
+            windows,
+            "windows",
+            lim.windows,
+            sc.file,
+            "report_interval_ms",
         )
     if windows * pools > lim.windows_x_pools:
         raise limit_error(
@@ -108,14 +117,26 @@ def check_run(
             "windows_x_pools",
             lim.windows_x_pools,
             sc.file,
-            field,
+            "report_interval_ms",
         )
-    if intervals * accelerators > getattr(lim, device_limit):
-        raise limit_error(
-            f"{where} metrics interval x {accelerators:,} accelerators: device intervals",
-            intervals * accelerators,
-            device_limit,
-            getattr(lim, device_limit),
-            sc.file,
-            "metrics_interval_ms",
-        )
+    _check_intervals(sc, max(span_ns, end_ns or 0), lim, streamed)
+
+
+def _check_intervals(sc: Scenario, span_ns: int, lim: Limits, streamed: bool) -> None:
+    """Device intervals (accelerators x metrics intervals) and `regions/` rows (regions x
+    metrics intervals) of a run whose samples cover [0, span_ns] (the trace's last arrival,
+    at least: the drain after it adds intervals too)."""
+    device_limit = "streamed_device_intervals" if streamed else "device_intervals"
+    accelerators = sum(p.accelerators for r in sc.regions for p in r.pools)
+    intervals = span_ns // sc.metrics_interval_ns + 2
+    where = f"t = 0 to the last arrival, {span_ns / NS_PER_S:,.3f} s / metrics interval x"
+    checks = [
+        (f"{accelerators:,} accelerators: device intervals", accelerators, device_limit),
+        (f"{len(sc.regions):,} regions: region intervals", len(sc.regions), "region_intervals"),
+    ]
+    for what, count, name in checks:
+        if intervals * count > getattr(lim, name):
+            limit = getattr(lim, name)
+            raise limit_error(
+                f"{where} {what}", intervals * count, name, limit, sc.file, "metrics_interval_ms"
+            )

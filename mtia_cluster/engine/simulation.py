@@ -21,6 +21,7 @@ import numpy as np
 
 from mtia_cluster.catalog import Catalog, load_catalog
 from mtia_cluster.config.scenario import Scenario
+from mtia_cluster.config.scenario_limits import check_run
 from mtia_cluster.engine.autoscale import autoscale_hooks, build_autoscaler
 from mtia_cluster.engine.cell import (
     Completed,
@@ -31,7 +32,7 @@ from mtia_cluster.engine.cell import (
 )
 from mtia_cluster.engine.events import fleet_event_hooks, resolve_events
 from mtia_cluster.engine.llm.fleet import CompiledFleet
-from mtia_cluster.engine.output import RunOutput
+from mtia_cluster.engine.output import KeptSamples, RunOutput, SampleSink
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.shard import Inbox, Reports, Shard
 from mtia_cluster.engine.topology import Topology, build_topology, make_groups
@@ -75,20 +76,27 @@ class Simulation:
         trace: RequestBatch,
         progress: Callable[[int, int], None] | None = None,
         coalesce_idle: bool = True,
+        devices: SampleSink | None = None,
     ) -> RunOutput:
         """Replay `trace` (sorted by arrival): every request's row and the device counters
         sampled every metrics interval (`mtia_cluster.results.summarize` makes the figures).
 
+        `devices`: where the samples go as they come (`results.DeviceFold`: bounded
+        memory); None keeps them in `RunOutput.samples` (engine/output.py `KeptSamples`).
+        The sizes the trace fixes are checked first (`check_run`, up to its last arrival).
         `coalesce_idle=False` steps through every window (a check: results are the same).
         """
         if len(trace) and np.any(np.diff(trace.arrival_ns) < 0):
             raise ValueError("trace must be sorted by arrival_ns")
+        last_ns = int(trace.arrival_ns[-1]) if len(trace) else 0
+        span_ns = last_ns - int(trace.arrival_ns[0]) if len(trace) else 0
+        check_run(self.scenario, span_ns, streamed=devices is not None, end_ns=last_ns)
+        kept = KeptSamples(self.topology.accelerators, self.scenario.file)
         outputs: list[Completed] = []
-        samples: list[tuple[int, DeviceCounters]] = []
         end = self.stream(
             [(trace, None)],
             outputs.append,
-            lambda t_ns, counters: samples.append((t_ns, counters)),
+            kept if devices is None else devices,
             progress=progress,
             rows=len(trace),
             coalesce_idle=coalesce_idle,
@@ -98,11 +106,12 @@ class Simulation:
             services=self.services,
             regions=self.regions,
             requests=sorted_by_request_id(outputs),
-            samples=samples,
+            samples=kept.samples,
             topology=self.topology,
             end_ns=end.end_ns,
             fleet_events=end.fleet_events,
             autoscale=end.autoscale,
+            devices=devices,
         )
 
     def stream(

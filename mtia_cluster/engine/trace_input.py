@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from mtia_cluster.config.scenario import Scenario
 from mtia_cluster.config.scenario_limits import check_run
@@ -18,17 +19,26 @@ from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.errors import UserError
 from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
 from mtia_cluster.traces.io import read_span_ns, read_trace_batches
+from mtia_cluster.traces.limits import column_range
 
 CHUNK_ROWS = 1_000_000  # trace rows a streamed run holds at a time (about 60 MB)
 
 
 def load_trace(path: str | Path, scenario: Scenario, *, streamed: bool = False) -> RequestBatch:
     """The whole trace at `path`, validated against `scenario` (sizes first; `streamed`:
-    the run writes its device intervals to disk as it goes, `check_run`)."""
-    check_run(scenario, read_span_ns(path), streamed=streamed)
+    the run writes or folds its device intervals as it goes instead of keeping them,
+    `check_run`)."""
+    check_run(scenario, read_span_ns(path), streamed=streamed, end_ns=read_end_ns(path))
     trace = RequestBatch.concat(list(trace_batches(path, scenario)))
     check_items(trace, scenario, path)
     return trace
+
+
+def read_end_ns(path: str | Path) -> int:
+    """The (opened and checked) trace's last arrival, from its statistics (0 without rows):
+    device samples run from t = 0 to it, however late the first arrival."""
+    rng = column_range(pq.ParquetFile(path), "arrival_ns")
+    return int(rng[1]) if rng is not None else 0
 
 
 def trace_batches(
@@ -49,7 +59,7 @@ def check_trace_file(path: str | Path, scenario: Scenario) -> tuple[int, bool]:
     """Every check of `load_trace` in one streaming pass that keeps no row (a streamed run
     refuses bad input before any work): (rows, whether some row has no region). The run
     streams its device intervals to disk (the streamed limit, docs/limits.md)."""
-    check_run(scenario, read_span_ns(path), streamed=True)
+    check_run(scenario, read_span_ns(path), streamed=True, end_ns=read_end_ns(path))
     rows, missing = 0, False
     for batch in trace_batches(path, scenario):
         check_items(batch, scenario, path, rows)

@@ -49,12 +49,19 @@ from mtia_cluster.perf import llm_iteration_model
 from mtia_cluster.perf.estimators import llm_offline_throughput, rr_best_throughput
 from mtia_cluster.planning.early_stop import watched_run
 from mtia_cluster.planning.search import SearchResult, find_max_rate
-from mtia_cluster.results.run import summarize
+from mtia_cluster.results.devfold import DeviceFold
+from mtia_cluster.results.run import run_folded, summarize
 from mtia_cluster.results.verdict import SEARCH_RULES
 from mtia_cluster.slo import ServiceSLO, parse_slo_text
 from mtia_cluster.traces.generators.sizes import sample_lengths, sample_sizes
 from mtia_cluster.workloads import LLMModel, RRModel
 
+# The longest simulated span of one candidate's replay: the search never tries a rate whose
+# trace would span more (its floor, `search_floor`), and reports `min_rate_rps` when even
+# that rate fails. One day: a platform unit carrying less than requests / 86,400 s (0.07
+# req/s for 6,000 requests) is no serving capacity, and a replay of millions of simulated
+# seconds (a search bisecting toward 0 req/s) costs hours of CPU.
+MAX_REPLAY_SPAN_S = 86_400.0
 RR_SIZES = MLPerfSizes(dist="mlperf-dlrm-v2")
 LLM_LENGTHS = TableLengths(dist="azure-2023-conv")
 
@@ -77,6 +84,7 @@ class CapacityResult:
     perf_per_w: float  # work per joule, accelerators + hosts
     bound: str  # the cost model's binding resource at the serving batch
     replays: int
+    min_rate_rps: float = 0.0  # the lowest rate the search tries (MAX_REPLAY_SPAN_S)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -190,9 +198,15 @@ def _requests(work: dict[str, np.ndarray], rate: float | None) -> RequestBatch:
     )
 
 
+def search_floor(work: dict[str, np.ndarray]) -> float:
+    """The lowest rate a search tries: the one whose trace (the workload's unit gaps scaled
+    by 1/rate) spans `MAX_REPLAY_SPAN_S`."""
+    return float(np.sum(work["gaps"])) / MAX_REPLAY_SPAN_S
+
+
 def _replay(scenario: Any, work: dict[str, np.ndarray], rate: float | None) -> RunOutput:
     """Replay the workload at `rate` (None: offline, all at t=0)."""
-    return Simulation(scenario).run(_requests(work, rate))
+    return run_folded(Simulation(scenario), _requests(work, rate))
 
 
 def _judge(
@@ -201,7 +215,8 @@ def _judge(
     """The one verdict, with the search's options, of a replay at `rate`, and the
     accelerators' average power over it. The replay ends early, (False, nan), once the
     verdict is certain to be INVALID (`planning/early_stop.py`)."""
-    run = watched_run(Simulation(scenario), _requests(work, rate), slo)
+    sim = Simulation(scenario)
+    run = watched_run(sim, _requests(work, rate), slo, DeviceFold.of(sim))
     if run is None:
         return False, math.nan
     judged = summarize(run, rules=SEARCH_RULES, slos={"svc": slo})
@@ -291,6 +306,7 @@ def capacity(
             parallel=evaluate.parallel,
             rel_tol=rel_tol,
             max_rate=cap,
+            min_rate=search_floor(work),
             on_round=_reporter(progress, replays),
             step=step,
         )
@@ -416,6 +432,7 @@ def _result(
         perf_per_w=work_per_s / total_w if total_w > 0 else math.nan,
         bound=bound,
         replays=replays,
+        min_rate_rps=0.0 if offline else search_floor(work),
     )
 
 
@@ -485,7 +502,10 @@ def capacity_over_span(
         work = _workload(model, max(1, math.ceil(2 * guess * span_s)), seed)
         cap = len(work["gaps"]) / span_s  # every rate tried spans >= span_s
         evaluate = _Evaluator(scenario, work, slo)
-        search = find_max_rate(evaluate, guess, parallel=2, rel_tol=rel_tol, max_rate=cap)
+        floor = search_floor(work)
+        search = find_max_rate(
+            evaluate, guess, parallel=2, rel_tol=rel_tol, max_rate=cap, min_rate=floor
+        )
         replays += len(search.evaluations)
         if search.best_rate < cap * 0.999:
             break

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtia_cluster.engine.cell import STATUS_OK, Completed, RequestBatch
-from mtia_cluster.engine.output import RunOutput
+from mtia_cluster.engine.output import RunOutput, SampleSink
 from mtia_cluster.engine.shard import Inbox, LoadReports, Shard
 from mtia_cluster.engine.simulation import Simulation
 from mtia_cluster.results.verdict import percentile_index
@@ -145,14 +145,17 @@ class WatchedShard(Shard):
         return done, reports
 
 
-def watched_run(sim: Simulation, requests: RequestBatch, slo: ServiceSLO) -> RunOutput | None:
-    """`sim.run(requests)`, or None as soon as the search's verdict is certain to be INVALID.
+def watched_run(
+    sim: Simulation, requests: RequestBatch, slo: ServiceSLO, devices: SampleSink | None = None
+) -> RunOutput | None:
+    """`sim.run(requests, devices=devices)`, or None as soon as the search's verdict is
+    certain to be INVALID.
 
     `sim` must be fresh and in one shard (the watch needs every row of a window at once)."""
     if len(sim.shards) != 1:
         raise ValueError("a watched replay runs in one shard")
     sim.shards = [WatchedShard(sim.shards[0], Watch.of(slo, requests))]
     try:
-        return sim.run(requests)
+        return sim.run(requests, devices=devices)
     except Doomed:
         return None

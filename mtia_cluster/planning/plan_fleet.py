@@ -166,14 +166,14 @@ def confirm(job: ConfirmJob) -> dict[str, Any]:
     plan's): the service's row of the summary (p99s, energy, cost of the run) and whether it
     met the SLO."""
     from mtia_cluster.engine.simulation import Simulation
-    from mtia_cluster.results.run import summarize
+    from mtia_cluster.results.run import run_folded, summarize
 
     cols = peak_requests(job.seed, job.key, job.slo.kind, job.rate_rps, job.requests)
     region = [r.name for r in job.scenario.regions].index(job.region)
     service = job.scenario.services.index(job.service)
     trace = make_requests(cols.pop("arrival_ns"), service=service, region=region, **cols)
     judged = summarize(  # the scenario's verdict rules: PLAN_VERDICT (fleet_document)
-        Simulation(job.scenario).run(trace),
+        run_folded(Simulation(job.scenario), trace),
         rules=VerdictRules(**job.scenario.verdict),
         slos={job.service: job.slo},
     )

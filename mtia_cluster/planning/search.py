@@ -102,6 +102,9 @@ def find_max_rate(
 
     Rates above `max_rate` are never tried; when every rate up to it passes, the search stops
     with `best_rate == max_rate` and no failing rate (the caller decides what that means).
+    Rates below `min_rate` are never tried either (a capacity search's floor: its trace at
+    a lower rate would span too long, planning/capacity.py); when it fails too, the search
+    stops with `best_rate == 0`.
     `on_round(result, evaluations_left)` is called after each round with an estimate of the
     evaluations still to come (for a progress display). `step` (> 1) spaces the first
     round's rates: 2 for a rough guess, less for one from a cost model near the knee.
@@ -115,7 +118,7 @@ def find_max_rate(
     res = SearchResult(best_rate=0.0, lowest_failing=float("inf"))
 
     def run(rates: list[float]) -> None:
-        rates = sorted({min(r, max_rate) for r in rates})
+        rates = sorted({max(min(r, max_rate), min_rate) for r in rates})
         verdicts = list(evaluate(rates))
         if len(verdicts) != len(rates):
             raise ValueError("evaluate must return one verdict per rate")

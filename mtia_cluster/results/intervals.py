@@ -97,11 +97,13 @@ class IntervalsBuilder:
     """Accumulates one region's RegionIntervals over pieces of its requests; the latencies
     are sorted once, in `result()`. Kept per ok request: its latency (int32 when it fits,
     possibly the very array the region's group statistics keep: `add_columns(latency=)`)
-    and its finish bin (int16 up to 32,767 intervals, else int32)."""
+    and its finish bin (int16 up to 32,767 intervals, else int32). The counts per bin are
+    summed as pieces come (one array each, as long as the latest bin so far: a piece's
+    counts start at bin 0, so keeping every piece's would hold pieces x bins)."""
 
     def __init__(self, interval_ns: int) -> None:
         self.interval_ns = interval_ns
-        self.counts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.counts = [np.zeros(0, dtype=np.int64) for _ in range(3)]  # offered, completed, good
         self.done: list[np.ndarray] = []
         self.latency: list[np.ndarray] = []
 
@@ -123,7 +125,8 @@ class IntervalsBuilder:
         arrival = c["arrival_ns"] // self.interval_ns
         done = c["finish_ns"][ok] // self.interval_ns
         good = c["slo_ok"][ok]
-        self.counts.append((np.bincount(arrival), np.bincount(done), np.bincount(done[good])))
+        pieces = (np.bincount(arrival), np.bincount(done), np.bincount(done[good]))
+        self.counts = [padded_sum([c, p]) for c, p in zip(self.counts, pieces, strict=True)]
         self.done.append(narrow_bins(done))
         self.latency.append(narrow(c["latency_ns"][ok]) if latency is None else latency)
 
@@ -136,9 +139,9 @@ class IntervalsBuilder:
         ordered = _sorted_by_bin_then_value(done, latency)
         del done, latency
         return RegionIntervals(
-            offered=padded_sum([c[0] for c in self.counts]),
-            completed=padded_sum([c[1] for c in self.counts]),
-            good=padded_sum([c[2] for c in self.counts]),
+            offered=self.counts[0],
+            completed=self.counts[1],
+            good=self.counts[2],
             latency_sorted=ordered,
         )
 

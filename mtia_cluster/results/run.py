@@ -22,19 +22,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.results.autoscale import with_autoscale
 from mtia_cluster.results.convert import (
-    DeviceTracker,
     completed_by_region,
     completed_to_table,
-    fleet_device_info,
     request_file_table,
 )
 from mtia_cluster.results.derive import derive, derive_from_stats
+from mtia_cluster.results.devfold import DeviceFold, fleet_tracker
 from mtia_cluster.results.devstats import stats_of_intervals
 from mtia_cluster.results.links import write_links
 from mtia_cluster.results.partials import StatsBuilder
@@ -55,7 +53,7 @@ class RunSummary:
     counts: dict[str, Any]  # the manifest's counts
     span_ns: int
     requests: pa.Table | None = None  # `requests` rows, by region (in memory only)
-    devices: pa.Table | None = None  # `devices` rows (in memory only)
+    devices: pa.Table | None = None  # `devices` rows (in memory only; None: folded)
 
     def group(self, region: str, service: str) -> dict[str, Any]:
         """The summary group of (region, service); KeyError when absent."""
@@ -70,21 +68,26 @@ class RunSummary:
         return {(g["region"], g["service"]): g["verdict"]["result"] for g in self.summary["groups"]}
 
 
-def fleet_tracker(topology: Any, regions: Sequence[str], services: Sequence[str]) -> DeviceTracker:
-    """A `DeviceTracker` over every accelerator of an in-process run's fleet."""
-    info, chips = fleet_device_info(topology, np.arange(topology.accelerators))
-    return DeviceTracker(info, regions=regions, chips=chips, services=services)
-
-
 def device_tables(run: RunOutput) -> list[pa.Table]:
-    """`devices` rows per metrics interval from the run's counter samples (what a shard
-    writer writes: `DeviceTracker` over every accelerator, peak memory included)."""
+    """`devices` rows per metrics interval (what a shard writer writes: `DeviceTracker`
+    over every accelerator, peak memory included): from the run's kept counter samples,
+    or the rows its `DeviceFold` kept (a fold that kept none cannot give them)."""
+    if isinstance(run.devices, DeviceFold):
+        if run.devices.rows is None:
+            raise ValueError("the run's device samples were folded: DeviceFold(keep_rows=True)")
+        return list(run.devices.rows)
     tracker = fleet_tracker(run.topology, run.regions, run.services)
     out = []
     for (t0, _), (t1, counters) in zip(run.samples, run.samples[1:], strict=False):
         if t1 > t0:
             out.append(tracker.interval(counters, start_ns=t0, end_ns=t1))
     return out
+
+
+def run_folded(sim: Any, trace: Any, **kwargs: Any) -> RunOutput:
+    """`sim.run(trace, **kwargs)` with its device samples folded as they come
+    (`DeviceFold`): the bounded in-process run every command uses."""
+    return sim.run(trace, devices=DeviceFold.of(sim), **kwargs)
 
 
 def summarize(
@@ -139,10 +142,16 @@ def _summarize_memory(
         if parts
         else completed_to_table(run.requests, services=run.services, regions=run.regions, slos=slos)
     )
-    devices = device_tables(run)
-    dev_table = pa.concat_tables(devices) if devices else DEVICE_SCHEMA.empty_table()
     stats = builder.result()
-    stats.devices = stats_of_intervals(devices, sc.metrics_interval_ns)
+    dev_table = None
+    if isinstance(run.devices, DeviceFold):  # folded as the run went
+        stats.devices = run.devices.stats
+        if run.devices.rows is not None:
+            dev_table = _concat_devices(run.devices.rows)
+    else:
+        devices = device_tables(run)
+        dev_table = _concat_devices(devices)
+        stats.devices = stats_of_intervals(devices, sc.metrics_interval_ns)
     d = derive_from_stats(
         stats,
         None,
@@ -155,6 +164,10 @@ def _summarize_memory(
     )
     with_autoscale(d.summary, run.autoscale, d.span_ns)
     return RunSummary(d.summary, d.regions, d.counts, d.span_ns, table, dev_table)
+
+
+def _concat_devices(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables) if tables else DEVICE_SCHEMA.empty_table()
 
 
 def run_writer(

@@ -42,6 +42,7 @@ from mtia_cluster.engine.cell import STATUS_OK, RequestBatch
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.results.run import run_folded
 from mtia_cluster.rollout.moment_replay import Moment, measured_row, slice_hosts
 from mtia_cluster.rollout.plan import DrillSpec, Plan
 from mtia_cluster.rollout.region import VERSIONS
@@ -247,7 +248,7 @@ def run_drill(
     first = {v: sum(s.hosts[u] for u in s.versions[: s.versions.index(v)]) for v in s.versions}
     hosts = sorted(first[v] + i for v, n in s.failed.items() for i in range(n))
     events = (fail_event(spec, hosts, at_ns),)
-    res = Simulation(slice_scenario(plan, cat, ecs, s.hosts, events), cat).run(trace)
+    res = run_folded(Simulation(slice_scenario(plan, cat, ecs, s.hosts, events), cat), trace)
     shares = (
         {v: m.serving[v] * rack_rps[v] / m.capacity_rps for v in s.versions},
         {v: (m.serving[v] - failed[v]) * rack_rps[v] / cap_after for v in s.versions},

@@ -27,6 +27,7 @@ from mtia_cluster.engine.cell import STATUS_OK
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.rng import StreamKind, entity_rng
 from mtia_cluster.engine.simulation import Simulation
+from mtia_cluster.results.run import run_folded
 from mtia_cluster.rollout.plan import Plan
 from mtia_cluster.rollout.region import VERSIONS
 from mtia_cluster.rollout.slice import (
@@ -159,7 +160,7 @@ def replay_moment(
     rng = entity_rng(plan.replay.seed, StreamKind.ROLLOUT_MOMENT_TRAFFIC, region_index, step)
     trace = sized_trace(plan, cat, rng, poisson(rng, rate, duration_s=span_s))
     versions = [v for v in VERSIONS if k.get(v, 0) > 0]
-    res = Simulation(slice_scenario(plan, cat, ecs, k), cat).run(trace)
+    res = run_folded(Simulation(slice_scenario(plan, cat, ecs, k), cat), trace)
     share = slice_capacity_rps(ecs, k) / m.capacity_rps
     weight = {v: m.serving[v] * ecs[v].rack_rps / m.capacity_rps for v in versions}
     figures = _figures(plan, res, versions, share, weight)
