@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 from mtia_cluster.config.scenario_limits import check_run
 from mtia_cluster.engine.cell import RequestBatch
 from mtia_cluster.engine.routing import RoutingPlane
-from mtia_cluster.engine.trace_input import check_items, trace_batches, window_chunks
+from mtia_cluster.engine.trace_input import check_items, read_end_ns, trace_batches, window_chunks
 from mtia_cluster.traces.columns import to_numpy_columns, trace_prefix_tokens
 from mtia_cluster.traces.io import DEFAULT_BATCH_ROWS, read_span_ns, read_trace_batches
 from mtia_cluster.traces.limits import column_range
@@ -87,7 +87,8 @@ def check_trace(path: str | Path, plane: RoutingPlane) -> TraceCheck | None:
     """Validate the trace streaming; None when served rows depend on the region draw (the
     caller then loads the trace whole, as the coordinator-driven path does)."""
     p = Path(path)
-    check_run(plane.scenario, read_span_ns(p), streamed=True)  # windows, device intervals
+    # windows, and device intervals from t = 0 to the last arrival (however late the first)
+    check_run(plane.scenario, read_span_ns(p), streamed=True, end_ns=read_end_ns(p))
     table = servable(plane)
     no_region = _served_without_region(plane, table)
     if no_region is None:

@@ -184,15 +184,17 @@ def one_line(args: list[str], *needles: str, env: dict[str, str] | None = None) 
     return lines[0]
 
 
-@pytest.mark.parametrize("out", [False, True])
+@pytest.mark.parametrize("command", ["simulate", "simulate -o", "replay"])
 def test_samples_from_t0_to_a_late_arrival_are_refused(
-    late_trace: Path, tmp_path: Path, out: bool
+    late_trace: Path, tmp_path: Path, command: str
 ) -> None:
     # before: the span (last - first arrival) was 0, so nothing refused it; the run then
     # sampled 10**9 metrics intervals of 72 accelerators (kept: memory; -o: rows on disk)
-    args = ["simulate", str(RR), "--trace", str(late_trace)]
-    if out:
+    args = [command.split()[0], str(RR), "--trace", str(late_trace)]
+    if command != "simulate":
         args += ["-o", str(tmp_path / "run")]
+    if command == "replay":
+        args += ["--address", "inprocess"]
     line = one_line(
         args,
         str(RR),
