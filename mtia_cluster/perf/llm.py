@@ -238,9 +238,7 @@ class LLMIterationModel:
         compute = flops / (self.attention_peak_flops * p.attn_prefill_peak_fraction)
         kv_bytes = m.layers * m.kv_elements_per_token_per_layer * self.kv_elem_bytes
         kv_bytes_shard = kv_bytes / min(self.tp, m.kv_heads)
-        # the per-layer floor is the decode kernel's: none when nothing reads a KV cache
-        floor_s = np.where(np.asarray(ctx) > 0, m.layers * p.attn_floor_s, 0.0)
-        memory = floor_s + ctx * kv_bytes_shard / (
+        memory = m.layers * p.attn_floor_s + ctx * kv_bytes_shard / (
             chip.offchip.bandwidth_bytes_per_s * p.attn_decode_bw_fraction
         )
         return compute, memory

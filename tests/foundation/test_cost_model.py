@@ -137,6 +137,4 @@ def test_more_tensor_parallelism_cuts_memory_time():
     floor_s = model.layers * chip.op_params.attn_floor_s  # per layer, not sharded
     assert floor_s > 0
     assert t8["memory_s"] - floor_s == pytest.approx((t2["memory_s"] - floor_s) / 4)
-    empty = llm_iteration_model(chip, model, tp=8, dtype="fp8").breakdown(64, 0, 0)
-    assert empty["memory_s"] == 0.0  # no KV read, no decode kernel, no floor
     assert t8["comm_s"] > t2["comm_s"]
