@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from mtia_cluster.engine.llm import fleetkernel as fk
 from mtia_cluster.engine.llm import kernel as k
 from mtia_cluster.engine.llm.cell import LLMReplicaCell, iteration_floor_as
 from mtia_cluster.engine.llm.fleetcounters import boundary_values, shard_counters
-from mtia_cluster.engine.llm.jitglue import accumulated, lowest_position, pack, unpack
+from mtia_cluster.engine.llm.jitglue import accumulated, lowest_position, pack, unpack_compacted
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.shard import Shard
 
@@ -311,17 +312,38 @@ class CompiledFleet:
         return RequestBatch.concat(parts).take(where)
 
     def _write_back(self, trace: RequestBatch, packed: Packed, until_ns: int) -> None:
-        """Schedulers, cells and shards as the Python path leaves them at `until_ns`."""
-        req, s, hf, hr, res, wait, fin, _, _, row, _, held, bk = packed.state
+        """Schedulers, cells and shards as the Python path leaves them at `until_ns`, the
+        requests finished and returned at the front forgotten (``LLMReplicaCell._compact``:
+        they are never written back)."""
+        req, s, hf, hr, res, wait, fin, sr, sns, row, rej, held, bk = packed.state
         for i, cell in enumerate(self.cells):
             lo, m0, m = packed.lo[i], int(packed.m0[i]), int(bk[i, fk.M])
-            arrays = (hf[i], hr[i], res[i], wait[i], fin[i])
-
-            def write(sched: Any, i: int = i, lo: int = lo, m: int = m, a: tuple = arrays) -> None:
-                unpack(sched, lo, req[i][:, :m], s[i], a, packed.base[i])
-
-            kept = (held[i, : bk[i, fk.NHELD]] + lo).tolist()
+            kept = held[i, : bk[i, fk.NHELD]]
+            cut = lo + _compactable(req[i, k.ST, :m], kept) if cell.compactable() else 0
             batch = trace.take(row[i, m0:m])
-            cell.absorb(batch, write, kept, int(bk[i, fk.RET]), until_ns)
+            arrays = (
+                req[i][:, :m],
+                s[i],
+                rej[i, :m],
+                (hf[i], hr[i], res[i], wait[i], fin[i]),
+                (sr[i, : bk[i, fk.NSTREAM]], sns[i, : bk[i, fk.NSTREAM]]),
+            )
+
+            write = partial(
+                unpack_compacted,
+                lo=lo,
+                packed=arrays,
+                base=packed.base[i],
+                sessions=batch.session_id.tolist(),
+            )
+            cell.absorb(batch, write, (kept + lo).tolist(), int(bk[i, fk.RET]), until_ns, cut)
         for shard in self.shards:
             shard.advanced_to(until_ns, refresh=True)
+
+
+def _compactable(state: np.ndarray, kept: np.ndarray) -> int:
+    """How many leading positions of a replica's packed requests are finished and not held
+    back (returned: a compaction may forget them)."""
+    done = state == k.DONE
+    done[kept] = False
+    return len(done) if done.all() else int(np.argmin(done))
