@@ -9,11 +9,10 @@ paths), with requests rejected at arrival and KV pressure; and it must actually 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import pytest
+from fleet_spans import counting_spans, python_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_lazy_windows import assert_same_run
@@ -22,35 +21,9 @@ from test_llm_fleet_events import scenario as events_scenario
 
 from mtia_cluster.config.scenario import parse_scenario
 from mtia_cluster.engine.cell import Completed, RequestBatch, make_requests
-from mtia_cluster.engine.llm.fleet import CompiledFleet
 from mtia_cluster.engine.output import RunOutput
 from mtia_cluster.engine.shard import Shard
 from mtia_cluster.engine.simulation import Simulation
-
-
-@contextmanager
-def python_path() -> Any:
-    """The window loop without the compiled fleet."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(CompiledFleet, "of", classmethod(lambda cls, *args: None))
-        yield
-
-
-@contextmanager
-def counting_spans(span_rows: int) -> Any:
-    """The compiled fleet with spans of at most `span_rows` rows; yields the span count."""
-    spans = [0]
-    call = CompiledFleet.__call__
-
-    def counted(self: CompiledFleet, *args: Any) -> bool:
-        ran = call(self, *args)
-        spans[0] += ran
-        return ran
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(CompiledFleet, "span_rows", span_rows)
-        mp.setattr(CompiledFleet, "__call__", counted)
-        yield spans
 
 
 def trace_of(seed: int, n: int, slow: int, huge: list[int]) -> RequestBatch:

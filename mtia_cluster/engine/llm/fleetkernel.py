@@ -94,20 +94,12 @@ def _queue(req, s, lim, bk, fin, sr, sns, row, rej, x, p, o, a):
 
 @njit(cache=True)
 def _collect(req, s, bk, fin, held, until, i, c, o_w, o_rep, o_pos):
-    """LLMReplicaCell.advance's returns: held-back and newly finished requests that
-    finished before `until` are recorded (window, replica, position); the others are held."""
-    kept = 0
-    for q in range(bk[NHELD]):
-        j = held[q]
-        if req[k.EN, j] < until:
-            o_w[c[NOUT]], o_rep[c[NOUT]], o_pos[c[NOUT]] = c[NWIN], i, j
-            c[NOUT] += 1
-            bk[RET] += 1
-        else:
-            held[kept] = j
-            kept += 1
-    for f in range(bk[SEEN], s[k.NFIN]):
-        j = fin[f]
+    """LLMReplicaCell.advance's returns: held-back and newly finished requests (in that
+    order) that finished before `until` are recorded (window, replica, position); the
+    others are held (`held` is rewritten in place: a kept entry never passes its read)."""
+    kept, nheld, seen = 0, bk[NHELD], bk[SEEN]
+    for q in range(nheld + s[k.NFIN] - seen):
+        j = held[q] if q < nheld else fin[seen + q - nheld]
         if req[k.EN, j] < until:
             o_w[c[NOUT]], o_rep[c[NOUT]], o_pos[c[NOUT]] = c[NWIN], i, j
             c[NOUT] += 1
