@@ -15,8 +15,9 @@ checkout that compiles the numba kernels; each process first runs the trace's fi
 requests on a separate Simulation (loading the cached kernels), then times the whole trace.
 Prints every run (for the LLM cases also how many times a replica was advanced) and the
 medians. Windows, replica advances and routing-plane time count the Python window loop
-only: under ``least_outstanding`` the compiled LLM fleet (engine/llm/fleet.py) runs the
-windows up to the last arrival inside one call, so what is left is the drain. Compare
+only: under ``least_outstanding`` and ``round_robin`` the compiled LLM fleet
+(engine/llm/fleet.py) runs the windows up to the last arrival inside one call, so what is
+left is the drain. Compare
 checkouts in ONE run: the machine is small and shared. The digest of the finish times is
 the same on every checkout when the choices are.
 

@@ -381,29 +381,24 @@ def sorted_by_request_id(parts: list[Completed]) -> Completed:
     """All rows of `parts` ordered by request_id (ids are unique).
 
     When the ids are a dense range (every trace the project writes or imports numbers its
-    rows 0..n-1), each part's rows are placed at ``id - min`` directly: O(n), no sort and no
-    intermediate concatenation. Otherwise a stable argsort of the concatenation.
+    rows 0..n-1), the rows are placed at ``id - min`` directly: O(n), no sort (one
+    concatenation per column, then one placement: a run emits hundreds of small parts).
+    Otherwise a stable argsort of the concatenation.
     """
-    parts = [p for p in parts if len(p)]
-    n = sum(len(p) for p in parts)
+    rows = Completed.concat([p for p in parts if len(p)])
+    n = len(rows)
     if n == 0:
-        return Completed.empty()
-    lo = min(int(p.request_id.min()) for p in parts)
-    hi = max(int(p.request_id.max()) for p in parts)
-    if hi - lo + 1 != n:
-        rows = Completed.concat(parts)
-        return rows.take(np.argsort(rows.request_id, kind="stable"))
-    names = _names(Completed)
-    out = {k: np.empty(n, dtype=getattr(parts[0], k).dtype) for k in names}
+        return rows
+    at = rows.request_id - int(rows.request_id.min())
     seen = np.zeros(n, dtype=bool)
-    for p in parts:
-        at = p.request_id - lo
+    if int(at.max()) < n:
         seen[at] = True
-        for k in names:
-            out[k][at] = getattr(p, k)
-    if not seen.all():  # a duplicate id left a hole: fall back to the general path
-        rows = Completed.concat(parts)
+    if not seen.all():  # not a dense range, or a duplicate id left a hole
         return rows.take(np.argsort(rows.request_id, kind="stable"))
+    out = {}
+    for k, col in rows.columns().items():
+        out[k] = np.empty(n, dtype=col.dtype)
+        out[k][at] = col
     return Completed(**out)
 
 

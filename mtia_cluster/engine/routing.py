@@ -149,16 +149,26 @@ class RoutingPlane:
 
     def compiled_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """(first cell, end cell per router, router index per key region * services +
-        service, -1: none) when the next window is routed by one ``route_ranges`` call over
-        the report arrays and refreshed by copying them (``least_outstanding`` over
-        contiguous candidates, all available, no global router, nothing routed since the
-        last reports), else None: what engine/llm/fleet.py compiles."""
+        service, -1: none) when the next window's choices can be made by engine/llm/fleet.py
+        in compiled code over the report arrays, refreshed by copying them
+        (``least_outstanding`` or ``round_robin`` over contiguous candidates, all
+        available, no global router, nothing routed since the last reports), else None."""
         ranges = self._ranges
-        if self.global_router is not None or not ranges.fast or ranges.two_choices:
+        if self.global_router is not None or not ranges.compiled:
             return None
         if self._routed or not all(r.all_up for r in self.routers.values()):
             return None
         return ranges.lo, ranges.hi, ranges.index
+
+    def round_robin_next(self) -> np.ndarray:
+        """Each router's next round-robin candidate (local index), by router index (see
+        `compiled_ranges`)."""
+        return np.array([r.state.next_rr for r in self._ranges.routers], np.int64)
+
+    def set_round_robin_next(self, nxt: np.ndarray) -> None:
+        """Take back `round_robin_next` after routing elsewhere (compiled code)."""
+        for router, value in zip(self._ranges.routers, nxt.tolist(), strict=True):
+            router.state.next_rr = value
 
     def _route_each(self, window: RequestBatch) -> np.ndarray:
         """Every router's rows through its policy (`Router.route`), in arrival order."""
@@ -255,6 +265,7 @@ class RouterRanges:
     fast: bool
     routers: tuple[Router, ...]  # by router index
     two_choices: bool  # p2c (else least_outstanding)
+    compiled: bool  # every router contiguous, least_outstanding or round_robin (fleet.py)
 
     @classmethod
     def share(cls, plane: RoutingPlane) -> RouterRanges:
@@ -276,6 +287,7 @@ class RouterRanges:
         return cls(
             np.array(lo, np.int64), np.array(hi, np.int64), index, tuple(unshared), fast,
             tuple(plane.routers.values()), policy == "p2c",
+            not unshared and policy in ("least_outstanding", "round_robin"),
         )  # fmt: skip
 
     def route(self, plane: RoutingPlane, window: RequestBatch) -> np.ndarray:

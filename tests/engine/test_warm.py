@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from pathlib import Path
 
-import pytest
-
-from mtia_cluster.engine.llm.fleet import CompiledFleet
 from mtia_cluster.engine.warm import _scenario, warm_kernels, warm_llm_fleet, warm_llm_replica
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine_llm"))
+from fleet_spans import counting_spans  # shared with tests/engine_llm/test_fleet_kernel.py
 
 
 def test_warm_up_runs_and_covers_both_routers_and_a_failure() -> None:
@@ -24,16 +25,7 @@ def test_warm_up_runs_the_llm_replicas_compiled_loop_with_preemption_and_no_evic
 
 
 def test_warm_up_runs_the_compiled_llm_fleet() -> None:
-    spans = [0]
-    call = CompiledFleet.__call__
-
-    def counted(self: CompiledFleet, *args: Any) -> bool:
-        ran = call(self, *args)
-        spans[0] += ran
-        return ran
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(CompiledFleet, "__call__", counted)
+    with counting_spans() as spans:
         out = warm_llm_fleet()
     assert spans[0] > 0, "the warm-up never ran the compiled fleet's span kernel"
     assert len(out.requests) == 40 and len(out.samples) > 2

@@ -170,6 +170,8 @@ class Rows:
 
     def drop_prefix(self, cut: int) -> None:
         """Forget the first `cut` rows (later rows shift down)."""
+        if cut <= 0:
+            return
         for col in self._cols.values():
             col[: self._n - cut] = col[cut : self._n].copy()
         self._n -= cut
@@ -261,28 +263,36 @@ class LLMReplicaCell:
     def absorb(
         self,
         batch: RequestBatch,
-        unpack: Callable[[ReplicaScheduler], None],
+        unpack: Callable[[ReplicaScheduler, int], tuple[int, int, int]],
         held: list[int],
         returned: int,
         until_ns: int,
+        cut: int,
     ) -> None:
         """Take back the replica from the compiled fleet: `batch` are the rows it was sent
-        there (in order), `unpack` writes the fleet's state of the scheduler into it,
-        `held` are the finished requests held back after its last bound `until_ns`, and
-        `returned` the requests it returned meanwhile. The same state as submitting and
-        advancing window by window (the finished list is the kernel's, which orders a
-        rejected request where ``add_many`` does)."""
-        sched = self.scheduler
-        before = len(sched.finished)
-        self.submit(batch)
-        del sched.finished[before:]
-        unpack(sched)
-        self._seen_finished = len(sched.finished)
-        self._held = held
+        there (in order), `unpack(sched, cut)` writes the fleet's state of the scheduler into
+        it (``jitglue.unpack_compacted``: positions below `cut`, finished and returned, are
+        forgotten as `_compact` forgets them, and their sums returned), `held` are the
+        finished requests held back after its last bound `until_ns` (positions before the
+        cut), and `returned` the requests it returned meanwhile. The same state as
+        submitting and advancing window by window, then compacting (`cut` 0: not)."""
+        self._rows.append(batch)
+        self._rows.drop_prefix(cut)
+        self._submitted += len(batch)
+        pre, cached, prompt = unpack(self.scheduler, cut)
+        self._forgotten["preemptions"] += pre
+        self._forgotten["cached_tokens"] += cached
+        self._forgotten["prompt_tokens"] += prompt
+        self._seen_finished = len(self.scheduler.finished)
+        self._held = [r - cut for r in held]
         self._returned += returned
         self._until_ns = max(self._until_ns, until_ns)
-        if self.compact_after is not None and len(sched.finished) >= self._next_compact:
-            self._compact()
+        if cut and self.compact_after is not None:
+            self._next_compact = len(self.scheduler.finished) + self.compact_after
+
+    def compactable(self) -> bool:
+        """Whether returned requests may be forgotten (`compact_after` is set)."""
+        return self.compact_after is not None
 
     @property
     def bound_ns(self) -> int:

@@ -12,11 +12,11 @@ crossed, in the loop's order (rows of the windows up to a boundary, then its sam
 counters come from the replicas' scalars recorded there, :mod:`.fleetcounters`, shown by
 the shards, ``Shard.show_counters``).
 
-Eligible: one routing plane of ``least_outstanding`` routers over contiguous cells that read
-reports (``RoutingPlane.compiled_ranges``), every cell an LLM replica on the compiled
+Eligible: one routing plane of ``least_outstanding`` or ``round_robin`` routers over
+contiguous cells (``RoutingPlane.compiled_ranges``), every cell an LLM replica on the compiled
 scheduler loop (no prefix cache, no network time, ``SingleCell``-wrapped, equal cost tables
 and limits), no fleet events or autoscaling ahead (``events.next_boundary()`` None), windows
-coalesced. Anything else (P/D pools, KV-aware or report-blind routing, fleet events, the
+coalesced. Anything else (P/D pools, KV-aware, random or p2c routing, fleet events, the
 drain after the last arrival) runs the Python path, which gives the same results: the tests
 compare the two (tests/engine_llm/test_fleet_kernel.py).
 """
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,7 @@ from mtia_cluster.engine.llm import fleetkernel as fk
 from mtia_cluster.engine.llm import kernel as k
 from mtia_cluster.engine.llm.cell import LLMReplicaCell, iteration_floor_as
 from mtia_cluster.engine.llm.fleetcounters import boundary_values, shard_counters
-from mtia_cluster.engine.llm.jitglue import accumulated, lowest_position, pack, unpack
+from mtia_cluster.engine.llm.jitglue import accumulated, lowest_position, pack, unpack_compacted
 from mtia_cluster.engine.routing import RoutingPlane
 from mtia_cluster.engine.shard import Shard
 
@@ -97,7 +98,7 @@ class CompiledFleet:
         if any(type(s) is not Shard for s in shards):
             return None  # a subclass sees every advance (e.g. a watched replay): Python path
         groups = [g for s in shards for g in s.groups]
-        if not plane.reads_reports or plane.compiled_ranges() is None or not groups:
+        if plane.compiled_ranges() is None or not groups:
             return None
         if len(groups) != len(plane.outstanding):
             return None
@@ -126,7 +127,8 @@ class CompiledFleet:
             return False
         packed = self._pack(min(len(trace) - state.lo, self.span_rows))
         c, out, snap, meta = self._buffers(trace, state, hooks, packed)
-        view = (self.plane.reported, self.plane.sent, self.cell_rep, self.rep_cell)
+        nxt = self.plane.round_robin_next()
+        view = (self.plane.reported, self.plane.sent, self.cell_rep, self.rep_cell, nxt)
         cols = (
             trace.arrival_ns,
             trace.input_tokens.astype(np.int64),
@@ -137,6 +139,8 @@ class CompiledFleet:
         if c[fk.NWIN] == 0 and c[fk.T] == state.t:
             return False  # nothing ran (a window too large for the arrays)
         self._finish(trace, state, hooks, packed, (c, out, snap, meta))
+        if c[fk.RR]:
+            self.plane.set_round_robin_next(nxt)
         return True
 
     def _tables(self) -> tuple | None:
@@ -223,6 +227,8 @@ class CompiledFleet:
         c[fk.METRICS], c[fk.MAX_ROWS] = sc.metrics_interval_ns, self.span_rows
         c[fk.STOP] = -1 if hooks.stop_ns is None else hooks.stop_ns
         c[fk.LAST_ADV], c[fk.FLOOR] = self.shards[0].until_ns, self._floor
+        c[fk.BLIND] = not self.plane.reads_reports  # hooks.coalesce_idle: WindowClock.blind
+        c[fk.RR] = sc.policy == "round_robin"
         last = int(trace.arrival_ns[min(len(trace), state.lo + self.span_rows) - 1])
         snaps = min(SPAN_SNAPSHOTS, max(0, last - state.t) // sc.metrics_interval_ns + 2)
         snaps = max(2, min(snaps, SNAPSHOT_SCALARS // len(self.cells)))
@@ -311,17 +317,38 @@ class CompiledFleet:
         return RequestBatch.concat(parts).take(where)
 
     def _write_back(self, trace: RequestBatch, packed: Packed, until_ns: int) -> None:
-        """Schedulers, cells and shards as the Python path leaves them at `until_ns`."""
-        req, s, hf, hr, res, wait, fin, _, _, row, _, held, bk = packed.state
+        """Schedulers, cells and shards as the Python path leaves them at `until_ns`, the
+        requests finished and returned at the front forgotten (``LLMReplicaCell._compact``:
+        they are never written back)."""
+        req, s, hf, hr, res, wait, fin, sr, sns, row, rej, held, bk = packed.state
         for i, cell in enumerate(self.cells):
             lo, m0, m = packed.lo[i], int(packed.m0[i]), int(bk[i, fk.M])
-            arrays = (hf[i], hr[i], res[i], wait[i], fin[i])
-
-            def write(sched: Any, i: int = i, lo: int = lo, m: int = m, a: tuple = arrays) -> None:
-                unpack(sched, lo, req[i][:, :m], s[i], a, packed.base[i])
-
-            kept = (held[i, : bk[i, fk.NHELD]] + lo).tolist()
+            kept = held[i, : bk[i, fk.NHELD]]
+            cut = lo + _compactable(req[i, k.ST, :m], kept) if cell.compactable() else 0
             batch = trace.take(row[i, m0:m])
-            cell.absorb(batch, write, kept, int(bk[i, fk.RET]), until_ns)
+            arrays = (
+                req[i][:, :m],
+                s[i],
+                rej[i, :m],
+                (hf[i], hr[i], res[i], wait[i], fin[i]),
+                (sr[i, : bk[i, fk.NSTREAM]], sns[i, : bk[i, fk.NSTREAM]]),
+            )
+
+            write = partial(
+                unpack_compacted,
+                lo=lo,
+                packed=arrays,
+                base=packed.base[i],
+                sessions=batch.session_id.tolist(),
+            )
+            cell.absorb(batch, write, (kept + lo).tolist(), int(bk[i, fk.RET]), until_ns, cut)
         for shard in self.shards:
             shard.advanced_to(until_ns, refresh=True)
+
+
+def _compactable(state: np.ndarray, kept: np.ndarray) -> int:
+    """How many leading positions of a replica's packed requests are finished and not held
+    back (returned: a compaction may forget them)."""
+    done = state == k.DONE
+    done[kept] = False
+    return len(done) if done.all() else int(np.argmin(done))

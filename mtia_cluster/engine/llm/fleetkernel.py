@@ -1,11 +1,13 @@
-"""The window loop of an LLM replica fleet under ``least_outstanding`` as one compiled call.
+"""The window loop of an LLM replica fleet under ``least_outstanding`` or ``round_robin``
+as one compiled call.
 
 :mod:`.fleet` hands this module every replica's scheduler state packed as in :mod:`.jitglue`
 (one slice per replica of stacked arrays) and the trace's columns; :func:`run_span` then
-runs the engine's windows (engine/windows.py's ``run_windows`` with its ``WindowClock`` for
-routing that reads reports) for as long as it may: per window, the same end
-(``next_window_end``), the arrivals routed by :func:`~..least_loaded.route_ranges` over the
-plane's report arrays (``RoutingPlane.route``), each replica's share queued
+runs the engine's windows (engine/windows.py's ``run_windows`` with its ``WindowClock``) for
+as long as it may: per window, the same end (``next_window_end``: to the next arrival's
+window when routing reads reports, to the last arrival's when it is blind), the arrivals
+routed (``RoutingPlane.route``: :func:`~..least_loaded.route_ranges` over the plane's report
+arrays, or each router's candidates in turn), each replica's share queued
 (``RequestTable.add_many``: a request that can never fit is finished and rejected at its
 arrival), every replica run to the window's end (the scheduler kernel's loop), the requests
 finished before it collected as ``LLMReplicaCell.advance`` returns them (held back until a
@@ -36,9 +38,10 @@ from mtia_cluster.engine.llm import kernel as k
 # looked at, held back, outstanding at the start plus submitted, returned
 NSTREAM, M, SEEN, NHELD, SUB, RET = range(6)
 NBOOK = 6
-# the clock (`c`)
-T, LO, STEP, METRICS, STOP, MAX_ROWS, LAST_ADV, NWIN, NOUT, NSNAP, FLOOR = range(11)
-NCLOCK = 11
+# the clock (`c`); BLIND: routing reads no reports (windows run on to the last arrival's),
+# RR: round robin (else least_outstanding)
+T, LO, STEP, METRICS, STOP, MAX_ROWS, LAST_ADV, NWIN, NOUT, NSNAP, FLOOR, BLIND, RR = range(13)
+NCLOCK = 13
 NEVER = 1 << 62  # a replica with nothing in flight finishes nothing before new submissions
 SMALL = 4096  # windows of at most this many rows x candidates are routed by _route_small
 # snapshot metadata columns (`meta`)
@@ -47,11 +50,13 @@ SNAP_T, SNAP_WIN, SNAP_ADV = range(3)
 
 @njit(cache=True)
 def _window_end(arrival, c):
-    """WindowClock.next_window_end for routing that reads reports (no fleet events)."""
+    """WindowClock.next_window_end before the last arrival (no fleet events)."""
     t, lo, step, n = c[T], c[LO], c[STEP], arrival.shape[0]
     until = (t // c[METRICS] + 1) * c[METRICS]
     if c[STOP] >= 0:
         until = min(until, max(c[STOP], t + step))
+    if c[BLIND]:
+        return min(until, (arrival[n - 1] // step + 1) * step)
     nxt = lo
     if arrival[lo] < t + step:
         nxt = np.searchsorted(arrival, t + step, side="left")
@@ -89,20 +94,12 @@ def _queue(req, s, lim, bk, fin, sr, sns, row, rej, x, p, o, a):
 
 @njit(cache=True)
 def _collect(req, s, bk, fin, held, until, i, c, o_w, o_rep, o_pos):
-    """LLMReplicaCell.advance's returns: held-back and newly finished requests that
-    finished before `until` are recorded (window, replica, position); the others are held."""
-    kept = 0
-    for q in range(bk[NHELD]):
-        j = held[q]
-        if req[k.EN, j] < until:
-            o_w[c[NOUT]], o_rep[c[NOUT]], o_pos[c[NOUT]] = c[NWIN], i, j
-            c[NOUT] += 1
-            bk[RET] += 1
-        else:
-            held[kept] = j
-            kept += 1
-    for f in range(bk[SEEN], s[k.NFIN]):
-        j = fin[f]
+    """LLMReplicaCell.advance's returns: held-back and newly finished requests (in that
+    order) that finished before `until` are recorded (window, replica, position); the
+    others are held (`held` is rewritten in place: a kept entry never passes its read)."""
+    kept, nheld, seen = 0, bk[NHELD], bk[SEEN]
+    for q in range(nheld + s[k.NFIN] - seen):
+        j = held[q] if q < nheld else fin[seen + q - nheld]
         if req[k.EN, j] < until:
             o_w[c[NOUT]], o_rep[c[NOUT]], o_pos[c[NOUT]] = c[NWIN], i, j
             c[NOUT] += 1
@@ -207,13 +204,27 @@ def _route_small(rtr, r_lo, r_hi, reported, sent, cells, lo, hi):
 
 
 @njit(cache=True)
+def _round_robin(rtr, r_lo, r_hi, nxt, sent, cells, lo, hi):
+    """``round_robin`` (router.py): rows lo..hi-1 in arrival order, each to its router's
+    next candidate in turn (`nxt`: per router, continuing across windows), counted in
+    `sent` as ``Router.route`` counts them."""
+    for x in range(lo, hi):
+        r = rtr[x]
+        cells[x] = r_lo[r] + nxt[r]
+        nxt[r] = (nxt[r] + 1) % (r_hi[r] - r_lo[r])
+        sent[cells[x]] += 1
+
+
+@njit(cache=True)
 def _window(tables, state, trace, plane, c, out, quiet, cells, lo, hi, until, ch_r, ch_c):
     """One window's routing, submissions, advances and reports (module doc)."""
     lim = tables[3]
     req, s, wait, fin, sr, sns, row, rej, held, bk = state[:2] + state[5:]
     arrival, inp, outp, rtr = trace
-    r_lo, r_hi, reported, sent, cell_rep, rep_cell = plane
-    if (hi - lo) * (r_hi - r_lo).max() <= SMALL:
+    r_lo, r_hi, reported, sent, cell_rep, rep_cell, nxt = plane
+    if c[RR]:
+        _round_robin(rtr, r_lo, r_hi, nxt, sent, cells, lo, hi)
+    elif (hi - lo) * (r_hi - r_lo).max() <= SMALL:
         _route_small(rtr, r_lo, r_hi, reported, sent, cells, lo, hi)
     else:
         route_ranges(rtr[lo:hi], r_lo, r_hi, reported, sent, cells[lo:hi])
@@ -248,7 +259,8 @@ def run_span(tables, state, trace, plane, c, out, snap, meta):
     replica (req, scalars, heap keys, heap positions, residues, waiting ring, finished,
     stream positions, stream arrivals, trace row, rejected, held, book-keeping); `trace`:
     (arrival, input tokens, output tokens, router index) per row; `plane`: (router first
-    cell, router end cell, reported, sent, replica of each cell, cell of each replica);
+    cell, router end cell, reported, sent, replica of each cell, cell of each replica,
+    next round-robin candidate per router);
     `out`: (window, replica, position) per returned request; `snap`/`meta`: per metrics
     boundary the replicas' scalars and (time, windows run, last advance bound)."""
     lim, s, bk = tables[3], state[1], state[12]

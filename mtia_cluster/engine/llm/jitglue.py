@@ -186,6 +186,56 @@ def unpack(
     sched._resume = (-1, 0)
 
 
+def unpack_compacted(
+    sched: ReplicaScheduler,
+    cut: int,
+    lo: int,
+    packed: tuple[np.ndarray, np.ndarray, np.ndarray, tuple, tuple],
+    base: tuple[int, int, int],
+    sessions: list[int],
+) -> tuple[int, int, int]:
+    """`unpack` for the compiled fleet (engine/llm/fleet.py), which also queued requests
+    there: `packed` (request columns of positions lo.., scalars, rejected flags, the arrays
+    `unpack` takes, the stream's positions and arrival ns) covers them, `sessions` are the
+    session ids of those not yet in `sched` (positions ``len(sched.prompt)``..). Positions
+    below `cut` (finished and returned: what ``LLMReplicaCell._compact`` may drop) are
+    forgotten as ``drop_prefix(cut)`` forgets them, without being written first. Returns
+    the dropped requests' (preemptions, cached tokens, prompt tokens) sums."""
+    req, s, rej, (hf, hr, res, wait, fin), (sr, sns) = packed
+    old, c = len(sched.prompt), max(0, cut - lo)
+    dropped = (
+        sum(sched.preemptions[: min(cut, lo)]) + int(req[k.PRE, :c].sum()),
+        sum(sched.cached_tokens[: min(cut, old)]),
+        sum(sched.prompt[: min(cut, lo)]) + int(req[k.P, :c].sum()),
+    )
+    for row, name in (*_IN, *_OUT):
+        lst = getattr(sched, name)
+        lst[:] = lst[cut:lo] + req[row, c:].tolist()
+    sched.rejected[:] = sched.rejected[cut:lo] + (rej[c:] != 0).tolist()
+    fresh = lo + req.shape[1] - max(cut, old)  # queued in the span, kept
+    sched.session[:] = sched.session[cut:old] + sessions[len(sessions) - fresh :]
+    for lst, zero in ((sched.keys, None), (sched.cached_tokens, 0), (sched.net_as, 0)):
+        lst[:] = lst[cut:old] + [zero] * fresh
+    sv, off = s.tolist(), lo - cut
+    sched.running = dict.fromkeys(_walk(req[k.RN].tolist(), sv[k.RHEAD], off))
+    sched.prefilling = dict.fromkeys(_walk(req[k.PN].tolist(), sv[k.PHEAD], off))
+    m, head = len(wait), sv[k.WHEAD]
+    sched.waiting.clear()
+    sched.waiting.extend(int(wait[(head + i) % m]) + off for i in range(sv[k.WCOUNT]))
+    n = sv[k.HEAPN]
+    sched._heap = list(zip(hf[:n].tolist(), (hr[:n] + off).tolist(), strict=True))
+    done = [*sched.finished, *(fin[: sv[k.NFIN]] + lo).tolist()]
+    sched.finished = [r - cut for r in done if r >= cut]
+    nxt = sv[k.NEXT]  # the stream entries not yet queued; arrivals as add_many has them
+    sched._stream = (sr[nxt:] + off).tolist()
+    sched._stream_as = [a * AS_PER_NS for a in sns[nxt:].tolist()]
+    sched._next = 0
+    sched.residue_count = res.tolist()
+    set_scalars(sched, sv, base)
+    sched._resume = (-1, 0)
+    return dropped
+
+
 def set_scalars(sched: ReplicaScheduler, sv: list[int], base: tuple[int, int, int]) -> None:
     """The kernel's scalars `sv` (``s.tolist()``) into `sched`: clocks, counters, KV
     figures and decoder aggregates (all that a replica's device counters read)."""
