@@ -23,7 +23,11 @@ def test_decode_run_sums_and_deadline_search(replica, n, context0, limit, data) 
         cost.duration_as(n, context0 + n * i, context0 + n * (i + 1)) for i in range(limit)
     ]
     assert [run.duration(i) for i in range(limit)] == durations
-    starts = np.concatenate([[0], np.cumsum(durations, dtype=object)])
+    # plain Python integers: durations past int64 (but within uint64) made numpy mix int64
+    # and uint64 into float64 here, and the exact sums looked wrong
+    starts = [0]
+    for d in durations:
+        starts.append(starts[-1] + d)
     assert all(run.total(j) == starts[j] for j in range(limit + 1))
     deadline = data.draw(st.integers(1, int(starts[-1]) + 10))
     assert run.starts_before(limit, deadline) == sum(1 for s in starts[:limit] if s < deadline)
