@@ -243,17 +243,28 @@ def _start(table: pa.Table) -> int:
 
 
 def totals_of(stats: DeviceStats | None) -> dict[tuple[str, str | None], DeviceTotals]:
-    """Totals per (region, service or None for idle accelerators), keys sorted: each a sum
-    over the group's accelerators, ordered by id (see module doc)."""
+    """Totals per (region, service or None for idle accelerators), keys sorted, then per
+    ("*", service), (region, "*") and ("*", "*"): each a sum over its accelerators, ordered
+    by id (see module doc). The coarser rows are summed from the accelerators too, not from
+    the finer rows, as `analyze` sums its levels: float sums in another order differ in the
+    last bit, and summary.json and `analyze` must show the same figure."""
     if stats is None:
         return {}
     width = len(stats.services) + 1
-    key = stats.columns["region"] * width + stats.columns["service"] + 1
+    region, service = stats.columns["region"], stats.columns["service"]
     out: dict[tuple[str, str | None], DeviceTotals] = {}
-    for k, totals in group_totals(stats, key).items():
+    for k, totals in group_totals(stats, region * width + service + 1).items():
         code = k % width - 1
         out[(stats.regions[k // width], None if code < 0 else stats.services[code])] = totals
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))
+    out = dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")))
+    for k, totals in group_totals(stats, service).items():
+        if k >= 0:
+            out[("*", stats.services[k])] = totals
+    for k, totals in group_totals(stats, region).items():
+        out[(stats.regions[k], "*")] = totals
+    for totals in group_totals(stats, np.zeros(len(region), dtype=np.int64)).values():
+        out[("*", "*")] = totals
+    return out
 
 
 def group_totals(stats: DeviceStats, key: np.ndarray) -> dict[int, DeviceTotals]:

@@ -142,8 +142,9 @@ def summary_from_partials(
 ) -> dict[str, Any]:
     """The `summary.json` document from each region's per-service partials (a service
     without requests in a region is absent), the device totals and the LLM replica rows
-    (`results.replicas`). Both paths (reading the requests back, or partials computed by
-    the shards) end here."""
+    (`results.replicas`); `dev` is `devstats.totals_of`: per group, and per service, region
+    and the fleet ("*") summed over accelerators. Both paths (reading the requests back, or
+    partials computed by the shards) end here."""
     groups: list[dict[str, Any]] = []
     region_rows: list[dict[str, Any]] = []
     spill: list[dict[str, Any]] = []
@@ -172,7 +173,7 @@ def summary_from_partials(
     for service in services:
         slo = slos.get(service)
         stats = finish(merge(partials.pop(service)), slo=slo, duration_ns=duration_ns, rules=rules)
-        total = DeviceTotals.sum(v for (_, s), v in dev.items() if s == service)
+        total = dev.get(("*", service))  # summed over accelerators, as `analyze` sums
         stats = {**with_devices(stats, total), **_serving(stats, replicas, "*", service)}
         fleet_services.append({"region": "*", "service": service, **stats})
     return {
@@ -230,8 +231,7 @@ def _region_row(
         "result": combined_result(results),
         "reasons": [f"{name} is INVALID" for name in failing],
     }
-    total = DeviceTotals.sum(v for (r, _), v in dev.items() if region in ("*", r))
-    return with_devices(row, total)
+    return with_devices(row, dev.get((region, "*")))  # region "*": the fleet
 
 
 def region_kinds(summary: Mapping[str, Any]) -> dict[str, set[str]]:
