@@ -80,7 +80,7 @@ events_strategy = st.lists(
 
 def down_intervals(sim: Simulation, log: list[dict[str, Any]], events: list[dict]) -> dict:
     """Global host id -> list of [fail boundary, repair boundary) from the applied events."""
-    ordered = sorted(events, key=lambda e: e["at_s"])  # stable, as the engine orders them
+    ordered = sorted(events, key=lambda e: round(e["at_s"] * 1e9))  # as the engine: by ns
     out: dict[int, list[list[float]]] = {}
     host0 = min(sim.topology.cell_host0)
     for entry, ev in zip(log, ordered, strict=False):
@@ -107,7 +107,7 @@ def test_every_request_once_and_nothing_served_while_down(
     assert np.all(req.finish_ns >= req.arrival_ns)
     assert set(np.unique(req.status).tolist()) <= {STATUS_OK, STATUS_FAILED, STATUS_REJECTED}
     log = res.fleet_events
-    ordered = sorted(events, key=lambda e: e["at_s"])
+    ordered = sorted(events, key=lambda e: round(e["at_s"] * 1e9))
     assert [e["kind"] for e in log] == [e["kind"] for e in ordered[: len(log)]]  # in order
     assert sum(e["requests_failed"] for e in log) == int(np.sum(req.status == STATUS_FAILED))
     ok = req.status == STATUS_OK

@@ -331,7 +331,9 @@ def pool_and_events(draw: st.DrawFn) -> tuple[str, list[dict[str, Any]]]:
 
 def down_intervals(sim: Simulation, log: list[dict[str, Any]], events: list[dict]) -> dict:
     """Global host id -> list of [fail boundary, repair boundary) from the applied events."""
-    ordered = sorted(events, key=lambda e: e["at_s"])  # stable, as the engine orders them
+    # stable by integer ns, as the engine orders them (config/events.py: at_ns =
+    # round(at_s * 1e9)); by float seconds, 0.7 and 0.7000000000000001 were two times
+    ordered = sorted(events, key=lambda e: round(e["at_s"] * 1e9))
     out: dict[int, list[list[float]]] = {}
     host0 = min(sim.topology.cell_host0)
     for entry, ev in zip(log, ordered, strict=False):  # events after the end: not applied
