@@ -15,15 +15,7 @@ import mtia_cluster.planning.capacity as capacity_mod
 from mtia_cluster.cli.main import cli
 from mtia_cluster.planning.search import find_max_rate
 
-CONFIG = """
-name: cap
-regions:
-  - name: r
-    pools:
-      - {service: ranking, model: hc3, platform: mtia-1-server, hosts: 1}
-slo:
-  ranking: {p99_ms: 100}
-"""
+from .test_capacity import CONFIG  # one MTIA 1 server, HC3, p99 <= 100 ms
 
 
 @settings(max_examples=100, deadline=None)

@@ -172,18 +172,32 @@ def unpack(
     for row, name in _OUT:
         getattr(sched, name)[lo:] = req[row].tolist()
     sv = s.tolist()
-    sched.running = dict.fromkeys(_walk(req[k.RN].tolist(), sv[k.RHEAD], lo))
-    sched.prefilling = dict.fromkeys(_walk(req[k.PN].tolist(), sv[k.PHEAD], lo))
-    m, head = len(wait), sv[k.WHEAD]
-    sched.waiting.clear()
-    sched.waiting.extend(int(wait[(head + i) % m]) + lo for i in range(sv[k.WCOUNT]))
-    n = sv[k.HEAPN]
-    sched._heap = list(zip(hf[:n].tolist(), (hr[:n] + lo).tolist(), strict=True))
+    _queues(sched, req, sv, wait, hf, hr, lo)
     sched.finished += (fin[: sv[k.NFIN]] + lo).tolist()
     sched._next += sv[k.NEXT]
     sched.residue_count = res.tolist()
     set_scalars(sched, sv, base)
     sched._resume = (-1, 0)
+
+
+def _queues(
+    sched: ReplicaScheduler,
+    req: np.ndarray,
+    sv: list[int],
+    wait: np.ndarray,
+    hf: np.ndarray,
+    hr: np.ndarray,
+    off: int,
+) -> None:
+    """The scheduler's running and prefilling lists, waiting queue and event heap from the
+    packed arrays, positions shifted by `off` (packed position + off = scheduler's)."""
+    sched.running = dict.fromkeys(_walk(req[k.RN].tolist(), sv[k.RHEAD], off))
+    sched.prefilling = dict.fromkeys(_walk(req[k.PN].tolist(), sv[k.PHEAD], off))
+    m, head = len(wait), sv[k.WHEAD]
+    sched.waiting.clear()
+    sched.waiting.extend(int(wait[(head + i) % m]) + off for i in range(sv[k.WCOUNT]))
+    n = sv[k.HEAPN]
+    sched._heap = list(zip(hf[:n].tolist(), (hr[:n] + off).tolist(), strict=True))
 
 
 def unpack_compacted(
@@ -217,13 +231,7 @@ def unpack_compacted(
     for lst, zero in ((sched.keys, None), (sched.cached_tokens, 0), (sched.net_as, 0)):
         lst[:] = lst[cut:old] + [zero] * fresh
     sv, off = s.tolist(), lo - cut
-    sched.running = dict.fromkeys(_walk(req[k.RN].tolist(), sv[k.RHEAD], off))
-    sched.prefilling = dict.fromkeys(_walk(req[k.PN].tolist(), sv[k.PHEAD], off))
-    m, head = len(wait), sv[k.WHEAD]
-    sched.waiting.clear()
-    sched.waiting.extend(int(wait[(head + i) % m]) + off for i in range(sv[k.WCOUNT]))
-    n = sv[k.HEAPN]
-    sched._heap = list(zip(hf[:n].tolist(), (hr[:n] + off).tolist(), strict=True))
+    _queues(sched, req, sv, wait, hf, hr, off)
     done = [*sched.finished, *(fin[: sv[k.NFIN]] + lo).tolist()]
     sched.finished = [r - cut for r in done if r >= cut]
     nxt = sv[k.NEXT]  # the stream entries not yet queued; arrivals as add_many has them
