@@ -23,12 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mtia_cluster.calibrate.fit import grid_min
+from mtia_cluster.calibrate.fit import fit_two
 from mtia_cluster.catalog.chip import Chip
 from mtia_cluster.errors import UserError
 
 MS = 1e-3
-US = 1e-6
 KV_BYTES = 2.0  # Vidur profiles FP16 KV
 COLUMNS = (
     "n_embd",
@@ -114,11 +113,6 @@ def fit_decode(rows: list[AttnRow], chip: Chip) -> DecodeFit:
     dec = [r for r in rows if not r.prefill]
     if not dec:
         raise UserError("no decode rows to fit attention on")
-    x = decode_x_s(dec, chip)
     meas = np.array([r.time_s for r in dec])
-
-    def loss(pt: tuple[float, ...]) -> float:
-        return float(np.mean(np.abs((pt[1] * US + x / pt[0]) / meas - 1.0)))
-
-    best = grid_min(loss, [np.linspace(0.02, 1.0, 50), np.linspace(0.0, 100.0, 51)])
-    return DecodeFit(best[0], best[1], len(dec), loss(best))
+    fraction, floor_us, mape = fit_two(decode_x_s(dec, chip), meas, additive=True, top_us=100.0)
+    return DecodeFit(fraction, floor_us, len(dec), mape)

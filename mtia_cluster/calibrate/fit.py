@@ -95,15 +95,19 @@ def _fit_gemm(prof: Profile, chip: Chip) -> tuple[tuple[float, ...], int, float]
     return best, len(rows), loss(best)
 
 
-def _fit_two(x: np.ndarray, meas: np.ndarray, additive: bool) -> tuple[float, float, float]:
-    """Fit (fraction, floor_or_latency_us) for t = max(floor, x/f) or t = lat + x/f."""
+def fit_two(
+    x: np.ndarray, meas: np.ndarray, additive: bool, top_us: float | None = None
+) -> tuple[float, float, float]:
+    """Fit (fraction, floor_or_latency_us, MAPE) for t = max(floor, x/f) or t = lat + x/f;
+    the floor or latency is searched over 0..`top_us` (default: 400 additive, else 100)."""
 
     def loss(pt: tuple[float, ...]) -> float:
         f, c = pt
         pred = c * US + x / f if additive else np.maximum(c * US, x / f)
         return _mape(pred, meas)
 
-    top_us = 400.0 if additive else 100.0  # collective latencies reach ~100s of us
+    if top_us is None:
+        top_us = 400.0 if additive else 100.0  # collective latencies reach ~100s of us
     axes = [np.linspace(0.02, 1.0, 50), np.linspace(0.0, top_us, 51)]
     best = grid_min(loss, axes)
     return best[0], best[1], loss(best)
@@ -150,7 +154,7 @@ def _fit_collectives(
         link = chip.scale_up_bytes_per_s if fabric == "scale_up" else chip.scale_out_bytes_per_s
         scale = [2.0 * (r.ranks - 1) / r.ranks if kind == "all_reduce" else 1.0 for r in sel]
         x = np.array([s * r.size_bytes / link for s, r in zip(scale, sel, strict=True)])
-        f, lat, err = _fit_two(x, np.array([r.time_s for r in sel]), additive=True)
+        f, lat, err = fit_two(x, np.array([r.time_s for r in sel]), additive=True)
         p = _with_collective(p, kind, fabric, Collective(lat * US, f))
         rows[f"{kind}.{fabric}"], mape[f"{kind}.{fabric}"] = len(sel), err
     return p
@@ -176,7 +180,7 @@ def _fit_elementwise(
         x = np.array(
             [r.shape.elementwise_bytes(np.array([float(r.tokens)]))[r.op][0] / bw for r in sel]
         )
-        f, floor, err = _fit_two(x, np.array([r.time_s for r in sel]), additive=False)
+        f, floor, err = fit_two(x, np.array([r.time_s for r in sel]), additive=False)
         out[kind] = Elementwise(f, floor * US)
         rows[f"elementwise.{kind}"], mape[f"elementwise.{kind}"] = len(sel), err
     return out

@@ -113,6 +113,13 @@ class LLMIterationModel:
         free = self.chips * (self.chip.offchip.capacity_bytes - ACTIVATION_RESERVE_BYTES)
         return max(0, int(fraction * (free - self.weight_bytes) // self.kv_bytes_per_token))
 
+    def kv_tokens(self, kv_free_fraction: float | None = None) -> int:
+        """KV tokens of the replica: the catalog's rule (`kv_capacity_tokens`), or
+        TensorRT-LLM's (`kv_tokens_of_free_memory`) when `kv_free_fraction` is given."""
+        if kv_free_fraction is None:
+            return self.kv_capacity_tokens
+        return self.kv_tokens_of_free_memory(kv_free_fraction)
+
     def _shape(self, ffn: int) -> LayerShape:
         m = self.model
         qkv = None
@@ -368,12 +375,7 @@ def llm_iteration_model(
     if kv_dtype is None:
         kv_dtype = dtype if DTYPE_BYTES[dtype] < DTYPE_BYTES[model.kv_dtype] else model.kv_dtype
     it = LLMIterationModel(chip, model, tp, pp, dtype, kv_dtype, ep)
-    kv = (
-        it.kv_capacity_tokens
-        if kv_free_fraction is None
-        else it.kv_tokens_of_free_memory(kv_free_fraction)
-    )
-    if kv < 1:
+    if it.kv_tokens(kv_free_fraction) < 1:
         need = it.weight_bytes / (chip.offchip.capacity_bytes * MEMORY_UTILIZATION)
         raise UserError(
             f"{model.name} ({it.weight_bytes / 1e9:.0f} GB at {dtype}) does not fit "

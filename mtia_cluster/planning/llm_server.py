@@ -103,12 +103,7 @@ def _setup(
     it = llm_iteration_model(
         chip, model, tp=tp, dtype=dtype, kv_dtype=kv_dtype, ep=ep, kv_free_fraction=kv_free_fraction
     )
-    kv = (
-        it.kv_capacity_tokens
-        if kv_free_fraction is None
-        else it.kv_tokens_of_free_memory(kv_free_fraction)
-    )
-    limits = dataclasses.replace(limits, kv_capacity_tokens=kv)
+    limits = dataclasses.replace(limits, kv_capacity_tokens=it.kv_tokens(kv_free_fraction))
     return it.chips, limits, probe_iteration_cost(it, limits.max_num_batched_tokens)
 
 

@@ -217,11 +217,7 @@ def replay_row(
         ep=row.ep,
         kv_free_fraction=kv_free_fraction,
     )
-    kv = (
-        it.kv_capacity_tokens
-        if kv_free_fraction is None
-        else it.kv_tokens_of_free_memory(kv_free_fraction)
-    )
+    kv = it.kv_tokens(kv_free_fraction)
     return off.output_tokens_per_s, min(row.max_seqs, kv // (row.isl + row.osl))
 
 
