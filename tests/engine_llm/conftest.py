@@ -33,7 +33,8 @@ def replicas(draw: st.DrawFn) -> tuple[IterationCost, ReplicaLimits]:
     caching = draw(st.booleans())
     policy = draw(st.sampled_from(CAPACITY_POLICIES))
     max_tokens = draw(st.sampled_from([None, None, 1, 50]))
-    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens)
+    chunked = draw(st.sampled_from([True, True, False]))  # ReplicaLimits.chunked_prefill
+    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens, chunked)
     return probe_iteration_cost(model, budget), limits
 
 
@@ -90,7 +91,8 @@ def pressured(
     caching = draw(st.sampled_from([True, True, False]))
     policy = draw(st.sampled_from(policies))
     max_tokens = draw(st.sampled_from([None, None, 1, 50]))
-    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens)
+    chunked = draw(st.sampled_from([True, True, False]))
+    limits = ReplicaLimits(budget, seqs, block, capacity, caching, policy, max_tokens, chunked)
     work = (arrival.astype(np.int64), prompt, output, sessions)
     return (probe_iteration_cost(model, budget), limits), work
 

@@ -18,7 +18,8 @@ join the waiting queue's tail. The batch is then planned:
 3. Unless a request was evicted in this iteration (and something still runs), waiting
    requests are admitted FCFS while fewer than ``max_num_seqs`` run and budget is left,
    each with a chunk of ``min(its tokens, budget left)``; the head stops admission if its
-   chunk's blocks are not free.
+   chunk's blocks are not free, or (``chunked_prefill`` False) if its tokens exceed the
+   budget left: it is then prefilled whole in a later iteration.
 4. If nothing could be scheduled, the newest running request is evicted and the plan redone.
 
 With ``capacity_policy: guaranteed_no_evict`` admission also stops at a head whose KV blocks
@@ -312,7 +313,10 @@ class ReferenceScheduler:
                     break
             prefilled = self.computed[r]  # > 0 only for a request prefilled elsewhere
             hit = 0 if prefilled else self._hit_tokens(r)
-            chunk = min(self.prompt[r] + self.generated[r] - prefilled - hit, budget)
+            left = self.prompt[r] + self.generated[r] - prefilled - hit
+            if left > budget and not self.limits.chunked_prefill:
+                break  # no chunked prefill: the head is prefilled whole or waits
+            chunk = min(left, budget)
             total = _blocks(prefilled + hit + chunk, self.bs)
             keys = self.keys[r]
             held_by_others = 0

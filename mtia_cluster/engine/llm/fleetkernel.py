@@ -78,7 +78,8 @@ def _queue(req, s, lim, bk, fin, sr, sns, row, rej, x, p, o, a):
     req[k.P, j], req[k.OUT, j] = p, o
     row[j] = x
     bs = lim[k.L_BS]
-    if p >= 1 and o >= 1 and -(-(p + o - 1) // bs) <= lim[k.L_BLOCKS]:
+    whole = 0 if lim[k.L_CHUNKED] else (p if lim[k.L_NOEVICT] else p + o - 1)
+    if p >= 1 and o >= 1 and -(-(p + o - 1) // bs) <= lim[k.L_BLOCKS] and whole <= lim[k.L_BUDGET]:
         req[k.ST, j] = k.WAITING
         req[k.SN, j] = req[k.FN, j] = req[k.EN, j] = -1
         rej[j] = 0

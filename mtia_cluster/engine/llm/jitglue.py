@@ -52,7 +52,7 @@ def kernel_tables(cost: IterationCost, limits: ReplicaLimits) -> tuple | None:
         return None
     lim = np.array(
         [budget, seqs, limits.block_size, limits.num_blocks, int(limits.no_evict),
-         limits.max_tokens or 0, cp, mc],
+         limits.max_tokens or 0, cp, mc, int(limits.chunked_prefill)],
         np.int64,
     )  # fmt: skip
     return ct, mt, et, lim

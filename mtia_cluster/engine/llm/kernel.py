@@ -50,7 +50,7 @@ WAITING, PREFILL, DECODE, DONE = 0, 1, 2, 3
 (WHEAD, WCOUNT, HEAPN, NFIN, BUSY_NS, BUSY_REM, MEM_NS, MEM_REM, KV_HI, KV_LO) = range(23, 33)
 NSCALAR = 33
 # limits `lim`
-L_BUDGET, L_SEQS, L_BS, L_BLOCKS, L_NOEVICT, L_MAXTOK, L_CP, L_MC = range(8)
+L_BUDGET, L_SEQS, L_BS, L_BLOCKS, L_NOEVICT, L_MAXTOK, L_CP, L_MC, L_CHUNKED = range(9)
 
 
 def fits_kernel(bases: list[int], cp: int, mc: int, budget: int, seqs: int, cap: int) -> bool:
@@ -365,9 +365,12 @@ def _relative(target_ns: int, s: np.ndarray) -> int:
 
 @njit(cache=True)
 def _admission_need(req, lim, r, budget):
-    """Blocks to admit waiting r with a chunk of at most `budget` tokens (no prefix cache)."""
+    """Blocks to admit waiting r with a chunk of at most `budget` tokens (no prefix cache);
+    more than any cache has when prefill is not chunked and its tokens exceed `budget`."""
     tokens = req[P, r] + req[G, r]
     base = req[C, r]
+    if tokens - base > budget and not lim[L_CHUNKED]:
+        return BIG
     return _ceil(base + min(tokens - base, budget), lim[L_BS])
 
 

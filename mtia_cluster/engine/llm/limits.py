@@ -8,7 +8,7 @@ Shared by the fast scheduler (:mod:`.scheduler`) and the one-iteration-at-a-time
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import get_args
+from typing import TypeVar, get_args
 
 import numpy as np
 
@@ -28,6 +28,7 @@ NOT_SET = -1  # timestamp of an event that has not happened (yet)
 #   (the trace's), or ``max_tokens`` when that is set and longer (a real engine reserves the
 #   request's max_tokens, which is at least its output).
 CAPACITY_POLICIES: tuple[str, ...] = get_args(CapacityPolicy)
+T = TypeVar("T", int, np.ndarray)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class ReplicaLimits:
     capacity_policy: KV admission policy, one of ``CAPACITY_POLICIES`` (see there).
     max_tokens: guaranteed_no_evict reserves ``max(output, max_tokens)`` output tokens per
         request (None: the request's own output length).
+    chunked_prefill: a prompt may be split over iterations (vLLM's chunked prefill: the
+        admitted request's chunk is cut to the budget left). False: TensorRT-LLM without
+        context chunking (its GptManager default in 2024, ``enableChunkedContext`` false): a
+        request is admitted only when all its uncomputed tokens fit in the budget left, and
+        is prefilled whole in that iteration; admission stops at a head that does not fit.
     """
 
     max_num_batched_tokens: int = 2048
@@ -54,6 +60,7 @@ class ReplicaLimits:
     prefix_caching: bool = False
     capacity_policy: str = "max_utilization"
     max_tokens: int | None = None
+    chunked_prefill: bool = True
 
     @property
     def num_blocks(self) -> int:
@@ -100,11 +107,23 @@ class ReplicaLimits:
         return min(want, self.num_blocks * self.block_size)
 
     def fits(self, input_tokens: int, output_tokens: int) -> bool:
-        """Whether a request can ever be served: valid lengths, KV for all its tokens."""
+        """Whether a request can ever be served: valid lengths, KV for all its tokens, and
+        without chunked prefill every context it may have to prefill whole within the token
+        budget (its prompt; after a preemption its prompt and all but its last output token)."""
         if input_tokens < 1 or output_tokens < 1:
             return False
         kv_tokens = input_tokens + output_tokens - 1  # the last token's KV is never written
+        if self.whole_prefill(input_tokens, output_tokens) > self.max_num_batched_tokens:
+            return False
         return -(-kv_tokens // self.block_size) <= self.num_blocks
+
+    def whole_prefill(self, input_tokens: T, output_tokens: T) -> T:
+        """The longest context a request may have to prefill in one iteration: 0 with
+        chunked prefill; else its prompt, or, when it can be preempted (recomputed), its
+        prompt and all but its last output token. Scalars or arrays."""
+        if self.chunked_prefill:
+            return 0 * input_tokens
+        return input_tokens if self.no_evict else input_tokens + output_tokens - 1
 
 
 @dataclass

@@ -90,6 +90,7 @@ class RequestTable:
         lim = self.limits
         kv_blocks = -(-(prompt + outputs - 1) // lim.block_size)
         ok = (prompt >= 1) & (outputs >= 1) & (kv_blocks <= lim.num_blocks)
+        ok &= lim.whole_prefill(prompt, outputs) <= lim.max_num_batched_tokens
         done = np.zeros(n, bool) if prefilled is None else np.asarray(prefilled, dtype=bool)
         if np.any(done & (outputs < 2)):  # checked before any state changes
             raise ValueError("a prefilled request must have at least 2 output tokens")
@@ -139,6 +140,7 @@ class RequestTable:
         for i in range(n):
             p, o, d, a = prompt[i], outputs[i], done[i], arrival[i]
             ok = p >= 1 and o >= 1 and -(-(p + o - 1) // bs) <= cap
+            ok = ok and lim.whole_prefill(p, o) <= lim.max_num_batched_tokens
             self.computed.append(p if d else 0)
             self.generated.append(1 if d else 0)
             self.state.append(WAITING if ok else DONE)

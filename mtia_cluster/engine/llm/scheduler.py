@@ -43,6 +43,9 @@ from mtia_cluster.engine.llm.stretch import decode_run
 # the state for the compiled loop costs ~50 us, a window of a few iterations less (see
 # docs/engine.md, "LLM replica speed").
 KERNEL_ITERATIONS = 64
+# Blocks "needed" by a waiting request whose uncomputed tokens exceed the budget left when
+# prefill is not chunked (ReplicaLimits.chunked_prefill): more than any cache has.
+UNFIT = 1 << 62
 
 
 class ReplicaScheduler(RequestTable):
@@ -221,6 +224,8 @@ class ReplicaScheduler(RequestTable):
         tokens = self.prompt[r] + self.generated[r]
         base = self.computed[r]  # 0, or the prompt for a prefilled (disaggregated) request
         if not base and not self.kv.enabled:
+            if tokens > budget and not self.limits.chunked_prefill:
+                return 0, UNFIT  # prefilled whole or not at all
             return 0, -(-min(tokens, budget) // bs)  # blocks_for
         hit = shared = 0
         if not base:
@@ -230,6 +235,8 @@ class ReplicaScheduler(RequestTable):
             else:
                 hit, shared = self.kv.chain_hit(keys, tokens)
             base = hit * bs
+        if tokens - base > budget and not self.limits.chunked_prefill:
+            return hit, UNFIT
         return hit, _blocks(base + min(tokens - base, budget), bs) - shared
 
     def _hit_at_risk(self, r: int) -> int | None:
