@@ -1,11 +1,14 @@
 """KV admission policy vs the MLPerf Llama-2-70B H100 checks (docs/validation.md).
 
-Runs the `validate` system (one TP2 FP8 H100 replica, max_num_seqs 1,024, budget 4,096,
-the OpenOrca set's lengths, the submission's 2,400 s runs) under each admission setting and
-prints Offline (LoadGen figure and steady capacity), Server and their ratio, tokens/s per GPU:
+Runs the `validate` system (one TP2 FP8 H100 replica with the submission's Server limits,
+max_num_seqs 1,024, budget 4,096, KV block 64, no chunked prefill, KV cache 0.90 of free
+memory -- here for Offline too --, the OpenOrca set's lengths, the submission's 2,400 s runs)
+under each admission setting and prints Offline (LoadGen figure and steady capacity), Server
+and their ratio, tokens/s per GPU:
 
-* ``max_utilization`` (vLLM: greedy admission, recompute preemption);
-* ``guaranteed_no_evict`` reserving each request's own output length (what `validate` runs);
+* ``max_utilization`` (greedy admission, recompute preemption; what `validate` runs: the
+  submission's harness default, docs/validation.md);
+* ``guaranteed_no_evict`` reserving each request's own output length;
 * ``guaranteed_no_evict`` reserving ``max_tokens`` 1,024 output tokens per request (the
   MLCommons reference SUT's ``max_new_tokens``).
 

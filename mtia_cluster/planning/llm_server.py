@@ -179,9 +179,11 @@ def llm_server_capacity(
     rel_tol: float = 0.02,
     ep: int = 1,
     min_duration_s: float = LOADGEN_MIN_DURATION_S,
+    kv_free_fraction: float | None = None,
 ) -> ServerResult:
-    """Search the replica's Server capacity (see module docstring)."""
-    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits, ep)
+    """Search the replica's Server capacity (see module docstring); the KV cache as in
+    :func:`llm_offline_replay`."""
+    chips, limits, cost = _setup(chip, model, tp, dtype, kv_dtype, limits, ep, kv_free_fraction)
     cum_gaps, isl_all, osl_all = _pool(n_requests, input_len, output_len, seed)
     completed: dict[float, float] = {}  # rate -> LoadGen completed tokens/s of its replay
 

@@ -172,3 +172,25 @@ def test_server_run_spans_the_minimum_duration_and_reports_loadgen_completed_tok
     drain_short = short.output_tokens_per_s / short.scheduled_tokens_per_s
     drain_long = longer.output_tokens_per_s / longer.scheduled_tokens_per_s
     assert drain_long > drain_short
+
+
+def test_server_sizes_the_kv_cache_by_tensorrt_llms_free_memory_fraction():
+    """`kv_free_fraction` reaches the Server search as it reaches the Offline replay
+    (`LLMIterationModel.kv_tokens`): a cache of 2% of the free memory (~10k tokens, a
+    dozen 640-token requests) caps the rate well below the 90% cache's."""
+    kwargs = dict(
+        tp=2,
+        dtype="fp8",
+        kv_dtype="fp8",
+        limits=ReplicaLimits(4096, 256, 16, 1),
+        input_len=LengthDist(512, 0.8),
+        output_len=LengthDist(128, 0.8),
+        ttft_p99_s=2.0,
+        tpot_p99_s=0.2,
+        n_requests=3000,
+        rel_tol=0.05,
+    )
+    chip, model = CAT.chip("h100"), CAT.model("llama-2-70b")
+    big = llm_server_capacity(chip, model, kv_free_fraction=0.9, **kwargs)
+    small = llm_server_capacity(chip, model, kv_free_fraction=0.02, **kwargs)
+    assert small.rate_per_s < 0.5 * big.rate_per_s
