@@ -8,7 +8,8 @@ decode rows it prints, per file and (TP, context) group and per KV-size bin, the
 and signed mean error of ``floor + KV bytes / (BW x fraction)`` under the catalog's
 ``attention.decode_bw_fraction`` / ``decode_floor_us`` and under the fitted pair
 (``calibrate/attention.py fit_decode``, the ``calibrate fit`` procedure); for prefill rows
-the same for ``max(4 x q_dim / tp x pairs / (peak x prefill_peak_fraction), decode side)``.
+the same for the full kernel (``predict_attention_s``: the roofline of its FLOP side at
+``prefill_peak_fraction`` and its decode side).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/vidur_attention.py FIT.csv [HELD.csv ...] \\
         [--chip a100]
@@ -19,12 +20,14 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from mtia_cluster.calibrate.attention import (
     AttnRow,
     fit_decode,
+    predict_attention_s,
     predict_decode_s,
     read_attention_csv,
 )
@@ -58,15 +61,8 @@ def _size_bin(r: AttnRow) -> str:
 
 
 def _prefill(chip: Chip, fraction: float, floor_s: float) -> Predict:
-    p = chip.op_params
-
-    def pred(rows: list[AttnRow]) -> np.ndarray:
-        pairs = np.array([r.chunk * (r.context + r.chunk / 2.0) for r in rows])
-        qdim = np.array([r.hidden / r.tp for r in rows])
-        compute = 4.0 * qdim * pairs / (chip.gemm_peak("fp16") * p.attn_prefill_peak_fraction)
-        return np.maximum(compute, predict_decode_s(rows, chip, fraction, floor_s))
-
-    return pred
+    p = replace(chip.op_params, attn_decode_bw_fraction=fraction, attn_floor_s=floor_s)
+    return lambda rows: predict_attention_s(rows, chip, p)
 
 
 def report(files: Sequence[str], chip_name: str) -> None:
