@@ -8,10 +8,16 @@ decode rows it prints, per file and (TP, context) group and per KV-size bin, the
 and signed mean error of ``floor + KV bytes / (BW x fraction)`` under the catalog's
 ``attention.decode_bw_fraction`` / ``decode_floor_us`` and under the fitted pair
 (``calibrate/attention.py fit_decode``, the ``calibrate fit`` procedure); for prefill rows
-the same for ``max(4 x q_dim / tp x pairs / (peak x prefill_peak_fraction), decode side)``.
+the same for the full kernel (``predict_attention_s``: the roofline of its FLOP side at
+``prefill_peak_fraction`` and its decode side).
 
     PYTHONPATH=$PWD .venv/bin/python benchmarks/vidur_attention.py FIT.csv [HELD.csv ...] \\
         [--chip a100]
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/vidur_attention.py TABLE.csv --splits
+
+``--splits`` fits the whole kernel (decode and prefill sides, ``fit_attention``) on part of one
+table and reports the rest: rows with context <= 2,048 vs longer, and decode batch <= 64 /
+prefill chunk <= 1,024 vs larger.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from mtia_cluster.calibrate.attention import (
     AttnRow,
+    fit_attention,
     fit_decode,
+    predict_attention_s,
     predict_decode_s,
     read_attention_csv,
 )
@@ -58,15 +67,8 @@ def _size_bin(r: AttnRow) -> str:
 
 
 def _prefill(chip: Chip, fraction: float, floor_s: float) -> Predict:
-    p = chip.op_params
-
-    def pred(rows: list[AttnRow]) -> np.ndarray:
-        pairs = np.array([r.chunk * (r.context + r.chunk / 2.0) for r in rows])
-        qdim = np.array([r.hidden / r.tp for r in rows])
-        compute = 4.0 * qdim * pairs / (chip.gemm_peak("fp16") * p.attn_prefill_peak_fraction)
-        return np.maximum(compute, predict_decode_s(rows, chip, fraction, floor_s))
-
-    return pred
+    p = replace(chip.op_params, attn_decode_bw_fraction=fraction, attn_floor_s=floor_s)
+    return lambda rows: predict_attention_s(rows, chip, p)
 
 
 def report(files: Sequence[str], chip_name: str) -> None:
@@ -107,11 +109,45 @@ def report(files: Sequence[str], chip_name: str) -> None:
                 print(_line(label, g, (pc, pn)))
 
 
+SPLITS: dict[str, Callable[[AttnRow], bool]] = {
+    "context <= 2048": lambda r: r.context <= 2048,
+    "decode batch <= 64, prefill chunk <= 1024": lambda r: (
+        r.chunk <= 1024 if r.prefill else r.batch <= 64
+    ),
+}
+
+
+def splits(path: str, chip_name: str) -> None:
+    """Hold-outs inside one table: fit the whole kernel (``fit_attention``) on a subset, report
+    MAPE (signed mean) on it and on the rest, per side, and the rest under the catalog."""
+    chip = load_catalog().chip(chip_name)
+    rows = read_attention_csv(path)
+    for name, train in SPLITS.items():
+        tr, te = [r for r in rows if train(r)], [r for r in rows if not train(r)]
+        q = fit_attention(tr, chip, chip.op_params).params
+        print(
+            f"\nfit on {name}: decode fraction {q.attn_decode_bw_fraction:.4f}, floor "
+            f"{q.attn_floor_s * 1e6:.2f} us, prefill fraction {q.attn_prefill_peak_fraction:.4f}"
+        )
+        fitted: Predict = lambda rs: predict_attention_s(rs, chip, q)  # noqa: B023, E731
+        catalog: Predict = lambda rs: predict_attention_s(rs, chip, chip.op_params)  # noqa: E731
+        for side in (False, True):
+            label = "prefill" if side else "decode"
+            a, b = [r for r in tr if r.prefill is side], [r for r in te if r.prefill is side]
+            if a and b:
+                print(_line(f"{label}: fitted rows", a, (fitted,)))
+                print(_line(f"{label}: held-out rows | catalog", b, (fitted, catalog)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("files", nargs="+", help="Vidur attention.csv files; the first is fitted on")
     ap.add_argument("--chip", default="a100")
+    ap.add_argument("--splits", action="store_true", help="hold-outs inside the first file instead")
     a = ap.parse_args()
+    if a.splits:
+        splits(a.files[0], a.chip)
+        return
     report(a.files, a.chip)
 
 

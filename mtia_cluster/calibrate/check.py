@@ -1,7 +1,8 @@
 """`calibrate check`: the operator model's error against every row of a profiling directory.
 
-Error of a row = |predicted / measured - 1|; MAPE = its mean. Reported per operator, per
-collective and fabric, per model folder, for the GEMMs together, and overall (every row).
+Error of a row = |predicted / measured - 1|; MAPE = its mean. Reported per operator (the
+attention kernel as ``attn_decode`` and ``attn_prefill``), per collective and fabric, per
+model folder, for the GEMMs together, and overall (every row).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mtia_cluster.calibrate.attention import predict_attention_s
 from mtia_cluster.calibrate.profiling import CollectiveRow, OpRow, Profile
 from mtia_cluster.catalog.chip import Chip
 from mtia_cluster.catalog.op_model import OpParams
@@ -93,8 +95,11 @@ def check_profile(prof: Profile, chip: Chip, params: OpParams | None = None) -> 
         / np.array([r.time_s for r in prof.collectives])
         - 1
     )
+    at = prof.attention
+    at_err = np.abs(predict_attention_s(at, chip, p) / np.array([r.time_s for r in at]) - 1)
     keys = [r.op for r in prof.ops] + [f"{r.kind}.{r.fabric}" for r in prof.collectives]
-    err = np.concatenate([op_err, co_err])
+    keys += ["attn_prefill" if r.prefill else "attn_decode" for r in at]
+    err = np.concatenate([op_err, co_err, at_err])
     per_op, counts = _mapes(keys, err)
     gemm = [e for r, e in zip(prof.ops, op_err, strict=True) if r.op in GEMM_OPS]
     if gemm:
@@ -110,7 +115,9 @@ def check_profile(prof: Profile, chip: Chip, params: OpParams | None = None) -> 
         if win:
             key = f"all_reduce.{fabric}[1MiB-256MiB]"
             per_op[key], counts[key] = float(np.mean(win)), len(win)
-    per_model, _ = _mapes([r.model for r in prof.ops], op_err)
+    per_model, _ = _mapes(
+        [r.model for r in prof.ops] + [r.source for r in at], np.concatenate([op_err, at_err])
+    )
     return CheckReport(
         chip=chip.name,
         family=p.family,

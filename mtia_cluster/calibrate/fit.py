@@ -12,52 +12,27 @@ Procedure (no randomness, no iteration-order dependence; the same rows give the 
 * Each collective and fabric present (all_reduce / send_recv x scale_up / scale_out; ``part``
   "collectives" or "all"): ``latency_us`` and ``bw_fraction``; absent ones keep their values.
   Written to the chip's ``interconnect`` entry (and the family default on an "all" fit).
-* Attention is not fitted here: ``attention.decode_bw_fraction`` and ``decode_floor_us`` come
-  from Vidur's own attention tables (:mod:`mtia_cluster.calibrate.attention`). Nothing else is
-  touched.
+* Attention (``part`` "attention" or "all", from the ``attention.csv`` rows):
+  ``attention.decode_bw_fraction`` and ``decode_floor_us`` on the decode rows, then
+  ``prefill_peak_fraction`` on the prefill rows (:func:`mtia_cluster.calibrate.attention.
+  fit_attention`). Nothing else is touched.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mtia_cluster.calibrate.attention import fit_attention
+from mtia_cluster.calibrate.grid import US, fit_two, grid_min
+from mtia_cluster.calibrate.grid import mape as _mape
 from mtia_cluster.calibrate.profiling import Profile
 from mtia_cluster.catalog.chip import DTYPE_BYTES, Chip
 from mtia_cluster.catalog.op_model import ELEMENTWISE_KINDS, Collective, Elementwise, OpParams
 from mtia_cluster.perf.layer import ELEMENTWISE_OPS, GEMM_OPS
 from mtia_cluster.perf.ops import gemm_bytes, gemm_compute_s
-
-US = 1e-6
-Loss = Callable[[tuple[float, ...]], float]
-
-
-def grid_min(loss: Loss, axes: Sequence[np.ndarray], refine: int = 2) -> tuple[float, ...]:
-    """Best point of a grid, then of finer grids around it (`refine` times)."""
-    best: tuple[float, ...] = ()
-    for level in range(refine + 1):
-        points = list(itertools.product(*axes))
-        values = [loss(pt) for pt in points]
-        best = tuple(float(x) for x in points[int(np.argmin(values))])
-        if level == refine:
-            break
-        axes = [_around(a, b) for a, b in zip(axes, best, strict=True)]
-    return best
-
-
-def _around(axis: np.ndarray, centre: float) -> np.ndarray:
-    if len(axis) < 2:
-        return axis
-    step = float(np.min(np.diff(np.sort(axis))))
-    lo, hi = float(axis.min()), float(axis.max())
-    return np.unique(np.clip(centre + step * np.linspace(-1, 1, 9), lo, hi))
-
-
-def _mape(pred: np.ndarray, meas: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred / meas - 1.0)))
 
 
 @dataclass(frozen=True)
@@ -95,28 +70,10 @@ def _fit_gemm(prof: Profile, chip: Chip) -> tuple[tuple[float, ...], int, float]
     return best, len(rows), loss(best)
 
 
-def fit_two(
-    x: np.ndarray, meas: np.ndarray, additive: bool, top_us: float | None = None
-) -> tuple[float, float, float]:
-    """Fit (fraction, floor_or_latency_us, MAPE) for t = max(floor, x/f) or t = lat + x/f;
-    the floor or latency is searched over 0..`top_us` (default: 400 additive, else 100)."""
-
-    def loss(pt: tuple[float, ...]) -> float:
-        f, c = pt
-        pred = c * US + x / f if additive else np.maximum(c * US, x / f)
-        return _mape(pred, meas)
-
-    if top_us is None:
-        top_us = 400.0 if additive else 100.0  # collective latencies reach ~100s of us
-    axes = [np.linspace(0.02, 1.0, 50), np.linspace(0.0, top_us, 51)]
-    best = grid_min(loss, axes)
-    return best[0], best[1], loss(best)
-
-
 def fit_profile(prof: Profile, chip: Chip, part: str = "all") -> FitResult:
     """Fit the family parameters of `chip` to `prof` (see module docstring).
 
-    `part`: "ops" (GEMM and elementwise), "collectives", or "all".
+    `part`: "ops" (GEMM and elementwise), "collectives", "attention", or "all".
     """
     p = chip.op_params
     rows: dict[str, int] = {}
@@ -125,6 +82,11 @@ def fit_profile(prof: Profile, chip: Chip, part: str = "all") -> FitResult:
         p = _fit_ops(prof, chip, p, rows, mape)
     if part in ("all", "collectives"):
         p = _fit_collectives(prof, chip, p, rows, mape)
+    if part in ("all", "attention") and prof.attention:
+        att = fit_attention(prof.attention, chip, p)
+        p = att.params
+        rows.update(att.rows)
+        mape.update(att.mape)
     return FitResult(p, rows, mape)
 
 

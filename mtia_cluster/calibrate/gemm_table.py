@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from mtia_cluster.calibrate.fit import grid_min
+from mtia_cluster.calibrate.grid import grid_min
 from mtia_cluster.catalog.chip import DTYPE_BYTES, Chip
 from mtia_cluster.catalog.op_model import OpParams
 from mtia_cluster.config import load_yaml

@@ -3,11 +3,14 @@
 Layout (microsoft/vidur ``data/profiling/``): ``compute/<gpu>/<org>/<model>/mlp.csv`` with one
 row per (model shape, tokens, TP degree) and ``time_stats.<op>.median`` in milliseconds, and
 ``network/<gpu>_<system>/{all_reduce,send_recv}.csv`` with message ``size`` in bytes,
-``num_workers``, ``devices_per_node`` and ``time_stats.<collective>.median`` in ms.
+``num_workers``, ``devices_per_node`` and ``time_stats.<collective>.median`` in ms, and
+``compute/<gpu>/<org>/<model>/attention.csv`` (one layer's attention kernel, decode and prefill
+rows; read by :func:`mtia_cluster.calibrate.attention.read_attention_csv`).
 
-Every ``mlp.csv`` / collective CSV below the given directory is read. When a path names its
-GPU (the folder after ``compute/``, or the prefix of a ``network/`` system folder) only the
-files of the requested chip are kept, so the whole upstream tree can be passed as is.
+Every ``mlp.csv`` / ``attention.csv`` / collective CSV below the given directory is read.
+When a path names its GPU (the folder after ``compute/``, or the prefix of a ``network/``
+system folder) only the files of the requested chip are kept, so the whole upstream tree can
+be passed as is.
 Systems whose name says ``pairwise`` (GPU pairs bridged by NVLink, not a switched scale-up
 domain the catalog describes) are counted as skipped, not compared.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mtia_cluster.calibrate.attention import AttnRow, read_attention_csv
 from mtia_cluster.errors import UserError
 from mtia_cluster.perf.layer import OPS, LayerShape
 
@@ -66,12 +70,13 @@ class Profile:
 
     ops: list[OpRow] = field(default_factory=list)
     collectives: list[CollectiveRow] = field(default_factory=list)
+    attention: list[AttnRow] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     skipped_rows: int = 0
 
     @property
     def models(self) -> list[str]:
-        return sorted({r.model for r in self.ops})
+        return sorted({r.model for r in self.ops} | {r.source for r in self.attention})
 
     def digest(self) -> str:
         """sha256 over the files read (names and bytes), first 16 hex digits."""
@@ -155,8 +160,9 @@ def read_profile(data_dir: str | Path, chip: str, models: list[str] | None = Non
         raise UserError("profiling directory not found", file=root)
     prof = Profile()
     mlps = sorted(root.rglob("mlp.csv"))
+    attns = sorted(root.rglob("attention.csv"))
     nets = sorted([*root.rglob("all_reduce.csv"), *root.rglob("send_recv.csv")])
-    labelled = {g for g in (_gpu_of(p, root) for p in [*mlps, *nets]) if g}
+    labelled = {g for g in (_gpu_of(p, root) for p in [*mlps, *attns, *nets]) if g}
     if labelled and chip not in labelled:
         raise UserError(
             f"no measurements for this chip (the directory has {', '.join(sorted(labelled))})",
@@ -172,6 +178,10 @@ def read_profile(data_dir: str | Path, chip: str, models: list[str] | None = Non
             continue
         prof.files.append(p)
         _read_mlp(p, model, prof)
+    for p in attns:
+        if _gpu_of(p, root) in (None, chip) and (not models or p.parent.name in models):
+            prof.files.append(p)
+            prof.attention.extend(read_attention_csv(p, source=p.parent.name))
     if not models:  # collectives are fitted / checked with the full set only
         for p in nets:
             if _gpu_of(p, root) not in (None, chip):
@@ -182,6 +192,9 @@ def read_profile(data_dir: str | Path, chip: str, models: list[str] | None = Non
         unknown = sorted(set(models) - set(prof.models))
         if unknown:
             raise UserError("no such model folder in the data", field="--models", value=unknown[0])
-    if not prof.ops and not prof.collectives:
-        raise UserError("no Vidur-format rows (mlp.csv, all_reduce.csv, send_recv.csv)", file=root)
+    if not prof.ops and not prof.collectives and not prof.attention:
+        raise UserError(
+            "no Vidur-format rows (mlp.csv, attention.csv, all_reduce.csv, send_recv.csv)",
+            file=root,
+        )
     return prof

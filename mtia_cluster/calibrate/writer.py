@@ -32,10 +32,16 @@ def write_fit(
     """Rewrite the fitted entries of `path` (everything else is kept as it was).
 
     Operator fits also record ``fitted_on``; collectives go to the chip's interconnect entry
-    (and to the family default when the operators were fitted on the same chip).
+    (and to the family default when the operators were fitted on the same chip); attention
+    fits go to ``attention:`` under their own source, ``fit_attention``.
     """
     data = load_yaml(path)
-    rows = fit.rows
+    rows = {k: v for k, v in fit.rows.items() if not k.startswith("attention.")}
+    if len(rows) < len(fit.rows):
+        _set_attention(data, fit, prof, chip, data_dir)
+    if not rows:
+        _write(path, data)
+        return
     _set_operators(data, fit.params, rows)
     key = "fit" if "gemm" in rows else f"fit_{chip}"
     _set_collectives(data, fit.params, rows, key, interconnect)
@@ -53,9 +59,32 @@ def write_fit(
         "data_sha256": prof.digest(),
         "models": prof.models,
         "rows": dict(rows),
-        "in_sample_mape": {k: round(v, 4) for k, v in fit.mape.items()},
+        "in_sample_mape": {k: round(v, 4) for k, v in fit.mape.items() if k in rows},
     }
     _write(path, data)
+
+
+def _set_attention(
+    data: dict[str, Any], fit: FitResult, prof: Profile, chip: str, data_dir: str
+) -> None:
+    """The attention kernel's fitted numbers (whichever sides had rows) and their source."""
+    key, p, att = "fit_attention", fit.params, data.setdefault("attention", {})
+    n, err = fit.rows, fit.mape
+    if "attention.decode" in n:
+        note = f"{n['attention.decode']} decode rows, in-sample MAPE {err['attention.decode']:.4f}"
+        _set(att, "decode_bw_fraction", p.attn_decode_bw_fraction, note, source=key)
+        _set(att, "decode_floor_us", p.attn_floor_s * US, "fitted with decode_bw_fraction", key)
+    if "attention.prefill" in n:
+        note = (
+            f"{n['attention.prefill']} prefill rows, in-sample MAPE "
+            f"{err['attention.prefill']:.4f} (with the decode side above)"
+        )
+        _set(att, "prefill_peak_fraction", p.attn_prefill_peak_fraction, note, source=key)
+    data.setdefault("sources", {})[key] = (
+        f"mtia-cluster calibrate fit --part attention of {data_dir} on chip {chip}: "
+        f"attention.csv of [{', '.join(sorted({r.source for r in prof.attention}))}], "
+        f"{len(prof.attention)} rows, data sha256 {prof.digest()}"
+    )
 
 
 def _set_operators(data: dict[str, Any], p: OpParams, rows: dict[str, int]) -> None:

@@ -33,9 +33,10 @@ def calibrate() -> None:
 @_models_opt
 @click.option(
     "--part",
-    type=click.Choice(["all", "ops", "collectives"]),
+    type=click.Choice(["all", "ops", "collectives", "attention"]),
     default="all",
-    help="what to fit: operators (family-wide), collectives (the chip's interconnect), or all",
+    help="what to fit: operators (family-wide), collectives (the chip's interconnect), "
+    "the attention kernel (from attention.csv), or all",
 )
 def fit(data_dir: str, chip: str, models: str | None, part: str) -> None:
     """Fit CHIP's family parameters to DATA_DIR and write them to the catalog."""

@@ -13,7 +13,7 @@ of the dense GEMM peak fraction, fitted on ONE published set -- the v0.13.0 Mixt
 rows (``ROWS_V013``), the page whose dense Llama-2-70B TP2 rows the model matches best
 (3.6% MAPE), so that its MoE residual is the MoE path's -- by minimising the MAPE of
 simulated / published throughput over ``SCALE_GRID`` refined twice around the best point
-(``calibrate.fit.grid_min``; deterministic, ties to the smaller value). v0.11.0's Mixtral
+(``calibrate.grid.grid_min``; deterministic, ties to the smaller value). v0.11.0's Mixtral
 rows and the 2025 Llama 4 Maverick rows are held out.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mtia_cluster.calibrate.fit import grid_min
+from mtia_cluster.calibrate.grid import grid_min
 from mtia_cluster.catalog import Catalog, Chip
 from mtia_cluster.engine.llm.limits import ReplicaLimits
 from mtia_cluster.perf import llm_iteration_model
