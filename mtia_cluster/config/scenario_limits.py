@@ -8,7 +8,7 @@ that neither needs the other.
 from __future__ import annotations
 
 from mtia_cluster.config.limits import ENV, Limits, limit_error
-from mtia_cluster.config.scenario_types import Scenario
+from mtia_cluster.config.scenario_types import PoolSpec, Scenario
 from mtia_cluster.errors import UserError
 from mtia_cluster.units import NS_PER_S
 
@@ -33,15 +33,7 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
                     file,
                     f"{prefix}.{key}",
                 )
-            if pool.max_items > lim.items_per_request:
-                raise limit_error(
-                    "max_items",
-                    pool.max_items,
-                    "items_per_request",
-                    lim.items_per_request,
-                    file,
-                    f"{prefix}.batching.max_items",
-                )
+            _check_batch_sizes(pool, prefix, lim, file)
     if sc.report_interval_ns < lim.report_interval_min_ns:
         raise UserError(
             f"{sc.report_interval_ns:,} ns is below the limit "
@@ -63,6 +55,19 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
                 " s",
             )
     _check_weights(sc)
+
+
+def _check_batch_sizes(pool: PoolSpec, prefix: str, lim: Limits, file: str | None) -> None:
+    """A pool's largest batch: the R&R service table has max_items + 1 entries and the LLM
+    iteration cost table max_num_batched_tokens + 1."""
+    tokens = pool.llm.max_num_batched_tokens if pool.llm is not None else 0
+    for key, size, name in (
+        ("batching.max_items", pool.max_items, "items_per_request"),
+        ("max_num_batched_tokens", tokens, "tokens_per_request"),
+    ):
+        if size > getattr(lim, name):
+            what = key.rpartition(".")[2]
+            raise limit_error(what, size, name, getattr(lim, name), file, f"{prefix}.{key}")
 
 
 def _check_weights(sc: Scenario) -> None:
