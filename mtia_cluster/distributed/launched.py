@@ -159,20 +159,28 @@ def start_local_head(num_cpus: int | None) -> dict[str, Any]:
         # short: Ray's socket paths under it must fit in 107 bytes
         temp_dir = tempfile.mkdtemp(prefix="mtia-ray-", dir="/tmp")
         port = _free_port()
-        res = subprocess.run(
-            _ray_start_cmd(temp_dir, port, num_cpus), capture_output=True, text=True, env=env
-        )
-        head = {
-            "address": f"127.0.0.1:{port}",
-            "temp_dir": temp_dir,
-            "session_dir": str((Path(temp_dir) / "session_latest").resolve()),
-            "pids": [[p.pid, p.start_ticks] for p in started_processes(temp_dir, port)],
-        }
+        try:
+            res = subprocess.run(
+                _ray_start_cmd(temp_dir, port, num_cpus), capture_output=True, text=True, env=env
+            )
+        except BaseException:  # Ctrl-C: `ray start` is killed, what it started is not
+            stop_local_head(_head(temp_dir, port))
+            raise
+        head = _head(temp_dir, port)
         if res.returncode == 0:
             return head
         error = ((res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
         stop_local_head(head)
     raise RunFailed(f"could not start a local Ray head (tried twice): {error}")
+
+
+def _head(temp_dir: str, port: int) -> dict[str, Any]:
+    return {
+        "address": f"127.0.0.1:{port}",
+        "temp_dir": temp_dir,
+        "session_dir": str((Path(temp_dir) / "session_latest").resolve()),
+        "pids": [[p.pid, p.start_ticks] for p in started_processes(temp_dir, port)],
+    }
 
 
 def started_processes(temp_dir: str, port: int) -> list[procs.Proc]:

@@ -252,3 +252,35 @@ def test_ctrl_c_while_ray_starts_leaves_no_process(tmp_path, monkeypatch):
         earlier.kill()
         earlier.wait()
         procs.terminate(started, grace_s=0)
+
+
+def test_ctrl_c_during_launch_head_start_stops_what_it_started(tmp_path, monkeypatch):
+    """Ctrl-C while `launch` runs `ray start --head` used to leave the head's GCS, raylet,
+    dashboard and client proxy running (re-parented to init) with no fleet record, so
+    `down` could not find them. The processes naming the head's temporary directory are
+    stopped and the directory is removed."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    started: list[procs.Proc] = []
+    dirs: list[str] = []
+
+    def run(cmd, **kwargs):
+        temp_dir = next(a.split("=", 1)[1] for a in cmd if a.startswith("--temp-dir="))
+        dirs.append(temp_dir)
+        # a "gcs_server" naming the head's directory, detached from `ray start`
+        gcs = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", f"--log_dir={temp_dir}/x"],
+            start_new_session=True,
+        )
+        proc = procs.identify(gcs.pid)
+        assert proc is not None
+        started.append(proc)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fl.subprocess, "run", run)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fl.start_local_head(None)
+        assert len(started) == 1 and not started[0].alive()
+        assert not os.path.exists(dirs[0])
+    finally:
+        procs.terminate(started, grace_s=0)
