@@ -81,21 +81,23 @@ def record_path(name: str) -> Path:
     return home() / "fleets" / f"{name}.json"
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, field: str = "--name") -> str:
     if not NAME_RE.match(name):
         raise UserError(
-            "fleet names are lowercase letters, digits and '-'", field="--name", value=name
+            "fleet names are lowercase letters, digits and '-'", field=field, value=name
         )
     return name
 
 
-def load_record(name: str) -> dict[str, Any]:
-    path = record_path(check_name(name))
+def load_record(name: str, field: str = "FLEET") -> dict[str, Any]:
+    """The record of a launched fleet; `field` names where the name came from (`FLEET` of
+    `status`/`down`, `--fleet` of `replay`) in the refusal."""
+    path = record_path(check_name(name, field))
     if not path.exists():
         known = sorted(p.stem for p in (home() / "fleets").glob("*.json"))
         raise UserError(
             f"no launched fleet of that name (known: {', '.join(known) or 'none'})",
-            field="FLEET",
+            field=field,
             value=name,
         )
     return dict(json.loads(path.read_text()))
@@ -103,7 +105,7 @@ def load_record(name: str) -> dict[str, Any]:
 
 def fleet_address(name: str) -> str:
     """The Ray address of a launched fleet whose cluster is still there."""
-    info = load_record(name)
+    info = load_record(name, "--fleet")
     head = info.get("head")
     if info.get("started_local_head") and not (head and head_alive(head)):
         raise UserError(
