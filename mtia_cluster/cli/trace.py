@@ -109,12 +109,37 @@ def generate(
     from mtia_cluster.config.trace_spec import TraceSpecFile
 
     spec = apply_overrides(spec, list(overrides), TraceSpecFile)
-    validate(TraceSpecFile, spec, spec_file)  # before the progress bar: errors come first
-    with progress("generating", "streams") as bar:
-        table, metadata = generate_table(spec, seed, spec_file, progress=bar.update)
-        bar.note = "writing"
-        write_trace(table, output, metadata, overwrite=overwrite)
+    try:
+        validate(TraceSpecFile, spec, spec_file)  # before the progress bar: errors first
+        with progress("generating", "streams") as bar:
+            table, metadata = generate_table(spec, seed, spec_file, progress=bar.update)
+            bar.note = "writing"
+            write_trace(table, output, metadata, overwrite=overwrite)
+    except UserError as exc:
+        raise exc if spec_file or overrides else _as_option(exc) from None
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
+
+
+# the mix-spec field each single-service option becomes (_spec_from_options)
+_OPTION_OF = {
+    "services[0].name": "--service",
+    "services[0].rate_per_s": "--rate",
+    "duration_s": "--duration",
+    "requests": "--requests",
+    "services[0].arrivals.cv": "--cv",
+    "services[0].diurnal.peak_to_trough": "--peak-to-trough",
+    "mean/p99": "--items-mean/--items-p99",
+}
+
+
+def _as_option(exc: Any) -> Any:
+    """A refusal of the spec built from the options, naming the option instead of the
+    spec's field (which the user never wrote); other refusals unchanged."""
+    option = _OPTION_OF.get(exc.field or "")
+    if option is None or exc.file is not None:
+        return exc
+    shown = str(exc).endswith(f"(got {exc.value!r})")
+    return type(exc)(exc.reason, field=option, value=exc.value, has_value=shown)
 
 
 def _spec_from_options(
