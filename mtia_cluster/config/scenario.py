@@ -40,6 +40,7 @@ and service names). Every mistake is one UserError naming file, field path and v
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +253,7 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
             raise error(counts[0], f"R&R pools use whole hosts of {per_host} accelerators", n)
         _check_rr(p, accelerators // per_host, host, model, error)
         max_items = p.batching.max_items
-        max_wait_ns = round(p.batching.max_wait_us * 1e3)
+        max_wait_ns = _us_to_ns(p.batching.max_wait_us)
         size = per_host
     elif isinstance(p, LLMPool):
         size = _llm_replica_size(p, error)
@@ -280,6 +281,13 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
         embedding_hosts=getattr(p, "embedding_hosts", 1),
         llm=llm,
     )
+
+
+def _us_to_ns(us: float) -> int:
+    """Microseconds to integer ns; exact for a finite value whose ns overflow a float (1e306
+    us: refused by the trace_span_s limit, check_scenario, rather than an OverflowError)."""
+    ns = us * 1e3
+    return round(ns) if math.isfinite(ns) else int(us) * 1000
 
 
 def _check_rr(p: RRPool, hosts: int, host: Any, model: Any, error: Any) -> None:

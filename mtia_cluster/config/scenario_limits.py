@@ -58,8 +58,8 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
 
 
 def _check_batch_sizes(pool: PoolSpec, prefix: str, lim: Limits, file: str | None) -> None:
-    """A pool's largest batch: the R&R service table has max_items + 1 entries and the LLM
-    iteration cost table max_num_batched_tokens + 1."""
+    """A pool's largest batch (the R&R service table has max_items + 1 entries, the LLM
+    iteration cost table max_num_batched_tokens + 1) and longest batching wait."""
     tokens = pool.llm.max_num_batched_tokens if pool.llm is not None else 0
     for key, size, name in (
         ("batching.max_items", pool.max_items, "items_per_request"),
@@ -68,6 +68,12 @@ def _check_batch_sizes(pool: PoolSpec, prefix: str, lim: Limits, file: str | Non
         if size > getattr(lim, name):
             what = key.rpartition(".")[2]
             raise limit_error(what, size, name, getattr(lim, name), file, f"{prefix}.{key}")
+    if pool.max_wait_ns > lim.trace_span_s * NS_PER_S:  # beyond int64 ns long before 1e300
+        wait_s = pool.max_wait_ns / NS_PER_S
+        field = f"{prefix}.batching.max_wait_us"
+        raise limit_error(
+            "batching wait", wait_s, "trace_span_s", lim.trace_span_s, file, field, " s"
+        )
 
 
 def _check_weights(sc: Scenario) -> None:
