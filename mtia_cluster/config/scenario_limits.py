@@ -55,6 +55,40 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
                 " s",
             )
     _check_weights(sc)
+    _check_times(sc, lim)
+
+
+def _check_times(sc: Scenario, lim: Limits) -> None:
+    """Failure and autoscaling times: none longer than the trace_span_s limit (1e300 s
+    overflowed int64 ns), and decisions no closer than report_interval_min_ns (a 0-ns
+    interval never advanced)."""
+    fields = [
+        (f"failures[{k}].{key}", getattr(f, key))
+        for k, f in enumerate(sc.failures)
+        for key in ("mtbf_s", "mttr_s", "horizon_s")
+    ]
+    times = ("interval_s", "upscale_cooldown_s", "downscale_cooldown_s", "runtime_init_s")
+    for service, policy in sc.autoscaling.items():
+        where = f"autoscaling.{service}"
+        fields += [(f"{where}.{key}", getattr(policy, key)) for key in times]
+        if policy.interval_s * NS_PER_S < lim.report_interval_min_ns:
+            raise UserError(
+                f"{policy.interval_s:g} s is below the limit report_interval_min_ns="
+                f"{lim.report_interval_min_ns:,} (lower it with {ENV}=report_interval_min_ns=N)",
+                file=sc.file,
+                field=f"{where}.interval_s",
+            )
+    for field, seconds in fields:
+        if seconds > lim.trace_span_s:
+            raise limit_error(
+                field.rpartition(".")[2],
+                seconds,
+                "trace_span_s",
+                lim.trace_span_s,
+                sc.file,
+                field,
+                " s",
+            )
 
 
 def _check_batch_sizes(pool: PoolSpec, prefix: str, lim: Limits, file: str | None) -> None:
