@@ -210,7 +210,7 @@ def _slo(
                 field=f"slo.{service}",
                 value=service,
             )
-        slo = slo_from_targets(targets.model_dump(exclude_none=True), f"slo.{service}")
+        slo = slo_from_targets(targets.model_dump(exclude_none=True), f"slo.{service}", file)
         out[service] = slo.with_kind(kinds[service])
     return out
 

@@ -115,7 +115,7 @@ def load_plan(path: str | Path, cat: Catalog) -> Plan:
         targets = s.slo.model_dump(exclude_none=True)
         if not targets:
             raise UserError("needs at least one bound", file=file, field=f"{where}.slo", value={})
-        slos[s.name] = slo_from_targets(targets, f"{where}.slo").with_kind(kinds[s.name])
+        slos[s.name] = slo_from_targets(targets, f"{where}.slo", file).with_kind(kinds[s.name])
         for region in s.demand:
             if region not in regions:
                 raise UserError(
