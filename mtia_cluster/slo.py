@@ -82,7 +82,9 @@ def ms_to_ns(ms: float) -> int:
     return round(float(ms) * NS_PER_MS)
 
 
-def slo_from_targets(targets: Mapping[str, float], field: str = "slo") -> ServiceSLO:
+def slo_from_targets(
+    targets: Mapping[str, float], field: str = "slo", file: str | None = None
+) -> ServiceSLO:
     """One scenario ``slo:`` entry, ``{p99_ms, ttft_p99_ms, tpot_p99_ms}`` (all p99, ms).
 
     A service with a TTFT or TPOT bound is an LLM service."""
@@ -90,12 +92,21 @@ def slo_from_targets(targets: Mapping[str, float], field: str = "slo") -> Servic
     if unknown:
         raise UserError(
             "unknown SLO target (p99_ms, ttft_p99_ms, tpot_p99_ms)",
+            file=file,
             field=f"{field}.{unknown[0]}",
             value=unknown[0],
         )
     bounds = {SCENARIO_KEYS[k]: ms_to_ns(v) for k, v in targets.items()}
+    for key, value in targets.items():
+        _check_ns(bounds[SCENARIO_KEYS[key]], value, f"{field}.{key}", file)
     llm = "ttft_ns" in bounds or "tpot_ns" in bounds
     return ServiceSLO(kind="llm" if llm else "rr", percentile=99.0, **bounds)
+
+
+def _check_ns(ns: int, written: object, field: str, file: str | None) -> None:
+    """A bound that rounds to 0 ns, refused where it was written (not as `latency_ns`)."""
+    if ns < 1:
+        raise UserError("must be at least 1 ns", file=file, field=field, value=written)
 
 
 def slos_from_scenario(slo: Mapping[str, Mapping[str, float]]) -> dict[str, ServiceSLO]:
@@ -114,5 +125,6 @@ def parse_slo_text(text: str, field: str = "--slo") -> ServiceSLO:
                 "expected p99=100ms or ttft_p99=2s,tpot_p99=200ms", field=field, value=text
             )
         bounds[_TEXT_KEYS[key]] = round(float(m.group(1)) * _UNITS_NS[m.group(2)])
+        _check_ns(bounds[_TEXT_KEYS[key]], value.strip(), field, None)
     llm = "ttft_ns" in bounds or "tpot_ns" in bounds
     return ServiceSLO(kind="llm" if llm else "rr", **bounds)

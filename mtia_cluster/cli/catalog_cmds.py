@@ -216,6 +216,7 @@ def _estimate_llm(
     pp: int,
 ) -> dict[str, Any]:
     it = llm_iteration_model(chip, model, tp=tp, pp=pp, dtype=dtype)
+    _check_kv_fits(it, chip, batch, context)
     if phase == "prefill":
         args = (batch * context, 0, batch * context)
         pairs: float | None = batch * context * context / 2.0
@@ -249,6 +250,19 @@ def _estimate_llm(
         "power_w": power * it.chips,
         "energy_per_token_j": power * it.chips / tps,
     }
+
+
+def _check_kv_fits(it: Any, chip: Chip, batch: int, context: int) -> None:
+    """Refuse a batch whose KV cache (batch x context tokens, both phases) cannot fit beside
+    the weights: the replica's `kv_capacity_tokens`, as the engine's LLM cells use."""
+    need, cap = batch * context, it.kv_capacity_tokens
+    if need > cap:
+        raise UserError(
+            f"batch {batch:,} x context {context:,} = {need:,} KV tokens exceed the {cap:,} "
+            f"that fit beside the weights on {it.chips} x {chip.name} at {it.kv_dtype}",
+            field="--context",
+            value=context,
+        )
 
 
 @click.command()

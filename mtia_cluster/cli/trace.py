@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from mtia_cluster.cli._common import (
     set_option,
 )
 from mtia_cluster.cli.progress import progress
+from mtia_cluster.errors import UserError
 
 
 @click.group()
@@ -85,7 +87,6 @@ def generate(
 ) -> None:
     """Generate a synthetic trace (a single service from options, or a --spec mix)."""
     from mtia_cluster.config import apply_overrides, load_yaml
-    from mtia_cluster.errors import UserError
     from mtia_cluster.output import TRACE_FILE
     from mtia_cluster.traces.generators import generate_table
     from mtia_cluster.traces.io import write_trace
@@ -109,12 +110,37 @@ def generate(
     from mtia_cluster.config.trace_spec import TraceSpecFile
 
     spec = apply_overrides(spec, list(overrides), TraceSpecFile)
-    validate(TraceSpecFile, spec, spec_file)  # before the progress bar: errors come first
-    with progress("generating", "streams") as bar:
-        table, metadata = generate_table(spec, seed, spec_file, progress=bar.update)
-        bar.note = "writing"
-        write_trace(table, output, metadata, overwrite=overwrite)
+    try:
+        validate(TraceSpecFile, spec, spec_file)  # before the progress bar: errors first
+        with progress("generating", "streams") as bar:
+            table, metadata = generate_table(spec, seed, spec_file, progress=bar.update)
+            bar.note = "writing"
+            write_trace(table, output, metadata, overwrite=overwrite)
+    except UserError as exc:
+        raise exc if spec_file or overrides else _as_option(exc) from None
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
+
+
+# the mix-spec field each single-service option becomes (_spec_from_options)
+_OPTION_OF = {
+    "services[0].name": "--service",
+    "services[0].rate_per_s": "--rate",
+    "duration_s": "--duration",
+    "requests": "--requests",
+    "services[0].arrivals.cv": "--cv",
+    "services[0].diurnal.peak_to_trough": "--peak-to-trough",
+    "mean/p99": "--items-mean/--items-p99",
+}
+
+
+def _as_option(exc: Any) -> Any:
+    """A refusal of the spec built from the options, naming the option instead of the
+    spec's field (which the user never wrote); other refusals unchanged."""
+    option = _OPTION_OF.get(exc.field or "")
+    if option is None or exc.file is not None:
+        return exc
+    shown = str(exc).endswith(f"(got {exc.value!r})")
+    return type(exc)(exc.reason, field=option, value=exc.value, has_value=shown)
 
 
 def _spec_from_options(
@@ -215,27 +241,27 @@ def transform(
     overwrite: bool,
 ) -> None:
     """Merge INPUTS (by arrival), then slice, sample, rescale and remap; write one trace."""
-    from mtia_cluster.errors import UserError
     from mtia_cluster.output import TRACE_FILE
     from mtia_cluster.traces import transforms as tf
     from mtia_cluster.traces.io import read_metadata, read_trace, write_trace
 
     claim_output(output, TRACE_FILE, overwrite)  # refused before any work
-    tables = [read_trace(p) for p in inputs]
-    table = tables[0] if len(tables) == 1 else tf.merge(tables)
-    if start_s is not None or end_s is not None:
-        end_ns = int(end_s * 1e9) if end_s is not None else 2**62
-        table = tf.time_slice(table, int((start_s or 0.0) * 1e9), end_ns)
-    if fraction is not None:
-        table = tf.sample_fraction(table, fraction, seed)
-    if scale_rate is not None:
-        table = tf.scale_rate(table, scale_rate)
+    window = _transform_window(start_s, end_s)  # options, too, before any input is read
+    _check_factors(scale_rate, fraction)
     mapping = {}
     for item in remap:
         old, sep, new = item.partition("=")
         if not sep or not old or not new:
             raise UserError("expected OLD=NEW", field="--remap", value=item)
         mapping[old] = new
+    tables = [read_trace(p) for p in inputs]
+    table = tables[0] if len(tables) == 1 else tf.merge(tables)
+    if window is not None:
+        table = tf.time_slice(table, *window)
+    if fraction is not None:
+        table = tf.sample_fraction(table, fraction, seed)
+    if scale_rate is not None:
+        table = tf.scale_rate(table, scale_rate)
     if mapping:
         table = tf.remap_services(table, mapping)
     sources = [read_metadata(p) for p in inputs]
@@ -256,6 +282,33 @@ def transform(
     }
     write_trace(table, output, metadata, overwrite=overwrite)
     click.echo(f"wrote {output}: {table.num_rows:,} requests", err=True)
+
+
+_END_NS = 2**62  # an open end: after any int64 arrival a trace can hold
+
+
+def _transform_window(start_s: float | None, end_s: float | None) -> tuple[int, int] | None:
+    """`--start-s`/`--end-s` as a [start, end) slice in ns, or None; a NaN, infinite,
+    negative or empty window is refused naming its option."""
+    if start_s is None and end_s is None:
+        return None
+    for option, value in (("--start-s", start_s), ("--end-s", end_s)):
+        if value is not None and not 0 <= value * 1e9 < _END_NS:  # NaN fails too
+            raise UserError(
+                f"must be a time from 0 to {_END_NS / 1e9:,.0f} s", field=option, value=value
+            )
+    start_ns = round((start_s or 0.0) * 1e9)
+    end_ns = _END_NS if end_s is None else round(end_s * 1e9)
+    if end_ns <= start_ns:
+        raise UserError("must be after --start-s", field="--end-s", value=end_s)
+    return start_ns, end_ns
+
+
+def _check_factors(scale_rate: float | None, fraction: float | None) -> None:
+    if scale_rate is not None and not 0 < scale_rate < math.inf:
+        raise UserError("must be a finite number > 0", field="--scale-rate", value=scale_rate)
+    if fraction is not None and not 0 < fraction <= 1:
+        raise UserError("must be in (0, 1]", field="--sample", value=fraction)
 
 
 @trace.command()

@@ -32,7 +32,7 @@ class Limits:
 
     accelerators: int = 1_000_000  # in one scenario's fleet
     items_per_request: int = 1_000_000  # a trace row's items; a pool's batching.max_items
-    tokens_per_request: int = 10_000_000  # a trace row's input_tokens and output_tokens each
+    tokens_per_request: int = 10_000_000  # a row's input/output_tokens; max_num_batched_tokens
     report_interval_min_ns: int = 1_000  # shortest window (router report interval)
     windows: int = 200_000_000  # trace span / report interval
     windows_x_pools: int = 2_000_000_000  # windows x pools (router work per window)

@@ -110,11 +110,16 @@ class _Pool(Strict):
     error_rate: Fraction = 0.0  # seeded fraction of served requests marked failed
 
 
+# x service time: bounded so that busy times stay far inside int64 nanoseconds (a 1e300
+# multiplier overflowed to negative completion times)
+MAX_MULTIPLIER = 1e6
+
+
 class RRPool(_Pool):
     """An R&R pool: one cell per host, requests batched per socket."""
 
     batching: Batching = Batching()
-    service_time_multiplier: float = Field(1.0, gt=0.0)
+    service_time_multiplier: float = Field(1.0, gt=0.0, le=MAX_MULTIPLIER)
     # hosts the model's embedding tables are sharded across (docs/network.md, "Remote
     # embedding lookups"): each batch fetches the rows of the other hosts over the fabric
     embedding_hosts: PositiveInt = 1
@@ -124,7 +129,7 @@ class SyntheticPool(_Pool):
     """A synthetic pool: one queueing server per `accelerators_per_replica` accelerators."""
 
     accelerators_per_replica: PositiveInt = 1
-    service_time_multiplier: float = Field(1.0, gt=0.0)
+    service_time_multiplier: float = Field(1.0, gt=0.0, le=MAX_MULTIPLIER)
 
 
 class LLMPool(_Pool):

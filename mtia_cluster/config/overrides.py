@@ -2,13 +2,15 @@
 
 Values are parsed as YAML scalars/flow collections (`--set router.policy=p2c`,
 `--set regions.0.racks=4`, `--set slo.feed.p99_ms=100`), so types come out as the user wrote
-them. Given the document's model, every path is checked against it first: an unknown key is
+them. A list index may also be written as error messages print it (`regions[0].racks=4`).
+Given the document's model, every path is checked against it first: an unknown key is
 refused (exit 2, with a did-you-mean) instead of being added and ignored.
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -20,13 +22,16 @@ from mtia_cluster.errors import UserError
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
+_BRACKET = re.compile(r"\[([^\[\].]*)\]")
+
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     """Split `a.b.c=value` into (["a", "b", "c"], parsed value)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise UserError("expected KEY=VALUE", field="--set", value=text)
-    path = [part for part in key.strip().split(".")]
+    # `regions[0].pools[1]` (the form error messages print) is `regions.0.pools.1`
+    path = _BRACKET.sub(r".\1", key.strip()).split(".")
     if any(not part for part in path):
         raise UserError("empty path component", field="--set", value=text)
     try:

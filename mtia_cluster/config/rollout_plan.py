@@ -18,6 +18,13 @@ Positive = Annotated[float, Field(gt=0.0)]
 NonNegative = Annotated[float, Field(ge=0.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+# durations: at most 100 years (the timeline counts int64 ns, which hold 292 years; 1e300 h
+# overflowed them into an OverflowError traceback)
+MAX_HOURS = 100 * 365 * 24.0
+Hours = Annotated[float, Field(gt=0.0, le=MAX_HOURS)]
+HoursOrZero = Annotated[float, Field(ge=0.0, le=MAX_HOURS)]
+Days = Annotated[float, Field(gt=0.0, le=MAX_HOURS / 24)]
+DaysOrZero = Annotated[float, Field(ge=0.0, le=MAX_HOURS / 24)]
 
 
 class CapacitySearch(Strict):
@@ -92,47 +99,47 @@ Target = Annotated[
 
 
 class SwapTime(Strict):
-    drain: NonNegative = 0.0
-    install: NonNegative
-    burnin: NonNegative = 0.0
+    drain: HoursOrZero = 0.0
+    install: HoursOrZero
+    burnin: HoursOrZero = 0.0
 
 
 class Gates(Strict):
     p99_vs_slo_max: Positive = 1.0
     error_rate_max: Fraction = 0.001
     throughput_vs_baseline_min: NonNegative = 0.9
-    window_h: Positive = 24.0
+    window_h: Hours = 24.0
 
 
 class Rollout(Strict):
     install_racks_per_day: Positive
     swap_time_h: SwapTime
     drain_budget: Fraction
-    bake_days: NonNegative = 0.0
+    bake_days: DaysOrZero = 0.0
     gates: Gates = Gates()
     on_gate_failure: Literal["pause", "rollback"] = "rollback"
 
 
 class Timeline(Strict):
-    step_h: Positive = 1.0
-    horizon_days: Positive = 365.0
+    step_h: Hours = 1.0
+    horizon_days: Days = 365.0
     max_steps: PositiveInt = 20000
 
 
 class PartFailure(Strict):
     part: Literal["host", "accelerator"]
-    mtbf_h: Positive
-    mttr_h: Positive
+    mtbf_h: Hours
+    mttr_h: Hours
 
 
 class RegionFailure(Strict):
-    mtbf_h: Positive
-    mttr_h: Positive
+    mtbf_h: Hours
+    mttr_h: Hours
 
 
 class Failures(Strict):
-    mtbf_h: Positive | None = None  # whole racks; required unless parts or region is given
-    mttr_h: Positive | None = None
+    mtbf_h: Hours | None = None  # whole racks; required unless parts or region is given
+    mttr_h: Hours | None = None
     seed: Annotated[int, Field(ge=0)] = 0
     correlated_prob_per_day: Fraction = 0.0
     correlated_racks: Annotated[int, Field(ge=0)] = 0
@@ -162,19 +169,19 @@ class Optimize(Strict):
 
 
 class RackEvent(Strict):
-    at_day: NonNegative
+    at_day: DaysOrZero
     region: str
     kind: Literal["add", "remove"]
     racks: dict[str, PositiveInt] = Field(min_length=1)
-    drain_h: NonNegative | None = None
-    install_h: NonNegative | None = None
-    burnin_h: NonNegative | None = None
+    drain_h: HoursOrZero | None = None
+    install_h: HoursOrZero | None = None
+    burnin_h: HoursOrZero | None = None
 
 
 class Outage(Strict):
     region: str
-    at_day: NonNegative
-    duration_h: Positive
+    at_day: DaysOrZero
+    duration_h: Hours
 
 
 class RolloutPlanFile(Strict):

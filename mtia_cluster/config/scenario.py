@@ -40,6 +40,7 @@ and service names). Every mistake is one UserError naming file, field path and v
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,7 @@ from mtia_cluster.config.scenario_types import LLMSettings, PDShape, PoolSpec, R
 from mtia_cluster.config.schema import validate
 from mtia_cluster.cost.data import load_cost_data, region_grid
 from mtia_cluster.errors import UserError, did_you_mean
-from mtia_cluster.perf.llm import check_tp
+from mtia_cluster.perf.llm import check_tp, llm_iteration_model
 from mtia_cluster.slo import ServiceSLO, slo_from_targets
 from mtia_cluster.units import NS_PER_S
 
@@ -209,7 +210,7 @@ def _slo(
                 field=f"slo.{service}",
                 value=service,
             )
-        slo = slo_from_targets(targets.model_dump(exclude_none=True), f"slo.{service}")
+        slo = slo_from_targets(targets.model_dump(exclude_none=True), f"slo.{service}", file)
         out[service] = slo.with_kind(kinds[service])
     return out
 
@@ -252,7 +253,7 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
             raise error(counts[0], f"R&R pools use whole hosts of {per_host} accelerators", n)
         _check_rr(p, accelerators // per_host, host, model, error)
         max_items = p.batching.max_items
-        max_wait_ns = round(p.batching.max_wait_us * 1e3)
+        max_wait_ns = _us_to_ns(p.batching.max_wait_us)
         size = per_host
     elif isinstance(p, LLMPool):
         size = _llm_replica_size(p, error)
@@ -263,6 +264,7 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
         raise error(
             "accelerators_per_replica", f"must divide the pool's {accelerators} accelerators", size
         )
+    _check_fits(cat.chip(platform.chip), model, llm, error)
     return PoolSpec(
         service=p.service,
         model=model.name,
@@ -279,6 +281,13 @@ def _pool(p: Any, cat: Catalog, file: str | None, prefix: str) -> PoolSpec:
         embedding_hosts=getattr(p, "embedding_hosts", 1),
         llm=llm,
     )
+
+
+def _us_to_ns(us: float) -> int:
+    """Microseconds to integer ns; exact for a finite value whose ns overflow a float (1e306
+    us: refused by the trace_span_s limit, check_scenario, rather than an OverflowError)."""
+    ns = us * 1e3
+    return round(ns) if math.isfinite(ns) else int(us) * 1000
 
 
 def _check_rr(p: RRPool, hosts: int, host: Any, model: Any, error: Any) -> None:
@@ -350,6 +359,27 @@ def _check_tp(model: Any, shape: PDShape | None, tp: int, error: Any) -> None:
         why = check_tp(model, value)
         if why is not None:
             raise error(field, why, value)
+
+
+def _check_fits(chip: Any, model: Any, s: LLMSettings | None, error: Any) -> None:
+    """The weights fit each instance's memory and tp its chip's scale-up domain (the cost
+    model's own checks, perf/llm.llm_iteration_model), refused here with the pool's field
+    rather than as a bare `tp` when cells are built."""
+    if s is None:
+        return
+    checks = [("tp", s.tp, s.pp, s.ep)]
+    if s.pd is not None:  # each instance alone (engine/llm/factory.py builds them so)
+        checks = [
+            ("disaggregation.prefill.tp", s.pd.prefill_tp, 1, 1),
+            ("disaggregation.decode.tp", s.pd.decode_tp, 1, 1),
+        ]
+    for field, t, p_, e in checks:
+        try:
+            llm_iteration_model(chip, model, tp=t, pp=p_, dtype=s.dtype, ep=e)
+        except UserError as exc:
+            if exc.field != "tp":
+                raise
+            raise error(field, exc.reason, t) from None
 
 
 def _check_ep(p: LLMPool, model: Any, error: Any) -> None:

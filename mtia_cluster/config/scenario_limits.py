@@ -8,7 +8,7 @@ that neither needs the other.
 from __future__ import annotations
 
 from mtia_cluster.config.limits import ENV, Limits, limit_error
-from mtia_cluster.config.scenario_types import Scenario
+from mtia_cluster.config.scenario_types import PoolSpec, Scenario
 from mtia_cluster.errors import UserError
 from mtia_cluster.units import NS_PER_S
 
@@ -33,15 +33,7 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
                     file,
                     f"{prefix}.{key}",
                 )
-            if pool.max_items > lim.items_per_request:
-                raise limit_error(
-                    "max_items",
-                    pool.max_items,
-                    "items_per_request",
-                    lim.items_per_request,
-                    file,
-                    f"{prefix}.batching.max_items",
-                )
+            _check_batch_sizes(pool, prefix, lim, file)
     if sc.report_interval_ns < lim.report_interval_min_ns:
         raise UserError(
             f"{sc.report_interval_ns:,} ns is below the limit "
@@ -63,6 +55,59 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
                 " s",
             )
     _check_weights(sc)
+    _check_times(sc, lim)
+
+
+def _check_times(sc: Scenario, lim: Limits) -> None:
+    """Failure and autoscaling times: none longer than the trace_span_s limit (1e300 s
+    overflowed int64 ns), and decisions no closer than report_interval_min_ns (a 0-ns
+    interval never advanced)."""
+    fields = [
+        (f"failures[{k}].{key}", getattr(f, key))
+        for k, f in enumerate(sc.failures)
+        for key in ("mtbf_s", "mttr_s", "horizon_s")
+    ]
+    times = ("interval_s", "upscale_cooldown_s", "downscale_cooldown_s", "runtime_init_s")
+    for service, policy in sc.autoscaling.items():
+        where = f"autoscaling.{service}"
+        fields += [(f"{where}.{key}", getattr(policy, key)) for key in times]
+        if policy.interval_s * NS_PER_S < lim.report_interval_min_ns:
+            raise UserError(
+                f"{policy.interval_s:g} s is below the limit report_interval_min_ns="
+                f"{lim.report_interval_min_ns:,} (lower it with {ENV}=report_interval_min_ns=N)",
+                file=sc.file,
+                field=f"{where}.interval_s",
+            )
+    for field, seconds in fields:
+        if seconds > lim.trace_span_s:
+            raise limit_error(
+                field.rpartition(".")[2],
+                seconds,
+                "trace_span_s",
+                lim.trace_span_s,
+                sc.file,
+                field,
+                " s",
+            )
+
+
+def _check_batch_sizes(pool: PoolSpec, prefix: str, lim: Limits, file: str | None) -> None:
+    """A pool's largest batch (the R&R service table has max_items + 1 entries, the LLM
+    iteration cost table max_num_batched_tokens + 1) and longest batching wait."""
+    tokens = pool.llm.max_num_batched_tokens if pool.llm is not None else 0
+    for key, size, name in (
+        ("batching.max_items", pool.max_items, "items_per_request"),
+        ("max_num_batched_tokens", tokens, "tokens_per_request"),
+    ):
+        if size > getattr(lim, name):
+            what = key.rpartition(".")[2]
+            raise limit_error(what, size, name, getattr(lim, name), file, f"{prefix}.{key}")
+    if pool.max_wait_ns > lim.trace_span_s * NS_PER_S:  # beyond int64 ns long before 1e300
+        wait_s = pool.max_wait_ns / NS_PER_S
+        field = f"{prefix}.batching.max_wait_us"
+        raise limit_error(
+            "batching wait", wait_s, "trace_span_s", lim.trace_span_s, file, field, " s"
+        )
 
 
 def _check_weights(sc: Scenario) -> None:

@@ -19,6 +19,9 @@ Positive = Annotated[float, Field(gt=0.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 
 
+MAX_RATIO = 1e6  # largest inter-arrival CV and diurnal peak-to-trough ratio accepted
+
+
 class Poisson(Strict):
     process: Literal["poisson"] = "poisson"
 
@@ -27,7 +30,8 @@ class Renewal(Strict):
     """Gamma or Weibull inter-arrivals with coefficient of variation `cv`."""
 
     process: Literal["gamma", "weibull"]
-    cv: Positive
+    # bounded: gamma's shape 1/cv**2 underflows to 0 near cv = 1e154 (docs/traces.md)
+    cv: Annotated[float, Field(gt=0.0, le=MAX_RATIO)]
 
 
 class OnOff(Strict):
@@ -64,7 +68,8 @@ Arrivals = Annotated[
 
 
 class Diurnal(Strict):
-    peak_to_trough: Annotated[float, Field(ge=1.0)] = 1.0
+    # bounded: the trough, 2 / (peak_to_trough + 1) of the mean, rounds to 0 near 1e16
+    peak_to_trough: Annotated[float, Field(ge=1.0, le=MAX_RATIO)] = 1.0
     peak_hour_local: Annotated[float, Field(ge=0.0, le=24.0)] = 20.0
     weekly: list[Annotated[float, Field(ge=0.0)]] = Field(
         default_factory=lambda: [1.0] * 7, min_length=7, max_length=7

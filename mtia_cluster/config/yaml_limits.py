@@ -9,6 +9,10 @@ walks libyaml's node graph (one visit per distinct node, iteratively, so depth c
 overflow the Python stack) and counts the nodes and depth the document has with every alias
 expanded, against ``Limits.yaml_nodes`` and ``Limits.yaml_depth``.
 
+Numbers in exponent notation without a sign in the exponent (``1e15``, ``2.5E3``) are floats,
+as in YAML 1.2 and JSON; PyYAML follows YAML 1.1, which reads them as the text '1e15', so a
+field that wants a number would be refused with "expected a number (got '1e15')".
+
 A mapping with the same key twice (``interval_s: 5`` then ``interval_s: 50``) is refused too
 (DuplicateKeyError), at any depth: PyYAML would keep the last silently, and strict input means
 the file says one thing.
@@ -16,6 +20,7 @@ the file says one thing.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -43,6 +48,11 @@ class DuplicateKeyError(YamlLimitError):
         super().__init__(problem=problem, problem_mark=node.start_mark)
 
 
+# YAML 1.2 floats with an exponent that YAML 1.1's float pattern misses (it needs a '.' and
+# a signed exponent); `construct_yaml_float` parses them with float().
+EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
 class LimitedSafeLoader(_Base):
     """yaml.CSafeLoader (or SafeLoader) that checks the node graph before constructing."""
 
@@ -50,6 +60,11 @@ class LimitedSafeLoader(_Base):
         check_nodes(node, Limits.from_env())
         check_duplicate_keys(node)
         return super().construct_document(node)
+
+
+LimitedSafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+.0123456789")
+)
 
 
 def check_duplicate_keys(root: Any) -> None:

@@ -81,21 +81,23 @@ def record_path(name: str) -> Path:
     return home() / "fleets" / f"{name}.json"
 
 
-def check_name(name: str) -> str:
+def check_name(name: str, field: str = "--name") -> str:
     if not NAME_RE.match(name):
         raise UserError(
-            "fleet names are lowercase letters, digits and '-'", field="--name", value=name
+            "fleet names are lowercase letters, digits and '-'", field=field, value=name
         )
     return name
 
 
-def load_record(name: str) -> dict[str, Any]:
-    path = record_path(check_name(name))
+def load_record(name: str, field: str = "FLEET") -> dict[str, Any]:
+    """The record of a launched fleet; `field` names where the name came from (`FLEET` of
+    `status`/`down`, `--fleet` of `replay`) in the refusal."""
+    path = record_path(check_name(name, field))
     if not path.exists():
         known = sorted(p.stem for p in (home() / "fleets").glob("*.json"))
         raise UserError(
             f"no launched fleet of that name (known: {', '.join(known) or 'none'})",
-            field="FLEET",
+            field=field,
             value=name,
         )
     return dict(json.loads(path.read_text()))
@@ -103,7 +105,7 @@ def load_record(name: str) -> dict[str, Any]:
 
 def fleet_address(name: str) -> str:
     """The Ray address of a launched fleet whose cluster is still there."""
-    info = load_record(name)
+    info = load_record(name, "--fleet")
     head = info.get("head")
     if info.get("started_local_head") and not (head and head_alive(head)):
         raise UserError(
@@ -159,20 +161,28 @@ def start_local_head(num_cpus: int | None) -> dict[str, Any]:
         # short: Ray's socket paths under it must fit in 107 bytes
         temp_dir = tempfile.mkdtemp(prefix="mtia-ray-", dir="/tmp")
         port = _free_port()
-        res = subprocess.run(
-            _ray_start_cmd(temp_dir, port, num_cpus), capture_output=True, text=True, env=env
-        )
-        head = {
-            "address": f"127.0.0.1:{port}",
-            "temp_dir": temp_dir,
-            "session_dir": str((Path(temp_dir) / "session_latest").resolve()),
-            "pids": [[p.pid, p.start_ticks] for p in started_processes(temp_dir, port)],
-        }
+        try:
+            res = subprocess.run(
+                _ray_start_cmd(temp_dir, port, num_cpus), capture_output=True, text=True, env=env
+            )
+        except BaseException:  # Ctrl-C: `ray start` is killed, what it started is not
+            stop_local_head(_head(temp_dir, port))
+            raise
+        head = _head(temp_dir, port)
         if res.returncode == 0:
             return head
         error = ((res.stderr or res.stdout).strip().splitlines() or ["?"])[-1]
         stop_local_head(head)
     raise RunFailed(f"could not start a local Ray head (tried twice): {error}")
+
+
+def _head(temp_dir: str, port: int) -> dict[str, Any]:
+    return {
+        "address": f"127.0.0.1:{port}",
+        "temp_dir": temp_dir,
+        "session_dir": str((Path(temp_dir) / "session_latest").resolve()),
+        "pids": [[p.pid, p.start_ticks] for p in started_processes(temp_dir, port)],
+    }
 
 
 def started_processes(temp_dir: str, port: int) -> list[procs.Proc]:

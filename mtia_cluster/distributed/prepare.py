@@ -87,7 +87,7 @@ def prepare(
     opt = options or ReplayOptions()
     tl = opt.timeline or Timeline()
     refuse_fleet_overrides(opt.fleet, opt.overrides)
-    record = load_record(opt.fleet) if opt.fleet else None
+    record = load_record(opt.fleet, "--fleet") if opt.fleet else None
     with tl.span("prepare.scenario"):
         if record is not None:
             raw = {**record["config"], **({"seed": opt.seed} if opt.seed is not None else {})}

@@ -95,6 +95,12 @@ def descendants(roots: list[Proc]) -> list[Proc]:
     return list(seen.values())
 
 
+def own_descendants() -> set[Proc]:
+    """Every live process below this one (not itself)."""
+    me = identify(os.getpid())
+    return set() if me is None else {p for p in descendants([me]) if p != me}
+
+
 def terminate(procs: list[Proc], grace_s: float = 5.0) -> list[Proc]:
     """SIGTERM the processes, SIGKILL what is left after `grace_s`; wait until they are gone.
 

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from mtia_cluster.distributed import procs
 from mtia_cluster.errors import RunFailed, UserError
 
 NAMESPACE_PREFIX = "mtia-cluster"
@@ -219,6 +220,7 @@ def _start_embedded(namespace: str, num_cpus: int | None) -> Any:
     ray = _ray()
     failures = []
     for _attempt in range(2):
+        before = procs.own_descendants()
         with _ray_stderr(watch_auth=False) as log:
             try:
                 ctx = ray.init(
@@ -228,6 +230,9 @@ def _start_embedded(namespace: str, num_cpus: int | None) -> Any:
                     namespace=namespace,
                     **_quiet(),
                 )
+            except KeyboardInterrupt:
+                _stop_started(ray, before)
+                raise
             except Exception as exc:
                 failures.append(_last_line(exc, log()))
                 ray.shutdown()  # stops what the failed attempt had started
@@ -238,6 +243,16 @@ def _start_embedded(namespace: str, num_cpus: int | None) -> Any:
         f"the embedded Ray did not start (tried twice, {START_TIMEOUT_ENV}="
         f"{start_timeout_s()} s): {failures[-1]}"
     )
+
+
+def _stop_started(ray: Any, before: set[procs.Proc]) -> None:
+    """Ctrl-C during `ray.init`: `ray.shutdown()` stops only a node that finished starting,
+    and the raylet's agents outlived a raylet stopped half-way (re-parented to init). Stop
+    every process started since `before` (GCS, raylet, agents); nothing older is touched."""
+    started = [p for p in procs.own_descendants() if p not in before]
+    with contextlib.suppress(Exception):
+        ray.shutdown()
+    procs.terminate(started, grace_s=2.0)
 
 
 def _probe(address: str, field: str) -> str:

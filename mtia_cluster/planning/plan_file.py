@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from mtia_cluster.catalog import Catalog
+from mtia_cluster.config.limits import Limits, limit_error
 from mtia_cluster.config.loader import load_yaml
 from mtia_cluster.config.models import RegionEnergy, SLOTargets
 from mtia_cluster.config.schema import Strict, validate
@@ -105,6 +106,16 @@ def load_plan(path: str | Path, cat: Catalog) -> Plan:
     """Read, validate and cross-check the plan at `path` (UserError naming file and field)."""
     file = str(path)
     doc = validate(PlanFile, load_yaml(path), file)
+    lim = Limits.from_env()
+    if doc.search.spare_units > lim.accelerators:  # each spare unit is >= 1 accelerator
+        raise limit_error(
+            "spare units",
+            doc.search.spare_units,
+            "accelerators",
+            lim.accelerators,
+            file,
+            "search.spare_units",
+        )
     regions = [r.name for r in doc.regions]
     _unique(regions, "regions", file)
     _unique([s.name for s in doc.services], "services", file)
@@ -115,7 +126,7 @@ def load_plan(path: str | Path, cat: Catalog) -> Plan:
         targets = s.slo.model_dump(exclude_none=True)
         if not targets:
             raise UserError("needs at least one bound", file=file, field=f"{where}.slo", value={})
-        slos[s.name] = slo_from_targets(targets, f"{where}.slo").with_kind(kinds[s.name])
+        slos[s.name] = slo_from_targets(targets, f"{where}.slo", file).with_kind(kinds[s.name])
         for region in s.demand:
             if region not in regions:
                 raise UserError(

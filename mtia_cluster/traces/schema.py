@@ -12,6 +12,7 @@ raises a :class:`UserError` naming the file, the row and the column, and the bad
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def _kind_ok(name: str, actual: pa.DataType) -> bool:
 
 
 def check_schema(schema: pa.Schema, file: str | Path | None) -> None:
-    """Required columns present; every known column of a compatible type."""
+    """Required columns present; no unknown column; every column of a compatible type."""
     names = set(schema.names)
     for name in REQUIRED:
         if name not in names:
@@ -94,7 +95,11 @@ def check_schema(schema: pa.Schema, file: str | Path | None) -> None:
             )
     known = {**REQUIRED, **OPTIONAL}
     for f in schema:
-        if f.name in known and not _kind_ok(f.name, f.type):
+        if f.name not in known:  # a misspelled optional column would be ignored silently
+            close = difflib.get_close_matches(f.name, list(known), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+            raise UserError(f"unknown column ({hint})", file=file, field=f.name)
+        if not _kind_ok(f.name, f.type):
             raise UserError(
                 f"wrong type for column, expected {known[f.name]}",
                 file=file,

@@ -121,7 +121,10 @@ def test_compare_with_bad_dir(runner: CliRunner, runs: tuple[Path, Path], tmp_pa
     _one_line_exit_2(runner, [str(runs[0]), "--compare", str(tmp_path)], "not a results")
 
 
-@pytest.mark.parametrize("window", ["1 minute", "0s", "-1m", "5", "m"])
+# the last two: beyond int64 nanoseconds, and a float that overflows to inf (were tracebacks)
+@pytest.mark.parametrize(
+    "window", ["1 minute", "0s", "-1m", "5", "m", "10000000000h", "9" * 400 + "s"]
+)
 def test_bad_window(runner: CliRunner, runs: tuple[Path, Path], window: str) -> None:
     _one_line_exit_2(runner, [str(runs[0]), "--window", window], "--window")
 

@@ -216,3 +216,71 @@ def test_embedded_start_is_retried_once_then_one_line(tmp_path, monkeypatch):
     assert calls[0]["include_dashboard"] is False
     text = str(failed.value)
     assert "\n" not in text and "tried twice" in text and "timed out during startup" in text
+
+
+def test_ctrl_c_while_ray_starts_leaves_no_process(tmp_path, monkeypatch):
+    """Ctrl-C during `ray.init` (the GCS and raylet up, the raylet's agents starting) used to
+    leave the agents running, re-parented to init: `ray.shutdown()` only knows a node that
+    finished starting. Every process started since the start began is stopped; processes
+    that were there before are left alone."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():
+        pytest.skip("this test process already holds a Ray connection")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(ray_env, "_apply_ray_env", lambda env: None)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    earlier = subprocess.Popen(sleeper)  # not Ray's: must survive
+    started: list[procs.Proc] = []
+
+    def init(**kwargs):
+        # a "raylet" with an "agent" below it, as Ray's start leaves them, then Ctrl-C
+        spawn = "import subprocess,sys,time; subprocess.Popen(sys.argv[1:]); time.sleep(60)"
+        raylet = subprocess.Popen([sys.executable, "-c", spawn, *sleeper])
+        root = procs.identify(raylet.pid)
+        while root is None or len(procs.descendants([root])) < 2:
+            root = procs.identify(raylet.pid)
+        started.extend(procs.descendants([root]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "init", init)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ray_env.connect(None, namespace="x")
+        assert len(started) == 2 and not any(p.alive() for p in started)
+        assert earlier.poll() is None
+    finally:
+        earlier.kill()
+        earlier.wait()
+        procs.terminate(started, grace_s=0)
+
+
+def test_ctrl_c_during_launch_head_start_stops_what_it_started(tmp_path, monkeypatch):
+    """Ctrl-C while `launch` runs `ray start --head` used to leave the head's GCS, raylet,
+    dashboard and client proxy running (re-parented to init) with no fleet record, so
+    `down` could not find them. The processes naming the head's temporary directory are
+    stopped and the directory is removed."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    started: list[procs.Proc] = []
+    dirs: list[str] = []
+
+    def run(cmd, **kwargs):
+        temp_dir = next(a.split("=", 1)[1] for a in cmd if a.startswith("--temp-dir="))
+        dirs.append(temp_dir)
+        # a "gcs_server" naming the head's directory, detached from `ray start`
+        gcs = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", f"--log_dir={temp_dir}/x"],
+            start_new_session=True,
+        )
+        proc = procs.identify(gcs.pid)
+        assert proc is not None
+        started.append(proc)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fl.subprocess, "run", run)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fl.start_local_head(None)
+        assert len(started) == 1 and not started[0].alive()
+        assert not os.path.exists(dirs[0])
+    finally:
+        procs.terminate(started, grace_s=0)

@@ -20,7 +20,12 @@ from mtia_cluster.config import load_yaml
 from mtia_cluster.config.limits import ENV, Limits
 from mtia_cluster.config.scenario import load_scenario
 from mtia_cluster.config.scenario_limits import check_run
-from mtia_cluster.config.yaml_limits import YamlLimitError, check_nodes, load_limited
+from mtia_cluster.config.yaml_limits import (
+    EXPONENT_FLOAT,
+    YamlLimitError,
+    check_nodes,
+    load_limited,
+)
 from mtia_cluster.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -185,8 +190,11 @@ def test_override_parses_numbers() -> None:
     assert Limits.from_env({}) == Limits()
 
 
+# text that reads as an exponent float (`1e5`) is the one documented difference from
+# safe_load (YAML 1.2 floats, tests/config/test_yaml_numbers.py): safe_dump writes it unquoted
+_text = st.text(max_size=8).filter(lambda s: not EXPONENT_FLOAT.match(s))
 json_like = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | _text,
     lambda kids: (
         st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4)
     ),

@@ -25,6 +25,7 @@ DIMENSIONS = ("region", "service", "generation", "rack")
 NONE_LABEL = "-"
 MAX_GROUPS = 5_000_000
 _UNITS_NS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_MAX_WINDOW_NS = 2**63 - 1
 _WINDOW = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ns|us|ms|s|m|h)\s*$")
 
 
@@ -37,7 +38,14 @@ def parse_window(text: str) -> int:
             field="--window",
             value=text,
         )
-    window_ns = round(float(match[1]) * _UNITS_NS[match[2]])
+    window = float(match[1]) * _UNITS_NS[match[2]]
+    if not window < _MAX_WINDOW_NS:  # also inf: windows are int64 nanoseconds
+        raise UserError(
+            f"window must be shorter than {_MAX_WINDOW_NS / 1e9:,.0f} s (int64 nanoseconds)",
+            field="--window",
+            value=text,
+        )
+    window_ns = round(window)
     if window_ns <= 0:
         raise UserError("window must be positive", field="--window", value=text)
     return int(window_ns)
