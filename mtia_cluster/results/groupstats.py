@@ -4,7 +4,8 @@ A :class:`Partial` holds what a group's figures need: additive counts (by status
 over each bound, items, tokens) and the ok requests' latency (and TTFT/TPOT) values for exact
 quantiles. Fleet-wide per-service figures are the merge of the regions' partials, so each
 region's requests are read once. Memory: 4 bytes per ok request per kept metric (int32 when
-the values fit, else 8).
+the values fit, else 8); a bounded Partial (a shard writer's) holds a histogram per metric
+instead, its quantiles resolved from the written rows (results/exact.py).
 """
 
 from __future__ import annotations

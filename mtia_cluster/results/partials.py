@@ -9,6 +9,12 @@ the requests back. Merging is exact for any split of a region over shards (count
 kept latency values are concatenated and the quantiles computed over the union), so the same
 code serves region, rack and host placements and the single-process run.
 
+Two kinds: a shard writer's builder is ``bounded`` (histograms of the kept metrics and the
+interval counts, no values: memory follows the fleet and the intervals, not the requests;
+finalize gets the exact quantiles from one collecting read of the written rows,
+results/exact.py); an in-process summary (`results.run.summarize`), which has no written
+rows, keeps the values.
+
 request_id uniqueness: each shard checks its own ids at close (one sort of its ids); the
 coordinator checks that the shards together wrote as many rows as the trace has (the trace
 check already refused duplicate ids in the trace, and every row goes to exactly one shard).

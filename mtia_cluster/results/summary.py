@@ -6,7 +6,9 @@ the regions' partial statistics (groupstats), which keep 4 bytes per ok request 
 metric when the values fit int32 (latency; TTFT and TPOT for LLM), else 8. Quantiles are
 exact (numpy's default linear interpolation over the group's ok requests): a service's
 fleet-wide quantiles need one copy of its values (360 M requests: 1.4 GB), partitioned in
-place (docs/results.md "Streaming output").
+place (docs/results.md "Streaming output"). A shard writer's statistics hold histograms
+instead; their quantiles come from one collecting read (results/exact.py) and reach
+`summary_from_partials` resolved.
 """
 
 from __future__ import annotations
