@@ -228,12 +228,13 @@ def _collect(
     fleet: Mapping[str, Mapping[str, Wanted]],
 ) -> None:
     """Feed one row group's values to the collectors of its groups and of the fleet."""
-    for code in np.unique(c["service"]):
+    present = np.unique(c["service"])
+    for code in present:
         name = services[code] if code >= 0 else ""
         mine, whole = wanted.get(name, {}), fleet.get(name, {})
         if not mine and not whole:
             continue
-        sub = {k: v[c["service"] == code] for k, v in c.items()}
+        sub = c if len(present) == 1 else {k: v[c["service"] == code] for k, v in c.items()}
         ok = sub["status"] == 0
         values = metric_values(sub, ok, "ttft" in mine or "ttft" in whole)
         for metric, v in values.items():
