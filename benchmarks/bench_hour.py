@@ -5,11 +5,13 @@ memory of the process sampled through the run, so that a flat footprint can be s
 The trace (bench_fleet.py's: regions uniform, bench_replay's item mix, Poisson arrivals at
 `--rate`) is written in row groups of `--chunk` requests with a fixed seed per chunk, so a
 360 M-request trace never sits in memory; it is reused if it already exists with the same
-parameters (its name says them). Output goes to `--work` (default a temporary directory,
-removed afterwards unless `--keep`).
+parameters (its name says them), or taken from `--trace` (a trace this script wrote with the
+same parameters, e.g. in another `--work`). Output goes to `--work` (default a temporary
+directory, removed afterwards unless `--keep`).
 
     .venv/bin/python benchmarks/bench_hour.py --seconds 3600 [--rate 100000] \
-        [--regions 16 --racks 100] [--work DIR] [--keep] [--command replay --shards 2]
+        [--regions 16 --racks 100] [--work DIR] [--trace PATH] [--keep]
+        [--command replay --shards 2]
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the trace and the results")
     ap.add_argument(
+        "--trace", type=Path, default=None, help="an existing trace of the same parameters"
+    )
+    ap.add_argument(
         "--command",
         choices=["simulate", "replay"],
         default="simulate",
@@ -86,7 +91,9 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     cfg = work / "scenario.yaml"
     cfg.write_text(yaml.safe_dump(scenario(args.regions, args.racks)))
-    trace = work / f"trace-{args.regions}r-{n}-{int(args.rate)}.parquet"
+    trace = args.trace or work / f"trace-{args.regions}r-{n}-{int(args.rate)}.parquet"
+    if args.trace is not None and pq.ParquetFile(trace).metadata.num_rows != n:
+        raise SystemExit(f"{trace} does not hold {n:,} requests")
     t0 = time.perf_counter()
     if not trace.exists():
         write_trace(trace, args.regions, n, args.rate, args.chunk)

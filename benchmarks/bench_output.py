@@ -19,7 +19,7 @@ wrote, with the product's settings, in one process and in two) unless ``--no-rea
     .venv/bin/python benchmarks/bench_output.py --seconds 60 180 [--reps 1]
         [--checkout DIR ...] [--rate 100000] [--regions 16 --racks 100]
     .venv/bin/python benchmarks/bench_output.py --dense [--requests 10000000]
-    .venv/bin/python benchmarks/bench_output.py --stats 10000000 [--checkout DIR ...]
+    .venv/bin/python benchmarks/bench_output.py --stats 10000000 [--checkout DIR ...] [--bounded]
 
 ``--stats N``: only the exact statistics' memory (bytes per request kept while writing and
 the peak of finalizing them), counted by tracemalloc on synthetic rows: no timing; and the
@@ -102,11 +102,14 @@ def measure(
     trace.unlink()
 
 
-def stats_memory(n: int, regions: int, rate: float) -> None:
+def stats_memory(n: int, regions: int, rate: float, bounded: bool = False) -> None:
     """Print the bytes per request the exact statistics keep while a run writes `n` requests
     and the peak while finalize turns them into summary.json and `regions/`: numpy's
     allocations as tracemalloc counts them (deterministic, unlike RSS on a shared machine).
-    Synthetic R&R rows (one service, ok, latencies 1-50 ms), fed as a writer feeds them."""
+    Synthetic R&R rows (one service, ok, latencies 1-50 ms), fed as a writer feeds them.
+    `bounded`: the shard writer's statistics (histograms, no values; checkouts from issue
+    18's bounded quantiles on): only what they keep and their `result()` (their finalize
+    reads the written rows back: bench_hour.py measures it end to end)."""
     import tracemalloc
 
     import numpy as np
@@ -125,7 +128,9 @@ def stats_memory(n: int, regions: int, rate: float) -> None:
 
     names = tuple(f"r{i:02d}" for i in range(regions))
     slos = {"ranking": ServiceSLO(latency_ns=100_000_000)}  # the benchmark scenario's SLO
-    builder = StatsBuilder(("ranking",), slos, 1_000_000_000)
+    builder = StatsBuilder(
+        ("ranking",), slos, 1_000_000_000, **({"bounded": True} if bounded else {})
+    )
     rng = np.random.default_rng(0)
     tracemalloc.start()
     base, last = tracemalloc.get_traced_memory()[0], 0.0
@@ -168,6 +173,15 @@ def stats_memory(n: int, regions: int, rate: float) -> None:
     rss.start()
     time.sleep(0.05)
     stats = merge_stats([builder.result()])
+    if bounded:
+        top = tracemalloc.get_traced_memory()[1] - base
+        rss.stop = True
+        print(
+            f"  bounded statistics of {n:,} requests: kept while writing {kept / 1e6:,.1f} MB = "
+            f"{kept / n:.2f} B per request; result() peak {top / 1e6:,.1f} MB",
+            flush=True,
+        )
+        return
     common = {"services": ("ranking",), "regions": names, "slos": slos}
     derive_from_stats(
         stats, None, **common, rules=VerdictRules(), interval_ns=1_000_000_000, span_ns=None
@@ -193,6 +207,7 @@ def stats_per_checkout(args: argparse.Namespace) -> None:
         print(f"{checkout}:", flush=True)
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         cmd = [sys.executable, __file__, "--stats-child", str(args.stats), "--rate", "100000"]
+        cmd += ["--bounded"] if args.bounded else []
         subprocess.run([*cmd, "--regions", str(args.regions)], env=env, check=True)
 
 
@@ -211,10 +226,11 @@ def main() -> None:
     )
     ap.add_argument("--stats", type=int, default=0, help="only the statistics' memory, N rows")
     ap.add_argument("--stats-child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--bounded", action="store_true", help="--stats: the shard writer's kind")
     args = ap.parse_args()
     args.checkouts = [c.resolve() for c in (args.checkout or [ROOT])]
     if args.stats_child:
-        return stats_memory(args.stats_child, args.regions, args.rate)
+        return stats_memory(args.stats_child, args.regions, args.rate, args.bounded)
     if args.stats:
         return stats_per_checkout(args)
     racks = args.racks or (10 if args.dense else 100)

@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 
 from mtia_cluster.errors import UserError
 from mtia_cluster.results.devstats import device_stats, totals_of
+from mtia_cluster.results.exact import resolve_exact
 from mtia_cluster.results.groupstats import Partial
 from mtia_cluster.results.intervals import (
     RegionIntervals,
@@ -119,9 +120,20 @@ def derive_from_stats(
     rules: VerdictRules,
     interval_ns: int,
     span_ns: int | None,
+    requests: ds.Dataset | None = None,
 ) -> Derived:
-    """The same as `derive`, from the shards' merged statistics: nothing is read back (the
-    devices' totals too, when the shards accumulated them: else `devices` is read)."""
+    """The same as `derive`, from the shards' merged statistics (the devices' totals too,
+    when the shards accumulated them: else `devices` is read). Kept-value statistics (an
+    in-process run's) need nothing read back; bounded ones (a shard writer's) get their
+    exact quantiles from one collecting read of `requests`, the rows they were
+    accumulated from (results/exact.py)."""
+    fleet_resolved = None
+    if stats.bounded:
+        if requests is None:
+            raise ValueError("bounded statistics need the written requests for their quantiles")
+        fleet_resolved = resolve_exact(
+            stats, requests, services=services, slos=slos, interval_ns=interval_ns
+        )
     span = int(span_ns) if span_ns is not None else stats.max_ns
     dev = stats.devices if stats.devices is not None else device_stats(devices, interval_ns)
     energy = dev.energy_bins if dev is not None else {}
@@ -137,6 +149,7 @@ def derive_from_stats(
         duration_ns=span,
         rules=rules,
         replicas=replica_rows_of(dev),
+        fleet_resolved=fleet_resolved,
     )
     tables = [
         intervals_table(

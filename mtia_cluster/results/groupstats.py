@@ -4,7 +4,8 @@ A :class:`Partial` holds what a group's figures need: additive counts (by status
 over each bound, items, tokens) and the ok requests' latency (and TTFT/TPOT) values for exact
 quantiles. Fleet-wide per-service figures are the merge of the regions' partials, so each
 region's requests are read once. Memory: 4 bytes per ok request per kept metric (int32 when
-the values fit, else 8).
+the values fit, else 8); a bounded Partial (a shard writer's) holds a histogram per metric
+instead, its quantiles resolved from the written rows (results/exact.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from mtia_cluster.results.hist import ValueHist
 from mtia_cluster.results.verdict import VerdictRules, metric_verdict, verdict
 from mtia_cluster.slo import ServiceSLO
 from mtia_cluster.units import NS_PER_S
@@ -61,6 +63,12 @@ class Partial:
     tpot: list[np.ndarray] = field(default_factory=list)
     spilled_from: dict[str, int] = field(default_factory=dict)  # home region -> requests
     network: list[np.ndarray] = field(default_factory=list)  # ok requests' network_ns > 0
+    # bounded statistics (a shard writer's): per kept metric (latency, ttft, tpot, network)
+    # a histogram instead of the values, the four lists above staying empty; the exact
+    # quantiles are filled into `resolved` (metric -> quantile name -> value) from one
+    # collecting read of the written rows (results/exact.py) before `finish`
+    hists: dict[str, ValueHist] | None = None
+    resolved: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     @property
     def offered(self) -> int:
@@ -148,12 +156,51 @@ def partial_of_columns(
     slo: ServiceSLO | None,
     keep_tokens: bool = False,
     latency: np.ndarray | None = None,
+    bounded: bool = False,
 ) -> Partial:
     """`partial` of requests given as numpy columns (see `_columns`); `latency`: the ok
     rows' ``narrow(latency_ns)`` when the caller has it (kept as given: the writer shares
-    one array with the region's interval statistics)."""
+    one array with the region's interval statistics). `bounded`: histograms of the kept
+    metrics instead of their values (`Partial.hists`)."""
     ok = c["status"] == 0
-    p = Partial(
+    p = _counted(c, ok, slo)
+    if latency is None and bounded:
+        latency = c["latency_ns"][ok]
+    values = metric_values(c, ok, _kind(slo, p) == "llm" or (keep_tokens and slo is None), latency)
+    if bounded:
+        p.hists = {name: ValueHist.of(v) for name, v in values.items()}
+        return p
+    p.latency = [values["latency"]]
+    if "network" in values:
+        p.network = [values["network"]]
+    if "ttft" in values:
+        p.ttft, p.tpot = [values["ttft"]], [values["tpot"]]
+    return p
+
+
+def metric_values(
+    c: dict[str, np.ndarray], ok: np.ndarray, tokens: bool, latency: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """The values of the kept metrics of requests `c` (numpy columns): the ok requests'
+    latency (`latency` when the caller has it, else ``narrow(latency_ns)``), their
+    network_ns above 0 (when the column is there), and with `tokens` their TTFT and the
+    TPOT of those with more than one output token. The one definition of each: the exact
+    re-read of written rows computes them here too (results/exact.py)."""
+    out = {"latency": narrow(c["latency_ns"][ok]) if latency is None else latency}
+    if "network_ns" in c:  # only the non-zero values: a network-free run keeps nothing
+        net = c["network_ns"][ok]
+        out["network"] = net[net > 0]
+    if tokens:
+        out["ttft"] = narrow((c["first_token_ns"] - c["arrival_ns"])[ok])
+        steps = c["output_tokens"].astype(np.int64) - 1
+        multi = ok & (steps > 0)
+        out["tpot"] = (c["finish_ns"] - c["first_token_ns"])[multi] / steps[multi]
+    return out
+
+
+def _counted(c: dict[str, np.ndarray], ok: np.ndarray, slo: ServiceSLO | None) -> Partial:
+    """The Partial's counts and sums (no kept values) of requests `c`."""
+    return Partial(
         counts=np.bincount(c["status"], minlength=len(STATUSES)).astype(np.int64),
         good=int(np.count_nonzero(c["slo_ok"])),
         items=int(c["items"][ok].sum()),
@@ -165,17 +212,7 @@ def partial_of_columns(
         preemptions=int(c["preemptions"].sum()),
         kv_failures=int(np.count_nonzero((c["status"] == REJECTED) & (c["accelerator_id"] >= 0))),
         over=_over(c, ok, slo) if slo is not None else {},
-        latency=[narrow(c["latency_ns"][ok]) if latency is None else latency],
     )
-    if "network_ns" in c:  # only the non-zero values: a network-free run keeps nothing
-        net = c["network_ns"][ok]
-        p.network = [net[net > 0]]
-    if _kind(slo, p) == "llm" or (keep_tokens and slo is None):
-        p.ttft = [narrow((c["first_token_ns"] - c["arrival_ns"])[ok])]
-        steps = c["output_tokens"].astype(np.int64) - 1
-        multi = ok & (steps > 0)
-        p.tpot = [(c["finish_ns"] - c["first_token_ns"])[multi] / steps[multi]]
-    return p
 
 
 def narrow(values: np.ndarray) -> np.ndarray:
@@ -209,7 +246,20 @@ def merge(parts: Iterable[Partial]) -> Partial:
         out.network += p.network
         for k, n in p.spilled_from.items():
             out.spilled_from[k] = out.spilled_from.get(k, 0) + n
+        if p.hists is not None:
+            out.hists = merge_hists(out.hists or {}, p.hists)
     return out
+
+
+def merge_hists(a: Mapping[str, ValueHist], b: Mapping[str, ValueHist]) -> dict[str, ValueHist]:
+    """Per metric, the histogram of both (a metric in one only is kept as it is)."""
+    return {k: a[k].merged(b[k]) if k in a and k in b else a.get(k) or b[k] for k in {*a, *b}}
+
+
+def kind_of(slo: ServiceSLO | None, p: Partial) -> str:
+    """The kind (rr, llm) of a group's figures: the SLO's, else LLM when any request has
+    output tokens."""
+    return _kind(slo, p)
 
 
 def _kind(slo: ServiceSLO | None, p: Partial) -> str:
@@ -263,7 +313,6 @@ def finish(
     """Counts, rates, latency quantiles (TTFT/TPOT for LLM) and verdict of one group."""
     seconds = max(duration_ns, 1) / NS_PER_S
     counts = {s: int(p.counts[i]) for i, s in enumerate(STATUSES)}
-    latency = _values(p.latency)
     out: dict[str, Any] = {
         "kind": _kind(slo, p),
         "offered": p.offered,
@@ -277,24 +326,57 @@ def finish(
         "output_tokens_per_s": p.output_tokens / seconds,
         "output_tokens": p.output_tokens,
         "items": p.items,
-        "latency_ns": {
-            "mean": float(latency.sum()) / len(latency) if len(latency) else None,
-            "max": int(latency.max()) if len(latency) else None,
-            **_quantiles(latency, QUANTILES),
-        },
+        "latency_ns": _latency_stats(p),
     }
-    network = _values(p.network)
-    if len(network):
-        out["network_ns"] = network_stats(network, counts["ok"])
+    network = _network_stats(p, counts["ok"])
+    if network is not None:
+        out["network_ns"] = network
     if out["kind"] == "llm":
-        out["ttft_ns"] = _quantiles(_values(p.ttft), TOKEN_QUANTILES)
-        out["tpot_ns"] = _quantiles(_values(p.tpot), TOKEN_QUANTILES)
+        out["ttft_ns"] = _token_quantiles(p, "ttft")
+        out["tpot_ns"] = _token_quantiles(p, "tpot")
         out["input_tokens"] = p.input_tokens
         out["preemptions"] = p.preemptions
         out["kv_allocation_failures"] = p.kv_failures
         out["prefix_cache_hit_rate"] = p.cached_tokens / p.input_tokens if p.input_tokens else None
     out["verdict"] = _verdict(p, slo, rules)
     return out
+
+
+def _latency_stats(p: Partial) -> dict[str, Any]:
+    """Mean, max and quantiles of the ok requests' latency (None for none), from the kept
+    values or from the histogram and the resolved quantiles."""
+    if p.hists is not None:
+        h = p.hists.get("latency") or ValueHist()
+        return {
+            "mean": float(h.total) / h.n if h.n else None,
+            "max": h.max if h.n else None,
+            **(p.resolved["latency"] if h.n else dict.fromkeys(QUANTILES)),
+        }
+    latency = _values(p.latency)
+    return {
+        "mean": float(latency.sum()) / len(latency) if len(latency) else None,
+        "max": int(latency.max()) if len(latency) else None,
+        **_quantiles(latency, QUANTILES),
+    }
+
+
+def _token_quantiles(p: Partial, metric: str) -> dict[str, float | None]:
+    """TTFT or TPOT quantiles of an LLM group (None for no values)."""
+    if p.hists is not None:
+        h = p.hists.get(metric) or ValueHist()
+        return p.resolved[metric] if h.n else dict.fromkeys(TOKEN_QUANTILES)
+    return _quantiles(_values(getattr(p, metric)), TOKEN_QUANTILES)
+
+
+def _network_stats(p: Partial, ok: int) -> dict[str, Any] | None:
+    """`network_stats` of the group, None when no ok request had network time."""
+    if p.hists is not None:
+        h = p.hists.get("network") or ValueHist()
+        if not h.n:
+            return None
+        return {"mean": float(h.total) / ok, "max": h.max, **p.resolved["network"], "requests": h.n}
+    network = _values(p.network)
+    return network_stats(network, ok) if len(network) else None
 
 
 def network_stats(nonzero: np.ndarray, ok: int) -> dict[str, Any]:

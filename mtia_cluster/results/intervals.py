@@ -19,7 +19,7 @@ from mtia_cluster.results.groupstats import narrow
 from mtia_cluster.results.schema import REGION_SCHEMA, dictionary
 from mtia_cluster.units import NS_PER_S
 
-_QS = {
+QS = {
     "latency_p50_ns": 0.5,
     "latency_p90_ns": 0.9,
     "latency_p99_ns": 0.99,
@@ -31,7 +31,7 @@ _NEEDED = ("arrival_ns", "finish_ns", "slo_ok", "latency_ns")
 _VALUE_BITS = 40  # values below 2**40 (ns: about 18 minutes) take the one-key fast path
 
 
-def _sorted_by_bin_then_value(bins: np.ndarray, values: np.ndarray) -> np.ndarray:
+def sorted_by_bin_then_value(bins: np.ndarray, values: np.ndarray) -> np.ndarray:
     """`values` ordered by (bin, value), int32 when every value fits. One in-place int64
     sort of ``bin << 40 | value`` when both fit (exact), else a two-key lexsort."""
     if len(values) == 0:
@@ -52,7 +52,7 @@ def binned_quantiles(
 ) -> list[np.ndarray]:
     """Per-bin quantiles with numpy's linear interpolation (one sort); NaN for empty bins."""
     counts = np.bincount(bins, minlength=n_bins)
-    return sorted_quantiles(_sorted_by_bin_then_value(bins, values), counts, qs)
+    return sorted_quantiles(sorted_by_bin_then_value(bins, values), counts, qs)
 
 
 def sorted_quantiles(ordered: np.ndarray, counts: np.ndarray, qs: list[float]) -> list[np.ndarray]:
@@ -84,6 +84,11 @@ class RegionIntervals:
     completed: np.ndarray  # int64 ok requests per finish bin
     good: np.ndarray  # int64 ok requests within SLO per finish bin
     latency_sorted: np.ndarray  # ok latencies ordered by (finish bin, value); int32 if fit
+    # bounded statistics (a shard writer's): counts only, `latency_sorted` empty; the exact
+    # per-bin quantiles (one array per QS entry, NaN for no value) are filled in from one
+    # read of the written rows (results/exact.py)
+    bounded: bool = False
+    quantiles: list[np.ndarray] | None = None
 
 
 def region_intervals(t: pa.Table, interval_ns: int) -> RegionIntervals:
@@ -101,8 +106,9 @@ class IntervalsBuilder:
     summed as pieces come (one array each, as long as the latest bin so far: a piece's
     counts start at bin 0, so keeping every piece's would hold pieces x bins)."""
 
-    def __init__(self, interval_ns: int) -> None:
+    def __init__(self, interval_ns: int, bounded: bool = False) -> None:
         self.interval_ns = interval_ns
+        self.bounded = bounded  # counts only (RegionIntervals.bounded)
         self.counts = [np.zeros(0, dtype=np.int64) for _ in range(3)]  # offered, completed, good
         self.done: list[np.ndarray] = []
         self.latency: list[np.ndarray] = []
@@ -127,6 +133,8 @@ class IntervalsBuilder:
         good = c["slo_ok"][ok]
         pieces = (np.bincount(arrival), np.bincount(done), np.bincount(done[good]))
         self.counts = [padded_sum([c, p]) for c, p in zip(self.counts, pieces, strict=True)]
+        if self.bounded:
+            return
         self.done.append(narrow_bins(done))
         self.latency.append(narrow(c["latency_ns"][ok]) if latency is None else latency)
 
@@ -136,13 +144,14 @@ class IntervalsBuilder:
         self.done = []
         latency = np.concatenate(self.latency) if self.latency else np.zeros(0, dtype=np.int64)
         self.latency = []
-        ordered = _sorted_by_bin_then_value(done, latency)
+        ordered = sorted_by_bin_then_value(done, latency)
         del done, latency
         return RegionIntervals(
             offered=self.counts[0],
             completed=self.counts[1],
             good=self.counts[2],
             latency_sorted=ordered,
+            bounded=self.bounded,
         )
 
 
@@ -167,19 +176,45 @@ def merge_intervals(parts: list[RegionIntervals]) -> RegionIntervals:
     if len(parts) == 1:
         return parts[0]
     completed = padded_sum([p.completed for p in parts])
+    if any(p.bounded for p in parts):
+        if not all(p.bounded for p in parts):
+            raise ValueError("bounded and kept-value interval statistics do not merge")
+        return RegionIntervals(
+            offered=padded_sum([p.offered for p in parts]),
+            completed=completed,
+            good=padded_sum([p.good for p in parts]),
+            latency_sorted=parts[0].latency_sorted,
+            bounded=True,
+        )
     bins = np.concatenate([np.repeat(np.arange(len(p.completed)), p.completed) for p in parts])
     values = np.concatenate([p.latency_sorted for p in parts])
     return RegionIntervals(
         offered=padded_sum([p.offered for p in parts]),
         completed=completed,
         good=padded_sum([p.good for p in parts]),
-        latency_sorted=_sorted_by_bin_then_value(bins, values),
+        latency_sorted=sorted_by_bin_then_value(bins, values),
     )
 
 
 def _fit(counts: np.ndarray, n: int) -> np.ndarray:
     out = np.zeros(n, dtype=np.int64)
     out[: len(counts)] = counts
+    return out
+
+
+def _interval_quantiles(ri: RegionIntervals, completed: np.ndarray) -> list[np.ndarray]:
+    """Per bin latency quantiles over `len(completed)` bins (NaN: no ok request)."""
+    if not ri.bounded:
+        return sorted_quantiles(ri.latency_sorted, completed, list(QS.values()))
+    if ri.quantiles is None:
+        if completed.any():
+            raise ValueError("bounded interval statistics without their resolved quantiles")
+        return [np.full(len(completed), np.nan) for _ in QS]
+    out = []
+    for q in ri.quantiles:
+        full = np.full(len(completed), np.nan)
+        full[: len(q)] = q
+        out.append(full)
     return out
 
 
@@ -212,8 +247,8 @@ def intervals_table(
     cols["offered_per_s"] = cols["offered"] / seconds  # type: ignore[operator]
     cols["completed_per_s"] = cols["completed"] / seconds  # type: ignore[operator]
     cols["goodput_per_s"] = cols["good"] / seconds  # type: ignore[operator]
-    quantiles = sorted_quantiles(ri.latency_sorted, completed, list(_QS.values()))
-    for name, vals in zip(_QS, quantiles, strict=True):
+    quantiles = _interval_quantiles(ri, completed)
+    for name, vals in zip(QS, quantiles, strict=True):
         cols[name] = pa.array(vals, mask=np.isnan(vals))
     cols["energy_j"] = e
     cols["power_w"] = e / seconds

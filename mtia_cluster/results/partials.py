@@ -9,6 +9,12 @@ the requests back. Merging is exact for any split of a region over shards (count
 kept latency values are concatenated and the quantiles computed over the union), so the same
 code serves region, rack and host placements and the single-process run.
 
+Two kinds: a shard writer's builder is ``bounded`` (histograms of the kept metrics and the
+interval counts, no values: memory follows the fleet and the intervals, not the requests;
+finalize gets the exact quantiles from one collecting read of the written rows,
+results/exact.py); an in-process summary (`results.run.summarize`), which has no written
+rows, keeps the values.
+
 request_id uniqueness: each shard checks its own ids at close (one sort of its ids); the
 coordinator checks that the shards together wrote as many rows as the trace has (the trace
 check already refused duplicate ids in the trace, and every row goes to exactly one shard).
@@ -52,6 +58,14 @@ class ShardStats:
     intervals: dict[str, RegionIntervals] = field(default_factory=dict)
     devices: DeviceStats | None = None  # totals of the device rows written (devstats.py)
 
+    @property
+    def bounded(self) -> bool:
+        """Histograms and counts only (a shard writer's): the exact quantiles need one read
+        of the written rows (results/exact.py)."""
+        return any(p.hists is not None for p in self.groups.values()) or any(
+            i.bounded for i in self.intervals.values()
+        )
+
 
 class StatsBuilder:
     """Accumulates a ShardStats from the request rows a shard writes, piece by piece."""
@@ -62,8 +76,10 @@ class StatsBuilder:
         slos: Mapping[str, ServiceSLO],
         interval_ns: int,
         check_unique: bool = True,
+        bounded: bool = False,
     ) -> None:
         self.services = tuple(services)
+        self.bounded = bounded  # histograms, not values: see the module doc
         self.slos = slos
         self.interval_ns = interval_ns
         self.check_unique = check_unique
@@ -101,7 +117,7 @@ class StatsBuilder:
         present = np.flatnonzero(counts[1:])
         # the ok rows' latencies, kept once: the region's intervals and, when the piece is of
         # one service, its group share this array (finalize keeps one sorted copy per region)
-        kept = narrow(c["latency_ns"][c["status"] == 0])
+        kept = None if self.bounded else narrow(c["latency_ns"][c["status"] == 0])
         spill = _spilled_by_service(table)
         grouped, starts = c, np.concatenate([[0], np.cumsum(counts[1:])])
         if len(present) > 1:  # one gather per column, then a slice per service
@@ -112,14 +128,25 @@ class StatsBuilder:
             mine = {k: v[lo:hi] for k, v in grouped.items()}
             name = self.services[code]
             shared = kept if len(present) == 1 else None
-            piece = partial_of_columns(mine, self.slos.get(name), keep_tokens=True, latency=shared)
+            piece = partial_of_columns(
+                mine, self.slos.get(name), True, latency=shared, bounded=self.bounded
+            )
             piece.spilled_from = spill.get(name, {})
-            self._groups.setdefault((region, name), []).append(piece)
+            self._keep((region, name), piece)
         if region not in self._intervals:
-            self._intervals[region] = IntervalsBuilder(self.interval_ns)
+            self._intervals[region] = IntervalsBuilder(self.interval_ns, self.bounded)
         self._intervals[region].add_columns(c, latency=kept)
         if self.check_unique:
             self._ids.add(table["request_id"].to_numpy())
+
+    def _keep(self, key: tuple[str, str], piece: Partial) -> None:
+        """Add one piece's partial to its group: bounded, merged at once (a few histograms
+        per group); else kept as a piece (its values merge once, at `result`)."""
+        pieces = self._groups.setdefault(key, [])
+        if self.bounded and pieces:
+            pieces[0] = merge([pieces[0], piece])
+        else:
+            pieces.append(piece)
 
     def result(self) -> ShardStats:
         """The merged statistics; raises UserError when a request_id was written twice.
@@ -136,7 +163,7 @@ class StatsBuilder:
             if region not in intervals:
                 intervals[region] = self._intervals.pop(region).result()
             p = merge(self._groups.pop(key))
-            if services_in[region] == 1:
+            if services_in[region] == 1 and not self.bounded:
                 p = _sharing(p, intervals[region])
             groups[key] = _compact(p)
             return_freed_memory()  # the region's pieces: holes in the heap until returned

@@ -123,7 +123,7 @@ class ShardWriter:
         self.root = Path(target.tmp_dir)
         if not (self.root / "requests").is_dir():
             raise UserError("not an open results run directory", file=self.root)
-        self.builder = StatsBuilder(target.services, target.slos, target.interval_ns)
+        self.builder = StatsBuilder(target.services, target.slos, target.interval_ns, bounded=True)
         self.device_builder = DeviceStatsBuilder(target.interval_ns)
         self.stats: ShardStats | None = None  # set by close()
         self.seq = self._recover()

@@ -10,11 +10,11 @@ are byte for byte those of doing it in line. Rows are buffered up to `FLUSH_ROWS
 written through the shard writer
 `replay`'s shards use (`ShardWriter`: split by region on the int codes, converted once,
 statistics accumulated as written); each device sample becomes one interval of `devices`
-rows at once (`DeviceTracker`). Nothing grows with the run's length except the exact
-quantiles' kept values (results/partials.py: ~6 bytes per ok R&R request, its latency shared
-by its region's intervals and group, and its finish interval) and the request_id check (one
-bit per id). A trace with rows without a region is read whole
-(their regions come from one draw in trace order), as the distributed coordinator does.
+rows at once (`DeviceTracker`). Nothing grows with the run's length except the request_id
+check (one bit per id): the exact quantiles keep histograms, not values, and are resolved
+from one read of the written rows at finalize (results/exact.py). A trace with rows
+without a region is read whole (their regions come from one draw in trace order), as the
+distributed coordinator does.
 
 Order of the written rows: per region partition, in the order the requests finished (one
 part file per shard and checkpoint); readers that need request_id order sort

@@ -6,7 +6,9 @@ the regions' partial statistics (groupstats), which keep 4 bytes per ok request 
 metric when the values fit int32 (latency; TTFT and TPOT for LLM), else 8. Quantiles are
 exact (numpy's default linear interpolation over the group's ok requests): a service's
 fleet-wide quantiles need one copy of its values (360 M requests: 1.4 GB), partitioned in
-place (docs/results.md "Streaming output").
+place (docs/results.md "Streaming output"). A shard writer's statistics hold histograms
+instead; their quantiles come from one collecting read (results/exact.py) and reach
+`summary_from_partials` resolved.
 """
 
 from __future__ import annotations
@@ -139,12 +141,14 @@ def summary_from_partials(
     duration_ns: int,
     rules: VerdictRules,
     replicas: Sequence[dict[str, Any]] = (),
+    fleet_resolved: Mapping[str, Mapping[str, dict[str, float | None]]] | None = None,
 ) -> dict[str, Any]:
     """The `summary.json` document from each region's per-service partials (a service
     without requests in a region is absent), the device totals and the LLM replica rows
     (`results.replicas`); `dev` is `devstats.totals_of`: per group, and per service, region
     and the fleet ("*") summed over accelerators. Both paths (reading the requests back, or
-    partials computed by the shards) end here."""
+    partials computed by the shards) end here. `fleet_resolved`: each service's fleet-wide
+    quantiles when the partials are bounded (results/exact.py), else computed here."""
     groups: list[dict[str, Any]] = []
     region_rows: list[dict[str, Any]] = []
     spill: list[dict[str, Any]] = []
@@ -171,11 +175,10 @@ def summary_from_partials(
         region_rows.append(_region_row(region, groups, dev, duration_ns))
     fleet_services = []
     for service in services:
-        slo = slos.get(service)
-        stats = finish(merge(partials.pop(service)), slo=slo, duration_ns=duration_ns, rules=rules)
-        total = dev.get(("*", service))  # summed over accelerators, as `analyze` sums
-        stats = {**with_devices(stats, total), **_serving(stats, replicas, "*", service)}
-        fleet_services.append({"region": "*", "service": service, **stats})
+        merged = merge(partials.pop(service))
+        if fleet_resolved is not None:
+            merged.resolved = dict(fleet_resolved.get(service, {}))
+        fleet_services.append(_fleet_row(merged, service, slos, dev, replicas, duration_ns, rules))
     return {
         "duration_ns": int(duration_ns),
         "duration_s": duration_ns / NS_PER_S,
@@ -188,6 +191,22 @@ def summary_from_partials(
         "llm_replicas": list(replicas),
         "spill": spill,
     }
+
+
+def _fleet_row(
+    merged: Partial,
+    service: str,
+    slos: Mapping[str, ServiceSLO],
+    dev: Mapping[tuple[str, str | None], DeviceTotals],
+    replicas: Sequence[dict[str, Any]],
+    duration_ns: int,
+    rules: VerdictRules,
+) -> dict[str, Any]:
+    """The fleet-wide row of one service from its regions' merged partial."""
+    stats = finish(merged, slo=slos.get(service), duration_ns=duration_ns, rules=rules)
+    total = dev.get(("*", service))  # summed over accelerators, as `analyze` sums
+    stats = {**with_devices(stats, total), **_serving(stats, replicas, "*", service)}
+    return {"region": "*", "service": service, **stats}
 
 
 def _serving(

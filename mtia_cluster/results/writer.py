@@ -290,7 +290,7 @@ class ResultsWriter:
                     field="request_id",
                 )
             self.derived_from = "shard statistics"
-            return derive_from_stats(merged, devices, **common)
+            return derive_from_stats(merged, devices, requests=request_dataset(self.tmp), **common)
         self.derived_from = "requests read back"
         return derive(request_dataset(self.tmp), devices, check_unique=check_unique, **common)
 

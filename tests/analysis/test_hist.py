@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mtia_cluster.results.analysis.hist import (
+from mtia_cluster.results.hist import (
     N_BUCKETS,
     SparseCounts,
     ValueCollector,

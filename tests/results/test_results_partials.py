@@ -15,7 +15,13 @@ from results_synth import INTERVAL_NS, REGIONS, SERVICES, SLOS, make_completed
 
 from mtia_cluster.errors import UserError
 from mtia_cluster.results import ResultsWriter
+from mtia_cluster.results.convert import (
+    completed_by_region,
+    completed_to_table,
+    request_file_table,
+)
 from mtia_cluster.results.derive import derive
+from mtia_cluster.results.partials import StatsBuilder
 from mtia_cluster.results.schema import FORMAT_VERSION
 from mtia_cluster.results.writer_io import dataset_or_none, request_dataset
 
@@ -150,24 +156,34 @@ def test_duplicate_found_for_dense_and_sparse_ids(ids) -> None:
 )
 @given(n=st.integers(1, 400), seed=st.integers(0, 10_000), chunk=st.integers(1, 150))
 def test_one_service_regions_share_their_kept_latencies(tmp_path_factory, n, seed, chunk):
-    """A region serving one service keeps its ok latencies once: the group's values are the
-    region's sorted interval values (the same array), and every figure still equals reading
-    the parts back and numpy's quantiles over the group's ok latencies."""
+    """Kept values (the in-process builder): a region serving one service keeps its ok
+    latencies once, the group's values being the region's sorted interval values (the same
+    array). A shard writer keeps none (bounded: histograms, counts); every figure of its
+    run still equals reading the parts back and numpy's quantiles over the group's ok
+    latencies."""
     c = make_completed(n, seed=seed)
     c = dataclasses.replace(c, service=(c.region % len(SERVICES)).astype(np.int32))
     out = tmp_path_factory.mktemp("s") / "run"
+    kept = StatsBuilder(SERVICES, SLOS, INTERVAL_NS, check_unique=False)
     with _writer(out, SLOS) as run:
         with run.shard(0) as w:
             for i in range(0, n, chunk):
                 w.write_completed(c.take(slice(i, i + chunk)))
-        stats = w.stats
+                for _, rows in completed_by_region(c.take(slice(i, i + chunk))):
+                    table = completed_to_table(rows, services=SERVICES, regions=REGIONS, slos=SLOS)
+                    kept.add(REGIONS[int(rows.region[0])], request_file_table(table))
+        bounded = w.stats
         run.finalize(expected_requests=n)
-    assert stats is not None
-    for (region, service), p in stats.groups.items():
-        assert p.latency[0] is stats.intervals[region].latency_sorted
+    assert bounded is not None and bounded.bounded
+    values = kept.result()
+    for (region, service), p in values.groups.items():
+        assert p.latency[0] is values.intervals[region].latency_sorted
         rows = (c.region == REGIONS.index(region)) & (c.status == 0)
         expected = np.sort((c.finish_ns - c.arrival_ns)[rows])
         assert np.array_equal(np.sort(np.concatenate(p.latency)), expected), (region, service)
+        b = bounded.groups[(region, service)]
+        assert not b.latency and b.hists is not None and b.hists["latency"].n == len(expected)
+        assert len(bounded.intervals[region].latency_sorted) == 0
     summary = json.loads((out / "summary.json").read_text())
     for g in summary["groups"]:
         rows = (c.region == REGIONS.index(g["region"])) & (c.status == 0)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mtia_cluster.results.analysis.groups import Level
-from mtia_cluster.results.analysis.hist import N_BUCKETS, SparseCounts, bucket_of
+from mtia_cluster.results.hist import N_BUCKETS, SparseCounts, bucket_of
 from mtia_cluster.results.summary import QUANTILES, TOKEN_QUANTILES
 
 COUNTS = ("offered", "completed", "good", "dropped", "rejected", "failed", "items", "tokens")

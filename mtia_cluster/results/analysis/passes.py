@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 
 from mtia_cluster.results.analysis.accumulators import METRICS, Batch, LevelAcc
 from mtia_cluster.results.analysis.groups import Keys, name_codes
-from mtia_cluster.results.analysis.hist import N_BUCKETS
 from mtia_cluster.results.analysis.refine import exact_quantiles, make_plans
+from mtia_cluster.results.hist import N_BUCKETS
 from mtia_cluster.results.summary import STATUSES
 from mtia_cluster.slo import ServiceSLO
 

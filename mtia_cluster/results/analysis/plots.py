@@ -28,7 +28,6 @@ from mtia_cluster.output import HTML_GENERATOR, PLOT_FILE, claim_output, staged
 from mtia_cluster.results.analysis import svg
 from mtia_cluster.results.analysis.core import analyze
 from mtia_cluster.results.analysis.groups import Level, build_keys
-from mtia_cluster.results.analysis.hist import N_BUCKETS, bucket_lower_bound
 from mtia_cluster.results.analysis.passes import LevelAcc, batches, first_pass, llm_mask
 from mtia_cluster.results.analysis.report import (
     GROUP_HEADERS,
@@ -43,6 +42,7 @@ from mtia_cluster.results.analysis.service_panels import (
     panel_svgs,
 )
 from mtia_cluster.results.autoscale import replica_series
+from mtia_cluster.results.hist import N_BUCKETS, bucket_lower_bound
 from mtia_cluster.results.links import busiest_links, read_links
 from mtia_cluster.results.reader import Results
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mtia_cluster.results.analysis.hist import (
+from mtia_cluster.results.hist import (
     N_BUCKETS,
     SparseCounts,
     ValueCollector,

@@ -12,6 +12,7 @@ bit for bit, which is what `summary.json` uses.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -110,18 +111,27 @@ def rank_targets(
     for start, stop in zip(
         np.concatenate([[0], bounds]), np.concatenate([bounds, [len(keys)]]), strict=True
     ):
-        gkeys, cum = keys[start:stop], np.cumsum(counts[start:stop])
-        n = int(cum[-1])
-        targets = []
-        for name, q in qs.items():
-            pos = (n - 1) * q
-            lo = int(np.floor(pos))
-            for rank in (lo, min(lo + 1, n - 1)):
-                j = int(np.searchsorted(cum, rank, side="right"))
-                offset = rank - (int(cum[j - 1]) if j else 0)
-                targets.append((name, int(gkeys[j]), offset, pos - lo))
-        out[int(groups[start])] = targets
+        out[int(groups[start])] = group_targets(keys[start:stop], counts[start:stop], qs)
     return out
+
+
+def group_targets(
+    keys: np.ndarray, counts: np.ndarray, qs: Mapping[str, float]
+) -> list[tuple[str, int, int, float]]:
+    """One group's targets: for each quantile, (name, key, offset in that key, fraction)
+    of ranks ``lo = floor((n - 1) * q)`` and ``min(lo + 1, n - 1)``, from the group's
+    sorted occupied keys and their counts (n = their sum > 0)."""
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+    targets = []
+    for name, q in qs.items():
+        pos = (n - 1) * q
+        lo = int(np.floor(pos))
+        for rank in (lo, min(lo + 1, n - 1)):
+            j = int(np.searchsorted(cum, rank, side="right"))
+            offset = rank - (int(cum[j - 1]) if j else 0)
+            targets.append((name, int(keys[j]), offset, pos - lo))
+    return targets
 
 
 class ValueCollector:
@@ -200,3 +210,45 @@ def resolve(
             fracs[name] = frac
         out[group] = {name: lerp(v[0], v[1], fracs[name]) for name, v in vals.items()}
     return out
+
+
+@dataclass
+class ValueHist:
+    """One metric of a set of requests without its values: counts per bucket (`bucket_of`;
+    the array stops at the last occupied bucket), how many values, their sum (integer
+    values; 0 for floats, whose sum no figure uses) and their max. Mergeable: `merged`
+    adds. The exact quantiles come from the counts and one collecting read of the values
+    (results/exact.py)."""
+
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    n: int = 0
+    total: int = 0
+    max: int | float | None = None
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> ValueHist:
+        """The histogram of `values` (non-negative in practice: negatives count in bucket 0)."""
+        if len(values) == 0:
+            return cls()
+        whole = values.dtype.kind in "iu"
+        top = values.max()
+        return cls(
+            counts=np.bincount(bucket_of(values)).astype(np.int64),
+            n=len(values),
+            total=int(values.sum()) if whole else 0,
+            max=int(top) if whole else float(top),
+        )
+
+    def merged(self, other: ValueHist) -> ValueHist:
+        """The histogram of the union of two disjoint sets of values."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        counts = np.zeros(max(len(self.counts), len(other.counts)), dtype=np.int64)
+        counts[: len(self.counts)] += self.counts
+        counts[: len(other.counts)] += other.counts
+        assert self.max is not None and other.max is not None
+        return ValueHist(
+            counts, self.n + other.n, self.total + other.total, max(self.max, other.max)
+        )
