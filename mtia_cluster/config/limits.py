@@ -41,6 +41,7 @@ class Limits:
     region_intervals: int = 10_000_000  # (span / metrics interval) x regions: `regions/` rows
     trace_span_s: float = 31 * 86_400.0  # last arrival - first arrival
     generated_requests: int = 100_000_000  # rows `trace generate` builds in memory
+    failure_events: int = 10_000_000  # fail/repair events `failures:` would draw
     yaml_depth: int = 64  # nesting of mappings and lists in one YAML document
     yaml_nodes: int = 1_000_000  # nodes of a YAML document with every alias expanded
 

@@ -56,6 +56,7 @@ def check_scenario(scenario: Scenario, limits: Limits | None = None) -> None:
             )
     _check_weights(sc)
     _check_times(sc, lim)
+    _check_failure_events(sc, lim)
 
 
 def _check_times(sc: Scenario, lim: Limits) -> None:
@@ -88,6 +89,29 @@ def _check_times(sc: Scenario, lim: Limits) -> None:
                 sc.file,
                 field,
                 " s",
+            )
+
+
+def _check_failure_events(sc: Scenario, lim: Limits) -> None:
+    """The fail/repair events `failures:` would draw, about 2 x units x horizon / (MTBF +
+    MTTR) per spec, with every accelerator of the matching regions counted as a unit (an
+    upper bound on hosts and racks): a 1-ms MTBF over a day is 10^8 events per host, drawn
+    one by one before the first request (a hang, then out of memory)."""
+    per_region = {r.name: sum(p.accelerators for p in r.pools) for r in sc.regions}
+    for k, f in enumerate(sc.failures):
+        units = sum(n for name, n in per_region.items() if f.region in (None, name))
+        if f.level == "region":
+            units = sum(1 for name in per_region if f.region in (None, name))
+        events = 2.0 * units * f.horizon_s / (f.mtbf_s + f.mttr_s)
+        if events > lim.failure_events:
+            field = f"failures[{k}].mtbf_s"
+            raise limit_error(
+                "expected fail/repair events",
+                round(events),
+                "failure_events",
+                lim.failure_events,
+                sc.file,
+                field,
             )
 
 
