@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mtia_cluster.catalog import Catalog
+from mtia_cluster.config.limits import Limits, limit_error
 from mtia_cluster.cost.data import load_cost_data, region_grid
 from mtia_cluster.cost.power import pool_rates
 from mtia_cluster.errors import UserError
@@ -81,7 +82,7 @@ def _estimate_all(plan: Plan, cat: Catalog) -> list[dict[str, Any]]:
     sizes = mean_sizes(plan.doc.seed)
     data = load_cost_data()
     grids = {r.name: region_grid(data, r.name, r.energy, plan.file) for r in plan.doc.regions}
-    opts = plan.doc.search
+    opts, limit = plan.doc.search, Limits.from_env().accelerators
     rows = []
     for service in plan.doc.services:
         for c in candidates(cat, plan, service, sizes):
@@ -90,11 +91,36 @@ def _estimate_all(plan: Plan, cat: Catalog) -> list[dict[str, Any]]:
                 row = {"candidate": c, "region": region, "label": c.label, "passed": None}
                 if rates is not None:
                     units = units_needed(demand.peak_rps, c.rps_per_unit, opts.spare_units)
+                    if units * c.unit_accelerators > limit:  # a fleet no scenario may hold
+                        row["over_limit"] = units * c.unit_accelerators
+                        rows.append(row)
+                        continue
                     # what a smaller fleet's cost needs (`_trim`); not part of the result
                     row.update(_rates=rates, _grid=grids[region], _demand=demand, trimmed=0)
                     row.update(cost=_cost(plan, row, units), rps_per_unit=c.rps_per_unit)
                 rows.append(row)
+    _check_sizes(plan, rows, limit)
     return rows
+
+
+def _check_sizes(plan: Plan, rows: list[dict[str, Any]], limit: int) -> None:
+    """A (service, region) whose every estimated candidate needs more accelerators than the
+    `accelerators` limit is one line naming its peak_rps (a typo of a few zeros), before
+    any replay; candidates over the limit where others fit are left out of the ranking."""
+    for i, service in enumerate(plan.doc.services):
+        for region in service.demand:
+            mine = [r for r in rows if r["candidate"].service == service.name]
+            mine = [r for r in mine if r["region"] == region]
+            over = [r["over_limit"] for r in mine if "over_limit" in r]
+            if over and not any("cost" in r for r in mine):
+                raise limit_error(
+                    "accelerators needed at peak by the smallest candidate fleet",
+                    min(over),
+                    "accelerators",
+                    limit,
+                    plan.file,
+                    f"services[{i}].demand.{region}.peak_rps",
+                )
 
 
 def _cost(plan: Plan, row: dict[str, Any], units: int) -> dict[str, Any]:
@@ -292,13 +318,20 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
         "unit_accelerators": c.unit_accelerators,
         "rps_per_unit": c.rps_per_unit,
         "bound": c.bound,
-        "infeasible": c.infeasible,
+        "infeasible": c.infeasible or _over(row),
         "passed": row["passed"],
     }
     for key in ("cost", "replay", "trimmed"):
         if key in row:
             out[key] = row[key]
     return out
+
+
+def _over(row: dict[str, Any]) -> str | None:
+    """Why a row has no estimate in its region: its fleet would exceed the limit."""
+    if "over_limit" not in row:
+        return None
+    return f"needs {row['over_limit']:,} accelerators at this peak (limit accelerators)"
 
 
 def _totals(winners: list[dict[str, Any]]) -> dict[str, Any]:
