@@ -50,7 +50,8 @@ class Demand(Strict):
     peak_rps: Positive
     peak_to_trough: Annotated[float, Field(ge=1.0)] = 1.0
     tz_offset_h: Annotated[float, Field(ge=-12.0, le=14.0)] = 0.0
-    weekly_growth_pct: Annotated[float, Field(ge=-50.0)] = 0.0
+    # at most doubling every week (1e300 overflowed the demand to inf)
+    weekly_growth_pct: Annotated[float, Field(ge=-50.0, le=100.0)] = 0.0
     peak_hour_local: Annotated[float, Field(ge=0.0, le=24.0)] = 20.0
 
 

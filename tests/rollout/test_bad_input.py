@@ -96,6 +96,18 @@ CASES: dict[str, tuple[dict[str, Any], str]] = {
     "llm-rel-tol": ({**LLM, "service.capacity_search": {"rel_tol": 0.9}}, "must be <= 0.5"),
     "llm-search-field": ({**LLM, "service.capacity_search": {"bins": 3}}, "unknown key"),
     "llm-hosts": ({**LLM, "service.capacity_search": {"hosts": 0}}, "must be > 0"),
+    "growth-overflow": (
+        {
+            "fleet.regions": [
+                {
+                    "name": "a",
+                    "racks": {"mtia-400": 4},
+                    "demand": {"peak_rps": 1, "weekly_growth_pct": 1e300},
+                }
+            ]
+        },
+        "must be <= 100",
+    ),
 }
 
 
