@@ -383,9 +383,12 @@ def node_id() -> str:
 
 
 def actor_lost(exc: BaseException) -> bool:
-    """The error says an actor died or is (for now) unavailable."""
+    """The error says an actor died or is (for now) unavailable, including one Ray's memory
+    monitor killed (OutOfMemoryError: the node near its memory limit; Ray restarts the
+    actor like any other death, and a run whose restarts are spent fails in one line)."""
     errors = _ray().exceptions
-    return isinstance(exc, errors.RayActorError | errors.ActorUnavailableError)
+    lost = errors.RayActorError | errors.ActorUnavailableError | errors.OutOfMemoryError
+    return isinstance(exc, lost)
 
 
 def actor_unavailable(exc: BaseException) -> bool:

@@ -75,6 +75,22 @@ def test_shard_killed_again_during_its_recovery_recovers(
     assert_same_run(reference, out)
 
 
+def test_shard_killed_by_the_memory_monitor_during_recovery_recovers(
+    local_ray, short_trace, reference, tmp_path
+):
+    """Ray's OutOfMemoryError (a worker killed on a node near its memory limit) counts as a
+    lost actor: recovered like any death, not a traceback (the 360 M-request replay died
+    of one while another process took the machine's memory)."""
+    import json
+
+    faulty = KillingActors(1, 3, oom=1)
+    opt = ReplayOptions(epoch_ns=20 * 10**9)
+    out = replay(SCENARIO, short_trace, tmp_path / "run", opt, transport=faulty)
+    assert faulty.killed == ["shard-0001"] * 2
+    assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 2
+    assert_same_run(reference, out)
+
+
 def test_shard_past_its_restart_budget_fails_the_run_in_one_line(local_ray, short_trace, tmp_path):
     from mtia_cluster.distributed.runner import MAX_RESTARTS
     from mtia_cluster.errors import RunFailed
