@@ -32,6 +32,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -283,18 +284,34 @@ def _join(address: str, namespace: str, field: str) -> Any:
             env["RAY_AUTH_MODE"] = "token"
         _apply_ray_env(env)
     ray = _ray()
+    rejected = "the cluster rejected the authentication token (RAY_AUTH_TOKEN, "
+    rejected += "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
     with _ray_stderr(watch_auth=True) as log:
         try:
             return ray.init(address=address, namespace=namespace, **_quiet())
         except KeyboardInterrupt:
             if not any(m in log() for m in _AUTH_FAILED):
                 raise
-            problem = "the cluster rejected the authentication token (RAY_AUTH_TOKEN, "
-            problem += "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token)"
+            problem = rejected
         except Exception as exc:
-            problem = f"could not join the Ray cluster: {_last_line(exc, log())}"
+            # ray.init may give up before the watcher saw the rejection its C++ client logs
+            problem = rejected
+            if not _auth_failed(log):
+                problem = f"could not join the Ray cluster: {_last_line(exc, log())}"
     ray.shutdown()
     raise UserError(problem, field=field, value=address)
+
+
+def _auth_failed(log: Callable[[], str], wait_s: float = 1.0) -> bool:
+    """Whether the captured client log shows a rejected token, waiting up to `wait_s` for
+    the line (the C++ client writes it from its own thread)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if any(m in log() for m in _AUTH_FAILED):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _connected() -> bool:

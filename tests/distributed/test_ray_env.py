@@ -284,3 +284,17 @@ def test_ctrl_c_during_launch_head_start_stops_what_it_started(tmp_path, monkeyp
         assert not os.path.exists(dirs[0])
     finally:
         procs.terminate(started, grace_s=0)
+
+
+def test_a_rejection_logged_after_init_gave_up_is_still_named_the_token():
+    """ray.init can fail ("Failed to connect") before the watcher read the client's
+    Unauthenticated line; the join waits briefly for it so the error names the token."""
+    import time
+
+    start = time.monotonic()
+
+    def late_log() -> str:  # the C++ client's line arrives 0.2 s after init gave up
+        return "... Unauthenticated ..." if time.monotonic() - start > 0.2 else ""
+
+    assert ray_env._auth_failed(late_log, wait_s=1.0)
+    assert not ray_env._auth_failed(lambda: "connection refused", wait_s=0.1)
