@@ -60,30 +60,20 @@ def test_killed_shard_restarts_from_checkpoint(
     assert_same_run(reference, out)  # no request lost, none duplicated, same figures
 
 
+@pytest.mark.parametrize(
+    "fault", [{"again": 1}, {"oom": 1}], ids=["killed-again", "memory-monitor"]
+)
 def test_shard_killed_again_during_its_recovery_recovers(
-    local_ray, short_trace, reference, tmp_path
+    local_ray, short_trace, reference, tmp_path, fault
 ):
     """The actor dies a second time right after Ray restarted it, while the coordinator
-    resends the calls since its checkpoint: a second recovery, identical results."""
+    resends the calls since its checkpoint: a second recovery, identical results. With
+    `oom`, Ray reports the second death as OutOfMemoryError (its memory monitor killed the
+    worker on a node near its memory limit): a lost actor like any other, not a traceback
+    (the 360 M-request replay died of one while another process took the machine's memory)."""
     import json
 
-    faulty = KillingActors(1, 3, again=1)
-    opt = ReplayOptions(epoch_ns=20 * 10**9)
-    out = replay(SCENARIO, short_trace, tmp_path / "run", opt, transport=faulty)
-    assert faulty.killed == ["shard-0001"] * 2
-    assert json.loads((out / "manifest.json").read_text())["shard_restarts"] == 2
-    assert_same_run(reference, out)
-
-
-def test_shard_killed_by_the_memory_monitor_during_recovery_recovers(
-    local_ray, short_trace, reference, tmp_path
-):
-    """Ray's OutOfMemoryError (a worker killed on a node near its memory limit) counts as a
-    lost actor: recovered like any death, not a traceback (the 360 M-request replay died
-    of one while another process took the machine's memory)."""
-    import json
-
-    faulty = KillingActors(1, 3, oom=1)
+    faulty = KillingActors(1, 3, **fault)
     opt = ReplayOptions(epoch_ns=20 * 10**9)
     out = replay(SCENARIO, short_trace, tmp_path / "run", opt, transport=faulty)
     assert faulty.killed == ["shard-0001"] * 2
