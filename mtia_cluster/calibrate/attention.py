@@ -27,13 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mtia_cluster.calibrate.grid import fit_two, grid_min, mape
+from mtia_cluster.calibrate.grid import US, fit_two, grid_min, mape
 from mtia_cluster.catalog.chip import Chip
 from mtia_cluster.catalog.op_model import OpParams
 from mtia_cluster.errors import UserError
 
 MS = 1e-3
-US = 1e-6
 KV_BYTES = 2.0  # Vidur profiles FP16 KV
 COLUMNS = (
     "n_embd",

@@ -99,9 +99,8 @@ def _check_failure_events(sc: Scenario, lim: Limits) -> None:
     one by one before the first request (a hang, then out of memory)."""
     per_region = {r.name: sum(p.accelerators for p in r.pools) for r in sc.regions}
     for k, f in enumerate(sc.failures):
-        units = sum(n for name, n in per_region.items() if f.region in (None, name))
-        if f.level == "region":
-            units = sum(1 for name in per_region if f.region in (None, name))
+        per_unit = f.level != "region"  # a region fails as one unit
+        units = sum(n if per_unit else 1 for r, n in per_region.items() if f.region in (None, r))
         events = 2.0 * units * f.horizon_s / (f.mtbf_s + f.mttr_s)
         if events > lim.failure_events:
             field = f"failures[{k}].mtbf_s"

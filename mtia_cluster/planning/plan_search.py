@@ -109,8 +109,9 @@ def _check_sizes(plan: Plan, rows: list[dict[str, Any]], limit: int) -> None:
     any replay; candidates over the limit where others fit are left out of the ranking."""
     for i, service in enumerate(plan.doc.services):
         for region in service.demand:
-            mine = [r for r in rows if r["candidate"].service == service.name]
-            mine = [r for r in mine if r["region"] == region]
+            mine = [
+                r for r in rows if r["candidate"].service == service.name and r["region"] == region
+            ]
             over = [r["over_limit"] for r in mine if "over_limit" in r]
             if over and not any("cost" in r for r in mine):
                 raise limit_error(

@@ -243,10 +243,6 @@ def _bench_args(cat: Catalog, b: LLMBenchmark, scenario: str = "server") -> dict
     }
 
 
-def _llama2_args(cat: Catalog) -> dict[str, Any]:
-    return _bench_args(cat, LLAMA2)
-
-
 def config_note(cfg: ScenarioConfig) -> str:
     """The run's engine settings and where each comes from, for a check's method text."""
     return (

@@ -110,21 +110,19 @@ def _wanted_of(p: Partial, slo: ServiceSLO | None) -> dict[str, Wanted]:
     return out
 
 
-def plan(
+def _wanted_all(
     stats: ShardStats, services: Sequence[str], slos: Mapping[str, ServiceSLO]
-) -> tuple[dict[tuple[str, str], dict[str, Wanted]], dict[str, Partial]]:
-    """The wanted quantiles per (region, service) and per (fleet "*", service), and the
-    fleet's merged partial of each service."""
+) -> dict[tuple[str, str], dict[str, Wanted]]:
+    """The wanted quantiles per (region, service) and per (fleet "*", service), the
+    fleet's from the merged histograms of the service's regions."""
     wanted = {}
     for (region, service), p in stats.groups.items():
         wanted[(region, service)] = _wanted_of(p, slos.get(service))
-    fleet = {}
     for service in services:
         mine = [p for (_, s), p in stats.groups.items() if s == service]
         if mine:
-            fleet[service] = merge(mine)
-            wanted[("*", service)] = _wanted_of(fleet[service], slos.get(service))
-    return wanted, fleet
+            wanted[("*", service)] = _wanted_of(merge(mine), slos.get(service))
+    return wanted
 
 
 class IntervalStream:
@@ -267,7 +265,7 @@ def resolve_exact(
     each region's `RegionIntervals.quantiles`. Returns the fleet's: service -> metric ->
     quantiles (for `summary_from_partials`). See the module doc."""
     names = tuple(services)
-    wanted, _ = plan(stats, names, slos)
+    wanted = _wanted_all(stats, names, slos)
     fleet = {s: w for (r, s), w in wanted.items() if r == "*"}
     columns = _columns_for(wanted)
     files = region_files(requests)

@@ -166,7 +166,9 @@ def partial_of_columns(
     p = _counted(c, ok, slo)
     if latency is None and bounded:
         latency = c["latency_ns"][ok]
-    values = metric_values(c, ok, _kind(slo, p) == "llm" or (keep_tokens and slo is None), latency)
+    values = metric_values(
+        c, ok, kind_of(slo, p) == "llm" or (keep_tokens and slo is None), latency
+    )
     if bounded:
         p.hists = {name: ValueHist.of(v) for name, v in values.items()}
         return p
@@ -259,11 +261,6 @@ def merge_hists(a: Mapping[str, ValueHist], b: Mapping[str, ValueHist]) -> dict[
 def kind_of(slo: ServiceSLO | None, p: Partial) -> str:
     """The kind (rr, llm) of a group's figures: the SLO's, else LLM when any request has
     output tokens."""
-    return _kind(slo, p)
-
-
-def _kind(slo: ServiceSLO | None, p: Partial) -> str:
-    """The SLO's kind; without one, LLM when any request has output tokens."""
     if slo is not None:
         return slo.kind
     return "llm" if p.has_tokens else "rr"
@@ -314,7 +311,7 @@ def finish(
     seconds = max(duration_ns, 1) / NS_PER_S
     counts = {s: int(p.counts[i]) for i, s in enumerate(STATUSES)}
     out: dict[str, Any] = {
-        "kind": _kind(slo, p),
+        "kind": kind_of(slo, p),
         "offered": p.offered,
         "completed": counts["ok"],
         "good": p.good,
